@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every benchmark binary in <build>/bench. Each prints its own ratios
+# (measured within one run, since these machines are noisy).
+set -euo pipefail
+build_dir=${1:-build}
+shopt -s nullglob
+benches=("$build_dir"/bench/*)
+if [[ ${#benches[@]} -eq 0 ]]; then
+  echo "no benchmarks built in $build_dir/bench" >&2
+  exit 1
+fi
+for b in "${benches[@]}"; do
+  [[ -x "$b" ]] || continue
+  echo "=== $(basename "$b") ==="
+  "$b" --benchmark_counters_tabular=true
+done

@@ -1,0 +1,86 @@
+// Device memory of the two cache groups, shared by the cache library (which
+// decides which block / slot holds what) and the model (which reads and writes
+// them). The cache library only ever copies whole blocks and slots through this
+// interface; the model gets raw per-rank tensors from the backend-specific
+// implementation (HostCacheMemory on CPU, a CUDA one on GPU).
+//
+// Tensor layouts, per tensor-parallel rank and per layer (row-major):
+//   K, V        [num_blocks, block_size, num_kv_heads, head_dim]   (kv dtype)
+//   conv state  [num_slots, conv_dim, conv_width - 1]               (state dtype)
+//   ssm state   [num_slots, num_heads, head_dim, state_size]        (always fp32)
+// Sizes in the layouts are per rank (the local shard under tensor parallel).
+// Slot (token position) `pos` of a sequence with block table `bt` lives at
+// block bt[pos / block_size], offset pos % block_size.
+//
+// Thread-safety: not thread-safe; the engine thread owns it.
+#ifndef HC_WORKER_RUNTIME_CACHE_MEMORY_H_
+#define HC_WORKER_RUNTIME_CACHE_MEMORY_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/status/status.h"
+
+namespace hc::runtime {
+
+enum class DType : uint8_t { kF32 = 0, kBF16 = 1, kF16 = 2 };
+
+constexpr size_t DTypeSize(DType t) { return t == DType::kF32 ? 4 : 2; }
+
+using BlockId = int32_t;
+using SlotId = int32_t;
+
+struct KvLayout {
+  int num_layers = 0;    // attention layers
+  int num_blocks = 0;
+  int block_size = 16;   // tokens per block
+  int num_kv_heads = 0;  // per rank
+  int head_dim = 0;
+  DType dtype = DType::kF32;
+
+  // Elements of one block in one K (or V) tensor of one layer.
+  size_t BlockElems() const {
+    return static_cast<size_t>(block_size) * num_kv_heads * head_dim;
+  }
+};
+
+struct MambaLayout {
+  int num_layers = 0;    // Mamba layers
+  int num_slots = 0;
+  int conv_dim = 0;      // per rank: local d_inner + 2 * G * N (groups replicated when G == 1)
+  int conv_width = 4;    // W; the state keeps W - 1 columns
+  int num_heads = 0;     // per rank
+  int head_dim = 0;
+  int state_size = 0;    // N
+  DType conv_dtype = DType::kF32;
+
+  size_t ConvSlotElems() const { return static_cast<size_t>(conv_dim) * (conv_width - 1); }
+  size_t SsmSlotElems() const {
+    return static_cast<size_t>(num_heads) * head_dim * state_size;
+  }
+};
+
+class CacheMemory {
+ public:
+  virtual ~CacheMemory() = default;
+
+  virtual const KvLayout& kv_layout() const = 0;
+  virtual const MambaLayout& mamba_layout() const = 0;
+  virtual int num_ranks() const = 0;
+
+  // Copies token rows [0, num_tokens) of block `src` into block `dst`, for K and
+  // V of every attention layer on every rank. REQUIRES: src != dst, both in
+  // range, 0 < num_tokens <= block_size. Used for the tail copy-on-write.
+  virtual absl::Status CopyKvBlock(BlockId src, BlockId dst, int num_tokens) = 0;
+
+  // Copies the conv and SSM state of every Mamba layer on every rank from slot
+  // `src` to slot `dst`. REQUIRES: src != dst, both in range.
+  virtual absl::Status CopyMambaSlot(SlotId src, SlotId dst) = 0;
+
+  // Zeroes the state of `slot` (the initial state of a new conversation).
+  virtual absl::Status ZeroMambaSlot(SlotId slot) = 0;
+};
+
+}  // namespace hc::runtime
+
+#endif  // HC_WORKER_RUNTIME_CACHE_MEMORY_H_
