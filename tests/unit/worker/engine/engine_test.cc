@@ -3,6 +3,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -498,16 +499,33 @@ TEST(EngineTest, StopFailsQueuedAndRunningTurns) {
   t.request_id = "s";
   t.suffix = {5};
   t.sampling = Greedy(1000);
-  auto rec = std::make_shared<Recorder>();
-  absl::Notification streaming;
-  rec->on_tokens = [&](Recorder& r) {
-    if (r.tokens.size() == 1) streaming.Notify();
+  // The running turn holds the engine thread at its first token until Stop()
+  // has begun; a second turn waits in the queue meanwhile.
+  absl::Notification release;
+  auto running = std::make_shared<Recorder>();
+  running->on_tokens = [&](Recorder& r) {
+    if (r.tokens.size() == 1) release.WaitForNotification();
   };
-  ASSERT_TRUE(h.engine().Submit(t, rec).ok());
-  streaming.WaitForNotification();
-  h.engine().Stop();
-  rec->done.WaitForNotification();
-  EXPECT_EQ(rec->failed.code(), absl::StatusCode::kUnavailable);
+  ASSERT_TRUE(h.engine().Submit(t, running).ok());
+  TurnRequest queued_turn = t;
+  queued_turn.key.conversation_id = "q";
+  queued_turn.request_id = "q";
+  auto queued = std::make_shared<Recorder>();
+  ASSERT_TRUE(h.engine().Submit(queued_turn, queued).ok());
+
+  std::thread stopper([&] { h.engine().Stop(); });
+  // Submit answers ABORTED (conversation busy) until Stop() has begun, then
+  // UNAVAILABLE; no timing assumption.
+  while (h.engine().Submit(t, std::make_shared<Recorder>()).code() == absl::StatusCode::kAborted) {
+    std::this_thread::yield();
+  }
+  release.Notify();
+  stopper.join();
+  running->done.WaitForNotification();
+  queued->done.WaitForNotification();
+  EXPECT_EQ(running->failed.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(queued->failed.code(), absl::StatusCode::kUnavailable);
+  EXPECT_LT(running->tokens.size(), 1000u);
   EXPECT_EQ(h.engine().Submit(t, std::make_shared<Recorder>()).code(), absl::StatusCode::kUnavailable);
 }
 
