@@ -57,12 +57,15 @@ class GrpcServer {
 
   bool shutting_down() const;
 
+  // Sets the health status of "" and every bound service (e.g. NOT_SERVING
+  // while a worker drains). Thread-safe.
+  void SetServing(bool serving);
+
  private:
   GrpcServer(ServerOptions options, std::unique_ptr<grpc::Server> server, int port,
              std::vector<std::string> names)
       : options_(std::move(options)), server_(std::move(server)), port_(port),
         service_names_(std::move(names)) {}
-  void SetServing(bool serving);
 
   const ServerOptions options_;
   std::unique_ptr<grpc::Server> server_;
