@@ -360,7 +360,8 @@ class Overlay:
         if device not in ("cpu", "cuda", "auto"):
             self.err(f"worker --device={device} is not cpu|cuda|auto")
         if device == "cuda":
-            tp = int(flags.get("tp", "0"))
+            tp = flags.get("tp", "")
+            tp = int(tp) if tp.isdigit() else tp
             if gpus != tp:
                 self.err(f"worker nvidia.com/gpu limit {gpus} != --tp {tp}")
             req = res.get("requests", {}).get("nvidia.com/gpu")
