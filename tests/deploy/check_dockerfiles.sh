@@ -17,18 +17,19 @@ if [[ -z "$hadolint" ]]; then
   exit 77
 fi
 "$hadolint" --version
-"$hadolint" --failure-threshold info "$repo"/deploy/docker/*.Dockerfile
-echo "hadolint: $(ls "$repo"/deploy/docker/*.Dockerfile | wc -l) Dockerfiles clean"
+dockerfiles=("$repo"/deploy/docker/*.Dockerfile)
+"$hadolint" --failure-threshold info "${dockerfiles[@]}"
+echo "hadolint: ${#dockerfiles[@]} Dockerfiles clean"
 
 # runtime-packages.sh on two binaries from different packages.
 bins=("$(command -v protoc)" "$(command -v promtool)")
-pkgs=$("$repo/deploy/docker/runtime-packages.sh" "${bins[@]}")
-[[ -n "$pkgs" ]] || { echo "runtime-packages.sh printed nothing" >&2; exit 1; }
-owned=$(dpkg -L $pkgs 2>/dev/null | sort -u)
+mapfile -t pkgs < <("$repo/deploy/docker/runtime-packages.sh" "${bins[@]}")
+[[ ${#pkgs[@]} -gt 0 ]] || { echo "runtime-packages.sh printed nothing" >&2; exit 1; }
+owned=$(dpkg -L "${pkgs[@]}" 2>/dev/null | sort -u)
 for lib in $(ldd "${bins[@]}" | awk '/=> \// {print $3}' | sort -u); do
   if ! grep -qxF -e "$lib" -e "/usr$lib" -e "$(readlink -f "$lib")" <<<"$owned"; then
     echo "runtime-packages.sh missed the package of $lib" >&2
     exit 1
   fi
 done
-echo "runtime-packages.sh: $(wc -l <<<"$pkgs") packages cover every library of ${bins[*]}"
+echo "runtime-packages.sh: ${#pkgs[@]} packages cover every library of ${bins[*]}"

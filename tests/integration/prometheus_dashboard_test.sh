@@ -57,6 +57,7 @@ command -v "$prometheus_bin" >/dev/null || { echo "prometheus not found (apt-get
 
 tmp=$(mktemp -d -t hc-prom-XXXXXX)
 prom_pid=""
+# shellcheck disable=SC2317  # invoked by the trap
 cleanup() {
   if [[ -n "$prom_pid" ]] && kill -0 "$prom_pid" 2>/dev/null; then
     kill "$prom_pid" 2>/dev/null || true
