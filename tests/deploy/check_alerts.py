@@ -39,7 +39,11 @@ def fill_descriptions(tests, rules):
 
 
 def run(cmd):
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as e:
+        print(f"cannot run {cmd[0]}: {e} (scripts/install-deps.sh installs prometheus, which has promtool)")
+        return False
     print(f"$ {' '.join(cmd)}\n{out.stdout}{out.stderr}", end="")
     return out.returncode == 0
 

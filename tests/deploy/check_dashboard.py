@@ -117,6 +117,9 @@ def check_promql(promtool, queries, errors):
         path = f.name
     try:
         out = subprocess.run([promtool, "check", "rules", path], capture_output=True, text=True)
+    except OSError as e:
+        errors.append(f"cannot run {promtool}: {e} (scripts/install-deps.sh installs prometheus)")
+        return
     finally:
         os.unlink(path)
     if out.returncode != 0:

@@ -68,7 +68,11 @@ OPERATOR_SCHEMAS = {
 
 
 def kustomize_version(kubectl):
-    out = subprocess.run([kubectl, "version", "--client", "-o", "json"], capture_output=True, text=True)
+    try:
+        out = subprocess.run([kubectl, "version", "--client", "-o", "json"], capture_output=True, text=True)
+    except OSError as e:
+        print(f"check_k8s: cannot run {kubectl}: {e} (scripts/install-deps.sh installs it)", file=sys.stderr)
+        return ""
     try:
         return json.loads(out.stdout).get("kustomizeVersion", "")
     except json.JSONDecodeError:
