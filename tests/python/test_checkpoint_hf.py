@@ -22,6 +22,7 @@ import os
 import random
 import shutil
 import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -150,6 +151,23 @@ class CheckpointHfTest(unittest.TestCase):
             if isinstance(hf_ids, dict) or hasattr(hf_ids, "keys"):
                 hf_ids = hf_ids["input_ids"]
             self.assertEqual(list(hf_ids), ids)
+
+    @unittest.skipUnless(have("safetensors") and have("numpy"), "safetensors/numpy not installed")
+    def test_reference_forward_is_well_conditioned_and_greedy_is_varied(self):
+        import numpy as np
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import bamba_reference as ref
+        cfg, w = ref.load(self.dir)
+        logits = ref.forward(cfg, w, list(range(5, 69)))
+        self.assertTrue(np.isfinite(logits).all())
+        std = logits.std(axis=-1)
+        self.assertTrue(((std > 0.3) & (std < 10)).all(), std)
+        out = ref.greedy(cfg, w, [300, 400, 500], 32)[3:]
+        self.assertGreaterEqual(len(set(out)), 16, out)
+        # The context matters, not only the last token.
+        a = ref.forward(cfg, w, [11, 12, 13, 42])[-1]
+        b = ref.forward(cfg, w, [77, 78, 79, 42])[-1]
+        self.assertGreater(np.abs(a - b).max(), 0.1)
 
     @unittest.skipUnless(have("torch") and have("transformers"), "torch not installed")
     def test_transformers_model_loads_weights(self):

@@ -194,7 +194,7 @@ absl::StatusOr<SyntheticPreset> GetSyntheticPreset(std::string_view name) {
     c.mamba_chunk_size = 128;
     c.max_position_embeddings = 8192;
     p.tokenizer_vocab_target = 8192;
-    p.corpus_augment_rounds = 8;
+    p.corpus_augment_rounds = 24;
     p.seed = 0x5A11;
   } else {
     return absl::InvalidArgumentError(
