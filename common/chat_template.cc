@@ -92,6 +92,51 @@ std::string ChatTemplate::Render(absl::Span<const ChatMessage> messages,
   return out;
 }
 
+std::string ChatTemplate::RenderWithTemplateRanges(
+    absl::Span<const ChatMessage> messages, bool add_generation_prompt,
+    std::vector<std::pair<size_t, size_t>>* ranges) const {
+  ranges->clear();
+  std::string out;
+  auto emit = [&](std::string_view text, bool from_template) {
+    if (text.empty()) return;
+    if (from_template) {
+      if (!ranges->empty() && ranges->back().second == out.size()) {
+        ranges->back().second += text.size();
+      } else {
+        ranges->emplace_back(out.size(), out.size() + text.size());
+      }
+    }
+    out.append(text);
+  };
+  for (const ChatMessage& m : messages) {
+    if (kind_ == Kind::kGranite) {
+      emit(kGraniteStart, true);
+      emit(m.role, false);
+      emit(kGraniteEndRole, true);
+      emit(m.content, false);
+      emit(kGraniteEnd, true);
+      emit("\n", true);
+    } else {
+      emit(kImStart, true);
+      emit(m.role, false);
+      emit("\n", true);
+      emit(m.content, false);
+      emit(kImEnd, true);
+      emit("\n", true);
+    }
+  }
+  if (add_generation_prompt) emit(generation_prompt(), true);
+  return out;
+}
+
+std::vector<TokenId> EncodeChat(const Tokenizer& tokenizer, const ChatTemplate& tmpl,
+                                absl::Span<const ChatMessage> messages,
+                                bool add_generation_prompt) {
+  std::vector<std::pair<size_t, size_t>> ranges;
+  const std::string text = tmpl.RenderWithTemplateRanges(messages, add_generation_prompt, &ranges);
+  return tokenizer.EncodeWithSpecialRanges(text, ranges);
+}
+
 std::string_view ChatTemplate::generation_prompt() const {
   return kind_ == Kind::kGranite ? "<|start_of_role|>assistant<|end_of_role|>"
                                  : "<|im_start|>assistant\n";

@@ -23,8 +23,12 @@
 #include <string>
 #include <string_view>
 
+#include <utility>
+#include <vector>
+
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "common/tokenizer.h"
 
 namespace hc {
 
@@ -57,6 +61,12 @@ class ChatTemplate {
   // Render(all) == concat(Render(prefix), Render(suffix)) for any split when
   // the prefix is rendered without the generation prompt.
   std::string Render(absl::Span<const ChatMessage> messages, bool add_generation_prompt) const;
+  // Render(), also returning the byte ranges written by the template itself
+  // (role markers, separators, generation prompt) as opposed to message roles
+  // and contents, sorted and disjoint.
+  std::string RenderWithTemplateRanges(absl::Span<const ChatMessage> messages,
+                                       bool add_generation_prompt,
+                                       std::vector<std::pair<size_t, size_t>>* ranges) const;
   // The text that opens an assistant turn.
   std::string_view generation_prompt() const;
   // The token text that ends every message (also the model's stop token).
@@ -74,6 +84,19 @@ class ChatTemplate {
  private:
   Kind kind_;
 };
+
+// Token ids of `messages` rendered with `tmpl`: special tokens are recognised
+// only in the template's own text, so a message that contains e.g.
+// "<|end_of_text|>" cannot inject a control token (its text is encoded as
+// ordinary bytes). For contents without special-token text the result equals
+// tokenizer.Encode(tmpl.Render(...)), i.e. what Hugging Face's
+// apply_chat_template produces. Encoding a conversation's messages in several
+// consecutive calls (generation prompt only on the last) and concatenating
+// gives the same ids as one call, because every message starts and ends with
+// a special token.
+std::vector<TokenId> EncodeChat(const Tokenizer& tokenizer, const ChatTemplate& tmpl,
+                                absl::Span<const ChatMessage> messages,
+                                bool add_generation_prompt);
 
 }  // namespace hc
 

@@ -378,13 +378,25 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view 
 // ---- Encoding -------------------------------------------------------------------
 
 std::vector<TokenId> Tokenizer::Encode(std::string_view text, bool allow_special) const {
+  if (allow_special) {
+    const std::pair<size_t, size_t> all[] = {{0, text.size()}};
+    return EncodeWithSpecialRanges(text, all);
+  }
+  return EncodeWithSpecialRanges(text, {});
+}
+
+std::vector<TokenId> Tokenizer::EncodeWithSpecialRanges(
+    std::string_view text, absl::Span<const std::pair<size_t, size_t>> special_ranges) const {
   std::vector<TokenId> out;
   size_t seg_start = 0;
+  size_t range = 0;  // first range that does not end before i
   for (size_t i = 0; i < text.size();) {
+    while (range < special_ranges.size() && special_ranges[range].second <= i) ++range;
+    const bool special_ok = range < special_ranges.size() && special_ranges[range].first <= i;
     const AddedToken* match = nullptr;
     for (int k : added_by_first_byte_[static_cast<unsigned char>(text[i])]) {
       const AddedToken& t = added_[k];
-      if (t.special && !allow_special) continue;
+      if (t.special && !special_ok) continue;
       if (text.substr(i, t.content.size()) == t.content) {
         match = &t;
         break;

@@ -74,6 +74,15 @@ class Tokenizer {
   // the text are treated as plain text (non-special added tokens still match).
   std::vector<TokenId> Encode(std::string_view text, bool allow_special = true) const;
 
+  // Like Encode, but a special token is recognised only where it starts
+  // inside one of `special_ranges` (sorted, disjoint byte ranges [first,
+  // second) of `text`); elsewhere its text is ordinary. Used for chat
+  // prompts, whose template parts may hold special tokens while the message
+  // contents may not. Equals Encode(text) when the special tokens of `text`
+  // all start inside the ranges.
+  std::vector<TokenId> EncodeWithSpecialRanges(
+      std::string_view text, absl::Span<const std::pair<size_t, size_t>> special_ranges) const;
+
   // Text of `ids`: concatenated token bytes, invalid UTF-8 replaced by U+FFFD
   // (as the `tokenizers` ByteLevel decoder does). Unknown ids decode to
   // nothing. `skip_special` drops special tokens.

@@ -3,8 +3,8 @@
 //   hc-tokenize --model DIR|synthetic:tiny [--chat]
 // Reads one JSON value per stdin line and prints one JSON array of ids per
 // line. Without --chat each line is a JSON string; with --chat it is a JSON
-// array of {"role", "content"} messages, rendered with the checkpoint's chat
-// template and the generation prompt.
+// array of {"role", "content"} messages, encoded with hc::EncodeChat (the
+// checkpoint's chat template plus the generation prompt).
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -41,17 +41,17 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "hc-tokenize: %s\n", v.status().ToString().c_str());
       return 1;
     }
-    std::string text;
+    std::vector<hc::TokenId> ids;
     if (absl::GetFlag(FLAGS_chat)) {
       std::vector<hc::ChatMessage> messages;
       for (const auto& m : v->AsArray()) {
         messages.push_back({m.Find("role")->AsString(), m.Find("content")->AsString()});
       }
-      text = tmpl->Render(messages, /*add_generation_prompt=*/true);
+      ids = hc::EncodeChat(**tok, *tmpl, messages, /*add_generation_prompt=*/true);
     } else {
-      text = v->AsString();
+      ids = (*tok)->Encode(v->AsString());
     }
-    std::cout << "[" << absl::StrJoin((*tok)->Encode(text), ",") << "]\n";
+    std::cout << "[" << absl::StrJoin(ids, ",") << "]\n";
   }
   return 0;
 }
