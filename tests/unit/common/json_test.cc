@@ -159,5 +159,34 @@ TEST(JsonTest, RandomDocumentsRoundTrip) {
   }
 }
 
+TEST(JsonTest, MutatedDocumentsNeverCrash) {
+  std::mt19937_64 rng(5);
+  const std::string base = Serialize(RandomValue(rng, 0), {.indent = 1}) +
+                           R"({"a": [1, -2.5e3, "x\u00e9\ud83d\ude00"], "b": {"c": null}})";
+  const char kBytes[] = "{}[]\",:0123456789eE+-.tfnul \\\x80\xff";
+  for (int i = 0; i < 3000; ++i) {
+    std::string doc = base;
+    const int edits = 1 + static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits; ++e) {
+      const size_t pos = rng() % doc.size();
+      switch (rng() % 3) {
+        case 0: doc[pos] = kBytes[rng() % (sizeof(kBytes) - 1)]; break;
+        case 1: doc.erase(pos, 1 + rng() % 3); break;
+        default: doc.insert(pos, 1, kBytes[rng() % (sizeof(kBytes) - 1)]); break;
+      }
+      if (doc.empty()) doc = "x";
+    }
+    auto v = Parse(doc);
+    if (v.ok()) {
+      // Whatever parsed must serialize and parse back to the same value.
+      auto again = Parse(Serialize(*v));
+      ASSERT_TRUE(again.ok()) << doc;
+      EXPECT_EQ(*again, *v);
+    } else {
+      EXPECT_THAT(v.status().message(), HasSubstr("at byte"));
+    }
+  }
+}
+
 }  // namespace
 }  // namespace hc::json

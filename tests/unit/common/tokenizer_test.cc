@@ -216,6 +216,29 @@ TEST(TokenizerTest, AcceptsPairFormMerges) {
   EXPECT_EQ((*a)->Encode(text), (*b)->Encode(text));
 }
 
+TEST(TokenizerTest, CorruptedFilesFailCleanly) {
+  BpeTrainerOptions opt;
+  opt.vocab_size = 300;
+  opt.special_tokens = kSpecials;
+  const std::string good = BpeTokenizerJson(TrainBpe(kCorpus, opt));
+  std::mt19937_64 rng(11);
+  const char kBytes[] = "{}[]\":,0 1atn-";
+  int failures = 0;
+  for (int i = 0; i < 300; ++i) {
+    std::string doc = good;
+    const size_t pos = rng() % doc.size();
+    doc[pos] = kBytes[rng() % (sizeof(kBytes) - 1)];
+    auto tok = Tokenizer::FromJson(doc);  // must return, never abort
+    if (!tok.ok()) {
+      ++failures;
+    } else {
+      const std::string text = "The fox's 42 runs.";
+      EXPECT_FALSE((*tok)->Decode((*tok)->Encode(text)).empty());
+    }
+  }
+  EXPECT_GT(failures, 0);
+}
+
 TEST(BpeTrainerTest, IsDeterministicAndRespectsVocabSize) {
   BpeTrainerOptions opt;
   opt.vocab_size = 350;

@@ -232,6 +232,41 @@ TEST(SafetensorsTest, InMemorySourceServesLoadF32) {
   EXPECT_EQ(src.Names(), (std::vector<std::string>{"b", "w"}));
 }
 
+TEST(SafetensorsTest, CorruptedHeadersFailCleanly) {
+  const std::string dir = FreshDir("corrupt");
+  const std::string path = dir + "/model.safetensors";
+  ASSERT_TRUE(WriteSafetensors(path, kSpecs, Fill).ok());
+  std::ifstream in(path, std::ios::binary);
+  const std::string good((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<unsigned char>(good[i]);
+  std::mt19937_64 rng(21);
+  const char kBytes[] = "{}[]\":,0123456789-FBI ";
+  const std::string bad_path = dir + "/bad.safetensors";
+  int failures = 0;
+  for (int i = 0; i < 300; ++i) {
+    std::string doc = good;
+    doc[8 + rng() % header_len] = kBytes[rng() % (sizeof(kBytes) - 1)];
+    {
+      std::ofstream out(bad_path, std::ios::binary | std::ios::trunc);
+      out << doc;
+    }
+    auto ckpt = SafetensorsCheckpoint::Open(bad_path);  // must return, never abort
+    if (!ckpt.ok()) {
+      ++failures;
+      EXPECT_THAT(ckpt.status().message(), HasSubstr(bad_path));
+      continue;
+    }
+    for (const std::string& name : (*ckpt)->Names()) {
+      auto view = (*ckpt)->Get(name);
+      ASSERT_TRUE(view.ok());
+      auto values = LoadF32(**ckpt, name, view->shape);
+      EXPECT_TRUE(values.ok()) << values.status();
+    }
+  }
+  EXPECT_GT(failures, 0);
+}
+
 TEST(HalfTest, F16RoundTripsEveryFiniteValue) {
   for (uint32_t bits = 0; bits < 0x10000; ++bits) {
     const uint16_t h = static_cast<uint16_t>(bits);
