@@ -1,0 +1,19 @@
+#include "kernels/cpu/cpu_kernels.h"
+
+#include "common/status_macros.h"
+
+namespace hc::kernels {
+
+absl::StatusOr<KernelSet> CreateCpuKernels(const CpuKernelOptions& options) {
+  KernelSet set;
+  HC_ASSIGN_OR_RETURN(set.gemm, CreateCpuGemm(options.gemm));
+  set.norm = CreateCpuNormKernels();
+  set.rope = CreateCpuRopeKernel();
+  set.elementwise = CreateCpuElementwiseKernels();
+  set.conv1d = CreateCpuConv1dKernels();
+  set.mamba2 = CreateCpuMamba2Kernels();
+  set.attention = CreateCpuAttentionKernels();
+  return set;
+}
+
+}  // namespace hc::kernels
