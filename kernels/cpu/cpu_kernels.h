@@ -10,7 +10,8 @@
 namespace hc::kernels {
 
 enum class CpuGemmImpl {
-  kAuto,      // the faster one on the benchmark (OpenBLAS when linked, else kBlocked)
+  kAuto,      // measured choice (kernels_bench): kBlocked for m <= 3 (decode), OpenBLAS
+              // for larger m when linked; kBlocked everywhere without OpenBLAS
   kOpenBlas,  // cblas_sgemm; only when built with HC_HAVE_OPENBLAS
   kBlocked,   // the project's own packed, register-blocked kernel (AVX2+FMA when the
               // CPU has it, portable C++ otherwise)
