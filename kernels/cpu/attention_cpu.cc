@@ -1,8 +1,10 @@
 // CPU paged attention and KV write (see kernels/attention.h).
 //
-// For each query and head: scores over the sequence's positions 0..p read
-// through the block table, an exact two-pass softmax (max, then exp-sum), and
-// the weighted sum of V. fp32 throughout.
+// Per sequence and KV head, the visible keys and values are gathered through
+// the block table into contiguous [ctx, head_dim] / [head_dim, ctx] copies;
+// then for each query head and tile of up to 64 queries: scores = Q K^T on the
+// own blocked GEMM, an exact causal softmax (max, exp-sum), out = P V (GEMM).
+// fp32 throughout.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -32,54 +34,86 @@ class CpuAttention final : public AttentionKernels {
     const int hkv = cache.num_kv_heads;
     const int q_per_kv = a.num_q_heads / hkv;
     const int64_t kv_row = static_cast<int64_t>(hkv) * hd;
-    std::vector<float> scores;
-    std::vector<const float*> k_rows, v_rows;  // per position, the slot's row
+    std::vector<float> keys, values, values_t, scores;
     for (int s = 0; s < batch.seqs.num_seqs; ++s) {
       const int begin = batch.seqs.query_start_loc[s];
       const int len = batch.seqs.query_start_loc[s + 1] - begin;
       if (len <= 0) continue;
-      const int ctx = batch.num_computed_tokens[s] + len;
+      const int computed = batch.num_computed_tokens[s];
+      const int ctx = computed + len;
       const int32_t* bt = batch.block_tables + static_cast<int64_t>(s) * batch.max_blocks_per_seq;
-      k_rows.resize(ctx);
-      v_rows.resize(ctx);
-      for (int j = 0; j < ctx; ++j) {
-        const int64_t slot =
-            static_cast<int64_t>(bt[j / cache.block_size]) * cache.block_size + j % cache.block_size;
-        k_rows[j] = cache.k + slot * kv_row;
-        v_rows[j] = cache.v + slot * kv_row;
-      }
-      scores.resize(ctx);
-      for (int i = 0; i < len; ++i) {
-        const int visible = batch.num_computed_tokens[s] + i + 1;
-        for (int h = 0; h < a.num_q_heads; ++h) {
-          const int64_t kv_off = static_cast<int64_t>(h / q_per_kv) * hd;
-          const float* q = a.q.row(begin + i) + static_cast<int64_t>(h) * hd;
-          float max_score = -INFINITY;
-          for (int j = 0; j < visible; ++j) {
-            const float* kj = k_rows[j] + kv_off;
-            float dot = 0.0f;
-            for (int d = 0; d < hd; ++d) dot += q[d] * kj[d];
-            scores[j] = dot * a.scale;
-            max_score = std::max(max_score, scores[j]);
+      keys.resize(static_cast<size_t>(ctx) * hd);
+      values.resize(static_cast<size_t>(ctx) * hd);
+      // P V as a GEMM needs V transposed; worth it only for query tiles that
+      // are not decode-sized.
+      const bool transpose_v = len > kSmallTile;
+      if (transpose_v) values_t.resize(static_cast<size_t>(hd) * ctx);
+      for (int kvh = 0; kvh < hkv; ++kvh) {
+        // Contiguous copies of this KV head: keys, values [ctx, hd] (values_t [hd, ctx]).
+        for (int j = 0; j < ctx; ++j) {
+          const int64_t slot = static_cast<int64_t>(bt[j / cache.block_size]) * cache.block_size +
+                               j % cache.block_size;
+          const int64_t off = slot * kv_row + static_cast<int64_t>(kvh) * hd;
+          std::memcpy(keys.data() + static_cast<size_t>(j) * hd, cache.k + off, sizeof(float) * hd);
+          std::memcpy(values.data() + static_cast<size_t>(j) * hd, cache.v + off,
+                      sizeof(float) * hd);
+        }
+        if (transpose_v) {
+          for (int j = 0; j < ctx; ++j) {
+            for (int d = 0; d < hd; ++d) {
+              values_t[static_cast<size_t>(d) * ctx + j] = values[static_cast<size_t>(j) * hd + d];
+            }
           }
-          float denom = 0.0f;
-          for (int j = 0; j < visible; ++j) {
-            scores[j] = std::exp(scores[j] - max_score);
-            denom += scores[j];
+        }
+        for (int h = kvh * q_per_kv; h < (kvh + 1) * q_per_kv; ++h) {
+          for (int i0 = 0; i0 < len; i0 += kQueryTile) {
+            const int rows = std::min(kQueryTile, len - i0);
+            // Row r (query i0 + r) sees positions [0, computed + i0 + r].
+            const int cols = computed + i0 + rows;
+            scores.resize(static_cast<size_t>(rows) * cols);
+            gemm_->Gemm({.m = rows, .n = cols, .k = hd,
+                         .a = a.q.row(begin + i0) + static_cast<int64_t>(h) * hd,
+                         .lda = a.q.stride, .b = keys.data(), .ldb = hd, .c = scores.data(),
+                         .ldc = cols});
+            for (int r = 0; r < rows; ++r) {
+              float* sr = scores.data() + static_cast<size_t>(r) * cols;
+              const int visible = computed + i0 + r + 1;
+              float max_score = -INFINITY;
+              for (int j = 0; j < visible; ++j) max_score = std::max(max_score, sr[j] * a.scale);
+              float denom = 0.0f;
+              for (int j = 0; j < visible; ++j) {
+                sr[j] = std::exp(sr[j] * a.scale - max_score);
+                denom += sr[j];
+              }
+              const float inv = 1.0f / denom;
+              for (int j = 0; j < visible; ++j) sr[j] *= inv;
+              for (int j = visible; j < cols; ++j) sr[j] = 0.0f;
+            }
+            float* out0 = a.out.row(begin + i0) + static_cast<int64_t>(h) * hd;
+            if (rows > kSmallTile) {
+              gemm_->Gemm({.m = rows, .n = hd, .k = cols, .a = scores.data(), .lda = cols,
+                           .b = values_t.data(), .ldb = ctx, .c = out0, .ldc = a.out.stride});
+              continue;
+            }
+            for (int r = 0; r < rows; ++r) {  // out = sum_j p_j v_j
+              float* o = out0 + static_cast<int64_t>(r) * a.out.stride;
+              const float* pr = scores.data() + static_cast<size_t>(r) * cols;
+              std::fill_n(o, hd, 0.0f);
+              for (int j = 0; j < computed + i0 + r + 1; ++j) {
+                const float* vj = values.data() + static_cast<size_t>(j) * hd;
+                for (int d = 0; d < hd; ++d) o[d] += pr[j] * vj[d];
+              }
+            }
           }
-          float* out = a.out.row(begin + i) + static_cast<int64_t>(h) * hd;
-          std::fill_n(out, hd, 0.0f);
-          for (int j = 0; j < visible; ++j) {
-            const float* vj = v_rows[j] + kv_off;
-            const float pj = scores[j];
-            for (int d = 0; d < hd; ++d) out[d] += pj * vj[d];
-          }
-          const float inv = 1.0f / denom;
-          for (int d = 0; d < hd; ++d) out[d] *= inv;
         }
       }
     }
   }
+
+ private:
+  static constexpr int kQueryTile = 64;
+  static constexpr int kSmallTile = 3;  // tiles up to this many rows skip the V transpose
+  std::unique_ptr<GemmKernel> gemm_ = std::move(CreateCpuGemm(CpuGemmImpl::kBlocked)).value();
 };
 
 }  // namespace

@@ -8,6 +8,7 @@
 //   S_end = exp(cs[L-1]) S0 + sum_s exp(cs[L-1] - cs[s]) dt[s] x[s] (outer) B[s]
 // which is the per-token recurrence unrolled over the chunk (ssd_minimal.py).
 // Differences cs[l] - cs[s] are taken before exp so no factor overflows.
+// The products run on the own blocked GEMM (kernels/cpu/gemm_cpu.cc).
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -26,15 +27,14 @@ inline float Dt(const SsmParams& p, float raw, int h) {
 
 class CpuMamba2 final : public Mamba2Kernels {
  public:
+  CpuMamba2() : gemm_(std::move(CreateCpuGemm(CpuGemmImpl::kBlocked)).value()) {}
+
   void SsdChunkScanVarlen(const SsmParams& p, const VarlenBatch& batch, const int32_t* slots,
                           const SsmTensors& io) const override {
-    const int H = p.num_heads, P = p.head_dim, N = p.state_size;
+    const int H = p.num_heads, P = p.head_dim, N = p.state_size, L = p.chunk_size;
     const int heads_per_group = H / p.num_groups;
     const int64_t slot_elems = static_cast<int64_t>(H) * P * N;
-    const int L = p.chunk_size;
-    std::vector<float> cb(static_cast<size_t>(L) * L);  // C[l] . B[s], one group
-    std::vector<float> dt(L), cs(L), w(L);
-    std::vector<float> sc(static_cast<size_t>(L) * P);   // S0 C[l] per p (scratch)
+    Scratch sc(L, P, N);
     for (int s = 0; s < batch.num_seqs; ++s) {
       const int begin = batch.query_start_loc[s];
       const int end = batch.query_start_loc[s + 1];
@@ -42,18 +42,17 @@ class CpuMamba2 final : public Mamba2Kernels {
       for (int t0 = begin; t0 < end; t0 += L) {
         const int len = std::min(L, end - t0);
         for (int g = 0; g < p.num_groups; ++g) {
-          for (int l = 0; l < len; ++l) {
-            const float* cl = io.c.row(t0 + l) + g * N;
-            for (int j = 0; j <= l; ++j) {
-              const float* bj = io.b.row(t0 + j) + g * N;
-              float acc = 0.0f;
-              for (int n = 0; n < N; ++n) acc += cl[n] * bj[n];
-              cb[static_cast<size_t>(l) * L + j] = acc;
-            }
+          // cb[l, j] = C[l] . B[j] (all l, j; the causal mask is applied per head).
+          gemm_->Gemm({.m = len, .n = len, .k = N, .a = io.c.row(t0) + g * N, .lda = io.c.stride,
+                       .b = io.b.row(t0) + g * N, .ldb = io.b.stride, .c = sc.cb.data(),
+                       .ldc = len});
+          // bt[n, j] = B[j, n].
+          for (int j = 0; j < len; ++j) {
+            const float* bj = io.b.row(t0 + j) + g * N;
+            for (int n = 0; n < N; ++n) sc.bt[static_cast<size_t>(n) * len + j] = bj[n];
           }
           for (int h = g * heads_per_group; h < (g + 1) * heads_per_group; ++h) {
-            ChunkHead(p, io, t0, len, g, h, state + static_cast<int64_t>(h) * P * N, cb, dt, cs, w,
-                      sc);
+            ChunkHead(p, io, t0, len, g, h, state + static_cast<int64_t>(h) * P * N, sc);
           }
         }
       }
@@ -89,55 +88,59 @@ class CpuMamba2 final : public Mamba2Kernels {
   }
 
  private:
+  struct Scratch {
+    Scratch(int L, int P, int N)
+        : cb(static_cast<size_t>(L) * L), m(static_cast<size_t>(L) * L),
+          bt(static_cast<size_t>(N) * L), xt(static_cast<size_t>(P) * L), dt(L), cs(L) {}
+    std::vector<float> cb, m, bt, xt, dt, cs;
+  };
+
   // One head over one chunk [t0, t0 + len); `st` is the head's [P, N] state.
-  static void ChunkHead(const SsmParams& p, const SsmTensors& io, int t0, int len, int g, int h,
-                        float* st, const std::vector<float>& cb, std::vector<float>& dt,
-                        std::vector<float>& cs, std::vector<float>& w,
-                        std::vector<float>& sc) {
-    const int P = p.head_dim, N = p.state_size, L = p.chunk_size;
+  // The three terms are GEMMs on the blocked kernel:
+  //   y  = diag(exp(cs)) C S0^T                      [len, P]
+  //   y += M X,  M[l, j] = cb[l, j] exp(cs[l] - cs[j]) dt[j]  (j <= l)
+  //   S  = exp(cs[len-1]) S0 + (X^T diag(w)) B,  w[j] = exp(cs[len-1] - cs[j]) dt[j]
+  void ChunkHead(const SsmParams& p, const SsmTensors& io, int t0, int len, int g, int h,
+                 float* st, Scratch& sc) const {
+    const int P = p.head_dim, N = p.state_size;
     const float a = -std::exp(p.a_log[h]);
     float run = 0.0f;
     for (int l = 0; l < len; ++l) {
-      dt[l] = Dt(p, io.dt.row(t0 + l)[h], h);
-      run += dt[l] * a;
-      cs[l] = run;
+      sc.dt[l] = Dt(p, io.dt.row(t0 + l)[h], h);
+      run += sc.dt[l] * a;
+      sc.cs[l] = run;
     }
-    // Contribution of the incoming state: y[l, q] = exp(cs[l]) * sum_n S0[q, n] C[l, n].
-    for (int l = 0; l < len; ++l) {
-      const float* cl = io.c.row(t0 + l) + g * N;
-      const float e = std::exp(cs[l]);
-      for (int q = 0; q < P; ++q) {
-        const float* sq = st + static_cast<int64_t>(q) * N;
-        float acc = 0.0f;
-        for (int n = 0; n < N; ++n) acc += sq[n] * cl[n];
-        sc[static_cast<size_t>(l) * P + q] = e * acc;
-      }
-    }
-    // Intra-chunk (quadratic) term and D skip.
+    float* y0 = io.y.row(t0) + h * P;
+    gemm_->Gemm({.m = len, .n = P, .k = N, .a = io.c.row(t0) + g * N, .lda = io.c.stride,
+                 .b = st, .ldb = N, .c = y0, .ldc = io.y.stride});
     for (int l = 0; l < len; ++l) {
       float* y = io.y.row(t0 + l) + h * P;
       const float* xl = io.x.row(t0 + l) + h * P;
-      for (int q = 0; q < P; ++q) y[q] = sc[static_cast<size_t>(l) * P + q] + p.d[h] * xl[q];
-      for (int j = 0; j <= l; ++j) {
-        const float m = cb[static_cast<size_t>(l) * L + j] * std::exp(cs[l] - cs[j]) * dt[j];
-        const float* xj = io.x.row(t0 + j) + h * P;
-        for (int q = 0; q < P; ++q) y[q] += m * xj[q];
-      }
+      const float e = std::exp(sc.cs[l]);
+      for (int q = 0; q < P; ++q) y[q] = y[q] * e + p.d[h] * xl[q];
+      float* mrow = sc.m.data() + static_cast<size_t>(l) * len;
+      const float* cbrow = sc.cb.data() + static_cast<size_t>(l) * len;
+      for (int j = 0; j <= l; ++j) mrow[j] = cbrow[j] * std::exp(sc.cs[l] - sc.cs[j]) * sc.dt[j];
+      for (int j = l + 1; j < len; ++j) mrow[j] = 0.0f;
     }
-    // State at the end of the chunk.
-    const float total = cs[len - 1];
-    for (int j = 0; j < len; ++j) w[j] = std::exp(total - cs[j]) * dt[j];
+    for (int j = 0; j < len; ++j) {
+      const float* xj = io.x.row(t0 + j) + h * P;
+      for (int q = 0; q < P; ++q) sc.xt[static_cast<size_t>(q) * len + j] = xj[q];
+    }
+    gemm_->Gemm({.m = len, .n = P, .k = len, .a = sc.m.data(), .lda = len, .b = sc.xt.data(),
+                 .ldb = len, .c = y0, .ldc = io.y.stride, .accumulate = true});
+    const float total = sc.cs[len - 1];
     const float e_total = std::exp(total);
-    for (int q = 0; q < P; ++q) {
-      float* sq = st + static_cast<int64_t>(q) * N;
-      for (int n = 0; n < N; ++n) sq[n] *= e_total;
-      for (int j = 0; j < len; ++j) {
-        const float coef = w[j] * (io.x.row(t0 + j) + h * P)[q];
-        const float* bj = io.b.row(t0 + j) + g * N;
-        for (int n = 0; n < N; ++n) sq[n] += coef * bj[n];
-      }
+    for (int64_t i = 0; i < static_cast<int64_t>(P) * N; ++i) st[i] *= e_total;
+    for (int j = 0; j < len; ++j) {
+      const float wj = std::exp(total - sc.cs[j]) * sc.dt[j];
+      for (int q = 0; q < P; ++q) sc.xt[static_cast<size_t>(q) * len + j] *= wj;
     }
+    gemm_->Gemm({.m = P, .n = N, .k = len, .a = sc.xt.data(), .lda = len, .b = sc.bt.data(),
+                 .ldb = len, .c = st, .ldc = N, .accumulate = true});
   }
+
+  std::unique_ptr<GemmKernel> gemm_;
 };
 
 }  // namespace

@@ -16,7 +16,7 @@ namespace {
 using testing::MaxRelError;
 using testing::RandomVector;
 
-constexpr int kHq = 4, kHkv = 2, kHd = 8, kBs = 4, kNumBlocks = 32, kMaxBlocks = 8;
+constexpr int kHq = 4, kHkv = 2, kHd = 8, kBs = 4, kNumBlocks = 64, kMaxBlocks = 24;
 constexpr int kRow = kHkv * kHd;
 
 // Full causal attention of queries at positions ctx - len .. ctx - 1 over
@@ -54,8 +54,9 @@ TEST(PagedAttentionTest, VarlenBatchOverShuffledBlocksMatchesContiguousCausalAtt
   auto attn = CreateCpuAttentionKernels();
   const float scale = 1.0f / std::sqrt(float(kHd));
   // Sequences: (already computed tokens, new tokens): prefill from scratch,
-  // continuation at an unaligned position, decode tokens, an empty entry.
-  const std::vector<std::pair<int, int>> seqs = {{0, 9}, {6, 7}, {13, 1}, {3, 0}, {0, 1}};
+  // continuation at an unaligned position, decode tokens, an empty entry, a
+  // continuation longer than one 64-query tile.
+  const std::vector<std::pair<int, int>> seqs = {{0, 9}, {6, 7}, {13, 1}, {3, 0}, {0, 1}, {5, 70}};
   const int S = seqs.size();
   std::vector<int32_t> block_ids(kNumBlocks);
   std::iota(block_ids.begin(), block_ids.end(), 0);
