@@ -19,6 +19,10 @@ enum class CpuGemmImpl {
 
 struct CpuKernelOptions {
   CpuGemmImpl gemm = CpuGemmImpl::kAuto;
+  // When > 0 and OpenBLAS is linked, sets OpenBLAS' process-wide thread count.
+  // Default 1: each rank thread runs its own single-threaded GEMMs (OpenBLAS'
+  // own threads slowed the model down on the shared 2-core test machine).
+  int openblas_threads = 1;
 };
 
 // True when this build links OpenBLAS.
