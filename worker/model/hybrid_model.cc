@@ -57,13 +57,14 @@ class HybridModelImpl final : public HybridModel {
 
   absl::Status Forward(const ForwardBatch& batch, runtime::HostCacheMemory* cache,
                        std::vector<float>* logits) override {
-    HC_RETURN_IF_ERROR(CheckCache(*cache));
-    BatchIndex bi;
-    HC_RETURN_IF_ERROR(Flatten(batch, cache->kv_layout(), cache->mamba_layout(), &bi));
     logits->clear();
+    BatchIndex bi;
+    DeviceIndex di{};
+    absl::Status prepared = Prepare(batch, *cache, &bi, &di);
+    // Ranks agree on whether to run, so that no rank waits in a collective
+    // for a rank that failed to prepare (e.g. out of workspace memory).
+    HC_RETURN_IF_ERROR(AgreeAcrossRanks(prepared));
     if (bi.num_tokens == 0) return absl::OkStatus();
-    HC_ASSIGN_OR_RETURN(DeviceIndex di, UploadIndex(bi));
-    HC_RETURN_IF_ERROR(Reserve(bi.num_tokens));
     const int T = bi.num_tokens, D = config_.hidden_size;
     float* h = h_.as<float>();
     k_.elementwise->EmbeddingGather(T, di.ids, weights_.embed.as<float>(), D, {h, D});
@@ -84,6 +85,30 @@ class HybridModelImpl final : public HybridModel {
   }
 
  private:
+  absl::Status Prepare(const ForwardBatch& batch, const runtime::HostCacheMemory& cache,
+                       BatchIndex* bi, DeviceIndex* di) {
+    HC_RETURN_IF_ERROR(CheckCache(cache));
+    HC_RETURN_IF_ERROR(Flatten(batch, cache.kv_layout(), cache.mamba_layout(), bi));
+    if (bi->num_tokens == 0) return absl::OkStatus();
+    HC_ASSIGN_OR_RETURN(*di, UploadIndex(*bi));
+    return Reserve(bi->num_tokens);
+  }
+
+  // Returns `local` when it failed, else ABORTED when another rank failed.
+  absl::Status AgreeAcrossRanks(const absl::Status& local) {
+    if (plan_.tp_size == 1) return local;
+    if (flag_.data() == nullptr) {
+      HC_ASSIGN_OR_RETURN(flag_, DeviceBuffer::Create(options_.backend, sizeof(float)));
+    }
+    float failed = local.ok() ? 0.0f : 1.0f;
+    HC_RETURN_IF_ERROR(options_.backend->CopyHostToDevice(flag_.data(), &failed, sizeof(float)));
+    HC_RETURN_IF_ERROR(options_.communicator->AllReduceSum(flag_.as<float>(), 1));
+    HC_RETURN_IF_ERROR(options_.backend->CopyDeviceToHost(&failed, flag_.data(), sizeof(float)));
+    if (!local.ok()) return local;
+    if (failed > 0.0f) return absl::AbortedError("another tensor-parallel rank failed to prepare");
+    return absl::OkStatus();
+  }
+
   absl::Status CheckCache(const runtime::HostCacheMemory& cache) const {
     const auto& kv = cache.kv_layout();
     const auto& m = cache.mamba_layout();
@@ -340,7 +365,7 @@ class HybridModelImpl final : public HybridModel {
   const kernels::KernelSet& k_;
   // Workspace (backend memory), sized for capacity_ tokens.
   int capacity_ = 0;
-  DeviceBuffer h_, x_, out_, wide_, mid_, conv_out_, sum_sq_, index_, logits_;
+  DeviceBuffer h_, x_, out_, wide_, mid_, conv_out_, sum_sq_, index_, logits_, flag_;
 };
 
 }  // namespace

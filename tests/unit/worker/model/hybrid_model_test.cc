@@ -243,6 +243,37 @@ TEST(HybridModelTest, InvalidBatchIsRejectedBeforeAnyStateIsWritten) {
   EXPECT_EQ(ssm_before, ssm_after);
 }
 
+TEST(HybridModelTest, RankOutOfWorkspaceMemoryFailsTheStepOnEveryRankWithoutHanging) {
+  const ModelConfig config = TinyConfig();
+  const InMemoryTensorSource source(config, 11);
+  const auto tokens = RandomTokens(64, 51, config.vocab_size);
+  // Measure the weights and one rank's workspace for 64 tokens.
+  size_t weights = 0, workspace = 0;
+  {
+    auto probe = TpRunner::Create(config, source, 2, kNumBlocks, kBlockSize, kNumSlots).value();
+    weights = probe->backend().allocated_bytes();
+    Harness hx(probe.get());
+    Seq s = hx.NewSeq(0);
+    hx.Run(s, tokens);
+    workspace = (probe->backend().allocated_bytes() - weights) / 2;
+  }
+  // Room for the weights and one and a half workspaces: at most one rank can
+  // get its workspace for 64 tokens.
+  auto runner = TpRunner::Create(config, source, 2, kNumBlocks, kBlockSize, kNumSlots,
+                                 weights + workspace * 3 / 2)
+                    .value();
+  Harness hx(runner.get());
+  Seq big = hx.NewSeq(0);
+  const auto failed = runner->Forward({{hx.Input(big, tokens, true)}});
+  EXPECT_FALSE(failed.ok());
+  EXPECT_TRUE(failed.status().code() == absl::StatusCode::kResourceExhausted ||
+              failed.status().code() == absl::StatusCode::kAborted)
+      << failed.status();
+  // A step that fits still runs on both ranks.
+  Seq small = hx.NewSeq(1);
+  EXPECT_TRUE(runner->Forward({{hx.Input(small, std::span(tokens).first(2), true)}}).ok());
+}
+
 TEST(HybridModelTest, UnsplittableConfigIsRejected) {
   ModelConfig config = TinyConfig();
   config.mamba_n_heads = 3;  // H * P != d_inner and not divisible by tp

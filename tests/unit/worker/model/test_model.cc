@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstring>
 #include <random>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -114,40 +113,26 @@ absl::StatusOr<std::vector<float>> LoadF32ForTest(const TensorSource& source,
 absl::StatusOr<std::unique_ptr<TpRunner>> TpRunner::Create(const ModelConfig& config,
                                                            const TensorSource& source, int tp,
                                                            int num_blocks, int block_size,
-                                                           int num_slots) {
+                                                           int num_slots, size_t max_bytes) {
   auto runner = std::unique_ptr<TpRunner>(new TpRunner());
-  HC_ASSIGN_OR_RETURN(runner->backend_, runtime::CreateCpuBackend());
-  runner->comms_ = runtime::CreateThreadCommunicators(tp);
-  for (int r = 0; r < tp; ++r) {
-    HC_ASSIGN_OR_RETURN(
-        auto model,
-        HybridModel::Create({.tp_size = tp, .rank = r, .backend = runner->backend_.get(),
-                             .communicator = runner->comms_[r].get()},
-                            config, [&](std::string_view name, const std::vector<int64_t>& s) {
-                              return LoadF32ForTest(source, name, s);
-                            }));
-    runner->ranks_.push_back(std::move(model));
-  }
-  const ShardPlan& plan = runner->ranks_[0]->plan();
+  HC_ASSIGN_OR_RETURN(runner->backend_,
+                      runtime::CreateCpuBackend({.kernels = {}, .max_bytes = max_bytes}));
+  HC_ASSIGN_OR_RETURN(
+      runner->model_,
+      TensorParallelModel::Create({.tp_size = tp, .backend = runner->backend_.get()}, config,
+                                  [&](std::string_view name, const std::vector<int64_t>& s) {
+                                    return LoadF32ForTest(source, name, s);
+                                  }));
   HC_ASSIGN_OR_RETURN(runner->cache_, runtime::HostCacheMemory::Create(
-                                          plan.KvLayout(config, num_blocks, block_size),
-                                          plan.MambaLayout(config, num_slots), tp));
+                                          runner->model_->KvLayout(num_blocks, block_size),
+                                          runner->model_->MambaLayout(num_slots), tp));
   return runner;
 }
 
 absl::StatusOr<std::vector<float>> TpRunner::Forward(const ForwardBatch& batch) {
-  const int tp = static_cast<int>(ranks_.size());
-  std::vector<absl::Status> status(tp);
-  std::vector<std::vector<float>> logits(tp);
-  std::vector<std::thread> threads;
-  for (int r = 1; r < tp; ++r) {
-    threads.emplace_back(
-        [&, r] { status[r] = ranks_[r]->Forward(batch, cache_.get(), &logits[r]); });
-  }
-  status[0] = ranks_[0]->Forward(batch, cache_.get(), &logits[0]);
-  for (auto& t : threads) t.join();
-  for (const absl::Status& s : status) HC_RETURN_IF_ERROR(s);
-  return logits[0];
+  std::vector<float> logits;
+  HC_RETURN_IF_ERROR(model_->Forward(batch, cache_.get(), &logits));
+  return logits;
 }
 
 double MaxRelError(const std::vector<float>& got, const std::vector<float>& want) {

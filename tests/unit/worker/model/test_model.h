@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "worker/model/hybrid_model.h"
+#include "worker/model/tensor_parallel_model.h"
 #include "worker/model/tensor_source.h"
 #include "worker/runtime/backend.h"
 #include "worker/runtime/communicator.h"
@@ -47,21 +48,21 @@ absl::StatusOr<std::vector<float>> LoadF32ForTest(const TensorSource& source,
                                                   std::string_view name,
                                                   const std::vector<int64_t>& shape);
 
-// tp ranks of one model and their cache memory; Forward runs every rank on its
-// own thread (rank 0 on the caller's) and returns rank 0's logits.
+// A TensorParallelModel of tp ranks over its own CPU backend (optionally
+// limited to max_bytes) and cache memory; Forward returns rank 0's logits.
 class TpRunner {
  public:
   static absl::StatusOr<std::unique_ptr<TpRunner>> Create(const ModelConfig& config,
                                                           const TensorSource& source, int tp,
                                                           int num_blocks, int block_size,
-                                                          int num_slots);
+                                                          int num_slots, size_t max_bytes = 0);
   absl::StatusOr<std::vector<float>> Forward(const ForwardBatch& batch);
   runtime::HostCacheMemory& cache() { return *cache_; }
+  runtime::Backend& backend() { return *backend_; }
 
  private:
   std::unique_ptr<runtime::Backend> backend_;
-  std::vector<std::unique_ptr<runtime::Communicator>> comms_;
-  std::vector<std::unique_ptr<HybridModel>> ranks_;
+  std::unique_ptr<TensorParallelModel> model_;
   std::unique_ptr<runtime::HostCacheMemory> cache_;
 };
 
