@@ -6,7 +6,9 @@
 // runs over them (6 x 16 with AVX2+FMA: 12 accumulators, 2 B loads and 6
 // broadcasts per k). Tiny M (decode: 1-3 rows) skips packing and uses a
 // dot-product kernel reading both operands along K. Single-threaded.
+#if defined(__x86_64__)
 #include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cstdlib>

@@ -9,6 +9,10 @@
 // which is the per-token recurrence unrolled over the chunk (ssd_minimal.py).
 // Differences cs[l] - cs[s] are taken before exp so no factor overflows.
 // The products run on the own blocked GEMM (kernels/cpu/gemm_cpu.cc).
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -24,6 +28,47 @@ inline float Softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x));
 inline float Dt(const SsmParams& p, float raw, int h) {
   return std::clamp(Softplus(raw + p.dt_bias[h]), p.dt_min, p.dt_max);
 }
+
+// One state row of the recurrence: s[n] = s[n] * decay + dx * b[n]; returns
+// sum_n s[n] * c[n].
+float UpdateRowGeneric(float* s, const float* b, const float* c, float decay, float dx, int n) {
+  float acc = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    s[i] = s[i] * decay + dx * b[i];
+    acc += s[i] * c[i];
+  }
+  return acc;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) float UpdateRowAvx2(float* s, const float* b,
+                                                        const float* c, float decay, float dx,
+                                                        int n) {
+  const __m256 vd = _mm256_set1_ps(decay), vx = _mm256_set1_ps(dx);
+  __m256 acc = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_fmadd_ps(_mm256_loadu_ps(s + i), vd,
+                                     _mm256_mul_ps(vx, _mm256_loadu_ps(b + i)));
+    _mm256_storeu_ps(s + i, v);
+    acc = _mm256_fmadd_ps(v, _mm256_loadu_ps(c + i), acc);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, acc);
+  float total = 0.0f;
+  for (float l : lanes) total += l;
+  return total + UpdateRowGeneric(s + i, b + i, c + i, decay, dx, n - i);
+}
+
+using UpdateRowFn = float (*)(float*, const float*, const float*, float, float, int);
+UpdateRowFn PickUpdateRow() {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? UpdateRowAvx2
+                                                                          : UpdateRowGeneric;
+}
+#else
+using UpdateRowFn = float (*)(float*, const float*, const float*, float, float, int);
+UpdateRowFn PickUpdateRow() { return UpdateRowGeneric; }
+#endif
 
 class CpuMamba2 final : public Mamba2Kernels {
  public:
@@ -75,13 +120,7 @@ class CpuMamba2 final : public Mamba2Kernels {
         float* y = io.y.row(b) + h * P;
         for (int q = 0; q < P; ++q) {
           float* sp = state + (static_cast<int64_t>(h) * P + q) * N;
-          const float dx = dt * x[q];
-          float acc = 0.0f;
-          for (int n = 0; n < N; ++n) {
-            sp[n] = sp[n] * decay + dx * bv[n];
-            acc += sp[n] * cv[n];
-          }
-          y[q] = acc + p.d[h] * x[q];
+          y[q] = update_row_(sp, bv, cv, decay, dt * x[q], N) + p.d[h] * x[q];
         }
       }
     }
@@ -141,6 +180,7 @@ class CpuMamba2 final : public Mamba2Kernels {
   }
 
   std::unique_ptr<GemmKernel> gemm_;
+  const UpdateRowFn update_row_ = PickUpdateRow();
 };
 
 }  // namespace

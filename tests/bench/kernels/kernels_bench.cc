@@ -157,6 +157,24 @@ void BM_SsdChunkScan(benchmark::State& state) {
 }
 BENCHMARK(BM_SsdChunkScan)->Arg(64)->Arg(512)->MinTime(0.05);
 
+// One decode step of one Mamba layer for `batch` sequences.
+void BM_SelectiveStateUpdate(benchmark::State& state) {
+  const int B = state.range(0), H = 24, P = 64, N = 128;
+  auto k = CreateCpuMamba2Kernels();
+  std::vector<float> x(B * H * P, 0.1f), dt(B * H, -1.0f), bc(B * N, 0.05f), y(B * H * P);
+  std::vector<float> a_log(H, 0.5f), d(H, 1.0f), bias(H, 0.0f), st(B * H * P * N, 0.0f);
+  std::vector<int32_t> slots(B);
+  for (int b = 0; b < B; ++b) slots[b] = b;
+  const SsmParams p{.num_heads = H, .head_dim = P, .state_size = N, .num_groups = 1,
+                    .a_log = a_log.data(), .d = d.data(), .dt_bias = bias.data(),
+                    .chunk_size = 256, .state = st.data()};
+  const SsmTensors io{.x = {x.data(), H * P}, .dt = {dt.data(), H}, .b = {bc.data(), N},
+                      .c = {bc.data(), N}, .y = {y.data(), H * P}};
+  for (auto _ : state) k->SelectiveStateUpdate(p, B, slots.data(), io);
+  state.SetItemsProcessed(state.iterations() * B);
+}
+BENCHMARK(BM_SelectiveStateUpdate)->Arg(1)->Arg(8)->MinTime(0.05);
+
 void BM_PagedAttentionDecode(benchmark::State& state) {
   const int ctx = state.range(0), hq = 12, hkv = 4, hd = 64, bs = 16;
   const int blocks = (ctx + bs - 1) / bs;
