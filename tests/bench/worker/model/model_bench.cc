@@ -50,13 +50,13 @@ int64_t ParamCount(const TensorSource& source) {
 
 struct Env {
   ModelConfig config = SmallConfig();
-  std::unique_ptr<testing::InMemoryTensorSource> source;
+  std::unique_ptr<testing::RandomTensorSource> source;
   std::unique_ptr<testing::TpRunner> runner;
   int next_block = 0;
   static constexpr int kNumBlocks = 4096;
 
   Env() {
-    source = std::make_unique<testing::InMemoryTensorSource>(config, 1);
+    source = std::make_unique<testing::RandomTensorSource>(config, 1);
     runner = testing::TpRunner::Create(config, *source, 1, kNumBlocks, kBlockSize, 32).value();
   }
   std::vector<int32_t> Tokens(int n, uint32_t seed) const {

@@ -13,7 +13,7 @@
 namespace hc::model {
 namespace {
 
-using testing::InMemoryTensorSource;
+using testing::RandomTensorSource;
 using testing::MaxRelError;
 using testing::TinyConfig;
 using testing::TpRunner;
@@ -95,7 +95,7 @@ class HybridModelExactnessTest : public ::testing::TestWithParam<ExactnessParam>
 TEST_P(HybridModelExactnessTest, PrefillContinuationAndDecodeAgree) {
   const auto [tp, groups] = GetParam();
   const ModelConfig config = TinyConfig(groups);
-  const InMemoryTensorSource source(config, 7);
+  const RandomTensorSource source(config, 7);
   auto runner = TpRunner::Create(config, source, tp, kNumBlocks, kBlockSize, kNumSlots).value();
   Harness hx(runner.get());
   const int L = 37;  // > 4 Mamba chunks of 8, > 9 KV blocks of 4
@@ -133,7 +133,7 @@ INSTANTIATE_TEST_SUITE_P(Shards, HybridModelExactnessTest,
 
 TEST(HybridModelTest, MixedVarlenBatchMatchesSeparateRuns) {
   const ModelConfig config = TinyConfig();
-  const InMemoryTensorSource source(config, 8);
+  const RandomTensorSource source(config, 8);
   auto runner = TpRunner::Create(config, source, 1, kNumBlocks, kBlockSize, kNumSlots).value();
   Harness hx(runner.get());
   const auto a = RandomTokens(13, 21, config.vocab_size);
@@ -179,7 +179,7 @@ class HybridModelTpTest : public ::testing::TestWithParam<TpParam> {};
 TEST_P(HybridModelTpTest, ShardedLogitsEqualSingleRankLogits) {
   const auto [tp, groups] = GetParam();
   const ModelConfig config = TinyConfig(groups);
-  const InMemoryTensorSource source(config, 9);
+  const RandomTensorSource source(config, 9);
   auto one = TpRunner::Create(config, source, 1, kNumBlocks, kBlockSize, kNumSlots).value();
   auto many = TpRunner::Create(config, source, tp, kNumBlocks, kBlockSize, kNumSlots).value();
   Harness h1(one.get()), hn(many.get());
@@ -204,7 +204,7 @@ INSTANTIATE_TEST_SUITE_P(Shards, HybridModelTpTest,
 
 TEST(HybridModelTest, InvalidBatchIsRejectedBeforeAnyStateIsWritten) {
   const ModelConfig config = TinyConfig();
-  const InMemoryTensorSource source(config, 10);
+  const RandomTensorSource source(config, 10);
   auto runner = TpRunner::Create(config, source, 1, kNumBlocks, kBlockSize, kNumSlots).value();
   Harness hx(runner.get());
   Seq s = hx.NewSeq(0);
@@ -245,7 +245,7 @@ TEST(HybridModelTest, InvalidBatchIsRejectedBeforeAnyStateIsWritten) {
 
 TEST(HybridModelTest, RankOutOfWorkspaceMemoryFailsTheStepOnEveryRankWithoutHanging) {
   const ModelConfig config = TinyConfig();
-  const InMemoryTensorSource source(config, 11);
+  const RandomTensorSource source(config, 11);
   const auto tokens = RandomTokens(64, 51, config.vocab_size);
   // Measure the weights and one rank's workspace for 64 tokens.
   size_t weights = 0, workspace = 0;

@@ -34,7 +34,7 @@ ModelConfig TinyConfig(int mamba_groups) {
   return c;
 }
 
-InMemoryTensorSource::InMemoryTensorSource(const ModelConfig& c, uint32_t seed) : seed_(seed) {
+RandomTensorSource::RandomTensorSource(const ModelConfig& c, uint32_t seed) : seed_(seed) {
   const int64_t D = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
   const float sd = 1.0f / std::sqrt(static_cast<float>(D));
   Add("model.embed_tokens.weight", {V, D}, -1.0f, 1.0f);
@@ -70,7 +70,7 @@ InMemoryTensorSource::InMemoryTensorSource(const ModelConfig& c, uint32_t seed) 
   }
 }
 
-void InMemoryTensorSource::Add(const std::string& name, std::vector<int64_t> shape, float lo,
+void RandomTensorSource::Add(const std::string& name, std::vector<int64_t> shape, float lo,
                                float hi) {
   int64_t n = 1;
   for (int64_t s : shape) n *= s;
@@ -81,7 +81,7 @@ void InMemoryTensorSource::Add(const std::string& name, std::vector<int64_t> sha
   tensors_[name] = std::move(t);
 }
 
-absl::StatusOr<TensorView> InMemoryTensorSource::Get(std::string_view name) const {
+absl::StatusOr<TensorView> RandomTensorSource::Get(std::string_view name) const {
   auto it = tensors_.find(name);
   if (it == tensors_.end()) return absl::NotFoundError(absl::StrCat("no tensor ", std::string(name)));
   return TensorView{.dtype = runtime::DType::kF32, .shape = it->second.shape,
@@ -89,9 +89,9 @@ absl::StatusOr<TensorView> InMemoryTensorSource::Get(std::string_view name) cons
                     .num_bytes = it->second.data.size() * sizeof(float)};
 }
 
-bool InMemoryTensorSource::Has(std::string_view name) const { return tensors_.contains(name); }
+bool RandomTensorSource::Has(std::string_view name) const { return tensors_.contains(name); }
 
-std::vector<std::string> InMemoryTensorSource::Names() const {
+std::vector<std::string> RandomTensorSource::Names() const {
   std::vector<std::string> names;
   for (const auto& [name, t] : tensors_) names.push_back(name);
   return names;

@@ -26,9 +26,9 @@ ModelConfig TinyConfig(int mamba_groups = 1);
 
 // fp32 tensors by name, filled with seeded random values scaled like a
 // trained model's (so activations stay O(1)).
-class InMemoryTensorSource final : public TensorSource {
+class RandomTensorSource final : public TensorSource {
  public:
-  InMemoryTensorSource(const ModelConfig& config, uint32_t seed);
+  RandomTensorSource(const ModelConfig& config, uint32_t seed);
   absl::StatusOr<TensorView> Get(std::string_view name) const override;
   bool Has(std::string_view name) const override;
   std::vector<std::string> Names() const override;
