@@ -112,8 +112,12 @@ TEST_P(HybridModelExactnessTest, PrefillContinuationAndDecodeAgree) {
   EXPECT_LT(MaxRelError(per_token.back(), full), kTol) << "decode vs one prefill";
 
   // prefill(k), commit (fork into a new slot / CoW tail), prefill of the rest.
-  // k: block-aligned and not, inside and across Mamba chunks.
-  for (int k : {1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 23, 24, 25, 31, 36}) {
+  // k: block-aligned and not, inside and across Mamba chunks, plus seeded
+  // random ones.
+  std::vector<int> ks = {1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 23, 24, 25, 31, 36};
+  std::mt19937 rng(tp * 10 + groups);
+  for (int i = 0; i < 6; ++i) ks.push_back(1 + static_cast<int>(rng() % (L - 1)));
+  for (int k : ks) {
     Seq first = hx.NewSeq(2);
     const auto prefix_logits = hx.Run(first, all.first(k));
     EXPECT_LT(MaxRelError(prefix_logits, per_token[k - 1]), kTol) << "prefill(" << k << ")";
