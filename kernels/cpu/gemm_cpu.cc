@@ -4,8 +4,8 @@
 // per (KC x NC) block into K-major micro-panels of NR columns, A per (MC x KC)
 // block into micro-panels of MR rows; an MR x NR register-blocked micro-kernel
 // runs over them (6 x 16 with AVX2+FMA: 12 accumulators, 2 B loads and 6
-// broadcasts per k). Tiny M (decode: 1-3 rows) skips packing and uses a
-// dot-product kernel reading both operands along K. Single-threaded.
+// broadcasts per k). Small M (decode batches, up to 8 rows) skips packing and
+// uses a dot-product kernel reading both operands along K. Single-threaded.
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -29,7 +29,8 @@ constexpr int kNr = 16;
 constexpr int kKc = 256;
 constexpr int kMc = 96;    // multiple of kMr; packed A block (96 KiB) stays in L2
 constexpr int kNc = 2048;  // multiple of kNr; packed B block (2 MiB) stays in L3
-constexpr int kSmallM = 3; // m <= kSmallM uses the dot-product path
+constexpr int kSmallM = 8; // m <= kSmallM uses the dot-product path
+constexpr int kAutoOwnMaxM = 3;  // CpuGemmImpl::kAuto: own kernel up to this m
 
 struct FreeDeleter {
   void operator()(float* p) const { std::free(p); }
@@ -168,45 +169,62 @@ HC_AVX2 inline float HorizontalSum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// Dot-product path for m <= kSmallM: each A row against 4 B rows at a time.
+// Dot-product path for small m: tiles of MA A rows x 4 B rows (MA <= 3, so
+// at most 12 accumulators), both operands read along K, so B (the weight) is
+// streamed once per tile of A rows without packing.
+template <int MA>
+HC_AVX2 void DotTileAvx2(const GemmArgs& g, int i0, int j0) {
+  const int k8 = g.k & ~7;
+  const float* a[MA];
+  for (int r = 0; r < MA; ++r) a[r] = g.a + (i0 + r) * g.lda;
+  const float* b[4];
+  for (int q = 0; q < 4; ++q) b[q] = g.b + (j0 + q) * g.ldb;
+  __m256 acc[MA][4];
+  for (int r = 0; r < MA; ++r) {
+    for (int q = 0; q < 4; ++q) acc[r][q] = _mm256_setzero_ps();
+  }
+  for (int p = 0; p < k8; p += 8) {
+    const __m256 b0 = _mm256_loadu_ps(b[0] + p), b1 = _mm256_loadu_ps(b[1] + p);
+    const __m256 b2 = _mm256_loadu_ps(b[2] + p), b3 = _mm256_loadu_ps(b[3] + p);
+    for (int r = 0; r < MA; ++r) {
+      const __m256 av = _mm256_loadu_ps(a[r] + p);
+      acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+      acc[r][2] = _mm256_fmadd_ps(av, b2, acc[r][2]);
+      acc[r][3] = _mm256_fmadd_ps(av, b3, acc[r][3]);
+    }
+  }
+  for (int r = 0; r < MA; ++r) {
+    float* crow = g.c + (i0 + r) * g.ldc + j0;
+    for (int q = 0; q < 4; ++q) {
+      float v = HorizontalSum(acc[r][q]);
+      for (int p = k8; p < g.k; ++p) v += a[r][p] * b[q][p];
+      crow[q] = g.accumulate ? crow[q] + v : v;
+    }
+  }
+}
+
 HC_AVX2 void SmallMAvx2(const GemmArgs& g) {
   const int k8 = g.k & ~7;
-  for (int i = 0; i < g.m; ++i) {
-    const float* a = g.a + i * g.lda;
-    float* crow = g.c + i * g.ldc;
-    int j = 0;
-    for (; j + 4 <= g.n; j += 4) {
-      const float* b0 = g.b + j * g.ldb;
-      const float* b1 = b0 + g.ldb;
-      const float* b2 = b1 + g.ldb;
-      const float* b3 = b2 + g.ldb;
-      __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-      __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
-      for (int p = 0; p < k8; p += 8) {
-        const __m256 av = _mm256_loadu_ps(a + p);
-        s0 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b0 + p), s0);
-        s1 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b1 + p), s1);
-        s2 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b2 + p), s2);
-        s3 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b3 + p), s3);
-      }
-      float r[4] = {HorizontalSum(s0), HorizontalSum(s1), HorizontalSum(s2), HorizontalSum(s3)};
-      for (int p = k8; p < g.k; ++p) {
-        r[0] += a[p] * b0[p];
-        r[1] += a[p] * b1[p];
-        r[2] += a[p] * b2[p];
-        r[3] += a[p] * b3[p];
-      }
-      for (int q = 0; q < 4; ++q) crow[j + q] = g.accumulate ? crow[j + q] + r[q] : r[q];
-    }
-    for (; j < g.n; ++j) {
-      const float* b = g.b + j * g.ldb;
+  int j = 0;
+  for (; j + 4 <= g.n; j += 4) {
+    int i = 0;
+    for (; i + 3 <= g.m; i += 3) DotTileAvx2<3>(g, i, j);
+    if (g.m - i == 2) DotTileAvx2<2>(g, i, j);
+    if (g.m - i == 1) DotTileAvx2<1>(g, i, j);
+  }
+  for (; j < g.n; ++j) {  // remaining B rows, one at a time
+    const float* b = g.b + j * g.ldb;
+    for (int i = 0; i < g.m; ++i) {
+      const float* a = g.a + i * g.lda;
       __m256 s = _mm256_setzero_ps();
       for (int p = 0; p < k8; p += 8) {
         s = _mm256_fmadd_ps(_mm256_loadu_ps(a + p), _mm256_loadu_ps(b + p), s);
       }
       float r = HorizontalSum(s);
       for (int p = k8; p < g.k; ++p) r += a[p] * b[p];
-      crow[j] = g.accumulate ? crow[j] + r : r;
+      float* c = g.c + i * g.ldc + j;
+      *c = g.accumulate ? *c + r : r;
     }
   }
 }
@@ -287,13 +305,14 @@ class OpenBlasGemm final : public GemmKernel {
 };
 
 // Measured by kernels_bench (single thread, Zen 4): the own dot-product path
-// is 5-13x faster than OpenBLAS sgemm for M = 1 (decode), OpenBLAS is 5-40%
-// faster for M >= 8. So tiny M goes to the own kernel, the rest to OpenBLAS.
+// is 4-13x faster than OpenBLAS sgemm for M = 1 (decode); at M = 8 each wins
+// half of the model's shapes; OpenBLAS is ahead for most shapes at M >= 64.
+// So M <= 3 goes to the own kernel, the rest to OpenBLAS.
 class AutoGemm final : public GemmKernel {
  public:
-  const char* name() const override { return "auto(own m<=3, openblas)"; }
+  const char* name() const override { return "auto(own m<=3, else openblas)"; }
   void Gemm(const GemmArgs& g) const override {
-    if (g.m <= kSmallM) {
+    if (g.m <= kAutoOwnMaxM) {
       own_.Gemm(g);
     } else {
       blas_.Gemm(g);
