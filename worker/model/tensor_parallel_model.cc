@@ -20,7 +20,46 @@ absl::StatusOr<std::unique_ptr<TensorParallelModel>> TensorParallelModel::Create
                                             config, load));
     model->ranks_.push_back(std::move(rank));
   }
+  model->StartWorkers();
   return model;
+}
+
+void TensorParallelModel::StartWorkers() {
+  {
+    absl::MutexLock lock(&mu_);
+    status_.assign(ranks_.size(), absl::OkStatus());
+  }
+  for (int r = 1; r < tp_size(); ++r) workers_.emplace_back([this, r] { WorkerLoop(r); });
+}
+
+TensorParallelModel::~TensorParallelModel() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+    changed_.SignalAll();
+  }
+  for (std::thread& t : workers_) t.join();
+}
+
+void TensorParallelModel::WorkerLoop(int rank) {
+  uint64_t seen = 0;
+  std::vector<float> unused;  // only rank 0 produces logits
+  while (true) {
+    const ForwardBatch* batch;
+    runtime::HostCacheMemory* cache;
+    {
+      absl::MutexLock lock(&mu_);
+      while (!stop_ && generation_ == seen) changed_.Wait(&mu_);
+      if (stop_) return;
+      seen = generation_;
+      batch = batch_;
+      cache = cache_;
+    }
+    absl::Status status = ranks_[rank]->Forward(*batch, cache, &unused);
+    absl::MutexLock lock(&mu_);
+    status_[rank] = std::move(status);
+    if (--pending_ == 0) changed_.SignalAll();
+  }
 }
 
 runtime::KvLayout TensorParallelModel::KvLayout(int num_blocks, int block_size) const {
@@ -34,17 +73,19 @@ runtime::MambaLayout TensorParallelModel::MambaLayout(int num_slots) const {
 absl::Status TensorParallelModel::Forward(const ForwardBatch& batch,
                                           runtime::HostCacheMemory* cache,
                                           std::vector<float>* logits) {
-  const int tp = tp_size();
-  std::vector<absl::Status> status(tp);
-  std::vector<std::vector<float>> unused(tp);
-  std::vector<std::thread> threads;
-  threads.reserve(tp - 1);
-  for (int r = 1; r < tp; ++r) {
-    threads.emplace_back([&, r] { status[r] = ranks_[r]->Forward(batch, cache, &unused[r]); });
+  {
+    absl::MutexLock lock(&mu_);
+    batch_ = &batch;
+    cache_ = cache;
+    pending_ = tp_size() - 1;
+    ++generation_;
+    changed_.SignalAll();
   }
-  status[0] = ranks_[0]->Forward(batch, cache, logits);
-  for (std::thread& t : threads) t.join();
-  for (const absl::Status& s : status) HC_RETURN_IF_ERROR(s);
+  const absl::Status status0 = ranks_[0]->Forward(batch, cache, logits);
+  absl::MutexLock lock(&mu_);
+  while (pending_ > 0) changed_.Wait(&mu_);
+  HC_RETURN_IF_ERROR(status0);
+  for (const absl::Status& s : status_) HC_RETURN_IF_ERROR(s);
   return absl::OkStatus();
 }
 
