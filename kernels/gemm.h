@@ -1,0 +1,40 @@
+// GEMM family: C[M, N] (+)= A[M, K] * B[N, K]^T in fp32.
+//
+// B is stored [N, K] row-major, i.e. the [out_features, in_features] layout of
+// a Hugging Face / PyTorch Linear weight, so `y = x W^T` is Gemm with A = x,
+// B = W. All matrices are row-major with explicit leading dimensions (elements
+// between consecutive rows), so column blocks of wider buffers can be used.
+#ifndef HC_KERNELS_GEMM_H_
+#define HC_KERNELS_GEMM_H_
+
+#include <cstdint>
+
+namespace hc::kernels {
+
+struct GemmArgs {
+  int m = 0;
+  int n = 0;
+  int k = 0;
+  const float* a = nullptr;  // [m, k], row stride lda >= k
+  int64_t lda = 0;
+  const float* b = nullptr;  // [n, k], row stride ldb >= k
+  int64_t ldb = 0;
+  float* c = nullptr;        // [m, n], row stride ldc >= n; must not alias a or b
+  int64_t ldc = 0;
+  bool accumulate = false;   // false: C = A B^T; true: C += A B^T
+};
+
+// Thread-safety: implementations are stateless after construction; concurrent
+// calls on distinct outputs are safe (tensor-parallel ranks share one instance).
+class GemmKernel {
+ public:
+  virtual ~GemmKernel() = default;
+  // REQUIRES: m, n, k >= 0 (any of them may be 0); leading dimensions as above.
+  virtual void Gemm(const GemmArgs& args) const = 0;
+  // Short name of the implementation, e.g. "openblas" or "blocked-avx2".
+  virtual const char* name() const = 0;
+};
+
+}  // namespace hc::kernels
+
+#endif  // HC_KERNELS_GEMM_H_

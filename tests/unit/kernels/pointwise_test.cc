@@ -1,0 +1,166 @@
+// Norms, RoPE and element-wise kernels against plain references.
+#include <cmath>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "tests/unit/kernels/kernel_test_util.h"
+
+namespace hc::kernels {
+namespace {
+
+using testing::MaxRelError;
+using testing::RandomVector;
+
+double SiluRef(double x) { return x / (1.0 + std::exp(-x)); }
+
+TEST(RmsNormTest, MatchesReferenceWithStridedRowsAndInPlace) {
+  const int T = 5, D = 24, stride = 30;
+  const float eps = 1e-5f;
+  const auto x = RandomVector(T * stride, 11);
+  const auto w = RandomVector(D, 12, 0.5f, 1.5f);
+  std::vector<float> want(T * D);
+  for (int t = 0; t < T; ++t) {
+    double ss = 0;
+    for (int i = 0; i < D; ++i) ss += double(x[t * stride + i]) * x[t * stride + i];
+    const double inv = 1.0 / std::sqrt(ss / D + eps);
+    for (int i = 0; i < D; ++i) want[t * D + i] = float(x[t * stride + i] * inv * w[i]);
+  }
+  auto norm = CreateCpuNormKernels();
+  std::vector<float> out(T * D);
+  norm->RmsNorm({.num_tokens = T, .dim = D, .eps = eps, .x = {x.data(), stride},
+                 .weight = w.data(), .out = {out.data(), D}});
+  EXPECT_LT(MaxRelError(out, want), 1e-6);
+
+  auto inplace = x;
+  norm->RmsNorm({.num_tokens = T, .dim = D, .eps = eps, .x = {inplace.data(), stride},
+                 .weight = w.data(), .out = {inplace.data(), stride}});
+  std::vector<float> got(T * D);
+  for (int t = 0; t < T; ++t) {
+    for (int i = 0; i < D; ++i) got[t * D + i] = inplace[t * stride + i];
+  }
+  EXPECT_LT(MaxRelError(got, want), 1e-6);
+}
+
+// Reference gated norm over `groups` groups of the full vector.
+std::vector<float> GatedRef(int T, int d, int groups, const std::vector<float>& y,
+                            const std::vector<float>& z, const std::vector<float>& w, float eps) {
+  std::vector<float> out(T * d);
+  const int gs = d / groups;
+  for (int t = 0; t < T; ++t) {
+    for (int g = 0; g < groups; ++g) {
+      std::vector<double> v(gs);
+      double ss = 0;
+      for (int i = 0; i < gs; ++i) {
+        const int idx = t * d + g * gs + i;
+        v[i] = y[idx] * SiluRef(z[idx]);
+        ss += v[i] * v[i];
+      }
+      const double inv = 1.0 / std::sqrt(ss / gs + eps);
+      for (int i = 0; i < gs; ++i) out[t * d + g * gs + i] = float(v[i] * inv * w[g * gs + i]);
+    }
+  }
+  return out;
+}
+
+TEST(GatedRmsNormTest, GroupedNormAfterGateMatchesReference) {
+  const int T = 4, d = 32, eps_groups[] = {1, 2, 4};
+  const auto y = RandomVector(T * d, 21), z = RandomVector(T * d, 22, -3, 3);
+  const auto w = RandomVector(d, 23, 0.5f, 1.5f);
+  auto norm = CreateCpuNormKernels();
+  for (int groups : eps_groups) {
+    const auto want = GatedRef(T, d, groups, y, z, w, 1e-6f);
+    std::vector<float> out(T * d), ss(T * groups);
+    GatedNormArgs args{.num_tokens = T, .num_groups = groups, .group_size = d / groups,
+                       .norm_count = d / groups, .eps = 1e-6f, .y = {y.data(), d},
+                       .z = {z.data(), d}, .weight = w.data(), .out = {out.data(), d}};
+    norm->GatedSumSquares(args, ss.data());
+    norm->GatedNormApply(args, ss.data());
+    EXPECT_LT(MaxRelError(out, want), 1e-5) << "groups=" << groups;
+  }
+}
+
+TEST(GatedRmsNormTest, SplitGroupWithSummedStatisticsEqualsWholeGroup) {
+  // Tensor parallel with G == 1: each of 2 ranks holds half of the vector; the
+  // sum of squares is added across ranks before the apply step.
+  const int T = 3, d = 40, half = d / 2;
+  const auto y = RandomVector(T * d, 31), z = RandomVector(T * d, 32, -3, 3);
+  const auto w = RandomVector(d, 33, 0.5f, 1.5f);
+  const auto want = GatedRef(T, d, 1, y, z, w, 1e-5f);
+  auto norm = CreateCpuNormKernels();
+  std::vector<float> out(T * d);
+  std::vector<float> ss[2] = {std::vector<float>(T), std::vector<float>(T)};
+  GatedNormArgs shard[2];
+  for (int r = 0; r < 2; ++r) {
+    shard[r] = {.num_tokens = T, .num_groups = 1, .group_size = half, .norm_count = d,
+                .eps = 1e-5f, .y = {y.data() + r * half, d}, .z = {z.data() + r * half, d},
+                .weight = w.data() + r * half, .out = {out.data() + r * half, d}};
+    norm->GatedSumSquares(shard[r], ss[r].data());
+  }
+  for (int t = 0; t < T; ++t) ss[0][t] += ss[1][t];
+  for (int r = 0; r < 2; ++r) norm->GatedNormApply(shard[r], ss[0].data());
+  EXPECT_LT(MaxRelError(out, want), 1e-5);
+}
+
+TEST(RopeTest, PartialRotateHalfMatchesReferenceAndLeavesTailUntouched) {
+  const int T = 6, hd = 16, rd = 8, hq = 4, hkv = 2;
+  const float theta = 10000.0f;
+  const std::vector<int32_t> pos = {0, 1, 5, 17, 300, 4095};
+  const auto q0 = RandomVector(T * hq * hd, 41), k0 = RandomVector(T * hkv * hd, 42);
+  auto ref = [&](std::vector<float> x, int heads) {
+    for (int t = 0; t < T; ++t) {
+      for (int h = 0; h < heads; ++h) {
+        float* v = x.data() + (t * heads + h) * hd;
+        std::vector<double> r(rd);
+        for (int i = 0; i < rd; ++i) {
+          const int fi = i % (rd / 2);
+          const double ang = pos[t] * std::pow(double(theta), -2.0 * fi / rd);
+          const double rot = i < rd / 2 ? -v[i + rd / 2] : v[i - rd / 2];  // rotate_half
+          r[i] = v[i] * std::cos(ang) + rot * std::sin(ang);
+        }
+        for (int i = 0; i < rd; ++i) v[i] = float(r[i]);
+      }
+    }
+    return x;
+  };
+  auto q = q0, k = k0;
+  CreateCpuRopeKernel()->ApplyRope({.num_tokens = T, .positions = pos.data(), .head_dim = hd,
+                                    .rotary_dim = rd, .theta = theta, .q = {q.data(), hq * hd},
+                                    .num_q_heads = hq, .k = {k.data(), hkv * hd},
+                                    .num_kv_heads = hkv});
+  EXPECT_LT(MaxRelError(q, ref(q0, hq)), 1e-5);
+  EXPECT_LT(MaxRelError(k, ref(k0, hkv)), 1e-5);
+  for (int t = 0; t < T; ++t) {
+    for (int i = rd; i < hd; ++i) EXPECT_EQ(q[t * hq * hd + i], q0[t * hq * hd + i]);
+  }
+}
+
+TEST(ElementwiseTest, SiluMulGatherAndAddMatchReference) {
+  auto ew = CreateCpuElementwiseKernels();
+  const int T = 3, I = 10;
+  const auto gu = RandomVector(T * 2 * I, 51, -4, 4);
+  std::vector<float> out(T * I), want(T * I);
+  for (int t = 0; t < T; ++t) {
+    for (int i = 0; i < I; ++i) {
+      want[t * I + i] = float(SiluRef(gu[t * 2 * I + i]) * gu[t * 2 * I + I + i]);
+    }
+  }
+  ew->SiluMul(T, I, {gu.data(), 2 * I}, {out.data(), I});
+  EXPECT_LT(MaxRelError(out, want), 1e-6);
+
+  const int V = 7, D = 5;
+  const auto table = RandomVector(V * D, 52);
+  const std::vector<int32_t> ids = {6, 0, 3, 3};
+  std::vector<float> emb(ids.size() * D);
+  ew->EmbeddingGather(ids.size(), ids.data(), table.data(), D, {emb.data(), D});
+  for (size_t t = 0; t < ids.size(); ++t) {
+    for (int i = 0; i < D; ++i) EXPECT_EQ(emb[t * D + i], table[ids[t] * D + i]);
+  }
+
+  auto y = emb;
+  ew->AddRows(ids.size(), D, {table.data(), D}, {y.data(), D});
+  for (size_t i = 0; i < y.size(); ++i) EXPECT_FLOAT_EQ(y[i], emb[i] + table[i]);
+}
+
+}  // namespace
+}  // namespace hc::kernels

@@ -1,0 +1,73 @@
+// Test support for worker/model: a tiny Bamba config, an in-memory
+// TensorSource with seeded random weights under the Hugging Face names, and a
+// runner that drives tp ranks of HybridModel on threads over one
+// HostCacheMemory.
+#ifndef HC_TESTS_UNIT_WORKER_MODEL_TEST_MODEL_H_
+#define HC_TESTS_UNIT_WORKER_MODEL_TEST_MODEL_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "worker/model/hybrid_model.h"
+#include "worker/model/tensor_parallel_model.h"
+#include "worker/model/tensor_source.h"
+#include "worker/runtime/backend.h"
+#include "worker/runtime/communicator.h"
+#include "worker/runtime/host_cache_memory.h"
+
+namespace hc::model::testing {
+
+// 3 layers (Mamba, attention, Mamba), D = 32, GQA 4/2 heads with partial RoPE,
+// Mamba H = 4 x P = 16, N = 8, W = 4, chunk 8, vocab 64.
+ModelConfig TinyConfig(int mamba_groups = 1);
+
+// fp32 tensors by name, filled with seeded random values scaled like a
+// trained model's (so activations stay O(1)).
+class RandomTensorSource final : public TensorSource {
+ public:
+  RandomTensorSource(const ModelConfig& config, uint32_t seed);
+  absl::StatusOr<TensorView> Get(std::string_view name) const override;
+  bool Has(std::string_view name) const override;
+  std::vector<std::string> Names() const override;
+
+ private:
+  struct Tensor {
+    std::vector<int64_t> shape;
+    std::vector<float> data;
+  };
+  void Add(const std::string& name, std::vector<int64_t> shape, float lo, float hi);
+  std::map<std::string, Tensor, std::less<>> tensors_;
+  uint32_t seed_;
+};
+
+// F32-only stand-in for LoadF32 over any TensorSource (shape checked).
+absl::StatusOr<std::vector<float>> LoadF32ForTest(const TensorSource& source,
+                                                  std::string_view name,
+                                                  const std::vector<int64_t>& shape);
+
+// A TensorParallelModel of tp ranks over its own CPU backend (optionally
+// limited to max_bytes) and cache memory; Forward returns rank 0's logits.
+class TpRunner {
+ public:
+  static absl::StatusOr<std::unique_ptr<TpRunner>> Create(const ModelConfig& config,
+                                                          const TensorSource& source, int tp,
+                                                          int num_blocks, int block_size,
+                                                          int num_slots, size_t max_bytes = 0);
+  absl::StatusOr<std::vector<float>> Forward(const ForwardBatch& batch);
+  runtime::HostCacheMemory& cache() { return *cache_; }
+  runtime::Backend& backend() { return *backend_; }
+
+ private:
+  std::unique_ptr<runtime::Backend> backend_;
+  std::unique_ptr<TensorParallelModel> model_;
+  std::unique_ptr<runtime::HostCacheMemory> cache_;
+};
+
+double MaxRelError(const std::vector<float>& got, const std::vector<float>& want);
+
+}  // namespace hc::model::testing
+
+#endif  // HC_TESTS_UNIT_WORKER_MODEL_TEST_MODEL_H_

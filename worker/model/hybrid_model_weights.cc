@@ -1,0 +1,239 @@
+// ShardPlan and the cutting of one rank's weight shard (Megatron / vLLM
+// layout: column-parallel in_proj / qkv / gate_up slice output rows, with each
+// fused segment sliced on its own; row-parallel out_proj / o_proj / down slice
+// input columns; one Mamba group (G == 1) and too few KV heads are replicated).
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "worker/model/hybrid_model_weights.h"
+
+namespace hc::model {
+
+absl::StatusOr<ShardPlan> ShardPlan::Create(const ModelConfig& c, int tp, int rank) {
+  auto bad = [&](std::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot split the model ", tp, " ways: ", std::string(what)));
+  };
+  if (tp < 1 || rank < 0 || rank >= tp) return bad(absl::StrCat("rank ", rank, " out of range"));
+  if (c.hidden_size <= 0 || c.vocab_size <= 0 || c.num_hidden_layers <= 0) {
+    return absl::InvalidArgumentError("model config has non-positive sizes");
+  }
+  ShardPlan p;
+  p.tp_size = tp;
+  p.rank = rank;
+  if (c.num_attention_layers() > 0) {
+    if (c.num_attention_heads % tp != 0) return bad("num_attention_heads % tp != 0");
+    if (c.num_key_value_heads <= 0 || c.num_attention_heads % c.num_key_value_heads != 0) {
+      return absl::InvalidArgumentError("num_attention_heads must be a multiple of kv heads");
+    }
+    if (c.head_dim <= 0 || c.rotary_dim() % 2 != 0) {
+      return absl::InvalidArgumentError("head_dim must be positive with an even rotary_dim");
+    }
+    p.q_heads = c.num_attention_heads / tp;
+    p.first_q_head = rank * p.q_heads;
+    if (c.num_key_value_heads >= tp) {
+      if (c.num_key_value_heads % tp != 0) return bad("num_key_value_heads % tp != 0");
+      p.kv_heads = c.num_key_value_heads / tp;
+      p.first_kv_head = rank * p.kv_heads;
+    } else {
+      if (tp % c.num_key_value_heads != 0) return bad("tp % num_key_value_heads != 0");
+      p.kv_heads = 1;  // replicated
+      p.first_kv_head = rank / (tp / c.num_key_value_heads);
+    }
+  }
+  if (c.intermediate_size % tp != 0) return bad("intermediate_size % tp != 0");
+  p.intermediate = c.intermediate_size / tp;
+  if (c.num_mamba_layers() > 0) {
+    if (c.mamba_n_heads <= 0 || c.mamba_n_heads * c.mamba_d_head != c.d_inner()) {
+      return absl::InvalidArgumentError("mamba_n_heads * mamba_d_head must equal d_inner");
+    }
+    if (c.mamba_n_groups <= 0 || c.mamba_n_heads % c.mamba_n_groups != 0) {
+      return absl::InvalidArgumentError("mamba_n_heads must be a multiple of mamba_n_groups");
+    }
+    if (c.mamba_n_heads % tp != 0) return bad("mamba_n_heads % tp != 0");
+    if (c.mamba_n_groups != 1 && c.mamba_n_groups % tp != 0) {
+      return bad("mamba_n_groups must be 1 or a multiple of tp");
+    }
+    if (c.mamba_proj_bias) return absl::UnimplementedError("mamba_proj_bias = true");
+    if (c.mamba_chunk_size <= 0 || c.mamba_d_conv < 1) {
+      return absl::InvalidArgumentError("mamba_chunk_size and mamba_d_conv must be positive");
+    }
+    p.mamba_heads = c.mamba_n_heads / tp;
+    p.mamba_groups = c.mamba_n_groups == 1 ? 1 : c.mamba_n_groups / tp;
+    p.d_inner = c.d_inner() / tp;
+    p.conv_dim = p.d_inner + 2 * p.mamba_groups * c.mamba_d_state;
+    p.in_proj_dim = p.d_inner + p.conv_dim + p.mamba_heads;
+    p.split_single_group = c.mamba_n_groups == 1 && tp > 1;
+  }
+  return p;
+}
+
+runtime::KvLayout ShardPlan::KvLayout(const ModelConfig& c, int num_blocks, int block_size) const {
+  return {.num_layers = c.num_attention_layers(), .num_blocks = num_blocks,
+          .block_size = block_size, .num_kv_heads = kv_heads, .head_dim = c.head_dim};
+}
+
+runtime::MambaLayout ShardPlan::MambaLayout(const ModelConfig& c, int num_slots) const {
+  return {.num_layers = c.num_mamba_layers(), .num_slots = num_slots, .conv_dim = conv_dim,
+          .conv_width = c.mamba_d_conv, .num_heads = mamba_heads, .head_dim = c.mamba_d_head,
+          .state_size = c.mamba_d_state};
+}
+
+namespace internal {
+namespace {
+
+struct RowRange {
+  int64_t begin;
+  int64_t count;
+};
+
+// Rows of a [rows, cols] matrix, concatenated in the given order.
+std::vector<float> TakeRows(const std::vector<float>& full, int64_t cols,
+                            std::initializer_list<RowRange> ranges) {
+  std::vector<float> out;
+  for (const RowRange& r : ranges) {
+    out.insert(out.end(), full.begin() + r.begin * cols, full.begin() + (r.begin + r.count) * cols);
+  }
+  return out;
+}
+
+// Columns [begin, begin + count) of a [rows, cols] matrix.
+std::vector<float> TakeCols(const std::vector<float>& full, int64_t rows, int64_t cols,
+                            int64_t begin, int64_t count) {
+  std::vector<float> out(rows * count);
+  for (int64_t i = 0; i < rows; ++i) {
+    std::copy_n(full.begin() + i * cols + begin, count, out.begin() + i * count);
+  }
+  return out;
+}
+
+absl::StatusOr<DeviceBuffer> Upload(runtime::Backend* backend, const std::vector<float>& host) {
+  HC_ASSIGN_OR_RETURN(DeviceBuffer buf,
+                      DeviceBuffer::Create(backend, host.size() * sizeof(float)));
+  HC_RETURN_IF_ERROR(backend->CopyHostToDevice(buf.data(), host.data(), buf.size()));
+  return buf;
+}
+
+class ShardLoader {
+ public:
+  ShardLoader(const ModelConfig& c, const ShardPlan& p, TensorLoader load,
+              runtime::Backend* backend)
+      : c_(c), p_(p), load_(load), backend_(backend) {}
+
+  absl::StatusOr<ModelWeights> Load() {
+    ModelWeights w;
+    const int64_t D = c_.hidden_size, V = c_.vocab_size;
+    HC_ASSIGN_OR_RETURN(auto embed, load_("model.embed_tokens.weight", {V, D}));
+    HC_ASSIGN_OR_RETURN(w.embed, Upload(backend_, embed));
+    HC_ASSIGN_OR_RETURN(w.final_norm, Full("model.final_layernorm.weight", {D}));
+    if (!c_.tie_word_embeddings && p_.rank == 0) {
+      HC_ASSIGN_OR_RETURN(w.lm_head, Full("lm_head.weight", {V, D}));
+    }
+    int attn_index = 0, mamba_index = 0;
+    for (int i = 0; i < c_.num_hidden_layers; ++i) {
+      LayerWeights layer;
+      const std::string prefix = absl::StrCat("model.layers.", i, ".");
+      layer.is_attention = c_.IsAttentionLayer(i);
+      layer.group_index = layer.is_attention ? attn_index++ : mamba_index++;
+      HC_ASSIGN_OR_RETURN(layer.input_norm, Full(prefix + "input_layernorm.weight", {D}));
+      HC_ASSIGN_OR_RETURN(layer.pre_ff_norm, Full(prefix + "pre_ff_layernorm.weight", {D}));
+      HC_RETURN_IF_ERROR(LoadMlp(prefix + "feed_forward.", &layer));
+      if (layer.is_attention) {
+        HC_RETURN_IF_ERROR(LoadAttention(prefix + "self_attn.", &layer));
+      } else {
+        HC_RETURN_IF_ERROR(LoadMamba(prefix + "mamba.", &layer));
+      }
+      w.layers.push_back(std::move(layer));
+    }
+    return w;
+  }
+
+ private:
+  absl::StatusOr<DeviceBuffer> Full(const std::string& name, const std::vector<int64_t>& shape) {
+    HC_ASSIGN_OR_RETURN(auto t, load_(name, shape));
+    return Upload(backend_, t);
+  }
+
+  absl::Status LoadMlp(const std::string& prefix, LayerWeights* layer) {
+    const int64_t D = c_.hidden_size, I = c_.intermediate_size, il = p_.intermediate;
+    HC_ASSIGN_OR_RETURN(auto gate, load_(prefix + "gate_proj.weight", {I, D}));
+    HC_ASSIGN_OR_RETURN(auto up, load_(prefix + "up_proj.weight", {I, D}));
+    HC_ASSIGN_OR_RETURN(auto down, load_(prefix + "down_proj.weight", {D, I}));
+    auto gate_up = TakeRows(gate, D, {{p_.rank * il, il}});
+    const auto up_l = TakeRows(up, D, {{p_.rank * il, il}});
+    gate_up.insert(gate_up.end(), up_l.begin(), up_l.end());
+    HC_ASSIGN_OR_RETURN(layer->gate_up, Upload(backend_, gate_up));
+    HC_ASSIGN_OR_RETURN(layer->down, Upload(backend_, TakeCols(down, D, I, p_.rank * il, il)));
+    return absl::OkStatus();
+  }
+
+  absl::Status LoadAttention(const std::string& prefix, LayerWeights* layer) {
+    const int64_t D = c_.hidden_size, hd = c_.head_dim;
+    const int64_t hq = c_.num_attention_heads, hkv = c_.num_key_value_heads;
+    HC_ASSIGN_OR_RETURN(auto q, load_(prefix + "q_proj.weight", {hq * hd, D}));
+    HC_ASSIGN_OR_RETURN(auto k, load_(prefix + "k_proj.weight", {hkv * hd, D}));
+    HC_ASSIGN_OR_RETURN(auto v, load_(prefix + "v_proj.weight", {hkv * hd, D}));
+    HC_ASSIGN_OR_RETURN(auto o, load_(prefix + "o_proj.weight", {D, hq * hd}));
+    auto qkv = TakeRows(q, D, {{p_.first_q_head * hd, p_.q_heads * hd}});
+    for (const auto* kv : {&k, &v}) {
+      const auto part = TakeRows(*kv, D, {{p_.first_kv_head * hd, p_.kv_heads * hd}});
+      qkv.insert(qkv.end(), part.begin(), part.end());
+    }
+    HC_ASSIGN_OR_RETURN(layer->qkv, Upload(backend_, qkv));
+    HC_ASSIGN_OR_RETURN(layer->o, Upload(backend_, TakeCols(o, D, hq * hd, p_.first_q_head * hd,
+                                                            p_.q_heads * hd)));
+    return absl::OkStatus();
+  }
+
+  absl::Status LoadMamba(const std::string& prefix, LayerWeights* layer) {
+    const int64_t D = c_.hidden_size, d = c_.d_inner(), H = c_.mamba_n_heads;
+    const int64_t gn = static_cast<int64_t>(c_.mamba_n_groups) * c_.mamba_d_state;
+    const int64_t W = c_.mamba_d_conv, conv = c_.conv_dim();
+    const int64_t dl = p_.d_inner, hl = p_.mamba_heads;
+    const int64_t gnl = static_cast<int64_t>(p_.mamba_groups) * c_.mamba_d_state;
+    const int64_t g0n = c_.mamba_n_groups == 1 ? 0 : p_.rank * gnl;  // first local B/C row
+    const int64_t r = p_.rank;
+    HC_ASSIGN_OR_RETURN(auto in_proj, load_(prefix + "in_proj.weight", {c_.in_proj_dim(), D}));
+    HC_ASSIGN_OR_RETURN(layer->in_proj,
+                        Upload(backend_, TakeRows(in_proj, D,
+                                                  {{r * dl, dl},                 // z
+                                                   {d + r * dl, dl},             // x
+                                                   {2 * d + g0n, gnl},           // B
+                                                   {2 * d + gn + g0n, gnl},      // C
+                                                   {2 * d + 2 * gn + r * hl, hl}})));  // dt
+    const std::initializer_list<RowRange> conv_rows = {
+        {r * dl, dl}, {d + g0n, gnl}, {d + gn + g0n, gnl}};
+    HC_ASSIGN_OR_RETURN(auto conv_w, load_(prefix + "conv1d.weight", {conv, 1, W}));
+    HC_ASSIGN_OR_RETURN(layer->conv_w, Upload(backend_, TakeRows(conv_w, W, conv_rows)));
+    if (c_.mamba_conv_bias) {
+      HC_ASSIGN_OR_RETURN(auto conv_b, load_(prefix + "conv1d.bias", {conv}));
+      HC_ASSIGN_OR_RETURN(layer->conv_b, Upload(backend_, TakeRows(conv_b, 1, conv_rows)));
+    }
+    for (auto [name, buf] : {std::pair{"A_log", &layer->a_log}, std::pair{"D", &layer->d},
+                             std::pair{"dt_bias", &layer->dt_bias}}) {
+      HC_ASSIGN_OR_RETURN(auto t, load_(prefix + name, {H}));
+      HC_ASSIGN_OR_RETURN(*buf, Upload(backend_, TakeRows(t, 1, {{r * hl, hl}})));
+    }
+    HC_ASSIGN_OR_RETURN(auto norm, load_(prefix + "norm.weight", {d}));
+    HC_ASSIGN_OR_RETURN(layer->norm, Upload(backend_, TakeRows(norm, 1, {{r * dl, dl}})));
+    HC_ASSIGN_OR_RETURN(auto out, load_(prefix + "out_proj.weight", {D, d}));
+    HC_ASSIGN_OR_RETURN(layer->out_proj, Upload(backend_, TakeCols(out, D, d, r * dl, dl)));
+    return absl::OkStatus();
+  }
+
+  const ModelConfig& c_;
+  const ShardPlan& p_;
+  TensorLoader load_;
+  runtime::Backend* backend_;
+};
+
+}  // namespace
+
+absl::StatusOr<ModelWeights> LoadShardWeights(const ModelConfig& config, const ShardPlan& plan,
+                                              TensorLoader load, runtime::Backend* backend) {
+  return ShardLoader(config, plan, load, backend).Load();
+}
+
+}  // namespace internal
+}  // namespace hc::model

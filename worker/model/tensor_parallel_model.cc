@@ -1,0 +1,92 @@
+#include "worker/model/tensor_parallel_model.h"
+
+#include <thread>
+#include <utility>
+
+#include "common/status_macros.h"
+
+namespace hc::model {
+
+absl::StatusOr<std::unique_ptr<TensorParallelModel>> TensorParallelModel::Create(
+    const TensorParallelModelOptions& options, const ModelConfig& config, TensorLoader load) {
+  if (options.tp_size < 1) return absl::InvalidArgumentError("tp_size must be positive");
+  auto model = std::unique_ptr<TensorParallelModel>(new TensorParallelModel());
+  model->comms_ = runtime::CreateThreadCommunicators(options.tp_size);
+  for (int r = 0; r < options.tp_size; ++r) {
+    HC_ASSIGN_OR_RETURN(auto rank,
+                        HybridModel::Create({.tp_size = options.tp_size, .rank = r,
+                                             .backend = options.backend,
+                                             .communicator = model->comms_[r].get()},
+                                            config, load));
+    model->ranks_.push_back(std::move(rank));
+  }
+  model->StartWorkers();
+  return model;
+}
+
+void TensorParallelModel::StartWorkers() {
+  {
+    absl::MutexLock lock(&mu_);
+    status_.assign(ranks_.size(), absl::OkStatus());
+  }
+  for (int r = 1; r < tp_size(); ++r) workers_.emplace_back([this, r] { WorkerLoop(r); });
+}
+
+TensorParallelModel::~TensorParallelModel() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+    changed_.SignalAll();
+  }
+  for (std::thread& t : workers_) t.join();
+}
+
+void TensorParallelModel::WorkerLoop(int rank) {
+  uint64_t seen = 0;
+  std::vector<float> unused;  // only rank 0 produces logits
+  while (true) {
+    const ForwardBatch* batch;
+    runtime::HostCacheMemory* cache;
+    {
+      absl::MutexLock lock(&mu_);
+      while (!stop_ && generation_ == seen) changed_.Wait(&mu_);
+      if (stop_) return;
+      seen = generation_;
+      batch = batch_;
+      cache = cache_;
+    }
+    absl::Status status = ranks_[rank]->Forward(*batch, cache, &unused);
+    absl::MutexLock lock(&mu_);
+    status_[rank] = std::move(status);
+    if (--pending_ == 0) changed_.SignalAll();
+  }
+}
+
+runtime::KvLayout TensorParallelModel::KvLayout(int num_blocks, int block_size) const {
+  return ranks_[0]->plan().KvLayout(config(), num_blocks, block_size);
+}
+
+runtime::MambaLayout TensorParallelModel::MambaLayout(int num_slots) const {
+  return ranks_[0]->plan().MambaLayout(config(), num_slots);
+}
+
+absl::Status TensorParallelModel::Forward(const ForwardBatch& batch,
+                                          runtime::HostCacheMemory* cache,
+                                          std::vector<float>* logits) {
+  {
+    absl::MutexLock lock(&mu_);
+    batch_ = &batch;
+    cache_ = cache;
+    pending_ = tp_size() - 1;
+    ++generation_;
+    changed_.SignalAll();
+  }
+  const absl::Status status0 = ranks_[0]->Forward(batch, cache, logits);
+  absl::MutexLock lock(&mu_);
+  while (pending_ > 0) changed_.Wait(&mu_);
+  HC_RETURN_IF_ERROR(status0);
+  for (const absl::Status& s : status_) HC_RETURN_IF_ERROR(s);
+  return absl::OkStatus();
+}
+
+}  // namespace hc::model

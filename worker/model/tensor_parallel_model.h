@@ -1,0 +1,71 @@
+// All tensor-parallel ranks of one model in this process: one HybridModel
+// shard per rank, a thread communicator between them, and Forward running the
+// ranks concurrently (rank 0 on the calling thread, ranks 1.. on persistent
+// threads owned by this object). This is what the engine drives on the CPU
+// backend.
+//
+// Thread-safety: one thread calls Forward at a time.
+#ifndef HC_WORKER_MODEL_TENSOR_PARALLEL_MODEL_H_
+#define HC_WORKER_MODEL_TENSOR_PARALLEL_MODEL_H_
+
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "worker/model/hybrid_model.h"
+
+namespace hc::model {
+
+struct TensorParallelModelOptions {
+  int tp_size = 1;
+  runtime::Backend* backend = nullptr;  // shared by all ranks; not owned; outlives the model
+};
+
+class TensorParallelModel {
+ public:
+  static absl::StatusOr<std::unique_ptr<TensorParallelModel>> Create(
+      const TensorParallelModelOptions& options, const ModelConfig& config, TensorLoader load);
+  static absl::StatusOr<std::unique_ptr<TensorParallelModel>> CreateFromSource(
+      const TensorParallelModelOptions& options, const ModelConfig& config,
+      const TensorSource& source);
+
+  int tp_size() const { return static_cast<int>(ranks_.size()); }
+  const ModelConfig& config() const { return ranks_[0]->config(); }
+  // Every rank's cache tensors have these (per-rank) layouts; create the
+  // HostCacheMemory with tp_size() ranks.
+  runtime::KvLayout KvLayout(int num_blocks, int block_size) const;
+  runtime::MambaLayout MambaLayout(int num_slots) const;
+
+  // Runs the batch on every rank; `logits` as HybridModel::Forward on rank 0.
+  // Returns the first failing rank's error.
+  absl::Status Forward(const ForwardBatch& batch, runtime::HostCacheMemory* cache,
+                       std::vector<float>* logits);
+
+ ~TensorParallelModel();
+
+ private:
+  TensorParallelModel() = default;
+  void StartWorkers();
+  void WorkerLoop(int rank);
+
+  std::vector<std::unique_ptr<runtime::Communicator>> comms_;
+  std::vector<std::unique_ptr<HybridModel>> ranks_;
+  std::vector<std::thread> workers_;  // ranks 1..tp-1
+
+  // The step handed to the workers: a new generation starts one step.
+  absl::Mutex mu_;
+  absl::CondVar changed_;
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  int pending_ ABSL_GUARDED_BY(mu_) = 0;  // workers still running this step
+  const ForwardBatch* batch_ ABSL_GUARDED_BY(mu_) = nullptr;
+  runtime::HostCacheMemory* cache_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::vector<absl::Status> status_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace hc::model
+
+#endif  // HC_WORKER_MODEL_TENSOR_PARALLEL_MODEL_H_
