@@ -1,0 +1,44 @@
+#include "common/process.h"
+
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "common/logging.h"
+
+ABSL_FLAG(std::string, host, "127.0.0.1",
+          "Address the gRPC and metrics servers bind to (0.0.0.0 in containers)");
+ABSL_FLAG(int32_t, max_message_bytes, 64 << 20, "Largest gRPC message accepted or sent");
+ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
+          "On SIGTERM/SIGINT: how long in-flight calls may finish before they are cancelled");
+ABSL_FLAG(std::string, log_level, "info", "Minimum log severity: info, warning, error");
+
+namespace hc {
+
+std::vector<char*> InitProcess(int argc, char** argv, const char* usage) {
+  absl::SetProgramUsageMessage(usage);
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  const std::string level = absl::AsciiStrToLower(absl::GetFlag(FLAGS_log_level));
+  if (level == "warning") {
+    SetMinLogSeverity(LogSeverity::kWarning);
+  } else if (level == "error") {
+    SetMinLogSeverity(LogSeverity::kError);
+  } else {
+    SetMinLogSeverity(LogSeverity::kInfo);
+  }
+  BlockShutdownSignals();
+  return args;
+}
+
+ServerOptions ServerOptionsFromFlags(int port) {
+  ServerOptions o;
+  o.host = absl::GetFlag(FLAGS_host);
+  o.port = port;
+  o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  o.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
+  return o;
+}
+
+}  // namespace hc

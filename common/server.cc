@@ -1,0 +1,115 @@
+#include "common/server.h"
+
+#include <signal.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/logging.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/server_builder.h"
+
+namespace hc {
+
+absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
+    const ServerOptions& options, const std::vector<Binding>& services) {
+  // Both are process-wide switches read when a server is built.
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  grpc::ServerBuilder builder;
+  int bound_port = 0;
+  const std::string address = absl::StrCat(options.host, ":", options.port);
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &bound_port);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_time)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_timeout)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // Let clients ping as often as every 10 s without being sent GOAWAY.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  std::vector<std::string> names;
+  for (const Binding& b : services) {
+    builder.RegisterService(b.service);
+    names.push_back(b.name);
+  }
+
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || bound_port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", address));
+  }
+  auto result = std::unique_ptr<GrpcServer>(
+      new GrpcServer(options, std::move(server), bound_port, std::move(names)));
+  result->SetServing(true);
+  return result;
+}
+
+void GrpcServer::SetServing(bool serving) {
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  health->SetServingStatus(serving);
+  for (const std::string& name : service_names_) health->SetServingStatus(name, serving);
+}
+
+GrpcServer::~GrpcServer() { Shutdown(); }
+
+std::string GrpcServer::address() const { return absl::StrCat(options_.host, ":", port_); }
+
+void GrpcServer::SetDrainHook(std::function<void()> hook) {
+  absl::MutexLock lock(&mu_);
+  drain_hook_ = std::move(hook);
+}
+
+bool GrpcServer::shutting_down() const {
+  absl::MutexLock lock(&mu_);
+  return shutting_down_;
+}
+
+void GrpcServer::Shutdown() {
+  std::function<void()> hook;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutting_down_) {
+      // Another thread is shutting down: wait for it to finish.
+      mu_.Await(absl::Condition(&stopped_));
+      return;
+    }
+    shutting_down_ = true;
+    hook = drain_hook_;
+  }
+  HC_LOG(INFO) << "shutting down " << address() << ": draining for up to "
+               << absl::FormatDuration(options_.drain_timeout);
+  SetServing(false);
+  if (hook) hook();
+  // Refuses new calls at once; in-flight calls run until the deadline, then
+  // are cancelled. Open health Watch streams count as in-flight, which is why
+  // the router polls Check instead.
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.drain_timeout));
+  server_->Wait();
+  absl::MutexLock lock(&mu_);
+  stopped_ = true;
+}
+
+void BlockShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int WaitForShutdownSignal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  int sig = 0;
+  while (sigwait(&set, &sig) != 0) {
+  }
+  return sig;
+}
+
+}  // namespace hc

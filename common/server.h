@@ -1,0 +1,90 @@
+// gRPC server bootstrap shared by the router and the worker: standard health
+// service (grpc.health.v1), server reflection, keepalive, message-size limits,
+// and graceful shutdown (health NOT_SERVING, refuse new calls, drain in-flight
+// calls up to a deadline, then cancel what remains).
+#ifndef HC_COMMON_SERVER_H_
+#define HC_COMMON_SERVER_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "grpcpp/server.h"
+#include "grpcpp/impl/codegen/service_type.h"
+
+namespace hc {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";  // servers bind to loopback unless told otherwise
+  int port = 0;                    // 0 picks a free port
+  int max_message_bytes = 64 << 20;
+  absl::Duration keepalive_time = absl::Seconds(30);
+  absl::Duration keepalive_timeout = absl::Seconds(10);
+  absl::Duration drain_timeout = absl::Seconds(30);
+};
+
+class GrpcServer {
+ public:
+  // A service (not owned; it must outlive the server) and its full name
+  // (`Stub::service_full_name()`), under which health reports it.
+  struct Binding {
+    grpc::Service* service;
+    std::string name;
+  };
+
+  // Builds and starts a server; health reports SERVING for "" and for every
+  // binding's name. UNAVAILABLE when the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(const ServerOptions& options,
+                                                          const std::vector<Binding>& services);
+  ~GrpcServer();  // Shuts down (gracefully) if still running.
+
+  int port() const { return port_; }
+  std::string address() const;  // "host:port"
+
+  // Registers a hook run at the start of Shutdown, after health turns
+  // NOT_SERVING and before new calls are refused (e.g. a worker's Drain).
+  void SetDrainHook(std::function<void()> hook);
+
+  // Graceful shutdown: health NOT_SERVING for every service, the drain hook,
+  // then no new calls; in-flight calls get until drain_timeout, after which
+  // they are cancelled. Idempotent and thread-safe; returns when stopped.
+  void Shutdown();
+
+  bool shutting_down() const;
+
+  // Sets the health status of "" and every bound service (e.g. NOT_SERVING
+  // while a worker drains). Thread-safe.
+  void SetServing(bool serving);
+
+ private:
+  GrpcServer(ServerOptions options, std::unique_ptr<grpc::Server> server, int port,
+             std::vector<std::string> names)
+      : options_(std::move(options)), server_(std::move(server)), port_(port),
+        service_names_(std::move(names)) {}
+
+  const ServerOptions options_;
+  std::unique_ptr<grpc::Server> server_;
+  const int port_;
+  const std::vector<std::string> service_names_;
+  mutable absl::Mutex mu_;
+  std::function<void()> drain_hook_ ABSL_GUARDED_BY(mu_);
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Blocks SIGINT and SIGTERM in the calling thread. Call first in main(), before
+// any thread starts, so that every thread inherits the mask and the signals are
+// only ever taken by WaitForShutdownSignal.
+void BlockShutdownSignals();
+
+// Waits until SIGINT or SIGTERM arrives and returns its number.
+int WaitForShutdownSignal();
+
+}  // namespace hc
+
+#endif  // HC_COMMON_SERVER_H_

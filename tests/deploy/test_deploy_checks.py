@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""The deploy checks must fail on the mistakes they exist to catch: each test
+breaks one thing in a copy of deploy/ (or feeds a bad input) and expects the
+checker to reject it with a message naming the problem."""
+
+import contextlib
+import io
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, HERE)
+import check_alerts  # noqa: E402
+import check_dashboard  # noqa: E402
+import check_k8s  # noqa: E402
+import check_metric_names  # noqa: E402
+import synthetic_metrics_target  # noqa: E402
+
+KUBECTL = os.environ.get("HC_KUBECTL", "kubectl")
+PROMTOOL = os.environ.get("HC_PROMTOOL", "promtool")
+
+
+def run_main(main, argv):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        rc = main(argv)
+    return rc, out.getvalue()
+
+
+class DeployCopy:
+    """A scratch copy of deploy/ to break."""
+
+    def __enter__(self):
+        self.root = tempfile.mkdtemp(prefix="hc-deploy-")
+        shutil.copytree(os.path.join(REPO, "deploy"), os.path.join(self.root, "deploy"))
+        return self
+
+    def __exit__(self, *exc):
+        shutil.rmtree(self.root)
+
+    def path(self, rel):
+        return os.path.join(self.root, "deploy", rel)
+
+    def edit(self, rel, old, new):
+        p = self.path(rel)
+        text = open(p).read()
+        assert old in text, f"{old!r} not in {rel}"
+        with open(p, "w") as f:
+            f.write(text.replace(old, new, 1))
+
+    def check(self, overlay="gpu"):
+        return run_main(check_k8s.main, ["--kubectl", KUBECTL, "--root", self.root,
+                                         self.path(f"k8s/overlays/{overlay}")])
+
+
+class K8sChecksCatchMistakes(unittest.TestCase):
+    def assert_rejected(self, rel, old, new, message, overlay="gpu"):
+        with DeployCopy() as d:
+            d.edit(rel, old, new)
+            rc, out = d.check(overlay)
+        self.assertEqual(rc, 1, out)
+        self.assertRegex(out, message)
+
+    def test_unmodified_overlays_pass(self):
+        with DeployCopy() as d:
+            for overlay in ("cpu-dev", "gpu"):
+                rc, out = d.check(overlay)
+                self.assertEqual(rc, 0, out)
+
+    def test_gpu_limit_must_equal_tp(self):
+        self.assert_rejected("k8s/overlays/gpu/kustomization.yaml", "HC_TP=2", "HC_TP=4",
+                             r"nvidia.com/gpu limit 2 != --tp 4")
+
+    def test_grace_period_must_cover_drain(self):
+        self.assert_rejected("k8s/base/worker.yaml", "terminationGracePeriodSeconds: 140",
+                             "terminationGracePeriodSeconds: 60", r"terminationGracePeriodSeconds 60 < preStop")
+
+    def test_probes_must_be_grpc(self):
+        self.assert_rejected("k8s/base/router.yaml",
+                             "readinessProbe:\n            grpc:\n              port: 50051",
+                             "readinessProbe:\n            tcpSocket:\n              port: 50051",
+                             r"hc-router: readinessProbe must be a gRPC probe")
+
+    def test_unknown_flag_is_rejected(self):
+        self.assert_rejected("k8s/base/worker.yaml", "--kv_blocks=$(HC_KV_BLOCKS)",
+                             "--kv_block=$(HC_KV_BLOCKS)", r"unknown \['kv_block'\]")
+
+    def test_undefined_variable_in_args_is_rejected(self):
+        self.assert_rejected("k8s/base/worker.yaml", "--tp=$(HC_TP)", "--tp=$(HC_TP_SIZE)",
+                             r"\$\(HC_TP_SIZE\), which is not in its environment")
+
+    def test_router_needs_two_replicas(self):
+        self.assert_rejected("k8s/base/router.yaml", "replicas: 2", "replicas: 1",
+                             r"Deployment with >= 2 replicas")
+
+    def test_unknown_field_fails_strict_schema(self):
+        self.assert_rejected("k8s/base/worker.yaml", "livenessProbe:", "livenesProbe:",
+                             r"'livenesProbe' was unexpected", overlay="cpu-dev")
+
+    def test_worker_service_must_be_headless(self):
+        self.assert_rejected("k8s/base/worker.yaml", "  clusterIP: None\n", "",
+                             r"not a headless Service")
+
+    def test_misspelt_alert_field_fails_structural_schema(self):
+        self.assert_rejected("k8s/base/alerts.yaml", "          for: 2m", "          fro: 2m",
+                             r"PrometheusRule/hybridcache: spec\.groups\.2\.rules\.0: Additional properties")
+
+    def test_ledger_must_not_evict(self):
+        self.assert_rejected("k8s/base/redis.yaml", "    maxmemory-policy noeviction\n",
+                             "    maxmemory-policy allkeys-lru\n",
+                             r"Redis config lacks 'maxmemory-policy noeviction'", overlay="cpu-dev")
+
+    def test_hpa_metric_must_be_served_by_adapter(self):
+        self.assert_rejected("k8s/base/router.yaml", "name: hc_router_requests_per_second",
+                             "name: hc_router_rps", r"Pods metric hc_router_rps, which the prometheus-adapter")
+
+
+class MetricNameChecksCatchMistakes(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="hc-names-")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp)
+
+    def write(self, name, text):
+        p = os.path.join(self.tmp, name)
+        with open(p, "w") as f:
+            f.write(text)
+        return p
+
+    def rules(self, *exprs):
+        rules = "".join(f"      - alert: A{i}\n        expr: '{e}'\n" for i, e in enumerate(exprs))
+        return self.write("rules.yaml", f"groups:\n  - name: g\n    rules:\n{rules}")
+
+    def test_repository_queries_use_only_contract_metrics(self):
+        rc, out = run_main(check_metric_names.main, ["--require-all"])
+        self.assertEqual(rc, 0, out)
+
+    def test_mistakes_against_the_contract(self):
+        path = self.rules('sum by (stat) (hc_worker_kv_blocks{state="used"}) > 0',
+                          "rat(hc_worker_prefix_cache_hit_total[5m]) > 0",
+                          "hc_worker_commit_duration_seconds > 1",
+                          'hc_router_routing_decisions_total{decision=~"sticky|moved"} offset 5m',
+                          'hc_worker_num_requests_waiting{queue="x"} > 1')
+        rc, out = run_main(check_metric_names.main, ["--rules", path])
+        self.assertEqual(rc, 1, out)
+        for message in (r"hc_worker_kv_blocks\{state\} has no value 'used'",
+                        r"groups by 'stat'",
+                        r"unknown function rat\(\)",
+                        r"metric hc_worker_prefix_cache_hit_total is not exported",
+                        r"hc_worker_commit_duration_seconds is a histogram",
+                        r"hc_router_routing_decisions_total\{decision\} has no value 'moved'",
+                        r"hc_worker_num_requests_waiting has no label 'queue'"):
+            self.assertRegex(out, message)
+
+    def scrapes(self, drop=None):
+        paths = []
+        for role in ("router", "worker"):
+            text = synthetic_metrics_target.Target(role).exposition()
+            if drop:
+                text = "\n".join(l for l in text.splitlines() if drop not in l) + "\n"
+            paths.append(self.write(f"{role}.metrics", text))
+        return [a for p in paths for a in ("--scrape", p)]
+
+    def test_live_scrape_with_every_family_passes(self):
+        rc, out = run_main(check_metric_names.main, self.scrapes())
+        self.assertEqual(rc, 0, out)
+
+    def test_family_missing_from_live_scrape_fails(self):
+        rc, out = run_main(check_metric_names.main, self.scrapes(drop="hc_worker_mamba_slots"))
+        self.assertEqual(rc, 1, out)
+        self.assertRegex(out, r"metric hc_worker_mamba_slots is not exported \(scrape ")
+
+    def test_label_missing_from_live_scrape_fails(self):
+        text = synthetic_metrics_target.Target("router").exposition().replace('decision="', 'choice="')
+        rc, out = run_main(check_metric_names.main, ["--scrape", self.write("router.metrics", text),
+                                                     "--rules", self.rules(
+                                                         'rate(hc_router_routing_decisions_total{decision="failover"}[5m]) > 0')])
+        self.assertEqual(rc, 1, out)
+        self.assertRegex(out, r"hc_router_routing_decisions_total has no label 'decision'")
+
+
+class DashboardChecksCatchMistakes(unittest.TestCase):
+    def check(self, mutate):
+        with open(os.path.join(REPO, "deploy/grafana/hybridcache.json")) as f:
+            dash = json.load(f)
+        mutate(dash)
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(dash, f)
+        try:
+            return run_main(check_dashboard.main, ["--promtool", PROMTOOL, f.name])
+        finally:
+            os.unlink(f.name)
+
+    @staticmethod
+    def panel(dash, title):
+        return next(p for p in dash["panels"] if p.get("title") == title)
+
+    def test_unmodified_dashboard_passes(self):
+        rc, out = self.check(lambda d: None)
+        self.assertEqual(rc, 0, out)
+
+    def test_invalid_promql_is_rejected_by_promtool(self):
+        def mutate(d):
+            self.panel(d, "Queue depth")["targets"][0]["expr"] = "sum by (pod) (hc_worker_num_requests_waiting"
+        rc, out = self.check(mutate)
+        self.assertEqual(rc, 1, out)
+        self.assertRegex(out, r"promtool rejects a query(.|\n)*panel 'Queue depth' A")
+
+    def test_missing_p99_is_reported(self):
+        def mutate(d):
+            self.panel(d, "Commit latency")["targets"].pop()
+        rc, out = self.check(mutate)
+        self.assertEqual(rc, 1, out)
+        self.assertRegex(out, r"panel 'Commit latency' query B should match")
+
+    def test_overlapping_panels_are_reported(self):
+        def mutate(d):
+            self.panel(d, "Cached vs computed prompt tokens")["gridPos"]["x"] = 4
+        rc, out = self.check(mutate)
+        self.assertEqual(rc, 1, out)
+        self.assertRegex(out, r"overlaps 'Prefix cache hit rate'")
+
+
+class AlertTestsCatchMistakes(unittest.TestCase):
+    def test_alert_unit_tests_pass(self):
+        rc, out = run_main(check_alerts.main, ["--promtool", PROMTOOL])
+        self.assertEqual(rc, 0, out)
+
+    def test_a_weaker_threshold_breaks_the_unit_tests(self):
+        # Raising the KV threshold to 99% must stop the 95%-full worker alert.
+        with DeployCopy() as d:
+            d.edit("k8s/base/alerts.yaml", "sum by (namespace, pod) (hc_worker_kv_blocks) > 0.9",
+                   "sum by (namespace, pod) (hc_worker_kv_blocks) > 0.99")
+            rc, out = run_main(check_alerts.main, ["--promtool", PROMTOOL,
+                                                   "--rules", d.path("k8s/base/alerts.yaml")])
+        self.assertEqual(rc, 1, out)
+        self.assertTrue(re.search(r"alertname: HybridCacheKVCacheNearFull", out), out)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,191 @@
+#include "common/server.h"
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
+#include "google/protobuf/unknown_field_set.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "gtest/gtest.h"
+#include "hybridcache/v1/worker.grpc.pb.h"
+
+namespace hc {
+namespace {
+
+using grpc::health::v1::HealthCheckRequest;
+using grpc::health::v1::HealthCheckResponse;
+
+// A WorkerService whose Load blocks until released: an in-flight call the
+// test controls.
+class BlockingService final : public hybridcache::v1::WorkerService::Service {
+ public:
+  grpc::Status Load(grpc::ServerContext* ctx, const hybridcache::v1::LoadRequest*,
+                    hybridcache::v1::LoadReport* report) override {
+    entered_.Notify();
+    while (!release_.WaitForNotificationWithTimeout(absl::Milliseconds(5))) {
+      if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    }
+    report->set_worker_id("drained");
+    return grpc::Status::OK;
+  }
+  absl::Notification entered_;
+  absl::Notification release_;
+};
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void StartServer(absl::Duration drain_timeout) {
+    ServerOptions options;
+    options.drain_timeout = drain_timeout;
+    server_ = GrpcServer::Start(options, {{&service_, hybridcache::v1::WorkerService::service_full_name()}}).value();
+    channel_ = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
+  }
+  HealthCheckResponse::ServingStatus Check(const std::string& service = "") {
+    auto stub = grpc::health::v1::Health::NewStub(channel_);
+    grpc::ClientContext ctx;
+    HealthCheckRequest req;
+    req.set_service(service);
+    HealthCheckResponse resp;
+    const grpc::Status s = stub->Check(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.status();
+  }
+
+  BlockingService service_;
+  std::unique_ptr<GrpcServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+TEST_F(ServerTest, HealthIsServingAfterStart) {
+  StartServer(absl::Seconds(5));
+  EXPECT_GT(server_->port(), 0);
+  EXPECT_EQ(Check(), HealthCheckResponse::SERVING);
+  EXPECT_EQ(Check("hybridcache.v1.WorkerService"), HealthCheckResponse::SERVING);
+}
+
+TEST_F(ServerTest, ShutdownTurnsHealthNotServingAndDrainsInFlightCalls) {
+  StartServer(absl::Seconds(30));
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::ClientContext watch_ctx;
+  HealthCheckRequest watch_req;
+  auto watch = health->Watch(&watch_ctx, watch_req);
+  HealthCheckResponse update;
+  ASSERT_TRUE(watch->Read(&update));
+  EXPECT_EQ(update.status(), HealthCheckResponse::SERVING);
+
+  // An in-flight call that the server must let finish.
+  auto worker = hybridcache::v1::WorkerService::NewStub(channel_);
+  hybridcache::v1::LoadReport report;
+  grpc::Status load_status;
+  std::thread caller([&] {
+    grpc::ClientContext ctx;
+    load_status = worker->Load(&ctx, hybridcache::v1::LoadRequest(), &report);
+  });
+  service_.entered_.WaitForNotification();
+
+  absl::Notification drain_hook_ran;
+  server_->SetDrainHook([&] { drain_hook_ran.Notify(); });
+  std::thread stopper([&] { server_->Shutdown(); });
+
+  ASSERT_TRUE(watch->Read(&update));
+  EXPECT_EQ(update.status(), HealthCheckResponse::NOT_SERVING);
+  drain_hook_ran.WaitForNotification();
+  EXPECT_TRUE(server_->shutting_down());
+
+  // The open Watch stream is itself an in-flight call: end it first.
+  watch_ctx.TryCancel();
+  watch->Finish().IgnoreError();
+  service_.release_.Notify();
+  caller.join();
+  stopper.join();
+  EXPECT_TRUE(load_status.ok()) << load_status.error_message();
+  EXPECT_EQ(report.worker_id(), "drained");
+
+  // Stopped: new calls are refused.
+  grpc::ClientContext late_ctx;
+  late_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  EXPECT_FALSE(worker->Load(&late_ctx, hybridcache::v1::LoadRequest(), &report).ok());
+}
+
+TEST_F(ServerTest, CallsStillRunningAtTheDrainDeadlineAreCancelled) {
+  StartServer(absl::Milliseconds(200));
+  auto worker = hybridcache::v1::WorkerService::NewStub(channel_);
+  hybridcache::v1::LoadReport report;
+  grpc::Status load_status;
+  std::thread caller([&] {
+    grpc::ClientContext ctx;
+    load_status = worker->Load(&ctx, hybridcache::v1::LoadRequest(), &report);
+  });
+  service_.entered_.WaitForNotification();
+  server_->Shutdown();  // never released: must return after the deadline
+  caller.join();
+  EXPECT_FALSE(load_status.ok());
+}
+
+// Lists services through grpc.reflection.v1alpha with hand-encoded messages:
+// ServerReflectionRequest{list_services = ""} is field 7; the response's
+// list_services_response is field 6, holding repeated ServiceResponse{name = 1}.
+TEST_F(ServerTest, ReflectionListsTheRegisteredServices) {
+  StartServer(absl::Seconds(5));
+  grpc::GenericStub stub(channel_);
+  grpc::ClientContext ctx;
+  grpc::CompletionQueue cq;
+  void* tag;
+  bool ok;
+  auto call = stub.PrepareCall(&ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  call->StartCall(reinterpret_cast<void*>(1));
+  ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+
+  const std::string request("\x3a\x00", 2);
+  grpc::Slice slice(request);
+  grpc::ByteBuffer out(&slice, 1);
+  call->Write(out, reinterpret_cast<void*>(2));
+  ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+  grpc::ByteBuffer in;
+  call->Read(&in, reinterpret_cast<void*>(3));
+  ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(in.Dump(&slices).ok());
+  std::string bytes;
+  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+
+  google::protobuf::UnknownFieldSet response;
+  ASSERT_TRUE(response.ParseFromString(bytes));
+  std::vector<std::string> names;
+  for (int i = 0; i < response.field_count(); ++i) {
+    if (response.field(i).number() != 6) continue;
+    google::protobuf::UnknownFieldSet list;
+    ASSERT_TRUE(list.ParseFromString(response.field(i).length_delimited()));
+    for (int j = 0; j < list.field_count(); ++j) {
+      google::protobuf::UnknownFieldSet service;
+      ASSERT_TRUE(service.ParseFromString(list.field(j).length_delimited()));
+      names.push_back(service.field(0).length_delimited());
+    }
+  }
+  EXPECT_NE(std::find(names.begin(), names.end(), "hybridcache.v1.WorkerService"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "grpc.health.v1.Health"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "grpc.reflection.v1alpha.ServerReflection"), names.end());
+
+  call->WritesDone(reinterpret_cast<void*>(4));
+  ASSERT_TRUE(cq.Next(&tag, &ok));
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(5));
+  ASSERT_TRUE(cq.Next(&tag, &ok));
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+}
+
+TEST(ServerStartTest, BindFailureIsUnavailable) {
+  ServerOptions options;
+  options.host = "203.0.113.1";  // TEST-NET-3: not an address of this machine
+  hybridcache::v1::WorkerService::Service service;
+  EXPECT_EQ(GrpcServer::Start(options, {{&service, "s"}}).status().code(), absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace hc

@@ -1,0 +1,257 @@
+#include "common/tokenizer.h"
+
+#include <random>
+
+#include "common/bpe_trainer.h"
+#include "common/utf8.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace hc {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+constexpr std::string_view kCorpus =
+    "The quick brown fox jumps over the lazy dog. The dog sleeps; the fox runs away.\n"
+    "It's a sunny day, isn't it? We'll walk to the river and they've said they'd come.\n"
+    "Numbers like 12345 and 2024 appear in the text, as do symbols: $100, 50% and #tags!\n"
+    "Caching the state of a conversation makes the next turn fast. The next turn reuses it.\n"
+    "the the the then there these those other another brother mother father together\n";
+
+const std::vector<std::string> kSpecials = {"<|end_of_text|>", "<|pad|>", "<|start_of_role|>",
+                                            "<|end_of_role|>"};
+
+std::unique_ptr<Tokenizer> MakeTokenizer(int vocab_size = 400) {
+  BpeTrainerOptions opt;
+  opt.vocab_size = vocab_size;
+  opt.special_tokens = kSpecials;
+  auto tok = Tokenizer::FromJson(BpeTokenizerJson(TrainBpe(kCorpus, opt)));
+  EXPECT_TRUE(tok.ok()) << tok.status();
+  return tok.ok() ? std::move(*tok) : nullptr;
+}
+
+std::vector<std::string> Split(std::string_view s) {
+  std::vector<std::string> out;
+  for (auto p : SplitGpt2(s)) out.emplace_back(p);
+  return out;
+}
+
+TEST(SplitGpt2Test, FollowsTheGpt2Regex) {
+  EXPECT_THAT(Split("Hello world's  end\n\nok"),
+              ElementsAre("Hello", " world", "'s", " ", " end", "\n", "\n", "ok"));
+  EXPECT_THAT(Split("they'll x2 42!? (a)"),
+              ElementsAre("they", "'ll", " x", "2", " 42", "!?", " (", "a", ")"));
+  EXPECT_THAT(Split("a   "), ElementsAre("a", "   "));
+  EXPECT_THAT(Split(" \tb"), ElementsAre(" ", "\t", "b"));
+  EXPECT_THAT(Split("caf\xC3\xA9 \xF0\x9F\x98\x80!"),
+              ElementsAre("caf\xC3\xA9", " \xF0\x9F\x98\x80!"));
+  EXPECT_THAT(Split("\xE4\xB8\xAD\xE6\x96\x87\xE3\x80\x82"),
+              ElementsAre("\xE4\xB8\xAD\xE6\x96\x87", "\xE3\x80\x82"));
+  EXPECT_TRUE(Split("").empty());
+}
+
+TEST(SplitGpt2Test, PiecesConcatenateToInput) {
+  std::mt19937_64 rng(3);
+  const char* atoms[] = {"a", "Z", " ", "  ", "\n", "'", "'s", "9", ".", "\xC3\xA9", "\xE2\x80\x94",
+                         "\xF0\x9F\x8E\x89", "\t", "\xC2\xA0"};
+  for (int i = 0; i < 500; ++i) {
+    std::string s;
+    for (int k = 0; k < 20; ++k) s += atoms[rng() % 14];
+    std::string joined;
+    for (auto p : SplitGpt2(s)) {
+      EXPECT_FALSE(p.empty());
+      joined += p;
+    }
+    EXPECT_EQ(joined, s);
+  }
+}
+
+TEST(ByteLevelTest, MapIsReversibleAndPrintable) {
+  std::string all;
+  for (int b = 0; b < 256; ++b) all.push_back(static_cast<char>(b));
+  EXPECT_EQ(ByteLevelDecode(ByteLevelEncode(all)), all);
+  EXPECT_EQ(ByteToUnicode(' '), "\xC4\xA0");  // U+0120 'Ġ'
+  EXPECT_EQ(ByteToUnicode('a'), "a");
+  EXPECT_EQ(ByteToUnicode('\n'), "\xC4\x8A");  // U+010A 'Ċ'
+}
+
+TEST(TokenizerTest, MergesMakeFrequentWordsSingleTokens) {
+  auto tok = MakeTokenizer();
+  ASSERT_NE(tok, nullptr);
+  const auto the = tok->Encode(" the");
+  ASSERT_EQ(the.size(), 1u);
+  EXPECT_EQ(tok->TokenToId("\xC4\xA0the"), the[0]);
+  EXPECT_LT(tok->Encode("The quick brown fox").size(), std::string("The quick brown fox").size());
+}
+
+TEST(TokenizerTest, RandomUnicodeRoundTrips) {
+  auto tok = MakeTokenizer();
+  ASSERT_NE(tok, nullptr);
+  std::mt19937_64 rng(1234);
+  const std::pair<uint32_t, uint32_t> ranges[] = {
+      {0x20, 0x7E}, {0x09, 0x0D}, {0xA0, 0x24F}, {0x370, 0x3FF}, {0x400, 0x4FF}, {0x600, 0x6FF},
+      {0x900, 0x97F}, {0x3000, 0x303F}, {0x4E00, 0x9FFF}, {0xAC00, 0xD7A3}, {0xE000, 0xF8FF},
+      {0x1F300, 0x1FAFF}, {0x10000, 0x10FFFF}};
+  for (int i = 0; i < 400; ++i) {
+    std::string s;
+    const int n = static_cast<int>(rng() % 40);
+    for (int k = 0; k < n; ++k) {
+      const auto [lo, hi] = ranges[rng() % std::size(ranges)];
+      uint32_t cp = lo + static_cast<uint32_t>(rng() % (hi - lo + 1));
+      if (cp >= 0xD800 && cp <= 0xDFFF) cp = 'x';
+      utf8::Append(cp, &s);
+    }
+    const auto ids = tok->Encode(s);
+    EXPECT_EQ(tok->Decode(ids), s);
+    for (TokenId id : ids) EXPECT_TRUE(tok->IsValidId(id));
+  }
+}
+
+TEST(TokenizerTest, SpecialTokensMatchBeforePreTokenization) {
+  auto tok = MakeTokenizer();
+  ASSERT_NE(tok, nullptr);
+  const std::string text = "<|start_of_role|>user<|end_of_role|>Hi there<|end_of_text|>\n";
+  const auto ids = tok->Encode(text);
+  ASSERT_GE(ids.size(), 5u);
+  EXPECT_EQ(ids.front(), *tok->TokenToId("<|start_of_role|>"));
+  EXPECT_EQ(ids[ids.size() - 2], *tok->TokenToId("<|end_of_text|>"));
+  EXPECT_TRUE(tok->IsSpecial(ids.front()));
+  EXPECT_EQ(tok->Decode(ids), text);
+  EXPECT_EQ(tok->Decode(ids, /*skip_special=*/true), "userHi there\n");
+
+  // As plain text, no special ids appear, and the text still round-trips.
+  const auto plain = tok->Encode(text, /*allow_special=*/false);
+  for (TokenId id : plain) EXPECT_FALSE(tok->IsSpecial(id));
+  EXPECT_EQ(tok->Decode(plain), text);
+}
+
+TEST(TokenizerTest, DecodeReplacesInvalidUtf8) {
+  auto tok = MakeTokenizer();
+  ASSERT_NE(tok, nullptr);
+  // The first byte of a 2-byte sequence alone.
+  const TokenId lead = *tok->TokenToId(ByteToUnicode(0xC3));
+  const TokenId a = *tok->TokenToId("a");
+  EXPECT_EQ(tok->Decode({lead, a}), "\xEF\xBF\xBD" "a");
+  EXPECT_EQ(tok->Decode({999999, a}), "a");  // unknown id decodes to nothing
+}
+
+TEST(StreamingDecoderTest, EmojiSplitAcrossTokensIsHeldUntilComplete) {
+  auto tok = MakeTokenizer();
+  ASSERT_NE(tok, nullptr);
+  const std::string text = "fox \xF0\x9F\xA6\x8A runs \xE4\xB8\xAD!";  // 🦊 and 中
+  const auto ids = tok->Encode(text);
+  StreamingDecoder dec(tok.get());
+  std::string streamed;
+  int held_steps = 0;
+  for (TokenId id : ids) {
+    const std::string piece = dec.Push(id);
+    EXPECT_TRUE(utf8::IsValid(piece)) << "emitted a partial character";
+    EXPECT_EQ(piece.find("\xEF\xBF\xBD"), std::string::npos);
+    if (piece.empty()) ++held_steps;
+    streamed += piece;
+  }
+  streamed += dec.Flush();
+  EXPECT_EQ(streamed, text);
+  // The emoji is not in this vocab, so its 4 bytes arrive as 4 tokens: at
+  // least 3 pushes must have returned nothing.
+  EXPECT_GE(held_steps, 3);
+}
+
+TEST(StreamingDecoderTest, MatchesBatchDecodeOnRandomIds) {
+  auto tok = MakeTokenizer();
+  ASSERT_NE(tok, nullptr);
+  std::mt19937_64 rng(99);
+  for (int i = 0; i < 300; ++i) {
+    std::vector<TokenId> ids;
+    const int n = static_cast<int>(rng() % 30);
+    for (int k = 0; k < n; ++k) ids.push_back(static_cast<TokenId>(rng() % tok->vocab_size()));
+    StreamingDecoder dec(tok.get());
+    std::string streamed;
+    for (TokenId id : ids) {
+      const std::string piece = dec.Push(id);
+      EXPECT_TRUE(utf8::IsValid(piece));
+      streamed += piece;
+    }
+    streamed += dec.Flush();
+    EXPECT_EQ(streamed, tok->Decode(ids));
+  }
+}
+
+TEST(TokenizerTest, RejectsUnsupportedOrBrokenFiles) {
+  auto bad_json = Tokenizer::FromJson("{");
+  EXPECT_EQ(bad_json.status().code(), absl::StatusCode::kInvalidArgument);
+  auto wordpiece = Tokenizer::FromJson(
+      R"({"pre_tokenizer": {"type": "ByteLevel"}, "model": {"type": "WordPiece", "vocab": {}}})");
+  EXPECT_EQ(wordpiece.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(wordpiece.status().message(), HasSubstr("BPE"));
+  auto normalizer = Tokenizer::FromJson(R"({"normalizer": {"type": "NFC"}, "model": {}})");
+  EXPECT_EQ(normalizer.status().code(), absl::StatusCode::kUnimplemented);
+  auto missing_bytes = Tokenizer::FromJson(
+      R"({"pre_tokenizer": {"type": "ByteLevel"}, "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})");
+  EXPECT_EQ(missing_bytes.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(missing_bytes.status().message(), HasSubstr("byte"));
+}
+
+TEST(TokenizerTest, AcceptsPairFormMerges) {
+  // Same model with merges written as [a, b] pairs (tokenizers >= 0.20).
+  BpeTrainerOptions opt;
+  opt.vocab_size = 300;
+  opt.special_tokens = kSpecials;
+  const BpeModel model = TrainBpe(kCorpus, opt);
+  std::string j = BpeTokenizerJson(model);
+  auto a = Tokenizer::FromJson(j);
+  ASSERT_TRUE(a.ok());
+  for (const auto& [l, r] : model.merges) {
+    const std::string from = "\"" + l + " " + r + "\"";
+    const std::string to = "[\"" + l + "\", \"" + r + "\"]";
+    const size_t pos = j.find(from, j.find("\"merges\""));
+    ASSERT_NE(pos, std::string::npos);
+    j.replace(pos, from.size(), to);
+  }
+  auto b = Tokenizer::FromJson(j);
+  ASSERT_TRUE(b.ok()) << b.status();
+  const std::string text = std::string(kCorpus);
+  EXPECT_EQ((*a)->Encode(text), (*b)->Encode(text));
+}
+
+TEST(TokenizerTest, CorruptedFilesFailCleanly) {
+  BpeTrainerOptions opt;
+  opt.vocab_size = 300;
+  opt.special_tokens = kSpecials;
+  const std::string good = BpeTokenizerJson(TrainBpe(kCorpus, opt));
+  std::mt19937_64 rng(11);
+  const char kBytes[] = "{}[]\":,0 1atn-";
+  int failures = 0;
+  for (int i = 0; i < 300; ++i) {
+    std::string doc = good;
+    const size_t pos = rng() % doc.size();
+    doc[pos] = kBytes[rng() % (sizeof(kBytes) - 1)];
+    auto tok = Tokenizer::FromJson(doc);  // must return, never abort
+    if (!tok.ok()) {
+      ++failures;
+    } else {
+      const std::string text = "The fox's 42 runs.";
+      EXPECT_FALSE((*tok)->Decode((*tok)->Encode(text)).empty());
+    }
+  }
+  EXPECT_GT(failures, 0);
+}
+
+TEST(BpeTrainerTest, IsDeterministicAndRespectsVocabSize) {
+  BpeTrainerOptions opt;
+  opt.vocab_size = 350;
+  opt.special_tokens = kSpecials;
+  const BpeModel a = TrainBpe(kCorpus, opt);
+  const BpeModel b = TrainBpe(kCorpus, opt);
+  EXPECT_EQ(a.vocab, b.vocab);
+  EXPECT_EQ(a.merges, b.merges);
+  EXPECT_LE(a.vocab.size(), 350u);
+  EXPECT_EQ(a.num_special, 4);
+  EXPECT_EQ(a.vocab[0], "<|end_of_text|>");
+  EXPECT_EQ(BpeTokenizerJson(a), BpeTokenizerJson(b));
+}
+
+}  // namespace
+}  // namespace hc

@@ -1,0 +1,533 @@
+#include "worker/engine/engine.h"
+
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "gtest/gtest.h"
+#include "tests/unit/worker/engine/fake_model.h"
+#include "worker/cache/conversation_cache.h"
+#include "worker/runtime/host_cache_memory.h"
+
+namespace hc::engine {
+namespace {
+
+using cache::ConversationKey;
+using cache::RoundStamp;
+
+constexpr int kVocab = 97;
+constexpr int kEos = 3;
+
+// Collects one turn's events; `done` fires on the terminal event.
+class Recorder final : public TurnObserver {
+ public:
+  void OnStarted(const TurnStart& s) override { start = s; ++started; }
+  void OnTokens(std::span<const int32_t> ids, std::span<const float> lp) override {
+    tokens.insert(tokens.end(), ids.begin(), ids.end());
+    logprobs.insert(logprobs.end(), lp.begin(), lp.end());
+    if (on_tokens) on_tokens(*this);
+  }
+  void OnCommitted(const TurnResult& r) override { result = r; done.Notify(); }
+  void OnStateMissing(std::string_view reason) override { missing = std::string(reason); done.Notify(); }
+  void OnFailed(const absl::Status& s) override { failed = s; done.Notify(); }
+
+  std::function<void(Recorder&)> on_tokens;
+  int started = 0;
+  TurnStart start;
+  std::vector<int32_t> tokens;
+  std::vector<float> logprobs;
+  std::optional<TurnResult> result;
+  std::optional<std::string> missing;
+  absl::Status failed;
+  absl::Notification done;
+};
+
+struct HarnessOptions {
+  int kv_blocks = 256;
+  int mamba_slots = 32;
+  int block_size = 4;
+  int max_batch_tokens = 16;
+  int max_model_len = 4096;
+};
+
+class Harness {
+ public:
+  explicit Harness(HarnessOptions o = {}) {
+    memory_ = runtime::HostCacheMemory::Create(
+                  {.num_layers = 1, .num_blocks = o.kv_blocks, .block_size = o.block_size,
+                   .num_kv_heads = 1, .head_dim = 1},
+                  {.num_layers = 1, .num_slots = o.mamba_slots, .conv_dim = 1, .conv_width = 2,
+                   .num_heads = 1, .head_dim = 1, .state_size = 1},
+                  1)
+                  .value();
+    cache_ = cache::ConversationCache::Create({.memory = memory_.get()}).value();
+    model_ = std::make_unique<FakeModel>(memory_.get(), kVocab);
+    EngineOptions eo;
+    eo.model = model_.get();
+    eo.cache = cache_.get();
+    eo.max_batch_tokens = o.max_batch_tokens;
+    eo.max_model_len = o.max_model_len;
+    eo.eos_token_id = kEos;
+    eo.detokenize = [](std::span<const int32_t> ids) {
+      std::string s;
+      for (int32_t id : ids) s += static_cast<char>('a' + id % 26);
+      return s;
+    };
+    engine_ = Engine::Create(eo).value();
+  }
+
+  std::shared_ptr<Recorder> Start(TurnRequest turn) {
+    auto rec = std::make_shared<Recorder>();
+    const absl::Status s = engine_->Submit(std::move(turn), rec);
+    EXPECT_TRUE(s.ok()) << s;
+    return rec;
+  }
+  std::shared_ptr<Recorder> Run(TurnRequest turn) {
+    auto rec = Start(std::move(turn));
+    rec->done.WaitForNotification();
+    return rec;
+  }
+
+  Engine& engine() { return *engine_; }
+  cache::ConversationCache& cache() { return *cache_; }  // only while idle
+  FakeModel& model() { return *model_; }
+
+ private:
+  std::unique_ptr<runtime::HostCacheMemory> memory_;
+  std::unique_ptr<cache::ConversationCache> cache_;
+  std::unique_ptr<FakeModel> model_;
+  std::unique_ptr<Engine> engine_;
+};
+
+TurnSampling Greedy(int max_tokens) {
+  TurnSampling s;
+  s.sampler.temperature = 0.0f;
+  s.max_tokens = max_tokens;
+  s.ignore_eos = true;
+  return s;
+}
+
+// Plays the router: keeps the ledger (every token) and the worker's committed
+// stamp, sends only what the worker lacks, and resends with the history when
+// the worker reports its state missing.
+class Conversation {
+ public:
+  Conversation(Harness* h, std::string id, std::string salt = "")
+      : h_(h), key_{std::move(salt), std::move(id)} {}
+
+  std::shared_ptr<Recorder> Turn(const std::vector<int32_t>& new_tokens, int max_tokens,
+                                 bool use_cache = true) {
+    TurnRequest t;
+    t.key = key_;
+    t.request_id = absl::StrCat(key_.conversation_id, "/", round_ + 1, "/", attempt_++);
+    t.new_round = round_ + 1;
+    t.sampling = Greedy(max_tokens);
+    if (use_cache && stamp_.has_value()) {
+      t.expected = stamp_;
+      t.suffix.assign(ledger_.begin() + stamp_->num_tokens, ledger_.end());
+      t.suffix.insert(t.suffix.end(), new_tokens.begin(), new_tokens.end());
+    } else {
+      t.has_history = true;
+      t.history = ledger_;
+      t.suffix = new_tokens;
+    }
+    auto rec = h_->Run(t);
+    if (rec->missing.has_value()) {
+      ++resends_;
+      TurnRequest again = t;
+      again.expected.reset();
+      again.has_history = true;
+      again.history = ledger_;
+      again.suffix = new_tokens;
+      again.request_id += "/resend";
+      rec = h_->Run(again);
+    }
+    if (rec->result.has_value()) {
+      ledger_.insert(ledger_.end(), new_tokens.begin(), new_tokens.end());
+      ledger_.insert(ledger_.end(), rec->tokens.begin(), rec->tokens.end());
+      stamp_ = rec->result->committed;
+      round_ = stamp_->round;
+    }
+    return rec;
+  }
+
+  const std::vector<int32_t>& ledger() const { return ledger_; }
+  const ConversationKey& key() const { return key_; }
+  std::optional<RoundStamp> stamp() const { return stamp_; }
+  int resends() const { return resends_; }
+
+ private:
+  Harness* h_;
+  ConversationKey key_;
+  std::vector<int32_t> ledger_;
+  std::optional<RoundStamp> stamp_;
+  uint64_t round_ = 0;
+  int attempt_ = 0;
+  int resends_ = 0;
+};
+
+std::vector<int32_t> RandomTokens(std::mt19937& rng, int n) {
+  std::uniform_int_distribution<int> d(4, kVocab - 1);
+  std::vector<int32_t> v(n);
+  for (auto& t : v) t = d(rng);
+  return v;
+}
+
+TEST(EngineTest, CachedTurnsComputeOnlyTheSuffixAndMatchFullRecompute) {
+  Harness cached, scratch;
+  Conversation a(&cached, "conv"), b(&scratch, "conv");
+  std::mt19937 rng(1);
+  int64_t prev_context = 0;
+  for (int turn = 0; turn < 6; ++turn) {
+    const auto suffix = RandomTokens(rng, 3 + turn * 5);
+    const int64_t before = cached.model().tokens_computed();
+    auto ra = a.Turn(suffix, 7);
+    auto rb = b.Turn(suffix, 7, /*use_cache=*/false);
+    ASSERT_TRUE(ra->result.has_value()) << ra->failed;
+    ASSERT_TRUE(rb->result.has_value()) << rb->failed;
+    EXPECT_EQ(ra->tokens, rb->tokens) << "turn " << turn;
+    EXPECT_EQ(ra->start.prompt_tokens, rb->start.prompt_tokens);
+    if (turn > 0) {
+      // Everything but the last sampled token of the previous turn is cached.
+      EXPECT_EQ(ra->start.cached_tokens, prev_context - 1);
+      // Computed: the previous last token, the suffix, and generated tokens but the last.
+      EXPECT_EQ(cached.model().tokens_computed() - before,
+                1 + static_cast<int64_t>(suffix.size()) + 7 - 1);
+    }
+    EXPECT_EQ(rb->start.cached_tokens, 0);
+    EXPECT_EQ(ra->result->committed.num_tokens, static_cast<int64_t>(a.ledger().size()) - 1);
+    EXPECT_EQ(ra->result->committed.token_hash,
+              TokenHash<int32_t>(std::span(a.ledger()).first(a.ledger().size() - 1)));
+    EXPECT_EQ(ra->result->finish_reason, "length");
+    EXPECT_EQ(ra->result->completion_tokens, 7);
+    prev_context = static_cast<int64_t>(a.ledger().size());
+  }
+  EXPECT_EQ(a.resends(), 0);
+}
+
+TEST(EngineTest, UnknownStateWithoutHistoryIsReportedMissingAndChangesNothing) {
+  Harness h;
+  TurnRequest t;
+  t.key = {"", "ghost"};
+  t.request_id = "r1";
+  t.expected = RoundStamp{.round = 3, .num_tokens = 10, .token_hash = 42};
+  t.new_round = 4;
+  t.suffix = {5, 6};
+  t.sampling = Greedy(2);
+  auto rec = h.Run(t);
+  ASSERT_TRUE(rec->missing.has_value());
+  EXPECT_EQ(rec->started, 0);
+  EXPECT_TRUE(rec->tokens.empty());
+  ASSERT_TRUE(h.engine().AwaitIdle(absl::Seconds(10)));
+  EXPECT_EQ(h.engine().Load().cache.conversations, 0);
+  EXPECT_EQ(h.engine().Load().cache.lookups_miss, 1);
+}
+
+TEST(EngineTest, StaleExpectationIsAMissNeverAGuess) {
+  Harness h;
+  Conversation c(&h, "c");
+  std::mt19937 rng(2);
+  ASSERT_TRUE(c.Turn(RandomTokens(rng, 5), 3)->result.has_value());
+  RoundStamp wrong = *c.stamp();
+  wrong.token_hash ^= 1;  // same round and length, other tokens
+  TurnRequest t;
+  t.key = c.key();
+  t.request_id = "stale";
+  t.expected = wrong;
+  t.new_round = wrong.round + 1;
+  t.suffix = {9};
+  t.sampling = Greedy(1);
+  auto rec = h.Run(t);
+  ASSERT_TRUE(rec->missing.has_value());
+  ASSERT_TRUE(h.engine().AwaitIdle(absl::Seconds(10)));
+  EXPECT_EQ(h.engine().Load().cache.lookups_stale, 1);
+  // The committed state is untouched: the real next turn still hits.
+  auto next = c.Turn(RandomTokens(rng, 2), 2);
+  ASSERT_TRUE(next->result.has_value());
+  EXPECT_GT(next->start.cached_tokens, 0);
+}
+
+TEST(EngineTest, CancelMidStreamKeepsTheCommittedStateAndRetryEqualsUncancelledRun) {
+  Harness h, reference;
+  Conversation c(&h, "c"), ref(&reference, "c");
+  std::mt19937 rng(3);
+  const auto first = RandomTokens(rng, 9);
+  ASSERT_TRUE(c.Turn(first, 4)->result.has_value());
+  ASSERT_TRUE(ref.Turn(first, 4)->result.has_value());
+  const RoundStamp before = *c.stamp();
+
+  // Second turn, cancelled after two tokens.
+  const auto second = RandomTokens(rng, 6);
+  TurnRequest t;
+  t.key = c.key();
+  t.request_id = "to-cancel";
+  t.expected = before;
+  t.new_round = before.round + 1;
+  t.suffix.assign(c.ledger().begin() + before.num_tokens, c.ledger().end());
+  t.suffix.insert(t.suffix.end(), second.begin(), second.end());
+  t.sampling = Greedy(50);
+  auto rec = std::make_shared<Recorder>();
+  Engine* engine = &h.engine();
+  rec->on_tokens = [engine](Recorder& r) {
+    if (r.tokens.size() == 2) engine->Cancel("to-cancel");
+  };
+  ASSERT_TRUE(h.engine().Submit(t, rec).ok());
+  rec->done.WaitForNotification();
+  EXPECT_EQ(rec->failed.code(), absl::StatusCode::kCancelled);
+  EXPECT_FALSE(rec->result.has_value());
+  ASSERT_TRUE(h.engine().AwaitIdle(absl::Seconds(10)));
+  const auto snap = h.cache().Inspect(c.key());
+  ASSERT_TRUE(snap.has_value());
+  EXPECT_EQ(snap->round, before);
+
+  auto retry = c.Turn(second, 8);
+  auto expected = ref.Turn(second, 8);
+  ASSERT_TRUE(retry->result.has_value());
+  EXPECT_EQ(retry->tokens, expected->tokens);
+  EXPECT_GT(retry->start.cached_tokens, 0);
+}
+
+TEST(EngineTest, InterleavedConversationsUnderMemoryPressureEvictButStayExact) {
+  // 20 conversations whose committed states together need far more blocks
+  // and slots than the worker has.
+  Harness small({.kv_blocks = 48, .mamba_slots = 6, .block_size = 4, .max_batch_tokens = 24});
+  Harness big({.kv_blocks = 4096, .mamba_slots = 64, .block_size = 4, .max_batch_tokens = 24});
+  std::vector<Conversation> a, b;
+  for (int i = 0; i < 20; ++i) {
+    a.emplace_back(&small, absl::StrCat("c", i));
+    b.emplace_back(&big, absl::StrCat("c", i), "");
+  }
+  std::mt19937 rng(4);
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 20; ++i) {
+      const auto suffix = RandomTokens(rng, 2 + (i * 7 + round * 3) % 9);
+      auto ra = a[i].Turn(suffix, 3);
+      auto rb = b[i].Turn(suffix, 3, /*use_cache=*/false);
+      ASSERT_TRUE(ra->result.has_value()) << "conv " << i << " round " << round << ": " << ra->failed;
+      ASSERT_TRUE(rb->result.has_value());
+      EXPECT_EQ(ra->tokens, rb->tokens) << "conv " << i << " round " << round;
+    }
+  }
+  ASSERT_TRUE(small.engine().AwaitIdle(absl::Seconds(10)));
+  const auto load = small.engine().Load();
+  EXPECT_GT(load.cache.conversations_evicted, 0);
+  int resends = 0;
+  for (const auto& c : a) resends += c.resends();
+  EXPECT_GT(resends, 0);  // evicted states were recomputed from the history
+  EXPECT_EQ(load.cache.kv_blocks_active, 0);
+  EXPECT_EQ(load.cache.mamba_slots_active, 0);
+}
+
+TEST(EngineTest, ConcurrentLongTurnsArePreemptedAndRecomputedExactly) {
+  // Each turn needs ~ (40 + 12) / 4 = 13 blocks; 20 blocks cannot hold two.
+  Harness h({.kv_blocks = 20, .mamba_slots = 4, .block_size = 4, .max_batch_tokens = 8});
+  Harness ref({.kv_blocks = 512, .mamba_slots = 8, .block_size = 4, .max_batch_tokens = 8});
+  std::mt19937 rng(5);
+  std::vector<std::vector<int32_t>> prompts = {RandomTokens(rng, 40), RandomTokens(rng, 40)};
+  std::vector<std::shared_ptr<Recorder>> recs;
+  for (int i = 0; i < 2; ++i) {
+    TurnRequest t;
+    t.key = {"", absl::StrCat("long", i)};
+    t.request_id = t.key.conversation_id;
+    t.suffix = prompts[i];
+    t.sampling = Greedy(12);
+    recs.push_back(h.Start(t));
+  }
+  for (int i = 0; i < 2; ++i) {
+    recs[i]->done.WaitForNotification();
+    ASSERT_TRUE(recs[i]->result.has_value()) << recs[i]->failed;
+    TurnRequest t;
+    t.key = {"", absl::StrCat("long", i)};
+    t.request_id = "ref";
+    t.suffix = prompts[i];
+    t.sampling = Greedy(12);
+    EXPECT_EQ(recs[i]->tokens, ref.Run(t)->tokens);
+    EXPECT_EQ(recs[i]->started, 1);
+  }
+}
+
+TEST(EngineTest, StopsOnEosStopTokenStopStringAndMaxTokens) {
+  Harness h;
+  std::mt19937 rng(6);
+  const auto prompt = RandomTokens(rng, 5);
+  TurnRequest base;
+  base.key = {"", "probe"};
+  base.request_id = "probe";
+  base.suffix = prompt;
+  base.sampling = Greedy(6);
+  auto probe = h.Run(base);
+  ASSERT_EQ(probe->tokens.size(), 6u);
+  EXPECT_EQ(probe->result->finish_reason, "length");
+
+  // The same context yields the same tokens: stop on the third one.
+  TurnRequest by_id = base;
+  by_id.key.conversation_id = "by_id";
+  by_id.request_id = "by_id";
+  by_id.sampling.stop_token_ids = {probe->tokens[2]};
+  auto r = h.Run(by_id);
+  EXPECT_EQ(r->result->finish_reason, "stop");
+  EXPECT_EQ(r->tokens.back(), probe->tokens[2]);
+  EXPECT_LE(r->tokens.size(), 3u);
+
+  TurnRequest by_string = base;
+  by_string.key.conversation_id = "by_string";
+  by_string.request_id = "by_string";
+  const std::string text = std::string(1, 'a' + probe->tokens[1] % 26) +
+                           std::string(1, 'a' + probe->tokens[2] % 26);
+  by_string.sampling.stop_strings = {text};
+  r = h.Run(by_string);
+  EXPECT_EQ(r->result->finish_reason, "stop");
+  EXPECT_LE(r->tokens.size(), 3u);
+}
+
+TEST(EngineTest, MalformedTurnsAreRejectedAndChangeNothing) {
+  Harness h({.max_model_len = 64});
+  TurnRequest ok;
+  ok.key = {"", "x"};
+  ok.request_id = "x";
+  ok.suffix = {5, 6};
+  ok.sampling = Greedy(2);
+
+  TurnRequest bad = ok;
+  bad.suffix = {5, kVocab};
+  EXPECT_EQ(h.engine().Submit(bad, std::make_shared<Recorder>()).code(), absl::StatusCode::kInvalidArgument);
+  bad = ok;
+  bad.suffix.clear();
+  EXPECT_EQ(h.engine().Submit(bad, std::make_shared<Recorder>()).code(), absl::StatusCode::kInvalidArgument);
+  bad = ok;
+  bad.suffix.assign(64, 7);
+  EXPECT_EQ(h.engine().Submit(bad, std::make_shared<Recorder>()).code(), absl::StatusCode::kResourceExhausted);
+  bad = ok;
+  bad.sampling.sampler.top_p = 0.0f;
+  EXPECT_EQ(h.engine().Submit(bad, std::make_shared<Recorder>()).code(), absl::StatusCode::kInvalidArgument);
+  bad = ok;
+  bad.sampling.max_tokens = 0;
+  EXPECT_EQ(h.engine().Submit(bad, std::make_shared<Recorder>()).code(), absl::StatusCode::kInvalidArgument);
+  bad = ok;
+  bad.sampling.sampler.temperature = -1.0f;
+  EXPECT_EQ(h.engine().Submit(bad, std::make_shared<Recorder>()).code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(h.engine().AwaitIdle(absl::Seconds(10)));
+  EXPECT_EQ(h.engine().Load().cache.conversations, 0);
+  EXPECT_EQ(h.model().forward_calls(), 0);
+
+  // Still serving.
+  auto rec = h.Run(ok);
+  EXPECT_TRUE(rec->result.has_value());
+}
+
+TEST(EngineTest, SecondConcurrentTurnOfAConversationIsAborted) {
+  Harness h;
+  TurnRequest t;
+  t.key = {"", "busy"};
+  t.request_id = "first";
+  t.suffix = {5, 6, 7};
+  t.sampling = Greedy(4);
+  // Holds the first turn at its first token until the second was refused.
+  absl::Notification second_refused;
+  auto first = std::make_shared<Recorder>();
+  first->on_tokens = [&](Recorder& r) {
+    if (r.tokens.size() == 1) second_refused.WaitForNotification();
+  };
+  ASSERT_TRUE(h.engine().Submit(t, first).ok());
+  TurnRequest again = t;
+  again.request_id = "second";
+  EXPECT_EQ(h.engine().Submit(again, std::make_shared<Recorder>()).code(), absl::StatusCode::kAborted);
+  second_refused.Notify();
+  first->done.WaitForNotification();
+  EXPECT_TRUE(first->result.has_value());
+}
+
+TEST(EngineTest, SaltsAreSeparateConversations) {
+  Harness h;
+  Conversation a(&h, "same", "tenant-a"), b(&h, "same", "tenant-b");
+  std::mt19937 rng(7);
+  const auto p = RandomTokens(rng, 6);
+  ASSERT_TRUE(a.Turn(p, 2)->result.has_value());
+  auto rb = b.Turn(RandomTokens(rng, 6), 2);
+  ASSERT_TRUE(rb->result.has_value());
+  EXPECT_EQ(rb->start.cached_tokens, 0);
+  ASSERT_TRUE(h.engine().AwaitIdle(absl::Seconds(10)));
+  EXPECT_EQ(h.engine().Load().cache.conversations, 2);
+}
+
+TEST(EngineTest, DrainRefusesNewTurnsAndLetsRunningOnesFinish) {
+  Harness h;
+  TurnRequest t;
+  t.key = {"", "d"};
+  t.request_id = "d";
+  t.suffix = {5, 6, 7};
+  t.sampling = Greedy(5);
+  absl::Notification drained;
+  auto rec = std::make_shared<Recorder>();
+  rec->on_tokens = [&](Recorder& r) {
+    if (r.tokens.size() == 1) drained.WaitForNotification();
+  };
+  ASSERT_TRUE(h.engine().Submit(t, rec).ok());
+  h.engine().Drain();
+  TurnRequest late = t;
+  late.key.conversation_id = "late";
+  late.request_id = "late";
+  EXPECT_EQ(h.engine().Submit(late, std::make_shared<Recorder>()).code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(h.engine().Load().draining);
+  drained.Notify();
+  EXPECT_TRUE(h.engine().AwaitIdle(absl::Seconds(10)));
+  rec->done.WaitForNotification();
+  ASSERT_TRUE(rec->result.has_value());
+  EXPECT_EQ(rec->tokens.size(), 5u);
+}
+
+TEST(EngineTest, ReleaseDropsTheCommittedState) {
+  Harness h;
+  Conversation c(&h, "r");
+  std::mt19937 rng(8);
+  ASSERT_TRUE(c.Turn(RandomTokens(rng, 5), 2)->result.has_value());
+  EXPECT_TRUE(h.engine().Release(c.key()));
+  EXPECT_FALSE(h.engine().Release(c.key()));
+  auto next = c.Turn(RandomTokens(rng, 3), 2);  // missing -> resent with history
+  ASSERT_TRUE(next->result.has_value());
+  EXPECT_EQ(c.resends(), 1);
+}
+
+TEST(EngineTest, StopFailsQueuedAndRunningTurns) {
+  Harness h;
+  TurnRequest t;
+  t.key = {"", "s"};
+  t.request_id = "s";
+  t.suffix = {5};
+  t.sampling = Greedy(1000);
+  // The running turn holds the engine thread at its first token until Stop()
+  // has begun; a second turn waits in the queue meanwhile.
+  absl::Notification release;
+  auto running = std::make_shared<Recorder>();
+  running->on_tokens = [&](Recorder& r) {
+    if (r.tokens.size() == 1) release.WaitForNotification();
+  };
+  ASSERT_TRUE(h.engine().Submit(t, running).ok());
+  TurnRequest queued_turn = t;
+  queued_turn.key.conversation_id = "q";
+  queued_turn.request_id = "q";
+  auto queued = std::make_shared<Recorder>();
+  ASSERT_TRUE(h.engine().Submit(queued_turn, queued).ok());
+
+  std::thread stopper([&] { h.engine().Stop(); });
+  // Submit answers ABORTED (conversation busy) until Stop() has begun, then
+  // UNAVAILABLE; no timing assumption.
+  while (h.engine().Submit(t, std::make_shared<Recorder>()).code() == absl::StatusCode::kAborted) {
+    std::this_thread::yield();
+  }
+  release.Notify();
+  stopper.join();
+  running->done.WaitForNotification();
+  queued->done.WaitForNotification();
+  EXPECT_EQ(running->failed.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(queued->failed.code(), absl::StatusCode::kUnavailable);
+  EXPECT_LT(running->tokens.size(), 1000u);
+  EXPECT_EQ(h.engine().Submit(t, std::make_shared<Recorder>()).code(), absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace hc::engine

@@ -1,0 +1,293 @@
+#include "worker/service/worker_service.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "common/server.h"
+#include "common/token_hash.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "gtest/gtest.h"
+#include "prometheus/registry.h"
+#include "tests/unit/worker/engine/fake_model.h"
+#include "worker/cache/conversation_cache.h"
+#include "worker/runtime/host_cache_memory.h"
+#include "worker/service/worker_metrics.h"
+
+namespace hc::worker {
+namespace {
+
+namespace pb = hybridcache::v1;
+constexpr int kVocab = 97;
+
+// Holds the engine thread inside Forward call number `block_at` until released,
+// so a test can act while a turn is known to be mid-stream.
+class GatedModel final : public engine::ModelRunner {
+ public:
+  explicit GatedModel(engine::ModelRunner* inner) : inner_(inner) {}
+  int vocab_size() const override { return inner_->vocab_size(); }
+  absl::Status Forward(std::span<const engine::ForwardSeq> batch, std::span<float> logits) override {
+    if (++calls_ == block_at_) release_.WaitForNotification();
+    return inner_->Forward(batch, logits);
+  }
+  void BlockAt(int call) { block_at_ = call; }  // before the engine runs
+  void Release() { release_.Notify(); }
+
+ private:
+  engine::ModelRunner* inner_;
+  int calls_ = 0;
+  int block_at_ = -1;
+  absl::Notification release_;
+};
+
+// Forwards to the real engine and signals each Cancel it receives.
+class CancelSignallingEngine final : public engine::Engine {
+ public:
+  explicit CancelSignallingEngine(engine::Engine* inner) : inner_(inner) {}
+  absl::Status Submit(engine::TurnRequest turn, std::shared_ptr<engine::TurnObserver> observer) override {
+    return inner_->Submit(std::move(turn), std::move(observer));
+  }
+  void Cancel(const std::string& request_id) override {
+    inner_->Cancel(request_id);
+    cancelled_.Notify();
+  }
+  bool Release(const cache::ConversationKey& key) override { return inner_->Release(key); }
+  void Drain() override { inner_->Drain(); }
+  bool AwaitIdle(absl::Duration timeout) override { return inner_->AwaitIdle(timeout); }
+  void Stop() override { inner_->Stop(); }
+  engine::EngineLoad Load() const override { return inner_->Load(); }
+  absl::Notification cancelled_;
+
+ private:
+  engine::Engine* inner_;
+};
+
+// A real WorkerService on loopback over the real engine and cache, with the
+// cache-reading fake model (tests/unit/worker/engine/fake_model.h).
+class WorkerServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    memory_ = runtime::HostCacheMemory::Create(
+                  {.num_layers = 1, .num_blocks = 512, .block_size = 4, .num_kv_heads = 1, .head_dim = 1},
+                  {.num_layers = 1, .num_slots = 16, .conv_dim = 1, .conv_width = 2, .num_heads = 1,
+                   .head_dim = 1, .state_size = 1},
+                  1)
+                  .value();
+    cache_ = cache::ConversationCache::Create({.memory = memory_.get()}).value();
+    model_ = std::make_unique<engine::FakeModel>(memory_.get(), kVocab);
+    gate_ = std::make_unique<GatedModel>(model_.get());
+    metrics_ = std::make_unique<WorkerMetrics>(registry_);
+    engine::EngineOptions eo;
+    eo.model = gate_.get();
+    eo.cache = cache_.get();
+    eo.metrics = metrics_.get();
+    eo.max_model_len = 256;
+    eo.max_batch_tokens = 32;
+    engine_ = engine::Engine::Create(eo).value();
+    signalling_ = std::make_unique<CancelSignallingEngine>(engine_.get());
+    service_ = std::make_unique<WorkerServiceImpl>(WorkerServiceOptions{
+        .worker_id = "w0", .engine = signalling_.get(), .max_model_len = 256, .vocab_size = kVocab,
+        .on_drain = [this] { server_->SetServing(false); }});
+    server_ = GrpcServer::Start({}, {{service_.get(), pb::WorkerService::service_full_name()}}).value();
+    stub_ = pb::WorkerService::NewStub(
+        grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
+  }
+  void TearDown() override {
+    server_->Shutdown();
+    engine_->Stop();
+  }
+
+  struct Outcome {
+    grpc::Status status;
+    std::vector<pb::ExecuteEvent> events;
+    std::vector<uint32_t> tokens;
+    const pb::ExecuteStarted* started() const {
+      for (const auto& e : events) if (e.has_started()) return &e.started();
+      return nullptr;
+    }
+    const pb::CommitReport* committed() const {
+      for (const auto& e : events) if (e.has_committed()) return &e.committed();
+      return nullptr;
+    }
+    bool missing() const {
+      for (const auto& e : events) if (e.has_state_missing()) return true;
+      return false;
+    }
+  };
+
+  // With cancel_after_tokens >= 0: cancels once that many tokens arrived,
+  // then (after the server passed the cancel to the engine) releases the gate.
+  Outcome Execute(const pb::ExecuteRequest& req, int cancel_after_tokens = -1) {
+    grpc::ClientContext ctx;
+    auto reader = stub_->Execute(&ctx, req);
+    Outcome out;
+    pb::ExecuteEvent ev;
+    bool cancelled = false;
+    while (reader->Read(&ev)) {
+      for (uint32_t t : ev.tokens().token_ids()) out.tokens.push_back(t);
+      out.events.push_back(ev);
+      if (!cancelled && cancel_after_tokens >= 0 &&
+          static_cast<int>(out.tokens.size()) >= cancel_after_tokens) {
+        cancelled = true;
+        ctx.TryCancel();
+        signalling_->cancelled_.WaitForNotification();
+        gate_->Release();
+      }
+    }
+    out.status = reader->Finish();
+    return out;
+  }
+
+  static pb::ExecuteRequest Turn(const std::string& id, std::vector<uint32_t> suffix, int max_tokens) {
+    pb::ExecuteRequest r;
+    r.mutable_key()->set_conversation_id(id);
+    r.set_request_id(id + "-" + std::to_string(suffix.size()));
+    r.set_new_round(1);
+    for (uint32_t t : suffix) r.add_suffix_token_ids(t);
+    r.mutable_sampling()->set_temperature(0.0f);
+    r.mutable_sampling()->set_max_tokens(max_tokens);
+    r.mutable_sampling()->set_ignore_eos(true);
+    return r;
+  }
+
+  pb::LoadReport Load() {
+    grpc::ClientContext ctx;
+    pb::LoadReport report;
+    EXPECT_TRUE(stub_->Load(&ctx, pb::LoadRequest(), &report).ok());
+    return report;
+  }
+
+  prometheus::Registry registry_;
+  std::unique_ptr<runtime::HostCacheMemory> memory_;
+  std::unique_ptr<cache::ConversationCache> cache_;
+  std::unique_ptr<engine::FakeModel> model_;
+  std::unique_ptr<GatedModel> gate_;
+  std::unique_ptr<WorkerMetrics> metrics_;
+  std::unique_ptr<engine::Engine> engine_;
+  std::unique_ptr<CancelSignallingEngine> signalling_;
+  std::unique_ptr<WorkerServiceImpl> service_;
+  std::unique_ptr<GrpcServer> server_;
+  std::unique_ptr<pb::WorkerService::Stub> stub_;
+};
+
+TEST_F(WorkerServiceTest, SecondTurnIsServedFromCacheAndEqualsRecompute) {
+  const std::vector<uint32_t> first = {10, 11, 12, 13, 14, 15, 16};
+  Outcome t1 = Execute(Turn("a", first, 5));
+  ASSERT_TRUE(t1.status.ok()) << t1.status.error_message();
+  ASSERT_NE(t1.committed(), nullptr);
+  EXPECT_EQ(t1.tokens.size(), 5u);
+  EXPECT_EQ(t1.started()->cached_tokens(), 0u);
+  EXPECT_EQ(t1.committed()->state().round(), 1u);
+  EXPECT_EQ(t1.committed()->state().num_tokens(), first.size() + 5 - 1);
+
+  // Turn 2: send the uncomputed last token plus the new suffix.
+  const std::vector<uint32_t> second = {20, 21, 22};
+  pb::ExecuteRequest r2 = Turn("a", {t1.tokens.back(), 20, 21, 22}, 4);
+  *r2.mutable_expected() = t1.committed()->state();
+  r2.set_new_round(2);
+  Outcome t2 = Execute(r2);
+  ASSERT_TRUE(t2.status.ok()) << t2.status.error_message();
+  EXPECT_EQ(t2.started()->cached_tokens(), t1.committed()->state().num_tokens());
+  EXPECT_EQ(t2.started()->prompt_tokens(), first.size() + 5 + second.size());
+
+  // The same context from scratch on another conversation.
+  std::vector<uint32_t> all = first;
+  all.insert(all.end(), t1.tokens.begin(), t1.tokens.end());
+  all.insert(all.end(), second.begin(), second.end());
+  Outcome fresh = Execute(Turn("b", all, 4));
+  ASSERT_TRUE(fresh.status.ok());
+  EXPECT_EQ(t2.tokens, fresh.tokens);
+  std::vector<int32_t> committed(all.begin(), all.end());
+  committed.insert(committed.end(), t2.tokens.begin(), t2.tokens.end() - 1);
+  EXPECT_EQ(t2.committed()->state().prefix_hash(), TokenHash<int32_t>(committed));
+}
+
+TEST_F(WorkerServiceTest, UnknownExpectedStateAnswersStateMissing) {
+  pb::ExecuteRequest r = Turn("ghost", {5, 6}, 2);
+  r.mutable_expected()->set_round(4);
+  r.mutable_expected()->set_num_tokens(9);
+  r.set_new_round(5);
+  Outcome o = Execute(r);
+  EXPECT_TRUE(o.status.ok());
+  EXPECT_TRUE(o.missing());
+  EXPECT_TRUE(o.tokens.empty());
+}
+
+TEST_F(WorkerServiceTest, ClientCancelDiscardsTheTurnAndKeepsTheCommittedState) {
+  // Turn 1 takes forward calls 1-3; turn 2 blocks in its third call, after
+  // streaming two tokens, until the client's cancel reached the engine.
+  gate_->BlockAt(6);
+  Outcome t1 = Execute(Turn("c", {30, 31, 32, 33, 34}, 3));
+  ASSERT_TRUE(t1.status.ok());
+  pb::ExecuteRequest r2 = Turn("c", {t1.tokens.back(), 40, 41}, 200);
+  *r2.mutable_expected() = t1.committed()->state();
+  r2.set_new_round(2);
+  Outcome cancelled = Execute(r2, /*cancel_after_tokens=*/2);
+  EXPECT_EQ(cancelled.status.error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_EQ(cancelled.committed(), nullptr);
+  ASSERT_TRUE(engine_->AwaitIdle(absl::Seconds(10)));
+
+  // The committed state of round 1 still serves the retried turn.
+  r2.mutable_sampling()->set_max_tokens(6);
+  r2.set_request_id("retry");
+  Outcome retry = Execute(r2);
+  ASSERT_TRUE(retry.status.ok()) << retry.status.error_message();
+  EXPECT_EQ(retry.started()->cached_tokens(), t1.committed()->state().num_tokens());
+  EXPECT_EQ(std::vector<uint32_t>(cancelled.tokens.begin(), cancelled.tokens.begin() + 2),
+            std::vector<uint32_t>(retry.tokens.begin(), retry.tokens.begin() + 2));
+}
+
+TEST_F(WorkerServiceTest, MalformedRequestsGetTheRightStatusAndChangeNothing) {
+  Outcome o = Execute(Turn("m", {5, kVocab + 3}, 2));
+  EXPECT_EQ(o.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(o.status.error_message().find("vocabulary"), std::string::npos);
+  o = Execute(Turn("m", {}, 2));
+  EXPECT_EQ(o.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  o = Execute(Turn("m", std::vector<uint32_t>(300, 7), 2));
+  EXPECT_EQ(o.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  o = Execute(Turn("", {5}, 2));
+  EXPECT_EQ(o.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  pb::ExecuteRequest zero = Turn("m", {5}, 1);
+  zero.mutable_sampling()->set_max_tokens(0);
+  EXPECT_EQ(Execute(zero).status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Load().committed_conversations(), 0u);
+  // Still serving.
+  EXPECT_TRUE(Execute(Turn("m", {5, 6}, 2)).status.ok());
+  EXPECT_EQ(Load().committed_conversations(), 1u);
+}
+
+TEST_F(WorkerServiceTest, LoadReleaseAndDrain) {
+  ASSERT_TRUE(Execute(Turn("r", {5, 6, 7}, 2)).status.ok());
+  pb::LoadReport load = Load();
+  EXPECT_EQ(load.worker_id(), "w0");
+  EXPECT_EQ(load.committed_conversations(), 1u);
+  EXPECT_EQ(load.total_kv_blocks(), 512u);
+  EXPECT_EQ(load.vocab_size(), static_cast<uint32_t>(kVocab));
+  EXPECT_EQ(load.max_model_len(), 256u);
+
+  pb::ReleaseRequest rel;
+  rel.mutable_key()->set_conversation_id("r");
+  pb::ReleaseResponse released;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->Release(&ctx, rel, &released).ok());
+    EXPECT_TRUE(released.released());
+  }
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->Release(&ctx, rel, &released).ok());
+    EXPECT_FALSE(released.released());
+  }
+  {
+    grpc::ClientContext ctx;
+    pb::DrainResponse drained;
+    ASSERT_TRUE(stub_->Drain(&ctx, pb::DrainRequest(), &drained).ok());
+  }
+  EXPECT_TRUE(Load().draining());
+  EXPECT_EQ(Execute(Turn("late", {5}, 1)).status.error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+}  // namespace
+}  // namespace hc::worker

@@ -1,0 +1,245 @@
+// The worker's conversation cache: the exact state of each conversation at its
+// last committed round, keyed by (cache_salt, conversation_id), plus the
+// requests (turns) running on top of those states. This is the API the engine
+// calls for steps 3, 4 and 7 of a turn (see ARCHITECTURE.md):
+//
+//   Lookup(key, expected)          hit | miss | stale (a mismatch is never a hit)
+//   Attach(key, expected)          on a hit: num_computed_tokens = committed length
+//   AttachFresh(key)               new conversation or recompute: 0 computed tokens
+//   CanAppend / Append(id, n)      reserve KV rows as tokens are scheduled
+//   BlockTable(id), MambaSlot(id)  what the model reads and writes
+//   Commit(id, new_round)          publish (the request becomes the committed state)
+//   Discard(id)                    cancel / failure: the old committed state stays
+//   Drop(key)                      forget a conversation
+//
+// Memory: a committed state holds ceil(len / block_size) KV blocks and one
+// Mamba slot. A request attached to it shares its full blocks and owns a copy
+// of the tail block and of the Mamba state, so committed state is never
+// written. When an attach or append is short of blocks or slots the cache
+// evicts idle committed states in the order of its EvictionPolicy (LRU by
+// default); a state a running request is attached to is never evicted. If
+// even evicting every idle state would not be enough, the call fails with
+// RESOURCE_EXHAUSTED and changes nothing (nothing is evicted either).
+//
+// Salts are namespaces: keys differ when salts differ, and no block or slot is
+// ever shared between two conversations.
+//
+// Thread-safety: NOT thread-safe. The engine thread owns the cache and calls
+// every method; other threads must hand work to the engine thread instead.
+#ifndef HC_WORKER_CACHE_CONVERSATION_CACHE_H_
+#define HC_WORKER_CACHE_CONVERSATION_CACHE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/token_hash.h"
+#include "worker/cache/eviction_policy.h"
+#include "worker/cache/hybrid_coordinator.h"
+#include "worker/runtime/cache_memory.h"
+
+namespace hc::cache {
+
+struct ConversationKey {
+  std::string cache_salt;
+  std::string conversation_id;
+
+  friend bool operator==(const ConversationKey&, const ConversationKey&) = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const ConversationKey& k) {
+    return H::combine(std::move(h), k.cache_salt, k.conversation_id);
+  }
+};
+
+// Identifies one committed round exactly: the router's expectation and the
+// worker's record must agree on all three fields for a hit.
+struct RoundStamp {
+  uint64_t round = 0;
+  int64_t num_tokens = 0;                  // committed length
+  uint64_t token_hash = kEmptyTokenHash;   // TokenHash of the committed tokens
+
+  friend bool operator==(const RoundStamp&, const RoundStamp&) = default;
+};
+
+enum class LookupResult : uint8_t { kHit = 0, kMiss = 1, kStale = 2 };
+const char* LookupResultName(LookupResult r);
+
+// Engine-side handle of a running request; never reused by one cache.
+using RequestId = uint64_t;
+
+struct AttachResult {
+  RequestId request = 0;
+  int64_t num_computed_tokens = 0;  // tokens whose KV and Mamba state are cached
+};
+
+// Snapshot for metrics (hc_worker_kv_blocks{state}, hc_worker_mamba_slots{state},
+// hc_worker_cow_copies_total{group}, hc_worker_evictions_total{group},
+// hc_worker_conversation_lookups_total{result}). Gauges are current values,
+// the rest are totals since construction.
+struct CacheCounters {
+  int64_t kv_blocks_total = 0;
+  int64_t kv_blocks_free = 0;
+  int64_t kv_blocks_committed = 0;  // held by committed states (maybe shared by requests)
+  int64_t kv_blocks_active = 0;     // held by running requests only
+  int64_t mamba_slots_total = 0;
+  int64_t mamba_slots_free = 0;
+  int64_t mamba_slots_committed = 0;
+  int64_t mamba_slots_active = 0;
+  int64_t kv_cow_copies = 0;        // tail blocks copied on attach
+  int64_t mamba_cow_copies = 0;     // terminal states copied on attach
+  int64_t kv_evicted_blocks = 0;    // KV blocks freed by evictions
+  int64_t mamba_evicted_slots = 0;  // Mamba slots freed by evictions
+  int64_t conversations_evicted = 0;
+  int64_t lookups_hit = 0;
+  int64_t lookups_miss = 0;
+  int64_t lookups_stale = 0;
+  int64_t conversations = 0;        // stored committed states
+  int64_t running_requests = 0;
+};
+
+// One stored committed state, for tests and debugging.
+struct ConversationSnapshot {
+  RoundStamp round;
+  std::vector<BlockId> blocks;
+  int tail_fill = 0;               // rows used in the last block; 0 when aligned
+  SlotId mamba_slot = kNoSlot;
+  uint64_t last_use = 0;           // logical clock, grows with every mutation
+  bool attached = false;           // a running request is attached to it
+};
+
+class ConversationCache {
+ public:
+  struct Options {
+    // Device memory of both groups, sized by its layouts. Not owned; must
+    // outlive the cache.
+    runtime::CacheMemory* memory = nullptr;
+    // Null means LRU.
+    std::unique_ptr<EvictionPolicy> eviction_policy;
+  };
+
+  // INVALID_ARGUMENT when memory is null or its layouts have no blocks/slots.
+  static absl::StatusOr<std::unique_ptr<ConversationCache>> Create(Options options);
+
+  ConversationCache(const ConversationCache&) = delete;
+  ConversationCache& operator=(const ConversationCache&) = delete;
+  ~ConversationCache();
+
+  // Compares the stored state of `key` with `expected`: kHit when round,
+  // length and hash all match, kStale when a state exists but differs, kMiss
+  // when none exists. Counted in the lookup counters; changes nothing else.
+  LookupResult Lookup(const ConversationKey& key, const RoundStamp& expected);
+
+  // Starts a request on the committed state of `key`, which must match
+  // `expected`. Errors (nothing changed): NOT_FOUND (no state), FAILED_PRECONDITION
+  // (stale), ABORTED (a request already runs on this key), RESOURCE_EXHAUSTED.
+  absl::StatusOr<AttachResult> Attach(const ConversationKey& key, const RoundStamp& expected);
+
+  // Starts a request for `key` from nothing (num_computed_tokens = 0): a new
+  // conversation or a recompute after a miss. A stale state of `key` stays
+  // until this request commits (it is replaced) and may be evicted meanwhile.
+  // Errors: ABORTED (a request already runs on this key), RESOURCE_EXHAUSTED.
+  absl::StatusOr<AttachResult> AttachFresh(const ConversationKey& key);
+
+  // Whether Append(request, num_new_tokens) would succeed now, counting what
+  // evicting idle states would free. False for an unknown request.
+  bool CanAppend(RequestId request, int64_t num_new_tokens) const;
+
+  // Reserves KV rows for num_new_tokens more tokens of the request, evicting
+  // idle states if needed. Errors (nothing changed): NOT_FOUND (unknown
+  // request), INVALID_ARGUMENT (negative), RESOURCE_EXHAUSTED.
+  absl::Status Append(RequestId request, int64_t num_new_tokens);
+
+  // Ends the request by publishing it as the committed state of its key at
+  // `new_round`, replacing the previous state (no data copy). Atomic: on any
+  // error the request is discarded instead and the previous state is intact.
+  // REQUIRES (else INVALID_ARGUMENT): num_computed_tokens <= new_round.num_tokens
+  // <= NumTokens(request), new_round.round greater than the attached round,
+  // and the Mamba slot holds the state after exactly new_round.num_tokens
+  // tokens. Also NOT_FOUND (unknown request), ABORTED (key dropped meanwhile).
+  absl::Status Commit(RequestId request, const RoundStamp& new_round);
+
+  // Ends the request and frees what it owned; the committed state it attached
+  // to (if any) is unchanged and becomes evictable again. NOT_FOUND if unknown.
+  absl::Status Discard(RequestId request);
+
+  // Forgets the committed state of `key` and frees its memory. A request
+  // running on `key` keeps running on its own copies, but its Commit fails
+  // with ABORTED. Returns whether there was a state or a request to drop.
+  bool Drop(const ConversationKey& key);
+
+  // The request's block table: block i holds token rows [i*bs, (i+1)*bs).
+  // Valid until the next non-const call. REQUIRES: a running request.
+  std::span<const int32_t> BlockTable(RequestId request) const;
+  // The Mamba slot the request owns. REQUIRES: a running request.
+  SlotId MambaSlot(RequestId request) const;
+  // Token rows reserved: num_computed_tokens at attach plus all appends.
+  int64_t NumTokens(RequestId request) const;
+  int64_t NumComputedTokens(RequestId request) const;
+
+  int block_size() const { return coordinator_.kv().block_size(); }
+  CacheCounters Counters() const;
+  std::optional<ConversationSnapshot> Inspect(const ConversationKey& key) const;
+  const HybridCoordinator& coordinator() const { return coordinator_; }
+
+ private:
+  // A stored committed state.
+  struct Entry {
+    ConversationKey key;
+    RoundStamp round;
+    HybridCommitted state;
+    uint64_t last_use = 0;
+    std::optional<RequestId> attached;  // pinned while a request runs on it
+  };
+  // A running request.
+  struct Request {
+    ConversationKey key;
+    std::optional<EntryId> entry;  // the committed state it attached to, if any
+    uint64_t attached_round = 0;
+    int64_t num_computed_tokens = 0;
+    HybridRequest state;
+    bool dropped = false;  // Drop(key) ran meanwhile: Commit must not publish
+  };
+
+  explicit ConversationCache(Options options);
+
+  // Whether `need` would fit after evicting every idle state except `keep`.
+  bool CouldFit(const ResourceNeed& need, std::optional<EntryId> keep) const;
+  // Evicts idle states in policy order until `need` fits.
+  // REQUIRES: CouldFit(need, nullopt).
+  void MakeRoom(const ResourceNeed& need);
+  void MakeEvictable(EntryId id, const Entry& entry);
+  void MakeUnevictable(EntryId id, const Entry& entry);
+  void Evict(EntryId id);
+  // Releases an entry's memory and forgets it (whether idle or pinned).
+  void EraseEntry(EntryId id);
+  void DiscardImpl(Request request);
+  absl::StatusOr<AttachResult> AttachImpl(const ConversationKey& key,
+                                          std::optional<EntryId> entry_id);
+  const Request& GetRequest(RequestId request) const;
+
+  std::unique_ptr<EvictionPolicy> policy_;
+  HybridCoordinator coordinator_;
+
+  absl::flat_hash_map<ConversationKey, EntryId> index_;
+  absl::flat_hash_map<EntryId, Entry> entries_;
+  absl::flat_hash_map<RequestId, Request> requests_;
+  absl::flat_hash_map<ConversationKey, RequestId> running_by_key_;
+
+  EntryId next_entry_id_ = 1;
+  RequestId next_request_id_ = 1;
+  uint64_t clock_ = 0;
+  int64_t evictable_blocks_ = 0;  // blocks held by idle states
+  int64_t evictable_slots_ = 0;   // slots held by idle states
+  CacheCounters totals_;          // the cumulative fields only
+};
+
+}  // namespace hc::cache
+
+#endif  // HC_WORKER_CACHE_CONVERSATION_CACHE_H_

@@ -1,0 +1,163 @@
+#include "worker/engine/engine.h"
+
+#include <algorithm>
+#include <deque>
+#include <list>
+#include <random>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "worker/engine/engine_impl.h"
+
+namespace hc::engine::internal {
+
+absl::Status EngineImpl::Validate(const TurnRequest& turn) const {
+  if (turn.suffix.empty()) return absl::InvalidArgumentError("the turn adds no tokens");
+  for (const auto* tokens : {&turn.suffix, &turn.history}) {
+    for (const int32_t t : *tokens) {
+      if (t < 0 || t >= vocab_) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("token id ", t, " is outside the vocabulary [0, ", vocab_, ")"));
+      }
+    }
+  }
+  if (turn.expected.has_value() ? turn.new_round <= turn.expected->round : turn.new_round == 0) {
+    return absl::InvalidArgumentError("new_round must be greater than the committed round");
+  }
+  const int64_t history = std::max<int64_t>(turn.expected ? turn.expected->num_tokens : 0,
+                                            static_cast<int64_t>(turn.history.size()));
+  const int64_t context = history + static_cast<int64_t>(turn.suffix.size());
+  if (context >= options_.max_model_len) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "context of ", context, " tokens leaves no room to generate within max_model_len ",
+        options_.max_model_len));
+  }
+  const TurnSampling& s = turn.sampling;
+  if (!(s.sampler.temperature >= 0.0f)) return absl::InvalidArgumentError("temperature must be >= 0");
+  if (!(s.sampler.top_p > 0.0f && s.sampler.top_p <= 1.0f)) {
+    return absl::InvalidArgumentError("top_p must be in (0, 1]");
+  }
+  if (s.sampler.top_k < 0) return absl::InvalidArgumentError("top_k must be >= 0");
+  if (s.max_tokens < 1) return absl::InvalidArgumentError("max_tokens must be >= 1");
+  if (!s.stop_strings.empty() && !options_.detokenize) {
+    return absl::InvalidArgumentError("stop strings need a tokenizer, and this worker has none");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EngineImpl::Submit(TurnRequest req, std::shared_ptr<TurnObserver> observer) {
+  HC_RETURN_IF_ERROR(Validate(req));
+  auto turn = std::make_unique<Turn>();
+  absl::MutexLock lock(&mu_);
+  if (stop_ || draining_) return absl::UnavailableError("worker is draining");
+  if (active_keys_.contains(req.key)) {
+    return absl::AbortedError("a turn of this conversation is already running on this worker");
+  }
+  if (active_ids_.contains(req.request_id)) {
+    return absl::AbortedError(absl::StrCat("request id ", req.request_id, " is already in use"));
+  }
+  turn->sampler = Sampler(req.sampling.seed.has_value() ? *req.sampling.seed : rng_());
+  turn->submitted = absl::Now();
+  active_keys_.insert(req.key);
+  active_ids_.insert(req.request_id);
+  turn->req = std::move(req);
+  turn->observer = std::move(observer);
+  inbox_.push_back(std::move(turn));
+  return absl::OkStatus();
+}
+
+void EngineImpl::Cancel(const std::string& request_id) {
+  absl::MutexLock lock(&mu_);
+  if (stop_) return;
+  commands_.push_back({.kind = Command::kCancel, .request_id = request_id});
+}
+
+bool EngineImpl::Release(const ConversationKey& key) {
+  absl::Notification done;
+  bool result = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stop_) return false;
+    commands_.push_back({.kind = Command::kRelease, .key = key, .done = &done, .result = &result});
+  }
+  done.WaitForNotification();
+  return result;
+}
+
+void EngineImpl::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return;
+    stop_ = true;
+    stopped_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void EngineImpl::Loop() {
+  for (;;) {
+    std::deque<std::unique_ptr<Turn>> incoming;
+    std::vector<Command> commands;
+    bool stop;
+    {
+      absl::MutexLock lock(&mu_);
+      if (running_.empty() && waiting_.empty()) {
+        mu_.Await(absl::Condition(this, &EngineImpl::HasInputLocked));
+      }
+      incoming.swap(inbox_);
+      commands.swap(commands_);
+      stop = stop_;
+    }
+    for (auto& t : incoming) waiting_.push_back(std::move(t));
+    for (Command& cmd : commands) RunCommand(cmd);
+    if (stop) {
+      const absl::Status down = absl::UnavailableError("worker is shutting down");
+      while (!running_.empty()) Fail(running_.front().get(), down);
+      while (!waiting_.empty()) Fail(waiting_.front().get(), down);
+      PublishLoad();
+      return;
+    }
+    Step();
+    PublishLoad();
+  }
+}
+
+void EngineImpl::RunCommand(Command& cmd) {
+  if (cmd.kind == Command::kRelease) {
+    *cmd.result = options_.cache->Drop(cmd.key);
+    cmd.done->Notify();
+    return;
+  }
+  const auto matches = [&](const std::unique_ptr<Turn>& t) { return t->req.request_id == cmd.request_id; };
+  const absl::Status cancelled = absl::CancelledError("the turn was cancelled");
+  if (auto it = std::find_if(running_.begin(), running_.end(), matches); it != running_.end()) {
+    Fail(it->get(), cancelled);
+  } else if (auto w = std::find_if(waiting_.begin(), waiting_.end(), matches); w != waiting_.end()) {
+    Fail(w->get(), cancelled);
+  }
+}
+
+}  // namespace hc::engine::internal
+
+namespace hc::engine {
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
+  if (options.model == nullptr || options.cache == nullptr) {
+    return absl::InvalidArgumentError("the engine needs a model and a cache");
+  }
+  if (options.max_batch_tokens <= 0 || options.max_running <= 0 || options.max_model_len <= 1) {
+    return absl::InvalidArgumentError("engine limits must be positive");
+  }
+  return std::unique_ptr<Engine>(new internal::EngineImpl(options));
+}
+
+}  // namespace hc::engine

@@ -1,0 +1,89 @@
+// The worker engine: one thread owns the cache, the model and every running
+// request; other threads (gRPC) only submit turns, cancel them and read
+// snapshots. Continuous batching with chunked prefill: each step schedules
+// decode tokens first, then prefill chunks, up to a token budget; admission is
+// bounded by KV blocks and Mamba slots (evicting idle committed states first,
+// then preempting the newest running request by recompute).
+//
+// Usage:
+//   auto engine = Engine::Create(options).value();
+//   engine->Submit(turn, observer);       // any thread
+//   engine->Cancel("request-id");         // any thread; takes effect within a step
+//   engine->Drain(); engine->Stop();
+#ifndef HC_WORKER_ENGINE_ENGINE_H_
+#define HC_WORKER_ENGINE_ENGINE_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "worker/cache/conversation_cache.h"
+#include "worker/engine/model_runner.h"
+#include "worker/engine/turn.h"
+
+namespace hc::engine {
+
+struct EngineOptions {
+  ModelRunner* model = nullptr;             // not owned; used by the engine thread only
+  cache::ConversationCache* cache = nullptr;  // not owned; used by the engine thread only
+  EngineMetricsSink* metrics = nullptr;     // optional, not owned
+  int max_batch_tokens = 512;  // token budget of one step (chunked prefill)
+  int max_running = 64;        // running requests at once
+  int max_model_len = 4096;    // context limit: history + suffix + generated
+  int eos_token_id = -1;       // -1: none
+  // Decodes token ids to text, for stop strings. Null: stop strings are
+  // rejected with INVALID_ARGUMENT.
+  std::function<std::string(std::span<const int32_t>)> detokenize;
+  uint64_t seed = 0x5eed;      // seeds turns that bring no seed
+};
+
+struct EngineLoad {
+  int num_running = 0;
+  int num_waiting = 0;
+  bool draining = false;
+  cache::CacheCounters cache;
+};
+
+class Engine {
+ public:
+  // Starts the engine thread. INVALID_ARGUMENT for missing model/cache or
+  // non-positive limits.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(const EngineOptions& options);
+  virtual ~Engine() = default;  // Stops (see Stop).
+
+  // Queues a turn. Synchronous errors (nothing queued, observer not called):
+  // INVALID_ARGUMENT (empty suffix, token id >= vocab, bad sampling, round not
+  // increasing), RESOURCE_EXHAUSTED (context > max_model_len), ABORTED (a turn
+  // of this conversation is already queued or running, or the request id is
+  // in use), UNAVAILABLE (draining or stopped). Otherwise the observer gets the
+  // turn's events on the engine thread.
+  virtual absl::Status Submit(TurnRequest turn, std::shared_ptr<TurnObserver> observer) = 0;
+
+  // Cancels a queued or running turn: it is discarded within one step and its
+  // observer gets OnFailed(CANCELLED). No-op for unknown ids.
+  virtual void Cancel(const std::string& request_id) = 0;
+
+  // Drops the committed state of `key` (runs on the engine thread; waits for
+  // it). Returns whether there was one.
+  virtual bool Release(const cache::ConversationKey& key) = 0;
+
+  // Stops admitting new turns (Submit returns UNAVAILABLE); queued and running
+  // turns finish.
+  virtual void Drain() = 0;
+  // Waits until no turn is queued or running, or the timeout passes; returns
+  // whether idle.
+  virtual bool AwaitIdle(absl::Duration timeout) = 0;
+  // Discards every queued and running turn (OnFailed UNAVAILABLE) and joins
+  // the engine thread. Idempotent.
+  virtual void Stop() = 0;
+
+  // Snapshot as of the last step; any thread.
+  virtual EngineLoad Load() const = 0;
+};
+
+}  // namespace hc::engine
+
+#endif  // HC_WORKER_ENGINE_ENGINE_H_

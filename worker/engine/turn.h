@@ -1,0 +1,88 @@
+// A turn as the engine sees it (steps 3-7 of ARCHITECTURE.md), and the
+// callbacks through which it reports progress.
+#ifndef HC_WORKER_ENGINE_TURN_H_
+#define HC_WORKER_ENGINE_TURN_H_
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "worker/cache/conversation_cache.h"
+#include "worker/engine/sampler.h"
+
+namespace hc::engine {
+
+struct TurnSampling {
+  SamplingOptions sampler;
+  int max_tokens = 256;               // >= 1
+  std::optional<uint64_t> seed;       // unset: drawn from the engine's RNG
+  std::vector<int32_t> stop_token_ids;
+  std::vector<std::string> stop_strings;  // need EngineOptions::detokenize
+  bool ignore_eos = false;
+  bool logprobs = false;
+};
+
+struct TurnRequest {
+  cache::ConversationKey key;
+  std::string request_id;  // unique among running turns; used by Cancel
+  // The committed state the router expects this worker to hold. Unset: none
+  // is expected and the turn computes history + suffix from scratch.
+  std::optional<cache::RoundStamp> expected;
+  uint64_t new_round = 1;            // > expected->round
+  std::vector<int32_t> suffix;       // non-empty
+  // With has_history, a miss or stale lookup recomputes from history + suffix
+  // instead of reporting the state missing.
+  bool has_history = false;
+  std::vector<int32_t> history;
+  TurnSampling sampling;
+};
+
+struct TurnStart {
+  int64_t prompt_tokens = 0;  // context of the turn: history + suffix
+  int64_t cached_tokens = 0;  // served from the committed state
+};
+
+struct TurnResult {
+  cache::RoundStamp committed;  // the new committed state
+  std::string finish_reason;    // "stop" or "length"
+  int64_t completion_tokens = 0;
+  double commit_seconds = 0.0;
+};
+
+// Receives a turn's events on the engine thread, in order: OnStarted once (not
+// for a turn that ends in OnStateMissing or fails before admission), then
+// OnTokens any number of times, then exactly one of OnCommitted,
+// OnStateMissing, OnFailed. Implementations must not block (queue and return).
+class TurnObserver {
+ public:
+  virtual ~TurnObserver() = default;
+  virtual void OnStarted(const TurnStart& start) = 0;
+  virtual void OnTokens(std::span<const int32_t> token_ids, std::span<const float> logprobs) = 0;
+  virtual void OnCommitted(const TurnResult& result) = 0;
+  virtual void OnStateMissing(std::string_view reason) = 0;
+  // The turn was discarded; the previous committed state is untouched.
+  virtual void OnFailed(const absl::Status& status) = 0;
+};
+
+// Observations for metrics, called on the engine thread. Never blocks.
+class EngineMetricsSink {
+ public:
+  virtual ~EngineMetricsSink() = default;
+  virtual void OnLookup(cache::LookupResult result) = 0;
+  // Per admitted turn: prompt tokens queried and those served from cache.
+  virtual void OnPrefixQuery(int64_t prompt_tokens, int64_t cached_tokens) = 0;
+  virtual void OnFirstToken(double seconds_since_submit) = 0;
+  virtual void OnInterToken(double seconds) = 0;
+  // outcome: "published", "discarded", "failed".
+  virtual void OnCommit(std::string_view outcome, double seconds) = 0;
+  // After each step (and when going idle).
+  virtual void OnStep(const cache::CacheCounters& counters, int num_running, int num_waiting) = 0;
+};
+
+}  // namespace hc::engine
+
+#endif  // HC_WORKER_ENGINE_TURN_H_

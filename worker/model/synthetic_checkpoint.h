@@ -1,0 +1,75 @@
+// Deterministic synthetic Bamba checkpoints for tests and benchmarks: a real
+// Hugging Face layout (config.json, model.safetensors, generation_config.json,
+// tokenizer.json, tokenizer_config.json, special_tokens_map.json) with seeded
+// random weights and a BPE vocabulary trained on an embedded English corpus.
+//
+// Presets:
+//   tiny   hidden 64, 4 layers (attention at layer 2), Mamba 4 heads x 32,
+//          d_state 16, d_conv 4, chunk 16, 4 q / 2 kv heads (head_dim 16,
+//          rotary 8), ~1K vocab, fp32, < 2 MB.
+//   small  hidden 768, 10 layers (attention at 3 and 7), Mamba 24 heads x 64,
+//          d_state 64, chunk 128, 12 q / 4 kv heads, ~8K vocab, fp32,
+//          50-100M parameters.
+// Both use n_groups = 1, partial_rotary_factor 0.5, the Granite-4 chat format
+// and special tokens <|end_of_text|> (bos = eos), <|pad|>, <|start_of_role|>,
+// <|end_of_role|>.
+#ifndef HC_WORKER_MODEL_SYNTHETIC_CHECKPOINT_H_
+#define HC_WORKER_MODEL_SYNTHETIC_CHECKPOINT_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "common/bpe_trainer.h"
+#include "worker/model/model_config.h"
+#include "worker/runtime/cache_memory.h"
+
+namespace hc::model {
+
+struct SyntheticPreset {
+  std::string name;
+  // Complete except vocab_size and token ids, which come from the tokenizer.
+  ModelConfig config;
+  int tokenizer_vocab_target = 1024;
+  int corpus_augment_rounds = 0;
+  runtime::DType dtype = runtime::DType::kF32;
+  uint64_t seed = 0;
+};
+
+// "tiny" or "small"; INVALID_ARGUMENT naming the preset otherwise.
+absl::StatusOr<SyntheticPreset> GetSyntheticPreset(std::string_view name);
+
+// The preset's trained tokenizer (deterministic).
+BpeModel SyntheticTokenizer(const SyntheticPreset& preset);
+
+// The preset's final ModelConfig (vocab_size = tokenizer size, token ids set).
+absl::StatusOr<ModelConfig> SyntheticModelConfig(std::string_view preset);
+
+struct SyntheticCheckpointOptions {
+  // 0: one model.safetensors. Otherwise shards of at most this many bytes
+  // plus model.safetensors.index.json.
+  size_t max_shard_bytes = 0;
+};
+
+// Writes the checkpoint into `out_dir` (created if needed; existing files of
+// the same names are overwritten). Same preset => byte-identical files.
+absl::Status WriteSyntheticCheckpoint(std::string_view preset, const std::string& out_dir,
+                                      const SyntheticCheckpointOptions& options = {});
+
+// Where generated checkpoints are cached: $HC_CACHE_DIR, else
+// $XDG_CACHE_HOME/hybridcache, else $HOME/.cache/hybridcache, else
+// /tmp/hybridcache-cache.
+std::string ModelCacheRoot();
+
+// "synthetic:<preset>" -> a directory holding that checkpoint, generated on
+// first use into ModelCacheRoot()/synthetic-<preset>-v<format> (written to a
+// temporary directory, then renamed into place, so concurrent callers and
+// crashes never see a partial checkpoint). Any other spec must be a directory
+// with a config.json and is returned unchanged.
+absl::StatusOr<std::string> ResolveModelPath(std::string_view spec);
+
+}  // namespace hc::model
+
+#endif  // HC_WORKER_MODEL_SYNTHETIC_CHECKPOINT_H_

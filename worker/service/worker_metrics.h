@@ -1,0 +1,52 @@
+// Prometheus metrics of a worker (names per ARCHITECTURE.md), fed by the
+// engine through EngineMetricsSink.
+//
+// Thread-safety: prometheus-cpp metrics are thread-safe; the sink is called
+// from the engine thread.
+#ifndef HC_WORKER_SERVICE_WORKER_METRICS_H_
+#define HC_WORKER_SERVICE_WORKER_METRICS_H_
+
+#include <memory>
+
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+#include "worker/engine/turn.h"
+
+namespace hc::worker {
+
+class WorkerMetrics final : public engine::EngineMetricsSink {
+ public:
+  explicit WorkerMetrics(prometheus::Registry& registry);
+
+  void OnLookup(cache::LookupResult result) override;
+  void OnPrefixQuery(int64_t prompt_tokens, int64_t cached_tokens) override;
+  void OnFirstToken(double seconds) override;
+  void OnInterToken(double seconds) override;
+  void OnCommit(std::string_view outcome, double seconds) override;
+  void OnStep(const cache::CacheCounters& counters, int num_running, int num_waiting) override;
+
+ private:
+  prometheus::Counter& queries_;
+  prometheus::Counter& hits_;
+  prometheus::Counter* lookups_[3];           // by cache::LookupResult
+  prometheus::Histogram& commit_duration_;
+  prometheus::Family<prometheus::Counter>& commits_;
+  prometheus::Histogram& ttft_;
+  prometheus::Histogram& itl_;
+  prometheus::Gauge* kv_blocks_[3];           // free, committed, active
+  prometheus::Gauge* mamba_slots_[3];
+  prometheus::Counter* cow_copies_[2];        // attention, mamba
+  prometheus::Counter* evictions_[2];
+  prometheus::Gauge& running_;
+  prometheus::Gauge& waiting_;
+  prometheus::Gauge& conversations_;
+  // Totals already added to the counters that mirror the cache's totals.
+  int64_t seen_cow_[2] = {0, 0};
+  int64_t seen_evictions_[2] = {0, 0};
+};
+
+}  // namespace hc::worker
+
+#endif  // HC_WORKER_SERVICE_WORKER_METRICS_H_
