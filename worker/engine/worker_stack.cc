@@ -1,0 +1,82 @@
+#include "worker/engine/worker_stack.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "worker/model/model_config_io.h"
+#include "worker/model/safetensors.h"
+#include "worker/model/synthetic_checkpoint.h"
+#include "worker/runtime/cpu_backend.h"
+
+namespace hc::engine {
+
+absl::StatusOr<std::unique_ptr<WorkerStack>> WorkerStack::Create(const WorkerStackOptions& o) {
+  if (o.device != "cpu" && o.device != "auto" && o.device != "cuda") {
+    return absl::InvalidArgumentError(absl::StrCat("unknown --device '", o.device, "' (cpu, cuda, auto)"));
+  }
+  if (o.device == "cuda") {
+    return absl::FailedPreconditionError(
+        "--device cuda: the worker's CUDA engine path is not wired into this build yet; use cpu");
+  }
+  if (o.tp < 1) return absl::InvalidArgumentError("--tp must be >= 1");
+  if (o.mamba_slots < 1 || o.block_size < 1 || o.max_batch_tokens < 1 || o.max_running < 1) {
+    return absl::InvalidArgumentError("mamba_slots, block_size, max_batch_tokens and max_running must be >= 1");
+  }
+  auto stack = std::unique_ptr<WorkerStack>(new WorkerStack());
+  HC_ASSIGN_OR_RETURN(stack->model_dir_, model::ResolveModelPath(o.model));
+  HC_ASSIGN_OR_RETURN(const model::ModelConfig config, model::LoadModelConfig(stack->model_dir_));
+  HC_ASSIGN_OR_RETURN(auto checkpoint, model::SafetensorsCheckpoint::Open(stack->model_dir_));
+  HC_ASSIGN_OR_RETURN(stack->backend_, runtime::CreateCpuBackend());
+  HC_ASSIGN_OR_RETURN(stack->model_,
+                      model::TensorParallelModel::CreateFromSource(
+                          {.tp_size = o.tp, .backend = stack->backend_.get()}, config, *checkpoint));
+
+  // KV blocks: given, or as many as fit in kv_cache_bytes (K and V of every
+  // attention layer on every rank, fp32).
+  int kv_blocks = o.kv_blocks;
+  if (kv_blocks <= 0) {
+    const runtime::KvLayout one = stack->model_->KvLayout(1, o.block_size);
+    const int64_t block_bytes = static_cast<int64_t>(one.BlockElems()) * 2 * one.num_layers * o.tp *
+                                static_cast<int64_t>(sizeof(float));
+    kv_blocks = static_cast<int>(std::max<int64_t>(1, o.kv_cache_bytes / std::max<int64_t>(1, block_bytes)));
+  }
+  HC_ASSIGN_OR_RETURN(stack->memory_, runtime::HostCacheMemory::Create(
+                                          stack->model_->KvLayout(kv_blocks, o.block_size),
+                                          stack->model_->MambaLayout(o.mamba_slots), o.tp));
+  HC_ASSIGN_OR_RETURN(stack->cache_, cache::ConversationCache::Create({.memory = stack->memory_.get()}));
+  stack->runner_ = std::make_unique<HybridModelRunner>(stack->model_.get(), stack->memory_.get());
+
+  const std::string tokenizer_path = stack->model_dir_ + "/tokenizer.json";
+  if (std::filesystem::exists(tokenizer_path)) {
+    HC_ASSIGN_OR_RETURN(stack->tokenizer_, Tokenizer::FromFile(tokenizer_path));
+  }
+  stack->max_model_len_ = o.max_model_len > 0 ? o.max_model_len : config.max_position_embeddings;
+  if (stack->max_model_len_ <= 1) return absl::InvalidArgumentError("max_model_len must be > 1");
+
+  EngineOptions eo;
+  eo.model = stack->runner_.get();
+  eo.cache = stack->cache_.get();
+  eo.metrics = o.metrics;
+  eo.max_batch_tokens = o.max_batch_tokens;
+  eo.max_running = o.max_running;
+  eo.max_model_len = stack->max_model_len_;
+  eo.eos_token_id = config.eos_token_id;
+  if (const Tokenizer* tok = stack->tokenizer_.get()) {
+    eo.detokenize = [tok](std::span<const int32_t> ids) {
+      return tok->Decode(absl::MakeConstSpan(ids.data(), ids.size()));
+    };
+  }
+  HC_ASSIGN_OR_RETURN(stack->engine_, Engine::Create(eo));
+  HC_LOG(INFO) << "worker stack: model " << stack->model_dir_ << ", tp " << o.tp << ", "
+               << kv_blocks << " KV blocks of " << o.block_size << " tokens, " << o.mamba_slots
+               << " Mamba slots, cache memory " << (stack->memory_->TotalBytes() >> 20) << " MiB";
+  return stack;
+}
+
+WorkerStack::~WorkerStack() {
+  if (engine_) engine_->Stop();
+}
+
+}  // namespace hc::engine
