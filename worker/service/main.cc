@@ -1,0 +1,107 @@
+// hc-worker: one engine (scheduler, both cache groups, hybrid model, commit)
+// behind the internal WorkerService, with health, reflection and metrics.
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "common/logging.h"
+#include "common/metrics.h"
+#include "common/process.h"
+#include "common/server.h"
+#include "worker/engine/worker_stack.h"
+#include "worker/service/worker_metrics.h"
+#include "worker/service/worker_service.h"
+
+ABSL_FLAG(int32_t, port, 50061, "gRPC port of the WorkerService (0 picks a free port)");
+ABSL_FLAG(int32_t, metrics_port, 9101, "Prometheus /metrics port (0 picks a free port)");
+ABSL_FLAG(std::string, worker_id, "", "Id reported to the router (default: hostname)");
+ABSL_FLAG(std::string, model, "synthetic:tiny",
+          "Bamba checkpoint directory, or synthetic:tiny|small (generated once into a cache dir)");
+ABSL_FLAG(std::string, device, "cpu", "cpu, cuda or auto");
+ABSL_FLAG(int32_t, tp, 1, "Tensor-parallel ranks");
+ABSL_FLAG(int32_t, kv_blocks, 0, "KV cache blocks (0: derive from --kv_cache_bytes)");
+ABSL_FLAG(int64_t, kv_cache_bytes, 256ll << 20, "KV cache size in bytes when --kv_blocks is 0");
+ABSL_FLAG(int32_t, mamba_slots, 64, "Mamba state slots (committed conversations + running turns)");
+ABSL_FLAG(int32_t, block_size, 16, "Tokens per KV block");
+ABSL_FLAG(int32_t, max_batch_tokens, 512, "Token budget of one engine step (chunked prefill)");
+ABSL_FLAG(int32_t, max_running, 64, "Turns running at once");
+ABSL_FLAG(int32_t, max_model_len, 0, "Context limit in tokens (0: the model's max_position_embeddings)");
+
+namespace {
+
+std::string DefaultWorkerId() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof(host) - 1) != 0) return "worker";
+  return host;
+}
+
+int Run() {
+  auto registry = std::make_shared<prometheus::Registry>();
+  hc::worker::WorkerMetrics metrics(*registry);
+
+  hc::engine::WorkerStackOptions so;
+  so.model = absl::GetFlag(FLAGS_model);
+  so.device = absl::GetFlag(FLAGS_device);
+  so.tp = absl::GetFlag(FLAGS_tp);
+  so.kv_blocks = absl::GetFlag(FLAGS_kv_blocks);
+  so.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_bytes);
+  so.mamba_slots = absl::GetFlag(FLAGS_mamba_slots);
+  so.block_size = absl::GetFlag(FLAGS_block_size);
+  so.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
+  so.max_running = absl::GetFlag(FLAGS_max_running);
+  so.max_model_len = absl::GetFlag(FLAGS_max_model_len);
+  so.metrics = &metrics;
+  auto stack = hc::engine::WorkerStack::Create(so);
+  if (!stack.ok()) {
+    HC_LOG(ERROR) << "cannot start the worker: " << stack.status();
+    return 1;
+  }
+
+  std::string worker_id = absl::GetFlag(FLAGS_worker_id);
+  if (worker_id.empty()) worker_id = DefaultWorkerId();
+  const hc::ServerOptions server_options = hc::ServerOptionsFromFlags(absl::GetFlag(FLAGS_port));
+  auto metrics_server =
+      hc::MetricsServer::Start(server_options.host, absl::GetFlag(FLAGS_metrics_port), registry);
+  if (!metrics_server.ok()) {
+    HC_LOG(ERROR) << metrics_server.status();
+    return 1;
+  }
+
+  std::unique_ptr<hc::GrpcServer> server;
+  hc::worker::WorkerServiceImpl service({
+      .worker_id = worker_id,
+      .engine = &(*stack)->engine(),
+      .max_model_len = (*stack)->max_model_len(),
+      .vocab_size = (*stack)->config().vocab_size,
+      .on_drain = [&server] { if (server) server->SetServing(false); },
+  });
+  auto started = hc::GrpcServer::Start(
+      server_options, {{&service, hybridcache::v1::WorkerService::service_full_name()}});
+  if (!started.ok()) {
+    HC_LOG(ERROR) << started.status();
+    return 1;
+  }
+  server = *std::move(started);
+  // Shutdown drains: new turns are refused while running ones finish.
+  hc::engine::Engine* engine = &(*stack)->engine();
+  server->SetDrainHook([engine] { engine->Drain(); });
+  HC_LOG(INFO) << "hc-worker " << worker_id << " listening on " << server->address()
+               << " metrics " << (*metrics_server)->endpoint();
+
+  const int sig = hc::WaitForShutdownSignal();
+  HC_LOG(INFO) << "signal " << sig << ": draining";
+  server->Shutdown();
+  (*stack)->engine().Stop();
+  HC_LOG(INFO) << "hc-worker stopped";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  hc::InitProcess(argc, argv,
+                  "hc-worker: the HybridCache GPU/CPU worker (engine, caches, model) over gRPC");
+  return Run();
+}
