@@ -12,5 +12,5 @@ fi
 for b in "${benches[@]}"; do
   [[ -x "$b" ]] || continue
   echo "=== $(basename "$b") ==="
-  "$b" --benchmark_counters_tabular=true
+  "$b"
 done
