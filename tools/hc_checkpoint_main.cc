@@ -1,5 +1,7 @@
 // hc-checkpoint: writes a synthetic Bamba checkpoint.
 //   hc-checkpoint --preset tiny|small --out DIR [--max_shard_mb N]
+//   hc-checkpoint --preset tiny|small --resolve   (the cached copy that
+//       --model synthetic:<preset> uses; generated once, printed)
 #include <cstdio>
 #include <string>
 
@@ -11,13 +13,24 @@
 
 ABSL_FLAG(std::string, preset, "tiny", "synthetic preset: tiny or small");
 ABSL_FLAG(std::string, out, "", "output directory (created if needed)");
+ABSL_FLAG(bool, resolve, false,
+          "generate (once) and print the cache directory behind --model synthetic:<preset>");
 ABSL_FLAG(int, max_shard_mb, 0, "if > 0, write shards of at most this many MiB plus an index");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("hc-checkpoint --preset tiny|small --out DIR");
+  absl::SetProgramUsageMessage("hc-checkpoint --preset tiny|small (--out DIR | --resolve)");
   absl::ParseCommandLine(argc, argv);
   const std::string out = absl::GetFlag(FLAGS_out);
   const std::string preset = absl::GetFlag(FLAGS_preset);
+  if (absl::GetFlag(FLAGS_resolve)) {
+    const absl::StatusOr<std::string> dir = hc::model::ResolveModelPath("synthetic:" + preset);
+    if (!dir.ok()) {
+      std::fprintf(stderr, "hc-checkpoint: %s\n", dir.status().ToString().c_str());
+      return 1;
+    }
+    std::printf("%s\n", dir->c_str());
+    return 0;
+  }
   if (out.empty()) {
     std::fprintf(stderr, "hc-checkpoint: --out DIR is required\n");
     return 2;
