@@ -1,0 +1,114 @@
+// The hc-router and hcctl binaries end to end: start on port 0 (ports read
+// from the log line), serve a turn to a fake worker through hcctl, drain on
+// SIGTERM with exit 0, and restart from the same --ledger_dir with the
+// conversation intact.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <regex>
+
+#include "gtest/gtest.h"
+#include "tests/unit/router/service/fake_worker.h"
+
+namespace hc::router {
+namespace {
+
+struct Router {
+  pid_t pid = -1;
+  int log_fd = -1;
+  std::string address;
+  std::string metrics;
+};
+
+Router StartRouter(const std::string& worker, const std::string& ledger_dir) {
+  int fds[2];
+  EXPECT_EQ(::pipe(fds), 0);
+  Router r;
+  r.pid = ::fork();
+  if (r.pid == 0) {
+    ::dup2(fds[1], 2);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    const std::string workers = "--workers=" + worker;
+    const std::string dir = "--ledger_dir=" + ledger_dir;
+    ::execl(HC_ROUTER_BIN, HC_ROUTER_BIN, "--port=0", "--metrics_port=0", workers.c_str(), "--model=bytes",
+            dir.c_str(), "--ledger_fsync=always", "--drain_timeout=2s", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  r.log_fd = fds[0];
+  std::string log;
+  const std::regex line("hc-router listening on (\\S+) metrics (\\S+)");
+  std::smatch m;
+  char buf[1024];
+  while (!std::regex_search(log, m, line)) {
+    const ssize_t n = ::read(r.log_fd, buf, sizeof(buf));
+    if (n <= 0) {
+      ADD_FAILURE() << "hc-router exited before listening:\n" << log;
+      return r;
+    }
+    log.append(buf, static_cast<size_t>(n));
+  }
+  r.address = m[1];
+  r.metrics = m[2];
+  return r;
+}
+
+int Stop(Router& r) {
+  ::kill(r.pid, SIGTERM);
+  int status = 0;
+  ::waitpid(r.pid, &status, 0);
+  ::close(r.log_fd);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// Runs hcctl; returns its exit code and stdout.
+int Hcctl(const std::string& args, std::string* out) {
+  const std::string cmd = std::string(HC_HCCTL_BIN) + " " + args + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  out->clear();
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out->append(buf, n);
+  const int status = ::pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(RouterBinaryTest, ServesTurnsThroughHcctlDrainsOnSigtermAndKeepsTheLedgerDir) {
+  testing::FakeWorker worker(testing::FakeWorkerOptions{});
+  worker.Serve();
+  char tmpl[] = "/tmp/hc-router-bin-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+
+  Router r = StartRouter(worker.address(), dir);
+  ASSERT_FALSE(r.address.empty());
+  EXPECT_NE(r.metrics, "127.0.0.1:9090");
+  std::string out;
+  ASSERT_EQ(Hcctl("send --router " + r.address + " --conversation c1 --salt s --message hello", &out), 0) << out;
+  EXPECT_NE(out.find("\xF0\x9F\x98\x80"), std::string::npos) << out;
+  EXPECT_NE(out.find("round 1"), std::string::npos) << out;
+  EXPECT_NE(out.find("cached 0"), std::string::npos) << out;
+  ASSERT_EQ(Hcctl("send --router " + r.address + " --conversation c1 --salt s --message again", &out), 0) << out;
+  EXPECT_NE(out.find("round 2"), std::string::npos) << out;
+  EXPECT_EQ(out.find("cached 0"), std::string::npos) << out;  // the second turn hit the cache
+  EXPECT_EQ(Stop(r), 0);
+
+  // A new router process replays the ledger from the directory.
+  r = StartRouter(worker.address(), dir);
+  ASSERT_EQ(Hcctl("get --router " + r.address + " --conversation c1 --salt s", &out), 0) << out;
+  EXPECT_NE(out.find("round 2"), std::string::npos) << out;
+  EXPECT_NE(out.find("user: again"), std::string::npos) << out;
+  ASSERT_EQ(Hcctl("delete --router " + r.address + " --conversation c1 --salt s", &out), 0) << out;
+  EXPECT_EQ(Hcctl("get --router " + r.address + " --conversation c1 --salt s", &out), 1);
+  EXPECT_NE(out.find("NOT_FOUND"), std::string::npos) << out;
+  EXPECT_EQ(Hcctl("send --router " + r.address + " --conversation 'bad id' --message x", &out), 1);
+  EXPECT_NE(out.find("INVALID_ARGUMENT"), std::string::npos) << out;
+  EXPECT_EQ(Stop(r), 0);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace hc::router
