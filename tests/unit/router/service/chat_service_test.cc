@@ -48,7 +48,9 @@ TEST(ChatServiceTest, FirstTurnStreamsTheReplyAndCommitsRoundOne) {
   // The emoji arrives one byte per batch; the text never splits it.
   EXPECT_NE(r.text.find(kEmoji), std::string::npos);
   for (const auto& e : r.events) {
-    if (e.has_chunk()) EXPECT_TRUE(IsValidUtf8(e.chunk().text())) << e.chunk().text();
+    if (e.has_chunk()) {
+      EXPECT_TRUE(IsValidUtf8(e.chunk().text())) << e.chunk().text();
+    }
   }
   // The ledger holds prompt + every generated token, the worker's length.
   std::vector<uint32_t> all = prompt->tokens;

@@ -15,8 +15,22 @@ const v1::TurnCompleted* TurnResult::completed() const {
   return nullptr;
 }
 
+namespace {
+HarnessOptions MakeOptions(ChatServiceOptions service, FakeWorkerOptions worker) {
+  HarnessOptions o;
+  o.service = std::move(service);
+  o.worker = std::move(worker);
+  return o;
+}
+}  // namespace
+
 RouterHarness::RouterHarness(int num_workers, ChatServiceOptions options,
-                             FakeWorkerOptions worker_options) {
+                             FakeWorkerOptions worker_options)
+    : RouterHarness(num_workers, MakeOptions(std::move(options), std::move(worker_options))) {}
+
+RouterHarness::RouterHarness(int num_workers, HarnessOptions ho) {
+  ChatServiceOptions options = ho.service;
+  const FakeWorkerOptions worker_options = ho.worker;
   WorkerPoolOptions po;
   for (int i = 0; i < num_workers; ++i) {
     FakeWorkerOptions wo = worker_options;
@@ -25,8 +39,9 @@ RouterHarness::RouterHarness(int num_workers, ChatServiceOptions options,
     workers_.back()->Serve();
     po.static_workers.push_back(workers_.back()->address());
   }
+  for (const std::string& w : ho.external_workers) po.static_workers.push_back(w);
   po.channel_factory = NewWorkerChannel;
-  ledger_ = NewMemoryLedger();
+  ledger_ = ho.ledger != nullptr ? std::move(ho.ledger) : NewMemoryLedger();
   pool_ = std::make_unique<WorkerPool>(po, NewGrpcProber(absl::Seconds(5)), nullptr);
   pool_->Refresh();
   registry_ = std::make_shared<prometheus::Registry>();

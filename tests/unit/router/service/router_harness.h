@@ -25,10 +25,20 @@ struct TurnResult {
   const hybridcache::v1::TurnCompleted* completed() const;
 };
 
+struct HarnessOptions {
+  ChatServiceOptions service;
+  FakeWorkerOptions worker;
+  // Used instead of a fresh memory ledger when set (e.g. Redis, fake clock).
+  std::unique_ptr<ConversationLedger> ledger;
+  // Workers of another harness to route to as well (router replicas).
+  std::vector<std::string> external_workers;
+};
+
 class RouterHarness {
  public:
   explicit RouterHarness(int num_workers, ChatServiceOptions options = {},
                          FakeWorkerOptions worker_options = {});
+  RouterHarness(int num_workers, HarnessOptions options);
   ~RouterHarness();
 
   FakeWorker& worker(int i) { return *workers_[i]; }
