@@ -209,10 +209,17 @@ class FileLedger final : public ConversationLedger {
     }
   }
 
+  // Runs under mu_ (turns wait for it); the snapshot is streamed to disk in
+  // 1 MiB pieces, so its size in memory stays bounded.
   absl::Status Compact() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const std::string tmp = snap_path_ + ".tmp";
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return Errno("open", tmp);
     std::string snap(kSnapshotMagic);
     ByteWriter hw(&snap);
     hw.U64(seq_);
+    uint64_t written = 0;
+    absl::Status s;
     std::string payload;
     for (const auto& [k, e] : table_.entries()) {
       if (e.round == 0) continue;
@@ -225,11 +232,14 @@ class FileLedger final : public ConversationLedger {
       w.Worker(e.worker);
       w.U64(static_cast<uint64_t>(ToMicros(e.last_activity)));
       Frame(payload, &snap);
+      if (snap.size() >= (1 << 20)) {
+        if (s = WriteAll(fd, snap, tmp); !s.ok()) break;
+        written += snap.size();
+        snap.clear();
+      }
     }
-    const std::string tmp = snap_path_ + ".tmp";
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return Errno("open", tmp);
-    absl::Status s = WriteAll(fd, snap, tmp);
+    if (s.ok()) s = WriteAll(fd, snap, tmp);
+    written += snap.size();
     if (s.ok() && ::fsync(fd) != 0) s = Errno("fsync", tmp);
     ::close(fd);
     if (!s.ok()) return s;
@@ -241,7 +251,7 @@ class FileLedger final : public ConversationLedger {
     }
     // The snapshot now holds everything up to seq_; the log can go.
     if (::ftruncate(fd_, 0) != 0) return Errno("truncate", log_path_);
-    snapshot_bytes_ = snap.size();
+    snapshot_bytes_ = written;
     log_bytes_ = 0;
     return absl::OkStatus();
   }
