@@ -67,7 +67,7 @@ int Stop(Router& r) {
 
 // Runs hcctl; returns its exit code and stdout.
 int Hcctl(const std::string& args, std::string* out) {
-  const std::string cmd = std::string(HC_HCCTL_BIN) + " " + args + " 2>&1";
+  const std::string cmd = "bash -c \"" + std::string(HC_HCCTL_BIN) + " " + args + " 2>&1\"";
   FILE* p = ::popen(cmd.c_str(), "r");
   char buf[4096];
   size_t n;
@@ -104,6 +104,10 @@ TEST(RouterBinaryTest, ServesTurnsThroughHcctlDrainsOnSigtermAndKeepsTheLedgerDi
   ASSERT_EQ(Hcctl("delete --router " + r.address + " --conversation c1 --salt s", &out), 0) << out;
   EXPECT_EQ(Hcctl("get --router " + r.address + " --conversation c1 --salt s", &out), 1);
   EXPECT_NE(out.find("NOT_FOUND"), std::string::npos) << out;
+  // Interactive chat: one turn per stdin line.
+  ASSERT_EQ(Hcctl("chat --router " + r.address + " --conversation c2 < <(printf 'first\\nsecond\\n')", &out), 0) << out;
+  EXPECT_NE(out.find("round 1"), std::string::npos) << out;
+  EXPECT_NE(out.find("round 2"), std::string::npos) << out;
   EXPECT_EQ(Hcctl("send --router " + r.address + " --conversation 'bad id' --message x", &out), 1);
   EXPECT_NE(out.find("INVALID_ARGUMENT"), std::string::npos) << out;
   EXPECT_EQ(Stop(r), 0);
