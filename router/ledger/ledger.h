@@ -136,6 +136,8 @@ struct LedgerOptions {
   // Redis: key prefix, so tests and deployments can share a server.
   std::string redis_prefix = "hc";
   absl::Duration redis_timeout = absl::Seconds(2);
+  // Redis: connections in the pool (each serialises its own calls).
+  int redis_connections = 4;
   Clock clock;  // default absl::Now
 };
 

@@ -99,15 +99,21 @@ class RedisLedgerImpl final : public RedisLedger {
   RedisLedgerImpl(LedgerOptions o, std::string host, int port, int db)
       : options_(std::move(o)),
         clock_(options_.clock ? options_.clock : Clock([] { return absl::Now(); })),
-        host_(std::move(host)), port_(port), db_(db) {}
+        host_(std::move(host)), port_(port), db_(db),
+        conns_(static_cast<size_t>(std::max(1, options_.redis_connections))) {}
   ~RedisLedgerImpl() override {
-    absl::MutexLock lock(&mu_);
-    if (ctx_ != nullptr) redisFree(ctx_);
+    for (Conn& c : conns_) {
+      absl::MutexLock lock(&c.mu);
+      if (c.ctx != nullptr) redisFree(c.ctx);
+    }
   }
 
   absl::Status Connect() {
-    absl::MutexLock lock(&mu_);
-    return ConnectLocked();
+    for (Conn& c : conns_) {
+      absl::MutexLock lock(&c.mu);
+      HC_RETURN_IF_ERROR(ConnectLocked(c));
+    }
+    return absl::OkStatus();
   }
 
   uint64_t round_trips() const override { return round_trips_.load(std::memory_order_relaxed); }
@@ -227,10 +233,21 @@ class RedisLedgerImpl final : public RedisLedger {
     return absl::OkStatus();
   }
 
-  absl::Status ConnectLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (ctx_ != nullptr) {
-      redisFree(ctx_);
-      ctx_ = nullptr;
+  // One connection of the pool; calls on it are serialised by its mutex.
+  struct Conn {
+    absl::Mutex mu;
+    redisContext* ctx ABSL_GUARDED_BY(mu) = nullptr;
+    std::string sha[kNumScripts] ABSL_GUARDED_BY(mu);
+  };
+
+  Conn& PickConn() {
+    return conns_[next_conn_.fetch_add(1, std::memory_order_relaxed) % conns_.size()];
+  }
+
+  absl::Status ConnectLocked(Conn& conn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(conn.mu) {
+    if (conn.ctx != nullptr) {
+      redisFree(conn.ctx);
+      conn.ctx = nullptr;
     }
     const absl::Duration t = options_.redis_timeout;
     const timeval tv{static_cast<time_t>(absl::ToInt64Seconds(t)),
@@ -242,26 +259,27 @@ class RedisLedgerImpl final : public RedisLedger {
       return absl::UnavailableError(absl::StrCat("redis ", host_, ":", port_, ": ", err));
     }
     redisSetTimeout(c, tv);
-    ctx_ = c;
+    conn.ctx = c;
     if (db_ != 0) {
-      HC_ASSIGN_OR_RETURN(Reply r, RawLocked({"SELECT", absl::StrCat(db_)}));
+      const std::string db = absl::StrCat(db_);
+      HC_ASSIGN_OR_RETURN(Reply r, RawLocked(conn, {"SELECT", db}));
       if (r->type == REDIS_REPLY_ERROR) return absl::InvalidArgumentError(std::string(Str(r.get())));
     }
     for (int i = 0; i < kNumScripts; ++i) {
-      HC_ASSIGN_OR_RETURN(Reply r, RawLocked({"SCRIPT", "LOAD", kScripts[i]}));
+      HC_ASSIGN_OR_RETURN(Reply r, RawLocked(conn, {"SCRIPT", "LOAD", kScripts[i]}));
       if (r->type != REDIS_REPLY_STRING) {
         return absl::InternalError(absl::StrCat("SCRIPT LOAD failed: ", Str(r.get())));
       }
-      sha_[i] = std::string(Str(r.get()));
+      conn.sha[i] = std::string(Str(r.get()));
     }
     return absl::OkStatus();
   }
 
   // One command on the current connection; UNAVAILABLE (and the connection
   // dropped) on an I/O error.
-  absl::StatusOr<Reply> RawLocked(const std::vector<std::string_view>& args)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (ctx_ == nullptr) return absl::UnavailableError("not connected to redis");
+  absl::StatusOr<Reply> RawLocked(Conn& conn, const std::vector<std::string_view>& args)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(conn.mu) {
+    if (conn.ctx == nullptr) return absl::UnavailableError("not connected to redis");
     std::vector<const char*> argv;
     std::vector<size_t> lens;
     for (std::string_view a : args) {
@@ -270,11 +288,11 @@ class RedisLedgerImpl final : public RedisLedger {
     }
     round_trips_.fetch_add(1, std::memory_order_relaxed);
     auto* reply = static_cast<redisReply*>(
-        redisCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lens.data()));
+        redisCommandArgv(conn.ctx, static_cast<int>(argv.size()), argv.data(), lens.data()));
     if (reply == nullptr) {
-      const std::string err = ctx_->errstr;
-      redisFree(ctx_);
-      ctx_ = nullptr;
+      const std::string err = conn.ctx->errstr;
+      redisFree(conn.ctx);
+      conn.ctx = nullptr;
       return absl::UnavailableError(absl::StrCat("redis: ", err));
     }
     return Reply(reply);
@@ -283,31 +301,33 @@ class RedisLedgerImpl final : public RedisLedger {
   // Runs a command, reconnecting first when needed; an idempotent command is
   // retried once after a connection error.
   absl::StatusOr<Reply> Command(const std::vector<std::string_view>& args, bool idempotent) {
-    absl::MutexLock lock(&mu_);
+    Conn& conn = PickConn();
+    absl::MutexLock lock(&conn.mu);
     for (int attempt = 0;; ++attempt) {
-      absl::Status s = ctx_ == nullptr ? ConnectLocked() : absl::OkStatus();
-      absl::StatusOr<Reply> r = s.ok() ? RawLocked(args) : absl::StatusOr<Reply>(s);
+      absl::Status s = conn.ctx == nullptr ? ConnectLocked(conn) : absl::OkStatus();
+      absl::StatusOr<Reply> r = s.ok() ? RawLocked(conn, args) : absl::StatusOr<Reply>(s);
       if (r.ok() || !idempotent || attempt >= 1) return r;
     }
   }
 
   absl::StatusOr<Reply> Eval(Script script, const std::vector<std::string>& keys,
                              const std::vector<std::string_view>& args, bool idempotent) {
-    absl::MutexLock lock(&mu_);
+    Conn& conn = PickConn();
+    absl::MutexLock lock(&conn.mu);
     for (int attempt = 0;; ++attempt) {
-      absl::Status s = ctx_ == nullptr ? ConnectLocked() : absl::OkStatus();
+      absl::Status s = conn.ctx == nullptr ? ConnectLocked(conn) : absl::OkStatus();
       absl::StatusOr<Reply> r;
       if (s.ok()) {
         const std::string nkeys = absl::StrCat(keys.size());
-        std::vector<std::string_view> argv = {"EVALSHA", sha_[script], nkeys};
+        std::vector<std::string_view> argv = {"EVALSHA", conn.sha[script], nkeys};
         for (const std::string& k : keys) argv.push_back(k);
         for (std::string_view a : args) argv.push_back(a);
-        r = RawLocked(argv);
+        r = RawLocked(conn, argv);
         if (r.ok() && (*r)->type == REDIS_REPLY_ERROR) {
           const std::string err(Str(r->get()));
           if (absl::StartsWith(err, "NOSCRIPT") && attempt == 0) {
             // Redis restarted or flushed its scripts: load them again.
-            if (s = ConnectLocked(); s.ok()) continue;
+            if (s = ConnectLocked(conn); s.ok()) continue;
             return s;
           }
           return absl::InternalError(absl::StrCat("redis: ", err));
@@ -325,9 +345,8 @@ class RedisLedgerImpl final : public RedisLedger {
   const int port_;
   const int db_;
   std::atomic<uint64_t> round_trips_{0};
-  absl::Mutex mu_;
-  redisContext* ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
-  std::string sha_[kNumScripts] ABSL_GUARDED_BY(mu_);
+  std::atomic<uint64_t> next_conn_{0};
+  std::vector<Conn> conns_;
 };
 
 }  // namespace

@@ -16,7 +16,9 @@
 // Lease expiry uses the routers' clocks (the injected Clock), so replicas
 // need loosely synchronised clocks (NTP); TTLs are seconds to minutes.
 //
-// Thread-safety: one connection behind a mutex; calls are serialised.
+// Thread-safety: thread-safe; calls spread round-robin over a small pool of
+// connections (LedgerOptions::redis_connections), each used by one call at a
+// time.
 #ifndef HC_ROUTER_LEDGER_REDIS_LEDGER_H_
 #define HC_ROUTER_LEDGER_REDIS_LEDGER_H_
 
