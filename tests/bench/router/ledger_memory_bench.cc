@@ -3,6 +3,7 @@
 // measured as heap growth (mallinfo2) and reported beyond the raw token ids.
 #include <malloc.h>
 
+#include <cctype>
 #include <cstdio>
 #include <string>
 
@@ -11,7 +12,7 @@
 
 int main(int argc, char** argv) {
   using namespace hc::router;
-  const int conversations = argc > 1 ? std::atoi(argv[1]) : 100000;
+  const int conversations = (argc > 1 && std::isdigit(static_cast<unsigned char>(argv[1][0]))) ? std::atoi(argv[1]) : 100000;
   constexpr int kRounds = 4;
   constexpr int kTokensPerRound = 512;  // 400 prompt + 112 reply
   constexpr int kTextBytes = 4 * kTokensPerRound / 2;  // ~4 bytes/token of text per message pair

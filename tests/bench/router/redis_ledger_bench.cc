@@ -2,6 +2,7 @@
 // against Redis's INFO commandstats) and latency per turn, against a
 // throwaway redis-server on loopback.
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <regex>
 
@@ -32,7 +33,7 @@ Calls CountCalls(const hc::router::testing::RedisServer& server) {
 
 int main(int argc, char** argv) {
   using namespace hc::router;
-  const int turns = argc > 1 ? std::atoi(argv[1]) : 2000;
+  const int turns = (argc > 1 && std::isdigit(static_cast<unsigned char>(argv[1][0]))) ? std::atoi(argv[1]) : 2000;
   testing::RedisServer server;
   if (!server.ok()) {
     std::printf("redis-server did not start\n");
