@@ -118,16 +118,15 @@ int Main(int argc, char** argv) {
   absl::Mutex stats_mu;
   bool stopping = false;
   std::thread stats([&] {
-    absl::MutexLock lock(&stats_mu);
-    do {
-      stats_mu.Unlock();
+    while (true) {
       if (absl::StatusOr<uint64_t> n = (*ledger)->CountConversations(); n.ok()) {
         metrics.SetConversations(static_cast<double>(*n));
       }
       const WorkerPool::Counts c = pool.counts();
       metrics.SetWorkers(c.healthy, c.unhealthy);
-      stats_mu.Lock();
-    } while (!stats_mu.AwaitWithTimeout(absl::Condition(&stopping), absl::Seconds(2)));
+      absl::MutexLock lock(&stats_mu);
+      if (stats_mu.AwaitWithTimeout(absl::Condition(&stopping), absl::Seconds(2))) return;
+    }
   });
 
   const int sig = WaitForShutdownSignal();

@@ -2,7 +2,10 @@
 // from the log line), serve a turn to a fake worker through hcctl, drain on
 // SIGTERM with exit 0, and restart from the same --ledger_dir with the
 // conversation intact.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -77,6 +80,31 @@ int Hcctl(const std::string& args, std::string* out) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+// GET http://<endpoint>/metrics over a plain socket.
+std::string FetchMetrics(const std::string& endpoint) {
+  const size_t colon = endpoint.rfind(':');
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(std::stoi(endpoint.substr(colon + 1))));
+  ::inet_pton(AF_INET, endpoint.substr(0, colon).c_str(), &addr.sin_addr);
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return "";
+  }
+  const std::string req = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
+  if (::write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
+    ::close(fd);
+    return "";
+  }
+  std::string body;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof(buf))) > 0) body.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return body;
+}
+
 TEST(RouterBinaryTest, ServesTurnsThroughHcctlDrainsOnSigtermAndKeepsTheLedgerDir) {
   testing::FakeWorker worker(testing::FakeWorkerOptions{});
   worker.Serve();
@@ -94,6 +122,11 @@ TEST(RouterBinaryTest, ServesTurnsThroughHcctlDrainsOnSigtermAndKeepsTheLedgerDi
   ASSERT_EQ(Hcctl("send --router " + r.address + " --conversation c1 --salt s --message again", &out), 0) << out;
   EXPECT_NE(out.find("round 2"), std::string::npos) << out;
   EXPECT_EQ(out.find("cached 0"), std::string::npos) << out;  // the second turn hit the cache
+  const std::string metrics = FetchMetrics(r.metrics);
+  EXPECT_NE(metrics.find("hc_router_requests_total{code=\"OK\"} 2"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("hc_router_routing_decisions_total{decision=\"sticky\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.find("hc_router_workers{state=\"healthy\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.find("hc_router_time_to_first_token_seconds_count 2"), std::string::npos);
   EXPECT_EQ(Stop(r), 0);
 
   // A new router process replays the ledger from the directory.
