@@ -127,6 +127,8 @@ bool ParseFsyncPolicy(std::string_view name, FsyncPolicy* policy);
 
 struct LedgerOptions {
   // "memory" (default), "file" (needs `dir`) or "redis://host:port[/db]".
+  // "memory" with a `dir` is the file backend: the in-memory table made
+  // durable by the append-only log (hc-router's --ledger_dir).
   std::string backend = "memory";
   std::string dir;  // file backend: holds ledger.log and ledger.snap
   FsyncPolicy fsync = FsyncPolicy::kInterval;
