@@ -1,0 +1,153 @@
+// The conversation ledger: the router's source of truth for every
+// conversation, keyed by (cache_salt, conversation_id). Worker caches are
+// disposable; the ledger's tokens are what any worker recomputes from.
+//
+// An entry holds the committed round, every committed token id (prompts and
+// generated tokens exactly as the model saw them) with message boundaries, the
+// worker holding the cached state with the committed length and hash it
+// reported, the lease of the turn in flight, and the last activity.
+//
+// Leases: a turn takes the conversation's lease (AcquireLease), and gives it
+// back with Commit (success) or ReleaseLease (failure/cancel). A lease held by
+// another holder and not yet expired refuses the turn with ABORTED; an expired
+// lease (e.g. of a crashed router) is taken over.
+//
+// Thread-safety: every implementation is safe for concurrent use, and the
+// Redis one also across router processes sharing one Redis.
+#ifndef HC_ROUTER_LEDGER_LEDGER_H_
+#define HC_ROUTER_LEDGER_LEDGER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/token_hash.h"
+
+namespace hc::router {
+
+struct LedgerKey {
+  std::string cache_salt;
+  std::string conversation_id;
+};
+
+enum class Role : uint8_t { kSystem = 0, kUser = 1, kAssistant = 2, kTool = 3 };
+inline constexpr int kNumRoles = 4;
+std::string_view RoleName(Role role);
+// Parses "system" | "user" | "assistant" | "tool".
+bool ParseRole(std::string_view name, Role* role);
+
+// One committed message: its role, its text (for an assistant reply: the
+// decoded generated tokens) and its token range [begin, end) in the ledger.
+struct LedgerMessage {
+  Role role = Role::kUser;
+  uint32_t begin = 0;
+  uint32_t end = 0;
+  std::string text;
+  bool operator==(const LedgerMessage&) const = default;
+};
+
+// The committed state a worker reported holding: `num_tokens` computed tokens
+// (may be fewer than the ledger's tokens: the last sampled token is typically
+// not computed yet) whose chained hash (common/token_hash.h) is `prefix_hash`.
+// An empty worker_id means no worker holds the state.
+struct WorkerState {
+  std::string worker_id;
+  uint64_t round = 0;
+  uint32_t num_tokens = 0;
+  uint64_t prefix_hash = kEmptyTokenHash;
+  bool operator==(const WorkerState&) const = default;
+};
+
+struct Lease {
+  std::string holder;  // empty: not held
+  absl::Time expiry = absl::InfinitePast();
+};
+
+struct ConversationRecord {
+  uint64_t round = 0;  // committed rounds; 0: nothing committed yet
+  std::vector<uint32_t> tokens;
+  std::vector<LedgerMessage> messages;
+  WorkerState worker;
+  Lease lease;
+  absl::Time last_activity = absl::InfinitePast();
+};
+
+// What a successful turn adds. Message ranges are absolute ledger positions.
+struct CommitRequest {
+  uint64_t expected_round = 0;  // the round becomes expected_round + 1
+  std::vector<uint32_t> appended_tokens;
+  std::vector<LedgerMessage> appended_messages;
+  WorkerState worker;
+};
+
+class ConversationLedger {
+ public:
+  virtual ~ConversationLedger() = default;
+
+  // Takes the lease for `holder` until now + ttl and returns the entry (round 0
+  // and no tokens for a new conversation). ABORTED when another holder's lease
+  // has not expired. A holder that already holds the lease renews it.
+  virtual absl::StatusOr<ConversationRecord> AcquireLease(const LedgerKey& key,
+                                                          std::string_view holder,
+                                                          absl::Duration ttl) = 0;
+
+  // Commits round expected_round + 1 and releases the lease. ABORTED when
+  // `holder` no longer holds the lease (it expired and was taken over);
+  // FAILED_PRECONDITION when the round is not expected_round. On error nothing
+  // changes.
+  virtual absl::Status Commit(const LedgerKey& key, std::string_view holder,
+                              const CommitRequest& commit) = 0;
+
+  // Gives the lease back without committing (no-op when `holder` does not hold
+  // it). A conversation with no committed round disappears.
+  virtual absl::Status ReleaseLease(const LedgerKey& key, std::string_view holder) = 0;
+
+  // The committed entry; NOT_FOUND when nothing was ever committed.
+  virtual absl::StatusOr<ConversationRecord> Get(const LedgerKey& key) = 0;
+
+  // Forgets the conversation. NOT_FOUND when absent; ABORTED while a turn holds
+  // an unexpired lease.
+  virtual absl::Status Delete(const LedgerKey& key) = 0;
+
+  // Conversations with at least one committed round.
+  virtual absl::StatusOr<uint64_t> CountConversations() = 0;
+};
+
+// A clock (tests inject a fake one).
+using Clock = std::function<absl::Time()>;
+
+enum class FsyncPolicy { kAlways, kInterval, kNever };
+bool ParseFsyncPolicy(std::string_view name, FsyncPolicy* policy);
+
+struct LedgerOptions {
+  // "memory" (default), "file" (needs `dir`) or "redis://host:port[/db]".
+  // "memory" with a `dir` is the file backend: the in-memory table made
+  // durable by the append-only log (hc-router's --ledger_dir).
+  std::string backend = "memory";
+  std::string dir;  // file backend: holds ledger.log and ledger.snap
+  FsyncPolicy fsync = FsyncPolicy::kInterval;
+  absl::Duration fsync_interval = absl::Milliseconds(100);
+  // File backend: compact once the log exceeds max(this, snapshot size).
+  uint64_t compact_min_bytes = 64ull << 20;
+  // Redis: key prefix, so tests and deployments can share a server.
+  std::string redis_prefix = "hc";
+  absl::Duration redis_timeout = absl::Seconds(2);
+  // Redis: connections in the pool (each serialises its own calls).
+  int redis_connections = 4;
+  Clock clock;  // default absl::Now
+};
+
+// Opens the backend the options name. The file backend replays its snapshot
+// and log first (a torn last record is dropped). INVALID_ARGUMENT for an
+// unknown backend; UNAVAILABLE when Redis cannot be reached.
+absl::StatusOr<std::unique_ptr<ConversationLedger>> OpenLedger(const LedgerOptions& options);
+
+}  // namespace hc::router
+
+#endif  // HC_ROUTER_LEDGER_LEDGER_H_

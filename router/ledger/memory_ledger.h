@@ -1,0 +1,16 @@
+// In-memory ledger (the default backend): a LedgerTable behind one mutex.
+// Nothing survives a restart; workers recompute from the clients' next turns.
+#ifndef HC_ROUTER_LEDGER_MEMORY_LEDGER_H_
+#define HC_ROUTER_LEDGER_MEMORY_LEDGER_H_
+
+#include <memory>
+
+#include "router/ledger/ledger.h"
+
+namespace hc::router {
+
+std::unique_ptr<ConversationLedger> NewMemoryLedger(Clock clock = nullptr);
+
+}  // namespace hc::router
+
+#endif  // HC_ROUTER_LEDGER_MEMORY_LEDGER_H_

@@ -1,0 +1,197 @@
+#include "router/routing/worker_pool.h"
+
+#include <algorithm>
+
+#include "common/logging.h"
+#include "common/token_hash.h"
+
+namespace hc::router {
+
+const char* RouteKindName(RouteKind kind) {
+  switch (kind) {
+    case RouteKind::kSticky: return "sticky";
+    case RouteKind::kPlaced: return "placed";
+    case RouteKind::kFailover: return "failover";
+  }
+  return "placed";
+}
+
+Worker::Worker(std::string address, std::shared_ptr<grpc::Channel> channel)
+    : address_(std::move(address)),
+      channel_(std::move(channel)),
+      stub_(channel_ ? hybridcache::v1::WorkerService::NewStub(channel_) : nullptr) {}
+
+WorkerPool::WorkerPool(WorkerPoolOptions options, std::unique_ptr<WorkerProber> prober,
+                       std::unique_ptr<Resolver> resolver)
+    : options_(std::move(options)), prober_(std::move(prober)), resolver_(std::move(resolver)) {
+  std::vector<std::shared_ptr<Worker>> all;
+  for (const std::string& address : options_.static_workers) {
+    all.push_back(std::make_shared<Worker>(
+        address, options_.channel_factory ? options_.channel_factory(address) : nullptr));
+  }
+  absl::MutexLock lock(&refresh_mu_);
+  Rebuild(std::move(all));
+}
+
+WorkerPool::~WorkerPool() {
+  {
+    absl::MutexLock lock(&stop_mu_);
+    stop_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void WorkerPool::StartBackgroundRefresh() {
+  thread_ = std::thread([this] {
+    while (true) {
+      Refresh();
+      absl::MutexLock lock(&stop_mu_);
+      if (stop_mu_.AwaitWithTimeout(absl::Condition(&stop_), options_.refresh_interval)) return;
+    }
+  });
+}
+
+std::shared_ptr<const WorkerPool::Snapshot> WorkerPool::snapshot() const {
+  absl::MutexLock lock(&snap_mu_);
+  return snap_;
+}
+
+void WorkerPool::Rebuild(std::vector<std::shared_ptr<Worker>> all) {
+  auto snap = std::make_shared<Snapshot>();
+  for (const auto& w : all) {
+    snap->by_id[w->id()] = w;
+    if (w->healthy() && !w->draining()) snap->candidates.push_back(w);
+  }
+  snap->all = std::move(all);
+  absl::MutexLock lock(&snap_mu_);
+  snap_ = std::move(snap);
+}
+
+void WorkerPool::Refresh() {
+  absl::MutexLock lock(&refresh_mu_);
+  std::vector<std::shared_ptr<Worker>> all = snapshot()->all;
+  if (!options_.dns_name.empty() && resolver_ != nullptr) {
+    absl::StatusOr<std::vector<std::string>> resolved = resolver_->Resolve(options_.dns_name);
+    if (!resolved.ok()) {
+      // Keep the last known members: a DNS hiccup is not a worker failure.
+      HC_LOG(WARNING) << "cannot resolve " << options_.dns_name << ": " << resolved.status();
+    } else {
+      const auto old = snapshot();
+      std::vector<std::shared_ptr<Worker>> next;
+      for (const std::string& address : options_.static_workers) {
+        next.push_back(old->by_id.at(address));
+      }
+      for (const std::string& address : *resolved) {
+        if (std::find(options_.static_workers.begin(), options_.static_workers.end(), address) !=
+            options_.static_workers.end()) {
+          continue;
+        }
+        auto it = old->by_id.find(address);
+        next.push_back(it != old->by_id.end()
+                           ? it->second
+                           : std::make_shared<Worker>(address, options_.channel_factory
+                                                                   ? options_.channel_factory(address)
+                                                                   : nullptr));
+      }
+      all = std::move(next);
+    }
+  }
+  const std::vector<absl::StatusOr<WorkerLoad>> loads = prober_->ProbeAll(all);
+  HC_CHECK(loads.size() == all.size()) << "prober returned " << loads.size() << " results for "
+                                       << all.size() << " workers";
+  for (size_t i = 0; i < all.size(); ++i) {
+    Worker& w = *all[i];
+    if (!loads[i].ok()) {
+      if (w.healthy()) HC_LOG(WARNING) << "worker " << w.id() << " unhealthy: " << loads[i].status();
+      w.healthy_.store(false);
+      continue;
+    }
+    const WorkerLoad& l = *loads[i];
+    if (!w.healthy()) HC_LOG(INFO) << "worker " << w.id() << " healthy";
+    w.healthy_.store(true);
+    w.draining_.store(l.draining);
+    w.num_waiting_.store(l.num_waiting);
+    const auto fraction = [](uint32_t free, uint32_t total) -> uint64_t {
+      return total == 0 ? 65536 : uint64_t{free} * 65536 / total;
+    };
+    w.free_cache_.store(static_cast<uint32_t>(
+        std::min(fraction(l.free_kv_blocks, l.total_kv_blocks),
+                 fraction(l.free_mamba_slots, l.total_mamba_slots))));
+    w.max_model_len_.store(l.max_model_len);
+    w.vocab_size_.store(l.vocab_size);
+  }
+  Rebuild(std::move(all));
+}
+
+void WorkerPool::MarkUnhealthy(const std::string& id) {
+  absl::MutexLock lock(&refresh_mu_);
+  const auto snap = snapshot();
+  auto it = snap->by_id.find(id);
+  if (it == snap->by_id.end() || !it->second->healthy()) return;
+  it->second->healthy_.store(false);
+  Rebuild(snap->all);
+}
+
+std::shared_ptr<Worker> WorkerPool::Find(const std::string& id) const {
+  const auto snap = snapshot();
+  auto it = snap->by_id.find(id);
+  return it == snap->by_id.end() ? nullptr : it->second;
+}
+
+bool WorkerPool::Better(const Worker& a, const Worker& b) const {
+  const int64_t wa = int64_t{a.num_waiting()} + a.inflight();
+  const int64_t wb = int64_t{b.num_waiting()} + b.inflight();
+  if (wa != wb) return wa < wb;
+  return a.free_cache() > b.free_cache();
+}
+
+absl::StatusOr<RouteDecision> WorkerPool::Route(const std::string& current) const {
+  const auto snap = snapshot();
+  RouteKind kind = RouteKind::kPlaced;
+  if (!current.empty()) {
+    auto it = snap->by_id.find(current);
+    if (it != snap->by_id.end()) {
+      const Worker& w = *it->second;
+      if (w.healthy() && !w.draining() &&
+          int64_t{w.num_waiting()} + w.inflight() < int64_t{options_.overload_waiting}) {
+        return RouteDecision{it->second, RouteKind::kSticky};
+      }
+    }
+    kind = RouteKind::kFailover;
+  }
+  const auto& c = snap->candidates;
+  if (c.empty()) return absl::UnavailableError("no healthy worker");
+  if (c.size() == 1) return RouteDecision{c[0], kind};
+  const uint64_t r = MixHash64(options_.seed + draws_.fetch_add(1, std::memory_order_relaxed));
+  const size_t n = c.size();
+  const size_t i = r % n;
+  const size_t j = (i + 1 + (r >> 32) % (n - 1)) % n;  // distinct from i
+  return RouteDecision{Better(*c[j], *c[i]) ? c[j] : c[i], kind};
+}
+
+WorkerPool::Counts WorkerPool::counts() const {
+  const auto snap = snapshot();
+  Counts c;
+  for (const auto& w : snap->all) (w->healthy() ? c.healthy : c.unhealthy)++;
+  return c;
+}
+
+uint32_t WorkerPool::max_model_len() const {
+  uint32_t m = 0;
+  for (const auto& w : snapshot()->candidates) {
+    const uint32_t v = w->max_model_len_.load();
+    if (v > 0 && (m == 0 || v < m)) m = v;
+  }
+  return m;
+}
+
+uint32_t WorkerPool::vocab_size() const {
+  uint32_t m = 0;
+  for (const auto& w : snapshot()->candidates) {
+    const uint32_t v = w->vocab_size_.load();
+    if (v > 0 && (m == 0 || v < m)) m = v;
+  }
+  return m;
+}
+
+}  // namespace hc::router

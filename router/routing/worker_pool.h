@@ -1,0 +1,184 @@
+// The router's view of its workers: membership (static addresses and/or a
+// DNS name re-resolved on every refresh), health and load (polled by a
+// WorkerProber), and the routing decision for a turn.
+//
+// Routing (Route): a conversation whose worker is known, healthy, not draining
+// and not past the overload threshold stays there (sticky). Otherwise it is
+// placed on the better of two healthy workers drawn at random (power of two
+// choices): fewer waiting requests (the worker's report plus turns this router
+// sent since), then more free cache. A conversation that had a worker and
+// moves is a failover: the caller sends the full history.
+//
+// Cost: Route reads an immutable snapshot (rebuilt only when membership or
+// health changes) and per-worker atomics, so it is O(1) in the number of
+// workers.
+//
+// Thread-safety: all methods are thread-safe.
+#ifndef HC_ROUTER_ROUTING_WORKER_POOL_H_
+#define HC_ROUTER_ROUTING_WORKER_POOL_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "grpcpp/channel.h"
+#include "hybridcache/v1/worker.grpc.pb.h"
+
+namespace hc::router {
+
+// What a probe learned about a worker (from its LoadReport).
+struct WorkerLoad {
+  uint32_t num_running = 0;
+  uint32_t num_waiting = 0;
+  uint32_t free_kv_blocks = 0;
+  uint32_t total_kv_blocks = 0;
+  uint32_t free_mamba_slots = 0;
+  uint32_t total_mamba_slots = 0;
+  bool draining = false;
+  uint32_t max_model_len = 0;
+  uint32_t vocab_size = 0;
+};
+
+// One worker. Identity is its address "host:port", which is also the
+// worker_id the router records in the ledger.
+class Worker {
+ public:
+  Worker(std::string address, std::shared_ptr<grpc::Channel> channel);
+  const std::string& id() const { return address_; }
+  // Null when the pool has no channel factory (tests, benchmarks).
+  hybridcache::v1::WorkerService::Stub* stub() const { return stub_.get(); }
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+
+  bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
+  bool draining() const { return draining_.load(std::memory_order_relaxed); }
+  uint32_t num_waiting() const { return num_waiting_.load(std::memory_order_relaxed); }
+  // Free cache in parts per 65536 (min of the KV and Mamba fractions).
+  uint32_t free_cache() const { return free_cache_.load(std::memory_order_relaxed); }
+  // Turns this router has in flight on the worker (updated by the service).
+  int inflight() const { return inflight_.load(std::memory_order_relaxed); }
+  void AddInflight(int delta) { inflight_.fetch_add(delta, std::memory_order_relaxed); }
+
+ private:
+  friend class WorkerPool;
+  const std::string address_;
+  const std::shared_ptr<grpc::Channel> channel_;
+  const std::unique_ptr<hybridcache::v1::WorkerService::Stub> stub_;
+  std::atomic<bool> healthy_{false};
+  std::atomic<bool> draining_{false};
+  std::atomic<uint32_t> num_waiting_{0};
+  std::atomic<uint32_t> free_cache_{0};
+  std::atomic<int> inflight_{0};
+  std::atomic<uint32_t> max_model_len_{0};
+  std::atomic<uint32_t> vocab_size_{0};
+};
+
+// Health and load of a batch of workers. The gRPC one polls grpc.health.v1
+// Check and WorkerService.Load; tests inject fakes.
+class WorkerProber {
+ public:
+  virtual ~WorkerProber() = default;
+  // One result per worker, in order: its load when healthy (SERVING and Load
+  // answered), an error otherwise.
+  virtual std::vector<absl::StatusOr<WorkerLoad>> ProbeAll(
+      const std::vector<std::shared_ptr<Worker>>& workers) = 0;
+};
+
+// "host:port" -> the addresses it resolves to, as "ip:port".
+class Resolver {
+ public:
+  virtual ~Resolver() = default;
+  virtual absl::StatusOr<std::vector<std::string>> Resolve(const std::string& host_port) = 0;
+};
+
+std::unique_ptr<WorkerProber> NewGrpcProber(absl::Duration timeout);
+std::unique_ptr<Resolver> NewDnsResolver();  // getaddrinfo
+// Insecure channels with the router's client settings.
+std::shared_ptr<grpc::Channel> NewWorkerChannel(const std::string& address);
+
+enum class RouteKind { kSticky = 0, kPlaced = 1, kFailover = 2 };
+const char* RouteKindName(RouteKind kind);
+
+struct RouteDecision {
+  std::shared_ptr<Worker> worker;
+  RouteKind kind = RouteKind::kPlaced;
+};
+
+struct WorkerPoolOptions {
+  std::vector<std::string> static_workers;  // "host:port"
+  std::string dns_name;                     // "host:port", re-resolved per refresh
+  // A sticky worker with at least this many waiting requests (its report plus
+  // this router's in-flight turns) counts as overloaded.
+  uint32_t overload_waiting = 16;
+  absl::Duration refresh_interval = absl::Seconds(1);
+  uint64_t seed = 0x5eed;
+  // Channel per worker; null: workers have no stub.
+  std::function<std::shared_ptr<grpc::Channel>(const std::string&)> channel_factory;
+};
+
+class WorkerPool {
+ public:
+  // `prober` and `resolver` (may be null without dns_name) are owned.
+  WorkerPool(WorkerPoolOptions options, std::unique_ptr<WorkerProber> prober,
+             std::unique_ptr<Resolver> resolver);
+  ~WorkerPool();  // Stops the refresh thread.
+
+  // One synchronous refresh: re-resolve, then probe every worker.
+  void Refresh();
+  // Refreshes every refresh_interval on a background thread until destroyed.
+  void StartBackgroundRefresh();
+
+  // UNAVAILABLE when no worker is healthy. `current` is the ledger's worker
+  // ("" for none).
+  absl::StatusOr<RouteDecision> Route(const std::string& current) const;
+
+  // Marks a worker unhealthy at once (an Execute answered UNAVAILABLE); the
+  // next successful probe restores it.
+  void MarkUnhealthy(const std::string& id);
+
+  // The worker with this id, if known.
+  std::shared_ptr<Worker> Find(const std::string& id) const;
+
+  struct Counts {
+    int healthy = 0;
+    int unhealthy = 0;
+  };
+  Counts counts() const;
+  // Smallest max_model_len / vocab_size reported by a healthy worker (0: none).
+  uint32_t max_model_len() const;
+  uint32_t vocab_size() const;
+
+ private:
+  struct Snapshot {
+    std::vector<std::shared_ptr<Worker>> all;
+    std::vector<std::shared_ptr<Worker>> candidates;  // healthy, not draining
+    absl::flat_hash_map<std::string, std::shared_ptr<Worker>> by_id;
+  };
+  std::shared_ptr<const Snapshot> snapshot() const;
+  void Rebuild(std::vector<std::shared_ptr<Worker>> all) ABSL_EXCLUSIVE_LOCKS_REQUIRED(refresh_mu_);
+  bool Better(const Worker& a, const Worker& b) const;
+
+  const WorkerPoolOptions options_;
+  const std::unique_ptr<WorkerProber> prober_;
+  const std::unique_ptr<Resolver> resolver_;
+  mutable std::atomic<uint64_t> draws_{0};
+
+  absl::Mutex refresh_mu_;  // serialises Refresh / MarkUnhealthy rebuilds
+  mutable absl::Mutex snap_mu_;
+  std::shared_ptr<const Snapshot> snap_ ABSL_GUARDED_BY(snap_mu_);
+
+  absl::Mutex stop_mu_;
+  bool stop_ ABSL_GUARDED_BY(stop_mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace hc::router
+
+#endif  // HC_ROUTER_ROUTING_WORKER_POOL_H_

@@ -1,0 +1,100 @@
+#include "router/service/chat_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/logging.h"
+#include "router/service/turn.h"
+#include "router/service/validation.h"
+
+namespace hc::router {
+namespace {
+namespace v1 = hybridcache::v1;
+}  // namespace
+
+ChatServiceImpl::ChatServiceImpl(ChatServiceOptions options, ConversationLedger* ledger,
+                                 WorkerPool* pool, const TextCodec* codec, RouterMetrics* metrics)
+    : deps_{std::move(options), ledger, pool, codec, metrics} {}
+
+grpc::ServerWriteReactor<v1::CompleteEvent>* ChatServiceImpl::Complete(
+    grpc::CallbackServerContext* context, const v1::CompleteRequest* request) {
+  return StartTurn(&deps_, context, request);
+}
+
+grpc::ServerUnaryReactor* ChatServiceImpl::GetConversation(grpc::CallbackServerContext* context,
+                                                           const v1::GetConversationRequest* request,
+                                                           v1::Conversation* response) {
+  const absl::Time start = absl::Now();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status status = ValidateKey(request->conversation_id(), request->cache_salt());
+  if (status.ok()) {
+    absl::StatusOr<ConversationRecord> rec =
+        deps_.ledger->Get(LedgerKey{request->cache_salt(), request->conversation_id()});
+    status = rec.status();
+    if (rec.ok()) {
+      response->set_conversation_id(request->conversation_id());
+      response->set_committed_round(rec->round);
+      response->set_num_tokens(static_cast<uint32_t>(rec->tokens.size()));
+      response->set_worker_id(rec->worker.worker_id);
+      for (const LedgerMessage& m : rec->messages) {
+        auto* out = response->add_messages();
+        out->set_role(std::string(RoleName(m.role)));
+        out->set_content(m.text);
+      }
+    }
+  }
+  deps_.metrics->Request(status.code(), absl::ToDoubleSeconds(absl::Now() - start));
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+namespace {
+
+// Releases a deleted conversation's state on its worker; best effort (a cache
+// is disposable), then finishes the Delete call.
+struct ReleaseCall {
+  grpc::ClientContext ctx;
+  v1::ReleaseRequest request;
+  v1::ReleaseResponse response;
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* ChatServiceImpl::DeleteConversation(
+    grpc::CallbackServerContext* context, const v1::DeleteConversationRequest* request,
+    v1::DeleteConversationResponse* response) {
+  const absl::Time start = absl::Now();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const LedgerKey key{request->cache_salt(), request->conversation_id()};
+  absl::Status status = ValidateKey(request->conversation_id(), request->cache_salt());
+  std::string worker_id;
+  if (status.ok()) {
+    absl::StatusOr<ConversationRecord> rec = deps_.ledger->Get(key);
+    status = rec.status();
+    if (rec.ok()) {
+      worker_id = rec->worker.worker_id;
+      status = deps_.ledger->Delete(key);
+    }
+  }
+  deps_.metrics->Request(status.code(), absl::ToDoubleSeconds(absl::Now() - start));
+  std::shared_ptr<Worker> worker = status.ok() && !worker_id.empty() ? deps_.pool->Find(worker_id) : nullptr;
+  if (worker == nullptr || worker->stub() == nullptr) {
+    reactor->Finish(ToGrpcStatus(status));
+    return reactor;
+  }
+  auto* call = new ReleaseCall;
+  call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+  call->request.mutable_key()->set_cache_salt(key.cache_salt);
+  call->request.mutable_key()->set_conversation_id(key.conversation_id);
+  worker->stub()->async()->Release(&call->ctx, &call->request, &call->response,
+                                   [call, reactor, worker_id](grpc::Status s) {
+                                     if (!s.ok()) {
+                                       HC_LOG(WARNING) << "release on " << worker_id
+                                                       << " failed: " << s.error_message();
+                                     }
+                                     delete call;
+                                     reactor->Finish(grpc::Status::OK);
+                                   });
+  return reactor;
+}
+
+}  // namespace hc::router

@@ -1,0 +1,80 @@
+// ChatService on the gRPC callback API: one reactor per Complete stream that
+// takes the conversation's lease, tokenizes the suffix, routes the turn,
+// streams the worker's tokens through and commits to the ledger.
+//
+// A turn (see ARCHITECTURE.md): validate -> lease (ABORTED when held) ->
+// expected_round (FAILED_PRECONDITION) -> tokenize -> context check
+// (RESOURCE_EXHAUSTED) -> route (sticky / placed / failover) -> Execute on the
+// worker: sticky sends the worker's committed state as `expected` and the
+// tokens after it; otherwise the full ledger history. StateMissing resends
+// with the history to the same worker. UNAVAILABLE is retried (bounded, with
+// backoff, on another worker) until the first token reaches the client;
+// TurnStarted is held back until then so a retry stays invisible. On the
+// worker's CommitReport the ledger commits round N+1 and the lease is
+// released; any failure or cancellation releases the lease and leaves the
+// ledger as it was. The client's deadline and cancellation carry over to the
+// worker call.
+//
+// Thread-safety: the service is thread-safe; it does not own the ledger, pool,
+// codec or metrics, which must outlive it.
+#ifndef HC_ROUTER_SERVICE_CHAT_SERVICE_H_
+#define HC_ROUTER_SERVICE_CHAT_SERVICE_H_
+
+#include <atomic>
+#include <string>
+
+#include "absl/time/time.h"
+#include "hybridcache/v1/chat.grpc.pb.h"
+#include "router/ledger/ledger.h"
+#include "router/routing/worker_pool.h"
+#include "router/service/router_metrics.h"
+#include "router/service/text_codec.h"
+
+namespace hc::router {
+
+struct ChatServiceOptions {
+  // Lease per turn; shortened to the client's deadline (+5 s) when that is
+  // sooner, so a crashed router's turns free their conversations quickly.
+  absl::Duration lease_ttl = absl::Minutes(10);
+  // Context limit; 0 takes the smallest max_model_len the workers report.
+  uint32_t max_model_len = 0;
+  // Attempts per turn on UNAVAILABLE (including the first) and the first
+  // backoff (doubling).
+  int max_attempts = 3;
+  absl::Duration retry_backoff = absl::Milliseconds(20);
+  // Lease holder prefix; unique per router process.
+  std::string router_id = "router";
+};
+
+class ChatServiceImpl final : public hybridcache::v1::ChatService::CallbackService {
+ public:
+  ChatServiceImpl(ChatServiceOptions options, ConversationLedger* ledger, WorkerPool* pool,
+                  const TextCodec* codec, RouterMetrics* metrics);
+
+  grpc::ServerWriteReactor<hybridcache::v1::CompleteEvent>* Complete(
+      grpc::CallbackServerContext* context, const hybridcache::v1::CompleteRequest* request) override;
+  grpc::ServerUnaryReactor* GetConversation(grpc::CallbackServerContext* context,
+                                            const hybridcache::v1::GetConversationRequest* request,
+                                            hybridcache::v1::Conversation* response) override;
+  grpc::ServerUnaryReactor* DeleteConversation(
+      grpc::CallbackServerContext* context,
+      const hybridcache::v1::DeleteConversationRequest* request,
+      hybridcache::v1::DeleteConversationResponse* response) override;
+
+  // What a turn needs from the service (shared by its reactors).
+  struct Deps {
+    ChatServiceOptions options;
+    ConversationLedger* ledger;
+    WorkerPool* pool;
+    const TextCodec* codec;
+    RouterMetrics* metrics;
+    std::atomic<uint64_t> next_turn{0};
+  };
+
+ private:
+  Deps deps_;
+};
+
+}  // namespace hc::router
+
+#endif  // HC_ROUTER_SERVICE_CHAT_SERVICE_H_

@@ -1,0 +1,146 @@
+// hc-router: the public ChatService in front of the workers.
+//
+//   hc-router --workers 10.0.0.1:50052,10.0.0.2:50052 --model bytes
+//   hc-router --workers_dns hc-worker.default.svc:50052 --ledger redis://redis:6379
+//
+// Prints "hc-router listening on HOST:PORT metrics HOST:MPORT" once serving
+// (ports resolved, so --port 0 / --metrics_port 0 work for tests). SIGTERM or
+// SIGINT drains in-flight turns (--drain_timeout) and exits 0.
+#include <unistd.h>
+
+#include <random>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "common/logging.h"
+#include "common/metrics.h"
+#include "common/process.h"
+#include "common/server.h"
+#include "router/ledger/ledger.h"
+#include "router/routing/worker_pool.h"
+#include "router/service/chat_service.h"
+#include "router/service/text_codec.h"
+
+ABSL_FLAG(int32_t, port, 50051, "ChatService port (0 picks a free one)");
+ABSL_FLAG(int32_t, metrics_port, 9090, "Prometheus /metrics port (0 picks a free one)");
+ABSL_FLAG(std::string, workers, "", "Comma-separated worker addresses host:port");
+ABSL_FLAG(std::string, workers_dns, "",
+          "host:port of a DNS name listing workers (e.g. a headless Service), re-resolved "
+          "every --probe_interval");
+ABSL_FLAG(std::string, model, "bytes",
+          "Tokenizer and chat template: a checkpoint directory, or 'bytes' (ByteTextCodec)");
+ABSL_FLAG(std::string, ledger, "memory", "Ledger backend: memory, or redis://host:port[/db]");
+ABSL_FLAG(std::string, ledger_dir, "",
+          "With the memory ledger: directory of its append-only log and snapshot (durable)");
+ABSL_FLAG(std::string, ledger_fsync, "interval", "File ledger fsync: always, interval, never");
+ABSL_FLAG(absl::Duration, lease_ttl, absl::Minutes(10),
+          "Lease of a turn; an expired lease (crashed router) can be taken over");
+ABSL_FLAG(int32_t, max_model_len, 0, "Context limit; 0 uses the workers' reported max_model_len");
+ABSL_FLAG(absl::Duration, probe_interval, absl::Seconds(1), "Worker health/load polling interval");
+ABSL_FLAG(int32_t, overload_waiting, 16,
+          "A worker with this many waiting requests is overloaded: conversations move off it");
+ABSL_FLAG(int32_t, max_attempts, 3, "Attempts per turn when a worker is UNAVAILABLE");
+
+namespace hc::router {
+namespace {
+
+int Main(int argc, char** argv) {
+  InitProcess(argc, argv, "hc-router: HybridCache ChatService router. See --help.");
+
+  absl::StatusOr<std::unique_ptr<TextCodec>> codec = MakeTextCodec(absl::GetFlag(FLAGS_model));
+  if (!codec.ok()) {
+    HC_LOG(ERROR) << codec.status();
+    return 2;
+  }
+
+  LedgerOptions lo;
+  lo.backend = absl::GetFlag(FLAGS_ledger);
+  lo.dir = absl::GetFlag(FLAGS_ledger_dir);
+  if (!ParseFsyncPolicy(absl::GetFlag(FLAGS_ledger_fsync), &lo.fsync)) {
+    HC_LOG(ERROR) << "--ledger_fsync must be always, interval or never";
+    return 2;
+  }
+  absl::StatusOr<std::unique_ptr<ConversationLedger>> ledger = OpenLedger(lo);
+  if (!ledger.ok()) {
+    HC_LOG(ERROR) << "ledger: " << ledger.status();
+    return 2;
+  }
+
+  WorkerPoolOptions po;
+  for (absl::string_view w : absl::StrSplit(absl::GetFlag(FLAGS_workers), ',', absl::SkipWhitespace())) {
+    po.static_workers.emplace_back(w);
+  }
+  po.dns_name = absl::GetFlag(FLAGS_workers_dns);
+  if (po.static_workers.empty() && po.dns_name.empty()) {
+    HC_LOG(ERROR) << "no workers: set --workers and/or --workers_dns";
+    return 2;
+  }
+  po.overload_waiting = static_cast<uint32_t>(absl::GetFlag(FLAGS_overload_waiting));
+  po.refresh_interval = absl::GetFlag(FLAGS_probe_interval);
+  po.seed = std::random_device()();
+  po.channel_factory = NewWorkerChannel;
+  WorkerPool pool(po, NewGrpcProber(std::min(po.refresh_interval, absl::Seconds(2))), NewDnsResolver());
+  pool.Refresh();
+  pool.StartBackgroundRefresh();
+
+  const ServerOptions so = ServerOptionsFromFlags(absl::GetFlag(FLAGS_port));
+  auto registry = std::make_shared<prometheus::Registry>();
+  RouterMetrics metrics(*registry);
+  absl::StatusOr<std::unique_ptr<MetricsServer>> metrics_server =
+      MetricsServer::Start(so.host, absl::GetFlag(FLAGS_metrics_port), registry);
+  if (!metrics_server.ok()) {
+    HC_LOG(ERROR) << "metrics: " << metrics_server.status();
+    return 1;
+  }
+
+  char host[256] = "router";
+  ::gethostname(host, sizeof(host) - 1);
+  ChatServiceOptions co;
+  co.lease_ttl = absl::GetFlag(FLAGS_lease_ttl);
+  co.max_model_len = static_cast<uint32_t>(absl::GetFlag(FLAGS_max_model_len));
+  co.max_attempts = absl::GetFlag(FLAGS_max_attempts);
+  co.router_id = absl::StrCat(host, ":", ::getpid(), ":", std::random_device()() % 100000);
+  ChatServiceImpl service(co, ledger->get(), &pool, codec->get(), &metrics);
+
+  absl::StatusOr<std::unique_ptr<GrpcServer>> server =
+      GrpcServer::Start(so, {{&service, hybridcache::v1::ChatService::service_full_name()}});
+  if (!server.ok()) {
+    HC_LOG(ERROR) << server.status();
+    return 1;
+  }
+  HC_LOG(INFO) << "hc-router listening on " << (*server)->address() << " metrics "
+               << (*metrics_server)->endpoint();
+
+  // Gauges that are read, not counted: conversations and worker health.
+  absl::Mutex stats_mu;
+  bool stopping = false;
+  std::thread stats([&] {
+    while (true) {
+      if (absl::StatusOr<uint64_t> n = (*ledger)->CountConversations(); n.ok()) {
+        metrics.SetConversations(static_cast<double>(*n));
+      }
+      const WorkerPool::Counts c = pool.counts();
+      metrics.SetWorkers(c.healthy, c.unhealthy);
+      absl::MutexLock lock(&stats_mu);
+      if (stats_mu.AwaitWithTimeout(absl::Condition(&stopping), absl::Seconds(2))) return;
+    }
+  });
+
+  const int sig = WaitForShutdownSignal();
+  HC_LOG(INFO) << "signal " << sig << ": shutting down";
+  (*server)->Shutdown();
+  {
+    absl::MutexLock lock(&stats_mu);
+    stopping = true;
+  }
+  stats.join();
+  return 0;
+}
+
+}  // namespace
+}  // namespace hc::router
+
+int main(int argc, char** argv) { return hc::router::Main(argc, argv); }

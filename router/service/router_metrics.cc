@@ -1,0 +1,58 @@
+#include "router/service/router_metrics.h"
+
+#include "common/metrics.h"
+
+namespace hc::router {
+
+RouterMetrics::RouterMetrics(prometheus::Registry& registry) {
+  auto& requests = prometheus::BuildCounter()
+                       .Name("hc_router_requests_total")
+                       .Help("ChatService calls by final status code")
+                       .Register(registry);
+  for (int c = 0; c < 17; ++c) {
+    requests_[c] = &requests.Add({{"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(c))}});
+  }
+  auto& decisions = prometheus::BuildCounter()
+                        .Name("hc_router_routing_decisions_total")
+                        .Help("Routing decisions: sticky, placed (new conversation), failover")
+                        .Register(registry);
+  for (int k = 0; k < 3; ++k) {
+    decisions_[k] = &decisions.Add({{"decision", RouteKindName(static_cast<RouteKind>(k))}});
+  }
+  ttft_ = &prometheus::BuildHistogram()
+               .Name("hc_router_time_to_first_token_seconds")
+               .Help("From receiving Complete to sending the first token")
+               .Register(registry)
+               .Add({}, LatencyBuckets());
+  duration_ = &prometheus::BuildHistogram()
+                   .Name("hc_router_request_duration_seconds")
+                   .Help("ChatService call duration")
+                   .Register(registry)
+                   .Add({}, LatencyBuckets());
+  conversations_ = &prometheus::BuildGauge()
+                        .Name("hc_router_conversations")
+                        .Help("Conversations with a committed round in the ledger")
+                        .Register(registry)
+                        .Add({});
+  auto& workers = prometheus::BuildGauge()
+                      .Name("hc_router_workers")
+                      .Help("Known workers by health")
+                      .Register(registry);
+  healthy_ = &workers.Add({{"state", "healthy"}});
+  unhealthy_ = &workers.Add({{"state", "unhealthy"}});
+}
+
+void RouterMetrics::Request(absl::StatusCode code, double seconds) {
+  const int c = static_cast<int>(code);
+  requests_[c >= 0 && c < 17 ? c : 2]->Increment();
+  duration_->Observe(seconds);
+}
+void RouterMetrics::RoutingDecision(RouteKind kind) { decisions_[static_cast<int>(kind)]->Increment(); }
+void RouterMetrics::TimeToFirstToken(double seconds) { ttft_->Observe(seconds); }
+void RouterMetrics::SetConversations(double n) { conversations_->Set(n); }
+void RouterMetrics::SetWorkers(int healthy, int unhealthy) {
+  healthy_->Set(healthy);
+  unhealthy_->Set(unhealthy);
+}
+
+}  // namespace hc::router

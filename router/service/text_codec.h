@@ -1,0 +1,113 @@
+// What the router needs from a tokenizer and chat template, behind a small
+// interface so the real Hugging Face tokenizer (common/tokenizer.h,
+// common/chat_template.h) plugs in through MakeTextCodec.
+//
+// ByteTextCodec is a complete, dependency-free codec for tests and for
+// synthetic models: token id = byte value (0..255), plus three special tokens
+//   256 <|eos|>    end of sequence (the EOS id)
+//   257 <|start|>  opens a message: <|start|> role '\n' content <|end|>
+//   258 <|end|>    closes a message
+// and the generation prompt <|start|> "assistant\n".
+//
+// Thread-safety: a TextCodec is immutable and safe to share; a StreamDecoder
+// belongs to one stream.
+#ifndef HC_ROUTER_SERVICE_TEXT_CODEC_H_
+#define HC_ROUTER_SERVICE_TEXT_CODEC_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "router/ledger/ledger.h"
+
+namespace hc::router {
+
+struct TurnMessage {
+  Role role = Role::kUser;
+  std::string content;  // valid UTF-8
+};
+
+// Where the new turn attaches to the conversation.
+struct TurnContext {
+  bool first_turn = true;              // no committed tokens yet
+  std::optional<uint32_t> last_token;  // the last committed token, if any
+};
+
+// The token ids of a turn's suffix: message i spans
+// [message_ends[i-1] (0 for i = 0), message_ends[i]); the tokens after the
+// last message (through tokens.size()) are the generation prompt, plus any
+// closing tokens the template adds before the first message.
+struct EncodedTurn {
+  std::vector<uint32_t> tokens;
+  std::vector<uint32_t> message_begins;
+  std::vector<uint32_t> message_ends;
+};
+
+// Incremental detokenizer: Push returns only complete UTF-8 characters; bytes
+// of a character split across tokens are held until it completes. Invalid
+// sequences come out as U+FFFD, so the output is always valid UTF-8.
+class StreamDecoder {
+ public:
+  virtual ~StreamDecoder() = default;
+  virtual std::string Push(std::span<const uint32_t> ids) = 0;
+  // Whatever is held back (an incomplete character becomes U+FFFD).
+  virtual std::string Flush() = 0;
+};
+
+class TextCodec {
+ public:
+  virtual ~TextCodec() = default;
+  // Renders `messages` with the chat template as the continuation of a
+  // conversation, followed by the assistant generation prompt.
+  virtual absl::StatusOr<EncodedTurn> EncodeTurn(std::span<const TurnMessage> messages,
+                                                 const TurnContext& context) const = 0;
+  // Text of generated tokens (special tokens omitted), valid UTF-8.
+  virtual std::string Decode(std::span<const uint32_t> ids) const = 0;
+  virtual std::unique_ptr<StreamDecoder> NewStreamDecoder() const = 0;
+  virtual uint32_t vocab_size() const = 0;
+  virtual uint32_t eos_token_id() const = 0;
+};
+
+// Turns a byte stream into complete UTF-8 characters (for any byte-level
+// tokenizer's stream decoder).
+class Utf8Assembler {
+ public:
+  // Appends `bytes` and returns the complete characters so far.
+  std::string Push(std::string_view bytes);
+  std::string Flush();
+
+ private:
+  std::string held_;
+};
+
+// Longest prefix of `s` that is valid UTF-8 (overlongs, surrogates and
+// values past U+10FFFF are invalid).
+bool IsValidUtf8(std::string_view s);
+
+class ByteTextCodec final : public TextCodec {
+ public:
+  static constexpr uint32_t kEos = 256;
+  static constexpr uint32_t kStart = 257;
+  static constexpr uint32_t kEnd = 258;
+  static constexpr uint32_t kVocabSize = 259;
+
+  absl::StatusOr<EncodedTurn> EncodeTurn(std::span<const TurnMessage> messages,
+                                         const TurnContext& context) const override;
+  std::string Decode(std::span<const uint32_t> ids) const override;
+  std::unique_ptr<StreamDecoder> NewStreamDecoder() const override;
+  uint32_t vocab_size() const override { return kVocabSize; }
+  uint32_t eos_token_id() const override { return kEos; }
+};
+
+// The codec for --model: "bytes" is ByteTextCodec. INVALID_ARGUMENT for
+// anything else until the Hugging Face tokenizer is wired in here.
+absl::StatusOr<std::unique_ptr<TextCodec>> MakeTextCodec(const std::string& model);
+
+}  // namespace hc::router
+
+#endif  // HC_ROUTER_SERVICE_TEXT_CODEC_H_

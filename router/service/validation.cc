@@ -1,0 +1,80 @@
+#include "router/service/validation.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "router/ledger/ledger.h"
+#include "router/service/text_codec.h"
+
+namespace hc::router {
+
+absl::Status ValidateKey(std::string_view id, std::string_view salt) {
+  if (id.empty() || id.size() > kMaxConversationIdLength) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "conversation_id must have 1 to ", kMaxConversationIdLength, " characters, got ", id.size()));
+  }
+  for (char c : id) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == ':' || c == '-';
+    if (!ok) {
+      return absl::InvalidArgumentError(
+          "conversation_id may only contain the characters [A-Za-z0-9._:-]");
+    }
+  }
+  if (salt.size() > kMaxCacheSaltBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cache_salt is ", salt.size(), " bytes, at most ", kMaxCacheSaltBytes, " allowed"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateCompleteRequest(const hybridcache::v1::CompleteRequest& r, uint32_t vocab_size) {
+  if (absl::Status s = ValidateKey(r.conversation_id(), r.cache_salt()); !s.ok()) return s;
+  if (r.messages_size() > 0 && r.suffix_token_ids_size() > 0) {
+    return absl::InvalidArgumentError("send either messages or suffix_token_ids, not both");
+  }
+  if (r.messages_size() == 0 && r.suffix_token_ids_size() == 0) {
+    return absl::InvalidArgumentError("a turn needs messages or suffix_token_ids");
+  }
+  for (int i = 0; i < r.messages_size(); ++i) {
+    const auto& m = r.messages(i);
+    Role role;
+    if (!ParseRole(m.role(), &role)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "messages[", i, "].role '", m.role().substr(0, 32), "' is not one of system, user, assistant, tool"));
+    }
+    if (!IsValidUtf8(m.content())) {
+      return absl::InvalidArgumentError(absl::StrCat("messages[", i, "].content is not valid UTF-8"));
+    }
+  }
+  for (int i = 0; i < r.suffix_token_ids_size(); ++i) {
+    if (r.suffix_token_ids(i) >= vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("suffix_token_ids[", i, "] = ", r.suffix_token_ids(i),
+                                                     " is outside the vocabulary (size ", vocab_size, ")"));
+    }
+  }
+  const auto& s = r.sampling();
+  if (s.has_temperature() && !(s.temperature() >= 0.0f && std::isfinite(s.temperature()))) {
+    return absl::InvalidArgumentError(absl::StrCat("sampling.temperature must be >= 0, got ", s.temperature()));
+  }
+  if (s.has_top_p() && !(s.top_p() > 0.0f && s.top_p() <= 1.0f)) {
+    return absl::InvalidArgumentError(absl::StrCat("sampling.top_p must be in (0, 1], got ", s.top_p()));
+  }
+  if (s.has_max_tokens() && s.max_tokens() < 1) {
+    return absl::InvalidArgumentError("sampling.max_tokens must be >= 1");
+  }
+  for (int i = 0; i < s.stop_size(); ++i) {
+    if (s.stop(i).empty() || !IsValidUtf8(s.stop(i))) {
+      return absl::InvalidArgumentError(absl::StrCat("sampling.stop[", i, "] must be non-empty valid UTF-8"));
+    }
+  }
+  for (int i = 0; i < s.stop_token_ids_size(); ++i) {
+    if (s.stop_token_ids(i) >= vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("sampling.stop_token_ids[", i, "] = ", s.stop_token_ids(i),
+                                                     " is outside the vocabulary"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace hc::router

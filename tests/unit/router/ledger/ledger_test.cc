@@ -1,0 +1,221 @@
+// Conformance tests every ledger backend passes: memory, file and Redis (a
+// real redis-server started on loopback for this binary).
+#include <atomic>
+#include <filesystem>
+#include <memory>
+#include <thread>
+
+#include "absl/synchronization/barrier.h"
+#include "gtest/gtest.h"
+#include "router/ledger/ledger.h"
+#include "tests/unit/router/ledger/redis_server_fixture.h"
+
+namespace hc::router {
+namespace {
+
+using ::testing::TestWithParam;
+
+// One redis-server for the whole binary (stopped when the tests end); each
+// test uses its own key prefix.
+testing::RedisServer* shared_redis = nullptr;
+class RedisEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override { shared_redis = new testing::RedisServer(); }
+  void TearDown() override {
+    delete shared_redis;
+    shared_redis = nullptr;
+  }
+};
+const auto* const kRedisEnvironment = ::testing::AddGlobalTestEnvironment(new RedisEnvironment);
+testing::RedisServer* SharedRedis() { return shared_redis; }
+
+class LedgerTest : public TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    now_ = absl::FromUnixSeconds(1'700'000'000);
+    LedgerOptions o = Options();
+    if (GetParam() == "redis" && !SharedRedis()->ok()) GTEST_SKIP() << "redis-server did not start";
+    auto ledger = OpenLedger(o);
+    ASSERT_TRUE(ledger.ok()) << ledger.status();
+    ledger_ = std::move(ledger).value();
+  }
+  void TearDown() override {
+    ledger_.reset();
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+  LedgerOptions Options() {
+    LedgerOptions o;
+    o.clock = [this] { return absl::FromUnixNanos(now_ns_.load()); };
+    now_ns_.store(absl::ToUnixNanos(now_));
+    if (GetParam() == "file") {
+      if (dir_.empty()) {
+        char tmpl[] = "/tmp/hc-ledger-XXXXXX";
+        dir_ = ::mkdtemp(tmpl);
+      }
+      o.backend = "file";
+      o.dir = dir_;
+      o.fsync = FsyncPolicy::kNever;
+    } else if (GetParam() == "redis") {
+      o.backend = SharedRedis()->url();
+      o.redis_prefix = std::string("t:") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+      for (char& c : o.redis_prefix) if (c == '/') c = '_';
+    }
+    return o;
+  }
+  void Advance(absl::Duration d) { now_ns_.fetch_add(absl::ToInt64Nanoseconds(d)); }
+
+  static CommitRequest Turn(uint64_t round, std::vector<uint32_t> tokens, std::string text,
+                            uint32_t begin, std::string worker = "w1") {
+    CommitRequest c;
+    c.expected_round = round;
+    c.appended_tokens = tokens;
+    c.appended_messages = {LedgerMessage{Role::kUser, begin, begin + static_cast<uint32_t>(tokens.size()), std::move(text)}};
+    c.worker = WorkerState{std::move(worker), round + 1, begin + static_cast<uint32_t>(tokens.size()) - 1, 42};
+    return c;
+  }
+
+  absl::Time now_;
+  std::atomic<int64_t> now_ns_{0};
+  std::string dir_;
+  std::unique_ptr<ConversationLedger> ledger_;
+  const LedgerKey key_{"salt", "conv-1"};
+};
+
+TEST_P(LedgerTest, NewConversationStartsAtRoundZeroAndIsNotFoundUntilCommitted) {
+  auto rec = ledger_->AcquireLease(key_, "a", absl::Seconds(10));
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  EXPECT_EQ(rec->round, 0u);
+  EXPECT_TRUE(rec->tokens.empty());
+  EXPECT_EQ(ledger_->Get(key_).status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(ledger_->ReleaseLease(key_, "a").ok());
+  EXPECT_EQ(ledger_->Get(key_).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(*ledger_->CountConversations(), 0u);
+}
+
+TEST_P(LedgerTest, CommitAppendsTokensMessagesWorkerAndReleasesTheLease) {
+  ASSERT_TRUE(ledger_->AcquireLease(key_, "a", absl::Seconds(10)).ok());
+  ASSERT_TRUE(ledger_->Commit(key_, "a", Turn(0, {1, 2, 3}, "hi", 0)).ok());
+  ASSERT_TRUE(ledger_->AcquireLease(key_, "b", absl::Seconds(10)).ok());  // lease was released
+  ASSERT_TRUE(ledger_->Commit(key_, "b", Turn(1, {4, 5}, "again", 3, "w2")).ok());
+  auto rec = ledger_->Get(key_);
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  EXPECT_EQ(rec->round, 2u);
+  EXPECT_EQ(rec->tokens, (std::vector<uint32_t>{1, 2, 3, 4, 5}));
+  ASSERT_EQ(rec->messages.size(), 2u);
+  EXPECT_EQ(rec->messages[1], (LedgerMessage{Role::kUser, 3, 5, "again"}));
+  EXPECT_EQ(rec->worker, (WorkerState{"w2", 2, 4, 42}));
+  EXPECT_TRUE(rec->lease.holder.empty());
+  EXPECT_EQ(*ledger_->CountConversations(), 1u);
+}
+
+TEST_P(LedgerTest, HeldLeaseAbortsOthersUntilItExpiresThenIsTakenOver) {
+  ASSERT_TRUE(ledger_->AcquireLease(key_, "a", absl::Seconds(10)).ok());
+  EXPECT_EQ(ledger_->AcquireLease(key_, "b", absl::Seconds(10)).status().code(),
+            absl::StatusCode::kAborted);
+  Advance(absl::Seconds(11));
+  ASSERT_TRUE(ledger_->AcquireLease(key_, "b", absl::Seconds(10)).ok());
+  // The old holder lost the lease: its commit changes nothing.
+  EXPECT_EQ(ledger_->Commit(key_, "a", Turn(0, {1}, "x", 0)).code(), absl::StatusCode::kAborted);
+  ASSERT_TRUE(ledger_->Commit(key_, "b", Turn(0, {7}, "y", 0)).ok());
+  EXPECT_EQ(ledger_->Get(key_)->tokens, (std::vector<uint32_t>{7}));
+}
+
+TEST_P(LedgerTest, CommitOfTheWrongRoundFailsAndChangesNothing) {
+  ASSERT_TRUE(ledger_->AcquireLease(key_, "a", absl::Seconds(10)).ok());
+  ASSERT_TRUE(ledger_->Commit(key_, "a", Turn(0, {1, 2}, "m", 0)).ok());
+  ASSERT_TRUE(ledger_->AcquireLease(key_, "a", absl::Seconds(10)).ok());
+  EXPECT_EQ(ledger_->Commit(key_, "a", Turn(0, {3}, "n", 2)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  auto rec = ledger_->Get(key_);
+  EXPECT_EQ(rec->round, 1u);
+  EXPECT_EQ(rec->tokens, (std::vector<uint32_t>{1, 2}));
+}
+
+TEST_P(LedgerTest, ReleaseWithoutCommitKeepsTheCommittedEntry) {
+  ASSERT_TRUE(ledger_->AcquireLease(key_, "a", absl::Seconds(10)).ok());
+  ASSERT_TRUE(ledger_->Commit(key_, "a", Turn(0, {1, 2}, "m", 0)).ok());
+  ASSERT_TRUE(ledger_->AcquireLease(key_, "a", absl::Seconds(10)).ok());
+  ASSERT_TRUE(ledger_->ReleaseLease(key_, "other").ok());  // not the holder: no-op
+  EXPECT_EQ(ledger_->AcquireLease(key_, "b", absl::Seconds(10)).status().code(), absl::StatusCode::kAborted);
+  ASSERT_TRUE(ledger_->ReleaseLease(key_, "a").ok());
+  auto rec = ledger_->AcquireLease(key_, "b", absl::Seconds(10));
+  ASSERT_TRUE(rec.ok());
+  EXPECT_EQ(rec->round, 1u);
+  EXPECT_EQ(rec->tokens, (std::vector<uint32_t>{1, 2}));
+}
+
+TEST_P(LedgerTest, DeleteForgetsAndIsRefusedWhileATurnHoldsTheLease) {
+  EXPECT_EQ(ledger_->Delete(key_).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(ledger_->AcquireLease(key_, "a", absl::Seconds(10)).ok());
+  ASSERT_TRUE(ledger_->Commit(key_, "a", Turn(0, {1}, "m", 0)).ok());
+  ASSERT_TRUE(ledger_->AcquireLease(key_, "a", absl::Seconds(10)).ok());
+  EXPECT_EQ(ledger_->Delete(key_).code(), absl::StatusCode::kAborted);
+  ASSERT_TRUE(ledger_->ReleaseLease(key_, "a").ok());
+  ASSERT_TRUE(ledger_->Delete(key_).ok());
+  EXPECT_EQ(ledger_->Get(key_).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(*ledger_->CountConversations(), 0u);
+  // A deleted conversation starts over at round 0.
+  auto rec = ledger_->AcquireLease(key_, "b", absl::Seconds(10));
+  ASSERT_TRUE(rec.ok());
+  EXPECT_EQ(rec->round, 0u);
+  EXPECT_TRUE(rec->tokens.empty());
+}
+
+TEST_P(LedgerTest, SaltsAreSeparateNamespaces) {
+  const LedgerKey other{"other-salt", key_.conversation_id};
+  const LedgerKey binary{std::string("\0\x01{}", 4), key_.conversation_id};
+  ASSERT_TRUE(ledger_->AcquireLease(key_, "a", absl::Seconds(10)).ok());
+  // Same id, other salts: independent leases and entries.
+  ASSERT_TRUE(ledger_->AcquireLease(other, "b", absl::Seconds(10)).ok());
+  ASSERT_TRUE(ledger_->AcquireLease(binary, "c", absl::Seconds(10)).ok());
+  ASSERT_TRUE(ledger_->Commit(key_, "a", Turn(0, {1}, "a", 0)).ok());
+  ASSERT_TRUE(ledger_->Commit(binary, "c", Turn(0, {3, 4}, "c", 0)).ok());
+  EXPECT_EQ(ledger_->Get(other).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(ledger_->Get(binary)->tokens, (std::vector<uint32_t>{3, 4}));
+  EXPECT_EQ(ledger_->Get(key_)->tokens, (std::vector<uint32_t>{1}));
+  EXPECT_EQ(*ledger_->CountConversations(), 2u);
+}
+
+TEST_P(LedgerTest, ConcurrentTurnsOnOneConversationLetExactlyOneThrough) {
+  constexpr int kThreads = 8;
+  for (int trial = 0; trial < 5; ++trial) {
+    // All threads try at once; the winner commits only after every attempt,
+    // so a late thread cannot take a lease that was already given back.
+    absl::Barrier* start = new absl::Barrier(kThreads);
+    std::atomic<int> won{0}, aborted{0};
+    std::string winner;
+    uint64_t round = 0;
+    size_t num_tokens = 0;
+    absl::Mutex mu;
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kThreads; ++i) {
+      threads.emplace_back([&, i] {
+        const std::string holder = "h" + std::to_string(trial) + "-" + std::to_string(i);
+        if (start->Block()) delete start;
+        auto rec = ledger_->AcquireLease(key_, holder, absl::Seconds(10));
+        if (!rec.ok()) {
+          EXPECT_EQ(rec.status().code(), absl::StatusCode::kAborted);
+          ++aborted;
+          return;
+        }
+        ++won;
+        absl::MutexLock lock(&mu);
+        winner = holder;
+        round = rec->round;
+        num_tokens = rec->tokens.size();
+      });
+    }
+    for (auto& t : threads) t.join();
+    ASSERT_TRUE(ledger_->Commit(key_, winner, Turn(round, {static_cast<uint32_t>(trial)}, "t",
+                                                   static_cast<uint32_t>(num_tokens))).ok());
+    EXPECT_EQ(won.load(), 1) << "trial " << trial;
+    EXPECT_EQ(aborted.load(), kThreads - 1);
+  }
+  EXPECT_EQ(ledger_->Get(key_)->round, 5u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, LedgerTest, ::testing::Values("memory", "file", "redis"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace hc::router

@@ -1,0 +1,109 @@
+#include "tests/unit/router/ledger/redis_server_fixture.h"
+
+#include <fcntl.h>
+#include <hiredis.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <vector>
+
+namespace hc::router::testing {
+namespace {
+
+int FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+}  // namespace
+
+RedisServer::RedisServer() {
+  const char* bin = std::getenv("HC_REDIS_SERVER");
+  const std::string server = bin ? bin : "/usr/bin/redis-server";
+  char tmpl[] = "/tmp/hc-redis-XXXXXX";
+  dir_ = ::mkdtemp(tmpl);
+  port_ = FreePort();
+  const std::string port = std::to_string(port_);
+  // Readiness: redis-server logs "Ready to accept connections" on stdout;
+  // read its log through a pipe until that line (or EOF: it failed).
+  int fds[2];
+  if (::pipe(fds) != 0) return;
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(fds[1], 1);
+    const int devnull = ::open("/dev/null", O_WRONLY);
+    if (devnull >= 0) ::dup2(devnull, 2);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    ::execl(server.c_str(), server.c_str(), "--port", port.c_str(), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", dir_.c_str(), "--daemonize", "no",
+            "--loglevel", "notice", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  if (pid < 0) {
+    ::close(fds[0]);
+    return;
+  }
+  std::string log;
+  char buf[4096];
+  while (log.find("Ready to accept connections") == std::string::npos) {
+    const ssize_t n = ::read(fds[0], buf, sizeof(buf));
+    if (n <= 0) break;
+    log.append(buf, static_cast<size_t>(n));
+  }
+  // Redis ignores SIGPIPE, so later log lines to the closed pipe are harmless.
+  ::close(fds[0]);
+  if (log.find("Ready to accept connections") == std::string::npos) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return;
+  }
+  pid_ = pid;
+}
+
+RedisServer::~RedisServer() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGTERM);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+std::string RedisServer::Command(const std::string& a, const std::string& b,
+                                 const std::string& c) const {
+  timeval tv{2, 0};
+  redisContext* ctx = redisConnectWithTimeout("127.0.0.1", port_, tv);
+  if (ctx == nullptr || ctx->err) {
+    if (ctx) redisFree(ctx);
+    return "";
+  }
+  std::vector<const char*> argv = {a.c_str()};
+  if (!b.empty()) argv.push_back(b.c_str());
+  if (!c.empty()) argv.push_back(c.c_str());
+  auto* r = static_cast<redisReply*>(redisCommandArgv(ctx, static_cast<int>(argv.size()), argv.data(), nullptr));
+  std::string out;
+  if (r != nullptr) {
+    if (r->type == REDIS_REPLY_INTEGER) out = std::to_string(r->integer);
+    else if (r->str != nullptr) out.assign(r->str, r->len);
+    freeReplyObject(r);
+  }
+  redisFree(ctx);
+  return out;
+}
+
+}  // namespace hc::router::testing

@@ -1,0 +1,151 @@
+// The hc-router and hcctl binaries end to end: start on port 0 (ports read
+// from the log line), serve a turn to a fake worker through hcctl, drain on
+// SIGTERM with exit 0, and restart from the same --ledger_dir with the
+// conversation intact.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <regex>
+
+#include "gtest/gtest.h"
+#include "tests/unit/router/service/fake_worker.h"
+
+namespace hc::router {
+namespace {
+
+struct Router {
+  pid_t pid = -1;
+  int log_fd = -1;
+  std::string address;
+  std::string metrics;
+};
+
+Router StartRouter(const std::string& worker, const std::string& ledger_dir) {
+  int fds[2];
+  EXPECT_EQ(::pipe(fds), 0);
+  Router r;
+  r.pid = ::fork();
+  if (r.pid == 0) {
+    ::dup2(fds[1], 2);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    const std::string workers = "--workers=" + worker;
+    const std::string dir = "--ledger_dir=" + ledger_dir;
+    ::execl(HC_ROUTER_BIN, HC_ROUTER_BIN, "--port=0", "--metrics_port=0", workers.c_str(), "--model=bytes",
+            dir.c_str(), "--ledger_fsync=always", "--drain_timeout=2s", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  r.log_fd = fds[0];
+  std::string log;
+  const std::regex line("hc-router listening on (\\S+) metrics (\\S+)");
+  std::smatch m;
+  char buf[1024];
+  while (!std::regex_search(log, m, line)) {
+    const ssize_t n = ::read(r.log_fd, buf, sizeof(buf));
+    if (n <= 0) {
+      ADD_FAILURE() << "hc-router exited before listening:\n" << log;
+      return r;
+    }
+    log.append(buf, static_cast<size_t>(n));
+  }
+  r.address = m[1];
+  r.metrics = m[2];
+  return r;
+}
+
+int Stop(Router& r) {
+  ::kill(r.pid, SIGTERM);
+  int status = 0;
+  ::waitpid(r.pid, &status, 0);
+  ::close(r.log_fd);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// Runs hcctl; returns its exit code and stdout.
+int Hcctl(const std::string& args, std::string* out) {
+  const std::string cmd = "bash -c \"" + std::string(HC_HCCTL_BIN) + " " + args + " 2>&1\"";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  out->clear();
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out->append(buf, n);
+  const int status = ::pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// GET http://<endpoint>/metrics over a plain socket.
+std::string FetchMetrics(const std::string& endpoint) {
+  const size_t colon = endpoint.rfind(':');
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(std::stoi(endpoint.substr(colon + 1))));
+  ::inet_pton(AF_INET, endpoint.substr(0, colon).c_str(), &addr.sin_addr);
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return "";
+  }
+  const std::string req = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
+  if (::write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
+    ::close(fd);
+    return "";
+  }
+  std::string body;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof(buf))) > 0) body.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return body;
+}
+
+TEST(RouterBinaryTest, ServesTurnsThroughHcctlDrainsOnSigtermAndKeepsTheLedgerDir) {
+  testing::FakeWorker worker(testing::FakeWorkerOptions{});
+  worker.Serve();
+  char tmpl[] = "/tmp/hc-router-bin-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+
+  Router r = StartRouter(worker.address(), dir);
+  ASSERT_FALSE(r.address.empty());
+  EXPECT_NE(r.metrics, "127.0.0.1:9090");
+  std::string out;
+  ASSERT_EQ(Hcctl("send --router " + r.address + " --conversation c1 --salt s --message hello", &out), 0) << out;
+  EXPECT_NE(out.find("\xF0\x9F\x98\x80"), std::string::npos) << out;
+  EXPECT_NE(out.find("round 1"), std::string::npos) << out;
+  EXPECT_NE(out.find("cached 0"), std::string::npos) << out;
+  ASSERT_EQ(Hcctl("send --router " + r.address + " --conversation c1 --salt s --message again", &out), 0) << out;
+  EXPECT_NE(out.find("round 2"), std::string::npos) << out;
+  EXPECT_EQ(out.find("cached 0"), std::string::npos) << out;  // the second turn hit the cache
+  const std::string metrics = FetchMetrics(r.metrics);
+  EXPECT_NE(metrics.find("hc_router_requests_total{code=\"OK\"} 2"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("hc_router_routing_decisions_total{decision=\"sticky\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.find("hc_router_workers{state=\"healthy\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.find("hc_router_time_to_first_token_seconds_count 2"), std::string::npos);
+  EXPECT_EQ(Stop(r), 0);
+
+  // A new router process replays the ledger from the directory.
+  r = StartRouter(worker.address(), dir);
+  ASSERT_EQ(Hcctl("get --router " + r.address + " --conversation c1 --salt s", &out), 0) << out;
+  EXPECT_NE(out.find("round 2"), std::string::npos) << out;
+  EXPECT_NE(out.find("user: again"), std::string::npos) << out;
+  ASSERT_EQ(Hcctl("delete --router " + r.address + " --conversation c1 --salt s", &out), 0) << out;
+  EXPECT_EQ(Hcctl("get --router " + r.address + " --conversation c1 --salt s", &out), 1);
+  EXPECT_NE(out.find("NOT_FOUND"), std::string::npos) << out;
+  // Interactive chat: one turn per stdin line.
+  ASSERT_EQ(Hcctl("chat --router " + r.address + " --conversation c2 < <(printf 'first\\nsecond\\n')", &out), 0) << out;
+  EXPECT_NE(out.find("round 1"), std::string::npos) << out;
+  EXPECT_NE(out.find("round 2"), std::string::npos) << out;
+  EXPECT_EQ(Hcctl("send --router " + r.address + " --conversation 'bad id' --message x", &out), 1);
+  EXPECT_NE(out.find("INVALID_ARGUMENT"), std::string::npos) << out;
+  EXPECT_EQ(Stop(r), 0);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace hc::router

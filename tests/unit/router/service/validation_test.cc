@@ -1,0 +1,56 @@
+#include "router/service/validation.h"
+
+#include "gtest/gtest.h"
+
+namespace hc::router {
+namespace {
+
+hybridcache::v1::CompleteRequest Valid() {
+  hybridcache::v1::CompleteRequest r;
+  r.set_conversation_id("Ab0._:-");
+  auto* m = r.add_messages();
+  m->set_role("tool");
+  m->set_content("ok \xF0\x9F\x98\x80");
+  return r;
+}
+
+TEST(ValidationTest, AcceptsAWellFormedRequestAtTheLimits) {
+  auto r = Valid();
+  EXPECT_TRUE(ValidateCompleteRequest(r, 100).ok());
+  r.set_conversation_id(std::string(128, 'x'));
+  r.set_cache_salt(std::string(1024, '\0'));
+  r.mutable_sampling()->set_temperature(0.0f);
+  r.mutable_sampling()->set_top_p(1.0f);
+  r.mutable_sampling()->set_max_tokens(1);
+  EXPECT_TRUE(ValidateCompleteRequest(r, 100).ok());
+}
+
+TEST(ValidationTest, RejectsInvalidUtf8InMessagesAndStopStrings) {
+  auto r = Valid();
+  r.mutable_messages(0)->set_content("\xC3\x28");
+  const absl::Status s = ValidateCompleteRequest(r, 100);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("messages[0].content"), std::string::npos);
+  r = Valid();
+  r.mutable_sampling()->add_stop("\xFF");
+  EXPECT_EQ(ValidateCompleteRequest(r, 100).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ValidationTest, RejectsBadKeysOnGetAndDeleteToo) {
+  EXPECT_EQ(ValidateKey("a b", "").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ValidateKey("", "").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ValidateKey("a", std::string(1025, 'x')).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(ValidateKey("a", "").ok());
+}
+
+TEST(ValidationTest, TokenIdsMustBeBelowTheVocabulary) {
+  hybridcache::v1::CompleteRequest r;
+  r.set_conversation_id("c");
+  r.add_suffix_token_ids(99);
+  EXPECT_TRUE(ValidateCompleteRequest(r, 100).ok());
+  r.add_suffix_token_ids(100);
+  EXPECT_EQ(ValidateCompleteRequest(r, 100).code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace hc::router

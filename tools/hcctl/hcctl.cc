@@ -1,0 +1,152 @@
+// hcctl: command-line client of the ChatService.
+//
+//   hcctl chat   --conversation ID [--salt S]     interactive: one user turn per stdin line
+//   hcctl send   --conversation ID --message TEXT one turn, reply on stdout
+//   hcctl get    --conversation ID                committed messages
+//   hcctl delete --conversation ID
+//
+// Every turn prints its stats to stderr: round, worker, prompt and cached
+// tokens, time to first token and total time.
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "grpcpp/create_channel.h"
+#include "hybridcache/v1/chat.grpc.pb.h"
+
+ABSL_FLAG(std::string, router, "127.0.0.1:50051", "Router address host:port");
+ABSL_FLAG(std::string, conversation, "", "Conversation id");
+ABSL_FLAG(std::string, salt, "", "Cache salt (namespace)");
+ABSL_FLAG(std::string, message, "", "send: the user message");
+ABSL_FLAG(std::string, role, "user", "send/chat: role of the messages");
+ABSL_FLAG(int32_t, max_tokens, 0, "Reply length limit (0: the server's default)");
+ABSL_FLAG(double, temperature, -1, "Sampling temperature (<0: the server's default)");
+ABSL_FLAG(absl::Duration, timeout, absl::Minutes(5), "Deadline per call");
+
+namespace {
+
+namespace v1 = hybridcache::v1;
+
+int Fail(const grpc::Status& s) {
+  std::fprintf(stderr, "error: %s: %s\n", absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())).c_str(),
+               s.error_message().c_str());
+  return 1;
+}
+
+int Send(v1::ChatService::Stub& stub, const std::string& text) {
+  v1::CompleteRequest req;
+  req.set_conversation_id(absl::GetFlag(FLAGS_conversation));
+  req.set_cache_salt(absl::GetFlag(FLAGS_salt));
+  auto* m = req.add_messages();
+  m->set_role(absl::GetFlag(FLAGS_role));
+  m->set_content(text);
+  if (absl::GetFlag(FLAGS_max_tokens) > 0) req.mutable_sampling()->set_max_tokens(absl::GetFlag(FLAGS_max_tokens));
+  if (absl::GetFlag(FLAGS_temperature) >= 0) {
+    req.mutable_sampling()->set_temperature(static_cast<float>(absl::GetFlag(FLAGS_temperature)));
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_timeout)));
+  const absl::Time start = absl::Now();
+  absl::Time first = absl::InfiniteFuture();
+  auto reader = stub.Complete(&ctx, req);
+  v1::CompleteEvent e;
+  v1::TurnStarted started;
+  v1::TurnCompleted completed;
+  while (reader->Read(&e)) {
+    if (e.has_started()) started = e.started();
+    if (e.has_chunk()) {
+      if (first == absl::InfiniteFuture() && e.chunk().token_ids_size() > 0) first = absl::Now();
+      std::fwrite(e.chunk().text().data(), 1, e.chunk().text().size(), stdout);
+      std::fflush(stdout);
+    }
+    if (e.has_completed()) completed = e.completed();
+  }
+  std::fputc('\n', stdout);
+  const grpc::Status s = reader->Finish();
+  if (!s.ok()) return Fail(s);
+  const absl::Time end = absl::Now();
+  std::fprintf(stderr,
+               "[round %llu on %s | prompt %u tokens, cached %u | completion %u tokens (%s) | "
+               "ttft %.1f ms, total %.1f ms]\n",
+               static_cast<unsigned long long>(completed.committed_round()), started.worker_id().c_str(),
+               completed.usage().prompt_tokens(), completed.usage().cached_tokens(),
+               completed.usage().completion_tokens(), completed.finish_reason().c_str(),
+               first == absl::InfiniteFuture() ? 0.0 : absl::ToDoubleMilliseconds(first - start),
+               absl::ToDoubleMilliseconds(end - start));
+  return 0;
+}
+
+int Get(v1::ChatService::Stub& stub) {
+  v1::GetConversationRequest req;
+  req.set_conversation_id(absl::GetFlag(FLAGS_conversation));
+  req.set_cache_salt(absl::GetFlag(FLAGS_salt));
+  v1::Conversation conv;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_timeout)));
+  const grpc::Status s = stub.GetConversation(&ctx, req, &conv);
+  if (!s.ok()) return Fail(s);
+  std::printf("conversation %s: round %llu, %u tokens, worker %s\n", conv.conversation_id().c_str(),
+              static_cast<unsigned long long>(conv.committed_round()), conv.num_tokens(),
+              conv.worker_id().empty() ? "-" : conv.worker_id().c_str());
+  for (const auto& m : conv.messages()) std::printf("%s: %s\n", m.role().c_str(), m.content().c_str());
+  return 0;
+}
+
+int Delete(v1::ChatService::Stub& stub) {
+  v1::DeleteConversationRequest req;
+  req.set_conversation_id(absl::GetFlag(FLAGS_conversation));
+  req.set_cache_salt(absl::GetFlag(FLAGS_salt));
+  v1::DeleteConversationResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_timeout)));
+  const grpc::Status s = stub.DeleteConversation(&ctx, req, &resp);
+  if (!s.ok()) return Fail(s);
+  std::printf("deleted %s\n", req.conversation_id().c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "hcctl chat|send|get|delete --conversation ID [--salt S] [--router host:port] [--message TEXT]");
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  if (args.size() != 2 || absl::GetFlag(FLAGS_conversation).empty()) {
+    std::fprintf(stderr, "%s\n", absl::ProgramUsageMessage().data());
+    return 2;
+  }
+  const std::string command = args[1];
+  auto stub = v1::ChatService::NewStub(
+      grpc::CreateChannel(absl::GetFlag(FLAGS_router), grpc::InsecureChannelCredentials()));
+  if (command == "send") {
+    if (absl::GetFlag(FLAGS_message).empty()) {
+      std::fprintf(stderr, "send needs --message\n");
+      return 2;
+    }
+    return Send(*stub, absl::GetFlag(FLAGS_message));
+  }
+  if (command == "chat") {
+    const bool tty = ::isatty(0);
+    std::string line;
+    int rc = 0;
+    while (true) {
+      if (tty) std::fputs("> ", stderr);
+      if (!std::getline(std::cin, line)) break;
+      if (line.empty()) continue;
+      rc = Send(*stub, line);
+    }
+    return rc;
+  }
+  if (command == "get") return Get(*stub);
+  if (command == "delete") return Delete(*stub);
+  std::fprintf(stderr, "unknown command '%s' (chat, send, get, delete)\n", command.c_str());
+  return 2;
+}
