@@ -1,5 +1,11 @@
 #include "router/service/text_codec.h"
 
+#include <filesystem>
+
+#include "common/model_path.h"
+#include "common/status_macros.h"
+#include "router/service/hf_text_codec.h"
+
 #include "absl/strings/str_cat.h"
 
 namespace hc::router {
@@ -126,8 +132,19 @@ std::unique_ptr<StreamDecoder> ByteTextCodec::NewStreamDecoder() const {
 
 absl::StatusOr<std::unique_ptr<TextCodec>> MakeTextCodec(const std::string& model) {
   if (model == "bytes") return std::make_unique<ByteTextCodec>();
-  return absl::InvalidArgumentError(
-      absl::StrCat("--model '", model, "': no tokenizer for it (supported: bytes)"));
+  std::string dir = model;
+  if (const std::string_view preset = SyntheticPreset(model); !preset.empty()) {
+    // The worker generates synthetic checkpoints (router and worker share no
+    // code beyond common/); the router reads the same cache directory.
+    dir = SyntheticModelDir(preset);
+    if (!std::filesystem::exists(dir + "/tokenizer.json")) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--model ", model, ": ", dir, " does not exist yet; generate it with `hc-checkpoint --preset ",
+          std::string(preset), " --resolve` or start a worker with the same --model first"));
+    }
+  }
+  HC_ASSIGN_OR_RETURN(auto codec, HfTextCodec::FromModelDir(dir));
+  return codec;
 }
 
 }  // namespace hc::router

@@ -104,8 +104,8 @@ class ByteTextCodec final : public TextCodec {
   uint32_t eos_token_id() const override { return kEos; }
 };
 
-// The codec for --model: "bytes" is ByteTextCodec. INVALID_ARGUMENT for
-// anything else until the Hugging Face tokenizer is wired in here.
+// The codec for --model: "bytes" is ByteTextCodec; a checkpoint directory or
+// synthetic:<preset> (its generated cache directory) is HfTextCodec.
 absl::StatusOr<std::unique_ptr<TextCodec>> MakeTextCodec(const std::string& model);
 
 }  // namespace hc::router

@@ -1,5 +1,7 @@
 #include "worker/model/synthetic_checkpoint.h"
 
+#include "common/model_path.h"
+
 #include <unistd.h>
 
 #include <cerrno>
@@ -28,7 +30,6 @@ namespace {
 namespace fs = std::filesystem;
 
 // Bump when the generated files change, so cached checkpoints regenerate.
-constexpr int kFormatVersion = 1;
 
 const std::vector<std::string>& SpecialTokens() {
   static const auto* tokens = new std::vector<std::string>{
@@ -286,17 +287,6 @@ absl::Status WriteSyntheticCheckpoint(std::string_view preset_name, const std::s
   return WriteSafetensors((dir / "model.safetensors").string(), specs, fill, metadata);
 }
 
-std::string ModelCacheRoot() {
-  if (const char* d = std::getenv("HC_CACHE_DIR"); d != nullptr && *d != '\0') return d;
-  if (const char* d = std::getenv("XDG_CACHE_HOME"); d != nullptr && *d != '\0') {
-    return absl::StrCat(d, "/hybridcache");
-  }
-  if (const char* d = std::getenv("HOME"); d != nullptr && *d != '\0') {
-    return absl::StrCat(d, "/.cache/hybridcache");
-  }
-  return "/tmp/hybridcache-cache";
-}
-
 absl::StatusOr<std::string> ResolveModelPath(std::string_view spec) {
   constexpr std::string_view kPrefix = "synthetic:";
   std::error_code ec;
@@ -311,7 +301,7 @@ absl::StatusOr<std::string> ResolveModelPath(std::string_view spec) {
   const std::string preset(spec.substr(kPrefix.size()));
   HC_RETURN_IF_ERROR(GetSyntheticPreset(preset).status());
   const fs::path root(ModelCacheRoot());
-  const fs::path final_dir = root / absl::StrCat("synthetic-", preset, "-v", kFormatVersion);
+  const fs::path final_dir(SyntheticModelDir(preset));
   if (fs::exists(final_dir / "config.json", ec)) return final_dir.string();
 
   fs::create_directories(root, ec);

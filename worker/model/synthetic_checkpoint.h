@@ -22,6 +22,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "common/model_path.h"
 #include "common/bpe_trainer.h"
 #include "worker/model/model_config.h"
 #include "worker/runtime/cache_memory.h"
@@ -58,10 +59,8 @@ struct SyntheticCheckpointOptions {
 absl::Status WriteSyntheticCheckpoint(std::string_view preset, const std::string& out_dir,
                                       const SyntheticCheckpointOptions& options = {});
 
-// Where generated checkpoints are cached: $HC_CACHE_DIR, else
-// $XDG_CACHE_HOME/hybridcache, else $HOME/.cache/hybridcache, else
-// /tmp/hybridcache-cache.
-std::string ModelCacheRoot();
+// Generated checkpoints are cached under common/model_path.h's
+// SyntheticModelDir(preset) (ModelCacheRoot() is defined there too).
 
 // "synthetic:<preset>" -> a directory holding that checkpoint, generated on
 // first use into ModelCacheRoot()/synthetic-<preset>-v<format> (written to a

@@ -97,9 +97,9 @@ TEST(ByteTextCodecTest, TemplateMarksMessagesAndEndsWithTheGenerationPrompt) {
   EXPECT_EQ(codec.EncodeTurn(std::vector<TurnMessage>{{Role::kUser, "U"}}, cut)->tokens[0], ByteTextCodec::kEnd);
 }
 
-TEST(MakeTextCodecTest, BytesIsKnownAndOthersAreRefused) {
+TEST(MakeTextCodecTest, BytesIsKnownAndAMissingModelDirIsNotFound) {
   EXPECT_TRUE(MakeTextCodec("bytes").ok());
-  EXPECT_EQ(MakeTextCodec("/no/such/model").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(MakeTextCodec("/no/such/model").status().code(), absl::StatusCode::kNotFound);
 }
 
 }  // namespace
