@@ -149,6 +149,14 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent> {
                                   "worker reported state missing although the history was sent"),
                      ops);
         }
+      } else if (status.error_code() == grpc::StatusCode::ABORTED && !started_sent_ &&
+                 attempts_ < deps_->options.max_attempts) {
+        // This router holds the conversation's lease, so a worker-side ABORTED
+        // can only be a turn it has not finished discarding yet (a cancel
+        // still on its way to the engine): try again after the backoff.
+        HC_LOG(INFO) << "turn " << holder_ << ": worker " << call->worker().id()
+                     << " still finishing an earlier turn, retrying";
+        ScheduleRetry();
       } else if (status.error_code() == grpc::StatusCode::UNAVAILABLE && !started_sent_ &&
                  attempts_ < deps_->options.max_attempts) {
         HC_LOG(WARNING) << "turn " << holder_ << ": worker " << call->worker().id()

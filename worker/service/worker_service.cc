@@ -28,7 +28,8 @@ class ExecuteReactor final : public grpc::ServerWriteReactor<pb::ExecuteEvent> {
   // Forwards the engine's events to the reactor until the reactor is done.
   class Observer final : public engine::TurnObserver {
    public:
-    explicit Observer(ExecuteReactor* reactor) : reactor_(reactor) {}
+    Observer(ExecuteReactor* reactor, std::string worker_id)
+        : worker_id_(std::move(worker_id)), reactor_(reactor) {}
     void Detach() {
       absl::MutexLock lock(&mu_);
       reactor_ = nullptr;
@@ -36,6 +37,7 @@ class ExecuteReactor final : public grpc::ServerWriteReactor<pb::ExecuteEvent> {
     void OnStarted(const engine::TurnStart& s) override {
       pb::ExecuteEvent ev;
       auto* started = ev.mutable_started();
+      started->set_worker_id(worker_id_);
       started->set_prompt_tokens(static_cast<uint32_t>(s.prompt_tokens));
       started->set_cached_tokens(static_cast<uint32_t>(s.cached_tokens));
       Push(std::move(ev), std::nullopt);
@@ -70,13 +72,14 @@ class ExecuteReactor final : public grpc::ServerWriteReactor<pb::ExecuteEvent> {
       absl::MutexLock lock(&mu_);
       if (reactor_ != nullptr) reactor_->Enqueue(std::move(ev), std::move(final));
     }
+    const std::string worker_id_;
     absl::Mutex mu_;
     ExecuteReactor* reactor_ ABSL_GUARDED_BY(mu_);
   };
 
   ExecuteReactor(const WorkerServiceOptions& options, grpc::CallbackServerContext* context,
                  const pb::ExecuteRequest& request)
-      : options_(options), observer_(std::make_shared<Observer>(this)) {
+      : options_(options), observer_(std::make_shared<Observer>(this, options.worker_id)) {
     absl::StatusOr<engine::TurnRequest> turn = TurnFromProto(request);
     if (turn.ok()) {
       request_id_ = turn->request_id;
