@@ -28,32 +28,8 @@ GRPC_PROTO_DIR = "/usr/share/grpc-proto"
 _READY = re.compile(r"listening on (\S+):(\d+) metrics (\S+):(\d+)")
 
 
-def generate_stubs():
-    """Generates the Python stubs of chat, worker and health protos; returns the dir.
-
-    Uses Debian's protoc and grpc_python_plugin (protobuf-compiler,
-    protobuf-compiler-grpc): the protoc bundled in Debian's grpc_tools is too
-    old for proto3 `optional`.
-    """
-    out = tempfile.mkdtemp(prefix="hc-stubs-")
-    # grpc/health/v1/health.proto would generate a `grpc` package that shadows
-    # grpcio itself: compile a copy under another path (the proto package, and
-    # so the service name grpc.health.v1.Health, stay the same).
-    health_dir = os.path.join(out, "protos", "hc_health", "v1")
-    os.makedirs(health_dir)
-    shutil.copy(os.path.join(GRPC_PROTO_DIR, "grpc/health/v1/health.proto"), health_dir)
-    plugin = shutil.which("grpc_python_plugin") or "/usr/bin/grpc_python_plugin"
-    args = ["protoc", f"-I{os.path.join(REPO, 'proto')}", f"-I{os.path.join(out, 'protos')}",
-            f"--python_out={out}", f"--grpc_python_out={out}",
-            f"--plugin=protoc-gen-grpc_python={plugin}",
-            "hybridcache/v1/chat.proto", "hybridcache/v1/worker.proto",
-            "hc_health/v1/health.proto"]
-    subprocess.run(args, check=True)
-    sys.path.insert(0, out)
-    return out
-
-
-generate_stubs()
+sys.path.insert(0, os.path.join(REPO, "tools", "python"))
+import hc_client  # noqa: E402,F401  (generates the stubs from proto/)
 import grpc  # noqa: E402
 from hc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 from hybridcache.v1 import chat_pb2, chat_pb2_grpc, worker_pb2, worker_pb2_grpc  # noqa: E402,F401
