@@ -14,3 +14,7 @@ for b in "${benches[@]}"; do
   echo "=== $(basename "$b") ==="
   "$b"
 done
+
+# End to end through the router: the load generator (cache on vs off).
+echo "=== loadgen (tools/python/loadgen.py, synthetic:small, 2 workers) ==="
+HC_BUILD_DIR="$build_dir" /usr/bin/python3 tools/python/loadgen.py --model synthetic:small
