@@ -6,6 +6,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/json.h"
 #include "common/status_macros.h"
 
@@ -65,12 +66,9 @@ absl::StatusOr<ChatTemplate> ChatTemplate::FromTokenizerConfig(std::string_view 
 }
 
 absl::StatusOr<ChatTemplate> ChatTemplate::FromModelDir(const std::string& model_dir) {
-  const std::string path = model_dir + "/tokenizer_config.json";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return FromTokenizerConfig(ss.str());
+  HC_ASSIGN_OR_RETURN(const std::string text,
+                      ReadFileToString(model_dir + "/tokenizer_config.json"));
+  return FromTokenizerConfig(text);
 }
 
 bool ChatTemplate::IsValidRole(std::string_view role) {

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/json.h"
 #include "common/status_macros.h"
 #include "common/utf8.h"
@@ -109,14 +110,6 @@ const ByteMaps& Maps() {
   return *maps;
 }
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 std::vector<std::string_view> SplitGpt2(std::string_view text) {
@@ -205,7 +198,7 @@ std::string ByteLevelDecode(std::string_view token) {
 // ---- Loading --------------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string& path) {
-  HC_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  HC_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   auto tok = FromJson(text);
   if (!tok.ok()) {
     return absl::Status(tok.status().code(), absl::StrCat(path, ": ", tok.status().message()));

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/json.h"
 #include "common/status_macros.h"
 
@@ -200,11 +201,8 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path) {
   std::error_code ec;
   const std::string file =
       std::filesystem::is_directory(path, ec) ? path + "/config.json" : path;
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", file));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  auto config = ParseModelConfig(ss.str());
+  HC_ASSIGN_OR_RETURN(const std::string text, ReadFileToString(file));
+  auto config = ParseModelConfig(text);
   if (!config.ok()) {
     return absl::Status(config.status().code(),
                         absl::StrCat(file, ": ", config.status().message()));

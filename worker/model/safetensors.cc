@@ -17,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/file_util.h"
 #include "common/json.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -44,14 +45,6 @@ bool IsKnownUnsupportedDType(const std::string& d) {
     if (d == k) return true;
   }
   return false;
-}
-
-absl::StatusOr<std::string> ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace
@@ -119,7 +112,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsCheckpoint>> SafetensorsCheckpoint::Op
   }
 
   // Sharded: the index maps every tensor to its shard file.
-  HC_ASSIGN_OR_RETURN(std::string text, ReadText(index_path));
+  HC_ASSIGN_OR_RETURN(std::string text, ReadFileToString(index_path));
   auto index = json::Parse(text);
   if (!index.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(index_path, ": ", index.status().message()));
