@@ -1,5 +1,5 @@
-// Hybrid model throughput on the CPU backend (tp = 1, fp32, own config of
-// ~70M parameters, seeded random weights):
+// Hybrid model throughput on the CPU backend (tp = 1, fp32, the `small`
+// preset's config, ~80M parameters, seeded random weights):
 //   - prefill and decode tokens/s at batch 1 and 8;
 //   - the cached-turn speed-up: a turn adding 64 tokens to a 2,048-token
 //     history, computed from the committed state vs from scratch.
@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
+#include "common/logging.h"
 #include "tests/unit/worker/model/test_model.h"
+#include "worker/model/synthetic_checkpoint.h"
 
 namespace hc::model {
 namespace {
@@ -20,26 +22,12 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr int kBlockSize = 16;
 
+// The `small` preset's configuration (hc-checkpoint --preset small), with
+// seeded random weights generated in memory.
 ModelConfig SmallConfig() {
-  ModelConfig c;
-  c.hidden_size = 768;
-  c.intermediate_size = 2048;
-  c.num_hidden_layers = 8;
-  c.attn_layer_indices = {3, 7};
-  c.num_attention_heads = 12;
-  c.num_key_value_heads = 4;
-  c.head_dim = 64;
-  c.mamba_n_heads = 24;
-  c.mamba_d_head = 64;
-  c.mamba_n_groups = 1;
-  c.mamba_d_state = 128;
-  c.mamba_d_conv = 4;
-  c.mamba_expand = 2;
-  c.mamba_chunk_size = 256;
-  c.partial_rotary_factor = 0.5f;
-  c.vocab_size = 8192;
-  c.tie_word_embeddings = true;
-  return c;
+  absl::StatusOr<ModelConfig> c = SyntheticModelConfig("small");
+  HC_CHECK(c.ok()) << c.status();
+  return *c;
 }
 
 int64_t ParamCount(const TensorSource& source) {
