@@ -55,7 +55,7 @@ class HybridModelImpl final : public HybridModel {
   const ModelConfig& config() const override { return config_; }
   const ShardPlan& plan() const override { return plan_; }
 
-  absl::Status Forward(const ForwardBatch& batch, runtime::HostCacheMemory* cache,
+  absl::Status Forward(const ForwardBatch& batch, runtime::CacheMemory* cache,
                        std::vector<float>* logits) override {
     logits->clear();
     BatchIndex bi;
@@ -85,7 +85,7 @@ class HybridModelImpl final : public HybridModel {
   }
 
  private:
-  absl::Status Prepare(const ForwardBatch& batch, const runtime::HostCacheMemory& cache,
+  absl::Status Prepare(const ForwardBatch& batch, const runtime::CacheMemory& cache,
                        BatchIndex* bi, DeviceIndex* di) {
     HC_RETURN_IF_ERROR(CheckCache(cache));
     HC_RETURN_IF_ERROR(Flatten(batch, cache.kv_layout(), cache.mamba_layout(), bi));
@@ -109,7 +109,7 @@ class HybridModelImpl final : public HybridModel {
     return absl::OkStatus();
   }
 
-  absl::Status CheckCache(const runtime::HostCacheMemory& cache) const {
+  absl::Status CheckCache(const runtime::CacheMemory& cache) const {
     const auto& kv = cache.kv_layout();
     const auto& m = cache.mamba_layout();
     if (cache.num_ranks() <= plan_.rank || kv.num_layers != config_.num_attention_layers() ||
@@ -237,7 +237,7 @@ class HybridModelImpl final : public HybridModel {
   }
 
   absl::Status Attention(const internal::LayerWeights& w, const BatchIndex& bi,
-                         const DeviceIndex& di, runtime::HostCacheMemory* cache) {
+                         const DeviceIndex& di, runtime::CacheMemory* cache) {
     const int T = bi.num_tokens, D = config_.hidden_size, hd = config_.head_dim;
     const int q_cols = plan_.q_heads * hd, kv_cols = plan_.kv_heads * hd;
     const int qkv_cols = q_cols + 2 * kv_cols;
@@ -265,7 +265,7 @@ class HybridModelImpl final : public HybridModel {
   }
 
   absl::Status Mamba(const internal::LayerWeights& w, const BatchIndex& bi,
-                     const DeviceIndex& di, runtime::HostCacheMemory* cache) {
+                     const DeviceIndex& di, runtime::CacheMemory* cache) {
     const int T = bi.num_tokens, D = config_.hidden_size;
     const int dl = plan_.d_inner, conv = plan_.conv_dim, in = plan_.in_proj_dim;
     const int gn = plan_.mamba_groups * config_.mamba_d_state;
