@@ -7,7 +7,8 @@
 #      -DHC_WITH_CUDA=ON; NCCL when nccl.h is found, e.g. PyTorch's wheel);
 #   3. builds the GPU tests and benchmark with all cores;
 #   4. runs gpu_kernels_test, gpu_model_test and gpu_bench, then, while time
-#      is left, the CPU unit tests of the engine;
+#      is left, the GPU tests again under compute-sanitizer memcheck and the
+#      CPU unit tests of the engine;
 #   5. writes logs and summary.txt into $OUT (8 files at most, flat).
 # It continues after a failing step to collect everything, and keeps the
 # whole run under 8 minutes (each step has a timeout from what is left).
@@ -136,6 +137,21 @@ if [[ -x $build/bench/gpu_bench ]]; then
   step gpu_bench 150 "$OUT/gpu_bench.txt" "$build/bench/gpu_bench"
 else
   note "$(printf '%-22s %s' gpu_bench "NOT BUILT")"
+fi
+
+# compute-sanitizer memcheck of the GPU tests (out-of-bounds and misaligned
+# accesses, launch errors), appended to their logs, while time is left.
+sanitizer=$(command -v compute-sanitizer || true)
+[[ -z $sanitizer && -x /usr/local/cuda/bin/compute-sanitizer ]] && sanitizer=/usr/local/cuda/bin/compute-sanitizer
+if [[ -n $sanitizer ]] && (($(left) > 200)); then
+  for t in gpu_kernels_test gpu_model_test; do
+    [[ -x $build/tests/$t ]] || continue
+    echo "==== compute-sanitizer memcheck ====" >>"$OUT/$t.log"
+    step "memcheck $t" 75 "$OUT/$t.log" "$sanitizer" --tool memcheck --error-exitcode 3 \
+      "$build/tests/$t" --gtest_color=no
+  done
+else
+  note "memcheck skipped: ${sanitizer:-no compute-sanitizer} / $(left) s left"
 fi
 
 # CPU unit tests of the engine (the same build), while time is left.
