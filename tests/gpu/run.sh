@@ -122,13 +122,30 @@ step build-gpu 300 "$OUT/build.log" \
   cmake --build "$build" -j "$jobs" --target gpu_kernels_test gpu_model_test gpu_bench
 
 # ---- 4. run ----------------------------------------------------------------
+# A device fault (illegal address) poisons the CUDA context for the rest of a
+# test binary; when a binary fails, each of its tests is rerun in its own
+# process so that one fault does not hide the others.
+isolate() {
+  local t=$1 name
+  echo "==== each test in its own process ====" >>"$OUT/$t.log"
+  for name in $("$build/tests/$t" --gtest_list_tests | awk '/^[^ ]/ {suite=$1} /^  / {print suite $1}'); do
+    (($(left) > 30)) || { note "  $t: isolation stopped (time budget)"; break; }
+    if timeout 30 "$build/tests/$t" --gtest_color=no --gtest_filter="$name" >>"$OUT/$t.log" 2>&1; then
+      note "    isolated $name: ok"
+    else
+      note "    isolated $name: FAILED"
+    fi
+  done
+}
 for t in gpu_kernels_test gpu_model_test; do
   if [[ -x $build/tests/$t ]]; then
     step "$t" 120 "$OUT/$t.log" "$build/tests/$t" --gtest_color=no
+    rc=$?
     {
       grep -E '^\[  (PASSED|FAILED|SKIPPED) *\]' "$OUT/$t.log" | grep -E 'tests?[ ,.]' | sed "s/^/  $t: /"
       grep -E '^\[  FAILED  \] .*\(' "$OUT/$t.log" | sed "s/^/  $t: /"
     } >>"$summary"
+    ((rc != 0)) && isolate "$t"
   else
     note "$(printf '%-22s %s' "$t" "NOT BUILT")"
   fi
