@@ -40,6 +40,7 @@ struct DeviceIndex {
   const int32_t* computed;
   const int32_t* mamba_slots;
   const int32_t* block_tables;
+  const int32_t* logit_rows;
 };
 
 class HybridModelImpl final : public HybridModel {
@@ -55,7 +56,7 @@ class HybridModelImpl final : public HybridModel {
   const ModelConfig& config() const override { return config_; }
   const ShardPlan& plan() const override { return plan_; }
 
-  absl::Status Forward(const ForwardBatch& batch, runtime::HostCacheMemory* cache,
+  absl::Status Forward(const ForwardBatch& batch, runtime::CacheMemory* cache,
                        std::vector<float>* logits) override {
     logits->clear();
     BatchIndex bi;
@@ -80,12 +81,12 @@ class HybridModelImpl final : public HybridModel {
       Mlp(layer, T);
       HC_RETURN_IF_ERROR(ReduceAndAdd(T));
     }
-    if (plan_.rank == 0 && !bi.logit_rows.empty()) HC_RETURN_IF_ERROR(Logits(bi, logits));
+    if (plan_.rank == 0 && !bi.logit_rows.empty()) HC_RETURN_IF_ERROR(Logits(bi, di, logits));
     return options_.backend->Synchronize();
   }
 
  private:
-  absl::Status Prepare(const ForwardBatch& batch, const runtime::HostCacheMemory& cache,
+  absl::Status Prepare(const ForwardBatch& batch, const runtime::CacheMemory& cache,
                        BatchIndex* bi, DeviceIndex* di) {
     HC_RETURN_IF_ERROR(CheckCache(cache));
     HC_RETURN_IF_ERROR(Flatten(batch, cache.kv_layout(), cache.mamba_layout(), bi));
@@ -109,7 +110,7 @@ class HybridModelImpl final : public HybridModel {
     return absl::OkStatus();
   }
 
-  absl::Status CheckCache(const runtime::HostCacheMemory& cache) const {
+  absl::Status CheckCache(const runtime::CacheMemory& cache) const {
     const auto& kv = cache.kv_layout();
     const auto& m = cache.mamba_layout();
     if (cache.num_ranks() <= plan_.rank || kv.num_layers != config_.num_attention_layers() ||
@@ -189,26 +190,27 @@ class HybridModelImpl final : public HybridModel {
     return absl::OkStatus();
   }
 
+  // One packed host-to-device copy of every index array.
   absl::StatusOr<DeviceIndex> UploadIndex(const BatchIndex& bi) {
     const std::vector<const std::vector<int32_t>*> parts = {
         &bi.ids, &bi.positions, &bi.slot_mapping, &bi.qsl, &bi.computed, &bi.mamba_slots,
-        &bi.block_tables};
-    size_t total = 0;
-    for (const auto* p : parts) total += p->size();
-    if (index_.size() < total * sizeof(int32_t)) {
-      HC_ASSIGN_OR_RETURN(index_, DeviceBuffer::Create(options_.backend, total * sizeof(int32_t)));
-    }
-    std::vector<const int32_t*> ptrs;
-    int32_t* dst = index_.as<int32_t>();
+        &bi.block_tables, &bi.logit_rows};
+    packed_index_.clear();
+    std::vector<size_t> offsets;
     for (const auto* p : parts) {
-      if (!p->empty()) {
-        HC_RETURN_IF_ERROR(
-            options_.backend->CopyHostToDevice(dst, p->data(), p->size() * sizeof(int32_t)));
-      }
-      ptrs.push_back(dst);
-      dst += p->size();
+      offsets.push_back(packed_index_.size());
+      packed_index_.insert(packed_index_.end(), p->begin(), p->end());
     }
-    return DeviceIndex{ptrs[0], ptrs[1], ptrs[2], ptrs[3], ptrs[4], ptrs[5], ptrs[6]};
+    const size_t bytes = packed_index_.size() * sizeof(int32_t);
+    if (index_.size() < bytes) {
+      HC_ASSIGN_OR_RETURN(index_, DeviceBuffer::Create(options_.backend, bytes));
+    }
+    HC_RETURN_IF_ERROR(
+        options_.backend->CopyHostToDevice(index_.data(), packed_index_.data(), bytes));
+    const int32_t* base = index_.as<int32_t>();
+    return DeviceIndex{base + offsets[0], base + offsets[1], base + offsets[2],
+                       base + offsets[3], base + offsets[4], base + offsets[5],
+                       base + offsets[6], base + offsets[7]};
   }
 
   // Activation buffers for `tokens` rows (grow-only).
@@ -237,7 +239,7 @@ class HybridModelImpl final : public HybridModel {
   }
 
   absl::Status Attention(const internal::LayerWeights& w, const BatchIndex& bi,
-                         const DeviceIndex& di, runtime::HostCacheMemory* cache) {
+                         const DeviceIndex& di, runtime::CacheMemory* cache) {
     const int T = bi.num_tokens, D = config_.hidden_size, hd = config_.head_dim;
     const int q_cols = plan_.q_heads * hd, kv_cols = plan_.kv_heads * hd;
     const int qkv_cols = q_cols + 2 * kv_cols;
@@ -265,7 +267,7 @@ class HybridModelImpl final : public HybridModel {
   }
 
   absl::Status Mamba(const internal::LayerWeights& w, const BatchIndex& bi,
-                     const DeviceIndex& di, runtime::HostCacheMemory* cache) {
+                     const DeviceIndex& di, runtime::CacheMemory* cache) {
     const int T = bi.num_tokens, D = config_.hidden_size;
     const int dl = plan_.d_inner, conv = plan_.conv_dim, in = plan_.in_proj_dim;
     const int gn = plan_.mamba_groups * config_.mamba_d_state;
@@ -333,15 +335,11 @@ class HybridModelImpl final : public HybridModel {
     return absl::OkStatus();
   }
 
-  absl::Status Logits(const BatchIndex& bi, std::vector<float>* logits) {
+  absl::Status Logits(const BatchIndex& bi, const DeviceIndex& di, std::vector<float>* logits) {
     const int R = static_cast<int>(bi.logit_rows.size());
     const int D = config_.hidden_size, V = config_.vocab_size;
-    float* rows = x_.as<float>();  // R <= T rows
-    for (int i = 0; i < R; ++i) {
-      HC_RETURN_IF_ERROR(options_.backend->CopyDeviceToDevice(
-          rows + static_cast<size_t>(i) * D, h_.as<float>() + static_cast<size_t>(bi.logit_rows[i]) * D,
-          D * sizeof(float)));
-    }
+    float* rows = x_.as<float>();  // R <= T rows: rows[i] = h[logit_rows[i]]
+    k_.elementwise->EmbeddingGather(R, di.logit_rows, h_.as<float>(), D, {rows, D});
     k_.norm->RmsNorm({.num_tokens = R, .dim = D, .eps = config_.rms_norm_eps, .x = {rows, D},
                       .weight = weights_.final_norm.as<float>(), .out = {rows, D}});
     const size_t n = static_cast<size_t>(R) * V;
@@ -366,6 +364,7 @@ class HybridModelImpl final : public HybridModel {
   // Workspace (backend memory), sized for capacity_ tokens.
   int capacity_ = 0;
   DeviceBuffer h_, x_, out_, wide_, mid_, conv_out_, sum_sq_, index_, logits_, flag_;
+  std::vector<int32_t> packed_index_;  // host staging of UploadIndex
 };
 
 }  // namespace

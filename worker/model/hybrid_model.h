@@ -31,7 +31,6 @@
 #include "worker/runtime/backend.h"
 #include "worker/runtime/cache_memory.h"
 #include "worker/runtime/communicator.h"
-#include "worker/runtime/host_cache_memory.h"
 
 namespace hc::model {
 
@@ -99,7 +98,7 @@ class HybridModel {
   // row-major in batch order; other ranks leave it empty.
   // INVALID_ARGUMENT for a bad batch (token id, slot or block out of range, a
   // block table too short, repeated slots) before anything is written.
-  virtual absl::Status Forward(const ForwardBatch& batch, runtime::HostCacheMemory* cache,
+  virtual absl::Status Forward(const ForwardBatch& batch, runtime::CacheMemory* cache,
                                std::vector<float>* logits) = 0;
 };
 

@@ -10,12 +10,25 @@ namespace hc::model {
 absl::StatusOr<std::unique_ptr<TensorParallelModel>> TensorParallelModel::Create(
     const TensorParallelModelOptions& options, const ModelConfig& config, TensorLoader load) {
   if (options.tp_size < 1) return absl::InvalidArgumentError("tp_size must be positive");
+  if (!options.rank_backends.empty() &&
+      static_cast<int>(options.rank_backends.size()) != options.tp_size) {
+    return absl::InvalidArgumentError("rank_backends must have tp_size entries");
+  }
   auto model = std::unique_ptr<TensorParallelModel>(new TensorParallelModel());
-  model->comms_ = runtime::CreateThreadCommunicators(options.tp_size);
+  if (options.make_communicators) {
+    HC_ASSIGN_OR_RETURN(model->comms_, options.make_communicators(options.tp_size));
+    if (static_cast<int>(model->comms_.size()) != options.tp_size) {
+      return absl::InvalidArgumentError("communicator factory returned the wrong group size");
+    }
+  } else {
+    model->comms_ = runtime::CreateThreadCommunicators(options.tp_size);
+  }
   for (int r = 0; r < options.tp_size; ++r) {
+    runtime::Backend* backend =
+        options.rank_backends.empty() ? options.backend : options.rank_backends[r];
     HC_ASSIGN_OR_RETURN(auto rank,
                         HybridModel::Create({.tp_size = options.tp_size, .rank = r,
-                                             .backend = options.backend,
+                                             .backend = backend,
                                              .communicator = model->comms_[r].get()},
                                             config, load));
     model->ranks_.push_back(std::move(rank));
@@ -71,7 +84,7 @@ runtime::MambaLayout TensorParallelModel::MambaLayout(int num_slots) const {
 }
 
 absl::Status TensorParallelModel::Forward(const ForwardBatch& batch,
-                                          runtime::HostCacheMemory* cache,
+                                          runtime::CacheMemory* cache,
                                           std::vector<float>* logits) {
   {
     absl::MutexLock lock(&mu_);

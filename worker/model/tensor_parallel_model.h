@@ -8,6 +8,7 @@
 #ifndef HC_WORKER_MODEL_TENSOR_PARALLEL_MODEL_H_
 #define HC_WORKER_MODEL_TENSOR_PARALLEL_MODEL_H_
 
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -19,9 +20,19 @@
 
 namespace hc::model {
 
+// Creates the communicators of a tp-rank group (element r is rank r).
+using CommunicatorFactory =
+    std::function<absl::StatusOr<std::vector<std::unique_ptr<runtime::Communicator>>>(int tp)>;
+
 struct TensorParallelModelOptions {
   int tp_size = 1;
   runtime::Backend* backend = nullptr;  // shared by all ranks; not owned; outlives the model
+  // When non-empty: rank r runs on rank_backends[r] (one GPU per rank) and
+  // `backend` is ignored. Size tp_size; not owned; outlive the model.
+  std::vector<runtime::Backend*> rank_backends;
+  // Default (empty): in-process thread communicators (host memory). GPU ranks
+  // pass NCCL communicators over the rank backends' devices and streams.
+  CommunicatorFactory make_communicators;
 };
 
 class TensorParallelModel {
@@ -35,13 +46,13 @@ class TensorParallelModel {
   int tp_size() const { return static_cast<int>(ranks_.size()); }
   const ModelConfig& config() const { return ranks_[0]->config(); }
   // Every rank's cache tensors have these (per-rank) layouts; create the
-  // HostCacheMemory with tp_size() ranks.
+  // cache memory (HostCacheMemory, CudaCacheMemory) with tp_size() ranks.
   runtime::KvLayout KvLayout(int num_blocks, int block_size) const;
   runtime::MambaLayout MambaLayout(int num_slots) const;
 
   // Runs the batch on every rank; `logits` as HybridModel::Forward on rank 0.
   // Returns the first failing rank's error.
-  absl::Status Forward(const ForwardBatch& batch, runtime::HostCacheMemory* cache,
+  absl::Status Forward(const ForwardBatch& batch, runtime::CacheMemory* cache,
                        std::vector<float>* logits);
 
  ~TensorParallelModel();

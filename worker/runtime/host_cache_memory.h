@@ -29,10 +29,18 @@ class HostCacheMemory final : public CacheMemory {
   absl::Status ZeroMambaSlot(SlotId slot) override;
 
   // Raw tensors of one rank and layer (layer index within its group).
-  float* k(int rank, int layer) { return kv_data_[Index(rank, layer, kv_.num_layers)][0].data(); }
-  float* v(int rank, int layer) { return kv_data_[Index(rank, layer, kv_.num_layers)][1].data(); }
-  float* conv(int rank, int layer) { return conv_data_[Index(rank, layer, mamba_.num_layers)].data(); }
-  float* ssm(int rank, int layer) { return ssm_data_[Index(rank, layer, mamba_.num_layers)].data(); }
+  float* k(int rank, int layer) override {
+    return kv_data_[Index(rank, layer, kv_.num_layers)][0].data();
+  }
+  float* v(int rank, int layer) override {
+    return kv_data_[Index(rank, layer, kv_.num_layers)][1].data();
+  }
+  float* conv(int rank, int layer) override {
+    return conv_data_[Index(rank, layer, mamba_.num_layers)].data();
+  }
+  float* ssm(int rank, int layer) override {
+    return ssm_data_[Index(rank, layer, mamba_.num_layers)].data();
+  }
 
   size_t TotalBytes() const;
 

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Downloads (does not install) the Debian packages the GPU build needs besides
+# CUDA, CMake and a compiler -- Abseil, GoogleTest/GoogleMock and Google
+# Benchmark -- into .gpu-deps/ (git-ignored). The device machine has none of
+# them and no network; tests/gpu/run.sh unpacks these .debs there with
+# `dpkg -x` into a private prefix. The lead carries the folder with the device
+# tool's carry option (carry: [".gpu-deps"]).
+#
+# Usage: scripts/fetch-gpu-deps.sh [dest]   (default: <repo>/.gpu-deps)
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+dest=${1:-$repo/.gpu-deps}
+packages=(libabsl-dev libabsl20220623 libgtest-dev libgmock-dev libbenchmark-dev
+          libbenchmark1debian)
+mkdir -p "$dest"
+cd "$dest"
+if ! apt-get download "${packages[@]}"; then
+  echo "apt-get download failed; refreshing the package lists once" >&2
+  apt-get update
+  apt-get download "${packages[@]}"
+fi
+for p in "${packages[@]}"; do
+  ls "${p}"_*.deb >/dev/null 2>&1 || { echo "missing ${p}_*.deb in $dest" >&2; exit 1; }
+done
+ls -l "$dest"
+du -sh "$dest"
