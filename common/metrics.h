@@ -1,17 +1,21 @@
-// Prometheus metrics: one registry per process, exposed over HTTP on
-// --metrics_port at /metrics (prometheus-cpp's civetweb-based Exposer).
+// Prometheus metrics: one registry per process (prometheus-cpp core), exposed
+// over HTTP on --metrics_port at /metrics by a small server of our own: one
+// thread, one connection at a time (scrapes are rare and small), text format
+// 0.0.4. prometheus-cpp's civetweb Exposer is not used: it failed to start in
+// processes that also load the CUDA runtime.
 //
 // Thread-safety: the registry and every metric family are thread-safe
-// (prometheus-cpp); MetricsServer is created once at start-up.
+// (prometheus-cpp); MetricsServer is created once at start-up and stops in its
+// destructor.
 #ifndef HC_COMMON_METRICS_H_
 #define HC_COMMON_METRICS_H_
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "prometheus/exposer.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 
@@ -24,15 +28,23 @@ class MetricsServer {
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
       const std::string& host, int port, std::shared_ptr<prometheus::Registry> registry);
 
+  ~MetricsServer();
+
   int port() const { return port_; }
   std::string endpoint() const;  // "host:port"
 
  private:
-  MetricsServer(std::unique_ptr<prometheus::Exposer> exposer, std::string host, int port)
-      : exposer_(std::move(exposer)), host_(std::move(host)), port_(port) {}
-  std::unique_ptr<prometheus::Exposer> exposer_;
-  std::string host_;
-  int port_;
+  MetricsServer(int listen_fd, int stop_fd, std::string host, int port,
+                std::shared_ptr<prometheus::Registry> registry);
+  void Serve();
+  void Answer(int fd);
+
+  const int listen_fd_;
+  const int stop_fd_;  // eventfd: written by the destructor to end Serve()
+  const std::string host_;
+  const int port_;
+  const std::shared_ptr<prometheus::Registry> registry_;
+  std::thread thread_;
 };
 
 // Exponential histogram buckets: start, start*factor, ... (count buckets).

@@ -7,7 +7,7 @@
 
 #include "worker/engine/model_runner.h"
 #include "worker/model/tensor_parallel_model.h"
-#include "worker/runtime/host_cache_memory.h"
+#include "worker/runtime/cache_memory.h"
 
 namespace hc::engine {
 
@@ -15,7 +15,7 @@ namespace hc::engine {
 class HybridModelRunner final : public ModelRunner {
  public:
   // Neither is owned; both outlive the runner. `cache` has model->tp_size() ranks.
-  HybridModelRunner(model::TensorParallelModel* model, runtime::HostCacheMemory* cache)
+  HybridModelRunner(model::TensorParallelModel* model, runtime::CacheMemory* cache)
       : model_(model), cache_(cache) {}
 
   int vocab_size() const override { return model_->config().vocab_size; }
@@ -23,7 +23,7 @@ class HybridModelRunner final : public ModelRunner {
 
  private:
   model::TensorParallelModel* model_;
-  runtime::HostCacheMemory* cache_;
+  runtime::CacheMemory* cache_;
   model::ForwardBatch scratch_;
   std::vector<float> logits_;
 };

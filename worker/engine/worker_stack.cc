@@ -8,17 +8,17 @@
 #include "worker/model/model_config_io.h"
 #include "worker/model/safetensors.h"
 #include "worker/model/synthetic_checkpoint.h"
-#include "worker/runtime/cpu_backend.h"
 
 namespace hc::engine {
 
 absl::StatusOr<std::unique_ptr<WorkerStack>> WorkerStack::Create(const WorkerStackOptions& o) {
-  if (o.device != "cpu" && o.device != "auto" && o.device != "cuda") {
-    return absl::InvalidArgumentError(absl::StrCat("unknown --device '", o.device, "' (cpu, cuda, auto)"));
-  }
-  if (o.device == "cuda") {
-    return absl::FailedPreconditionError(
-        "--device cuda: the worker's CUDA engine path is not wired into this build yet; use cpu");
+  runtime::BackendKind kind = runtime::BackendKind::kCpu;
+  if (o.device == "auto") {
+    kind = runtime::BuiltWithCuda() && runtime::CudaDevicesAvailable() >= o.tp
+               ? runtime::BackendKind::kCuda
+               : runtime::BackendKind::kCpu;
+  } else {
+    HC_ASSIGN_OR_RETURN(kind, runtime::ParseBackendKind(o.device));
   }
   if (o.tp < 1) return absl::InvalidArgumentError("--tp must be >= 1");
   if (o.mamba_slots < 1 || o.block_size < 1 || o.max_batch_tokens < 1 || o.max_running < 1) {
@@ -28,10 +28,13 @@ absl::StatusOr<std::unique_ptr<WorkerStack>> WorkerStack::Create(const WorkerSta
   HC_ASSIGN_OR_RETURN(stack->model_dir_, model::ResolveModelPath(o.model));
   HC_ASSIGN_OR_RETURN(const model::ModelConfig config, model::LoadModelConfig(stack->model_dir_));
   HC_ASSIGN_OR_RETURN(auto checkpoint, model::SafetensorsCheckpoint::Open(stack->model_dir_));
-  HC_ASSIGN_OR_RETURN(stack->backend_, runtime::CreateCpuBackend());
+  HC_ASSIGN_OR_RETURN(stack->devices_, runtime::CreateDeviceGroup({.kind = kind, .tp = o.tp}));
   HC_ASSIGN_OR_RETURN(stack->model_,
                       model::TensorParallelModel::CreateFromSource(
-                          {.tp_size = o.tp, .backend = stack->backend_.get()}, config, *checkpoint));
+                          {.tp_size = o.tp,
+                           .rank_backends = stack->devices_->rank_backends(),
+                           .make_communicators = stack->devices_->communicator_factory()},
+                          config, *checkpoint));
 
   // KV blocks: given, or as many as fit in kv_cache_bytes (K and V of every
   // attention layer on every rank, fp32).
@@ -42,9 +45,9 @@ absl::StatusOr<std::unique_ptr<WorkerStack>> WorkerStack::Create(const WorkerSta
                                 static_cast<int64_t>(sizeof(float));
     kv_blocks = static_cast<int>(std::max<int64_t>(1, o.kv_cache_bytes / std::max<int64_t>(1, block_bytes)));
   }
-  HC_ASSIGN_OR_RETURN(stack->memory_, runtime::HostCacheMemory::Create(
+  HC_ASSIGN_OR_RETURN(stack->memory_, stack->devices_->CreateCacheMemory(
                                           stack->model_->KvLayout(kv_blocks, o.block_size),
-                                          stack->model_->MambaLayout(o.mamba_slots), o.tp));
+                                          stack->model_->MambaLayout(o.mamba_slots)));
   HC_ASSIGN_OR_RETURN(stack->cache_, cache::ConversationCache::Create({.memory = stack->memory_.get()}));
   stack->runner_ = std::make_unique<HybridModelRunner>(stack->model_.get(), stack->memory_.get());
 
@@ -69,9 +72,16 @@ absl::StatusOr<std::unique_ptr<WorkerStack>> WorkerStack::Create(const WorkerSta
     };
   }
   HC_ASSIGN_OR_RETURN(stack->engine_, Engine::Create(eo));
-  HC_LOG(INFO) << "worker stack: model " << stack->model_dir_ << ", tp " << o.tp << ", "
+  const runtime::KvLayout& kv = stack->memory_->kv_layout();
+  const runtime::MambaLayout& mamba = stack->memory_->mamba_layout();
+  const size_t cache_bytes =
+      o.tp * (2 * kv.BlockElems() * kv.num_blocks * kv.num_layers +
+              (mamba.ConvSlotElems() + mamba.SsmSlotElems()) * mamba.num_slots * mamba.num_layers) *
+      sizeof(float);
+  HC_LOG(INFO) << "worker stack: model " << stack->model_dir_ << ", device "
+               << (kind == runtime::BackendKind::kCuda ? "cuda" : "cpu") << ", tp " << o.tp << ", "
                << kv_blocks << " KV blocks of " << o.block_size << " tokens, " << o.mamba_slots
-               << " Mamba slots, cache memory " << (stack->memory_->TotalBytes() >> 20) << " MiB";
+               << " Mamba slots, cache memory " << (cache_bytes >> 20) << " MiB";
   return stack;
 }
 

@@ -16,14 +16,14 @@
 #include "worker/engine/hybrid_model_runner.h"
 #include "worker/model/model_config.h"
 #include "worker/model/tensor_parallel_model.h"
-#include "worker/runtime/backend.h"
-#include "worker/runtime/host_cache_memory.h"
+#include "worker/runtime/cache_memory.h"
+#include "worker/runtime/device_group.h"
 
 namespace hc::engine {
 
 struct WorkerStackOptions {
   std::string model = "synthetic:tiny";  // checkpoint dir or synthetic:<preset>
-  std::string device = "cpu";            // cpu | cuda | auto
+  std::string device = "cpu";            // cpu | cuda | auto (cuda when this build and machine have one)
   int tp = 1;
   int kv_blocks = 0;                     // 0: derive from kv_cache_bytes
   int64_t kv_cache_bytes = 256ll << 20;  // used when kv_blocks == 0
@@ -55,9 +55,9 @@ class WorkerStack {
 
   std::string model_dir_;
   int max_model_len_ = 0;
-  std::unique_ptr<runtime::Backend> backend_;
+  std::unique_ptr<runtime::DeviceGroup> devices_;
   std::unique_ptr<model::TensorParallelModel> model_;
-  std::unique_ptr<runtime::HostCacheMemory> memory_;
+  std::unique_ptr<runtime::CacheMemory> memory_;
   std::unique_ptr<cache::ConversationCache> cache_;
   std::unique_ptr<HybridModelRunner> runner_;
   std::unique_ptr<Tokenizer> tokenizer_;

@@ -59,7 +59,7 @@ void TensorParallelModel::WorkerLoop(int rank) {
   std::vector<float> unused;  // only rank 0 produces logits
   while (true) {
     const ForwardBatch* batch;
-    runtime::HostCacheMemory* cache;
+    runtime::CacheMemory* cache;
     {
       absl::MutexLock lock(&mu_);
       while (!stop_ && generation_ == seen) changed_.Wait(&mu_);

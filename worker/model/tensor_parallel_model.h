@@ -73,7 +73,7 @@ class TensorParallelModel {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   int pending_ ABSL_GUARDED_BY(mu_) = 0;  // workers still running this step
   const ForwardBatch* batch_ ABSL_GUARDED_BY(mu_) = nullptr;
-  runtime::HostCacheMemory* cache_ ABSL_GUARDED_BY(mu_) = nullptr;
+  runtime::CacheMemory* cache_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::vector<absl::Status> status_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -98,6 +98,14 @@ bool BuiltWithCuda() {
 #endif
 }
 
+int CudaDevicesAvailable() {
+#if defined(HC_HAVE_CUDA)
+  return kernels::CudaDeviceCount();
+#else
+  return 0;
+#endif
+}
+
 bool BuiltWithNccl() {
 #if defined(HC_HAVE_NCCL)
   return true;

@@ -32,6 +32,8 @@ absl::StatusOr<BackendKind> ParseBackendKind(std::string_view name);
 // True when this build has the CUDA backend (and NCCL for tp > 1 on CUDA).
 bool BuiltWithCuda();
 bool BuiltWithNccl();
+// Usable CUDA devices (0 in a build without CUDA or on a machine without one).
+int CudaDevicesAvailable();
 
 struct DeviceGroupOptions {
   BackendKind kind = BackendKind::kCpu;

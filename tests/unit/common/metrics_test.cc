@@ -75,6 +75,21 @@ TEST(MetricsTest, ScrapeServesRegisteredMetricsAndPassesPromtool) {
   EXPECT_EQ(rc, 0) << "promtool check metrics failed:\n" << out;
 }
 
+TEST(MetricsTest, OtherPathsAndMethodsAreRefusedAndTheServerKeepsServing) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  prometheus::BuildGauge().Name("hc_test_up").Help("Up").Register(*registry).Add({}).Set(1);
+  auto server = MetricsServer::Start("127.0.0.1", 0, registry).value();
+  EXPECT_EQ(HttpGet(server->port(), "/nothing"), "metrics are at /metrics\n");
+  EXPECT_NE(HttpGet(server->port(), "/metrics?x=1").find("hc_test_up 1"), std::string::npos);
+  EXPECT_NE(HttpGet(server->port(), "/metrics").find("hc_test_up 1"), std::string::npos);
+}
+
+TEST(MetricsTest, UnbindableAddressIsUnavailable) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  EXPECT_EQ(MetricsServer::Start("203.0.113.1", 0, registry).status().code(),
+            absl::StatusCode::kUnavailable);
+}
+
 TEST(MetricsTest, BucketsAreIncreasing) {
   for (const auto& b : {LatencyBuckets(), FastOpBuckets()}) {
     ASSERT_FALSE(b.empty());
