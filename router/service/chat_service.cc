@@ -15,6 +15,12 @@ ChatServiceImpl::ChatServiceImpl(ChatServiceOptions options, ConversationLedger*
                                  WorkerPool* pool, const TextCodec* codec, RouterMetrics* metrics)
     : deps_{std::move(options), ledger, pool, codec, metrics} {}
 
+ChatServiceImpl::~ChatServiceImpl() {
+  absl::MutexLock lock(&deps_.live_mu);
+  deps_.live_mu.Await(absl::Condition(
+      +[](int* live) { return *live == 0; }, &deps_.live_turns));
+}
+
 grpc::ServerWriteReactor<v1::CompleteEvent>* ChatServiceImpl::Complete(
     grpc::CallbackServerContext* context, const v1::CompleteRequest* request) {
   return StartTurn(&deps_, context, request);

@@ -23,6 +23,8 @@
 #include <atomic>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "hybridcache/v1/chat.grpc.pb.h"
 #include "router/ledger/ledger.h"
@@ -50,6 +52,9 @@ class ChatServiceImpl final : public hybridcache::v1::ChatService::CallbackServi
  public:
   ChatServiceImpl(ChatServiceOptions options, ConversationLedger* ledger, WorkerPool* pool,
                   const TextCodec* codec, RouterMetrics* metrics);
+  // Waits until every turn is gone: a turn outlives its client stream until
+  // its worker call has ended, and it uses the ledger, pool and metrics.
+  ~ChatServiceImpl() override;
 
   grpc::ServerWriteReactor<hybridcache::v1::CompleteEvent>* Complete(
       grpc::CallbackServerContext* context, const hybridcache::v1::CompleteRequest* request) override;
@@ -69,6 +74,8 @@ class ChatServiceImpl final : public hybridcache::v1::ChatService::CallbackServi
     const TextCodec* codec;
     RouterMetrics* metrics;
     std::atomic<uint64_t> next_turn{0};
+    absl::Mutex live_mu;
+    int live_turns ABSL_GUARDED_BY(live_mu) = 0;  // Turn objects not yet deleted
   };
 
  private:

@@ -63,6 +63,10 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent> {
  public:
   Turn(Deps* deps, grpc::CallbackServerContext* ctx, const v1::CompleteRequest* req)
       : deps_(deps), ctx_(ctx), req_(req), start_(absl::Now()) {
+    {
+      absl::MutexLock lock(&deps_->live_mu);
+      ++deps_->live_turns;
+    }
     Ops ops;
     {
       absl::MutexLock lock(&mu_);
@@ -175,7 +179,10 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent> {
   }
 
  private:
-  ~Turn() override = default;
+  ~Turn() override {
+    absl::MutexLock lock(&deps_->live_mu);
+    --deps_->live_turns;
+  }
 
   void Run(const Ops& ops) {
     if (ops.cancel != nullptr) ops.cancel->Cancel();
