@@ -176,8 +176,11 @@ BENCHMARK(BM_Turn)->Arg(0)->Iterations(1)->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
   using namespace hc::model;
-  std::printf("model: %.1fM parameters (D=768, 8 layers: 6 Mamba2 + 2 attention), fp32, tp=1\n",
-              ParamCount(*GetEnv().source) / 1e6);
+  const ModelConfig& c = GetEnv().config;
+  std::printf("model: small preset, %.1fM parameters (D=%d, %d layers: %d Mamba2 + %d attention), "
+              "fp32, tp=1\n",
+              ParamCount(*GetEnv().source) / 1e6, c.hidden_size, c.num_hidden_layers,
+              c.num_mamba_layers(), c.num_attention_layers());
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
