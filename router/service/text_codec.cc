@@ -1,8 +1,11 @@
 #include "router/service/text_codec.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "common/model_path.h"
+#include "common/synthetic_tokenizer.h"
 #include "common/status_macros.h"
 #include "router/service/hf_text_codec.h"
 
@@ -130,17 +133,38 @@ std::unique_ptr<StreamDecoder> ByteTextCodec::NewStreamDecoder() const {
   return std::make_unique<ByteStreamDecoder>();
 }
 
+namespace {
+
+// Writes the synthetic tokenizer into `dir` once, atomically (temp dir, then
+// rename), so concurrent routers never read half a directory.
+absl::Status EnsureSyntheticTokenizer(std::string_view preset, const std::string& dir) {
+  std::error_code ec;
+  if (std::filesystem::exists(dir + "/tokenizer.json", ec)) return absl::OkStatus();
+  const std::string tmp = absl::StrCat(dir, ".tmp-", getpid());
+  HC_RETURN_IF_ERROR(WriteSyntheticTokenizerFiles(preset, tmp));
+  std::filesystem::rename(tmp, dir, ec);
+  if (ec) {
+    std::filesystem::remove_all(tmp, ec);
+    // Another process may have won the race; only its result matters.
+    if (!std::filesystem::exists(dir + "/tokenizer.json")) {
+      return absl::InternalError(absl::StrCat("cannot create ", dir));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<TextCodec>> MakeTextCodec(const std::string& model) {
   if (model == "bytes") return std::make_unique<ByteTextCodec>();
   std::string dir = model;
   if (const std::string_view preset = SyntheticPreset(model); !preset.empty()) {
-    // The worker generates synthetic checkpoints (router and worker share no
-    // code beyond common/); the router reads the same cache directory.
+    // Prefer the checkpoint a worker generated on this machine; a router in
+    // its own container writes just the (identical) tokenizer files instead.
     dir = SyntheticModelDir(preset);
     if (!std::filesystem::exists(dir + "/tokenizer.json")) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "--model ", model, ": ", dir, " does not exist yet; generate it with `hc-checkpoint --preset ",
-          std::string(preset), " --resolve` or start a worker with the same --model first"));
+      dir += "-tokenizer";
+      HC_RETURN_IF_ERROR(EnsureSyntheticTokenizer(preset, dir));
     }
   }
   HC_ASSIGN_OR_RETURN(auto codec, HfTextCodec::FromModelDir(dir));

@@ -22,7 +22,7 @@
 #include "worker/model/half.h"
 #include "worker/model/model_config_io.h"
 #include "worker/model/safetensors.h"
-#include "worker/model/synthetic_corpus.h"
+#include "common/synthetic_tokenizer.h"
 
 namespace hc::model {
 namespace {
@@ -31,13 +31,6 @@ namespace fs = std::filesystem;
 
 // Bump when the generated files change, so cached checkpoints regenerate.
 
-const std::vector<std::string>& SpecialTokens() {
-  static const auto* tokens = new std::vector<std::string>{
-      "<|end_of_text|>", "<|pad|>", "<|start_of_role|>", "<|end_of_role|>"};
-  return *tokens;
-}
-constexpr int kEndOfTextId = 0;
-constexpr int kPadId = 1;
 
 // SplitMix64: a tiny, platform-independent generator (std distributions are
 // implementation-defined, so we derive uniforms and normals ourselves).
@@ -119,36 +112,6 @@ absl::Status WriteTextFile(const fs::path& path, const std::string& text) {
   return absl::OkStatus();
 }
 
-std::string TokenizerConfigJson(const BpeModel& tok, const ModelConfig& config,
-                                const ChatTemplate& tmpl) {
-  using json::Value;
-  Value root = Value::MakeObject();
-  root.Set("add_bos_token", Value::Bool(false));
-  root.Set("add_eos_token", Value::Bool(false));
-  root.Set("add_prefix_space", Value::Bool(false));
-  Value decoder = Value::MakeObject();
-  for (int id = 0; id < tok.num_special; ++id) {
-    Value t = Value::MakeObject();
-    t.Set("content", Value::String(tok.vocab[id]));
-    t.Set("lstrip", Value::Bool(false));
-    t.Set("normalized", Value::Bool(false));
-    t.Set("rstrip", Value::Bool(false));
-    t.Set("single_word", Value::Bool(false));
-    t.Set("special", Value::Bool(true));
-    decoder.Set(std::to_string(id), std::move(t));
-  }
-  root.Set("added_tokens_decoder", std::move(decoder));
-  root.Set("bos_token", Value::String(tok.vocab[config.bos_token_id]));
-  root.Set("eos_token", Value::String(tok.vocab[config.eos_token_id]));
-  root.Set("pad_token", Value::String(tok.vocab[config.pad_token_id]));
-  root.Set("chat_template", Value::String(tmpl.JinjaSource()));
-  root.Set("clean_up_tokenization_spaces", Value::Bool(false));
-  root.Set("model_max_length", Value::Int(config.max_position_embeddings));
-  root.Set("padding_side", Value::String("left"));
-  root.Set("tokenizer_class", Value::String("PreTrainedTokenizerFast"));
-  return json::Serialize(root, {.indent = 2}) + "\n";
-}
-
 }  // namespace
 
 absl::StatusOr<SyntheticPreset> GetSyntheticPreset(std::string_view name) {
@@ -177,8 +140,6 @@ absl::StatusOr<SyntheticPreset> GetSyntheticPreset(std::string_view name) {
     c.mamba_d_head = 32;
     c.mamba_d_state = 16;
     c.mamba_chunk_size = 16;
-    p.tokenizer_vocab_target = 1024;
-    p.corpus_augment_rounds = 0;
     p.seed = 0x7159;
   } else if (name == "small") {
     p.name = "small";
@@ -194,34 +155,26 @@ absl::StatusOr<SyntheticPreset> GetSyntheticPreset(std::string_view name) {
     c.mamba_d_state = 64;
     c.mamba_chunk_size = 128;
     c.max_position_embeddings = 8192;
-    p.tokenizer_vocab_target = 8192;
-    p.corpus_augment_rounds = 24;
     p.seed = 0x5A11;
   } else {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown synthetic preset \"", std::string(name), "\" (tiny or small)"));
   }
+  HC_ASSIGN_OR_RETURN(p.tokenizer, SyntheticTokenizerSpecFor(name));
   return p;
 }
 
 BpeModel SyntheticTokenizer(const SyntheticPreset& preset) {
-  BpeTrainerOptions opt;
-  opt.vocab_size = preset.tokenizer_vocab_target;
-  opt.min_frequency = 1;
-  opt.special_tokens = SpecialTokens();
-  const std::string corpus = preset.corpus_augment_rounds > 0
-                                 ? AugmentedSyntheticCorpus(preset.corpus_augment_rounds)
-                                 : std::string(SyntheticCorpus());
-  return TrainBpe(corpus, opt);
+  return TrainSyntheticTokenizer(preset.tokenizer);
 }
 
 namespace {
 ModelConfig FinishConfig(const SyntheticPreset& preset, const BpeModel& tok) {
   ModelConfig c = preset.config;
   c.vocab_size = static_cast<int>(tok.vocab.size());
-  c.bos_token_id = kEndOfTextId;
-  c.eos_token_id = kEndOfTextId;
-  c.pad_token_id = kPadId;
+  c.bos_token_id = kSyntheticEndOfTextId;
+  c.eos_token_id = kSyntheticEndOfTextId;
+  c.pad_token_id = kSyntheticPadId;
   return c;
 }
 }  // namespace
@@ -237,7 +190,6 @@ absl::Status WriteSyntheticCheckpoint(std::string_view preset_name, const std::s
   const BpeModel tok = SyntheticTokenizer(preset);
   const ModelConfig config = FinishConfig(preset, tok);
   HC_RETURN_IF_ERROR(ValidateModelConfig(config));
-  const ChatTemplate tmpl(ChatTemplate::Kind::kGranite);
 
   std::error_code ec;
   fs::create_directories(out_dir, ec);
@@ -254,7 +206,8 @@ absl::Status WriteSyntheticCheckpoint(std::string_view preset_name, const std::s
       WriteTextFile(dir / "generation_config.json", json::Serialize(gen, {.indent = 2}) + "\n"));
   HC_RETURN_IF_ERROR(WriteTextFile(dir / "tokenizer.json", BpeTokenizerJson(tok) + "\n"));
   HC_RETURN_IF_ERROR(
-      WriteTextFile(dir / "tokenizer_config.json", TokenizerConfigJson(tok, config, tmpl)));
+      WriteTextFile(dir / "tokenizer_config.json",
+                    SyntheticTokenizerConfigJson(tok, config.max_position_embeddings)));
   json::Value specials = json::Value::MakeObject();
   specials.Set("bos_token", json::Value::String(tok.vocab[config.bos_token_id]));
   specials.Set("eos_token", json::Value::String(tok.vocab[config.eos_token_id]));

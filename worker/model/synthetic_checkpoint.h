@@ -23,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/model_path.h"
+#include "common/synthetic_tokenizer.h"
 #include "common/bpe_trainer.h"
 #include "worker/model/model_config.h"
 #include "worker/runtime/cache_memory.h"
@@ -33,8 +34,7 @@ struct SyntheticPreset {
   std::string name;
   // Complete except vocab_size and token ids, which come from the tokenizer.
   ModelConfig config;
-  int tokenizer_vocab_target = 1024;
-  int corpus_augment_rounds = 0;
+  SyntheticTokenizerSpec tokenizer;  // common/synthetic_tokenizer.h
   runtime::DType dtype = runtime::DType::kF32;
   uint64_t seed = 0;
 };

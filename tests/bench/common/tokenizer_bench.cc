@@ -7,16 +7,16 @@
 
 #include "common/bpe_trainer.h"
 #include "common/chat_template.h"
+#include "common/synthetic_corpus.h"
+#include "common/synthetic_tokenizer.h"
 #include "common/tokenizer.h"
-#include "worker/model/synthetic_checkpoint.h"
-#include "worker/model/synthetic_corpus.h"
 
 namespace {
 
 const hc::Tokenizer& Tok() {
   static const hc::Tokenizer* tok = [] {
-    auto preset = hc::model::GetSyntheticPreset("small");
-    auto t = hc::Tokenizer::FromJson(hc::BpeTokenizerJson(hc::model::SyntheticTokenizer(*preset)));
+    auto spec = hc::SyntheticTokenizerSpecFor("small");
+    auto t = hc::Tokenizer::FromJson(hc::BpeTokenizerJson(hc::TrainSyntheticTokenizer(*spec)));
     return t->release();
   }();
   return *tok;
@@ -46,7 +46,7 @@ void BM_RenderAndEncodeTurn(benchmark::State& state) {
 BENCHMARK(BM_RenderAndEncodeTurn);
 
 void BM_EncodeCorpus(benchmark::State& state) {
-  const std::string text(hc::model::SyntheticCorpus());
+  const std::string text(hc::SyntheticCorpus());
   size_t tokens = 0;
   for (auto _ : state) {
     auto ids = Tok().Encode(text);
@@ -62,7 +62,7 @@ BENCHMARK(BM_EncodeCorpus);
 // Streaming decode of the corpus' tokens vs one batch Decode of the same ids
 // (compare their tokens/s).
 void BM_StreamingDecode(benchmark::State& state) {
-  const auto ids = Tok().Encode(std::string(hc::model::SyntheticCorpus()));
+  const auto ids = Tok().Encode(std::string(hc::SyntheticCorpus()));
   for (auto _ : state) {
     hc::StreamingDecoder dec(&Tok());
     size_t n = 0;
@@ -75,7 +75,7 @@ void BM_StreamingDecode(benchmark::State& state) {
 BENCHMARK(BM_StreamingDecode);
 
 void BM_BatchDecode(benchmark::State& state) {
-  const auto ids = Tok().Encode(std::string(hc::model::SyntheticCorpus()));
+  const auto ids = Tok().Encode(std::string(hc::SyntheticCorpus()));
   for (auto _ : state) {
     auto text = Tok().Decode(ids);
     benchmark::DoNotOptimize(text.data());

@@ -1,12 +1,12 @@
 // A small embedded English corpus (a few KB, written for this project) used to
 // train the synthetic checkpoints' BPE vocabulary deterministically.
-#ifndef HC_WORKER_MODEL_SYNTHETIC_CORPUS_H_
-#define HC_WORKER_MODEL_SYNTHETIC_CORPUS_H_
+#ifndef HC_COMMON_SYNTHETIC_CORPUS_H_
+#define HC_COMMON_SYNTHETIC_CORPUS_H_
 
 #include <string>
 #include <string_view>
 
-namespace hc::model {
+namespace hc {
 
 // The base text.
 std::string_view SyntheticCorpus();
@@ -16,6 +16,6 @@ std::string_view SyntheticCorpus();
 // words, `rounds` times more varied; used to reach larger vocabularies.
 std::string AugmentedSyntheticCorpus(int rounds);
 
-}  // namespace hc::model
+}  // namespace hc
 
-#endif  // HC_WORKER_MODEL_SYNTHETIC_CORPUS_H_
+#endif  // HC_COMMON_SYNTHETIC_CORPUS_H_

@@ -1,4 +1,4 @@
-#include "worker/model/synthetic_corpus.h"
+#include "common/synthetic_corpus.h"
 
 #include <cctype>
 #include <set>
@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/tokenizer.h"
 
-namespace hc::model {
+namespace hc {
 namespace {
 
 constexpr char kCorpus[] = R"TXT(
@@ -136,4 +136,4 @@ std::string AugmentedSyntheticCorpus(int rounds) {
   return out;
 }
 
-}  // namespace hc::model
+}  // namespace hc
