@@ -25,16 +25,18 @@ pids=()
 stop() {
   trap - INT TERM
   echo "stopping: draining router and workers..." >&2
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  # The router first, so no new turn reaches a draining worker.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
   wait
   echo "stopped" >&2
+  exit 0
 }
 trap stop INT TERM
 
-run() {  # run NAME CMD...: start CMD with its output prefixed by NAME
+run() {  # run NAME CMD...: start CMD (its pid is what stop() signals), output prefixed by NAME
   local name=$1
   shift
-  ( "$@" 2>&1 | sed -u "s/^/[$name] /" ) &
+  "$@" > >(sed -u "s/^/[$name] /") 2>&1 &
   pids+=($!)
 }
 
