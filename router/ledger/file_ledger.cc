@@ -13,6 +13,7 @@
 #include "common/status_macros.h"
 #include "router/ledger/ledger_table.h"
 #include "router/ledger/record_codec.h"
+#include "router/ledger/table_ledger.h"
 
 namespace hc::router {
 namespace {
@@ -92,11 +93,11 @@ absl::Time FromMicros(int64_t us) {
   return us == INT64_MIN ? absl::InfinitePast() : absl::FromUnixMicros(us);
 }
 
-class FileLedger final : public ConversationLedger {
+class FileLedger final : public TableLedger {
  public:
   explicit FileLedger(const LedgerOptions& o)
-      : options_(o),
-        clock_(o.clock ? o.clock : Clock([] { return absl::Now(); })),
+      : TableLedger(o.clock),
+        options_(o),
         log_path_(o.dir + "/ledger.log"),
         snap_path_(o.dir + "/ledger.snap") {}
   ~FileLedger() override {
@@ -119,19 +120,9 @@ class FileLedger final : public ConversationLedger {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<ConversationRecord> AcquireLease(const LedgerKey& key, std::string_view holder,
-                                                  absl::Duration ttl) override {
-    const std::string k = EncodeTableKey(key);
-    absl::MutexLock lock(&mu_);
-    return table_.AcquireLease(k, holder, clock_(), ttl);
-  }
-
-  absl::Status Commit(const LedgerKey& key, std::string_view holder,
-                      const CommitRequest& commit) override {
-    const std::string k = EncodeTableKey(key);
-    absl::MutexLock lock(&mu_);
-    if (absl::Status s = table_.CheckCommit(k, holder, commit); !s.ok()) return s;
-    const absl::Time now = clock_();
+ protected:
+  absl::Status PersistCommit(const std::string& k, const CommitRequest& commit,
+                             absl::Time now) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::string payload;
     ByteWriter w(&payload);
     w.U8(kCommitRecord);
@@ -142,44 +133,19 @@ class FileLedger final : public ConversationLedger {
     w.Messages(commit.appended_messages);
     w.Worker(commit.worker);
     w.U64(static_cast<uint64_t>(ToMicros(now)));
-    if (absl::Status s = Append(payload); !s.ok()) return s;
-    HC_CHECK_OK(table_.Commit(k, holder, commit, now));
-    MaybeCompact();
-    return absl::OkStatus();
+    return Append(payload);
   }
 
-  absl::Status ReleaseLease(const LedgerKey& key, std::string_view holder) override {
-    const std::string k = EncodeTableKey(key);
-    absl::MutexLock lock(&mu_);
-    table_.ReleaseLease(k, holder);
-    return absl::OkStatus();
-  }
-
-  absl::StatusOr<ConversationRecord> Get(const LedgerKey& key) override {
-    const std::string k = EncodeTableKey(key);
-    absl::MutexLock lock(&mu_);
-    return table_.Get(k);
-  }
-
-  absl::Status Delete(const LedgerKey& key) override {
-    const std::string k = EncodeTableKey(key);
-    absl::MutexLock lock(&mu_);
-    if (absl::Status s = table_.CheckDelete(k, clock_()); !s.ok()) return s;
+  absl::Status PersistDelete(const std::string& k) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::string payload;
     ByteWriter w(&payload);
     w.U8(kDeleteRecord);
     w.U64(++seq_);
     w.Bytes(k);
-    if (absl::Status s = Append(payload); !s.ok()) return s;
-    table_.Erase(k);
-    MaybeCompact();
-    return absl::OkStatus();
+    return Append(payload);
   }
 
-  absl::StatusOr<uint64_t> CountConversations() override {
-    absl::MutexLock lock(&mu_);
-    return table_.committed();
-  }
+  void AfterChange() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { MaybeCompact(); }
 
  private:
   absl::Status Append(std::string_view payload) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -339,11 +305,8 @@ class FileLedger final : public ConversationLedger {
     return absl::OkStatus();
   }
   const LedgerOptions options_;
-  const Clock clock_;
   const std::string log_path_;
   const std::string snap_path_;
-  absl::Mutex mu_;
-  LedgerTable table_ ABSL_GUARDED_BY(mu_);
   int fd_ ABSL_GUARDED_BY(mu_) = -1;
   uint64_t seq_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t snapshot_seq_ ABSL_GUARDED_BY(mu_) = 0;
