@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -86,37 +87,70 @@ struct CommitRequest {
   WorkerState worker;
 };
 
+// The ledger's operations are asynchronous: each call returns at once and runs
+// its `done` exactly once, either inline before returning (a backend without
+// I/O on that path, or an argument error) or later on a thread of the ledger's
+// own (a file writer thread, a Redis event loop). So a gRPC reactor never
+// blocks on ledger I/O. Contract for callers: do not hold a lock that `done`
+// takes, and keep `done` short and non-blocking (it may run on the thread that
+// serves every other turn's ledger I/O). Arguments are copied or moved before
+// the call returns; the ledger must outlive every pending `done`.
+//
+// Each operation also has a blocking form with the same name and no callback,
+// for tools, tests and benchmarks: never call one on a gRPC callback thread or
+// inside a `done`.
 class ConversationLedger {
  public:
+  using RecordCallback = absl::AnyInvocable<void(absl::StatusOr<ConversationRecord>) &&>;
+  using StatusCallback = absl::AnyInvocable<void(absl::Status) &&>;
+  using CountCallback = absl::AnyInvocable<void(absl::StatusOr<uint64_t>) &&>;
+
   virtual ~ConversationLedger() = default;
 
   // Takes the lease for `holder` until now + ttl and returns the entry (round 0
   // and no tokens for a new conversation). ABORTED when another holder's lease
   // has not expired. A holder that already holds the lease renews it.
-  virtual absl::StatusOr<ConversationRecord> AcquireLease(const LedgerKey& key,
-                                                          std::string_view holder,
-                                                          absl::Duration ttl) = 0;
+  virtual void AcquireLease(const LedgerKey& key, std::string_view holder, absl::Duration ttl,
+                            RecordCallback done) = 0;
+
+  // Extends `holder`'s lease to now + ttl (the heartbeat of a long turn).
+  // ABORTED when `holder` no longer holds it (it expired and was taken over,
+  // or the conversation was deleted).
+  virtual void RenewLease(const LedgerKey& key, std::string_view holder, absl::Duration ttl,
+                          StatusCallback done) = 0;
 
   // Commits round expected_round + 1 and releases the lease. ABORTED when
   // `holder` no longer holds the lease (it expired and was taken over);
   // FAILED_PRECONDITION when the round is not expected_round. On error nothing
-  // changes.
-  virtual absl::Status Commit(const LedgerKey& key, std::string_view holder,
-                              const CommitRequest& commit) = 0;
+  // changes. OK means durable as the backend promises (file: per its fsync
+  // policy; Redis: acknowledged by the server).
+  virtual void Commit(const LedgerKey& key, std::string_view holder, CommitRequest commit,
+                      StatusCallback done) = 0;
 
   // Gives the lease back without committing (no-op when `holder` does not hold
   // it). A conversation with no committed round disappears.
-  virtual absl::Status ReleaseLease(const LedgerKey& key, std::string_view holder) = 0;
+  virtual void ReleaseLease(const LedgerKey& key, std::string_view holder,
+                            StatusCallback done) = 0;
 
   // The committed entry; NOT_FOUND when nothing was ever committed.
-  virtual absl::StatusOr<ConversationRecord> Get(const LedgerKey& key) = 0;
+  virtual void Get(const LedgerKey& key, RecordCallback done) = 0;
 
   // Forgets the conversation. NOT_FOUND when absent; ABORTED while a turn holds
   // an unexpired lease.
-  virtual absl::Status Delete(const LedgerKey& key) = 0;
+  virtual void Delete(const LedgerKey& key, StatusCallback done) = 0;
 
   // Conversations with at least one committed round.
-  virtual absl::StatusOr<uint64_t> CountConversations() = 0;
+  virtual void CountConversations(CountCallback done) = 0;
+
+  // Blocking forms (see above).
+  absl::StatusOr<ConversationRecord> AcquireLease(const LedgerKey& key, std::string_view holder,
+                                                  absl::Duration ttl);
+  absl::Status RenewLease(const LedgerKey& key, std::string_view holder, absl::Duration ttl);
+  absl::Status Commit(const LedgerKey& key, std::string_view holder, const CommitRequest& commit);
+  absl::Status ReleaseLease(const LedgerKey& key, std::string_view holder);
+  absl::StatusOr<ConversationRecord> Get(const LedgerKey& key);
+  absl::Status Delete(const LedgerKey& key);
+  absl::StatusOr<uint64_t> CountConversations();
 };
 
 // A clock (tests inject a fake one).

@@ -67,6 +67,16 @@ absl::StatusOr<ConversationRecord> LedgerTable::AcquireLease(const std::string& 
   return ToRecord(e);
 }
 
+absl::Status LedgerTable::RenewLease(const std::string& key, std::string_view holder,
+                                     absl::Time now, absl::Duration ttl) {
+  auto it = entries_.find(key);
+  if (it == entries_.end() || it->second.lease.holder != holder) {
+    return absl::AbortedError("the turn's lease expired and was taken over");
+  }
+  it->second.lease.expiry = now + ttl;
+  return absl::OkStatus();
+}
+
 absl::Status LedgerTable::CheckCommit(const std::string& key, std::string_view holder,
                                       const CommitRequest& commit) const {
   auto it = entries_.find(key);

@@ -31,6 +31,9 @@ class LedgerTable {
 
   absl::StatusOr<ConversationRecord> AcquireLease(const std::string& key, std::string_view holder,
                                                   absl::Time now, absl::Duration ttl);
+  // ABORTED unless `holder` holds the lease; then its expiry becomes now + ttl.
+  absl::Status RenewLease(const std::string& key, std::string_view holder, absl::Time now,
+                          absl::Duration ttl);
   // Checks what Commit checks, changing nothing.
   absl::Status CheckCommit(const std::string& key, std::string_view holder,
                            const CommitRequest& commit) const;

@@ -43,6 +43,13 @@ if r == '0' then redis.call('INCR', KEYS[4]) end
 return {0, ''}
 )lua";
 
+// KEYS: m. ARGV: holder now_ms ttl_ms.
+constexpr const char* kRenewScript = R"lua(
+if redis.call('HGET', KEYS[1], 'lh') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'le', string.format('%d', tonumber(ARGV[2]) + tonumber(ARGV[3])))
+return 1
+)lua";
+
 // KEYS: m t g. ARGV: holder.
 constexpr const char* kReleaseScript = R"lua(
 local h = redis.call('HMGET', KEYS[1], 'lh', 'r')
@@ -73,9 +80,9 @@ redis.call('DECR', KEYS[4])
 return 0
 )lua";
 
-enum Script { kAcquire, kCommit, kRelease, kGet, kDelete, kNumScripts };
-constexpr const char* kScripts[kNumScripts] = {kAcquireScript, kCommitScript, kReleaseScript,
-                                               kGetScript, kDeleteScript};
+enum Script { kAcquire, kRenew, kCommit, kRelease, kGet, kDelete, kNumScripts };
+constexpr const char* kScripts[kNumScripts] = {kAcquireScript, kRenewScript,  kCommitScript,
+                                               kReleaseScript, kGetScript,    kDeleteScript};
 
 struct ReplyDeleter {
   void operator()(redisReply* r) const { freeReplyObject(r); }
@@ -118,8 +125,43 @@ class RedisLedgerImpl final : public RedisLedger {
 
   uint64_t round_trips() const override { return round_trips_.load(std::memory_order_relaxed); }
 
-  absl::StatusOr<ConversationRecord> AcquireLease(const LedgerKey& key, std::string_view holder,
-                                                  absl::Duration ttl) override {
+  // Asynchronous forms: for now each runs its round trip on the calling
+  // thread (see the header).
+  void AcquireLease(const LedgerKey& key, std::string_view holder, absl::Duration ttl,
+                    RecordCallback done) override {
+    std::move(done)(AcquireLeaseNow(key, holder, ttl));
+  }
+  void RenewLease(const LedgerKey& key, std::string_view holder, absl::Duration ttl,
+                  StatusCallback done) override {
+    std::move(done)(RenewLeaseNow(key, holder, ttl));
+  }
+  void Commit(const LedgerKey& key, std::string_view holder, CommitRequest commit,
+              StatusCallback done) override {
+    std::move(done)(CommitNow(key, holder, commit));
+  }
+  void ReleaseLease(const LedgerKey& key, std::string_view holder, StatusCallback done) override {
+    std::move(done)(ReleaseLeaseNow(key, holder));
+  }
+  void Get(const LedgerKey& key, RecordCallback done) override { std::move(done)(GetNow(key)); }
+  void Delete(const LedgerKey& key, StatusCallback done) override {
+    std::move(done)(DeleteNow(key));
+  }
+  void CountConversations(CountCallback done) override {
+    std::move(done)(CountConversationsNow());
+  }
+
+  absl::Status RenewLeaseNow(const LedgerKey& key, std::string_view holder, absl::Duration ttl) {
+    const Keys k = MakeKeys(key);
+    const std::string now = absl::StrCat(ToMillis(clock_()));
+    const std::string ttl_ms = absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(ttl)));
+    HC_ASSIGN_OR_RETURN(Reply r, Eval(kRenew, {k.m}, {holder, now, ttl_ms}, /*idempotent=*/true));
+    if (r->type != REDIS_REPLY_INTEGER) return Malformed();
+    if (r->integer == 0) return absl::AbortedError("the turn's lease expired and was taken over");
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<ConversationRecord> AcquireLeaseNow(const LedgerKey& key, std::string_view holder,
+                                                     absl::Duration ttl) {
     const Keys k = MakeKeys(key);
     const std::string now = absl::StrCat(ToMillis(clock_()));
     const std::string ttl_ms = absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(ttl)));
@@ -139,8 +181,8 @@ class RedisLedgerImpl final : public RedisLedger {
     return rec;
   }
 
-  absl::Status Commit(const LedgerKey& key, std::string_view holder,
-                      const CommitRequest& commit) override {
+  absl::Status CommitNow(const LedgerKey& key, std::string_view holder,
+                         const CommitRequest& commit) {
     const Keys k = MakeKeys(key);
     std::string tokens, messages, worker;
     ByteWriter(&tokens).RawTokens(commit.appended_tokens);
@@ -161,12 +203,12 @@ class RedisLedgerImpl final : public RedisLedger {
     }
   }
 
-  absl::Status ReleaseLease(const LedgerKey& key, std::string_view holder) override {
+  absl::Status ReleaseLeaseNow(const LedgerKey& key, std::string_view holder) {
     const Keys k = MakeKeys(key);
     return Eval(kRelease, {k.m, k.t, k.g}, {holder}, /*idempotent=*/true).status();
   }
 
-  absl::StatusOr<ConversationRecord> Get(const LedgerKey& key) override {
+  absl::StatusOr<ConversationRecord> GetNow(const LedgerKey& key) {
     const Keys k = MakeKeys(key);
     HC_ASSIGN_OR_RETURN(Reply r, Eval(kGet, {k.m, k.t, k.g}, {}, /*idempotent=*/true));
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 1) return Malformed();
@@ -183,7 +225,7 @@ class RedisLedgerImpl final : public RedisLedger {
     return rec;
   }
 
-  absl::Status Delete(const LedgerKey& key) override {
+  absl::Status DeleteNow(const LedgerKey& key) {
     const Keys k = MakeKeys(key);
     const std::string now = absl::StrCat(ToMillis(clock_()));
     HC_ASSIGN_OR_RETURN(Reply r, Eval(kDelete, {k.m, k.t, k.g, CountKey()}, {now},
@@ -194,7 +236,7 @@ class RedisLedgerImpl final : public RedisLedger {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<uint64_t> CountConversations() override {
+  absl::StatusOr<uint64_t> CountConversationsNow() {
     const std::string key = CountKey();
     HC_ASSIGN_OR_RETURN(Reply r, Command({"GET", key}, /*idempotent=*/true));
     if (r->type == REDIS_REPLY_NIL) return 0;

@@ -10,16 +10,30 @@ namespace hc::router {
 TableLedger::TableLedger(Clock clock)
     : clock_(clock ? std::move(clock) : Clock([] { return absl::Now(); })) {}
 
-absl::StatusOr<ConversationRecord> TableLedger::AcquireLease(const LedgerKey& key,
-                                                             std::string_view holder,
-                                                             absl::Duration ttl) {
+void TableLedger::AcquireLease(const LedgerKey& key, std::string_view holder, absl::Duration ttl,
+                               RecordCallback done) {
   const std::string k = EncodeTableKey(key);
-  absl::MutexLock lock(&mu_);
-  return table_.AcquireLease(k, holder, clock_(), ttl);
+  absl::StatusOr<ConversationRecord> result;
+  {
+    absl::MutexLock lock(&mu_);
+    result = table_.AcquireLease(k, holder, clock_(), ttl);
+  }
+  std::move(done)(std::move(result));
 }
 
-absl::Status TableLedger::Commit(const LedgerKey& key, std::string_view holder,
-                                 const CommitRequest& commit) {
+void TableLedger::RenewLease(const LedgerKey& key, std::string_view holder, absl::Duration ttl,
+                             StatusCallback done) {
+  const std::string k = EncodeTableKey(key);
+  absl::Status result;
+  {
+    absl::MutexLock lock(&mu_);
+    result = table_.RenewLease(k, holder, clock_(), ttl);
+  }
+  std::move(done)(std::move(result));
+}
+
+absl::Status TableLedger::CommitNow(const LedgerKey& key, std::string_view holder,
+                                    const CommitRequest& commit) {
   const std::string k = EncodeTableKey(key);
   absl::MutexLock lock(&mu_);
   HC_RETURN_IF_ERROR(table_.CheckCommit(k, holder, commit));
@@ -30,20 +44,32 @@ absl::Status TableLedger::Commit(const LedgerKey& key, std::string_view holder,
   return absl::OkStatus();
 }
 
-absl::Status TableLedger::ReleaseLease(const LedgerKey& key, std::string_view holder) {
-  const std::string k = EncodeTableKey(key);
-  absl::MutexLock lock(&mu_);
-  table_.ReleaseLease(k, holder);
-  return absl::OkStatus();
+void TableLedger::Commit(const LedgerKey& key, std::string_view holder, CommitRequest commit,
+                         StatusCallback done) {
+  std::move(done)(CommitNow(key, holder, commit));
 }
 
-absl::StatusOr<ConversationRecord> TableLedger::Get(const LedgerKey& key) {
+void TableLedger::ReleaseLease(const LedgerKey& key, std::string_view holder,
+                               StatusCallback done) {
   const std::string k = EncodeTableKey(key);
-  absl::MutexLock lock(&mu_);
-  return table_.Get(k);
+  {
+    absl::MutexLock lock(&mu_);
+    table_.ReleaseLease(k, holder);
+  }
+  std::move(done)(absl::OkStatus());
 }
 
-absl::Status TableLedger::Delete(const LedgerKey& key) {
+void TableLedger::Get(const LedgerKey& key, RecordCallback done) {
+  const std::string k = EncodeTableKey(key);
+  absl::StatusOr<ConversationRecord> result;
+  {
+    absl::MutexLock lock(&mu_);
+    result = table_.Get(k);
+  }
+  std::move(done)(std::move(result));
+}
+
+absl::Status TableLedger::DeleteNow(const LedgerKey& key) {
   const std::string k = EncodeTableKey(key);
   absl::MutexLock lock(&mu_);
   HC_RETURN_IF_ERROR(table_.CheckDelete(k, clock_()));
@@ -53,9 +79,17 @@ absl::Status TableLedger::Delete(const LedgerKey& key) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<uint64_t> TableLedger::CountConversations() {
-  absl::MutexLock lock(&mu_);
-  return table_.committed();
+void TableLedger::Delete(const LedgerKey& key, StatusCallback done) {
+  std::move(done)(DeleteNow(key));
+}
+
+void TableLedger::CountConversations(CountCallback done) {
+  uint64_t n;
+  {
+    absl::MutexLock lock(&mu_);
+    n = table_.committed();
+  }
+  std::move(done)(n);
 }
 
 }  // namespace hc::router

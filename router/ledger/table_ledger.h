@@ -1,7 +1,9 @@
 // A ConversationLedger over one LedgerTable behind one mutex. The memory
-// backend is exactly this; the file backend adds durability by overriding the
-// two Persist hooks, which run under the lock after the change was validated
-// and before it is applied, so a failed write changes nothing.
+// backend is exactly this: every operation is a short in-memory step, so each
+// runs its `done` inline, after the lock is released. The file backend adds
+// durability by overriding the two Persist hooks, which run under the lock
+// after the change was validated and before it is applied, so a failed write
+// changes nothing.
 //
 // Thread-safety: all methods are thread-safe (one mutex).
 #ifndef HC_ROUTER_LEDGER_TABLE_LEDGER_H_
@@ -21,16 +23,30 @@ class TableLedger : public ConversationLedger {
   // A null clock means absl::Now.
   explicit TableLedger(Clock clock);
 
-  absl::StatusOr<ConversationRecord> AcquireLease(const LedgerKey& key, std::string_view holder,
-                                                  absl::Duration ttl) override;
-  absl::Status Commit(const LedgerKey& key, std::string_view holder,
-                      const CommitRequest& commit) override;
-  absl::Status ReleaseLease(const LedgerKey& key, std::string_view holder) override;
-  absl::StatusOr<ConversationRecord> Get(const LedgerKey& key) override;
-  absl::Status Delete(const LedgerKey& key) override;
-  absl::StatusOr<uint64_t> CountConversations() override;
+  using ConversationLedger::AcquireLease;
+  using ConversationLedger::Commit;
+  using ConversationLedger::CountConversations;
+  using ConversationLedger::Delete;
+  using ConversationLedger::Get;
+  using ConversationLedger::ReleaseLease;
+  using ConversationLedger::RenewLease;
+
+  void AcquireLease(const LedgerKey& key, std::string_view holder, absl::Duration ttl,
+                    RecordCallback done) override;
+  void RenewLease(const LedgerKey& key, std::string_view holder, absl::Duration ttl,
+                  StatusCallback done) override;
+  void Commit(const LedgerKey& key, std::string_view holder, CommitRequest commit,
+              StatusCallback done) override;
+  void ReleaseLease(const LedgerKey& key, std::string_view holder, StatusCallback done) override;
+  void Get(const LedgerKey& key, RecordCallback done) override;
+  void Delete(const LedgerKey& key, StatusCallback done) override;
+  void CountConversations(CountCallback done) override;
 
  protected:
+  // The synchronous steps the callbacks report (each takes mu_).
+  absl::Status CommitNow(const LedgerKey& key, std::string_view holder, const CommitRequest& commit);
+  absl::Status DeleteNow(const LedgerKey& key);
+
   // Record a validated commit (at `now`) or delete of table key `k` before
   // it is applied; an error aborts the operation with nothing changed.
   virtual absl::Status PersistCommit(const std::string& k, const CommitRequest& commit,

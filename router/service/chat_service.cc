@@ -18,7 +18,7 @@ ChatServiceImpl::ChatServiceImpl(ChatServiceOptions options, ConversationLedger*
 ChatServiceImpl::~ChatServiceImpl() {
   absl::MutexLock lock(&deps_.live_mu);
   deps_.live_mu.Await(absl::Condition(
-      +[](int* live) { return *live == 0; }, &deps_.live_turns));
+      +[](int* live) { return *live == 0; }, &deps_.live_calls));
 }
 
 grpc::ServerWriteReactor<v1::CompleteEvent>* ChatServiceImpl::Complete(
@@ -26,37 +26,54 @@ grpc::ServerWriteReactor<v1::CompleteEvent>* ChatServiceImpl::Complete(
   return StartTurn(&deps_, context, request);
 }
 
+void ChatServiceImpl::CallStarted() {
+  absl::MutexLock lock(&deps_.live_mu);
+  ++deps_.live_calls;
+}
+
+void ChatServiceImpl::CallEnded() {
+  absl::MutexLock lock(&deps_.live_mu);
+  --deps_.live_calls;
+}
+
 grpc::ServerUnaryReactor* ChatServiceImpl::GetConversation(grpc::CallbackServerContext* context,
                                                            const v1::GetConversationRequest* request,
                                                            v1::Conversation* response) {
   const absl::Time start = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::Status status = ValidateKey(request->conversation_id(), request->cache_salt());
-  if (status.ok()) {
-    absl::StatusOr<ConversationRecord> rec =
-        deps_.ledger->Get(LedgerKey{request->cache_salt(), request->conversation_id()});
-    status = rec.status();
-    if (rec.ok()) {
-      response->set_conversation_id(request->conversation_id());
-      response->set_committed_round(rec->round);
-      response->set_num_tokens(static_cast<uint32_t>(rec->tokens.size()));
-      response->set_worker_id(rec->worker.worker_id);
-      for (const LedgerMessage& m : rec->messages) {
-        auto* out = response->add_messages();
-        out->set_role(std::string(RoleName(m.role)));
-        out->set_content(m.text);
-      }
-    }
+  const auto finish = [this, reactor, start](const absl::Status& status) {
+    deps_.metrics->Request(status.code(), absl::ToDoubleSeconds(absl::Now() - start));
+    reactor->Finish(ToGrpcStatus(status));
+  };
+  if (absl::Status s = ValidateKey(request->conversation_id(), request->cache_salt()); !s.ok()) {
+    finish(s);
+    return reactor;
   }
-  deps_.metrics->Request(status.code(), absl::ToDoubleSeconds(absl::Now() - start));
-  reactor->Finish(ToGrpcStatus(status));
+  CallStarted();
+  deps_.ledger->Get(
+      LedgerKey{request->cache_salt(), request->conversation_id()},
+      [this, request, response, finish](absl::StatusOr<ConversationRecord> rec) {
+        if (rec.ok()) {
+          response->set_conversation_id(request->conversation_id());
+          response->set_committed_round(rec->round);
+          response->set_num_tokens(static_cast<uint32_t>(rec->tokens.size()));
+          response->set_worker_id(rec->worker.worker_id);
+          for (const LedgerMessage& m : rec->messages) {
+            auto* out = response->add_messages();
+            out->set_role(std::string(RoleName(m.role)));
+            out->set_content(m.text);
+          }
+        }
+        finish(rec.status());
+        CallEnded();
+      });
   return reactor;
 }
 
 namespace {
 
 // Releases a deleted conversation's state on its worker; best effort (a cache
-// is disposable), then finishes the Delete call.
+// is disposable).
 struct ReleaseCall {
   grpc::ClientContext ctx;
   v1::ReleaseRequest request;
@@ -70,36 +87,46 @@ grpc::ServerUnaryReactor* ChatServiceImpl::DeleteConversation(
     v1::DeleteConversationResponse* response) {
   const absl::Time start = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const LedgerKey key{request->cache_salt(), request->conversation_id()};
-  absl::Status status = ValidateKey(request->conversation_id(), request->cache_salt());
-  std::string worker_id;
-  if (status.ok()) {
-    absl::StatusOr<ConversationRecord> rec = deps_.ledger->Get(key);
-    status = rec.status();
-    if (rec.ok()) {
-      worker_id = rec->worker.worker_id;
-      status = deps_.ledger->Delete(key);
-    }
-  }
-  deps_.metrics->Request(status.code(), absl::ToDoubleSeconds(absl::Now() - start));
-  std::shared_ptr<Worker> worker = status.ok() && !worker_id.empty() ? deps_.pool->Find(worker_id) : nullptr;
-  if (worker == nullptr || worker->stub() == nullptr) {
-    reactor->Finish(ToGrpcStatus(status));
+  if (absl::Status s = ValidateKey(request->conversation_id(), request->cache_salt()); !s.ok()) {
+    deps_.metrics->Request(s.code(), absl::ToDoubleSeconds(absl::Now() - start));
+    reactor->Finish(ToGrpcStatus(s));
     return reactor;
   }
-  auto* call = new ReleaseCall;
-  call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
-  call->request.mutable_key()->set_cache_salt(key.cache_salt);
-  call->request.mutable_key()->set_conversation_id(key.conversation_id);
-  worker->stub()->async()->Release(&call->ctx, &call->request, &call->response,
-                                   [call, reactor, worker_id](grpc::Status s) {
-                                     if (!s.ok()) {
-                                       HC_LOG(WARNING) << "release on " << worker_id
-                                                       << " failed: " << s.error_message();
-                                     }
-                                     delete call;
-                                     reactor->Finish(grpc::Status::OK);
-                                   });
+  CallStarted();
+  const LedgerKey key{request->cache_salt(), request->conversation_id()};
+  // Get (for the worker that holds the state), then Delete, then Release on
+  // that worker; the call finishes after the Release answers (or fails).
+  deps_.ledger->Get(key, [this, key, reactor, start](absl::StatusOr<ConversationRecord> rec) {
+    if (!rec.ok()) {
+      deps_.metrics->Request(rec.status().code(), absl::ToDoubleSeconds(absl::Now() - start));
+      reactor->Finish(ToGrpcStatus(rec.status()));
+      return CallEnded();
+    }
+    std::string worker_id = rec->worker.worker_id;
+    deps_.ledger->Delete(key, [this, key, reactor, start, worker_id](absl::Status status) {
+      deps_.metrics->Request(status.code(), absl::ToDoubleSeconds(absl::Now() - start));
+      std::shared_ptr<Worker> worker =
+          status.ok() && !worker_id.empty() ? deps_.pool->Find(worker_id) : nullptr;
+      if (worker == nullptr || worker->stub() == nullptr) {
+        reactor->Finish(ToGrpcStatus(status));
+        return CallEnded();
+      }
+      auto* call = new ReleaseCall;
+      call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+      call->request.mutable_key()->set_cache_salt(key.cache_salt);
+      call->request.mutable_key()->set_conversation_id(key.conversation_id);
+      worker->stub()->async()->Release(&call->ctx, &call->request, &call->response,
+                                       [this, call, reactor, worker_id](grpc::Status s) {
+                                         if (!s.ok()) {
+                                           HC_LOG(WARNING) << "release on " << worker_id
+                                                           << " failed: " << s.error_message();
+                                         }
+                                         delete call;
+                                         reactor->Finish(grpc::Status::OK);
+                                         CallEnded();
+                                       });
+    });
+  });
   return reactor;
 }
 

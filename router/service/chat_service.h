@@ -2,18 +2,20 @@
 // takes the conversation's lease, tokenizes the suffix, routes the turn,
 // streams the worker's tokens through and commits to the ledger.
 //
-// A turn (see ARCHITECTURE.md): validate -> lease (ABORTED when held) ->
+// A turn (router/service/turn.cc has the state table): validate -> admission
+// (RESOURCE_EXHAUSTED past max_inflight_turns) -> lease (ABORTED when held) ->
 // expected_round (FAILED_PRECONDITION) -> tokenize -> context check
 // (RESOURCE_EXHAUSTED) -> route (sticky / placed / failover) -> Execute on the
 // worker: sticky sends the worker's committed state as `expected` and the
 // tokens after it; otherwise the full ledger history. StateMissing resends
-// with the history to the same worker. UNAVAILABLE is retried (bounded, with
-// backoff, on another worker) until the first token reaches the client;
-// TurnStarted is held back until then so a retry stays invisible. On the
+// with the history to the same worker. UNAVAILABLE, ABORTED and
+// RESOURCE_EXHAUSTED from a worker are retried (bounded, with backoff) until
+// the first token reaches the client; TurnStarted is held back until then so a
+// retry stays invisible. The lease is renewed while the turn runs. On the
 // worker's CommitReport the ledger commits round N+1 and the lease is
 // released; any failure or cancellation releases the lease and leaves the
 // ledger as it was. The client's deadline and cancellation carry over to the
-// worker call.
+// worker call. Ledger I/O never blocks a gRPC thread (ledger.h).
 //
 // Thread-safety: the service is thread-safe; it does not own the ledger, pool,
 // codec or metrics, which must outlive it.
@@ -35,9 +37,12 @@
 namespace hc::router {
 
 struct ChatServiceOptions {
-  // Lease per turn; shortened to the client's deadline (+5 s) when that is
-  // sooner, so a crashed router's turns free their conversations quickly.
-  absl::Duration lease_ttl = absl::Minutes(10);
+  // Lease per turn, renewed every lease_ttl / 3 while the turn runs; a crashed
+  // router's conversations are free again after at most lease_ttl.
+  absl::Duration lease_ttl = absl::Seconds(30);
+  // Turns in flight in this router (admission bound); past it a turn is
+  // refused with RESOURCE_EXHAUSTED. 0: unbounded.
+  int64_t max_inflight_turns = 1024;
   // Context limit; 0 takes the smallest max_model_len the workers report.
   uint32_t max_model_len = 0;
   // Attempts per turn on UNAVAILABLE (including the first) and the first
@@ -74,11 +79,17 @@ class ChatServiceImpl final : public hybridcache::v1::ChatService::CallbackServi
     const TextCodec* codec;
     RouterMetrics* metrics;
     std::atomic<uint64_t> next_turn{0};
+    std::atomic<int64_t> active_turns{0};  // admitted turns not yet concluded
     absl::Mutex live_mu;
-    int live_turns ABSL_GUARDED_BY(live_mu) = 0;  // Turn objects not yet deleted
+    // Turns not yet deleted plus Get/Delete calls not yet finished.
+    int live_calls ABSL_GUARDED_BY(live_mu) = 0;
   };
 
  private:
+  // Get/Delete calls count as live until their last callback has run.
+  void CallStarted();
+  void CallEnded();
+
   Deps deps_;
 };
 

@@ -1,16 +1,65 @@
+// The turn: one Complete stream, as an explicit state machine.
+//
+// Every reaction (gRPC server and client reactors, ledger callbacks, alarms)
+// only posts an Event. Events are applied one at a time by whichever thread
+// finds the turn idle (a serial executor without a thread of its own): the
+// transition function Apply() runs under mu_ and decides the next state and a
+// list of actions (gRPC operations, ledger calls, alarms), which the same
+// thread then runs outside mu_ before it takes the next event. So decisions
+// and the gRPC operations that follow them happen in order, never
+// concurrently, and a reaction that fires inline while an action runs is only
+// queued. The turn deletes itself once the client stream, every worker call,
+// every ledger operation and every alarm has delivered its last event.
+//
+// States and transitions (events not listed for a state are bookkeeping only):
+//
+//   state        event                            next
+//   ------------ -------------------------------- ---------------------------
+//   kStart       start: request invalid           kFinishing (INVALID_ARGUMENT)
+//                start: router at its bound       kFinishing (RESOURCE_EXHAUSTED)
+//                start                            kLeasing: AcquireLease
+//   kLeasing     lease refused / ledger error     kFinishing (that status)
+//                lease held: bad round, encoding
+//                  error, context too long,
+//                  no worker                      kReleasing (that status)
+//                lease held                       kStreaming: Execute on the
+//                                                 routed worker; heartbeat armed
+//   kStreaming   worker tokens                    kStreaming: chunk to the client
+//                                                 (next worker read once the
+//                                                 client took it: backpressure)
+//                worker committed                 kCommitting: ledger Commit
+//                worker call over, state missing  kStreaming: resend with history
+//                worker call over, UNAVAILABLE /
+//                  ABORTED / RESOURCE_EXHAUSTED
+//                  before the first token         kBackoff: retry alarm
+//                worker call over otherwise       kReleasing (its status)
+//                client cancelled / lease lost    kStreaming, call cancelled;
+//                                                 then kReleasing on its end
+//   kBackoff     retry alarm                      kStreaming: Execute again
+//                client cancelled / lease lost    kReleasing
+//   kCommitting  commit OK                        kFinishing (OK): TurnCompleted
+//                commit refused                   kReleasing (its status)
+//   kReleasing   lease released                   kFinishing
+//   kFinishing   client took every queued event   Finish(status) -> kDone
+//
+// The lease is renewed every lease_ttl / 3 while the turn holds it (kStreaming,
+// kBackoff), so a turn of any length keeps its conversation; a renewal that
+// finds the lease taken over aborts the turn with ABORTED.
 #include "router/service/turn.h"
 
 #include <deque>
 #include <memory>
+#include <optional>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "grpcpp/alarm.h"
-#include "grpcpp/client_context.h"
 #include "router/service/validation.h"
+#include "router/service/worker_call.h"
 
 namespace hc::router {
 namespace {
@@ -18,252 +67,237 @@ namespace {
 namespace v1 = hybridcache::v1;
 using Deps = ChatServiceImpl::Deps;
 
-class Turn;
+enum class State { kStart, kLeasing, kStreaming, kBackoff, kCommitting, kReleasing, kFinishing, kDone };
 
-// One Execute call to a worker. Owned by its Turn.
-class WorkerCall final : public grpc::ClientReadReactor<v1::ExecuteEvent> {
- public:
-  WorkerCall(Turn* turn, std::shared_ptr<Worker> worker, v1::ExecuteRequest request,
-             std::chrono::system_clock::time_point deadline)
-      : turn_(turn), worker_(std::move(worker)), request_(std::move(request)) {
-    ctx_.set_deadline(deadline);
-  }
-  void Start() {
-    worker_->stub()->async()->Execute(&ctx_, &request_, this);
-    StartRead(&event_);
-    StartCall();
-  }
-  void ReadNext() { StartRead(&event_); }
-  void Cancel() { ctx_.TryCancel(); }
-  const v1::ExecuteEvent& event() const { return event_; }
-  Worker& worker() { return *worker_; }
-  void OnReadDone(bool ok) override;
-  void OnDone(const grpc::Status& status) override;
-
- private:
-  Turn* const turn_;
-  const std::shared_ptr<Worker> worker_;
-  grpc::ClientContext ctx_;
-  const v1::ExecuteRequest request_;
-  v1::ExecuteEvent event_;
+enum class EventKind {
+  kStart,
+  kLeaseAcquired,   // record
+  kLeaseRenewed,    // status
+  kCommitted,       // status
+  kLeaseReleased,   // status
+  kWorkerRead,      // call, ok
+  kWorkerDone,      // call, grpc_status
+  kWriteDone,       // ok
+  kClientCancelled,
+  kClientDone,      // the server reactor's OnDone
+  kRetryAlarm,      // ok = fired
+  kHeartbeatAlarm,  // ok = fired
 };
 
-// gRPC operations decided under the turn's mutex and run after it is
-// released (reactions never run while the lock is held).
-struct Ops {
-  const v1::CompleteEvent* write = nullptr;
-  bool finish = false;
-  grpc::Status finish_status;
-  WorkerCall* start = nullptr;
-  WorkerCall* read = nullptr;
-  WorkerCall* cancel = nullptr;
+struct Event {
+  EventKind kind;
+  bool ok = false;
+  WorkerCall* call = nullptr;
+  absl::Status status;
+  grpc::Status grpc_status;
+  std::optional<absl::StatusOr<ConversationRecord>> record;
 };
 
-class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent> {
+using Action = absl::AnyInvocable<void() &&>;
+
+class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent>, public WorkerCall::Listener {
  public:
   Turn(Deps* deps, grpc::CallbackServerContext* ctx, const v1::CompleteRequest* req)
       : deps_(deps), ctx_(ctx), req_(req), start_(absl::Now()) {
     {
       absl::MutexLock lock(&deps_->live_mu);
-      ++deps_->live_turns;
+      ++deps_->live_calls;
     }
-    Ops ops;
-    {
-      absl::MutexLock lock(&mu_);
-      Begin(ops);
-    }
-    Run(ops);
+    Post(Event{EventKind::kStart});
   }
 
-  void OnWriteDone(bool ok) override {
-    Ops ops;
-    {
-      absl::MutexLock lock(&mu_);
-      queue_.pop_front();
-      if (!ok) {
-        // The client is gone: stop the worker, nothing more to write.
-        queue_.clear();
-        cancelled_ = true;
-        if (call_ != nullptr) ops.cancel = call_;
-        FinishWith(grpc::Status(grpc::StatusCode::CANCELLED, "client stream closed"), ops);
-      }
-      if (!queue_.empty()) {
-        ops.write = &queue_.front();
-      } else {
-        writing_ = false;
-        if (finishing_ && !finish_called_) {
-          finish_called_ = true;
-          ops.finish = true;
-          ops.finish_status = final_;
-        }
-        MaybeRead(ops);
-      }
-    }
-    Run(ops);
+  // Reactions: each posts one event.
+  void OnWriteDone(bool ok) override { Post(Event{.kind = EventKind::kWriteDone, .ok = ok}); }
+  void OnCancel() override { Post(Event{EventKind::kClientCancelled}); }
+  void OnDone() override { Post(Event{EventKind::kClientDone}); }
+  void OnWorkerRead(WorkerCall* call, bool ok) override {
+    Post(Event{.kind = EventKind::kWorkerRead, .ok = ok, .call = call});
   }
-
-  void OnCancel() override {
-    Ops ops;
-    {
-      absl::MutexLock lock(&mu_);
-      cancelled_ = true;
-      if (call_ != nullptr) {
-        ops.cancel = call_;  // its OnDone finishes the turn
-      } else if (alarm_ != nullptr && retry_pending_) {
-        alarm_->Cancel();  // the alarm callback finishes the turn
-      } else {
-        FinishWith(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"), ops);
-      }
-    }
-    Run(ops);
-  }
-
-  void OnDone() override { Unref(); }
-
-  void OnWorkerEvent(WorkerCall* call, bool ok) {
-    Ops ops;
-    {
-      absl::MutexLock lock(&mu_);
-      reading_ = false;
-      if (!ok) {
-        stream_ended_ = true;  // OnDone follows
-      } else {
-        HandleEvent(call->event(), ops);
-        MaybeRead(ops);
-      }
-    }
-    Run(ops);
-  }
-
-  void OnWorkerDone(WorkerCall* call, const grpc::Status& status) {
-    Ops ops;
-    {
-      absl::MutexLock lock(&mu_);
-      call->worker().AddInflight(-1);
-      call_ = nullptr;
-      if (committed_ || finishing_) {
-        // Already decided (committed, failed, or the client went away).
-      } else if (cancelled_) {
-        FinishWith(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"), ops);
-      } else if (state_missing_ && status.ok()) {
-        if (!history_sent_) {
-          StartAttempt(/*resend_history=*/true, ops);
-        } else {
-          FinishWith(grpc::Status(grpc::StatusCode::INTERNAL,
-                                  "worker reported state missing although the history was sent"),
-                     ops);
-        }
-      } else if (status.error_code() == grpc::StatusCode::ABORTED && !started_sent_ &&
-                 attempts_ < deps_->options.max_attempts) {
-        // This router holds the conversation's lease, so a worker-side ABORTED
-        // can only be a turn it has not finished discarding yet (a cancel
-        // still on its way to the engine): try again after the backoff.
-        HC_LOG(INFO) << "turn " << holder_ << ": worker " << call->worker().id()
-                     << " still finishing an earlier turn, retrying";
-        ScheduleRetry();
-      } else if (status.error_code() == grpc::StatusCode::UNAVAILABLE && !started_sent_ &&
-                 attempts_ < deps_->options.max_attempts) {
-        HC_LOG(WARNING) << "turn " << holder_ << ": worker " << call->worker().id()
-                        << " unavailable (" << status.error_message() << "), retrying";
-        deps_->pool->MarkUnhealthy(call->worker().id());
-        ScheduleRetry();
-      } else if (status.ok()) {
-        FinishWith(grpc::Status(grpc::StatusCode::INTERNAL, "worker ended the turn without committing"),
-                   ops);
-      } else {
-        FinishWith(status, ops);
-      }
-    }
-    Run(ops);
-    Unref();
+  void OnWorkerDone(WorkerCall* call, const grpc::Status& status) override {
+    Post(Event{.kind = EventKind::kWorkerDone, .call = call, .grpc_status = status});
   }
 
  private:
   ~Turn() override {
     absl::MutexLock lock(&deps_->live_mu);
-    --deps_->live_turns;
+    --deps_->live_calls;
   }
 
-  void Run(const Ops& ops) {
-    if (ops.cancel != nullptr) ops.cancel->Cancel();
-    if (ops.start != nullptr) ops.start->Start();
-    if (ops.read != nullptr) ops.read->ReadNext();
-    if (ops.write != nullptr) StartWrite(ops.write);
-    if (ops.finish) Finish(ops.finish_status);
-  }
+  // ---- The serial executor ----------------------------------------------
 
-  void Unref() {
-    bool last;
+  void Post(Event event) {
     {
       absl::MutexLock lock(&mu_);
-      last = --refs_ == 0;
+      events_.push_back(std::move(event));
+      if (running_) return;  // the running thread takes it
+      running_ = true;
     }
-    if (last) delete this;
+    Run();
   }
 
-  void Begin(Ops& ops) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const TextCodec& codec = *deps_->codec;
-    if (absl::Status s = ValidateCompleteRequest(*req_, codec.vocab_size()); !s.ok()) {
-      return FinishWith(ToGrpcStatus(s), ops);
+  void Run() {
+    while (true) {
+      std::vector<Action> actions;
+      bool finished = false;
+      {
+        absl::MutexLock lock(&mu_);
+        if (events_.empty()) {
+          running_ = false;
+          // Nothing can post any more once every source has ended.
+          finished = client_done_ && pending_ == 0;
+          if (!finished) return;
+        } else {
+          Event e = std::move(events_.front());
+          events_.pop_front();
+          Apply(e, actions);
+        }
+      }
+      if (finished) {
+        delete this;
+        return;
+      }
+      for (Action& a : actions) std::move(a)();
     }
+  }
+
+  // ---- The transition function ------------------------------------------
+
+  void Apply(Event& e, std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    switch (e.kind) {
+      case EventKind::kStart:
+        return OnStart(out);
+      case EventKind::kLeaseAcquired:
+        --pending_;
+        return OnLeaseAcquired(std::move(*e.record), out);
+      case EventKind::kLeaseRenewed:
+        --pending_;
+        return OnLeaseRenewed(e.status, out);
+      case EventKind::kCommitted:
+        --pending_;
+        return OnCommitted(e.status, out);
+      case EventKind::kLeaseReleased:
+        --pending_;
+        if (!e.status.ok()) {
+          // It expires by itself; the turn's outcome stands.
+          HC_LOG(WARNING) << "turn " << holder_ << ": cannot release the lease: " << e.status;
+        }
+        leased_ = false;
+        return BeginFinish(out);
+      case EventKind::kWorkerRead:
+        return OnWorkerReadEvent(e.call, e.ok, out);
+      case EventKind::kWorkerDone:
+        --pending_;
+        return OnWorkerDoneEvent(e.call, e.grpc_status, out);
+      case EventKind::kWriteDone:
+        return OnWriteDoneEvent(e.ok, out);
+      case EventKind::kClientCancelled:
+        return Abort(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"), out);
+      case EventKind::kClientDone:
+        client_done_ = true;
+        return;
+      case EventKind::kRetryAlarm:
+        --pending_;
+        if (state_ == State::kBackoff) StartAttempt(/*resend_history=*/false, out);
+        return;
+      case EventKind::kHeartbeatAlarm:
+        --pending_;
+        heartbeat_armed_ = false;
+        if (e.ok && leased_ && (state_ == State::kStreaming || state_ == State::kBackoff)) {
+          ++pending_;
+          out.push_back([this, key = key_, holder = holder_] {
+            deps_->ledger->RenewLease(key, holder, deps_->options.lease_ttl, [this](absl::Status s) {
+              Post(Event{.kind = EventKind::kLeaseRenewed, .status = std::move(s)});
+            });
+          });
+        }
+        return;
+    }
+  }
+
+  void OnStart(std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (absl::Status s = ValidateCompleteRequest(*req_, deps_->codec->vocab_size()); !s.ok()) {
+      return Conclude(ToGrpcStatus(s), out);
+    }
+    const int64_t max_turns = deps_->options.max_inflight_turns;
+    if (deps_->active_turns.fetch_add(1) >= max_turns && max_turns > 0) {
+      deps_->active_turns.fetch_sub(1);
+      return Conclude(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                               absl::StrCat("router busy: ", max_turns,
+                                            " turns in flight (--max_inflight_turns)")),
+                  out);
+    }
+    counted_ = true;
     key_ = LedgerKey{req_->cache_salt(), req_->conversation_id()};
     holder_ = absl::StrCat(deps_->options.router_id, "/", deps_->next_turn.fetch_add(1));
-    absl::Duration ttl = deps_->options.lease_ttl;
-    const auto deadline = ctx_->deadline();
-    if (deadline < std::chrono::system_clock::time_point::max()) {
-      ttl = std::min(ttl, absl::FromChrono(deadline) - absl::Now() + absl::Seconds(5));
-    }
-    absl::StatusOr<ConversationRecord> rec = deps_->ledger->AcquireLease(key_, holder_, ttl);
-    if (!rec.ok()) return FinishWith(ToGrpcStatus(rec.status()), ops);
-    rec_ = std::move(rec).value();
+    state_ = State::kLeasing;
+    ++pending_;
+    out.push_back([this, key = key_, holder = holder_] {
+      deps_->ledger->AcquireLease(key, holder, deps_->options.lease_ttl,
+                                  [this](absl::StatusOr<ConversationRecord> r) {
+                                    Post(Event{.kind = EventKind::kLeaseAcquired, .record = std::move(r)});
+                                  });
+    });
+  }
+
+  void OnLeaseAcquired(absl::StatusOr<ConversationRecord> rec, std::vector<Action>& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!rec.ok()) return Conclude(ToGrpcStatus(rec.status()), out);
+    rec_ = *std::move(rec);
     leased_ = true;
+    if (abort_.has_value()) return Conclude(*abort_, out);  // the client left meanwhile
     if (req_->has_expected_round() && req_->expected_round() != rec_.round) {
-      return FinishWith(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                     absl::StrCat("expected round ", req_->expected_round(),
-                                                  " but the committed round is ", rec_.round)),
-                        ops);
+      return Conclude(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                               absl::StrCat("expected round ", req_->expected_round(),
+                                            " but the committed round is ", rec_.round)),
+                  out);
     }
-    if (req_->messages_size() > 0) {
-      for (const auto& m : req_->messages()) {
-        TurnMessage t;
-        ParseRole(m.role(), &t.role);  // validated above
-        t.content = m.content();
-        messages_.push_back(std::move(t));
-      }
-      TurnContext tc;
-      tc.first_turn = rec_.tokens.empty();
-      if (!rec_.tokens.empty()) tc.last_token = rec_.tokens.back();
-      absl::StatusOr<EncodedTurn> enc = codec.EncodeTurn(messages_, tc);
-      if (!enc.ok()) return FinishWith(ToGrpcStatus(enc.status()), ops);
-      suffix_ = std::move(enc).value();
-    } else {
-      suffix_.tokens.assign(req_->suffix_token_ids().begin(), req_->suffix_token_ids().end());
-    }
+    if (absl::Status s = EncodeSuffix(); !s.ok()) return Conclude(ToGrpcStatus(s), out);
     const uint64_t context = rec_.tokens.size() + suffix_.tokens.size();
     const uint32_t max_len = deps_->options.max_model_len > 0 ? deps_->options.max_model_len
                                                               : deps_->pool->max_model_len();
     if (max_len > 0 && context >= max_len) {
-      return FinishWith(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                     absl::StrCat("the conversation would have ", context,
-                                                  " tokens of context; the model allows fewer than ",
-                                                  max_len)),
-                        ops);
+      return Conclude(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                               absl::StrCat("the conversation would have ", context,
+                                            " tokens of context; the model allows fewer than ",
+                                            max_len)),
+                  out);
     }
-    decoder_ = codec.NewStreamDecoder();
-    StartAttempt(/*resend_history=*/false, ops);
+    decoder_ = deps_->codec->NewStreamDecoder();
+    ArmHeartbeat(out);
+    StartAttempt(/*resend_history=*/false, out);
   }
 
-  void StartAttempt(bool resend_history, Ops& ops) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  absl::Status EncodeSuffix() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (req_->messages_size() == 0) {
+      suffix_.tokens.assign(req_->suffix_token_ids().begin(), req_->suffix_token_ids().end());
+      return absl::OkStatus();
+    }
+    for (const auto& m : req_->messages()) {
+      TurnMessage t;
+      ParseRole(m.role(), &t.role);  // validated in OnStart
+      t.content = m.content();
+      messages_.push_back(std::move(t));
+    }
+    TurnContext tc;
+    tc.first_turn = rec_.tokens.empty();
+    if (!rec_.tokens.empty()) tc.last_token = rec_.tokens.back();
+    absl::StatusOr<EncodedTurn> enc = deps_->codec->EncodeTurn(messages_, tc);
+    if (!enc.ok()) return enc.status();
+    suffix_ = *std::move(enc);
+    return absl::OkStatus();
+  }
+
+  void StartAttempt(bool resend_history, std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     ++attempts_;
     if (!resend_history) {
       absl::StatusOr<RouteDecision> route = deps_->pool->Route(rec_.worker.worker_id);
-      if (!route.ok()) return FinishWith(ToGrpcStatus(route.status()), ops);
+      if (!route.ok()) return Conclude(ToGrpcStatus(route.status()), out);
       worker_ = route->worker;
       kind_ = route->kind;
       deps_->metrics->RoutingDecision(kind_);
     }
     if (worker_->stub() == nullptr) {
-      return FinishWith(grpc::Status(grpc::StatusCode::INTERNAL, "worker without a channel"), ops);
+      return Conclude(grpc::Status(grpc::StatusCode::INTERNAL, "worker without a channel"), out);
     }
     v1::ExecuteRequest req;
     req.mutable_key()->set_cache_salt(key_.cache_salt);
@@ -274,10 +308,10 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent> {
     const bool sticky = !resend_history && kind_ == RouteKind::kSticky &&
                         rec_.worker.num_tokens <= rec_.tokens.size();
     if (sticky) {
-      auto* e = req.mutable_expected();
-      e->set_round(rec_.worker.round);
-      e->set_num_tokens(rec_.worker.num_tokens);
-      e->set_prefix_hash(rec_.worker.prefix_hash);
+      auto* ex = req.mutable_expected();
+      ex->set_round(rec_.worker.round);
+      ex->set_num_tokens(rec_.worker.num_tokens);
+      ex->set_prefix_hash(rec_.worker.prefix_hash);
       auto* s = req.mutable_suffix_token_ids();
       s->Reserve(static_cast<int>(rec_.tokens.size() - rec_.worker.num_tokens + suffix_.tokens.size()));
       s->Add(rec_.tokens.begin() + rec_.worker.num_tokens, rec_.tokens.end());
@@ -290,54 +324,168 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent> {
     }
     history_sent_ = !sticky;
     state_missing_ = false;
-    stream_ended_ = false;
     worker_->AddInflight(1);
     calls_.push_back(std::make_unique<WorkerCall>(this, worker_, std::move(req), ctx_->deadline()));
     call_ = calls_.back().get();
-    ++refs_;
-    reading_ = true;  // Start() issues the first read
-    ops.start = call_;
+    ++pending_;
+    call_->reading = true;  // Start() issues the first read
+    state_ = State::kStreaming;
+    out.push_back([call = call_] { call->Start(); });
   }
 
-  void ScheduleRetry() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const absl::Duration backoff = deps_->options.retry_backoff * (1 << (attempts_ - 1));
-    alarm_ = std::make_unique<grpc::Alarm>();
-    retry_pending_ = true;
-    ++refs_;
-    alarm_->Set(absl::ToChronoTime(absl::Now() + backoff), [this](bool fired) {
-      Ops ops;
-      {
-        absl::MutexLock lock(&mu_);
-        retry_pending_ = false;
-        if (!fired || cancelled_) {
-          FinishWith(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"), ops);
-        } else if (!finishing_) {
-          StartAttempt(/*resend_history=*/false, ops);
-        }
+  // ---- Worker events ------------------------------------------------------
+
+  void OnWorkerReadEvent(WorkerCall* call, bool ok, std::vector<Action>& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    call->reading = false;
+    if (ok && !call->stopping && call == call_) {
+      HandleWorkerEvent(call->event(), out);
+      MaybeRead(out);
+      return;
+    }
+    // The end of the stream, or an event nobody wants any more: no more
+    // reads, so let the call end.
+    call->stopping = true;
+    ReleaseCall(call, out);
+  }
+
+  void HandleWorkerEvent(const v1::ExecuteEvent& ev, std::vector<Action>& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (state_ != State::kStreaming || abort_.has_value()) return;
+    switch (ev.event_case()) {
+      case v1::ExecuteEvent::kStarted:
+        started_ = ev.started();
+        have_started_ = true;
+        break;
+      case v1::ExecuteEvent::kTokens: {
+        SendStarted(out);
+        const auto& ids = ev.tokens().token_ids();
+        generated_.insert(generated_.end(), ids.begin(), ids.end());
+        v1::CompleteEvent e;
+        auto* chunk = e.mutable_chunk();
+        *chunk->mutable_token_ids() = ids;
+        chunk->set_text(decoder_->Push(std::span<const uint32_t>(ids.data(), ids.size())));
+        *chunk->mutable_logprobs() = ev.tokens().logprobs();
+        Enqueue(std::move(e), out);
+        break;
       }
-      Run(ops);
-      Unref();
-    });
-  }
-
-  void MaybeRead(Ops& ops) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    // Backpressure: read the next worker event only once the client took the
-    // previous ones.
-    if (call_ != nullptr && !reading_ && !stream_ended_ && !writing_ && queue_.empty()) {
-      reading_ = true;
-      ops.read = call_;
+      case v1::ExecuteEvent::kCommitted:
+        return StartCommit(ev.committed(), out);
+      case v1::ExecuteEvent::kStateMissing:
+        state_missing_ = true;
+        HC_LOG(INFO) << "turn " << holder_ << ": worker " << worker_->id() << " lost the state ("
+                     << ev.state_missing().reason() << "), resending history";
+        break;
+      default:
+        break;
     }
   }
 
-  void Enqueue(v1::CompleteEvent event, Ops& ops) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void OnWorkerDoneEvent(WorkerCall* call, const grpc::Status& status, std::vector<Action>& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    call->done = true;
+    call->worker().AddInflight(-1);
+    if (call != call_) return;  // an earlier attempt
+    call_ = nullptr;
+    if (state_ != State::kStreaming) return;  // already decided (committing, failing)
+    if (abort_.has_value()) return Conclude(*abort_, out);
+    const bool may_retry = !started_sent_ && attempts_ < deps_->options.max_attempts;
+    if (state_missing_ && status.ok()) {
+      if (history_sent_) {
+        return Conclude(grpc::Status(grpc::StatusCode::INTERNAL,
+                                 "worker reported state missing although the history was sent"),
+                    out);
+      }
+      return StartAttempt(/*resend_history=*/true, out);
+    }
+    switch (status.error_code()) {
+      case grpc::StatusCode::UNAVAILABLE:
+        // A connection-level failure of a real call: the pool stops routing
+        // there until a probe succeeds.
+        deps_->pool->MarkUnhealthy(call->worker().id());
+        if (may_retry) {
+          HC_LOG(WARNING) << "turn " << holder_ << ": worker " << call->worker().id()
+                          << " unavailable (" << status.error_message() << "), retrying";
+          return ScheduleRetry(out);
+        }
+        break;
+      case grpc::StatusCode::ABORTED:
+        // This router holds the conversation's lease, so a worker-side ABORTED
+        // is a turn it has not finished discarding yet (a cancel on its way).
+      case grpc::StatusCode::RESOURCE_EXHAUSTED:
+        // The worker's waiting queue is full: the next placement may differ.
+        if (may_retry) {
+          HC_LOG(INFO) << "turn " << holder_ << ": worker " << call->worker().id() << " answered "
+                       << status.error_message() << ", retrying";
+          return ScheduleRetry(out);
+        }
+        break;
+      default:
+        break;
+    }
+    if (status.ok()) {
+      return Conclude(grpc::Status(grpc::StatusCode::INTERNAL, "worker ended the turn without committing"),
+                  out);
+    }
+    Conclude(status, out);
+  }
+
+  // Reads the next worker event once the client has taken every queued one
+  // (backpressure); after the commit report, reads on to the end of the stream.
+  void MaybeRead(std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    WorkerCall* call = call_;
+    if (call == nullptr || call->reading || call->stopping || call->released) return;
+    if (state_ == State::kStreaming && !queue_.empty()) return;
+    call->reading = true;
+    out.push_back([call] { call->Read(); });
+  }
+
+  // Stops a call: cancels it (only while its hold is held, so the call is
+  // alive), and lets it end at once unless a read is in flight (whose end then
+  // releases it).
+  void StopCall(WorkerCall* call, std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (call == nullptr || call->released) return;
+    call->stopping = true;
+    out.push_back([call] { call->Cancel(); });
+    ReleaseCall(call, out);
+  }
+
+  void ReleaseCall(WorkerCall* call, std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (call->reading || call->released) return;
+    call->released = true;
+    out.push_back([call] { call->Release(); });
+  }
+
+  // ---- Client stream ------------------------------------------------------
+
+  void OnWriteDoneEvent(bool ok, std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    queue_.pop_front();
+    if (!ok) {
+      // The client is gone: nothing more reaches it.
+      queue_.clear();
+      writing_ = false;
+      Abort(grpc::Status(grpc::StatusCode::CANCELLED, "client stream closed"), out);
+      return MaybeFinish(out);
+    }
+    if (!queue_.empty()) {
+      const v1::CompleteEvent* next = &queue_.front();
+      out.push_back([this, next] { StartWrite(next); });
+      return;
+    }
+    writing_ = false;
+    if (state_ == State::kFinishing) return MaybeFinish(out);
+    MaybeRead(out);
+  }
+
+  void Enqueue(v1::CompleteEvent event, std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     queue_.push_back(std::move(event));
-    if (!writing_) {
-      writing_ = true;
-      ops.write = &queue_.front();
-    }
+    if (writing_) return;
+    writing_ = true;
+    const v1::CompleteEvent* next = &queue_.front();
+    out.push_back([this, next] { StartWrite(next); });
   }
 
-  void SendStarted(Ops& ops) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void SendStarted(std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (started_sent_) return;
     started_sent_ = true;
     v1::CompleteEvent e;
@@ -346,7 +494,7 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent> {
     s->set_worker_id(worker_->id());
     s->set_prompt_tokens(PromptTokens());
     s->set_cached_tokens(started_.cached_tokens());
-    Enqueue(std::move(e), ops);
+    Enqueue(std::move(e), out);
     deps_->metrics->TimeToFirstToken(absl::ToDoubleSeconds(absl::Now() - start_));
   }
 
@@ -355,44 +503,15 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent> {
                          : static_cast<uint32_t>(rec_.tokens.size() + suffix_.tokens.size());
   }
 
-  void HandleEvent(const v1::ExecuteEvent& ev, Ops& ops) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finishing_) return;
-    switch (ev.event_case()) {
-      case v1::ExecuteEvent::kStarted:
-        started_ = ev.started();
-        have_started_ = true;
-        break;
-      case v1::ExecuteEvent::kTokens: {
-        SendStarted(ops);
-        const auto& ids = ev.tokens().token_ids();
-        generated_.insert(generated_.end(), ids.begin(), ids.end());
-        v1::CompleteEvent e;
-        auto* chunk = e.mutable_chunk();
-        *chunk->mutable_token_ids() = ids;
-        chunk->set_text(decoder_->Push(std::span<const uint32_t>(ids.data(), ids.size())));
-        *chunk->mutable_logprobs() = ev.tokens().logprobs();
-        Enqueue(std::move(e), ops);
-        break;
-      }
-      case v1::ExecuteEvent::kCommitted:
-        Commit(ev.committed(), ops);
-        break;
-      case v1::ExecuteEvent::kStateMissing:
-        state_missing_ = true;
-        HC_LOG(INFO) << "turn " << holder_ << ": worker " << worker_->id()
-                     << " lost the state (" << ev.state_missing().reason() << "), resending history";
-        break;
-      default:
-        break;
-    }
-  }
+  // ---- Commit ---------------------------------------------------------------
 
-  void Commit(const v1::CommitReport& report, Ops& ops) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    SendStarted(ops);
+  void StartCommit(const v1::CommitReport& report, std::vector<Action>& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    SendStarted(out);
     if (std::string rest = decoder_->Flush(); !rest.empty()) {
       v1::CompleteEvent e;
       e.mutable_chunk()->set_text(std::move(rest));
-      Enqueue(std::move(e), ops);
+      Enqueue(std::move(e), out);
     }
     const TextCodec& codec = *deps_->codec;
     const uint32_t base = static_cast<uint32_t>(rec_.tokens.size());
@@ -409,8 +528,9 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent> {
       }
     } else {
       // Raw tokens: recorded as a user message with their decoded text.
-      c.appended_messages.push_back(LedgerMessage{
-          Role::kUser, base, base + static_cast<uint32_t>(suffix_.tokens.size()), codec.Decode(suffix_.tokens)});
+      c.appended_messages.push_back(LedgerMessage{Role::kUser, base,
+                                                  base + static_cast<uint32_t>(suffix_.tokens.size()),
+                                                  codec.Decode(suffix_.tokens)});
     }
     const uint32_t reply_begin = base + static_cast<uint32_t>(suffix_.tokens.size());
     c.appended_messages.push_back(LedgerMessage{Role::kAssistant, reply_begin,
@@ -418,44 +538,137 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent> {
                                                 codec.Decode(generated_)});
     c.worker = WorkerState{worker_->id(), report.state().round(), report.state().num_tokens(),
                            report.state().prefix_hash()};
-    if (absl::Status s = deps_->ledger->Commit(key_, holder_, c); !s.ok()) {
-      HC_LOG(WARNING) << "turn " << holder_ << ": ledger commit failed: " << s;
-      return FinishWith(ToGrpcStatus(s), ops);
+    report_ = report;
+    state_ = State::kCommitting;
+    ++pending_;
+    out.push_back([this, key = key_, holder = holder_, c = std::move(c)]() mutable {
+      deps_->ledger->Commit(key, holder, std::move(c), [this](absl::Status s) {
+        Post(Event{.kind = EventKind::kCommitted, .status = std::move(s)});
+      });
+    });
+  }
+
+  void OnCommitted(const absl::Status& status, std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!status.ok()) {
+      HC_LOG(WARNING) << "turn " << holder_ << ": ledger commit failed: " << status;
+      // ABORTED: the lease is someone else's now; otherwise it is still ours.
+      if (status.code() == absl::StatusCode::kAborted) leased_ = false;
+      return Conclude(ToGrpcStatus(status), out);
     }
-    committed_ = true;
-    leased_ = false;
+    leased_ = false;  // a commit releases the lease
     v1::CompleteEvent e;
     auto* done = e.mutable_completed();
-    done->set_finish_reason(report.finish_reason());
+    done->set_finish_reason(report_.finish_reason());
     done->set_committed_round(rec_.round + 1);
     done->mutable_usage()->set_prompt_tokens(PromptTokens());
     done->mutable_usage()->set_cached_tokens(started_.cached_tokens());
-    done->mutable_usage()->set_completion_tokens(
-        report.completion_tokens() > 0 ? report.completion_tokens() : static_cast<uint32_t>(generated_.size()));
-    Enqueue(std::move(e), ops);
-    FinishWith(grpc::Status::OK, ops);
+    done->mutable_usage()->set_completion_tokens(report_.completion_tokens() > 0
+                                                     ? report_.completion_tokens()
+                                                     : static_cast<uint32_t>(generated_.size()));
+    Enqueue(std::move(e), out);
+    Conclude(grpc::Status::OK, out);
   }
 
-  // Decides the final status (first decision wins): releases the lease unless
-  // committed, records metrics, and finishes once queued writes are out.
-  void FinishWith(const grpc::Status& status, Ops& ops) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finishing_) return;
-    finishing_ = true;
-    final_ = status;
-    if (leased_) {
-      if (absl::Status s = deps_->ledger->ReleaseLease(key_, holder_); !s.ok()) {
-        // It expires by itself; the turn's outcome stands.
-        HC_LOG(WARNING) << "turn " << holder_ << ": cannot release the lease: " << s;
-      }
+  // ---- Lease heartbeat ------------------------------------------------------
+
+  void ArmHeartbeat(std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (heartbeat_armed_) return;
+    heartbeat_armed_ = true;
+    ++pending_;
+    alarms_.push_back(std::make_unique<grpc::Alarm>());
+    heartbeat_ = alarms_.back().get();
+    const absl::Time when = absl::Now() + deps_->options.lease_ttl / 3;
+    out.push_back([this, alarm = heartbeat_, when] {
+      alarm->Set(absl::ToChronoTime(when), [this](bool fired) {
+        Post(Event{.kind = EventKind::kHeartbeatAlarm, .ok = fired});
+      });
+    });
+  }
+
+  void OnLeaseRenewed(const absl::Status& status, std::vector<Action>& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!leased_ || (state_ != State::kStreaming && state_ != State::kBackoff)) return;
+    if (status.code() == absl::StatusCode::kAborted) {
+      HC_LOG(WARNING) << "turn " << holder_ << ": lost the lease: " << status;
       leased_ = false;
+      return Abort(grpc::Status(grpc::StatusCode::ABORTED,
+                                "the conversation's lease was taken over by another turn"),
+                   out);
     }
+    if (!status.ok()) {
+      // The lease lasts three renewal intervals: try again at the next one.
+      HC_LOG(WARNING) << "turn " << holder_ << ": cannot renew the lease: " << status;
+    }
+    ArmHeartbeat(out);
+  }
+
+  // ---- Retry, abort, finish -------------------------------------------------
+
+  void ScheduleRetry(std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    state_ = State::kBackoff;
+    const absl::Duration backoff = deps_->options.retry_backoff * (1 << (attempts_ - 1));
+    ++pending_;
+    alarms_.push_back(std::make_unique<grpc::Alarm>());
+    retry_alarm_ = alarms_.back().get();
+    const absl::Time when = absl::Now() + backoff;
+    out.push_back([this, alarm = retry_alarm_, when] {
+      alarm->Set(absl::ToChronoTime(when), [this](bool fired) {
+        Post(Event{.kind = EventKind::kRetryAlarm, .ok = fired});
+      });
+    });
+  }
+
+  // The turn must end with `status` (the client left, the lease was lost):
+  // a running worker call is cancelled first and the turn fails once it has
+  // ended; otherwise it fails now. A commit in flight stands.
+  void Abort(const grpc::Status& status, std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (abort_.has_value()) return;
+    abort_ = status;
+    switch (state_) {
+      case State::kStreaming:
+        return StopCall(call_, out);  // its end fails the turn
+      case State::kBackoff:
+        out.push_back([alarm = retry_alarm_] { alarm->Cancel(); });
+        return Conclude(status, out);
+      default:
+        return;  // kLeasing: fails on the lease's answer; later states decided
+    }
+  }
+
+  // Decides the final status (once): stops a failed turn's worker call, gives
+  // the lease back unless committed or lost, then finishes once the client
+  // has every queued event.
+  void Conclude(const grpc::Status& status, std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (final_.has_value()) return;
+    final_ = status;
     deps_->metrics->Request(static_cast<absl::StatusCode>(status.error_code()),
                             absl::ToDoubleSeconds(absl::Now() - start_));
-    if (!writing_) {
-      finish_called_ = true;
-      ops.finish = true;
-      ops.finish_status = status;
+    if (counted_) {
+      deps_->active_turns.fetch_sub(1);
+      counted_ = false;
     }
+    // A committed turn reads its worker stream to the end instead.
+    if (!status.ok()) StopCall(call_, out);
+    if (heartbeat_armed_) out.push_back([alarm = heartbeat_] { alarm->Cancel(); });
+    if (!leased_) return BeginFinish(out);
+    state_ = State::kReleasing;
+    ++pending_;
+    out.push_back([this, key = key_, holder = holder_] {
+      deps_->ledger->ReleaseLease(key, holder, [this](absl::Status s) {
+        Post(Event{.kind = EventKind::kLeaseReleased, .status = std::move(s)});
+      });
+    });
+  }
+
+  void BeginFinish(std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    state_ = State::kFinishing;
+    MaybeFinish(out);
+  }
+
+  void MaybeFinish(std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (state_ != State::kFinishing || writing_) return;
+    state_ = State::kDone;
+    out.push_back([this, status = *final_] { Finish(status); });
   }
 
   Deps* const deps_;
@@ -464,7 +677,19 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent> {
   const absl::Time start_;
 
   absl::Mutex mu_;
-  int refs_ ABSL_GUARDED_BY(mu_) = 1;  // the client stream, + worker calls, + a retry alarm
+  // The executor: events not yet applied, and whether a thread is applying.
+  std::deque<Event> events_ ABSL_GUARDED_BY(mu_);
+  bool running_ ABSL_GUARDED_BY(mu_) = false;
+  // Event sources still to deliver their last event: worker calls (OnDone),
+  // ledger operations, alarms. The client stream is client_done_.
+  int pending_ ABSL_GUARDED_BY(mu_) = 0;
+  bool client_done_ ABSL_GUARDED_BY(mu_) = false;
+
+  State state_ ABSL_GUARDED_BY(mu_) = State::kStart;
+  std::optional<grpc::Status> abort_ ABSL_GUARDED_BY(mu_);  // why the turn must stop
+  std::optional<grpc::Status> final_ ABSL_GUARDED_BY(mu_);  // decided final status
+  bool counted_ ABSL_GUARDED_BY(mu_) = false;  // in deps_->active_turns
+
   LedgerKey key_ ABSL_GUARDED_BY(mu_);
   std::string holder_ ABSL_GUARDED_BY(mu_);
   bool leased_ ABSL_GUARDED_BY(mu_) = false;
@@ -472,34 +697,32 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent> {
   std::vector<TurnMessage> messages_ ABSL_GUARDED_BY(mu_);
   EncodedTurn suffix_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<StreamDecoder> decoder_ ABSL_GUARDED_BY(mu_);
+
   std::shared_ptr<Worker> worker_ ABSL_GUARDED_BY(mu_);
   RouteKind kind_ ABSL_GUARDED_BY(mu_) = RouteKind::kPlaced;
-  // Every call of this turn (freed with the turn: a call may still be inside
-  // its own OnDone when the next attempt starts).
+  // Every call of this turn, freed with it (an earlier attempt may still be
+  // ending); call_ is the current one.
   std::vector<std::unique_ptr<WorkerCall>> calls_ ABSL_GUARDED_BY(mu_);
-  WorkerCall* call_ ABSL_GUARDED_BY(mu_) = nullptr;  // the active one
-  std::unique_ptr<grpc::Alarm> alarm_ ABSL_GUARDED_BY(mu_);
-  bool retry_pending_ ABSL_GUARDED_BY(mu_) = false;
+  WorkerCall* call_ ABSL_GUARDED_BY(mu_) = nullptr;
   int attempts_ ABSL_GUARDED_BY(mu_) = 0;
   bool history_sent_ ABSL_GUARDED_BY(mu_) = false;
   bool state_missing_ ABSL_GUARDED_BY(mu_) = false;
-  bool reading_ ABSL_GUARDED_BY(mu_) = false;
-  bool stream_ended_ ABSL_GUARDED_BY(mu_) = false;
   v1::ExecuteStarted started_ ABSL_GUARDED_BY(mu_);
   bool have_started_ ABSL_GUARDED_BY(mu_) = false;
   bool started_sent_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<uint32_t> generated_ ABSL_GUARDED_BY(mu_);
-  std::deque<v1::CompleteEvent> queue_ ABSL_GUARDED_BY(mu_);  // front is being written
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool committed_ ABSL_GUARDED_BY(mu_) = false;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::Status final_ ABSL_GUARDED_BY(mu_);
-};
+  v1::CommitReport report_ ABSL_GUARDED_BY(mu_);
 
-void WorkerCall::OnReadDone(bool ok) { turn_->OnWorkerEvent(this, ok); }
-void WorkerCall::OnDone(const grpc::Status& status) { turn_->OnWorkerDone(this, status); }
+  // Alarms live as long as the turn (one may still be delivering its event).
+  std::vector<std::unique_ptr<grpc::Alarm>> alarms_ ABSL_GUARDED_BY(mu_);
+  grpc::Alarm* retry_alarm_ ABSL_GUARDED_BY(mu_) = nullptr;
+  grpc::Alarm* heartbeat_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool heartbeat_armed_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Events for the client; the front one is being written.
+  std::deque<v1::CompleteEvent> queue_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+};
 
 }  // namespace
 

@@ -1,0 +1,19 @@
+#include "router/service/worker_call.h"
+
+namespace hc::router {
+
+WorkerCall::WorkerCall(Listener* listener, std::shared_ptr<Worker> worker,
+                       hybridcache::v1::ExecuteRequest request,
+                       std::chrono::system_clock::time_point deadline)
+    : listener_(listener), worker_(std::move(worker)), request_(std::move(request)) {
+  ctx_.set_deadline(deadline);
+}
+
+void WorkerCall::Start() {
+  worker_->stub()->async()->Execute(&ctx_, &request_, this);
+  StartRead(&event_);
+  AddHold();  // released by the owner (see the header)
+  StartCall();
+}
+
+}  // namespace hc::router
