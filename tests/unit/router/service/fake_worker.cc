@@ -43,6 +43,11 @@ void FakeWorker::BlockNext(int tokens_before) {
   entered_ = std::make_unique<absl::Notification>();
   unblock_ = std::make_unique<absl::Notification>();
 }
+void FakeWorker::FailNext(grpc::StatusCode code, int times) {
+  absl::MutexLock lock(&mu_);
+  fail_code_ = code;
+  fail_times_ = times;
+}
 std::vector<v1::ExecuteRequest> FakeWorker::requests() {
   absl::MutexLock lock(&mu_);
   return requests_;
@@ -54,6 +59,10 @@ std::vector<std::string> FakeWorker::released() {
 bool FakeWorker::saw_cancel() {
   absl::MutexLock lock(&mu_);
   return saw_cancel_;
+}
+bool FakeWorker::AwaitCancel(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  return mu_.AwaitWithTimeout(absl::Condition(&saw_cancel_), timeout);
 }
 std::chrono::system_clock::time_point FakeWorker::last_deadline() {
   absl::MutexLock lock(&mu_);
@@ -72,6 +81,10 @@ grpc::Status FakeWorker::Execute(grpc::ServerContext* ctx, const v1::ExecuteRequ
     absl::MutexLock lock(&mu_);
     requests_.push_back(*req);
     last_deadline_ = ctx->deadline();
+    if (fail_times_ > 0) {
+      --fail_times_;
+      return grpc::Status(fail_code_, "fake failure");
+    }
     block_at = block_next_;
     block_next_ = -1;
     entered = entered_.get();

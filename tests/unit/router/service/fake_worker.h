@@ -47,12 +47,16 @@ class FakeWorker final : public hybridcache::v1::WorkerService::Service {
   // token batches) until Unblock() or cancellation; entered() fires then.
   void BlockNext(int tokens_before = 0);
   absl::Notification& entered() { return *entered_; }
+  // The next `times` Execute calls fail at once with `code` (nothing streamed).
+  void FailNext(grpc::StatusCode code, int times);
   void Unblock() { unblock_->Notify(); }
 
   // Observations.
   std::vector<hybridcache::v1::ExecuteRequest> requests();
   std::vector<std::string> released();
   bool saw_cancel();
+  // Waits until a blocked Execute has seen its call cancelled; false on timeout.
+  bool AwaitCancel(absl::Duration timeout);
   std::chrono::system_clock::time_point last_deadline();
 
   grpc::Status Execute(grpc::ServerContext* ctx, const hybridcache::v1::ExecuteRequest* req,
@@ -75,6 +79,8 @@ class FakeWorker final : public hybridcache::v1::WorkerService::Service {
   std::vector<std::string> released_ ABSL_GUARDED_BY(mu_);
   bool load_fails_ ABSL_GUARDED_BY(mu_) = false;
   int block_next_ ABSL_GUARDED_BY(mu_) = -1;
+  grpc::StatusCode fail_code_ ABSL_GUARDED_BY(mu_) = grpc::StatusCode::OK;
+  int fail_times_ ABSL_GUARDED_BY(mu_) = 0;
   bool saw_cancel_ ABSL_GUARDED_BY(mu_) = false;
   std::chrono::system_clock::time_point last_deadline_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<absl::Notification> entered_ = std::make_unique<absl::Notification>();

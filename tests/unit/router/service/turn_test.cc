@@ -1,0 +1,243 @@
+// The turn's state machine (router/service/turn.cc) against in-process fake
+// workers: lease heartbeats, a lost lease, the router's admission bound,
+// worker refusals retried before the first token, and a soak of many short
+// turns from many clients whose ledger must equal what the clients were told.
+#include <atomic>
+#include <map>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "gtest/gtest.h"
+#include "router/ledger/memory_ledger.h"
+#include "tests/unit/router/service/router_harness.h"
+
+namespace hc::router {
+namespace {
+
+namespace v1 = hybridcache::v1;
+using testing::HarnessOptions;
+using testing::RouterHarness;
+using testing::TurnResult;
+
+// A test clock the test moves by hand.
+class FakeClock {
+ public:
+  absl::Time Now() const { return absl::FromUnixNanos(ns_.load()); }
+  void Advance(absl::Duration d) { ns_.fetch_add(absl::ToInt64Nanoseconds(d)); }
+  Clock AsClock() { return [this] { return Now(); }; }
+
+ private:
+  std::atomic<int64_t> ns_{absl::ToUnixNanos(absl::FromUnixSeconds(1'700'000'000))};
+};
+
+// Forwards to a memory ledger, records the clock reading of every lease
+// renewal (tests wait on it), and can refuse renewals as if the lease had been
+// taken over.
+class ObservedLedger final : public ConversationLedger {
+ public:
+  explicit ObservedLedger(Clock clock) : clock_(clock), inner_(NewMemoryLedger(clock)) {}
+
+  void AcquireLease(const LedgerKey& key, std::string_view holder, absl::Duration ttl,
+                    RecordCallback done) override {
+    inner_->AcquireLease(key, holder, ttl, std::move(done));
+  }
+  void RenewLease(const LedgerKey& key, std::string_view holder, absl::Duration ttl,
+                  StatusCallback done) override {
+    bool refuse;
+    {
+      absl::MutexLock lock(&mu_);
+      last_renewal_ = clock_();
+      refuse = refuse_renewals_;
+    }
+    if (refuse) return std::move(done)(absl::AbortedError("taken over (test)"));
+    inner_->RenewLease(key, holder, ttl, std::move(done));
+  }
+  void Commit(const LedgerKey& key, std::string_view holder, CommitRequest commit,
+              StatusCallback done) override {
+    inner_->Commit(key, holder, std::move(commit), std::move(done));
+  }
+  void ReleaseLease(const LedgerKey& key, std::string_view holder, StatusCallback done) override {
+    inner_->ReleaseLease(key, holder, std::move(done));
+  }
+  void Get(const LedgerKey& key, RecordCallback done) override { inner_->Get(key, std::move(done)); }
+  void Delete(const LedgerKey& key, StatusCallback done) override {
+    inner_->Delete(key, std::move(done));
+  }
+  void CountConversations(CountCallback done) override { inner_->CountConversations(std::move(done)); }
+
+  void RefuseRenewals() {
+    absl::MutexLock lock(&mu_);
+    refuse_renewals_ = true;
+  }
+  // Blocks until a renewal has happened with the clock at `t` or later.
+  void AwaitRenewalAtOrAfter(absl::Time t) {
+    absl::MutexLock lock(&mu_);
+    auto renewed = [this, t]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return last_renewal_ >= t; };
+    mu_.Await(absl::Condition(&renewed));
+  }
+
+ private:
+  const Clock clock_;
+  const std::unique_ptr<ConversationLedger> inner_;
+  absl::Mutex mu_;
+  absl::Time last_renewal_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  bool refuse_renewals_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+TEST(TurnTest, TurnLongerThanTheLeaseTtlKeepsItsLeaseByRenewingIt) {
+  FakeClock clock;
+  auto ledger = std::make_unique<ObservedLedger>(clock.AsClock());
+  ObservedLedger* observed = ledger.get();
+  HarnessOptions o;
+  o.service.lease_ttl = absl::Milliseconds(300);  // renewed every 100 ms
+  o.ledger = std::move(ledger);
+  RouterHarness h(1, std::move(o));
+  h.worker(0).BlockNext(/*tokens_before=*/1);
+  TurnResult first;
+  std::thread t([&] { first = h.Complete(RouterHarness::UserTurn("c", "a long answer")); });
+  h.worker(0).entered().WaitForNotificationWithTimeout(absl::Seconds(30));
+
+  // The ledger's clock runs well past the TTL while the turn streams; each
+  // step waits for a renewal made at the new time.
+  for (int i = 0; i < 4; ++i) {
+    clock.Advance(absl::Milliseconds(200));
+    observed->AwaitRenewalAtOrAfter(clock.Now());
+  }
+  TurnResult second = h.Complete(RouterHarness::UserTurn("c", "meanwhile"));
+  EXPECT_EQ(second.status.error_code(), grpc::StatusCode::ABORTED) << second.status.error_message();
+
+  h.worker(0).Unblock();
+  t.join();
+  ASSERT_TRUE(first.status.ok()) << first.status.error_message();
+  EXPECT_EQ(first.completed()->committed_round(), 1u);
+  auto rec = h.ledger().Get(LedgerKey{"", "c"});
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  EXPECT_EQ(rec->round, 1u);
+  EXPECT_EQ(rec->messages.front().text, "a long answer");
+}
+
+TEST(TurnTest, LostLeaseAbortsTheTurnCancelsTheWorkerAndCommitsNothing) {
+  auto ledger = std::make_unique<ObservedLedger>(Clock([] { return absl::Now(); }));
+  ObservedLedger* observed = ledger.get();
+  observed->RefuseRenewals();
+  HarnessOptions o;
+  o.service.lease_ttl = absl::Milliseconds(60);
+  o.ledger = std::move(ledger);
+  RouterHarness h(1, std::move(o));
+  h.worker(0).BlockNext(/*tokens_before=*/1);
+  TurnResult r = h.Complete(RouterHarness::UserTurn("c", "hello"));
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::ABORTED) << r.status.error_message();
+  EXPECT_NE(r.status.error_message().find("lease"), std::string::npos) << r.status.error_message();
+  EXPECT_TRUE(h.worker(0).AwaitCancel(absl::Seconds(30)));
+  EXPECT_EQ(h.ledger().Get(LedgerKey{"", "c"}).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(TurnTest, RouterAdmissionBoundRefusesTheTurnPastItAndAdmitsAgainAfter) {
+  ChatServiceOptions so;
+  so.max_inflight_turns = 1;
+  RouterHarness h(1, so);
+  h.worker(0).BlockNext(/*tokens_before=*/0);
+  TurnResult first;
+  std::thread t([&] { first = h.Complete(RouterHarness::UserTurn("a", "one")); });
+  h.worker(0).entered().WaitForNotificationWithTimeout(absl::Seconds(30));
+
+  TurnResult refused = h.Complete(RouterHarness::UserTurn("b", "two"));
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(refused.status.error_message().find("--max_inflight_turns"), std::string::npos)
+      << refused.status.error_message();
+  EXPECT_EQ(h.ledger().Get(LedgerKey{"", "b"}).status().code(), absl::StatusCode::kNotFound);
+
+  h.worker(0).Unblock();
+  t.join();
+  ASSERT_TRUE(first.status.ok()) << first.status.error_message();
+  TurnResult after = h.Complete(RouterHarness::UserTurn("b", "two"));
+  EXPECT_TRUE(after.status.ok()) << after.status.error_message();
+}
+
+TEST(TurnTest, WorkerQueueFullIsRetriedBeforeTheFirstToken) {
+  RouterHarness h(1);
+  h.worker(0).FailNext(grpc::StatusCode::RESOURCE_EXHAUSTED, 1);
+  TurnResult r = h.Complete(RouterHarness::UserTurn("c", "hi"));
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(h.worker(0).requests().size(), 2u);
+  EXPECT_EQ(h.ledger().Get(LedgerKey{"", "c"})->round, 1u);
+}
+
+TEST(TurnTest, WorkerQueueFullOnEveryAttemptReachesTheClientAndChangesNothing) {
+  ChatServiceOptions so;
+  so.max_attempts = 3;
+  RouterHarness h(1, so);
+  h.worker(0).FailNext(grpc::StatusCode::RESOURCE_EXHAUSTED, 3);
+  TurnResult r = h.Complete(RouterHarness::UserTurn("c", "hi"));
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(h.worker(0).requests().size(), 3u);
+  EXPECT_EQ(h.ledger().Get(LedgerKey{"", "c"}).status().code(), absl::StatusCode::kNotFound);
+  // The lease was given back: the next turn runs.
+  EXPECT_TRUE(h.Complete(RouterHarness::UserTurn("c", "hi")).status.ok());
+}
+
+// Many clients, many short turns: the router survives, every turn is OK (or
+// ABORTED where clients share a conversation), and the ledger holds exactly
+// the acknowledged turns, in round order.
+TEST(TurnTest, SoakOfShortTurnsKeepsTheLedgerEqualToWhatClientsWereTold) {
+  constexpr int kThreads = 8;
+  constexpr int kTurnsPerThread = 120;
+  constexpr int kOwnPerThread = 4;
+  constexpr int kShared = 3;
+  testing::FakeWorkerOptions wo;
+  wo.reply_letters = 2;
+  RouterHarness h(2, ChatServiceOptions{}, wo);
+
+  struct Told {
+    std::string user, reply;
+  };
+  absl::Mutex mu;
+  std::map<std::string, std::map<uint64_t, Told>> told;  // conversation -> round -> turn
+  std::atomic<int> ok{0}, aborted{0}, other{0};
+  std::string first_other;
+
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kTurnsPerThread; ++i) {
+        const bool shared = i % 5 == 0;
+        const std::string id = shared ? absl::StrCat("shared-", i % kShared)
+                                      : absl::StrCat("own-", t, "-", i % kOwnPerThread);
+        const std::string text = absl::StrCat("t", t, "i", i);
+        TurnResult r = h.Complete(RouterHarness::UserTurn(id, text));
+        if (r.status.ok() && r.completed() != nullptr) {
+          ++ok;
+          absl::MutexLock lock(&mu);
+          told[id][r.completed()->committed_round()] = Told{text, r.text};
+        } else if (shared && r.status.error_code() == grpc::StatusCode::ABORTED) {
+          ++aborted;
+        } else {
+          absl::MutexLock lock(&mu);
+          if (other++ == 0) first_other = absl::StrCat(r.status.error_code(), " ", r.status.error_message());
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(other.load(), 0) << "first unexpected outcome: " << first_other;
+  EXPECT_EQ(ok.load() + aborted.load(), kThreads * kTurnsPerThread);
+
+  for (const auto& [id, rounds] : told) {
+    auto rec = h.ledger().Get(LedgerKey{"", id});
+    ASSERT_TRUE(rec.ok()) << id << ": " << rec.status();
+    ASSERT_EQ(rec->round, rounds.size()) << id;
+    ASSERT_EQ(rec->messages.size(), 2 * rounds.size()) << id;
+    uint64_t round = 1;
+    for (const auto& [r, turn] : rounds) {
+      ASSERT_EQ(r, round) << id;
+      EXPECT_EQ(rec->messages[2 * (r - 1)].text, turn.user) << id << " round " << r;
+      EXPECT_EQ(rec->messages[2 * (r - 1) + 1].text, turn.reply) << id << " round " << r;
+      ++round;
+    }
+  }
+  EXPECT_EQ(*h.ledger().CountConversations(), told.size());
+}
+
+}  // namespace
+}  // namespace hc::router
