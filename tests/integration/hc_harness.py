@@ -23,6 +23,8 @@ import urllib.request
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("HC_BUILD_DIR", os.path.join(REPO, "build"))
 BIN = os.path.join(BUILD, "bin")
+# The router binary may come from another build (a sanitizer build: make test-asan / test-tsan).
+ROUTER_BIN = os.environ.get("HC_ROUTER_BIN", os.path.join(BIN, "hc-router"))
 GRPC_PROTO_DIR = "/usr/share/grpc-proto"
 
 _READY = re.compile(r"listening on (\S+):(\d+) metrics (\S+):(\d+)")
@@ -152,7 +154,7 @@ class Stack:
 
     def start_router(self, extra=()):
         workers = ",".join(w.address for w in self.workers)
-        args = [os.path.join(BIN, "hc-router"), "--port=0", "--metrics_port=0",
+        args = [ROUTER_BIN, "--port=0", "--metrics_port=0",
                 f"--workers={workers}", f"--model={self.model}", *self.router_args, *extra]
         self.router = Process("router", args, log_dir=self.log_dir)
         return self.router
