@@ -5,7 +5,7 @@ CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test bench run demo clean
+.PHONY: all deps configure build test test-asan test-tsan bench run demo clean
 
 all: build
 
@@ -23,6 +23,14 @@ build: configure
 # All tests: CTest (unit, integration, python) with a summary; non-zero on any failure.
 test: build
 	@scripts/run-tests.sh $(BUILD_DIR) $(CTEST_FLAGS)
+
+# The router's tests and the integration soak under AddressSanitizer +
+# UndefinedBehaviorSanitizer, or ThreadSanitizer (separate build trees).
+test-asan: build
+	@scripts/run-sanitized-tests.sh asan
+
+test-tsan: build
+	@scripts/run-sanitized-tests.sh tsan
 
 bench: build
 	@scripts/run-benchmarks.sh $(BUILD_DIR)

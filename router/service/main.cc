@@ -6,6 +6,15 @@
 // Prints "hc-router listening on HOST:PORT metrics HOST:MPORT" once serving
 // (ports resolved, so --port 0 / --metrics_port 0 work for tests). SIGTERM or
 // SIGINT drains in-flight turns (--drain_timeout) and exits 0.
+//
+// Start-up order: codec, ledger (replayed), worker pool (first probe round,
+// then background refresh), metrics, ChatService, and last the gRPC server, so
+// nothing can call in before its dependencies exist. Shutdown runs in reverse
+// by scope: the server drains and stops first (no new calls, running turns
+// get --drain_timeout, then are cancelled), then the ChatService, whose
+// destructor waits until every turn object is gone (a turn outlives its client
+// stream until its worker call and ledger operations have ended), then the
+// pool, the ledger (file: flushed and synced) and metrics.
 #include <unistd.h>
 
 #include <random>
@@ -36,8 +45,12 @@ ABSL_FLAG(std::string, ledger, "memory", "Ledger backend: memory, or redis://hos
 ABSL_FLAG(std::string, ledger_dir, "",
           "With the memory ledger: directory of its append-only log and snapshot (durable)");
 ABSL_FLAG(std::string, ledger_fsync, "interval", "File ledger fsync: always, interval, never");
-ABSL_FLAG(absl::Duration, lease_ttl, absl::Minutes(10),
-          "Lease of a turn; an expired lease (crashed router) can be taken over");
+ABSL_FLAG(absl::Duration, lease_ttl, absl::Seconds(30),
+          "Lease of a turn, renewed every lease_ttl/3 while it runs; the lease of a crashed "
+          "router's turn expires after this and can be taken over");
+ABSL_FLAG(int64_t, max_inflight_turns, 1024,
+          "Turns in flight in this router; past it turns are refused with RESOURCE_EXHAUSTED "
+          "(0: unbounded)");
 ABSL_FLAG(int32_t, max_model_len, 0, "Context limit; 0 uses the workers' reported max_model_len");
 ABSL_FLAG(absl::Duration, probe_interval, absl::Seconds(1), "Worker health/load polling interval");
 ABSL_FLAG(int32_t, overload_waiting, 16,
@@ -100,6 +113,11 @@ int Main(int argc, char** argv) {
   ::gethostname(host, sizeof(host) - 1);
   ChatServiceOptions co;
   co.lease_ttl = absl::GetFlag(FLAGS_lease_ttl);
+  if (co.lease_ttl < absl::Milliseconds(30)) {
+    HC_LOG(ERROR) << "--lease_ttl must be at least 30ms";
+    return 2;
+  }
+  co.max_inflight_turns = absl::GetFlag(FLAGS_max_inflight_turns);
   co.max_model_len = static_cast<uint32_t>(absl::GetFlag(FLAGS_max_model_len));
   co.max_attempts = absl::GetFlag(FLAGS_max_attempts);
   co.router_id = absl::StrCat(host, ":", ::getpid(), ":", std::random_device()() % 100000);
