@@ -104,7 +104,12 @@ class CheckpointHfTest(unittest.TestCase):
     def test_tokenizers_library_encodes_like_us(self):
         from tokenizers import Tokenizer
         hf = Tokenizer.from_file(os.path.join(self.dir, "tokenizer.json"))
-        texts = SAMPLES + random_strings(200, seed=7)
+        # Long single words too: BPE merges them pair by pair (a heap of
+        # candidate merges), which must give exactly the library's ids.
+        rng = random.Random(11)
+        long_words = ["".join(rng.choice("thequickbrownfox") for _ in range(n)) for n in (300, 5000)]
+        long_words += ["a" * 4097, " " * 3000, "the" * 2000]
+        texts = SAMPLES + random_strings(200, seed=7) + long_words
         ours = self.our_ids(texts)
         for text, ids in zip(texts, ours):
             self.assertEqual(hf.encode(text, add_special_tokens=False).ids, ids, repr(text))

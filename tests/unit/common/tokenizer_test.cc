@@ -1,6 +1,10 @@
 #include "common/tokenizer.h"
 
+#include <climits>
 #include <random>
+
+#include "absl/container/flat_hash_map.h"
+#include "common/json.h"
 
 #include "common/bpe_trainer.h"
 #include "common/utf8.h"
@@ -106,6 +110,84 @@ TEST(TokenizerTest, RandomUnicodeRoundTrips) {
     const auto ids = tok->Encode(s);
     EXPECT_EQ(tok->Decode(ids), s);
     for (TokenId id : ids) EXPECT_TRUE(tok->IsValidId(id));
+  }
+}
+
+// Classic BPE (repeatedly merge every occurrence of the best-ranked pair), the
+// reference the heap-based merge must equal on a trained merge list (where a
+// merge's result only takes part in later-ranked merges).
+std::vector<TokenId> ClassicBpe(const Tokenizer& tok, std::string_view json_text, std::string_view word) {
+  auto doc = json::Parse(json_text);
+  EXPECT_TRUE(doc.ok());
+  absl::flat_hash_map<uint64_t, std::pair<int, TokenId>> merges;
+  int rank = 0;
+  for (const json::Value& m : doc->Find("model")->Find("merges")->AsArray()) {
+    std::string left, right;
+    if (m.is_string()) {
+      const std::string& str = m.AsString();
+      left = str.substr(0, str.find(' '));
+      right = str.substr(str.find(' ') + 1);
+    } else {
+      left = m.AsArray()[0].AsString();
+      right = m.AsArray()[1].AsString();
+    }
+    const uint64_t key = (uint64_t{static_cast<uint32_t>(*tok.TokenToId(left))} << 32) |
+                         static_cast<uint32_t>(*tok.TokenToId(right));
+    merges.try_emplace(key, rank++, *tok.TokenToId(left + right));
+  }
+  std::vector<TokenId> sym;
+  for (unsigned char b : word) sym.push_back(*tok.TokenToId(ByteLevelEncode(std::string(1, b))));
+  while (sym.size() > 1) {
+    int best = INT_MAX;
+    uint64_t best_key = 0;
+    TokenId merged = -1;
+    for (size_t i = 0; i + 1 < sym.size(); ++i) {
+      const uint64_t key = (uint64_t{static_cast<uint32_t>(sym[i])} << 32) | static_cast<uint32_t>(sym[i + 1]);
+      auto it = merges.find(key);
+      if (it != merges.end() && it->second.first < best) {
+        best = it->second.first;
+        best_key = key;
+        merged = it->second.second;
+      }
+    }
+    if (merged < 0) break;
+    std::vector<TokenId> next;
+    for (size_t i = 0; i < sym.size();) {
+      const uint64_t key = i + 1 < sym.size() ? (uint64_t{static_cast<uint32_t>(sym[i])} << 32) |
+                                                    static_cast<uint32_t>(sym[i + 1])
+                                              : 0;
+      if (i + 1 < sym.size() && key == best_key) {
+        next.push_back(merged);
+        i += 2;
+      } else {
+        next.push_back(sym[i++]);
+      }
+    }
+    sym.swap(next);
+  }
+  return sym;
+}
+
+TEST(TokenizerTest, HeapMergeEqualsClassicBpeOnRandomAndLongWords) {
+  BpeTrainerOptions opt;
+  opt.vocab_size = 400;
+  opt.special_tokens = kSpecials;
+  const std::string json_text = BpeTokenizerJson(TrainBpe(kCorpus, opt));
+  auto tok = Tokenizer::FromJson(json_text);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  std::mt19937_64 rng(99);
+  const std::string alphabet = "thequickbrownfoxjumpsoverlazydog";
+  std::vector<std::string> words = {"the", "theretherethere", std::string(3000, 'e'),
+                                    std::string(1001, 't')};
+  for (int i = 0; i < 300; ++i) {
+    std::string w;
+    const size_t n = 1 + rng() % (i < 290 ? 24 : 2000);
+    for (size_t k = 0; k < n; ++k) w += alphabet[rng() % alphabet.size()];
+    words.push_back(w);
+  }
+  for (const std::string& w : words) {
+    // A single letter-only word is one pre-token: Encode runs exactly one BPE.
+    EXPECT_EQ((*tok)->Encode(w, false), ClassicBpe(**tok, json_text, w)) << w.substr(0, 40);
   }
 }
 
