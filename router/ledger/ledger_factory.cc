@@ -14,7 +14,9 @@ absl::StatusOr<std::unique_ptr<ConversationLedger>> OpenLedger(const LedgerOptio
     return std::unique_ptr<ConversationLedger>(std::move(ledger).value());
   }
   if (options.backend == "file" || (options.backend == "memory" && !options.dir.empty())) {
-    return OpenFileLedger(options);
+    auto ledger = OpenFileLedger(options);
+    if (!ledger.ok()) return ledger.status();
+    return std::unique_ptr<ConversationLedger>(std::move(ledger).value());
   }
   if (options.backend == "memory" || options.backend.empty()) return NewMemoryLedger(options.clock);
   return absl::InvalidArgumentError(
