@@ -252,7 +252,7 @@ class FileLedgerImpl final : public FileLedger {
 
   absl::Status WritableLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (stopping_) return absl::UnavailableError("the ledger is shutting down");
-    return absl::OkStatus();
+    return poisoned_;
   }
 
   void Enqueue(Pending p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -300,14 +300,9 @@ class FileLedgerImpl final : public FileLedger {
       data = joined;
     }
     bool synced = false;
+    const uint64_t good_bytes = log_bytes_;
     absl::Status s = ops_.WriteAll(fd_, data, log_path_);
-    if (!s.ok()) {
-      // Cut a partial write off so later appends stay readable.
-      if (absl::Status t = ops_.Truncate(fd_, log_bytes_, log_path_); !t.ok()) {
-        HC_LOG(ERROR) << "ledger: " << t.ToString();
-      }
-    } else {
-      log_bytes_ += data.size();
+    if (s.ok()) {
       unsynced_ = true;
       const absl::Time now = absl::Now();
       if (options_.fsync == FsyncPolicy::kAlways ||
@@ -319,6 +314,11 @@ class FileLedgerImpl final : public FileLedger {
           unsynced_ = false;
         }
       }
+    }
+    if (s.ok()) {
+      log_bytes_ += data.size();
+    } else {
+      UndoFailedAppend(good_bytes, s);
     }
     std::vector<Deferred> deferred;
     {
@@ -341,6 +341,30 @@ class FileLedgerImpl final : public FileLedger {
     }
     for (Pending& p : batch) std::move(p.done)(s);
     for (Deferred& d : deferred) std::move(d)();
+  }
+
+  // Writer thread: the batch after `good_bytes` failed (reported to its
+  // callers), so it must not be in the log: a later acknowledged record of the
+  // same round would otherwise be shadowed by it on replay. Cuts the file back
+  // and makes the cut durable; when even that fails, the log is poisoned and
+  // the ledger refuses every later commit and delete (read-only) rather than
+  // acknowledge records after an unknown tail.
+  void UndoFailedAppend(uint64_t good_bytes, const absl::Status& why) {
+    absl::Status s = ops_.Truncate(fd_, good_bytes, log_path_);
+    if (s.ok() && options_.fsync != FsyncPolicy::kNever) s = ops_.DataSync(fd_, log_path_);
+    if (s.ok()) {
+      log_bytes_ = good_bytes;
+      unsynced_ = false;
+      HC_LOG(ERROR) << "ledger: an append failed and was cut off the log: " << why.ToString();
+      return;
+    }
+    HC_LOG(ERROR) << "LEDGER IS READ-ONLY: an append to " << log_path_ << " failed ("
+                  << why.ToString() << ") and could not be undone (" << s.ToString()
+                  << "); commits and deletes are refused until the router restarts and replays";
+    absl::MutexLock lock(&mu_);
+    poisoned_ = absl::InternalError(absl::StrCat("the ledger log ", log_path_,
+                                                 " is read-only after a failed write: ",
+                                                 why.message()));
   }
 
   // Writer thread: once the active log outgrows the threshold, rotates it and
@@ -433,6 +457,9 @@ class FileLedgerImpl final : public FileLedger {
           HC_LOG(ERROR) << "ledger compaction failed (retried later): " << size.status().ToString();
         }
         CompactionFailedLocked();
+        mu_.Unlock();
+        Step(CompactionStep::kFailed);
+        mu_.Lock();
       }
     }
   }
@@ -490,6 +517,7 @@ class FileLedgerImpl final : public FileLedger {
   // that wait for it.
   absl::flat_hash_map<std::string, std::vector<Deferred>> busy_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status poisoned_ ABSL_GUARDED_BY(mu_);  // not OK: the log is read-only
   FileLedgerStats stats_ ABSL_GUARDED_BY(mu_);
   // Compaction state, shared by the writer and the compaction thread.
   bool compacting_ ABSL_GUARDED_BY(mu_) = false;

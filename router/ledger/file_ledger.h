@@ -64,6 +64,7 @@ enum class CompactionStep {
   kSnapshotWritten,    // ledger.snap.tmp written and fsynced
   kSnapshotInstalled,  // renamed over ledger.snap, directory fsynced
   kDone,               // ledger.log.old deleted
+  kFailed,             // a step failed; the files stay as they are (retried later)
 };
 
 struct FileLedgerOptions {
@@ -73,7 +74,8 @@ struct FileLedgerOptions {
   // false: one record per write and fdatasync (the baseline group commit is
   // measured against).
   bool group_commit = true;
-  // Called on the compaction thread after each step; returning false stops
+  // Called on the compaction thread after each step (and with kFailed after
+  // a failure; its return value is then ignored); returning false stops
   // the compaction there, leaving the files as a crash at that step would
   // (tests). May block (e.g. to hold a compaction while appends go on).
   std::function<bool(CompactionStep)> on_compaction_step;

@@ -39,6 +39,17 @@ class TestFileOps : public FileOps {
   void FailSyncDir(bool fail) { fail_sync_dir_ = fail; }
 
   int data_syncs() const { return data_syncs_.load(); }
+  // Waits (at most `timeout`, so a missing sync fails instead of hanging)
+  // until `n` fdatasyncs completed.
+  bool WaitForDataSyncs(int n, absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    sync_target_ = n;
+    return mu_.AwaitWithTimeout(
+        absl::Condition(
+            +[](TestFileOps* o) ABSL_NO_THREAD_SAFETY_ANALYSIS { return o->completed_syncs_ >= o->sync_target_; },
+            this),
+        timeout);
+  }
 
   absl::Status DataSync(int fd, const std::string& path) override {
     ++data_syncs_;
@@ -54,7 +65,10 @@ class TestFileOps : public FileOps {
       --fail_syncs_;
       return absl::InternalError("fdatasync " + path + ": Input/output error (injected)");
     }
-    return FileOps::DataSync(fd, path);
+    absl::Status s = FileOps::DataSync(fd, path);
+    absl::MutexLock lock(&mu_);
+    ++completed_syncs_;
+    return s;
   }
 
   absl::Status SyncDir(const std::string& dir) override {
@@ -66,6 +80,8 @@ class TestFileOps : public FileOps {
   absl::Mutex mu_;
   bool gate_closed_ ABSL_GUARDED_BY(mu_) = false;
   bool entered_ ABSL_GUARDED_BY(mu_) = false;
+  int completed_syncs_ ABSL_GUARDED_BY(mu_) = 0;
+  int sync_target_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<int> data_syncs_{0};
   std::atomic<int> fail_syncs_{0};
   std::atomic<int> skip_syncs_{0};
