@@ -15,6 +15,15 @@
 // a lease cannot be taken over under a pending commit, and a pending delete
 // holds the entry as "deleting".
 //
+// Replay (at open): only a torn tail, an incomplete last frame left by a
+// crash mid-write, is dropped (and truncated away). A bad frame followed by
+// good ones, or a record that does not apply, is corruption: open fails with
+// DATA_LOSS naming the file and offset, and the file is left untouched.
+// A failed append or fdatasync is cut off the log again (ftruncate + sync)
+// before its callers hear the error, so the log holds exactly the
+// acknowledged records; if even that fails, the ledger turns read-only
+// (commits and deletes answer INTERNAL) with a loud error.
+//
 // Durability (what an acknowledged commit survives):
 //   always    power loss: the batch is fdatasync'ed before any callback runs.
 //   interval  a process crash (records are written before the callback);
@@ -87,7 +96,7 @@ class FileLedger : public ConversationLedger {
 };
 
 // Creates `options.dir` if needed and replays it. DATA_LOSS for a corrupt
-// snapshot; INTERNAL for I/O errors.
+// snapshot or log (see above); INTERNAL for I/O errors.
 absl::StatusOr<std::unique_ptr<FileLedger>> OpenFileLedger(const LedgerOptions& options,
                                                           FileLedgerOptions file_options = {});
 

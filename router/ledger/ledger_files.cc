@@ -74,14 +74,59 @@ std::string DeleteRecord(uint64_t seq, const std::string& table_key) {
   return framed;
 }
 
+namespace {
+
+// Whether a frame with a valid CRC and a decodable record header starts
+// anywhere in data[from, end): after a bad frame, that means the bad frame is
+// damage in the middle of the log, not a torn tail. Costs O(tail bytes x
+// candidate frame length) on this error path only; a torn tail is at most one
+// write batch.
+bool AnyValidFrameAfter(std::string_view data, size_t from) {
+  for (size_t p = from; p + 8 <= data.size(); ++p) {
+    size_t offset = p;
+    std::string_view payload;
+    if (!NextFrame(data, &offset, &payload) || payload.size() < 9) continue;
+    ByteReader r(payload);
+    uint8_t type = 0;
+    uint64_t seq = 0;
+    std::string k;
+    if (r.U8(&type) && (type == kCommitRecord || type == kDeleteRecord) && r.U64(&seq) &&
+        r.Bytes(&k)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 absl::StatusOr<SegmentReplay> ReplaySegment(std::string_view data, const std::string& path,
                                             uint64_t after_seq, LedgerTable* table) {
   SegmentReplay out;
   size_t offset = 0;
   std::string_view payload;
-  while (true) {
+  const auto data_loss = [&](size_t at, const std::string& what) {
+    return absl::DataLossError(absl::StrCat(
+        "ledger log ", path, ": ", what, " at offset ", at, " of ", data.size(),
+        " bytes; refusing to start rather than drop committed rounds (the file is left as it "
+        "is: restore it from a backup, or move it away to start from the snapshot alone)"));
+  };
+  while (offset < data.size()) {
     const size_t at = offset;
-    if (!NextFrame(data, &offset, &payload)) break;
+    if (!NextFrame(data, &offset, &payload)) {
+      // Only an incomplete last frame (a crash mid-write) may be dropped: a
+      // bad frame with a good one anywhere after it is damage.
+      uint32_t len = 0;
+      if (data.size() - at >= 8) std::memcpy(&len, data.data() + at, 4);
+      const bool complete = data.size() - at >= 8 && data.size() - at - 8 >= len;
+      const size_t next = complete ? at + 8 + len : at + 1;
+      if ((complete && next < data.size()) || AnyValidFrameAfter(data, next)) {
+        return data_loss(at, "corrupt record (bad length or CRC) followed by more records");
+      }
+      HC_LOG(WARNING) << "ledger log " << path << ": dropping a torn tail of "
+                      << data.size() - at << " bytes at offset " << at;
+      break;
+    }
     ByteReader r(payload);
     uint8_t type = 0;
     uint64_t seq = 0;
@@ -93,11 +138,11 @@ absl::StatusOr<SegmentReplay> ReplaySegment(std::string_view data, const std::st
       ok = r.U64(&c.expected_round) && r.Tokens(&c.appended_tokens) &&
            r.Messages(&c.appended_messages) && r.Worker(&c.worker) && r.U64(&activity) && r.done();
       if (ok && seq > after_seq) {
-        // Holder "" skips the lease check; a round mismatch cannot happen
-        // for an intact log and is reported, not applied.
+        // Holder "" skips the lease check. A round mismatch means the log
+        // does not hold what was acknowledged: never skip it silently.
         if (absl::Status s = table->Commit(k, "", c, FromMicros(static_cast<int64_t>(activity)));
             !s.ok()) {
-          HC_LOG(WARNING) << "ledger replay skips record " << seq << ": " << s.ToString();
+          return data_loss(at, absl::StrCat("record ", seq, " does not apply (", s.message(), ")"));
         }
         ++out.applied;
       }
@@ -110,17 +155,10 @@ absl::StatusOr<SegmentReplay> ReplaySegment(std::string_view data, const std::st
     } else {
       ok = false;
     }
-    if (!ok) {
-      offset = at;
-      break;
-    }
+    if (!ok) return data_loss(at, "undecodable record with a valid CRC");
     out.last_seq = std::max(out.last_seq, seq);
+    out.valid_bytes = offset;
   }
-  if (offset != data.size()) {
-    HC_LOG(WARNING) << "ledger log " << path << ": dropping a torn tail of "
-                    << data.size() - offset << " bytes at offset " << offset;
-  }
-  out.valid_bytes = offset;
   return out;
 }
 

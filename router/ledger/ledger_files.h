@@ -46,8 +46,11 @@ struct SegmentReplay {
 };
 
 // Applies the records of log segment `data` (read from `path`) with
-// seq > after_seq to `table`. A torn tail (an incomplete last frame, a crash
-// mid-write) ends the segment at valid_bytes; the caller truncates it.
+// seq > after_seq to `table`. A torn tail (a bad last frame with no valid
+// frame after it: a crash mid-write) ends the segment at valid_bytes; the
+// caller truncates it. DATA_LOSS, naming the file and offset, for anything
+// else: a bad frame followed by good ones, an undecodable record, a record
+// that does not apply.
 absl::StatusOr<SegmentReplay> ReplaySegment(std::string_view data, const std::string& path,
                                             uint64_t after_seq, LedgerTable* table);
 
