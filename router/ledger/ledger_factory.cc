@@ -8,7 +8,7 @@
 namespace hc::router {
 
 absl::StatusOr<std::unique_ptr<ConversationLedger>> OpenLedger(const LedgerOptions& options) {
-  if (absl::StartsWith(options.backend, "redis://")) {
+  if (absl::StartsWith(options.backend, "redis://") || absl::StartsWith(options.backend, "rediss://")) {
     auto ledger = OpenRedisLedger(options);
     if (!ledger.ok()) return ledger.status();
     return std::unique_ptr<ConversationLedger>(std::move(ledger).value());
