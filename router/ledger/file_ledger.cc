@@ -1,327 +1,588 @@
 #include "router/ledger/file_ledger.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <deque>
+#include <thread>
+#include <utility>
+#include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "router/ledger/ledger_files.h"
 #include "router/ledger/ledger_table.h"
-#include "router/ledger/record_codec.h"
-#include "router/ledger/table_ledger.h"
 
 namespace hc::router {
 namespace {
 
-constexpr uint8_t kCommitRecord = 1;
-constexpr uint8_t kDeleteRecord = 2;
-constexpr std::string_view kSnapshotMagic = "HCLSNAP1";
-
-absl::Status Errno(const char* what, const std::string& path) {
-  return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
-}
-
-absl::Status WriteAll(int fd, std::string_view data, const std::string& path) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Errno("write", path);
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path, bool* exists) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) {
-      *exists = false;
-      return std::string();
-    }
-    return Errno("open", path);
-  }
-  *exists = true;
-  std::string data;
-  char buf[1 << 16];
-  while (true) {
-    const ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      ::close(fd);
-      return Errno("read", path);
-    }
-    if (n == 0) break;
-    data.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return data;
-}
-
-void Frame(std::string_view payload, std::string* out) {
-  ByteWriter w(out);
-  w.U32(static_cast<uint32_t>(payload.size()));
-  w.U32(Crc32c(payload));
-  out->append(payload);
-}
-
-// Next framed payload of `data` at *offset; false at the end or at a torn or
-// corrupt record.
-bool NextFrame(std::string_view data, size_t* offset, std::string_view* payload) {
-  if (data.size() - *offset < 8) return false;
-  uint32_t len = 0, crc = 0;
-  std::memcpy(&len, data.data() + *offset, 4);
-  std::memcpy(&crc, data.data() + *offset + 4, 4);
-  if (data.size() - *offset - 8 < len) return false;
-  const std::string_view p = data.substr(*offset + 8, len);
-  if (Crc32c(p) != crc) return false;
-  *payload = p;
-  *offset += 8 + len;
-  return true;
-}
-
-int64_t ToMicros(absl::Time t) {
-  return t == absl::InfinitePast() ? INT64_MIN : absl::ToUnixMicros(t);
-}
-absl::Time FromMicros(int64_t us) {
-  return us == INT64_MIN ? absl::InfinitePast() : absl::FromUnixMicros(us);
-}
-
-class FileLedger final : public TableLedger {
+class FileLedgerImpl final : public FileLedger {
  public:
-  explicit FileLedger(const LedgerOptions& o)
-      : TableLedger(o.clock),
-        options_(o),
-        log_path_(o.dir + "/ledger.log"),
-        snap_path_(o.dir + "/ledger.snap") {}
-  ~FileLedger() override {
-    absl::MutexLock lock(&mu_);
+  FileLedgerImpl(const LedgerOptions& o, FileLedgerOptions fo)
+      : options_(o),
+        file_options_(std::move(fo)),
+        ops_(file_options_.file_ops != nullptr ? *file_options_.file_ops : PosixFileOps()),
+        clock_(o.clock ? o.clock : Clock([] { return absl::Now(); })),
+        log_path_(absl::StrCat(o.dir, "/", kLogFile)),
+        old_log_path_(absl::StrCat(o.dir, "/", kOldLogFile)),
+        snap_path_(absl::StrCat(o.dir, "/", kSnapshotFile)),
+        snap_tmp_path_(absl::StrCat(o.dir, "/", kSnapshotTmpFile)) {}
+
+  ~FileLedgerImpl() override {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    if (writer_.joinable()) writer_.join();
+    if (compactor_.joinable()) compactor_.join();
     if (fd_ >= 0) {
-      if (options_.fsync != FsyncPolicy::kNever) ::fsync(fd_);
-      ::close(fd_);
+      if (options_.fsync != FsyncPolicy::kNever && unsynced_) {
+        if (absl::Status s = ops_.DataSync(fd_, log_path_); !s.ok()) {
+          HC_LOG(ERROR) << "ledger: final sync failed: " << s.ToString();
+        }
+      }
+      ops_.Close(fd_);
     }
   }
 
   absl::Status Open() {
-    absl::MutexLock lock(&mu_);
     if (::mkdir(options_.dir.c_str(), 0755) != 0 && errno != EEXIST) {
-      return Errno("mkdir", options_.dir);
+      return absl::InternalError(absl::StrCat("mkdir ", options_.dir, ": ", std::strerror(errno)));
     }
-    HC_RETURN_IF_ERROR(ReplaySnapshot());
-    HC_RETURN_IF_ERROR(ReplayLog());
-    fd_ = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd_ < 0) return Errno("open", log_path_);
+    // A snapshot being written when the process died: the previous one (and
+    // the log segments) are still complete.
+    if (absl::Status s = ops_.Unlink(snap_tmp_path_); !s.ok() && !absl::IsNotFound(s)) return s;
+    absl::MutexLock lock(&mu_);
+    uint64_t snapshot_seq = 0;
+    if (absl::StatusOr<std::string> snap = ops_.ReadFile(snap_path_); snap.ok()) {
+      HC_ASSIGN_OR_RETURN(snapshot_seq, ReplaySnapshot(*snap, snap_path_, &table_));
+      snapshot_bytes_ = snap->size();
+    } else if (!absl::IsNotFound(snap.status())) {
+      return snap.status();
+    }
+    seq_ = snapshot_seq;
+    uint64_t applied = 0;
+    for (const std::string* path : {&old_log_path_, &log_path_}) {
+      absl::StatusOr<std::string> data = ops_.ReadFile(*path);
+      if (absl::IsNotFound(data.status())) continue;
+      if (!data.ok()) return data.status();
+      HC_ASSIGN_OR_RETURN(SegmentReplay replay,
+                          ReplaySegment(*data, *path, snapshot_seq, &table_));
+      seq_ = std::max(seq_, replay.last_seq);
+      applied += replay.applied;
+      if (replay.valid_bytes != data->size()) {
+        HC_ASSIGN_OR_RETURN(int fd, ops_.OpenForAppend(*path));
+        absl::Status s = ops_.Truncate(fd, replay.valid_bytes, *path);
+        ops_.Close(fd);
+        HC_RETURN_IF_ERROR(s);
+      }
+      if (path == &old_log_path_) {
+        old_segment_exists_ = true;
+      } else {
+        log_bytes_ = replay.valid_bytes;
+      }
+    }
+    HC_ASSIGN_OR_RETURN(fd_, ops_.OpenForAppend(log_path_));
+    HC_LOG(INFO) << "ledger replayed " << applied << " log records in " << options_.dir << ", "
+                 << table_.committed() << " conversations";
+    if (old_segment_exists_) {
+      // A compaction was cut short: finish it.
+      compacting_ = true;
+      compaction_requested_ = true;
+    }
+    writer_ = std::thread([this] { WriterLoop(); });
+    compactor_ = std::thread([this] { CompactorLoop(); });
     return absl::OkStatus();
   }
 
- protected:
-  absl::Status PersistCommit(const std::string& k, const CommitRequest& commit,
-                             absl::Time now) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    std::string payload;
-    ByteWriter w(&payload);
-    w.U8(kCommitRecord);
-    w.U64(++seq_);
-    w.Bytes(k);
-    w.U64(commit.expected_round);
-    w.Tokens(commit.appended_tokens);
-    w.Messages(commit.appended_messages);
-    w.Worker(commit.worker);
-    w.U64(static_cast<uint64_t>(ToMicros(now)));
-    return Append(payload);
+  using ConversationLedger::AcquireLease;
+  using ConversationLedger::Commit;
+  using ConversationLedger::CountConversations;
+  using ConversationLedger::Delete;
+  using ConversationLedger::Get;
+  using ConversationLedger::ReleaseLease;
+  using ConversationLedger::RenewLease;
+
+  void AcquireLease(const LedgerKey& key, std::string_view holder, absl::Duration ttl,
+                    RecordCallback done) override {
+    const std::string k = EncodeTableKey(key);
+    absl::StatusOr<ConversationRecord> result;
+    {
+      absl::MutexLock lock(&mu_);
+      if (auto it = busy_.find(k); it != busy_.end()) {
+        it->second.push_back([this, key, h = std::string(holder), ttl, d = std::move(done)]() mutable {
+          AcquireLease(key, h, ttl, std::move(d));
+        });
+        return;
+      }
+      result = table_.AcquireLease(k, holder, clock_(), ttl);
+    }
+    std::move(done)(std::move(result));
   }
 
-  absl::Status PersistDelete(const std::string& k) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    std::string payload;
-    ByteWriter w(&payload);
-    w.U8(kDeleteRecord);
-    w.U64(++seq_);
-    w.Bytes(k);
-    return Append(payload);
+  void RenewLease(const LedgerKey& key, std::string_view holder, absl::Duration ttl,
+                  StatusCallback done) override {
+    const std::string k = EncodeTableKey(key);
+    absl::Status result;
+    {
+      absl::MutexLock lock(&mu_);
+      if (auto it = busy_.find(k); it != busy_.end()) {
+        it->second.push_back([this, key, h = std::string(holder), ttl, d = std::move(done)]() mutable {
+          RenewLease(key, h, ttl, std::move(d));
+        });
+        return;
+      }
+      result = table_.RenewLease(k, holder, clock_(), ttl);
+    }
+    std::move(done)(std::move(result));
   }
 
-  void AfterChange() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { MaybeCompact(); }
+  void ReleaseLease(const LedgerKey& key, std::string_view holder, StatusCallback done) override {
+    const std::string k = EncodeTableKey(key);
+    {
+      absl::MutexLock lock(&mu_);
+      if (auto it = busy_.find(k); it != busy_.end()) {
+        it->second.push_back([this, key, h = std::string(holder), d = std::move(done)]() mutable {
+          ReleaseLease(key, h, std::move(d));
+        });
+        return;
+      }
+      table_.ReleaseLease(k, holder);
+    }
+    std::move(done)(absl::OkStatus());
+  }
+
+  void Get(const LedgerKey& key, RecordCallback done) override {
+    const std::string k = EncodeTableKey(key);
+    absl::StatusOr<ConversationRecord> result;
+    {
+      absl::MutexLock lock(&mu_);
+      result = table_.Get(k);
+    }
+    std::move(done)(std::move(result));
+  }
+
+  void Commit(const LedgerKey& key, std::string_view holder, CommitRequest commit,
+              StatusCallback done) override {
+    const std::string k = EncodeTableKey(key);
+    absl::Status error;
+    {
+      absl::MutexLock lock(&mu_);
+      if (auto it = busy_.find(k); it != busy_.end()) {
+        it->second.push_back([this, key, h = std::string(holder), c = std::move(commit),
+                              d = std::move(done)]() mutable {
+          Commit(key, h, std::move(c), std::move(d));
+        });
+        return;
+      }
+      error = WritableLocked();
+      if (error.ok()) error = table_.CheckCommit(k, holder, commit);
+      if (error.ok()) {
+        Pending p;
+        p.key = k;
+        p.time = clock_();
+        p.frame = CommitRecord(++seq_, k, commit, p.time);
+        p.commit = std::move(commit);
+        p.done = std::move(done);
+        Enqueue(std::move(p));
+        return;
+      }
+    }
+    std::move(done)(std::move(error));
+  }
+
+  void Delete(const LedgerKey& key, StatusCallback done) override {
+    const std::string k = EncodeTableKey(key);
+    absl::Status error;
+    {
+      absl::MutexLock lock(&mu_);
+      if (auto it = busy_.find(k); it != busy_.end()) {
+        it->second.push_back([this, key, d = std::move(done)]() mutable {
+          Delete(key, std::move(d));
+        });
+        return;
+      }
+      error = WritableLocked();
+      if (error.ok()) error = table_.CheckDelete(k, clock_());
+      if (error.ok()) {
+        Pending p;
+        p.key = k;
+        p.is_delete = true;
+        p.frame = DeleteRecord(++seq_, k);
+        p.done = std::move(done);
+        Enqueue(std::move(p));
+        return;
+      }
+    }
+    std::move(done)(std::move(error));
+  }
+
+  void CountConversations(CountCallback done) override {
+    uint64_t n;
+    {
+      absl::MutexLock lock(&mu_);
+      n = table_.committed();
+    }
+    std::move(done)(n);
+  }
+
+  FileLedgerStats stats() const override {
+    absl::MutexLock lock(&mu_);
+    return stats_;
+  }
 
  private:
-  absl::Status Append(std::string_view payload) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    std::string record;
-    Frame(payload, &record);
-    if (absl::Status s = WriteAll(fd_, record, log_path_); !s.ok()) {
-      // Cut a partial record off so later appends stay readable.
-      if (::ftruncate(fd_, static_cast<off_t>(log_bytes_)) != 0) {
-        HC_LOG(ERROR) << "cannot truncate " << log_path_ << ": " << std::strerror(errno);
+  using Deferred = absl::AnyInvocable<void() &&>;
+
+  // A validated mutation waiting for the writer thread.
+  struct Pending {
+    std::string key;  // table key
+    bool is_delete = false;
+    CommitRequest commit;  // commits only
+    absl::Time time;       // commits only: the commit's last activity
+    std::string frame;     // the framed log record
+    StatusCallback done;
+  };
+
+  absl::Status WritableLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (stopping_) return absl::UnavailableError("the ledger is shutting down");
+    return poisoned_;
+  }
+
+  void Enqueue(Pending p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    busy_.try_emplace(p.key);
+    queue_.push_back(std::move(p));
+  }
+
+  bool WriterHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !queue_.empty() || stopping_;
+  }
+
+  // The writer thread: batches, writes, syncs, applies, answers. With
+  // fsync=interval it also syncs on a timer (fsync_interval after the last
+  // sync, only when something is unsynced), so the loss window is bounded
+  // even when no later write comes.
+  void WriterLoop() {
+    while (true) {
+      std::vector<Pending> batch;
+      {
+        absl::MutexLock lock(&mu_);
+        const bool timed = options_.fsync == FsyncPolicy::kInterval && unsynced_;
+        if (timed) {
+          mu_.AwaitWithDeadline(absl::Condition(this, &FileLedgerImpl::WriterHasWork),
+                                last_sync_ + options_.fsync_interval);
+        } else {
+          mu_.Await(absl::Condition(this, &FileLedgerImpl::WriterHasWork));
+        }
+        if (queue_.empty() && !stopping_) {
+          mu_.Unlock();
+          IntervalSync();
+          mu_.Lock();
+          continue;
+        }
+        if (queue_.empty()) return;  // stopping, and everything written
+        const size_t n = file_options_.group_commit ? queue_.size() : 1;
+        batch.reserve(n);
+        for (size_t i = 0; i < n; ++i) {
+          batch.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      }
+      WriteBatch(std::move(batch));
+      MaybeCompact();
+    }
+  }
+
+  // Appends `batch` with one write (and one fdatasync under fsync=always),
+  // then applies it and runs its callbacks and the operations that waited
+  // for its keys.
+  void WriteBatch(std::vector<Pending> batch) {
+    std::string joined;
+    std::string_view data;
+    if (batch.size() == 1) {
+      data = batch[0].frame;
+    } else {
+      size_t total = 0;
+      for (const Pending& p : batch) total += p.frame.size();
+      joined.reserve(total);
+      for (const Pending& p : batch) joined += p.frame;
+      data = joined;
+    }
+    bool synced = false;
+    const uint64_t good_bytes = log_bytes_;
+    absl::Status s = ops_.WriteAll(fd_, data, log_path_);
+    if (s.ok()) {
+      unsynced_ = true;
+      const absl::Time now = absl::Now();
+      if (options_.fsync == FsyncPolicy::kAlways ||
+          (options_.fsync == FsyncPolicy::kInterval && now - last_sync_ >= options_.fsync_interval)) {
+        s = ops_.DataSync(fd_, log_path_);
+        synced = true;
+        if (s.ok()) {
+          last_sync_ = now;
+          unsynced_ = false;
+        }
+      }
+    }
+    if (s.ok()) {
+      log_bytes_ += data.size();
+    } else {
+      UndoFailedAppend(good_bytes, s);
+    }
+    std::vector<Deferred> deferred;
+    {
+      absl::MutexLock lock(&mu_);
+      ++stats_.writes;
+      if (synced) ++stats_.syncs;
+      for (Pending& p : batch) {
+        if (s.ok()) {
+          ++stats_.records;
+          if (p.is_delete) {
+            table_.Erase(p.key);
+          } else {
+            HC_CHECK_OK(table_.Commit(p.key, "", p.commit, p.time));
+          }
+        }
+        auto it = busy_.find(p.key);
+        for (Deferred& d : it->second) deferred.push_back(std::move(d));
+        busy_.erase(it);
+      }
+    }
+    for (Pending& p : batch) std::move(p.done)(s);
+    for (Deferred& d : deferred) std::move(d)();
+  }
+
+  // Writer thread, fsync=interval: the timer's sync.
+  void IntervalSync() {
+    if (!unsynced_ || absl::Now() < last_sync_ + options_.fsync_interval) return;
+    const absl::Time now = absl::Now();
+    absl::Status s = ops_.DataSync(fd_, log_path_);
+    {
+      absl::MutexLock lock(&mu_);
+      ++stats_.syncs;
+    }
+    if (!s.ok()) {
+      // The records were acknowledged already (fsync=interval's promise is a
+      // process crash); keep them and try again at the next interval.
+      HC_LOG(ERROR) << "ledger: interval fdatasync failed: " << s.ToString();
+      last_sync_ = now;
+      return;
+    }
+    last_sync_ = now;
+    unsynced_ = false;
+  }
+
+  // Writer thread: the batch after `good_bytes` failed (reported to its
+  // callers), so it must not be in the log: a later acknowledged record of the
+  // same round would otherwise be shadowed by it on replay. Cuts the file back
+  // and makes the cut durable; when even that fails, the log is poisoned and
+  // the ledger refuses every later commit and delete (read-only) rather than
+  // acknowledge records after an unknown tail.
+  void UndoFailedAppend(uint64_t good_bytes, const absl::Status& why) {
+    absl::Status s = ops_.Truncate(fd_, good_bytes, log_path_);
+    if (s.ok() && options_.fsync != FsyncPolicy::kNever) s = ops_.DataSync(fd_, log_path_);
+    if (s.ok()) {
+      log_bytes_ = good_bytes;
+      unsynced_ = false;
+      HC_LOG(ERROR) << "ledger: an append failed and was cut off the log: " << why.ToString();
+      return;
+    }
+    HC_LOG(ERROR) << "LEDGER IS READ-ONLY: an append to " << log_path_ << " failed ("
+                  << why.ToString() << ") and could not be undone (" << s.ToString()
+                  << "); commits and deletes are refused until the router restarts and replays";
+    absl::MutexLock lock(&mu_);
+    poisoned_ = absl::InternalError(absl::StrCat("the ledger log ", log_path_,
+                                                 " is read-only after a failed write: ",
+                                                 why.message()));
+  }
+
+  // Writer thread: once the active log outgrows the threshold, rotates it and
+  // hands the old segment to the compaction thread.
+  void MaybeCompact() {
+    bool rotate = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (compacting_ || stopping_ ||
+          log_bytes_ <= std::max<uint64_t>(options_.compact_min_bytes, snapshot_bytes_) ||
+          absl::Now() < next_compaction_attempt_) {
+        return;
+      }
+      compacting_ = true;
+      rotate = !old_segment_exists_;
+    }
+    absl::Status s = rotate ? Rotate() : absl::OkStatus();
+    absl::MutexLock lock(&mu_);
+    if (s.ok()) {
+      compaction_requested_ = true;
+    } else {
+      HC_LOG(ERROR) << "ledger: cannot rotate the log for compaction: " << s.ToString();
+      CompactionFailedLocked();
+    }
+  }
+
+  // Writer thread: ledger.log becomes ledger.log.old; appends go to a new
+  // ledger.log. On failure everything stays as it was.
+  absl::Status Rotate() {
+    if (options_.fsync != FsyncPolicy::kNever && unsynced_) {
+      HC_RETURN_IF_ERROR(ops_.DataSync(fd_, log_path_));
+      unsynced_ = false;
+    }
+    HC_RETURN_IF_ERROR(ops_.Rename(log_path_, old_log_path_));
+    absl::StatusOr<int> fd = ops_.OpenForAppend(log_path_);
+    absl::Status s = fd.status();
+    // The new name and the new file must be durable before records in the
+    // new file are acknowledged.
+    if (s.ok()) s = ops_.SyncDir(options_.dir);
+    if (!s.ok()) {
+      if (fd.ok()) {
+        ops_.Close(*fd);
+        (void)ops_.Unlink(log_path_);
+      }
+      if (absl::Status u = ops_.Rename(old_log_path_, log_path_); !u.ok()) {
+        // Appends still go to fd_ (now named ledger.log.old), which replay
+        // reads before ledger.log: nothing is lost, but do not compact it.
+        HC_LOG(ERROR) << "ledger: cannot undo the log rotation: " << u.ToString();
       }
       return s;
     }
-    log_bytes_ += record.size();
-    const absl::Time now = absl::Now();
-    if (options_.fsync == FsyncPolicy::kAlways ||
-        (options_.fsync == FsyncPolicy::kInterval && now - last_sync_ >= options_.fsync_interval)) {
-      if (::fdatasync(fd_) != 0) return Errno("fdatasync", log_path_);
-      last_sync_ = now;
-    }
-    return absl::OkStatus();
-  }
-
-  void MaybeCompact() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (log_bytes_ <= std::max<uint64_t>(options_.compact_min_bytes, snapshot_bytes_)) return;
-    if (absl::Status s = Compact(); !s.ok()) {
-      HC_LOG(ERROR) << "ledger compaction failed (the log keeps growing): " << s.ToString();
-    }
-  }
-
-  // Runs under mu_ (turns wait for it); the snapshot is streamed to disk in
-  // 1 MiB pieces, so its size in memory stays bounded.
-  absl::Status Compact() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const std::string tmp = snap_path_ + ".tmp";
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return Errno("open", tmp);
-    std::string snap(kSnapshotMagic);
-    ByteWriter hw(&snap);
-    hw.U64(seq_);
-    uint64_t written = 0;
-    absl::Status s;
-    std::string payload;
-    for (const auto& [k, e] : table_.entries()) {
-      if (e.round == 0) continue;
-      payload.clear();
-      ByteWriter w(&payload);
-      w.Bytes(k);
-      w.U64(e.round);
-      w.Tokens(e.tokens);
-      w.Messages(e.messages);
-      w.Worker(e.worker);
-      w.U64(static_cast<uint64_t>(ToMicros(e.last_activity)));
-      Frame(payload, &snap);
-      if (snap.size() >= (1 << 20)) {
-        if (s = WriteAll(fd, snap, tmp); !s.ok()) break;
-        written += snap.size();
-        snap.clear();
-      }
-    }
-    if (s.ok()) s = WriteAll(fd, snap, tmp);
-    written += snap.size();
-    if (s.ok() && ::fsync(fd) != 0) s = Errno("fsync", tmp);
-    ::close(fd);
-    if (!s.ok()) return s;
-    if (::rename(tmp.c_str(), snap_path_.c_str()) != 0) return Errno("rename", tmp);
-    const int dfd = ::open(options_.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      ::fsync(dfd);
-      ::close(dfd);
-    }
-    // The snapshot now holds everything up to seq_; the log can go.
-    if (::ftruncate(fd_, 0) != 0) return Errno("truncate", log_path_);
-    snapshot_bytes_ = written;
+    ops_.Close(fd_);
+    fd_ = *fd;
     log_bytes_ = 0;
+    absl::MutexLock lock(&mu_);
+    old_segment_exists_ = true;
     return absl::OkStatus();
   }
 
-  absl::Status ReplaySnapshot() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    bool exists = false;
-    HC_ASSIGN_OR_RETURN(std::string data, ReadFile(snap_path_, &exists));
-    if (!exists) return absl::OkStatus();
-    const auto corrupt = [&] { return absl::DataLossError(absl::StrCat("corrupt snapshot ", snap_path_)); };
-    if (data.size() < kSnapshotMagic.size() + 8 || data.compare(0, kSnapshotMagic.size(), kSnapshotMagic) != 0) {
-      return corrupt();
-    }
-    std::memcpy(&snapshot_seq_, data.data() + kSnapshotMagic.size(), 8);
-    seq_ = snapshot_seq_;
-    size_t offset = kSnapshotMagic.size() + 8;
-    std::string_view payload;
-    while (NextFrame(data, &offset, &payload)) {
-      ByteReader r(payload);
-      std::string k;
-      LedgerTable::Entry e;
-      uint64_t activity = 0;
-      if (!r.Bytes(&k) || !r.U64(&e.round) || !r.Tokens(&e.tokens) || !r.Messages(&e.messages) ||
-          !r.Worker(&e.worker) || !r.U64(&activity) || !r.done()) {
-        return corrupt();
-      }
-      e.last_activity = FromMicros(static_cast<int64_t>(activity));
-      table_.Put(k, std::move(e));
-    }
-    if (offset != data.size()) return corrupt();
-    snapshot_bytes_ = data.size();
-    return absl::OkStatus();
+  void CompactionFailedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    compacting_ = false;
+    ++stats_.compaction_failures;
+    ++consecutive_failures_;
+    next_compaction_attempt_ =
+        absl::Now() + std::min(absl::Seconds(60), absl::Seconds(1) * consecutive_failures_);
   }
 
-  absl::Status ReplayLog() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    bool exists = false;
-    HC_ASSIGN_OR_RETURN(std::string data, ReadFile(log_path_, &exists));
-    if (!exists) return absl::OkStatus();
-    size_t offset = 0;
-    std::string_view payload;
-    uint64_t applied = 0;
+  bool CompactorHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return compaction_requested_ || stopping_;
+  }
+
+  void CompactorLoop() {
     while (true) {
-      const size_t at = offset;
-      if (!NextFrame(data, &offset, &payload)) break;
-      ByteReader r(payload);
-      uint8_t type = 0;
-      uint64_t seq = 0;
-      std::string k;
-      bool ok = r.U8(&type) && r.U64(&seq) && r.Bytes(&k);
-      if (ok && type == kCommitRecord) {
-        CommitRequest c;
-        uint64_t activity = 0;
-        ok = r.U64(&c.expected_round) && r.Tokens(&c.appended_tokens) &&
-             r.Messages(&c.appended_messages) && r.Worker(&c.worker) && r.U64(&activity) && r.done();
-        if (ok && seq > snapshot_seq_) {
-          // Holder "" skips the lease check; a round mismatch cannot happen
-          // for an intact log and is reported, not applied.
-          if (absl::Status s = table_.Commit(k, "", c, FromMicros(static_cast<int64_t>(activity)));
-              !s.ok()) {
-            HC_LOG(WARNING) << "ledger replay skips record " << seq << ": " << s.ToString();
-          }
-        }
-      } else if (ok && type == kDeleteRecord) {
-        ok = r.done();
-        if (ok && seq > snapshot_seq_) table_.Erase(k);
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(this, &FileLedgerImpl::CompactorHasWork));
+        if (!compaction_requested_) return;  // stopping
+        compaction_requested_ = false;
+      }
+      absl::StatusOr<uint64_t> size = CompactOldSegment();
+      absl::MutexLock lock(&mu_);
+      if (size.ok()) {
+        compacting_ = false;
+        old_segment_exists_ = false;
+        snapshot_bytes_ = *size;
+        consecutive_failures_ = 0;
+        ++stats_.compactions;
       } else {
-        ok = false;
-      }
-      if (!ok) {
-        offset = at;
-        break;
-      }
-      seq_ = std::max(seq_, seq);
-      ++applied;
-    }
-    if (offset != data.size()) {
-      HC_LOG(WARNING) << "ledger log " << log_path_ << ": dropping a torn tail of "
-                      << data.size() - offset << " bytes at offset " << offset;
-      if (::truncate(log_path_.c_str(), static_cast<off_t>(offset)) != 0) {
-        return Errno("truncate", log_path_);
+        if (!absl::IsCancelled(size.status())) {
+          HC_LOG(ERROR) << "ledger compaction failed (retried later): " << size.status().ToString();
+        }
+        CompactionFailedLocked();
+        mu_.Unlock();
+        Step(CompactionStep::kFailed);
+        mu_.Lock();
       }
     }
-    log_bytes_ = offset;
-    HC_LOG(INFO) << "ledger replayed " << applied << " log records from " << log_path_ << ", "
-                 << table_.committed() << " conversations";
-    return absl::OkStatus();
   }
+
+  bool Step(CompactionStep step) {
+    return !file_options_.on_compaction_step || file_options_.on_compaction_step(step);
+  }
+
+  // Compaction thread: ledger.snap + ledger.log.old -> ledger.snap; reads
+  // files only. Returns the new snapshot's size.
+  absl::StatusOr<uint64_t> CompactOldSegment() {
+    const absl::Status stopped = absl::CancelledError("compaction stopped by a test hook");
+    if (!Step(CompactionStep::kRotated)) return stopped;
+    LedgerTable table;
+    uint64_t seq = 0;
+    if (absl::StatusOr<std::string> snap = ops_.ReadFile(snap_path_); snap.ok()) {
+      HC_ASSIGN_OR_RETURN(seq, ReplaySnapshot(*snap, snap_path_, &table));
+    } else if (!absl::IsNotFound(snap.status())) {
+      return snap.status();
+    }
+    {
+      HC_ASSIGN_OR_RETURN(std::string segment, ops_.ReadFile(old_log_path_));
+      HC_ASSIGN_OR_RETURN(SegmentReplay replay,
+                          ReplaySegment(segment, old_log_path_, seq, &table));
+      seq = std::max(seq, replay.last_seq);
+    }
+    HC_ASSIGN_OR_RETURN(uint64_t size, WriteSnapshot(ops_, snap_tmp_path_, seq, table));
+    if (!Step(CompactionStep::kSnapshotWritten)) return stopped;
+    HC_RETURN_IF_ERROR(ops_.Rename(snap_tmp_path_, snap_path_));
+    // Until the rename is durable the old segment is still needed: a crash
+    // could bring the previous snapshot back.
+    HC_RETURN_IF_ERROR(ops_.SyncDir(options_.dir));
+    if (!Step(CompactionStep::kSnapshotInstalled)) return stopped;
+    HC_RETURN_IF_ERROR(ops_.Unlink(old_log_path_));
+    if (absl::Status s = ops_.SyncDir(options_.dir); !s.ok()) {
+      // Harmless: a resurrected ledger.log.old replays as already included.
+      HC_LOG(WARNING) << "ledger: " << s.ToString();
+    }
+    if (!Step(CompactionStep::kDone)) return stopped;
+    return size;
+  }
+
   const LedgerOptions options_;
+  const FileLedgerOptions file_options_;
+  FileOps& ops_;
+  const Clock clock_;
   const std::string log_path_;
+  const std::string old_log_path_;
   const std::string snap_path_;
-  int fd_ ABSL_GUARDED_BY(mu_) = -1;
-  uint64_t seq_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t snapshot_seq_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t log_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  const std::string snap_tmp_path_;
+
+  mutable absl::Mutex mu_;
+  LedgerTable table_ ABSL_GUARDED_BY(mu_);
+  uint64_t seq_ ABSL_GUARDED_BY(mu_) = 0;  // the last sequence number given out
+  std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
+  // Keys with a record queued or being written, and the operations on them
+  // that wait for it.
+  absl::flat_hash_map<std::string, std::vector<Deferred>> busy_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status poisoned_ ABSL_GUARDED_BY(mu_);  // not OK: the log is read-only
+  FileLedgerStats stats_ ABSL_GUARDED_BY(mu_);
+  // Compaction state, shared by the writer and the compaction thread.
+  bool compacting_ ABSL_GUARDED_BY(mu_) = false;
+  bool compaction_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool old_segment_exists_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t snapshot_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Time last_sync_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  int consecutive_failures_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time next_compaction_attempt_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+
+  // Owned by the writer thread (set by Open before it starts, read by the
+  // destructor after it ended).
+  int fd_ = -1;
+  uint64_t log_bytes_ = 0;  // the active segment's size
+  bool unsynced_ = false;   // written but not fdatasync'ed
+  absl::Time last_sync_ = absl::InfinitePast();
+
+  std::thread writer_;
+  std::thread compactor_;
 };
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ConversationLedger>> OpenFileLedger(const LedgerOptions& options) {
+absl::StatusOr<std::unique_ptr<FileLedger>> OpenFileLedger(const LedgerOptions& options,
+                                                          FileLedgerOptions file_options) {
   if (options.dir.empty()) return absl::InvalidArgumentError("the file ledger needs a directory");
-  auto ledger = std::make_unique<FileLedger>(options);
-  if (absl::Status s = ledger->Open(); !s.ok()) return s;
-  return std::unique_ptr<ConversationLedger>(std::move(ledger));
+  auto ledger = std::make_unique<FileLedgerImpl>(options, std::move(file_options));
+  HC_RETURN_IF_ERROR(ledger->Open());
+  return std::unique_ptr<FileLedger>(std::move(ledger));
 }
 
 }  // namespace hc::router

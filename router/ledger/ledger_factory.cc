@@ -8,13 +8,15 @@
 namespace hc::router {
 
 absl::StatusOr<std::unique_ptr<ConversationLedger>> OpenLedger(const LedgerOptions& options) {
-  if (absl::StartsWith(options.backend, "redis://")) {
+  if (absl::StartsWith(options.backend, "redis://") || absl::StartsWith(options.backend, "rediss://")) {
     auto ledger = OpenRedisLedger(options);
     if (!ledger.ok()) return ledger.status();
     return std::unique_ptr<ConversationLedger>(std::move(ledger).value());
   }
   if (options.backend == "file" || (options.backend == "memory" && !options.dir.empty())) {
-    return OpenFileLedger(options);
+    auto ledger = OpenFileLedger(options);
+    if (!ledger.ok()) return ledger.status();
+    return std::unique_ptr<ConversationLedger>(std::move(ledger).value());
   }
   if (options.backend == "memory" || options.backend.empty()) return NewMemoryLedger(options.clock);
   return absl::InvalidArgumentError(

@@ -1,6 +1,12 @@
 // Redis ledger: several router replicas share one ledger in one Redis server
-// (standalone or behind Sentinel; not Redis Cluster, whose slots the global
-// conversation counter would straddle).
+// (standalone or behind Sentinel). Redis Cluster is not supported: the commit
+// and delete scripts also update <prefix>:count, a key outside the
+// conversation's hash tag, which Cluster refuses (CROSSSLOT); keeping an O(1)
+// global count was preferred over Cluster support.
+//
+// URL: redis://[[user]:password@]host[:port][/db]; with a password the
+// connection AUTHs first (AUTH user password with a user). rediss:// (TLS)
+// answers UNIMPLEMENTED: hiredis 0.14 has no TLS.
 //
 // Layout per conversation, with K = <prefix>:{<hex salt>:<id>}:
 //   K:m  hash: r (round), w (worker state blob), la (last activity, unix ms),
@@ -16,9 +22,16 @@
 // Lease expiry uses the routers' clocks (the injected Clock), so replicas
 // need loosely synchronised clocks (NTP); TTLs are seconds to minutes.
 //
-// Thread-safety: thread-safe; calls spread round-robin over a small pool of
-// connections (LedgerOptions::redis_connections), each used by one call at a
-// time.
+// I/O: every operation is asynchronous (redis_client.h): commands are queued
+// to one event loop thread and pipelined over LedgerOptions::redis_connections
+// connections; callbacks run on that thread. A command times out after
+// redis_timeout (DEADLINE_EXCEEDED); while Redis is unreachable commands fail
+// fast with UNAVAILABLE, and the connections reconnect with backoff. Reads and
+// lease operations are resent once when the connection is lost before their
+// reply; Commit and Delete are not (their outcome is then unknown:
+// UNAVAILABLE).
+//
+// Thread-safety: thread-safe.
 #ifndef HC_ROUTER_LEDGER_REDIS_LEDGER_H_
 #define HC_ROUTER_LEDGER_REDIS_LEDGER_H_
 
@@ -30,7 +43,8 @@ namespace hc::router {
 
 class RedisLedger : public ConversationLedger {
  public:
-  // Commands sent to Redis so far (each is one round trip).
+  // Commands sent to Redis so far (each is one request/response; pipelined,
+  // so not one network round trip each).
   virtual uint64_t round_trips() const = 0;
 };
 

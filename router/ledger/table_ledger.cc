@@ -32,21 +32,15 @@ void TableLedger::RenewLease(const LedgerKey& key, std::string_view holder, absl
   std::move(done)(std::move(result));
 }
 
-absl::Status TableLedger::CommitNow(const LedgerKey& key, std::string_view holder,
-                                    const CommitRequest& commit) {
-  const std::string k = EncodeTableKey(key);
-  absl::MutexLock lock(&mu_);
-  HC_RETURN_IF_ERROR(table_.CheckCommit(k, holder, commit));
-  const absl::Time now = clock_();
-  HC_RETURN_IF_ERROR(PersistCommit(k, commit, now));
-  HC_CHECK_OK(table_.Commit(k, holder, commit, now));
-  AfterChange();
-  return absl::OkStatus();
-}
-
 void TableLedger::Commit(const LedgerKey& key, std::string_view holder, CommitRequest commit,
                          StatusCallback done) {
-  std::move(done)(CommitNow(key, holder, commit));
+  const std::string k = EncodeTableKey(key);
+  absl::Status result;
+  {
+    absl::MutexLock lock(&mu_);
+    result = table_.Commit(k, holder, commit, clock_());
+  }
+  std::move(done)(std::move(result));
 }
 
 void TableLedger::ReleaseLease(const LedgerKey& key, std::string_view holder,
@@ -69,18 +63,15 @@ void TableLedger::Get(const LedgerKey& key, RecordCallback done) {
   std::move(done)(std::move(result));
 }
 
-absl::Status TableLedger::DeleteNow(const LedgerKey& key) {
-  const std::string k = EncodeTableKey(key);
-  absl::MutexLock lock(&mu_);
-  HC_RETURN_IF_ERROR(table_.CheckDelete(k, clock_()));
-  HC_RETURN_IF_ERROR(PersistDelete(k));
-  table_.Erase(k);
-  AfterChange();
-  return absl::OkStatus();
-}
-
 void TableLedger::Delete(const LedgerKey& key, StatusCallback done) {
-  std::move(done)(DeleteNow(key));
+  const std::string k = EncodeTableKey(key);
+  absl::Status result;
+  {
+    absl::MutexLock lock(&mu_);
+    result = table_.CheckDelete(k, clock_());
+    if (result.ok()) table_.Erase(k);
+  }
+  std::move(done)(std::move(result));
 }
 
 void TableLedger::CountConversations(CountCallback done) {

@@ -1,9 +1,7 @@
-// A ConversationLedger over one LedgerTable behind one mutex. The memory
-// backend is exactly this: every operation is a short in-memory step, so each
-// runs its `done` inline, after the lock is released. The file backend adds
-// durability by overriding the two Persist hooks, which run under the lock
-// after the change was validated and before it is applied, so a failed write
-// changes nothing.
+// A ConversationLedger over one LedgerTable behind one mutex: the memory
+// backend. Every operation is a short in-memory step, so each runs its `done`
+// inline, after the lock is released. (The file backend has its own writer
+// thread and queue: file_ledger.h.)
 //
 // Thread-safety: all methods are thread-safe (one mutex).
 #ifndef HC_ROUTER_LEDGER_TABLE_LEDGER_H_
@@ -42,23 +40,7 @@ class TableLedger : public ConversationLedger {
   void Delete(const LedgerKey& key, StatusCallback done) override;
   void CountConversations(CountCallback done) override;
 
- protected:
-  // The synchronous steps the callbacks report (each takes mu_).
-  absl::Status CommitNow(const LedgerKey& key, std::string_view holder, const CommitRequest& commit);
-  absl::Status DeleteNow(const LedgerKey& key);
-
-  // Record a validated commit (at `now`) or delete of table key `k` before
-  // it is applied; an error aborts the operation with nothing changed.
-  virtual absl::Status PersistCommit(const std::string& k, const CommitRequest& commit,
-                                     absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return absl::OkStatus();
-  }
-  virtual absl::Status PersistDelete(const std::string& k) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return absl::OkStatus();
-  }
-  // After a commit or delete was applied (e.g. to compact a log).
-  virtual void AfterChange() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
-
+ private:
   const Clock clock_;
   absl::Mutex mu_;
   LedgerTable table_ ABSL_GUARDED_BY(mu_);

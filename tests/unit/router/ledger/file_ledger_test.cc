@@ -7,49 +7,18 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
+#include "router/ledger/file_ledger.h"
 #include "router/ledger/ledger.h"
+#include "tests/unit/router/ledger/ledger_test_util.h"
 
 namespace hc::router {
 namespace {
 
-// Tokens the test writes for round r of conversation c: checkable on replay.
-std::vector<uint32_t> RoundTokens(int c, uint64_t r, int n) {
-  std::vector<uint32_t> t(n);
-  for (int j = 0; j < n; ++j) t[j] = static_cast<uint32_t>(c * 1'000'000 + r * 1000 + j);
-  return t;
-}
-
-LedgerKey Key(int c) { return LedgerKey{"s", "c" + std::to_string(c)}; }
-
-// Runs one full turn on conversation c.
-absl::Status CommitRound(ConversationLedger& ledger, int c, int tokens_per_round) {
-  auto rec = ledger.AcquireLease(Key(c), "writer", absl::Seconds(30));
-  if (!rec.ok()) return rec.status();
-  CommitRequest commit;
-  commit.expected_round = rec->round;
-  commit.appended_tokens = RoundTokens(c, rec->round, tokens_per_round);
-  const uint32_t begin = static_cast<uint32_t>(rec->tokens.size());
-  commit.appended_messages = {LedgerMessage{Role::kUser, begin, begin + tokens_per_round,
-                                            "round " + std::to_string(rec->round)}};
-  commit.worker = WorkerState{"w", rec->round + 1, begin + tokens_per_round, 7};
-  return ledger.Commit(Key(c), "writer", commit);
-}
-
-// Every round 0..round-1 present, in order, nothing else.
-void ExpectConsistent(ConversationLedger& ledger, int c, int tokens_per_round, uint64_t min_round) {
-  auto rec = ledger.Get(Key(c));
-  if (min_round == 0 && !rec.ok()) return;
-  ASSERT_TRUE(rec.ok()) << "conversation " << c << ": " << rec.status();
-  EXPECT_GE(rec->round, min_round) << "conversation " << c;
-  std::vector<uint32_t> expected;
-  for (uint64_t r = 0; r < rec->round; ++r) {
-    auto t = RoundTokens(c, r, tokens_per_round);
-    expected.insert(expected.end(), t.begin(), t.end());
-  }
-  EXPECT_EQ(rec->tokens, expected) << "conversation " << c;
-  EXPECT_EQ(rec->messages.size(), rec->round);
-}
+using testing::CommitRound;
+using testing::ExpectConsistent;
+using testing::Key;
 
 class FileLedgerTest : public ::testing::Test {
  protected:
@@ -94,16 +63,26 @@ TEST_F(FileLedgerTest, ReopenReplaysCommitsAndDeletes) {
 TEST_F(FileLedgerTest, CompactionRewritesTheSnapshotAndTruncatesTheLog) {
   LedgerOptions o = Options();
   o.compact_min_bytes = 4096;
+  absl::Notification compacted;
+  FileLedgerOptions fo;
+  fo.on_compaction_step = [&](CompactionStep step) {
+    if (step == CompactionStep::kDone && !compacted.HasBeenNotified()) compacted.Notify();
+    return true;
+  };
+  uint64_t log_bytes_written = 0;
   {
-    auto ledger = Open(o);
+    auto ledger = OpenFileLedger(o, fo);
+    ASSERT_TRUE(ledger.ok()) << ledger.status();
     for (int r = 0; r < 20; ++r)
-      for (int c = 0; c < 3; ++c) ASSERT_TRUE(CommitRound(*ledger, c, 20).ok());
-    ASSERT_TRUE(ledger->Delete(Key(1)).ok());
+      for (int c = 0; c < 3; ++c) ASSERT_TRUE(CommitRound(**ledger, c, 20).ok());
+    ASSERT_TRUE((*ledger)->Delete(Key(1)).ok());
+    compacted.WaitForNotification();
+    log_bytes_written = 61 * 160;  // lower bound: 60 commits of ~170 bytes, a delete
   }
   EXPECT_TRUE(std::filesystem::exists(dir_ + "/ledger.snap"));
-  // The log holds only what came after the last compaction.
-  EXPECT_LT(std::filesystem::file_size(dir_ + "/ledger.log"),
-            std::filesystem::file_size(dir_ + "/ledger.snap"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/ledger.snap.tmp"));
+  // The log holds only what came after the last rotation.
+  EXPECT_LT(std::filesystem::file_size(dir_ + "/ledger.log"), log_bytes_written);
   auto ledger = Open(o);
   ExpectConsistent(*ledger, 0, 20, 20);
   ExpectConsistent(*ledger, 2, 20, 20);

@@ -80,3 +80,41 @@ TEST(RedisLedgerOpenTest, UnreachableServerIsUnavailable) {
 
 }  // namespace
 }  // namespace hc::router
+
+namespace hc::router {
+namespace {
+
+TEST(RedisLedgerAuthTest, PasswordInTheUrlIsSentWithAuthAndAWrongOneIsUnauthenticated) {
+  testing::RedisServer server({"--requirepass", "s3cret"});
+  if (!server.ok()) GTEST_SKIP() << "redis-server did not start";
+  const std::string hostport = "127.0.0.1:" + std::to_string(server.port());
+  LedgerOptions o;
+  o.backend = "redis://:s3cret@" + hostport + "/2";
+  auto ledger = OpenRedisLedger(o);
+  ASSERT_TRUE(ledger.ok()) << ledger.status();
+  ASSERT_TRUE((*ledger)->AcquireLease(LedgerKey{"s", "a"}, "r", absl::Seconds(30)).ok());
+  CommitRequest c;
+  c.appended_tokens = {1};
+  ASSERT_TRUE((*ledger)->Commit(LedgerKey{"s", "a"}, "r", c).ok());
+  EXPECT_EQ(*(*ledger)->CountConversations(), 1u);
+  // The default user by name works too (Redis 6+ ACL form).
+  o.backend = "redis://default:s3cret@" + hostport + "/2";
+  auto by_name = OpenRedisLedger(o);
+  ASSERT_TRUE(by_name.ok()) << by_name.status();
+  EXPECT_EQ(*(*by_name)->CountConversations(), 1u);  // same db 2
+  o.backend = "redis://:wrong@" + hostport;
+  EXPECT_EQ(OpenRedisLedger(o).status().code(), absl::StatusCode::kUnauthenticated);
+  o.backend = "redis://" + hostport;
+  EXPECT_EQ(OpenRedisLedger(o).status().code(), absl::StatusCode::kUnauthenticated);
+}
+
+TEST(RedisLedgerOpenTest, TlsUrlIsUnimplemented) {
+  LedgerOptions o;
+  o.backend = "rediss://127.0.0.1:6380";
+  const absl::Status s = OpenLedger(o).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnimplemented) << s;
+  EXPECT_NE(s.message().find("TLS"), std::string::npos) << s;
+}
+
+}  // namespace
+}  // namespace hc::router

@@ -30,7 +30,7 @@ int FreePort() {
 
 }  // namespace
 
-RedisServer::RedisServer() {
+RedisServer::RedisServer(std::vector<std::string> extra_args) {
   const char* bin = std::getenv("HC_REDIS_SERVER");
   const std::string server = bin ? bin : "/usr/bin/redis-server";
   char tmpl[] = "/tmp/hc-redis-XXXXXX";
@@ -48,9 +48,14 @@ RedisServer::RedisServer() {
     if (devnull >= 0) ::dup2(devnull, 2);
     ::close(fds[0]);
     ::close(fds[1]);
-    ::execl(server.c_str(), server.c_str(), "--port", port.c_str(), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", dir_.c_str(), "--daemonize", "no",
-            "--loglevel", "notice", static_cast<char*>(nullptr));
+    std::vector<std::string> args = {server, "--port", port, "--bind", "127.0.0.1", "--save", "",
+                                     "--appendonly", "no", "--dir", dir_, "--daemonize", "no",
+                                     "--loglevel", "notice"};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(server.c_str(), argv.data());
     ::_exit(127);
   }
   ::close(fds[1]);
@@ -75,8 +80,24 @@ RedisServer::RedisServer() {
   pid_ = pid;
 }
 
+void RedisServer::Kill() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
+void RedisServer::Pause() {
+  if (pid_ > 0) ::kill(pid_, SIGSTOP);
+}
+
+void RedisServer::Resume() {
+  if (pid_ > 0) ::kill(pid_, SIGCONT);
+}
+
 RedisServer::~RedisServer() {
   if (pid_ > 0) {
+    ::kill(pid_, SIGCONT);
     ::kill(pid_, SIGTERM);
     ::waitpid(pid_, nullptr, 0);
   }
@@ -86,15 +107,26 @@ RedisServer::~RedisServer() {
 
 std::string RedisServer::Command(const std::string& a, const std::string& b,
                                  const std::string& c) const {
+  std::vector<std::string> argv = {a};
+  if (!b.empty()) argv.push_back(b);
+  if (!c.empty()) argv.push_back(c);
+  return AuthCommand("", argv);
+}
+
+std::string RedisServer::AuthCommand(const std::string& password,
+                                     const std::vector<std::string>& args) const {
   timeval tv{2, 0};
   redisContext* ctx = redisConnectWithTimeout("127.0.0.1", port_, tv);
   if (ctx == nullptr || ctx->err) {
     if (ctx) redisFree(ctx);
     return "";
   }
-  std::vector<const char*> argv = {a.c_str()};
-  if (!b.empty()) argv.push_back(b.c_str());
-  if (!c.empty()) argv.push_back(c.c_str());
+  if (!password.empty()) {
+    auto* a = static_cast<redisReply*>(redisCommand(ctx, "AUTH %s", password.c_str()));
+    if (a != nullptr) freeReplyObject(a);
+  }
+  std::vector<const char*> argv;
+  for (const std::string& a : args) argv.push_back(a.c_str());
   auto* r = static_cast<redisReply*>(redisCommandArgv(ctx, static_cast<int>(argv.size()), argv.data(), nullptr));
   std::string out;
   if (r != nullptr) {

@@ -4,6 +4,7 @@
 #define HC_TESTS_UNIT_ROUTER_LEDGER_REDIS_SERVER_FIXTURE_H_
 
 #include <string>
+#include <vector>
 
 namespace hc::router::testing {
 
@@ -11,8 +12,15 @@ class RedisServer {
  public:
   // Starts /usr/bin/redis-server (or $HC_REDIS_SERVER) and waits until it
   // accepts connections. ok() is false when it could not start.
-  RedisServer();
+  // `extra_args` are appended to redis-server's command line (e.g.
+  // {"--requirepass", "secret"}).
+  explicit RedisServer(std::vector<std::string> extra_args = {});
   ~RedisServer();
+  // kill -9 (no-op once stopped).
+  void Kill();
+  // SIGSTOP / SIGCONT: the server stops answering, its sockets stay open.
+  void Pause();
+  void Resume();
   bool ok() const { return pid_ > 0; }
   int port() const { return port_; }
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
@@ -20,6 +28,8 @@ class RedisServer {
   // string (bulk/status) or the integer as text.
   std::string Command(const std::string& a, const std::string& b = "",
                       const std::string& c = "") const;
+  // AUTH with `password` first.
+  std::string AuthCommand(const std::string& password, const std::vector<std::string>& argv) const;
 
  private:
   int pid_ = -1;

@@ -1,0 +1,79 @@
+// Helpers shared by the file ledger tests: turns whose tokens are checkable
+// on replay, and a temporary directory.
+#ifndef HC_TESTS_UNIT_ROUTER_LEDGER_LEDGER_TEST_UTIL_H_
+#define HC_TESTS_UNIT_ROUTER_LEDGER_LEDGER_TEST_UTIL_H_
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "router/ledger/ledger.h"
+
+namespace hc::router::testing {
+
+// Tokens the test writes for round r of conversation c: checkable on replay.
+inline std::vector<uint32_t> RoundTokens(int c, uint64_t r, int n) {
+  std::vector<uint32_t> t(n);
+  for (int j = 0; j < n; ++j) t[j] = static_cast<uint32_t>(c * 1'000'000 + r * 1000 + j);
+  return t;
+}
+
+inline LedgerKey Key(int c) { return LedgerKey{"s", "c" + std::to_string(c)}; }
+
+// The commit of round `round` of conversation c whose ledger holds `begin`
+// tokens.
+inline CommitRequest RoundCommit(int c, uint64_t round, uint32_t begin, int tokens_per_round) {
+  CommitRequest commit;
+  commit.expected_round = round;
+  commit.appended_tokens = RoundTokens(c, round, tokens_per_round);
+  commit.appended_messages = {LedgerMessage{Role::kUser, begin, begin + tokens_per_round,
+                                            "round " + std::to_string(round)}};
+  commit.worker = WorkerState{"w", round + 1, begin + tokens_per_round, 7};
+  return commit;
+}
+
+// Runs one full turn on conversation c (blocking forms).
+inline absl::Status CommitRound(ConversationLedger& ledger, int c, int tokens_per_round,
+                                const std::string& holder = "writer") {
+  auto rec = ledger.AcquireLease(Key(c), holder, absl::Seconds(30));
+  if (!rec.ok()) return rec.status();
+  return ledger.Commit(Key(c), holder,
+                       RoundCommit(c, rec->round, static_cast<uint32_t>(rec->tokens.size()),
+                                   tokens_per_round));
+}
+
+// Every round 0..round-1 present, in order, nothing else; at least min_round.
+inline void ExpectConsistent(ConversationLedger& ledger, int c, int tokens_per_round,
+                             uint64_t min_round) {
+  auto rec = ledger.Get(Key(c));
+  if (min_round == 0 && !rec.ok()) return;
+  ASSERT_TRUE(rec.ok()) << "conversation " << c << ": " << rec.status();
+  EXPECT_GE(rec->round, min_round) << "conversation " << c;
+  std::vector<uint32_t> expected;
+  for (uint64_t r = 0; r < rec->round; ++r) {
+    auto t = RoundTokens(c, r, tokens_per_round);
+    expected.insert(expected.end(), t.begin(), t.end());
+  }
+  EXPECT_EQ(rec->tokens, expected) << "conversation " << c;
+  EXPECT_EQ(rec->messages.size(), rec->round);
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/hc-file-ledger-XXXXXX";
+    path_ = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace hc::router::testing
+
+#endif  // HC_TESTS_UNIT_ROUTER_LEDGER_LEDGER_TEST_UTIL_H_
