@@ -129,10 +129,10 @@ std::string ChatTemplate::RenderWithTemplateRanges(
 
 std::vector<TokenId> EncodeChat(const Tokenizer& tokenizer, const ChatTemplate& tmpl,
                                 absl::Span<const ChatMessage> messages,
-                                bool add_generation_prompt) {
+                                bool add_generation_prompt, const std::atomic<bool>* cancel) {
   std::vector<std::pair<size_t, size_t>> ranges;
   const std::string text = tmpl.RenderWithTemplateRanges(messages, add_generation_prompt, &ranges);
-  return tokenizer.EncodeWithSpecialRanges(text, ranges);
+  return tokenizer.EncodeWithSpecialRanges(text, ranges, cancel);
 }
 
 std::string_view ChatTemplate::generation_prompt() const {

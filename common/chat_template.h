@@ -94,9 +94,11 @@ class ChatTemplate {
 // consecutive calls (generation prompt only on the last) and concatenating
 // gives the same ids as one call, because every message starts and ends with
 // a special token.
+// `cancel` as in Tokenizer::EncodeWithSpecialRanges.
 std::vector<TokenId> EncodeChat(const Tokenizer& tokenizer, const ChatTemplate& tmpl,
                                 absl::Span<const ChatMessage> messages,
-                                bool add_generation_prompt);
+                                bool add_generation_prompt,
+                                const std::atomic<bool>* cancel = nullptr);
 
 }  // namespace hc
 

@@ -365,6 +365,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view 
       return tok->added_[a].content.size() > tok->added_[b].content.size();
     });
   }
+  for (const std::string& bytes : tok->id_to_bytes_) {
+    tok->max_token_bytes_ = std::max(tok->max_token_bytes_, bytes.size());
+  }
   return tok;
 }
 
@@ -379,7 +382,8 @@ std::vector<TokenId> Tokenizer::Encode(std::string_view text, bool allow_special
 }
 
 std::vector<TokenId> Tokenizer::EncodeWithSpecialRanges(
-    std::string_view text, absl::Span<const std::pair<size_t, size_t>> special_ranges) const {
+    std::string_view text, absl::Span<const std::pair<size_t, size_t>> special_ranges,
+    const std::atomic<bool>* cancel) const {
   std::vector<TokenId> out;
   size_t seg_start = 0;
   size_t range = 0;  // first range that does not end before i
@@ -399,23 +403,27 @@ std::vector<TokenId> Tokenizer::EncodeWithSpecialRanges(
       ++i;
       continue;
     }
-    if (i > seg_start) EncodeOrdinary(text.substr(seg_start, i - seg_start), &out);
+    if (i > seg_start) EncodeOrdinary(text.substr(seg_start, i - seg_start), &out, cancel);
     out.push_back(match->id);
     i += match->content.size();
     seg_start = i;
   }
-  if (seg_start < text.size()) EncodeOrdinary(text.substr(seg_start), &out);
+  if (seg_start < text.size()) EncodeOrdinary(text.substr(seg_start), &out, cancel);
   return out;
 }
 
-void Tokenizer::EncodeOrdinary(std::string_view text, std::vector<TokenId>* out) const {
+void Tokenizer::EncodeOrdinary(std::string_view text, std::vector<TokenId>* out,
+                               const std::atomic<bool>* cancel) const {
   std::string prefixed;
   if (add_prefix_space_ && !text.empty() && text[0] != ' ') {
     prefixed = " ";
     prefixed.append(text);
     text = prefixed;
   }
-  for (std::string_view word : SplitGpt2(text)) EncodeWord(word, out);
+  for (std::string_view word : SplitGpt2(text)) {
+    if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) return;
+    EncodeWord(word, out);
+  }
 }
 
 // BPE over one pre-tokenized word, as the `tokenizers` library does it: the

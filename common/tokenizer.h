@@ -26,6 +26,7 @@
 #ifndef HC_COMMON_TOKENIZER_H_
 #define HC_COMMON_TOKENIZER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -80,8 +81,15 @@ class Tokenizer {
   // prompts, whose template parts may hold special tokens while the message
   // contents may not. Equals Encode(text) when the special tokens of `text`
   // all start inside the ranges.
+  //
+  // `cancel` (optional) is read between pre-tokenized words: once it is true,
+  // encoding stops early and the result is incomplete (the caller checks it).
   std::vector<TokenId> EncodeWithSpecialRanges(
-      std::string_view text, absl::Span<const std::pair<size_t, size_t>> special_ranges) const;
+      std::string_view text, absl::Span<const std::pair<size_t, size_t>> special_ranges,
+      const std::atomic<bool>* cancel = nullptr) const;
+  // The longest token's byte length: a text of n bytes has at least
+  // n / max_token_bytes() tokens.
+  size_t max_token_bytes() const { return max_token_bytes_; }
 
   // Text of `ids`: concatenated token bytes, invalid UTF-8 replaced by U+FFFD
   // (as the `tokenizers` ByteLevel decoder does). Unknown ids decode to
@@ -103,7 +111,8 @@ class Tokenizer {
 
  private:
   Tokenizer() = default;
-  void EncodeOrdinary(std::string_view text, std::vector<TokenId>* out) const;
+  void EncodeOrdinary(std::string_view text, std::vector<TokenId>* out,
+                      const std::atomic<bool>* cancel) const;
   void EncodeWord(std::string_view word, std::vector<TokenId>* out) const;
 
   static uint64_t PairKey(TokenId a, TokenId b) {
@@ -124,6 +133,7 @@ class Tokenizer {
   // First byte -> indices into added_, longest content first.
   std::vector<std::vector<int>> added_by_first_byte_ = std::vector<std::vector<int>>(256);
   bool add_prefix_space_ = false;
+  size_t max_token_bytes_ = 1;
   bool ignore_merges_ = false;
 };
 

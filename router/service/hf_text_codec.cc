@@ -40,8 +40,9 @@ absl::StatusOr<std::unique_ptr<HfTextCodec>> HfTextCodec::FromModelDir(const std
   return std::unique_ptr<HfTextCodec>(new HfTextCodec(std::move(tokenizer), std::move(tmpl), *end));
 }
 
-absl::StatusOr<EncodedTurn> HfTextCodec::EncodeTurn(std::span<const TurnMessage> messages,
-                                                    const TurnContext& context) const {
+absl::StatusOr<EncodedTurn> HfTextCodec::DoEncodeTurn(std::span<const TurnMessage> messages,
+                                                      const TurnContext& context,
+                                                      const std::atomic<bool>* cancel) const {
   EncodedTurn out;
   if (!context.first_turn) {
     if (!context.last_token.has_value() || *context.last_token != static_cast<uint32_t>(end_of_turn_)) {
@@ -55,8 +56,9 @@ absl::StatusOr<EncodedTurn> HfTextCodec::EncodeTurn(std::span<const TurnMessage>
     out.message_begins.push_back(static_cast<uint32_t>(out.tokens.size()));
     const ChatMessage message{std::string(RoleName(m.role)), m.content};
     Append(out.tokens, EncodeChat(*tokenizer_, template_, absl::MakeConstSpan(&message, 1),
-                                  /*add_generation_prompt=*/false));
+                                  /*add_generation_prompt=*/false, cancel));
     out.message_ends.push_back(static_cast<uint32_t>(out.tokens.size()));
+    if (cancel != nullptr && cancel->load()) return absl::CancelledError("tokenization cancelled");
   }
   Append(out.tokens, EncodeChat(*tokenizer_, template_, {}, /*add_generation_prompt=*/true));
   return out;

@@ -23,14 +23,16 @@ class HfTextCodec final : public TextCodec {
   // the file and what is wrong with it.
   static absl::StatusOr<std::unique_ptr<HfTextCodec>> FromModelDir(const std::string& dir);
 
-  absl::StatusOr<EncodedTurn> EncodeTurn(std::span<const TurnMessage> messages,
-                                         const TurnContext& context) const override;
   std::string Decode(std::span<const uint32_t> ids) const override;
   std::unique_ptr<StreamDecoder> NewStreamDecoder() const override;
   uint32_t vocab_size() const override;
   uint32_t eos_token_id() const override { return static_cast<uint32_t>(end_of_turn_); }
+  size_t max_token_bytes() const override { return tokenizer_->max_token_bytes(); }
 
  private:
+  absl::StatusOr<EncodedTurn> DoEncodeTurn(std::span<const TurnMessage> messages,
+                                           const TurnContext& context,
+                                           const std::atomic<bool>* cancel) const override;
   HfTextCodec(std::unique_ptr<Tokenizer> tokenizer, ChatTemplate tmpl, TokenId end_of_turn)
       : tokenizer_(std::move(tokenizer)), template_(std::move(tmpl)), end_of_turn_(end_of_turn) {}
 

@@ -98,8 +98,9 @@ std::string Utf8Assembler::Flush() {
   return out;
 }
 
-absl::StatusOr<EncodedTurn> ByteTextCodec::EncodeTurn(std::span<const TurnMessage> messages,
-                                                      const TurnContext& context) const {
+absl::StatusOr<EncodedTurn> ByteTextCodec::DoEncodeTurn(std::span<const TurnMessage> messages,
+                                                        const TurnContext& context,
+                                                        const std::atomic<bool>* cancel) const {
   EncodedTurn out;
   // A reply cut short (no EOS / end token) is closed before the next message.
   if (!context.first_turn && context.last_token.has_value() && *context.last_token != kEos &&
@@ -114,6 +115,7 @@ absl::StatusOr<EncodedTurn> ByteTextCodec::EncodeTurn(std::span<const TurnMessag
     for (char c : m.content) out.tokens.push_back(static_cast<unsigned char>(c));
     out.tokens.push_back(kEnd);
     out.message_ends.push_back(static_cast<uint32_t>(out.tokens.size()));
+    if (cancel != nullptr && cancel->load()) return absl::CancelledError("tokenization cancelled");
   }
   out.tokens.push_back(kStart);
   for (char c : std::string_view("assistant\n")) out.tokens.push_back(static_cast<unsigned char>(c));

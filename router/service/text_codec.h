@@ -14,6 +14,7 @@
 #ifndef HC_ROUTER_SERVICE_TEXT_CODEC_H_
 #define HC_ROUTER_SERVICE_TEXT_CODEC_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -63,14 +64,27 @@ class TextCodec {
  public:
   virtual ~TextCodec() = default;
   // Renders `messages` with the chat template as the continuation of a
-  // conversation, followed by the assistant generation prompt.
-  virtual absl::StatusOr<EncodedTurn> EncodeTurn(std::span<const TurnMessage> messages,
-                                                 const TurnContext& context) const = 0;
+  // conversation, followed by the assistant generation prompt. CANCELLED once
+  // `*cancel` turns true (checked between words, so a long text stops soon).
+  absl::StatusOr<EncodedTurn> EncodeTurn(std::span<const TurnMessage> messages,
+                                         const TurnContext& context,
+                                         const std::atomic<bool>* cancel = nullptr) const {
+    return DoEncodeTurn(messages, context, cancel);
+  }
+  // A lower bound on the tokens of a text of `bytes` bytes (no token is longer
+  // than this many bytes), so a request far past the context limit is refused
+  // before any tokenizing.
+  virtual size_t max_token_bytes() const = 0;
   // Text of generated tokens (special tokens omitted), valid UTF-8.
   virtual std::string Decode(std::span<const uint32_t> ids) const = 0;
   virtual std::unique_ptr<StreamDecoder> NewStreamDecoder() const = 0;
   virtual uint32_t vocab_size() const = 0;
   virtual uint32_t eos_token_id() const = 0;
+
+ protected:
+  virtual absl::StatusOr<EncodedTurn> DoEncodeTurn(std::span<const TurnMessage> messages,
+                                                   const TurnContext& context,
+                                                   const std::atomic<bool>* cancel) const = 0;
 };
 
 // Turns a byte stream into complete UTF-8 characters (for any byte-level
@@ -96,12 +110,16 @@ class ByteTextCodec final : public TextCodec {
   static constexpr uint32_t kEnd = 258;
   static constexpr uint32_t kVocabSize = 259;
 
-  absl::StatusOr<EncodedTurn> EncodeTurn(std::span<const TurnMessage> messages,
-                                         const TurnContext& context) const override;
   std::string Decode(std::span<const uint32_t> ids) const override;
   std::unique_ptr<StreamDecoder> NewStreamDecoder() const override;
   uint32_t vocab_size() const override { return kVocabSize; }
   uint32_t eos_token_id() const override { return kEos; }
+  size_t max_token_bytes() const override { return 1; }
+
+ private:
+  absl::StatusOr<EncodedTurn> DoEncodeTurn(std::span<const TurnMessage> messages,
+                                           const TurnContext& context,
+                                           const std::atomic<bool>* cancel) const override;
 };
 
 // The codec for --model: "bytes" is ByteTextCodec; a checkpoint directory or

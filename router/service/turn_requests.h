@@ -1,0 +1,37 @@
+// The two messages a turn builds from the ledger's record: the Execute
+// request to a worker, and the ledger commit of a finished turn.
+#ifndef HC_ROUTER_SERVICE_TURN_REQUESTS_H_
+#define HC_ROUTER_SERVICE_TURN_REQUESTS_H_
+
+#include <string>
+#include <vector>
+
+#include "hybridcache/v1/worker.pb.h"
+#include "router/ledger/ledger.h"
+#include "router/service/text_codec.h"
+
+namespace hc::router {
+
+struct ExecuteInputs {
+  const LedgerKey* key;
+  const ConversationRecord* record;  // the committed conversation
+  const EncodedTurn* suffix;         // the new turn's tokens
+  std::string request_id;
+  // Sticky: the worker holds the record's committed state; send `expected`
+  // and only the tokens after it. Otherwise the whole history.
+  bool sticky = false;
+};
+
+// The Execute request of one attempt (sampling is left to the caller).
+hybridcache::v1::ExecuteRequest BuildExecuteRequest(const ExecuteInputs& in);
+
+// What a finished turn appends: the suffix and the generated tokens, the new
+// messages (raw-token turns become one user message with their decoded text)
+// and the assistant's reply, and the worker state the worker reported.
+CommitRequest BuildCommitRequest(const TextCodec& codec, const ConversationRecord& record,
+                                 const std::vector<TurnMessage>& messages, const EncodedTurn& suffix,
+                                 const std::vector<uint32_t>& generated, WorkerState worker);
+
+}  // namespace hc::router
+
+#endif  // HC_ROUTER_SERVICE_TURN_REQUESTS_H_
