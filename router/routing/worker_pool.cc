@@ -99,11 +99,25 @@ void WorkerPool::Refresh() {
   const std::vector<absl::StatusOr<WorkerLoad>> loads = prober_->ProbeAll(all);
   HC_CHECK(loads.size() == all.size()) << "prober returned " << loads.size() << " results for "
                                        << all.size() << " workers";
+  // Rebuilt every round: a success resets a worker's count by leaving it out,
+  // and departed members drop out.
+  absl::flat_hash_map<std::string, int> missed;
+  const int unhealthy_after = std::max(1, options_.unhealthy_after);
   for (size_t i = 0; i < all.size(); ++i) {
     Worker& w = *all[i];
     if (!loads[i].ok()) {
-      if (w.healthy()) HC_LOG(WARNING) << "worker " << w.id() << " unhealthy: " << loads[i].status();
-      w.healthy_.store(false);
+      auto it = missed_probes_.find(w.id());
+      const int n = (it == missed_probes_.end() ? 0 : it->second) + 1;
+      missed[w.id()] = n;
+      if (!w.healthy()) continue;
+      if (n >= unhealthy_after) {
+        HC_LOG(WARNING) << "worker " << w.id() << " unhealthy after " << n
+                        << " failed probes: " << loads[i].status();
+        w.healthy_.store(false);
+      } else {
+        HC_LOG(INFO) << "worker " << w.id() << " missed probe " << n << " of " << unhealthy_after
+                     << ": " << loads[i].status();
+      }
       continue;
     }
     const WorkerLoad& l = *loads[i];
@@ -120,6 +134,7 @@ void WorkerPool::Refresh() {
     w.max_model_len_.store(l.max_model_len);
     w.vocab_size_.store(l.vocab_size);
   }
+  missed_probes_ = std::move(missed);
   Rebuild(std::move(all));
 }
 

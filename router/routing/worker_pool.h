@@ -9,6 +9,12 @@
 // sent since), then more free cache. A conversation that had a worker and
 // moves is a failover: the caller sends the full history.
 //
+// Health: a worker becomes healthy on its first successful probe and
+// unhealthy after `unhealthy_after` consecutive failed probes (a probe that
+// times out once under CPU load is no reason to drop it), or at once when a
+// real call to it fails at the connection level (MarkUnhealthy). One
+// successful probe makes it healthy again and resets the count.
+//
 // Cost: Route reads an immutable snapshot (rebuilt only when membership or
 // health changes) and per-worker atomics, so it is O(1) in the number of
 // workers.
@@ -117,6 +123,10 @@ struct WorkerPoolOptions {
   // A sticky worker with at least this many waiting requests (its report plus
   // this router's in-flight turns) counts as overloaded.
   uint32_t overload_waiting = 16;
+  // A worker becomes unhealthy after this many consecutive failed probes (one
+  // slow probe under CPU load must not take every worker out at once); values
+  // below 1 count as 1. A failed real call (MarkUnhealthy) takes it out at once.
+  int unhealthy_after = 3;
   absl::Duration refresh_interval = absl::Seconds(1);
   uint64_t seed = 0x5eed;
   // Channel per worker; null: workers have no stub.
@@ -171,6 +181,8 @@ class WorkerPool {
   mutable std::atomic<uint64_t> draws_{0};
 
   absl::Mutex refresh_mu_;  // serialises Refresh / MarkUnhealthy rebuilds
+  // Consecutive failed probes per worker id (absent: the last probe succeeded).
+  absl::flat_hash_map<std::string, int> missed_probes_ ABSL_GUARDED_BY(refresh_mu_);
   mutable absl::Mutex snap_mu_;
   std::shared_ptr<const Snapshot> snap_ ABSL_GUARDED_BY(snap_mu_);
 

@@ -64,7 +64,10 @@ class WorkerPoolTest : public ::testing::Test {
     o.static_workers = std::move(workers);
     o.dns_name = std::move(dns);
     o.overload_waiting = 4;
-    return std::make_unique<WorkerPool>(o, std::make_unique<FakeProber>(&world_),
+    return MakePool(std::move(o));
+  }
+  std::unique_ptr<WorkerPool> MakePool(WorkerPoolOptions o) {
+    return std::make_unique<WorkerPool>(std::move(o), std::make_unique<FakeProber>(&world_),
                                         std::make_unique<FakeResolver>(&world_));
   }
   void Set(const std::string& id, absl::StatusOr<WorkerLoad> load) {
@@ -156,6 +159,63 @@ TEST_F(WorkerPoolTest, UnhealthyOverloadedDrainingOrUnknownWorkerFailsOver) {
   EXPECT_EQ(pool->Route("a:1")->worker->id(), "b:1");
 
   EXPECT_EQ(pool->Route("gone:1")->kind, RouteKind::kFailover);
+}
+
+TEST_F(WorkerPoolTest, AWorkerStaysHealthyUntilUnhealthyAfterConsecutiveFailedProbes) {
+  auto pool = MakePool({"a:1", "b:1"});  // unhealthy_after: the default, 3
+  Set("a:1", Load(0));
+  Set("b:1", Load(0));
+  pool->Refresh();
+  Set("a:1", absl::DeadlineExceededError("probe timed out"));
+  pool->Refresh();
+  pool->Refresh();
+  EXPECT_EQ(pool->counts().healthy, 2);  // two misses: still in
+  EXPECT_EQ(pool->Route("a:1")->kind, RouteKind::kSticky);
+  pool->Refresh();
+  EXPECT_EQ(pool->counts().healthy, 1);  // the third consecutive miss takes it out
+  EXPECT_EQ(pool->Route("a:1")->kind, RouteKind::kFailover);
+}
+
+TEST_F(WorkerPoolTest, ASuccessfulProbeRestoresAWorkerAtOnceAndResetsTheCount) {
+  auto pool = MakePool({"a:1", "b:1"});
+  Set("b:1", Load(0));
+  Set("a:1", absl::UnavailableError("down"));
+  for (int i = 0; i < 3; ++i) pool->Refresh();
+  EXPECT_EQ(pool->counts().healthy, 1);
+  Set("a:1", Load(0));
+  pool->Refresh();  // one good probe is enough
+  EXPECT_EQ(pool->counts().healthy, 2);
+  // The count starts over: two misses after the recovery do not remove it.
+  Set("a:1", absl::UnavailableError("down"));
+  pool->Refresh();
+  Set("a:1", Load(0));
+  pool->Refresh();
+  Set("a:1", absl::UnavailableError("down"));
+  pool->Refresh();
+  pool->Refresh();
+  EXPECT_EQ(pool->counts().healthy, 2);
+}
+
+TEST_F(WorkerPoolTest, UnhealthyAfterOneRemovesAWorkerOnItsFirstFailedProbe) {
+  WorkerPoolOptions o;
+  o.static_workers = {"a:1", "b:1"};
+  o.unhealthy_after = 1;
+  auto pool = MakePool(o);
+  Set("a:1", Load(0));
+  Set("b:1", Load(0));
+  pool->Refresh();
+  Set("a:1", absl::UnavailableError("down"));
+  pool->Refresh();
+  EXPECT_EQ(pool->counts().healthy, 1);
+}
+
+TEST_F(WorkerPoolTest, AWorkerThatWasNeverHealthyIsNotACandidateBeforeItsFirstGoodProbe) {
+  auto pool = MakePool({"a:1", "b:1"});
+  Set("b:1", Load(0));
+  Set("a:1", absl::UnavailableError("starting"));
+  pool->Refresh();
+  EXPECT_EQ(pool->counts().healthy, 1);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(pool->Route("")->worker->id(), "b:1");
 }
 
 TEST_F(WorkerPoolTest, MarkUnhealthyTakesAWorkerOutUntilItsNextGoodProbe) {
