@@ -29,7 +29,7 @@ WorkerPool::WorkerPool(WorkerPoolOptions options, std::unique_ptr<WorkerProber> 
     all.push_back(std::make_shared<Worker>(
         address, options_.channel_factory ? options_.channel_factory(address) : nullptr));
   }
-  absl::MutexLock lock(&refresh_mu_);
+  absl::MutexLock lock(&mu_);
   Rebuild(std::move(all));
 }
 
@@ -68,7 +68,9 @@ void WorkerPool::Rebuild(std::vector<std::shared_ptr<Worker>> all) {
 }
 
 void WorkerPool::Refresh() {
-  absl::MutexLock lock(&refresh_mu_);
+  // Only refresh rounds wait on refresh_mu_; it is held across the probe so
+  // that rounds do not interleave (members and missed_probes_ stay consistent).
+  absl::MutexLock round(&refresh_mu_);
   std::vector<std::shared_ptr<Worker>> all = snapshot()->all;
   if (!options_.dns_name.empty() && resolver_ != nullptr) {
     absl::StatusOr<std::vector<std::string>> resolved = resolver_->Resolve(options_.dns_name);
@@ -96,9 +98,19 @@ void WorkerPool::Refresh() {
       all = std::move(next);
     }
   }
+  // Failures recorded after this point happened after every probe of the
+  // round was sent: such a probe's success may predate the failure.
+  uint64_t round_start;
+  {
+    absl::MutexLock lock(&mu_);
+    round_start = failures_;
+  }
+  // Without mu_: MarkUnhealthy, Route and the rest never wait for the probes.
   const std::vector<absl::StatusOr<WorkerLoad>> loads = prober_->ProbeAll(all);
   HC_CHECK(loads.size() == all.size()) << "prober returned " << loads.size() << " results for "
                                        << all.size() << " workers";
+
+  absl::MutexLock lock(&mu_);
   // Rebuilt every round: a success resets a worker's count by leaving it out,
   // and departed members drop out.
   absl::flat_hash_map<std::string, int> missed;
@@ -106,6 +118,7 @@ void WorkerPool::Refresh() {
   for (size_t i = 0; i < all.size(); ++i) {
     Worker& w = *all[i];
     if (!loads[i].ok()) {
+      w.last_failure_.store(++failures_, std::memory_order_relaxed);
       auto it = missed_probes_.find(w.id());
       const int n = (it == missed_probes_.end() ? 0 : it->second) + 1;
       missed[w.id()] = n;
@@ -121,8 +134,6 @@ void WorkerPool::Refresh() {
       continue;
     }
     const WorkerLoad& l = *loads[i];
-    if (!w.healthy()) HC_LOG(INFO) << "worker " << w.id() << " healthy";
-    w.healthy_.store(true);
     w.draining_.store(l.draining);
     w.num_waiting_.store(l.num_waiting);
     const auto fraction = [](uint32_t free, uint32_t total) -> uint64_t {
@@ -133,17 +144,29 @@ void WorkerPool::Refresh() {
                  fraction(l.free_mamba_slots, l.total_mamba_slots))));
     w.max_model_len_.store(l.max_model_len);
     w.vocab_size_.store(l.vocab_size);
+    if (w.last_failure_.load(std::memory_order_relaxed) > round_start) {
+      // A call failed while this probe was in flight: the next round decides.
+      continue;
+    }
+    if (!w.healthy()) HC_LOG(INFO) << "worker " << w.id() << " healthy";
+    w.healthy_.store(true);
   }
   missed_probes_ = std::move(missed);
   Rebuild(std::move(all));
 }
 
 void WorkerPool::MarkUnhealthy(const std::string& id) {
-  absl::MutexLock lock(&refresh_mu_);
+  // Called from gRPC callback threads: takes only mu_, which is never held
+  // across a probe.
+  absl::MutexLock lock(&mu_);
   const auto snap = snapshot();
   auto it = snap->by_id.find(id);
-  if (it == snap->by_id.end() || !it->second->healthy()) return;
-  it->second->healthy_.store(false);
+  if (it == snap->by_id.end()) return;
+  Worker& w = *it->second;
+  w.last_failure_.store(++failures_, std::memory_order_relaxed);
+  if (!w.healthy()) return;
+  HC_LOG(WARNING) << "worker " << id << " unhealthy: a call to it failed";
+  w.healthy_.store(false);
   Rebuild(snap->all);
 }
 

@@ -84,6 +84,9 @@ class Worker {
   std::atomic<int> inflight_{0};
   std::atomic<uint32_t> max_model_len_{0};
   std::atomic<uint32_t> vocab_size_{0};
+  // WorkerPool's failure count at this worker's latest failed probe or call
+  // (0: none yet). Written under WorkerPool::mu_.
+  std::atomic<uint64_t> last_failure_{0};
 };
 
 // Health and load of a batch of workers. The gRPC one polls grpc.health.v1
@@ -140,7 +143,9 @@ class WorkerPool {
              std::unique_ptr<Resolver> resolver);
   ~WorkerPool();  // Stops the refresh thread.
 
-  // One synchronous refresh: re-resolve, then probe every worker.
+  // One synchronous refresh: re-resolve, then probe every worker (up to the
+  // prober's timeout), then apply the results. Rounds are serialised; no other
+  // method waits for one.
   void Refresh();
   // Refreshes every refresh_interval on a background thread until destroyed.
   void StartBackgroundRefresh();
@@ -149,8 +154,11 @@ class WorkerPool {
   // ("" for none).
   absl::StatusOr<RouteDecision> Route(const std::string& current) const;
 
-  // Marks a worker unhealthy at once (an Execute answered UNAVAILABLE); the
-  // next successful probe restores it.
+  // Marks a worker unhealthy at once (an Execute answered UNAVAILABLE). Never
+  // waits for a probe round: callable from any thread, gRPC callbacks
+  // included. A probe round that was already in flight does not restore the
+  // worker (its probe may have been answered before the failure); the next
+  // round's successful probe does.
   void MarkUnhealthy(const std::string& id);
 
   // The worker with this id, if known.
@@ -172,7 +180,7 @@ class WorkerPool {
     absl::flat_hash_map<std::string, std::shared_ptr<Worker>> by_id;
   };
   std::shared_ptr<const Snapshot> snapshot() const;
-  void Rebuild(std::vector<std::shared_ptr<Worker>> all) ABSL_EXCLUSIVE_LOCKS_REQUIRED(refresh_mu_);
+  void Rebuild(std::vector<std::shared_ptr<Worker>> all) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Better(const Worker& a, const Worker& b) const;
 
   const WorkerPoolOptions options_;
@@ -180,9 +188,18 @@ class WorkerPool {
   const std::unique_ptr<Resolver> resolver_;
   mutable std::atomic<uint64_t> draws_{0};
 
-  absl::Mutex refresh_mu_;  // serialises Refresh / MarkUnhealthy rebuilds
+  // Lock order: refresh_mu_, mu_, snap_mu_.
+  // Serialises refresh rounds and is held across the probe; nothing else
+  // takes it, so no caller of Route / MarkUnhealthy / ... waits for a probe.
+  absl::Mutex refresh_mu_;
   // Consecutive failed probes per worker id (absent: the last probe succeeded).
   absl::flat_hash_map<std::string, int> missed_probes_ ABSL_GUARDED_BY(refresh_mu_);
+  // Short critical sections only (never across I/O): health changes, the
+  // failure sequence and snapshot rebuilds.
+  absl::Mutex mu_;
+  // Counts failures (probe or call); a worker's last_failure_ is this
+  // counter's value at its latest failure.
+  uint64_t failures_ ABSL_GUARDED_BY(mu_) = 0;
   mutable absl::Mutex snap_mu_;
   std::shared_ptr<const Snapshot> snap_ ABSL_GUARDED_BY(snap_mu_);
 

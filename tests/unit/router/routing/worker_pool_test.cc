@@ -3,8 +3,11 @@
 #include "router/routing/worker_pool.h"
 
 #include <map>
+#include <thread>
+#include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 
 namespace hc::router {
@@ -13,8 +16,12 @@ namespace {
 // Probe results the test sets per address; unknown addresses are unhealthy.
 struct FakeWorld {
   absl::Mutex mu;
-  std::map<std::string, absl::StatusOr<WorkerLoad>> loads;
-  absl::StatusOr<std::vector<std::string>> dns = std::vector<std::string>{};
+  std::map<std::string, absl::StatusOr<WorkerLoad>> loads ABSL_GUARDED_BY(mu);
+  absl::StatusOr<std::vector<std::string>> dns ABSL_GUARDED_BY(mu) = std::vector<std::string>{};
+  // When set, the next ProbeAll reads its results, notifies `entered` and
+  // blocks until `release` (a probe round the test holds in flight).
+  absl::Notification* entered ABSL_GUARDED_BY(mu) = nullptr;
+  absl::Notification* release ABSL_GUARDED_BY(mu) = nullptr;
 };
 
 class FakeProber : public WorkerProber {
@@ -22,12 +29,20 @@ class FakeProber : public WorkerProber {
   explicit FakeProber(FakeWorld* world) : world_(world) {}
   std::vector<absl::StatusOr<WorkerLoad>> ProbeAll(
       const std::vector<std::shared_ptr<Worker>>& workers) override {
-    absl::MutexLock lock(&world_->mu);
     std::vector<absl::StatusOr<WorkerLoad>> out;
-    for (const auto& w : workers) {
-      auto it = world_->loads.find(w->id());
-      out.push_back(it == world_->loads.end() ? absl::UnavailableError("down") : it->second);
+    absl::Notification* entered;
+    absl::Notification* release;
+    {
+      absl::MutexLock lock(&world_->mu);
+      for (const auto& w : workers) {
+        auto it = world_->loads.find(w->id());
+        out.push_back(it == world_->loads.end() ? absl::UnavailableError("down") : it->second);
+      }
+      entered = std::exchange(world_->entered, nullptr);
+      release = std::exchange(world_->release, nullptr);
     }
+    if (entered != nullptr) entered->Notify();
+    if (release != nullptr) release->WaitForNotification();
     return out;
   }
 
@@ -73,6 +88,16 @@ class WorkerPoolTest : public ::testing::Test {
   void Set(const std::string& id, absl::StatusOr<WorkerLoad> load) {
     absl::MutexLock lock(&world_.mu);
     world_.loads[id] = std::move(load);
+  }
+  void SetDns(absl::StatusOr<std::vector<std::string>> dns) {
+    absl::MutexLock lock(&world_.mu);
+    world_.dns = std::move(dns);
+  }
+  // The next probe round reads its results and then waits for `release`.
+  void HoldNextProbe(absl::Notification* entered, absl::Notification* release) {
+    absl::MutexLock lock(&world_.mu);
+    world_.entered = entered;
+    world_.release = release;
   }
   FakeWorld world_;
 };
@@ -230,23 +255,83 @@ TEST_F(WorkerPoolTest, MarkUnhealthyTakesAWorkerOutUntilItsNextGoodProbe) {
   EXPECT_EQ(pool->Route("a:1")->kind, RouteKind::kSticky);
 }
 
+// MarkUnhealthy is called from gRPC callback threads (a failed Execute): it
+// must not wait for a probe round, which can take the whole probe timeout.
+TEST_F(WorkerPoolTest, MarkUnhealthyAndRouteDoNotWaitForAProbeRoundInFlight) {
+  auto pool = MakePool({"a:1", "b:1"});
+  Set("a:1", Load(0));
+  Set("b:1", Load(0));
+  pool->Refresh();
+  absl::Notification entered, release;
+  HoldNextProbe(&entered, &release);
+  std::thread refresh([&] { pool->Refresh(); });
+  entered.WaitForNotification();
+
+  absl::Notification marked;
+  std::thread mark([&] {
+    pool->MarkUnhealthy("a:1");
+    marked.Notify();
+  });
+  // A timeout here means MarkUnhealthy waited for the round (the test then
+  // releases it so that it fails instead of hanging).
+  const bool returned = marked.WaitForNotificationWithTimeout(absl::Seconds(10));
+  EXPECT_TRUE(returned) << "MarkUnhealthy waited for the probe round in flight";
+  if (returned) {
+    EXPECT_EQ(pool->counts().healthy, 1);
+    EXPECT_EQ(pool->Route("a:1")->worker->id(), "b:1");
+    EXPECT_NE(pool->Find("a:1"), nullptr);
+    EXPECT_EQ(pool->max_model_len(), 4096u);
+  }
+  release.Notify();
+  refresh.join();
+  mark.join();
+}
+
+// A probe sent before a call failed may have been answered before the failure:
+// its success must not put the worker back. The next round's may.
+TEST_F(WorkerPoolTest, AProbeSentBeforeAFailedCallDoesNotRestoreTheWorker) {
+  auto pool = MakePool({"a:1", "b:1"});
+  Set("a:1", Load(0));
+  Set("b:1", Load(0));
+  pool->Refresh();
+  absl::Notification entered, release;
+  HoldNextProbe(&entered, &release);
+  std::thread refresh([&] { pool->Refresh(); });
+  entered.WaitForNotification();  // the round's results (a:1 healthy) are taken
+  absl::Notification marked;
+  std::thread mark([&] {
+    pool->MarkUnhealthy("a:1");
+    marked.Notify();
+  });
+  const bool marked_during_round = marked.WaitForNotificationWithTimeout(absl::Seconds(10));
+  release.Notify();
+  mark.join();
+  refresh.join();
+  ASSERT_TRUE(marked_during_round) << "MarkUnhealthy waited for the probe round in flight";
+  EXPECT_EQ(pool->counts().healthy, 1);
+  EXPECT_EQ(pool->Route("a:1")->kind, RouteKind::kFailover);
+  pool->Refresh();  // sent after the failure
+  EXPECT_EQ(pool->counts().healthy, 2);
+  EXPECT_EQ(pool->Route("a:1")->kind, RouteKind::kSticky);
+}
+
 TEST_F(WorkerPoolTest, DnsMembershipFollowsResolutionAndSurvivesLookupFailures) {
   auto pool = MakePool({"static:1"}, "workers.svc:50052");
   Set("static:1", Load(9));
   Set("10.0.0.1:50052", Load(0));
   Set("10.0.0.2:50052", Load(0));
-  world_.dns = std::vector<std::string>{"10.0.0.1:50052"};
+  SetDns(std::vector<std::string>{"10.0.0.1:50052"});
   pool->Refresh();
   EXPECT_NE(pool->Find("10.0.0.1:50052"), nullptr);
   EXPECT_EQ(pool->counts().healthy, 2);
 
-  world_.dns = std::vector<std::string>{"10.0.0.2:50052"};
+  SetDns(std::vector<std::string>{"10.0.0.2:50052"});
   pool->Refresh();
   EXPECT_EQ(pool->Find("10.0.0.1:50052"), nullptr);
   EXPECT_NE(pool->Find("10.0.0.2:50052"), nullptr);
   EXPECT_NE(pool->Find("static:1"), nullptr);
 
-  world_.dns = absl::UnavailableError("SERVFAIL");
+  SetDns(absl::UnavailableError("SERVFAIL"));
   pool->Refresh();
   EXPECT_NE(pool->Find("10.0.0.2:50052"), nullptr);
 }
