@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/token_hash.h"
 
@@ -198,13 +199,37 @@ absl::StatusOr<RouteDecision> WorkerPool::Route(const std::string& current) cons
     kind = RouteKind::kFailover;
   }
   const auto& c = snap->candidates;
-  if (c.empty()) return absl::UnavailableError("no healthy worker");
+  if (c.empty()) return RouteWithoutHealthyWorker(*snap, current, kind);
   if (c.size() == 1) return RouteDecision{c[0], kind};
   const uint64_t r = MixHash64(options_.seed + draws_.fetch_add(1, std::memory_order_relaxed));
   const size_t n = c.size();
   const size_t i = r % n;
   const size_t j = (i + 1 + (r >> 32) % (n - 1)) % n;  // distinct from i
   return RouteDecision{Better(*c[j], *c[i]) ? c[j] : c[i], kind};
+}
+
+absl::StatusOr<RouteDecision> WorkerPool::RouteWithoutHealthyWorker(const Snapshot& snap,
+                                                                     const std::string& current,
+                                                                     RouteKind kind) const {
+  // Every probe may have failed because the router itself is starved (CPU
+  // load), not the workers: trying one beats refusing the turn. The worker
+  // whose last failure is the oldest is the likeliest to have recovered, and a
+  // failed call moves it to the back (MarkUnhealthy), so retries rotate.
+  std::shared_ptr<Worker> best;
+  for (const auto& w : snap.all) {
+    if (w->draining()) continue;
+    if (best == nullptr || w->last_failure_.load(std::memory_order_relaxed) <
+                               best->last_failure_.load(std::memory_order_relaxed)) {
+      best = w;
+    }
+  }
+  if (best == nullptr) {
+    return absl::UnavailableError(snap.all.empty()
+                                      ? "no healthy worker: no worker is known"
+                                      : absl::StrCat("no healthy worker: all ", snap.all.size(),
+                                                     " workers are draining"));
+  }
+  return RouteDecision{best, best->id() == current ? RouteKind::kSticky : kind};
 }
 
 WorkerPool::Counts WorkerPool::counts() const {

@@ -9,6 +9,13 @@
 // sent since), then more free cache. A conversation that had a worker and
 // moves is a failover: the caller sends the full history.
 //
+// No healthy worker: Route answers the worker whose last failure (failed
+// probe or failed call) is the oldest among those not draining; workers that
+// never failed come first. The turn is tried there rather than refused, since
+// probes can all fail at once when the router itself is starved of CPU; a
+// failed call (MarkUnhealthy) sends the next attempt to the next worker.
+// UNAVAILABLE only when no worker is known or every worker is draining.
+//
 // Health: a worker becomes healthy on its first successful probe and
 // unhealthy after `unhealthy_after` consecutive failed probes (a probe that
 // times out once under CPU load is no reason to drop it), or at once when a
@@ -150,8 +157,11 @@ class WorkerPool {
   // Refreshes every refresh_interval on a background thread until destroyed.
   void StartBackgroundRefresh();
 
-  // UNAVAILABLE when no worker is healthy. `current` is the ledger's worker
-  // ("" for none).
+  // Where a turn goes; `current` is the ledger's worker ("" for none). See the
+  // file comment for the policy. With no healthy worker it still answers the
+  // least recently failed worker that is not draining; UNAVAILABLE ("no
+  // healthy worker") only when there is no worker at all or every worker is
+  // draining.
   absl::StatusOr<RouteDecision> Route(const std::string& current) const;
 
   // Marks a worker unhealthy at once (an Execute answered UNAVAILABLE). Never
@@ -182,6 +192,10 @@ class WorkerPool {
   std::shared_ptr<const Snapshot> snapshot() const;
   void Rebuild(std::vector<std::shared_ptr<Worker>> all) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Better(const Worker& a, const Worker& b) const;
+  // Route's slow path when no worker is a candidate (O(workers)).
+  absl::StatusOr<RouteDecision> RouteWithoutHealthyWorker(const Snapshot& snap,
+                                                          const std::string& current,
+                                                          RouteKind kind) const;
 
   const WorkerPoolOptions options_;
   const std::unique_ptr<WorkerProber> prober_;

@@ -72,6 +72,13 @@ WorkerLoad Load(uint32_t waiting, uint32_t free_kv = 100, uint32_t total_kv = 10
   return l;
 }
 
+// The id of the worker Route picks, or its error as text (so that a wrong
+// answer fails the expectation instead of aborting the test).
+std::string Picked(const WorkerPool& pool, const std::string& current = "") {
+  absl::StatusOr<RouteDecision> d = pool.Route(current);
+  return d.ok() ? d->worker->id() : d.status().ToString();
+}
+
 class WorkerPoolTest : public ::testing::Test {
  protected:
   std::unique_ptr<WorkerPool> MakePool(std::vector<std::string> workers, std::string dns = "") {
@@ -102,11 +109,67 @@ class WorkerPoolTest : public ::testing::Test {
   FakeWorld world_;
 };
 
-TEST_F(WorkerPoolTest, NoHealthyWorkerIsUnavailable) {
-  auto pool = MakePool({"a:1", "b:1"});
+TEST_F(WorkerPoolTest, NoWorkerAtAllIsUnavailable) {
+  auto pool = MakePool(std::vector<std::string>{});
   pool->Refresh();
-  EXPECT_EQ(pool->Route("").status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(pool->counts().unhealthy, 2);
+  const auto d = pool->Route("");
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(d.status().message().find("no healthy worker"), std::string::npos) << d.status();
+}
+
+TEST_F(WorkerPoolTest, WithNoHealthyWorkerTheLeastRecentlyFailedIsTried) {
+  auto pool = MakePool({"a:1", "b:1", "c:1"});
+  Set("a:1", Load(0));
+  Set("b:1", Load(0));
+  Set("c:1", Load(0));
+  pool->Refresh();
+  pool->MarkUnhealthy("b:1");
+  pool->MarkUnhealthy("a:1");
+  pool->MarkUnhealthy("c:1");
+  EXPECT_EQ(pool->counts().healthy, 0);
+  auto d = pool->Route("");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->worker->id(), "b:1");
+  EXPECT_EQ(d->kind, RouteKind::kPlaced);
+  d = pool->Route("c:1");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->kind, RouteKind::kFailover);
+  d = pool->Route("b:1");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->kind, RouteKind::kSticky);  // it holds the state, if any worker does
+  pool->MarkUnhealthy("b:1");  // failed again: now a:1's failure is the oldest
+  EXPECT_EQ(Picked(*pool, ""), "a:1");
+}
+
+TEST_F(WorkerPoolTest, WithNoHealthyWorkerFailedProbesCountAsFailuresToo) {
+  WorkerPoolOptions o;
+  o.static_workers = {"a:1", "b:1"};
+  o.unhealthy_after = 1;
+  auto pool = MakePool(o);
+  pool->Refresh();  // neither answers: a:1 failed first
+  EXPECT_EQ(pool->counts().healthy, 0);
+  EXPECT_EQ(Picked(*pool, ""), "a:1");
+  pool->MarkUnhealthy("a:1");  // the call failed too
+  EXPECT_EQ(Picked(*pool, ""), "b:1");
+  pool->Refresh();  // both fail again, a:1 first
+  EXPECT_EQ(Picked(*pool, ""), "a:1");
+}
+
+TEST_F(WorkerPoolTest, WithNoHealthyWorkerDrainingWorkersAreNotTried) {
+  auto pool = MakePool({"a:1", "b:1"});
+  WorkerLoad draining = Load(0);
+  draining.draining = true;
+  Set("a:1", draining);
+  Set("b:1", Load(0));
+  pool->Refresh();
+  pool->MarkUnhealthy("b:1");  // a:1 is healthy but draining, and never failed
+  EXPECT_EQ(Picked(*pool, "a:1"), "b:1");
+  Set("b:1", draining);
+  pool->Refresh();
+  pool->MarkUnhealthy("b:1");
+  const auto d = pool->Route("");
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(d.status().message().find("no healthy worker"), std::string::npos) << d.status();
 }
 
 TEST_F(WorkerPoolTest, NewConversationGoesToTheWorkerWithFewerWaitingRequests) {
