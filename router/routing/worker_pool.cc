@@ -137,6 +137,7 @@ void WorkerPool::Refresh() {
     const WorkerLoad& l = *loads[i];
     w.draining_.store(l.draining);
     w.num_waiting_.store(l.num_waiting);
+    w.max_waiting_.store(l.max_waiting);
     const auto fraction = [](uint32_t free, uint32_t total) -> uint64_t {
       return total == 0 ? 65536 : uint64_t{free} * 65536 / total;
     };
@@ -184,6 +185,22 @@ bool WorkerPool::Better(const Worker& a, const Worker& b) const {
   return a.free_cache() > b.free_cache();
 }
 
+bool WorkerPool::AtBound(const Worker& w) const {
+  const int64_t inflight = w.inflight();
+  if (options_.max_inflight_per_worker > 0 &&
+      inflight >= int64_t{options_.max_inflight_per_worker}) {
+    return true;
+  }
+  const uint32_t max_waiting = w.max_waiting();
+  return max_waiting > 0 && int64_t{w.num_waiting()} + inflight >= int64_t{max_waiting};
+}
+
+absl::Status WorkerPool::AllAtBound(size_t n) {
+  return absl::ResourceExhaustedError(
+      absl::StrCat("all ", n, " workers are at their admission bound (the max_waiting they "
+                   "report, or this router's max_inflight_per_worker); retry later"));
+}
+
 absl::StatusOr<RouteDecision> WorkerPool::Route(const std::string& current) const {
   const auto snap = snapshot();
   RouteKind kind = RouteKind::kPlaced;
@@ -192,7 +209,8 @@ absl::StatusOr<RouteDecision> WorkerPool::Route(const std::string& current) cons
     if (it != snap->by_id.end()) {
       const Worker& w = *it->second;
       if (w.healthy() && !w.draining() &&
-          int64_t{w.num_waiting()} + w.inflight() < int64_t{options_.overload_waiting}) {
+          int64_t{w.num_waiting()} + w.inflight() < int64_t{options_.overload_waiting} &&
+          !AtBound(w)) {
         return RouteDecision{it->second, RouteKind::kSticky};
       }
     }
@@ -200,12 +218,26 @@ absl::StatusOr<RouteDecision> WorkerPool::Route(const std::string& current) cons
   }
   const auto& c = snap->candidates;
   if (c.empty()) return RouteWithoutHealthyWorker(*snap, current, kind);
-  if (c.size() == 1) return RouteDecision{c[0], kind};
+  if (c.size() == 1) {
+    if (AtBound(*c[0])) return AllAtBound(1);
+    return RouteDecision{c[0], kind};
+  }
   const uint64_t r = MixHash64(options_.seed + draws_.fetch_add(1, std::memory_order_relaxed));
   const size_t n = c.size();
   const size_t i = r % n;
   const size_t j = (i + 1 + (r >> 32) % (n - 1)) % n;  // distinct from i
-  return RouteDecision{Better(*c[j], *c[i]) ? c[j] : c[i], kind};
+  const bool room_i = !AtBound(*c[i]);
+  const bool room_j = !AtBound(*c[j]);
+  if (room_i && room_j) return RouteDecision{Better(*c[j], *c[i]) ? c[j] : c[i], kind};
+  if (room_i) return RouteDecision{c[i], kind};
+  if (room_j) return RouteDecision{c[j], kind};
+  // Slow path, O(workers): both draws are full; take the best with room.
+  std::shared_ptr<Worker> best;
+  for (const auto& w : c) {
+    if (!AtBound(*w) && (best == nullptr || Better(*w, *best))) best = w;
+  }
+  if (best == nullptr) return AllAtBound(n);
+  return RouteDecision{best, kind};
 }
 
 absl::StatusOr<RouteDecision> WorkerPool::RouteWithoutHealthyWorker(const Snapshot& snap,
@@ -216,13 +248,17 @@ absl::StatusOr<RouteDecision> WorkerPool::RouteWithoutHealthyWorker(const Snapsh
   // whose last failure is the oldest is the likeliest to have recovered, and a
   // failed call moves it to the back (MarkUnhealthy), so retries rotate.
   std::shared_ptr<Worker> best;
+  size_t not_draining = 0;
   for (const auto& w : snap.all) {
     if (w->draining()) continue;
+    ++not_draining;
+    if (AtBound(*w)) continue;
     if (best == nullptr || w->last_failure_.load(std::memory_order_relaxed) <
                                best->last_failure_.load(std::memory_order_relaxed)) {
       best = w;
     }
   }
+  if (best == nullptr && not_draining > 0) return AllAtBound(not_draining);
   if (best == nullptr) {
     return absl::UnavailableError(snap.all.empty()
                                       ? "no healthy worker: no worker is known"

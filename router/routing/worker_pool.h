@@ -2,19 +2,31 @@
 // DNS name re-resolved on every refresh), health and load (polled by a
 // WorkerProber), and the routing decision for a turn.
 //
-// Routing (Route): a conversation whose worker is known, healthy, not draining
-// and not past the overload threshold stays there (sticky). Otherwise it is
-// placed on the better of two healthy workers drawn at random (power of two
-// choices): fewer waiting requests (the worker's report plus turns this router
-// sent since), then more free cache. A conversation that had a worker and
-// moves is a failover: the caller sends the full history.
+// Routing (Route): a conversation whose worker is known, healthy, not draining,
+// not past the overload threshold and not at its admission bound stays there
+// (sticky). Otherwise it is placed on the better of two healthy workers drawn
+// at random (power of two choices): fewer waiting requests (the worker's
+// report plus turns this router sent since), then more free cache. A
+// conversation that had a worker and moves is a failover: the caller sends the
+// full history.
+//
+// Admission bounds: a worker is at its bound when its reported num_waiting
+// plus this router's in-flight turns on it reach the max_waiting it reports
+// (it would refuse the turn with RESOURCE_EXHAUSTED), or when this router's
+// in-flight turns on it reach max_inflight_per_worker. Placement never picks a
+// worker at its bound (a draw at its bound yields to the other; when both are,
+// the best worker with room is searched for); a sticky worker at its bound
+// fails over. RESOURCE_EXHAUSTED ("all N workers are at their admission
+// bound") when no healthy worker has room.
 //
 // No healthy worker: Route answers the worker whose last failure (failed
-// probe or failed call) is the oldest among those not draining; workers that
-// never failed come first. The turn is tried there rather than refused, since
-// probes can all fail at once when the router itself is starved of CPU; a
-// failed call (MarkUnhealthy) sends the next attempt to the next worker.
-// UNAVAILABLE only when no worker is known or every worker is draining.
+// probe or failed call) is the oldest among those not draining and not at
+// their bound; workers that never failed come first. The turn is tried there
+// rather than refused, since probes can all fail at once when the router
+// itself is starved of CPU; a failed call (MarkUnhealthy) sends the next
+// attempt to the next worker. UNAVAILABLE ("no healthy worker") only when no
+// worker is known or every worker is draining; RESOURCE_EXHAUSTED when the
+// rest are all at their bound.
 //
 // Health: a worker becomes healthy on its first successful probe and
 // unhealthy after `unhealthy_after` consecutive failed probes (a probe that
@@ -24,7 +36,8 @@
 //
 // Cost: Route reads an immutable snapshot (rebuilt only when membership or
 // health changes) and per-worker atomics, so it is O(1) in the number of
-// workers.
+// workers. Two slow paths scan the workers: no healthy worker, and both
+// random draws at their bound.
 //
 // Thread-safety: all methods are thread-safe.
 #ifndef HC_ROUTER_ROUTING_WORKER_POOL_H_
@@ -58,6 +71,9 @@ struct WorkerLoad {
   bool draining = false;
   uint32_t max_model_len = 0;
   uint32_t vocab_size = 0;
+  // Admission bound: the worker refuses Execute (RESOURCE_EXHAUSTED) once
+  // this many turns wait. 0: unbounded.
+  uint32_t max_waiting = 0;
 };
 
 // One worker. Identity is its address "host:port", which is also the
@@ -73,6 +89,8 @@ class Worker {
   bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
   bool draining() const { return draining_.load(std::memory_order_relaxed); }
   uint32_t num_waiting() const { return num_waiting_.load(std::memory_order_relaxed); }
+  // The worker's reported admission bound (WorkerLoad::max_waiting; 0: none).
+  uint32_t max_waiting() const { return max_waiting_.load(std::memory_order_relaxed); }
   // Free cache in parts per 65536 (min of the KV and Mamba fractions).
   uint32_t free_cache() const { return free_cache_.load(std::memory_order_relaxed); }
   // Turns this router has in flight on the worker (updated by the service).
@@ -87,6 +105,7 @@ class Worker {
   std::atomic<bool> healthy_{false};
   std::atomic<bool> draining_{false};
   std::atomic<uint32_t> num_waiting_{0};
+  std::atomic<uint32_t> max_waiting_{0};
   std::atomic<uint32_t> free_cache_{0};
   std::atomic<int> inflight_{0};
   std::atomic<uint32_t> max_model_len_{0};
@@ -137,6 +156,9 @@ struct WorkerPoolOptions {
   // slow probe under CPU load must not take every worker out at once); values
   // below 1 count as 1. A failed real call (MarkUnhealthy) takes it out at once.
   int unhealthy_after = 3;
+  // This router's own cap on its in-flight turns per worker (0: none), for
+  // workers that report no admission bound; see Route.
+  uint32_t max_inflight_per_worker = 0;
   absl::Duration refresh_interval = absl::Seconds(1);
   uint64_t seed = 0x5eed;
   // Channel per worker; null: workers have no stub.
@@ -192,6 +214,11 @@ class WorkerPool {
   std::shared_ptr<const Snapshot> snapshot() const;
   void Rebuild(std::vector<std::shared_ptr<Worker>> all) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Better(const Worker& a, const Worker& b) const;
+  // Whether placement must skip `w`: its reported waiting turns plus this
+  // router's in flight reach its max_waiting, or this router's in-flight turns
+  // on it reach max_inflight_per_worker.
+  bool AtBound(const Worker& w) const;
+  static absl::Status AllAtBound(size_t n);
   // Route's slow path when no worker is a candidate (O(workers)).
   absl::StatusOr<RouteDecision> RouteWithoutHealthyWorker(const Snapshot& snap,
                                                           const std::string& current,

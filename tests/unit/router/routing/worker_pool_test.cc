@@ -8,6 +8,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/notification.h"
+#include "common/server.h"
 #include "gtest/gtest.h"
 
 namespace hc::router {
@@ -408,6 +409,138 @@ TEST_F(WorkerPoolTest, ModelLimitsAreTheSmallestAmongHealthyWorkers) {
   pool->Refresh();
   EXPECT_EQ(pool->max_model_len(), 2048u);
   EXPECT_EQ(pool->vocab_size(), 1000u);
+}
+
+// Admission bounds (LoadReport.max_waiting, the router's
+// max_inflight_per_worker): placement never picks a worker at its bound.
+WorkerLoad Bounded(uint32_t waiting, uint32_t max_waiting) {
+  WorkerLoad l = Load(waiting);
+  l.max_waiting = max_waiting;
+  return l;
+}
+
+TEST_F(WorkerPoolTest, StickyWorkerAtItsAdmissionBoundFailsOverToAWorkerWithRoom) {
+  auto pool = MakePool({"a:1", "b:1"});  // overload_waiting 4: not what moves it here
+  Set("a:1", Bounded(1, 2));
+  Set("b:1", Bounded(0, 2));
+  pool->Refresh();
+  auto d = pool->Route("a:1");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->kind, RouteKind::kSticky);
+  pool->Find("a:1")->AddInflight(1);  // reported 1 waiting + 1 in flight = its bound 2
+  d = pool->Route("a:1");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->worker->id(), "b:1");
+  EXPECT_EQ(d->kind, RouteKind::kFailover);
+}
+
+TEST_F(WorkerPoolTest, PlacementNeverPicksAWorkerAtItsBoundEvenWhenItLooksLeastLoaded) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) ids.push_back("w" + std::to_string(i) + ":1");
+  auto pool = MakePool(ids);
+  Set(ids[0], Bounded(1, 1));  // fewest waiting, but full
+  for (int i = 1; i < 10; ++i) Set(ids[i], Load(2));
+  pool->Refresh();
+  for (int i = 0; i < 500; ++i) EXPECT_NE(Picked(*pool), "w0:1");
+}
+
+TEST_F(WorkerPoolTest, WhenBothDrawsAreAtTheirBoundTheWorkerWithRoomIsFound) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) ids.push_back("w" + std::to_string(i) + ":1");
+  auto pool = MakePool(ids);
+  for (int i = 0; i < 10; ++i) Set(ids[i], Bounded(3, 3));
+  Set("w7:1", Bounded(2, 3));
+  pool->Refresh();
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(Picked(*pool), "w7:1");
+  EXPECT_EQ(Picked(*pool, "w3:1"), "w7:1");
+}
+
+TEST_F(WorkerPoolTest, EveryHealthyWorkerAtItsBoundIsResourceExhausted) {
+  auto pool = MakePool({"a:1", "b:1", "c:1"});
+  Set("a:1", Bounded(2, 2));
+  Set("b:1", Bounded(5, 3));  // a stale report may exceed the bound
+  pool->Refresh();            // c:1 is down: not counted
+  for (const std::string current : {"", "a:1", "c:1"}) {
+    const auto d = pool->Route(current);
+    EXPECT_EQ(d.status().code(), absl::StatusCode::kResourceExhausted) << d.status();
+    EXPECT_NE(d.status().message().find("all 2 workers are at their admission bound"),
+              std::string::npos)
+        << d.status();
+  }
+  Set("a:1", Bounded(1, 2));  // a turn finished on a:1
+  pool->Refresh();
+  EXPECT_EQ(Picked(*pool), "a:1");
+}
+
+TEST_F(WorkerPoolTest, WorkersThatReportNoBoundAreNeverAtOne) {
+  auto pool = MakePool({"a:1", "b:1"});
+  Set("a:1", Bounded(1000, 0));
+  Set("b:1", Bounded(2000, 0));
+  pool->Refresh();
+  pool->Find("a:1")->AddInflight(500);
+  EXPECT_EQ(Picked(*pool), "a:1");
+  EXPECT_EQ(Picked(*pool, "b:1"), "a:1");  // overloaded (overload_waiting): moves, not refused
+}
+
+TEST_F(WorkerPoolTest, MaxInflightPerWorkerCapsThisRoutersTurnsOnEachWorker) {
+  WorkerPoolOptions o;
+  o.static_workers = {"a:1", "b:1"};
+  o.max_inflight_per_worker = 2;
+  auto pool = MakePool(o);
+  Set("a:1", Load(0));
+  Set("b:1", Load(0));
+  pool->Refresh();
+  pool->Find("a:1")->AddInflight(1);
+  EXPECT_EQ(Picked(*pool, "a:1"), "a:1");  // sticky, below the cap
+  pool->Find("a:1")->AddInflight(1);
+  auto d = pool->Route("a:1");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->worker->id(), "b:1");
+  EXPECT_EQ(d->kind, RouteKind::kFailover);
+  pool->Find("b:1")->AddInflight(2);
+  EXPECT_EQ(pool->Route("").status().code(), absl::StatusCode::kResourceExhausted);
+  pool->Find("b:1")->AddInflight(-1);  // one finished
+  EXPECT_EQ(Picked(*pool), "b:1");
+}
+
+TEST_F(WorkerPoolTest, WithNoHealthyWorkerTheFallbackSkipsWorkersAtTheirBound) {
+  WorkerPoolOptions o;
+  o.static_workers = {"a:1", "b:1"};
+  o.max_inflight_per_worker = 1;
+  o.unhealthy_after = 1;
+  auto pool = MakePool(o);
+  pool->Refresh();  // both down; a:1 failed first
+  pool->Find("a:1")->AddInflight(1);
+  EXPECT_EQ(Picked(*pool), "b:1");
+  pool->Find("b:1")->AddInflight(1);
+  EXPECT_EQ(pool->Route("").status().code(), absl::StatusCode::kResourceExhausted);
+}
+
+// A LoadRequest answered with fixed numbers, served for GrpcProber.
+class LoadOnlyWorker final : public hybridcache::v1::WorkerService::Service {
+ public:
+  grpc::Status Load(grpc::ServerContext*, const hybridcache::v1::LoadRequest*,
+                    hybridcache::v1::LoadReport* report) override {
+    report->set_num_waiting(2);
+    report->set_max_waiting(7);
+    report->set_max_model_len(4096);
+    return grpc::Status::OK;
+  }
+};
+
+TEST(GrpcProberTest, ReportsTheWorkersAdmissionBound) {
+  LoadOnlyWorker service;
+  auto server =
+      GrpcServer::Start({}, {{&service, hybridcache::v1::WorkerService::service_full_name()}});
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string address = (*server)->address();
+  auto worker = std::make_shared<Worker>(address, NewWorkerChannel(address));
+  const auto loads = NewGrpcProber(absl::Seconds(30))->ProbeAll({worker});
+  ASSERT_EQ(loads.size(), 1u);
+  ASSERT_TRUE(loads[0].ok()) << loads[0].status();
+  EXPECT_EQ(loads[0]->num_waiting, 2u);
+  EXPECT_EQ(loads[0]->max_waiting, 7u);
+  EXPECT_EQ(loads[0]->max_model_len, 4096u);
 }
 
 TEST(DnsResolverTest, ResolvesLocalhost) {
