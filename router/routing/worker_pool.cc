@@ -1,6 +1,7 @@
 #include "router/routing/worker_pool.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
@@ -69,6 +70,11 @@ void WorkerPool::Rebuild(std::vector<std::shared_ptr<Worker>> all) {
 }
 
 void WorkerPool::Refresh() {
+  // Run after every lock is released: they may call back into the pool.
+  for (const std::function<void()>& callback : RefreshRound()) callback();
+}
+
+std::vector<std::function<void()>> WorkerPool::RefreshRound() {
   // Only refresh rounds wait on refresh_mu_; it is held across the probe so
   // that rounds do not interleave (members and missed_probes_ stay consistent).
   absl::MutexLock round(&refresh_mu_);
@@ -152,9 +158,28 @@ void WorkerPool::Refresh() {
     }
     if (!w.healthy()) HC_LOG(INFO) << "worker " << w.id() << " healthy";
     w.healthy_.store(true);
+    ever_healthy_ = true;
   }
   missed_probes_ = std::move(missed);
   Rebuild(std::move(all));
+  if (!ever_healthy_) return {};
+  return std::exchange(first_healthy_callbacks_, {});
+}
+
+void WorkerPool::WhenFirstHealthy(std::function<void()> callback) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!ever_healthy_) {
+      first_healthy_callbacks_.push_back(std::move(callback));
+      return;
+    }
+  }
+  callback();
+}
+
+bool WorkerPool::ever_healthy() const {
+  absl::MutexLock lock(&mu_);
+  return ever_healthy_;
 }
 
 void WorkerPool::MarkUnhealthy(const std::string& id) {

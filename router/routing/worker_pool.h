@@ -45,6 +45,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -179,6 +180,17 @@ class WorkerPool {
   // Refreshes every refresh_interval on a background thread until destroyed.
   void StartBackgroundRefresh();
 
+  // Readiness. `callback` runs once, when a worker has been healthy (a probe
+  // succeeded) for the first time: at once on the calling thread if one
+  // already has, else on the thread whose Refresh first sees one, after that
+  // round, without any of the pool's locks held (it may call the pool). A
+  // callback still pending when the pool is destroyed never runs.
+  void WhenFirstHealthy(std::function<void()> callback);
+  // Whether a worker has ever been healthy. It stays true when every worker
+  // goes down later: readiness must not flap with worker health (Route still
+  // tries the least recently failed worker).
+  bool ever_healthy() const;
+
   // Where a turn goes; `current` is the ledger's worker ("" for none). See the
   // file comment for the policy. With no healthy worker it still answers the
   // least recently failed worker that is not draining; UNAVAILABLE ("no
@@ -213,6 +225,8 @@ class WorkerPool {
   };
   std::shared_ptr<const Snapshot> snapshot() const;
   void Rebuild(std::vector<std::shared_ptr<Worker>> all) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Refresh without its callbacks: returns the WhenFirstHealthy callbacks due.
+  std::vector<std::function<void()>> RefreshRound() ABSL_LOCKS_EXCLUDED(refresh_mu_, mu_);
   bool Better(const Worker& a, const Worker& b) const;
   // Whether placement must skip `w`: its reported waiting turns plus this
   // router's in flight reach its max_waiting, or this router's in-flight turns
@@ -237,10 +251,13 @@ class WorkerPool {
   absl::flat_hash_map<std::string, int> missed_probes_ ABSL_GUARDED_BY(refresh_mu_);
   // Short critical sections only (never across I/O): health changes, the
   // failure sequence and snapshot rebuilds.
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   // Counts failures (probe or call); a worker's last_failure_ is this
   // counter's value at its latest failure.
   uint64_t failures_ ABSL_GUARDED_BY(mu_) = 0;
+  bool ever_healthy_ ABSL_GUARDED_BY(mu_) = false;
+  // Pending WhenFirstHealthy callbacks (empty once ever_healthy_).
+  std::vector<std::function<void()>> first_healthy_callbacks_ ABSL_GUARDED_BY(mu_);
   mutable absl::Mutex snap_mu_;
   std::shared_ptr<const Snapshot> snap_ ABSL_GUARDED_BY(snap_mu_);
 

@@ -411,6 +411,65 @@ TEST_F(WorkerPoolTest, ModelLimitsAreTheSmallestAmongHealthyWorkers) {
   EXPECT_EQ(pool->vocab_size(), 1000u);
 }
 
+// Readiness: the router reports SERVING once a worker has been healthy.
+TEST_F(WorkerPoolTest, WhenFirstHealthyRunsOnceWhenAProbeFirstSucceeds) {
+  auto pool = MakePool({"a:1", "b:1"});
+  int calls = 0;
+  pool->WhenFirstHealthy([&] { ++calls; });
+  pool->Refresh();  // both still starting
+  EXPECT_EQ(calls, 0);
+  EXPECT_FALSE(pool->ever_healthy());
+  Set("b:1", Load(0));
+  pool->Refresh();
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(pool->ever_healthy());
+  Set("a:1", Load(0));
+  pool->Refresh();
+  EXPECT_EQ(calls, 1);
+}
+
+TEST_F(WorkerPoolTest, EverHealthyStaysTrueWhenEveryWorkerGoesDownLater) {
+  auto pool = MakePool({"a:1"});
+  Set("a:1", Load(0));
+  pool->Refresh();
+  pool->MarkUnhealthy("a:1");
+  Set("a:1", absl::UnavailableError("down"));
+  for (int i = 0; i < 3; ++i) pool->Refresh();
+  EXPECT_EQ(pool->counts().healthy, 0);
+  EXPECT_TRUE(pool->ever_healthy());  // readiness does not flap with worker health
+  int calls = 0;
+  pool->WhenFirstHealthy([&] { ++calls; });  // registered late: runs at once
+  EXPECT_EQ(calls, 1);
+}
+
+TEST_F(WorkerPoolTest, AProbeRoundSuppressedByAFailedCallDoesNotCountAsHealthy) {
+  auto pool = MakePool({"a:1"});
+  Set("a:1", Load(0));
+  absl::Notification entered, release;
+  HoldNextProbe(&entered, &release);
+  std::thread refresh([&] { pool->Refresh(); });
+  entered.WaitForNotification();
+  pool->MarkUnhealthy("a:1");  // e.g. a turn routed to it before it was ever healthy
+  release.Notify();
+  refresh.join();
+  EXPECT_FALSE(pool->ever_healthy());
+  pool->Refresh();
+  EXPECT_TRUE(pool->ever_healthy());
+}
+
+// The callback may call back into the pool (it runs without the pool's locks).
+TEST_F(WorkerPoolTest, WhenFirstHealthyCallbackMayUseThePool) {
+  auto pool = MakePool({"a:1"});
+  WorkerPool::Counts seen;
+  pool->WhenFirstHealthy([&] {
+    seen = pool->counts();
+    pool->Refresh();
+  });
+  Set("a:1", Load(0));
+  pool->Refresh();
+  EXPECT_EQ(seen.healthy, 1);
+}
+
 // Admission bounds (LoadReport.max_waiting, the router's
 // max_inflight_per_worker): placement never picks a worker at its bound.
 WorkerLoad Bounded(uint32_t waiting, uint32_t max_waiting) {
