@@ -105,8 +105,8 @@ std::vector<std::function<void()>> WorkerPool::RefreshRound() {
       all = std::move(next);
     }
   }
-  // Failures recorded after this point happened after every probe of the
-  // round was sent: such a probe's success may predate the failure.
+  // A failure recorded after this point may be newer than the answer to this
+  // round's probe of that worker: such a success must not undo it.
   uint64_t round_start;
   {
     absl::MutexLock lock(&mu_);
