@@ -44,7 +44,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   }
   auto result = std::unique_ptr<GrpcServer>(
       new GrpcServer(options, std::move(server), bound_port, std::move(names)));
-  result->SetServing(true);
+  result->SetServing(options.start_serving);
   return result;
 }
 

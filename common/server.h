@@ -26,6 +26,12 @@ struct ServerOptions {
   absl::Duration keepalive_time = absl::Seconds(30);
   absl::Duration keepalive_timeout = absl::Seconds(10);
   absl::Duration drain_timeout = absl::Seconds(30);
+  // Health of "" and every bound service once Start returns. false:
+  // NOT_SERVING until SetServing(true), e.g. a router that has not yet seen a
+  // healthy worker (readiness). gRPC's health service reports "" SERVING from
+  // the moment it exists, so for the instant between the port opening and
+  // Start returning a Check may still read SERVING.
+  bool start_serving = true;
 };
 
 class GrpcServer {
@@ -37,8 +43,9 @@ class GrpcServer {
     std::string name;
   };
 
-  // Builds and starts a server; health reports SERVING for "" and for every
-  // binding's name. UNAVAILABLE when the address cannot be bound.
+  // Builds and starts a server; health reports SERVING (NOT_SERVING without
+  // options.start_serving) for "" and for every binding's name. UNAVAILABLE
+  // when the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(const ServerOptions& options,
                                                           const std::vector<Binding>& services);
   ~GrpcServer();  // Shuts down (gracefully) if still running.

@@ -75,6 +75,7 @@ class GrpcProber final : public WorkerProber {
                   WorkerLoad l;
                   l.num_running = r.num_running();
                   l.num_waiting = r.num_waiting();
+                  l.max_waiting = r.max_waiting();
                   l.free_kv_blocks = r.free_kv_blocks();
                   l.total_kv_blocks = r.total_kv_blocks();
                   l.free_mamba_slots = r.free_mamba_slots();

@@ -1,7 +1,9 @@
 #include "router/routing/worker_pool.h"
 
 #include <algorithm>
+#include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/token_hash.h"
 
@@ -29,7 +31,7 @@ WorkerPool::WorkerPool(WorkerPoolOptions options, std::unique_ptr<WorkerProber> 
     all.push_back(std::make_shared<Worker>(
         address, options_.channel_factory ? options_.channel_factory(address) : nullptr));
   }
-  absl::MutexLock lock(&refresh_mu_);
+  absl::MutexLock lock(&mu_);
   Rebuild(std::move(all));
 }
 
@@ -68,7 +70,14 @@ void WorkerPool::Rebuild(std::vector<std::shared_ptr<Worker>> all) {
 }
 
 void WorkerPool::Refresh() {
-  absl::MutexLock lock(&refresh_mu_);
+  // Run after every lock is released: they may call back into the pool.
+  for (const std::function<void()>& callback : RefreshRound()) callback();
+}
+
+std::vector<std::function<void()>> WorkerPool::RefreshRound() {
+  // Only refresh rounds wait on refresh_mu_; it is held across the probe so
+  // that rounds do not interleave (members and missed_probes_ stay consistent).
+  absl::MutexLock round(&refresh_mu_);
   std::vector<std::shared_ptr<Worker>> all = snapshot()->all;
   if (!options_.dns_name.empty() && resolver_ != nullptr) {
     absl::StatusOr<std::vector<std::string>> resolved = resolver_->Resolve(options_.dns_name);
@@ -96,21 +105,45 @@ void WorkerPool::Refresh() {
       all = std::move(next);
     }
   }
+  // A failure recorded after this point may be newer than the answer to this
+  // round's probe of that worker: such a success must not undo it.
+  uint64_t round_start;
+  {
+    absl::MutexLock lock(&mu_);
+    round_start = failures_;
+  }
+  // Without mu_: MarkUnhealthy, Route and the rest never wait for the probes.
   const std::vector<absl::StatusOr<WorkerLoad>> loads = prober_->ProbeAll(all);
   HC_CHECK(loads.size() == all.size()) << "prober returned " << loads.size() << " results for "
                                        << all.size() << " workers";
+
+  absl::MutexLock lock(&mu_);
+  // Rebuilt every round: a success resets a worker's count by leaving it out,
+  // and departed members drop out.
+  absl::flat_hash_map<std::string, int> missed;
+  const int unhealthy_after = std::max(1, options_.unhealthy_after);
   for (size_t i = 0; i < all.size(); ++i) {
     Worker& w = *all[i];
     if (!loads[i].ok()) {
-      if (w.healthy()) HC_LOG(WARNING) << "worker " << w.id() << " unhealthy: " << loads[i].status();
-      w.healthy_.store(false);
+      w.last_failure_.store(++failures_, std::memory_order_relaxed);
+      auto it = missed_probes_.find(w.id());
+      const int n = (it == missed_probes_.end() ? 0 : it->second) + 1;
+      missed[w.id()] = n;
+      if (!w.healthy()) continue;
+      if (n >= unhealthy_after) {
+        HC_LOG(WARNING) << "worker " << w.id() << " unhealthy after " << n
+                        << " failed probes: " << loads[i].status();
+        w.healthy_.store(false);
+      } else {
+        HC_LOG(INFO) << "worker " << w.id() << " missed probe " << n << " of " << unhealthy_after
+                     << ": " << loads[i].status();
+      }
       continue;
     }
     const WorkerLoad& l = *loads[i];
-    if (!w.healthy()) HC_LOG(INFO) << "worker " << w.id() << " healthy";
-    w.healthy_.store(true);
     w.draining_.store(l.draining);
     w.num_waiting_.store(l.num_waiting);
+    w.max_waiting_.store(l.max_waiting);
     const auto fraction = [](uint32_t free, uint32_t total) -> uint64_t {
       return total == 0 ? 65536 : uint64_t{free} * 65536 / total;
     };
@@ -119,16 +152,48 @@ void WorkerPool::Refresh() {
                  fraction(l.free_mamba_slots, l.total_mamba_slots))));
     w.max_model_len_.store(l.max_model_len);
     w.vocab_size_.store(l.vocab_size);
+    if (w.last_failure_.load(std::memory_order_relaxed) > round_start) {
+      // A call failed while this probe was in flight: the next round decides.
+      continue;
+    }
+    if (!w.healthy()) HC_LOG(INFO) << "worker " << w.id() << " healthy";
+    w.healthy_.store(true);
+    ever_healthy_ = true;
   }
+  missed_probes_ = std::move(missed);
   Rebuild(std::move(all));
+  if (!ever_healthy_) return {};
+  return std::exchange(first_healthy_callbacks_, {});
+}
+
+void WorkerPool::WhenFirstHealthy(std::function<void()> callback) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!ever_healthy_) {
+      first_healthy_callbacks_.push_back(std::move(callback));
+      return;
+    }
+  }
+  callback();
+}
+
+bool WorkerPool::ever_healthy() const {
+  absl::MutexLock lock(&mu_);
+  return ever_healthy_;
 }
 
 void WorkerPool::MarkUnhealthy(const std::string& id) {
-  absl::MutexLock lock(&refresh_mu_);
+  // Called from gRPC callback threads: takes only mu_, which is never held
+  // across a probe.
+  absl::MutexLock lock(&mu_);
   const auto snap = snapshot();
   auto it = snap->by_id.find(id);
-  if (it == snap->by_id.end() || !it->second->healthy()) return;
-  it->second->healthy_.store(false);
+  if (it == snap->by_id.end()) return;
+  Worker& w = *it->second;
+  w.last_failure_.store(++failures_, std::memory_order_relaxed);
+  if (!w.healthy()) return;
+  HC_LOG(WARNING) << "worker " << id << " unhealthy: a call to it failed";
+  w.healthy_.store(false);
   Rebuild(snap->all);
 }
 
@@ -145,6 +210,22 @@ bool WorkerPool::Better(const Worker& a, const Worker& b) const {
   return a.free_cache() > b.free_cache();
 }
 
+bool WorkerPool::AtBound(const Worker& w) const {
+  const int64_t inflight = w.inflight();
+  if (options_.max_inflight_per_worker > 0 &&
+      inflight >= int64_t{options_.max_inflight_per_worker}) {
+    return true;
+  }
+  const uint32_t max_waiting = w.max_waiting();
+  return max_waiting > 0 && int64_t{w.num_waiting()} + inflight >= int64_t{max_waiting};
+}
+
+absl::Status WorkerPool::AllAtBound(size_t n) {
+  return absl::ResourceExhaustedError(
+      absl::StrCat("all ", n, " workers are at their admission bound (the max_waiting they "
+                   "report, or this router's max_inflight_per_worker); retry later"));
+}
+
 absl::StatusOr<RouteDecision> WorkerPool::Route(const std::string& current) const {
   const auto snap = snapshot();
   RouteKind kind = RouteKind::kPlaced;
@@ -153,20 +234,63 @@ absl::StatusOr<RouteDecision> WorkerPool::Route(const std::string& current) cons
     if (it != snap->by_id.end()) {
       const Worker& w = *it->second;
       if (w.healthy() && !w.draining() &&
-          int64_t{w.num_waiting()} + w.inflight() < int64_t{options_.overload_waiting}) {
+          int64_t{w.num_waiting()} + w.inflight() < int64_t{options_.overload_waiting} &&
+          !AtBound(w)) {
         return RouteDecision{it->second, RouteKind::kSticky};
       }
     }
     kind = RouteKind::kFailover;
   }
   const auto& c = snap->candidates;
-  if (c.empty()) return absl::UnavailableError("no healthy worker");
-  if (c.size() == 1) return RouteDecision{c[0], kind};
+  if (c.empty()) return RouteWithoutHealthyWorker(*snap, current, kind);
+  if (c.size() == 1) {
+    if (AtBound(*c[0])) return AllAtBound(1);
+    return RouteDecision{c[0], kind};
+  }
   const uint64_t r = MixHash64(options_.seed + draws_.fetch_add(1, std::memory_order_relaxed));
   const size_t n = c.size();
   const size_t i = r % n;
   const size_t j = (i + 1 + (r >> 32) % (n - 1)) % n;  // distinct from i
-  return RouteDecision{Better(*c[j], *c[i]) ? c[j] : c[i], kind};
+  const bool room_i = !AtBound(*c[i]);
+  const bool room_j = !AtBound(*c[j]);
+  if (room_i && room_j) return RouteDecision{Better(*c[j], *c[i]) ? c[j] : c[i], kind};
+  if (room_i) return RouteDecision{c[i], kind};
+  if (room_j) return RouteDecision{c[j], kind};
+  // Slow path, O(workers): both draws are full; take the best with room.
+  std::shared_ptr<Worker> best;
+  for (const auto& w : c) {
+    if (!AtBound(*w) && (best == nullptr || Better(*w, *best))) best = w;
+  }
+  if (best == nullptr) return AllAtBound(n);
+  return RouteDecision{best, kind};
+}
+
+absl::StatusOr<RouteDecision> WorkerPool::RouteWithoutHealthyWorker(const Snapshot& snap,
+                                                                     const std::string& current,
+                                                                     RouteKind kind) const {
+  // Every probe may have failed because the router itself is starved (CPU
+  // load), not the workers: trying one beats refusing the turn. The worker
+  // whose last failure is the oldest is the likeliest to have recovered, and a
+  // failed call moves it to the back (MarkUnhealthy), so retries rotate.
+  std::shared_ptr<Worker> best;
+  size_t not_draining = 0;
+  for (const auto& w : snap.all) {
+    if (w->draining()) continue;
+    ++not_draining;
+    if (AtBound(*w)) continue;
+    if (best == nullptr || w->last_failure_.load(std::memory_order_relaxed) <
+                               best->last_failure_.load(std::memory_order_relaxed)) {
+      best = w;
+    }
+  }
+  if (best == nullptr && not_draining > 0) return AllAtBound(not_draining);
+  if (best == nullptr) {
+    return absl::UnavailableError(snap.all.empty()
+                                      ? "no healthy worker: no worker is known"
+                                      : absl::StrCat("no healthy worker: all ", snap.all.size(),
+                                                     " workers are draining"));
+  }
+  return RouteDecision{best, best->id() == current ? RouteKind::kSticky : kind};
 }
 
 WorkerPool::Counts WorkerPool::counts() const {

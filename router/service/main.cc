@@ -56,6 +56,13 @@ ABSL_FLAG(absl::Duration, probe_interval, absl::Seconds(1), "Worker health/load 
 ABSL_FLAG(int32_t, overload_waiting, 16,
           "A worker with this many waiting requests is overloaded: conversations move off it");
 ABSL_FLAG(int32_t, max_attempts, 3, "Attempts per turn when a worker is UNAVAILABLE");
+ABSL_FLAG(int32_t, unhealthy_after, 3,
+          "A worker becomes unhealthy after this many consecutive failed probes (a failed call "
+          "takes it out at once)");
+ABSL_FLAG(int32_t, max_inflight_per_worker, 0,
+          "At most this many of this router's turns in flight per worker; new turns go to workers "
+          "with room, RESOURCE_EXHAUSTED when none has (0: no cap; workers' own max_waiting "
+          "applies regardless)");
 
 namespace hc::router {
 namespace {
@@ -92,14 +99,27 @@ int Main(int argc, char** argv) {
     return 2;
   }
   po.overload_waiting = static_cast<uint32_t>(absl::GetFlag(FLAGS_overload_waiting));
+  po.unhealthy_after = absl::GetFlag(FLAGS_unhealthy_after);
+  if (po.unhealthy_after < 1) {
+    HC_LOG(ERROR) << "--unhealthy_after must be at least 1";
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_max_inflight_per_worker) < 0) {
+    HC_LOG(ERROR) << "--max_inflight_per_worker must be 0 (no cap) or more";
+    return 2;
+  }
+  po.max_inflight_per_worker = static_cast<uint32_t>(absl::GetFlag(FLAGS_max_inflight_per_worker));
   po.refresh_interval = absl::GetFlag(FLAGS_probe_interval);
   po.seed = std::random_device()();
   po.channel_factory = NewWorkerChannel;
   WorkerPool pool(po, NewGrpcProber(std::min(po.refresh_interval, absl::Seconds(2))), NewDnsResolver());
+  // Before the port opens, so that a router whose workers are up is ready at once.
   pool.Refresh();
   pool.StartBackgroundRefresh();
 
-  const ServerOptions so = ServerOptionsFromFlags(absl::GetFlag(FLAGS_port));
+  ServerOptions so = ServerOptionsFromFlags(absl::GetFlag(FLAGS_port));
+  // Readiness: health stays NOT_SERVING until a worker has been healthy.
+  so.start_serving = false;
   auto registry = std::make_shared<prometheus::Registry>();
   RouterMetrics metrics(*registry);
   absl::StatusOr<std::unique_ptr<MetricsServer>> metrics_server =
@@ -129,6 +149,27 @@ int Main(int argc, char** argv) {
     HC_LOG(ERROR) << server.status();
     return 1;
   }
+  // The pool's callback may run on its refresh thread at any time until the
+  // pool is destroyed (after the server): it reaches the server only through
+  // this shared state, which the shutdown path clears first, so that it can
+  // neither turn health back to SERVING during the drain nor touch a destroyed
+  // server.
+  struct Readiness {
+    absl::Mutex mu;
+    GrpcServer* server ABSL_GUARDED_BY(mu) = nullptr;
+  };
+  auto readiness = std::make_shared<Readiness>();
+  {
+    absl::MutexLock lock(&readiness->mu);
+    readiness->server = server->get();
+  }
+  pool.WhenFirstHealthy([readiness] {
+    absl::MutexLock lock(&readiness->mu);
+    if (readiness->server == nullptr) return;
+    readiness->server->SetServing(true);
+    HC_LOG(INFO) << "a worker is healthy: health SERVING";
+  });
+  if (!pool.ever_healthy()) HC_LOG(WARNING) << "no worker healthy yet: health NOT_SERVING until one is";
   HC_LOG(INFO) << "hc-router listening on " << (*server)->address() << " metrics "
                << (*metrics_server)->endpoint();
 
@@ -149,6 +190,10 @@ int Main(int argc, char** argv) {
 
   const int sig = WaitForShutdownSignal();
   HC_LOG(INFO) << "signal " << sig << ": shutting down";
+  {
+    absl::MutexLock lock(&readiness->mu);
+    readiness->server = nullptr;
+  }
   (*server)->Shutdown();
   {
     absl::MutexLock lock(&stats_mu);

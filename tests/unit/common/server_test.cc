@@ -38,9 +38,10 @@ class BlockingService final : public hybridcache::v1::WorkerService::Service {
 
 class ServerTest : public ::testing::Test {
  protected:
-  void StartServer(absl::Duration drain_timeout) {
+  void StartServer(absl::Duration drain_timeout, bool start_serving = true) {
     ServerOptions options;
     options.drain_timeout = drain_timeout;
+    options.start_serving = start_serving;
     server_ = GrpcServer::Start(options, {{&service_, hybridcache::v1::WorkerService::service_full_name()}}).value();
     channel_ = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
   }
@@ -63,6 +64,15 @@ class ServerTest : public ::testing::Test {
 TEST_F(ServerTest, HealthIsServingAfterStart) {
   StartServer(absl::Seconds(5));
   EXPECT_GT(server_->port(), 0);
+  EXPECT_EQ(Check(), HealthCheckResponse::SERVING);
+  EXPECT_EQ(Check("hybridcache.v1.WorkerService"), HealthCheckResponse::SERVING);
+}
+
+TEST_F(ServerTest, StartNotServingReportsNotServingUntilSetServing) {
+  StartServer(absl::Seconds(5), /*start_serving=*/false);
+  EXPECT_EQ(Check(), HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(Check("hybridcache.v1.WorkerService"), HealthCheckResponse::NOT_SERVING);
+  server_->SetServing(true);
   EXPECT_EQ(Check(), HealthCheckResponse::SERVING);
   EXPECT_EQ(Check("hybridcache.v1.WorkerService"), HealthCheckResponse::SERVING);
 }

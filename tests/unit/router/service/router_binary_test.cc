@@ -13,11 +13,22 @@
 #include <filesystem>
 #include <regex>
 
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
+#include "hybridcache/v1/chat.grpc.pb.h"
 #include "tests/unit/router/service/fake_worker.h"
 
 namespace hc::router {
 namespace {
+
+using grpc::health::v1::HealthCheckRequest;
+using grpc::health::v1::HealthCheckResponse;
 
 struct Router {
   pid_t pid = -1;
@@ -26,7 +37,20 @@ struct Router {
   std::string metrics;
 };
 
-Router StartRouter(const std::string& worker, const std::string& ledger_dir) {
+Router StartRouter(const std::string& worker, const std::string& ledger_dir,
+                   const std::vector<std::string>& extra_flags = {}) {
+  std::vector<std::string> args = {HC_ROUTER_BIN,
+                                   "--port=0",
+                                   "--metrics_port=0",
+                                   "--workers=" + worker,
+                                   "--model=bytes",
+                                   "--ledger_dir=" + ledger_dir,
+                                   "--ledger_fsync=always",
+                                   "--drain_timeout=2s"};
+  args.insert(args.end(), extra_flags.begin(), extra_flags.end());
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
   int fds[2];
   EXPECT_EQ(::pipe(fds), 0);
   Router r;
@@ -35,10 +59,7 @@ Router StartRouter(const std::string& worker, const std::string& ledger_dir) {
     ::dup2(fds[1], 2);
     ::close(fds[0]);
     ::close(fds[1]);
-    const std::string workers = "--workers=" + worker;
-    const std::string dir = "--ledger_dir=" + ledger_dir;
-    ::execl(HC_ROUTER_BIN, HC_ROUTER_BIN, "--port=0", "--metrics_port=0", workers.c_str(), "--model=bytes",
-            dir.c_str(), "--ledger_fsync=always", "--drain_timeout=2s", static_cast<char*>(nullptr));
+    ::execv(HC_ROUTER_BIN, argv.data());
     ::_exit(127);
   }
   ::close(fds[1]);
@@ -143,6 +164,58 @@ TEST(RouterBinaryTest, ServesTurnsThroughHcctlDrainsOnSigtermAndKeepsTheLedgerDi
   EXPECT_NE(out.find("round 2"), std::string::npos) << out;
   EXPECT_EQ(Hcctl("send --router " + r.address + " --conversation 'bad id' --message x", &out), 1);
   EXPECT_NE(out.find("INVALID_ARGUMENT"), std::string::npos) << out;
+  EXPECT_EQ(Stop(r), 0);
+  std::filesystem::remove_all(dir);
+}
+
+// grpc.health.v1 Check of the router (service "" unless told otherwise).
+HealthCheckResponse::ServingStatus RouterHealth(const std::string& address,
+                                                const std::string& service = "") {
+  auto stub = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  HealthCheckRequest req;
+  req.set_service(service);
+  HealthCheckResponse resp;
+  const grpc::Status s = stub->Check(&ctx, req, &resp);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return resp.status();
+}
+
+// Readiness: a router whose workers have not answered a probe yet must not
+// look ready (Kubernetes would send it traffic it can only refuse); it turns
+// SERVING once a worker has been healthy.
+TEST(RouterBinaryTest, HealthIsNotServingUntilAWorkerHasBeenHealthy) {
+  testing::FakeWorker worker(testing::FakeWorkerOptions{});
+  worker.Serve();
+  worker.SetLoadFails(true);  // up, but its probes fail: not healthy yet
+  char tmpl[] = "/tmp/hc-router-bin-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+
+  Router r = StartRouter(worker.address(), dir, {"--probe_interval=50ms"});
+  ASSERT_FALSE(r.address.empty());
+  // The first probe round ran before the port opened, and failed.
+  EXPECT_EQ(RouterHealth(r.address), HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(RouterHealth(r.address, hybridcache::v1::ChatService::service_full_name()),
+            HealthCheckResponse::NOT_SERVING);
+  // A turn sent meanwhile is not refused: with no healthy worker the router
+  // tries the least recently failed one (whose Execute works here).
+  std::string out;
+  ASSERT_EQ(Hcctl("send --router " + r.address + " --conversation c1 --message hello", &out), 0) << out;
+  EXPECT_NE(out.find("round 1"), std::string::npos) << out;
+
+  worker.SetLoadFails(false);
+  // Waits for the router's next probe rounds (every 50 ms); the deadline only
+  // bounds a failure.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (RouterHealth(r.address) != HealthCheckResponse::SERVING &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(RouterHealth(r.address), HealthCheckResponse::SERVING);
+  EXPECT_EQ(RouterHealth(r.address, hybridcache::v1::ChatService::service_full_name()),
+            HealthCheckResponse::SERVING);
   EXPECT_EQ(Stop(r), 0);
   std::filesystem::remove_all(dir);
 }

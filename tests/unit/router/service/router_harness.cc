@@ -41,6 +41,8 @@ RouterHarness::RouterHarness(int num_workers, HarnessOptions ho) {
   }
   for (const std::string& w : ho.external_workers) po.static_workers.push_back(w);
   po.channel_factory = NewWorkerChannel;
+  // Tests take a worker out with one failed probe (SetLoadFails + Refresh).
+  po.unhealthy_after = 1;
   ledger_ = ho.ledger != nullptr ? std::move(ho.ledger) : NewMemoryLedger();
   pool_ = std::make_unique<WorkerPool>(po, NewGrpcProber(absl::Seconds(5)), nullptr);
   pool_->Refresh();
