@@ -13,7 +13,8 @@ namespace v1 = hybridcache::v1;
 
 ChatServiceImpl::ChatServiceImpl(ChatServiceOptions options, ConversationLedger* ledger,
                                  WorkerPool* pool, const TextCodec* codec, RouterMetrics* metrics)
-    : deps_{std::move(options), ledger, pool, codec, metrics} {}
+    : work_pool_(options.work_threads),
+      deps_{std::move(options), ledger, pool, codec, metrics, &work_pool_} {}
 
 ChatServiceImpl::~ChatServiceImpl() {
   absl::MutexLock lock(&deps_.live_mu);

@@ -33,6 +33,7 @@
 #include "router/routing/worker_pool.h"
 #include "router/service/router_metrics.h"
 #include "router/service/text_codec.h"
+#include "router/service/work_pool.h"
 
 namespace hc::router {
 
@@ -43,6 +44,8 @@ struct ChatServiceOptions {
   // Turns in flight in this router (admission bound); past it a turn is
   // refused with RESOURCE_EXHAUSTED. 0: unbounded.
   int64_t max_inflight_turns = 1024;
+  // Threads that tokenize turns (off the gRPC threads); 0: one per core.
+  int work_threads = 0;
   // Context limit; 0 takes the smallest max_model_len the workers report.
   uint32_t max_model_len = 0;
   // Attempts per turn on UNAVAILABLE (including the first) and the first
@@ -78,6 +81,7 @@ class ChatServiceImpl final : public hybridcache::v1::ChatService::CallbackServi
     WorkerPool* pool;
     const TextCodec* codec;
     RouterMetrics* metrics;
+    WorkPool* work_pool;
     std::atomic<uint64_t> next_turn{0};
     std::atomic<int64_t> active_turns{0};  // admitted turns not yet concluded
     absl::Mutex live_mu;
@@ -90,6 +94,7 @@ class ChatServiceImpl final : public hybridcache::v1::ChatService::CallbackServi
   void CallStarted();
   void CallEnded();
 
+  WorkPool work_pool_;  // destroyed after deps_' turns are gone (see ~ChatServiceImpl)
   Deps deps_;
 };
 

@@ -48,6 +48,8 @@ ABSL_FLAG(std::string, ledger_fsync, "interval", "File ledger fsync: always, int
 ABSL_FLAG(absl::Duration, lease_ttl, absl::Seconds(30),
           "Lease of a turn, renewed every lease_ttl/3 while it runs; the lease of a crashed "
           "router's turn expires after this and can be taken over");
+ABSL_FLAG(int32_t, tokenizer_threads, 0,
+          "Threads that tokenize turns, off the gRPC threads (0: one per CPU core)");
 ABSL_FLAG(int64_t, max_inflight_turns, 1024,
           "Turns in flight in this router; past it turns are refused with RESOURCE_EXHAUSTED "
           "(0: unbounded)");
@@ -138,6 +140,7 @@ int Main(int argc, char** argv) {
     return 2;
   }
   co.max_inflight_turns = absl::GetFlag(FLAGS_max_inflight_turns);
+  co.work_threads = absl::GetFlag(FLAGS_tokenizer_threads);
   co.max_model_len = static_cast<uint32_t>(absl::GetFlag(FLAGS_max_model_len));
   co.max_attempts = absl::GetFlag(FLAGS_max_attempts);
   co.router_id = absl::StrCat(host, ":", ::getpid(), ":", std::random_device()() % 100000);

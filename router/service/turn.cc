@@ -16,14 +16,21 @@
 //   state        event                            next
 //   ------------ -------------------------------- ---------------------------
 //   kStart       start: request invalid           kFinishing (INVALID_ARGUMENT)
-//                start: router at its bound       kFinishing (RESOURCE_EXHAUSTED)
+//                start: router at its bound, or
+//                  the new text alone is too long kFinishing (RESOURCE_EXHAUSTED)
 //                start                            kLeasing: AcquireLease
 //   kLeasing     lease refused / ledger error     kFinishing (that status)
-//                lease held: bad round, encoding
-//                  error, context too long,
+//                lease held: bad round, context
+//                  surely too long                kReleasing (that status)
+//                lease held, messages             kEncoding: tokenize on the work
+//                                                 pool; heartbeat armed
+//                lease held, raw tokens           as for "encoded" below
+//   kEncoding    encoded: error, context too long,
 //                  no worker                      kReleasing (that status)
-//                lease held                       kStreaming: Execute on the
-//                                                 routed worker; heartbeat armed
+//                encoded                          kStreaming: Execute on the
+//                                                 routed worker
+//                client cancelled / lease lost    kEncoding, tokenizer cancelled;
+//                                                 then kReleasing
 //   kStreaming   worker tokens                    kStreaming: chunk to the client
 //                                                 (next worker read once the
 //                                                 client took it: backpressure)
@@ -47,6 +54,8 @@
 // finds the lease taken over aborts the turn with ABORTED.
 #include "router/service/turn.h"
 
+#include <algorithm>
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -58,6 +67,7 @@
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "grpcpp/alarm.h"
+#include "router/service/turn_requests.h"
 #include "router/service/validation.h"
 #include "router/service/worker_call.h"
 
@@ -67,11 +77,22 @@ namespace {
 namespace v1 = hybridcache::v1;
 using Deps = ChatServiceImpl::Deps;
 
-enum class State { kStart, kLeasing, kStreaming, kBackoff, kCommitting, kReleasing, kFinishing, kDone };
+enum class State {
+  kStart,
+  kLeasing,
+  kEncoding,
+  kStreaming,
+  kBackoff,
+  kCommitting,
+  kReleasing,
+  kFinishing,
+  kDone
+};
 
 enum class EventKind {
   kStart,
   kLeaseAcquired,   // record
+  kEncoded,         // encoded (and the turn's messages, moved back)
   kLeaseRenewed,    // status
   kCommitted,       // status
   kLeaseReleased,   // status
@@ -91,6 +112,8 @@ struct Event {
   absl::Status status;
   grpc::Status grpc_status;
   std::optional<absl::StatusOr<ConversationRecord>> record;
+  std::optional<absl::StatusOr<EncodedTurn>> encoded;
+  std::vector<TurnMessage> messages;
 };
 
 using Action = absl::AnyInvocable<void() &&>;
@@ -169,6 +192,10 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent>, public Wo
       case EventKind::kLeaseAcquired:
         --pending_;
         return OnLeaseAcquired(std::move(*e.record), out);
+      case EventKind::kEncoded:
+        --pending_;
+        messages_ = std::move(e.messages);
+        return OnEncoded(std::move(*e.encoded), out);
       case EventKind::kLeaseRenewed:
         --pending_;
         return OnLeaseRenewed(e.status, out);
@@ -202,7 +229,8 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent>, public Wo
       case EventKind::kHeartbeatAlarm:
         --pending_;
         heartbeat_armed_ = false;
-        if (e.ok && leased_ && (state_ == State::kStreaming || state_ == State::kBackoff)) {
+        if (e.ok && leased_ && (state_ == State::kEncoding || state_ == State::kStreaming ||
+                                state_ == State::kBackoff)) {
           ++pending_;
           out.push_back([this, key = key_, holder = holder_] {
             deps_->ledger->RenewLease(key, holder, deps_->options.lease_ttl, [this](absl::Status s) {
@@ -227,6 +255,9 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent>, public Wo
                   out);
     }
     counted_ = true;
+    if (absl::Status s = CheckContext(/*history=*/0, MinSuffixTokens(), /*exact=*/false); !s.ok()) {
+      return Conclude(ToGrpcStatus(s), out);
+    }
     key_ = LedgerKey{req_->cache_salt(), req_->conversation_id()};
     holder_ = absl::StrCat(deps_->options.router_id, "/", deps_->next_turn.fetch_add(1));
     state_ = State::kLeasing;
@@ -251,40 +282,74 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent>, public Wo
                                             " but the committed round is ", rec_.round)),
                   out);
     }
-    if (absl::Status s = EncodeSuffix(); !s.ok()) return Conclude(ToGrpcStatus(s), out);
-    const uint64_t context = rec_.tokens.size() + suffix_.tokens.size();
-    const uint32_t max_len = deps_->options.max_model_len > 0 ? deps_->options.max_model_len
-                                                              : deps_->pool->max_model_len();
-    if (max_len > 0 && context >= max_len) {
-      return Conclude(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                               absl::StrCat("the conversation would have ", context,
-                                            " tokens of context; the model allows fewer than ",
-                                            max_len)),
-                  out);
+    // Refuse before tokenizing when even the fewest tokens the text could
+    // make do not fit.
+    if (absl::Status s = CheckContext(rec_.tokens.size(), MinSuffixTokens(), /*exact=*/false); !s.ok()) {
+      return Conclude(ToGrpcStatus(s), out);
     }
-    decoder_ = deps_->codec->NewStreamDecoder();
     ArmHeartbeat(out);
-    StartAttempt(/*resend_history=*/false, out);
-  }
-
-  absl::Status EncodeSuffix() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (req_->messages_size() == 0) {
-      suffix_.tokens.assign(req_->suffix_token_ids().begin(), req_->suffix_token_ids().end());
-      return absl::OkStatus();
+      EncodedTurn raw;
+      raw.tokens.assign(req_->suffix_token_ids().begin(), req_->suffix_token_ids().end());
+      return OnEncoded(std::move(raw), out);
     }
-    for (const auto& m : req_->messages()) {
-      TurnMessage t;
-      ParseRole(m.role(), &t.role);  // validated in OnStart
-      t.content = m.content();
-      messages_.push_back(std::move(t));
-    }
+    // Tokenizing is CPU work proportional to the text: it runs on the work
+    // pool, never on a gRPC or ledger thread, and stops early on a cancel.
+    state_ = State::kEncoding;
+    ++pending_;
     TurnContext tc;
     tc.first_turn = rec_.tokens.empty();
     if (!rec_.tokens.empty()) tc.last_token = rec_.tokens.back();
-    absl::StatusOr<EncodedTurn> enc = deps_->codec->EncodeTurn(messages_, tc);
-    if (!enc.ok()) return enc.status();
+    out.push_back([this, tc] {
+      deps_->work_pool->Schedule([this, tc] {
+        std::vector<TurnMessage> messages;
+        messages.reserve(req_->messages_size());
+        for (const auto& m : req_->messages()) {
+          TurnMessage t;
+          ParseRole(m.role(), &t.role);  // validated in OnStart
+          t.content = m.content();
+          messages.push_back(std::move(t));
+        }
+        absl::StatusOr<EncodedTurn> enc = deps_->codec->EncodeTurn(messages, tc, &cancel_encoding_);
+        Post(Event{.kind = EventKind::kEncoded, .encoded = std::move(enc), .messages = std::move(messages)});
+      });
+    });
+  }
+
+  void OnEncoded(absl::StatusOr<EncodedTurn> enc, std::vector<Action>& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (abort_.has_value()) return Conclude(*abort_, out);  // cancelled meanwhile
+    if (!enc.ok()) return Conclude(ToGrpcStatus(enc.status()), out);
     suffix_ = *std::move(enc);
+    if (absl::Status s = CheckContext(rec_.tokens.size(), suffix_.tokens.size(), /*exact=*/true); !s.ok()) {
+      return Conclude(ToGrpcStatus(s), out);
+    }
+    decoder_ = deps_->codec->NewStreamDecoder();
+    StartAttempt(/*resend_history=*/false, out);
+  }
+
+  // RESOURCE_EXHAUSTED when `history` + `suffix` tokens reach the context
+  // limit; `exact` false when `suffix` is only a lower bound.
+  absl::Status CheckContext(uint64_t history, uint64_t suffix, bool exact) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const uint64_t context = history + suffix;
+    const uint32_t max_len = deps_->options.max_model_len > 0 ? deps_->options.max_model_len
+                                                              : deps_->pool->max_model_len();
+    if (max_len > 0 && context >= max_len) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the conversation would have ", exact ? "" : "at least ",
+                       context, " tokens of context; the model allows fewer than ", max_len));
+    }
     return absl::OkStatus();
+  }
+
+  // The fewest tokens the request's new text can make: raw tokens exactly;
+  // messages at least their bytes over the codec's longest token.
+  uint64_t MinSuffixTokens() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (req_->messages_size() == 0) return static_cast<uint64_t>(req_->suffix_token_ids_size());
+    uint64_t bytes = 0;
+    for (const auto& m : req_->messages()) bytes += m.content().size();
+    return bytes / std::max<size_t>(1, deps_->codec->max_token_bytes());
   }
 
   void StartAttempt(bool resend_history, std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -299,29 +364,14 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent>, public Wo
     if (worker_->stub() == nullptr) {
       return Conclude(grpc::Status(grpc::StatusCode::INTERNAL, "worker without a channel"), out);
     }
-    v1::ExecuteRequest req;
-    req.mutable_key()->set_cache_salt(key_.cache_salt);
-    req.mutable_key()->set_conversation_id(key_.conversation_id);
-    req.set_request_id(absl::StrCat(holder_, "#", attempts_));
-    req.set_new_round(rec_.round + 1);
-    *req.mutable_sampling() = req_->sampling();
     const bool sticky = !resend_history && kind_ == RouteKind::kSticky &&
                         rec_.worker.num_tokens <= rec_.tokens.size();
-    if (sticky) {
-      auto* ex = req.mutable_expected();
-      ex->set_round(rec_.worker.round);
-      ex->set_num_tokens(rec_.worker.num_tokens);
-      ex->set_prefix_hash(rec_.worker.prefix_hash);
-      auto* s = req.mutable_suffix_token_ids();
-      s->Reserve(static_cast<int>(rec_.tokens.size() - rec_.worker.num_tokens + suffix_.tokens.size()));
-      s->Add(rec_.tokens.begin() + rec_.worker.num_tokens, rec_.tokens.end());
-      s->Add(suffix_.tokens.begin(), suffix_.tokens.end());
-    } else {
-      // New worker (or lost state): recompute from the ledger's history.
-      req.set_has_history(!rec_.tokens.empty());
-      req.mutable_history_token_ids()->Add(rec_.tokens.begin(), rec_.tokens.end());
-      req.mutable_suffix_token_ids()->Add(suffix_.tokens.begin(), suffix_.tokens.end());
-    }
+    v1::ExecuteRequest req = BuildExecuteRequest({.key = &key_,
+                                                  .record = &rec_,
+                                                  .suffix = &suffix_,
+                                                  .request_id = absl::StrCat(holder_, "#", attempts_),
+                                                  .sticky = sticky});
+    *req.mutable_sampling() = req_->sampling();
     history_sent_ = !sticky;
     state_missing_ = false;
     worker_->AddInflight(1);
@@ -513,31 +563,10 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent>, public Wo
       e.mutable_chunk()->set_text(std::move(rest));
       Enqueue(std::move(e), out);
     }
-    const TextCodec& codec = *deps_->codec;
-    const uint32_t base = static_cast<uint32_t>(rec_.tokens.size());
-    CommitRequest c;
-    c.expected_round = rec_.round;
-    c.appended_tokens.reserve(suffix_.tokens.size() + generated_.size());
-    c.appended_tokens = suffix_.tokens;
-    c.appended_tokens.insert(c.appended_tokens.end(), generated_.begin(), generated_.end());
-    if (!messages_.empty()) {
-      for (size_t i = 0; i < messages_.size(); ++i) {
-        c.appended_messages.push_back(LedgerMessage{messages_[i].role, base + suffix_.message_begins[i],
-                                                    base + suffix_.message_ends[i],
-                                                    messages_[i].content});
-      }
-    } else {
-      // Raw tokens: recorded as a user message with their decoded text.
-      c.appended_messages.push_back(LedgerMessage{Role::kUser, base,
-                                                  base + static_cast<uint32_t>(suffix_.tokens.size()),
-                                                  codec.Decode(suffix_.tokens)});
-    }
-    const uint32_t reply_begin = base + static_cast<uint32_t>(suffix_.tokens.size());
-    c.appended_messages.push_back(LedgerMessage{Role::kAssistant, reply_begin,
-                                                reply_begin + static_cast<uint32_t>(generated_.size()),
-                                                codec.Decode(generated_)});
-    c.worker = WorkerState{worker_->id(), report.state().round(), report.state().num_tokens(),
-                           report.state().prefix_hash()};
+    CommitRequest c = BuildCommitRequest(*deps_->codec, rec_, messages_, suffix_, generated_,
+                                         WorkerState{worker_->id(), report.state().round(),
+                                                     report.state().num_tokens(),
+                                                     report.state().prefix_hash()});
     report_ = report;
     state_ = State::kCommitting;
     ++pending_;
@@ -630,6 +659,9 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent>, public Wo
       case State::kBackoff:
         out.push_back([alarm = retry_alarm_] { alarm->Cancel(); });
         return Conclude(status, out);
+      case State::kEncoding:
+        cancel_encoding_.store(true);  // fails once the tokenizer has stopped
+        return;
       default:
         return;  // kLeasing: fails on the lease's answer; later states decided
     }
@@ -695,6 +727,8 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent>, public Wo
   bool leased_ ABSL_GUARDED_BY(mu_) = false;
   ConversationRecord rec_ ABSL_GUARDED_BY(mu_);
   std::vector<TurnMessage> messages_ ABSL_GUARDED_BY(mu_);
+  // Read by the tokenizer on the work pool (hence atomic, not under mu_).
+  std::atomic<bool> cancel_encoding_{false};
   EncodedTurn suffix_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<StreamDecoder> decoder_ ABSL_GUARDED_BY(mu_);
 

@@ -48,7 +48,9 @@ RouterHarness::RouterHarness(int num_workers, HarnessOptions ho) {
   pool_->Refresh();
   registry_ = std::make_shared<prometheus::Registry>();
   metrics_ = std::make_unique<RouterMetrics>(*registry_);
-  service_ = std::make_unique<ChatServiceImpl>(options, ledger_.get(), pool_.get(), &codec_, metrics_.get());
+  codec_ = ho.codec != nullptr ? std::move(ho.codec) : std::make_unique<ByteTextCodec>();
+  service_ = std::make_unique<ChatServiceImpl>(options, ledger_.get(), pool_.get(), codec_.get(),
+                                               metrics_.get());
   ServerOptions so;
   so.drain_timeout = absl::Seconds(1);
   server_ = GrpcServer::Start(so, {{service_.get(), v1::ChatService::service_full_name()}}).value();

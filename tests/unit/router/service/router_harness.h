@@ -30,6 +30,8 @@ struct HarnessOptions {
   FakeWorkerOptions worker;
   // Used instead of a fresh memory ledger when set (e.g. Redis, fake clock).
   std::unique_ptr<ConversationLedger> ledger;
+  // Used instead of ByteTextCodec when set.
+  std::unique_ptr<TextCodec> codec;
   // Workers of another harness to route to as well (router replicas).
   std::vector<std::string> external_workers;
 };
@@ -59,7 +61,7 @@ class RouterHarness {
   std::vector<std::unique_ptr<FakeWorker>> workers_;
   std::unique_ptr<ConversationLedger> ledger_;
   std::unique_ptr<WorkerPool> pool_;
-  ByteTextCodec codec_;
+  std::unique_ptr<TextCodec> codec_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<RouterMetrics> metrics_;
   std::unique_ptr<ChatServiceImpl> service_;

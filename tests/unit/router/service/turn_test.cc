@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "router/ledger/memory_ledger.h"
 #include "tests/unit/router/service/router_harness.h"
@@ -175,6 +176,87 @@ TEST(TurnTest, WorkerQueueFullOnEveryAttemptReachesTheClientAndChangesNothing) {
   EXPECT_EQ(h.ledger().Get(LedgerKey{"", "c"}).status().code(), absl::StatusCode::kNotFound);
   // The lease was given back: the next turn runs.
   EXPECT_TRUE(h.Complete(RouterHarness::UserTurn("c", "hi")).status.ok());
+}
+
+// ByteTextCodec whose tokenizing blocks (until cancelled) for messages that
+// contain "block", and records what it saw.
+class BlockingCodec final : public TextCodec {
+ public:
+  std::string Decode(std::span<const uint32_t> ids) const override { return inner_.Decode(ids); }
+  std::unique_ptr<StreamDecoder> NewStreamDecoder() const override { return inner_.NewStreamDecoder(); }
+  uint32_t vocab_size() const override { return inner_.vocab_size(); }
+  uint32_t eos_token_id() const override { return inner_.eos_token_id(); }
+  size_t max_token_bytes() const override { return inner_.max_token_bytes(); }
+
+  absl::Notification entered;
+  std::atomic<int> calls{0};
+  std::atomic<bool> saw_cancel{false};
+
+ private:
+  absl::StatusOr<EncodedTurn> DoEncodeTurn(std::span<const TurnMessage> messages,
+                                           const TurnContext& context,
+                                           const std::atomic<bool>* cancel) const override {
+    const_cast<BlockingCodec*>(this)->calls++;
+    if (!messages.empty() && messages[0].content.find("block") != std::string::npos) {
+      auto* self = const_cast<BlockingCodec*>(this);
+      if (!self->entered.HasBeenNotified()) self->entered.Notify();
+      // A tokenizer checks its cancel flag between words; this one only
+      // checks it, in short waits, until the turn cancels it.
+      while (cancel == nullptr || !cancel->load()) absl::SleepFor(absl::Milliseconds(1));
+      self->saw_cancel = true;
+      return absl::CancelledError("tokenization cancelled");
+    }
+    return inner_.EncodeTurn(messages, context, cancel);
+  }
+  ByteTextCodec inner_;
+};
+
+TEST(TurnTest, ClientCancelWhileTokenizingStopsTheTokenizerAndReleasesTheLease) {
+  auto codec = std::make_unique<BlockingCodec>();
+  BlockingCodec* blocking = codec.get();
+  HarnessOptions o;
+  o.codec = std::move(codec);
+  RouterHarness h(1, std::move(o));
+  grpc::ClientContext ctx;
+  auto reader = h.stub().Complete(&ctx, RouterHarness::UserTurn("c", "please block"));
+  ASSERT_TRUE(blocking->entered.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  // Another conversation is served while one turn is stuck in its tokenizer.
+  EXPECT_TRUE(h.Complete(RouterHarness::UserTurn("d", "fine")).status.ok());
+  ctx.TryCancel();
+  v1::CompleteEvent e;
+  while (reader->Read(&e)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  // The lease came back: the next turn of "c" runs (after the cancelled one
+  // has released it; the client's status can arrive first).
+  TurnResult next;
+  for (int i = 0; i < 1000; ++i) {
+    next = h.Complete(RouterHarness::UserTurn("c", "fine now"));
+    if (next.status.error_code() != grpc::StatusCode::ABORTED) break;
+  }
+  EXPECT_TRUE(next.status.ok()) << next.status.error_message();
+  EXPECT_TRUE(blocking->saw_cancel.load());
+  EXPECT_EQ(h.worker(0).requests().size(), 2u);  // "d" and the second "c": nothing of the first
+}
+
+TEST(TurnTest, TextFarPastTheContextLimitIsRefusedBeforeAnyTokenizing) {
+  auto codec = std::make_unique<BlockingCodec>();
+  BlockingCodec* counting = codec.get();
+  HarnessOptions o;
+  o.codec = std::move(codec);
+  o.service.max_model_len = 1000;
+  RouterHarness h(1, std::move(o));
+  // ByteTextCodec: one token per byte, so 2,000 bytes make >= 2,000 tokens.
+  TurnResult r = h.Complete(RouterHarness::UserTurn("c", std::string(2000, 'x')));
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(r.status.error_message().find("at least 2000 tokens"), std::string::npos)
+      << r.status.error_message();
+  EXPECT_EQ(counting->calls.load(), 0);
+  EXPECT_EQ(h.ledger().Get(LedgerKey{"", "c"}).status().code(), absl::StatusCode::kNotFound);
+  // Text that may fit is tokenized and checked exactly.
+  TurnResult fits = h.Complete(RouterHarness::UserTurn("c", std::string(900, 'x')));
+  EXPECT_TRUE(fits.status.ok()) << fits.status.error_message();
+  EXPECT_EQ(counting->calls.load(), 1);
 }
 
 // Many clients, many short turns: the router survives, every turn is OK (or
