@@ -1,5 +1,8 @@
 #include "router/service/chat_service.h"
 
+#include <string>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
@@ -22,9 +25,29 @@ ChatServiceImpl::~ChatServiceImpl() {
       +[](int* live) { return *live == 0; }, &deps_.live_calls));
 }
 
-grpc::ServerWriteReactor<v1::CompleteEvent>* ChatServiceImpl::Complete(
-    grpc::CallbackServerContext* context, const v1::CompleteRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* ChatServiceImpl::Complete(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
   return StartTurn(&deps_, context, request);
+}
+
+absl::Status ParseRawRequest(const grpc::ByteBuffer& raw, google::protobuf::Message* message) {
+  std::vector<grpc::Slice> slices;
+  std::string bytes;
+  if (raw.Dump(&slices).ok()) {
+    for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  if (!message->ParseFromString(bytes)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "malformed request: the ", bytes.size(), " bytes are not a valid ", message->GetTypeName(),
+        " (truncated or corrupt protobuf, or a string field that is not valid UTF-8)"));
+  }
+  return absl::OkStatus();
+}
+
+grpc::ByteBuffer SerializeRawResponse(const google::protobuf::Message& message) {
+  const std::string bytes = message.SerializeAsString();
+  grpc::Slice slice(bytes);
+  return grpc::ByteBuffer(&slice, 1);
 }
 
 void ChatServiceImpl::CallStarted() {
@@ -38,32 +61,37 @@ void ChatServiceImpl::CallEnded() {
 }
 
 grpc::ServerUnaryReactor* ChatServiceImpl::GetConversation(grpc::CallbackServerContext* context,
-                                                           const v1::GetConversationRequest* request,
-                                                           v1::Conversation* response) {
+                                                           const grpc::ByteBuffer* raw,
+                                                           grpc::ByteBuffer* response) {
   const absl::Time start = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const auto finish = [this, reactor, start](const absl::Status& status) {
     deps_.metrics->Request(status.code(), absl::ToDoubleSeconds(absl::Now() - start));
     reactor->Finish(ToGrpcStatus(status));
   };
-  if (absl::Status s = ValidateKey(request->conversation_id(), request->cache_salt()); !s.ok()) {
+  v1::GetConversationRequest request;
+  absl::Status s = ParseRawRequest(*raw, &request);
+  if (s.ok()) s = ValidateKey(request.conversation_id(), request.cache_salt());
+  if (!s.ok()) {
     finish(s);
     return reactor;
   }
   CallStarted();
   deps_.ledger->Get(
-      LedgerKey{request->cache_salt(), request->conversation_id()},
-      [this, request, response, finish](absl::StatusOr<ConversationRecord> rec) {
+      LedgerKey{request.cache_salt(), request.conversation_id()},
+      [this, id = request.conversation_id(), response, finish](absl::StatusOr<ConversationRecord> rec) {
         if (rec.ok()) {
-          response->set_conversation_id(request->conversation_id());
-          response->set_committed_round(rec->round);
-          response->set_num_tokens(static_cast<uint32_t>(rec->tokens.size()));
-          response->set_worker_id(rec->worker.worker_id);
+          v1::Conversation out;
+          out.set_conversation_id(id);
+          out.set_committed_round(rec->round);
+          out.set_num_tokens(static_cast<uint32_t>(rec->tokens.size()));
+          out.set_worker_id(rec->worker.worker_id);
           for (const LedgerMessage& m : rec->messages) {
-            auto* out = response->add_messages();
-            out->set_role(std::string(RoleName(m.role)));
-            out->set_content(m.text);
+            auto* msg = out.add_messages();
+            msg->set_role(std::string(RoleName(m.role)));
+            msg->set_content(m.text);
           }
+          *response = SerializeRawResponse(out);
         }
         finish(rec.status());
         CallEnded();
@@ -83,18 +111,22 @@ struct ReleaseCall {
 
 }  // namespace
 
-grpc::ServerUnaryReactor* ChatServiceImpl::DeleteConversation(
-    grpc::CallbackServerContext* context, const v1::DeleteConversationRequest* request,
-    v1::DeleteConversationResponse* response) {
+grpc::ServerUnaryReactor* ChatServiceImpl::DeleteConversation(grpc::CallbackServerContext* context,
+                                                              const grpc::ByteBuffer* raw,
+                                                              grpc::ByteBuffer* response) {
   const absl::Time start = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (absl::Status s = ValidateKey(request->conversation_id(), request->cache_salt()); !s.ok()) {
+  v1::DeleteConversationRequest request;
+  absl::Status s = ParseRawRequest(*raw, &request);
+  if (s.ok()) s = ValidateKey(request.conversation_id(), request.cache_salt());
+  if (!s.ok()) {
     deps_.metrics->Request(s.code(), absl::ToDoubleSeconds(absl::Now() - start));
     reactor->Finish(ToGrpcStatus(s));
     return reactor;
   }
+  *response = SerializeRawResponse(v1::DeleteConversationResponse());
   CallStarted();
-  const LedgerKey key{request->cache_salt(), request->conversation_id()};
+  const LedgerKey key{request.cache_salt(), request.conversation_id()};
   // Get (for the worker that holds the state), then Delete, then Release on
   // that worker; the call finishes after the Release answers (or fails).
   deps_.ledger->Get(key, [this, key, reactor, start](absl::StatusOr<ConversationRecord> rec) {

@@ -28,6 +28,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "google/protobuf/message.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "hybridcache/v1/chat.grpc.pb.h"
 #include "router/ledger/ledger.h"
 #include "router/routing/worker_pool.h"
@@ -56,7 +58,23 @@ struct ChatServiceOptions {
   std::string router_id = "router";
 };
 
-class ChatServiceImpl final : public hybridcache::v1::ChatService::CallbackService {
+// The service's methods take and return raw bytes (gRPC's "raw" callback
+// methods) so that a request protobuf cannot parse (truncated, or a string
+// field that is not UTF-8) is answered INVALID_ARGUMENT with a message: with
+// typed callback methods gRPC answers such a request UNIMPLEMENTED with no
+// message, before any of our code runs. Requests are parsed with
+// ParseRawRequest and responses serialized here; the wire format is the same.
+using ChatServiceBase = hybridcache::v1::ChatService::WithRawCallbackMethod_Complete<
+    hybridcache::v1::ChatService::WithRawCallbackMethod_GetConversation<
+        hybridcache::v1::ChatService::WithRawCallbackMethod_DeleteConversation<
+            hybridcache::v1::ChatService::Service>>>;
+
+// Parses a raw request; INVALID_ARGUMENT naming the message type otherwise.
+absl::Status ParseRawRequest(const grpc::ByteBuffer& raw, google::protobuf::Message* message);
+// Serializes a response for a raw method.
+grpc::ByteBuffer SerializeRawResponse(const google::protobuf::Message& message);
+
+class ChatServiceImpl final : public ChatServiceBase {
  public:
   ChatServiceImpl(ChatServiceOptions options, ConversationLedger* ledger, WorkerPool* pool,
                   const TextCodec* codec, RouterMetrics* metrics);
@@ -64,15 +82,14 @@ class ChatServiceImpl final : public hybridcache::v1::ChatService::CallbackServi
   // its worker call has ended, and it uses the ledger, pool and metrics.
   ~ChatServiceImpl() override;
 
-  grpc::ServerWriteReactor<hybridcache::v1::CompleteEvent>* Complete(
-      grpc::CallbackServerContext* context, const hybridcache::v1::CompleteRequest* request) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Complete(grpc::CallbackServerContext* context,
+                                                       const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* GetConversation(grpc::CallbackServerContext* context,
-                                            const hybridcache::v1::GetConversationRequest* request,
-                                            hybridcache::v1::Conversation* response) override;
-  grpc::ServerUnaryReactor* DeleteConversation(
-      grpc::CallbackServerContext* context,
-      const hybridcache::v1::DeleteConversationRequest* request,
-      hybridcache::v1::DeleteConversationResponse* response) override;
+                                            const grpc::ByteBuffer* request,
+                                            grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* DeleteConversation(grpc::CallbackServerContext* context,
+                                               const grpc::ByteBuffer* request,
+                                               grpc::ByteBuffer* response) override;
 
   // What a turn needs from the service (shared by its reactors).
   struct Deps {

@@ -118,10 +118,11 @@ struct Event {
 
 using Action = absl::AnyInvocable<void() &&>;
 
-class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent>, public WorkerCall::Listener {
+class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public WorkerCall::Listener {
  public:
-  Turn(Deps* deps, grpc::CallbackServerContext* ctx, const v1::CompleteRequest* req)
-      : deps_(deps), ctx_(ctx), req_(req), start_(absl::Now()) {
+  Turn(Deps* deps, grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* raw)
+      : deps_(deps), ctx_(ctx), req_(&request_), start_(absl::Now()) {
+    parsed_ = ParseRawRequest(*raw, &request_);
     {
       absl::MutexLock lock(&deps_->live_mu);
       ++deps_->live_calls;
@@ -243,6 +244,7 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent>, public Wo
   }
 
   void OnStart(std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!parsed_.ok()) return Conclude(ToGrpcStatus(parsed_), out);
     if (absl::Status s = ValidateCompleteRequest(*req_, deps_->codec->vocab_size()); !s.ok()) {
       return Conclude(ToGrpcStatus(s), out);
     }
@@ -416,7 +418,7 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent>, public Wo
         *chunk->mutable_token_ids() = ids;
         chunk->set_text(decoder_->Push(std::span<const uint32_t>(ids.data(), ids.size())));
         *chunk->mutable_logprobs() = ev.tokens().logprobs();
-        Enqueue(std::move(e), out);
+        Enqueue(e, out);
         break;
       }
       case v1::ExecuteEvent::kCommitted:
@@ -518,7 +520,7 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent>, public Wo
       return MaybeFinish(out);
     }
     if (!queue_.empty()) {
-      const v1::CompleteEvent* next = &queue_.front();
+      const grpc::ByteBuffer* next = &queue_.front();
       out.push_back([this, next] { StartWrite(next); });
       return;
     }
@@ -527,11 +529,12 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent>, public Wo
     MaybeRead(out);
   }
 
-  void Enqueue(v1::CompleteEvent event, std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    queue_.push_back(std::move(event));
+  void Enqueue(const v1::CompleteEvent& event, std::vector<Action>& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    queue_.push_back(SerializeRawResponse(event));
     if (writing_) return;
     writing_ = true;
-    const v1::CompleteEvent* next = &queue_.front();
+    const grpc::ByteBuffer* next = &queue_.front();
     out.push_back([this, next] { StartWrite(next); });
   }
 
@@ -544,7 +547,7 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent>, public Wo
     s->set_worker_id(worker_->id());
     s->set_prompt_tokens(PromptTokens());
     s->set_cached_tokens(started_.cached_tokens());
-    Enqueue(std::move(e), out);
+    Enqueue(e, out);
     deps_->metrics->TimeToFirstToken(absl::ToDoubleSeconds(absl::Now() - start_));
   }
 
@@ -561,7 +564,7 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent>, public Wo
     if (std::string rest = decoder_->Flush(); !rest.empty()) {
       v1::CompleteEvent e;
       e.mutable_chunk()->set_text(std::move(rest));
-      Enqueue(std::move(e), out);
+      Enqueue(e, out);
     }
     CommitRequest c = BuildCommitRequest(*deps_->codec, rec_, messages_, suffix_, generated_,
                                          WorkerState{worker_->id(), report.state().round(),
@@ -594,7 +597,7 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent>, public Wo
     done->mutable_usage()->set_completion_tokens(report_.completion_tokens() > 0
                                                      ? report_.completion_tokens()
                                                      : static_cast<uint32_t>(generated_.size()));
-    Enqueue(std::move(e), out);
+    Enqueue(e, out);
     Conclude(grpc::Status::OK, out);
   }
 
@@ -705,6 +708,10 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent>, public Wo
 
   Deps* const deps_;
   grpc::CallbackServerContext* const ctx_;
+  // The request, parsed in the constructor and read-only afterwards (the
+  // tokenizer reads it on the work pool).
+  v1::CompleteRequest request_;
+  absl::Status parsed_;
   const v1::CompleteRequest* const req_;
   const absl::Time start_;
 
@@ -754,14 +761,14 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent>, public Wo
   bool heartbeat_armed_ ABSL_GUARDED_BY(mu_) = false;
 
   // Events for the client; the front one is being written.
-  std::deque<v1::CompleteEvent> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<grpc::ByteBuffer> queue_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace
 
-grpc::ServerWriteReactor<v1::CompleteEvent>* StartTurn(Deps* deps, grpc::CallbackServerContext* context,
-                                                      const v1::CompleteRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* StartTurn(Deps* deps, grpc::CallbackServerContext* context,
+                                                      const grpc::ByteBuffer* request) {
   return new Turn(deps, context, request);
 }
 

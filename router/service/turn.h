@@ -2,17 +2,19 @@
 #ifndef HC_ROUTER_SERVICE_TURN_H_
 #define HC_ROUTER_SERVICE_TURN_H_
 
+#include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/server_callback.h"
-#include "hybridcache/v1/chat.pb.h"
 #include "router/service/chat_service.h"
 
 namespace hc::router {
 
-// Starts the turn; the reactor deletes itself when both the client stream
-// and its last worker call are done.
-grpc::ServerWriteReactor<hybridcache::v1::CompleteEvent>* StartTurn(
-    ChatServiceImpl::Deps* deps, grpc::CallbackServerContext* context,
-    const hybridcache::v1::CompleteRequest* request);
+// Starts the turn for a raw CompleteRequest (a malformed one finishes with
+// INVALID_ARGUMENT); the reactor writes serialized CompleteEvents and deletes
+// itself when the client stream, its worker calls, ledger operations and
+// alarms are all done.
+grpc::ServerWriteReactor<grpc::ByteBuffer>* StartTurn(ChatServiceImpl::Deps* deps,
+                                                      grpc::CallbackServerContext* context,
+                                                      const grpc::ByteBuffer* request);
 
 }  // namespace hc::router
 

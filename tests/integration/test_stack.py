@@ -144,13 +144,13 @@ class StackTest(unittest.TestCase):
         for name, (fn, want) in cases.items():
             self.assertEqual(code_of(fn), want, name)
         # Invalid UTF-8 can only be sent as raw bytes (protobuf refuses to
-        # encode it). Protobuf's parser rejects it before the service runs, and
-        # gRPC's callback API answers a request it cannot parse UNIMPLEMENTED.
+        # encode it); the router parses requests itself and says what is wrong.
         channel = grpc.insecure_channel(self.stack.router.address)
         call = channel.unary_stream("/hybridcache.v1.ChatService/Complete",
                                     request_serializer=lambda b: b,
                                     response_deserializer=lambda b: b)
-        self.assertNotEqual(code_of(lambda: list(call(bad_utf8_bytes, timeout=30))), S.OK)
+        self.assertEqual(code_of(lambda: list(call(bad_utf8_bytes, timeout=30))), S.INVALID_ARGUMENT)
+        self.assertEqual(code_of(lambda: list(call(bad_utf8_bytes[:-2], timeout=30))), S.INVALID_ARGUMENT)
         for fn in (lambda: self.get("nobody"),
                    lambda: self.chat.DeleteConversation(chat_pb2.DeleteConversationRequest(conversation_id="nobody"))):
             self.assertEqual(code_of(fn), S.NOT_FOUND)
