@@ -63,7 +63,19 @@ absl::Status ValidateCompleteRequest(const hybridcache::v1::CompleteRequest& r, 
   if (s.has_max_tokens() && s.max_tokens() < 1) {
     return absl::InvalidArgumentError("sampling.max_tokens must be >= 1");
   }
+  if (s.stop_size() > kMaxStopStrings) {
+    return absl::InvalidArgumentError(absl::StrCat("sampling.stop has ", s.stop_size(),
+                                                   " strings; at most ", kMaxStopStrings, " are allowed"));
+  }
+  if (s.stop_token_ids_size() > kMaxStopTokenIds) {
+    return absl::InvalidArgumentError(absl::StrCat("sampling.stop_token_ids has ", s.stop_token_ids_size(),
+                                                   " ids; at most ", kMaxStopTokenIds, " are allowed"));
+  }
   for (int i = 0; i < s.stop_size(); ++i) {
+    if (s.stop(i).size() > kMaxStopStringBytes) {
+      return absl::InvalidArgumentError(absl::StrCat("sampling.stop[", i, "] has ", s.stop(i).size(),
+                                                     " bytes; at most ", kMaxStopStringBytes, " are allowed"));
+    }
     if (s.stop(i).empty() || !IsValidUtf8(s.stop(i))) {
       return absl::InvalidArgumentError(absl::StrCat("sampling.stop[", i, "] must be non-empty valid UTF-8"));
     }

@@ -36,6 +36,29 @@ TEST(ValidationTest, RejectsInvalidUtf8InMessagesAndStopStrings) {
   EXPECT_EQ(ValidateCompleteRequest(r, 100).code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(ValidationTest, StopConditionsAreBoundedInCountAndLength) {
+  auto r = Valid();
+  for (int i = 0; i < kMaxStopStrings; ++i) r.mutable_sampling()->add_stop(std::string(kMaxStopStringBytes, 'a' + i % 26));
+  for (int i = 0; i < kMaxStopTokenIds; ++i) r.mutable_sampling()->add_stop_token_ids(i);
+  EXPECT_TRUE(ValidateCompleteRequest(r, 100).ok());
+
+  auto many = r;
+  many.mutable_sampling()->add_stop("one too many");
+  absl::Status s = ValidateCompleteRequest(many, 100);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("at most 16"), std::string::npos) << s.message();
+
+  auto longer = r;
+  longer.mutable_sampling()->set_stop(0, std::string(kMaxStopStringBytes + 1, 'x'));
+  s = ValidateCompleteRequest(longer, 100);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("sampling.stop[0] has 257 bytes"), std::string::npos) << s.message();
+
+  auto ids = r;
+  ids.mutable_sampling()->add_stop_token_ids(1);
+  EXPECT_EQ(ValidateCompleteRequest(ids, 100).code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(ValidationTest, RejectsBadKeysOnGetAndDeleteToo) {
   EXPECT_EQ(ValidateKey("a b", "").code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ValidateKey("", "").code(), absl::StatusCode::kInvalidArgument);
