@@ -1,7 +1,8 @@
 // Prometheus metrics: one registry per process (prometheus-cpp core), exposed
-// over HTTP on --metrics_port at /metrics by a small server of our own: one
-// thread, one connection at a time (scrapes are rare and small), text format
-// 0.0.4. prometheus-cpp's civetweb Exposer is not used: it failed to start in
+// over HTTP on --metrics_port at /metrics (text format 0.0.4) by
+// common/http_server (libevent): connections are served concurrently, each
+// with its own timeout, so a slow client cannot stall a scrape.
+// prometheus-cpp's civetweb Exposer is not used: it failed to start in
 // processes that also load the CUDA runtime.
 //
 // Thread-safety: the registry and every metric family are thread-safe
@@ -12,10 +13,10 @@
 
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/http_server.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 
@@ -30,21 +31,16 @@ class MetricsServer {
 
   ~MetricsServer();
 
-  int port() const { return port_; }
+  int port() const;
   std::string endpoint() const;  // "host:port"
 
  private:
-  MetricsServer(int listen_fd, int stop_fd, std::string host, int port,
-                std::shared_ptr<prometheus::Registry> registry);
-  void Serve();
-  void Answer(int fd);
+  MetricsServer(std::string host, std::shared_ptr<prometheus::Registry> registry);
+  HttpResponse Answer(const HttpRequest& req) const;
 
-  const int listen_fd_;
-  const int stop_fd_;  // eventfd: written by the destructor to end Serve()
   const std::string host_;
-  const int port_;
   const std::shared_ptr<prometheus::Registry> registry_;
-  std::thread thread_;
+  std::unique_ptr<HttpServer> http_;  // last: stops before the rest goes away
 };
 
 // Exponential histogram buckets: start, start*factor, ... (count buckets).

@@ -22,7 +22,7 @@ pkgs=(build-essential cmake ninja-build ccache pkg-config libgtest-dev libgmock-
       libbenchmark-dev libopenblas-dev)
 if [[ $engine_only == 0 ]]; then
   pkgs+=(libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-         libabsl-dev prometheus-cpp-dev grpc-proto libhiredis-dev)
+         libabsl-dev prometheus-cpp-dev grpc-proto libhiredis-dev libevent-dev)
   if [[ $build_only == 0 ]]; then
     pkgs+=(python3-grpcio python3-protobuf python3-grpc-tools
            redis-server prometheus curl)

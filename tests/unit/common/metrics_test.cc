@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "prometheus/counter.h"
@@ -37,6 +38,44 @@ std::string HttpGet(int port, const std::string& path) {
   close(fd);
   const size_t body = resp.find("\r\n\r\n");
   return body == std::string::npos ? "" : resp.substr(body + 4);
+}
+
+int Connect(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  return fd;
+}
+
+// A client that sends its request a byte at a time (and stalls) must not keep
+// a scrape from being answered, and is itself still served when it finishes.
+TEST(MetricsTest, ASlowClientDoesNotStallAScrape) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  prometheus::BuildGauge().Name("hc_test_up").Help("Up").Register(*registry).Add({}).Set(1);
+  auto server = MetricsServer::Start("127.0.0.1", 0, registry).value();
+  const std::string request = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  std::vector<int> slow;
+  for (int i = 0; i < 4; ++i) {
+    slow.push_back(Connect(server->port()));
+    ASSERT_EQ(write(slow.back(), request.data(), 5), 5);  // "GET /" and then nothing
+  }
+  // Scrapes complete while the slow clients hold their connections.
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_NE(HttpGet(server->port(), "/metrics").find("hc_test_up 1"), std::string::npos);
+  }
+  // The slow clients finish their requests and are answered too.
+  for (int fd : slow) {
+    ASSERT_EQ(write(fd, request.data() + 5, request.size() - 5), static_cast<ssize_t>(request.size() - 5));
+    std::string resp;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof(buf))) > 0) resp.append(buf, n);
+    close(fd);
+    EXPECT_NE(resp.find("hc_test_up 1"), std::string::npos) << resp;
+  }
 }
 
 TEST(MetricsTest, ScrapeServesRegisteredMetricsAndPassesPromtool) {
@@ -79,7 +118,7 @@ TEST(MetricsTest, OtherPathsAndMethodsAreRefusedAndTheServerKeepsServing) {
   auto registry = std::make_shared<prometheus::Registry>();
   prometheus::BuildGauge().Name("hc_test_up").Help("Up").Register(*registry).Add({}).Set(1);
   auto server = MetricsServer::Start("127.0.0.1", 0, registry).value();
-  EXPECT_EQ(HttpGet(server->port(), "/nothing"), "metrics are at /metrics\n");
+  EXPECT_EQ(HttpGet(server->port(), "/nothing"), "no such path: /nothing\n");
   EXPECT_NE(HttpGet(server->port(), "/metrics?x=1").find("hc_test_up 1"), std::string::npos);
   EXPECT_NE(HttpGet(server->port(), "/metrics").find("hc_test_up 1"), std::string::npos);
 }
