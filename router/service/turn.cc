@@ -118,6 +118,10 @@ struct Event {
 
 using Action = absl::AnyInvocable<void() &&>;
 
+// Messages up to this many bytes are tokenized inline (microseconds); longer
+// ones on the work pool.
+constexpr uint64_t kInlineEncodeBytes = 16 << 10;
+
 class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public WorkerCall::Listener {
  public:
   Turn(Deps* deps, grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* raw)
@@ -295,27 +299,43 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
       raw.tokens.assign(req_->suffix_token_ids().begin(), req_->suffix_token_ids().end());
       return OnEncoded(std::move(raw), out);
     }
-    // Tokenizing is CPU work proportional to the text: it runs on the work
-    // pool, never on a gRPC or ledger thread, and stops early on a cancel.
-    state_ = State::kEncoding;
-    ++pending_;
     TurnContext tc;
     tc.first_turn = rec_.tokens.empty();
     if (!rec_.tokens.empty()) tc.last_token = rec_.tokens.back();
+    // Tokenizing is CPU work proportional to the text. A short text (tens of
+    // microseconds) is encoded right here; a longer one on the work pool,
+    // never on a gRPC or ledger thread, stopping early on a cancel.
+    if (MessageBytes() <= kInlineEncodeBytes) {
+      messages_ = ParseMessages(*req_);
+      return OnEncoded(deps_->codec->EncodeTurn(messages_, tc), out);
+    }
+    state_ = State::kEncoding;
+    ++pending_;
     out.push_back([this, tc] {
       deps_->work_pool->Schedule([this, tc] {
-        std::vector<TurnMessage> messages;
-        messages.reserve(req_->messages_size());
-        for (const auto& m : req_->messages()) {
-          TurnMessage t;
-          ParseRole(m.role(), &t.role);  // validated in OnStart
-          t.content = m.content();
-          messages.push_back(std::move(t));
-        }
+        std::vector<TurnMessage> messages = ParseMessages(*req_);
         absl::StatusOr<EncodedTurn> enc = deps_->codec->EncodeTurn(messages, tc, &cancel_encoding_);
         Post(Event{.kind = EventKind::kEncoded, .encoded = std::move(enc), .messages = std::move(messages)});
       });
     });
+  }
+
+  static std::vector<TurnMessage> ParseMessages(const v1::CompleteRequest& req) {
+    std::vector<TurnMessage> messages;
+    messages.reserve(req.messages_size());
+    for (const auto& m : req.messages()) {
+      TurnMessage t;
+      ParseRole(m.role(), &t.role);  // validated in OnStart
+      t.content = m.content();
+      messages.push_back(std::move(t));
+    }
+    return messages;
+  }
+
+  uint64_t MessageBytes() const {
+    uint64_t bytes = 0;
+    for (const auto& m : req_->messages()) bytes += m.content().size();
+    return bytes;
   }
 
   void OnEncoded(absl::StatusOr<EncodedTurn> enc, std::vector<Action>& out)
@@ -349,9 +369,7 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
   // messages at least their bytes over the codec's longest token.
   uint64_t MinSuffixTokens() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (req_->messages_size() == 0) return static_cast<uint64_t>(req_->suffix_token_ids_size());
-    uint64_t bytes = 0;
-    for (const auto& m : req_->messages()) bytes += m.content().size();
-    return bytes / std::max<size_t>(1, deps_->codec->max_token_bytes());
+    return MessageBytes() / std::max<size_t>(1, deps_->codec->max_token_bytes());
   }
 
   void StartAttempt(bool resend_history, std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

@@ -179,7 +179,8 @@ TEST(TurnTest, WorkerQueueFullOnEveryAttemptReachesTheClientAndChangesNothing) {
 }
 
 // ByteTextCodec whose tokenizing blocks (until cancelled) for messages that
-// contain "block", and records what it saw.
+// contain "block", and records what it saw. Blocking is only safe for texts
+// long enough to go to the work pool.
 class BlockingCodec final : public TextCodec {
  public:
   std::string Decode(std::span<const uint32_t> ids) const override { return inner_.Decode(ids); }
@@ -216,9 +217,13 @@ TEST(TurnTest, ClientCancelWhileTokenizingStopsTheTokenizerAndReleasesTheLease) 
   BlockingCodec* blocking = codec.get();
   HarnessOptions o;
   o.codec = std::move(codec);
+  o.service.max_model_len = 1 << 20;
   RouterHarness h(1, std::move(o));
   grpc::ClientContext ctx;
-  auto reader = h.stub().Complete(&ctx, RouterHarness::UserTurn("c", "please block"));
+  // Long enough to be tokenized on the work pool (short texts are encoded
+  // inline, in microseconds).
+  const std::string text = "please block " + std::string(32 << 10, 'x');
+  auto reader = h.stub().Complete(&ctx, RouterHarness::UserTurn("c", text));
   ASSERT_TRUE(blocking->entered.WaitForNotificationWithTimeout(absl::Seconds(30)));
   // Another conversation is served while one turn is stuck in its tokenizer.
   EXPECT_TRUE(h.Complete(RouterHarness::UserTurn("d", "fine")).status.ok());
