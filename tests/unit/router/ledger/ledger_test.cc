@@ -8,6 +8,7 @@
 #include "absl/synchronization/barrier.h"
 #include "gtest/gtest.h"
 #include "router/ledger/ledger.h"
+#include "router/ledger/redis_ledger.h"
 #include "tests/unit/router/ledger/redis_server_fixture.h"
 
 namespace hc::router {
@@ -35,9 +36,18 @@ class LedgerTest : public TestWithParam<std::string> {
     now_ = absl::FromUnixSeconds(1'700'000'000);
     LedgerOptions o = Options();
     if (GetParam() == "redis" && !SharedRedis()->ok()) GTEST_SKIP() << "redis-server did not start";
-    auto ledger = OpenLedger(o);
+    auto ledger = Open(o);
     ASSERT_TRUE(ledger.ok()) << ledger.status();
     ledger_ = std::move(ledger).value();
+  }
+  // Redis keeps time itself: the fake clock's advance is added to it.
+  absl::StatusOr<std::unique_ptr<ConversationLedger>> Open(const LedgerOptions& o) {
+    if (GetParam() != "redis") return OpenLedger(o);
+    RedisLedgerHooks hooks;
+    hooks.clock_offset = [this] { return absl::FromUnixNanos(now_ns_.load()) - now_; };
+    auto ledger = OpenRedisLedger(o, std::move(hooks));
+    if (!ledger.ok()) return ledger.status();
+    return std::unique_ptr<ConversationLedger>(std::move(ledger).value());
   }
   void TearDown() override {
     ledger_.reset();
