@@ -23,7 +23,9 @@
 // conversation that does not exist yet (no committed round, no live lease), in
 // a salt that already has the cap's number of conversations (committed ones
 // plus first turns in flight), answers RESOURCE_EXHAUSTED and changes
-// nothing; existing conversations are never refused.
+// nothing; existing conversations are never refused. A delete frees a slot at
+// once; an expiry does in Redis, and in memory/file once the sweep (or the
+// conversation's next turn) erased the entry, i.e. within one sweep pass.
 //
 // Thread-safety: every implementation is safe for concurrent use, and the
 // Redis one also across router processes sharing one Redis.

@@ -55,9 +55,17 @@ local now, real = clock(ARGV[2]), clock(0)
 local ttl, cttl, cap = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local h = redis.call('HMGET', KEYS[1], 'lh', 'le', 'r', 'w', 'la')
 if h[1] and h[1] ~= ARGV[1] and tonumber(h[2]) > now then return {0, h[1]} end
+local expired = 0
 if h[3] then
   hold(real, ttl)
 else
+  -- Restarting a conversation that expired: it is counted here, as
+  -- CountConversations would have.
+  local gs = redis.call('ZSCORE', KEYS[5], ARGV[4])
+  if gs and tonumber(gs) <= real then
+    redis.call('ZREM', KEYS[5], ARGV[4])
+    expired = 1
+  end
   local s = redis.call('ZSCORE', KEYS[4], ARGV[3])
   if not (s and tonumber(s) > real) then
     local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ms(real), 'LIMIT', 0, 64)
@@ -74,7 +82,7 @@ local exp = ms(now + ttl)
 redis.call('HSET', KEYS[1], 'lh', ARGV[1], 'le', exp)
 if not h[3] then redis.call('PEXPIRE', KEYS[1], ms(ttl)) end
 return {1, h[3] or '0', h[4] or '', h[5] or '', redis.call('GET', KEYS[2]) or '',
-        redis.call('GET', KEYS[3]) or '', exp}
+        redis.call('GET', KEYS[3]) or '', exp, expired}
 )lua";
 
 // ARGV[5..10]: expected round, tokens, messages, worker, token hash,
@@ -210,15 +218,18 @@ absl::Status CapRefused(long long live, uint64_t cap) {
       "(--max_conversations_per_salt=", cap, "); delete one or let idle ones expire"));
 }
 
+// *expired: 1 when the acquire found (and dropped) an expired conversation.
 absl::StatusOr<ConversationRecord> ParseAcquire(absl::StatusOr<const redisReply*> reply,
-                                                std::string_view holder, uint64_t cap) {
+                                                std::string_view holder, uint64_t cap,
+                                                uint64_t* expired) {
   HC_ASSIGN_OR_RETURN(const redisReply* r, CheckReply(std::move(reply)));
   if (r->type != REDIS_REPLY_ARRAY || r->elements < 1) return Malformed();
   if (r->element[0]->integer == 0) {
     return absl::AbortedError("a turn of this conversation is already in flight");
   }
   if (r->element[0]->integer == 2) return CapRefused(r->elements > 1 ? r->element[1]->integer : 0, cap);
-  if (r->elements != 7) return Malformed();
+  if (r->elements != 8) return Malformed();
+  *expired = static_cast<uint64_t>(std::max<long long>(0, r->element[7]->integer));
   ConversationRecord rec;
   HC_RETURN_IF_ERROR(ParseEntry(r->element[1], r->element[2], r->element[3], r->element[4],
                                 r->element[5], &rec));
@@ -304,10 +315,13 @@ class RedisLedgerImpl final : public RedisLedger {
                   /*retry_on_loss=*/true,
                   [this, cap, h = std::string(holder), d = std::move(done)](
                       absl::StatusOr<const redisReply*> r) mutable {
-                    absl::StatusOr<ConversationRecord> rec = ParseAcquire(std::move(r), h, cap);
+                    uint64_t expired = 0;
+                    absl::StatusOr<ConversationRecord> rec =
+                        ParseAcquire(std::move(r), h, cap, &expired);
                     if (absl::IsResourceExhausted(rec.status())) {
                       refused_.fetch_add(1, std::memory_order_relaxed);
                     }
+                    expired_.fetch_add(expired, std::memory_order_relaxed);
                     std::move(d)(std::move(rec));
                   });
   }

@@ -29,9 +29,9 @@
 // sets' scores mirror those expiries, so counts are exact at any instant
 // although the members of expired conversations linger until trimmed: a
 // salt's by its next new conversation (64 at a time), the committed set by
-// CountConversations (1024 at a time; each trimmed member counts as one
-// expired conversation in LedgerCounters, so the sum over routers is exact
-// and lags by at most one stats poll). An idle salt's set expires with its
+// CountConversations (1024 at a time) or when the conversation starts over;
+// each trimmed member counts as one expired conversation in LedgerCounters,
+// so the sum over routers is exact and lags by at most one stats poll. An idle salt's set expires with its
 // last conversation. Conversations written by an earlier version (with the
 // old global counter) join the sets at their next turn.
 //
