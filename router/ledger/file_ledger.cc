@@ -548,38 +548,10 @@ class FileLedgerImpl final : public FileLedger {
     return !file_options_.on_compaction_step || file_options_.on_compaction_step(step);
   }
 
-  // Compaction thread: ledger.snap + ledger.log.old -> ledger.snap; reads
-  // files only. Returns the new snapshot's size.
+  // Compaction thread: ledger.snap + ledger.log.old -> ledger.snap.
   absl::StatusOr<uint64_t> CompactOldSegment() {
-    const absl::Status stopped = absl::CancelledError("compaction stopped by a test hook");
-    if (!Step(CompactionStep::kRotated)) return stopped;
-    LedgerTable table;
-    uint64_t seq = 0;
-    if (absl::StatusOr<std::string> snap = ops_.ReadFile(snap_path_); snap.ok()) {
-      HC_ASSIGN_OR_RETURN(seq, ReplaySnapshot(*snap, snap_path_, &table));
-    } else if (!absl::IsNotFound(snap.status())) {
-      return snap.status();
-    }
-    {
-      HC_ASSIGN_OR_RETURN(std::string segment, ops_.ReadFile(old_log_path_));
-      HC_ASSIGN_OR_RETURN(SegmentReplay replay,
-                          ReplaySegment(segment, old_log_path_, seq, &table));
-      seq = std::max(seq, replay.last_seq);
-    }
-    HC_ASSIGN_OR_RETURN(uint64_t size, WriteSnapshot(ops_, snap_tmp_path_, seq, table));
-    if (!Step(CompactionStep::kSnapshotWritten)) return stopped;
-    HC_RETURN_IF_ERROR(ops_.Rename(snap_tmp_path_, snap_path_));
-    // Until the rename is durable the old segment is still needed: a crash
-    // could bring the previous snapshot back.
-    HC_RETURN_IF_ERROR(ops_.SyncDir(options_.dir));
-    if (!Step(CompactionStep::kSnapshotInstalled)) return stopped;
-    HC_RETURN_IF_ERROR(ops_.Unlink(old_log_path_));
-    if (absl::Status s = ops_.SyncDir(options_.dir); !s.ok()) {
-      // Harmless: a resurrected ledger.log.old replays as already included.
-      HC_LOG(WARNING) << "ledger: " << s.ToString();
-    }
-    if (!Step(CompactionStep::kDone)) return stopped;
-    return size;
+    return CompactSegment(ops_, CompactionPaths{options_.dir, snap_path_, snap_tmp_path_, old_log_path_},
+                          [this](CompactionStep step) { return Step(step); });
   }
 
   const LedgerOptions options_;
