@@ -12,6 +12,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <regex>
+#include <string>
+#include <vector>
+
+#include "absl/time/clock.h"
 
 #include "gtest/gtest.h"
 #include "tests/unit/router/service/fake_worker.h"
@@ -26,7 +30,8 @@ struct Router {
   std::string metrics;
 };
 
-Router StartRouter(const std::string& worker, const std::string& ledger_dir) {
+Router StartRouter(const std::string& worker, const std::string& ledger_dir,
+                   std::vector<std::string> extra_args = {}) {
   int fds[2];
   EXPECT_EQ(::pipe(fds), 0);
   Router r;
@@ -37,8 +42,14 @@ Router StartRouter(const std::string& worker, const std::string& ledger_dir) {
     ::close(fds[1]);
     const std::string workers = "--workers=" + worker;
     const std::string dir = "--ledger_dir=" + ledger_dir;
-    ::execl(HC_ROUTER_BIN, HC_ROUTER_BIN, "--port=0", "--metrics_port=0", workers.c_str(), "--model=bytes",
-            dir.c_str(), "--ledger_fsync=always", "--drain_timeout=2s", static_cast<char*>(nullptr));
+    std::vector<std::string> args = {HC_ROUTER_BIN, "--port=0", "--metrics_port=0", workers,
+                                     "--model=bytes", dir, "--ledger_fsync=always",
+                                     "--drain_timeout=2s"};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(HC_ROUTER_BIN, argv.data());
     ::_exit(127);
   }
   ::close(fds[1]);
@@ -143,6 +154,34 @@ TEST(RouterBinaryTest, ServesTurnsThroughHcctlDrainsOnSigtermAndKeepsTheLedgerDi
   EXPECT_NE(out.find("round 2"), std::string::npos) << out;
   EXPECT_EQ(Hcctl("send --router " + r.address + " --conversation 'bad id' --message x", &out), 1);
   EXPECT_NE(out.find("INVALID_ARGUMENT"), std::string::npos) << out;
+  EXPECT_EQ(Stop(r), 0);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(RouterBinaryTest, PerSaltCapRefusesANewConversationAndCountsItInTheMetrics) {
+  testing::FakeWorker worker(testing::FakeWorkerOptions{});
+  worker.Serve();
+  char tmpl[] = "/tmp/hc-router-bin-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  Router r = StartRouter(worker.address(), dir,
+                         {"--max_conversations_per_salt=1", "--conversation_ttl=1h"});
+  ASSERT_FALSE(r.address.empty());
+  std::string out;
+  ASSERT_EQ(Hcctl("send --router " + r.address + " --conversation c1 --salt s --message hi", &out), 0) << out;
+  EXPECT_EQ(Hcctl("send --router " + r.address + " --conversation c2 --salt s --message hi", &out), 1);
+  EXPECT_NE(out.find("RESOURCE_EXHAUSTED"), std::string::npos) << out;
+  EXPECT_NE(out.find("max_conversations_per_salt"), std::string::npos) << out;
+  ASSERT_EQ(Hcctl("send --router " + r.address + " --conversation c2 --salt t --message hi", &out), 0) << out;
+  ASSERT_EQ(Hcctl("send --router " + r.address + " --conversation c1 --salt s --message again", &out), 0) << out;
+  // The stats loop polls the ledger every 2 s: wait for the next poll.
+  std::string metrics;
+  for (absl::Time deadline = absl::Now() + absl::Seconds(30); absl::Now() < deadline;) {
+    metrics = FetchMetrics(r.metrics);
+    if (metrics.find("hc_router_conversations_refused_total 1") != std::string::npos) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_NE(metrics.find("hc_router_conversations_refused_total 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("hc_router_conversations_expired_total 0"), std::string::npos) << metrics;
   EXPECT_EQ(Stop(r), 0);
   std::filesystem::remove_all(dir);
 }
