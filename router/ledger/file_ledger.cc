@@ -32,7 +32,8 @@ class FileLedgerImpl final : public FileLedger {
         log_path_(absl::StrCat(o.dir, "/", kLogFile)),
         old_log_path_(absl::StrCat(o.dir, "/", kOldLogFile)),
         snap_path_(absl::StrCat(o.dir, "/", kSnapshotFile)),
-        snap_tmp_path_(absl::StrCat(o.dir, "/", kSnapshotTmpFile)) {}
+        snap_tmp_path_(absl::StrCat(o.dir, "/", kSnapshotTmpFile)),
+        table_(TableLimits{o.conversation_ttl, o.max_conversations_per_salt}) {}
 
   ~FileLedgerImpl() override {
     {
@@ -121,7 +122,16 @@ class FileLedgerImpl final : public FileLedger {
         });
         return;
       }
-      result = table_.AcquireLease(k, holder, clock_(), ttl);
+      const absl::Time now = clock_();
+      if (table_.Expired(k, now) && WritableLocked().ok()) {
+        // Forget it durably first (a delete record), then lease it afresh.
+        EnqueueExpiryLocked(k);
+        busy_[k].push_back([this, key, h = std::string(holder), ttl, d = std::move(done)]() mutable {
+          AcquireLease(key, h, ttl, std::move(d));
+        });
+        return;
+      }
+      result = table_.AcquireLease(k, holder, now, ttl);
     }
     std::move(done)(std::move(result));
   }
@@ -163,7 +173,7 @@ class FileLedgerImpl final : public FileLedger {
     absl::StatusOr<ConversationRecord> result;
     {
       absl::MutexLock lock(&mu_);
-      result = table_.Get(k);
+      result = table_.Get(k, clock_());
     }
     std::move(done)(std::move(result));
   }
@@ -237,6 +247,11 @@ class FileLedgerImpl final : public FileLedger {
     return stats_;
   }
 
+  LedgerCounters counters() const override {
+    absl::MutexLock lock(&mu_);
+    return table_.counters();
+  }
+
  private:
   using Deferred = absl::AnyInvocable<void() &&>;
 
@@ -244,6 +259,7 @@ class FileLedgerImpl final : public FileLedger {
   struct Pending {
     std::string key;  // table key
     bool is_delete = false;
+    bool expiry = false;   // a delete for idleness (counted), with no caller
     CommitRequest commit;  // commits only
     absl::Time time;       // commits only: the commit's last activity
     std::string frame;     // the framed log record
@@ -264,6 +280,31 @@ class FileLedgerImpl final : public FileLedger {
     return !queue_.empty() || stopping_;
   }
 
+  // Logs the expiry of `key` (a delete record: replay never brings it back,
+  // whatever the TTL is then); the table forgets it once that is written.
+  void EnqueueExpiryLocked(const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Pending p;
+    p.key = key;
+    p.is_delete = true;
+    p.expiry = true;
+    p.frame = DeleteRecord(++seq_, key);
+    Enqueue(std::move(p));
+  }
+
+  // Writer thread, with a TTL: one bounded sweep. Keys with a record queued
+  // are left to the next pass.
+  void SweepLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    next_sweep_ = absl::Now() + options_.expiry_sweep_interval;
+    LedgerTable::SweepResult r = table_.Sweep(clock_(), kExpirySweepBatch);
+    for (const std::string& k : r.stale) {
+      if (!busy_.contains(k)) table_.Erase(k);  // a lease-only entry: nothing logged
+    }
+    if (!WritableLocked().ok()) return;
+    for (const std::string& k : r.expired) {
+      if (!busy_.contains(k)) EnqueueExpiryLocked(k);
+    }
+  }
+
   // The writer thread: batches, writes, syncs, applies, answers. With
   // fsync=interval it also syncs on a timer (fsync_interval after the last
   // sync, only when something is unsynced), so the loss window is bounded
@@ -273,13 +314,13 @@ class FileLedgerImpl final : public FileLedger {
       std::vector<Pending> batch;
       {
         absl::MutexLock lock(&mu_);
-        const bool timed = options_.fsync == FsyncPolicy::kInterval && unsynced_;
-        if (timed) {
-          mu_.AwaitWithDeadline(absl::Condition(this, &FileLedgerImpl::WriterHasWork),
-                                last_sync_ + options_.fsync_interval);
-        } else {
-          mu_.Await(absl::Condition(this, &FileLedgerImpl::WriterHasWork));
+        absl::Time deadline = absl::InfiniteFuture();
+        if (options_.fsync == FsyncPolicy::kInterval && unsynced_) {
+          deadline = last_sync_ + options_.fsync_interval;
         }
+        if (sweeping_) deadline = std::min(deadline, next_sweep_);
+        mu_.AwaitWithDeadline(absl::Condition(this, &FileLedgerImpl::WriterHasWork), deadline);
+        if (sweeping_ && !stopping_ && absl::Now() >= next_sweep_) SweepLocked();
         if (queue_.empty() && !stopping_) {
           mu_.Unlock();
           IntervalSync();
@@ -343,7 +384,9 @@ class FileLedgerImpl final : public FileLedger {
       for (Pending& p : batch) {
         if (s.ok()) {
           ++stats_.records;
-          if (p.is_delete) {
+          if (p.expiry) {
+            table_.Expire(p.key);
+          } else if (p.is_delete) {
             table_.Erase(p.key);
           } else {
             HC_CHECK_OK(table_.Commit(p.key, "", p.commit, p.time));
@@ -354,7 +397,9 @@ class FileLedgerImpl final : public FileLedger {
         busy_.erase(it);
       }
     }
-    for (Pending& p : batch) std::move(p.done)(s);
+    for (Pending& p : batch) {
+      if (p.done) std::move(p.done)(s);
+    }
     for (Deferred& d : deferred) std::move(d)();
   }
 
@@ -503,38 +548,10 @@ class FileLedgerImpl final : public FileLedger {
     return !file_options_.on_compaction_step || file_options_.on_compaction_step(step);
   }
 
-  // Compaction thread: ledger.snap + ledger.log.old -> ledger.snap; reads
-  // files only. Returns the new snapshot's size.
+  // Compaction thread: ledger.snap + ledger.log.old -> ledger.snap.
   absl::StatusOr<uint64_t> CompactOldSegment() {
-    const absl::Status stopped = absl::CancelledError("compaction stopped by a test hook");
-    if (!Step(CompactionStep::kRotated)) return stopped;
-    LedgerTable table;
-    uint64_t seq = 0;
-    if (absl::StatusOr<std::string> snap = ops_.ReadFile(snap_path_); snap.ok()) {
-      HC_ASSIGN_OR_RETURN(seq, ReplaySnapshot(*snap, snap_path_, &table));
-    } else if (!absl::IsNotFound(snap.status())) {
-      return snap.status();
-    }
-    {
-      HC_ASSIGN_OR_RETURN(std::string segment, ops_.ReadFile(old_log_path_));
-      HC_ASSIGN_OR_RETURN(SegmentReplay replay,
-                          ReplaySegment(segment, old_log_path_, seq, &table));
-      seq = std::max(seq, replay.last_seq);
-    }
-    HC_ASSIGN_OR_RETURN(uint64_t size, WriteSnapshot(ops_, snap_tmp_path_, seq, table));
-    if (!Step(CompactionStep::kSnapshotWritten)) return stopped;
-    HC_RETURN_IF_ERROR(ops_.Rename(snap_tmp_path_, snap_path_));
-    // Until the rename is durable the old segment is still needed: a crash
-    // could bring the previous snapshot back.
-    HC_RETURN_IF_ERROR(ops_.SyncDir(options_.dir));
-    if (!Step(CompactionStep::kSnapshotInstalled)) return stopped;
-    HC_RETURN_IF_ERROR(ops_.Unlink(old_log_path_));
-    if (absl::Status s = ops_.SyncDir(options_.dir); !s.ok()) {
-      // Harmless: a resurrected ledger.log.old replays as already included.
-      HC_LOG(WARNING) << "ledger: " << s.ToString();
-    }
-    if (!Step(CompactionStep::kDone)) return stopped;
-    return size;
+    return CompactSegment(ops_, CompactionPaths{options_.dir, snap_path_, snap_tmp_path_, old_log_path_},
+                          [this](CompactionStep step) { return Step(step); });
   }
 
   const LedgerOptions options_;
@@ -555,6 +572,9 @@ class FileLedgerImpl final : public FileLedger {
   absl::flat_hash_map<std::string, std::vector<Deferred>> busy_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status poisoned_ ABSL_GUARDED_BY(mu_);  // not OK: the log is read-only
+  // Expiry sweeps (with a conversation_ttl), run by the writer thread.
+  const bool sweeping_ = options_.conversation_ttl > absl::ZeroDuration();
+  absl::Time next_sweep_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   FileLedgerStats stats_ ABSL_GUARDED_BY(mu_);
   // Compaction state, shared by the writer and the compaction thread.
   bool compacting_ ABSL_GUARDED_BY(mu_) = false;

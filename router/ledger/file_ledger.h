@@ -15,6 +15,17 @@
 // a lease cannot be taken over under a pending commit, and a pending delete
 // holds the entry as "deleting".
 //
+// Expiry (conversation_ttl) is logged: the writer thread sweeps
+// kExpirySweepBatch entries every expiry_sweep_interval and queues a delete
+// record for each expired conversation, and AcquireLease of an expired one
+// queues that record and waits for it before leasing afresh; the table forgets
+// the conversation once its record is written (Get and Delete already see it
+// as absent). So replay is exact whatever the TTL is at the next start (a
+// shorter or no TTL never resurrects it, a restarted conversation replays as
+// the new one); conversations that went idle while the router was down are
+// expired by the sweep after replay. Lease-only entries whose lease ended
+// are dropped by the sweep without a record (leases are not logged).
+//
 // Replay (at open): only a torn tail, an incomplete last frame left by a
 // crash mid-write, is dropped (and truncated away). A bad frame followed by
 // good ones, or a record that does not apply, is corruption: open fails with

@@ -12,6 +12,21 @@
 // another holder and not yet expired refuses the turn with ABORTED; an expired
 // lease (e.g. of a crashed router) is taken over.
 //
+// Expiry (LedgerOptions::conversation_ttl): a conversation with no commit for
+// the TTL and no turn in flight (no lease, or only an expired one) is
+// forgotten in every backend, exactly as if deleted: Get answers NOT_FOUND and
+// the next turn starts at round 0. A turn's lease keeps its conversation alive
+// until the lease ends. Memory and file expire lazily (on the next turn) and
+// by a bounded background sweep; Redis expires the keys itself (PEXPIRE).
+//
+// Cap (LedgerOptions::max_conversations_per_salt): AcquireLease of a
+// conversation that does not exist yet (no committed round, no live lease), in
+// a salt that already has the cap's number of conversations (committed ones
+// plus first turns in flight), answers RESOURCE_EXHAUSTED and changes
+// nothing; existing conversations are never refused. A delete frees a slot at
+// once; an expiry does in Redis, and in memory/file once the sweep (or the
+// conversation's next turn) erased the entry, i.e. within one sweep pass.
+//
 // Thread-safety: every implementation is safe for concurrent use, and the
 // Redis one also across router processes sharing one Redis.
 #ifndef HC_ROUTER_LEDGER_LEDGER_H_
@@ -87,6 +102,15 @@ struct CommitRequest {
   WorkerState worker;
 };
 
+// Monotonic counts since the ledger was opened, for the router's metrics.
+struct LedgerCounters {
+  // Conversations forgotten for being idle past conversation_ttl (Redis:
+  // counted by the router whose CountConversations first sees the expiry).
+  uint64_t conversations_expired = 0;
+  // AcquireLease calls refused by max_conversations_per_salt.
+  uint64_t conversations_refused = 0;
+};
+
 // The ledger's operations are asynchronous: each call returns at once and runs
 // its `done` exactly once, either inline before returning (a backend without
 // I/O on that path, or an argument error) or later on a thread of the ledger's
@@ -139,8 +163,12 @@ class ConversationLedger {
   // an unexpired lease.
   virtual void Delete(const LedgerKey& key, StatusCallback done) = 0;
 
-  // Conversations with at least one committed round.
+  // Conversations with at least one committed round (not expired).
   virtual void CountConversations(CountCallback done) = 0;
+
+  // Thread-safe, non-blocking. A ledger that neither expires nor caps (e.g.
+  // a test's wrapper) reports zeros.
+  virtual LedgerCounters counters() const { return {}; }
 
   // Blocking forms (see above).
   absl::StatusOr<ConversationRecord> AcquireLease(const LedgerKey& key, std::string_view holder,
@@ -174,8 +202,21 @@ struct LedgerOptions {
   absl::Duration redis_timeout = absl::Seconds(2);
   // Redis: connections in the pool (each serialises its own calls).
   int redis_connections = 4;
-  Clock clock;  // default absl::Now
+  // Idle expiry of conversations (see above); zero: never.
+  absl::Duration conversation_ttl = absl::ZeroDuration();
+  // Conversations one cache_salt may have (see above); 0: unlimited.
+  uint64_t max_conversations_per_salt = 0;
+  // Memory and file: how often the expiry sweep runs; each run examines at
+  // most kExpirySweepBatch entries (under the table lock, so a sweep never
+  // stalls turns for long; a full pass over N entries takes
+  // N / kExpirySweepBatch runs).
+  absl::Duration expiry_sweep_interval = absl::Seconds(1);
+  // Lease expiry and last activity in the memory and file backends (default
+  // absl::Now). Redis uses its server's clock instead (redis_ledger.h).
+  Clock clock;
 };
+
+inline constexpr int kExpirySweepBatch = 1024;
 
 // Opens the backend the options name. The file backend replays its snapshot
 // and log first (a torn last record is dropped). INVALID_ARGUMENT for an

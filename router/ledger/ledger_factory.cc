@@ -18,7 +18,7 @@ absl::StatusOr<std::unique_ptr<ConversationLedger>> OpenLedger(const LedgerOptio
     if (!ledger.ok()) return ledger.status();
     return std::unique_ptr<ConversationLedger>(std::move(ledger).value());
   }
-  if (options.backend == "memory" || options.backend.empty()) return NewMemoryLedger(options.clock);
+  if (options.backend == "memory" || options.backend.empty()) return NewMemoryLedger(options);
   return absl::InvalidArgumentError(
       absl::StrCat("unknown ledger backend '", options.backend, "' (memory, file, redis://host:port)"));
 }

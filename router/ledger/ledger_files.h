@@ -19,10 +19,12 @@
 #define HC_ROUTER_LEDGER_LEDGER_FILES_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "router/ledger/file_ledger.h"
 #include "router/ledger/file_ops.h"
 #include "router/ledger/ledger.h"
 #include "router/ledger/ledger_table.h"
@@ -63,6 +65,19 @@ absl::StatusOr<uint64_t> ReplaySnapshot(std::string_view data, const std::string
 // (truncating it) and fsyncs it; streams in 1 MiB pieces. Returns its size.
 absl::StatusOr<uint64_t> WriteSnapshot(FileOps& ops, const std::string& path, uint64_t seq,
                                        const LedgerTable& table);
+
+struct CompactionPaths {
+  std::string dir, snapshot, snapshot_tmp, old_log;
+};
+
+// One background compaction (file_ledger.h): the snapshot plus the old log
+// segment become the new snapshot (written to snapshot_tmp, fsynced, renamed,
+// the directory fsynced), then the old segment is deleted. Reads files only,
+// never the live table. `step` is called after each step; false stops there
+// (CANCELLED), leaving the files as a crash at that step would. Returns the
+// new snapshot's size.
+absl::StatusOr<uint64_t> CompactSegment(FileOps& ops, const CompactionPaths& paths,
+                                        const std::function<bool(CompactionStep)>& step);
 
 }  // namespace hc::router
 

@@ -53,12 +53,75 @@ namespace {
 ConversationRecord ToRecord(const LedgerTable::Entry& e) {
   return ConversationRecord{e.round, e.tokens, e.messages, e.worker, e.lease, e.last_activity};
 }
+// absl::string_view: the per-salt map's heterogeneous lookup type.
+absl::string_view SaltOf(const std::string& table_key) {
+  uint32_t n = 0;
+  std::memcpy(&n, table_key.data(), 4);
+  return absl::string_view(table_key).substr(4, n);
+}
 }  // namespace
+
+LedgerTable::Entry& LedgerTable::Insert(const std::string& key) {
+  auto [it, inserted] = entries_.try_emplace(key);
+  if (inserted) ++per_salt_[SaltOf(key)];
+  return it->second;
+}
+
+void LedgerTable::Remove(absl::flat_hash_map<std::string, Entry>::iterator it) {
+  if (it->second.round > 0) --committed_;
+  auto salt = per_salt_.find(SaltOf(it->first));
+  if (--salt->second == 0) per_salt_.erase(salt);
+  entries_.erase(it);
+}
+
+bool LedgerTable::ExpiredEntry(const Entry& e, absl::Time now) const {
+  return limits_.conversation_ttl > absl::ZeroDuration() && e.round > 0 &&
+         (e.lease.holder.empty() || e.lease.expiry <= now) &&
+         e.last_activity + limits_.conversation_ttl <= now;
+}
+
+bool LedgerTable::Expired(const std::string& key, absl::Time now) const {
+  auto it = entries_.find(key);
+  return it != entries_.end() && ExpiredEntry(it->second, now);
+}
+
+void LedgerTable::Expire(const std::string& key) {
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return;
+  ++expired_;
+  Remove(it);
+}
+
+LedgerTable::SweepResult LedgerTable::Sweep(absl::Time now, int max_entries) {
+  SweepResult out;
+  auto it = sweep_cursor_.empty() ? entries_.end() : entries_.find(sweep_cursor_);
+  if (it == entries_.end()) it = entries_.begin();
+  for (int n = 0; n < max_entries && it != entries_.end(); ++n, ++it) {
+    const Entry& e = it->second;
+    if (ExpiredEntry(e, now)) {
+      out.expired.push_back(it->first);
+    } else if (e.round == 0 && e.lease.expiry <= now) {
+      out.stale.push_back(it->first);
+    }
+  }
+  sweep_cursor_ = it == entries_.end() ? std::string() : it->first;
+  return out;
+}
 
 absl::StatusOr<ConversationRecord> LedgerTable::AcquireLease(const std::string& key,
                                                              std::string_view holder,
                                                              absl::Time now, absl::Duration ttl) {
-  Entry& e = entries_[key];
+  if (limits_.max_conversations_per_salt > 0 && !entries_.contains(key)) {
+    auto salt = per_salt_.find(SaltOf(key));
+    if (salt != per_salt_.end() && salt->second >= limits_.max_conversations_per_salt) {
+      ++refused_;
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "this cache_salt already has ", salt->second,
+          " conversations, the most one salt may have (--max_conversations_per_salt=",
+          limits_.max_conversations_per_salt, "); delete one or let idle ones expire"));
+    }
+  }
+  Entry& e = Insert(key);
   if (!e.lease.holder.empty() && e.lease.holder != holder && e.lease.expiry > now) {
     return absl::AbortedError("a turn of this conversation is already in flight");
   }
@@ -94,7 +157,7 @@ absl::Status LedgerTable::CheckCommit(const std::string& key, std::string_view h
 absl::Status LedgerTable::Commit(const std::string& key, std::string_view holder,
                                  const CommitRequest& commit, absl::Time now) {
   if (absl::Status s = CheckCommit(key, holder, commit); !s.ok()) return s;
-  Entry& e = entries_[key];
+  Entry& e = Insert(key);
   if (e.round == 0) ++committed_;
   e.round = commit.expected_round + 1;
   // Exact capacity: ledgers hold many conversations, doubling would waste up
@@ -114,15 +177,16 @@ void LedgerTable::ReleaseLease(const std::string& key, std::string_view holder) 
   auto it = entries_.find(key);
   if (it == entries_.end() || it->second.lease.holder != holder) return;
   if (it->second.round == 0) {
-    entries_.erase(it);
+    Remove(it);
   } else {
     it->second.lease = Lease{};
   }
 }
 
-absl::StatusOr<ConversationRecord> LedgerTable::Get(const std::string& key) const {
+absl::StatusOr<ConversationRecord> LedgerTable::Get(const std::string& key,
+                                                    absl::Time now) const {
   auto it = entries_.find(key);
-  if (it == entries_.end() || it->second.round == 0) {
+  if (it == entries_.end() || it->second.round == 0 || ExpiredEntry(it->second, now)) {
     return absl::NotFoundError("unknown conversation");
   }
   return ToRecord(it->second);
@@ -130,7 +194,7 @@ absl::StatusOr<ConversationRecord> LedgerTable::Get(const std::string& key) cons
 
 absl::Status LedgerTable::CheckDelete(const std::string& key, absl::Time now) const {
   auto it = entries_.find(key);
-  if (it == entries_.end() || it->second.round == 0) {
+  if (it == entries_.end() || it->second.round == 0 || ExpiredEntry(it->second, now)) {
     return absl::NotFoundError("unknown conversation");
   }
   if (!it->second.lease.holder.empty() && it->second.lease.expiry > now) {
@@ -141,16 +205,14 @@ absl::Status LedgerTable::CheckDelete(const std::string& key, absl::Time now) co
 
 void LedgerTable::Erase(const std::string& key) {
   auto it = entries_.find(key);
-  if (it == entries_.end()) return;
-  if (it->second.round > 0) --committed_;
-  entries_.erase(it);
+  if (it != entries_.end()) Remove(it);
 }
 
 void LedgerTable::Put(const std::string& key, Entry entry) {
-  auto it = entries_.find(key);
-  if (it != entries_.end() && it->second.round > 0) --committed_;
+  Entry& e = Insert(key);
+  if (e.round > 0) --committed_;
   if (entry.round > 0) ++committed_;
-  entries_[key] = std::move(entry);
+  e = std::move(entry);
 }
 
 }  // namespace hc::router

@@ -7,6 +7,7 @@
 #define HC_ROUTER_LEDGER_LEDGER_TABLE_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "router/ledger/ledger.h"
@@ -18,8 +19,16 @@ namespace hc::router {
 std::string EncodeTableKey(const LedgerKey& key);
 LedgerKey DecodeTableKey(std::string_view encoded);
 
+struct TableLimits {
+  absl::Duration conversation_ttl = absl::ZeroDuration();  // zero: never expire
+  uint64_t max_conversations_per_salt = 0;                 // 0: unlimited
+};
+
 class LedgerTable {
  public:
+  LedgerTable() = default;
+  explicit LedgerTable(TableLimits limits) : limits_(limits) {}
+
   struct Entry {
     uint64_t round = 0;
     std::vector<uint32_t> tokens;
@@ -29,6 +38,9 @@ class LedgerTable {
     absl::Time last_activity = absl::InfinitePast();
   };
 
+  // Takes the lease (ledger.h). RESOURCE_EXHAUSTED when the key does not
+  // exist and its salt has max_conversations_per_salt entries (committed or
+  // leased). An expired entry (Expired) must be expired by the caller first.
   absl::StatusOr<ConversationRecord> AcquireLease(const std::string& key, std::string_view holder,
                                                   absl::Time now, absl::Duration ttl);
   // ABORTED unless `holder` holds the lease; then its expiry becomes now + ttl.
@@ -41,18 +53,47 @@ class LedgerTable {
   absl::Status Commit(const std::string& key, std::string_view holder, const CommitRequest& commit,
                       absl::Time now);
   void ReleaseLease(const std::string& key, std::string_view holder);
-  absl::StatusOr<ConversationRecord> Get(const std::string& key) const;
+  // NOT_FOUND also for an expired entry (not yet erased).
+  absl::StatusOr<ConversationRecord> Get(const std::string& key, absl::Time now) const;
   absl::Status CheckDelete(const std::string& key, absl::Time now) const;
   void Erase(const std::string& key);
   uint64_t committed() const { return committed_; }
+
+  // Whether `key` is a committed conversation idle past conversation_ttl at
+  // `now` with no live lease (always false without a TTL).
+  bool Expired(const std::string& key, absl::Time now) const;
+  // Erase, counted as an expiry.
+  void Expire(const std::string& key);
+
+  struct SweepResult {
+    std::vector<std::string> expired;  // for the caller to Expire (file: after logging it)
+    std::vector<std::string> stale;    // lease-only entries whose lease ended: Erase
+  };
+  // Examines up to `max_entries` entries, resuming where the previous sweep
+  // stopped (a full pass over N entries takes N / max_entries sweeps; entries
+  // inserted meanwhile, or a rehash, can delay one to the next pass).
+  SweepResult Sweep(absl::Time now, int max_entries);
+
+  LedgerCounters counters() const { return LedgerCounters{expired_, refused_}; }
 
   // Replaces or inserts a committed entry (snapshot replay).
   void Put(const std::string& key, Entry entry);
   const absl::flat_hash_map<std::string, Entry>& entries() const { return entries_; }
 
  private:
+  bool ExpiredEntry(const Entry& e, absl::Time now) const;
+  Entry& Insert(const std::string& key);  // entries_[key], counting a new key in its salt
+  void Remove(absl::flat_hash_map<std::string, Entry>::iterator it);
+
+  TableLimits limits_;
   absl::flat_hash_map<std::string, Entry> entries_;
   uint64_t committed_ = 0;  // entries with round > 0
+  // Entries (committed or leased) per salt, for the cap; salts with none are
+  // removed.
+  absl::flat_hash_map<std::string, uint64_t> per_salt_;
+  std::string sweep_cursor_;  // the key the next sweep starts at ("" : the beginning)
+  uint64_t expired_ = 0;
+  uint64_t refused_ = 0;
 };
 
 }  // namespace hc::router

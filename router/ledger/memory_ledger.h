@@ -10,6 +10,8 @@
 namespace hc::router {
 
 std::unique_ptr<ConversationLedger> NewMemoryLedger(Clock clock = nullptr);
+// With the options' clock, conversation_ttl and per-salt cap.
+std::unique_ptr<ConversationLedger> NewMemoryLedger(const LedgerOptions& options);
 
 }  // namespace hc::router
 

@@ -336,16 +336,19 @@ class RedisClientImpl final : public RedisClient {
     if (reply == nullptr) {
       // The context is being freed: the connection was lost or dropped.
       if (c->ac == ac) Lost(c, absl::UnavailableError("connection to redis lost"));
-      if (op->finished) return;
-      if (op->retry_on_loss && op->losses++ == 0 && !stopping_seen_) {
-        retries_.push_back(op);
-      } else {
-        Finish(op, absl::UnavailableError(absl::StrCat(
-                       "connection to redis ", Address(), " lost before the reply")));
-      }
+      LoseOp(op);
       return;
     }
     if (op->finished) return;  // answered already (timed out)
+    if (op->script >= 0 && options_.lose_reply && reply->type != REDIS_REPLY_ERROR &&
+        options_.lose_reply(op->script)) {
+      // As if the link broke right after Redis ran the command: the reply
+      // never arrives, the connection is lost (hiredis frees the context
+      // once this callback returns, failing the rest of its pipeline).
+      LoseOp(op);
+      Drop(c, absl::UnavailableError("connection to redis lost (test: reply dropped)"));
+      return;
+    }
     if (reply->type == REDIS_REPLY_ERROR && op->script >= 0 && !op->noscript_resent &&
         absl::StartsWith(ReplyText(reply), "NOSCRIPT")) {
       op->noscript_resent = true;
@@ -353,6 +356,18 @@ class RedisClientImpl final : public RedisClient {
       return;
     }
     Finish(op, static_cast<const redisReply*>(reply));
+  }
+
+  // `op`'s connection was lost before its reply: resent once when it may be,
+  // else failed.
+  void LoseOp(const OpPtr& op) {
+    if (op->finished) return;
+    if (op->retry_on_loss && op->losses++ == 0 && !stopping_seen_) {
+      retries_.push_back(op);
+    } else {
+      Finish(op, absl::UnavailableError(
+                     absl::StrCat("connection to redis ", Address(), " lost before the reply")));
+    }
   }
 
   // ---- connections ----

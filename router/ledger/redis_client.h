@@ -38,6 +38,7 @@
 #include <hiredis.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -66,6 +67,11 @@ struct RedisClientOptions {
   int connections = 1;
   absl::Duration timeout = absl::Seconds(2);  // per command, and per connection attempt
   std::vector<std::string> scripts;            // Lua sources, loaded on every connection
+  // Tests only: called with the script index of each EVALSHA reply; true
+  // makes the client treat that reply as lost (Redis ran the command, then
+  // the connection broke before the reply arrived): the connection is
+  // dropped, and the command is resent once when it is retry_on_loss.
+  std::function<bool(int script)> lose_reply;
 };
 
 class RedisClient {

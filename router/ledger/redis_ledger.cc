@@ -3,13 +3,16 @@
 #include <hiredis.h>
 
 #include <algorithm>
-#include <iterator>
+#include <atomic>
+#include <span>
+#include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
+#include "common/token_hash.h"
 #include "common/status_macros.h"
 #include "router/ledger/record_codec.h"
 #include "router/ledger/redis_client.h"
@@ -17,52 +20,129 @@
 namespace hc::router {
 namespace {
 
-// KEYS: m t g. ARGV: holder now_ms ttl_ms.
-constexpr const char* kAcquireScript = R"lua(
-local h = redis.call('HMGET', KEYS[1], 'lh', 'le', 'r', 'w', 'la')
-if h[1] and h[1] ~= ARGV[1] and tonumber(h[2]) > tonumber(ARGV[2]) then
-  return {0, h[1]}
+// Every script runs with KEYS m t g z c (the conversation's three keys, its
+// salt's set and the committed set; see redis_ledger.h) and ARGV holder,
+// clock offset (ms, 0 outside tests), id (its member of z), global member
+// (its member of c), then its own arguments. Time is Redis's own (TIME), so
+// routers with skewed clocks agree on lease expiry; expiries and scores use
+// TIME without the offset, as PEXPIRE does.
+constexpr const char* kPrelude = R"lua(
+local function clock(offset)
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(offset)
 end
-local exp = string.format('%d', tonumber(ARGV[2]) + tonumber(ARGV[3]))
-redis.call('HSET', KEYS[1], 'lh', ARGV[1], 'le', exp)
-return {1, h[3] or '0', h[4] or '', h[5] or '', redis.call('GET', KEYS[2]) or '',
-        redis.call('GET', KEYS[3]) or '', exp}
+local function ms(x) return string.format('%d', x) end
+local NEVER = 4000000000000000
+-- Keeps a salt's set alive at least ttl ms more (0: never expires).
+local function keep(key, ttl)
+  if ttl == 0 then redis.call('PERSIST', key) return end
+  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ms(ttl)) end
+end
+-- A committed conversation under a turn: expires no earlier than the lease.
+local function hold(real, ttl)
+  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ms(ttl), 'GT') end
+  redis.call('ZADD', KEYS[4], 'GT', ms(real + ttl), ARGV[3])
+  redis.call('ZADD', KEYS[5], 'GT', ms(real + ttl), ARGV[4])
+end
 )lua";
 
-// KEYS: m t g count. ARGV: holder expected_round tokens messages worker now_ms.
+// ARGV[5..7]: lease ttl ms, conversation ttl ms (0: none), cap (0: none).
+// A lease-only hash (no committed round) expires with its lease, so a router
+// killed during a first turn leaves nothing behind; its salt slot is reserved
+// in z until then.
+constexpr const char* kAcquireScript = R"lua(
+local now, real = clock(ARGV[2]), clock(0)
+local ttl, cttl, cap = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local h = redis.call('HMGET', KEYS[1], 'lh', 'le', 'r', 'w', 'la')
+if h[1] and h[1] ~= ARGV[1] and tonumber(h[2]) > now then return {0, h[1]} end
+local expired = 0
+if h[3] then
+  hold(real, ttl)
+else
+  -- Restarting a conversation that expired: it is counted here, as
+  -- CountConversations would have.
+  local gs = redis.call('ZSCORE', KEYS[5], ARGV[4])
+  if gs and tonumber(gs) <= real then
+    redis.call('ZREM', KEYS[5], ARGV[4])
+    expired = 1
+  end
+  local s = redis.call('ZSCORE', KEYS[4], ARGV[3])
+  if not (s and tonumber(s) > real) then
+    local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ms(real), 'LIMIT', 0, 64)
+    if #old > 0 then redis.call('ZREM', KEYS[4], unpack(old)) end
+    if cap > 0 then
+      local live = redis.call('ZCOUNT', KEYS[4], '(' .. ms(real), '+inf')
+      if live >= cap then return {2, live} end
+    end
+  end
+  redis.call('ZADD', KEYS[4], ms(real + ttl), ARGV[3])
+  keep(KEYS[4], cttl > 0 and math.max(cttl, ttl) or 0)
+end
+local exp = ms(now + ttl)
+redis.call('HSET', KEYS[1], 'lh', ARGV[1], 'le', exp)
+if not h[3] then redis.call('PEXPIRE', KEYS[1], ms(ttl)) end
+return {1, h[3] or '0', h[4] or '', h[5] or '', redis.call('GET', KEYS[2]) or '',
+        redis.call('GET', KEYS[3]) or '', exp, expired}
+)lua";
+
+// ARGV[5..10]: expected round, tokens, messages, worker, token hash,
+// conversation ttl ms. Idempotent: the last commit's holder (lc) and token
+// hash (lx) are kept, so a resend of a commit that was applied (its reply
+// lost) answers 3 (OK) without applying it again.
 constexpr const char* kCommitScript = R"lua(
-local h = redis.call('HMGET', KEYS[1], 'lh', 'r')
-if h[1] ~= ARGV[1] then return {1, ''} end
+local now, real, cttl = clock(ARGV[2]), clock(0), tonumber(ARGV[10])
+local h = redis.call('HMGET', KEYS[1], 'lh', 'r', 'lc', 'lx')
 local r = h[2] or '0'
-if r ~= ARGV[2] then return {2, r} end
-redis.call('APPEND', KEYS[2], ARGV[3])
-redis.call('APPEND', KEYS[3], ARGV[4])
-redis.call('HSET', KEYS[1], 'r', string.format('%d', tonumber(r) + 1), 'w', ARGV[5], 'la', ARGV[6])
+if h[3] == ARGV[1] and h[4] == ARGV[9] and tonumber(r) == tonumber(ARGV[5]) + 1 then
+  return {3, r}
+end
+if h[1] ~= ARGV[1] then return {1, ''} end
+if r ~= ARGV[5] then return {2, r} end
+redis.call('APPEND', KEYS[2], ARGV[6])
+redis.call('APPEND', KEYS[3], ARGV[7])
+redis.call('HSET', KEYS[1], 'r', ms(tonumber(r) + 1), 'w', ARGV[8], 'la', ms(now),
+           'lc', ARGV[1], 'lx', ARGV[9])
 redis.call('HDEL', KEYS[1], 'lh', 'le')
-if r == '0' then redis.call('INCR', KEYS[4]) end
+local score = NEVER
+if cttl > 0 then
+  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ms(cttl)) end
+  score = real + cttl
+else
+  for i = 1, 3 do redis.call('PERSIST', KEYS[i]) end
+end
+redis.call('ZADD', KEYS[4], ms(score), ARGV[3])
+keep(KEYS[4], cttl)
+redis.call('ZADD', KEYS[5], ms(score), ARGV[4])
 return {0, ''}
 )lua";
 
-// KEYS: m. ARGV: holder now_ms ttl_ms.
+// ARGV[5]: lease ttl ms.
 constexpr const char* kRenewScript = R"lua(
-if redis.call('HGET', KEYS[1], 'lh') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'le', string.format('%d', tonumber(ARGV[2]) + tonumber(ARGV[3])))
+local now, real, ttl = clock(ARGV[2]), clock(0), tonumber(ARGV[5])
+local h = redis.call('HMGET', KEYS[1], 'lh', 'r')
+if h[1] ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'le', ms(now + ttl))
+if h[2] then
+  hold(real, ttl)
+else
+  redis.call('PEXPIRE', KEYS[1], ms(ttl))
+  redis.call('ZADD', KEYS[4], ms(real + ttl), ARGV[3])
+end
 return 1
 )lua";
 
-// KEYS: m t g. ARGV: holder.
 constexpr const char* kReleaseScript = R"lua(
 local h = redis.call('HMGET', KEYS[1], 'lh', 'r')
 if h[1] ~= ARGV[1] then return 0 end
 if not h[2] then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+  redis.call('ZREM', KEYS[4], ARGV[3])
 else
   redis.call('HDEL', KEYS[1], 'lh', 'le')
 end
 return 1
 )lua";
 
-// KEYS: m t g.
 constexpr const char* kGetScript = R"lua(
 local h = redis.call('HMGET', KEYS[1], 'r', 'w', 'la', 'lh', 'le')
 if not h[1] then return {0} end
@@ -70,19 +150,30 @@ return {1, h[1], h[2] or '', h[3] or '', redis.call('GET', KEYS[2]) or '',
         redis.call('GET', KEYS[3]) or '', h[4] or '', h[5] or '0'}
 )lua";
 
-// KEYS: m t g count. ARGV: now_ms.
 constexpr const char* kDeleteScript = R"lua(
 local h = redis.call('HMGET', KEYS[1], 'r', 'lh', 'le')
 if not h[1] then return 1 end
-if h[2] and tonumber(h[3]) > tonumber(ARGV[1]) then return 2 end
+if h[2] and tonumber(h[3]) > clock(ARGV[2]) then return 2 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-redis.call('DECR', KEYS[4])
+redis.call('ZREM', KEYS[4], ARGV[3])
+redis.call('ZREM', KEYS[5], ARGV[4])
 return 0
 )lua";
 
-enum Script { kAcquire, kRenew, kCommit, kRelease, kGet, kDelete, kNumScripts };
+// KEYS: c. Counts the live committed conversations and drops up to 1024
+// expired members (Redis expired their keys): {live, dropped}. Each expired
+// conversation is dropped once, by whichever router counts first.
+constexpr const char* kCountScript = R"lua(
+local real = clock(0)
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ms(real), 'LIMIT', 0, 1024)
+if #old > 0 then redis.call('ZREM', KEYS[1], unpack(old)) end
+return {redis.call('ZCOUNT', KEYS[1], '(' .. ms(real), '+inf'), #old}
+)lua";
+
+enum Script { kAcquire, kRenew, kCommit, kRelease, kGet, kDelete, kCount, kNumScripts };
 constexpr const char* kScripts[kNumScripts] = {kAcquireScript, kRenewScript,  kCommitScript,
-                                               kReleaseScript, kGetScript,    kDeleteScript};
+                                               kReleaseScript, kGetScript,    kDeleteScript,
+                                               kCountScript};
 
 std::string_view SV(const redisReply* r) {
   return r->str != nullptr ? std::string_view(r->str, r->len) : std::string_view();
@@ -93,8 +184,6 @@ absl::string_view Str(const redisReply* r) {
              ? absl::string_view(r->str, r->len)
              : absl::string_view();
 }
-
-int64_t ToMillis(absl::Time t) { return absl::ToUnixMillis(t); }
 
 absl::Status Malformed() { return absl::InternalError("malformed reply from Redis"); }
 
@@ -123,14 +212,24 @@ absl::Status ParseEntry(const redisReply* round, const redisReply* worker,
   return absl::OkStatus();
 }
 
+absl::Status CapRefused(long long live, uint64_t cap) {
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "this cache_salt already has ", live, " conversations, the most one salt may have "
+      "(--max_conversations_per_salt=", cap, "); delete one or let idle ones expire"));
+}
+
+// *expired: 1 when the acquire found (and dropped) an expired conversation.
 absl::StatusOr<ConversationRecord> ParseAcquire(absl::StatusOr<const redisReply*> reply,
-                                                std::string_view holder) {
+                                                std::string_view holder, uint64_t cap,
+                                                uint64_t* expired) {
   HC_ASSIGN_OR_RETURN(const redisReply* r, CheckReply(std::move(reply)));
   if (r->type != REDIS_REPLY_ARRAY || r->elements < 1) return Malformed();
   if (r->element[0]->integer == 0) {
     return absl::AbortedError("a turn of this conversation is already in flight");
   }
-  if (r->elements != 7) return Malformed();
+  if (r->element[0]->integer == 2) return CapRefused(r->elements > 1 ? r->element[1]->integer : 0, cap);
+  if (r->elements != 8) return Malformed();
+  *expired = static_cast<uint64_t>(std::max<long long>(0, r->element[7]->integer));
   ConversationRecord rec;
   HC_RETURN_IF_ERROR(ParseEntry(r->element[1], r->element[2], r->element[3], r->element[4],
                                 r->element[5], &rec));
@@ -151,7 +250,9 @@ absl::Status ParseCommit(absl::StatusOr<const redisReply*> reply, uint64_t expec
   HC_ASSIGN_OR_RETURN(const redisReply* r, CheckReply(std::move(reply)));
   if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) return Malformed();
   switch (r->element[0]->integer) {
-    case 0: return absl::OkStatus();
+    case 0:
+    case 3:  // a resend of a commit that was applied (its reply was lost)
+      return absl::OkStatus();
     case 1: return absl::AbortedError("the turn's lease expired and was taken over");
     default:
       return absl::FailedPreconditionError(absl::StrCat(
@@ -183,124 +284,164 @@ absl::Status ParseDelete(absl::StatusOr<const redisReply*> reply) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<uint64_t> ParseCount(absl::StatusOr<const redisReply*> reply) {
+// {live, expired members dropped}.
+absl::StatusOr<std::pair<uint64_t, uint64_t>> ParseCount(absl::StatusOr<const redisReply*> reply) {
   HC_ASSIGN_OR_RETURN(const redisReply* r, CheckReply(std::move(reply)));
-  if (r->type == REDIS_REPLY_NIL) return 0;
-  int64_t n = 0;
-  if (!absl::SimpleAtoi(Str(r), &n)) return Malformed();
-  return static_cast<uint64_t>(std::max<int64_t>(0, n));
+  if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+      r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER) {
+    return Malformed();
+  }
+  return std::make_pair(static_cast<uint64_t>(std::max<long long>(0, r->element[0]->integer)),
+                        static_cast<uint64_t>(std::max<long long>(0, r->element[1]->integer)));
 }
 
 class RedisLedgerImpl final : public RedisLedger {
  public:
-  RedisLedgerImpl(LedgerOptions o, std::unique_ptr<RedisClient> client)
-      : options_(std::move(o)), clock_(options_.clock), client_(std::move(client)) {}
+  RedisLedgerImpl(LedgerOptions o, RedisLedgerHooks hooks, std::unique_ptr<RedisClient> client)
+      : options_(std::move(o)), hooks_(std::move(hooks)), client_(std::move(client)) {}
 
   uint64_t round_trips() const override { return client_->commands_sent(); }
 
+  LedgerCounters counters() const override {
+    return LedgerCounters{expired_.load(std::memory_order_relaxed),
+                          refused_.load(std::memory_order_relaxed)};
+  }
+
   void AcquireLease(const LedgerKey& key, std::string_view holder, absl::Duration ttl,
                     RecordCallback done) override {
-    Keys k = MakeKeys(key);
-    client_->Eval(kAcquire, {std::move(k.m), std::move(k.t), std::move(k.g)},
-                  {std::string(holder), Now(), TtlMillis(ttl)}, /*retry_on_loss=*/true,
-                  [h = std::string(holder), d = std::move(done)](
+    const uint64_t cap = options_.max_conversations_per_salt;
+    client_->Eval(kAcquire, Keys(key),
+                  Args(key, holder, {Millis(ttl), ConversationTtl(), absl::StrCat(cap)}),
+                  /*retry_on_loss=*/true,
+                  [this, cap, h = std::string(holder), d = std::move(done)](
                       absl::StatusOr<const redisReply*> r) mutable {
-                    std::move(d)(ParseAcquire(std::move(r), h));
+                    uint64_t expired = 0;
+                    absl::StatusOr<ConversationRecord> rec =
+                        ParseAcquire(std::move(r), h, cap, &expired);
+                    if (absl::IsResourceExhausted(rec.status())) {
+                      refused_.fetch_add(1, std::memory_order_relaxed);
+                    }
+                    expired_.fetch_add(expired, std::memory_order_relaxed);
+                    std::move(d)(std::move(rec));
                   });
   }
 
   void RenewLease(const LedgerKey& key, std::string_view holder, absl::Duration ttl,
                   StatusCallback done) override {
-    Keys k = MakeKeys(key);
-    client_->Eval(kRenew, {std::move(k.m)}, {std::string(holder), Now(), TtlMillis(ttl)},
-                  /*retry_on_loss=*/true,
+    client_->Eval(kRenew, Keys(key), Args(key, holder, {Millis(ttl)}), /*retry_on_loss=*/true,
                   [d = std::move(done)](absl::StatusOr<const redisReply*> r) mutable {
                     std::move(d)(ParseRenew(std::move(r)));
                   });
   }
 
+  // Resent once when the connection is lost before the reply: the script
+  // recognises a resend of a commit it applied (same holder, round and token
+  // hash) and answers OK without applying it twice.
   void Commit(const LedgerKey& key, std::string_view holder, CommitRequest commit,
               StatusCallback done) override {
-    Keys k = MakeKeys(key);
     std::string tokens, messages, worker;
     ByteWriter(&tokens).RawTokens(commit.appended_tokens);
     for (const LedgerMessage& m : commit.appended_messages) ByteWriter(&messages).Message(m);
     ByteWriter(&worker).Worker(commit.worker);
     const uint64_t round = commit.expected_round;
-    client_->Eval(kCommit, {std::move(k.m), std::move(k.t), std::move(k.g), CountKey()},
-                  {std::string(holder), absl::StrCat(round), std::move(tokens),
-                   std::move(messages), std::move(worker), Now()},
-                  /*retry_on_loss=*/false,
+    const uint64_t hash = TokenHash(std::span<const uint32_t>(commit.appended_tokens));
+    client_->Eval(kCommit, Keys(key),
+                  Args(key, holder,
+                       {absl::StrCat(round), std::move(tokens), std::move(messages),
+                        std::move(worker), absl::StrCat(hash), ConversationTtl()}),
+                  /*retry_on_loss=*/true,
                   [round, d = std::move(done)](absl::StatusOr<const redisReply*> r) mutable {
                     std::move(d)(ParseCommit(std::move(r), round));
                   });
   }
 
   void ReleaseLease(const LedgerKey& key, std::string_view holder, StatusCallback done) override {
-    Keys k = MakeKeys(key);
-    client_->Eval(kRelease, {std::move(k.m), std::move(k.t), std::move(k.g)},
-                  {std::string(holder)}, /*retry_on_loss=*/true,
+    client_->Eval(kRelease, Keys(key), Args(key, holder, {}), /*retry_on_loss=*/true,
                   [d = std::move(done)](absl::StatusOr<const redisReply*> r) mutable {
                     std::move(d)(CheckReply(std::move(r)).status());
                   });
   }
 
   void Get(const LedgerKey& key, RecordCallback done) override {
-    Keys k = MakeKeys(key);
-    client_->Eval(kGet, {std::move(k.m), std::move(k.t), std::move(k.g)}, {},
-                  /*retry_on_loss=*/true,
+    std::vector<std::string> keys = Keys(key);
+    keys.resize(3);
+    client_->Eval(kGet, std::move(keys), {}, /*retry_on_loss=*/true,
                   [d = std::move(done)](absl::StatusOr<const redisReply*> r) mutable {
                     std::move(d)(ParseGet(std::move(r)));
                   });
   }
 
   void Delete(const LedgerKey& key, StatusCallback done) override {
-    Keys k = MakeKeys(key);
-    client_->Eval(kDelete, {std::move(k.m), std::move(k.t), std::move(k.g), CountKey()}, {Now()},
-                  /*retry_on_loss=*/false,
+    client_->Eval(kDelete, Keys(key), Args(key, "", {}), /*retry_on_loss=*/false,
                   [d = std::move(done)](absl::StatusOr<const redisReply*> r) mutable {
                     std::move(d)(ParseDelete(std::move(r)));
                   });
   }
 
   void CountConversations(CountCallback done) override {
-    client_->Command({"GET", CountKey()}, /*retry_on_loss=*/true,
-                     [d = std::move(done)](absl::StatusOr<const redisReply*> r) mutable {
-                       std::move(d)(ParseCount(std::move(r)));
-                     });
+    client_->Eval(kCount, {CommittedKey()}, {}, /*retry_on_loss=*/true,
+                  [this, d = std::move(done)](absl::StatusOr<const redisReply*> r) mutable {
+                    absl::StatusOr<std::pair<uint64_t, uint64_t>> n = ParseCount(std::move(r));
+                    if (!n.ok()) return std::move(d)(n.status());
+                    expired_.fetch_add(n->second, std::memory_order_relaxed);
+                    std::move(d)(n->first);
+                  });
   }
 
  private:
-  struct Keys {
-    std::string m, t, g;
-  };
-  Keys MakeKeys(const LedgerKey& key) const {
-    const std::string base = absl::StrCat(options_.redis_prefix, ":{",
-                                          absl::BytesToHexString(key.cache_salt), ":",
-                                          key.conversation_id, "}:");
-    return Keys{base + "m", base + "t", base + "g"};
+  std::string HexSalt(const LedgerKey& key) const { return absl::BytesToHexString(key.cache_salt); }
+  // m t g z c (redis_ledger.h).
+  std::vector<std::string> Keys(const LedgerKey& key) const {
+    const std::string salt = HexSalt(key);
+    const std::string base =
+        absl::StrCat(options_.redis_prefix, ":{", salt, ":", key.conversation_id, "}:");
+    return {base + "m", base + "t", base + "g",
+            absl::StrCat(options_.redis_prefix, ":{", salt, "}:z"), CommittedKey()};
   }
-  std::string CountKey() const { return options_.redis_prefix + ":count"; }
-  std::string Now() const { return absl::StrCat(ToMillis(clock_ ? clock_() : absl::Now())); }
-  static std::string TtlMillis(absl::Duration ttl) {
-    return absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(ttl)));
+  std::vector<std::string> Args(const LedgerKey& key, std::string_view holder,
+                                std::vector<std::string> more) const {
+    std::vector<std::string> args = {std::string(holder), ClockOffset(), key.conversation_id,
+                                     absl::StrCat(HexSalt(key), ":", key.conversation_id)};
+    for (std::string& a : more) args.push_back(std::move(a));
+    return args;
+  }
+  std::string CommittedKey() const { return options_.redis_prefix + ":c"; }
+  std::string ClockOffset() const {
+    return hooks_.clock_offset ? absl::StrCat(absl::ToInt64Milliseconds(hooks_.clock_offset()))
+                               : "0";
+  }
+  std::string ConversationTtl() const {
+    return options_.conversation_ttl > absl::ZeroDuration() ? Millis(options_.conversation_ttl)
+                                                            : "0";
+  }
+  static std::string Millis(absl::Duration d) {
+    return absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(d)));
   }
 
   const LedgerOptions options_;
-  const Clock clock_;
+  const RedisLedgerHooks hooks_;
   const std::unique_ptr<RedisClient> client_;
+  std::atomic<uint64_t> expired_{0};
+  std::atomic<uint64_t> refused_{0};
 };
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<RedisLedger>> OpenRedisLedger(const LedgerOptions& options) {
+absl::StatusOr<std::unique_ptr<RedisLedger>> OpenRedisLedger(const LedgerOptions& options,
+                                                             RedisLedgerHooks hooks) {
   RedisClientOptions co;
   HC_ASSIGN_OR_RETURN(co.endpoint, ParseRedisUrl(options.backend));
   co.connections = options.redis_connections;
   co.timeout = options.redis_timeout;
-  co.scripts.assign(std::begin(kScripts), std::end(kScripts));
+  for (const char* script : kScripts) co.scripts.push_back(absl::StrCat(kPrelude, script));
+  if (hooks.lose_commit_reply) {
+    co.lose_reply = [lose = hooks.lose_commit_reply](int script) {
+      return script == kCommit && lose();
+    };
+  }
   HC_ASSIGN_OR_RETURN(std::unique_ptr<RedisClient> client, RedisClient::Connect(std::move(co)));
-  return std::unique_ptr<RedisLedger>(new RedisLedgerImpl(options, std::move(client)));
+  return std::unique_ptr<RedisLedger>(
+      new RedisLedgerImpl(options, std::move(hooks), std::move(client)));
 }
 
 }  // namespace hc::router

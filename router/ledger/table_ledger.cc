@@ -8,7 +8,35 @@
 namespace hc::router {
 
 TableLedger::TableLedger(Clock clock)
-    : clock_(clock ? std::move(clock) : Clock([] { return absl::Now(); })) {}
+    : clock_(clock ? std::move(clock) : Clock([] { return absl::Now(); })),
+      sweep_interval_(absl::Seconds(1)) {}
+
+TableLedger::TableLedger(const LedgerOptions& options)
+    : clock_(options.clock ? options.clock : Clock([] { return absl::Now(); })),
+      sweep_interval_(options.expiry_sweep_interval),
+      table_(TableLimits{options.conversation_ttl, options.max_conversations_per_salt}) {
+  if (options.conversation_ttl > absl::ZeroDuration()) {
+    sweeper_ = std::thread([this] { SweepLoop(); });
+  }
+}
+
+TableLedger::~TableLedger() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (sweeper_.joinable()) sweeper_.join();
+}
+
+// Each round holds the lock for at most kExpirySweepBatch cheap checks.
+void TableLedger::SweepLoop() {
+  absl::MutexLock lock(&mu_);
+  while (!mu_.AwaitWithTimeout(absl::Condition(&stopping_), sweep_interval_)) {
+    LedgerTable::SweepResult r = table_.Sweep(clock_(), kExpirySweepBatch);
+    for (const std::string& k : r.expired) table_.Expire(k);
+    for (const std::string& k : r.stale) table_.Erase(k);
+  }
+}
 
 void TableLedger::AcquireLease(const LedgerKey& key, std::string_view holder, absl::Duration ttl,
                                RecordCallback done) {
@@ -16,7 +44,9 @@ void TableLedger::AcquireLease(const LedgerKey& key, std::string_view holder, ab
   absl::StatusOr<ConversationRecord> result;
   {
     absl::MutexLock lock(&mu_);
-    result = table_.AcquireLease(k, holder, clock_(), ttl);
+    const absl::Time now = clock_();
+    if (table_.Expired(k, now)) table_.Expire(k);
+    result = table_.AcquireLease(k, holder, now, ttl);
   }
   std::move(done)(std::move(result));
 }
@@ -58,7 +88,7 @@ void TableLedger::Get(const LedgerKey& key, RecordCallback done) {
   absl::StatusOr<ConversationRecord> result;
   {
     absl::MutexLock lock(&mu_);
-    result = table_.Get(k);
+    result = table_.Get(k, clock_());
   }
   std::move(done)(std::move(result));
 }
@@ -81,6 +111,11 @@ void TableLedger::CountConversations(CountCallback done) {
     n = table_.committed();
   }
   std::move(done)(n);
+}
+
+LedgerCounters TableLedger::counters() const {
+  absl::MutexLock lock(&mu_);
+  return table_.counters();
 }
 
 }  // namespace hc::router

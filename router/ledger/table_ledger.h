@@ -3,11 +3,19 @@
 // inline, after the lock is released. (The file backend has its own writer
 // thread and queue: file_ledger.h.)
 //
+// Expiry (conversation_ttl): AcquireLease forgets an expired conversation
+// before leasing it (the turn starts at round 0), Get and Delete see it as
+// absent, and with a TTL a sweep thread examines kExpirySweepBatch entries
+// every expiry_sweep_interval, erasing expired conversations and lease-only
+// entries whose lease ended (a turn that never ended), so the memory is
+// reclaimed without traffic.
+//
 // Thread-safety: all methods are thread-safe (one mutex).
 #ifndef HC_ROUTER_LEDGER_TABLE_LEDGER_H_
 #define HC_ROUTER_LEDGER_TABLE_LEDGER_H_
 
 #include <string>
+#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -20,6 +28,10 @@ class TableLedger : public ConversationLedger {
  public:
   // A null clock means absl::Now.
   explicit TableLedger(Clock clock);
+  // Uses the options' clock, conversation_ttl, max_conversations_per_salt
+  // and expiry_sweep_interval.
+  explicit TableLedger(const LedgerOptions& options);
+  ~TableLedger() override;
 
   using ConversationLedger::AcquireLease;
   using ConversationLedger::Commit;
@@ -39,11 +51,17 @@ class TableLedger : public ConversationLedger {
   void Get(const LedgerKey& key, RecordCallback done) override;
   void Delete(const LedgerKey& key, StatusCallback done) override;
   void CountConversations(CountCallback done) override;
+  LedgerCounters counters() const override;
 
  private:
+  void SweepLoop();
+
   const Clock clock_;
-  absl::Mutex mu_;
+  const absl::Duration sweep_interval_;
+  mutable absl::Mutex mu_;
   LedgerTable table_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread sweeper_;  // only with a conversation_ttl
 };
 
 }  // namespace hc::router

@@ -50,6 +50,12 @@ ABSL_FLAG(absl::Duration, lease_ttl, absl::Seconds(30),
           "router's turn expires after this and can be taken over");
 ABSL_FLAG(int32_t, tokenizer_threads, 0,
           "Threads that tokenize turns, off the gRPC threads (0: one per CPU core)");
+ABSL_FLAG(absl::Duration, conversation_ttl, absl::Hours(24 * 7),
+          "Conversations without a turn for this long are forgotten (their next turn starts "
+          "over from the client's full history); 0 keeps them forever");
+ABSL_FLAG(int64_t, max_conversations_per_salt, 0,
+          "Conversations one cache_salt may hold; a new one past it is refused with "
+          "RESOURCE_EXHAUSTED (0: unlimited)");
 ABSL_FLAG(int64_t, max_inflight_turns, 1024,
           "Turns in flight in this router; past it turns are refused with RESOURCE_EXHAUSTED "
           "(0: unbounded)");
@@ -85,6 +91,14 @@ int Main(int argc, char** argv) {
     HC_LOG(ERROR) << "--ledger_fsync must be always, interval or never";
     return 2;
   }
+  lo.conversation_ttl = absl::GetFlag(FLAGS_conversation_ttl);
+  if (lo.conversation_ttl < absl::ZeroDuration() ||
+      absl::GetFlag(FLAGS_max_conversations_per_salt) < 0) {
+    HC_LOG(ERROR) << "--conversation_ttl and --max_conversations_per_salt must not be negative";
+    return 2;
+  }
+  lo.max_conversations_per_salt =
+      static_cast<uint64_t>(absl::GetFlag(FLAGS_max_conversations_per_salt));
   absl::StatusOr<std::unique_ptr<ConversationLedger>> ledger = OpenLedger(lo);
   if (!ledger.ok()) {
     HC_LOG(ERROR) << "ledger: " << ledger.status();
@@ -176,7 +190,8 @@ int Main(int argc, char** argv) {
   HC_LOG(INFO) << "hc-router listening on " << (*server)->address() << " metrics "
                << (*metrics_server)->endpoint();
 
-  // Gauges that are read, not counted: conversations and worker health.
+  // Values that are read, not counted here: conversations, worker health and
+  // the ledger's expiry/cap totals.
   absl::Mutex stats_mu;
   bool stopping = false;
   std::thread stats([&] {
@@ -184,6 +199,8 @@ int Main(int argc, char** argv) {
       if (absl::StatusOr<uint64_t> n = (*ledger)->CountConversations(); n.ok()) {
         metrics.SetConversations(static_cast<double>(*n));
       }
+      const LedgerCounters lc = (*ledger)->counters();
+      metrics.SetLedgerTotals(lc.conversations_expired, lc.conversations_refused);
       const WorkerPool::Counts c = pool.counts();
       metrics.SetWorkers(c.healthy, c.unhealthy);
       absl::MutexLock lock(&stats_mu);

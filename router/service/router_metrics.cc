@@ -1,5 +1,7 @@
 #include "router/service/router_metrics.h"
 
+#include <algorithm>
+
 #include "common/metrics.h"
 
 namespace hc::router {
@@ -40,6 +42,16 @@ RouterMetrics::RouterMetrics(prometheus::Registry& registry) {
                       .Register(registry);
   healthy_ = &workers.Add({{"state", "healthy"}});
   unhealthy_ = &workers.Add({{"state", "unhealthy"}});
+  expired_ = &prometheus::BuildCounter()
+                  .Name("hc_router_conversations_expired_total")
+                  .Help("Conversations forgotten after --conversation_ttl without a turn")
+                  .Register(registry)
+                  .Add({});
+  refused_ = &prometheus::BuildCounter()
+                  .Name("hc_router_conversations_refused_total")
+                  .Help("New conversations refused by --max_conversations_per_salt")
+                  .Register(registry)
+                  .Add({});
 }
 
 void RouterMetrics::Request(absl::StatusCode code, double seconds) {
@@ -50,6 +62,15 @@ void RouterMetrics::Request(absl::StatusCode code, double seconds) {
 void RouterMetrics::RoutingDecision(RouteKind kind) { decisions_[static_cast<int>(kind)]->Increment(); }
 void RouterMetrics::TimeToFirstToken(double seconds) { ttft_->Observe(seconds); }
 void RouterMetrics::SetConversations(double n) { conversations_->Set(n); }
+void RouterMetrics::SetLedgerTotals(uint64_t expired, uint64_t refused) {
+  absl::MutexLock lock(&ledger_mu_);
+  // Totals only grow; a smaller one (never expected) adds nothing.
+  if (expired > ledger_expired_) expired_->Increment(static_cast<double>(expired - ledger_expired_));
+  if (refused > ledger_refused_) refused_->Increment(static_cast<double>(refused - ledger_refused_));
+  ledger_expired_ = std::max(ledger_expired_, expired);
+  ledger_refused_ = std::max(ledger_refused_, refused);
+}
+
 void RouterMetrics::SetWorkers(int healthy, int unhealthy) {
   healthy_->Set(healthy);
   unhealthy_->Set(unhealthy);

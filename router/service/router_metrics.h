@@ -4,9 +4,12 @@
 #define HC_ROUTER_SERVICE_ROUTER_METRICS_H_
 
 #include <array>
+#include <cstdint>
 #include <memory>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
@@ -24,6 +27,10 @@ class RouterMetrics {
   void TimeToFirstToken(double seconds);
   void SetConversations(double n);
   void SetWorkers(int healthy, int unhealthy);
+  // The ledger's cumulative counts (LedgerCounters), polled: each call adds
+  // what grew since the previous one to hc_router_conversations_expired_total
+  // and hc_router_conversations_refused_total.
+  void SetLedgerTotals(uint64_t expired, uint64_t refused);
 
  private:
   std::array<prometheus::Counter*, 17> requests_{};
@@ -33,6 +40,11 @@ class RouterMetrics {
   prometheus::Gauge* conversations_;
   prometheus::Gauge* healthy_;
   prometheus::Gauge* unhealthy_;
+  prometheus::Counter* expired_;
+  prometheus::Counter* refused_;
+  absl::Mutex ledger_mu_;
+  uint64_t ledger_expired_ ABSL_GUARDED_BY(ledger_mu_) = 0;
+  uint64_t ledger_refused_ ABSL_GUARDED_BY(ledger_mu_) = 0;
 };
 
 }  // namespace hc::router

@@ -82,6 +82,8 @@ class Target:
             for d in ("sticky", "placed", "failover"):
                 self.counters[("hc_router_routing_decisions_total", f'decision="{d}"')] = 0
             self.gauges[("hc_router_conversations", "")] = 0
+            self.counters[("hc_router_conversations_expired_total", "")] = 0
+            self.counters[("hc_router_conversations_refused_total", "")] = 0
             self.gauges[("hc_router_workers", 'state="healthy"')] = 2
             self.gauges[("hc_router_workers", 'state="unhealthy"')] = 0
             self.hists["hc_router_time_to_first_token_seconds"] = Histogram(TTFT_BUCKETS)

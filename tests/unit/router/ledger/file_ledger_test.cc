@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 
@@ -41,6 +42,43 @@ class FileLedgerTest : public ::testing::Test {
   }
   std::string dir_;
 };
+
+// Expiry is logged as a delete record: a restart (here even with no TTL at
+// all) does not bring an expired conversation back, and a conversation that
+// expired and started over replays as the new one.
+TEST_F(FileLedgerTest, ExpiryIsLoggedSoReplayNeverResurrectsAConversation) {
+  std::atomic<int64_t> now{absl::ToUnixNanos(absl::FromUnixSeconds(1'700'000'000))};
+  LedgerOptions o = Options();
+  o.clock = [&] { return absl::FromUnixNanos(now.load()); };
+  o.conversation_ttl = absl::Hours(1);
+  o.expiry_sweep_interval = absl::Milliseconds(1);
+  const auto advance = [&](absl::Duration d) { now.fetch_add(absl::ToInt64Nanoseconds(d)); };
+  {
+    auto ledger = Open(o);
+    for (int c = 0; c < 3; ++c) ASSERT_TRUE(CommitRound(*ledger, c, 4).ok());
+    advance(absl::Minutes(30));
+    ASSERT_TRUE(CommitRound(*ledger, 1, 4).ok());  // conversation 1 stays active
+    advance(absl::Minutes(31));
+    // Conversation 0 by the sweep; conversation 2 starts over on its next turn.
+    auto restarted = ledger->AcquireLease(Key(2), "writer", absl::Seconds(30));
+    ASSERT_TRUE(restarted.ok()) << restarted.status();
+    ASSERT_EQ(restarted->round, 0u);
+    ASSERT_TRUE(ledger->Commit(Key(2), "writer", testing::RoundCommit(2, 0, 0, 4)).ok());
+    const auto expired = [&] { return ledger->counters().conversations_expired == 2; };
+    for (absl::Time deadline = absl::Now() + absl::Seconds(30); !expired();) {
+      ASSERT_LT(absl::Now(), deadline) << "the sweep never expired conversation 0";
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+  }
+  o.conversation_ttl = absl::ZeroDuration();
+  auto ledger = Open(o);
+  ASSERT_NE(ledger, nullptr);
+  EXPECT_EQ(ledger->Get(Key(0)).status().code(), absl::StatusCode::kNotFound);
+  ExpectConsistent(*ledger, 1, 4, 2);
+  ExpectConsistent(*ledger, 2, 4, 1);
+  EXPECT_EQ(ledger->Get(Key(2))->round, 1u);
+  EXPECT_EQ(*ledger->CountConversations(), 2u);
+}
 
 TEST_F(FileLedgerTest, ReopenReplaysCommitsAndDeletes) {
   {

@@ -1,6 +1,7 @@
 // Conformance tests every ledger backend passes: memory, file and Redis (a
 // real redis-server started on loopback for this binary).
 #include <atomic>
+#include <functional>
 #include <filesystem>
 #include <memory>
 #include <thread>
@@ -8,6 +9,7 @@
 #include "absl/synchronization/barrier.h"
 #include "gtest/gtest.h"
 #include "router/ledger/ledger.h"
+#include "router/ledger/redis_ledger.h"
 #include "tests/unit/router/ledger/redis_server_fixture.h"
 
 namespace hc::router {
@@ -35,9 +37,18 @@ class LedgerTest : public TestWithParam<std::string> {
     now_ = absl::FromUnixSeconds(1'700'000'000);
     LedgerOptions o = Options();
     if (GetParam() == "redis" && !SharedRedis()->ok()) GTEST_SKIP() << "redis-server did not start";
-    auto ledger = OpenLedger(o);
+    auto ledger = Open(o);
     ASSERT_TRUE(ledger.ok()) << ledger.status();
     ledger_ = std::move(ledger).value();
+  }
+  // Redis keeps time itself: the fake clock's advance is added to it.
+  absl::StatusOr<std::unique_ptr<ConversationLedger>> Open(const LedgerOptions& o) {
+    if (GetParam() != "redis") return OpenLedger(o);
+    RedisLedgerHooks hooks;
+    hooks.clock_offset = [this] { return absl::FromUnixNanos(now_ns_.load()) - now_; };
+    auto ledger = OpenRedisLedger(o, std::move(hooks));
+    if (!ledger.ok()) return ledger.status();
+    return std::unique_ptr<ConversationLedger>(std::move(ledger).value());
   }
   void TearDown() override {
     ledger_.reset();
@@ -60,7 +71,42 @@ class LedgerTest : public TestWithParam<std::string> {
       o.redis_prefix = std::string("t:") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
       for (char& c : o.redis_prefix) if (c == '/') c = '_';
     }
+    o.expiry_sweep_interval = absl::Milliseconds(1);
     return o;
+  }
+  bool IsRedis() const { return GetParam() == "redis"; }
+  // Options with an idle expiry: an hour on the fake clock (memory, file), or
+  // a second of Redis's real time (it expires keys itself).
+  LedgerOptions TtlOptions() {
+    LedgerOptions o = Options();
+    o.conversation_ttl = IsRedis() ? absl::Seconds(1) : absl::Hours(1);
+    return o;
+  }
+  void Reopen(const LedgerOptions& o) {
+    ledger_.reset();
+    auto ledger = Open(o);
+    ASSERT_TRUE(ledger.ok()) << ledger.status();
+    ledger_ = std::move(ledger).value();
+  }
+  // Lets the TTL pass: the fake clock jumps (memory, file); for Redis real
+  // time passes while the callers wait on the ledger's state.
+  void PassTheTtl() {
+    if (!IsRedis()) Advance(absl::Hours(1) + absl::Seconds(1));
+  }
+  // Polls the ledger's state until `done` (bounded): the memory and file
+  // sweeps run on their own thread, Redis expires keys in real time.
+  static bool Eventually(const std::function<bool()>& done) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while (!done()) {
+      if (absl::Now() > deadline) return false;
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+    return true;
+  }
+  absl::Status FullTurn(const LedgerKey& key, const std::string& holder) {
+    auto rec = ledger_->AcquireLease(key, holder, absl::Seconds(30));
+    if (!rec.ok()) return rec.status();
+    return ledger_->Commit(key, holder, Turn(rec->round, {1}, "m", static_cast<uint32_t>(rec->tokens.size())));
   }
   void Advance(absl::Duration d) { now_ns_.fetch_add(absl::ToInt64Nanoseconds(d)); }
 
@@ -212,6 +258,89 @@ TEST_P(LedgerTest, ConcurrentTurnsOnOneConversationLetExactlyOneThrough) {
     EXPECT_EQ(aborted.load(), kThreads - 1);
   }
   EXPECT_EQ(ledger_->Get(key_)->round, 5u);
+}
+
+TEST_P(LedgerTest, IdleConversationIsForgottenAfterTheTtlAndStartsOver) {
+  Reopen(TtlOptions());
+  ASSERT_TRUE(FullTurn(key_, "a").ok());
+  ASSERT_TRUE(ledger_->Get(key_).ok());
+  PassTheTtl();
+  ASSERT_TRUE(Eventually([&] { return absl::IsNotFound(ledger_->Get(key_).status()); }));
+  EXPECT_TRUE(Eventually([&] { return *ledger_->CountConversations() == 0; }));
+  EXPECT_EQ(ledger_->Delete(key_).code(), absl::StatusCode::kNotFound);
+  auto rec = ledger_->AcquireLease(key_, "b", absl::Seconds(30));
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  EXPECT_EQ(rec->round, 0u);
+  EXPECT_TRUE(rec->tokens.empty());
+  EXPECT_EQ(ledger_->counters().conversations_expired, 1u);
+}
+
+TEST_P(LedgerTest, WithoutATtlNothingExpires) {
+  ASSERT_TRUE(FullTurn(key_, "a").ok());
+  Advance(absl::Hours(24 * 365));
+  EXPECT_TRUE(ledger_->Get(key_).ok());
+  EXPECT_EQ(*ledger_->CountConversations(), 1u);
+  EXPECT_EQ(ledger_->counters().conversations_expired, 0u);
+}
+
+TEST_P(LedgerTest, ALeasedConversationIsNotExpiredUnderItsTurn) {
+  Reopen(TtlOptions());
+  const LedgerKey idle{"salt", "idle"};
+  ASSERT_TRUE(FullTurn(key_, "a").ok());
+  ASSERT_TRUE(FullTurn(idle, "a").ok());
+  auto rec = ledger_->AcquireLease(key_, "turn", absl::Hours(10));
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  PassTheTtl();
+  // The idle one is gone; the leased one stays until its turn commits.
+  ASSERT_TRUE(Eventually([&] { return *ledger_->CountConversations() == 1; }));
+  EXPECT_EQ(ledger_->Get(idle).status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(ledger_->Commit(key_, "turn", Turn(1, {2}, "later", 1)).ok());
+  EXPECT_EQ(ledger_->Get(key_)->round, 2u);
+}
+
+TEST_P(LedgerTest, PerSaltCapRefusesNewConversationsOnlyAndDeletingFreesASlot) {
+  LedgerOptions o = Options();
+  o.max_conversations_per_salt = 3;
+  Reopen(o);
+  const auto key = [](const std::string& salt, int i) {
+    return LedgerKey{salt, "c" + std::to_string(i)};
+  };
+  ASSERT_TRUE(FullTurn(key("s", 0), "a").ok());
+  ASSERT_TRUE(FullTurn(key("s", 1), "a").ok());
+  // A first turn in flight holds a slot too.
+  ASSERT_TRUE(ledger_->AcquireLease(key("s", 2), "first", absl::Seconds(30)).ok());
+  auto refused = ledger_->AcquireLease(key("s", 3), "b", absl::Seconds(30));
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+  EXPECT_NE(refused.status().message().find("max_conversations_per_salt"), std::string::npos);
+  EXPECT_EQ(ledger_->Get(key("s", 3)).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(ledger_->counters().conversations_refused, 1u);
+  // Existing conversations go on; other salts are unaffected.
+  ASSERT_TRUE(FullTurn(key("s", 0), "a").ok());
+  ASSERT_TRUE(FullTurn(key("other", 0), "a").ok());
+  // A first turn that gives up frees its slot, and so does a delete.
+  ASSERT_TRUE(ledger_->ReleaseLease(key("s", 2), "first").ok());
+  ASSERT_TRUE(FullTurn(key("s", 3), "b").ok());
+  EXPECT_EQ(ledger_->AcquireLease(key("s", 4), "b", absl::Seconds(30)).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  ASSERT_TRUE(ledger_->Delete(key("s", 1)).ok());
+  ASSERT_TRUE(FullTurn(key("s", 4), "b").ok());
+  EXPECT_EQ(ledger_->counters().conversations_refused, 2u);
+  EXPECT_EQ(*ledger_->CountConversations(), 4u);
+}
+
+TEST_P(LedgerTest, ExpiredConversationsFreeTheirSaltSlots) {
+  LedgerOptions o = TtlOptions();
+  o.max_conversations_per_salt = 1;
+  Reopen(o);
+  ASSERT_TRUE(FullTurn(key_, "a").ok());
+  const LedgerKey next{"salt", "next"};
+  EXPECT_EQ(ledger_->AcquireLease(next, "b", absl::Seconds(30)).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  PassTheTtl();
+  // The slot is free once the expiry is applied: at once for Redis (its
+  // counts are by expiry time), after the sweep erased it for memory and file.
+  ASSERT_TRUE(Eventually([&] { return *ledger_->CountConversations() == 0; }));
+  EXPECT_TRUE(FullTurn(next, "b").ok());
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, LedgerTest, ::testing::Values("memory", "file", "redis"),

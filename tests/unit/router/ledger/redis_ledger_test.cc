@@ -1,5 +1,9 @@
 // Redis-specific behaviour: replicas share one ledger, the round trips per
 // turn, and what Redis itself counted (INFO commandstats).
+#include <atomic>
+#include <functional>
+#include <string>
+
 #include "gtest/gtest.h"
 #include "router/ledger/redis_ledger.h"
 #include "tests/unit/router/ledger/redis_server_fixture.h"
@@ -14,13 +18,21 @@ class RedisLedgerTest : public ::testing::Test {
   void SetUp() override {
     if (!server_->ok()) GTEST_SKIP() << "redis-server did not start";
   }
-  std::unique_ptr<RedisLedger> Open() {
-    LedgerOptions o;
+  std::unique_ptr<RedisLedger> Open(LedgerOptions o = {}, RedisLedgerHooks hooks = {}) {
     o.backend = server_->url();
     o.redis_prefix = "replicas";
-    auto l = OpenRedisLedger(o);
+    auto l = OpenRedisLedger(o, std::move(hooks));
     EXPECT_TRUE(l.ok()) << l.status();
     return l.ok() ? std::move(l).value() : nullptr;
+  }
+  // Polls `done` until it holds or 30 s pass: waits on Redis's own expiry.
+  static bool Eventually(const std::function<bool()>& done) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while (!done()) {
+      if (absl::Now() > deadline) return false;
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    return true;
   }
   static testing::RedisServer* server_;
 };
@@ -68,6 +80,103 @@ TEST_F(RedisLedgerTest, ScriptsAreReloadedAfterAFlush) {
   auto ledger = Open();
   ASSERT_EQ(server_->Command("SCRIPT", "FLUSH"), "OK");
   EXPECT_EQ(ledger->Get(LedgerKey{"s", "none"}).status().code(), absl::StatusCode::kNotFound);
+}
+
+// kill -9 of a router during a first turn: nothing releases the lease, and
+// the lease-only hash must not outlive it.
+TEST_F(RedisLedgerTest, LeaseOnlyEntryOfAKilledRouterVanishesWhenItsLeaseExpires) {
+  const LedgerKey key{"s", "killed-first-turn"};
+  const std::string m = "replicas:{73:killed-first-turn}:m";
+  auto crashed = Open();
+  ASSERT_TRUE(crashed->AcquireLease(key, "dead-router", absl::Milliseconds(200)).ok());
+  ASSERT_EQ(server_->Command("EXISTS", m), "1");
+  crashed.reset();  // never commits nor releases
+  EXPECT_TRUE(Eventually([&] { return server_->Command("EXISTS", m) == "0"; }))
+      << "the lease-only hash never expired; PTTL " << server_->Command("PTTL", m);
+  auto ledger = Open();
+  auto rec = ledger->AcquireLease(key, "next-router", absl::Seconds(30));
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  EXPECT_EQ(rec->round, 0u);
+}
+
+TEST_F(RedisLedgerTest, LeaseOnlyTtlFollowsRenewalsAndIsClearedByTheFirstCommit) {
+  const LedgerKey key{"s", "ttl"};
+  const std::string m = "replicas:{73:ttl}:m";
+  auto ledger = Open();
+  ASSERT_TRUE(ledger->AcquireLease(key, "r", absl::Seconds(30)).ok());
+  const long first = std::stol(server_->Command("PTTL", m));
+  EXPECT_GT(first, 0);
+  EXPECT_LE(first, 30'000);
+  ASSERT_TRUE(ledger->RenewLease(key, "r", absl::Seconds(90)).ok());
+  EXPECT_GT(std::stol(server_->Command("PTTL", m)), 30'000);
+  CommitRequest c;
+  c.appended_tokens = {1};
+  ASSERT_TRUE(ledger->Commit(key, "r", c).ok());
+  EXPECT_EQ(server_->Command("PTTL", m), "-1");  // no conversation_ttl: kept
+}
+
+TEST_F(RedisLedgerTest, ACommitWhoseReplyIsLostIsResentAndAppliedOnce) {
+  std::atomic<int> lost{0};
+  RedisLedgerHooks hooks;
+  hooks.lose_commit_reply = [&] { return lost.fetch_add(1) == 0; };  // the first one
+  auto ledger = Open({}, std::move(hooks));
+  const LedgerKey key{"s", "lost-reply"};
+  for (uint64_t round = 0; round < 2; ++round) {
+    ASSERT_TRUE(ledger->AcquireLease(key, "r" + std::to_string(round), absl::Seconds(30)).ok());
+    CommitRequest c;
+    c.expected_round = round;
+    c.appended_tokens = {static_cast<uint32_t>(10 + round), 20};
+    c.appended_messages = {LedgerMessage{Role::kUser, static_cast<uint32_t>(2 * round),
+                                         static_cast<uint32_t>(2 * round + 2), "m"}};
+    const absl::Status s = ledger->Commit(key, "r" + std::to_string(round), c);
+    ASSERT_TRUE(s.ok()) << "round " << round << ": " << s;
+  }
+  EXPECT_GE(lost.load(), 2);  // the first reply was lost, and the resend answered
+  auto rec = ledger->Get(key);
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  EXPECT_EQ(rec->round, 2u);
+  EXPECT_EQ(rec->tokens, (std::vector<uint32_t>{10, 20, 11, 20}));  // each round once
+  EXPECT_EQ(rec->messages.size(), 2u);
+}
+
+TEST_F(RedisLedgerTest, AResentCommitIsOkOnlyForTheSameHolderRoundAndTokens) {
+  auto ledger = Open();
+  const LedgerKey key{"s", "resend"};
+  ASSERT_TRUE(ledger->AcquireLease(key, "a", absl::Seconds(30)).ok());
+  CommitRequest c;
+  c.appended_tokens = {1, 2};
+  ASSERT_TRUE(ledger->Commit(key, "a", c).ok());
+  EXPECT_TRUE(ledger->Commit(key, "a", c).ok());  // what a resend does
+  CommitRequest other = c;
+  other.appended_tokens = {1, 3};
+  EXPECT_EQ(ledger->Commit(key, "a", other).code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(ledger->Commit(key, "b", c).code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(ledger->Get(key)->tokens, (std::vector<uint32_t>{1, 2}));
+}
+
+// Lease expiry is Redis's clock, not each router's: a router whose clock runs
+// an hour ahead does not take over a lease another router just took.
+TEST_F(RedisLedgerTest, RoutersWithSkewedClocksAgreeOnLeaseExpiry) {
+  LedgerOptions behind, ahead;
+  behind.clock = [] { return absl::Now() - absl::Hours(1); };
+  ahead.clock = [] { return absl::Now() + absl::Hours(1); };
+  auto a = Open(behind), b = Open(ahead);
+  const LedgerKey key{"s", "skew"};
+  ASSERT_TRUE(a->AcquireLease(key, "router-a", absl::Seconds(30)).ok());
+  EXPECT_EQ(b->AcquireLease(key, "router-b", absl::Seconds(30)).status().code(),
+            absl::StatusCode::kAborted);
+  EXPECT_EQ(b->Delete(key).code(), absl::StatusCode::kNotFound);
+  CommitRequest c;
+  c.appended_tokens = {1};
+  const absl::Time before = absl::Now();
+  ASSERT_TRUE(a->Commit(key, "router-a", c).ok());
+  ASSERT_TRUE(a->AcquireLease(key, "router-a2", absl::Seconds(30)).ok());
+  EXPECT_EQ(b->Delete(key).code(), absl::StatusCode::kAborted);
+  auto rec = b->Get(key);
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  // Last activity is the server's time too (loopback: the same machine).
+  EXPECT_GE(rec->last_activity, before - absl::Seconds(5));
+  EXPECT_LE(rec->last_activity, absl::Now() + absl::Seconds(5));
 }
 
 TEST(RedisLedgerOpenTest, UnreachableServerIsUnavailable) {

@@ -12,6 +12,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <regex>
+#include <string>
+#include <vector>
+
+#include "absl/time/clock.h"
 
 #include <chrono>
 #include <string>
@@ -216,6 +220,30 @@ TEST(RouterBinaryTest, HealthIsNotServingUntilAWorkerHasBeenHealthy) {
   EXPECT_EQ(RouterHealth(r.address), HealthCheckResponse::SERVING);
   EXPECT_EQ(RouterHealth(r.address, hybridcache::v1::ChatService::service_full_name()),
             HealthCheckResponse::SERVING);
+TEST(RouterBinaryTest, PerSaltCapRefusesANewConversationAndCountsItInTheMetrics) {
+  testing::FakeWorker worker(testing::FakeWorkerOptions{});
+  worker.Serve();
+  char tmpl[] = "/tmp/hc-router-bin-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  Router r = StartRouter(worker.address(), dir,
+                         {"--max_conversations_per_salt=1", "--conversation_ttl=1h"});
+  ASSERT_FALSE(r.address.empty());
+  std::string out;
+  ASSERT_EQ(Hcctl("send --router " + r.address + " --conversation c1 --salt s --message hi", &out), 0) << out;
+  EXPECT_EQ(Hcctl("send --router " + r.address + " --conversation c2 --salt s --message hi", &out), 1);
+  EXPECT_NE(out.find("RESOURCE_EXHAUSTED"), std::string::npos) << out;
+  EXPECT_NE(out.find("max_conversations_per_salt"), std::string::npos) << out;
+  ASSERT_EQ(Hcctl("send --router " + r.address + " --conversation c2 --salt t --message hi", &out), 0) << out;
+  ASSERT_EQ(Hcctl("send --router " + r.address + " --conversation c1 --salt s --message again", &out), 0) << out;
+  // The stats loop polls the ledger every 2 s: wait for the next poll.
+  std::string metrics;
+  for (absl::Time deadline = absl::Now() + absl::Seconds(30); absl::Now() < deadline;) {
+    metrics = FetchMetrics(r.metrics);
+    if (metrics.find("hc_router_conversations_refused_total 1") != std::string::npos) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_NE(metrics.find("hc_router_conversations_refused_total 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("hc_router_conversations_expired_total 0"), std::string::npos) << metrics;
   EXPECT_EQ(Stop(r), 0);
   std::filesystem::remove_all(dir);
 }
