@@ -3,7 +3,9 @@
 // snapshots. Continuous batching with chunked prefill: each step schedules
 // decode tokens first, then prefill chunks, up to a token budget; admission is
 // bounded by KV blocks and Mamba slots (evicting idle committed states first,
-// then preempting the newest running request by recompute).
+// then preempting the newest running request by recompute). The queue in
+// front of admission is bounded too (max_waiting): Submit refuses a turn at
+// once rather than letting a flood of turns queue without limit.
 //
 // Usage:
 //   auto engine = Engine::Create(options).value();
@@ -32,6 +34,11 @@ struct EngineOptions {
   EngineMetricsSink* metrics = nullptr;     // optional, not owned
   int max_batch_tokens = 512;  // token budget of one step (chunked prefill)
   int max_running = 64;        // running requests at once
+  // Turns queued for admission (submitted and not yet running, including
+  // turns preempted back to the queue): Submit refuses a new turn with
+  // RESOURCE_EXHAUSTED once this many wait. 0: unbounded. hc-worker sets it
+  // from --max_waiting.
+  int max_waiting = 256;
   int max_model_len = 4096;    // context limit: history + suffix + generated
   int eos_token_id = -1;       // -1: none
   // Decodes token ids to text, for stop strings. Null: stop strings are
@@ -41,25 +48,29 @@ struct EngineOptions {
 };
 
 struct EngineLoad {
-  int num_running = 0;
-  int num_waiting = 0;
+  int num_running = 0;   // as of the last step
+  int num_waiting = 0;   // exact: the count max_waiting bounds
+  int max_waiting = 0;   // EngineOptions::max_waiting (0: unbounded)
   bool draining = false;
   cache::CacheCounters cache;
 };
 
 class Engine {
  public:
-  // Starts the engine thread. INVALID_ARGUMENT for missing model/cache or
-  // non-positive limits.
+  // Starts the engine thread. INVALID_ARGUMENT for missing model/cache,
+  // non-positive limits or a negative max_waiting.
   static absl::StatusOr<std::unique_ptr<Engine>> Create(const EngineOptions& options);
   virtual ~Engine() = default;  // Stops (see Stop).
 
-  // Queues a turn. Synchronous errors (nothing queued, observer not called):
-  // INVALID_ARGUMENT (empty suffix, token id >= vocab, bad sampling, round not
-  // increasing), RESOURCE_EXHAUSTED (context > max_model_len), ABORTED (a turn
-  // of this conversation is already queued or running, or the request id is
-  // in use), UNAVAILABLE (draining or stopped). Otherwise the observer gets the
-  // turn's events on the engine thread.
+  // Queues a turn. Synchronous errors (nothing queued, nothing recorded, the
+  // observer not called): INVALID_ARGUMENT (empty suffix, token id >= vocab,
+  // bad sampling, round not increasing), RESOURCE_EXHAUSTED (context >
+  // max_model_len; or max_waiting turns already wait: "worker busy"), ABORTED
+  // (a turn of this conversation is already queued or running, or the request
+  // id is in use), UNAVAILABLE (draining or stopped). Otherwise the observer
+  // gets the turn's events on the engine thread. The max_waiting check and the
+  // enqueue are one atomic step: with N = max_waiting, of any number of
+  // concurrent calls exactly as many succeed as there were free places.
   virtual absl::Status Submit(TurnRequest turn, std::shared_ptr<TurnObserver> observer) = 0;
 
   // Cancels a queued or running turn: it is discarded within one step and its
@@ -80,7 +91,7 @@ class Engine {
   // the engine thread. Idempotent.
   virtual void Stop() = 0;
 
-  // Snapshot as of the last step; any thread.
+  // Snapshot (num_running as of the last step, num_waiting exact); any thread.
   virtual EngineLoad Load() const = 0;
 };
 

@@ -78,7 +78,10 @@ class EngineImpl final : public Engine {
   void Stop() override;
   EngineLoad Load() const override {
     absl::MutexLock lock(&mu_);
-    return load_;
+    EngineLoad load = load_;
+    load.num_waiting = num_waiting_;
+    load.max_waiting = options_.max_waiting;
+    return load;
   }
 
  private:
@@ -108,6 +111,8 @@ class EngineImpl final : public Engine {
   void Fail(Turn* t, const absl::Status& status);
   void Preempt(Turn* t);
   void Forget(Turn* t);
+  // Moves t, the head of waiting_, to the back of running_.
+  void StartRunning(Turn* t);
   std::optional<std::string> StopReason(const Turn& t) const;
   void PublishLoad();
 
@@ -125,6 +130,10 @@ class EngineImpl final : public Engine {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  // Turns in inbox_ and waiting_: what max_waiting bounds. Changed under mu_
+  // together with the queues (Submit, admission, preemption, Forget), so
+  // Submit's check against max_waiting is exact.
+  int num_waiting_ ABSL_GUARDED_BY(mu_) = 0;
   EngineLoad load_ ABSL_GUARDED_BY(mu_);
 
   // Engine thread only: admission order.

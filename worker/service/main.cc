@@ -27,6 +27,8 @@ ABSL_FLAG(int32_t, mamba_slots, 64, "Mamba state slots (committed conversations 
 ABSL_FLAG(int32_t, block_size, 16, "Tokens per KV block");
 ABSL_FLAG(int32_t, max_batch_tokens, 512, "Token budget of one engine step (chunked prefill)");
 ABSL_FLAG(int32_t, max_running, 64, "Turns running at once");
+ABSL_FLAG(int32_t, max_waiting, 256,
+          "Turns waiting for admission; Execute answers RESOURCE_EXHAUSTED beyond it (0: unbounded)");
 ABSL_FLAG(int32_t, max_model_len, 0, "Context limit in tokens (0: the model's max_position_embeddings)");
 
 namespace {
@@ -51,6 +53,7 @@ int Run() {
   so.block_size = absl::GetFlag(FLAGS_block_size);
   so.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
   so.max_running = absl::GetFlag(FLAGS_max_running);
+  so.max_waiting = absl::GetFlag(FLAGS_max_waiting);
   so.max_model_len = absl::GetFlag(FLAGS_max_model_len);
   so.metrics = &metrics;
   auto stack = hc::engine::WorkerStack::Create(so);

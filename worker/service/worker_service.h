@@ -2,6 +2,14 @@
 // reactor only converts messages and queues writes; the engine thread does the
 // work and reports through a TurnObserver. A client cancel or an expired
 // deadline reaches the engine as Cancel(request_id), within one step.
+//
+// Admission: the bound on waiting turns is enforced in Engine::Submit, the one
+// place every turn enters (exact under races). There is deliberately no
+// HTTP/2 MAX_CONCURRENT_STREAMS limit: the router multiplexes all its turns,
+// Load probes and Releases over one connection per worker, and a stream limit
+// would make the router's client queue them silently (a probe stuck behind
+// turns marks the worker unhealthy) instead of getting a prompt
+// RESOURCE_EXHAUSTED it can act on.
 #ifndef HC_WORKER_SERVICE_WORKER_SERVICE_H_
 #define HC_WORKER_SERVICE_WORKER_SERVICE_H_
 
