@@ -13,7 +13,6 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -102,16 +101,17 @@ void EngineImpl::Cancel(const std::string& request_id) {
   commands_.push_back({.kind = Command::kCancel, .request_id = request_id});
 }
 
-bool EngineImpl::Release(const ConversationKey& key) {
-  absl::Notification done;
-  bool result = false;
+void EngineImpl::Release(const ConversationKey& key, absl::AnyInvocable<void(bool) &&> done) {
   {
     absl::MutexLock lock(&mu_);
-    if (stop_) return false;
-    commands_.push_back({.kind = Command::kRelease, .key = key, .done = &done, .result = &result});
+    if (!stop_) {
+      // The engine thread runs every queued command before it exits, so
+      // `done` is called even if Stop() comes next.
+      commands_.push_back({.kind = Command::kRelease, .key = key, .released = std::move(done)});
+      return;
+    }
   }
-  done.WaitForNotification();
-  return result;
+  std::move(done)(false);
 }
 
 void EngineImpl::Stop() {
@@ -154,8 +154,8 @@ void EngineImpl::Loop() {
 
 void EngineImpl::RunCommand(Command& cmd) {
   if (cmd.kind == Command::kRelease) {
-    *cmd.result = options_.cache->Drop(cmd.key);
-    cmd.done->Notify();
+    const bool dropped = options_.cache->Drop(cmd.key);
+    std::move(cmd.released)(dropped);
     return;
   }
   const auto matches = [&](const std::unique_ptr<Turn>& t) { return t->req.request_id == cmd.request_id; };

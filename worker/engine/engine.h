@@ -7,10 +7,16 @@
 // front of admission is bounded too (max_waiting): Submit refuses a turn at
 // once rather than letting a flood of turns queue without limit.
 //
+// No call blocks on the engine thread: Submit, Cancel, Release, Drain and
+// Load take the engine's mutex only for bookkeeping, never across a step, so
+// they are safe on gRPC callback threads. Release reports its result through
+// a callback run on the engine thread.
+//
 // Usage:
 //   auto engine = Engine::Create(options).value();
 //   engine->Submit(turn, observer);       // any thread
 //   engine->Cancel("request-id");         // any thread; takes effect within a step
+//   engine->Release(key, [](bool released) {...});  // any thread; done on the engine thread
 //   engine->Drain(); engine->Stop();
 #ifndef HC_WORKER_ENGINE_ENGINE_H_
 #define HC_WORKER_ENGINE_ENGINE_H_
@@ -19,6 +25,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -77,9 +84,14 @@ class Engine {
   // observer gets OnFailed(CANCELLED). No-op for unknown ids.
   virtual void Cancel(const std::string& request_id) = 0;
 
-  // Drops the committed state of `key` (runs on the engine thread; waits for
-  // it). Returns whether there was one.
-  virtual bool Release(const cache::ConversationKey& key) = 0;
+  // Drops the committed state of `key` on the engine thread (within one
+  // step) and then calls `done(released)` there, released saying whether
+  // there was a state. Returns at once: it never waits for the engine thread.
+  // `done` is called exactly once and must not block (like a TurnObserver);
+  // if the engine has stopped, it is called at once on the calling thread
+  // with false.
+  virtual void Release(const cache::ConversationKey& key,
+                       absl::AnyInvocable<void(bool released) &&> done) = 0;
 
   // Stops admitting new turns (Submit returns UNAVAILABLE); queued and running
   // turns finish.

@@ -16,8 +16,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/token_hash.h"
 #include "worker/engine/engine.h"
@@ -65,7 +65,7 @@ class EngineImpl final : public Engine {
 
   absl::Status Submit(TurnRequest turn, std::shared_ptr<TurnObserver> observer) override;
   void Cancel(const std::string& request_id) override;
-  bool Release(const ConversationKey& key) override;
+  void Release(const ConversationKey& key, absl::AnyInvocable<void(bool) &&> done) override;
   void Drain() override {
     absl::MutexLock lock(&mu_);
     draining_ = true;
@@ -89,8 +89,7 @@ class EngineImpl final : public Engine {
     enum Kind { kCancel, kRelease } kind;
     std::string request_id;
     ConversationKey key;
-    absl::Notification* done = nullptr;
-    bool* result = nullptr;
+    absl::AnyInvocable<void(bool) &&> released;  // kRelease: called once with the result
   };
 
   bool IdleLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

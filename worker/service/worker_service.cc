@@ -254,10 +254,15 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::Release(grpc::CallbackServerContext
     reactor->Finish(ToGrpcStatus(key));
     return reactor;
   }
-  // Waits for the engine thread for at most one step.
-  response->set_released(options_.engine->Release(
-      {request->key().cache_salt(), request->key().conversation_id()}));
-  reactor->Finish(grpc::Status::OK);
+  // The engine drops the state on its own thread and finishes the call from
+  // there; this callback thread returns at once. The call (so `response` and
+  // `reactor`) stays alive until Finish, which the engine always calls
+  // (exactly once, even when it stops).
+  options_.engine->Release({request->key().cache_salt(), request->key().conversation_id()},
+                           [reactor, response](bool released) {
+                             response->set_released(released);
+                             reactor->Finish(grpc::Status::OK);
+                           });
   return reactor;
 }
 

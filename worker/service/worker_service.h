@@ -3,6 +3,12 @@
 // work and reports through a TurnObserver. A client cancel or an expired
 // deadline reaches the engine as Cancel(request_id), within one step.
 //
+// Threading contract: no handler blocks a gRPC callback thread on the engine.
+// Execute submits (or is refused: RESOURCE_EXHAUSTED when --max_waiting turns
+// wait, UNAVAILABLE when draining) and returns; Release is finished from the
+// engine's completion callback; Load and Drain only read or set engine state
+// under its mutex, which the engine thread never holds across a step.
+//
 // Admission: the bound on waiting turns is enforced in Engine::Submit, the one
 // place every turn enters (exact under races). There is deliberately no
 // HTTP/2 MAX_CONCURRENT_STREAMS limit: the router multiplexes all its turns,

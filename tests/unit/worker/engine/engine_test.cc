@@ -123,6 +123,18 @@ class Harness {
     return rec;
   }
 
+  // Drops the committed state of `key` and waits for the engine's answer.
+  bool ReleaseAndWait(const ConversationKey& key) {
+    absl::Notification done;
+    bool released = false;
+    engine_->Release(key, [&](bool r) {
+      released = r;
+      done.Notify();
+    });
+    done.WaitForNotification();
+    return released;
+  }
+
   Engine& engine() { return *engine_; }
   cache::ConversationCache& cache() { return *cache_; }  // only while idle
   FakeModel& model() { return *model_; }
@@ -534,8 +546,8 @@ TEST(EngineTest, ReleaseDropsTheCommittedState) {
   Conversation c(&h, "r");
   std::mt19937 rng(8);
   ASSERT_TRUE(c.Turn(RandomTokens(rng, 5), 2)->result.has_value());
-  EXPECT_TRUE(h.engine().Release(c.key()));
-  EXPECT_FALSE(h.engine().Release(c.key()));
+  EXPECT_TRUE(h.ReleaseAndWait(c.key()));
+  EXPECT_FALSE(h.ReleaseAndWait(c.key()));
   auto next = c.Turn(RandomTokens(rng, 3), 2);  // missing -> resent with history
   ASSERT_TRUE(next->result.has_value());
   EXPECT_EQ(c.resends(), 1);
@@ -708,6 +720,56 @@ TEST(EngineTest, DrainedEngineRefusesTurnsAsDrainingAndCountsThem) {
   EXPECT_NE(s.message().find("draining"), absl::string_view::npos) << s;
   EXPECT_EQ(h.metrics().rejected("draining"), 1);
   EXPECT_EQ(h.metrics().rejected("queue_full"), 0);
+}
+
+TEST(EngineTest, ReleaseReturnsAtOnceAndAnswersFromTheEngineThreadAfterItsStep) {
+  Harness h;
+  Conversation c(&h, "rel");
+  std::mt19937 rng(9);
+  ASSERT_TRUE(c.Turn(RandomTokens(rng, 5), 2)->result.has_value());
+  ASSERT_TRUE(h.engine().AwaitIdle(absl::Seconds(10)));
+  // Hold the engine thread inside the next step (another conversation's).
+  h.gate().BlockAt(h.model().forward_calls() + 1);
+  auto busy = h.Start(FreshTurn("busy"));
+  h.gate().AwaitBlocked();
+
+  absl::Notification returned, answered;
+  std::thread::id answered_on;
+  bool released = false;
+  // On its own thread so that a Release that waits for the engine fails the
+  // test instead of deadlocking it (the gate opens only below).
+  std::thread caller([&] {
+    h.engine().Release(c.key(), [&](bool r) {
+      released = r;
+      answered_on = std::this_thread::get_id();
+      answered.Notify();
+    });
+    returned.Notify();
+  });
+  const std::thread::id caller_id = caller.get_id();
+  EXPECT_TRUE(returned.WaitForNotificationWithTimeout(absl::Seconds(30)))
+      << "Release waited for the engine thread";
+  EXPECT_FALSE(answered.HasBeenNotified()) << "answered before the engine could run it";
+  h.gate().Release();
+  caller.join();
+  answered.WaitForNotification();
+  EXPECT_TRUE(released);
+  EXPECT_NE(answered_on, caller_id);
+  EXPECT_NE(answered_on, std::this_thread::get_id());
+  busy->done.WaitForNotification();
+  EXPECT_FALSE(h.ReleaseAndWait(c.key()));
+}
+
+TEST(EngineTest, ReleaseOnAStoppedEngineAnswersFalseAtOnce) {
+  Harness h;
+  Conversation c(&h, "gone");
+  std::mt19937 rng(10);
+  ASSERT_TRUE(c.Turn(RandomTokens(rng, 4), 2)->result.has_value());
+  h.engine().Stop();
+  std::optional<bool> released;
+  h.engine().Release(c.key(), [&](bool r) { released = r; });
+  ASSERT_TRUE(released.has_value()) << "done must run on the calling thread once stopped";
+  EXPECT_FALSE(*released);
 }
 
 }  // namespace

@@ -32,7 +32,8 @@ constexpr int kMaxWaiting = 4;
 using engine::GatedModel;
 
 // Forwards to the real engine and lets a test wait for the service's calls:
-// a Cancel, and Submit attempts (whatever their answer).
+// a Cancel, Submit attempts (whatever their answer), and Release calls having
+// returned to the handler.
 class SignallingEngine final : public engine::Engine {
  public:
   explicit SignallingEngine(engine::Engine* inner) : inner_(inner) {}
@@ -46,7 +47,11 @@ class SignallingEngine final : public engine::Engine {
     inner_->Cancel(request_id);
     cancelled_.Notify();
   }
-  bool Release(const cache::ConversationKey& key) override { return inner_->Release(key); }
+  void Release(const cache::ConversationKey& key, absl::AnyInvocable<void(bool) &&> done) override {
+    inner_->Release(key, std::move(done));
+    absl::MutexLock lock(&mu_);
+    ++releases_returned_;
+  }
   void Drain() override { inner_->Drain(); }
   bool AwaitIdle(absl::Duration timeout) override { return inner_->AwaitIdle(timeout); }
   void Stop() override { inner_->Stop(); }
@@ -60,12 +65,22 @@ class SignallingEngine final : public engine::Engine {
     };
     mu_.Await(absl::Condition(&reached));
   }
+  // Whether `n` calls to Release have returned within `timeout`.
+  bool AwaitReleasesReturned(int n, absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    const auto reached = [this, n] {
+      mu_.AssertHeld();
+      return releases_returned_ >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&reached), timeout);
+  }
   absl::Notification cancelled_;
 
  private:
   engine::Engine* inner_;
   absl::Mutex mu_;
   int submits_ ABSL_GUARDED_BY(mu_) = 0;
+  int releases_returned_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // A real WorkerService on loopback over the real engine and cache, with the
@@ -393,6 +408,40 @@ TEST_F(WorkerServiceTest, RacingExecuteStreamsNeverOvershootMaxWaiting) {
   EXPECT_EQ(refused, kStreams - kMaxWaiting);
   EXPECT_EQ(CounterValue("hc_worker_rejected_requests_total", "reason", "queue_full"),
             static_cast<double>(kStreams - kMaxWaiting));
+}
+
+TEST_F(WorkerServiceTest, ReleaseFinishesFromTheEngineWithoutHoldingACallbackThread) {
+  ASSERT_TRUE(Execute(Turn("kept", {5, 6, 7}, 2)).status.ok());
+  ASSERT_TRUE(engine_->AwaitIdle(absl::Seconds(10)));
+  // Hold the engine thread in the next step (another conversation's turn).
+  gate_->BlockAt(model_->forward_calls() + 1);
+  Outcome busy;
+  std::thread busy_thread([&] { busy = Execute(Turn("busy", {8, 9}, 2)); });
+  gate_->AwaitBlocked();
+
+  pb::ReleaseRequest request;
+  request.mutable_key()->set_conversation_id("kept");
+  pb::ReleaseResponse response;
+  grpc::ClientContext ctx;
+  grpc::Status status;
+  absl::Notification rpc_done;
+  stub_->async()->Release(&ctx, &request, &response, [&](grpc::Status s) {
+    status = std::move(s);
+    rpc_done.Notify();
+  });
+  // The handler's call into the engine returns while the engine thread is
+  // still held: the callback thread is free again. (A handler that waited
+  // for the engine would only get here after the gate opens.)
+  EXPECT_TRUE(signalling_->AwaitReleasesReturned(1, absl::Seconds(30)))
+      << "the Release handler waited for the engine thread";
+  EXPECT_FALSE(rpc_done.HasBeenNotified()) << "answered before the engine dropped the state";
+  gate_->Release();
+  rpc_done.WaitForNotification();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_TRUE(response.released());
+  busy_thread.join();
+  EXPECT_TRUE(busy.status.ok());
+  EXPECT_EQ(Load().committed_conversations(), 1u);  // only "busy" is left
 }
 
 }  // namespace
