@@ -3,6 +3,7 @@
 Each test starts its own worker on ephemeral ports and kills it at the end.
 """
 import os
+import signal
 import sys
 import threading
 import unittest
@@ -207,6 +208,22 @@ class WorkerProcessTest(unittest.TestCase):
         self.assertEqual(code, h.grpc.StatusCode.OK)
         self.assertEqual(started.cached_tokens, 0)
         self.assertIsNotNone(committed)
+
+    def test_sigterm_lets_the_running_turn_finish_before_the_engine_stops(self):
+        w, stub = self.start("--max_model_len=8192")
+        call = stub.Execute(turn("t", [5, 6, 7], max_tokens=300), timeout=120)
+        tokens, committed = [], None
+        for ev in call:
+            kind = ev.WhichOneof("event")
+            if kind == "tokens":
+                if not tokens:
+                    w.signal(signal.SIGTERM)  # mid-turn: the server drains first
+                tokens.extend(ev.tokens.token_ids)
+            elif kind == "committed":
+                committed = ev.committed
+        self.assertEqual(len(tokens), 300)
+        self.assertIsNotNone(committed)
+        self.assertEqual(w.proc.wait(timeout=60), 0)
 
 
 if __name__ == "__main__":
