@@ -5,6 +5,7 @@
 #ifndef HC_COMMON_SERVER_H_
 #define HC_COMMON_SERVER_H_
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -26,6 +27,11 @@ struct ServerOptions {
   absl::Duration keepalive_time = absl::Seconds(30);
   absl::Duration keepalive_timeout = absl::Seconds(10);
   absl::Duration drain_timeout = absl::Seconds(30);
+  // gRPC ResourceQuota over the server's transport buffers and calls: under
+  // pressure gRPC shrinks flow-control windows and, when exhausted, cancels
+  // streams rather than letting a flood of calls grow memory without bound.
+  // 0: no quota (gRPC's default).
+  int64_t memory_quota_bytes = 0;
 };
 
 class GrpcServer {

@@ -57,6 +57,9 @@ ABSL_FLAG(int32_t, max_batch_tokens, 512, "Token budget of one engine step (chun
 ABSL_FLAG(int32_t, max_running, 64, "Turns running at once");
 ABSL_FLAG(int32_t, max_waiting, 256,
           "Turns waiting for admission; Execute answers RESOURCE_EXHAUSTED beyond it (0: unbounded)");
+ABSL_FLAG(int64_t, grpc_memory_quota, 1ll << 30,
+          "gRPC ResourceQuota in bytes: bounds the memory of in-flight calls and transport "
+          "buffers, e.g. under a flood of streams (0: none)");
 ABSL_FLAG(int32_t, max_model_len, 0, "Context limit in tokens (0: the model's max_position_embeddings)");
 
 namespace {
@@ -92,7 +95,8 @@ int Run() {
 
   std::string worker_id = absl::GetFlag(FLAGS_worker_id);
   if (worker_id.empty()) worker_id = DefaultWorkerId();
-  const hc::ServerOptions server_options = hc::ServerOptionsFromFlags(absl::GetFlag(FLAGS_port));
+  hc::ServerOptions server_options = hc::ServerOptionsFromFlags(absl::GetFlag(FLAGS_port));
+  server_options.memory_quota_bytes = absl::GetFlag(FLAGS_grpc_memory_quota);
   auto metrics_server =
       hc::MetricsServer::Start(server_options.host, absl::GetFlag(FLAGS_metrics_port), registry);
   if (!metrics_server.ok()) {

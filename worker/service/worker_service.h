@@ -15,7 +15,9 @@
 // Load probes and Releases over one connection per worker, and a stream limit
 // would make the router's client queue them silently (a probe stuck behind
 // turns marks the worker unhealthy) instead of getting a prompt
-// RESOURCE_EXHAUSTED it can act on.
+// RESOURCE_EXHAUSTED it can act on. Memory used by a flood of streams before
+// they reach Submit is bounded by the server's gRPC ResourceQuota
+// (ServerOptions::memory_quota_bytes, hc-worker --grpc_memory_quota).
 #ifndef HC_WORKER_SERVICE_WORKER_SERVICE_H_
 #define HC_WORKER_SERVICE_WORKER_SERVICE_H_
 
