@@ -9,6 +9,7 @@
 #include "common/logging.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/resource_quota.h"
 #include "grpcpp/server_builder.h"
 
 namespace hc {
@@ -32,6 +33,11 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   // Let clients ping as often as every 10 s without being sent GOAWAY.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  if (options.memory_quota_bytes > 0) {
+    grpc::ResourceQuota quota(absl::StrCat("hc-server-", options.port));
+    quota.Resize(static_cast<size_t>(options.memory_quota_bytes));
+    builder.SetResourceQuota(quota);  // the builder keeps its own reference
+  }
   std::vector<std::string> names;
   for (const Binding& b : services) {
     builder.RegisterService(b.service);

@@ -5,6 +5,7 @@
 #ifndef HC_COMMON_SERVER_H_
 #define HC_COMMON_SERVER_H_
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -32,6 +33,11 @@ struct ServerOptions {
   // the moment it exists, so for the instant between the port opening and
   // Start returning a Check may still read SERVING.
   bool start_serving = true;
+  // gRPC ResourceQuota over the server's transport buffers and calls: under
+  // pressure gRPC shrinks flow-control windows and, when exhausted, cancels
+  // streams rather than letting a flood of calls grow memory without bound.
+  // 0: no quota (gRPC's default).
+  int64_t memory_quota_bytes = 0;
 };
 
 class GrpcServer {

@@ -74,6 +74,8 @@ class Target:
                 self.gauges[("hc_worker_mamba_slots", f'state="{s}"')] = v
             self.gauges[("hc_worker_num_requests_running", "")] = 0
             self.gauges[("hc_worker_num_requests_waiting", "")] = 0
+            for r in ("queue_full", "draining"):
+                self.counters[("hc_worker_rejected_requests_total", f'reason="{r}"')] = 0
             self.hists["hc_worker_commit_duration_seconds"] = Histogram(LATENCY_BUCKETS)
             self.hists["hc_worker_time_to_first_token_seconds"] = Histogram(TTFT_BUCKETS)
             self.hists["hc_worker_inter_token_latency_seconds"] = Histogram(TTFT_BUCKETS)

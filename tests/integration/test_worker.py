@@ -3,6 +3,7 @@
 Each test starts its own worker on ephemeral ports and kills it at the end.
 """
 import os
+import signal
 import sys
 import threading
 import unittest
@@ -179,6 +180,50 @@ class WorkerProcessTest(unittest.TestCase):
         self.assertEqual(len(results["tokens"]), 300)
         self.assertIsNotNone(results["committed"])
         self.assertEqual(w.stop(), 0)
+
+    def test_max_waiting_refuses_the_next_turn_and_reports_the_bound(self):
+        # Room for a turn far longer than the test: it is cancelled at the end.
+        w, stub = self.start("--max_waiting=2", "--max_running=1", "--max_model_len=65536",
+                             "--kv_blocks=4200")
+        self.assertEqual(stub.Load(pb.LoadRequest()).max_waiting, 2)
+        # A long turn holds the only running place; two more wait behind it.
+        long_call = stub.Execute(turn("long", [5, 6, 7], max_tokens=65000, request_id="long"),
+                                 timeout=300)
+        self.assertEqual(next(long_call).WhichOneof("event"), "started")
+        waiting = [stub.Execute(turn(f"w{i}", [5, 6, 7], max_tokens=2), timeout=120)
+                   for i in range(2)]
+        h.wait_until(lambda: stub.Load(pb.LoadRequest()).num_waiting == 2, what="two waiting turns")
+        with self.assertRaises(h.grpc.RpcError) as refused:
+            list(stub.Execute(turn("over", [5, 6, 7], max_tokens=2), timeout=60))
+        self.assertEqual(refused.exception.code(), h.grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertEqual(refused.exception.details(), "worker busy: 2 turns waiting (--max_waiting 2)")
+        self.assertEqual(h.metric_value(w.metrics(), "hc_worker_rejected_requests_total",
+                                        {"reason": "queue_full"}), 1)
+        long_call.cancel()
+        for call in waiting:
+            kinds = [ev.WhichOneof("event") for ev in call]
+            self.assertEqual(kinds[-1], "committed")
+        # The refused turn left nothing behind: it runs now, from scratch.
+        started, _, committed, _, code = run(stub, turn("over", [5, 6, 7], max_tokens=2))
+        self.assertEqual(code, h.grpc.StatusCode.OK)
+        self.assertEqual(started.cached_tokens, 0)
+        self.assertIsNotNone(committed)
+
+    def test_sigterm_lets_the_running_turn_finish_before_the_engine_stops(self):
+        w, stub = self.start("--max_model_len=8192")
+        call = stub.Execute(turn("t", [5, 6, 7], max_tokens=300), timeout=120)
+        tokens, committed = [], None
+        for ev in call:
+            kind = ev.WhichOneof("event")
+            if kind == "tokens":
+                if not tokens:
+                    w.signal(signal.SIGTERM)  # mid-turn: the server drains first
+                tokens.extend(ev.tokens.token_ids)
+            elif kind == "committed":
+                committed = ev.committed
+        self.assertEqual(len(tokens), 300)
+        self.assertIsNotNone(committed)
+        self.assertEqual(w.proc.wait(timeout=60), 0)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <deque>
 #include <list>
+#include <optional>
 #include <random>
 #include <thread>
 #include <utility>
@@ -12,7 +13,6 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -57,22 +57,42 @@ absl::Status EngineImpl::Validate(const TurnRequest& turn) const {
 absl::Status EngineImpl::Submit(TurnRequest req, std::shared_ptr<TurnObserver> observer) {
   HC_RETURN_IF_ERROR(Validate(req));
   auto turn = std::make_unique<Turn>();
-  absl::MutexLock lock(&mu_);
-  if (stop_ || draining_) return absl::UnavailableError("worker is draining");
-  if (active_keys_.contains(req.key)) {
-    return absl::AbortedError("a turn of this conversation is already running on this worker");
+  std::optional<absl::Status> refused;  // counted in metrics outside the lock
+  const char* reason = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stop_) {
+      refused = absl::UnavailableError("worker is shutting down");
+      reason = "draining";
+    } else if (draining_) {
+      refused = absl::UnavailableError("worker is draining: it accepts no new turns");
+      reason = "draining";
+    } else if (active_keys_.contains(req.key)) {
+      return absl::AbortedError("a turn of this conversation is already running on this worker");
+    } else if (active_ids_.contains(req.request_id)) {
+      return absl::AbortedError(absl::StrCat("request id ", req.request_id, " is already in use"));
+    } else if (options_.max_waiting > 0 && num_waiting_ >= options_.max_waiting) {
+      // Checked and counted under the same lock as the enqueue below, so
+      // racing submitters cannot overshoot the bound. Nothing is recorded
+      // for a refused turn: the conversation and request id stay free.
+      refused = absl::ResourceExhaustedError(
+          absl::StrCat("worker busy: ", num_waiting_, " turns waiting (--max_waiting ",
+                       options_.max_waiting, ")"));
+      reason = "queue_full";
+    } else {
+      turn->sampler = Sampler(req.sampling.seed.has_value() ? *req.sampling.seed : rng_());
+      turn->submitted = absl::Now();
+      active_keys_.insert(req.key);
+      active_ids_.insert(req.request_id);
+      ++num_waiting_;
+      turn->req = std::move(req);
+      turn->observer = std::move(observer);
+      inbox_.push_back(std::move(turn));
+      return absl::OkStatus();
+    }
   }
-  if (active_ids_.contains(req.request_id)) {
-    return absl::AbortedError(absl::StrCat("request id ", req.request_id, " is already in use"));
-  }
-  turn->sampler = Sampler(req.sampling.seed.has_value() ? *req.sampling.seed : rng_());
-  turn->submitted = absl::Now();
-  active_keys_.insert(req.key);
-  active_ids_.insert(req.request_id);
-  turn->req = std::move(req);
-  turn->observer = std::move(observer);
-  inbox_.push_back(std::move(turn));
-  return absl::OkStatus();
+  if (options_.metrics) options_.metrics->OnRejected(reason);
+  return *refused;
 }
 
 void EngineImpl::Cancel(const std::string& request_id) {
@@ -81,16 +101,17 @@ void EngineImpl::Cancel(const std::string& request_id) {
   commands_.push_back({.kind = Command::kCancel, .request_id = request_id});
 }
 
-bool EngineImpl::Release(const ConversationKey& key) {
-  absl::Notification done;
-  bool result = false;
+void EngineImpl::Release(const ConversationKey& key, absl::AnyInvocable<void(bool) &&> done) {
   {
     absl::MutexLock lock(&mu_);
-    if (stop_) return false;
-    commands_.push_back({.kind = Command::kRelease, .key = key, .done = &done, .result = &result});
+    if (!stop_) {
+      // The engine thread runs every queued command before it exits, so
+      // `done` is called even if Stop() comes next.
+      commands_.push_back({.kind = Command::kRelease, .key = key, .released = std::move(done)});
+      return;
+    }
   }
-  done.WaitForNotification();
-  return result;
+  std::move(done)(false);
 }
 
 void EngineImpl::Stop() {
@@ -133,8 +154,8 @@ void EngineImpl::Loop() {
 
 void EngineImpl::RunCommand(Command& cmd) {
   if (cmd.kind == Command::kRelease) {
-    *cmd.result = options_.cache->Drop(cmd.key);
-    cmd.done->Notify();
+    const bool dropped = options_.cache->Drop(cmd.key);
+    std::move(cmd.released)(dropped);
     return;
   }
   const auto matches = [&](const std::unique_ptr<Turn>& t) { return t->req.request_id == cmd.request_id; };
@@ -156,6 +177,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   }
   if (options.max_batch_tokens <= 0 || options.max_running <= 0 || options.max_model_len <= 1) {
     return absl::InvalidArgumentError("engine limits must be positive");
+  }
+  if (options.max_waiting < 0) {
+    return absl::InvalidArgumentError("max_waiting must be >= 0 (0: unbounded)");
   }
   return std::unique_ptr<Engine>(new internal::EngineImpl(options));
 }

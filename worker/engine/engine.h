@@ -3,12 +3,20 @@
 // snapshots. Continuous batching with chunked prefill: each step schedules
 // decode tokens first, then prefill chunks, up to a token budget; admission is
 // bounded by KV blocks and Mamba slots (evicting idle committed states first,
-// then preempting the newest running request by recompute).
+// then preempting the newest running request by recompute). The queue in
+// front of admission is bounded too (max_waiting): Submit refuses a turn at
+// once rather than letting a flood of turns queue without limit.
+//
+// No call blocks on the engine thread: Submit, Cancel, Release, Drain and
+// Load take the engine's mutex only for bookkeeping, never across a step, so
+// they are safe on gRPC callback threads. Release reports its result through
+// a callback run on the engine thread.
 //
 // Usage:
 //   auto engine = Engine::Create(options).value();
 //   engine->Submit(turn, observer);       // any thread
 //   engine->Cancel("request-id");         // any thread; takes effect within a step
+//   engine->Release(key, [](bool released) {...});  // any thread; done on the engine thread
 //   engine->Drain(); engine->Stop();
 #ifndef HC_WORKER_ENGINE_ENGINE_H_
 #define HC_WORKER_ENGINE_ENGINE_H_
@@ -17,6 +25,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -32,6 +41,11 @@ struct EngineOptions {
   EngineMetricsSink* metrics = nullptr;     // optional, not owned
   int max_batch_tokens = 512;  // token budget of one step (chunked prefill)
   int max_running = 64;        // running requests at once
+  // Turns queued for admission (submitted and not yet running, including
+  // turns preempted back to the queue): Submit refuses a new turn with
+  // RESOURCE_EXHAUSTED once this many wait. 0: unbounded. hc-worker sets it
+  // from --max_waiting.
+  int max_waiting = 256;
   int max_model_len = 4096;    // context limit: history + suffix + generated
   int eos_token_id = -1;       // -1: none
   // Decodes token ids to text, for stop strings. Null: stop strings are
@@ -41,34 +55,43 @@ struct EngineOptions {
 };
 
 struct EngineLoad {
-  int num_running = 0;
-  int num_waiting = 0;
+  int num_running = 0;   // as of the last step
+  int num_waiting = 0;   // exact: the count max_waiting bounds
+  int max_waiting = 0;   // EngineOptions::max_waiting (0: unbounded)
   bool draining = false;
   cache::CacheCounters cache;
 };
 
 class Engine {
  public:
-  // Starts the engine thread. INVALID_ARGUMENT for missing model/cache or
-  // non-positive limits.
+  // Starts the engine thread. INVALID_ARGUMENT for missing model/cache,
+  // non-positive limits or a negative max_waiting.
   static absl::StatusOr<std::unique_ptr<Engine>> Create(const EngineOptions& options);
   virtual ~Engine() = default;  // Stops (see Stop).
 
-  // Queues a turn. Synchronous errors (nothing queued, observer not called):
-  // INVALID_ARGUMENT (empty suffix, token id >= vocab, bad sampling, round not
-  // increasing), RESOURCE_EXHAUSTED (context > max_model_len), ABORTED (a turn
-  // of this conversation is already queued or running, or the request id is
-  // in use), UNAVAILABLE (draining or stopped). Otherwise the observer gets the
-  // turn's events on the engine thread.
+  // Queues a turn. Synchronous errors (nothing queued, nothing recorded, the
+  // observer not called): INVALID_ARGUMENT (empty suffix, token id >= vocab,
+  // bad sampling, round not increasing), RESOURCE_EXHAUSTED (context >
+  // max_model_len; or max_waiting turns already wait: "worker busy"), ABORTED
+  // (a turn of this conversation is already queued or running, or the request
+  // id is in use), UNAVAILABLE (draining or stopped). Otherwise the observer
+  // gets the turn's events on the engine thread. The max_waiting check and the
+  // enqueue are one atomic step: with N = max_waiting, of any number of
+  // concurrent calls exactly as many succeed as there were free places.
   virtual absl::Status Submit(TurnRequest turn, std::shared_ptr<TurnObserver> observer) = 0;
 
   // Cancels a queued or running turn: it is discarded within one step and its
   // observer gets OnFailed(CANCELLED). No-op for unknown ids.
   virtual void Cancel(const std::string& request_id) = 0;
 
-  // Drops the committed state of `key` (runs on the engine thread; waits for
-  // it). Returns whether there was one.
-  virtual bool Release(const cache::ConversationKey& key) = 0;
+  // Drops the committed state of `key` on the engine thread (within one
+  // step) and then calls `done(released)` there, released saying whether
+  // there was a state. Returns at once: it never waits for the engine thread.
+  // `done` is called exactly once and must not block (like a TurnObserver);
+  // if the engine has stopped, it is called at once on the calling thread
+  // with false.
+  virtual void Release(const cache::ConversationKey& key,
+                       absl::AnyInvocable<void(bool released) &&> done) = 0;
 
   // Stops admitting new turns (Submit returns UNAVAILABLE); queued and running
   // turns finish.
@@ -80,7 +103,7 @@ class Engine {
   // the engine thread. Idempotent.
   virtual void Stop() = 0;
 
-  // Snapshot as of the last step; any thread.
+  // Snapshot (num_running as of the last step, num_waiting exact); any thread.
   virtual EngineLoad Load() const = 0;
 };
 

@@ -16,8 +16,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/token_hash.h"
 #include "worker/engine/engine.h"
@@ -65,7 +65,7 @@ class EngineImpl final : public Engine {
 
   absl::Status Submit(TurnRequest turn, std::shared_ptr<TurnObserver> observer) override;
   void Cancel(const std::string& request_id) override;
-  bool Release(const ConversationKey& key) override;
+  void Release(const ConversationKey& key, absl::AnyInvocable<void(bool) &&> done) override;
   void Drain() override {
     absl::MutexLock lock(&mu_);
     draining_ = true;
@@ -78,7 +78,10 @@ class EngineImpl final : public Engine {
   void Stop() override;
   EngineLoad Load() const override {
     absl::MutexLock lock(&mu_);
-    return load_;
+    EngineLoad load = load_;
+    load.num_waiting = num_waiting_;
+    load.max_waiting = options_.max_waiting;
+    return load;
   }
 
  private:
@@ -86,8 +89,7 @@ class EngineImpl final : public Engine {
     enum Kind { kCancel, kRelease } kind;
     std::string request_id;
     ConversationKey key;
-    absl::Notification* done = nullptr;
-    bool* result = nullptr;
+    absl::AnyInvocable<void(bool) &&> released;  // kRelease: called once with the result
   };
 
   bool IdleLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -108,6 +110,8 @@ class EngineImpl final : public Engine {
   void Fail(Turn* t, const absl::Status& status);
   void Preempt(Turn* t);
   void Forget(Turn* t);
+  // Moves t, the head of waiting_, to the back of running_.
+  void StartRunning(Turn* t);
   std::optional<std::string> StopReason(const Turn& t) const;
   void PublishLoad();
 
@@ -125,6 +129,10 @@ class EngineImpl final : public Engine {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  // Turns in inbox_ and waiting_: what max_waiting bounds. Changed under mu_
+  // together with the queues (Submit, admission, preemption, Forget), so
+  // Submit's check against max_waiting is exact.
+  int num_waiting_ ABSL_GUARDED_BY(mu_) = 0;
   EngineLoad load_ ABSL_GUARDED_BY(mu_);
 
   // Engine thread only: admission order.

@@ -54,8 +54,7 @@ void EngineImpl::Step() {
       }
       break;  // wait for running turns to free memory
     }
-    running_.push_back(std::move(waiting_.front()));
-    waiting_.pop_front();
+    StartRunning(t);
     if (!t->started) {
       t->started = true;
       const TurnStart start{.prompt_tokens = t->ContextLen(),
@@ -291,17 +290,31 @@ void EngineImpl::Preempt(Turn* t) {
   HC_CHECK(it != running_.end()) << "preempted turn is not running";
   waiting_.push_front(std::move(*it));
   running_.erase(it);
+  // Back in the queue, it counts against max_waiting again (the queue may
+  // exceed the bound this way; the bound only stops new turns).
+  absl::MutexLock lock(&mu_);
+  ++num_waiting_;
+}
+
+void EngineImpl::StartRunning(Turn* t) {
+  HC_CHECK(!waiting_.empty() && waiting_.front().get() == t) << "only the queue's head is admitted";
+  running_.push_back(std::move(waiting_.front()));
+  waiting_.pop_front();
+  absl::MutexLock lock(&mu_);
+  --num_waiting_;
 }
 
 void EngineImpl::Forget(Turn* t) {
   const auto is_t = [t](const std::unique_ptr<Turn>& p) { return p.get() == t; };
   std::unique_ptr<Turn> owned;
+  bool was_waiting = false;
   if (auto it = std::find_if(running_.begin(), running_.end(), is_t); it != running_.end()) {
     owned = std::move(*it);
     running_.erase(it);
   } else if (auto w = std::find_if(waiting_.begin(), waiting_.end(), is_t); w != waiting_.end()) {
     owned = std::move(*w);
     waiting_.erase(w);
+    was_waiting = true;
   }
   // The load snapshot changes together with the active sets, so a caller that
   // saw the turn end (AwaitIdle) also sees its effect on the cache.
@@ -309,20 +322,20 @@ void EngineImpl::Forget(Turn* t) {
   absl::MutexLock lock(&mu_);
   active_keys_.erase(t->req.key);
   active_ids_.erase(t->req.request_id);
+  if (was_waiting) --num_waiting_;
   load_.num_running = static_cast<int>(running_.size());
-  load_.num_waiting = static_cast<int>(waiting_.size() + inbox_.size());
   load_.cache = counters;
 }
 
 void EngineImpl::PublishLoad() {
   const cache::CacheCounters counters = options_.cache->Counters();
   const int running = static_cast<int>(running_.size());
-  const int waiting = static_cast<int>(waiting_.size());
+  int waiting;
   {
     absl::MutexLock lock(&mu_);
     load_.num_running = running;
-    load_.num_waiting = waiting + static_cast<int>(inbox_.size());
     load_.cache = counters;
+    waiting = num_waiting_;  // includes turns still in the inbox
   }
   if (options_.metrics) options_.metrics->OnStep(counters, running, waiting);
 }

@@ -68,10 +68,14 @@ class TurnObserver {
   virtual void OnFailed(const absl::Status& status) = 0;
 };
 
-// Observations for metrics, called on the engine thread. Never blocks.
+// Observations for metrics, called on the engine thread (except OnRejected).
+// Never blocks.
 class EngineMetricsSink {
  public:
   virtual ~EngineMetricsSink() = default;
+  // Submit refused a turn for load: "queue_full" (max_waiting turns wait) or
+  // "draining". Called on the submitting thread, concurrently with the rest.
+  virtual void OnRejected(std::string_view reason) = 0;
   virtual void OnLookup(cache::LookupResult result) = 0;
   // Per admitted turn: prompt tokens queried and those served from cache.
   virtual void OnPrefixQuery(int64_t prompt_tokens, int64_t cached_tokens) = 0;

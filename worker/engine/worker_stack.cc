@@ -64,6 +64,7 @@ absl::StatusOr<std::unique_ptr<WorkerStack>> WorkerStack::Create(const WorkerSta
   eo.metrics = o.metrics;
   eo.max_batch_tokens = o.max_batch_tokens;
   eo.max_running = o.max_running;
+  eo.max_waiting = o.max_waiting;
   eo.max_model_len = stack->max_model_len_;
   eo.eos_token_id = config.eos_token_id;
   if (const Tokenizer* tok = stack->tokenizer_.get()) {

@@ -31,6 +31,7 @@ struct WorkerStackOptions {
   int block_size = 16;
   int max_batch_tokens = 512;
   int max_running = 64;
+  int max_waiting = 256;                 // EngineOptions::max_waiting (0: unbounded)
   int max_model_len = 0;                 // 0: the model's max_position_embeddings
   EngineMetricsSink* metrics = nullptr;  // not owned
 };

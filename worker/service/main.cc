@@ -1,5 +1,32 @@
 // hc-worker: one engine (scheduler, both cache groups, hybrid model, commit)
 // behind the internal WorkerService, with health, reflection and metrics.
+//
+// Start-up order (each step relies on the ones before it):
+//   1. InitProcess: flags; SIGINT/SIGTERM blocked before any thread starts,
+//      so a signal during start-up (e.g. while the model loads) stays pending
+//      until step 7 and gets the normal drain, not a kill.
+//   2. Metrics registry and WorkerMetrics: the engine feeds them, so they
+//      are declared first and outlive it.
+//   3. WorkerStack: model, caches and the engine thread.
+//   4. The metrics HTTP server.
+//   5. HealthOnDrain, then the WorkerService, whose Drain reports through it.
+//      Both are declared before the gRPC server, so they outlive it
+//      (common/server.h: a service must outlive its server; reactors use the
+//      service's options until the server has stopped).
+//   6. GrpcServer::Start: from here RPCs arrive on gRPC threads, Drain
+//      included. RPC threads share nothing with main that is assigned after
+//      this point, except through HealthOnDrain's mutex: Attach applies a
+//      Drain that came before main held the server (Start sets SERVING last).
+//      Then the shutdown drain hook.
+//   7. Wait for SIGINT/SIGTERM.
+// Shutdown order:
+//   1. GrpcServer::Shutdown: health NOT_SERVING, the drain hook (Engine::Drain:
+//      new turns get UNAVAILABLE), no new calls; in-flight turns get
+//      --drain_timeout, then are cancelled. It returns once every call is
+//      done. The engine keeps running meanwhile: it is what finishes them.
+//   2. HealthOnDrain::Detach, then Engine::Stop (no turn is left by now).
+//   3. Scope exit destroys the rest in reverse order: server, service, health
+//      link, metrics server, stack (engine already stopped), metrics, registry.
 #include <unistd.h>
 
 #include <memory>
@@ -11,6 +38,7 @@
 #include "common/process.h"
 #include "common/server.h"
 #include "worker/engine/worker_stack.h"
+#include "worker/service/health_on_drain.h"
 #include "worker/service/worker_metrics.h"
 #include "worker/service/worker_service.h"
 
@@ -27,6 +55,11 @@ ABSL_FLAG(int32_t, mamba_slots, 64, "Mamba state slots (committed conversations 
 ABSL_FLAG(int32_t, block_size, 16, "Tokens per KV block");
 ABSL_FLAG(int32_t, max_batch_tokens, 512, "Token budget of one engine step (chunked prefill)");
 ABSL_FLAG(int32_t, max_running, 64, "Turns running at once");
+ABSL_FLAG(int32_t, max_waiting, 256,
+          "Turns waiting for admission; Execute answers RESOURCE_EXHAUSTED beyond it (0: unbounded)");
+ABSL_FLAG(int64_t, grpc_memory_quota, 1ll << 30,
+          "gRPC ResourceQuota in bytes: bounds the memory of in-flight calls and transport "
+          "buffers, e.g. under a flood of streams (0: none)");
 ABSL_FLAG(int32_t, max_model_len, 0, "Context limit in tokens (0: the model's max_position_embeddings)");
 
 namespace {
@@ -51,6 +84,7 @@ int Run() {
   so.block_size = absl::GetFlag(FLAGS_block_size);
   so.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
   so.max_running = absl::GetFlag(FLAGS_max_running);
+  so.max_waiting = absl::GetFlag(FLAGS_max_waiting);
   so.max_model_len = absl::GetFlag(FLAGS_max_model_len);
   so.metrics = &metrics;
   auto stack = hc::engine::WorkerStack::Create(so);
@@ -61,7 +95,8 @@ int Run() {
 
   std::string worker_id = absl::GetFlag(FLAGS_worker_id);
   if (worker_id.empty()) worker_id = DefaultWorkerId();
-  const hc::ServerOptions server_options = hc::ServerOptionsFromFlags(absl::GetFlag(FLAGS_port));
+  hc::ServerOptions server_options = hc::ServerOptionsFromFlags(absl::GetFlag(FLAGS_port));
+  server_options.memory_quota_bytes = absl::GetFlag(FLAGS_grpc_memory_quota);
   auto metrics_server =
       hc::MetricsServer::Start(server_options.host, absl::GetFlag(FLAGS_metrics_port), registry);
   if (!metrics_server.ok()) {
@@ -69,31 +104,32 @@ int Run() {
     return 1;
   }
 
-  std::unique_ptr<hc::GrpcServer> server;
+  hc::engine::Engine* engine = &(*stack)->engine();
+  hc::worker::HealthOnDrain health;
   hc::worker::WorkerServiceImpl service({
       .worker_id = worker_id,
-      .engine = &(*stack)->engine(),
+      .engine = engine,
       .max_model_len = (*stack)->max_model_len(),
       .vocab_size = (*stack)->config().vocab_size,
-      .on_drain = [&server] { if (server) server->SetServing(false); },
+      .on_drain = [&health] { health.Drain(); },
   });
-  auto started = hc::GrpcServer::Start(
+  absl::StatusOr<std::unique_ptr<hc::GrpcServer>> server = hc::GrpcServer::Start(
       server_options, {{&service, hybridcache::v1::WorkerService::service_full_name()}});
-  if (!started.ok()) {
-    HC_LOG(ERROR) << started.status();
+  if (!server.ok()) {
+    HC_LOG(ERROR) << server.status();
     return 1;
   }
-  server = *std::move(started);
+  health.Attach(server->get());
   // Shutdown drains: new turns are refused while running ones finish.
-  hc::engine::Engine* engine = &(*stack)->engine();
-  server->SetDrainHook([engine] { engine->Drain(); });
-  HC_LOG(INFO) << "hc-worker " << worker_id << " listening on " << server->address()
+  (*server)->SetDrainHook([engine] { engine->Drain(); });
+  HC_LOG(INFO) << "hc-worker " << worker_id << " listening on " << (*server)->address()
                << " metrics " << (*metrics_server)->endpoint();
 
   const int sig = hc::WaitForShutdownSignal();
   HC_LOG(INFO) << "signal " << sig << ": draining";
-  server->Shutdown();
-  (*stack)->engine().Stop();
+  (*server)->Shutdown();
+  health.Detach();
+  engine->Stop();
   HC_LOG(INFO) << "hc-worker stopped";
   return 0;
 }

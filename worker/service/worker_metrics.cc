@@ -23,7 +23,10 @@ prometheus::Family<prometheus::Histogram>& HistogramFamily(prometheus::Registry&
 }  // namespace
 
 WorkerMetrics::WorkerMetrics(prometheus::Registry& r)
-    : queries_(CounterFamily(r, "hc_worker_prefix_cache_queries_total",
+    : rejected_(CounterFamily(r, "hc_worker_rejected_requests_total",
+                              "Turns refused at submission for load, by reason: queue_full "
+                              "(--max_waiting turns already wait), draining")),
+      queries_(CounterFamily(r, "hc_worker_prefix_cache_queries_total",
                              "Prompt tokens of admitted turns (history + suffix)")
                    .Add({})),
       hits_(CounterFamily(r, "hc_worker_prefix_cache_hits_total",
@@ -67,6 +70,11 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& r)
     evictions_[i] = &evictions.Add({{"group", groups[i]}});
   }
   for (const char* outcome : {"published", "discarded", "failed"}) commits_.Add({{"outcome", outcome}});
+  for (const char* reason : {"queue_full", "draining"}) rejected_.Add({{"reason", reason}});
+}
+
+void WorkerMetrics::OnRejected(std::string_view reason) {
+  rejected_.Add({{"reason", std::string(reason)}}).Increment();
 }
 
 void WorkerMetrics::OnLookup(cache::LookupResult result) {

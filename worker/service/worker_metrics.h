@@ -2,7 +2,8 @@
 // engine through EngineMetricsSink.
 //
 // Thread-safety: prometheus-cpp metrics are thread-safe; the sink is called
-// from the engine thread.
+// from the engine thread, except OnRejected (any thread; it only increments a
+// counter).
 #ifndef HC_WORKER_SERVICE_WORKER_METRICS_H_
 #define HC_WORKER_SERVICE_WORKER_METRICS_H_
 
@@ -20,6 +21,7 @@ class WorkerMetrics final : public engine::EngineMetricsSink {
  public:
   explicit WorkerMetrics(prometheus::Registry& registry);
 
+  void OnRejected(std::string_view reason) override;
   void OnLookup(cache::LookupResult result) override;
   void OnPrefixQuery(int64_t prompt_tokens, int64_t cached_tokens) override;
   void OnFirstToken(double seconds) override;
@@ -28,6 +30,7 @@ class WorkerMetrics final : public engine::EngineMetricsSink {
   void OnStep(const cache::CacheCounters& counters, int num_running, int num_waiting) override;
 
  private:
+  prometheus::Family<prometheus::Counter>& rejected_;
   prometheus::Counter& queries_;
   prometheus::Counter& hits_;
   prometheus::Counter* lookups_[3];           // by cache::LookupResult

@@ -82,9 +82,15 @@ class ExecuteReactor final : public grpc::ServerWriteReactor<pb::ExecuteEvent> {
       : options_(options), observer_(std::make_shared<Observer>(this, options.worker_id)) {
     absl::StatusOr<engine::TurnRequest> turn = TurnFromProto(request);
     if (turn.ok()) {
-      request_id_ = turn->request_id;
+      std::string request_id = turn->request_id;
       const absl::Status submitted = options_.engine->Submit(*std::move(turn), observer_);
-      if (submitted.ok()) return;
+      if (submitted.ok()) {
+        // Only an accepted turn is ever cancelled: a refused one (queue full,
+        // draining, or ABORTED because its id is in use by another stream)
+        // must not cancel a turn it does not own.
+        request_id_ = std::move(request_id);
+        return;
+      }
       turn = submitted;
     }
     Enqueue(std::nullopt, ToGrpcStatus(turn.status()));
@@ -233,6 +239,7 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::Load(grpc::CallbackServerContext* c
   report->set_draining(load.draining);
   report->set_max_model_len(options_.max_model_len);
   report->set_vocab_size(options_.vocab_size);
+  report->set_max_waiting(static_cast<uint32_t>(load.max_waiting));
   auto* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
@@ -247,10 +254,15 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::Release(grpc::CallbackServerContext
     reactor->Finish(ToGrpcStatus(key));
     return reactor;
   }
-  // Waits for the engine thread for at most one step.
-  response->set_released(options_.engine->Release(
-      {request->key().cache_salt(), request->key().conversation_id()}));
-  reactor->Finish(grpc::Status::OK);
+  // The engine drops the state on its own thread and finishes the call from
+  // there; this callback thread returns at once. The call (so `response` and
+  // `reactor`) stays alive until Finish, which the engine always calls
+  // (exactly once, even when it stops).
+  options_.engine->Release({request->key().cache_salt(), request->key().conversation_id()},
+                           [reactor, response](bool released) {
+                             response->set_released(released);
+                             reactor->Finish(grpc::Status::OK);
+                           });
   return reactor;
 }
 

@@ -2,6 +2,22 @@
 // reactor only converts messages and queues writes; the engine thread does the
 // work and reports through a TurnObserver. A client cancel or an expired
 // deadline reaches the engine as Cancel(request_id), within one step.
+//
+// Threading contract: no handler blocks a gRPC callback thread on the engine.
+// Execute submits (or is refused: RESOURCE_EXHAUSTED when --max_waiting turns
+// wait, UNAVAILABLE when draining) and returns; Release is finished from the
+// engine's completion callback; Load and Drain only read or set engine state
+// under its mutex, which the engine thread never holds across a step.
+//
+// Admission: the bound on waiting turns is enforced in Engine::Submit, the one
+// place every turn enters (exact under races). There is deliberately no
+// HTTP/2 MAX_CONCURRENT_STREAMS limit: the router multiplexes all its turns,
+// Load probes and Releases over one connection per worker, and a stream limit
+// would make the router's client queue them silently (a probe stuck behind
+// turns marks the worker unhealthy) instead of getting a prompt
+// RESOURCE_EXHAUSTED it can act on. Memory used by a flood of streams before
+// they reach Submit is bounded by the server's gRPC ResourceQuota
+// (ServerOptions::memory_quota_bytes, hc-worker --grpc_memory_quota).
 #ifndef HC_WORKER_SERVICE_WORKER_SERVICE_H_
 #define HC_WORKER_SERVICE_WORKER_SERVICE_H_
 

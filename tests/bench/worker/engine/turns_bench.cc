@@ -162,6 +162,7 @@ int main(int argc, char** argv) {
   o.kv_cache_bytes = 1ll << 30;
   o.mamba_slots = 2 * a.conversations + 2;
   o.max_batch_tokens = 512;
+  o.max_waiting = 0;  // every conversation submits its turn at once: measure the engine, not admission
   auto stack = hc::engine::WorkerStack::Create(o);
   if (!stack.ok()) {
     std::fprintf(stderr, "%s\n", stack.status().ToString().c_str());

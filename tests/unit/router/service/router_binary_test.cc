@@ -220,6 +220,10 @@ TEST(RouterBinaryTest, HealthIsNotServingUntilAWorkerHasBeenHealthy) {
   EXPECT_EQ(RouterHealth(r.address), HealthCheckResponse::SERVING);
   EXPECT_EQ(RouterHealth(r.address, hybridcache::v1::ChatService::service_full_name()),
             HealthCheckResponse::SERVING);
+  EXPECT_EQ(Stop(r), 0);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(RouterBinaryTest, PerSaltCapRefusesANewConversationAndCountsItInTheMetrics) {
   testing::FakeWorker worker(testing::FakeWorkerOptions{});
   worker.Serve();

@@ -1,12 +1,15 @@
 #include "worker/engine/engine.h"
 
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "tests/unit/worker/engine/fake_model.h"
@@ -46,12 +49,37 @@ class Recorder final : public TurnObserver {
   absl::Notification done;
 };
 
+// Counts the load refusals the engine reports (from submitting threads).
+class RejectionCounter final : public EngineMetricsSink {
+ public:
+  void OnRejected(std::string_view reason) override {
+    absl::MutexLock lock(&mu_);
+    ++rejected_[std::string(reason)];
+  }
+  int rejected(const std::string& reason) const {
+    absl::MutexLock lock(&mu_);
+    auto it = rejected_.find(reason);
+    return it == rejected_.end() ? 0 : it->second;
+  }
+  void OnLookup(cache::LookupResult) override {}
+  void OnPrefixQuery(int64_t, int64_t) override {}
+  void OnFirstToken(double) override {}
+  void OnInterToken(double) override {}
+  void OnCommit(std::string_view, double) override {}
+  void OnStep(const cache::CacheCounters&, int, int) override {}
+
+ private:
+  mutable absl::Mutex mu_;
+  std::map<std::string, int> rejected_ ABSL_GUARDED_BY(mu_);
+};
+
 struct HarnessOptions {
   int kv_blocks = 256;
   int mamba_slots = 32;
   int block_size = 4;
   int max_batch_tokens = 16;
   int max_model_len = 4096;
+  int max_waiting = 256;
 };
 
 class Harness {
@@ -66,11 +94,14 @@ class Harness {
                   .value();
     cache_ = cache::ConversationCache::Create({.memory = memory_.get()}).value();
     model_ = std::make_unique<FakeModel>(memory_.get(), kVocab);
+    gate_ = std::make_unique<GatedModel>(model_.get());
     EngineOptions eo;
-    eo.model = model_.get();
+    eo.model = gate_.get();
     eo.cache = cache_.get();
+    eo.metrics = &metrics_;
     eo.max_batch_tokens = o.max_batch_tokens;
     eo.max_model_len = o.max_model_len;
+    eo.max_waiting = o.max_waiting;
     eo.eos_token_id = kEos;
     eo.detokenize = [](std::span<const int32_t> ids) {
       std::string s;
@@ -92,14 +123,30 @@ class Harness {
     return rec;
   }
 
+  // Drops the committed state of `key` and waits for the engine's answer.
+  bool ReleaseAndWait(const ConversationKey& key) {
+    absl::Notification done;
+    bool released = false;
+    engine_->Release(key, [&](bool r) {
+      released = r;
+      done.Notify();
+    });
+    done.WaitForNotification();
+    return released;
+  }
+
   Engine& engine() { return *engine_; }
   cache::ConversationCache& cache() { return *cache_; }  // only while idle
   FakeModel& model() { return *model_; }
+  GatedModel& gate() { return *gate_; }
+  const RejectionCounter& metrics() const { return metrics_; }
 
  private:
+  RejectionCounter metrics_;
   std::unique_ptr<runtime::HostCacheMemory> memory_;
   std::unique_ptr<cache::ConversationCache> cache_;
   std::unique_ptr<FakeModel> model_;
+  std::unique_ptr<GatedModel> gate_;
   std::unique_ptr<Engine> engine_;
 };
 
@@ -109,6 +156,16 @@ TurnSampling Greedy(int max_tokens) {
   s.max_tokens = max_tokens;
   s.ignore_eos = true;
   return s;
+}
+
+// A fresh single-turn conversation `id` (request id `id`).
+TurnRequest FreshTurn(const std::string& id, int max_tokens = 2) {
+  TurnRequest t;
+  t.key = {"", id};
+  t.request_id = id;
+  t.suffix = {5, 6, 7};
+  t.sampling = Greedy(max_tokens);
+  return t;
 }
 
 // Plays the router: keeps the ledger (every token) and the worker's committed
@@ -348,6 +405,10 @@ TEST(EngineTest, ConcurrentLongTurnsArePreemptedAndRecomputedExactly) {
     EXPECT_EQ(recs[i]->tokens, ref.Run(t)->tokens);
     EXPECT_EQ(recs[i]->started, 1);
   }
+  // Preempted turns went back to the queue and left it again: the count
+  // max_waiting bounds is back to zero.
+  ASSERT_TRUE(h.engine().AwaitIdle(absl::Seconds(10)));
+  EXPECT_EQ(h.engine().Load().num_waiting, 0);
 }
 
 TEST(EngineTest, StopsOnEosStopTokenStopStringAndMaxTokens) {
@@ -485,8 +546,8 @@ TEST(EngineTest, ReleaseDropsTheCommittedState) {
   Conversation c(&h, "r");
   std::mt19937 rng(8);
   ASSERT_TRUE(c.Turn(RandomTokens(rng, 5), 2)->result.has_value());
-  EXPECT_TRUE(h.engine().Release(c.key()));
-  EXPECT_FALSE(h.engine().Release(c.key()));
+  EXPECT_TRUE(h.ReleaseAndWait(c.key()));
+  EXPECT_FALSE(h.ReleaseAndWait(c.key()));
   auto next = c.Turn(RandomTokens(rng, 3), 2);  // missing -> resent with history
   ASSERT_TRUE(next->result.has_value());
   EXPECT_EQ(c.resends(), 1);
@@ -527,6 +588,188 @@ TEST(EngineTest, StopFailsQueuedAndRunningTurns) {
   EXPECT_EQ(queued->failed.code(), absl::StatusCode::kUnavailable);
   EXPECT_LT(running->tokens.size(), 1000u);
   EXPECT_EQ(h.engine().Submit(t, std::make_shared<Recorder>()).code(), absl::StatusCode::kUnavailable);
+}
+
+
+TEST(EngineTest, MaxWaitingTurnsWaitAndTheNextIsRefusedWithoutATrace) {
+  Harness h({.max_waiting = 3});
+  // The first turn holds the engine thread in its first step: from then on
+  // nothing leaves the queue until the gate opens.
+  h.gate().BlockAt(1);
+  auto running = h.Start(FreshTurn("running"));
+  h.gate().AwaitBlocked();
+
+  std::vector<std::shared_ptr<Recorder>> waiting;
+  for (int i = 0; i < 3; ++i) waiting.push_back(h.Start(FreshTurn(absl::StrCat("w", i))));
+  EXPECT_EQ(h.engine().Load().num_waiting, 3);
+  EXPECT_EQ(h.engine().Load().max_waiting, 3);
+
+  auto refused = std::make_shared<Recorder>();
+  const absl::Status busy = h.engine().Submit(FreshTurn("over"), refused);
+  EXPECT_EQ(busy.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(busy.message(), "worker busy: 3 turns waiting (--max_waiting 3)");
+  // Nothing was recorded for it: the same conversation and request id are
+  // refused for load again, not as a turn already in progress (ABORTED).
+  EXPECT_EQ(h.engine().Submit(FreshTurn("over"), refused).code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(h.engine().Load().num_waiting, 3);
+  EXPECT_EQ(h.metrics().rejected("queue_full"), 2);
+
+  // Waiting turns that end without running (cancelled, state missing) give
+  // their place back as well as admitted ones.
+  h.engine().Cancel("w1");
+  h.gate().Release();
+  running->done.WaitForNotification();
+  for (auto& w : waiting) w->done.WaitForNotification();
+  EXPECT_TRUE(running->result.has_value());
+  EXPECT_TRUE(waiting[0]->result.has_value());
+  EXPECT_EQ(waiting[1]->failed.code(), absl::StatusCode::kCancelled);
+  EXPECT_TRUE(waiting[2]->result.has_value());
+  EXPECT_EQ(refused->started, 0);
+  EXPECT_FALSE(refused->done.HasBeenNotified());
+  ASSERT_TRUE(h.engine().AwaitIdle(absl::Seconds(10)));
+  EXPECT_EQ(h.engine().Load().num_waiting, 0);
+  // The refused turn touched no cache state: only the three that ran committed.
+  EXPECT_EQ(h.engine().Load().cache.conversations, 3);
+  EXPECT_FALSE(h.cache().Inspect({"", "over"}).has_value());
+
+  // With places free again, the refused turn is accepted and runs fresh.
+  auto retried = h.Run(FreshTurn("over"));
+  ASSERT_TRUE(retried->result.has_value()) << retried->failed;
+  EXPECT_EQ(retried->start.cached_tokens, 0);
+}
+
+TEST(EngineTest, RacingSubmitsNeverOvershootMaxWaiting) {
+  constexpr int kMaxWaiting = 5;
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 8;
+  for (int round = 0; round < 10; ++round) {
+    Harness h({.max_waiting = kMaxWaiting});
+    h.gate().BlockAt(1);
+    auto running = h.Start(FreshTurn("running"));
+    h.gate().AwaitBlocked();
+
+    absl::Notification go;
+    std::vector<std::vector<absl::StatusCode>> codes(kThreads);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kThreads; ++i) {
+      threads.emplace_back([&, i] {
+        go.WaitForNotification();
+        for (int k = 0; k < kPerThread; ++k) {
+          codes[i].push_back(
+              h.engine().Submit(FreshTurn(absl::StrCat("t", i, "-", k)), std::make_shared<Recorder>()).code());
+        }
+      });
+    }
+    go.Notify();
+    for (auto& t : threads) t.join();
+    int accepted = 0, refused = 0;
+    for (const auto& per_thread : codes) {
+      for (const absl::StatusCode c : per_thread) {
+        if (c == absl::StatusCode::kOk) ++accepted;
+        if (c == absl::StatusCode::kResourceExhausted) ++refused;
+      }
+    }
+    EXPECT_EQ(accepted, kMaxWaiting) << "round " << round;
+    EXPECT_EQ(refused, kThreads * kPerThread - kMaxWaiting) << "round " << round;
+    EXPECT_EQ(h.engine().Load().num_waiting, kMaxWaiting);
+    EXPECT_EQ(h.metrics().rejected("queue_full"), kThreads * kPerThread - kMaxWaiting);
+    h.gate().Release();
+    ASSERT_TRUE(h.engine().AwaitIdle(absl::Seconds(30)));
+    EXPECT_EQ(h.engine().Load().num_waiting, 0);
+    EXPECT_EQ(h.engine().Load().cache.conversations, kMaxWaiting + 1);
+  }
+}
+
+TEST(EngineTest, ZeroMaxWaitingQueuesWithoutBound) {
+  Harness h({.max_waiting = 0});
+  h.gate().BlockAt(1);
+  auto running = h.Start(FreshTurn("running"));
+  h.gate().AwaitBlocked();
+  constexpr int kTurns = 300;  // more than the default bound of 256
+  std::vector<std::shared_ptr<Recorder>> recs;
+  for (int i = 0; i < kTurns; ++i) recs.push_back(h.Start(FreshTurn(absl::StrCat("q", i), 1)));
+  EXPECT_EQ(h.engine().Load().num_waiting, kTurns);
+  EXPECT_EQ(h.engine().Load().max_waiting, 0);
+  h.gate().Release();
+  for (auto& r : recs) {
+    r->done.WaitForNotification();
+    EXPECT_TRUE(r->result.has_value()) << r->failed;
+  }
+  EXPECT_EQ(h.metrics().rejected("queue_full"), 0);
+}
+
+TEST(EngineTest, NegativeMaxWaitingIsRejected) {
+  auto memory = runtime::HostCacheMemory::Create(
+                    {.num_layers = 1, .num_blocks = 4, .block_size = 4, .num_kv_heads = 1, .head_dim = 1},
+                    {.num_layers = 1, .num_slots = 2, .conv_dim = 1, .conv_width = 2, .num_heads = 1,
+                     .head_dim = 1, .state_size = 1},
+                    1)
+                    .value();
+  auto cache = cache::ConversationCache::Create({.memory = memory.get()}).value();
+  FakeModel model(memory.get(), kVocab);
+  EXPECT_EQ(Engine::Create({.model = &model, .cache = cache.get(), .max_waiting = -1}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(EngineTest, DrainedEngineRefusesTurnsAsDrainingAndCountsThem) {
+  Harness h;
+  h.engine().Drain();
+  const absl::Status s = h.engine().Submit(FreshTurn("late"), std::make_shared<Recorder>());
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(s.message().find("draining"), absl::string_view::npos) << s;
+  EXPECT_EQ(h.metrics().rejected("draining"), 1);
+  EXPECT_EQ(h.metrics().rejected("queue_full"), 0);
+}
+
+TEST(EngineTest, ReleaseReturnsAtOnceAndAnswersFromTheEngineThreadAfterItsStep) {
+  Harness h;
+  Conversation c(&h, "rel");
+  std::mt19937 rng(9);
+  ASSERT_TRUE(c.Turn(RandomTokens(rng, 5), 2)->result.has_value());
+  ASSERT_TRUE(h.engine().AwaitIdle(absl::Seconds(10)));
+  // Hold the engine thread inside the next step (another conversation's).
+  h.gate().BlockAt(h.model().forward_calls() + 1);
+  auto busy = h.Start(FreshTurn("busy"));
+  h.gate().AwaitBlocked();
+
+  absl::Notification returned, answered;
+  std::thread::id answered_on;
+  bool released = false;
+  // On its own thread so that a Release that waits for the engine fails the
+  // test instead of deadlocking it (the gate opens only below).
+  std::thread caller([&] {
+    h.engine().Release(c.key(), [&](bool r) {
+      released = r;
+      answered_on = std::this_thread::get_id();
+      answered.Notify();
+    });
+    returned.Notify();
+  });
+  const std::thread::id caller_id = caller.get_id();
+  EXPECT_TRUE(returned.WaitForNotificationWithTimeout(absl::Seconds(30)))
+      << "Release waited for the engine thread";
+  EXPECT_FALSE(answered.HasBeenNotified()) << "answered before the engine could run it";
+  h.gate().Release();
+  caller.join();
+  answered.WaitForNotification();
+  EXPECT_TRUE(released);
+  EXPECT_NE(answered_on, caller_id);
+  EXPECT_NE(answered_on, std::this_thread::get_id());
+  busy->done.WaitForNotification();
+  EXPECT_FALSE(h.ReleaseAndWait(c.key()));
+}
+
+TEST(EngineTest, ReleaseOnAStoppedEngineAnswersFalseAtOnce) {
+  Harness h;
+  Conversation c(&h, "gone");
+  std::mt19937 rng(10);
+  ASSERT_TRUE(c.Turn(RandomTokens(rng, 4), 2)->result.has_value());
+  h.engine().Stop();
+  std::optional<bool> released;
+  h.engine().Release(c.key(), [&](bool r) { released = r; });
+  ASSERT_TRUE(released.has_value()) << "done must run on the calling thread once stopped";
+  EXPECT_FALSE(*released);
 }
 
 }  // namespace

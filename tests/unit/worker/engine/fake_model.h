@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/notification.h"
 #include "worker/engine/model_runner.h"
 #include "worker/runtime/host_cache_memory.h"
 
@@ -63,6 +64,35 @@ class FakeModel final : public ModelRunner {
   int vocab_;
   int64_t tokens_computed_ = 0;
   int forward_calls_ = 0;
+};
+
+// Wraps a model and holds the engine thread inside one Forward call until the
+// test releases it, so a test can act while the engine is known to be
+// mid-step: no queued turn is admitted and no command runs meanwhile.
+class GatedModel final : public ModelRunner {
+ public:
+  explicit GatedModel(ModelRunner* inner) : inner_(inner) {}
+  int vocab_size() const override { return inner_->vocab_size(); }
+  absl::Status Forward(std::span<const ForwardSeq> batch, std::span<float> logits) override {
+    if (++calls_ == block_at_) {
+      blocked_.Notify();
+      release_.WaitForNotification();
+    }
+    return inner_->Forward(batch, logits);
+  }
+  // Blocks Forward call number `call` (1-based). Call before the engine runs
+  // (or while it is idle): the engine thread reads it unsynchronised.
+  void BlockAt(int call) { block_at_ = call; }
+  // Waits until the engine thread is held in the blocked call.
+  void AwaitBlocked() { blocked_.WaitForNotification(); }
+  void Release() { release_.Notify(); }
+
+ private:
+  ModelRunner* inner_;
+  int calls_ = 0;
+  int block_at_ = -1;
+  absl::Notification blocked_;
+  absl::Notification release_;
 };
 
 }  // namespace hc::engine

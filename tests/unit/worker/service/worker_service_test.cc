@@ -1,10 +1,16 @@
 #include "worker/service/worker_service.h"
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/server.h"
 #include "common/token_hash.h"
 #include "grpcpp/client_context.h"
@@ -21,47 +27,60 @@ namespace {
 
 namespace pb = hybridcache::v1;
 constexpr int kVocab = 97;
+constexpr int kMaxWaiting = 4;
 
-// Holds the engine thread inside Forward call number `block_at` until released,
-// so a test can act while a turn is known to be mid-stream.
-class GatedModel final : public engine::ModelRunner {
+using engine::GatedModel;
+
+// Forwards to the real engine and lets a test wait for the service's calls:
+// a Cancel, Submit attempts (whatever their answer), and Release calls having
+// returned to the handler.
+class SignallingEngine final : public engine::Engine {
  public:
-  explicit GatedModel(engine::ModelRunner* inner) : inner_(inner) {}
-  int vocab_size() const override { return inner_->vocab_size(); }
-  absl::Status Forward(std::span<const engine::ForwardSeq> batch, std::span<float> logits) override {
-    if (++calls_ == block_at_) release_.WaitForNotification();
-    return inner_->Forward(batch, logits);
-  }
-  void BlockAt(int call) { block_at_ = call; }  // before the engine runs
-  void Release() { release_.Notify(); }
-
- private:
-  engine::ModelRunner* inner_;
-  int calls_ = 0;
-  int block_at_ = -1;
-  absl::Notification release_;
-};
-
-// Forwards to the real engine and signals each Cancel it receives.
-class CancelSignallingEngine final : public engine::Engine {
- public:
-  explicit CancelSignallingEngine(engine::Engine* inner) : inner_(inner) {}
+  explicit SignallingEngine(engine::Engine* inner) : inner_(inner) {}
   absl::Status Submit(engine::TurnRequest turn, std::shared_ptr<engine::TurnObserver> observer) override {
-    return inner_->Submit(std::move(turn), std::move(observer));
+    absl::Status s = inner_->Submit(std::move(turn), std::move(observer));
+    absl::MutexLock lock(&mu_);
+    ++submits_;
+    return s;
   }
   void Cancel(const std::string& request_id) override {
     inner_->Cancel(request_id);
     cancelled_.Notify();
   }
-  bool Release(const cache::ConversationKey& key) override { return inner_->Release(key); }
+  void Release(const cache::ConversationKey& key, absl::AnyInvocable<void(bool) &&> done) override {
+    inner_->Release(key, std::move(done));
+    absl::MutexLock lock(&mu_);
+    ++releases_returned_;
+  }
   void Drain() override { inner_->Drain(); }
   bool AwaitIdle(absl::Duration timeout) override { return inner_->AwaitIdle(timeout); }
   void Stop() override { inner_->Stop(); }
   engine::EngineLoad Load() const override { return inner_->Load(); }
+
+  void AwaitSubmits(int n) {
+    absl::MutexLock lock(&mu_);
+    const auto reached = [this, n] {
+      mu_.AssertHeld();
+      return submits_ >= n;
+    };
+    mu_.Await(absl::Condition(&reached));
+  }
+  // Whether `n` calls to Release have returned within `timeout`.
+  bool AwaitReleasesReturned(int n, absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    const auto reached = [this, n] {
+      mu_.AssertHeld();
+      return releases_returned_ >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&reached), timeout);
+  }
   absl::Notification cancelled_;
 
  private:
   engine::Engine* inner_;
+  absl::Mutex mu_;
+  int submits_ ABSL_GUARDED_BY(mu_) = 0;
+  int releases_returned_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // A real WorkerService on loopback over the real engine and cache, with the
@@ -85,8 +104,9 @@ class WorkerServiceTest : public ::testing::Test {
     eo.metrics = metrics_.get();
     eo.max_model_len = 256;
     eo.max_batch_tokens = 32;
+    eo.max_waiting = kMaxWaiting;
     engine_ = engine::Engine::Create(eo).value();
-    signalling_ = std::make_unique<CancelSignallingEngine>(engine_.get());
+    signalling_ = std::make_unique<SignallingEngine>(engine_.get());
     service_ = std::make_unique<WorkerServiceImpl>(WorkerServiceOptions{
         .worker_id = "w0", .engine = signalling_.get(), .max_model_len = 256, .vocab_size = kVocab,
         .on_drain = [this] { server_->SetServing(false); }});
@@ -119,8 +139,12 @@ class WorkerServiceTest : public ::testing::Test {
 
   // With cancel_after_tokens >= 0: cancels once that many tokens arrived,
   // then (after the server passed the cancel to the engine) releases the gate.
-  Outcome Execute(const pb::ExecuteRequest& req, int cancel_after_tokens = -1) {
+  // With a deadline, a stream that should have been refused at once cannot
+  // hang the test when it is queued instead.
+  Outcome Execute(const pb::ExecuteRequest& req, int cancel_after_tokens = -1,
+                  std::optional<absl::Duration> deadline = std::nullopt) {
     grpc::ClientContext ctx;
+    if (deadline.has_value()) ctx.set_deadline(absl::ToChronoTime(absl::Now() + *deadline));
     auto reader = stub_->Execute(&ctx, req);
     Outcome out;
     pb::ExecuteEvent ev;
@@ -152,6 +176,19 @@ class WorkerServiceTest : public ::testing::Test {
     return r;
   }
 
+  // The value of a counter sample of the worker's registry (0 when absent).
+  double CounterValue(const std::string& name, const std::string& label, const std::string& value) {
+    for (const prometheus::MetricFamily& family : registry_.Collect()) {
+      if (family.name != name) continue;
+      for (const prometheus::ClientMetric& m : family.metric) {
+        for (const prometheus::ClientMetric::Label& l : m.label) {
+          if (l.name == label && l.value == value) return m.counter.value;
+        }
+      }
+    }
+    return 0.0;
+  }
+
   pb::LoadReport Load() {
     grpc::ClientContext ctx;
     pb::LoadReport report;
@@ -166,7 +203,7 @@ class WorkerServiceTest : public ::testing::Test {
   std::unique_ptr<GatedModel> gate_;
   std::unique_ptr<WorkerMetrics> metrics_;
   std::unique_ptr<engine::Engine> engine_;
-  std::unique_ptr<CancelSignallingEngine> signalling_;
+  std::unique_ptr<SignallingEngine> signalling_;
   std::unique_ptr<WorkerServiceImpl> service_;
   std::unique_ptr<GrpcServer> server_;
   std::unique_ptr<pb::WorkerService::Stub> stub_;
@@ -286,7 +323,125 @@ TEST_F(WorkerServiceTest, LoadReleaseAndDrain) {
     ASSERT_TRUE(stub_->Drain(&ctx, pb::DrainRequest(), &drained).ok());
   }
   EXPECT_TRUE(Load().draining());
-  EXPECT_EQ(Execute(Turn("late", {5}, 1)).status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  const Outcome late = Execute(Turn("late", {5}, 1));
+  EXPECT_EQ(late.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(late.status.error_message().find("draining"), std::string::npos)
+      << late.status.error_message();
+  EXPECT_TRUE(late.events.empty());
+}
+
+TEST_F(WorkerServiceTest, LoadReportsTheAdmissionBound) {
+  EXPECT_EQ(Load().max_waiting(), static_cast<uint32_t>(kMaxWaiting));
+}
+
+TEST_F(WorkerServiceTest, ExecuteBeyondMaxWaitingIsRefusedAndChangesNothing) {
+  // The first turn holds the engine thread in its first step, so every later
+  // turn stays queued until the gate opens.
+  gate_->BlockAt(1);
+  Outcome running;
+  std::thread running_thread([&] { running = Execute(Turn("running", {5, 6, 7}, 2)); });
+  gate_->AwaitBlocked();
+  std::vector<Outcome> waiting(kMaxWaiting);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kMaxWaiting; ++i) {
+    threads.emplace_back([&, i] { waiting[i] = Execute(Turn("w" + std::to_string(i), {5, 6, 7}, 2)); });
+  }
+  signalling_->AwaitSubmits(1 + kMaxWaiting);
+  pb::LoadReport load = Load();
+  EXPECT_EQ(load.num_waiting(), static_cast<uint32_t>(kMaxWaiting));
+  EXPECT_EQ(load.max_waiting(), static_cast<uint32_t>(kMaxWaiting));
+
+  const Outcome over = Execute(Turn("over", {5, 6, 7}, 2), -1, absl::Seconds(30));
+  EXPECT_EQ(over.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(over.status.error_message(), "worker busy: 4 turns waiting (--max_waiting 4)");
+  EXPECT_TRUE(over.events.empty());
+  EXPECT_EQ(CounterValue("hc_worker_rejected_requests_total", "reason", "queue_full"), 1.0);
+  EXPECT_EQ(Load().num_waiting(), static_cast<uint32_t>(kMaxWaiting));
+
+  gate_->Release();
+  running_thread.join();
+  for (auto& t : threads) t.join();
+  EXPECT_TRUE(running.status.ok()) << running.status.error_message();
+  for (const Outcome& w : waiting) {
+    EXPECT_TRUE(w.status.ok()) << w.status.error_message();
+    EXPECT_NE(w.committed(), nullptr);
+  }
+  ASSERT_TRUE(engine_->AwaitIdle(absl::Seconds(10)));
+  load = Load();
+  EXPECT_EQ(load.num_waiting(), 0u);
+  EXPECT_EQ(load.committed_conversations(), static_cast<uint32_t>(1 + kMaxWaiting));
+  // Nothing of the refused turn was kept: it runs now, from scratch.
+  const Outcome retried = Execute(Turn("over", {5, 6, 7}, 2));
+  ASSERT_TRUE(retried.status.ok()) << retried.status.error_message();
+  EXPECT_EQ(retried.started()->cached_tokens(), 0u);
+}
+
+TEST_F(WorkerServiceTest, RacingExecuteStreamsNeverOvershootMaxWaiting) {
+  gate_->BlockAt(1);
+  Outcome running;
+  std::thread running_thread([&] { running = Execute(Turn("running", {5, 6, 7}, 2)); });
+  gate_->AwaitBlocked();
+  constexpr int kStreams = kMaxWaiting + 12;
+  std::vector<grpc::StatusCode> codes(kStreams);
+  std::vector<std::thread> threads;
+  absl::Notification go;
+  for (int i = 0; i < kStreams; ++i) {
+    threads.emplace_back([&, i] {
+      go.WaitForNotification();
+      codes[i] = Execute(Turn("race" + std::to_string(i), {5, 6, 7}, 2)).status.error_code();
+    });
+  }
+  go.Notify();
+  signalling_->AwaitSubmits(1 + kStreams);
+  // Every stream was answered by the engine while nothing could leave the
+  // queue: exactly kMaxWaiting were queued.
+  EXPECT_EQ(Load().num_waiting(), static_cast<uint32_t>(kMaxWaiting));
+  gate_->Release();
+  running_thread.join();
+  for (auto& t : threads) t.join();
+  int ok = 0, refused = 0;
+  for (const grpc::StatusCode c : codes) {
+    ok += c == grpc::StatusCode::OK;
+    refused += c == grpc::StatusCode::RESOURCE_EXHAUSTED;
+  }
+  EXPECT_EQ(ok, kMaxWaiting);
+  EXPECT_EQ(refused, kStreams - kMaxWaiting);
+  EXPECT_EQ(CounterValue("hc_worker_rejected_requests_total", "reason", "queue_full"),
+            static_cast<double>(kStreams - kMaxWaiting));
+}
+
+TEST_F(WorkerServiceTest, ReleaseFinishesFromTheEngineWithoutHoldingACallbackThread) {
+  ASSERT_TRUE(Execute(Turn("kept", {5, 6, 7}, 2)).status.ok());
+  ASSERT_TRUE(engine_->AwaitIdle(absl::Seconds(10)));
+  // Hold the engine thread in the next step (another conversation's turn).
+  gate_->BlockAt(model_->forward_calls() + 1);
+  Outcome busy;
+  std::thread busy_thread([&] { busy = Execute(Turn("busy", {8, 9}, 2)); });
+  gate_->AwaitBlocked();
+
+  pb::ReleaseRequest request;
+  request.mutable_key()->set_conversation_id("kept");
+  pb::ReleaseResponse response;
+  grpc::ClientContext ctx;
+  grpc::Status status;
+  absl::Notification rpc_done;
+  stub_->async()->Release(&ctx, &request, &response, [&](grpc::Status s) {
+    status = std::move(s);
+    rpc_done.Notify();
+  });
+  // The handler's call into the engine returns while the engine thread is
+  // still held: the callback thread is free again. (A handler that waited
+  // for the engine would only get here after the gate opens.)
+  EXPECT_TRUE(signalling_->AwaitReleasesReturned(1, absl::Seconds(30)))
+      << "the Release handler waited for the engine thread";
+  EXPECT_FALSE(rpc_done.HasBeenNotified()) << "answered before the engine dropped the state";
+  gate_->Release();
+  rpc_done.WaitForNotification();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_TRUE(response.released());
+  busy_thread.join();
+  EXPECT_TRUE(busy.status.ok());
+  EXPECT_EQ(Load().committed_conversations(), 1u);  // only "busy" is left
 }
 
 }  // namespace
