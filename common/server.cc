@@ -51,12 +51,14 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   auto result = std::unique_ptr<GrpcServer>(
       new GrpcServer(options, std::move(server), bound_port, std::move(names)));
   result->SetServing(options.start_serving);
+  result->server_->GetHealthCheckService()->SetServingStatus(kLivenessService, true);
   return result;
 }
 
 void GrpcServer::SetServing(bool serving) {
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
-  health->SetServingStatus(serving);
+  // By name: the overload without one would set every name, kLivenessService too.
+  health->SetServingStatus("", serving);
   for (const std::string& name : service_names_) health->SetServingStatus(name, serving);
 }
 
@@ -89,6 +91,7 @@ void GrpcServer::Shutdown() {
   HC_LOG(INFO) << "shutting down " << address() << ": draining for up to "
                << absl::FormatDuration(options_.drain_timeout);
   SetServing(false);
+  server_->GetHealthCheckService()->SetServingStatus(kLivenessService, false);
   if (hook) hook();
   // Refuses new calls at once; in-flight calls run until the deadline, then
   // are cancelled. Open health Watch streams count as in-flight, which is why

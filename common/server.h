@@ -20,6 +20,14 @@
 
 namespace hc {
 
+// Health service name that reports SERVING from Start until Shutdown, whatever
+// SetServing says: "the process is up and its gRPC server answers". Liveness
+// and startup probes check it, readiness checks "" (which a router keeps
+// NOT_SERVING until it has seen a healthy worker, and every server turns
+// NOT_SERVING while it drains), so a pod that is alive but cannot serve yet
+// is taken out of its Service instead of being restarted.
+inline constexpr char kLivenessService[] = "liveness";
+
 struct ServerOptions {
   std::string host = "127.0.0.1";  // servers bind to loopback unless told otherwise
   int port = 0;                    // 0 picks a free port
@@ -50,8 +58,8 @@ class GrpcServer {
   };
 
   // Builds and starts a server; health reports SERVING (NOT_SERVING without
-  // options.start_serving) for "" and for every binding's name. UNAVAILABLE
-  // when the address cannot be bound.
+  // options.start_serving) for "" and for every binding's name, and SERVING
+  // for kLivenessService. UNAVAILABLE when the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(const ServerOptions& options,
                                                           const std::vector<Binding>& services);
   ~GrpcServer();  // Shuts down (gracefully) if still running.
@@ -63,7 +71,8 @@ class GrpcServer {
   // NOT_SERVING and before new calls are refused (e.g. a worker's Drain).
   void SetDrainHook(std::function<void()> hook);
 
-  // Graceful shutdown: health NOT_SERVING for every service, the drain hook,
+  // Graceful shutdown: health NOT_SERVING for every service (kLivenessService
+  // included), the drain hook,
   // then no new calls; in-flight calls get until drain_timeout, after which
   // they are cancelled. Idempotent and thread-safe; returns when stopped.
   void Shutdown();
@@ -71,7 +80,7 @@ class GrpcServer {
   bool shutting_down() const;
 
   // Sets the health status of "" and every bound service (e.g. NOT_SERVING
-  // while a worker drains). Thread-safe.
+  // while a worker drains); kLivenessService is left as it is. Thread-safe.
   void SetServing(bool serving);
 
  private:

@@ -24,7 +24,9 @@ if [[ $engine_only == 0 ]]; then
   pkgs+=(libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
          libabsl-dev prometheus-cpp-dev grpc-proto libhiredis-dev libevent-dev)
   if [[ $build_only == 0 ]]; then
-    pkgs+=(python3-grpcio python3-protobuf python3-grpc-tools
+    # iproute2 and python3-yaml: tests/deploy runs the manifests as pods in
+    # network namespaces (netns_pods_test.py).
+    pkgs+=(python3-grpcio python3-protobuf python3-grpc-tools python3-yaml iproute2
            redis-server prometheus curl)
     # kubectl may come from another vendor's package; only install Debian's when absent.
     command -v kubectl >/dev/null 2>&1 || pkgs+=(kubernetes-client)

@@ -34,4 +34,4 @@ USER 10001:10001
 # gRPC (ChatService, grpc.health.v1, reflection) and Prometheus /metrics.
 EXPOSE 50051 9090
 ENTRYPOINT ["/usr/local/bin/hc-router"]
-CMD ["--port=50051", "--metrics_port=9090"]
+CMD ["--host=0.0.0.0", "--port=50051", "--metrics_port=9090"]

@@ -42,4 +42,4 @@ USER 10001:10001
 # gRPC (WorkerService, grpc.health.v1, reflection) and Prometheus /metrics.
 EXPOSE 50051 9090
 ENTRYPOINT ["/usr/local/bin/hc-worker"]
-CMD ["--port=50051", "--metrics_port=9090", "--device=auto"]
+CMD ["--host=0.0.0.0", "--port=50051", "--metrics_port=9090", "--device=auto"]

@@ -5,7 +5,8 @@ Kubernetes JSON schemas of kubernetes-validate (strict: unknown fields fail),
 checks the Prometheus Operator objects against a small structural schema,
 and checks that the pieces fit together: selectors, ports, probes, the drain
 budget, the flags each binary takes, the worker DNS name the router resolves,
-the Redis ledger address, GPU limits equal to the TP size, monitors, HPA.
+the Redis ledger address and its password, servers listening beyond
+loopback, GPU limits equal to the TP size, monitors, HPA.
 
 Usage: check_k8s.py [--kubectl PATH] [--root DIR] [OVERLAY_DIR ...]
 (--root: the directory holding deploy/, default this repository.)
@@ -32,9 +33,14 @@ K8S_VERSIONS = ("1.27.0", kubernetes_validate.latest_version())
 OPERATOR_KINDS = ("ServiceMonitor", "PodMonitor", "PrometheusRule")
 CLUSTER_SCOPED = ("Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume", "StorageClass")
 
-ROUTER_FLAGS = {"port", "metrics_port", "workers", "model", "ledger", "drain_timeout"}
-WORKER_FLAGS = {"port", "metrics_port", "worker_id", "model", "device", "tp", "kv_blocks",
+ROUTER_FLAGS = {"host", "port", "metrics_port", "workers_dns", "model", "ledger", "drain_timeout"}
+WORKER_FLAGS = {"host", "port", "metrics_port", "worker_id", "model", "device", "tp", "kv_blocks",
                 "mamba_slots", "block_size", "max_batch_tokens", "max_model_len", "drain_timeout"}
+# The health service name that stays SERVING while the process runs
+# (common/server.h kLivenessService): startup and liveness probes check it,
+# readiness checks "".
+LIVENESS_SERVICE = "liveness"
+LOOPBACK_HOSTS = ("127.", "localhost", "::1", "[::1]")
 REQUIRED_ALERTS = {"HybridCacheHitRateDrop", "HybridCacheCommitLatencyHigh", "HybridCacheNoHealthyWorkers",
                    "HybridCacheQueueGrowing", "HybridCacheKVCacheNearFull"}
 MIN_SHUTDOWN_MARGIN_S = 5
@@ -167,9 +173,10 @@ class Overlay:
             self.check_service(svc)
         for pdb in self.by_kind.get("PodDisruptionBudget", {}).values():
             self.check_pdb(pdb)
+        self.redis_password = None
+        self.check_redis()  # first: the router's --ledger must carry its password
         self.check_router()
         self.check_worker()
-        self.check_redis()
         self.check_monitors()
         self.check_rules()
 
@@ -205,7 +212,9 @@ class Overlay:
 
     def container_env(self, w, c):
         """Returns the container's environment as the kubelet builds it
-        (envFrom ConfigMaps, then env; fieldRefs resolved for this object)."""
+        (envFrom ConfigMaps, then env; fieldRefs resolved for this object).
+        A Secret's value stands as "<secret NAME/KEY>" (Secrets are created
+        outside these manifests)."""
         env = {}
         for src in c.get("envFrom", []):
             cm_name = src.get("configMapRef", {}).get("name")
@@ -217,6 +226,9 @@ class Overlay:
         for e in c.get("env", []):
             if "value" in e:
                 env[e["name"]] = e["value"]
+            secret = e.get("valueFrom", {}).get("secretKeyRef")
+            if secret:
+                env[e["name"]] = f"<secret {secret['name']}/{secret['key']}>"
             field = e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
             if field == "metadata.namespace":
                 env[e["name"]] = w["metadata"].get("namespace", "default")
@@ -241,6 +253,9 @@ class Overlay:
                     return v.group(0)
                 return env[v.group(1)]
             flags[m.group(1)] = re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", expand, m.group(2))
+        if "workers" in flags and "dns:" in flags["workers"]:
+            self.err(f"{w['metadata']['name']}: --workers={flags['workers']} takes host:port addresses "
+                     f"(one worker per entry); a DNS name of many workers goes in --workers_dns")
         if set(flags) != expected:
             self.err(f"{w['metadata']['name']}: flags {sorted(flags)} differ from the binary's "
                      f"{sorted(expected)} (missing {sorted(expected - set(flags))}, "
@@ -255,12 +270,23 @@ class Overlay:
             self.err(f"{name}: container port grpc {ports.get('grpc')} != --port {flags.get('port')}")
         if str(ports.get("metrics")) != flags.get("metrics_port"):
             self.err(f"{name}: container port metrics {ports.get('metrics')} != --metrics_port {flags.get('metrics_port')}")
+        host = flags.get("host", "")
+        if host.startswith(LOOPBACK_HOSTS):
+            self.err(f"{name}: --host={host} listens on loopback only: probes, Services and monitors "
+                     f"reach the pod IP")
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             grpc = c.get(probe, {}).get("grpc")
             if grpc is None:
                 self.err(f"{name}: {probe} must be a gRPC probe (grpc.health.v1)")
-            elif grpc.get("port") != ports.get("grpc"):
+                continue
+            if grpc.get("port") != ports.get("grpc"):
                 self.err(f"{name}: {probe} probes port {grpc.get('port')}, the gRPC port is {ports.get('grpc')}")
+            # Readiness: can it serve (""); startup/liveness: is it alive. A
+            # liveness probe on "" would restart a router waiting for workers.
+            want = "" if probe == "readinessProbe" else LIVENESS_SERVICE
+            if grpc.get("service", "") != want:
+                self.err(f"{name}: {probe} checks health service {grpc.get('service', '')!r}, "
+                         f"expected {want!r}")
         cmd = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
         sleep_s = float(cmd[1]) if len(cmd) == 2 and cmd[0].endswith("sleep") else None
         if sleep_s is None:
@@ -285,34 +311,39 @@ class Overlay:
             self.err("hc-router must be a Deployment with >= 2 replicas")
         flags = self.flags(w, c, ROUTER_FLAGS)
         self.check_server_container(w, c, flags)
-        # --workers=dns:///<headless svc>.<ns>.svc.cluster.local:<port>
-        m = re.fullmatch(r"dns:///([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local:(\d+)", flags.get("workers", ""))
+        # --workers_dns=<headless svc>[.<ns>[.svc[.<cluster domain>]]]:<port>
+        m = re.fullmatch(r"([a-z0-9-]+)(?:\.([a-z0-9-]+)(?:\.svc(?:\.[a-z0-9.-]+)?)?)?:(\d+)",
+                         flags.get("workers_dns", ""))
         worker_sts, _ = self.workload_with_image("hc-worker")
         if not m:
-            self.err(f"router --workers={flags.get('workers')} is not a dns:/// name of a headless Service")
+            self.err(f"router --workers_dns={flags.get('workers_dns')} is not the host:port of a headless Service")
         elif worker_sts is not None:
             svc = self.get("Service", m.group(1))
             if svc is None or svc["spec"].get("clusterIP") != "None":
-                self.err(f"router --workers names {m.group(1)}, which is not a headless Service")
+                self.err(f"router --workers_dns names {m.group(1)}, which is not a headless Service")
             elif worker_sts["spec"].get("serviceName") != m.group(1):
-                self.err(f"router --workers names {m.group(1)}, the worker StatefulSet's serviceName is "
+                self.err(f"router --workers_dns names {m.group(1)}, the worker StatefulSet's serviceName is "
                          f"{worker_sts['spec'].get('serviceName')}")
             elif int(m.group(3)) not in [p["port"] for p in svc["spec"]["ports"] if p.get("name") == "grpc"]:
-                self.err(f"router --workers port {m.group(3)} is not the headless Service's grpc port")
-            if m.group(2) != worker_sts["metadata"].get("namespace", m.group(2)):
-                self.err(f"router --workers namespace {m.group(2)} != worker namespace")
-        # --ledger=redis://<svc>:<port>
-        m = re.fullmatch(r"redis://([a-z0-9-]+):(\d+)", flags.get("ledger", ""))
+                self.err(f"router --workers_dns port {m.group(3)} is not the headless Service's grpc port")
+            if m.group(2) and m.group(2) != worker_sts["metadata"].get("namespace", m.group(2)):
+                self.err(f"router --workers_dns namespace {m.group(2)} != worker namespace")
+        # --ledger=redis://:<password from a Secret>@<svc>:<port>, the Secret
+        # key Redis's --requirepass reads.
+        m = re.fullmatch(r"redis://:(<secret [^>]+>)@([a-z0-9-]+):(\d+)", flags.get("ledger", ""))
         if not m:
-            self.err(f"router --ledger={flags.get('ledger')} is not redis://service:port")
+            self.err(f"router --ledger={flags.get('ledger')} is not redis://:$(PASSWORD)@service:port "
+                     f"with the password from a Secret")
+        elif m.group(1) != self.redis_password:
+            self.err(f"router --ledger password is {m.group(1)}, Redis --requirepass is {self.redis_password}")
         else:
-            svc = self.get("Service", m.group(1))
-            if svc is None or int(m.group(2)) not in [p["port"] for p in svc["spec"]["ports"]]:
+            svc = self.get("Service", m.group(2))
+            if svc is None or int(m.group(3)) not in [p["port"] for p in svc["spec"]["ports"]]:
                 self.err(f"router --ledger={flags['ledger']} is not a Service port")
             elif not any(w2["kind"] == "StatefulSet" and "redis" in c2["image"]
                          for w2 in self.pods_selected(svc["spec"]["selector"])
                          for c2 in w2["spec"]["template"]["spec"]["containers"]):
-                self.err(f"Service {m.group(1)} does not select the Redis StatefulSet")
+                self.err(f"Service {m.group(2)} does not select the Redis StatefulSet")
         svc_ok = any(labels_match(s["spec"].get("selector", {}), w["spec"]["template"]["metadata"]["labels"])
                      and any(p.get("name") == "grpc" and p.get("appProtocol") == "grpc" for p in s["spec"]["ports"])
                      and s["spec"].get("clusterIP") != "None"
@@ -384,9 +415,23 @@ class Overlay:
             self.err("the Redis StatefulSet has no persistent volume: the ledger would not survive a restart")
         conf = "\n".join(v for cm in self.by_kind.get("ConfigMap", {}).values()
                          for v in cm.get("data", {}).values() if "appendonly" in v)
-        for line in ("appendonly yes", "maxmemory-policy noeviction"):
+        for line in ("appendonly yes", "maxmemory-policy noeviction", "protected-mode yes"):
             if line not in conf:
                 self.err(f"Redis config lacks '{line}'")
+        # A password from a Secret: --requirepass $(VAR) with VAR a secretKeyRef.
+        for c in sts[0]["spec"]["template"]["spec"]["containers"]:
+            if "redis" not in c["image"]:
+                continue
+            env = self.container_env(sts[0], c)
+            args = c.get("args", [])
+            i = args.index("--requirepass") if "--requirepass" in args else -1
+            ref = re.fullmatch(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", args[i + 1]) if 0 <= i < len(args) - 1 else None
+            password = env.get(ref.group(1), "") if ref else ""
+            if not password.startswith("<secret "):
+                self.err("Redis has no --requirepass $(VAR) with VAR from a Secret: anyone who reaches "
+                         "the pod could read and rewrite the ledger")
+            else:
+                self.redis_password = password
 
     def check_monitors(self):
         router, _ = self.workload_with_image("hc-router")

@@ -116,6 +116,33 @@ class K8sChecksCatchMistakes(unittest.TestCase):
                              "    maxmemory-policy allkeys-lru\n",
                              r"Redis config lacks 'maxmemory-policy noeviction'", overlay="cpu-dev")
 
+    def test_servers_must_not_listen_on_loopback_only(self):
+        self.assert_rejected("k8s/base/worker-flags.env", "HC_HOST=0.0.0.0", "HC_HOST=127.0.0.1",
+                             r"hc-worker: --host=127.0.0.1 listens on loopback only")
+
+    def test_router_dns_name_must_be_workers_dns(self):
+        self.assert_rejected("k8s/base/router.yaml", "- --workers_dns=$(HC_WORKER_SERVICE)",
+                             "- --workers=dns:///$(HC_WORKER_SERVICE)",
+                             r"--workers=dns:///hc-worker-headless:50051 takes host:port addresses")
+
+    def test_router_liveness_must_not_wait_for_workers(self):
+        self.assert_rejected("k8s/base/router.yaml",
+                             "livenessProbe:\n            grpc:\n              port: 50051\n              service: liveness\n",
+                             "livenessProbe:\n            grpc:\n              port: 50051\n",
+                             r"hc-router: livenessProbe checks health service '', expected 'liveness'")
+
+    def test_redis_needs_a_password_from_a_secret(self):
+        self.assert_rejected("k8s/base/redis.yaml", '"--requirepass", "$(REDIS_PASSWORD)"',
+                             '"--requirepass", "hunter2"', r"Redis has no --requirepass \$\(VAR\) with VAR from a Secret")
+
+    def test_router_ledger_needs_the_password(self):
+        self.assert_rejected("k8s/base/router.yaml", "--ledger=redis://:$(REDIS_PASSWORD)@",
+                             "--ledger=redis://", r"router --ledger=redis://hc-redis:6379 is not redis://:\$\(PASSWORD\)@")
+
+    def test_redis_protected_mode_stays_on(self):
+        self.assert_rejected("k8s/base/redis.yaml", "protected-mode yes", "protected-mode no",
+                             r"Redis config lacks 'protected-mode yes'")
+
     def test_hpa_metric_must_be_served_by_adapter(self):
         self.assert_rejected("k8s/base/router.yaml", "name: hc_router_requests_per_second",
                              "name: hc_router_rps", r"Pods metric hc_router_rps, which the prometheus-adapter")

@@ -77,6 +77,32 @@ TEST_F(ServerTest, StartNotServingReportsNotServingUntilSetServing) {
   EXPECT_EQ(Check("hybridcache.v1.WorkerService"), HealthCheckResponse::SERVING);
 }
 
+// Liveness/startup probes check kLivenessService: SERVING while the server
+// runs, whether or not it is ready, NOT_SERVING once it shuts down.
+TEST_F(ServerTest, LivenessIsServingWhileNotReadyAndNotServingAfterShutdown) {
+  StartServer(absl::Seconds(5), /*start_serving=*/false);
+  EXPECT_EQ(Check(), HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(Check(kLivenessService), HealthCheckResponse::SERVING);
+  server_->SetServing(true);
+  server_->SetServing(false);
+  EXPECT_EQ(Check(kLivenessService), HealthCheckResponse::SERVING);
+
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::ClientContext watch_ctx;
+  HealthCheckRequest watch_req;
+  watch_req.set_service(kLivenessService);
+  auto watch = health->Watch(&watch_ctx, watch_req);
+  HealthCheckResponse update;
+  ASSERT_TRUE(watch->Read(&update));
+  EXPECT_EQ(update.status(), HealthCheckResponse::SERVING);
+  std::thread stopper([&] { server_->Shutdown(); });
+  ASSERT_TRUE(watch->Read(&update));
+  EXPECT_EQ(update.status(), HealthCheckResponse::NOT_SERVING);
+  watch_ctx.TryCancel();  // the Watch is an in-flight call the drain would wait for
+  watch->Finish().IgnoreError();
+  stopper.join();
+}
+
 TEST_F(ServerTest, ShutdownTurnsHealthNotServingAndDrainsInFlightCalls) {
   StartServer(absl::Seconds(30));
   auto health = grpc::health::v1::Health::NewStub(channel_);
