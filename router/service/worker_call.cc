@@ -11,6 +11,7 @@ WorkerCall::WorkerCall(Listener* listener, std::shared_ptr<Worker> worker,
 
 void WorkerCall::Start() {
   worker_->stub()->async()->Execute(&ctx_, &request_, this);
+  read_in_flight_.store(true);
   StartRead(&event_);
   AddHold();  // released by the owner (see the header)
   StartCall();
