@@ -57,6 +57,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/tsan_annotations.h"
 #include "grpcpp/alarm.h"
 #include "router/service/validation.h"
 #include "router/service/worker_call.h"
@@ -126,6 +127,9 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent>, public Wo
   // ---- The serial executor ----------------------------------------------
 
   void Post(Event event) {
+    // Every reaction posts; its operation was started by an action (Run),
+    // after the turn was constructed. gRPC orders the two, invisibly to TSan.
+    HC_TSAN_ACQUIRE(this);
     {
       absl::MutexLock lock(&mu_);
       events_.push_back(std::move(event));
@@ -156,6 +160,7 @@ class Turn final : public grpc::ServerWriteReactor<v1::CompleteEvent>, public Wo
         delete this;
         return;
       }
+      HC_TSAN_RELEASE(this);  // see Post
       for (Action& a : actions) std::move(a)();
     }
   }

@@ -19,6 +19,7 @@
 #include <memory>
 
 #include "common/logging.h"
+#include "common/tsan_annotations.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/support/client_callback.h"
 #include "hybridcache/v1/worker.grpc.pb.h"
@@ -46,6 +47,7 @@ class WorkerCall final : public grpc::ClientReadReactor<hybridcache::v1::Execute
   void Start();
   void Read() {
     HC_CHECK(!read_in_flight_.exchange(true)) << "a second read while one is in flight";
+    HC_TSAN_RELEASE(this);  // this read happens before its OnReadDone
     StartRead(&event_);
   }
   void Cancel() { ctx_.TryCancel(); }
@@ -68,10 +70,14 @@ class WorkerCall final : public grpc::ClientReadReactor<hybridcache::v1::Execute
   bool done = false;      // OnDone arrived
 
   void OnReadDone(bool ok) override {
+    HC_TSAN_ACQUIRE(this);
     read_in_flight_.store(false);
     listener_->OnWorkerRead(this, ok);
   }
-  void OnDone(const grpc::Status& status) override { listener_->OnWorkerDone(this, status); }
+  void OnDone(const grpc::Status& status) override {
+    HC_TSAN_ACQUIRE(this);
+    listener_->OnWorkerDone(this, status);
+  }
 
  private:
   Listener* const listener_;
