@@ -74,7 +74,9 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 # between gRPC threads by synchronisation TSan cannot see, and would otherwise
 # be reported by the hundred; the code of those libraries is invisible to
 # TSan anyway. Everything compiled here (and the TSan abseil) stays checked.
-export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:ignore_noninstrumented_modules=1:suppressions=$supp/tsan.supp:print_suppressions=0"
+# history_size=7 (the most): the earlier access of a race keeps its stack, which
+# the suppressions (tests/sanitizers/tsan.supp) need to recognise gRPC's side.
+export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:ignore_noninstrumented_modules=1:history_size=7:suppressions=$supp/tsan.supp:print_suppressions=0"
 
 failed=0
 for t in "${targets[@]:1}"; do
