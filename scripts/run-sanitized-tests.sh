@@ -72,8 +72,10 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 # ...) called from uninstrumented libraries (libgrpc, libgpr, libprotobuf,
 # libstdc++) are not checked. Those calls touch gRPC's own memory, handed
 # between gRPC threads by synchronisation TSan cannot see, and would otherwise
-# be reported by the hundred; the code of those libraries is invisible to
-# TSan anyway. Everything compiled here (and the TSan abseil) stays checked.
+# be reported by the hundred. What this gives up: a memcpy/memcmp that such a
+# library makes on our data (protobuf copying a string) is not checked either;
+# their inlined accesses never were. Everything compiled here (and the TSan
+# abseil) stays checked.
 # history_size=7 (the most): the earlier access of a race keeps its stack, which
 # the suppressions (tests/sanitizers/tsan.supp) need to recognise gRPC's side.
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:ignore_noninstrumented_modules=1:history_size=7:suppressions=$supp/tsan.supp:print_suppressions=0"
