@@ -16,8 +16,8 @@
 #define HC_TSAN_RELEASE(addr) __tsan_release(static_cast<void*>(addr))
 #define HC_TSAN_ACQUIRE(addr) __tsan_acquire(static_cast<void*>(addr))
 #else
-#define HC_TSAN_RELEASE(addr) static_cast<void>(0)
-#define HC_TSAN_ACQUIRE(addr) static_cast<void>(0)
+#define HC_TSAN_RELEASE(addr) static_cast<void>(addr)
+#define HC_TSAN_ACQUIRE(addr) static_cast<void>(addr)
 #endif
 
 #endif  // HC_COMMON_TSAN_ANNOTATIONS_H_
