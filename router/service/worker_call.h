@@ -14,9 +14,12 @@
 #ifndef HC_ROUTER_SERVICE_WORKER_CALL_H_
 #define HC_ROUTER_SERVICE_WORKER_CALL_H_
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 
+#include "common/logging.h"
+#include "common/tsan_annotations.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/support/client_callback.h"
 #include "hybridcache/v1/worker.grpc.pb.h"
@@ -42,12 +45,22 @@ class WorkerCall final : public grpc::ClientReadReactor<hybridcache::v1::Execute
 
   // Sends the request and issues the first read.
   void Start();
-  void Read() { StartRead(&event_); }
+  void Read() {
+    HC_CHECK(!read_in_flight_.exchange(true)) << "a second read while one is in flight";
+    HC_TSAN_RELEASE(this);  // this read happens before its OnReadDone
+    StartRead(&event_);
+  }
   void Cancel() { ctx_.TryCancel(); }
   void Release() { RemoveHold(); }
 
   // The event of the last successful read; valid until the next Read().
-  const hybridcache::v1::ExecuteEvent& event() const { return event_; }
+  // gRPC writes event_ while a read is in flight, and ThreadSanitizer cannot
+  // check that (the handoff is inside gRPC; tests/sanitizers/tsan.supp), so
+  // the contract is checked here, in every build.
+  const hybridcache::v1::ExecuteEvent& event() const {
+    HC_CHECK(!read_in_flight_.load()) << "event() while a read is in flight";
+    return event_;
+  }
   Worker& worker() { return *worker_; }
 
   // The owner's bookkeeping, touched only by the owner's serial executor.
@@ -56,8 +69,15 @@ class WorkerCall final : public grpc::ClientReadReactor<hybridcache::v1::Execute
   bool released = false;  // Release() issued
   bool done = false;      // OnDone arrived
 
-  void OnReadDone(bool ok) override { listener_->OnWorkerRead(this, ok); }
-  void OnDone(const grpc::Status& status) override { listener_->OnWorkerDone(this, status); }
+  void OnReadDone(bool ok) override {
+    HC_TSAN_ACQUIRE(this);
+    read_in_flight_.store(false);
+    listener_->OnWorkerRead(this, ok);
+  }
+  void OnDone(const grpc::Status& status) override {
+    HC_TSAN_ACQUIRE(this);
+    listener_->OnWorkerDone(this, status);
+  }
 
  private:
   Listener* const listener_;
@@ -65,6 +85,7 @@ class WorkerCall final : public grpc::ClientReadReactor<hybridcache::v1::Execute
   grpc::ClientContext ctx_;
   const hybridcache::v1::ExecuteRequest request_;
   hybridcache::v1::ExecuteEvent event_;
+  std::atomic<bool> read_in_flight_{false};  // Start()/Read() to OnReadDone
 };
 
 }  // namespace hc::router

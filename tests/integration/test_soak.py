@@ -13,7 +13,6 @@ client, whichever comes first.
 """
 import os
 import random
-import signal
 import sys
 import threading
 import time
@@ -120,7 +119,9 @@ class SoakTest(unittest.TestCase):
     def test_two_workers_one_killed_midway(self):
         with h.Stack(num_workers=2, worker_args=WORKER_ARGS, router_args=ROUTER_ARGS) as stack:
             victim = stack.workers[0]
-            clients = self.run_clients(stack, SECONDS, midway=lambda: victim.signal(signal.SIGKILL))
+            # kill(): SIGKILL and wait for the exit, so the check below does not
+            # race the kernel's delivery of the signal.
+            clients = self.run_clients(stack, SECONDS, midway=victim.kill)
             self.assertFalse(victim.alive())
             outcomes = self.check(stack, clients)
             print(f"two workers, one killed: {outcomes}", file=sys.stderr)
