@@ -13,9 +13,10 @@
 #   3. a clean clone of the current commit (HEAD, not uncommitted changes);
 #   4. `make test` in it, in a chroot with /proc, /sys, /dev, /dev/pts and
 #      /dev/shm mounted, all unmounted on exit by a trap;
-#   5. with --run: `make run` in the background, one turn with
-#      `build/bin/hcctl chat` once the router and both workers listen, then
-#      SIGINT to the stack (Ctrl-C), which must drain and stop.
+#   5. with --run: `make run` in the background (on free ports: the chroot
+#      shares this machine's network), one turn with `build/bin/hcctl chat`
+#      once the router and both workers listen, then SIGINT to its process
+#      group (Ctrl-C), after which every server must drain and exit 0.
 # It prints each phase's verdict and wall time, what apt and pip downloaded,
 # and exits 0 only when every phase passed.
 #
@@ -168,13 +169,26 @@ copy_host_settings() {  # $1 = root
 
 # The environment inside: a login-like root shell, plus what pip and proxies
 # read from the environment here. Nothing else of the host (no CCACHE_*).
-chroot_env=(HOME=/root USER=root LOGNAME=root SHELL=/bin/bash LANG=C.UTF-8 TERM=dumb
-            PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
-while IFS='=' read -r name _; do
-  case "$name" in
-    PIP_*|http_proxy|https_proxy|no_proxy|HTTP_PROXY|HTTPS_PROXY|NO_PROXY) chroot_env+=("$name=${!name}") ;;
-  esac
-done < <(env)
+# A PIP_* value that is a local path absent from the root (a host wheel
+# directory, say) is left out: the fresh machine does not have it either.
+base_env=(HOME=/root USER=root LOGNAME=root SHELL=/bin/bash LANG=C.UTF-8 TERM=dumb
+          PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
+chroot_env=()
+set_chroot_env() {  # $1 = root
+  local name value
+  chroot_env=("${base_env[@]}")
+  while IFS='=' read -r name _; do
+    case "$name" in
+      PIP_*|http_proxy|https_proxy|no_proxy|HTTP_PROXY|HTTPS_PROXY|NO_PROXY)
+        value=${!name}
+        if [[ $name == PIP_* && $value == /* && ! -e "$1$value" ]]; then
+          log "not passing $name=$value (no such path in the root)"
+          continue
+        fi
+        chroot_env+=("$name=$value") ;;
+    esac
+  done < <(env)
+}
 in_root() {  # $1 = root, rest = a bash command run inside as root
   local r=$1
   shift
@@ -193,6 +207,7 @@ if [[ ! -f "$base" ]]; then
   t0=$SECONDS
   log "building the base ($suite minbase + ${toolchain[*]}) into $base"
   build_tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/hc-fresh-base.XXXXXX")
+  chmod 755 "$build_tmp"  # it becomes / (mktemp's 0700 would lock out apt's _apt user)
   debootstrap --variant=minbase --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
     "$suite" "$build_tmp" "$mirror" >"$cache_dir/debootstrap.log" 2>&1 ||
     { tail -20 "$cache_dir/debootstrap.log" >&2; die "debootstrap failed (log: $cache_dir/debootstrap.log)"; }
@@ -204,6 +219,7 @@ deb $mirror $suite-updates main
 deb $security_mirror $suite-security main
 EOF
   copy_host_settings "$build_tmp"
+  set_chroot_env "$build_tmp"
   mount_root "$build_tmp"
   in_root "$build_tmp" "export DEBIAN_FRONTEND=noninteractive && apt-get update -qq &&
     apt-get install -y -qq --no-install-recommends ${toolchain[*]} >/dev/null && apt-get clean"
@@ -221,9 +237,10 @@ flock -u 9
 # --- 2, 3. a pristine root with a clean clone ----------------------------------
 # realpath: processes in the chroot are found by their root, the real path.
 root=$(realpath "$(mktemp -d "${TMPDIR:-/var/tmp}/hc-fresh.XXXXXX")")
-chmod 755 "$root"
 tar --numeric-owner -C "$root" -xpf "$base"
+chmod 755 "$root"  # it is /
 copy_host_settings "$root"
+set_chroot_env "$root"
 src=/root/hybridcache
 git clone -q --no-local --no-checkout "$repo" "$root$src"
 git -C "$root$src" checkout -q --detach "$commit"
@@ -248,6 +265,13 @@ if [[ $do_test == 1 ]]; then
   in_root "$root" "cd $src && make test" 2>&1 | stamp | tee "$root/tmp/make-test.log" || rc=$?
   elapsed=$((SECONDS - t0))
   verdict=$(grep -E '[0-9]+% tests passed' "$root/tmp/make-test.log" | tail -1 | sed 's/^\[ *[0-9]*s\] //' || true)
+  # Where the time went, from the stamps: the first build step, the first test.
+  at() { grep -m1 -E "$1" "$root/tmp/make-test.log" | sed -E 's/^\[ *([0-9]+)s\].*/\1/' || true; }
+  build_at=$(at '^\[ *[0-9]+s\] \[1/[0-9]+\] ') tests_at=$(at '^\[ *[0-9]+s\] +Start +1: ')
+  if [[ -n "$build_at" && -n "$tests_at" ]]; then
+    verdict+="; packages + configure $(fmt_s "$build_at"), build $(fmt_s $((tests_at - build_at)))"
+    verdict+=", tests $(fmt_s $((elapsed - tests_at)))"
+  fi
   if [[ $rc == 0 ]]; then
     summary+=("make test: PASS in $(fmt_s $elapsed) (${verdict:-no CTest summary})")
   else
@@ -261,10 +285,36 @@ if [[ $do_run == 1 ]]; then
   log "make run in the background, one turn with hcctl chat, then SIGINT ..."
   t0=$SECONDS
   run_log="$root/tmp/make-run.log"
+  # The chroot shares this machine's network: run-stack.sh's default ports may
+  # be taken here, so pick 6 consecutive free ones (router, its metrics, two
+  # workers, their metrics).
+  ports=$(in_root "$root" "python3 - <<'PY'
+import random, socket
+for _ in range(200):
+    base = random.randrange(20000, 40000)
+    socks = []
+    try:
+        for p in range(base, base + 6):
+            s = socket.socket()
+            socks.append(s)
+            s.bind(('127.0.0.1', p))
+        print(base)
+        break
+    except OSError:
+        pass
+    finally:
+        for s in socks:
+            s.close()
+PY")
+  [[ -n "$ports" ]] || die "no 6 consecutive free ports"
+  run_env=(HC_ROUTER_PORT="$ports" HC_ROUTER_METRICS_PORT=$((ports + 1)) HC_WORKER_PORT=$((ports + 2))
+           HC_WORKER_METRICS_PORT=$((ports + 4)))
   # Its own session and process group, so SIGINT reaches make, run-stack.sh
-  # and the servers, as Ctrl-C in a terminal would.
-  setsid chroot "$root" /usr/bin/env -i "${chroot_env[@]}" /bin/bash -c "cd $src && exec make run" \
-    >"$run_log" 2>&1 </dev/null &
+  # and the servers, as Ctrl-C in a terminal would; SIGINT back at its default
+  # (a background job of this script inherits it ignored, which would hide
+  # how the stack handles Ctrl-C).
+  setsid env --default-signal=INT chroot "$root" /usr/bin/env -i "${chroot_env[@]}" "${run_env[@]}" \
+    /bin/bash -c "cd $src && exec make run" >"$run_log" 2>&1 </dev/null &
   run_pid=$!
   run_ok=1 why=""
   # make run builds first when make test did not run: allow for a full build.
@@ -281,12 +331,12 @@ if [[ $do_run == 1 ]]; then
     # hcctl chat reads one turn per stdin line (as in the README's first
     # session); its stats line goes to stderr.
     in_root "$root" "cd $src && echo 'Hello from a fresh machine' |
-      timeout 120 build/bin/hcctl chat --conversation fresh-check" >"$root/tmp/hcctl.out" 2>"$root/tmp/hcctl.err" ||
-      turn_rc=$?
-    sed 's/^/  hcctl: /' "$root/tmp/hcctl.out" "$root/tmp/hcctl.err" >&2
+      timeout 120 build/bin/hcctl chat --conversation fresh-check --router 127.0.0.1:$ports" \
+      >"$root/tmp/hcctl.out" 2>"$root/tmp/hcctl.err" || turn_rc=$?
+    sed 's/^/  hcctl: /' "$root/tmp/hcctl.err" >&2
     if [[ $turn_rc != 0 ]]; then
       run_ok=0 why="hcctl chat exited $turn_rc"
-    elif ! grep -qE '^\[round [0-9]+ on worker[01] \| prompt [1-9][0-9]* tokens, cached [0-9]+ \| completion [1-9]' "$root/tmp/hcctl.err"; then
+    elif ! grep -qE '^\[round [0-9]+ on [^ ]+ \| prompt [1-9][0-9]* tokens, cached [0-9]+ \| completion [1-9]' "$root/tmp/hcctl.err"; then
       run_ok=0 why="hcctl chat printed no completed turn"
     fi
   fi
@@ -296,8 +346,9 @@ if [[ $do_run == 1 ]]; then
   if kill -0 "$run_pid" 2>/dev/null; then
     run_ok=0 why="${why:+$why; }the stack did not stop within 60 s of SIGINT"
     kill -KILL -- "-$run_pid" 2>/dev/null || true
-  elif [[ -z "$why" ]] && ! grep -q '^stopped' "$run_log"; then
-    run_ok=0 why="run-stack.sh did not report 'stopped' after SIGINT"
+  elif ! grep -qx 'stopped' "$run_log"; then
+    # run-stack.sh says "stopped" only when every server exited 0 after its drain.
+    run_ok=0 why="${why:+$why; }the stack did not stop cleanly after SIGINT"
   fi
   wait "$run_pid" 2>/dev/null || true
   if [[ $run_ok == 1 ]]; then
