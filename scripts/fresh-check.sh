@@ -361,14 +361,17 @@ PY")
 fi
 
 # --- what the fresh machine downloaded -------------------------------------------
-# apt keeps the archives it fetched (the base was cleaned); pip its HTTP cache.
+# apt keeps the archives it fetched (the base was cleaned of them). pip's HTTP
+# cache is not a measure (a proxy may forbid caching): count what it installed.
 debs=("$root"/var/cache/apt/archives/*.deb)
 if [[ -e "${debs[0]}" ]]; then
-  summary+=("apt downloaded ${#debs[@]} packages, $(du -sch "${debs[@]}" | tail -1 | cut -f1)")
+  summary+=("apt downloaded ${#debs[@]} packages, $(du -sch "${debs[@]}" | tail -1 | cut -f1) (plus the package lists)")
 fi
-if [[ -d "$root/root/.cache/pip" ]]; then
-  summary+=("pip downloaded $(du -sh "$root/root/.cache/pip" | cut -f1) (its cache);" \
-            "installed: $(in_root "$root" "python3 -m pip list --path /usr/local/lib/python3*/dist-packages --format=freeze 2>/dev/null" | tr '\n' ' ')")
+site=$(in_root "$root" "python3 -c 'import sysconfig; print(sysconfig.get_path(\"purelib\"))'")
+if [[ -d "$root$site" ]]; then
+  wheels=$(in_root "$root" "python3 -m pip list --path $site --format=freeze 2>/dev/null" | sort)
+  summary+=("pip installed $(grep -c . <<<"$wheels") packages into $site ($(du -sh "$root$site" | cut -f1) on disk):" \
+            "  $(tr '\n' ' ' <<<"$wheels")")
 fi
 summary+=("host: $(nproc) CPUs ($cpu), load now $(cut -d' ' -f1-3 /proc/loadavg)")
 
