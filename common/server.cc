@@ -1,7 +1,9 @@
 #include "common/server.h"
 
+#include <pthread.h>
 #include <signal.h>
 
+#include <cerrno>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -102,12 +104,42 @@ void GrpcServer::Shutdown() {
   stopped_ = true;
 }
 
+namespace {
+
+// The thread that blocks the shutdown signals and takes them with
+// WaitForShutdownSignal.
+pthread_t g_shutdown_signal_thread;
+
+// Runs only in a thread that does not block SIGINT/SIGTERM: one started before
+// BlockShutdownSignals, e.g. by a library constructor (OpenBLAS starts its
+// thread pool before main). The kernel hands a process-directed signal to such
+// a thread whenever the main thread is not inside sigwait, i.e. while it
+// drains; the default action would then end the process mid-drain (Ctrl-C in
+// `make run`, followed by run-stack.sh's SIGTERM, did). The signal is forwarded
+// to the blocking thread: taken by its next WaitForShutdownSignal, or left
+// pending there once it has stopped waiting. pthread_kill is
+// async-signal-safe.
+extern "C" void ForwardShutdownSignal(int sig) {
+  const int saved_errno = errno;
+  pthread_kill(g_shutdown_signal_thread, sig);
+  errno = saved_errno;
+}
+
+}  // namespace
+
 void BlockShutdownSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  g_shutdown_signal_thread = pthread_self();
+  struct sigaction sa = {};
+  sa.sa_handler = ForwardShutdownSignal;
+  sa.sa_mask = set;  // no nesting of the two
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
 }
 
 int WaitForShutdownSignal() {

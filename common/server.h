@@ -101,7 +101,9 @@ class GrpcServer {
 
 // Blocks SIGINT and SIGTERM in the calling thread. Call first in main(), before
 // any thread starts, so that every thread inherits the mask and the signals are
-// only ever taken by WaitForShutdownSignal.
+// only ever taken by WaitForShutdownSignal. Threads that already run (started by
+// a library constructor) get a handler that forwards the signals to the calling
+// thread instead of the default action, which would end the process.
 void BlockShutdownSignals();
 
 // Waits until SIGINT or SIGTERM arrives and returns its number.

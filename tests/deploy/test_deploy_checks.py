@@ -6,6 +6,7 @@ checker to reject it with a message naming the problem."""
 import contextlib
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -16,10 +17,12 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 import check_alerts  # noqa: E402
 import check_dashboard  # noqa: E402
 import check_k8s  # noqa: E402
 import check_metric_names  # noqa: E402
+import prometheus_dashboard_eval  # noqa: E402
 import synthetic_metrics_target  # noqa: E402
 
 KUBECTL = os.environ.get("HC_KUBECTL", "kubectl")
@@ -253,6 +256,59 @@ class DashboardChecksCatchMistakes(unittest.TestCase):
         rc, out = self.check(mutate)
         self.assertEqual(rc, 1, out)
         self.assertRegex(out, r"overlaps 'Prefix cache hit rate'")
+
+
+class DashboardQuantileComparisons(unittest.TestCase):
+    """prometheus_dashboard_eval's commit-latency comparisons: exact against
+    Prometheus' own bucket rates, one bucket wide against /metrics."""
+    INF = float("inf")
+
+    def failing(self, q, got, prom_cum, metrics_cum):
+        return [what for what, g, want, tol in
+                prometheus_dashboard_eval.quantile_comparisons(q, got, prom_cum, metrics_cum)
+                if not prometheus_dashboard_eval.close(g, want, tol)]
+
+    def test_interpolation_is_prometheus(self):
+        bq = prometheus_dashboard_eval.bucket_quantile
+        self.assertEqual(bq(0.5, {1.0: 0, 2.0: 10, self.INF: 10}), 1.5)
+        self.assertEqual(bq(0.5, {1.0: 5, 2.0: 10, self.INF: 10}), 1.0)  # rank on an edge
+        self.assertEqual(bq(0.25, {1.0: 4, 2.0: 4, self.INF: 4}), 0.25)  # first bucket starts at 0
+        self.assertEqual(bq(0.99, {1.0: 0, 2.0: 0, self.INF: 10}), 2.0)  # +Inf: largest finite bound
+        self.assertEqual(bq(0.5, {1.0: 6, 2.0: 5.9, self.INF: 10}), 1.0 * 5 / 6)  # made monotonic
+        self.assertTrue(math.isnan(bq(0.5, {1.0: 0, self.INF: 0})))
+
+    def test_rank_on_an_edge_may_cross_it_by_scrape_timing(self):
+        # The case of issue #20: 20 of 40 commits at or below 100us, so the
+        # /metrics p50 is exactly 1e-4; the two workers' rates are scaled by
+        # slightly different factors, and Prometheus' p50 lands just above.
+        metrics = {5e-5: 12, 1e-4: 20, 2.5e-4: 31, self.INF: 40}
+        prom = {5e-5: 12.3 / 40, 1e-4: 20.4 / 40, 2.5e-4: 31.9 / 40, self.INF: 41.2 / 40}
+        got = prometheus_dashboard_eval.bucket_quantile(0.5, prom)
+        self.assertNotAlmostEqual(got, 1e-4, delta=2e-6)
+        self.assertEqual(self.failing(0.5, got, prom, metrics), [])
+
+    def test_a_quantile_outside_its_bucket_fails(self):
+        metrics = {5e-5: 12, 1e-4: 20, 2.5e-4: 31, 1e-3: 40, self.INF: 40}
+        # Twice the right value: one bucket over against /metrics, and not
+        # what Prometheus' own rates give.
+        self.assertEqual(self.failing(0.5, 2e-4 + 1e-6, metrics, metrics), [
+            "commit latency p50 vs histogram_quantile of Prometheus' own bucket rates",
+            "commit latency p50 vs the /metrics histogram (within a bucket)"])
+        # A query that is not the quantile of the summed buckets (say p90 for
+        # p50) fails the exact comparison even inside the right bucket.
+        p90 = prometheus_dashboard_eval.bucket_quantile(0.9, {1e-4: 0, 2.5e-4: 10, self.INF: 10})
+        self.assertEqual(self.failing(0.5, p90, {1e-4: 0, 2.5e-4: 10, self.INF: 10},
+                                      {1e-4: 0, 2.5e-4: 10, self.INF: 10}),
+                         ["commit latency p50 vs histogram_quantile of Prometheus' own bucket rates"])
+
+    def test_dashboard_commit_latency_is_a_histogram_quantile(self):
+        targets = prometheus_dashboard_eval.dashboard_targets(os.path.join(REPO, "deploy/grafana/hybridcache.json"))
+        for ref, q in (("A", 0.5), ("B", 0.99)):
+            parts = prometheus_dashboard_eval.split_histogram_quantile(targets[("Commit latency", ref)])
+            self.assertIsNotNone(parts)
+            self.assertEqual(parts[0], q)
+            self.assertTrue(parts[1].startswith("sum by (le) (rate(hc_worker_commit_duration_seconds_bucket"),
+                            parts[1])
 
 
 class AlertTestsCatchMistakes(unittest.TestCase):

@@ -11,7 +11,9 @@ Generates the tiny checkpoint with build/bin/hc-checkpoint and checks that:
     our chat template;
   * with torch installed, BambaForCausalLM.from_pretrained loads the weights
     with no missing or unexpected keys and produces finite logits.
-Each part is skipped when its package is missing.
+scripts/install-deps.sh installs every package but torch (a CPU wheel of
+several hundred MB): a part whose package is missing fails, naming it; only
+the torch part is skipped without torch.
 
 Environment: HC_BIN_DIR (default <repo>/build/bin).
 Run: python3 -m unittest tests/python/test_checkpoint_hf.py
@@ -80,6 +82,15 @@ def have(module):
         return False
 
 
+def require(testcase, *modules):
+    """Fails the test (not skips it) when a package install-deps.sh installs
+    is missing: a cross-check that did not run has not passed."""
+    missing = [m for m in modules if not have(m)]
+    if missing:
+        testcase.fail(f"{', '.join(missing)} not installed: scripts/install-deps.sh installs "
+                      f"{'them' if len(missing) > 1 else 'it'} into this python3 ({sys.executable})")
+
+
 class CheckpointHfTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -100,8 +111,8 @@ class CheckpointHfTest(unittest.TestCase):
         out = subprocess.run(args, input=stdin.encode(), check=True, capture_output=True)
         return [json.loads(line) for line in out.stdout.decode().splitlines()]
 
-    @unittest.skipUnless(have("tokenizers"), "tokenizers not installed")
     def test_tokenizers_library_encodes_like_us(self):
+        require(self, "tokenizers")
         from tokenizers import Tokenizer
         hf = Tokenizer.from_file(os.path.join(self.dir, "tokenizer.json"))
         # Long single words too: BPE merges them pair by pair (a heap of
@@ -115,8 +126,8 @@ class CheckpointHfTest(unittest.TestCase):
             self.assertEqual(hf.encode(text, add_special_tokens=False).ids, ids, repr(text))
             self.assertEqual(hf.decode(ids, skip_special_tokens=False), text, repr(text))
 
-    @unittest.skipUnless(have("safetensors") and have("numpy"), "safetensors/numpy not installed")
     def test_safetensors_library_loads_weights(self):
+        require(self, "safetensors", "numpy")
         from safetensors.numpy import load_file
         tensors = load_file(os.path.join(self.dir, "model.safetensors"))
         with open(os.path.join(self.dir, "config.json")) as f:
@@ -135,8 +146,9 @@ class CheckpointHfTest(unittest.TestCase):
                 self.assertEqual(tensors[f"model.layers.{i}.mamba.conv1d.weight"].shape,
                                  (d_inner + 2 * g * n, 1, cfg["mamba_d_conv"]))
 
-    @unittest.skipUnless(have("transformers"), "transformers not installed")
     def test_transformers_loads_config_tokenizer_and_template(self):
+        # jinja2 renders apply_chat_template; transformers does not depend on it.
+        require(self, "transformers", "jinja2")
         from transformers import AutoConfig, PreTrainedTokenizerFast
         cfg = AutoConfig.from_pretrained(self.dir)
         self.assertEqual(cfg.model_type, "bamba")
@@ -157,8 +169,8 @@ class CheckpointHfTest(unittest.TestCase):
                 hf_ids = hf_ids["input_ids"]
             self.assertEqual(list(hf_ids), ids)
 
-    @unittest.skipUnless(have("safetensors") and have("numpy"), "safetensors/numpy not installed")
     def test_reference_forward_is_well_conditioned_and_greedy_is_varied(self):
+        require(self, "safetensors", "numpy")
         import numpy as np
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import bamba_reference as ref
@@ -174,8 +186,9 @@ class CheckpointHfTest(unittest.TestCase):
         b = ref.forward(cfg, w, [77, 78, 79, 42])[-1]
         self.assertGreater(np.abs(a - b).max(), 0.1)
 
-    @unittest.skipUnless(have("torch") and have("transformers"), "torch not installed")
+    @unittest.skipUnless(have("torch"), "torch not installed (optional, install-deps.sh does not install it)")
     def test_transformers_model_loads_weights(self):
+        require(self, "transformers")
         import numpy as np
         import torch
         from transformers import BambaForCausalLM

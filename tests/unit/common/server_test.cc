@@ -1,5 +1,9 @@
 #include "common/server.h"
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
@@ -221,6 +225,32 @@ TEST(ServerStartTest, BindFailureIsUnavailable) {
   options.host = "203.0.113.1";  // TEST-NET-3: not an address of this machine
   hybridcache::v1::WorkerService::Service service;
   EXPECT_EQ(GrpcServer::Start(options, {{&service, "s"}}).status().code(), absl::StatusCode::kUnavailable);
+}
+
+// A thread started before BlockShutdownSignals does not block SIGINT/SIGTERM
+// (OpenBLAS starts its pool from a library constructor, before main). A
+// signal the kernel hands to it must not end the process (the default
+// action): it must reach WaitForShutdownSignal, and a second one (Ctrl-C
+// and then run-stack.sh's SIGTERM, while draining) must be harmless.
+TEST(ShutdownSignalsTest, ThreadStartedBeforeBlockingDoesNotEndTheProcess) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");  // a fresh process, signals at defaults
+  EXPECT_EXIT(
+      {
+        std::atomic<bool> stop{false};
+        std::thread early([&stop] {
+          while (!stop.load()) ::usleep(1000);
+        });
+        BlockShutdownSignals();
+        // main blocks it and is not waiting: the kernel picks `early`.
+        ::kill(::getpid(), SIGTERM);
+        if (WaitForShutdownSignal() != SIGTERM) ::_exit(2);
+        ::kill(::getpid(), SIGINT);  // during the drain
+        ::usleep(200 * 1000);
+        stop.store(true);
+        early.join();
+        ::_exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
 }
 
 }  // namespace
