@@ -36,7 +36,8 @@ class LedgerTest : public TestWithParam<std::string> {
   void SetUp() override {
     now_ = absl::FromUnixSeconds(1'700'000'000);
     LedgerOptions o = Options();
-    if (GetParam() == "redis" && !SharedRedis()->ok()) GTEST_SKIP() << "redis-server did not start";
+    // Fail, not skip: a missing server must not pass as a green run.
+    if (GetParam() == "redis" && !SharedRedis()->ok()) FAIL() << "redis-server did not start (scripts/install-deps.sh installs it)";
     auto ledger = Open(o);
     ASSERT_TRUE(ledger.ok()) << ledger.status();
     ledger_ = std::move(ledger).value();
