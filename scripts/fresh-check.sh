@@ -123,6 +123,11 @@ trap 'exit 130' INT TERM
 # nothing in the chroot can touch the host's /dev).
 mount_root() {  # $1 = root
   local r=$1 n
+  # The root a mount point of its own, as / is on a real machine (tools that
+  # change mount propagation, e.g. `unshare --mount` in the netns pods test,
+  # need that), and private, so nothing mounted inside reaches the host.
+  mount --bind "$r" "$r"
+  mount --make-rprivate "$r"
   mount -t proc proc "$r/proc"
   mount --bind /sys "$r/sys"
   mount -o remount,bind,ro "$r/sys"
