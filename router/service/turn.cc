@@ -123,6 +123,11 @@ using Action = absl::AnyInvocable<void() &&>;
 // ones on the work pool.
 constexpr uint64_t kInlineEncodeBytes = 16 << 10;
 
+// Events of one turn waiting for the client before the turn stops reading
+// from its worker (a slow client slows its worker stream, not the router's
+// memory).
+constexpr size_t kMaxQueuedEvents = 16;
+
 class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public WorkerCall::Listener {
  public:
   Turn(Deps* deps, grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* raw)
@@ -505,12 +510,14 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
     Conclude(status, out);
   }
 
-  // Reads the next worker event once the client has taken every queued one
-  // (backpressure); after the commit report, reads on to the end of the stream.
+  // Reads the next worker event while fewer than kMaxQueuedEvents wait for
+  // the client (backpressure that still lets reading from the worker overlap
+  // writing to the client); after the commit report, reads on to the end of
+  // the stream.
   void MaybeRead(std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     WorkerCall* call = call_;
     if (call == nullptr || call->reading || call->stopping || call->released) return;
-    if (state_ == State::kStreaming && !queue_.empty()) return;
+    if (state_ == State::kStreaming && queue_.size() >= kMaxQueuedEvents) return;
     call->reading = true;
     out.push_back([call] { call->Read(); });
   }
@@ -545,7 +552,7 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
     if (!queue_.empty()) {
       const grpc::ByteBuffer* next = &queue_.front();
       out.push_back([this, next] { StartWrite(next); });
-      return;
+      return MaybeRead(out);  // the queue shrank: below its bound again
     }
     writing_ = false;
     if (state_ == State::kFinishing) return MaybeFinish(out);
