@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <memory>
 #include <cstdlib>
 #include <deque>
 #include <string>
@@ -25,7 +26,8 @@ int main(int argc, char** argv) {
   using namespace hc::router;
   const absl::Duration duration = absl::Seconds(argc > 1 ? std::atoi(argv[1]) : 3);
   constexpr int kConcurrency = 64;
-  testing::RedisServer server;
+  auto server_owner = std::make_unique<testing::RedisServer>();
+  testing::RedisServer& server = *server_owner;
   if (!server.ok()) {
     std::printf("redis-server did not start\n");
     return 1;
@@ -52,5 +54,6 @@ int main(int argc, char** argv) {
               "with 2 ms added per round trip (%.1f%% of direct; ~%.1f commands per turn)\n",
               kConcurrency, rate[0], rate[1], 100.0 * rate[1] / std::max(rate[0], 1e-9), per_turn[1]);
   std::fflush(stdout);
+  server_owner.reset();  // _exit skips destructors: stop redis-server first
   ::_exit(0);  // the proxy's detached threads end with the process
 }

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cctype>
 #include <cstdio>
+#include <memory>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -94,7 +95,8 @@ int main(int argc, char** argv) {
   const int seconds = (argc > 1 && std::isdigit(static_cast<unsigned char>(argv[1][0]))) ? std::atoi(argv[1]) : 3;
   const absl::Duration d = absl::Seconds(seconds);
   hc::SetMinLogSeverity(hc::LogSeverity::kWarning);
-  testing::RedisServer redis;
+  auto redis_owner = std::make_unique<testing::RedisServer>();
+  testing::RedisServer& redis = *redis_owner;
   if (!redis.ok()) {
     std::printf("redis-server did not start\n");
     return 1;
@@ -121,5 +123,6 @@ int main(int argc, char** argv) {
               kConversations, 100.0 * redis_delayed / std::max(redis_direct, 1e-9),
               file_group / std::max(file_single, 1e-9), memory);
   std::fflush(stdout);
+  redis_owner.reset();  // _exit skips destructors: stop redis-server first
   ::_exit(0);  // the proxy's detached threads end with the process
 }
