@@ -62,26 +62,39 @@ void ChatServiceImpl::CallEnded() {
   --deps_.live_calls;
 }
 
+void ChatServiceImpl::FinishUnary(grpc::ServerUnaryReactor* reactor, absl::Time start,
+                                  const absl::Status& status) {
+  deps_.metrics->Request(status.code(), absl::ToDoubleSeconds(absl::Now() - start));
+  reactor->Finish(ToGrpcStatus(status));
+}
+
+namespace {
+
+// Parses a Get/Delete request and checks its key.
+template <typename Request>
+absl::Status ParseKeyedRequest(const grpc::ByteBuffer& raw, Request* request) {
+  absl::Status s = ParseRawRequest(raw, request);
+  if (s.ok()) s = ValidateKey(request->conversation_id(), request->cache_salt());
+  return s;
+}
+
+}  // namespace
+
 grpc::ServerUnaryReactor* ChatServiceImpl::GetConversation(grpc::CallbackServerContext* context,
                                                            const grpc::ByteBuffer* raw,
                                                            grpc::ByteBuffer* response) {
   const absl::Time start = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const auto finish = [this, reactor, start](const absl::Status& status) {
-    deps_.metrics->Request(status.code(), absl::ToDoubleSeconds(absl::Now() - start));
-    reactor->Finish(ToGrpcStatus(status));
-  };
   v1::GetConversationRequest request;
-  absl::Status s = ParseRawRequest(*raw, &request);
-  if (s.ok()) s = ValidateKey(request.conversation_id(), request.cache_salt());
-  if (!s.ok()) {
-    finish(s);
+  if (absl::Status s = ParseKeyedRequest(*raw, &request); !s.ok()) {
+    FinishUnary(reactor, start, s);
     return reactor;
   }
   CallStarted();
   deps_.ledger->Get(
       LedgerKey{request.cache_salt(), request.conversation_id()},
-      [this, id = request.conversation_id(), response, finish](absl::StatusOr<ConversationRecord> rec) {
+      [this, id = request.conversation_id(), response, reactor, start](
+          absl::StatusOr<ConversationRecord> rec) {
         if (rec.ok()) {
           v1::Conversation out;
           out.set_conversation_id(id);
@@ -95,7 +108,7 @@ grpc::ServerUnaryReactor* ChatServiceImpl::GetConversation(grpc::CallbackServerC
           }
           *response = SerializeRawResponse(out);
         }
-        finish(rec.status());
+        FinishUnary(reactor, start, rec.status());
         CallEnded();
       });
   return reactor;
@@ -123,11 +136,8 @@ grpc::ServerUnaryReactor* ChatServiceImpl::DeleteConversation(grpc::CallbackServ
   const absl::Time start = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   v1::DeleteConversationRequest request;
-  absl::Status s = ParseRawRequest(*raw, &request);
-  if (s.ok()) s = ValidateKey(request.conversation_id(), request.cache_salt());
-  if (!s.ok()) {
-    deps_.metrics->Request(s.code(), absl::ToDoubleSeconds(absl::Now() - start));
-    reactor->Finish(ToGrpcStatus(s));
+  if (absl::Status s = ParseKeyedRequest(*raw, &request); !s.ok()) {
+    FinishUnary(reactor, start, s);
     return reactor;
   }
   *response = SerializeRawResponse(v1::DeleteConversationResponse());
@@ -137,8 +147,7 @@ grpc::ServerUnaryReactor* ChatServiceImpl::DeleteConversation(grpc::CallbackServ
   // that worker; the call finishes after the Release answers (or fails).
   deps_.ledger->Get(key, [this, key, reactor, start](absl::StatusOr<ConversationRecord> rec) {
     if (!rec.ok()) {
-      deps_.metrics->Request(rec.status().code(), absl::ToDoubleSeconds(absl::Now() - start));
-      reactor->Finish(ToGrpcStatus(rec.status()));
+      FinishUnary(reactor, start, rec.status());
       return CallEnded();
     }
     std::string worker_id = rec->worker.worker_id;

@@ -110,6 +110,8 @@ class ChatServiceImpl final : public ChatServiceBase {
   // Get/Delete calls count as live until their last callback has run.
   void CallStarted();
   void CallEnded();
+  // Counts a Get/Delete in the request metrics and finishes it.
+  void FinishUnary(grpc::ServerUnaryReactor* reactor, absl::Time start, const absl::Status& status);
 
   WorkPool work_pool_;  // destroyed after deps_' turns are gone (see ~ChatServiceImpl)
   Deps deps_;
