@@ -1,5 +1,7 @@
 #include "router/service/turn_requests.h"
 
+#include "common/logging.h"
+
 namespace hc::router {
 
 namespace v1 = hybridcache::v1;
@@ -56,6 +58,22 @@ CommitRequest BuildCommitRequest(const TextCodec& codec, const ConversationRecor
                                               codec.Decode(generated)});
   c.worker = std::move(worker);
   return c;
+}
+
+hybridcache::v1::CompleteEvent PopNextWrite(std::deque<hybridcache::v1::CompleteEvent>& queue) {
+  HC_CHECK(!queue.empty()) << "PopNextWrite on an empty queue";
+  hybridcache::v1::CompleteEvent next = std::move(queue.front());
+  queue.pop_front();
+  if (!next.has_chunk()) return next;
+  hybridcache::v1::TokenChunk* merged = next.mutable_chunk();
+  while (!queue.empty() && queue.front().has_chunk()) {
+    const hybridcache::v1::TokenChunk& c = queue.front().chunk();
+    merged->mutable_token_ids()->Add(c.token_ids().begin(), c.token_ids().end());
+    merged->mutable_text()->append(c.text());
+    merged->mutable_logprobs()->Add(c.logprobs().begin(), c.logprobs().end());
+    queue.pop_front();
+  }
+  return next;
 }
 
 }  // namespace hc::router

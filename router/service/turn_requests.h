@@ -1,11 +1,14 @@
-// The two messages a turn builds from the ledger's record: the Execute
-// request to a worker, and the ledger commit of a finished turn.
+// The messages a turn builds: the Execute request to a worker and the ledger
+// commit of a finished turn (both from the ledger's record), and the client
+// stream's next message from the events queued for it.
 #ifndef HC_ROUTER_SERVICE_TURN_REQUESTS_H_
 #define HC_ROUTER_SERVICE_TURN_REQUESTS_H_
 
+#include <deque>
 #include <string>
 #include <vector>
 
+#include "hybridcache/v1/chat.pb.h"
 #include "hybridcache/v1/worker.pb.h"
 #include "router/ledger/ledger.h"
 #include "router/service/text_codec.h"
@@ -31,6 +34,12 @@ hybridcache::v1::ExecuteRequest BuildExecuteRequest(const ExecuteInputs& in);
 CommitRequest BuildCommitRequest(const TextCodec& codec, const ConversationRecord& record,
                                  const std::vector<TurnMessage>& messages, const EncodedTurn& suffix,
                                  const std::vector<uint32_t>& generated, WorkerState worker);
+
+// Removes and returns the next message for the client: the front event, and
+// when it is a chunk, every chunk queued right behind it concatenated into it
+// (token ids, text, logprobs in order), so the stream carries the same
+// content in fewer messages. `queue` must not be empty.
+hybridcache::v1::CompleteEvent PopNextWrite(std::deque<hybridcache::v1::CompleteEvent>& queue);
 
 }  // namespace hc::router
 
