@@ -6,6 +6,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
+#include "absl/synchronization/mutex.h"
 #include "common/logging.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1",
@@ -14,6 +15,9 @@ ABSL_FLAG(int32_t, max_message_bytes, 64 << 20, "Largest gRPC message accepted o
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
           "On SIGTERM/SIGINT: how long in-flight calls may finish before they are cancelled");
 ABSL_FLAG(std::string, log_level, "info", "Minimum log severity: info, warning, error");
+ABSL_FLAG(bool, mutex_deadlock_detection, false,
+          "Check every absl::Mutex acquisition against a global lock-order graph (a debugging "
+          "aid, on by default in tests; it costs a global lock per acquisition)");
 
 namespace hc {
 
@@ -27,6 +31,11 @@ std::vector<char*> InitProcess(int argc, char** argv, const char* usage) {
     SetMinLogSeverity(LogSeverity::kError);
   } else {
     SetMinLogSeverity(LogSeverity::kInfo);
+  }
+  // Abseil enables its lock-order checker in builds without NDEBUG, which is
+  // how Debian builds libabsl: serving binaries opt out, tests keep it.
+  if (!absl::GetFlag(FLAGS_mutex_deadlock_detection)) {
+    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   }
   BlockShutdownSignals();
   return args;

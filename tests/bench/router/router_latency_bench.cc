@@ -8,6 +8,7 @@
 #include <cctype>
 #include <cstdio>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "grpcpp/create_channel.h"
@@ -29,6 +30,8 @@ int main(int argc, char** argv) {
   using namespace hc::router;
   const int turns = (argc > 1 && std::isdigit(static_cast<unsigned char>(argv[1][0]))) ? std::atoi(argv[1]) : 2000;
   hc::SetMinLogSeverity(hc::LogSeverity::kWarning);
+  // As in hc-router and hc-worker (InitProcess, --mutex_deadlock_detection).
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   testing::RouterHarness h(1);
   auto worker = v1::WorkerService::NewStub(
       grpc::CreateChannel(h.worker(0).address(), grpc::InsecureChannelCredentials()));
