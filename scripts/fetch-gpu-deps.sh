@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Downloads (does not install) the Debian packages the GPU build needs besides
 # CUDA, CMake and a compiler -- Abseil, GoogleTest/GoogleMock and Google
-# Benchmark -- into .gpu-deps/ (git-ignored). The device machine has none of
-# them and no network; tests/gpu/run.sh unpacks these .debs there with
-# `dpkg -x` into a private prefix. The lead carries the folder with the device
-# tool's carry option (carry: [".gpu-deps"]).
+# Benchmark -- into .gpu-deps/ (git-ignored). Run it on a Debian 12 machine
+# with apt, for a GPU machine that lacks these packages or network access:
+# copy .gpu-deps/ into the checkout there, and tests/gpu/run.sh unpacks the
+# .debs with `dpkg -x` into a private prefix (nothing is installed).
 #
 # Usage: scripts/fetch-gpu-deps.sh [dest]   (default: <repo>/.gpu-deps)
 set -euo pipefail

@@ -20,8 +20,10 @@ enum class CpuGemmImpl {
 struct CpuKernelOptions {
   CpuGemmImpl gemm = CpuGemmImpl::kAuto;
   // When > 0 and OpenBLAS is linked, sets OpenBLAS' process-wide thread count.
-  // Default 1: each rank thread runs its own single-threaded GEMMs (OpenBLAS'
-  // own threads slowed the model down on the shared 2-core test machine).
+  // Default 1: the model already runs one thread per tensor-parallel rank
+  // (TensorParallelModel) and each rank's GEMMs stay on its thread; an OpenBLAS
+  // pool on top would compete with those threads for the same cores, and its
+  // size is process-wide, so it cannot be matched to one rank.
   int openblas_threads = 1;
 };
 

@@ -50,8 +50,9 @@ struct ChatServiceOptions {
   int work_threads = 0;
   // Context limit; 0 takes the smallest max_model_len the workers report.
   uint32_t max_model_len = 0;
-  // Attempts per turn on UNAVAILABLE (including the first) and the first
-  // backoff (doubling).
+  // Attempts per turn (including the first) while no token has reached the
+  // client, on UNAVAILABLE, ABORTED or RESOURCE_EXHAUSTED from a worker; and
+  // the first backoff (doubling).
   int max_attempts = 3;
   absl::Duration retry_backoff = absl::Milliseconds(20);
   // Lease holder prefix; unique per router process.

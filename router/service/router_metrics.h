@@ -1,4 +1,4 @@
-// The router's Prometheus metrics (names as in ARCHITECTURE.md).
+// The router's Prometheus metrics (the contract: docs/architecture.md).
 // Thread-safety: every method is thread-safe.
 #ifndef HC_ROUTER_SERVICE_ROUTER_METRICS_H_
 #define HC_ROUTER_SERVICE_ROUTER_METRICS_H_

@@ -1,4 +1,4 @@
-// GPU benchmark (tests/gpu/run.sh runs it on the device machine):
+// GPU benchmark (build/bench/gpu_bench; tests/gpu/run.sh runs it too):
 //   1. device-to-device copy bandwidth (cudaMemcpyAsync), the roofline below;
 //   2. each CUDA kernel at `small`-model sizes: time per call against its
 //      memory floor = bytes it must move / the copy bandwidth measured in this

@@ -1,27 +1,43 @@
 #!/usr/bin/env bash
-# One script for the GPU device machine (which has CUDA, PyTorch and CMake,
-# but no Abseil / GoogleTest / Google Benchmark and no network):
-#   1. unpacks the .debs of .gpu-deps/ (made HERE by scripts/fetch-gpu-deps.sh)
-#      into a private prefix with `dpkg -x` (or `ar` + `tar` without dpkg);
-#   2. configures the engine-only build with CUDA (-DHC_ENGINE_ONLY=ON
-#      -DHC_WITH_CUDA=ON; NCCL when nccl.h is found, e.g. PyTorch's wheel);
-#   3. builds the GPU tests and benchmark with all cores;
-#   4. runs gpu_kernels_test, gpu_model_test and gpu_bench, then, while time
-#      is left, the GPU tests again under compute-sanitizer memcheck and the
-#      CPU unit tests of the engine;
-#   5. writes logs and summary.txt into $OUT (8 files at most, flat).
-# It continues after a failing step to collect everything, and keeps the
-# whole run under 8 minutes (each step has a timeout from what is left).
+# Builds and runs the GPU tests and benchmark on a machine with an NVIDIA GPU,
+# engine-only (no gRPC, protobuf or prometheus-cpp needed), and writes a
+# summary. Run it from anywhere:
 #
-# How the lead runs it (device tool):
-#   scripts/fetch-gpu-deps.sh                 # here, once; fills .gpu-deps/
-#   run(command="bash tests/gpu/run.sh", carry=[".gpu-deps"], timeout_s=540)
-# The tool copies the working tree (tracked and untracked, not ignored files)
-# plus the carried .gpu-deps; results come back from $OUT:
-#   summary.txt  one table: each step's status, gtest counts, benchmark table
-#   run.log      this script's set -x trace and step output
-#   configure.log, build.log, gpu_kernels_test.log, gpu_model_test.log,
-#   gpu_bench.txt, cpu_tests.log
+#   bash tests/gpu/run.sh                  # results in <repo>/gpu-run-out/
+#   OUT=/tmp/gpu-results bash tests/gpu/run.sh
+#
+# Needs: a GPU with its driver (nvidia-smi), the CUDA toolkit (nvcc; found on
+# PATH or in /usr/local/cuda/bin), CMake >= 3.25, a C++20 host compiler, and
+# Abseil, GoogleTest/GoogleMock and Google Benchmark, either installed (e.g.
+# Debian's libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev) or as .deb
+# files in <repo>/.gpu-deps/ for a machine without them or without network
+# (scripts/fetch-gpu-deps.sh downloads them on a Debian 12 machine; copy the
+# folder over). Optional: ninja; NCCL for the TP=2 test (a system nccl.h is
+# found by CMake; the nvidia-nccl Python wheel is used when python3 can import
+# nvidia.nccl); compute-sanitizer for the memcheck pass.
+#
+# Steps (it goes on after a failing step, to collect everything):
+#   1. unpacks the .debs of .gpu-deps/, if any, into a private prefix under
+#      $TMPDIR with `dpkg -x` (or `ar` + `tar` without dpkg);
+#   2. configures build-gpu/ (-DHC_ENGINE_ONLY=ON -DHC_WITH_CUDA=ON, Release;
+#      NCCL when found; retries with -allow-unsupported-compiler when nvcc
+#      rejects the host g++);
+#   3. builds gpu_kernels_test, gpu_model_test and gpu_bench with all cores;
+#   4. runs gpu_kernels_test and gpu_model_test (a failing binary's tests are
+#      rerun one per process, so one device fault does not hide the others),
+#      then gpu_bench; then, while time is left, the GPU tests under
+#      compute-sanitizer memcheck and the CPU unit tests of the engine build;
+#   5. writes summary.txt (each step's status and time, gtest counts, the
+#      benchmark table) and prints it.
+# Every step's timeout is cut to the time left of a total budget, so the whole
+# run stays within about HC_GPU_RUN_BUDGET_S seconds (default 465).
+#
+# Environment: OUT (results folder, default <repo>/gpu-run-out),
+# HC_GPU_RUN_BUDGET_S, HC_GPU_BUILD_DIR (default <repo>/build-gpu), TMPDIR.
+# Files written to $OUT: summary.txt, run.log (this script's trace),
+# configure.log, build.log, gpu_kernels_test.log, gpu_model_test.log,
+# gpu_bench.txt, cpu_tests.log. The exit status is always 0: read
+# summary.txt for the verdicts.
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${OUT:-$repo/gpu-run-out}

@@ -1,6 +1,6 @@
 """Plain numpy reference of the Bamba forward pass (fp64, sequential).
 
-Written from shared MODEL_FACTS.md (transformers' modeling_bamba semantics): pre-norm decoder
+Written from docs/model-facts.md (transformers' modeling_bamba semantics): pre-norm decoder
 layers, Mamba2 mixer with the per-token recurrence, GQA attention with partial NeoX RoPE,
 SwiGLU MLP. Slow and simple on purpose: a cross-check for the C++ model on the tiny checkpoint.
 

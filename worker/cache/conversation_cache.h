@@ -1,7 +1,7 @@
 // The worker's conversation cache: the exact state of each conversation at its
 // last committed round, keyed by (cache_salt, conversation_id), plus the
 // requests (turns) running on top of those states. This is the API the engine
-// calls for steps 3, 4 and 7 of a turn (see ARCHITECTURE.md):
+// calls for steps 3, 4 and 7 of a turn (docs/architecture.md):
 //
 //   Lookup(key, expected)          hit | miss | stale (a mismatch is never a hit)
 //   Attach(key, expected)          on a hit: num_computed_tokens = committed length

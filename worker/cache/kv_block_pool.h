@@ -4,8 +4,9 @@
 // layer on every tensor-parallel rank (see runtime/cache_memory.h); the pool
 // only does the bookkeeping. A block is free when its reference count is zero.
 // Free blocks sit in a queue in LRU order: a block freed last is handed out
-// last, so recently released content survives longest (a future prefix cache
-// can revive it). Allocate, Ref and Unref are O(1).
+// last. Nothing reads a freed block's content today (there is no prefix
+// cache); the order only makes allocation deterministic, which the tests rely
+// on. Allocate, Ref and Unref are O(1).
 //
 // Thread-safety: not thread-safe; the engine thread owns it.
 #ifndef HC_WORKER_CACHE_KV_BLOCK_POOL_H_

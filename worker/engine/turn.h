@@ -1,4 +1,4 @@
-// A turn as the engine sees it (steps 3-7 of ARCHITECTURE.md), and the
+// A turn as the engine sees it (steps 3-7 of docs/architecture.md), and the
 // callbacks through which it reports progress.
 #ifndef HC_WORKER_ENGINE_TURN_H_
 #define HC_WORKER_ENGINE_TURN_H_

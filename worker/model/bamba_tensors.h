@@ -1,5 +1,5 @@
 // The tensors of a Bamba checkpoint: Hugging Face names and shapes for a
-// ModelConfig (see shared MODEL_FACTS.md). Used by the checkpoint generator
+// ModelConfig (docs/model-facts.md). Used by the checkpoint generator
 // and by loaders to know what to expect.
 #ifndef HC_WORKER_MODEL_BAMBA_TENSORS_H_
 #define HC_WORKER_MODEL_BAMBA_TENSORS_H_

@@ -1,5 +1,6 @@
-// Hyper-parameters of a Bamba / Granite-4.0-H hybrid model, as read from a
-// Hugging Face `config.json` (model_type "bamba"). See shared MODEL_FACTS.md.
+// Hyper-parameters of a Bamba hybrid model (Mamba2 + attention layers), as read from a
+// Hugging Face `config.json` (model_type "bamba"). Facts and sources:
+// docs/model-facts.md.
 #ifndef HC_WORKER_MODEL_MODEL_CONFIG_H_
 #define HC_WORKER_MODEL_MODEL_CONFIG_H_
 

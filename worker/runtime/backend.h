@@ -1,4 +1,5 @@
-// Device memory and execution of one backend (CPU now, CUDA later).
+// Device memory and execution of one backend: CpuBackend (cpu_backend.h) or
+// CudaBackend (cuda_backend.h, one per GPU; built with CUDA).
 //
 // A Backend owns nothing the caller allocated elsewhere; memory returned by
 // Allocate() is released with Free() on the same backend. All copies and

@@ -1,4 +1,4 @@
-// Prometheus metrics of a worker (names per ARCHITECTURE.md), fed by the
+// Prometheus metrics of a worker (the contract: docs/architecture.md), fed by the
 // engine through EngineMetricsSink.
 //
 // Thread-safety: prometheus-cpp metrics are thread-safe; the sink is called

@@ -1,5 +1,5 @@
 // The forward pass against a plain sequential reference of the whole model
-// written here from MODEL_FACTS.md (fp64, per-token Mamba2 recurrence, full
+// written here from docs/model-facts.md (fp64, per-token Mamba2 recurrence, full
 // causal attention, no paging, no chunking, no sharding). The exactness tests
 // check that the paths of the model agree with each other; this one checks
 // that they compute the Bamba architecture.
