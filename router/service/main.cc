@@ -63,7 +63,9 @@ ABSL_FLAG(int32_t, max_model_len, 0, "Context limit; 0 uses the workers' reporte
 ABSL_FLAG(absl::Duration, probe_interval, absl::Seconds(1), "Worker health/load polling interval");
 ABSL_FLAG(int32_t, overload_waiting, 16,
           "A worker with this many waiting requests is overloaded: conversations move off it");
-ABSL_FLAG(int32_t, max_attempts, 3, "Attempts per turn when a worker is UNAVAILABLE");
+ABSL_FLAG(int32_t, max_attempts, 3,
+          "Attempts per turn when a worker answers UNAVAILABLE, ABORTED or RESOURCE_EXHAUSTED "
+          "(each retry may pick another worker)");
 ABSL_FLAG(int32_t, unhealthy_after, 3,
           "A worker becomes unhealthy after this many consecutive failed probes (a failed call "
           "takes it out at once)");
