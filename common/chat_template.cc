@@ -71,10 +71,6 @@ absl::StatusOr<ChatTemplate> ChatTemplate::FromModelDir(const std::string& model
   return FromTokenizerConfig(text);
 }
 
-bool ChatTemplate::IsValidRole(std::string_view role) {
-  return role == "system" || role == "user" || role == "assistant" || role == "tool";
-}
-
 std::string ChatTemplate::RenderMessage(const ChatMessage& m) const {
   if (kind_ == Kind::kGranite) {
     return absl::StrCat(kGraniteStart, m.role, kGraniteEndRole, m.content, kGraniteEnd, "\n");

@@ -78,9 +78,6 @@ class ChatTemplate {
   // (Hugging Face's apply_chat_template renders the same text).
   std::string JinjaSource() const;
 
-  // Roles accepted by Render (system, user, assistant, tool).
-  static bool IsValidRole(std::string_view role);
-
  private:
   Kind kind_;
 };

@@ -94,10 +94,6 @@ const Value::Array& Value::AsArray() const {
   HC_JSON_REQUIRE(Type::kArray);
   return array_;
 }
-Value::Array& Value::MutableArray() {
-  HC_JSON_REQUIRE(Type::kArray);
-  return array_;
-}
 const Value::Object& Value::AsObject() const {
   HC_JSON_REQUIRE(Type::kObject);
   return object_;

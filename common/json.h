@@ -55,7 +55,6 @@ class Value {
   int64_t AsInt64() const;  // REQUIRES: is_int()
   const std::string& AsString() const;
   const Array& AsArray() const;
-  Array& MutableArray();
   const Object& AsObject() const;
   Object& MutableObject();
 

@@ -8,18 +8,6 @@
 
 namespace hc::cache {
 
-const char* LookupResultName(LookupResult r) {
-  switch (r) {
-    case LookupResult::kHit:
-      return "hit";
-    case LookupResult::kMiss:
-      return "miss";
-    case LookupResult::kStale:
-      return "stale";
-  }
-  return "unknown";
-}
-
 absl::StatusOr<std::unique_ptr<ConversationCache>> ConversationCache::Create(Options options) {
   if (options.memory == nullptr) return absl::InvalidArgumentError("ConversationCache needs memory");
   const runtime::KvLayout& kv = options.memory->kv_layout();

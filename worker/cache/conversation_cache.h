@@ -69,7 +69,6 @@ struct RoundStamp {
 };
 
 enum class LookupResult : uint8_t { kHit = 0, kMiss = 1, kStale = 2 };
-const char* LookupResultName(LookupResult r);
 
 // Engine-side handle of a running request; never reused by one cache.
 using RequestId = uint64_t;
