@@ -5,22 +5,33 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/utf8.h"
 
 namespace hc::router {
 namespace {
 
+// Decodes like Tokenizer::Decode (invalid UTF-8 becomes U+FFFD per maximal
+// invalid subpart), holding back a trailing incomplete character.
 class HfStreamDecoder final : public StreamDecoder {
  public:
-  explicit HfStreamDecoder(const Tokenizer* tokenizer) : decoder_(tokenizer, /*skip_special=*/true) {}
-  std::string Push(std::span<const uint32_t> ids) override {
-    std::string out;
-    for (const uint32_t id : ids) out += decoder_.Push(static_cast<TokenId>(id));
+  explicit HfStreamDecoder(const HfTextCodec* codec) : codec_(codec) {}
+  std::string Push(std::span<const uint32_t> ids) override { return PushBytes(codec_->TokenBytes(ids)); }
+  std::string PushBytes(std::string_view bytes) override {
+    pending_.append(bytes);
+    const size_t hold = utf8::IncompleteSuffixLength(pending_);
+    std::string out = utf8::Lossy(std::string_view(pending_).substr(0, pending_.size() - hold));
+    pending_.erase(0, pending_.size() - hold);
     return out;
   }
-  std::string Flush() override { return decoder_.Flush(); }
+  std::string Flush() override {
+    std::string out = utf8::Lossy(pending_);
+    pending_.clear();
+    return out;
+  }
 
  private:
-  StreamingDecoder decoder_;
+  const HfTextCodec* codec_;
+  std::string pending_;
 };
 
 void Append(std::vector<uint32_t>& out, const std::vector<TokenId>& ids) {
@@ -69,8 +80,31 @@ std::string HfTextCodec::Decode(std::span<const uint32_t> ids) const {
   return tokenizer_->Decode(t, /*skip_special=*/true);
 }
 
+std::string HfTextCodec::TokenBytes(std::span<const uint32_t> ids) const {
+  std::string bytes;
+  for (const uint32_t id : ids) {
+    const auto t = static_cast<TokenId>(id);
+    if (!tokenizer_->IsSpecial(t)) bytes.append(tokenizer_->TokenBytes(t));
+  }
+  return bytes;
+}
+
+std::vector<uint32_t> HfTextCodec::EncodeBytes(std::string_view bytes) const {
+  std::vector<uint32_t> ids;
+  Append(ids, tokenizer_->Encode(bytes, /*allow_special=*/false));
+  if (TokenBytes(ids) == bytes) return ids;
+  // The tokenizer changed the text (a prefix space, say): one byte-level
+  // token per byte always spells it exactly.
+  ids.clear();
+  for (const char c : bytes) {
+    const std::optional<TokenId> id = tokenizer_->TokenToId(ByteToUnicode(static_cast<uint8_t>(c)));
+    if (id.has_value()) ids.push_back(static_cast<uint32_t>(*id));
+  }
+  return ids;
+}
+
 std::unique_ptr<StreamDecoder> HfTextCodec::NewStreamDecoder() const {
-  return std::make_unique<HfStreamDecoder>(tokenizer_.get());
+  return std::make_unique<HfStreamDecoder>(this);
 }
 
 uint32_t HfTextCodec::vocab_size() const { return static_cast<uint32_t>(tokenizer_->vocab_size()); }

@@ -24,6 +24,8 @@ class HfTextCodec final : public TextCodec {
   static absl::StatusOr<std::unique_ptr<HfTextCodec>> FromModelDir(const std::string& dir);
 
   std::string Decode(std::span<const uint32_t> ids) const override;
+  std::string TokenBytes(std::span<const uint32_t> ids) const override;
+  std::vector<uint32_t> EncodeBytes(std::string_view bytes) const override;
   std::unique_ptr<StreamDecoder> NewStreamDecoder() const override;
   uint32_t vocab_size() const override;
   uint32_t eos_token_id() const override { return static_cast<uint32_t>(end_of_turn_); }

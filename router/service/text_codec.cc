@@ -56,6 +56,7 @@ class ByteStreamDecoder final : public StreamDecoder {
     AppendByteText(ids, &bytes);
     return assembler_.Push(bytes);
   }
+  std::string PushBytes(std::string_view bytes) override { return assembler_.Push(bytes); }
   std::string Flush() override { return assembler_.Flush(); }
 
  private:
@@ -129,6 +130,19 @@ std::string ByteTextCodec::Decode(std::span<const uint32_t> ids) const {
   std::string out = a.Push(bytes);
   out += a.Flush();
   return out;
+}
+
+std::string ByteTextCodec::TokenBytes(std::span<const uint32_t> ids) const {
+  std::string bytes;
+  AppendByteText(ids, &bytes);
+  return bytes;
+}
+
+std::vector<uint32_t> ByteTextCodec::EncodeBytes(std::string_view bytes) const {
+  std::vector<uint32_t> ids;
+  ids.reserve(bytes.size());
+  for (const char c : bytes) ids.push_back(static_cast<unsigned char>(c));
+  return ids;
 }
 
 std::unique_ptr<StreamDecoder> ByteTextCodec::NewStreamDecoder() const {

@@ -56,6 +56,9 @@ class StreamDecoder {
  public:
   virtual ~StreamDecoder() = default;
   virtual std::string Push(std::span<const uint32_t> ids) = 0;
+  // The same for raw token bytes (TextCodec::TokenBytes): Push(ids) equals
+  // PushBytes(TokenBytes(ids)), however the bytes are split.
+  virtual std::string PushBytes(std::string_view bytes) = 0;
   // Whatever is held back (an incomplete character becomes U+FFFD).
   virtual std::string Flush() = 0;
 };
@@ -77,6 +80,14 @@ class TextCodec {
   virtual size_t max_token_bytes() const = 0;
   // Text of generated tokens (special tokens omitted), valid UTF-8.
   virtual std::string Decode(std::span<const uint32_t> ids) const = 0;
+  // The raw bytes generated tokens add to the text before UTF-8 decoding
+  // (special tokens add none): what stop strings are matched on, by the
+  // worker and the router alike.
+  virtual std::string TokenBytes(std::span<const uint32_t> ids) const = 0;
+  // Tokens whose TokenBytes are exactly `bytes` (any bytes, valid UTF-8 or
+  // not; no special tokens): the re-tokenization of the part of a token
+  // before a stop string that begins inside it.
+  virtual std::vector<uint32_t> EncodeBytes(std::string_view bytes) const = 0;
   virtual std::unique_ptr<StreamDecoder> NewStreamDecoder() const = 0;
   virtual uint32_t vocab_size() const = 0;
   virtual uint32_t eos_token_id() const = 0;
@@ -111,6 +122,8 @@ class ByteTextCodec final : public TextCodec {
   static constexpr uint32_t kVocabSize = 259;
 
   std::string Decode(std::span<const uint32_t> ids) const override;
+  std::string TokenBytes(std::span<const uint32_t> ids) const override;
+  std::vector<uint32_t> EncodeBytes(std::string_view bytes) const override;
   std::unique_ptr<StreamDecoder> NewStreamDecoder() const override;
   uint32_t vocab_size() const override { return kVocabSize; }
   uint32_t eos_token_id() const override { return kEos; }

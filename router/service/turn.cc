@@ -32,6 +32,8 @@
 //                client cancelled / lease lost    kEncoding, tokenizer cancelled;
 //                                                 then kReleasing
 //   kStreaming   worker tokens                    kStreaming: chunk to the client
+//                                                 (text that may still be a stop
+//                                                 string held back)
 //                                                 (next worker read once the
 //                                                 client took it: backpressure)
 //                worker committed                 kCommitting: ledger Commit
@@ -68,6 +70,7 @@
 #include "common/logging.h"
 #include "common/tsan_annotations.h"
 #include "grpcpp/alarm.h"
+#include "router/service/reply_stream.h"
 #include "router/service/turn_requests.h"
 #include "router/service/validation.h"
 #include "router/service/worker_call.h"
@@ -357,7 +360,8 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
     if (absl::Status s = CheckContext(rec_.tokens.size(), suffix_.tokens.size(), /*exact=*/true); !s.ok()) {
       return Conclude(ToGrpcStatus(s), out);
     }
-    decoder_ = deps_->codec->NewStreamDecoder();
+    const auto& stops = req_->sampling().stop();
+    reply_.emplace(deps_->codec, std::vector<std::string>(stops.begin(), stops.end()));
     StartAttempt(/*resend_history=*/false, out);
   }
 
@@ -395,7 +399,9 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
     if (worker_->stub() == nullptr) {
       return Conclude(grpc::Status(grpc::StatusCode::INTERNAL, "worker without a channel"), out);
     }
-    const bool sticky = !resend_history && kind_ == RouteKind::kSticky &&
+    // A worker state of 0 tokens (a turn cut by a multi-token stop string
+    // that started from nothing) is no state: send the history.
+    const bool sticky = !resend_history && kind_ == RouteKind::kSticky && rec_.worker.num_tokens > 0 &&
                         rec_.worker.num_tokens <= rec_.tokens.size();
     v1::ExecuteRequest req = BuildExecuteRequest({.key = &key_,
                                                   .record = &rec_,
@@ -441,13 +447,11 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
       case v1::ExecuteEvent::kTokens: {
         SendStarted(out);
         const auto& ids = ev.tokens().token_ids();
-        generated_.insert(generated_.end(), ids.begin(), ids.end());
-        v1::CompleteEvent e;
-        auto* chunk = e.mutable_chunk();
-        *chunk->mutable_token_ids() = ids;
-        chunk->set_text(decoder_->Push(std::span<const uint32_t>(ids.data(), ids.size())));
-        *chunk->mutable_logprobs() = ev.tokens().logprobs();
-        Enqueue(std::move(e));
+        const auto& logprobs = ev.tokens().logprobs();
+        // Only what cannot be part of a stop string goes out now.
+        SendChunk(reply_->Push(std::span<const uint32_t>(ids.data(), ids.size()),
+                               std::span<const float>(logprobs.data(), logprobs.size())),
+                  out);
         break;
       }
       case v1::ExecuteEvent::kCommitted:
@@ -581,6 +585,16 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
     MaybeRead(out);  // the queue shrank: below its bound again
   }
 
+  void SendChunk(const ReplyStream::Chunk& c, std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (c.empty()) return;
+    v1::CompleteEvent e;
+    auto* chunk = e.mutable_chunk();
+    chunk->mutable_token_ids()->Add(c.token_ids.begin(), c.token_ids.end());
+    chunk->set_text(c.text);
+    chunk->mutable_logprobs()->Add(c.logprobs.begin(), c.logprobs.end());
+    Enqueue(std::move(e));
+  }
+
   void SendStarted(std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (started_sent_) return;
     started_sent_ = true;
@@ -604,12 +618,15 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
   void StartCommit(const v1::CommitReport& report, std::vector<Action>& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     SendStarted(out);
-    if (std::string rest = decoder_->Flush(); !rest.empty()) {
-      v1::CompleteEvent e;
-      e.mutable_chunk()->set_text(std::move(rest));
-      Enqueue(std::move(e));
+    // The rest of the reply; with a stop string, only the text before it
+    // (its cut token re-tokenized), and that is what the ledger records.
+    absl::StatusOr<ReplyStream::Chunk> rest = reply_->Finish(report);
+    if (!rest.ok()) {
+      HC_LOG(ERROR) << "turn " << holder_ << ": " << rest.status();
+      return Conclude(ToGrpcStatus(rest.status()), out);
     }
-    CommitRequest c = BuildCommitRequest(*deps_->codec, rec_, messages_, suffix_, generated_,
+    SendChunk(*rest, out);
+    CommitRequest c = BuildCommitRequest(*deps_->codec, rec_, messages_, suffix_, reply_->reply_tokens(),
                                          WorkerState{worker_->id(), report.state().round(),
                                                      report.state().num_tokens(),
                                                      report.state().prefix_hash()});
@@ -639,7 +656,7 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
     done->mutable_usage()->set_cached_tokens(started_.cached_tokens());
     done->mutable_usage()->set_completion_tokens(report_.completion_tokens() > 0
                                                      ? report_.completion_tokens()
-                                                     : static_cast<uint32_t>(generated_.size()));
+                                                     : static_cast<uint32_t>(reply_->num_generated()));
     Enqueue(std::move(e));
     Conclude(grpc::Status::OK, out);
   }
@@ -773,7 +790,7 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
   // Read by the tokenizer on the work pool (hence atomic, not under mu_).
   std::atomic<bool> cancel_encoding_{false};
   EncodedTurn suffix_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<StreamDecoder> decoder_ ABSL_GUARDED_BY(mu_);
+  std::optional<ReplyStream> reply_ ABSL_GUARDED_BY(mu_);
 
   std::shared_ptr<Worker> worker_ ABSL_GUARDED_BY(mu_);
   RouteKind kind_ ABSL_GUARDED_BY(mu_) = RouteKind::kPlaced;
@@ -787,7 +804,6 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
   v1::ExecuteStarted started_ ABSL_GUARDED_BY(mu_);
   bool have_started_ ABSL_GUARDED_BY(mu_) = false;
   bool started_sent_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<uint32_t> generated_ ABSL_GUARDED_BY(mu_);
   v1::CommitReport report_ ABSL_GUARDED_BY(mu_);
 
   // Alarms live as long as the turn (one may still be delivering its event).

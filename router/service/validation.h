@@ -8,17 +8,15 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "common/stop_limits.h"
 #include "hybridcache/v1/chat.pb.h"
 
 namespace hc::router {
 
 inline constexpr size_t kMaxConversationIdLength = 128;
 inline constexpr size_t kMaxCacheSaltBytes = 1024;
-// Stop conditions are checked on every generated token; their cost must stay
-// bounded per request (OpenAI allows 4 stop strings).
-inline constexpr int kMaxStopStrings = 16;
-inline constexpr size_t kMaxStopStringBytes = 256;
-inline constexpr int kMaxStopTokenIds = 64;
+// The stop-condition bounds (kMaxStopStrings, kMaxStopStringBytes,
+// kMaxStopTokenIds) are in common/stop_limits.h: the worker enforces the same.
 
 // conversation_id: 1-128 characters of [A-Za-z0-9._:-]; cache_salt <= 1024 bytes.
 absl::Status ValidateKey(std::string_view conversation_id, std::string_view cache_salt);

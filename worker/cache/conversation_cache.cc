@@ -173,6 +173,34 @@ absl::Status ConversationCache::Commit(RequestId request, const RoundStamp& new_
   return absl::OkStatus();
 }
 
+absl::StatusOr<RoundStamp> ConversationCache::CommitBase(RequestId request, uint64_t new_round) {
+  const auto it = requests_.find(request);
+  if (it == requests_.end()) return absl::NotFoundError(absl::StrCat("no request ", request));
+  Request r = std::move(it->second);
+  requests_.erase(it);
+  running_by_key_.erase(r.key);
+  const std::optional<EntryId> base = r.entry;
+  const bool dropped = r.dropped;
+  const uint64_t attached_round = r.attached_round;
+  const ConversationKey key = r.key;
+  DiscardImpl(std::move(r));  // the base (if any) stays, evictable again
+  if (dropped) return absl::AbortedError("the conversation was dropped while the turn ran");
+  if (base.has_value() && new_round <= attached_round) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("commit of round ", new_round, " over round ", attached_round));
+  }
+  if (!base.has_value()) {
+    // Started from nothing: nothing computed is kept, and a stale state of
+    // the key describes an older round, so the key is left empty.
+    if (const auto idx = index_.find(key); idx != index_.end()) EraseEntry(idx->second);
+    return RoundStamp{.round = new_round, .num_tokens = 0, .token_hash = kEmptyTokenHash};
+  }
+  Entry& entry = entries_.at(*base);
+  entry.round.round = new_round;
+  entry.last_use = ++clock_;
+  return entry.round;
+}
+
 absl::Status ConversationCache::Discard(RequestId request) {
   const auto it = requests_.find(request);
   if (it == requests_.end()) return absl::NotFoundError(absl::StrCat("no request ", request));

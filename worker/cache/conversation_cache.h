@@ -10,6 +10,7 @@
 //   BlockTable(id), MambaSlot(id)  what the model reads and writes
 //   Commit(id, new_round)          publish (the request becomes the committed state)
 //   Discard(id)                    cancel / failure: the old committed state stays
+//   CommitBase(id, new_round)      keep the state the request started from, at new_round
 //   Drop(key)                      forget a conversation
 //
 // Memory: a committed state holds ceil(len / block_size) KV blocks and one
@@ -163,6 +164,19 @@ class ConversationCache {
   // and the Mamba slot holds the state after exactly new_round.num_tokens
   // tokens. Also NOT_FOUND (unknown request), ABORTED (key dropped meanwhile).
   absl::Status Commit(RequestId request, const RoundStamp& new_round);
+
+  // Ends the request without publishing what it computed, and re-stamps the
+  // committed state it attached to (the state the turn started from) as
+  // `new_round`: same length and hash, new round. For a turn whose output is
+  // cut back to before its last sampled token (a multi-token stop string),
+  // where the request's Mamba state is past the cut and cannot be rolled back.
+  // A fresh request (AttachFresh) started from nothing: its key is left with
+  // no state (a stale one is dropped) and the result has 0 tokens. Returns the
+  // stamp now committed. Errors (the request is discarded either way, and the
+  // previous state is intact): NOT_FOUND (unknown request), INVALID_ARGUMENT
+  // (new_round not greater than the attached round), ABORTED (key dropped
+  // meanwhile).
+  absl::StatusOr<RoundStamp> CommitBase(RequestId request, uint64_t new_round);
 
   // Ends the request and frees what it owned; the committed state it attached
   // to (if any) is unchanged and becomes evictable again. NOT_FOUND if unknown.

@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/stop_limits.h"
 #include "worker/engine/engine_impl.h"
 
 namespace hc::engine::internal {
@@ -48,7 +49,27 @@ absl::Status EngineImpl::Validate(const TurnRequest& turn) const {
   }
   if (s.sampler.top_k < 0) return absl::InvalidArgumentError("top_k must be >= 0");
   if (s.max_tokens < 1) return absl::InvalidArgumentError("max_tokens must be >= 1");
-  if (!s.stop_strings.empty() && !options_.detokenize) {
+  if (s.stop_strings.size() > static_cast<size_t>(kMaxStopStrings)) {
+    return absl::InvalidArgumentError(absl::StrCat("the turn has ", s.stop_strings.size(),
+                                                   " stop strings; at most ", kMaxStopStrings,
+                                                   " are allowed"));
+  }
+  for (size_t i = 0; i < s.stop_strings.size(); ++i) {
+    if (s.stop_strings[i].empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("stop string ", i, " is empty"));
+    }
+    if (s.stop_strings[i].size() > kMaxStopStringBytes) {
+      return absl::InvalidArgumentError(absl::StrCat("stop string ", i, " has ", s.stop_strings[i].size(),
+                                                     " bytes; at most ", kMaxStopStringBytes,
+                                                     " are allowed"));
+    }
+  }
+  if (s.stop_token_ids.size() > static_cast<size_t>(kMaxStopTokenIds)) {
+    return absl::InvalidArgumentError(absl::StrCat("the turn has ", s.stop_token_ids.size(),
+                                                   " stop token ids; at most ", kMaxStopTokenIds,
+                                                   " are allowed"));
+  }
+  if (!s.stop_strings.empty() && !options_.token_bytes) {
     return absl::InvalidArgumentError("stop strings need a tokenizer, and this worker has none");
   }
   return absl::OkStatus();
@@ -57,6 +78,8 @@ absl::Status EngineImpl::Validate(const TurnRequest& turn) const {
 absl::Status EngineImpl::Submit(TurnRequest req, std::shared_ptr<TurnObserver> observer) {
   HC_RETURN_IF_ERROR(Validate(req));
   auto turn = std::make_unique<Turn>();
+  // Built here, on the submitting thread: the engine thread only feeds it.
+  if (!req.sampling.stop_strings.empty()) turn->stop = StopMatcher(req.sampling.stop_strings);
   std::optional<absl::Status> refused;  // counted in metrics outside the lock
   const char* reason = nullptr;
   {

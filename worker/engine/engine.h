@@ -48,9 +48,11 @@ struct EngineOptions {
   int max_waiting = 256;
   int max_model_len = 4096;    // context limit: history + suffix + generated
   int eos_token_id = -1;       // -1: none
-  // Decodes token ids to text, for stop strings. Null: stop strings are
-  // rejected with INVALID_ARGUMENT.
-  std::function<std::string(std::span<const int32_t>)> detokenize;
+  // The bytes a generated token adds to the reply text (special tokens: none),
+  // for stop strings; called on the engine thread once per generated token of
+  // a turn with stop strings. The view must stay valid while the engine runs.
+  // Null: stop strings are rejected with INVALID_ARGUMENT.
+  std::function<std::string_view(int32_t)> token_bytes;
   uint64_t seed = 0x5eed;      // seeds turns that bring no seed
 };
 
@@ -71,7 +73,8 @@ class Engine {
 
   // Queues a turn. Synchronous errors (nothing queued, nothing recorded, the
   // observer not called): INVALID_ARGUMENT (empty suffix, token id >= vocab,
-  // bad sampling, round not increasing), RESOURCE_EXHAUSTED (context >
+  // bad sampling, stop conditions beyond common/stop_limits.h or empty stop
+  // strings, round not increasing), RESOURCE_EXHAUSTED (context >
   // max_model_len; or max_waiting turns already wait: "worker busy"), ABORTED
   // (a turn of this conversation is already queued or running, or the request
   // id is in use), UNAVAILABLE (draining or stopped). Otherwise the observer

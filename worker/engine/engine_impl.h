@@ -19,6 +19,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/stop_matcher.h"
 #include "common/token_hash.h"
 #include "worker/engine/engine.h"
 
@@ -44,6 +45,11 @@ struct Turn {
   size_t next = 0;
   uint64_t hash = kEmptyTokenHash;  // TokenHash of base tokens + tokens[0, next)
   std::vector<int32_t> generated;
+  // Stop strings: the automaton (built in Submit, off the engine thread) fed
+  // each generated token's bytes, and the byte offset at which each generated
+  // token ends.
+  StopMatcher stop;
+  std::vector<int64_t> token_ends;
   bool started = false;
   bool admitted_once = false;
   int scheduled = 0;        // tokens scheduled in the current step
@@ -54,6 +60,11 @@ struct Turn {
 };
 
 enum class AdmitOutcome { kAttached, kNoRoom, kEnded };
+
+struct StopDecision {
+  std::string reason;  // "stop" or "length"
+  std::optional<StopStringCut> cut;
+};
 
 class EngineImpl final : public Engine {
  public:
@@ -106,13 +117,15 @@ class EngineImpl final : public Engine {
   void Step();
   bool ScheduleRunning(Turn* t, int* budget, std::vector<Turn*>& batch);
   AdmitOutcome Admit(Turn* t);
-  void Finish(Turn* t, const std::string& reason);
+  void Finish(Turn* t, const StopDecision& stop);
   void Fail(Turn* t, const absl::Status& status);
   void Preempt(Turn* t);
   void Forget(Turn* t);
   // Moves t, the head of waiting_, to the back of running_.
   void StartRunning(Turn* t);
-  std::optional<std::string> StopReason(const Turn& t) const;
+  // Whether the turn ends with its last sampled token; feeds its bytes to the
+  // stop-string matcher.
+  std::optional<StopDecision> CheckStop(Turn& t) const;
   void PublishLoad();
 
   const EngineOptions options_;

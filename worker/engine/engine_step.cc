@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <chrono>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
@@ -116,7 +115,7 @@ void EngineImpl::Step() {
     t->observer->OnTokens(std::span<const int32_t>(&s.token, 1),
                           t->req.sampling.logprobs ? std::span<const float>(&logprob, 1)
                                                    : std::span<const float>());
-    if (auto reason = StopReason(*t)) Finish(t, *reason);
+    if (auto stop = CheckStop(*t)) Finish(t, *stop);
   }
 }
 
@@ -220,35 +219,48 @@ AdmitOutcome EngineImpl::Admit(Turn* t) {
   return AdmitOutcome::kAttached;
 }
 
-std::optional<std::string> EngineImpl::StopReason(const Turn& t) const {
+std::optional<StopDecision> EngineImpl::CheckStop(Turn& t) const {
   const TurnSampling& s = t.req.sampling;
   const int32_t last = t.generated.back();
-  if (!s.ignore_eos && last == options_.eos_token_id) return "stop";
+  if (!s.ignore_eos && last == options_.eos_token_id) return StopDecision{"stop"};
   if (std::find(s.stop_token_ids.begin(), s.stop_token_ids.end(), last) != s.stop_token_ids.end()) {
-    return "stop";
+    return StopDecision{"stop"};
   }
-  if (!s.stop_strings.empty()) {
-    // A stop string of L bytes spans at most L tokens: decode only that tail.
-    size_t longest = 0;
-    for (const auto& stop : s.stop_strings) longest = std::max(longest, stop.size());
-    const size_t n = std::min(t.generated.size(), longest + 1);
-    const std::string tail = options_.detokenize(
-        std::span<const int32_t>(t.generated).subspan(t.generated.size() - n));
-    for (const auto& stop : s.stop_strings) {
-      if (!stop.empty() && absl::StrContains(tail, stop)) return "stop";
+  if (!t.stop.empty()) {
+    // Only the new token's bytes: the automaton carries every partial match.
+    const std::optional<StopMatcher::Match> match = t.stop.Feed(options_.token_bytes(last));
+    t.token_ends.push_back(t.stop.offset());
+    if (match.has_value()) {
+      // The token the stop string begins in: the first that ends after its
+      // first byte.
+      const auto in = std::upper_bound(t.token_ends.begin(), t.token_ends.end(), match->begin);
+      return StopDecision{"stop", StopStringCut{.reply_bytes = match->begin,
+                                                .tokens_before = in - t.token_ends.begin()}};
     }
   }
-  if (static_cast<int>(t.generated.size()) >= s.max_tokens) return "length";
-  if (t.ContextLen() >= options_.max_model_len) return "length";
+  if (static_cast<int>(t.generated.size()) >= s.max_tokens) return StopDecision{"length"};
+  if (t.ContextLen() >= options_.max_model_len) return StopDecision{"length"};
   return std::nullopt;
 }
 
-void EngineImpl::Finish(Turn* t, const std::string& reason) {
+void EngineImpl::Finish(Turn* t, const StopDecision& stop) {
   // Step 7: publish. The last sampled token has no KV yet, so the committed
-  // state covers every token before it.
-  const RoundStamp stamp{.round = t->req.new_round, .num_tokens = t->NumComputed(), .token_hash = t->hash};
+  // state covers every token before it: a prefix of what the router commits
+  // (context + reply) unless a stop string began before the last token. Then
+  // the reply ends before tokens the state has consumed, and the Mamba state
+  // cannot be rolled back: the turn keeps the state it started from.
+  const int64_t last = static_cast<int64_t>(t->generated.size()) - 1;
+  const bool keep_base = stop.cut.has_value() && stop.cut->tokens_before < last;
+  RoundStamp stamp{.round = t->req.new_round, .num_tokens = t->NumComputed(), .token_hash = t->hash};
   const auto start = std::chrono::steady_clock::now();
-  const absl::Status committed = options_.cache->Commit(*t->cache_request, stamp);
+  absl::Status committed;
+  if (keep_base) {
+    absl::StatusOr<RoundStamp> base = options_.cache->CommitBase(*t->cache_request, t->req.new_round);
+    committed = base.status();
+    if (base.ok()) stamp = *base;
+  } else {
+    committed = options_.cache->Commit(*t->cache_request, stamp);
+  }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   t->cache_request.reset();  // Commit ends the request either way
@@ -257,8 +269,9 @@ void EngineImpl::Finish(Turn* t, const std::string& reason) {
   const int64_t completion = static_cast<int64_t>(t->generated.size());
   Forget(t);
   if (committed.ok()) {
-    observer->OnCommitted({.committed = stamp, .finish_reason = reason,
-                           .completion_tokens = completion, .commit_seconds = seconds});
+    observer->OnCommitted({.committed = stamp, .finish_reason = stop.reason,
+                           .completion_tokens = completion, .commit_seconds = seconds,
+                           .stop_string = stop.cut});
   } else {
     observer->OnFailed(committed);
   }

@@ -20,8 +20,11 @@ struct TurnSampling {
   SamplingOptions sampler;
   int max_tokens = 256;               // >= 1
   std::optional<uint64_t> seed;       // unset: drawn from the engine's RNG
-  std::vector<int32_t> stop_token_ids;
-  std::vector<std::string> stop_strings;  // need EngineOptions::detokenize
+  std::vector<int32_t> stop_token_ids;     // at most kMaxStopTokenIds
+  // At most kMaxStopStrings non-empty strings of at most kMaxStopStringBytes
+  // (common/stop_limits.h); matched on the generated tokens' bytes (see
+  // EngineOptions::token_bytes, which they need).
+  std::vector<std::string> stop_strings;
   bool ignore_eos = false;
   bool logprobs = false;
 };
@@ -46,11 +49,26 @@ struct TurnStart {
   int64_t cached_tokens = 0;  // served from the committed state
 };
 
+// Where a stop string began, when one ended the turn. The reply is the
+// generated text before it: the first `tokens_before` generated tokens in
+// full, then the leading bytes of generated token `tokens_before` (the one the
+// stop string begins in) up to `reply_bytes` bytes in all.
+struct StopStringCut {
+  int64_t reply_bytes = 0;
+  int64_t tokens_before = 0;
+};
+
 struct TurnResult {
-  cache::RoundStamp committed;  // the new committed state
+  // The new committed state: normally every token of the turn but the last
+  // sampled one. With a stop string that begins before the last sampled token
+  // it is the state the turn started from, re-stamped at the new round (0
+  // tokens if it started from nothing), since the Mamba state cannot be
+  // rolled back; either way a prefix of context + reply tokens.
+  cache::RoundStamp committed;
   std::string finish_reason;    // "stop" or "length"
-  int64_t completion_tokens = 0;
+  int64_t completion_tokens = 0;  // tokens sampled (the stop string's included)
   double commit_seconds = 0.0;
+  std::optional<StopStringCut> stop_string;
 };
 
 // Receives a turn's events on the engine thread, in order: OnStarted once (not

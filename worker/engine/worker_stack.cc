@@ -68,8 +68,9 @@ absl::StatusOr<std::unique_ptr<WorkerStack>> WorkerStack::Create(const WorkerSta
   eo.max_model_len = stack->max_model_len_;
   eo.eos_token_id = config.eos_token_id;
   if (const Tokenizer* tok = stack->tokenizer_.get()) {
-    eo.detokenize = [tok](std::span<const int32_t> ids) {
-      return tok->Decode(absl::MakeConstSpan(ids.data(), ids.size()));
+    // What the router's codec decodes for a reply: special tokens add nothing.
+    eo.token_bytes = [tok](int32_t id) -> std::string_view {
+      return tok->IsSpecial(id) ? std::string_view() : tok->TokenBytes(id);
     };
   }
   HC_ASSIGN_OR_RETURN(stack->engine_, Engine::Create(eo));

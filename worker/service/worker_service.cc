@@ -58,6 +58,11 @@ class ExecuteReactor final : public grpc::ServerWriteReactor<pb::ExecuteEvent> {
       report->set_finish_reason(r.finish_reason);
       report->set_completion_tokens(static_cast<uint32_t>(r.completion_tokens));
       report->set_commit_seconds(r.commit_seconds);
+      if (r.stop_string.has_value()) {
+        report->mutable_stop_string()->set_reply_bytes(static_cast<uint32_t>(r.stop_string->reply_bytes));
+        report->mutable_stop_string()->set_tokens_before(
+            static_cast<uint32_t>(r.stop_string->tokens_before));
+      }
       Push(std::move(ev), grpc::Status::OK);
     }
     void OnStateMissing(std::string_view reason) override {

@@ -1,6 +1,10 @@
 #include "tests/unit/router/service/fake_worker.h"
 
+#include <algorithm>
+#include <optional>
+
 #include "common/logging.h"
+#include "common/stop_matcher.h"
 #include "common/token_hash.h"
 
 namespace hc::router::testing {
@@ -121,6 +125,27 @@ grpc::Status FakeWorker::Execute(grpc::ServerContext* ctx, const v1::ExecuteRequ
     reply.resize(req->sampling().max_tokens());
     finish = "length";
   }
+  // Stop strings, as a worker matches them: on the tokens' bytes (ByteTextCodec
+  // ids: a byte each, special tokens none); the reply ends with the token in
+  // which the first stop string completes.
+  std::optional<v1::StopStringCut> cut;
+  {
+    const std::vector<std::string> stops(req->sampling().stop().begin(), req->sampling().stop().end());
+    StopMatcher matcher(stops);
+    std::vector<int64_t> ends;
+    for (size_t i = 0; i < reply.size() && !cut.has_value(); ++i) {
+      const std::string bytes = reply[i] < 256 ? std::string(1, static_cast<char>(reply[i])) : "";
+      ends.push_back(matcher.offset() + static_cast<int64_t>(bytes.size()));
+      if (const auto m = matcher.Feed(bytes)) {
+        cut.emplace();
+        cut->set_reply_bytes(static_cast<uint32_t>(m->begin));
+        cut->set_tokens_before(static_cast<uint32_t>(
+            std::upper_bound(ends.begin(), ends.end(), m->begin) - ends.begin()));
+        reply.resize(i + 1);
+        finish = "stop";
+      }
+    }
+  }
   for (size_t i = 0; i < reply.size(); ++i) {
     if (static_cast<int>(i) == block_at) {
       entered->Notify();
@@ -138,9 +163,13 @@ grpc::Status FakeWorker::Execute(grpc::ServerContext* ctx, const v1::ExecuteRequ
     if (!writer->Write(e)) return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
   }
   // The last sampled token is not computed yet: the committed state stops
-  // before it.
+  // before it. A stop string that began before the last token leaves the
+  // state the turn started from (the cached one, or none).
   std::vector<uint32_t> committed = context;
   committed.insert(committed.end(), reply.begin(), reply.end() - 1);
+  if (cut.has_value() && cut->tokens_before() + 1 < reply.size()) {
+    committed.assign(context.begin(), context.begin() + cached);
+  }
   v1::ExecuteEvent done;
   auto* c = done.mutable_committed();
   c->mutable_state()->set_round(req->new_round());
@@ -148,9 +177,14 @@ grpc::Status FakeWorker::Execute(grpc::ServerContext* ctx, const v1::ExecuteRequ
   c->mutable_state()->set_prefix_hash(TokenHash(std::span<const uint32_t>(committed)));
   c->set_finish_reason(finish);
   c->set_completion_tokens(static_cast<uint32_t>(reply.size()));
+  if (cut.has_value()) *c->mutable_stop_string() = *cut;
   {
     absl::MutexLock lock(&mu_);
-    states_[key] = State{req->new_round(), std::move(committed)};
+    if (committed.empty()) {
+      states_.erase(key);
+    } else {
+      states_[key] = State{req->new_round(), std::move(committed)};
+    }
   }
   writer->Write(done);
   return grpc::Status::OK;

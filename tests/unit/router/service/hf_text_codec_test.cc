@@ -1,5 +1,6 @@
 #include "router/service/hf_text_codec.h"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -11,6 +12,7 @@
 #include "common/synthetic_tokenizer.h"
 #include "common/tokenizer.h"
 #include "gtest/gtest.h"
+#include "router/service/reply_stream.h"
 
 namespace hc::router {
 namespace {
@@ -45,6 +47,75 @@ class HfTextCodecTest : public ::testing::Test {
   std::unique_ptr<HfTextCodec> codec_;
   std::unique_ptr<Tokenizer> tokenizer_;
 };
+
+TEST_F(HfTextCodecTest, EncodeBytesSpellsAnyBytesExactlyWithoutSpecialTokens) {
+  for (const std::string bytes :
+       {std::string("Hello"), std::string(" there, how"), std::string("caf\xC3"), std::string("\x9F\x98\x80 ok"),
+        std::string("<|end_of_text|>"), std::string("\xFF\xFE"), std::string()}) {
+    const std::vector<uint32_t> ids = codec_->EncodeBytes(bytes);
+    EXPECT_EQ(codec_->TokenBytes(ids), bytes);
+    for (const uint32_t id : ids) EXPECT_FALSE(tokenizer_->IsSpecial(static_cast<TokenId>(id))) << bytes;
+  }
+}
+
+TEST_F(HfTextCodecTest, StreamDecoderOverBytesEqualsDecode) {
+  const std::vector<uint32_t> ids = Ids(tokenizer_->Encode("Emoji: \xF0\x9F\x98\x80 caf\xC3\xA9", false));
+  const std::string bytes = codec_->TokenBytes(ids);
+  auto d = codec_->NewStreamDecoder();
+  std::string text;
+  for (const char b : bytes) text += d->PushBytes(std::string_view(&b, 1));
+  text += d->Flush();
+  EXPECT_EQ(text, codec_->Decode(ids));
+}
+
+TEST_F(HfTextCodecTest, ReplyStreamCutsInsideATokenAndReencodesItsLead) {
+  // The worker's tokens; a stop string beginning one byte into a token of at
+  // least three bytes and running into the next token.
+  const std::vector<uint32_t> ids = Ids(tokenizer_->Encode("Hello there, how are you today? The cache", false));
+  const std::string all = codec_->TokenBytes(ids);
+  size_t k = 1, begin = codec_->TokenBytes(std::span(ids).first(1)).size();
+  for (; k + 1 < ids.size(); ++k) {
+    const size_t len = codec_->TokenBytes(std::span(ids).subspan(k, 1)).size();
+    if (len >= 3 && all.find(all.substr(begin + 1, len - 1 + 1)) == begin + 1) break;
+    begin += len;
+  }
+  ASSERT_LT(k + 1, ids.size()) << "no token of 3+ bytes";
+  const size_t len = codec_->TokenBytes(std::span(ids).subspan(k, 1)).size();
+  const std::string stop = all.substr(begin + 1, len);  // into the next token
+  const std::vector<std::string> stops = {stop};
+  ReplyStream s(codec_.get(), stops);
+  std::vector<ReplyStream::Chunk> chunks;
+  for (size_t i = 0; i <= k + 1; ++i) {
+    const float lp = -1.0f;
+    chunks.push_back(s.Push(std::span(ids).subspan(i, 1), std::span(&lp, 1)));
+  }
+  hybridcache::v1::CommitReport report;
+  report.mutable_stop_string()->set_reply_bytes(static_cast<uint32_t>(begin + 1));
+  report.mutable_stop_string()->set_tokens_before(static_cast<uint32_t>(k));
+  const auto rest = s.Finish(report);
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  chunks.push_back(*rest);
+
+  std::string text;
+  std::vector<uint32_t> streamed;
+  size_t nan = 0;
+  for (const auto& c : chunks) {
+    EXPECT_EQ(c.text.find(stop), std::string::npos);
+    text += c.text;
+    streamed.insert(streamed.end(), c.token_ids.begin(), c.token_ids.end());
+    ASSERT_EQ(c.logprobs.size(), c.token_ids.size());
+    for (const float lp : c.logprobs) nan += std::isnan(lp);
+  }
+  EXPECT_EQ(text, all.substr(0, begin + 1));
+  EXPECT_EQ(streamed, s.reply_tokens());
+  // The reply's tokens decode exactly to its text: whole tokens before the
+  // cut one, then its first byte re-encoded.
+  EXPECT_EQ(codec_->Decode(s.reply_tokens()), text);
+  EXPECT_EQ(std::vector<uint32_t>(s.reply_tokens().begin(), s.reply_tokens().begin() + k),
+            std::vector<uint32_t>(ids.begin(), ids.begin() + k));
+  EXPECT_EQ(nan, s.reply_tokens().size() - k);
+  EXPECT_GE(nan, 1u);
+}
 
 TEST_F(HfTextCodecTest, TurnByTurnEncodingEqualsEncodingTheWholeConversation) {
   const ChatTemplate tmpl(ChatTemplate::Kind::kGranite);

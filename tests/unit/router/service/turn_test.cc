@@ -184,6 +184,10 @@ TEST(TurnTest, WorkerQueueFullOnEveryAttemptReachesTheClientAndChangesNothing) {
 class BlockingCodec final : public TextCodec {
  public:
   std::string Decode(std::span<const uint32_t> ids) const override { return inner_.Decode(ids); }
+  std::string TokenBytes(std::span<const uint32_t> ids) const override { return inner_.TokenBytes(ids); }
+  std::vector<uint32_t> EncodeBytes(std::string_view bytes) const override {
+    return inner_.EncodeBytes(bytes);
+  }
   std::unique_ptr<StreamDecoder> NewStreamDecoder() const override { return inner_.NewStreamDecoder(); }
   uint32_t vocab_size() const override { return inner_.vocab_size(); }
   uint32_t eos_token_id() const override { return inner_.eos_token_id(); }

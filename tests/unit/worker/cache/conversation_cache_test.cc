@@ -159,6 +159,58 @@ TEST_F(ConversationCacheTest, InvalidCommitDiscardsTheTurnAndKeepsTheOldState) {
   EXPECT_EQ(cache_->Counters().kv_blocks_active, 0);
 }
 
+TEST_F(ConversationCacheTest, CommitBaseKeepsTheStartingStateUnderTheNewRound) {
+  const RoundStamp s1 = CommitFresh(a_, 6, 11);
+  const uint64_t sum = CommittedSum(a_);
+  const AttachResult r = cache_->Attach(a_, s1).value();
+  ASSERT_TRUE(cache_->Append(r.request, 5).ok());
+  Write(r.request);  // the turn's state moves past the base
+  const absl::StatusOr<RoundStamp> kept = cache_->CommitBase(r.request, 2);
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_EQ(*kept, Stamp(2, 6, 11));
+  EXPECT_EQ(cache_->Lookup(a_, s1), LookupResult::kStale);
+  EXPECT_EQ(cache_->Lookup(a_, *kept), LookupResult::kHit);
+  EXPECT_EQ(CommittedSum(a_), sum);  // the base's memory, untouched
+  const CacheCounters c = cache_->Counters();
+  EXPECT_EQ(c.running_requests, 0);
+  EXPECT_EQ(c.kv_blocks_active, 0);
+  EXPECT_EQ(c.mamba_slots_active, 0);
+  EXPECT_EQ(c.kv_blocks_committed, 2);
+  EXPECT_FALSE(cache_->Inspect(a_)->attached);
+  // The next turn attaches to it like to any committed state.
+  const AttachResult next = cache_->Attach(a_, *kept).value();
+  EXPECT_EQ(next.num_computed_tokens, 6);
+  ASSERT_TRUE(cache_->Discard(next.request).ok());
+}
+
+TEST_F(ConversationCacheTest, CommitBaseOfAFreshRequestLeavesTheKeyEmpty) {
+  CommitFresh(a_, 10);  // a stale state, replaced by nothing
+  const AttachResult r = cache_->AttachFresh(a_).value();
+  ASSERT_TRUE(cache_->Append(r.request, 7).ok());
+  Write(r.request);
+  const absl::StatusOr<RoundStamp> kept = cache_->CommitBase(r.request, 5);
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_EQ(*kept, Stamp(5, 0, kEmptyTokenHash));
+  EXPECT_FALSE(cache_->Inspect(a_).has_value());
+  const CacheCounters c = cache_->Counters();
+  EXPECT_EQ(c.conversations, 0);
+  EXPECT_EQ(c.kv_blocks_free, 16);
+  EXPECT_EQ(c.mamba_slots_free, 6);
+}
+
+TEST_F(ConversationCacheTest, CommitBaseRefusesAnOldRoundAndAnUnknownRequest) {
+  const RoundStamp s1 = CommitFresh(a_, 6, 11);
+  const AttachResult r = cache_->Attach(a_, s1).value();
+  EXPECT_EQ(cache_->CommitBase(r.request, 1).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(cache_->Lookup(a_, s1), LookupResult::kHit);  // unchanged
+  EXPECT_EQ(cache_->Counters().running_requests, 0);
+  EXPECT_EQ(cache_->CommitBase(r.request, 2).status().code(), absl::StatusCode::kNotFound);
+  const AttachResult d = cache_->Attach(a_, s1).value();
+  EXPECT_TRUE(cache_->Drop(a_));
+  EXPECT_EQ(cache_->CommitBase(d.request, 2).status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(cache_->Counters().conversations, 0);
+}
+
 TEST_F(ConversationCacheTest, SaltsAreSeparateNamespaces) {
   const ConversationKey other{"salt2", "a"};
   const RoundStamp s = CommitFresh(a_, 6, 11);

@@ -7,232 +7,25 @@
 #include <thread>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
-#include "tests/unit/worker/engine/fake_model.h"
-#include "worker/cache/conversation_cache.h"
-#include "worker/runtime/host_cache_memory.h"
+#include "tests/unit/worker/engine/engine_harness.h"
 
 namespace hc::engine {
 namespace {
 
 using cache::ConversationKey;
 using cache::RoundStamp;
-
-constexpr int kVocab = 97;
-constexpr int kEos = 3;
-
-// Collects one turn's events; `done` fires on the terminal event.
-class Recorder final : public TurnObserver {
- public:
-  void OnStarted(const TurnStart& s) override { start = s; ++started; }
-  void OnTokens(std::span<const int32_t> ids, std::span<const float> lp) override {
-    tokens.insert(tokens.end(), ids.begin(), ids.end());
-    logprobs.insert(logprobs.end(), lp.begin(), lp.end());
-    if (on_tokens) on_tokens(*this);
-  }
-  void OnCommitted(const TurnResult& r) override { result = r; done.Notify(); }
-  void OnStateMissing(std::string_view reason) override { missing = std::string(reason); done.Notify(); }
-  void OnFailed(const absl::Status& s) override { failed = s; done.Notify(); }
-
-  std::function<void(Recorder&)> on_tokens;
-  int started = 0;
-  TurnStart start;
-  std::vector<int32_t> tokens;
-  std::vector<float> logprobs;
-  std::optional<TurnResult> result;
-  std::optional<std::string> missing;
-  absl::Status failed;
-  absl::Notification done;
-};
-
-// Counts the load refusals the engine reports (from submitting threads).
-class RejectionCounter final : public EngineMetricsSink {
- public:
-  void OnRejected(std::string_view reason) override {
-    absl::MutexLock lock(&mu_);
-    ++rejected_[std::string(reason)];
-  }
-  int rejected(const std::string& reason) const {
-    absl::MutexLock lock(&mu_);
-    auto it = rejected_.find(reason);
-    return it == rejected_.end() ? 0 : it->second;
-  }
-  void OnLookup(cache::LookupResult) override {}
-  void OnPrefixQuery(int64_t, int64_t) override {}
-  void OnFirstToken(double) override {}
-  void OnInterToken(double) override {}
-  void OnCommit(std::string_view, double) override {}
-  void OnStep(const cache::CacheCounters&, int, int) override {}
-
- private:
-  mutable absl::Mutex mu_;
-  std::map<std::string, int> rejected_ ABSL_GUARDED_BY(mu_);
-};
-
-struct HarnessOptions {
-  int kv_blocks = 256;
-  int mamba_slots = 32;
-  int block_size = 4;
-  int max_batch_tokens = 16;
-  int max_model_len = 4096;
-  int max_waiting = 256;
-};
-
-class Harness {
- public:
-  explicit Harness(HarnessOptions o = {}) {
-    memory_ = runtime::HostCacheMemory::Create(
-                  {.num_layers = 1, .num_blocks = o.kv_blocks, .block_size = o.block_size,
-                   .num_kv_heads = 1, .head_dim = 1},
-                  {.num_layers = 1, .num_slots = o.mamba_slots, .conv_dim = 1, .conv_width = 2,
-                   .num_heads = 1, .head_dim = 1, .state_size = 1},
-                  1)
-                  .value();
-    cache_ = cache::ConversationCache::Create({.memory = memory_.get()}).value();
-    model_ = std::make_unique<FakeModel>(memory_.get(), kVocab);
-    gate_ = std::make_unique<GatedModel>(model_.get());
-    EngineOptions eo;
-    eo.model = gate_.get();
-    eo.cache = cache_.get();
-    eo.metrics = &metrics_;
-    eo.max_batch_tokens = o.max_batch_tokens;
-    eo.max_model_len = o.max_model_len;
-    eo.max_waiting = o.max_waiting;
-    eo.eos_token_id = kEos;
-    eo.detokenize = [](std::span<const int32_t> ids) {
-      std::string s;
-      for (int32_t id : ids) s += static_cast<char>('a' + id % 26);
-      return s;
-    };
-    engine_ = Engine::Create(eo).value();
-  }
-
-  std::shared_ptr<Recorder> Start(TurnRequest turn) {
-    auto rec = std::make_shared<Recorder>();
-    const absl::Status s = engine_->Submit(std::move(turn), rec);
-    EXPECT_TRUE(s.ok()) << s;
-    return rec;
-  }
-  std::shared_ptr<Recorder> Run(TurnRequest turn) {
-    auto rec = Start(std::move(turn));
-    rec->done.WaitForNotification();
-    return rec;
-  }
-
-  // Drops the committed state of `key` and waits for the engine's answer.
-  bool ReleaseAndWait(const ConversationKey& key) {
-    absl::Notification done;
-    bool released = false;
-    engine_->Release(key, [&](bool r) {
-      released = r;
-      done.Notify();
-    });
-    done.WaitForNotification();
-    return released;
-  }
-
-  Engine& engine() { return *engine_; }
-  cache::ConversationCache& cache() { return *cache_; }  // only while idle
-  FakeModel& model() { return *model_; }
-  GatedModel& gate() { return *gate_; }
-  const RejectionCounter& metrics() const { return metrics_; }
-
- private:
-  RejectionCounter metrics_;
-  std::unique_ptr<runtime::HostCacheMemory> memory_;
-  std::unique_ptr<cache::ConversationCache> cache_;
-  std::unique_ptr<FakeModel> model_;
-  std::unique_ptr<GatedModel> gate_;
-  std::unique_ptr<Engine> engine_;
-};
-
-TurnSampling Greedy(int max_tokens) {
-  TurnSampling s;
-  s.sampler.temperature = 0.0f;
-  s.max_tokens = max_tokens;
-  s.ignore_eos = true;
-  return s;
-}
-
-// A fresh single-turn conversation `id` (request id `id`).
-TurnRequest FreshTurn(const std::string& id, int max_tokens = 2) {
-  TurnRequest t;
-  t.key = {"", id};
-  t.request_id = id;
-  t.suffix = {5, 6, 7};
-  t.sampling = Greedy(max_tokens);
-  return t;
-}
-
-// Plays the router: keeps the ledger (every token) and the worker's committed
-// stamp, sends only what the worker lacks, and resends with the history when
-// the worker reports its state missing.
-class Conversation {
- public:
-  Conversation(Harness* h, std::string id, std::string salt = "")
-      : h_(h), key_{std::move(salt), std::move(id)} {}
-
-  std::shared_ptr<Recorder> Turn(const std::vector<int32_t>& new_tokens, int max_tokens,
-                                 bool use_cache = true) {
-    TurnRequest t;
-    t.key = key_;
-    t.request_id = absl::StrCat(key_.conversation_id, "/", round_ + 1, "/", attempt_++);
-    t.new_round = round_ + 1;
-    t.sampling = Greedy(max_tokens);
-    if (use_cache && stamp_.has_value()) {
-      t.expected = stamp_;
-      t.suffix.assign(ledger_.begin() + stamp_->num_tokens, ledger_.end());
-      t.suffix.insert(t.suffix.end(), new_tokens.begin(), new_tokens.end());
-    } else {
-      t.has_history = true;
-      t.history = ledger_;
-      t.suffix = new_tokens;
-    }
-    auto rec = h_->Run(t);
-    if (rec->missing.has_value()) {
-      ++resends_;
-      TurnRequest again = t;
-      again.expected.reset();
-      again.has_history = true;
-      again.history = ledger_;
-      again.suffix = new_tokens;
-      again.request_id += "/resend";
-      rec = h_->Run(again);
-    }
-    if (rec->result.has_value()) {
-      ledger_.insert(ledger_.end(), new_tokens.begin(), new_tokens.end());
-      ledger_.insert(ledger_.end(), rec->tokens.begin(), rec->tokens.end());
-      stamp_ = rec->result->committed;
-      round_ = stamp_->round;
-    }
-    return rec;
-  }
-
-  const std::vector<int32_t>& ledger() const { return ledger_; }
-  const ConversationKey& key() const { return key_; }
-  std::optional<RoundStamp> stamp() const { return stamp_; }
-  int resends() const { return resends_; }
-
- private:
-  Harness* h_;
-  ConversationKey key_;
-  std::vector<int32_t> ledger_;
-  std::optional<RoundStamp> stamp_;
-  uint64_t round_ = 0;
-  int attempt_ = 0;
-  int resends_ = 0;
-};
-
-std::vector<int32_t> RandomTokens(std::mt19937& rng, int n) {
-  std::uniform_int_distribution<int> d(4, kVocab - 1);
-  std::vector<int32_t> v(n);
-  for (auto& t : v) t = d(rng);
-  return v;
-}
+using testing::Conversation;
+using testing::FreshTurn;
+using testing::Greedy;
+using testing::Harness;
+using testing::HarnessOptions;
+using testing::kEos;
+using testing::kVocab;
+using testing::RandomTokens;
+using testing::Recorder;
 
 TEST(EngineTest, CachedTurnsComputeOnlyTheSuffixAndMatchFullRecompute) {
   Harness cached, scratch;
@@ -437,8 +230,7 @@ TEST(EngineTest, StopsOnEosStopTokenStopStringAndMaxTokens) {
   TurnRequest by_string = base;
   by_string.key.conversation_id = "by_string";
   by_string.request_id = "by_string";
-  const std::string text = std::string(1, 'a' + probe->tokens[1] % 26) +
-                           std::string(1, 'a' + probe->tokens[2] % 26);
+  const std::string text = testing::Text(std::span(probe->tokens).subspan(1, 2));
   by_string.sampling.stop_strings = {text};
   r = h.Run(by_string);
   EXPECT_EQ(r->result->finish_reason, "stop");

@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/server.h"
+#include "common/stop_limits.h"
 #include "common/token_hash.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -28,6 +29,8 @@ namespace {
 namespace pb = hybridcache::v1;
 constexpr int kVocab = 97;
 constexpr int kMaxWaiting = 4;
+// Token id i adds the letter kLetters[i % 26] to the text (for stop strings).
+constexpr char kLetters[] = "abcdefghijklmnopqrstuvwxyz";
 
 using engine::GatedModel;
 
@@ -105,6 +108,7 @@ class WorkerServiceTest : public ::testing::Test {
     eo.max_model_len = 256;
     eo.max_batch_tokens = 32;
     eo.max_waiting = kMaxWaiting;
+    eo.token_bytes = [](int32_t id) { return std::string_view(kLetters).substr(id % 26, 1); };
     engine_ = engine::Engine::Create(eo).value();
     signalling_ = std::make_unique<SignallingEngine>(engine_.get());
     service_ = std::make_unique<WorkerServiceImpl>(WorkerServiceOptions{
@@ -293,6 +297,49 @@ TEST_F(WorkerServiceTest, MalformedRequestsGetTheRightStatusAndChangeNothing) {
   // Still serving.
   EXPECT_TRUE(Execute(Turn("m", {5, 6}, 2)).status.ok());
   EXPECT_EQ(Load().committed_conversations(), 1u);
+}
+
+TEST_F(WorkerServiceTest, StopConditionsBeyondTheRoutersLimitsAreRefusedByTheWorkerToo) {
+  pb::ExecuteRequest many = Turn("s", {5, 6}, 4);
+  for (int i = 0; i <= kMaxStopStrings; ++i) many.mutable_sampling()->add_stop("zz");
+  Outcome o = Execute(many);
+  EXPECT_EQ(o.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(o.status.error_message().find("17 stop strings; at most 16"), std::string::npos)
+      << o.status.error_message();
+  pb::ExecuteRequest longer = Turn("s", {5, 6}, 4);
+  longer.mutable_sampling()->add_stop(std::string(kMaxStopStringBytes + 1, 'z'));
+  o = Execute(longer);
+  EXPECT_EQ(o.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(o.status.error_message().find("257 bytes; at most 256"), std::string::npos)
+      << o.status.error_message();
+  pb::ExecuteRequest ids = Turn("s", {5, 6}, 4);
+  for (int i = 0; i <= kMaxStopTokenIds; ++i) ids.mutable_sampling()->add_stop_token_ids(7);
+  EXPECT_EQ(Execute(ids).status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Load().committed_conversations(), 0u);
+}
+
+TEST_F(WorkerServiceTest, StopStringCutIsReportedInTheCommitReport) {
+  const Outcome probe = Execute(Turn("probe", {5, 6, 7}, 6));
+  ASSERT_TRUE(probe.status.ok()) << probe.status.error_message();
+  ASSERT_EQ(probe.tokens.size(), 6u);
+  std::string text;
+  for (const uint32_t id : probe.tokens) text += kLetters[id % 26];
+  // The letters of tokens 2 and 3 (first occurrence there): stops in token 3.
+  const std::string stop = text.substr(2, 2);
+  ASSERT_EQ(text.find(stop), 2u) << text;
+  pb::ExecuteRequest req = Turn("cut", {5, 6, 7}, 6);
+  req.mutable_sampling()->add_stop(stop);
+  const Outcome o = Execute(req);
+  ASSERT_TRUE(o.status.ok()) << o.status.error_message();
+  EXPECT_EQ(o.tokens.size(), 4u);
+  ASSERT_NE(o.committed(), nullptr);
+  EXPECT_EQ(o.committed()->finish_reason(), "stop");
+  ASSERT_TRUE(o.committed()->has_stop_string());
+  EXPECT_EQ(o.committed()->stop_string().reply_bytes(), 2u);
+  EXPECT_EQ(o.committed()->stop_string().tokens_before(), 2u);
+  // It began before the last token: the turn started from nothing, so nothing is kept.
+  EXPECT_EQ(o.committed()->state().num_tokens(), 0u);
+  EXPECT_FALSE(probe.committed()->has_stop_string());
 }
 
 TEST_F(WorkerServiceTest, LoadReleaseAndDrain) {
