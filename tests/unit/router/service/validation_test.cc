@@ -60,10 +60,10 @@ TEST(ValidationTest, StopConditionsAreBoundedInCountAndLength) {
 }
 
 TEST(ValidationTest, RejectsBadKeysOnGetAndDeleteToo) {
-  EXPECT_EQ(ValidateKey("a b", "").code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ValidateKey("", "").code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ValidateKey("a", std::string(1025, 'x')).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(ValidateKey("a", "").ok());
+  EXPECT_EQ(ValidateConversationKey("a b", "").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ValidateConversationKey("", "").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ValidateConversationKey("a", std::string(1025, 'x')).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(ValidateConversationKey("a", "").ok());
 }
 
 TEST(ValidationTest, TokenIdsMustBeBelowTheVocabulary) {
