@@ -28,6 +28,9 @@ ROUTER_BIN = os.environ.get("HC_ROUTER_BIN", os.path.join(BIN, "hc-router"))
 GRPC_PROTO_DIR = "/usr/share/grpc-proto"
 
 _READY = re.compile(r"listening on (\S+):(\d+) metrics (\S+):(\d+)")
+# Lines a sanitizer writes to a process's stderr (make test-asan / test-tsan).
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "WARNING: ThreadSanitizer", "runtime error:",
+                   "ERROR: LeakSanitizer")
 
 
 sys.path.insert(0, os.path.join(REPO, "tools", "python"))
