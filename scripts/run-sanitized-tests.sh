@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the router and its tests with a sanitizer into build-<kind>/ and runs
-# them: the router's unit tests (fake workers, real gRPC) and the integration
-# soak (tests/integration/test_soak.py) with the sanitized hc-router in front
+# them: the router's unit tests (fake workers, real gRPC), the integration
+# soak (tests/integration/test_soak.py) and the wire fuzz
+# (tests/integration/test_wire_fuzz.py) with the sanitized hc-router in front
 # of workers from the regular build (which must exist: `make build`).
 #   scripts/run-sanitized-tests.sh asan   # AddressSanitizer + UndefinedBehaviorSanitizer
 #   scripts/run-sanitized-tests.sh tsan   # ThreadSanitizer
@@ -26,7 +27,8 @@ case "$kind" in
 esac
 dir="build-$kind"
 targets=(hc-router router_turn_test router_chat_service_test router_ledger_test
-         router_file_ledger_test router_worker_pool_test router_replica_test)
+         router_file_ledger_test router_worker_pool_test router_replica_test
+         router_raw_request_test)
 if [[ ! -f "$dir/build.ninja" ]]; then
   # CUDA off: the sanitizers do not apply to device code and the router needs none.
   cmake -S . -B "$dir" -G Ninja -DHC_SANITIZE="$sanitize" -DHC_WITH_CUDA=OFF
@@ -88,6 +90,11 @@ done
 echo "=== $kind: integration soak (sanitized hc-router, regular workers)"
 if ! HC_ROUTER_BIN="$router" HC_BUILD_DIR="$PWD/build" \
      /usr/bin/python3 -m unittest -v tests/integration/test_soak.py; then
+  failed=1
+fi
+echo "=== $kind: wire fuzz (sanitized hc-router, regular worker)"
+if ! HC_ROUTER_BIN="$router" HC_BUILD_DIR="$PWD/build" \
+     /usr/bin/python3 -m unittest -v tests/integration/test_wire_fuzz.py; then
   failed=1
 fi
 if [[ $failed -ne 0 ]]; then

@@ -2,11 +2,12 @@
 
 #include <functional>
 #include <string>
-#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/raw_proto.h"
+#include "common/request_checks.h"
 #include "common/tsan_annotations.h"
 #include "router/service/turn.h"
 #include "router/service/validation.h"
@@ -32,26 +33,6 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* ChatServiceImpl::Complete(
   return StartTurn(&deps_, context, request);
 }
 
-absl::Status ParseRawRequest(const grpc::ByteBuffer& raw, google::protobuf::Message* message) {
-  std::vector<grpc::Slice> slices;
-  std::string bytes;
-  if (raw.Dump(&slices).ok()) {
-    for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  }
-  if (!message->ParseFromString(bytes)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "malformed request: the ", bytes.size(), " bytes are not a valid ", message->GetTypeName(),
-        " (truncated or corrupt protobuf, or a string field that is not valid UTF-8)"));
-  }
-  return absl::OkStatus();
-}
-
-grpc::ByteBuffer SerializeRawResponse(const google::protobuf::Message& message) {
-  const std::string bytes = message.SerializeAsString();
-  grpc::Slice slice(bytes);
-  return grpc::ByteBuffer(&slice, 1);
-}
-
 void ChatServiceImpl::CallStarted() {
   absl::MutexLock lock(&deps_.live_mu);
   ++deps_.live_calls;
@@ -74,7 +55,7 @@ namespace {
 template <typename Request>
 absl::Status ParseKeyedRequest(const grpc::ByteBuffer& raw, Request* request) {
   absl::Status s = ParseRawRequest(raw, request);
-  if (s.ok()) s = ValidateKey(request->conversation_id(), request->cache_salt());
+  if (s.ok()) s = ValidateConversationKey(request->conversation_id(), request->cache_salt());
   return s;
 }
 

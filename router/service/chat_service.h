@@ -28,7 +28,6 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "google/protobuf/message.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "hybridcache/v1/chat.grpc.pb.h"
 #include "router/ledger/ledger.h"
@@ -64,16 +63,11 @@ struct ChatServiceOptions {
 // field that is not UTF-8) is answered INVALID_ARGUMENT with a message: with
 // typed callback methods gRPC answers such a request UNIMPLEMENTED with no
 // message, before any of our code runs. Requests are parsed with
-// ParseRawRequest and responses serialized here; the wire format is the same.
+// hc::ParseRawRequest (common/raw_proto.h); the wire format is the same.
 using ChatServiceBase = hybridcache::v1::ChatService::WithRawCallbackMethod_Complete<
     hybridcache::v1::ChatService::WithRawCallbackMethod_GetConversation<
         hybridcache::v1::ChatService::WithRawCallbackMethod_DeleteConversation<
             hybridcache::v1::ChatService::Service>>>;
-
-// Parses a raw request; INVALID_ARGUMENT naming the message type otherwise.
-absl::Status ParseRawRequest(const grpc::ByteBuffer& raw, google::protobuf::Message* message);
-// Serializes a response for a raw method.
-grpc::ByteBuffer SerializeRawResponse(const google::protobuf::Message& message);
 
 class ChatServiceImpl final : public ChatServiceBase {
  public:

@@ -68,6 +68,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/raw_proto.h"
 #include "common/tsan_annotations.h"
 #include "grpcpp/alarm.h"
 #include "router/service/reply_stream.h"

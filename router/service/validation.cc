@@ -1,35 +1,13 @@
 #include "router/service/validation.h"
 
-#include <cmath>
-
 #include "absl/strings/str_cat.h"
 #include "router/ledger/ledger.h"
 #include "router/service/text_codec.h"
 
 namespace hc::router {
 
-absl::Status ValidateKey(std::string_view id, std::string_view salt) {
-  if (id.empty() || id.size() > kMaxConversationIdLength) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "conversation_id must have 1 to ", kMaxConversationIdLength, " characters, got ", id.size()));
-  }
-  for (char c : id) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '.' || c == '_' || c == ':' || c == '-';
-    if (!ok) {
-      return absl::InvalidArgumentError(
-          "conversation_id may only contain the characters [A-Za-z0-9._:-]");
-    }
-  }
-  if (salt.size() > kMaxCacheSaltBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cache_salt is ", salt.size(), " bytes, at most ", kMaxCacheSaltBytes, " allowed"));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status ValidateCompleteRequest(const hybridcache::v1::CompleteRequest& r, uint32_t vocab_size) {
-  if (absl::Status s = ValidateKey(r.conversation_id(), r.cache_salt()); !s.ok()) return s;
+  if (absl::Status s = ValidateConversationKey(r.conversation_id(), r.cache_salt()); !s.ok()) return s;
   if (r.messages_size() > 0 && r.suffix_token_ids_size() > 0) {
     return absl::InvalidArgumentError("send either messages or suffix_token_ids, not both");
   }
@@ -53,40 +31,7 @@ absl::Status ValidateCompleteRequest(const hybridcache::v1::CompleteRequest& r, 
                                                      " is outside the vocabulary (size ", vocab_size, ")"));
     }
   }
-  const auto& s = r.sampling();
-  if (s.has_temperature() && !(s.temperature() >= 0.0f && std::isfinite(s.temperature()))) {
-    return absl::InvalidArgumentError(absl::StrCat("sampling.temperature must be >= 0, got ", s.temperature()));
-  }
-  if (s.has_top_p() && !(s.top_p() > 0.0f && s.top_p() <= 1.0f)) {
-    return absl::InvalidArgumentError(absl::StrCat("sampling.top_p must be in (0, 1], got ", s.top_p()));
-  }
-  if (s.has_max_tokens() && s.max_tokens() < 1) {
-    return absl::InvalidArgumentError("sampling.max_tokens must be >= 1");
-  }
-  if (s.stop_size() > kMaxStopStrings) {
-    return absl::InvalidArgumentError(absl::StrCat("sampling.stop has ", s.stop_size(),
-                                                   " strings; at most ", kMaxStopStrings, " are allowed"));
-  }
-  if (s.stop_token_ids_size() > kMaxStopTokenIds) {
-    return absl::InvalidArgumentError(absl::StrCat("sampling.stop_token_ids has ", s.stop_token_ids_size(),
-                                                   " ids; at most ", kMaxStopTokenIds, " are allowed"));
-  }
-  for (int i = 0; i < s.stop_size(); ++i) {
-    if (s.stop(i).size() > kMaxStopStringBytes) {
-      return absl::InvalidArgumentError(absl::StrCat("sampling.stop[", i, "] has ", s.stop(i).size(),
-                                                     " bytes; at most ", kMaxStopStringBytes, " are allowed"));
-    }
-    if (s.stop(i).empty() || !IsValidUtf8(s.stop(i))) {
-      return absl::InvalidArgumentError(absl::StrCat("sampling.stop[", i, "] must be non-empty valid UTF-8"));
-    }
-  }
-  for (int i = 0; i < s.stop_token_ids_size(); ++i) {
-    if (s.stop_token_ids(i) >= vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("sampling.stop_token_ids[", i, "] = ", s.stop_token_ids(i),
-                                                     " is outside the vocabulary"));
-    }
-  }
-  return absl::OkStatus();
+  return ValidateSamplingParams(r.sampling(), vocab_size);
 }
 
 }  // namespace hc::router

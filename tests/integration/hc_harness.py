@@ -23,11 +23,15 @@ import urllib.request
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("HC_BUILD_DIR", os.path.join(REPO, "build"))
 BIN = os.path.join(BUILD, "bin")
-# The router binary may come from another build (a sanitizer build: make test-asan / test-tsan).
+# The router and worker binaries may come from another build (a sanitizer build: make test-asan / test-tsan).
 ROUTER_BIN = os.environ.get("HC_ROUTER_BIN", os.path.join(BIN, "hc-router"))
+WORKER_BIN = os.environ.get("HC_WORKER_BIN", os.path.join(BIN, "hc-worker"))
 GRPC_PROTO_DIR = "/usr/share/grpc-proto"
 
 _READY = re.compile(r"listening on (\S+):(\d+) metrics (\S+):(\d+)")
+# Lines a sanitizer writes to a process's stderr (make test-asan / test-tsan).
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "WARNING: ThreadSanitizer", "runtime error:",
+                   "ERROR: LeakSanitizer")
 
 
 sys.path.insert(0, os.path.join(REPO, "tools", "python"))
@@ -145,7 +149,7 @@ class Stack:
             raise
 
     def add_worker(self, worker_id, extra=()):
-        args = [os.path.join(BIN, "hc-worker"), "--port=0", "--metrics_port=0",
+        args = [WORKER_BIN, "--port=0", "--metrics_port=0",
                 f"--worker_id={worker_id}", f"--model={self.model}", "--device=cpu",
                 *self.worker_args, *extra]
         w = Process(worker_id, args, log_dir=self.log_dir)

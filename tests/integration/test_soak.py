@@ -30,8 +30,6 @@ CONVERSATIONS_PER_CLIENT = 4
 REFUSALS = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}
 WORKER_ARGS = ["--kv_blocks=2048", "--mamba_slots=64"]
 ROUTER_ARGS = ["--probe_interval=200ms"]
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "WARNING: ThreadSanitizer", "runtime error:",
-                   "ERROR: LeakSanitizer")
 
 
 class Client(threading.Thread):
@@ -105,7 +103,7 @@ class SoakTest(unittest.TestCase):
         code = stack.router.stop()
         with open(stack.router.log_path) as f:
             log = f.read()
-        for mark in SANITIZER_MARKS:
+        for mark in h.SANITIZER_MARKS:
             self.assertNotIn(mark, log, f"sanitizer report in the router's log:\n{log[-4000:]}")
         self.assertEqual(code, 0, f"router exit code {code}:\n{log[-4000:]}")
         return outcomes

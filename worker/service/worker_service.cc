@@ -1,15 +1,19 @@
 #include "worker/service/worker_service.h"
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <optional>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/raw_proto.h"
+#include "common/request_checks.h"
 #include "common/status_macros.h"
 
 namespace hc::worker {
@@ -17,13 +21,11 @@ namespace {
 
 namespace pb = hybridcache::v1;
 
-constexpr size_t kMaxKeyBytes = 4096;
-
 // Writes one Execute stream. Events arrive from the engine thread (through
 // Observer) and leave one write at a time; consecutive token events are
 // merged while a write is in flight, so a slow client costs one message, not
 // one per token.
-class ExecuteReactor final : public grpc::ServerWriteReactor<pb::ExecuteEvent> {
+class ExecuteReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   // Forwards the engine's events to the reactor until the reactor is done.
   class Observer final : public engine::TurnObserver {
@@ -82,10 +84,11 @@ class ExecuteReactor final : public grpc::ServerWriteReactor<pb::ExecuteEvent> {
     ExecuteReactor* reactor_ ABSL_GUARDED_BY(mu_);
   };
 
-  ExecuteReactor(const WorkerServiceOptions& options, grpc::CallbackServerContext* context,
+  // `parsed` says whether the raw request parsed into `request`.
+  ExecuteReactor(const WorkerServiceOptions& options, const absl::Status& parsed,
                  const pb::ExecuteRequest& request)
       : options_(options), observer_(std::make_shared<Observer>(this, options.worker_id)) {
-    absl::StatusOr<engine::TurnRequest> turn = TurnFromProto(request);
+    absl::StatusOr<engine::TurnRequest> turn = parsed.ok() ? TurnFromProto(request, options_) : parsed;
     if (turn.ok()) {
       std::string request_id = turn->request_id;
       const absl::Status submitted = options_.engine->Submit(*std::move(turn), observer_);
@@ -146,7 +149,7 @@ class ExecuteReactor final : public grpc::ServerWriteReactor<pb::ExecuteEvent> {
   void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (writing_ || finishing_) return;
     if (!queue_.empty()) {
-      current_ = std::move(queue_.front());
+      current_ = SerializeRawResponse(queue_.front());
       queue_.pop_front();
       writing_ = true;
       StartWrite(&current_);
@@ -163,24 +166,66 @@ class ExecuteReactor final : public grpc::ServerWriteReactor<pb::ExecuteEvent> {
   std::string request_id_;
   absl::Mutex mu_;
   std::deque<pb::ExecuteEvent> queue_ ABSL_GUARDED_BY(mu_);
-  pb::ExecuteEvent current_ ABSL_GUARDED_BY(mu_);  // the message being written
+  grpc::ByteBuffer current_ ABSL_GUARDED_BY(mu_);  // the message being written
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<grpc::Status> final_ ABSL_GUARDED_BY(mu_);
 };
 
 absl::Status CheckKey(const pb::ConversationKey& key) {
-  if (key.conversation_id().empty()) return absl::InvalidArgumentError("conversation_id is empty");
-  if (key.conversation_id().size() + key.cache_salt().size() > kMaxKeyBytes) {
-    return absl::InvalidArgumentError("conversation key is too long");
+  return ValidateConversationKey(key.conversation_id(), key.cache_salt());
+}
+
+// Checks that every id of `ids` (the field `name`) is below `vocab_size` and
+// appends it to `out`.
+template <typename Ids>
+absl::Status CheckedTokenIds(const Ids& ids, const char* name, int vocab_size,
+                             std::vector<int32_t>* out) {
+  out->reserve(static_cast<size_t>(ids.size()));
+  for (int i = 0; i < ids.size(); ++i) {
+    if (ids[i] >= static_cast<uint32_t>(vocab_size)) {
+      return absl::InvalidArgumentError(absl::StrCat(name, "[", i, "] = ", ids[i],
+                                                     " is outside the vocabulary (size ", vocab_size, ")"));
+    }
+    out->push_back(static_cast<int32_t>(ids[i]));
   }
   return absl::OkStatus();
 }
 
+// Finishes a unary call with `status`.
+grpc::ServerUnaryReactor* Finished(grpc::CallbackServerContext* context, const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
 }  // namespace
 
-absl::StatusOr<engine::TurnRequest> TurnFromProto(const pb::ExecuteRequest& request) {
+absl::StatusOr<engine::TurnRequest> TurnFromProto(const pb::ExecuteRequest& request,
+                                                  const WorkerServiceOptions& options) {
   HC_RETURN_IF_ERROR(CheckKey(request.key()));
+  if (request.request_id().size() > kMaxRequestIdBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("request_id is ", request.request_id().size(),
+                                                   " bytes, at most ", kMaxRequestIdBytes, " allowed"));
+  }
+  if (request.suffix_token_ids().empty()) {
+    return absl::InvalidArgumentError("suffix_token_ids is empty: the turn adds no tokens");
+  }
+  if (request.new_round() == 0 ||
+      (request.has_expected() && request.new_round() <= request.expected().round())) {
+    return absl::InvalidArgumentError("new_round must be greater than the expected round (and > 0)");
+  }
+  // Sizes before any copy: the context must leave room for one token.
+  const int64_t history = std::max<int64_t>(request.has_expected() ? request.expected().num_tokens() : 0,
+                                            request.history_token_ids_size());
+  const int64_t context = history + request.suffix_token_ids_size();
+  if (context >= options.max_model_len) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "context of ", context, " tokens leaves no room to generate within max_model_len ",
+        options.max_model_len));
+  }
+  HC_RETURN_IF_ERROR(ValidateSamplingParams(request.sampling(), static_cast<uint32_t>(options.vocab_size)));
+
   engine::TurnRequest turn;
   turn.key = {request.key().cache_salt(), request.key().conversation_id()};
   turn.request_id = request.request_id().empty()
@@ -193,94 +238,88 @@ absl::StatusOr<engine::TurnRequest> TurnFromProto(const pb::ExecuteRequest& requ
                                       .token_hash = request.expected().prefix_hash()};
   }
   turn.new_round = request.new_round();
-  const auto to_i32 = [](const auto& ids, std::vector<int32_t>& out) -> absl::Status {
-    out.reserve(ids.size());
-    for (const uint32_t id : ids) {
-      if (id > static_cast<uint32_t>(INT32_MAX)) {
-        return absl::InvalidArgumentError(absl::StrCat("token id ", id, " is out of range"));
-      }
-      out.push_back(static_cast<int32_t>(id));
-    }
-    return absl::OkStatus();
-  };
-  HC_RETURN_IF_ERROR(to_i32(request.suffix_token_ids(), turn.suffix));
+  HC_RETURN_IF_ERROR(
+      CheckedTokenIds(request.suffix_token_ids(), "suffix_token_ids", options.vocab_size, &turn.suffix));
   turn.has_history = request.has_history();
-  HC_RETURN_IF_ERROR(to_i32(request.history_token_ids(), turn.history));
+  HC_RETURN_IF_ERROR(
+      CheckedTokenIds(request.history_token_ids(), "history_token_ids", options.vocab_size, &turn.history));
 
   const pb::SamplingParams& s = request.sampling();
   engine::TurnSampling& out = turn.sampling;
   out.sampler.temperature = s.has_temperature() ? s.temperature() : 1.0f;
   out.sampler.top_p = s.has_top_p() ? s.top_p() : 1.0f;
-  if (s.top_k() > static_cast<uint32_t>(INT32_MAX)) return absl::InvalidArgumentError("top_k is too large");
-  out.sampler.top_k = static_cast<int>(s.top_k());
-  if (s.has_max_tokens()) {
-    if (s.max_tokens() == 0) return absl::InvalidArgumentError("max_tokens must be >= 1");
-    out.max_tokens = static_cast<int>(std::min<uint32_t>(s.max_tokens(), INT32_MAX));
-  }
+  out.sampler.top_k = static_cast<int>(s.top_k());  // <= INT32_MAX (checked)
+  if (s.has_max_tokens()) out.max_tokens = static_cast<int>(std::min<uint32_t>(s.max_tokens(), INT32_MAX));
   if (s.has_seed()) out.seed = s.seed();
-  HC_RETURN_IF_ERROR(to_i32(s.stop_token_ids(), out.stop_token_ids));
+  HC_RETURN_IF_ERROR(CheckedTokenIds(s.stop_token_ids(), "sampling.stop_token_ids", options.vocab_size,
+                                     &out.stop_token_ids));
   out.stop_strings.assign(s.stop().begin(), s.stop().end());
   out.ignore_eos = s.ignore_eos();
   out.logprobs = s.logprobs();
   return turn;
 }
 
-grpc::ServerWriteReactor<pb::ExecuteEvent>* WorkerServiceImpl::Execute(
-    grpc::CallbackServerContext* context, const pb::ExecuteRequest* request) {
-  return new ExecuteReactor(options_, context, *request);
+grpc::ServerWriteReactor<grpc::ByteBuffer>* WorkerServiceImpl::Execute(grpc::CallbackServerContext*,
+                                                                       const grpc::ByteBuffer* raw) {
+  pb::ExecuteRequest request;
+  return new ExecuteReactor(options_, ParseRawRequest(*raw, &request), request);
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::Load(grpc::CallbackServerContext* context,
-                                                  const pb::LoadRequest*, pb::LoadReport* report) {
+                                                  const grpc::ByteBuffer* raw, grpc::ByteBuffer* response) {
+  pb::LoadRequest request;
+  if (absl::Status s = ParseRawRequest(*raw, &request); !s.ok()) return Finished(context, s);
   const engine::EngineLoad load = options_.engine->Load();
-  report->set_worker_id(options_.worker_id);
-  report->set_num_running(load.num_running);
-  report->set_num_waiting(load.num_waiting);
-  report->set_free_kv_blocks(static_cast<uint32_t>(load.cache.kv_blocks_free));
-  report->set_total_kv_blocks(static_cast<uint32_t>(load.cache.kv_blocks_total));
-  report->set_free_mamba_slots(static_cast<uint32_t>(load.cache.mamba_slots_free));
-  report->set_total_mamba_slots(static_cast<uint32_t>(load.cache.mamba_slots_total));
-  report->set_committed_conversations(static_cast<uint32_t>(load.cache.conversations));
-  report->set_draining(load.draining);
-  report->set_max_model_len(options_.max_model_len);
-  report->set_vocab_size(options_.vocab_size);
-  report->set_max_waiting(static_cast<uint32_t>(load.max_waiting));
-  auto* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  pb::LoadReport report;
+  report.set_worker_id(options_.worker_id);
+  report.set_num_running(load.num_running);
+  report.set_num_waiting(load.num_waiting);
+  report.set_free_kv_blocks(static_cast<uint32_t>(load.cache.kv_blocks_free));
+  report.set_total_kv_blocks(static_cast<uint32_t>(load.cache.kv_blocks_total));
+  report.set_free_mamba_slots(static_cast<uint32_t>(load.cache.mamba_slots_free));
+  report.set_total_mamba_slots(static_cast<uint32_t>(load.cache.mamba_slots_total));
+  report.set_committed_conversations(static_cast<uint32_t>(load.cache.conversations));
+  report.set_draining(load.draining);
+  report.set_max_model_len(options_.max_model_len);
+  report.set_vocab_size(options_.vocab_size);
+  report.set_max_waiting(static_cast<uint32_t>(load.max_waiting));
+  *response = SerializeRawResponse(report);
+  return Finished(context, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::Release(grpc::CallbackServerContext* context,
-                                                     const pb::ReleaseRequest* request,
-                                                     pb::ReleaseResponse* response) {
-  auto* reactor = context->DefaultReactor();
-  const absl::Status key = CheckKey(request->key());
-  if (!key.ok()) {
-    reactor->Finish(ToGrpcStatus(key));
-    return reactor;
-  }
+                                                     const grpc::ByteBuffer* raw, grpc::ByteBuffer* response) {
+  pb::ReleaseRequest request;
+  absl::Status s = ParseRawRequest(*raw, &request);
+  if (s.ok()) s = CheckKey(request.key());
+  if (!s.ok()) return Finished(context, s);
   // The engine drops the state on its own thread and finishes the call from
   // there; this callback thread returns at once. The call (so `response` and
   // `reactor`) stays alive until Finish, which the engine always calls
   // (exactly once, even when it stops).
-  options_.engine->Release({request->key().cache_salt(), request->key().conversation_id()},
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  options_.engine->Release({request.key().cache_salt(), request.key().conversation_id()},
                            [reactor, response](bool released) {
-                             response->set_released(released);
+                             pb::ReleaseResponse out;
+                             out.set_released(released);
+                             *response = SerializeRawResponse(out);
                              reactor->Finish(grpc::Status::OK);
                            });
   return reactor;
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::Drain(grpc::CallbackServerContext* context,
-                                                   const pb::DrainRequest*, pb::DrainResponse* response) {
+                                                   const grpc::ByteBuffer* raw, grpc::ByteBuffer* response) {
+  pb::DrainRequest request;
+  if (absl::Status s = ParseRawRequest(*raw, &request); !s.ok()) return Finished(context, s);
   options_.engine->Drain();
   if (options_.on_drain) options_.on_drain();
   const engine::EngineLoad load = options_.engine->Load();
-  response->set_in_flight(static_cast<uint32_t>(load.num_running + load.num_waiting));
-  HC_LOG(INFO) << "draining: " << response->in_flight() << " turns in flight";
-  auto* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  pb::DrainResponse out;
+  out.set_in_flight(static_cast<uint32_t>(load.num_running + load.num_waiting));
+  HC_LOG(INFO) << "draining: " << out.in_flight() << " turns in flight";
+  *response = SerializeRawResponse(out);
+  return Finished(context, absl::OkStatus());
 }
 
 }  // namespace hc::worker

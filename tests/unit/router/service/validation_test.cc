@@ -59,11 +59,21 @@ TEST(ValidationTest, StopConditionsAreBoundedInCountAndLength) {
   EXPECT_EQ(ValidateCompleteRequest(ids, 100).code(), absl::StatusCode::kInvalidArgument);
 }
 
+// top_k reaches the worker as an int; a larger value used to pass the router
+// and come back from the worker as its error.
+TEST(ValidationTest, RejectsTopKThatDoesNotFitAnInt) {
+  auto r = Valid();
+  r.mutable_sampling()->set_top_k(UINT32_MAX);
+  const absl::Status s = ValidateCompleteRequest(r, 100);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("sampling.top_k"), std::string::npos) << s.message();
+}
+
 TEST(ValidationTest, RejectsBadKeysOnGetAndDeleteToo) {
-  EXPECT_EQ(ValidateKey("a b", "").code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ValidateKey("", "").code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ValidateKey("a", std::string(1025, 'x')).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(ValidateKey("a", "").ok());
+  EXPECT_EQ(ValidateConversationKey("a b", "").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ValidateConversationKey("", "").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ValidateConversationKey("a", std::string(1025, 'x')).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(ValidateConversationKey("a", "").ok());
 }
 
 TEST(ValidationTest, TokenIdsMustBeBelowTheVocabulary) {

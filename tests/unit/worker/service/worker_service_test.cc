@@ -1,5 +1,8 @@
 #include "worker/service/worker_service.h"
 
+#include <cmath>
+#include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,6 +19,7 @@
 #include "common/token_hash.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
 #include "tests/unit/worker/engine/fake_model.h"
@@ -193,6 +197,26 @@ class WorkerServiceTest : public ::testing::Test {
     return 0.0;
   }
 
+  // Sends `bytes` as the request of `method` ("Execute", "Load", ...) and
+  // returns the status. For Execute only an error answer (no stream message)
+  // reads back as itself.
+  grpc::Status RawCall(const std::string& method, const std::string& bytes) {
+    grpc::GenericStub stub(grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1), response;
+    grpc::Status result;
+    absl::Notification done;
+    stub.UnaryCall(&ctx, "/hybridcache.v1.WorkerService/" + method, grpc::StubOptions(), &request,
+                   &response, [&](grpc::Status s) {
+                     result = std::move(s);
+                     done.Notify();
+                   });
+    done.WaitForNotification();
+    return result;
+  }
+
   pb::LoadReport Load() {
     grpc::ClientContext ctx;
     pb::LoadReport report;
@@ -304,7 +328,7 @@ TEST_F(WorkerServiceTest, StopConditionsBeyondTheRoutersLimitsAreRefusedByTheWor
   for (int i = 0; i <= kMaxStopStrings; ++i) many.mutable_sampling()->add_stop("zz");
   Outcome o = Execute(many);
   EXPECT_EQ(o.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_NE(o.status.error_message().find("17 stop strings; at most 16"), std::string::npos)
+  EXPECT_NE(o.status.error_message().find("has 17 strings; at most 16"), std::string::npos)
       << o.status.error_message();
   pb::ExecuteRequest longer = Turn("s", {5, 6}, 4);
   longer.mutable_sampling()->add_stop(std::string(kMaxStopStringBytes + 1, 'z'));
@@ -340,6 +364,107 @@ TEST_F(WorkerServiceTest, StopStringCutIsReportedInTheCommitReport) {
   // It began before the last token: the turn started from nothing, so nothing is kept.
   EXPECT_EQ(o.committed()->state().num_tokens(), 0u);
   EXPECT_FALSE(probe.committed()->has_stop_string());
+}
+
+TEST_F(WorkerServiceTest, UnparsableRequestsAreInvalidArgumentWithAMessage) {
+  // conversation_id holding invalid UTF-8, a truncated request, a bad tag.
+  std::string bad_utf8 = Turn("abc", {5, 6}, 2).SerializeAsString();
+  bad_utf8[bad_utf8.find("abc")] = static_cast<char>(0xC3);
+  const std::string good = Turn("abc", {5, 6}, 2).SerializeAsString();
+  const std::pair<std::string, std::string> cases[] = {
+      {"Execute", bad_utf8},
+      {"Execute", good.substr(0, good.size() - 3)},
+      {"Release", std::string("\x0a\x05\x12\x03a\xff", 6)},
+      {"Load", std::string("\xff\xff\xff\xff", 4)},
+      {"Drain", std::string("\x08", 1)},
+  };
+  for (const auto& [method, bytes] : cases) {
+    const grpc::Status s = RawCall(method, bytes);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method << ": " << s.error_message();
+    EXPECT_NE(s.error_message().find("malformed request"), std::string::npos) << s.error_message();
+    EXPECT_NE(s.error_message().find("hybridcache.v1." + std::string(method == "Load" ? "LoadRequest"
+                                                                     : method == "Drain" ? "DrainRequest"
+                                                                     : method == "Release" ? "ReleaseRequest"
+                                                                                           : "ExecuteRequest")),
+              std::string::npos)
+        << s.error_message();
+  }
+  EXPECT_FALSE(Load().draining());
+  EXPECT_EQ(Load().committed_conversations(), 0u);
+  EXPECT_TRUE(Execute(Turn("abc", {5, 6}, 2)).status.ok());
+}
+
+TEST_F(WorkerServiceTest, InvalidFieldsAreRejectedWithAMessageNamingTheField) {
+  struct Case {
+    std::function<void(pb::ExecuteRequest*)> mutate;
+    grpc::StatusCode code;
+    std::string message_part;
+  };
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<Case> cases = {
+      {[](pb::ExecuteRequest* r) { r->mutable_key()->set_conversation_id("a b"); },
+       grpc::StatusCode::INVALID_ARGUMENT, "conversation_id may only contain"},
+      {[](pb::ExecuteRequest* r) { r->mutable_key()->set_conversation_id(std::string(129, 'x')); },
+       grpc::StatusCode::INVALID_ARGUMENT, "conversation_id must have 1 to 128"},
+      {[](pb::ExecuteRequest* r) { r->mutable_key()->set_cache_salt(std::string(1025, 's')); },
+       grpc::StatusCode::INVALID_ARGUMENT, "cache_salt"},
+      {[](pb::ExecuteRequest* r) { r->set_request_id(std::string(1025, 'q')); },
+       grpc::StatusCode::INVALID_ARGUMENT, "request_id"},
+      {[](pb::ExecuteRequest* r) { r->clear_suffix_token_ids(); },
+       grpc::StatusCode::INVALID_ARGUMENT, "suffix_token_ids is empty"},
+      {[](pb::ExecuteRequest* r) { r->add_suffix_token_ids(kVocab); },
+       grpc::StatusCode::INVALID_ARGUMENT, "suffix_token_ids[2] = 97 is outside the vocabulary"},
+      {[](pb::ExecuteRequest* r) { r->add_suffix_token_ids(UINT32_MAX); },
+       grpc::StatusCode::INVALID_ARGUMENT, "suffix_token_ids[2]"},
+      {[](pb::ExecuteRequest* r) {
+         r->set_has_history(true);
+         r->add_history_token_ids(1);
+         r->add_history_token_ids(kVocab + 1);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "history_token_ids[1] = 98"},
+      {[](pb::ExecuteRequest* r) { r->set_new_round(0); }, grpc::StatusCode::INVALID_ARGUMENT, "new_round"},
+      {[inf](pb::ExecuteRequest* r) { r->mutable_sampling()->set_temperature(inf); },
+       grpc::StatusCode::INVALID_ARGUMENT, "sampling.temperature"},
+      {[](pb::ExecuteRequest* r) { r->mutable_sampling()->set_temperature(std::nanf("")); },
+       grpc::StatusCode::INVALID_ARGUMENT, "sampling.temperature"},
+      {[](pb::ExecuteRequest* r) { r->mutable_sampling()->set_top_p(0.0f); },
+       grpc::StatusCode::INVALID_ARGUMENT, "sampling.top_p"},
+      {[](pb::ExecuteRequest* r) { r->mutable_sampling()->set_top_k(UINT32_MAX); },
+       grpc::StatusCode::INVALID_ARGUMENT, "sampling.top_k"},
+      {[](pb::ExecuteRequest* r) { r->mutable_sampling()->add_stop_token_ids(kVocab); },
+       grpc::StatusCode::INVALID_ARGUMENT, "sampling.stop_token_ids[0]"},
+      {[](pb::ExecuteRequest* r) {
+         for (int i = 0; i < 17; ++i) r->mutable_sampling()->add_stop("x");
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "sampling.stop has 17"},
+      {[](pb::ExecuteRequest* r) {
+         r->set_has_history(true);
+         for (int i = 0; i < 254; ++i) r->add_history_token_ids(3);
+       },
+       grpc::StatusCode::RESOURCE_EXHAUSTED, "max_model_len 256"},
+      {[](pb::ExecuteRequest* r) {
+         r->mutable_expected()->set_round(1);
+         r->mutable_expected()->set_num_tokens(UINT32_MAX);
+         r->set_new_round(2);
+       },
+       grpc::StatusCode::RESOURCE_EXHAUSTED, "max_model_len 256"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    pb::ExecuteRequest r = Turn("f", {5, 6}, 2);
+    cases[i].mutate(&r);
+    const Outcome o = Execute(r, -1, absl::Seconds(30));
+    EXPECT_EQ(o.status.error_code(), cases[i].code) << "case " << i << ": " << o.status.error_message();
+    EXPECT_NE(o.status.error_message().find(cases[i].message_part), std::string::npos)
+        << "case " << i << ": " << o.status.error_message();
+    EXPECT_TRUE(o.events.empty()) << "case " << i;
+  }
+  pb::ReleaseRequest release;
+  release.mutable_key()->set_conversation_id("a/b");
+  pb::ReleaseResponse released;
+  grpc::ClientContext ctx;
+  EXPECT_EQ(stub_->Release(&ctx, release, &released).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Load().committed_conversations(), 0u);
+  EXPECT_TRUE(Execute(Turn("f", {5, 6}, 2)).status.ok());
 }
 
 TEST_F(WorkerServiceTest, LoadReleaseAndDrain) {
