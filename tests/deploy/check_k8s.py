@@ -6,7 +6,12 @@ checks the Prometheus Operator objects against a small structural schema,
 and checks that the pieces fit together: selectors, ports, probes, the drain
 budget, the flags each binary takes, the worker DNS name the router resolves,
 the Redis ledger address and its password, servers listening beyond
-loopback, GPU limits equal to the TP size, monitors, HPA.
+loopback, GPU limits equal to the TP size, monitors, HPA, NetworkPolicies
+(worker gRPC from routers only, metrics from the monitoring namespace only),
+and, where TLS is on, that certificate flags point into mounted Secrets of
+cert-manager Certificates, the router's client certificate and the workers'
+--peer_ca come from one issuer, the name the router verifies is in the
+workers' certificate, and probes use the plaintext health port.
 
 Usage: check_k8s.py [--kubectl PATH] [--root DIR] [OVERLAY_DIR ...]
 (--root: the directory holding deploy/, default this repository.)
@@ -31,11 +36,24 @@ ROOT = REPO  # where deploy/ is read from (--root)
 # the newest the schemas know.
 K8S_VERSIONS = ("1.27.0", kubernetes_validate.latest_version())
 OPERATOR_KINDS = ("ServiceMonitor", "PodMonitor", "PrometheusRule")
+CERT_MANAGER_KINDS = ("Certificate", "Issuer")
 CLUSTER_SCOPED = ("Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume", "StorageClass")
 
 ROUTER_FLAGS = {"host", "port", "metrics_port", "workers_dns", "model", "ledger", "drain_timeout"}
 WORKER_FLAGS = {"host", "port", "metrics_port", "worker_id", "model", "device", "tp", "kv_blocks",
                 "mamba_slots", "block_size", "max_batch_tokens", "max_model_len", "drain_timeout"}
+# Flags a manifest may add (TLS, the health-only port, ...); each is checked
+# for consistency below.
+ROUTER_OPTIONAL_FLAGS = {"health_port", "tls_cert", "tls_key", "tls_client_ca", "tls_refresh_interval",
+                         "worker_ca", "worker_tls_cert", "worker_tls_key", "worker_server_name",
+                         "metrics_host", "reflection"}
+WORKER_OPTIONAL_FLAGS = {"health_port", "tls_cert", "tls_key", "peer_ca", "tls_refresh_interval",
+                         "metrics_host", "reflection"}
+# Certificate file flags -> the key of a cert-manager Secret they must read.
+TLS_FILE_FLAGS = {"tls_cert": "tls.crt", "tls_key": "tls.key", "tls_client_ca": "ca.crt",
+                  "peer_ca": "ca.crt", "worker_ca": "ca.crt", "worker_tls_cert": "tls.crt",
+                  "worker_tls_key": "tls.key"}
+MONITORING_NAMESPACE_LABEL = "kubernetes.io/metadata.name"
 # The health service name that stays SERVING while the process runs
 # (common/server.h kLivenessService): startup and liveness probes check it,
 # readiness checks "".
@@ -70,6 +88,31 @@ OPERATOR_SCHEMAS = {
                                    "expr": {"type": "string"}, "for": _DURATION,
                                    "keep_firing_for": _DURATION, "labels": _STRMAP,
                                    "annotations": _STRMAP}}}}}}}},
+}
+_STRLIST = {"type": "array", "items": {"type": "string"}}
+_ISSUER_REF = {"type": "object", "required": ["name"], "additionalProperties": False,
+               "properties": {"name": {"type": "string"}, "kind": {"enum": ["Issuer", "ClusterIssuer"]},
+                              "group": {"type": "string"}}}
+# cert-manager.io/v1, the fields used here; strict, so that a misspelt field
+# (which cert-manager would reject) fails here.
+CERT_MANAGER_SCHEMAS = {
+    "Issuer": {"type": "object", "additionalProperties": False, "minProperties": 1, "maxProperties": 1,
+               "properties": {"selfSigned": {"type": "object"},
+                              "ca": {"type": "object", "required": ["secretName"], "additionalProperties": False,
+                                     "properties": {"secretName": {"type": "string"}}}}},
+    "Certificate": {"type": "object", "required": ["secretName", "issuerRef"], "additionalProperties": False,
+                    "properties": {
+                        "secretName": {"type": "string"}, "issuerRef": _ISSUER_REF, "isCA": {"type": "boolean"},
+                        "commonName": {"type": "string"}, "dnsNames": _STRLIST, "ipAddresses": _STRLIST,
+                        "duration": {"type": "string", "pattern": r"^([0-9]+(h|m|s))+$"},
+                        "renewBefore": {"type": "string", "pattern": r"^([0-9]+(h|m|s))+$"},
+                        "usages": {"type": "array", "items": {"enum": [
+                            "server auth", "client auth", "digital signature", "key encipherment",
+                            "cert sign", "crl sign"]}},
+                        "privateKey": {"type": "object", "additionalProperties": False, "properties": {
+                            "algorithm": {"enum": ["RSA", "ECDSA", "Ed25519"]}, "size": {"type": "integer"},
+                            "rotationPolicy": {"enum": ["Never", "Always"]},
+                            "encoding": {"enum": ["PKCS1", "PKCS8"]}}}}},
 }
 
 
@@ -135,6 +178,15 @@ class Overlay:
         n = 0
         for d in self.docs:
             where = f"{d['kind']}/{d['metadata']['name']}"
+            if d["kind"] in CERT_MANAGER_KINDS:
+                if d["apiVersion"] != "cert-manager.io/v1":
+                    self.err(f"{where}: apiVersion must be cert-manager.io/v1")
+                try:
+                    jsonschema.validate(d.get("spec", {}), CERT_MANAGER_SCHEMAS[d["kind"]])
+                except jsonschema.ValidationError as e:
+                    self.err(f"{where}: spec.{'.'.join(map(str, e.path))}: {e.message}")
+                n += 1
+                continue
             if d["kind"] in OPERATOR_KINDS:
                 if d["apiVersion"] != "monitoring.coreos.com/v1":
                     self.err(f"{where}: apiVersion must be monitoring.coreos.com/v1")
@@ -179,6 +231,8 @@ class Overlay:
         self.check_worker()
         self.check_monitors()
         self.check_rules()
+        self.check_network_policies()
+        self.check_tls()
 
     def pods_selected(self, selector):
         return [w for w in self.workloads()
@@ -236,9 +290,9 @@ class Overlay:
                 env[e["name"]] = f"{w['metadata']['name']}-0"
         return env
 
-    def flags(self, w, c, expected):
+    def flags(self, w, c, expected, optional=frozenset()):
         """Returns {flag: value} of the container's args with $(VAR) expanded,
-        after checking the flag set is exactly `expected`."""
+        after checking the flag set is `expected` plus any of `optional`."""
         env = self.container_env(w, c)
         flags = {}
         for arg in c.get("args", []):
@@ -256,10 +310,10 @@ class Overlay:
         if "workers" in flags and "dns:" in flags["workers"]:
             self.err(f"{w['metadata']['name']}: --workers={flags['workers']} takes host:port addresses "
                      f"(one worker per entry); a DNS name of many workers goes in --workers_dns")
-        if set(flags) != expected:
+        if not expected <= set(flags) <= expected | optional:
             self.err(f"{w['metadata']['name']}: flags {sorted(flags)} differ from the binary's "
                      f"{sorted(expected)} (missing {sorted(expected - set(flags))}, "
-                     f"unknown {sorted(set(flags) - expected)})")
+                     f"unknown {sorted(set(flags) - expected - optional)})")
         return flags
 
     def check_server_container(self, w, c, flags):
@@ -274,13 +328,24 @@ class Overlay:
         if host.startswith(LOOPBACK_HOSTS):
             self.err(f"{name}: --host={host} listens on loopback only: probes, Services and monitors "
                      f"reach the pod IP")
+        # The kubelet's gRPC probes speak neither TLS nor mutual TLS: with TLS
+        # on the gRPC port they go to the plaintext health-only port.
+        probe_port, probe_port_name = ports.get("grpc"), "the gRPC port"
+        if "health_port" in flags:
+            if str(ports.get("health")) != flags["health_port"]:
+                self.err(f"{name}: container port health {ports.get('health')} != --health_port "
+                         f"{flags['health_port']}")
+            probe_port, probe_port_name = ports.get("health"), "the health port"
+        elif "tls_cert" in flags:
+            self.err(f"{name}: --tls_cert without --health_port: the kubelet's gRPC probes cannot "
+                     f"do TLS and would fail on the gRPC port")
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             grpc = c.get(probe, {}).get("grpc")
             if grpc is None:
                 self.err(f"{name}: {probe} must be a gRPC probe (grpc.health.v1)")
                 continue
-            if grpc.get("port") != ports.get("grpc"):
-                self.err(f"{name}: {probe} probes port {grpc.get('port')}, the gRPC port is {ports.get('grpc')}")
+            if grpc.get("port") != probe_port:
+                self.err(f"{name}: {probe} probes port {grpc.get('port')}, {probe_port_name} is {probe_port}")
             # Readiness: can it serve (""); startup/liveness: is it alive. A
             # liveness probe on "" would restart a router waiting for workers.
             want = "" if probe == "readinessProbe" else LIVENESS_SERVICE
@@ -309,7 +374,8 @@ class Overlay:
             return
         if w["kind"] != "Deployment" or w["spec"].get("replicas", 1) < 2:
             self.err("hc-router must be a Deployment with >= 2 replicas")
-        flags = self.flags(w, c, ROUTER_FLAGS)
+        flags = self.flags(w, c, ROUTER_FLAGS, ROUTER_OPTIONAL_FLAGS)
+        self.router_flags = flags
         self.check_server_container(w, c, flags)
         # --workers_dns=<headless svc>[.<ns>[.svc[.<cluster domain>]]]:<port>
         m = re.fullmatch(r"([a-z0-9-]+)(?:\.([a-z0-9-]+)(?:\.svc(?:\.[a-z0-9.-]+)?)?)?:(\d+)",
@@ -387,7 +453,8 @@ class Overlay:
             self.err("hc-worker's serviceName must be a headless Service")
         elif not labels_match(svc["spec"]["selector"], w["spec"]["template"]["metadata"]["labels"]):
             self.err("the headless Service does not select the worker pods")
-        flags = self.flags(w, c, WORKER_FLAGS)
+        flags = self.flags(w, c, WORKER_FLAGS, WORKER_OPTIONAL_FLAGS)
+        self.worker_flags = flags
         self.check_server_container(w, c, flags)
         res = c.get("resources", {})
         gpus = res.get("limits", {}).get("nvidia.com/gpu")
@@ -460,6 +527,121 @@ class Overlay:
             self.err("no ServiceMonitor scrapes the router")
         if not scraped_worker:
             self.err("no PodMonitor scrapes the workers")
+
+    # ---- network policies -----------------------------------------------
+    def policy_rules(self, labels):
+        """The ingress rules of every NetworkPolicy selecting pods with
+        `labels`, or None when none selects them (all traffic admitted)."""
+        rules, found = [], False
+        for np in self.by_kind.get("NetworkPolicy", {}).values():
+            if not labels_match(np["spec"].get("podSelector", {}).get("matchLabels", {}), labels):
+                continue
+            if "Ingress" not in np["spec"].get("policyTypes", ["Ingress"]):
+                continue
+            found = True
+            rules.extend(np["spec"].get("ingress", []))
+        return rules if found else None
+
+    def check_port_sources(self, what, labels, port_names, allowed, allowed_text):
+        """Every rule admitting a port of `port_names` (by name or number)
+        must admit only peers for which allowed(peer) holds."""
+        rules = self.policy_rules(labels)
+        if rules is None:
+            self.err(f"no NetworkPolicy selects the {what} pods: anyone who reaches them may connect")
+            return
+        for rule in rules:
+            ports = rule.get("ports")
+            if ports and not any(p.get("port") in port_names for p in ports):
+                continue
+            peers = rule.get("from")
+            if not peers or not all(allowed(peer) for peer in peers):
+                self.err(f"NetworkPolicy on the {what} pods admits port(s) {sorted(map(str, port_names))} "
+                         f"from {peers or 'anywhere'}; only {allowed_text} may connect")
+
+    def check_network_policies(self):
+        router, rc = self.workload_with_image("hc-router")
+        worker, wc = self.workload_with_image("hc-worker")
+        if router is None or worker is None:
+            return
+        router_labels = router["spec"]["template"]["metadata"]["labels"]
+
+        def ports_named(c, name):
+            return {name} | {p["containerPort"] for p in c.get("ports", []) if p["name"] == name}
+
+        def is_router(peer):
+            return (set(peer) == {"podSelector"}
+                    and labels_match(peer["podSelector"].get("matchLabels", {}), router_labels))
+
+        def is_monitoring(peer):
+            ns = peer.get("namespaceSelector", {}).get("matchLabels", {})
+            return "ipBlock" not in peer and MONITORING_NAMESPACE_LABEL in ns
+
+        worker_labels = worker["spec"]["template"]["metadata"]["labels"]
+        self.check_port_sources("worker", worker_labels, ports_named(wc, "grpc"), is_router, "router pods")
+        for what, w, c in (("worker", worker, wc), ("router", router, rc)):
+            self.check_port_sources(what, w["spec"]["template"]["metadata"]["labels"], ports_named(c, "metrics"),
+                                    is_monitoring, "the monitoring namespace")
+
+    # ---- TLS ----------------------------------------------------------------
+    def secret_key_of(self, w, c, path):
+        """(Certificate, key) whose Secret volume `path` reads, or None."""
+        volumes = {v["name"]: v for v in w["spec"]["template"]["spec"].get("volumes", [])}
+        for m in c.get("volumeMounts", []):
+            mount = m["mountPath"].rstrip("/") + "/"
+            if not path.startswith(mount):
+                continue
+            secret = volumes.get(m["name"], {}).get("secret", {}).get("secretName")
+            certs = [cert for cert in self.by_kind.get("Certificate", {}).values()
+                     if cert["spec"]["secretName"] == secret]
+            return (certs[0] if certs else None), path[len(mount):]
+        return None
+
+    def check_tls(self):
+        router, rc = self.workload_with_image("hc-router")
+        worker, wc = self.workload_with_image("hc-worker")
+        if router is None or worker is None:
+            return
+        rf, wf = getattr(self, "router_flags", {}), getattr(self, "worker_flags", {})
+        certs = {}  # (binary, flag) -> Certificate
+        for who, w, c, flags in (("router", router, rc, rf), ("worker", worker, wc, wf)):
+            for flag, key in TLS_FILE_FLAGS.items():
+                if flag not in flags:
+                    continue
+                found = self.secret_key_of(w, c, flags[flag])
+                if found is None or found[0] is None:
+                    self.err(f"{who} --{flag}={flags[flag]} is not in a mounted Secret of a cert-manager "
+                             f"Certificate")
+                    continue
+                cert, got = found
+                if got != key:
+                    self.err(f"{who} --{flag} reads {got} of Secret {cert['spec']['secretName']}, expected {key}")
+                certs[(who, flag)] = cert
+        # Mutual TLS router -> worker: both sides or neither.
+        if ("peer_ca" in wf) != ("worker_tls_cert" in rf):
+            self.err("worker --peer_ca and router --worker_tls_cert go together: a worker that requires client "
+                     "certificates refuses a router without one (and a router's certificate is pointless "
+                     "without --peer_ca)")
+        if ("tls_cert" in wf) != ("worker_ca" in rf):
+            self.err("worker --tls_cert and router --worker_ca go together: one side would speak TLS, the "
+                     "other plaintext")
+        client, peer_ca = certs.get(("router", "worker_tls_cert")), certs.get(("worker", "peer_ca"))
+        if client and peer_ca and client["spec"]["issuerRef"] != peer_ca["spec"]["issuerRef"]:
+            self.err(f"the router's client certificate ({client['metadata']['name']}) and the workers' "
+                     f"--peer_ca ({peer_ca['metadata']['name']}) come from different issuers: handshakes fail")
+        if client and "client auth" not in client["spec"].get("usages", ["client auth"]):
+            self.err(f"Certificate {client['metadata']['name']} (router -> workers) lacks usage 'client auth'")
+        wcert = certs.get(("worker", "tls_cert"))
+        if wcert:
+            if "worker_server_name" not in rf:
+                self.err("router dials workers by pod IP: set --worker_server_name to a name of the workers' "
+                         "certificate")
+            elif rf["worker_server_name"] not in wcert["spec"].get("dnsNames", []):
+                self.err(f"router --worker_server_name={rf['worker_server_name']} is not among the dnsNames of "
+                         f"Certificate {wcert['metadata']['name']}: {wcert['spec'].get('dnsNames', [])}")
+        for cert in self.by_kind.get("Certificate", {}).values():
+            ref = cert["spec"]["issuerRef"]
+            if ref.get("kind", "Issuer") == "Issuer" and self.get("Issuer", ref["name"]) is None:
+                self.err(f"Certificate {cert['metadata']['name']}: Issuer {ref['name']} is not rendered")
 
     def check_rules(self):
         alerts = []
