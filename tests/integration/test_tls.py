@@ -248,5 +248,16 @@ class CertificateRotationTest(unittest.TestCase):
         self.assertEqual(done.committed_round, 2)
 
 
+class MetricsHostTest(unittest.TestCase):
+    def test_metrics_bind_apart_from_the_service(self):
+        with h.Stack(num_workers=1, start_router=False, worker_args=["--metrics_host=127.0.0.2"]) as stack:
+            w = stack.workers[0]
+            self.assertRegex("".join(w.lines), rf"listening on 127\.0\.0\.1:\d+ metrics 127\.0\.0\.2:{w.metrics_port}")
+            with h.urllib.request.urlopen(f"http://127.0.0.2:{w.metrics_port}/metrics", timeout=10) as r:
+                self.assertIn("hc_worker_", r.read().decode())
+            with self.assertRaises(OSError):
+                socket.create_connection(("127.0.0.1", w.metrics_port), timeout=5).close()
+
+
 if __name__ == "__main__":
     unittest.main()
