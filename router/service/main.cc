@@ -130,6 +130,15 @@ int Main(int argc, char** argv) {
     return 2;
   }
 
+  // Before the pool probes the workers: bad flags or certificate files end
+  // start-up at once.
+  absl::StatusOr<ServerOptions> server_options =
+      ServerOptionsFromFlags(absl::GetFlag(FLAGS_port), absl::GetFlag(FLAGS_tls_client_ca));
+  if (!server_options.ok()) {
+    HC_LOG(ERROR) << server_options.status();
+    return 2;
+  }
+  ServerOptions& so = *server_options;
   WorkerPoolOptions po;
   for (absl::string_view w : absl::StrSplit(absl::GetFlag(FLAGS_workers), ',', absl::SkipWhitespace())) {
     po.static_workers.emplace_back(w);
@@ -175,13 +184,6 @@ int Main(int argc, char** argv) {
   pool.Refresh();
   pool.StartBackgroundRefresh();
 
-  absl::StatusOr<ServerOptions> server_options =
-      ServerOptionsFromFlags(absl::GetFlag(FLAGS_port), absl::GetFlag(FLAGS_tls_client_ca));
-  if (!server_options.ok()) {
-    HC_LOG(ERROR) << server_options.status();
-    return 2;
-  }
-  ServerOptions& so = *server_options;
   // Readiness: health stays NOT_SERVING until a worker has been healthy.
   so.start_serving = false;
   auto registry = std::make_shared<prometheus::Registry>();

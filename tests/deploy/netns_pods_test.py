@@ -81,6 +81,9 @@ import urllib.request
 
 import yaml
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cert_manager_emulation import CertificateError, issue_certificates  # noqa: E402
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SUBNET = "10.213.0"          # inside the node namespace only: nothing else sees it
 NODE_IP = f"{SUBNET}.1"
@@ -96,46 +99,6 @@ class TestFailure(Exception):
     pass
 
 
-# ---- cert-manager, emulated ---------------------------------------------------
-_EKU = {"server auth": "serverAuth", "client auth": "clientAuth"}
-
-
-def issue_certificate(work, name, spec, signer):
-    """What cert-manager writes into a Certificate's Secret: tls.crt, tls.key
-    and ca.crt, signed by `signer` (the CA Secret's data), or self-signed when
-    it is None. Made with openssl, a P-256 key, valid for two days."""
-    path = lambda ext: os.path.join(work, f"{name}.{ext}")  # noqa: E731
-    ext = []
-    if spec.get("isCA"):
-        ext += ["basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign"]
-    else:
-        ext.append("basicConstraints=CA:FALSE")
-        san = [f"DNS:{n}" for n in spec.get("dnsNames", [])] + [f"IP:{a}" for a in spec.get("ipAddresses", [])]
-        if san:
-            ext.append("subjectAltName=" + ",".join(san))
-        eku = [_EKU[u] for u in spec.get("usages", ["server auth", "client auth"]) if u in _EKU]
-        if eku:
-            ext.append("extendedKeyUsage=" + ",".join(eku))
-    with open(path("ext"), "w") as f:
-        f.write("\n".join(ext) + "\n")
-    run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", path("key")])
-    run(["openssl", "req", "-new", "-key", path("key"), "-subj", f"/CN={spec.get('commonName', name)}",
-         "-out", path("csr")])
-    sign = ["openssl", "x509", "-req", "-in", path("csr"), "-days", "2", "-extfile", path("ext"),
-            "-set_serial", f"0x{secrets.token_hex(12)}", "-out", path("crt")]
-    if signer is None:
-        run(sign + ["-signkey", path("key")])
-    else:
-        for key in ("tls.crt", "tls.key"):
-            with open(path(f"signer.{key}"), "w") as f:
-                f.write(signer[key])
-        run(sign + ["-CA", path("signer.tls.crt"), "-CAkey", path("signer.tls.key")])
-    data = {}
-    for key, ext_name in (("tls.crt", "crt"), ("tls.key", "key")):
-        with open(path(ext_name)) as f:
-            data[key] = f.read()
-    data["ca.crt"] = signer["tls.crt"] if signer is not None else data["tls.crt"]
-    return data
 
 
 def log(msg):
@@ -210,36 +173,15 @@ class Cluster:
                     self.pods.append(Pod(self, w, i, f"{SUBNET}.{10 + len(self.pods)}"))
 
     def issue_certificates(self):
-        """Emulates cert-manager: every Certificate's Secret, signed as its
-        Issuer says (selfSigned, or ca: the Secret of another Certificate)."""
-        pending = dict(self.by_kind.get("Certificate", {}))
-        if not pending:
+        """Emulates cert-manager (cert_manager_emulation.py)."""
+        certs = self.by_kind.get("Certificate", {})
+        if not certs:
             return
-        work = tempfile.mkdtemp(prefix="hc-netns-certs-")
         try:
-            while pending:
-                progressed = False
-                for name, cert in list(pending.items()):
-                    spec = cert["spec"]
-                    issuer = self.by_kind.get("Issuer", {}).get(spec["issuerRef"]["name"])
-                    if issuer is None:
-                        raise TestFailure(f"Certificate {name}: Issuer {spec['issuerRef']['name']} is not rendered")
-                    if "selfSigned" in issuer["spec"]:
-                        signer = None
-                    elif "ca" in issuer["spec"]:
-                        signer = self.secrets.get(issuer["spec"]["ca"]["secretName"])
-                        if signer is None:
-                            continue  # its CA's Certificate first
-                    else:
-                        raise TestFailure(f"Issuer {issuer['metadata']['name']}: only selfSigned and ca are emulated")
-                    self.secrets[spec["secretName"]] = issue_certificate(work, name, spec, signer)
-                    del pending[name]
-                    progressed = True
-                if not progressed:
-                    raise TestFailure(f"Certificates whose CA never exists: {sorted(pending)}")
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        log(f"{self.name}: issued {', '.join(sorted(self.by_kind['Certificate']))} (cert-manager emulated)")
+            issue_certificates(certs, self.by_kind.get("Issuer", {}), self.secrets)
+        except CertificateError as e:
+            raise TestFailure(str(e)) from None
+        log(f"{self.name}: issued {', '.join(sorted(certs))} (cert-manager emulated)")
 
     def configmap(self, name, where):
         cm = self.by_kind.get("ConfigMap", {}).get(name)

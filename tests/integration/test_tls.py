@@ -162,6 +162,48 @@ class TlsTest(unittest.TestCase):
                          grpc.StatusCode.UNAVAILABLE)
 
 
+class TlsStartupErrorTest(unittest.TestCase):
+    """Certificate mistakes end start-up with a message naming them (exit 2),
+    before a worker loads its model or a router probes its workers."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.certs = make_certs()
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.certs, ignore_errors=True)
+
+    def run_binary(self, name, *args):
+        return subprocess.run([os.path.join(h.BIN, name), "--port=0", "--metrics_port=0", *args],
+                              capture_output=True, text=True, timeout=60)
+
+    def test_key_of_another_certificate_is_refused(self):
+        c = lambda n: os.path.join(self.certs, n)  # noqa: E731
+        out = self.run_binary("hc-worker", f"--tls_cert={c('server.crt')}", f"--tls_key={c('router-client.key')}",
+                              f"--peer_ca={c('ca.crt')}")
+        self.assertEqual(out.returncode, 2, out.stderr)
+        self.assertIn("does not belong to certificate", out.stderr)
+        out = self.run_binary("hc-router", "--workers=127.0.0.1:1", f"--worker_ca={c('ca.crt')}",
+                              f"--worker_tls_cert={c('router-client.crt')}", f"--worker_tls_key={c('server.key')}")
+        self.assertEqual(out.returncode, 2, out.stderr)
+        self.assertIn("does not belong to certificate", out.stderr)
+
+    def test_incomplete_tls_flags_are_refused(self):
+        c = lambda n: os.path.join(self.certs, n)  # noqa: E731
+        out = self.run_binary("hc-worker", f"--peer_ca={c('ca.crt')}")  # mutual TLS without a certificate
+        self.assertEqual(out.returncode, 2, out.stderr)
+        self.assertIn("client CA was given without a server certificate", out.stderr)
+        out = self.run_binary("hc-router", "--workers=127.0.0.1:1", f"--worker_tls_cert={c('router-client.crt')}",
+                              f"--worker_tls_key={c('router-client.key')}")
+        self.assertEqual(out.returncode, 2, out.stderr)
+        self.assertIn("need --worker_ca", out.stderr)
+        out = self.run_binary("hc-router", "--workers=127.0.0.1:1", f"--tls_cert={c('absent.crt')}",
+                              f"--tls_key={c('server.key')}")
+        self.assertEqual(out.returncode, 2, out.stderr)
+        self.assertIn("absent.crt", out.stderr)
+
+
 def served_fingerprint(port, ca):
     """SHA-256 of the certificate the server presents in a new handshake."""
     ctx = ssl.create_default_context(cafile=ca)

@@ -11,7 +11,9 @@
 // Start-up order (each step relies on the ones before it):
 //   1. InitProcess: flags; SIGINT/SIGTERM blocked before any thread starts,
 //      so a signal during start-up (e.g. while the model loads) stays pending
-//      until step 7 and gets the normal drain, not a kill.
+//      until step 7 and gets the normal drain, not a kill. Then the server
+//      options (flags, TLS files checked): a mistake there ends start-up
+//      before the model loads.
 //   2. Metrics registry and WorkerMetrics: the engine feeds them, so they
 //      are declared first and outlive it.
 //   3. WorkerStack: model, caches and the engine thread.
@@ -82,6 +84,15 @@ std::string DefaultWorkerId() {
 }
 
 int Run() {
+  // Flags and certificate files first: a mistake there is reported at once,
+  // not after minutes of loading a model.
+  absl::StatusOr<hc::ServerOptions> server_options =
+      hc::ServerOptionsFromFlags(absl::GetFlag(FLAGS_port), absl::GetFlag(FLAGS_peer_ca));
+  if (!server_options.ok()) {
+    HC_LOG(ERROR) << server_options.status();
+    return 2;
+  }
+  server_options->memory_quota_bytes = absl::GetFlag(FLAGS_grpc_memory_quota);
   auto registry = std::make_shared<prometheus::Registry>();
   hc::worker::WorkerMetrics metrics(*registry);
 
@@ -106,13 +117,6 @@ int Run() {
 
   std::string worker_id = absl::GetFlag(FLAGS_worker_id);
   if (worker_id.empty()) worker_id = DefaultWorkerId();
-  absl::StatusOr<hc::ServerOptions> server_options =
-      hc::ServerOptionsFromFlags(absl::GetFlag(FLAGS_port), absl::GetFlag(FLAGS_peer_ca));
-  if (!server_options.ok()) {
-    HC_LOG(ERROR) << server_options.status();
-    return 2;
-  }
-  server_options->memory_quota_bytes = absl::GetFlag(FLAGS_grpc_memory_quota);
   auto metrics_server = hc::MetricsServer::Start(hc::MetricsHostFromFlags(),
                                                  absl::GetFlag(FLAGS_metrics_port), registry);
   if (!metrics_server.ok()) {
