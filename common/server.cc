@@ -3,7 +3,9 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -12,20 +14,80 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
+#include "grpcpp/impl/server_builder_option.h"
 #include "grpcpp/server_builder.h"
 
 namespace hc {
 
+namespace {
+
+// Decides per server whether it serves reflection. libgrpc++_reflection adds
+// its plugin to every ServerBuilder of the process once the library is loaded
+// (a static initializer), so the plugin is removed here unless asked for,
+// then added back, once, when it is.
+class ReflectionOption final : public grpc::ServerBuilderOption {
+ public:
+  explicit ReflectionOption(bool enabled) : enabled_(enabled) {}
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    const std::string name = grpc::reflection::ProtoServerReflectionPlugin().name();
+    plugins->erase(std::remove_if(plugins->begin(), plugins->end(),
+                                  [&](const auto& p) { return p->name() == name; }),
+                   plugins->end());
+    if (enabled_) plugins->push_back(std::make_unique<grpc::reflection::ProtoServerReflectionPlugin>());
+  }
+
+ private:
+  const bool enabled_;
+};
+
+// The plaintext health-only server: no service of its own, so it serves the
+// default health service alone (reflection explicitly off). gRPC refuses to
+// build a server without a callback or synchronous method (the default health
+// service is added after that check), hence `fallback`.
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthServer(
+    const ServerOptions& options, grpc::CallbackGenericService* fallback, int* bound_port) {
+  grpc::ServerBuilder builder;
+  const std::string address = absl::StrCat(options.host, ":", options.health_port);
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), bound_port);
+  builder.SetOption(std::make_unique<ReflectionOption>(false));
+  builder.RegisterCallbackGenericService(fallback);
+  // Health requests are tiny; nothing else is served.
+  builder.SetMaxReceiveMessageSize(4096);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || *bound_port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot serve health on ", address));
+  }
+  return server;
+}
+
+}  // namespace
+
+grpc::ServerGenericBidiReactor* GrpcServer::HealthOnlyFallback::CreateReactor(
+    grpc::GenericCallbackServerContext* /*ctx*/) {
+  class Refuse final : public grpc::ServerGenericBidiReactor {
+   public:
+    Refuse() {
+      Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                          "this port serves grpc.health.v1 only; use the service port"));
+    }
+    void OnDone() override { delete this; }
+  };
+  return new Refuse;
+}
+
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     const ServerOptions& options, const std::vector<Binding>& services) {
-  // Both are process-wide switches read when a server is built.
+  // A process-wide switch read when a server is built.
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
   grpc::ServerBuilder builder;
   int bound_port = 0;
   const std::string address = absl::StrCat(options.host, ":", options.port);
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &bound_port);
+  builder.AddListeningPort(
+      address, options.credentials ? options.credentials : grpc::InsecureServerCredentials(),
+      &bound_port);
+  builder.SetOption(std::make_unique<ReflectionOption>(options.reflection));
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
@@ -46,22 +108,40 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     names.push_back(b.name);
   }
 
+  std::unique_ptr<HealthOnlyFallback> health_fallback;
+  std::unique_ptr<grpc::Server> health_server;
+  int health_port = -1;
+  if (options.health_port >= 0) {
+    // First, so that a port conflict is reported before the service port opens.
+    health_fallback = std::make_unique<HealthOnlyFallback>();
+    absl::StatusOr<std::unique_ptr<grpc::Server>> hs =
+        StartHealthServer(options, health_fallback.get(), &health_port);
+    if (!hs.ok()) return hs.status();
+    health_server = *std::move(hs);
+  }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || bound_port == 0) {
+    if (health_server != nullptr) health_server->Shutdown(std::chrono::system_clock::now());
     return absl::UnavailableError(absl::StrCat("cannot listen on ", address));
   }
-  auto result = std::unique_ptr<GrpcServer>(
-      new GrpcServer(options, std::move(server), bound_port, std::move(names)));
+  auto result = std::unique_ptr<GrpcServer>(new GrpcServer(options, std::move(server), bound_port,
+                                                           std::move(health_fallback),
+                                                           std::move(health_server), health_port,
+                                                           std::move(names)));
   result->SetServing(options.start_serving);
-  result->server_->GetHealthCheckService()->SetServingStatus(kLivenessService, true);
+  result->SetHealth(kLivenessService, true);
   return result;
 }
 
+void GrpcServer::SetHealth(const std::string& name, bool serving) {
+  server_->GetHealthCheckService()->SetServingStatus(name, serving);
+  if (health_server_ != nullptr) health_server_->GetHealthCheckService()->SetServingStatus(name, serving);
+}
+
 void GrpcServer::SetServing(bool serving) {
-  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
   // By name: the overload without one would set every name, kLivenessService too.
-  health->SetServingStatus("", serving);
-  for (const std::string& name : service_names_) health->SetServingStatus(name, serving);
+  SetHealth("", serving);
+  for (const std::string& name : service_names_) SetHealth(name, serving);
 }
 
 GrpcServer::~GrpcServer() { Shutdown(); }
@@ -93,13 +173,19 @@ void GrpcServer::Shutdown() {
   HC_LOG(INFO) << "shutting down " << address() << ": draining for up to "
                << absl::FormatDuration(options_.drain_timeout);
   SetServing(false);
-  server_->GetHealthCheckService()->SetServingStatus(kLivenessService, false);
+  SetHealth(kLivenessService, false);
   if (hook) hook();
   // Refuses new calls at once; in-flight calls run until the deadline, then
   // are cancelled. Open health Watch streams count as in-flight, which is why
   // the router polls Check instead.
   server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.drain_timeout));
   server_->Wait();
+  // Last, so that probes read NOT_SERVING for the whole drain; its open
+  // Watch streams are cancelled at once.
+  if (health_server_ != nullptr) {
+    health_server_->Shutdown(std::chrono::system_clock::now());
+    health_server_->Wait();
+  }
   absl::MutexLock lock(&mu_);
   stopped_ = true;
 }

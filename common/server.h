@@ -1,6 +1,7 @@
 // gRPC server bootstrap shared by the router and the worker: standard health
-// service (grpc.health.v1), server reflection, keepalive, message-size limits,
-// and graceful shutdown (health NOT_SERVING, refuse new calls, drain in-flight
+// service (grpc.health.v1), optional server reflection, TLS (common/tls.h),
+// an optional plaintext health-only port, keepalive, message-size limits, and
+// graceful shutdown (health NOT_SERVING, refuse new calls, drain in-flight
 // calls up to a deadline, then cancel what remains).
 #ifndef HC_COMMON_SERVER_H_
 #define HC_COMMON_SERVER_H_
@@ -15,6 +16,8 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "grpcpp/generic/async_generic_service.h"
+#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/impl/codegen/service_type.h"
 
@@ -46,6 +49,18 @@ struct ServerOptions {
   // streams rather than letting a flood of calls grow memory without bound.
   // 0: no quota (gRPC's default).
   int64_t memory_quota_bytes = 0;
+  // Credentials of `port` (common/tls.h MakeServerCredentials); null:
+  // plaintext.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  // grpc.reflection.v1alpha on `port`. Off unless asked for: it describes
+  // every method and message to anyone who can connect.
+  bool reflection = false;
+  // >= 0: a second server, plaintext, on this port of `host` (0 picks a free
+  // one) that serves grpc.health.v1 and nothing else, with the same statuses
+  // as `port`. For probes that cannot speak TLS or present a client
+  // certificate (the kubelet's gRPC probes) while `port` requires them.
+  // -1: none.
+  int health_port = -1;
 };
 
 class GrpcServer {
@@ -66,6 +81,8 @@ class GrpcServer {
 
   int port() const { return port_; }
   std::string address() const;  // "host:port"
+  // The plaintext health-only port; -1 without options.health_port.
+  int health_port() const { return health_port_; }
 
   // Registers a hook run at the start of Shutdown, after health turns
   // NOT_SERVING and before new calls are refused (e.g. a worker's Drain).
@@ -80,18 +97,36 @@ class GrpcServer {
   bool shutting_down() const;
 
   // Sets the health status of "" and every bound service (e.g. NOT_SERVING
-  // while a worker drains); kLivenessService is left as it is. Thread-safe.
+  // while a worker drains), on both ports; kLivenessService is left as it is.
+  // Thread-safe.
   void SetServing(bool serving);
 
  private:
+  // Answers every method of the health-only port that is not grpc.health.v1
+  // with UNIMPLEMENTED.
+  class HealthOnlyFallback final : public grpc::CallbackGenericService {
+   public:
+    grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* ctx) override;
+  };
+
   GrpcServer(ServerOptions options, std::unique_ptr<grpc::Server> server, int port,
+             std::unique_ptr<HealthOnlyFallback> health_fallback,
+             std::unique_ptr<grpc::Server> health_server, int health_port,
              std::vector<std::string> names)
       : options_(std::move(options)), server_(std::move(server)), port_(port),
-        service_names_(std::move(names)) {}
+        health_fallback_(std::move(health_fallback)), health_server_(std::move(health_server)),
+        health_port_(health_port), service_names_(std::move(names)) {}
+
+  // Sets one health name on both servers.
+  void SetHealth(const std::string& name, bool serving);
 
   const ServerOptions options_;
   std::unique_ptr<grpc::Server> server_;
   const int port_;
+  // Outlives health_server_ (declared before it), which uses it.
+  std::unique_ptr<HealthOnlyFallback> health_fallback_;
+  std::unique_ptr<grpc::Server> health_server_;  // null without options.health_port
+  const int health_port_;
   const std::vector<std::string> service_names_;
   mutable absl::Mutex mu_;
   std::function<void()> drain_hook_ ABSL_GUARDED_BY(mu_);

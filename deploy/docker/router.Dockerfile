@@ -31,7 +31,7 @@ RUN apt-get update \
  && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin hc
 COPY --from=build /out/hc-router /out/hcctl /usr/local/bin/
 USER 10001:10001
-# gRPC (ChatService, grpc.health.v1, reflection) and Prometheus /metrics.
+# gRPC (ChatService, grpc.health.v1; reflection with --reflection) and Prometheus /metrics.
 EXPOSE 50051 9090
 ENTRYPOINT ["/usr/local/bin/hc-router"]
 CMD ["--host=0.0.0.0", "--port=50051", "--metrics_port=9090"]

@@ -39,7 +39,7 @@ COPY --from=build /out/hc-worker /usr/local/bin/
 ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 USER 10001:10001
-# gRPC (WorkerService, grpc.health.v1, reflection) and Prometheus /metrics.
+# gRPC (WorkerService, grpc.health.v1; reflection with --reflection) and Prometheus /metrics.
 EXPOSE 50051 9090
 ENTRYPOINT ["/usr/local/bin/hc-worker"]
 CMD ["--host=0.0.0.0", "--port=50051", "--metrics_port=9090", "--device=auto"]

@@ -155,7 +155,9 @@ std::unique_ptr<WorkerProber> NewGrpcProber(absl::Duration timeout) {
 
 std::unique_ptr<Resolver> NewDnsResolver() { return std::make_unique<DnsResolver>(); }
 
-std::shared_ptr<grpc::Channel> NewWorkerChannel(const std::string& address) {
+namespace {
+
+grpc::ChannelArguments WorkerChannelArguments() {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   args.SetMaxSendMessageSize(64 << 20);
@@ -164,7 +166,24 @@ std::shared_ptr<grpc::Channel> NewWorkerChannel(const std::string& address) {
   // Fast reconnects: a restarted worker is back within a probe interval.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return args;
+}
+
+}  // namespace
+
+std::shared_ptr<grpc::Channel> NewWorkerChannel(const std::string& address) {
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
+                                   WorkerChannelArguments());
+}
+
+std::function<std::shared_ptr<grpc::Channel>(const std::string&)> NewWorkerChannelFactory(
+    ChannelSecurity security) {
+  if (security.credentials == nullptr) security.credentials = grpc::InsecureChannelCredentials();
+  return [security = std::move(security)](const std::string& address) {
+    grpc::ChannelArguments args = WorkerChannelArguments();
+    security.Apply(&args);
+    return grpc::CreateCustomChannel(address, security.credentials, args);
+  };
 }
 
 }  // namespace hc::router

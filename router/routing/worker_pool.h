@@ -56,6 +56,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/tls.h"
 #include "grpcpp/channel.h"
 #include "hybridcache/v1/worker.grpc.pb.h"
 
@@ -136,8 +137,14 @@ class Resolver {
 
 std::unique_ptr<WorkerProber> NewGrpcProber(absl::Duration timeout);
 std::unique_ptr<Resolver> NewDnsResolver();  // getaddrinfo
-// Insecure channels with the router's client settings.
+// Plaintext channels with the router's client settings.
 std::shared_ptr<grpc::Channel> NewWorkerChannel(const std::string& address);
+// The same settings over `security` (common/tls.h: TLS, the router's client
+// certificate, the name the workers' certificates carry), for
+// WorkerPoolOptions::channel_factory. Every channel shares the credentials,
+// and so one watcher of the certificate files.
+std::function<std::shared_ptr<grpc::Channel>(const std::string&)> NewWorkerChannelFactory(
+    ChannelSecurity security);
 
 enum class RouteKind { kSticky = 0, kPlaced = 1, kFailover = 2 };
 const char* RouteKindName(RouteKind kind);

@@ -4,8 +4,18 @@
 //   hc-router --workers_dns hc-worker.default.svc:50052 --ledger redis://redis:6379
 //
 // Prints "hc-router listening on HOST:PORT metrics HOST:MPORT" once serving
-// (ports resolved, so --port 0 / --metrics_port 0 work for tests). SIGTERM or
-// SIGINT drains in-flight turns (--drain_timeout) and exits 0.
+// (ports resolved, so --port 0 / --metrics_port 0 work for tests), followed
+// by " health HOST:HPORT" with --health_port and " tls" / " mtls" with TLS.
+// SIGTERM or SIGINT drains in-flight turns (--drain_timeout) and exits 0.
+//
+// Security (all off by default; plaintext on loopback):
+//   public port   --tls_cert/--tls_key [--tls_client_ca: require client certs]
+//   to workers    --worker_ca (verify the workers' certificates) and
+//                 --worker_tls_cert/--worker_tls_key (the router's client
+//                 certificate, which workers started with --peer_ca require);
+//                 --worker_server_name when workers are dialled by IP
+//   probes        --health_port: plaintext grpc.health.v1 only
+// Every certificate file is re-read every --tls_refresh_interval.
 //
 // Start-up order: codec, ledger (replayed), worker pool (first probe round,
 // then background refresh), metrics, ChatService, and last the gRPC server, so
@@ -28,6 +38,7 @@
 #include "common/metrics.h"
 #include "common/process.h"
 #include "common/server.h"
+#include "common/tls.h"
 #include "router/ledger/ledger.h"
 #include "router/routing/worker_pool.h"
 #include "router/service/chat_service.h"
@@ -74,6 +85,20 @@ ABSL_FLAG(int32_t, max_inflight_per_worker, 0,
           "with room, RESOURCE_EXHAUSTED when none has (0: no cap; workers' own max_waiting "
           "applies regardless)");
 
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA certificate(s): with --tls_cert/--tls_key, clients of the public port must "
+          "present a certificate signed by one of them (mutual TLS)");
+ABSL_FLAG(std::string, worker_ca, "",
+          "PEM CA certificate(s) the workers' certificates must chain to: connect to workers over "
+          "TLS (empty, and no --worker_tls_cert: plaintext)");
+ABSL_FLAG(std::string, worker_tls_cert, "",
+          "PEM client certificate the router presents to workers (those started with --peer_ca "
+          "require one); with --worker_tls_key");
+ABSL_FLAG(std::string, worker_tls_key, "", "PEM private key of --worker_tls_cert");
+ABSL_FLAG(std::string, worker_server_name, "",
+          "Name the workers' certificates must carry, instead of the dialled host (workers are "
+          "dialled by IP, e.g. resolved from --workers_dns; name their Service here)");
+
 namespace hc::router {
 namespace {
 
@@ -107,6 +132,15 @@ int Main(int argc, char** argv) {
     return 2;
   }
 
+  // Before the pool probes the workers: bad flags or certificate files end
+  // start-up at once.
+  absl::StatusOr<ServerOptions> server_options =
+      ServerOptionsFromFlags(absl::GetFlag(FLAGS_port), absl::GetFlag(FLAGS_tls_client_ca));
+  if (!server_options.ok()) {
+    HC_LOG(ERROR) << server_options.status();
+    return 2;
+  }
+  ServerOptions& so = *server_options;
   WorkerPoolOptions po;
   for (absl::string_view w : absl::StrSplit(absl::GetFlag(FLAGS_workers), ',', absl::SkipWhitespace())) {
     po.static_workers.emplace_back(w);
@@ -129,19 +163,35 @@ int Main(int argc, char** argv) {
   po.max_inflight_per_worker = static_cast<uint32_t>(absl::GetFlag(FLAGS_max_inflight_per_worker));
   po.refresh_interval = absl::GetFlag(FLAGS_probe_interval);
   po.seed = std::random_device()();
-  po.channel_factory = NewWorkerChannel;
+  TlsChannelConfig worker_tls;
+  worker_tls.ca_file = absl::GetFlag(FLAGS_worker_ca);
+  worker_tls.cert_file = absl::GetFlag(FLAGS_worker_tls_cert);
+  worker_tls.key_file = absl::GetFlag(FLAGS_worker_tls_key);
+  worker_tls.server_name = absl::GetFlag(FLAGS_worker_server_name);
+  worker_tls.refresh_interval = TlsRefreshIntervalFromFlags();
+  if (worker_tls.enabled() && worker_tls.ca_file.empty()) {
+    // The workers' certificates come from a private CA; system roots would
+    // accept any publicly trusted certificate for the name.
+    HC_LOG(ERROR) << "--worker_tls_cert/--worker_server_name need --worker_ca";
+    return 2;
+  }
+  absl::StatusOr<ChannelSecurity> worker_security = MakeChannelSecurity(worker_tls);
+  if (!worker_security.ok()) {
+    HC_LOG(ERROR) << "worker TLS: " << worker_security.status();
+    return 2;
+  }
+  po.channel_factory = NewWorkerChannelFactory(*std::move(worker_security));
   WorkerPool pool(po, NewGrpcProber(std::min(po.refresh_interval, absl::Seconds(2))), NewDnsResolver());
   // Before the port opens, so that a router whose workers are up is ready at once.
   pool.Refresh();
   pool.StartBackgroundRefresh();
 
-  ServerOptions so = ServerOptionsFromFlags(absl::GetFlag(FLAGS_port));
   // Readiness: health stays NOT_SERVING until a worker has been healthy.
   so.start_serving = false;
   auto registry = std::make_shared<prometheus::Registry>();
   RouterMetrics metrics(*registry);
   absl::StatusOr<std::unique_ptr<MetricsServer>> metrics_server =
-      MetricsServer::Start(so.host, absl::GetFlag(FLAGS_metrics_port), registry);
+      MetricsServer::Start(MetricsHostFromFlags(), absl::GetFlag(FLAGS_metrics_port), registry);
   if (!metrics_server.ok()) {
     HC_LOG(ERROR) << "metrics: " << metrics_server.status();
     return 1;
@@ -190,7 +240,8 @@ int Main(int argc, char** argv) {
   });
   if (!pool.ever_healthy()) HC_LOG(WARNING) << "no worker healthy yet: health NOT_SERVING until one is";
   HC_LOG(INFO) << "hc-router listening on " << (*server)->address() << " metrics "
-               << (*metrics_server)->endpoint();
+               << (*metrics_server)->endpoint()
+               << ListeningSuffix(**server, absl::GetFlag(FLAGS_tls_client_ca));
 
   // Values that are read, not counted here: conversations, worker health and
   // the ledger's expiry/cap totals.

@@ -6,7 +6,12 @@ checks the Prometheus Operator objects against a small structural schema,
 and checks that the pieces fit together: selectors, ports, probes, the drain
 budget, the flags each binary takes, the worker DNS name the router resolves,
 the Redis ledger address and its password, servers listening beyond
-loopback, GPU limits equal to the TP size, monitors, HPA.
+loopback, GPU limits equal to the TP size, monitors, HPA, NetworkPolicies
+(worker gRPC from routers only, metrics from the monitoring namespace only),
+and, where TLS is on, that certificate flags point into mounted Secrets of
+cert-manager Certificates, the router's client certificate and the workers'
+--peer_ca come from one issuer, the name the router verifies is in the
+workers' certificate, and probes use the plaintext health port.
 
 Usage: check_k8s.py [--kubectl PATH] [--root DIR] [OVERLAY_DIR ...]
 (--root: the directory holding deploy/, default this repository.)
@@ -25,6 +30,8 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+from check_k8s_security import CERT_MANAGER_KINDS, CERT_MANAGER_SCHEMAS, SecurityChecks
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 ROOT = REPO  # where deploy/ is read from (--root)
 # Oldest Kubernetes the manifests target (gRPC probes are GA from 1.27) and
@@ -36,6 +43,13 @@ CLUSTER_SCOPED = ("Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentV
 ROUTER_FLAGS = {"host", "port", "metrics_port", "workers_dns", "model", "ledger", "drain_timeout"}
 WORKER_FLAGS = {"host", "port", "metrics_port", "worker_id", "model", "device", "tp", "kv_blocks",
                 "mamba_slots", "block_size", "max_batch_tokens", "max_model_len", "drain_timeout"}
+# Flags a manifest may add (TLS, the health-only port, ...); each is checked
+# for consistency below.
+ROUTER_OPTIONAL_FLAGS = {"health_port", "tls_cert", "tls_key", "tls_client_ca", "tls_refresh_interval",
+                         "worker_ca", "worker_tls_cert", "worker_tls_key", "worker_server_name",
+                         "metrics_host", "reflection"}
+WORKER_OPTIONAL_FLAGS = {"health_port", "tls_cert", "tls_key", "peer_ca", "tls_refresh_interval",
+                         "metrics_host", "reflection"}
 # The health service name that stays SERVING while the process runs
 # (common/server.h kLivenessService): startup and liveness probes check it,
 # readiness checks "".
@@ -104,7 +118,7 @@ def parse_duration_s(text):
     return sum(float(a) * units[b] for a, b in parts)
 
 
-class Overlay:
+class Overlay(SecurityChecks):
     def __init__(self, name, docs):
         self.name = name
         self.docs = docs
@@ -135,6 +149,15 @@ class Overlay:
         n = 0
         for d in self.docs:
             where = f"{d['kind']}/{d['metadata']['name']}"
+            if d["kind"] in CERT_MANAGER_KINDS:
+                if d["apiVersion"] != "cert-manager.io/v1":
+                    self.err(f"{where}: apiVersion must be cert-manager.io/v1")
+                try:
+                    jsonschema.validate(d.get("spec", {}), CERT_MANAGER_SCHEMAS[d["kind"]])
+                except jsonschema.ValidationError as e:
+                    self.err(f"{where}: spec.{'.'.join(map(str, e.path))}: {e.message}")
+                n += 1
+                continue
             if d["kind"] in OPERATOR_KINDS:
                 if d["apiVersion"] != "monitoring.coreos.com/v1":
                     self.err(f"{where}: apiVersion must be monitoring.coreos.com/v1")
@@ -179,6 +202,8 @@ class Overlay:
         self.check_worker()
         self.check_monitors()
         self.check_rules()
+        self.check_network_policies()
+        self.check_tls()
 
     def pods_selected(self, selector):
         return [w for w in self.workloads()
@@ -236,9 +261,9 @@ class Overlay:
                 env[e["name"]] = f"{w['metadata']['name']}-0"
         return env
 
-    def flags(self, w, c, expected):
+    def flags(self, w, c, expected, optional=frozenset()):
         """Returns {flag: value} of the container's args with $(VAR) expanded,
-        after checking the flag set is exactly `expected`."""
+        after checking the flag set is `expected` plus any of `optional`."""
         env = self.container_env(w, c)
         flags = {}
         for arg in c.get("args", []):
@@ -256,10 +281,10 @@ class Overlay:
         if "workers" in flags and "dns:" in flags["workers"]:
             self.err(f"{w['metadata']['name']}: --workers={flags['workers']} takes host:port addresses "
                      f"(one worker per entry); a DNS name of many workers goes in --workers_dns")
-        if set(flags) != expected:
+        if not expected <= set(flags) <= expected | optional:
             self.err(f"{w['metadata']['name']}: flags {sorted(flags)} differ from the binary's "
                      f"{sorted(expected)} (missing {sorted(expected - set(flags))}, "
-                     f"unknown {sorted(set(flags) - expected)})")
+                     f"unknown {sorted(set(flags) - expected - optional)})")
         return flags
 
     def check_server_container(self, w, c, flags):
@@ -274,13 +299,24 @@ class Overlay:
         if host.startswith(LOOPBACK_HOSTS):
             self.err(f"{name}: --host={host} listens on loopback only: probes, Services and monitors "
                      f"reach the pod IP")
+        # The kubelet's gRPC probes speak neither TLS nor mutual TLS: with TLS
+        # on the gRPC port they go to the plaintext health-only port.
+        probe_port, probe_port_name = ports.get("grpc"), "the gRPC port"
+        if "health_port" in flags:
+            if str(ports.get("health")) != flags["health_port"]:
+                self.err(f"{name}: container port health {ports.get('health')} != --health_port "
+                         f"{flags['health_port']}")
+            probe_port, probe_port_name = ports.get("health"), "the health port"
+        elif "tls_cert" in flags:
+            self.err(f"{name}: --tls_cert without --health_port: the kubelet's gRPC probes cannot "
+                     f"do TLS and would fail on the gRPC port")
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             grpc = c.get(probe, {}).get("grpc")
             if grpc is None:
                 self.err(f"{name}: {probe} must be a gRPC probe (grpc.health.v1)")
                 continue
-            if grpc.get("port") != ports.get("grpc"):
-                self.err(f"{name}: {probe} probes port {grpc.get('port')}, the gRPC port is {ports.get('grpc')}")
+            if grpc.get("port") != probe_port:
+                self.err(f"{name}: {probe} probes port {grpc.get('port')}, {probe_port_name} is {probe_port}")
             # Readiness: can it serve (""); startup/liveness: is it alive. A
             # liveness probe on "" would restart a router waiting for workers.
             want = "" if probe == "readinessProbe" else LIVENESS_SERVICE
@@ -309,7 +345,8 @@ class Overlay:
             return
         if w["kind"] != "Deployment" or w["spec"].get("replicas", 1) < 2:
             self.err("hc-router must be a Deployment with >= 2 replicas")
-        flags = self.flags(w, c, ROUTER_FLAGS)
+        flags = self.flags(w, c, ROUTER_FLAGS, ROUTER_OPTIONAL_FLAGS)
+        self.router_flags = flags
         self.check_server_container(w, c, flags)
         # --workers_dns=<headless svc>[.<ns>[.svc[.<cluster domain>]]]:<port>
         m = re.fullmatch(r"([a-z0-9-]+)(?:\.([a-z0-9-]+)(?:\.svc(?:\.[a-z0-9.-]+)?)?)?:(\d+)",
@@ -387,7 +424,8 @@ class Overlay:
             self.err("hc-worker's serviceName must be a headless Service")
         elif not labels_match(svc["spec"]["selector"], w["spec"]["template"]["metadata"]["labels"]):
             self.err("the headless Service does not select the worker pods")
-        flags = self.flags(w, c, WORKER_FLAGS)
+        flags = self.flags(w, c, WORKER_FLAGS, WORKER_OPTIONAL_FLAGS)
+        self.worker_flags = flags
         self.check_server_container(w, c, flags)
         res = c.get("resources", {})
         gpus = res.get("limits", {}).get("nvidia.com/gpu")
@@ -522,7 +560,7 @@ def main(argv=None):
         for e in ov.errors:
             print(f"FAIL {e}")
         print(f"{name}: {len(docs)} objects rendered (kustomize {version}), {n} validated "
-              f"(Kubernetes {' and '.join(K8S_VERSIONS)} strict; operator CRDs structurally), "
+              f"(Kubernetes {' and '.join(K8S_VERSIONS)} strict; operator and cert-manager CRDs structurally), "
               f"{len(ov.errors)} problems")
         failed |= bool(ov.errors)
     return 1 if failed else 0

@@ -19,7 +19,7 @@ For every overlay under deploy/k8s/overlays (or the ones named):
     image's for redis) mapped to the binary built here;
   - the pod's filesystem: the host's root as a read-only overlay (its
     readOnlyRootFilesystem), the image's binaries at their image paths, the
-    pod's volumes (emptyDir, PVC, ConfigMap) at their mountPaths, run as its
+    pod's volumes (emptyDir, PVC, ConfigMap, Secret) at their mountPaths, run as its
     runAsUser/runAsGroup/fsGroup with no capabilities, hostname = pod name;
   - network: a "node" network namespace that the test process itself enters
     (it plays the kubelet, and everything it creates lives inside it), a
@@ -33,14 +33,19 @@ For every overlay under deploy/k8s/overlays (or the ones named):
     pod IPs, so only Services whose port equals their target port work);
   - Secret hc-redis-auth (created by hand in a real cluster, see
     deploy/README.md) gets a random password;
+  - cert-manager emulated: every Certificate's Secret (tls.crt, tls.key,
+    ca.crt) is issued with openssl as its Issuer says (selfSigned, or ca);
   - probes as the kubelet runs them: gRPC health (port, service) and TCP on
     the pod IP from the node, exec inside the container (nsenter);
   - checks: Redis, workers and routers pass their startup and readiness
     probes; a router passes startup/liveness but is NOT ready while no worker
     is published; every router sees every worker (hc_router_workers);
-    Redis refuses a client without the password; a 3-turn conversation
-    through the router pods' addresses and the router Service name, turns 2
-    and 3 served from the cache (cached_tokens > 0); /metrics scraped where
+    Redis refuses a client without the password; workers started with
+    --peer_ca refuse plaintext clients and TLS clients without a certificate;
+    a 3-turn conversation through the router pods' addresses and the router
+    Service name (over TLS, verifying the router's certificate, where the
+    router has one), turns 2 and 3 served from the cache (cached_tokens > 0);
+    /metrics scraped where
     the ServiceMonitor/PodMonitor scrape it; SIGTERM makes every pod exit 0.
 
 Only what cannot exist here is substituted, and printed: --device=cuda runs
@@ -76,6 +81,9 @@ import urllib.request
 
 import yaml
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cert_manager_emulation import CertificateError, issue_certificates  # noqa: E402
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SUBNET = "10.213.0"          # inside the node namespace only: nothing else sees it
 NODE_IP = f"{SUBNET}.1"
@@ -89,6 +97,8 @@ POLL_S = 0.1                 # how often a wait re-checks its condition
 
 class TestFailure(Exception):
     pass
+
+
 
 
 def log(msg):
@@ -155,11 +165,23 @@ class Cluster:
             data = {k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()}
             data.update(s.get("stringData", {}))
             self.secrets[s["metadata"]["name"]] = data
+        self.issue_certificates()
         self.pods = []
         for kind in ("StatefulSet", "Deployment"):
             for w in self.by_kind.get(kind, {}).values():
                 for i in range(w["spec"].get("replicas", 1)):
                     self.pods.append(Pod(self, w, i, f"{SUBNET}.{10 + len(self.pods)}"))
+
+    def issue_certificates(self):
+        """Emulates cert-manager (cert_manager_emulation.py)."""
+        certs = self.by_kind.get("Certificate", {})
+        if not certs:
+            return
+        try:
+            issue_certificates(certs, self.by_kind.get("Issuer", {}), self.secrets)
+        except CertificateError as e:
+            raise TestFailure(str(e)) from None
+        log(f"{self.name}: issued {', '.join(sorted(certs))} (cert-manager emulated)")
 
     def configmap(self, name, where):
         cm = self.by_kind.get("ConfigMap", {}).get(name)
@@ -305,6 +327,12 @@ class Pod:
                     for key, text in data.items():
                         with open(os.path.join(src, key), "w") as f:
                             f.write(text)
+                elif "secret" in v:
+                    data = self.cluster.secret(v["secret"]["secretName"], self.name)
+                    for key, text in data.items():
+                        with open(os.path.join(src, key), "w") as f:
+                            f.write(text)
+                        os.chmod(os.path.join(src, key), v["secret"].get("defaultMode", 0o644))
                 elif "emptyDir" in v:
                     os.chmod(src, 0o777)
                 elif "persistentVolumeClaim" in v:
@@ -315,7 +343,7 @@ class Pod:
                         os.chmod(src, 0o777)
                 else:
                     raise TestFailure(f"{self.name}: volume {m['name']} {sorted(v)} is not emulated")
-            ro = m.get("readOnly", False) or "configMap" in v
+            ro = m.get("readOnly", False) or "configMap" in v or "secret" in v
             self.mounts.append((src, m["mountPath"], ro))
         self.hosts = os.path.join(self.dir, "hosts")
         with open(os.path.join(self.dir, "resolv.conf"), "w") as f:
@@ -369,6 +397,23 @@ class Pod:
             env=env, stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=subprocess.STDOUT,
             start_new_session=True)
         self.started = time.monotonic()
+
+    def flag(self, name):
+        """The value of --name=VALUE in the container's argv, or None."""
+        for a in self.argv:
+            if a.startswith(f"--{name}="):
+                return a.split("=", 1)[1]
+        return None
+
+    def secret_file(self, path):
+        """The content of `path` as a mounted Secret volume holds it."""
+        volumes = {v["name"]: v for v in self.spec.get("volumes", [])}
+        for m in self.container.get("volumeMounts", []):
+            mount = m["mountPath"].rstrip("/") + "/"
+            secret = volumes.get(m["name"], {}).get("secret")
+            if secret and path.startswith(mount):
+                return self.cluster.secret(secret["secretName"], self.name)[path[len(mount):]]
+        raise TestFailure(f"{self.name}: {path} is not in a mounted Secret")
 
     def log_tail(self, n=15):
         try:
@@ -654,6 +699,28 @@ def check_overlay(args, node, cluster, redis, workers, routers, ready, client_ho
             time.sleep(POLL_S)
         log(f"  {r.name}: sees {len(workers)} healthy workers ({url})")
 
+    # Mutual TLS: the workers' gRPC port refuses clients without the routers'
+    # certificate (plaintext, or TLS with none); the routers reached them above.
+    for w in workers:
+        if w.flag("peer_ca") is None:
+            continue
+        import grpc
+        ca = w.secret_file(w.flag("peer_ca")).encode()
+        target = f"{w.ip}:{w.container_port('grpc')}"
+        for what, channel in (("plaintext client", grpc.insecure_channel(target)),
+                              ("TLS client without a client certificate",
+                               grpc.secure_channel(target, grpc.ssl_channel_credentials(ca), options=[
+                                   ("grpc.ssl_target_name_override", routers[0].flag("worker_server_name"))]))):
+            with channel:
+                try:
+                    node.health_grpc.HealthStub(channel).Check(node.health_pb2.HealthCheckRequest(), timeout=5)
+                    raise TestFailure(f"{w.name}: its gRPC port answered a {what}")
+                except grpc.RpcError as e:
+                    if e.code() != grpc.StatusCode.UNAVAILABLE:
+                        raise TestFailure(f"{w.name}: a {what} got {e.code().name}, expected the "
+                                          f"handshake to fail (UNAVAILABLE)") from None
+            log(f"  {w.name}: refuses a {what} at {target}")
+
     # A 3-turn conversation through the routers: pod addresses, then the Service name.
     svc_port = next(p["port"] for p in cluster.by_kind["Service"]["hc-router"]["spec"]["ports"]
                     if p["name"] == "grpc")
@@ -661,10 +728,21 @@ def check_overlay(args, node, cluster, redis, workers, routers, ready, client_ho
     via = [f"{routers[0].ip}:{grpc_port}", f"{routers[-1].ip}:{grpc_port}",
            f"hc-router.{cluster.namespace}.svc.{CLUSTER_DOMAIN}:{svc_port}"]
     hcctl = os.path.join(args.build_dir, "bin", "hcctl")
+    tls = []
+    if routers[0].flag("tls_cert") is not None:
+        # Clients verify the router's certificate against its CA; pod IPs are
+        # not in it, the Service name is.
+        ca = os.path.join(os.path.dirname(client_hosts), "router-ca.crt")
+        with open(ca, "w") as f:
+            f.write(routers[0].secret_file(os.path.join(os.path.dirname(routers[0].flag("tls_cert")), "ca.crt")))
+        tls = [f"--tls_ca={ca}"]
     conversation = f"netns-{name}-{os.getpid()}"
     for turn, router in enumerate(via, 1):
+        name_override = [f"--tls_server_name=hc-router.{cluster.namespace}.svc"] \
+            if tls and router.split(":")[0].replace(".", "").isdigit() else []
         out = client(node, client_hosts, [hcctl, "send", f"--router={router}", f"--conversation={conversation}",
-                                          f"--message=turn {turn}: tell me about caches", "--max_tokens=8"])
+                                          f"--message=turn {turn}: tell me about caches", "--max_tokens=8"]
+                     + tls + name_override)
         m = re.search(r"round (\d+) on (\S+) \| prompt (\d+) tokens, cached (\d+)", out.stderr)
         if out.returncode != 0 or not m:
             raise TestFailure(f"{name}: turn {turn} via {router} failed ({out.returncode}): {out.stderr.strip()}\n"

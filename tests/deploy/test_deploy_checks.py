@@ -72,9 +72,46 @@ class K8sChecksCatchMistakes(unittest.TestCase):
 
     def test_unmodified_overlays_pass(self):
         with DeployCopy() as d:
-            for overlay in ("cpu-dev", "gpu"):
+            for overlay in ("cpu-dev", "gpu", "tls"):
                 rc, out = d.check(overlay)
                 self.assertEqual(rc, 0, out)
+
+    def test_worker_grpc_port_only_from_routers(self):
+        self.assert_rejected("k8s/base/network-policy.yaml", """    - from:
+        - podSelector:
+            matchLabels:
+              app.kubernetes.io/name: hc-router
+      ports:
+        - port: grpc""", """    - ports:
+        - port: grpc""", r"worker pods admits port\(s\).*grpc.*from anywhere; only router pods")
+
+    def test_metrics_only_from_the_monitoring_namespace(self):
+        self.assert_rejected("k8s/base/network-policy.yaml", "kubernetes.io/metadata.name: monitoring",
+                             "app.kubernetes.io/name: hc-router", r"only the monitoring namespace")
+
+    def test_tls_probes_must_use_the_health_port(self):
+        self.assert_rejected("k8s/overlays/tls/worker-tls.yaml", """          readinessProbe:
+            grpc:
+              port: 50052""", """          readinessProbe:
+            grpc:
+              port: 50051""", r"hc-worker: readinessProbe probes port 50051, the health port is 50052",
+                             overlay="tls")
+
+    def test_tls_worker_name_must_be_in_its_certificate(self):
+        self.assert_rejected("k8s/overlays/tls/kustomization.yaml", "HC_WORKER_SERVER_NAME=hc-worker-headless",
+                             "HC_WORKER_SERVER_NAME=hc-worker", r"--worker_server_name=hc-worker is not among",
+                             overlay="tls")
+
+    def test_tls_mutual_needs_both_sides(self):
+        self.assert_rejected("k8s/overlays/tls/kustomization.yaml", """      - op: add
+        path: /spec/template/spec/containers/0/args/-
+        value: --peer_ca=$(HC_TLS_DIR)/server/ca.crt""", "", r"--peer_ca and router --worker_tls_cert go together",
+                             overlay="tls")
+
+    def test_misspelt_certificate_field_fails_structural_schema(self):
+        self.assert_rejected("k8s/overlays/tls/certificates.yaml", "  dnsNames:\n    - hc-router\n",
+                             "  dnsName:\n    - hc-router\n", r"Certificate/hc-router-tls: spec.*dnsName",
+                             overlay="tls")
 
     def test_gpu_limit_must_equal_tp(self):
         self.assert_rejected("k8s/overlays/gpu/kustomization.yaml", "HC_TP=2", "HC_TP=4",

@@ -7,6 +7,10 @@
 //
 // Every turn prints its stats to stderr: round, worker, prompt and cached
 // tokens, time to first token and total time.
+//
+// TLS: --tls_ca CA.pem (or --tls for the system roots) verifies a router
+// started with --tls_cert; --tls_cert/--tls_key present a client certificate
+// to one started with --tls_client_ca.
 #include <unistd.h>
 
 #include <cstdio>
@@ -19,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "common/tls.h"
 #include "grpcpp/create_channel.h"
 #include "hybridcache/v1/chat.grpc.pb.h"
 
@@ -30,6 +35,13 @@ ABSL_FLAG(std::string, role, "user", "send/chat: role of the messages");
 ABSL_FLAG(int32_t, max_tokens, 0, "Reply length limit (0: the server's default)");
 ABSL_FLAG(double, temperature, -1, "Sampling temperature (<0: the server's default)");
 ABSL_FLAG(absl::Duration, timeout, absl::Minutes(5), "Deadline per call");
+ABSL_FLAG(bool, tls, false, "Connect over TLS, verifying the router against the system roots");
+ABSL_FLAG(std::string, tls_ca, "",
+          "Connect over TLS, verifying the router's certificate against these PEM CA certificates");
+ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate to present (with --tls_key)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "Name the router's certificate must carry, when it is not the host of --router");
 
 namespace {
 
@@ -124,8 +136,21 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string command = args[1];
-  auto stub = v1::ChatService::NewStub(
-      grpc::CreateChannel(absl::GetFlag(FLAGS_router), grpc::InsecureChannelCredentials()));
+  hc::TlsChannelConfig tls;
+  tls.tls = absl::GetFlag(FLAGS_tls);
+  tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
+  tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  tls.server_name = absl::GetFlag(FLAGS_tls_server_name);
+  absl::StatusOr<hc::ChannelSecurity> security = hc::MakeChannelSecurity(tls);
+  if (!security.ok()) {
+    std::fprintf(stderr, "error: TLS: %s\n", std::string(security.status().message()).c_str());
+    return 2;
+  }
+  grpc::ChannelArguments channel_args;
+  security->Apply(&channel_args);
+  auto stub = v1::ChatService::NewStub(grpc::CreateCustomChannel(
+      absl::GetFlag(FLAGS_router), security->credentials, channel_args));
   if (command == "send") {
     if (absl::GetFlag(FLAGS_message).empty()) {
       std::fprintf(stderr, "send needs --message\n");

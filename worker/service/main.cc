@@ -1,10 +1,19 @@
 // hc-worker: one engine (scheduler, both cache groups, hybrid model, commit)
-// behind the internal WorkerService, with health, reflection and metrics.
+// behind the internal WorkerService, with health, metrics and, when asked
+// for, reflection.
+//
+// Security: with --tls_cert/--tls_key the gRPC port speaks TLS only; with
+// --peer_ca too, only clients presenting a certificate signed by that CA (the
+// routers) complete the handshake, so nobody else can call Execute, Release,
+// Load or Drain. The kubelet's probes, which cannot present certificates,
+// use --health_port (plaintext, grpc.health.v1 only).
 //
 // Start-up order (each step relies on the ones before it):
 //   1. InitProcess: flags; SIGINT/SIGTERM blocked before any thread starts,
 //      so a signal during start-up (e.g. while the model loads) stays pending
-//      until step 7 and gets the normal drain, not a kill.
+//      until step 7 and gets the normal drain, not a kill. Then the server
+//      options (flags, TLS files checked): a mistake there ends start-up
+//      before the model loads.
 //   2. Metrics registry and WorkerMetrics: the engine feeds them, so they
 //      are declared first and outlive it.
 //   3. WorkerStack: model, caches and the engine thread.
@@ -61,6 +70,10 @@ ABSL_FLAG(int64_t, grpc_memory_quota, 1ll << 30,
           "gRPC ResourceQuota in bytes: bounds the memory of in-flight calls and transport "
           "buffers, e.g. under a flood of streams (0: none)");
 ABSL_FLAG(int32_t, max_model_len, 0, "Context limit in tokens (0: the model's max_position_embeddings)");
+ABSL_FLAG(std::string, peer_ca, "",
+          "PEM CA certificate(s): with --tls_cert/--tls_key, the gRPC port requires every client "
+          "(the routers) to present a certificate signed by one of them (mutual TLS); others fail "
+          "the handshake. Re-read every --tls_refresh_interval");
 
 namespace {
 
@@ -71,6 +84,15 @@ std::string DefaultWorkerId() {
 }
 
 int Run() {
+  // Flags and certificate files first: a mistake there is reported at once,
+  // not after minutes of loading a model.
+  absl::StatusOr<hc::ServerOptions> server_options =
+      hc::ServerOptionsFromFlags(absl::GetFlag(FLAGS_port), absl::GetFlag(FLAGS_peer_ca));
+  if (!server_options.ok()) {
+    HC_LOG(ERROR) << server_options.status();
+    return 2;
+  }
+  server_options->memory_quota_bytes = absl::GetFlag(FLAGS_grpc_memory_quota);
   auto registry = std::make_shared<prometheus::Registry>();
   hc::worker::WorkerMetrics metrics(*registry);
 
@@ -95,10 +117,8 @@ int Run() {
 
   std::string worker_id = absl::GetFlag(FLAGS_worker_id);
   if (worker_id.empty()) worker_id = DefaultWorkerId();
-  hc::ServerOptions server_options = hc::ServerOptionsFromFlags(absl::GetFlag(FLAGS_port));
-  server_options.memory_quota_bytes = absl::GetFlag(FLAGS_grpc_memory_quota);
-  auto metrics_server =
-      hc::MetricsServer::Start(server_options.host, absl::GetFlag(FLAGS_metrics_port), registry);
+  auto metrics_server = hc::MetricsServer::Start(hc::MetricsHostFromFlags(),
+                                                 absl::GetFlag(FLAGS_metrics_port), registry);
   if (!metrics_server.ok()) {
     HC_LOG(ERROR) << metrics_server.status();
     return 1;
@@ -114,7 +134,7 @@ int Run() {
       .on_drain = [&health] { health.Drain(); },
   });
   absl::StatusOr<std::unique_ptr<hc::GrpcServer>> server = hc::GrpcServer::Start(
-      server_options, {{&service, hybridcache::v1::WorkerService::service_full_name()}});
+      *server_options, {{&service, hybridcache::v1::WorkerService::service_full_name()}});
   if (!server.ok()) {
     HC_LOG(ERROR) << server.status();
     return 1;
@@ -123,7 +143,8 @@ int Run() {
   // Shutdown drains: new turns are refused while running ones finish.
   (*server)->SetDrainHook([engine] { engine->Drain(); });
   HC_LOG(INFO) << "hc-worker " << worker_id << " listening on " << (*server)->address()
-               << " metrics " << (*metrics_server)->endpoint();
+               << " metrics " << (*metrics_server)->endpoint()
+               << hc::ListeningSuffix(**server, absl::GetFlag(FLAGS_peer_ca));
 
   const int sig = hc::WaitForShutdownSignal();
   HC_LOG(INFO) << "signal " << sig << ": draining";

@@ -4,10 +4,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "google/protobuf/unknown_field_set.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -42,15 +44,21 @@ class BlockingService final : public hybridcache::v1::WorkerService::Service {
 
 class ServerTest : public ::testing::Test {
  protected:
-  void StartServer(absl::Duration drain_timeout, bool start_serving = true) {
+  void StartServer(absl::Duration drain_timeout, bool start_serving = true,
+                   const std::function<void(ServerOptions&)>& tweak = nullptr) {
     ServerOptions options;
     options.drain_timeout = drain_timeout;
     options.start_serving = start_serving;
+    if (tweak) tweak(options);
     server_ = GrpcServer::Start(options, {{&service_, hybridcache::v1::WorkerService::service_full_name()}}).value();
     channel_ = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
   }
   HealthCheckResponse::ServingStatus Check(const std::string& service = "") {
-    auto stub = grpc::health::v1::Health::NewStub(channel_);
+    return CheckOn(channel_, service);
+  }
+  static HealthCheckResponse::ServingStatus CheckOn(const std::shared_ptr<grpc::Channel>& channel,
+                                                    const std::string& service = "") {
+    auto stub = grpc::health::v1::Health::NewStub(channel);
     grpc::ClientContext ctx;
     HealthCheckRequest req;
     req.set_service(service);
@@ -169,55 +177,118 @@ TEST_F(ServerTest, CallsStillRunningAtTheDrainDeadlineAreCancelled) {
 // Lists services through grpc.reflection.v1alpha with hand-encoded messages:
 // ServerReflectionRequest{list_services = ""} is field 7; the response's
 // list_services_response is field 6, holding repeated ServiceResponse{name = 1}.
-TEST_F(ServerTest, ReflectionListsTheRegisteredServices) {
-  StartServer(absl::Seconds(5));
-  grpc::GenericStub stub(channel_);
+// Returns the call's status and the names listed.
+std::pair<grpc::Status, std::vector<std::string>> ListServices(
+    const std::shared_ptr<grpc::Channel>& channel) {
+  grpc::GenericStub stub(channel);
   grpc::ClientContext ctx;
   grpc::CompletionQueue cq;
   void* tag;
   bool ok;
+  std::vector<std::string> names;
   auto call = stub.PrepareCall(&ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
   call->StartCall(reinterpret_cast<void*>(1));
-  ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
-
+  cq.Next(&tag, &ok);
   const std::string request("\x3a\x00", 2);
   grpc::Slice slice(request);
   grpc::ByteBuffer out(&slice, 1);
   call->Write(out, reinterpret_cast<void*>(2));
-  ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+  cq.Next(&tag, &ok);
   grpc::ByteBuffer in;
   call->Read(&in, reinterpret_cast<void*>(3));
-  ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
-  std::vector<grpc::Slice> slices;
-  ASSERT_TRUE(in.Dump(&slices).ok());
-  std::string bytes;
-  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-
-  google::protobuf::UnknownFieldSet response;
-  ASSERT_TRUE(response.ParseFromString(bytes));
-  std::vector<std::string> names;
-  for (int i = 0; i < response.field_count(); ++i) {
-    if (response.field(i).number() != 6) continue;
-    google::protobuf::UnknownFieldSet list;
-    ASSERT_TRUE(list.ParseFromString(response.field(i).length_delimited()));
-    for (int j = 0; j < list.field_count(); ++j) {
-      google::protobuf::UnknownFieldSet service;
-      ASSERT_TRUE(service.ParseFromString(list.field(j).length_delimited()));
-      names.push_back(service.field(0).length_delimited());
+  cq.Next(&tag, &ok);
+  if (ok) {
+    std::vector<grpc::Slice> slices;
+    EXPECT_TRUE(in.Dump(&slices).ok());
+    std::string bytes;
+    for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    google::protobuf::UnknownFieldSet response;
+    EXPECT_TRUE(response.ParseFromString(bytes));
+    for (int i = 0; i < response.field_count(); ++i) {
+      if (response.field(i).number() != 6) continue;
+      google::protobuf::UnknownFieldSet list;
+      EXPECT_TRUE(list.ParseFromString(response.field(i).length_delimited()));
+      for (int j = 0; j < list.field_count(); ++j) {
+        google::protobuf::UnknownFieldSet service;
+        EXPECT_TRUE(service.ParseFromString(list.field(j).length_delimited()));
+        names.push_back(service.field(0).length_delimited());
+      }
     }
+    call->WritesDone(reinterpret_cast<void*>(4));
+    cq.Next(&tag, &ok);
   }
-  EXPECT_NE(std::find(names.begin(), names.end(), "hybridcache.v1.WorkerService"), names.end());
-  EXPECT_NE(std::find(names.begin(), names.end(), "grpc.health.v1.Health"), names.end());
-  EXPECT_NE(std::find(names.begin(), names.end(), "grpc.reflection.v1alpha.ServerReflection"), names.end());
-
-  call->WritesDone(reinterpret_cast<void*>(4));
-  ASSERT_TRUE(cq.Next(&tag, &ok));
   grpc::Status status;
   call->Finish(&status, reinterpret_cast<void*>(5));
-  ASSERT_TRUE(cq.Next(&tag, &ok));
+  cq.Next(&tag, &ok);
   cq.Shutdown();
   while (cq.Next(&tag, &ok)) {
   }
+  return {status, names};
+}
+
+TEST_F(ServerTest, ReflectionListsTheRegisteredServicesWhenEnabled) {
+  StartServer(absl::Seconds(5), true, [](ServerOptions& o) { o.reflection = true; });
+  auto [status, names] = ListServices(channel_);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_NE(std::find(names.begin(), names.end(), "hybridcache.v1.WorkerService"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "grpc.health.v1.Health"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "grpc.reflection.v1alpha.ServerReflection"), names.end());
+}
+
+// Reflection describes every method to whoever connects: off unless asked for.
+TEST_F(ServerTest, ReflectionIsOffByDefault) {
+  StartServer(absl::Seconds(5));
+  auto [status, names] = ListServices(channel_);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED) << status.error_message();
+  EXPECT_TRUE(names.empty());
+}
+
+// The health-only port mirrors the main port's statuses (readiness, liveness,
+// the drain) and serves nothing else: not the bound service, not reflection.
+TEST_F(ServerTest, HealthPortServesOnlyHealthWithTheMainPortsStatuses) {
+  StartServer(absl::Seconds(30), /*start_serving=*/false, [](ServerOptions& o) {
+    o.health_port = 0;
+    o.reflection = true;
+  });
+  ASSERT_GT(server_->health_port(), 0);
+  ASSERT_NE(server_->health_port(), server_->port());
+  auto health_channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->health_port()),
+                                            grpc::InsecureChannelCredentials());
+  EXPECT_EQ(CheckOn(health_channel), HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(CheckOn(health_channel, kLivenessService), HealthCheckResponse::SERVING);
+  server_->SetServing(true);
+  EXPECT_EQ(CheckOn(health_channel), HealthCheckResponse::SERVING);
+  EXPECT_EQ(CheckOn(health_channel, "hybridcache.v1.WorkerService"), HealthCheckResponse::SERVING);
+
+  auto worker_on_health_port = hybridcache::v1::WorkerService::NewStub(health_channel);
+  grpc::ClientContext load_ctx;
+  hybridcache::v1::LoadReport report;
+  EXPECT_EQ(worker_on_health_port->Load(&load_ctx, hybridcache::v1::LoadRequest(), &report).error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_FALSE(service_.entered_.HasBeenNotified());
+  EXPECT_EQ(ListServices(health_channel).first.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_TRUE(ListServices(channel_).first.ok());  // on the main port, as asked
+
+  // During the drain (an in-flight call holds it) probes read NOT_SERVING.
+  auto worker = hybridcache::v1::WorkerService::NewStub(channel_);
+  std::thread caller([&] {
+    grpc::ClientContext ctx;
+    hybridcache::v1::LoadReport r;
+    EXPECT_TRUE(worker->Load(&ctx, hybridcache::v1::LoadRequest(), &r).ok());
+  });
+  service_.entered_.WaitForNotification();
+  std::thread stopper([&] { server_->Shutdown(); });
+  while (server_->shutting_down() == false) std::this_thread::yield();
+  // SetServing(false) runs right after shutting_down_ is set: poll for it.
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (CheckOn(health_channel, kLivenessService) != HealthCheckResponse::NOT_SERVING &&
+         absl::Now() < deadline) {
+  }
+  EXPECT_EQ(CheckOn(health_channel, kLivenessService), HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(CheckOn(health_channel), HealthCheckResponse::NOT_SERVING);
+  service_.release_.Notify();
+  caller.join();
+  stopper.join();
 }
 
 TEST(ServerStartTest, BindFailureIsUnavailable) {
