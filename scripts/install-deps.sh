@@ -22,7 +22,7 @@ pkgs=(build-essential cmake ninja-build ccache pkg-config libgtest-dev libgmock-
       libbenchmark-dev libopenblas-dev)
 if [[ $engine_only == 0 ]]; then
   pkgs+=(libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-         libabsl-dev prometheus-cpp-dev grpc-proto libhiredis-dev libevent-dev)
+         libabsl-dev prometheus-cpp-dev grpc-proto libhiredis-dev libevent-dev libssl-dev)
   if [[ $build_only == 0 ]]; then
     # iproute2 and python3-yaml: tests/deploy runs the manifests as pods in
     # network namespaces (netns_pods_test.py).
