@@ -166,7 +166,7 @@ class ExecuteReactor final : public grpc::ServerWriteReactor<pb::ExecuteEvent> {
 
 absl::Status CheckKey(const pb::ConversationKey& key) {
   if (key.conversation_id().empty()) return absl::InvalidArgumentError("conversation_id is empty");
-  if (key.conversation_id().size() + key.cache_salt().size() > kMaxKeyBytes) {
+  if (key.conversation_id().size() + key.cache_salt().size() + key.tenant().size() > kMaxKeyBytes) {
     return absl::InvalidArgumentError("conversation key is too long");
   }
   return absl::OkStatus();
@@ -177,7 +177,7 @@ absl::Status CheckKey(const pb::ConversationKey& key) {
 absl::StatusOr<engine::TurnRequest> TurnFromProto(const pb::ExecuteRequest& request) {
   HC_RETURN_IF_ERROR(CheckKey(request.key()));
   engine::TurnRequest turn;
-  turn.key = {request.key().cache_salt(), request.key().conversation_id()};
+  turn.key = {request.key().cache_salt(), request.key().conversation_id(), request.key().tenant()};
   turn.request_id = request.request_id().empty()
                         ? absl::StrCat(request.key().cache_salt(), "/", request.key().conversation_id(),
                                        "/", request.new_round())
@@ -258,7 +258,8 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::Release(grpc::CallbackServerContext
   // there; this callback thread returns at once. The call (so `response` and
   // `reactor`) stays alive until Finish, which the engine always calls
   // (exactly once, even when it stops).
-  options_.engine->Release({request->key().cache_salt(), request->key().conversation_id()},
+  options_.engine->Release({request->key().cache_salt(), request->key().conversation_id(),
+                            request->key().tenant()},
                            [reactor, response](bool released) {
                              response->set_released(released);
                              reactor->Finish(grpc::Status::OK);

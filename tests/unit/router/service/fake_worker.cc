@@ -1,5 +1,6 @@
 #include "tests/unit/router/service/fake_worker.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/token_hash.h"
 
@@ -7,7 +8,11 @@ namespace hc::router::testing {
 namespace v1 = hybridcache::v1;
 
 namespace {
-std::string KeyOf(const v1::ConversationKey& k) { return k.cache_salt() + '\0' + k.conversation_id(); }
+// Length-prefixed parts: unambiguous for any bytes.
+std::string KeyOf(const v1::ConversationKey& k) {
+  return absl::StrCat(k.tenant().size(), ":", k.tenant(), k.cache_salt().size(), ":", k.cache_salt(),
+                      k.conversation_id());
+}
 }  // namespace
 
 void FakeWorker::Serve() {
