@@ -22,14 +22,16 @@ void TokenBucket::Refill(absl::Time now, uint64_t per_minute) {
   if (last == absl::InfinitePast()) {
     level = cap;
   } else if (now > last) {
-    level = std::min(cap, level + absl::ToDoubleMinutes(now - last) * cap);
+    // In whole microseconds, so that whole-millisecond steps refill exactly.
+    const double us = static_cast<double>(absl::ToInt64Microseconds(now - last));
+    level = std::min(cap, level + us * cap / 60e6);
   }
   last = std::max(last, now);
 }
 
 absl::Duration TokenBucket::Wait(uint64_t per_minute) const {
   if (level >= 1) return absl::ZeroDuration();
-  return absl::Minutes((1 - level) / static_cast<double>(per_minute));
+  return absl::Microseconds(std::ceil((1 - level) * 60e6 / static_cast<double>(per_minute)));
 }
 
 LocalQuotas::LocalQuotas(std::function<absl::Time()> clock)
