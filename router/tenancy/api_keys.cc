@@ -36,6 +36,12 @@ std::array<uint8_t, 32> Sha256(std::string_view data) {
   return out;
 }
 
+uint64_t Prefix(const std::array<uint8_t, 32>& hash) {
+  uint64_t v = 0;
+  std::memcpy(&v, hash.data(), sizeof(v));
+  return v;
+}
+
 absl::Status Bad(size_t index, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("API keys file: keys[", index, "]: ", what));
 }
@@ -158,9 +164,11 @@ absl::StatusOr<std::shared_ptr<const ApiKeySet>> ApiKeySet::Parse(std::string_vi
   for (size_t i = 0; i < keys->AsArray().size(); ++i) {
     absl::StatusOr<ApiKeyEntry> e = ParseEntry(keys->AsArray()[i], i);
     if (!e.ok()) return e.status();
-    for (size_t j = 0; j < set->entries_.size(); ++j) {
-      if (set->entries_[j].sha256 == e->sha256) {
-        return Bad(i, absl::StrCat("the same key hash as keys[", j, "]"));
+    if (auto same = set->by_prefix_.find(Prefix(e->sha256)); same != set->by_prefix_.end()) {
+      for (size_t j : same->second) {
+        if (set->entries_[j].sha256 == e->sha256) {
+          return Bad(i, absl::StrCat("the same key hash as keys[", j, "]"));
+        }
       }
     }
     auto [it, inserted] = first_of_tenant.try_emplace(e->tenant, i);
@@ -169,6 +177,7 @@ absl::StatusOr<std::shared_ptr<const ApiKeySet>> ApiKeySet::Parse(std::string_vi
                                  e->tenant, "\" (limits are per tenant)"));
     }
     set->limits_[e->tenant] = e->limits;
+    set->by_prefix_[Prefix(e->sha256)].push_back(set->entries_.size());
     set->entries_.push_back(*std::move(e));
   }
   return std::shared_ptr<const ApiKeySet>(std::move(set));
@@ -176,11 +185,11 @@ absl::StatusOr<std::shared_ptr<const ApiKeySet>> ApiKeySet::Parse(std::string_vi
 
 const ApiKeyEntry* ApiKeySet::Find(std::string_view key) const {
   const std::array<uint8_t, 32> h = Sha256(key);
+  auto it = by_prefix_.find(Prefix(h));
+  if (it == by_prefix_.end()) return nullptr;
   const ApiKeyEntry* match = nullptr;
-  for (const ApiKeyEntry& e : entries_) {
-    // No early exit: every entry is compared, each with CRYPTO_memcmp.
-    const bool equal = CRYPTO_memcmp(e.sha256.data(), h.data(), h.size()) == 0;
-    if (equal) match = &e;
+  for (size_t i : it->second) {
+    if (CRYPTO_memcmp(entries_[i].sha256.data(), h.data(), h.size()) == 0) match = &entries_[i];
   }
   return match;
 }
