@@ -19,6 +19,8 @@ namespace hc {
 
 inline constexpr size_t kMaxConversationIdLength = 128;
 inline constexpr size_t kMaxCacheSaltBytes = 1024;
+// Tenant ids come from the router's API keys file (router/tenancy).
+inline constexpr size_t kMaxTenantBytes = 128;
 // The stop-condition bounds (kMaxStopStrings, kMaxStopStringBytes,
 // kMaxStopTokenIds) are in common/stop_limits.h.
 

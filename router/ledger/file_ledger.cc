@@ -33,7 +33,8 @@ class FileLedgerImpl final : public FileLedger {
         old_log_path_(absl::StrCat(o.dir, "/", kOldLogFile)),
         snap_path_(absl::StrCat(o.dir, "/", kSnapshotFile)),
         snap_tmp_path_(absl::StrCat(o.dir, "/", kSnapshotTmpFile)),
-        table_(TableLimits{o.conversation_ttl, o.max_conversations_per_salt}) {}
+        table_(TableLimits{o.conversation_ttl, o.max_conversations_per_salt,
+                              o.tenant_conversation_limit}) {}
 
   ~FileLedgerImpl() override {
     {

@@ -1,5 +1,5 @@
 // The conversation ledger: the router's source of truth for every
-// conversation, keyed by (cache_salt, conversation_id). Worker caches are
+// conversation, keyed by (tenant, cache_salt, conversation_id). Worker caches are
 // disposable; the ledger's tokens are what any worker recomputes from.
 //
 // An entry holds the committed round, every committed token id (prompts and
@@ -27,6 +27,16 @@
 // once; an expiry does in Redis, and in memory/file once the sweep (or the
 // conversation's next turn) erased the entry, i.e. within one sweep pass.
 //
+// Tenant cap (LedgerOptions::tenant_conversation_limit): the same rule per
+// tenant (router/tenancy): a new conversation of a tenant that already has its
+// limit's number of conversations (over all its salts) is refused with
+// RESOURCE_EXHAUSTED and a retry delay (common/retry_delay.h).
+//
+// Tenants never meet: two keys that differ only in tenant name two unrelated
+// conversations. The empty tenant (no API keys configured) is encoded in
+// every backend exactly as keys were before tenants existed, so older ledgers
+// stay readable.
+//
 // Thread-safety: every implementation is safe for concurrent use, and the
 // Redis one also across router processes sharing one Redis.
 #ifndef HC_ROUTER_LEDGER_LEDGER_H_
@@ -50,6 +60,8 @@ namespace hc::router {
 struct LedgerKey {
   std::string cache_salt;
   std::string conversation_id;
+  // The API key's tenant (router/tenancy/api_keys.h); "" without API keys.
+  std::string tenant;
 };
 
 enum class Role : uint8_t { kSystem = 0, kUser = 1, kAssistant = 2, kTool = 3 };
@@ -107,7 +119,8 @@ struct LedgerCounters {
   // Conversations forgotten for being idle past conversation_ttl (Redis:
   // counted by the router whose CountConversations first sees the expiry).
   uint64_t conversations_expired = 0;
-  // AcquireLease calls refused by max_conversations_per_salt.
+  // AcquireLease calls refused by max_conversations_per_salt (not by a
+  // tenant's limit: the service counts those per tenant).
   uint64_t conversations_refused = 0;
 };
 
@@ -206,6 +219,11 @@ struct LedgerOptions {
   absl::Duration conversation_ttl = absl::ZeroDuration();
   // Conversations one cache_salt may have (see above); 0: unlimited.
   uint64_t max_conversations_per_salt = 0;
+  // Conversations a non-empty tenant may have over all its salts (see above),
+  // asked at each AcquireLease of a new conversation so a reloaded keys file
+  // applies at once; null or 0: unlimited. Must be thread-safe and must not
+  // call into the ledger.
+  std::function<uint64_t(std::string_view tenant)> tenant_conversation_limit;
   // Memory and file: how often the expiry sweep runs; each run examines at
   // most kExpirySweepBatch entries (under the table lock, so a sweep never
   // stalls turns for long; a full pass over N entries takes

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/retry_delay.h"
 
 namespace hc::router {
 
@@ -34,36 +35,90 @@ bool ParseFsyncPolicy(std::string_view name, FsyncPolicy* policy) {
   return true;
 }
 
+namespace {
+constexpr uint32_t kTenantBit = 0x80000000u;
+
+uint32_t ReadU32(std::string_view s, size_t at) {
+  uint32_t v = 0;
+  std::memcpy(&v, s.data() + at, 4);
+  return v;
+}
+
+// The parts of an encoded key: salt at [4, 4 + salt_len); with a tenant,
+// tenant at [tenant_at, id_at); the id from id_at.
+struct KeyParts {
+  uint32_t salt_len = 0;
+  size_t tenant_at = 0;
+  size_t id_at = 0;
+};
+
+KeyParts PartsOf(std::string_view key) {
+  KeyParts p;
+  const uint32_t word = ReadU32(key, 0);
+  p.salt_len = word & ~kTenantBit;
+  p.tenant_at = 4 + p.salt_len;
+  p.id_at = p.tenant_at;
+  if ((word & kTenantBit) != 0) {
+    p.tenant_at += 4;
+    p.id_at = p.tenant_at + ReadU32(key, 4 + p.salt_len);
+  }
+  return p;
+}
+}  // namespace
+
 std::string EncodeTableKey(const LedgerKey& key) {
-  std::string out(4 + key.cache_salt.size() + key.conversation_id.size(), '\0');
   const uint32_t n = static_cast<uint32_t>(key.cache_salt.size());
-  std::memcpy(out.data(), &n, 4);
-  std::memcpy(out.data() + 4, key.cache_salt.data(), key.cache_salt.size());
-  std::memcpy(out.data() + 4 + n, key.conversation_id.data(), key.conversation_id.size());
+  std::string out;
+  out.reserve(8 + key.cache_salt.size() + key.tenant.size() + key.conversation_id.size());
+  const uint32_t word = key.tenant.empty() ? n : (n | kTenantBit);
+  out.append(reinterpret_cast<const char*>(&word), 4);
+  out.append(key.cache_salt);
+  if (!key.tenant.empty()) {
+    const uint32_t t = static_cast<uint32_t>(key.tenant.size());
+    out.append(reinterpret_cast<const char*>(&t), 4);
+    out.append(key.tenant);
+  }
+  out.append(key.conversation_id);
   return out;
 }
 
 LedgerKey DecodeTableKey(std::string_view encoded) {
-  uint32_t n = 0;
-  std::memcpy(&n, encoded.data(), 4);
-  return LedgerKey{std::string(encoded.substr(4, n)), std::string(encoded.substr(4 + n))};
+  const KeyParts p = PartsOf(encoded);
+  return LedgerKey{std::string(encoded.substr(4, p.salt_len)),
+                   std::string(encoded.substr(p.id_at)),
+                   std::string(encoded.substr(p.tenant_at, p.id_at - p.tenant_at))};
+}
+
+absl::Status TenantCapRefused(uint64_t live, uint64_t limit) {
+  return WithRetryDelay(
+      absl::ResourceExhaustedError(absl::StrCat(
+          "this API key's tenant already has ", live, " conversations, its limit (",
+          limit, ", max_conversations in the API keys file); delete one or let idle ones "
+          "expire, retry in ", absl::FormatDuration(kTenantCapRetryDelay))),
+      kTenantCapRetryDelay);
 }
 
 namespace {
 ConversationRecord ToRecord(const LedgerTable::Entry& e) {
   return ConversationRecord{e.round, e.tokens, e.messages, e.worker, e.lease, e.last_activity};
 }
-// absl::string_view: the per-salt map's heterogeneous lookup type.
+// absl::string_view: the count maps' heterogeneous lookup type. The salt's
+// namespace is everything before the id (its tenant included).
 absl::string_view SaltOf(const std::string& table_key) {
-  uint32_t n = 0;
-  std::memcpy(&n, table_key.data(), 4);
-  return absl::string_view(table_key).substr(4, n);
+  return absl::string_view(table_key).substr(0, PartsOf(table_key).id_at);
+}
+absl::string_view TenantOf(const std::string& table_key) {
+  const KeyParts p = PartsOf(table_key);
+  return absl::string_view(table_key).substr(p.tenant_at, p.id_at - p.tenant_at);
 }
 }  // namespace
 
 LedgerTable::Entry& LedgerTable::Insert(const std::string& key) {
   auto [it, inserted] = entries_.try_emplace(key);
-  if (inserted) ++per_salt_[SaltOf(key)];
+  if (inserted) {
+    ++per_salt_[SaltOf(key)];
+    if (absl::string_view t = TenantOf(key); !t.empty()) ++per_tenant_[t];
+  }
   return it->second;
 }
 
@@ -71,6 +126,10 @@ void LedgerTable::Remove(absl::flat_hash_map<std::string, Entry>::iterator it) {
   if (it->second.round > 0) --committed_;
   auto salt = per_salt_.find(SaltOf(it->first));
   if (--salt->second == 0) per_salt_.erase(salt);
+  if (absl::string_view t = TenantOf(it->first); !t.empty()) {
+    auto tenant = per_tenant_.find(t);
+    if (--tenant->second == 0) per_tenant_.erase(tenant);
+  }
   entries_.erase(it);
 }
 
@@ -119,6 +178,15 @@ absl::StatusOr<ConversationRecord> LedgerTable::AcquireLease(const std::string& 
           "this cache_salt already has ", salt->second,
           " conversations, the most one salt may have (--max_conversations_per_salt=",
           limits_.max_conversations_per_salt, "); delete one or let idle ones expire"));
+    }
+  }
+  if (limits_.tenant_conversation_limit && !entries_.contains(key)) {
+    if (absl::string_view t = TenantOf(key); !t.empty()) {
+      const uint64_t limit = limits_.tenant_conversation_limit(std::string_view(t.data(), t.size()));
+      auto tenant = per_tenant_.find(t);
+      if (limit > 0 && tenant != per_tenant_.end() && tenant->second >= limit) {
+        return TenantCapRefused(tenant->second, limit);
+      }
     }
   }
   Entry& e = Insert(key);

@@ -6,7 +6,9 @@
 #ifndef HC_ROUTER_LEDGER_LEDGER_TABLE_H_
 #define HC_ROUTER_LEDGER_LEDGER_TABLE_H_
 
+#include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -14,20 +16,31 @@
 
 namespace hc::router {
 
-// The table's key: 4-byte salt length, salt, conversation id (unambiguous for
-// any salt bytes).
+// The table's key (also the file backend's on-disk key): 4-byte salt length,
+// salt, conversation id (unambiguous for any salt bytes). A non-empty tenant
+// sets the length word's top bit (salts are far shorter) and follows the salt
+// as 4-byte length + tenant, so the empty tenant encodes exactly as before
+// tenants existed.
 std::string EncodeTableKey(const LedgerKey& key);
 LedgerKey DecodeTableKey(std::string_view encoded);
 
 struct TableLimits {
   absl::Duration conversation_ttl = absl::ZeroDuration();  // zero: never expire
   uint64_t max_conversations_per_salt = 0;                 // 0: unlimited
+  // LedgerOptions::tenant_conversation_limit.
+  std::function<uint64_t(std::string_view tenant)> tenant_conversation_limit;
 };
+
+// The retry delay a tenant-cap refusal carries: a slot frees only when a
+// conversation is deleted or expires, which the ledger cannot predict.
+inline constexpr absl::Duration kTenantCapRetryDelay = absl::Minutes(1);
+// The refusal of a new conversation past `limit` (shared by the backends).
+absl::Status TenantCapRefused(uint64_t live, uint64_t limit);
 
 class LedgerTable {
  public:
   LedgerTable() = default;
-  explicit LedgerTable(TableLimits limits) : limits_(limits) {}
+  explicit LedgerTable(TableLimits limits) : limits_(std::move(limits)) {}
 
   struct Entry {
     uint64_t round = 0;
@@ -40,7 +53,7 @@ class LedgerTable {
 
   // Takes the lease (ledger.h). RESOURCE_EXHAUSTED when the key does not
   // exist and its salt has max_conversations_per_salt entries (committed or
-  // leased). An expired entry (Expired) must be expired by the caller first.
+  // leased), or its tenant its limit's number. An expired entry (Expired) must be expired by the caller first.
   absl::StatusOr<ConversationRecord> AcquireLease(const std::string& key, std::string_view holder,
                                                   absl::Time now, absl::Duration ttl);
   // ABORTED unless `holder` holds the lease; then its expiry becomes now + ttl.
@@ -82,15 +95,16 @@ class LedgerTable {
 
  private:
   bool ExpiredEntry(const Entry& e, absl::Time now) const;
-  Entry& Insert(const std::string& key);  // entries_[key], counting a new key in its salt
+  Entry& Insert(const std::string& key);  // entries_[key], counting a new key in its salt/tenant
   void Remove(absl::flat_hash_map<std::string, Entry>::iterator it);
 
   TableLimits limits_;
   absl::flat_hash_map<std::string, Entry> entries_;
   uint64_t committed_ = 0;  // entries with round > 0
-  // Entries (committed or leased) per salt, for the cap; salts with none are
-  // removed.
+  // Entries (committed or leased) per (tenant, salt) and per non-empty
+  // tenant, for the caps; ones with none are removed.
   absl::flat_hash_map<std::string, uint64_t> per_salt_;
+  absl::flat_hash_map<std::string, uint64_t> per_tenant_;
   std::string sweep_cursor_;  // the key the next sweep starts at ("" : the beginning)
   uint64_t expired_ = 0;
   uint64_t refused_ = 0;

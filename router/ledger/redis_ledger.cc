@@ -12,16 +12,19 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
+#include "common/retry_delay.h"
 #include "common/token_hash.h"
 #include "common/status_macros.h"
+#include "router/ledger/ledger_table.h"
 #include "router/ledger/record_codec.h"
 #include "router/ledger/redis_client.h"
 
 namespace hc::router {
 namespace {
 
-// Every script runs with KEYS m t g z c (the conversation's three keys, its
-// salt's set and the committed set; see redis_ledger.h) and ARGV holder,
+// Every script runs with KEYS m t g z c [n] (the conversation's three keys,
+// its salt's set, the committed set and, with a tenant, the tenant's set; see
+// redis_ledger.h) and ARGV holder,
 // clock offset (ms, 0 outside tests), id (its member of z), global member
 // (its member of c), then its own arguments. Time is Redis's own (TIME), so
 // routers with skewed clocks agree on lease expiry; expiries and scores use
@@ -43,16 +46,18 @@ local function hold(real, ttl)
   for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ms(ttl), 'GT') end
   redis.call('ZADD', KEYS[4], 'GT', ms(real + ttl), ARGV[3])
   redis.call('ZADD', KEYS[5], 'GT', ms(real + ttl), ARGV[4])
+  if KEYS[6] then redis.call('ZADD', KEYS[6], 'GT', ms(real + ttl), ARGV[4]) end
 end
 )lua";
 
-// ARGV[5..7]: lease ttl ms, conversation ttl ms (0: none), cap (0: none).
+// ARGV[5..8]: lease ttl ms, conversation ttl ms (0: none), salt cap, tenant
+// cap (0: none).
 // A lease-only hash (no committed round) expires with its lease, so a router
 // killed during a first turn leaves nothing behind; its salt slot is reserved
 // in z until then.
 constexpr const char* kAcquireScript = R"lua(
 local now, real = clock(ARGV[2]), clock(0)
-local ttl, cttl, cap = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local ttl, cttl, cap, tcap = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local h = redis.call('HMGET', KEYS[1], 'lh', 'le', 'r', 'w', 'la')
 if h[1] and h[1] ~= ARGV[1] and tonumber(h[2]) > now then return {0, h[1]} end
 local expired = 0
@@ -74,6 +79,19 @@ else
       local live = redis.call('ZCOUNT', KEYS[4], '(' .. ms(real), '+inf')
       if live >= cap then return {2, live} end
     end
+  end
+  if KEYS[6] then
+    local ts = redis.call('ZSCORE', KEYS[6], ARGV[4])
+    if not (ts and tonumber(ts) > real) then
+      local old = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', ms(real), 'LIMIT', 0, 64)
+      if #old > 0 then redis.call('ZREM', KEYS[6], unpack(old)) end
+      if tcap > 0 then
+        local live = redis.call('ZCOUNT', KEYS[6], '(' .. ms(real), '+inf')
+        if live >= tcap then return {3, live} end
+      end
+    end
+    redis.call('ZADD', KEYS[6], ms(real + ttl), ARGV[4])
+    keep(KEYS[6], cttl > 0 and math.max(cttl, ttl) or 0)
   end
   redis.call('ZADD', KEYS[4], ms(real + ttl), ARGV[3])
   keep(KEYS[4], cttl > 0 and math.max(cttl, ttl) or 0)
@@ -113,6 +131,10 @@ end
 redis.call('ZADD', KEYS[4], ms(score), ARGV[3])
 keep(KEYS[4], cttl)
 redis.call('ZADD', KEYS[5], ms(score), ARGV[4])
+if KEYS[6] then
+  redis.call('ZADD', KEYS[6], ms(score), ARGV[4])
+  keep(KEYS[6], cttl)
+end
 return {0, ''}
 )lua";
 
@@ -127,6 +149,7 @@ if h[2] then
 else
   redis.call('PEXPIRE', KEYS[1], ms(ttl))
   redis.call('ZADD', KEYS[4], ms(real + ttl), ARGV[3])
+  if KEYS[6] then redis.call('ZADD', KEYS[6], ms(real + ttl), ARGV[4]) end
 end
 return 1
 )lua";
@@ -137,6 +160,7 @@ if h[1] ~= ARGV[1] then return 0 end
 if not h[2] then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
   redis.call('ZREM', KEYS[4], ARGV[3])
+  if KEYS[6] then redis.call('ZREM', KEYS[6], ARGV[4]) end
 else
   redis.call('HDEL', KEYS[1], 'lh', 'le')
 end
@@ -157,6 +181,7 @@ if h[2] and tonumber(h[3]) > clock(ARGV[2]) then return 2 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('ZREM', KEYS[4], ARGV[3])
 redis.call('ZREM', KEYS[5], ARGV[4])
+if KEYS[6] then redis.call('ZREM', KEYS[6], ARGV[4]) end
 return 0
 )lua";
 
@@ -221,13 +246,15 @@ absl::Status CapRefused(long long live, uint64_t cap) {
 // *expired: 1 when the acquire found (and dropped) an expired conversation.
 absl::StatusOr<ConversationRecord> ParseAcquire(absl::StatusOr<const redisReply*> reply,
                                                 std::string_view holder, uint64_t cap,
-                                                uint64_t* expired) {
+                                                uint64_t tenant_cap, uint64_t* expired) {
   HC_ASSIGN_OR_RETURN(const redisReply* r, CheckReply(std::move(reply)));
   if (r->type != REDIS_REPLY_ARRAY || r->elements < 1) return Malformed();
   if (r->element[0]->integer == 0) {
     return absl::AbortedError("a turn of this conversation is already in flight");
   }
-  if (r->element[0]->integer == 2) return CapRefused(r->elements > 1 ? r->element[1]->integer : 0, cap);
+  const long long live = r->elements > 1 ? r->element[1]->integer : 0;
+  if (r->element[0]->integer == 2) return CapRefused(live, cap);
+  if (r->element[0]->integer == 3) return TenantCapRefused(static_cast<uint64_t>(live), tenant_cap);
   if (r->elements != 8) return Malformed();
   *expired = static_cast<uint64_t>(std::max<long long>(0, r->element[7]->integer));
   ConversationRecord rec;
@@ -310,15 +337,19 @@ class RedisLedgerImpl final : public RedisLedger {
   void AcquireLease(const LedgerKey& key, std::string_view holder, absl::Duration ttl,
                     RecordCallback done) override {
     const uint64_t cap = options_.max_conversations_per_salt;
+    const uint64_t tenant_cap = !key.tenant.empty() && options_.tenant_conversation_limit
+                                    ? options_.tenant_conversation_limit(key.tenant)
+                                    : 0;
     client_->Eval(kAcquire, Keys(key),
-                  Args(key, holder, {Millis(ttl), ConversationTtl(), absl::StrCat(cap)}),
+                  Args(key, holder,
+                       {Millis(ttl), ConversationTtl(), absl::StrCat(cap), absl::StrCat(tenant_cap)}),
                   /*retry_on_loss=*/true,
-                  [this, cap, h = std::string(holder), d = std::move(done)](
+                  [this, cap, tenant_cap, h = std::string(holder), d = std::move(done)](
                       absl::StatusOr<const redisReply*> r) mutable {
                     uint64_t expired = 0;
                     absl::StatusOr<ConversationRecord> rec =
-                        ParseAcquire(std::move(r), h, cap, &expired);
-                    if (absl::IsResourceExhausted(rec.status())) {
+                        ParseAcquire(std::move(r), h, cap, tenant_cap, &expired);
+                    if (absl::IsResourceExhausted(rec.status()) && !RetryDelayOf(rec.status())) {
                       refused_.fetch_add(1, std::memory_order_relaxed);
                     }
                     expired_.fetch_add(expired, std::memory_order_relaxed);
@@ -389,19 +420,31 @@ class RedisLedgerImpl final : public RedisLedger {
   }
 
  private:
-  std::string HexSalt(const LedgerKey& key) const { return absl::BytesToHexString(key.cache_salt); }
-  // m t g z c (redis_ledger.h).
+  // The salt's namespace: S, or with a tenant tT/S (T: hex tenant), which
+  // cannot collide with a bare hex salt (redis_ledger.h).
+  static std::string Namespace(const LedgerKey& key) {
+    const std::string salt = absl::BytesToHexString(key.cache_salt);
+    if (key.tenant.empty()) return salt;
+    return absl::StrCat("t", absl::BytesToHexString(key.tenant), "/", salt);
+  }
+  // m t g z c, and n with a tenant (redis_ledger.h).
   std::vector<std::string> Keys(const LedgerKey& key) const {
-    const std::string salt = HexSalt(key);
+    const std::string ns = Namespace(key);
     const std::string base =
-        absl::StrCat(options_.redis_prefix, ":{", salt, ":", key.conversation_id, "}:");
-    return {base + "m", base + "t", base + "g",
-            absl::StrCat(options_.redis_prefix, ":{", salt, "}:z"), CommittedKey()};
+        absl::StrCat(options_.redis_prefix, ":{", ns, ":", key.conversation_id, "}:");
+    std::vector<std::string> keys = {base + "m", base + "t", base + "g",
+                                     absl::StrCat(options_.redis_prefix, ":{", ns, "}:z"),
+                                     CommittedKey()};
+    if (!key.tenant.empty()) {
+      keys.push_back(absl::StrCat(options_.redis_prefix, ":{t",
+                                  absl::BytesToHexString(key.tenant), "}:n"));
+    }
+    return keys;
   }
   std::vector<std::string> Args(const LedgerKey& key, std::string_view holder,
                                 std::vector<std::string> more) const {
     std::vector<std::string> args = {std::string(holder), ClockOffset(), key.conversation_id,
-                                     absl::StrCat(HexSalt(key), ":", key.conversation_id)};
+                                     absl::StrCat(Namespace(key), ":", key.conversation_id)};
     for (std::string& a : more) args.push_back(std::move(a));
     return args;
   }

@@ -8,7 +8,9 @@
 // connection AUTHs first (AUTH user password with a user). rediss:// (TLS)
 // answers UNIMPLEMENTED: hiredis 0.14 has no TLS.
 //
-// Layout, with P = <prefix>, S = hex salt, K = P:{S:<id>}:
+// Layout, with P = <prefix>, S = the salt's namespace: the hex salt, or with
+// a tenant t<hex tenant>/<hex salt> (never a bare hex string, so the empty
+// tenant keeps the layout of before tenants), K = P:{S:<id>}:
 //   K:m   hash: r (round), w (worker state blob), la (last activity, unix ms),
 //         lh/le (lease holder and expiry, unix ms), lc/lx (holder and token
 //         hash of the last commit: makes a resent commit idempotent)
@@ -19,6 +21,8 @@
 //         per-salt cap counts its live members
 //   P:c   sorted set: committed conversations (member: S:<id>) by expiry;
 //         CountConversations counts its live members
+//   P:{t<hex tenant>}:n  sorted set: a tenant's conversations (member:
+//         S:<id>), kept like z; the tenant cap counts its live members
 //
 // Expiry. A lease-only hash (a first turn in flight) carries a PEXPIRE of the
 // lease TTL (renewed with the lease), so a router killed mid-turn leaves

@@ -14,7 +14,8 @@ TableLedger::TableLedger(Clock clock)
 TableLedger::TableLedger(const LedgerOptions& options)
     : clock_(options.clock ? options.clock : Clock([] { return absl::Now(); })),
       sweep_interval_(options.expiry_sweep_interval),
-      table_(TableLimits{options.conversation_ttl, options.max_conversations_per_salt}) {
+      table_(TableLimits{options.conversation_ttl, options.max_conversations_per_salt,
+                         options.tenant_conversation_limit}) {
   if (options.conversation_ttl > absl::ZeroDuration()) {
     sweeper_ = std::thread([this] { SweepLoop(); });
   }

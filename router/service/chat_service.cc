@@ -28,9 +28,18 @@ ChatServiceImpl::~ChatServiceImpl() {
       +[](int* live) { return *live == 0; }, &deps_.live_calls));
 }
 
+absl::StatusOr<Caller> AuthenticateCall(const ApiKeyStore* keys,
+                                        const grpc::CallbackServerContext& context) {
+  if (keys == nullptr) return AnonymousCaller();
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find("authorization");
+  if (it == metadata.end()) return keys->Authenticate(std::nullopt);
+  return keys->Authenticate(std::string_view(it->second.data(), it->second.size()));
+}
+
 grpc::ServerWriteReactor<grpc::ByteBuffer>* ChatServiceImpl::Complete(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
-  return StartTurn(&deps_, context, request);
+  return StartTurn(&deps_, context, request, AuthenticateCall(deps_.options.api_keys, *context));
 }
 
 void ChatServiceImpl::CallStarted() {
@@ -41,6 +50,18 @@ void ChatServiceImpl::CallStarted() {
 void ChatServiceImpl::CallEnded() {
   absl::MutexLock lock(&deps_.live_mu);
   --deps_.live_calls;
+}
+
+absl::StatusOr<Caller> ChatServiceImpl::Authenticate(const grpc::CallbackServerContext& context) {
+  absl::StatusOr<Caller> caller = AuthenticateCall(deps_.options.api_keys, context);
+  if (!caller.ok()) deps_.metrics->TenantRefusal("", "unauthenticated");
+  return caller;
+}
+
+absl::Status ChatServiceImpl::CheckCallerSalt(const Caller& caller, std::string_view salt) {
+  absl::Status s = CheckSalt(caller, salt);
+  if (!s.ok()) deps_.metrics->TenantRefusal(caller.tenant, "permission_denied");
+  return s;
 }
 
 void ChatServiceImpl::FinishUnary(grpc::ServerUnaryReactor* reactor, absl::Time start,
@@ -67,21 +88,28 @@ grpc::ServerUnaryReactor* ChatServiceImpl::GetConversation(grpc::CallbackServerC
   const absl::Time start = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   v1::GetConversationRequest request;
-  if (absl::Status s = ParseKeyedRequest(*raw, &request); !s.ok()) {
+  // Authenticated first: an anonymous caller learns nothing, not even whether
+  // its request is well formed.
+  absl::StatusOr<Caller> caller = Authenticate(*context);
+  absl::Status s = caller.status();
+  if (s.ok()) s = ParseKeyedRequest(*raw, &request);
+  if (s.ok()) s = CheckCallerSalt(*caller, request.cache_salt());
+  if (!s.ok()) {
     FinishUnary(reactor, start, s);
     return reactor;
   }
   CallStarted();
   deps_.ledger->Get(
-      LedgerKey{request.cache_salt(), request.conversation_id()},
-      [this, id = request.conversation_id(), response, reactor, start](
+      LedgerKey{request.cache_salt(), request.conversation_id(), caller->tenant},
+      [this, id = request.conversation_id(), admin = caller->admin, response, reactor, start](
           absl::StatusOr<ConversationRecord> rec) {
         if (rec.ok()) {
           v1::Conversation out;
           out.set_conversation_id(id);
           out.set_committed_round(rec->round);
           out.set_num_tokens(static_cast<uint32_t>(rec->tokens.size()));
-          out.set_worker_id(rec->worker.worker_id);
+          // Worker addresses are for admins only (chat.proto).
+          if (admin) out.set_worker_id(rec->worker.worker_id);
           for (const LedgerMessage& m : rec->messages) {
             auto* msg = out.add_messages();
             msg->set_role(std::string(RoleName(m.role)));
@@ -117,13 +145,17 @@ grpc::ServerUnaryReactor* ChatServiceImpl::DeleteConversation(grpc::CallbackServ
   const absl::Time start = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   v1::DeleteConversationRequest request;
-  if (absl::Status s = ParseKeyedRequest(*raw, &request); !s.ok()) {
+  absl::StatusOr<Caller> caller = Authenticate(*context);
+  absl::Status s = caller.status();
+  if (s.ok()) s = ParseKeyedRequest(*raw, &request);
+  if (s.ok()) s = CheckCallerSalt(*caller, request.cache_salt());
+  if (!s.ok()) {
     FinishUnary(reactor, start, s);
     return reactor;
   }
   *response = SerializeRawResponse(v1::DeleteConversationResponse());
   CallStarted();
-  const LedgerKey key{request.cache_salt(), request.conversation_id()};
+  const LedgerKey key{request.cache_salt(), request.conversation_id(), caller->tenant};
   // Get (for the worker that holds the state), then Delete, then Release on
   // that worker; the call finishes after the Release answers (or fails).
   deps_.ledger->Get(key, [this, key, reactor, start](absl::StatusOr<ConversationRecord> rec) {
@@ -144,6 +176,7 @@ grpc::ServerUnaryReactor* ChatServiceImpl::DeleteConversation(grpc::CallbackServ
       call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
       call->request.mutable_key()->set_cache_salt(key.cache_salt);
       call->request.mutable_key()->set_conversation_id(key.conversation_id);
+      call->request.mutable_key()->set_tenant(key.tenant);
       // Built before the release that precedes the call, so the callback's
       // captures are covered by it (common/tsan_annotations.h).
       std::function<void(grpc::Status)> on_done = [this, call, reactor, worker_id](grpc::Status s) {

@@ -17,8 +17,18 @@
 // ledger as it was. The client's deadline and cancellation carry over to the
 // worker call. Ledger I/O never blocks a gRPC thread (ledger.h).
 //
+// Tenants: with ChatServiceOptions::api_keys every call must carry
+// `authorization: Bearer <key>` metadata naming a key of the keys file
+// (UNAUTHENTICATED otherwise) and use a cache_salt its rules allow
+// (PERMISSION_DENIED otherwise); the key's tenant is part of every ledger and
+// worker cache key, so tenants never see each other's conversations, and
+// with ChatServiceOptions::quotas its concurrent turns and tokens per minute
+// are limited (router/tenancy/quotas.h). Only admin keys see worker ids.
+// Without api_keys nobody is authenticated: every caller is the empty tenant
+// with admin rights, as before keys existed.
+//
 // Thread-safety: the service is thread-safe; it does not own the ledger, pool,
-// codec or metrics, which must outlive it.
+// codec, metrics, keys or quotas, which must outlive it.
 #ifndef HC_ROUTER_SERVICE_CHAT_SERVICE_H_
 #define HC_ROUTER_SERVICE_CHAT_SERVICE_H_
 
@@ -35,6 +45,8 @@
 #include "router/service/router_metrics.h"
 #include "router/service/text_codec.h"
 #include "router/service/work_pool.h"
+#include "router/tenancy/api_keys.h"
+#include "router/tenancy/quotas.h"
 
 namespace hc::router {
 
@@ -56,7 +68,15 @@ struct ChatServiceOptions {
   absl::Duration retry_backoff = absl::Milliseconds(20);
   // Lease holder prefix; unique per router process.
   std::string router_id = "router";
+  // API keys (see above); null: no authentication.
+  const ApiKeyStore* api_keys = nullptr;
+  // Per-tenant quotas of turns; null: none. Used only for non-empty tenants.
+  TenantQuotas* quotas = nullptr;
 };
+
+// The caller that a call's metadata authenticates (see above).
+absl::StatusOr<Caller> AuthenticateCall(const ApiKeyStore* keys,
+                                        const grpc::CallbackServerContext& context);
 
 // The service's methods take and return raw bytes (gRPC's "raw" callback
 // methods) so that a request protobuf cannot parse (truncated, or a string
@@ -107,6 +127,9 @@ class ChatServiceImpl final : public ChatServiceBase {
   void CallEnded();
   // Counts a Get/Delete in the request metrics and finishes it.
   void FinishUnary(grpc::ServerUnaryReactor* reactor, absl::Time start, const absl::Status& status);
+  // AuthenticateCall and CheckSalt for Get/Delete, counting refusals.
+  absl::StatusOr<Caller> Authenticate(const grpc::CallbackServerContext& context);
+  absl::Status CheckCallerSalt(const Caller& caller, std::string_view salt);
 
   WorkPool work_pool_;  // destroyed after deps_' turns are gone (see ~ChatServiceImpl)
   Deps deps_;

@@ -6,7 +6,8 @@
 // Prints "hc-router listening on HOST:PORT metrics HOST:MPORT" once serving
 // (ports resolved, so --port 0 / --metrics_port 0 work for tests), followed
 // by " health HOST:HPORT" with --health_port and " tls" / " mtls" with TLS.
-// SIGTERM or SIGINT drains in-flight turns (--drain_timeout) and exits 0.
+// SIGTERM or SIGINT drains in-flight turns (--drain_timeout) and exits 0. With
+// --api_keys_file, SIGHUP reloads the keys file (so does any change to it).
 //
 // Security (all off by default; plaintext on loopback):
 //   public port   --tls_cert/--tls_key [--tls_client_ca: require client certs]
@@ -25,6 +26,7 @@
 // destructor waits until every turn object is gone (a turn outlives its client
 // stream until its worker call and ledger operations have ended), then the
 // pool, the ledger (file: flushed and synced) and metrics.
+#include <signal.h>
 #include <unistd.h>
 
 #include <random>
@@ -43,6 +45,9 @@
 #include "router/routing/worker_pool.h"
 #include "router/service/chat_service.h"
 #include "router/service/text_codec.h"
+#include "router/tenancy/api_keys.h"
+#include "router/tenancy/quotas.h"
+#include "router/tenancy/redis_quotas.h"
 
 ABSL_FLAG(int32_t, port, 50051, "ChatService port (0 picks a free one)");
 ABSL_FLAG(int32_t, metrics_port, 9090, "Prometheus /metrics port (0 picks a free one)");
@@ -70,6 +75,10 @@ ABSL_FLAG(int64_t, max_conversations_per_salt, 0,
 ABSL_FLAG(int64_t, max_inflight_turns, 1024,
           "Turns in flight in this router; past it turns are refused with RESOURCE_EXHAUSTED "
           "(0: unbounded)");
+ABSL_FLAG(std::string, api_keys_file, "",
+          "JSON file of API keys (SHA-256 hashes) bound to tenants, salts and quotas (README: "
+          "API keys); calls then need 'authorization: Bearer <key>'. Reloaded on SIGHUP or when "
+          "it changes. Empty: no authentication");
 ABSL_FLAG(int32_t, max_model_len, 0, "Context limit; 0 uses the workers' reported max_model_len");
 ABSL_FLAG(absl::Duration, probe_interval, absl::Seconds(1), "Worker health/load polling interval");
 ABSL_FLAG(int32_t, overload_waiting, 16,
@@ -102,6 +111,8 @@ ABSL_FLAG(std::string, worker_server_name, "",
 namespace hc::router {
 namespace {
 
+extern "C" void ReloadApiKeysOnSignal(int) { ApiKeyStore::RequestReloadFromSignal(); }
+
 int Main(int argc, char** argv) {
   InitProcess(argc, argv, "hc-router: HybridCache ChatService router. See --help.");
 
@@ -111,8 +122,31 @@ int Main(int argc, char** argv) {
     return 2;
   }
 
+  // Keys before the ledger: the ledger asks them for tenants' conversation caps.
+  std::unique_ptr<ApiKeyStore> api_keys;
+  if (const std::string path = absl::GetFlag(FLAGS_api_keys_file); !path.empty()) {
+    absl::StatusOr<std::unique_ptr<ApiKeyStore>> keys = ApiKeyStore::Open({.path = path});
+    if (!keys.ok()) {
+      HC_LOG(ERROR) << keys.status();
+      return 2;
+    }
+    api_keys = *std::move(keys);
+    HC_LOG(INFO) << "API keys: " << api_keys->current()->size() << " keys from " << path;
+    struct sigaction sa = {};
+    sa.sa_handler = ReloadApiKeysOnSignal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGHUP, &sa, nullptr);
+    api_keys->StartWatching();
+  }
+
   LedgerOptions lo;
   lo.backend = absl::GetFlag(FLAGS_ledger);
+  if (api_keys != nullptr) {
+    lo.tenant_conversation_limit = [keys = api_keys.get()](std::string_view tenant) {
+      return keys->LimitsOf(tenant).max_conversations;
+    };
+  }
   lo.dir = absl::GetFlag(FLAGS_ledger_dir);
   if (!ParseFsyncPolicy(absl::GetFlag(FLAGS_ledger_fsync), &lo.fsync)) {
     HC_LOG(ERROR) << "--ledger_fsync must be always, interval or never";
@@ -130,6 +164,23 @@ int Main(int argc, char** argv) {
   if (!ledger.ok()) {
     HC_LOG(ERROR) << "ledger: " << ledger.status();
     return 2;
+  }
+
+  // Quotas are shared through Redis when the ledger is there, else local to
+  // this router (router/tenancy/quotas.h).
+  std::unique_ptr<TenantQuotas> quotas;
+  if (api_keys != nullptr) {
+    if (lo.backend.rfind("redis://", 0) == 0) {
+      absl::StatusOr<std::unique_ptr<TenantQuotas>> q =
+          OpenRedisQuotas({.url = lo.backend, .prefix = lo.redis_prefix, .timeout = lo.redis_timeout});
+      if (!q.ok()) {
+        HC_LOG(ERROR) << "tenant quotas: " << q.status();
+        return 2;
+      }
+      quotas = *std::move(q);
+    } else {
+      quotas = std::make_unique<LocalQuotas>();
+    }
   }
 
   // Before the pool probes the workers: bad flags or certificate files end
@@ -210,6 +261,8 @@ int Main(int argc, char** argv) {
   co.max_model_len = static_cast<uint32_t>(absl::GetFlag(FLAGS_max_model_len));
   co.max_attempts = absl::GetFlag(FLAGS_max_attempts);
   co.router_id = absl::StrCat(host, ":", ::getpid(), ":", std::random_device()() % 100000);
+  co.api_keys = api_keys.get();
+  co.quotas = quotas.get();
   ChatServiceImpl service(co, ledger->get(), &pool, codec->get(), &metrics);
 
   absl::StatusOr<std::unique_ptr<GrpcServer>> server =

@@ -52,6 +52,30 @@ RouterMetrics::RouterMetrics(prometheus::Registry& registry) {
                   .Help("New conversations refused by --max_conversations_per_salt")
                   .Register(registry)
                   .Add({});
+  tenant_turns_ = &prometheus::BuildCounter()
+                       .Name("hc_router_tenant_turns_total")
+                       .Help("Committed turns per tenant")
+                       .Register(registry);
+  tenant_tokens_ = &prometheus::BuildCounter()
+                        .Name("hc_router_tenant_tokens_total")
+                        .Help("Prompt and completion tokens of committed turns per tenant")
+                        .Register(registry);
+  tenant_refusals_ = &prometheus::BuildCounter()
+                          .Name("hc_router_tenant_refusals_total")
+                          .Help("Calls refused per tenant by reason (authentication, salt rules, quotas)")
+                          .Register(registry);
+}
+
+void RouterMetrics::TenantTurn(const std::string& tenant, uint64_t prompt_tokens,
+                               uint64_t completion_tokens) {
+  tenant_turns_->Add({{"tenant", tenant}}).Increment();
+  tenant_tokens_->Add({{"tenant", tenant}, {"kind", "prompt"}}).Increment(static_cast<double>(prompt_tokens));
+  tenant_tokens_->Add({{"tenant", tenant}, {"kind", "completion"}})
+      .Increment(static_cast<double>(completion_tokens));
+}
+
+void RouterMetrics::TenantRefusal(const std::string& tenant, const std::string& reason) {
+  tenant_refusals_->Add({{"tenant", tenant}, {"reason", reason}}).Increment();
 }
 
 void RouterMetrics::Request(absl::StatusCode code, double seconds) {

@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -31,8 +32,20 @@ class RouterMetrics {
   // what grew since the previous one to hc_router_conversations_expired_total
   // and hc_router_conversations_refused_total.
   void SetLedgerTotals(uint64_t expired, uint64_t refused);
+  // Per tenant (label "tenant": the API key's tenant, "" without keys and for
+  // calls with no valid key; tenants come only from the keys file, so the
+  // label's values are bounded): hc_router_tenant_turns_total,
+  // hc_router_tenant_tokens_total{kind=prompt|completion} of committed turns,
+  // and hc_router_tenant_refusals_total{reason} with reason one of
+  // unauthenticated, permission_denied, concurrent_turns, tokens_per_minute,
+  // conversations.
+  void TenantTurn(const std::string& tenant, uint64_t prompt_tokens, uint64_t completion_tokens);
+  void TenantRefusal(const std::string& tenant, const std::string& reason);
 
  private:
+  prometheus::Family<prometheus::Counter>* tenant_turns_;
+  prometheus::Family<prometheus::Counter>* tenant_tokens_;
+  prometheus::Family<prometheus::Counter>* tenant_refusals_;
   std::array<prometheus::Counter*, 17> requests_{};
   std::array<prometheus::Counter*, 3> decisions_{};
   prometheus::Histogram* ttft_;

@@ -15,10 +15,15 @@
 //
 //   state        event                            next
 //   ------------ -------------------------------- ---------------------------
-//   kStart       start: request invalid           kFinishing (INVALID_ARGUMENT)
+//   kStart       start: no/unknown API key        kFinishing (UNAUTHENTICATED)
+//                start: request invalid           kFinishing (INVALID_ARGUMENT)
+//                start: salt not the key's        kFinishing (PERMISSION_DENIED)
 //                start: router at its bound, or
 //                  the new text alone is too long kFinishing (RESOURCE_EXHAUSTED)
+//                start, tenant with quotas        kAdmitting: TenantQuotas::AdmitTurn
 //                start                            kLeasing: AcquireLease
+//   kAdmitting   refused (quota) / error          kFinishing (that status)
+//                admitted                         kLeasing: AcquireLease
 //   kLeasing     lease refused / ledger error     kFinishing (that status)
 //                lease held: bad round, context
 //                  surely too long                kReleasing (that status)
@@ -53,7 +58,9 @@
 //
 // The lease is renewed every lease_ttl / 3 while the turn holds it (kStreaming,
 // kBackoff), so a turn of any length keeps its conversation; a renewal that
-// finds the lease taken over aborts the turn with ABORTED.
+// finds the lease taken over aborts the turn with ABORTED. An admitted turn's
+// quota slot is renewed with it and given back when the turn concludes; a
+// committed turn's tokens are charged to its tenant.
 #include "router/service/turn.h"
 
 #include <algorithm>
@@ -69,6 +76,7 @@
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/raw_proto.h"
+#include "common/retry_delay.h"
 #include "common/tsan_annotations.h"
 #include "grpcpp/alarm.h"
 #include "router/service/reply_stream.h"
@@ -84,6 +92,7 @@ using Deps = ChatServiceImpl::Deps;
 
 enum class State {
   kStart,
+  kAdmitting,
   kLeasing,
   kEncoding,
   kStreaming,
@@ -96,6 +105,7 @@ enum class State {
 
 enum class EventKind {
   kStart,
+  kAdmitted,        // status, refusal
   kLeaseAcquired,   // record
   kEncoded,         // encoded (and the turn's messages, moved back)
   kLeaseRenewed,    // status
@@ -115,6 +125,7 @@ struct Event {
   bool ok = false;
   WorkerCall* call = nullptr;
   absl::Status status;
+  const char* refusal = nullptr;  // kAdmitted: the quota that refused
   grpc::Status grpc_status;
   std::optional<absl::StatusOr<ConversationRecord>> record;
   std::optional<absl::StatusOr<EncodedTurn>> encoded;
@@ -132,10 +143,16 @@ constexpr uint64_t kInlineEncodeBytes = 16 << 10;
 // memory).
 constexpr size_t kMaxQueuedEvents = 16;
 
+// Tenant refusal reasons (metrics) besides the quotas' (QuotaRefusalName).
+constexpr char kRefusedUnauthenticated[] = "unauthenticated";
+constexpr char kRefusedPermission[] = "permission_denied";
+constexpr char kRefusedConversations[] = "conversations";
+
 class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public WorkerCall::Listener {
  public:
-  Turn(Deps* deps, grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* raw)
-      : deps_(deps), ctx_(ctx), req_(&request_), start_(absl::Now()) {
+  Turn(Deps* deps, grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* raw,
+       absl::StatusOr<Caller> caller)
+      : deps_(deps), ctx_(ctx), req_(&request_), caller_(std::move(caller)), start_(absl::Now()) {
     parsed_ = ParseRawRequest(*raw, &request_);
     {
       absl::MutexLock lock(&deps_->live_mu);
@@ -209,6 +226,9 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
     switch (e.kind) {
       case EventKind::kStart:
         return OnStart(out);
+      case EventKind::kAdmitted:
+        --pending_;
+        return OnAdmitted(e.status, e.refusal, out);
       case EventKind::kLeaseAcquired:
         --pending_;
         return OnLeaseAcquired(std::move(*e.record), out);
@@ -252,7 +272,8 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
         if (e.ok && leased_ && (state_ == State::kEncoding || state_ == State::kStreaming ||
                                 state_ == State::kBackoff)) {
           ++pending_;
-          out.push_back([this, key = key_, holder = holder_] {
+          out.push_back([this, key = key_, holder = holder_, admitted = admitted_] {
+            if (admitted) deps_->options.quotas->RenewTurn(key.tenant, holder, deps_->options.lease_ttl);
             deps_->ledger->RenewLease(key, holder, deps_->options.lease_ttl, [this](absl::Status s) {
               Post(Event{.kind = EventKind::kLeaseRenewed, .status = std::move(s)});
             });
@@ -263,8 +284,16 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
   }
 
   void OnStart(std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!caller_.ok()) {
+      refusal_ = kRefusedUnauthenticated;
+      return Conclude(ToGrpcStatus(caller_.status()), out);
+    }
     if (!parsed_.ok()) return Conclude(ToGrpcStatus(parsed_), out);
     if (absl::Status s = ValidateCompleteRequest(*req_, deps_->codec->vocab_size()); !s.ok()) {
+      return Conclude(ToGrpcStatus(s), out);
+    }
+    if (absl::Status s = CheckSalt(*caller_, req_->cache_salt()); !s.ok()) {
+      refusal_ = kRefusedPermission;
       return Conclude(ToGrpcStatus(s), out);
     }
     const int64_t max_turns = deps_->options.max_inflight_turns;
@@ -279,8 +308,38 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
     if (absl::Status s = CheckContext(/*history=*/0, MinSuffixTokens(), /*exact=*/false); !s.ok()) {
       return Conclude(ToGrpcStatus(s), out);
     }
-    key_ = LedgerKey{req_->cache_salt(), req_->conversation_id()};
+    key_ = LedgerKey{req_->cache_salt(), req_->conversation_id(), caller_->tenant};
     holder_ = absl::StrCat(deps_->options.router_id, "/", deps_->next_turn.fetch_add(1));
+    if (deps_->options.quotas != nullptr && !key_.tenant.empty()) {
+      state_ = State::kAdmitting;
+      ++pending_;
+      out.push_back([this, tenant = key_.tenant, holder = holder_, limits = caller_->limits] {
+        deps_->options.quotas->AdmitTurn(tenant, holder, limits, deps_->options.lease_ttl,
+                                         [this](Admission a) {
+                                           Post(Event{.kind = EventKind::kAdmitted,
+                                                      .status = std::move(a.status),
+                                                      .refusal = a.refusal == QuotaRefusal::kNone
+                                                                     ? nullptr
+                                                                     : QuotaRefusalName(a.refusal)});
+                                         });
+      });
+      return;
+    }
+    StartLeasing(out);
+  }
+
+  void OnAdmitted(const absl::Status& status, const char* refusal, std::vector<Action>& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!status.ok()) {
+      refusal_ = refusal;
+      return Conclude(ToGrpcStatus(status), out);
+    }
+    admitted_ = true;
+    if (abort_.has_value()) return Conclude(*abort_, out);  // the client left meanwhile
+    StartLeasing(out);
+  }
+
+  void StartLeasing(std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     state_ = State::kLeasing;
     ++pending_;
     out.push_back([this, key = key_, holder = holder_] {
@@ -293,7 +352,13 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
 
   void OnLeaseAcquired(absl::StatusOr<ConversationRecord> rec, std::vector<Action>& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!rec.ok()) return Conclude(ToGrpcStatus(rec.status()), out);
+    if (!rec.ok()) {
+      // The per-salt cap carries no retry delay; the tenant's cap does.
+      if (absl::IsResourceExhausted(rec.status()) && RetryDelayOf(rec.status()).has_value()) {
+        refusal_ = kRefusedConversations;
+      }
+      return Conclude(ToGrpcStatus(rec.status()), out);
+    }
     rec_ = *std::move(rec);
     leased_ = true;
     if (abort_.has_value()) return Conclude(*abort_, out);  // the client left meanwhile
@@ -602,7 +667,8 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
     v1::CompleteEvent e;
     auto* s = e.mutable_started();
     s->set_round(rec_.round + 1);
-    s->set_worker_id(worker_->id());
+    // Worker addresses are for admins (chat.proto).
+    s->set_worker_id(caller_->admin ? worker_->id() : std::string());
     s->set_prompt_tokens(PromptTokens());
     s->set_cached_tokens(started_.cached_tokens());
     Enqueue(std::move(e));
@@ -659,6 +725,14 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
                                                      ? report_.completion_tokens()
                                                      : static_cast<uint32_t>(reply_->num_generated()));
     Enqueue(std::move(e));
+    const uint64_t prompt = done->usage().prompt_tokens();
+    const uint64_t completion = done->usage().completion_tokens();
+    deps_->metrics->TenantTurn(key_.tenant, prompt, completion);
+    if (admitted_) {
+      out.push_back([this, tenant = key_.tenant, tokens = prompt + completion, limits = caller_->limits] {
+        deps_->options.quotas->ChargeTokens(tenant, tokens, limits);
+      });
+    }
     Conclude(grpc::Status::OK, out);
   }
 
@@ -727,7 +801,7 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
         cancel_encoding_.store(true);  // fails once the tokenizer has stopped
         return;
       default:
-        return;  // kLeasing: fails on the lease's answer; later states decided
+        return;  // kAdmitting, kLeasing: fail on their answer; later states decided
     }
   }
 
@@ -742,6 +816,15 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
     if (counted_) {
       deps_->active_turns.fetch_sub(1);
       counted_ = false;
+    }
+    if (refusal_ != nullptr) {
+      deps_->metrics->TenantRefusal(caller_.ok() ? caller_->tenant : std::string(), refusal_);
+    }
+    if (admitted_) {
+      admitted_ = false;
+      out.push_back([this, tenant = key_.tenant, holder = holder_] {
+        deps_->options.quotas->EndTurn(tenant, holder);
+      });
     }
     // A committed turn reads its worker stream to the end instead.
     if (!status.ok()) StopCall(call_, out);
@@ -767,6 +850,8 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
   v1::CompleteRequest request_;
   absl::Status parsed_;
   const v1::CompleteRequest* const req_;
+  // The authenticated caller (router/tenancy/api_keys.h), or why not.
+  const absl::StatusOr<Caller> caller_;
   const absl::Time start_;
 
   absl::Mutex mu_;
@@ -782,6 +867,8 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
   std::optional<grpc::Status> abort_ ABSL_GUARDED_BY(mu_);  // why the turn must stop
   std::optional<grpc::Status> final_ ABSL_GUARDED_BY(mu_);  // decided final status
   bool counted_ ABSL_GUARDED_BY(mu_) = false;  // in deps_->active_turns
+  bool admitted_ ABSL_GUARDED_BY(mu_) = false;  // holds a tenant quota slot
+  const char* refusal_ ABSL_GUARDED_BY(mu_) = nullptr;  // metrics reason of a refusal
 
   LedgerKey key_ ABSL_GUARDED_BY(mu_);
   std::string holder_ ABSL_GUARDED_BY(mu_);
@@ -822,8 +909,9 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
 }  // namespace
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* StartTurn(Deps* deps, grpc::CallbackServerContext* context,
-                                                      const grpc::ByteBuffer* request) {
-  return new Turn(deps, context, request);
+                                                      const grpc::ByteBuffer* request,
+                                                      absl::StatusOr<Caller> caller) {
+  return new Turn(deps, context, request, std::move(caller));
 }
 
 }  // namespace hc::router

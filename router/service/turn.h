@@ -8,13 +8,15 @@
 
 namespace hc::router {
 
-// Starts the turn for a raw CompleteRequest (a malformed one finishes with
-// INVALID_ARGUMENT); the reactor writes serialized CompleteEvents and deletes
+// Starts the turn of `caller` (or, when authentication failed, a turn that
+// finishes with its status) for a raw CompleteRequest (a malformed one
+// finishes with INVALID_ARGUMENT); the reactor writes serialized CompleteEvents and deletes
 // itself when the client stream, its worker calls, ledger operations and
 // alarms are all done.
 grpc::ServerWriteReactor<grpc::ByteBuffer>* StartTurn(ChatServiceImpl::Deps* deps,
                                                       grpc::CallbackServerContext* context,
-                                                      const grpc::ByteBuffer* request);
+                                                      const grpc::ByteBuffer* request,
+                                                      absl::StatusOr<Caller> caller);
 
 }  // namespace hc::router
 

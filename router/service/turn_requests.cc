@@ -12,6 +12,7 @@ v1::ExecuteRequest BuildExecuteRequest(const ExecuteInputs& in) {
   v1::ExecuteRequest req;
   req.mutable_key()->set_cache_salt(in.key->cache_salt);
   req.mutable_key()->set_conversation_id(in.key->conversation_id);
+  req.mutable_key()->set_tenant(in.key->tenant);
   req.set_request_id(in.request_id);
   req.set_new_round(rec.round + 1);
   if (in.sticky) {

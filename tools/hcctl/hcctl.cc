@@ -4,6 +4,12 @@
 //   hcctl send   --conversation ID --message TEXT one turn, reply on stdout
 //   hcctl get    --conversation ID                committed messages
 //   hcctl delete --conversation ID
+//   hcctl hash-key [KEY]                          SHA-256 of an API key for the
+//                                                 router's --api_keys_file (KEY
+//                                                 from stdin when omitted)
+//
+// With --api_key (or $HC_API_KEY) every call carries
+// `authorization: Bearer <key>`.
 //
 // Every turn prints its stats to stderr: round, worker, prompt and cached
 // tokens, time to first token and total time.
@@ -14,6 +20,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 
@@ -26,6 +33,7 @@
 #include "common/tls.h"
 #include "grpcpp/create_channel.h"
 #include "hybridcache/v1/chat.grpc.pb.h"
+#include "router/tenancy/api_keys.h"
 
 ABSL_FLAG(std::string, router, "127.0.0.1:50051", "Router address host:port");
 ABSL_FLAG(std::string, conversation, "", "Conversation id");
@@ -42,10 +50,39 @@ ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate to present (with --
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
 ABSL_FLAG(std::string, tls_server_name, "",
           "Name the router's certificate must carry, when it is not the host of --router");
+ABSL_FLAG(std::string, api_key, "",
+          "API key sent as 'authorization: Bearer <key>' (default: $HC_API_KEY; prefer the "
+          "environment: flags show up in ps)");
 
 namespace {
 
 namespace v1 = hybridcache::v1;
+
+// Deadline and credentials of every call.
+void Prepare(grpc::ClientContext& ctx) {
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_timeout)));
+  std::string key = absl::GetFlag(FLAGS_api_key);
+  if (key.empty()) {
+    if (const char* env = std::getenv("HC_API_KEY"); env != nullptr) key = env;
+  }
+  if (!key.empty()) ctx.AddMetadata("authorization", "Bearer " + key);
+}
+
+int HashKey(const std::vector<char*>& args) {
+  std::string key;
+  if (args.size() == 3) {
+    key = args[2];
+  } else if (!std::getline(std::cin, key)) {
+    std::fprintf(stderr, "hash-key: no key on stdin\n");
+    return 2;
+  }
+  if (key.empty()) {
+    std::fprintf(stderr, "hash-key: the key is empty\n");
+    return 2;
+  }
+  std::printf("%s\n", hc::router::HashApiKey(key).c_str());
+  return 0;
+}
 
 int Fail(const grpc::Status& s) {
   std::fprintf(stderr, "error: %s: %s\n", absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())).c_str(),
@@ -65,7 +102,7 @@ int Send(v1::ChatService::Stub& stub, const std::string& text) {
     req.mutable_sampling()->set_temperature(static_cast<float>(absl::GetFlag(FLAGS_temperature)));
   }
   grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_timeout)));
+  Prepare(ctx);
   const absl::Time start = absl::Now();
   absl::Time first = absl::InfiniteFuture();
   auto reader = stub.Complete(&ctx, req);
@@ -102,7 +139,7 @@ int Get(v1::ChatService::Stub& stub) {
   req.set_cache_salt(absl::GetFlag(FLAGS_salt));
   v1::Conversation conv;
   grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_timeout)));
+  Prepare(ctx);
   const grpc::Status s = stub.GetConversation(&ctx, req, &conv);
   if (!s.ok()) return Fail(s);
   std::printf("conversation %s: round %llu, %u tokens, worker %s\n", conv.conversation_id().c_str(),
@@ -118,7 +155,7 @@ int Delete(v1::ChatService::Stub& stub) {
   req.set_cache_salt(absl::GetFlag(FLAGS_salt));
   v1::DeleteConversationResponse resp;
   grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_timeout)));
+  Prepare(ctx);
   const grpc::Status s = stub.DeleteConversation(&ctx, req, &resp);
   if (!s.ok()) return Fail(s);
   std::printf("deleted %s\n", req.conversation_id().c_str());
@@ -129,8 +166,10 @@ int Delete(v1::ChatService::Stub& stub) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "hcctl chat|send|get|delete --conversation ID [--salt S] [--router host:port] [--message TEXT]");
+      "hcctl chat|send|get|delete --conversation ID [--salt S] [--router host:port] [--message TEXT] "
+      "[--api_key KEY]\n  hcctl hash-key [KEY]");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  if (args.size() >= 2 && std::string(args[1]) == "hash-key" && args.size() <= 3) return HashKey(args);
   if (args.size() != 2 || absl::GetFlag(FLAGS_conversation).empty()) {
     std::fprintf(stderr, "%s\n", absl::ProgramUsageMessage().data());
     return 2;

@@ -1,5 +1,5 @@
 // The worker's conversation cache: the exact state of each conversation at its
-// last committed round, keyed by (cache_salt, conversation_id), plus the
+// last committed round, keyed by (tenant, cache_salt, conversation_id), plus the
 // requests (turns) running on top of those states. This is the API the engine
 // calls for steps 3, 4 and 7 of a turn (docs/architecture.md):
 //
@@ -51,11 +51,12 @@ namespace hc::cache {
 struct ConversationKey {
   std::string cache_salt;
   std::string conversation_id;
+  std::string tenant;  // the router's API key tenant ("" without keys)
 
   friend bool operator==(const ConversationKey&, const ConversationKey&) = default;
   template <typename H>
   friend H AbslHashValue(H h, const ConversationKey& k) {
-    return H::combine(std::move(h), k.cache_salt, k.conversation_id);
+    return H::combine(std::move(h), k.cache_salt, k.conversation_id, k.tenant);
   }
 };
 

@@ -173,6 +173,10 @@ class ExecuteReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 };
 
 absl::Status CheckKey(const pb::ConversationKey& key) {
+  if (key.tenant().size() > kMaxTenantBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tenant has ", key.tenant().size(), " bytes; at most ", kMaxTenantBytes, " are allowed"));
+  }
   return ValidateConversationKey(key.conversation_id(), key.cache_salt());
 }
 
@@ -227,7 +231,7 @@ absl::StatusOr<engine::TurnRequest> TurnFromProto(const pb::ExecuteRequest& requ
   HC_RETURN_IF_ERROR(ValidateSamplingParams(request.sampling(), static_cast<uint32_t>(options.vocab_size)));
 
   engine::TurnRequest turn;
-  turn.key = {request.key().cache_salt(), request.key().conversation_id()};
+  turn.key = {request.key().cache_salt(), request.key().conversation_id(), request.key().tenant()};
   turn.request_id = request.request_id().empty()
                         ? absl::StrCat(request.key().cache_salt(), "/", request.key().conversation_id(),
                                        "/", request.new_round())
@@ -298,7 +302,7 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::Release(grpc::CallbackServerContext
   // `reactor`) stays alive until Finish, which the engine always calls
   // (exactly once, even when it stops).
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  options_.engine->Release({request.key().cache_salt(), request.key().conversation_id()},
+  options_.engine->Release({request.key().cache_salt(), request.key().conversation_id(), request.key().tenant()},
                            [reactor, response](bool released) {
                              pb::ReleaseResponse out;
                              out.set_released(released);

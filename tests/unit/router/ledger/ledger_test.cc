@@ -8,7 +8,9 @@
 
 #include "absl/synchronization/barrier.h"
 #include "gtest/gtest.h"
+#include "common/retry_delay.h"
 #include "router/ledger/ledger.h"
+#include "router/ledger/ledger_table.h"
 #include "router/ledger/redis_ledger.h"
 #include "tests/unit/router/ledger/redis_server_fixture.h"
 
@@ -30,6 +32,23 @@ class RedisEnvironment : public ::testing::Environment {
 };
 const auto* const kRedisEnvironment = ::testing::AddGlobalTestEnvironment(new RedisEnvironment);
 testing::RedisServer* SharedRedis() { return shared_redis; }
+
+TEST(TableKeyTest, TheEmptyTenantEncodesAsBeforeTenantsAndEveryKeyRoundTrips) {
+  // Before tenants: u32 salt length (host order), salt, id. Old file ledgers
+  // hold exactly these bytes.
+  const std::string legacy = std::string("\x04\x00\x00\x00", 4) + "saltconv";
+  EXPECT_EQ(EncodeTableKey(LedgerKey{"salt", "conv"}), legacy);
+  for (const LedgerKey& k : {LedgerKey{"salt", "conv"}, LedgerKey{"", "c"}, LedgerKey{"s", "c", "t"},
+                             LedgerKey{std::string("a\0b", 3), "c:1", std::string("x\0y", 3)}}) {
+    const LedgerKey back = DecodeTableKey(EncodeTableKey(k));
+    EXPECT_EQ(back.cache_salt, k.cache_salt);
+    EXPECT_EQ(back.conversation_id, k.conversation_id);
+    EXPECT_EQ(back.tenant, k.tenant);
+  }
+  // A tenant never encodes like some other untenanted key.
+  EXPECT_NE(EncodeTableKey(LedgerKey{"s", "c", "t"}), EncodeTableKey(LedgerKey{"s", "tc"}));
+  EXPECT_NE(EncodeTableKey(LedgerKey{"s", "c", "t"}), EncodeTableKey(LedgerKey{"s", "c", "u"}));
+}
 
 class LedgerTest : public TestWithParam<std::string> {
  protected:
@@ -342,6 +361,77 @@ TEST_P(LedgerTest, ExpiredConversationsFreeTheirSaltSlots) {
   PassTheTtl();
   // The slot is free once the expiry is applied: at once for Redis (its
   // counts are by expiry time), after the sweep erased it for memory and file.
+  ASSERT_TRUE(Eventually([&] { return *ledger_->CountConversations() == 0; }));
+  EXPECT_TRUE(FullTurn(next, "b").ok());
+}
+
+TEST_P(LedgerTest, TenantsAreSeparateNamespacesUnderTheSameSaltAndId) {
+  const LedgerKey a{"salt", "c", "tenant-a"};
+  const LedgerKey b{"salt", "c", "tenant-b"};
+  ASSERT_TRUE(FullTurn(a, "x").ok());
+  ASSERT_TRUE(FullTurn(a, "x").ok());
+  EXPECT_EQ(ledger_->Get(b).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(ledger_->Get(LedgerKey{"salt", "c"}).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(ledger_->Delete(b).code(), absl::StatusCode::kNotFound);
+  // B's lease is B's: it does not block A's, and B starts at round 0.
+  auto rec = ledger_->AcquireLease(b, "y", absl::Seconds(30));
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  EXPECT_EQ(rec->round, 0u);
+  EXPECT_TRUE(ledger_->AcquireLease(a, "z", absl::Seconds(30)).ok());
+  ASSERT_TRUE(ledger_->ReleaseLease(a, "z").ok());
+  ASSERT_TRUE(ledger_->Commit(b, "y", Turn(0, {7}, "b's", 0)).ok());
+  ASSERT_TRUE(ledger_->Delete(b).ok());
+  EXPECT_EQ(ledger_->Get(a)->round, 2u);
+  // Durable with its tenant (file: replayed from the log).
+  Reopen(Options());
+  if (GetParam() != "memory") {
+    EXPECT_EQ(ledger_->Get(a)->round, 2u);
+    EXPECT_EQ(ledger_->Get(b).status().code(), absl::StatusCode::kNotFound);
+  }
+}
+
+TEST_P(LedgerTest, TenantCapRefusesThatTenantsNewConversationsWithARetryDelay) {
+  LedgerOptions o = Options();
+  o.tenant_conversation_limit = [](std::string_view tenant) -> uint64_t {
+    return tenant == "capped" ? 2 : 0;
+  };
+  Reopen(o);
+  const auto key = [](const std::string& salt, int i, const std::string& tenant = "capped") {
+    return LedgerKey{salt, "c" + std::to_string(i), tenant};
+  };
+  ASSERT_TRUE(FullTurn(key("s", 0), "a").ok());
+  // Over all of the tenant's salts; a first turn in flight holds a slot.
+  ASSERT_TRUE(ledger_->AcquireLease(key("t", 1), "first", absl::Seconds(30)).ok());
+  auto refused = ledger_->AcquireLease(key("s", 2), "b", absl::Seconds(30));
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+  EXPECT_NE(refused.status().message().find("already has 2 conversations"), std::string::npos)
+      << refused.status();
+  EXPECT_EQ(RetryDelayOf(refused.status()), kTenantCapRetryDelay);
+  EXPECT_EQ(ledger_->counters().conversations_refused, 0u) << "counted by the service, per tenant";
+  // Existing conversations go on; other tenants and the empty one are not capped.
+  ASSERT_TRUE(FullTurn(key("s", 0), "a").ok());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(FullTurn(key("s", i, "free"), "a").ok());
+    ASSERT_TRUE(FullTurn(key("s", i, ""), "a").ok());
+  }
+  // A first turn that gives up frees its slot, and so does a delete.
+  ASSERT_TRUE(ledger_->ReleaseLease(key("t", 1), "first").ok());
+  ASSERT_TRUE(FullTurn(key("s", 2), "b").ok());
+  EXPECT_EQ(ledger_->AcquireLease(key("s", 3), "b", absl::Seconds(30)).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  ASSERT_TRUE(ledger_->Delete(key("s", 0)).ok());
+  EXPECT_TRUE(FullTurn(key("s", 3), "b").ok());
+}
+
+TEST_P(LedgerTest, ExpiredConversationsFreeTheirTenantSlots) {
+  LedgerOptions o = TtlOptions();
+  o.tenant_conversation_limit = [](std::string_view) -> uint64_t { return 1; };
+  Reopen(o);
+  ASSERT_TRUE(FullTurn(LedgerKey{"s", "one", "t"}, "a").ok());
+  const LedgerKey next{"s2", "next", "t"};
+  EXPECT_EQ(ledger_->AcquireLease(next, "b", absl::Seconds(30)).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  PassTheTtl();
   ASSERT_TRUE(Eventually([&] { return *ledger_->CountConversations() == 0; }));
   EXPECT_TRUE(FullTurn(next, "b").ok());
 }

@@ -100,6 +100,26 @@ TEST_F(RedisLedgerTest, LeaseOnlyEntryOfAKilledRouterVanishesWhenItsLeaseExpires
   EXPECT_EQ(rec->round, 0u);
 }
 
+// The empty tenant keeps the layout of before tenants (the test above pins
+// it); a tenant's conversation keys keep one hash tag, with the tenant inside.
+TEST_F(RedisLedgerTest, ATenantsKeysShareOneHashTagThatNamesTheTenant) {
+  auto ledger = Open();
+  const LedgerKey key{"s", "c", "t"};  // hex: s = 73, t = 74
+  auto rec = ledger->AcquireLease(key, "r", absl::Seconds(30));
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  CommitRequest c;
+  c.appended_tokens = {1, 2};
+  c.appended_messages = {LedgerMessage{Role::kUser, 0, 2, "hi"}};
+  ASSERT_TRUE(ledger->Commit(key, "r", c).ok());
+  for (const char* k : {"replicas:{t74/73:c}:m", "replicas:{t74/73:c}:t", "replicas:{t74/73:c}:g",
+                        "replicas:{t74/73}:z", "replicas:{t74}:n"}) {
+    EXPECT_EQ(server_->Command("EXISTS", k), "1") << k;
+  }
+  EXPECT_EQ(server_->Command("EXISTS", "replicas:{73:c}:m"), "0");
+  ASSERT_TRUE(ledger->Delete(key).ok());
+  EXPECT_EQ(server_->Command("ZCARD", "replicas:{t74}:n"), "0");
+}
+
 TEST_F(RedisLedgerTest, LeaseOnlyTtlFollowsRenewalsAndIsClearedByTheFirstCommit) {
   const LedgerKey key{"s", "ttl"};
   const std::string m = "replicas:{73:ttl}:m";

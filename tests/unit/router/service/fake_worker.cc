@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/stop_matcher.h"
 #include "common/token_hash.h"
@@ -11,7 +12,11 @@ namespace hc::router::testing {
 namespace v1 = hybridcache::v1;
 
 namespace {
-std::string KeyOf(const v1::ConversationKey& k) { return k.cache_salt() + '\0' + k.conversation_id(); }
+// Length-prefixed parts: unambiguous for any bytes.
+std::string KeyOf(const v1::ConversationKey& k) {
+  return absl::StrCat(k.tenant().size(), ":", k.tenant(), k.cache_salt().size(), ":", k.cache_salt(),
+                      k.conversation_id());
+}
 }  // namespace
 
 void FakeWorker::Serve() {

@@ -4,6 +4,7 @@
 // conversation intact.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -11,6 +12,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <regex>
 #include <string>
 #include <vector>
@@ -248,6 +250,63 @@ TEST(RouterBinaryTest, PerSaltCapRefusesANewConversationAndCountsItInTheMetrics)
   }
   EXPECT_NE(metrics.find("hc_router_conversations_refused_total 1"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("hc_router_conversations_expired_total 0"), std::string::npos) << metrics;
+  EXPECT_EQ(Stop(r), 0);
+  std::filesystem::remove_all(dir);
+}
+
+// Reads the router's log until `needle` appears (false after `timeout`).
+bool AwaitLog(Router& r, const std::string& needle, absl::Duration timeout) {
+  std::string log;
+  const absl::Time deadline = absl::Now() + timeout;
+  char buf[1024];
+  while (log.find(needle) == std::string::npos) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) return false;
+    pollfd p{r.log_fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1) <= 0) continue;
+    const ssize_t n = ::read(r.log_fd, buf, sizeof(buf));
+    if (n <= 0) return false;
+    log.append(buf, static_cast<size_t>(n));
+  }
+  return true;
+}
+
+TEST(RouterBinaryTest, ApiKeysFromTheKeysFileAreRequiredAndReloadedOnSighup) {
+  testing::FakeWorker worker(testing::FakeWorkerOptions{});
+  worker.Serve();
+  char tmpl[] = "/tmp/hc-router-bin-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  std::string out;
+  // hcctl hash-key makes the file's entries.
+  ASSERT_EQ(Hcctl("hash-key first-key", &out), 0) << out;
+  const std::string first_hash = out.substr(0, out.find('\n'));
+  ASSERT_EQ(first_hash.size(), 64u) << out;
+  const auto write_keys = [&](const std::string& hash) {
+    std::ofstream(dir + "/keys.tmp") << R"({"keys": [{"sha256": ")" << hash
+                                     << R"(", "tenant": "t", "salts": ["s"]}]})";
+    std::filesystem::rename(dir + "/keys.tmp", dir + "/keys.json");
+  };
+  write_keys(first_hash);
+  Router r = StartRouter(worker.address(), dir + "/ledger", {"--api_keys_file=" + dir + "/keys.json"});
+  ASSERT_FALSE(r.address.empty());
+  const std::string send = "send --router " + r.address + " --conversation c --salt s --message hi";
+  EXPECT_EQ(Hcctl(send, &out), 1);
+  EXPECT_NE(out.find("UNAUTHENTICATED: missing or invalid API key"), std::string::npos) << out;
+  ASSERT_EQ(Hcctl("--api_key=first-key " + send, &out), 0) << out;
+  EXPECT_EQ(Hcctl("--api_key=first-key " + send + " --salt other", &out), 1);
+  EXPECT_NE(out.find("PERMISSION_DENIED"), std::string::npos) << out;
+
+  // A new key file, then SIGHUP: the new key works, the old one no longer.
+  ASSERT_EQ(Hcctl("hash-key second-key", &out), 0) << out;
+  write_keys(out.substr(0, out.find('\n')));
+  ::kill(r.pid, SIGHUP);
+  ASSERT_TRUE(AwaitLog(r, "API keys reloaded (SIGHUP)", absl::Seconds(30)));
+  EXPECT_EQ(Hcctl("--api_key=first-key " + send, &out), 1) << out;
+  ASSERT_EQ(Hcctl("--api_key=second-key " + send, &out), 0) << out;
+  // hcctl also takes the key from $HC_API_KEY.
+  ::setenv("HC_API_KEY", "second-key", 1);
+  EXPECT_EQ(Hcctl(send, &out), 0) << out;
+  ::unsetenv("HC_API_KEY");
   EXPECT_EQ(Stop(r), 0);
   std::filesystem::remove_all(dir);
 }

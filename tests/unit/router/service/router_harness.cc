@@ -64,9 +64,15 @@ RouterHarness::~RouterHarness() {
 }
 
 TurnResult RouterHarness::Complete(const v1::CompleteRequest& request, absl::Duration timeout) {
+  return CompleteAs("", request, timeout);
+}
+
+TurnResult RouterHarness::CompleteAs(const std::string& api_key, const v1::CompleteRequest& request,
+                                     absl::Duration timeout) {
   TurnResult r;
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  if (!api_key.empty()) ctx.AddMetadata("authorization", "Bearer " + api_key);
   auto reader = stub_->Complete(&ctx, request);
   v1::CompleteEvent e;
   while (reader->Read(&e)) {

@@ -52,6 +52,9 @@ class RouterHarness {
 
   TurnResult Complete(const hybridcache::v1::CompleteRequest& request,
                       absl::Duration timeout = absl::Seconds(30));
+  // Complete with `authorization: Bearer <api_key>` metadata (none when empty).
+  TurnResult CompleteAs(const std::string& api_key, const hybridcache::v1::CompleteRequest& request,
+                        absl::Duration timeout = absl::Seconds(30));
   static hybridcache::v1::CompleteRequest UserTurn(const std::string& id, const std::string& text,
                                                    const std::string& salt = "");
   // Sum of a counter family's value for the given label value.

@@ -280,6 +280,45 @@ TEST_F(WorkerServiceTest, UnknownExpectedStateAnswersStateMissing) {
   EXPECT_TRUE(o.tokens.empty());
 }
 
+TEST_F(WorkerServiceTest, TwoTenantsWithTheSameSaltAndIdNeverShareAState) {
+  pb::ExecuteRequest a1 = Turn("same", {10, 11, 12}, 3);
+  a1.mutable_key()->set_cache_salt("s");
+  a1.mutable_key()->set_tenant("a");
+  Outcome ta = Execute(a1);
+  ASSERT_TRUE(ta.status.ok()) << ta.status.error_message();
+  ASSERT_NE(ta.committed(), nullptr);
+
+  // Tenant b claims a's committed state under the same salt and id: the
+  // worker holds nothing of b's.
+  pb::ExecuteRequest b2 = Turn("same", {ta.tokens.back(), 20}, 2);
+  b2.mutable_key()->set_cache_salt("s");
+  b2.mutable_key()->set_tenant("b");
+  *b2.mutable_expected() = ta.committed()->state();
+  b2.set_new_round(2);
+  Outcome tb = Execute(b2);
+  ASSERT_TRUE(tb.status.ok()) << tb.status.error_message();
+  EXPECT_TRUE(tb.missing());
+  EXPECT_TRUE(tb.tokens.empty());
+  // Nor does the untenanted key see it.
+  pb::ExecuteRequest none = b2;
+  none.mutable_key()->clear_tenant();
+  EXPECT_TRUE(Execute(none).missing());
+
+  // Releasing b's key leaves a's state; a continues from its cache.
+  pb::ReleaseRequest rel;
+  *rel.mutable_key() = b2.key();
+  pb::ReleaseResponse released;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stub_->Release(&ctx, rel, &released).ok());
+  EXPECT_FALSE(released.released());
+  pb::ExecuteRequest a2 = b2;
+  a2.mutable_key()->set_tenant("a");
+  Outcome ta2 = Execute(a2);
+  ASSERT_TRUE(ta2.status.ok()) << ta2.status.error_message();
+  EXPECT_FALSE(ta2.missing());
+  EXPECT_EQ(ta2.started()->cached_tokens(), ta.committed()->state().num_tokens());
+}
+
 TEST_F(WorkerServiceTest, ClientCancelDiscardsTheTurnAndKeepsTheCommittedState) {
   // Turn 1 takes forward calls 1-3; turn 2 blocks in its third call, after
   // streaming two tokens, until the client's cancel reached the engine.
