@@ -36,8 +36,8 @@ void CollectStrings(const json::Value& v, std::string* out) {
 absl::StatusOr<ChatTemplate> ChatTemplate::ByName(std::string_view name) {
   if (name == "granite" || name == "granite4") return ChatTemplate(Kind::kGranite);
   if (name == "chatml") return ChatTemplate(Kind::kChatMl);
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown chat template \"", std::string(name), "\" (expected granite or chatml)"));
+  return absl::InvalidArgumentError(absl::StrCat("unknown chat template \"", std::string(name),
+                                                 "\" (expected granite or chatml)"));
 }
 
 absl::StatusOr<ChatTemplate> ChatTemplate::FromTokenizerConfig(std::string_view json_text) {
@@ -124,8 +124,8 @@ std::string ChatTemplate::RenderWithTemplateRanges(
 }
 
 std::vector<TokenId> EncodeChat(const Tokenizer& tokenizer, const ChatTemplate& tmpl,
-                                absl::Span<const ChatMessage> messages,
-                                bool add_generation_prompt, const std::atomic<bool>* cancel) {
+                                absl::Span<const ChatMessage> messages, bool add_generation_prompt,
+                                const std::atomic<bool>* cancel) {
   std::vector<std::pair<size_t, size_t>> ranges;
   const std::string text = tmpl.RenderWithTemplateRanges(messages, add_generation_prompt, &ranges);
   return tokenizer.EncodeWithSpecialRanges(text, ranges, cancel);

@@ -22,7 +22,6 @@
 
 #include <string>
 #include <string_view>
-
 #include <utility>
 #include <vector>
 
@@ -93,8 +92,7 @@ class ChatTemplate {
 // a special token.
 // `cancel` as in Tokenizer::EncodeWithSpecialRanges.
 std::vector<TokenId> EncodeChat(const Tokenizer& tokenizer, const ChatTemplate& tmpl,
-                                absl::Span<const ChatMessage> messages,
-                                bool add_generation_prompt,
+                                absl::Span<const ChatMessage> messages, bool add_generation_prompt,
                                 const std::atomic<bool>* cancel = nullptr);
 
 }  // namespace hc

@@ -53,8 +53,8 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
   const int code = static_cast<int>(status.error_code());
   // Codes outside the canonical range (never produced by gRPC itself) are UNKNOWN.
-  const absl::StatusCode mapped = (code > 0 && code <= 16) ? static_cast<absl::StatusCode>(code)
-                                                           : absl::StatusCode::kUnknown;
+  const absl::StatusCode mapped =
+      (code > 0 && code <= 16) ? static_cast<absl::StatusCode>(code) : absl::StatusCode::kUnknown;
   absl::Status out(mapped, status.error_message());
   if (std::optional<absl::Duration> delay = GrpcRetryDelay(status)) {
     out = WithRetryDelay(std::move(out), *delay);

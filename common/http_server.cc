@@ -17,25 +17,39 @@ namespace {
 
 const char* MethodName(evhttp_cmd_type type) {
   switch (type) {
-    case EVHTTP_REQ_GET: return "GET";
-    case EVHTTP_REQ_HEAD: return "HEAD";
-    case EVHTTP_REQ_POST: return "POST";
-    case EVHTTP_REQ_PUT: return "PUT";
-    case EVHTTP_REQ_DELETE: return "DELETE";
-    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
-    default: return "OTHER";
+    case EVHTTP_REQ_GET:
+      return "GET";
+    case EVHTTP_REQ_HEAD:
+      return "HEAD";
+    case EVHTTP_REQ_POST:
+      return "POST";
+    case EVHTTP_REQ_PUT:
+      return "PUT";
+    case EVHTTP_REQ_DELETE:
+      return "DELETE";
+    case EVHTTP_REQ_OPTIONS:
+      return "OPTIONS";
+    default:
+      return "OTHER";
   }
 }
 
 const char* Reason(int code) {
   switch (code) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 413: return "Payload Too Large";
-    case 500: return "Internal Server Error";
-    default: return "Status";
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 413:
+      return "Payload Too Large";
+    case 500:
+      return "Internal Server Error";
+    default:
+      return "Status";
   }
 }
 
@@ -58,16 +72,18 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOp
   evhttp_set_max_headers_size(server->http_, static_cast<ev_ssize_t>(options.max_headers_bytes));
   evhttp_set_max_body_size(server->http_, static_cast<ev_ssize_t>(options.max_body_bytes));
   evhttp_set_gencb(server->http_, &HttpServer::OnRequest, server.get());
-  evhttp_bound_socket* bound =
-      evhttp_bind_socket_with_handle(server->http_, options.host.c_str(), static_cast<uint16_t>(options.port));
+  evhttp_bound_socket* bound = evhttp_bind_socket_with_handle(server->http_, options.host.c_str(),
+                                                              static_cast<uint16_t>(options.port));
   if (bound == nullptr) {
-    return absl::UnavailableError(absl::StrCat("cannot serve HTTP on ", options.host, ":", options.port));
+    return absl::UnavailableError(
+        absl::StrCat("cannot serve HTTP on ", options.host, ":", options.port));
   }
   sockaddr_storage addr{};
   socklen_t len = sizeof(addr);
   getsockname(evhttp_bound_socket_get_fd(bound), reinterpret_cast<sockaddr*>(&addr), &len);
-  server->port_ = ntohs(addr.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
-                                                   : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+  server->port_ =
+      ntohs(addr.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
+                                       : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
   event_base* base = server->base_;
   server->thread_ = std::thread([base] { event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY); });
   return server;
@@ -93,7 +109,8 @@ void HttpServer::OnRequest(evhttp_request* req, void* arg) {
   request.body.resize(evbuffer_get_length(in));
   evbuffer_copyout(in, request.body.data(), request.body.size());
 
-  HttpResponse response{404, "text/plain; charset=utf-8", absl::StrCat("no such path: ", request.path, "\n")};
+  HttpResponse response{404, "text/plain; charset=utf-8",
+                        absl::StrCat("no such path: ", request.path, "\n")};
   for (const Route& r : self->routes_) {
     if (r.path == request.path) {
       response = r.handler(request);

@@ -58,7 +58,7 @@ class HttpServer {
   // Binds and starts serving `routes`; any other path is 404. UNAVAILABLE
   // when the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const HttpServerOptions& options,
-                                                          std::vector<Route> routes);
+                                                           std::vector<Route> routes);
   ~HttpServer();  // Stops the loop and closes every connection.
 
   int port() const { return port_; }

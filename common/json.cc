@@ -60,12 +60,18 @@ Value Value::MakeObject(Object members) {
 
 const char* TypeName(Value::Type type) {
   switch (type) {
-    case Value::Type::kNull: return "null";
-    case Value::Type::kBool: return "bool";
-    case Value::Type::kNumber: return "number";
-    case Value::Type::kString: return "string";
-    case Value::Type::kArray: return "array";
-    case Value::Type::kObject: return "object";
+    case Value::Type::kNull:
+      return "null";
+    case Value::Type::kBool:
+      return "bool";
+    case Value::Type::kNumber:
+      return "number";
+    case Value::Type::kString:
+      return "string";
+    case Value::Type::kArray:
+      return "array";
+    case Value::Type::kObject:
+      return "object";
   }
   return "?";
 }
@@ -134,14 +140,19 @@ Value& Value::Append(Value value) {
 bool Value::operator==(const Value& o) const {
   if (type_ != o.type_) return false;
   switch (type_) {
-    case Type::kNull: return true;
-    case Type::kBool: return bool_ == o.bool_;
+    case Type::kNull:
+      return true;
+    case Type::kBool:
+      return bool_ == o.bool_;
     case Type::kNumber:
       if (is_int_ && o.is_int_) return int_ == o.int_;
       return double_ == o.double_;
-    case Type::kString: return string_ == o.string_;
-    case Type::kArray: return array_ == o.array_;
-    case Type::kObject: return object_ == o.object_;
+    case Type::kString:
+      return string_ == o.string_;
+    case Type::kArray:
+      return array_ == o.array_;
+    case Type::kObject:
+      return object_ == o.object_;
   }
   return false;
 }
@@ -165,7 +176,8 @@ class Parser {
 
  private:
   absl::Status Error(std::string_view what) const {
-    return absl::InvalidArgumentError(absl::StrCat("JSON parse error at byte ", pos_, ": ", std::string(what)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("JSON parse error at byte ", pos_, ": ", std::string(what)));
   }
 
   void SkipWs() {
@@ -189,8 +201,10 @@ class Parser {
     if (pos_ >= s_.size()) return Error("unexpected end of input, expected a value");
     const char c = s_[pos_];
     switch (c) {
-      case '{': return ParseObject(depth, out);
-      case '[': return ParseArray(depth, out);
+      case '{':
+        return ParseObject(depth, out);
+      case '[':
+        return ParseArray(depth, out);
       case '"': {
         std::string str;
         absl::Status st = ParseString(&str);
@@ -199,13 +213,22 @@ class Parser {
         return absl::OkStatus();
       }
       case 't':
-        if (ConsumeLiteral("true")) { *out = Value::Bool(true); return absl::OkStatus(); }
+        if (ConsumeLiteral("true")) {
+          *out = Value::Bool(true);
+          return absl::OkStatus();
+        }
         break;
       case 'f':
-        if (ConsumeLiteral("false")) { *out = Value::Bool(false); return absl::OkStatus(); }
+        if (ConsumeLiteral("false")) {
+          *out = Value::Bool(false);
+          return absl::OkStatus();
+        }
         break;
       case 'n':
-        if (ConsumeLiteral("null")) { *out = Value(); return absl::OkStatus(); }
+        if (ConsumeLiteral("null")) {
+          *out = Value();
+          return absl::OkStatus();
+        }
         break;
       case 'N':
         if (opt_.allow_nan_infinity && ConsumeLiteral("NaN")) {
@@ -277,10 +300,16 @@ class Parser {
     for (int k = 0; k < 4; ++k) {
       const char c = s_[pos_++];
       *v <<= 4;
-      if (c >= '0' && c <= '9') *v |= c - '0';
-      else if (c >= 'a' && c <= 'f') *v |= c - 'a' + 10;
-      else if (c >= 'A' && c <= 'F') *v |= c - 'A' + 10;
-      else { --pos_; return Error("invalid hex digit in \\u escape"); }
+      if (c >= '0' && c <= '9')
+        *v |= c - '0';
+      else if (c >= 'a' && c <= 'f')
+        *v |= c - 'a' + 10;
+      else if (c >= 'A' && c <= 'F')
+        *v |= c - 'A' + 10;
+      else {
+        --pos_;
+        return Error("invalid hex digit in \\u escape");
+      }
     }
     return absl::OkStatus();
   }
@@ -300,17 +329,33 @@ class Parser {
         if (pos_ >= s_.size()) return Error("unterminated escape");
         const char e = s_[pos_++];
         switch (e) {
-          case '"': out->push_back('"'); break;
-          case '\\': out->push_back('\\'); break;
-          case '/': out->push_back('/'); break;
-          case 'b': out->push_back('\b'); break;
-          case 'f': out->push_back('\f'); break;
-          case 'n': out->push_back('\n'); break;
-          case 'r': out->push_back('\r'); break;
-          case 't': out->push_back('\t'); break;
+          case '"':
+            out->push_back('"');
+            break;
+          case '\\':
+            out->push_back('\\');
+            break;
+          case '/':
+            out->push_back('/');
+            break;
+          case 'b':
+            out->push_back('\b');
+            break;
+          case 'f':
+            out->push_back('\f');
+            break;
+          case 'n':
+            out->push_back('\n');
+            break;
+          case 'r':
+            out->push_back('\r');
+            break;
+          case 't':
+            out->push_back('\t');
+            break;
           case 'u': {
             const size_t esc_start = pos_ - 2;
-            uint32_t cp;
+            uint32_t cp = 0;
             absl::Status st = ParseHex4(&cp);
             if (!st.ok()) return st;
             if (cp >= 0xDC00 && cp <= 0xDFFF) {
@@ -322,7 +367,7 @@ class Parser {
                 pos_ = esc_start;
                 return Error("high surrogate not followed by a \\u low surrogate");
               }
-              uint32_t lo;
+              uint32_t lo = 0;
               st = ParseHex4(&lo);
               if (!st.ok()) return st;
               if (lo < 0xDC00 || lo > 0xDFFF) {
@@ -364,8 +409,14 @@ class Parser {
       items.push_back(std::move(item));
       SkipWs();
       if (pos_ >= s_.size()) return Error("unterminated array");
-      if (s_[pos_] == ',') { ++pos_; continue; }
-      if (s_[pos_] == ']') { ++pos_; break; }
+      if (s_[pos_] == ',') {
+        ++pos_;
+        continue;
+      }
+      if (s_[pos_] == ']') {
+        ++pos_;
+        break;
+      }
       return Error("expected ',' or ']' in array");
     }
     *out = Value::MakeArray(std::move(items));
@@ -402,8 +453,14 @@ class Parser {
       }
       SkipWs();
       if (pos_ >= s_.size()) return Error("unterminated object");
-      if (s_[pos_] == ',') { ++pos_; continue; }
-      if (s_[pos_] == '}') { ++pos_; break; }
+      if (s_[pos_] == ',') {
+        ++pos_;
+        continue;
+      }
+      if (s_[pos_] == '}') {
+        ++pos_;
+        break;
+      }
       return Error("expected ',' or '}' in object");
     }
     *out = Value::MakeObject(std::move(members));
@@ -464,8 +521,12 @@ void Write(const Value& v, const WriteOptions& opt, int level, std::string* out)
     }
   };
   switch (v.type()) {
-    case Value::Type::kNull: out->append("null"); return;
-    case Value::Type::kBool: out->append(v.AsBool() ? "true" : "false"); return;
+    case Value::Type::kNull:
+      out->append("null");
+      return;
+    case Value::Type::kBool:
+      out->append(v.AsBool() ? "true" : "false");
+      return;
     case Value::Type::kNumber:
       if (v.is_int()) {
         absl::StrAppend(out, v.AsInt64());
@@ -473,7 +534,9 @@ void Write(const Value& v, const WriteOptions& opt, int level, std::string* out)
         AppendDouble(v.AsDouble(), opt.allow_nan_infinity, out);
       }
       return;
-    case Value::Type::kString: AppendQuoted(v.AsString(), opt.ensure_ascii, out); return;
+    case Value::Type::kString:
+      AppendQuoted(v.AsString(), opt.ensure_ascii, out);
+      return;
     case Value::Type::kArray: {
       const auto& a = v.AsArray();
       out->push_back('[');
@@ -515,14 +578,36 @@ void AppendQuoted(std::string_view s, bool ensure_ascii, std::string* out) {
   for (size_t i = 0; i < s.size();) {
     const auto c = static_cast<unsigned char>(s[i]);
     switch (c) {
-      case '"': out->append("\\\""); ++i; continue;
-      case '\\': out->append("\\\\"); ++i; continue;
-      case '\n': out->append("\\n"); ++i; continue;
-      case '\r': out->append("\\r"); ++i; continue;
-      case '\t': out->append("\\t"); ++i; continue;
-      case '\b': out->append("\\b"); ++i; continue;
-      case '\f': out->append("\\f"); ++i; continue;
-      default: break;
+      case '"':
+        out->append("\\\"");
+        ++i;
+        continue;
+      case '\\':
+        out->append("\\\\");
+        ++i;
+        continue;
+      case '\n':
+        out->append("\\n");
+        ++i;
+        continue;
+      case '\r':
+        out->append("\\r");
+        ++i;
+        continue;
+      case '\t':
+        out->append("\\t");
+        ++i;
+        continue;
+      case '\b':
+        out->append("\\b");
+        ++i;
+        continue;
+      case '\f':
+        out->append("\\f");
+        ++i;
+        continue;
+      default:
+        break;
     }
     if (c < 0x20) {
       append_u(c);

@@ -17,10 +17,14 @@ std::atomic<int> g_min_severity{static_cast<int>(LogSeverity::kInfo)};
 
 char SeverityLetter(LogSeverity s) {
   switch (s) {
-    case LogSeverity::kInfo: return 'I';
-    case LogSeverity::kWarning: return 'W';
-    case LogSeverity::kError: return 'E';
-    case LogSeverity::kFatal: return 'F';
+    case LogSeverity::kInfo:
+      return 'I';
+    case LogSeverity::kWarning:
+      return 'W';
+    case LogSeverity::kError:
+      return 'E';
+    case LogSeverity::kFatal:
+      return 'F';
   }
   return '?';
 }
@@ -42,8 +46,7 @@ LogSeverity MinLogSeverity() {
 
 namespace logging_internal {
 
-LogMessage::LogMessage(const char* file, int line, LogSeverity severity)
-    : severity_(severity) {
+LogMessage::LogMessage(const char* file, int line, LogSeverity severity) : severity_(severity) {
   stream_ << SeverityLetter(severity)
           << absl::FormatTime("%m%d %H:%M:%E6S ", absl::Now(), absl::UTCTimeZone())
           << Basename(file) << ':' << line << "] ";

@@ -49,25 +49,24 @@ struct Voidify {
 #define HC_LOG_SEVERITY_ERROR ::hc::LogSeverity::kError
 #define HC_LOG_SEVERITY_FATAL ::hc::LogSeverity::kFatal
 
-#define HC_LOG(severity)                                                  \
-  (HC_LOG_SEVERITY_##severity) < ::hc::MinLogSeverity()                   \
-      ? (void)0                                                           \
-      : ::hc::logging_internal::Voidify() &                               \
-            ::hc::logging_internal::LogMessage(__FILE__, __LINE__,        \
-                                               HC_LOG_SEVERITY_##severity) \
+#define HC_LOG(severity)                                                                       \
+  (HC_LOG_SEVERITY_##severity) < ::hc::MinLogSeverity()                                        \
+      ? (void)0                                                                                \
+      : ::hc::logging_internal::Voidify() &                                                    \
+            ::hc::logging_internal::LogMessage(__FILE__, __LINE__, HC_LOG_SEVERITY_##severity) \
                 .stream()
 
-#define HC_CHECK(condition)                                                      \
-  (condition) ? (void)0                                                          \
-              : ::hc::logging_internal::Voidify() &                              \
-                    ::hc::logging_internal::LogMessage(__FILE__, __LINE__,       \
-                                                       ::hc::LogSeverity::kFatal) \
-                            .stream()                                            \
-                        << "Check failed: " #condition " "
+#define HC_CHECK(condition)                                                                   \
+  (condition)                                                                                 \
+      ? (void)0                                                                               \
+      : ::hc::logging_internal::Voidify() &                                                   \
+            ::hc::logging_internal::LogMessage(__FILE__, __LINE__, ::hc::LogSeverity::kFatal) \
+                    .stream()                                                                 \
+                << "Check failed: " #condition " "
 
-#define HC_CHECK_OK(expr)                                                          \
-  do {                                                                             \
-    const ::absl::Status hc_check_status_ = (expr);                                \
+#define HC_CHECK_OK(expr)                                                            \
+  do {                                                                               \
+    const ::absl::Status hc_check_status_ = (expr);                                  \
     HC_CHECK(hc_check_status_.ok()) << #expr << ": " << hc_check_status_.ToString(); \
   } while (false)
 

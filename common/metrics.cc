@@ -45,8 +45,7 @@ HttpResponse MetricsServer::Answer(const HttpRequest& req) const {
 
 std::string MetricsServer::endpoint() const { return absl::StrCat(host_, ":", port()); }
 
-prometheus::Histogram::BucketBoundaries ExponentialBuckets(double start, double factor,
-                                                           int count) {
+prometheus::Histogram::BucketBoundaries ExponentialBuckets(double start, double factor, int count) {
   prometheus::Histogram::BucketBoundaries b;
   b.reserve(count);
   double v = start;
@@ -54,7 +53,11 @@ prometheus::Histogram::BucketBoundaries ExponentialBuckets(double start, double 
   return b;
 }
 
-prometheus::Histogram::BucketBoundaries LatencyBuckets() { return ExponentialBuckets(1e-4, 2.0, 21); }
-prometheus::Histogram::BucketBoundaries FastOpBuckets() { return ExponentialBuckets(1e-6, 2.0, 21); }
+prometheus::Histogram::BucketBoundaries LatencyBuckets() {
+  return ExponentialBuckets(1e-4, 2.0, 21);
+}
+prometheus::Histogram::BucketBoundaries FastOpBuckets() {
+  return ExponentialBuckets(1e-6, 2.0, 21);
+}
 
 }  // namespace hc

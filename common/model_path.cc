@@ -18,12 +18,14 @@ std::string ModelCacheRoot() {
 }
 
 std::string SyntheticModelDir(std::string_view preset) {
-  return absl::StrCat(ModelCacheRoot(), "/synthetic-", std::string(preset), "-v", kSyntheticFormatVersion);
+  return absl::StrCat(ModelCacheRoot(), "/synthetic-", std::string(preset), "-v",
+                      kSyntheticFormatVersion);
 }
 
 std::string_view SyntheticPreset(std::string_view spec) {
   constexpr std::string_view kPrefix = "synthetic:";
-  return spec.substr(0, kPrefix.size()) == kPrefix ? spec.substr(kPrefix.size()) : std::string_view();
+  return spec.substr(0, kPrefix.size()) == kPrefix ? spec.substr(kPrefix.size())
+                                                   : std::string_view();
 }
 
 }  // namespace hc

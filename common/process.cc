@@ -90,7 +90,8 @@ std::string ListeningSuffix(const GrpcServer& server, const std::string& client_
   if (server.health_port() >= 0) {
     absl::StrAppend(&out, " health ", absl::GetFlag(FLAGS_host), ":", server.health_port());
   }
-  if (!absl::GetFlag(FLAGS_tls_cert).empty()) absl::StrAppend(&out, client_ca_file.empty() ? " tls" : " mtls");
+  if (!absl::GetFlag(FLAGS_tls_cert).empty())
+    absl::StrAppend(&out, client_ca_file.empty() ? " tls" : " mtls");
   return out;
 }
 

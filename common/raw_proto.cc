@@ -11,7 +11,8 @@ absl::Status ParseRawRequest(const grpc::ByteBuffer& raw, google::protobuf::Mess
   std::vector<grpc::Slice> slices;
   std::string bytes;
   if (raw.Dump(&slices).ok()) {
-    for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    for (const grpc::Slice& s : slices)
+      bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   }
   if (!message->ParseFromString(bytes)) {
     return absl::InvalidArgumentError(absl::StrCat(

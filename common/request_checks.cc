@@ -10,8 +10,9 @@ namespace hc {
 
 absl::Status ValidateConversationKey(std::string_view id, std::string_view salt) {
   if (id.empty() || id.size() > kMaxConversationIdLength) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "conversation_id must have 1 to ", kMaxConversationIdLength, " characters, got ", id.size()));
+    return absl::InvalidArgumentError(absl::StrCat("conversation_id must have 1 to ",
+                                                   kMaxConversationIdLength, " characters, got ",
+                                                   id.size()));
   }
   for (char c : id) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -22,8 +23,8 @@ absl::Status ValidateConversationKey(std::string_view id, std::string_view salt)
     }
   }
   if (salt.size() > kMaxCacheSaltBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cache_salt is ", salt.size(), " bytes, at most ", kMaxCacheSaltBytes, " allowed"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cache_salt is ", salt.size(), " bytes, at most ", kMaxCacheSaltBytes, " allowed"));
   }
   return absl::OkStatus();
 }
@@ -34,7 +35,8 @@ absl::Status ValidateSamplingParams(const hybridcache::v1::SamplingParams& s, ui
         absl::StrCat("sampling.temperature must be finite and >= 0, got ", s.temperature()));
   }
   if (s.has_top_p() && !(s.top_p() > 0.0f && s.top_p() <= 1.0f)) {
-    return absl::InvalidArgumentError(absl::StrCat("sampling.top_p must be in (0, 1], got ", s.top_p()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sampling.top_p must be in (0, 1], got ", s.top_p()));
   }
   if (s.top_k() > static_cast<uint32_t>(INT32_MAX)) {
     return absl::InvalidArgumentError(
@@ -45,25 +47,30 @@ absl::Status ValidateSamplingParams(const hybridcache::v1::SamplingParams& s, ui
   }
   if (s.stop_size() > kMaxStopStrings) {
     return absl::InvalidArgumentError(absl::StrCat("sampling.stop has ", s.stop_size(),
-                                                   " strings; at most ", kMaxStopStrings, " are allowed"));
+                                                   " strings; at most ", kMaxStopStrings,
+                                                   " are allowed"));
   }
   if (s.stop_token_ids_size() > kMaxStopTokenIds) {
-    return absl::InvalidArgumentError(absl::StrCat("sampling.stop_token_ids has ", s.stop_token_ids_size(),
-                                                   " ids; at most ", kMaxStopTokenIds, " are allowed"));
+    return absl::InvalidArgumentError(absl::StrCat("sampling.stop_token_ids has ",
+                                                   s.stop_token_ids_size(), " ids; at most ",
+                                                   kMaxStopTokenIds, " are allowed"));
   }
   for (int i = 0; i < s.stop_size(); ++i) {
     if (s.stop(i).size() > kMaxStopStringBytes) {
-      return absl::InvalidArgumentError(absl::StrCat("sampling.stop[", i, "] has ", s.stop(i).size(),
-                                                     " bytes; at most ", kMaxStopStringBytes, " are allowed"));
+      return absl::InvalidArgumentError(absl::StrCat("sampling.stop[", i, "] has ",
+                                                     s.stop(i).size(), " bytes; at most ",
+                                                     kMaxStopStringBytes, " are allowed"));
     }
     if (s.stop(i).empty() || !utf8::IsValid(s.stop(i))) {
-      return absl::InvalidArgumentError(absl::StrCat("sampling.stop[", i, "] must be non-empty valid UTF-8"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("sampling.stop[", i, "] must be non-empty valid UTF-8"));
     }
   }
   for (int i = 0; i < s.stop_token_ids_size(); ++i) {
     if (s.stop_token_ids(i) >= vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("sampling.stop_token_ids[", i, "] = ", s.stop_token_ids(i),
-                                                     " is outside the vocabulary (size ", vocab_size, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("sampling.stop_token_ids[", i, "] = ", s.stop_token_ids(i),
+                       " is outside the vocabulary (size ", vocab_size, ")"));
     }
   }
   return absl::OkStatus();

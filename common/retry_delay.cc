@@ -14,7 +14,8 @@ constexpr char kPayloadUrl[] = "hybridcache/retry-delay-ms";
 
 absl::Status WithRetryDelay(absl::Status status, absl::Duration delay) {
   if (status.ok()) return status;
-  const int64_t ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(absl::Ceil(delay, absl::Milliseconds(1))));
+  const int64_t ms =
+      std::max<int64_t>(1, absl::ToInt64Milliseconds(absl::Ceil(delay, absl::Milliseconds(1))));
   status.SetPayload(kPayloadUrl, absl::Cord(absl::StrCat(ms)));
   return status;
 }

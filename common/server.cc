@@ -13,8 +13,8 @@
 #include "common/logging.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
-#include "grpcpp/resource_quota.h"
 #include "grpcpp/impl/server_builder_option.h"
+#include "grpcpp/resource_quota.h"
 #include "grpcpp/server_builder.h"
 
 namespace hc {
@@ -34,7 +34,8 @@ class ReflectionOption final : public grpc::ServerBuilderOption {
     plugins->erase(std::remove_if(plugins->begin(), plugins->end(),
                                   [&](const auto& p) { return p->name() == name; }),
                    plugins->end());
-    if (enabled_) plugins->push_back(std::make_unique<grpc::reflection::ProtoServerReflectionPlugin>());
+    if (enabled_)
+      plugins->push_back(std::make_unique<grpc::reflection::ProtoServerReflectionPlugin>());
   }
 
  private:
@@ -92,8 +93,9 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
                              static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_time)));
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
-                             static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_timeout)));
+  builder.AddChannelArgument(
+      GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_timeout)));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   // Let clients ping as often as every 10 s without being sent GOAWAY.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
@@ -124,10 +126,9 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     if (health_server != nullptr) health_server->Shutdown(std::chrono::system_clock::now());
     return absl::UnavailableError(absl::StrCat("cannot listen on ", address));
   }
-  auto result = std::unique_ptr<GrpcServer>(new GrpcServer(options, std::move(server), bound_port,
-                                                           std::move(health_fallback),
-                                                           std::move(health_server), health_port,
-                                                           std::move(names)));
+  auto result = std::unique_ptr<GrpcServer>(
+      new GrpcServer(options, std::move(server), bound_port, std::move(health_fallback),
+                     std::move(health_server), health_port, std::move(names)));
   result->SetServing(options.start_serving);
   result->SetHealth(kLivenessService, true);
   return result;
@@ -135,7 +136,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
 
 void GrpcServer::SetHealth(const std::string& name, bool serving) {
   server_->GetHealthCheckService()->SetServingStatus(name, serving);
-  if (health_server_ != nullptr) health_server_->GetHealthCheckService()->SetServingStatus(name, serving);
+  if (health_server_ != nullptr)
+    health_server_->GetHealthCheckService()->SetServingStatus(name, serving);
 }
 
 void GrpcServer::SetServing(bool serving) {

@@ -17,9 +17,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/generic/async_generic_service.h"
+#include "grpcpp/impl/codegen/service_type.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
-#include "grpcpp/impl/codegen/service_type.h"
 
 namespace hc {
 
@@ -76,7 +76,7 @@ class GrpcServer {
   // options.start_serving) for "" and for every binding's name, and SERVING
   // for kLivenessService. UNAVAILABLE when the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(const ServerOptions& options,
-                                                          const std::vector<Binding>& services);
+                                                           const std::vector<Binding>& services);
   ~GrpcServer();  // Shuts down (gracefully) if still running.
 
   int port() const { return port_; }
@@ -113,9 +113,13 @@ class GrpcServer {
              std::unique_ptr<HealthOnlyFallback> health_fallback,
              std::unique_ptr<grpc::Server> health_server, int health_port,
              std::vector<std::string> names)
-      : options_(std::move(options)), server_(std::move(server)), port_(port),
-        health_fallback_(std::move(health_fallback)), health_server_(std::move(health_server)),
-        health_port_(health_port), service_names_(std::move(names)) {}
+      : options_(std::move(options)),
+        server_(std::move(server)),
+        port_(port),
+        health_fallback_(std::move(health_fallback)),
+        health_server_(std::move(health_server)),
+        health_port_(health_port),
+        service_names_(std::move(names)) {}
 
   // Sets one health name on both servers.
   void SetHealth(const std::string& name, bool serving);

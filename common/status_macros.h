@@ -12,10 +12,10 @@
 #define HC_STATUS_CONCAT_(a, b) HC_STATUS_CONCAT_INNER_(a, b)
 
 // Returns the status from the enclosing function when `expr` is not OK.
-#define HC_RETURN_IF_ERROR(expr)                         \
-  do {                                                   \
-    ::absl::Status hc_status_ = (expr);                  \
-    if (!hc_status_.ok()) return hc_status_;             \
+#define HC_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::absl::Status hc_status_ = (expr);      \
+    if (!hc_status_.ok()) return hc_status_; \
   } while (false)
 
 // `HC_ASSIGN_OR_RETURN(auto x, MakeX());` unwraps a StatusOr or returns its error.

@@ -69,7 +69,8 @@ int32_t StopMatcher::Child(int32_t node, uint8_t byte) const {
   const Node& n = nodes_[node];
   const auto begin = edges_.begin() + n.first_edge;
   const auto end = begin + n.num_edges;
-  const auto it = std::lower_bound(begin, end, byte, [](const Edge& e, uint8_t b) { return e.byte < b; });
+  const auto it =
+      std::lower_bound(begin, end, byte, [](const Edge& e, uint8_t b) { return e.byte < b; });
   return it != end && it->byte == byte ? it->to : -1;
 }
 

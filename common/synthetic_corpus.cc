@@ -92,10 +92,10 @@ tokens, so every string can be encoded and decoded again without losing anything
 )TXT";
 
 constexpr const char* kNumberWords[] = {
-    "zero",  "one",     "two",      "three",   "four",    "five",    "six",   "seven",
-    "eight", "nine",    "ten",      "eleven",  "twelve",  "thirteen", "twenty", "thirty",
-    "forty", "fifty",   "sixty",    "seventy", "eighty",  "ninety",  "hundred", "thousand",
-    "first", "second",  "third",    "fourth",  "fifth",   "million", "half",  "quarter"};
+    "zero",  "one",    "two",   "three",   "four",   "five",     "six",     "seven",
+    "eight", "nine",   "ten",   "eleven",  "twelve", "thirteen", "twenty",  "thirty",
+    "forty", "fifty",  "sixty", "seventy", "eighty", "ninety",   "hundred", "thousand",
+    "first", "second", "third", "fourth",  "fifth",  "million",  "half",    "quarter"};
 
 constexpr const char* kSuffixes[] = {"s", "ed", "ing", "er", "ly", "ness", "est", "ful"};
 
@@ -124,10 +124,18 @@ std::string AugmentedSyntheticCorpus(int rounds) {
       for (char& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
       const char* suffix = kSuffixes[(w.size() + r) % std::size(kSuffixes)];
       switch (r % 4) {
-        case 0: absl::StrAppend(&out, " ", w, " ", cap, ". "); break;
-        case 1: absl::StrAppend(&out, " ", w, suffix, " ", upper, ", "); break;
-        case 2: absl::StrAppend(&out, cap, suffix, " (", w, ") "); break;
-        default: absl::StrAppend(&out, " ", upper, suffix, "! ", w, "\n"); break;
+        case 0:
+          absl::StrAppend(&out, " ", w, " ", cap, ". ");
+          break;
+        case 1:
+          absl::StrAppend(&out, " ", w, suffix, " ", upper, ", ");
+          break;
+        case 2:
+          absl::StrAppend(&out, cap, suffix, " (", w, ") ");
+          break;
+        default:
+          absl::StrAppend(&out, " ", upper, suffix, "! ", w, "\n");
+          break;
       }
     }
     for (int i = 0; i < 200; ++i) absl::StrAppend(&out, " ", i * (r + 7) + r, ",");

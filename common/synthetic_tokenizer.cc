@@ -12,14 +12,18 @@
 namespace hc {
 
 const std::vector<std::string>& SyntheticSpecialTokens() {
-  static const auto* tokens = new std::vector<std::string>{
-      "<|end_of_text|>", "<|pad|>", "<|start_of_role|>", "<|end_of_role|>"};
+  static const auto* tokens = new std::vector<std::string>{"<|end_of_text|>", "<|pad|>",
+                                                           "<|start_of_role|>", "<|end_of_role|>"};
   return *tokens;
 }
 
 absl::StatusOr<SyntheticTokenizerSpec> SyntheticTokenizerSpecFor(std::string_view preset) {
-  if (preset == "tiny") return SyntheticTokenizerSpec{.vocab_target = 1024, .augment_rounds = 0, .model_max_length = 4096};
-  if (preset == "small") return SyntheticTokenizerSpec{.vocab_target = 8192, .augment_rounds = 24, .model_max_length = 8192};
+  if (preset == "tiny")
+    return SyntheticTokenizerSpec{
+        .vocab_target = 1024, .augment_rounds = 0, .model_max_length = 4096};
+  if (preset == "small")
+    return SyntheticTokenizerSpec{
+        .vocab_target = 8192, .augment_rounds = 24, .model_max_length = 8192};
   return absl::InvalidArgumentError(
       absl::StrCat("unknown synthetic preset \"", std::string(preset), "\" (tiny or small)"));
 }
@@ -55,7 +59,8 @@ std::string SyntheticTokenizerConfigJson(const BpeModel& tok, int model_max_leng
   root.Set("bos_token", Value::String(tok.vocab[kSyntheticEndOfTextId]));
   root.Set("eos_token", Value::String(tok.vocab[kSyntheticEndOfTextId]));
   root.Set("pad_token", Value::String(tok.vocab[kSyntheticPadId]));
-  root.Set("chat_template", Value::String(ChatTemplate(ChatTemplate::Kind::kGranite).JinjaSource()));
+  root.Set("chat_template",
+           Value::String(ChatTemplate(ChatTemplate::Kind::kGranite).JinjaSource()));
   root.Set("clean_up_tokenization_spaces", Value::Bool(false));
   root.Set("model_max_length", Value::Int(model_max_length));
   root.Set("padding_side", Value::String("left"));

@@ -23,8 +23,8 @@ inline constexpr int kSyntheticEndOfTextId = 0;
 inline constexpr int kSyntheticPadId = 1;
 
 struct SyntheticTokenizerSpec {
-  int vocab_target = 1024;   // special + byte tokens + merges
-  int augment_rounds = 0;    // corpus variety (larger vocabularies need more)
+  int vocab_target = 1024;  // special + byte tokens + merges
+  int augment_rounds = 0;   // corpus variety (larger vocabularies need more)
   int model_max_length = 4096;
 };
 

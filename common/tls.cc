@@ -56,8 +56,7 @@ absl::StatusOr<KeyPtr> ReadPrivateKey(const std::string& path) {
   KeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
   ERR_clear_error();
   if (key == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": no unencrypted PEM private key in it"));
+    return absl::InvalidArgumentError(absl::StrCat(path, ": no unencrypted PEM private key in it"));
   }
   return key;
 }
@@ -77,8 +76,8 @@ absl::Status CheckKeyPair(const std::string& cert_file, const std::string& key_f
   const int match = X509_check_private_key(cert->get(), key->get());
   ERR_clear_error();
   if (match != 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, ": private key ", key_file, " does not belong to certificate ", cert_file));
+    return absl::InvalidArgumentError(absl::StrCat(what, ": private key ", key_file,
+                                                   " does not belong to certificate ", cert_file));
   }
   return absl::OkStatus();
 }

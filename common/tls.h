@@ -40,7 +40,9 @@ struct TlsServerConfig {
   // How often the files are re-read; whole seconds, at least 1.
   absl::Duration refresh_interval = kDefaultTlsRefreshInterval;
 
-  bool enabled() const { return !cert_file.empty() || !key_file.empty() || !client_ca_file.empty(); }
+  bool enabled() const {
+    return !cert_file.empty() || !key_file.empty() || !client_ca_file.empty();
+  }
 };
 
 // A client's channel. TLS when `tls` is set or any path is non-empty.
@@ -60,7 +62,8 @@ struct TlsChannelConfig {
   absl::Duration refresh_interval = kDefaultTlsRefreshInterval;
 
   bool enabled() const {
-    return tls || !ca_file.empty() || !cert_file.empty() || !key_file.empty() || !server_name.empty();
+    return tls || !ca_file.empty() || !cert_file.empty() || !key_file.empty() ||
+           !server_name.empty();
   }
 };
 

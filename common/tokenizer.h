@@ -123,12 +123,12 @@ class Tokenizer {
   std::vector<std::string> id_to_bytes_;             // raw bytes per id
   std::vector<bool> has_id_;
   std::vector<bool> is_special_;
-  TokenId byte_ids_[256] = {};                       // id of each single byte
+  TokenId byte_ids_[256] = {};  // id of each single byte
   struct Merge {
     int rank;
     TokenId merged;
   };
-  absl::flat_hash_map<uint64_t, Merge> merges_;      // PairKey(left, right)
+  absl::flat_hash_map<uint64_t, Merge> merges_;  // PairKey(left, right)
   std::vector<AddedToken> added_;
   // First byte -> indices into added_, longest content first.
   std::vector<std::vector<int>> added_by_first_byte_ = std::vector<std::vector<int>>(256);

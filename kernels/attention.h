@@ -33,10 +33,10 @@ struct AttentionBatch {
 };
 
 struct AttentionArgs {
-  int num_q_heads = 0;   // REQUIRES: num_q_heads % cache.num_kv_heads == 0
-  float scale = 1.0f;    // usually head_dim^-0.5
-  ConstRows q;           // [T, num_q_heads * head_dim]
-  Rows out;              // [T, num_q_heads * head_dim]; must not alias q
+  int num_q_heads = 0;  // REQUIRES: num_q_heads % cache.num_kv_heads == 0
+  float scale = 1.0f;   // usually head_dim^-0.5
+  ConstRows q;          // [T, num_q_heads * head_dim]
+  Rows out;             // [T, num_q_heads * head_dim]; must not alias q
 };
 
 // Thread-safety: stateless; concurrent calls must write distinct slots/outputs.

@@ -20,10 +20,10 @@
 namespace hc::kernels {
 
 struct Conv1dParams {
-  int conv_dim = 0;                // channels C
-  int width = 4;                   // W >= 1
-  const float* weight = nullptr;   // [C, W] (HF conv1d.weight [C, 1, W] squeezed)
-  const float* bias = nullptr;     // [C] or nullptr
+  int conv_dim = 0;               // channels C
+  int width = 4;                  // W >= 1
+  const float* weight = nullptr;  // [C, W] (HF conv1d.weight [C, 1, W] squeezed)
+  const float* bias = nullptr;    // [C] or nullptr
   bool apply_silu = true;
   // Conv states of all slots: [num_slots, C, W - 1]; sequence s uses slot slots[s].
   float* state = nullptr;
@@ -42,8 +42,8 @@ class Conv1dKernels {
 
   // Single step: exactly one new token for each of `batch_size` sequences.
   // x, out: [batch_size, C]; slots: [batch_size], distinct.
-  virtual void CausalConv1dUpdate(const Conv1dParams& params, int batch_size,
-                                  const int32_t* slots, ConstRows x, Rows out) const = 0;
+  virtual void CausalConv1dUpdate(const Conv1dParams& params, int batch_size, const int32_t* slots,
+                                  ConstRows x, Rows out) const = 0;
 };
 
 }  // namespace hc::kernels

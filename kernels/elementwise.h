@@ -21,8 +21,8 @@ class ElementwiseKernels {
 
   // out[t, :] = table[ids[t], :]. table: [vocab, dim] row-major.
   // REQUIRES: 0 <= ids[t] < vocab (the caller validates token ids).
-  virtual void EmbeddingGather(int num_tokens, const int32_t* ids, const float* table,
-                               int dim, Rows out) const = 0;
+  virtual void EmbeddingGather(int num_tokens, const int32_t* ids, const float* table, int dim,
+                               Rows out) const = 0;
 
   // y[t, :] += x[t, :], rows of `dim` elements.
   virtual void AddRows(int num_tokens, int dim, ConstRows x, Rows y) const = 0;

@@ -19,9 +19,9 @@ struct GemmArgs {
   int64_t lda = 0;
   const float* b = nullptr;  // [n, k], row stride ldb >= k
   int64_t ldb = 0;
-  float* c = nullptr;        // [m, n], row stride ldc >= n; must not alias a or b
+  float* c = nullptr;  // [m, n], row stride ldc >= n; must not alias a or b
   int64_t ldc = 0;
-  bool accumulate = false;   // false: C = A B^T; true: C += A B^T
+  bool accumulate = false;  // false: C = A B^T; true: C += A B^T
 };
 
 // Thread-safety: implementations are stateless after construction; concurrent

@@ -19,26 +19,26 @@
 namespace hc::kernels {
 
 struct SsmParams {
-  int num_heads = 0;    // H (local)
-  int head_dim = 0;     // P
-  int state_size = 0;   // N
-  int num_groups = 1;   // G (local); REQUIRES num_heads % num_groups == 0
+  int num_heads = 0;               // H (local)
+  int head_dim = 0;                // P
+  int state_size = 0;              // N
+  int num_groups = 1;              // G (local); REQUIRES num_heads % num_groups == 0
   const float* a_log = nullptr;    // [H]
   const float* d = nullptr;        // [H]
   const float* dt_bias = nullptr;  // [H]
   float dt_min = 0.0f;
   float dt_max = std::numeric_limits<float>::infinity();
-  int chunk_size = 256;            // chunk length of the SSD scan (> 0)
-  float* state = nullptr;          // [num_slots, H, P, N]
+  int chunk_size = 256;    // chunk length of the SSD scan (> 0)
+  float* state = nullptr;  // [num_slots, H, P, N]
 };
 
 // Token-major inputs and output, each with its own row stride.
 struct SsmTensors {
-  ConstRows x;    // [T, H * P]  (conv output, SiLU applied)
-  ConstRows dt;   // [T, H]      raw dt (before bias and softplus)
-  ConstRows b;    // [T, G * N]
-  ConstRows c;    // [T, G * N]
-  Rows y;         // [T, H * P]  must not alias the inputs
+  ConstRows x;   // [T, H * P]  (conv output, SiLU applied)
+  ConstRows dt;  // [T, H]      raw dt (before bias and softplus)
+  ConstRows b;   // [T, G * N]
+  ConstRows c;   // [T, G * N]
+  Rows y;        // [T, H * P]  must not alias the inputs
 };
 
 // Thread-safety: stateless; concurrent calls must use distinct slots.
@@ -54,8 +54,8 @@ class Mamba2Kernels {
                                   const int32_t* slots, const SsmTensors& io) const = 0;
 
   // One recurrence step for each of `batch_size` sequences (one token each).
-  virtual void SelectiveStateUpdate(const SsmParams& params, int batch_size,
-                                    const int32_t* slots, const SsmTensors& io) const = 0;
+  virtual void SelectiveStateUpdate(const SsmParams& params, int batch_size, const int32_t* slots,
+                                    const SsmTensors& io) const = 0;
 };
 
 }  // namespace hc::kernels

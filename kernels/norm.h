@@ -28,13 +28,13 @@ struct RmsNormArgs {
 struct GatedNormArgs {
   int num_tokens = 0;
   int num_groups = 1;
-  int group_size = 0;   // local elements per group
-  int norm_count = 0;   // elements the mean runs over (== group_size without TP split)
+  int group_size = 0;  // local elements per group
+  int norm_count = 0;  // elements the mean runs over (== group_size without TP split)
   float eps = 1e-5f;
-  ConstRows y;          // [num_tokens, num_groups * group_size]
-  ConstRows z;          // same shape (the gate)
+  ConstRows y;                    // [num_tokens, num_groups * group_size]
+  ConstRows z;                    // same shape (the gate)
   const float* weight = nullptr;  // [num_groups * group_size], the local shard
-  Rows out;             // same shape; may alias y
+  Rows out;                       // same shape; may alias y
 };
 
 // Thread-safety: stateless; concurrent calls on distinct outputs are safe.

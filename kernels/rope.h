@@ -20,11 +20,11 @@ struct RopeArgs {
   int num_tokens = 0;
   const int32_t* positions = nullptr;  // [num_tokens], absolute position of each token
   int head_dim = 0;
-  int rotary_dim = 0;                  // even, <= head_dim
+  int rotary_dim = 0;  // even, <= head_dim
   float theta = 10000.0f;
-  Rows q;                              // [num_tokens, num_q_heads * head_dim], in place
+  Rows q;  // [num_tokens, num_q_heads * head_dim], in place
   int num_q_heads = 0;
-  Rows k;                              // [num_tokens, num_kv_heads * head_dim], in place
+  Rows k;  // [num_tokens, num_kv_heads * head_dim], in place
   int num_kv_heads = 0;
 };
 

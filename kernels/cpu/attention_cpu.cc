@@ -71,9 +71,14 @@ class CpuAttention final : public AttentionKernels {
             // Row r (query i0 + r) sees positions [0, computed + i0 + r].
             const int cols = computed + i0 + rows;
             scores.resize(static_cast<size_t>(rows) * cols);
-            gemm_->Gemm({.m = rows, .n = cols, .k = hd,
+            gemm_->Gemm({.m = rows,
+                         .n = cols,
+                         .k = hd,
                          .a = a.q.row(begin + i0) + static_cast<int64_t>(h) * hd,
-                         .lda = a.q.stride, .b = keys.data(), .ldb = hd, .c = scores.data(),
+                         .lda = a.q.stride,
+                         .b = keys.data(),
+                         .ldb = hd,
+                         .c = scores.data(),
                          .ldc = cols});
             for (int r = 0; r < rows; ++r) {
               float* sr = scores.data() + static_cast<size_t>(r) * cols;
@@ -91,8 +96,15 @@ class CpuAttention final : public AttentionKernels {
             }
             float* out0 = a.out.row(begin + i0) + static_cast<int64_t>(h) * hd;
             if (rows > kSmallTile) {
-              gemm_->Gemm({.m = rows, .n = hd, .k = cols, .a = scores.data(), .lda = cols,
-                           .b = values_t.data(), .ldb = ctx, .c = out0, .ldc = a.out.stride});
+              gemm_->Gemm({.m = rows,
+                           .n = hd,
+                           .k = cols,
+                           .a = scores.data(),
+                           .lda = cols,
+                           .b = values_t.data(),
+                           .ldb = ctx,
+                           .c = out0,
+                           .ldc = a.out.stride});
               continue;
             }
             for (int r = 0; r < rows; ++r) {  // out = sum_j p_j v_j

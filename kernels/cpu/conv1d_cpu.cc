@@ -42,8 +42,8 @@ class CpuConv1d final : public Conv1dKernels {
     }
   }
 
-  void CausalConv1dUpdate(const Conv1dParams& p, int batch_size, const int32_t* slots,
-                          ConstRows x, Rows out) const override {
+  void CausalConv1dUpdate(const Conv1dParams& p, int batch_size, const int32_t* slots, ConstRows x,
+                          Rows out) const override {
     const int hist = p.width - 1;
     for (int b = 0; b < batch_size; ++b) {
       float* state = p.state + static_cast<int64_t>(slots[b]) * p.conv_dim * hist;

@@ -27,9 +27,9 @@ namespace {
 constexpr int kMr = 6;
 constexpr int kNr = 16;
 constexpr int kKc = 256;
-constexpr int kMc = 96;    // multiple of kMr; packed A block (96 KiB) stays in L2
-constexpr int kNc = 2048;  // multiple of kNr; packed B block (2 MiB) stays in L3
-constexpr int kSmallM = 8; // m <= kSmallM uses the dot-product path
+constexpr int kMc = 96;          // multiple of kMr; packed A block (96 KiB) stays in L2
+constexpr int kNc = 2048;        // multiple of kNr; packed B block (2 MiB) stays in L3
+constexpr int kSmallM = 8;       // m <= kSmallM uses the dot-product path
 constexpr int kAutoOwnMaxM = 3;  // CpuGemmImpl::kAuto: own kernel up to this m
 
 struct FreeDeleter {
@@ -38,10 +38,10 @@ struct FreeDeleter {
 
 // Per-thread packing buffers (tensor-parallel ranks call concurrently).
 struct PackBuffers {
-  std::unique_ptr<float, FreeDeleter> a{static_cast<float*>(
-      std::aligned_alloc(64, sizeof(float) * kMc * kKc))};
-  std::unique_ptr<float, FreeDeleter> b{static_cast<float*>(
-      std::aligned_alloc(64, sizeof(float) * kNc * kKc))};
+  std::unique_ptr<float, FreeDeleter> a{
+      static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kMc * kKc))};
+  std::unique_ptr<float, FreeDeleter> b{
+      static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kNc * kKc))};
 };
 
 PackBuffers& ThreadPackBuffers() {
@@ -78,8 +78,8 @@ inline void StoreTile(const float* acc, int mr, int nr, float* c, int64_t ldc, b
   }
 }
 
-void MicroKernelGeneric(int kc, const float* ap, const float* bp, float* c, int64_t ldc,
-                        int mr, int nr, bool add) {
+void MicroKernelGeneric(int kc, const float* ap, const float* bp, float* c, int64_t ldc, int mr,
+                        int nr, bool add) {
   float acc[kMr * kNr] = {};
   for (int p = 0; p < kc; ++p) {
     const float* a = ap + p * kMr;
@@ -279,8 +279,8 @@ class BlockedGemm final : public GemmKernel {
             const int nr = std::min(kNr, nc - jr);
             for (int ir = 0; ir < mc; ir += kMr) {
               const float* ap = buf.a.get() + static_cast<int64_t>(ir) * kc;
-              micro(kc, ap, bp, g.c + (ic + ir) * g.ldc + jc + jr, g.ldc,
-                    std::min(kMr, mc - ir), nr, add);
+              micro(kc, ap, bp, g.c + (ic + ir) * g.ldc + jc + jr, g.ldc, std::min(kMr, mc - ir),
+                    nr, add);
             }
           }
         }

@@ -41,15 +41,14 @@ float UpdateRowGeneric(float* s, const float* b, const float* c, float decay, fl
 }
 
 #if defined(__x86_64__)
-__attribute__((target("avx2,fma"))) float UpdateRowAvx2(float* s, const float* b,
-                                                        const float* c, float decay, float dx,
-                                                        int n) {
+__attribute__((target("avx2,fma"))) float UpdateRowAvx2(float* s, const float* b, const float* c,
+                                                        float decay, float dx, int n) {
   const __m256 vd = _mm256_set1_ps(decay), vx = _mm256_set1_ps(dx);
   __m256 acc = _mm256_setzero_ps();
   int i = 0;
   for (; i + 8 <= n; i += 8) {
-    const __m256 v = _mm256_fmadd_ps(_mm256_loadu_ps(s + i), vd,
-                                     _mm256_mul_ps(vx, _mm256_loadu_ps(b + i)));
+    const __m256 v =
+        _mm256_fmadd_ps(_mm256_loadu_ps(s + i), vd, _mm256_mul_ps(vx, _mm256_loadu_ps(b + i)));
     _mm256_storeu_ps(s + i, v);
     acc = _mm256_fmadd_ps(v, _mm256_loadu_ps(c + i), acc);
   }
@@ -63,7 +62,7 @@ __attribute__((target("avx2,fma"))) float UpdateRowAvx2(float* s, const float* b
 using UpdateRowFn = float (*)(float*, const float*, const float*, float, float, int);
 UpdateRowFn PickUpdateRow() {
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? UpdateRowAvx2
-                                                                          : UpdateRowGeneric;
+                                                                         : UpdateRowGeneric;
 }
 #else
 using UpdateRowFn = float (*)(float*, const float*, const float*, float, float, int);
@@ -88,8 +87,14 @@ class CpuMamba2 final : public Mamba2Kernels {
         const int len = std::min(L, end - t0);
         for (int g = 0; g < p.num_groups; ++g) {
           // cb[l, j] = C[l] . B[j] (all l, j; the causal mask is applied per head).
-          gemm_->Gemm({.m = len, .n = len, .k = N, .a = io.c.row(t0) + g * N, .lda = io.c.stride,
-                       .b = io.b.row(t0) + g * N, .ldb = io.b.stride, .c = sc.cb.data(),
+          gemm_->Gemm({.m = len,
+                       .n = len,
+                       .k = N,
+                       .a = io.c.row(t0) + g * N,
+                       .lda = io.c.stride,
+                       .b = io.b.row(t0) + g * N,
+                       .ldb = io.b.stride,
+                       .c = sc.cb.data(),
                        .ldc = len});
           // bt[n, j] = B[j, n].
           for (int j = 0; j < len; ++j) {
@@ -129,8 +134,12 @@ class CpuMamba2 final : public Mamba2Kernels {
  private:
   struct Scratch {
     Scratch(int L, int P, int N)
-        : cb(static_cast<size_t>(L) * L), m(static_cast<size_t>(L) * L),
-          bt(static_cast<size_t>(N) * L), xt(static_cast<size_t>(P) * L), dt(L), cs(L) {}
+        : cb(static_cast<size_t>(L) * L),
+          m(static_cast<size_t>(L) * L),
+          bt(static_cast<size_t>(N) * L),
+          xt(static_cast<size_t>(P) * L),
+          dt(L),
+          cs(L) {}
     std::vector<float> cb, m, bt, xt, dt, cs;
   };
 
@@ -139,8 +148,8 @@ class CpuMamba2 final : public Mamba2Kernels {
   //   y  = diag(exp(cs)) C S0^T                      [len, P]
   //   y += M X,  M[l, j] = cb[l, j] exp(cs[l] - cs[j]) dt[j]  (j <= l)
   //   S  = exp(cs[len-1]) S0 + (X^T diag(w)) B,  w[j] = exp(cs[len-1] - cs[j]) dt[j]
-  void ChunkHead(const SsmParams& p, const SsmTensors& io, int t0, int len, int g, int h,
-                 float* st, Scratch& sc) const {
+  void ChunkHead(const SsmParams& p, const SsmTensors& io, int t0, int len, int g, int h, float* st,
+                 Scratch& sc) const {
     const int P = p.head_dim, N = p.state_size;
     const float a = -std::exp(p.a_log[h]);
     float run = 0.0f;
@@ -150,8 +159,15 @@ class CpuMamba2 final : public Mamba2Kernels {
       sc.cs[l] = run;
     }
     float* y0 = io.y.row(t0) + h * P;
-    gemm_->Gemm({.m = len, .n = P, .k = N, .a = io.c.row(t0) + g * N, .lda = io.c.stride,
-                 .b = st, .ldb = N, .c = y0, .ldc = io.y.stride});
+    gemm_->Gemm({.m = len,
+                 .n = P,
+                 .k = N,
+                 .a = io.c.row(t0) + g * N,
+                 .lda = io.c.stride,
+                 .b = st,
+                 .ldb = N,
+                 .c = y0,
+                 .ldc = io.y.stride});
     for (int l = 0; l < len; ++l) {
       float* y = io.y.row(t0 + l) + h * P;
       const float* xl = io.x.row(t0 + l) + h * P;
@@ -166,8 +182,16 @@ class CpuMamba2 final : public Mamba2Kernels {
       const float* xj = io.x.row(t0 + j) + h * P;
       for (int q = 0; q < P; ++q) sc.xt[static_cast<size_t>(q) * len + j] = xj[q];
     }
-    gemm_->Gemm({.m = len, .n = P, .k = len, .a = sc.m.data(), .lda = len, .b = sc.xt.data(),
-                 .ldb = len, .c = y0, .ldc = io.y.stride, .accumulate = true});
+    gemm_->Gemm({.m = len,
+                 .n = P,
+                 .k = len,
+                 .a = sc.m.data(),
+                 .lda = len,
+                 .b = sc.xt.data(),
+                 .ldb = len,
+                 .c = y0,
+                 .ldc = io.y.stride,
+                 .accumulate = true});
     const float total = sc.cs[len - 1];
     const float e_total = std::exp(total);
     for (int64_t i = 0; i < static_cast<int64_t>(P) * N; ++i) st[i] *= e_total;
@@ -175,8 +199,16 @@ class CpuMamba2 final : public Mamba2Kernels {
       const float wj = std::exp(total - sc.cs[j]) * sc.dt[j];
       for (int q = 0; q < P; ++q) sc.xt[static_cast<size_t>(q) * len + j] *= wj;
     }
-    gemm_->Gemm({.m = P, .n = N, .k = len, .a = sc.xt.data(), .lda = len, .b = sc.bt.data(),
-                 .ldb = len, .c = st, .ldc = N, .accumulate = true});
+    gemm_->Gemm({.m = P,
+                 .n = N,
+                 .k = len,
+                 .a = sc.xt.data(),
+                 .lda = len,
+                 .b = sc.bt.data(),
+                 .ldb = len,
+                 .c = st,
+                 .ldc = N,
+                 .accumulate = true});
   }
 
   std::unique_ptr<GemmKernel> gemm_;

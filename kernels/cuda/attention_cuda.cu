@@ -27,8 +27,7 @@ constexpr int kAccPerLane = kMaxHeadDim / 32;
 
 // Grid (tokens, element blocks).
 __global__ void WriteKvKernel(const int32_t* slot_mapping, const float* k, int64_t k_stride,
-                              const float* v, int64_t v_stride, float* kc, float* vc,
-                              int64_t row) {
+                              const float* v, int64_t v_stride, float* kc, float* vc, int64_t row) {
   const int t = blockIdx.x;
   const int64_t i = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
   if (i >= row) return;
@@ -71,8 +70,8 @@ __global__ void __launch_bounds__(kWarps * 32) PagedAttentionKernel(AttnDev a) {
     __syncthreads();  // previous tile's readers of Qs are done
     for (int i = tid; i < rows * hd; i += blockDim.x) {
       const int r = i / hd, d = i % hd;
-      Qs[r * hd + d] = a.q[static_cast<int64_t>(begin + i0 + r) * a.q_stride +
-                           static_cast<int64_t>(h) * hd + d];
+      Qs[r * hd + d] =
+          a.q[static_cast<int64_t>(begin + i0 + r) * a.q_stride + static_cast<int64_t>(h) * hd + d];
     }
     float m[kQueriesPerWarp], l[kQueriesPerWarp], acc[kQueriesPerWarp][kAccPerLane];
 #pragma unroll
@@ -90,8 +89,8 @@ __global__ void __launch_bounds__(kWarps * 32) PagedAttentionKernel(AttnDev a) {
       for (int i = tid; i < kn * hd; i += blockDim.x) {
         const int j = i / hd, d = i % hd;
         const int pos = j0 + j;
-        const int64_t slot = static_cast<int64_t>(bt[pos / a.block_size]) * a.block_size +
-                             pos % a.block_size;
+        const int64_t slot =
+            static_cast<int64_t>(bt[pos / a.block_size]) * a.block_size + pos % a.block_size;
         const int64_t off = slot * kv_row + static_cast<int64_t>(kvh) * hd + d;
         Ks[j * k_pad + d] = a.kc[off];
         Vs[j * hd + d] = a.vc[off];
@@ -99,9 +98,9 @@ __global__ void __launch_bounds__(kWarps * 32) PagedAttentionKernel(AttnDev a) {
       __syncthreads();
 #pragma unroll
       for (int r = 0; r < kQueriesPerWarp; ++r) {
-        const int qi = warp * kQueriesPerWarp + r;  // row within the query tile
-        if (qi >= rows) continue;                   // warp-uniform
-        const int visible = computed + i0 + qi + 1; // keys [0, visible)
+        const int qi = warp * kQueriesPerWarp + r;   // row within the query tile
+        if (qi >= rows) continue;                    // warp-uniform
+        const int visible = computed + i0 + qi + 1;  // keys [0, visible)
         const float* qv = Qs + qi * hd;
         float score = -INFINITY;
         if (lane < kn && j0 + lane < visible) {
@@ -176,17 +175,29 @@ class CudaAttention final : public AttentionKernels {
     // Enough blocks to fill the device twice over for a single long prefill;
     // decode batches (one query tile per sequence) get splits = 1.
     const int splits = std::clamp(2 * num_sms_ / std::max(seq_heads, 1), 1, 64);
-    const AttnDev d{args.num_q_heads, args.num_q_heads / cache.num_kv_heads, cache.head_dim,
-                    cache.block_size, cache.num_kv_heads, batch.max_blocks_per_seq, splits,
-                    args.scale, args.q.data, args.q.stride, args.out.data, args.out.stride,
-                    cache.k, cache.v, batch.seqs.query_start_loc, batch.num_computed_tokens,
+    const AttnDev d{args.num_q_heads,
+                    args.num_q_heads / cache.num_kv_heads,
+                    cache.head_dim,
+                    cache.block_size,
+                    cache.num_kv_heads,
+                    batch.max_blocks_per_seq,
+                    splits,
+                    args.scale,
+                    args.q.data,
+                    args.q.stride,
+                    args.out.data,
+                    args.out.stride,
+                    cache.k,
+                    cache.v,
+                    batch.seqs.query_start_loc,
+                    batch.num_computed_tokens,
                     batch.block_tables};
     const size_t bytes = sizeof(float) * (static_cast<size_t>(kQueryTile) * cache.head_dim +
                                           static_cast<size_t>(kKeyTile) * (cache.head_dim + 1) +
                                           static_cast<size_t>(kKeyTile) * cache.head_dim);
     AllowSharedMemory(PagedAttentionKernel, bytes, "PagedAttention");
-    PagedAttentionKernel<<<dim3(batch.seqs.num_seqs * splits, args.num_q_heads), kWarps * 32,
-                           bytes, o_.stream>>>(d);
+    PagedAttentionKernel<<<dim3(batch.seqs.num_seqs * splits, args.num_q_heads), kWarps * 32, bytes,
+                           o_.stream>>>(d);
     CheckLaunch("PagedAttention");
   }
 

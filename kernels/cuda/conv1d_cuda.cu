@@ -34,9 +34,9 @@ __device__ __forceinline__ float ConvInput(const float* state_c, int hist, const
 // Grid (seqs * splits, channel blocks): block (s, z) computes tokens
 // begin + z, begin + z + splits, ... of sequence s (token counts live on the
 // device only, so the grid is sized without them).
-__global__ void ConvVarlenOutKernel(ConvDev p, int splits, const int32_t* qsl,
-                                    const int32_t* slots, const float* x, int64_t x_stride,
-                                    float* out, int64_t out_stride) {
+__global__ void ConvVarlenOutKernel(ConvDev p, int splits, const int32_t* qsl, const int32_t* slots,
+                                    const float* x, int64_t x_stride, float* out,
+                                    int64_t out_stride) {
   const int s = blockIdx.x / splits, z = blockIdx.x % splits;
   const int c = blockIdx.y * blockDim.x + threadIdx.x;
   if (c >= p.conv_dim) return;
@@ -72,8 +72,8 @@ __global__ void ConvVarlenStateKernel(ConvDev p, const int32_t* qsl, const int32
 }
 
 // Grid (batch, channel blocks): one new token per sequence.
-__global__ void ConvUpdateKernel(ConvDev p, const int32_t* slots, const float* x,
-                                 int64_t x_stride, float* out, int64_t out_stride) {
+__global__ void ConvUpdateKernel(ConvDev p, const int32_t* slots, const float* x, int64_t x_stride,
+                                 float* out, int64_t out_stride) {
   const int b = blockIdx.x;
   const int c = blockIdx.y * blockDim.x + threadIdx.x;
   if (c >= p.conv_dim) return;
@@ -96,7 +96,8 @@ class CudaConv1d final : public Conv1dKernels {
   void CausalConv1dVarlen(const Conv1dParams& p, const VarlenBatch& batch, const int32_t* slots,
                           ConstRows x, Rows out) const override {
     if (batch.num_seqs <= 0 || p.conv_dim <= 0) return;
-    HC_CHECK(p.width >= 1 && p.width <= kMaxWidth) << "conv width " << p.width << " > " << kMaxWidth;
+    HC_CHECK(p.width >= 1 && p.width <= kMaxWidth)
+        << "conv width " << p.width << " > " << kMaxWidth;
     UseDevice(o_.device);
     const ConvDev d = Dev(p);
     const int cblocks = CeilDiv(p.conv_dim, kThreads);
@@ -111,10 +112,11 @@ class CudaConv1d final : public Conv1dKernels {
     }
   }
 
-  void CausalConv1dUpdate(const Conv1dParams& p, int batch_size, const int32_t* slots,
-                          ConstRows x, Rows out) const override {
+  void CausalConv1dUpdate(const Conv1dParams& p, int batch_size, const int32_t* slots, ConstRows x,
+                          Rows out) const override {
     if (batch_size <= 0 || p.conv_dim <= 0) return;
-    HC_CHECK(p.width >= 1 && p.width <= kMaxWidth) << "conv width " << p.width << " > " << kMaxWidth;
+    HC_CHECK(p.width >= 1 && p.width <= kMaxWidth)
+        << "conv width " << p.width << " > " << kMaxWidth;
     UseDevice(o_.device);
     ConvUpdateKernel<<<dim3(batch_size, CeilDiv(p.conv_dim, kThreads)), kThreads, 0, o_.stream>>>(
         Dev(p), slots, x.data, x.stride, out.data, out.stride);

@@ -35,8 +35,7 @@ void AllowSharedMemory(Kernel kernel, size_t bytes, const char* what) {
   if (bytes <= 48 * 1024) return;
   const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                static_cast<int>(bytes));
-  HC_CHECK(err == cudaSuccess) << what << ": " << bytes
-                               << " bytes of shared memory not available: "
+  HC_CHECK(err == cudaSuccess) << what << ": " << bytes << " bytes of shared memory not available: "
                                << cudaGetErrorString(err);
 }
 
@@ -73,7 +72,10 @@ __device__ __forceinline__ int FindSeq(const int32_t* qsl, int num_seqs, int t) 
   int lo = 0, hi = num_seqs - 1;
   while (lo < hi) {
     const int mid = (lo + hi + 1) >> 1;
-    if (qsl[mid] <= t) lo = mid; else hi = mid - 1;
+    if (qsl[mid] <= t)
+      lo = mid;
+    else
+      hi = mid - 1;
   }
   return lo;
 }

@@ -43,14 +43,22 @@ __global__ void ZeroRowsKernel(float* c, int m, int n, int64_t ldc) {
 
 const char* CublasName(cublasStatus_t s) {
   switch (s) {
-    case CUBLAS_STATUS_SUCCESS: return "SUCCESS";
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "NOT_INITIALIZED";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "ALLOC_FAILED";
-    case CUBLAS_STATUS_INVALID_VALUE: return "INVALID_VALUE";
-    case CUBLAS_STATUS_ARCH_MISMATCH: return "ARCH_MISMATCH";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "EXECUTION_FAILED";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "NOT_SUPPORTED";
-    default: return "other cuBLAS error";
+    case CUBLAS_STATUS_SUCCESS:
+      return "SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED:
+      return "NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED:
+      return "ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE:
+      return "INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH:
+      return "ARCH_MISMATCH";
+    case CUBLAS_STATUS_EXECUTION_FAILED:
+      return "EXECUTION_FAILED";
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+      return "NOT_SUPPORTED";
+    default:
+      return "other cuBLAS error";
   }
 }
 
@@ -71,10 +79,9 @@ class CublasGemm final : public CudaGemmKernel {
     }
     const float alpha = 1.0f, beta = a.accumulate ? 1.0f : 0.0f;
     absl::MutexLock lock(&mu_);
-    const cublasStatus_t s =
-        cublasSgemm(handle_, CUBLAS_OP_T, CUBLAS_OP_N, a.n, a.m, a.k, &alpha, a.b,
-                    static_cast<int>(a.ldb), a.a, static_cast<int>(a.lda), &beta, a.c,
-                    static_cast<int>(a.ldc));
+    const cublasStatus_t s = cublasSgemm(handle_, CUBLAS_OP_T, CUBLAS_OP_N, a.n, a.m, a.k, &alpha,
+                                         a.b, static_cast<int>(a.ldb), a.a, static_cast<int>(a.lda),
+                                         &beta, a.c, static_cast<int>(a.ldc));
     HC_CHECK(s == CUBLAS_STATUS_SUCCESS)
         << "cublasSgemm m=" << a.m << " n=" << a.n << " k=" << a.k << ": " << CublasName(s);
   }
@@ -91,10 +98,10 @@ class CublasGemm final : public CudaGemmKernel {
                                                                    : CUDA_R_32F;
     const float alpha = 1.0f, beta = a.accumulate ? 1.0f : 0.0f;
     absl::MutexLock lock(&mu_);
-    const cublasStatus_t s = cublasGemmEx(
-        handle_, CUBLAS_OP_T, CUBLAS_OP_N, a.n, a.m, a.k, &alpha, a.b, t,
-        static_cast<int>(a.ldb), a.a, t, static_cast<int>(a.lda), &beta, a.c, CUDA_R_32F,
-        static_cast<int>(a.ldc), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    const cublasStatus_t s =
+        cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, a.n, a.m, a.k, &alpha, a.b, t,
+                     static_cast<int>(a.ldb), a.a, t, static_cast<int>(a.lda), &beta, a.c,
+                     CUDA_R_32F, static_cast<int>(a.ldc), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     HC_CHECK(s == CUBLAS_STATUS_SUCCESS)
         << "cublasGemmEx m=" << a.m << " n=" << a.n << " k=" << a.k << ": " << CublasName(s);
   }
@@ -135,9 +142,8 @@ absl::StatusOr<std::unique_ptr<CudaGemmKernel>> CreateCudaGemm(const CudaKernelO
   std::string why;
   const int count = CudaDeviceCount(&why);
   if (o.device < 0 || o.device >= count) {
-    return absl::UnavailableError(absl::StrCat("CUDA device ", o.device, " not available (",
-                                               count, " devices", why.empty() ? "" : "; ", why,
-                                               ")"));
+    return absl::UnavailableError(absl::StrCat("CUDA device ", o.device, " not available (", count,
+                                               " devices", why.empty() ? "" : "; ", why, ")"));
   }
   cuda::UseDevice(o.device);
   cublasHandle_t handle = nullptr;

@@ -57,10 +57,10 @@ struct ScanSmem {
 };
 
 __global__ void __launch_bounds__(kScanThreads)
-SsdScanKernel(SsmDev p, const int32_t* qsl, const int32_t* slots, const float* x,
-              int64_t x_stride, const float* dt_raw, int64_t dt_stride, const float* bmat,
-              int64_t b_stride, const float* cmat, int64_t c_stride, float* y,
-              int64_t y_stride) {
+    SsdScanKernel(SsmDev p, const int32_t* qsl, const int32_t* slots, const float* x,
+                  int64_t x_stride, const float* dt_raw, int64_t dt_stride, const float* bmat,
+                  int64_t b_stride, const float* cmat, int64_t c_stride, float* y,
+                  int64_t y_stride) {
   extern __shared__ float smem[];
   const int s = blockIdx.x, h = blockIdx.y;
   const int begin = qsl[s], end = qsl[s + 1];
@@ -143,10 +143,10 @@ SsdScanKernel(SsmDev p, const int32_t* qsl, const int32_t* slots, const float* x
 }
 
 // Block (sequence b, head h); warp per state row q.
-__global__ void StateUpdateKernel(SsmDev p, const int32_t* slots, const float* x,
-                                  int64_t x_stride, const float* dt_raw, int64_t dt_stride,
-                                  const float* bmat, int64_t b_stride, const float* cmat,
-                                  int64_t c_stride, float* y, int64_t y_stride) {
+__global__ void StateUpdateKernel(SsmDev p, const int32_t* slots, const float* x, int64_t x_stride,
+                                  const float* dt_raw, int64_t dt_stride, const float* bmat,
+                                  int64_t b_stride, const float* cmat, int64_t c_stride, float* y,
+                                  int64_t y_stride) {
   const int b = blockIdx.x, h = blockIdx.y;
   const int P = p.P, N = p.N;
   const int g = h / p.heads_per_group;
@@ -182,7 +182,8 @@ class CudaMamba2 final : public Mamba2Kernels {
                           const SsmTensors& io) const override {
     if (batch.num_seqs <= 0 || p.num_heads <= 0) return;
     UseDevice(o_.device);
-    const size_t bytes = static_cast<size_t>(ScanSmem(p.head_dim, p.state_size).total) * sizeof(float);
+    const size_t bytes =
+        static_cast<size_t>(ScanSmem(p.head_dim, p.state_size).total) * sizeof(float);
     HC_CHECK(bytes <= static_cast<size_t>(max_smem_))
         << "SSD scan needs " << bytes << " bytes of shared memory (P=" << p.head_dim
         << ", N=" << p.state_size << "), device allows " << max_smem_;
@@ -205,8 +206,9 @@ class CudaMamba2 final : public Mamba2Kernels {
 
  private:
   static SsmDev Dev(const SsmParams& p) {
-    return {p.num_heads, p.head_dim, p.state_size, p.num_heads / p.num_groups, p.a_log, p.d,
-            p.dt_bias, p.dt_min, p.dt_max, p.state};
+    return {p.num_heads, p.head_dim, p.state_size, p.num_heads / p.num_groups,
+            p.a_log,     p.d,        p.dt_bias,    p.dt_min,
+            p.dt_max,    p.state};
   }
 
   const CudaKernelOptions o_;

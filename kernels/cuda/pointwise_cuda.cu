@@ -65,7 +65,7 @@ class CudaNorm final : public NormKernels {
     if (a.num_tokens <= 0 || a.dim <= 0) return;
     UseDevice(o_.device);
     RmsNormKernel<<<a.num_tokens, kThreads, 0, o_.stream>>>(a.dim, a.eps, a.x.data, a.x.stride,
-                                                             a.weight, a.out.data, a.out.stride);
+                                                            a.weight, a.out.data, a.out.stride);
     CheckLaunch("RmsNorm");
   }
   void GatedSumSquares(const GatedNormArgs& a, float* sum_sq) const override {
@@ -79,8 +79,8 @@ class CudaNorm final : public NormKernels {
     if (a.num_tokens <= 0 || a.num_groups <= 0) return;
     UseDevice(o_.device);
     GatedNormApplyKernel<<<dim3(a.num_tokens, a.num_groups), kThreads, 0, o_.stream>>>(
-        a.num_groups, a.group_size, a.norm_count, a.eps, a.y.data, a.y.stride, a.z.data,
-        a.z.stride, a.weight, sum_sq, a.out.data, a.out.stride);
+        a.num_groups, a.group_size, a.norm_count, a.eps, a.y.data, a.y.stride, a.z.data, a.z.stride,
+        a.weight, sum_sq, a.out.data, a.out.stride);
     CheckLaunch("GatedNormApply");
   }
 
@@ -89,9 +89,9 @@ class CudaNorm final : public NormKernels {
 };
 
 // One block per token; threads over (head, i < half) of q then k.
-__global__ void RopeKernelImpl(const int32_t* positions, int head_dim, int rotary_dim,
-                               float theta, float* q, int64_t q_stride, int num_q_heads,
-                               float* k, int64_t k_stride, int num_kv_heads) {
+__global__ void RopeKernelImpl(const int32_t* positions, int head_dim, int rotary_dim, float theta,
+                               float* q, int64_t q_stride, int num_q_heads, float* k,
+                               int64_t k_stride, int num_kv_heads) {
   const int t = blockIdx.x;
   const int half = rotary_dim / 2;
   const float pos = static_cast<float>(positions[t]);

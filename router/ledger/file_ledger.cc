@@ -34,7 +34,7 @@ class FileLedgerImpl final : public FileLedger {
         snap_path_(absl::StrCat(o.dir, "/", kSnapshotFile)),
         snap_tmp_path_(absl::StrCat(o.dir, "/", kSnapshotTmpFile)),
         table_(TableLimits{o.conversation_ttl, o.max_conversations_per_salt,
-                              o.tenant_conversation_limit}) {}
+                           o.tenant_conversation_limit}) {}
 
   ~FileLedgerImpl() override {
     {
@@ -74,8 +74,7 @@ class FileLedgerImpl final : public FileLedger {
       absl::StatusOr<std::string> data = ops_.ReadFile(*path);
       if (absl::IsNotFound(data.status())) continue;
       if (!data.ok()) return data.status();
-      HC_ASSIGN_OR_RETURN(SegmentReplay replay,
-                          ReplaySegment(*data, *path, snapshot_seq, &table_));
+      HC_ASSIGN_OR_RETURN(SegmentReplay replay, ReplaySegment(*data, *path, snapshot_seq, &table_));
       seq_ = std::max(seq_, replay.last_seq);
       applied += replay.applied;
       if (replay.valid_bytes != data->size()) {
@@ -118,18 +117,20 @@ class FileLedgerImpl final : public FileLedger {
     {
       absl::MutexLock lock(&mu_);
       if (auto it = busy_.find(k); it != busy_.end()) {
-        it->second.push_back([this, key, h = std::string(holder), ttl, d = std::move(done)]() mutable {
-          AcquireLease(key, h, ttl, std::move(d));
-        });
+        it->second.push_back(
+            [this, key, h = std::string(holder), ttl, d = std::move(done)]() mutable {
+              AcquireLease(key, h, ttl, std::move(d));
+            });
         return;
       }
       const absl::Time now = clock_();
       if (table_.Expired(k, now) && WritableLocked().ok()) {
         // Forget it durably first (a delete record), then lease it afresh.
         EnqueueExpiryLocked(k);
-        busy_[k].push_back([this, key, h = std::string(holder), ttl, d = std::move(done)]() mutable {
-          AcquireLease(key, h, ttl, std::move(d));
-        });
+        busy_[k].push_back(
+            [this, key, h = std::string(holder), ttl, d = std::move(done)]() mutable {
+              AcquireLease(key, h, ttl, std::move(d));
+            });
         return;
       }
       result = table_.AcquireLease(k, holder, now, ttl);
@@ -144,9 +145,10 @@ class FileLedgerImpl final : public FileLedger {
     {
       absl::MutexLock lock(&mu_);
       if (auto it = busy_.find(k); it != busy_.end()) {
-        it->second.push_back([this, key, h = std::string(holder), ttl, d = std::move(done)]() mutable {
-          RenewLease(key, h, ttl, std::move(d));
-        });
+        it->second.push_back(
+            [this, key, h = std::string(holder), ttl, d = std::move(done)]() mutable {
+              RenewLease(key, h, ttl, std::move(d));
+            });
         return;
       }
       result = table_.RenewLease(k, holder, clock_(), ttl);
@@ -186,10 +188,9 @@ class FileLedgerImpl final : public FileLedger {
     {
       absl::MutexLock lock(&mu_);
       if (auto it = busy_.find(k); it != busy_.end()) {
-        it->second.push_back([this, key, h = std::string(holder), c = std::move(commit),
-                              d = std::move(done)]() mutable {
-          Commit(key, h, std::move(c), std::move(d));
-        });
+        it->second.push_back(
+            [this, key, h = std::string(holder), c = std::move(commit),
+             d = std::move(done)]() mutable { Commit(key, h, std::move(c), std::move(d)); });
         return;
       }
       error = WritableLocked();
@@ -214,9 +215,8 @@ class FileLedgerImpl final : public FileLedger {
     {
       absl::MutexLock lock(&mu_);
       if (auto it = busy_.find(k); it != busy_.end()) {
-        it->second.push_back([this, key, d = std::move(done)]() mutable {
-          Delete(key, std::move(d));
-        });
+        it->second.push_back(
+            [this, key, d = std::move(done)]() mutable { Delete(key, std::move(d)); });
         return;
       }
       error = WritableLocked();
@@ -362,8 +362,8 @@ class FileLedgerImpl final : public FileLedger {
     if (s.ok()) {
       unsynced_ = true;
       const absl::Time now = absl::Now();
-      if (options_.fsync == FsyncPolicy::kAlways ||
-          (options_.fsync == FsyncPolicy::kInterval && now - last_sync_ >= options_.fsync_interval)) {
+      if (options_.fsync == FsyncPolicy::kAlways || (options_.fsync == FsyncPolicy::kInterval &&
+                                                     now - last_sync_ >= options_.fsync_interval)) {
         s = ops_.DataSync(fd_, log_path_);
         synced = true;
         if (s.ok()) {
@@ -443,9 +443,8 @@ class FileLedgerImpl final : public FileLedger {
                   << why.ToString() << ") and could not be undone (" << s.ToString()
                   << "); commits and deletes are refused until the router restarts and replays";
     absl::MutexLock lock(&mu_);
-    poisoned_ = absl::InternalError(absl::StrCat("the ledger log ", log_path_,
-                                                 " is read-only after a failed write: ",
-                                                 why.message()));
+    poisoned_ = absl::InternalError(absl::StrCat(
+        "the ledger log ", log_path_, " is read-only after a failed write: ", why.message()));
   }
 
   // Writer thread: once the active log outgrows the threshold, rotates it and
@@ -551,7 +550,8 @@ class FileLedgerImpl final : public FileLedger {
 
   // Compaction thread: ledger.snap + ledger.log.old -> ledger.snap.
   absl::StatusOr<uint64_t> CompactOldSegment() {
-    return CompactSegment(ops_, CompactionPaths{options_.dir, snap_path_, snap_tmp_path_, old_log_path_},
+    return CompactSegment(ops_,
+                          CompactionPaths{options_.dir, snap_path_, snap_tmp_path_, old_log_path_},
                           [this](CompactionStep step) { return Step(step); });
   }
 
@@ -599,7 +599,7 @@ class FileLedgerImpl final : public FileLedger {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<FileLedger>> OpenFileLedger(const LedgerOptions& options,
-                                                          FileLedgerOptions file_options) {
+                                                           FileLedgerOptions file_options) {
   if (options.dir.empty()) return absl::InvalidArgumentError("the file ledger needs a directory");
   auto ledger = std::make_unique<FileLedgerImpl>(options, std::move(file_options));
   HC_RETURN_IF_ERROR(ledger->Open());

@@ -109,7 +109,7 @@ class FileLedger : public ConversationLedger {
 // Creates `options.dir` if needed and replays it. DATA_LOSS for a corrupt
 // snapshot or log (see above); INTERNAL for I/O errors.
 absl::StatusOr<std::unique_ptr<FileLedger>> OpenFileLedger(const LedgerOptions& options,
-                                                          FileLedgerOptions file_options = {});
+                                                           FileLedgerOptions file_options = {});
 
 }  // namespace hc::router
 

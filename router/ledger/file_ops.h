@@ -27,8 +27,8 @@ class FileOps {
   virtual absl::StatusOr<int> OpenTruncated(const std::string& path);
   // write(2) until all of `data` is written (EINTR retried).
   virtual absl::Status WriteAll(int fd, std::string_view data, const std::string& path);
-  virtual absl::Status DataSync(int fd, const std::string& path);  // fdatasync(2)
-  virtual absl::Status Sync(int fd, const std::string& path);      // fsync(2)
+  virtual absl::Status DataSync(int fd, const std::string& path);                 // fdatasync(2)
+  virtual absl::Status Sync(int fd, const std::string& path);                     // fsync(2)
   virtual absl::Status Truncate(int fd, uint64_t size, const std::string& path);  // ftruncate(2)
   virtual absl::Status Rename(const std::string& from, const std::string& to);
   virtual absl::Status Unlink(const std::string& path);  // NOT_FOUND when absent

@@ -166,8 +166,7 @@ class ConversationLedger {
 
   // Gives the lease back without committing (no-op when `holder` does not hold
   // it). A conversation with no committed round disappears.
-  virtual void ReleaseLease(const LedgerKey& key, std::string_view holder,
-                            StatusCallback done) = 0;
+  virtual void ReleaseLease(const LedgerKey& key, std::string_view holder, StatusCallback done) = 0;
 
   // The committed entry; NOT_FOUND when nothing was ever committed.
   virtual void Get(const LedgerKey& key, RecordCallback done) = 0;

@@ -8,7 +8,8 @@
 namespace hc::router {
 
 absl::StatusOr<std::unique_ptr<ConversationLedger>> OpenLedger(const LedgerOptions& options) {
-  if (absl::StartsWith(options.backend, "redis://") || absl::StartsWith(options.backend, "rediss://")) {
+  if (absl::StartsWith(options.backend, "redis://") ||
+      absl::StartsWith(options.backend, "rediss://")) {
     auto ledger = OpenRedisLedger(options);
     if (!ledger.ok()) return ledger.status();
     return std::unique_ptr<ConversationLedger>(std::move(ledger).value());
@@ -19,8 +20,8 @@ absl::StatusOr<std::unique_ptr<ConversationLedger>> OpenLedger(const LedgerOptio
     return std::unique_ptr<ConversationLedger>(std::move(ledger).value());
   }
   if (options.backend == "memory" || options.backend.empty()) return NewMemoryLedger(options);
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown ledger backend '", options.backend, "' (memory, file, redis://host:port)"));
+  return absl::InvalidArgumentError(absl::StrCat("unknown ledger backend '", options.backend,
+                                                 "' (memory, file, redis://host:port)"));
 }
 
 }  // namespace hc::router

@@ -125,8 +125,8 @@ absl::StatusOr<SegmentReplay> ReplaySegment(std::string_view data, const std::st
       if ((complete && next < data.size()) || AnyValidFrameAfter(data, next)) {
         return data_loss(at, "corrupt record (bad length or CRC) followed by more records");
       }
-      HC_LOG(WARNING) << "ledger log " << path << ": dropping a torn tail of "
-                      << data.size() - at << " bytes at offset " << at;
+      HC_LOG(WARNING) << "ledger log " << path << ": dropping a torn tail of " << data.size() - at
+                      << " bytes at offset " << at;
       break;
     }
     ByteReader r(payload);

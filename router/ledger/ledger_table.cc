@@ -9,10 +9,14 @@ namespace hc::router {
 
 std::string_view RoleName(Role role) {
   switch (role) {
-    case Role::kSystem: return "system";
-    case Role::kUser: return "user";
-    case Role::kAssistant: return "assistant";
-    case Role::kTool: return "tool";
+    case Role::kSystem:
+      return "system";
+    case Role::kUser:
+      return "user";
+    case Role::kAssistant:
+      return "assistant";
+    case Role::kTool:
+      return "tool";
   }
   return "user";
 }
@@ -28,10 +32,14 @@ bool ParseRole(std::string_view name, Role* role) {
 }
 
 bool ParseFsyncPolicy(std::string_view name, FsyncPolicy* policy) {
-  if (name == "always") *policy = FsyncPolicy::kAlways;
-  else if (name == "interval") *policy = FsyncPolicy::kInterval;
-  else if (name == "never") *policy = FsyncPolicy::kNever;
-  else return false;
+  if (name == "always")
+    *policy = FsyncPolicy::kAlways;
+  else if (name == "interval")
+    *policy = FsyncPolicy::kInterval;
+  else if (name == "never")
+    *policy = FsyncPolicy::kNever;
+  else
+    return false;
   return true;
 }
 
@@ -84,17 +92,17 @@ std::string EncodeTableKey(const LedgerKey& key) {
 
 LedgerKey DecodeTableKey(std::string_view encoded) {
   const KeyParts p = PartsOf(encoded);
-  return LedgerKey{std::string(encoded.substr(4, p.salt_len)),
-                   std::string(encoded.substr(p.id_at)),
+  return LedgerKey{std::string(encoded.substr(4, p.salt_len)), std::string(encoded.substr(p.id_at)),
                    std::string(encoded.substr(p.tenant_at, p.id_at - p.tenant_at))};
 }
 
 absl::Status TenantCapRefused(uint64_t live, uint64_t limit) {
   return WithRetryDelay(
       absl::ResourceExhaustedError(absl::StrCat(
-          "this API key's tenant already has ", live, " conversations, its limit (",
-          limit, ", max_conversations in the API keys file); delete one or let idle ones "
-          "expire, retry in ", absl::FormatDuration(kTenantCapRetryDelay))),
+          "this API key's tenant already has ", live, " conversations, its limit (", limit,
+          ", max_conversations in the API keys file); delete one or let idle ones "
+          "expire, retry in ",
+          absl::FormatDuration(kTenantCapRetryDelay))),
       kTenantCapRetryDelay);
 }
 
@@ -182,7 +190,8 @@ absl::StatusOr<ConversationRecord> LedgerTable::AcquireLease(const std::string& 
   }
   if (limits_.tenant_conversation_limit && !entries_.contains(key)) {
     if (absl::string_view t = TenantOf(key); !t.empty()) {
-      const uint64_t limit = limits_.tenant_conversation_limit(std::string_view(t.data(), t.size()));
+      const uint64_t limit =
+          limits_.tenant_conversation_limit(std::string_view(t.data(), t.size()));
       auto tenant = per_tenant_.find(t);
       if (limit > 0 && tenant != per_tenant_.end() && tenant->second >= limit) {
         return TenantCapRefused(tenant->second, limit);
@@ -251,8 +260,7 @@ void LedgerTable::ReleaseLease(const std::string& key, std::string_view holder) 
   }
 }
 
-absl::StatusOr<ConversationRecord> LedgerTable::Get(const std::string& key,
-                                                    absl::Time now) const {
+absl::StatusOr<ConversationRecord> LedgerTable::Get(const std::string& key, absl::Time now) const {
   auto it = entries_.find(key);
   if (it == entries_.end() || it->second.round == 0 || ExpiredEntry(it->second, now)) {
     return absl::NotFoundError("unknown conversation");

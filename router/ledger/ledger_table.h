@@ -53,7 +53,8 @@ class LedgerTable {
 
   // Takes the lease (ledger.h). RESOURCE_EXHAUSTED when the key does not
   // exist and its salt has max_conversations_per_salt entries (committed or
-  // leased), or its tenant its limit's number. An expired entry (Expired) must be expired by the caller first.
+  // leased), or its tenant its limit's number. An expired entry (Expired) must be expired by the
+  // caller first.
   absl::StatusOr<ConversationRecord> AcquireLease(const std::string& key, std::string_view holder,
                                                   absl::Time now, absl::Duration ttl);
   // ABORTED unless `holder` holds the lease; then its expiry becomes now + ttl.

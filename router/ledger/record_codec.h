@@ -23,8 +23,8 @@ class ByteWriter {
   void U8(uint8_t v) { out_->push_back(static_cast<char>(v)); }
   void U32(uint32_t v);
   void U64(uint64_t v);
-  void Bytes(std::string_view s);  // u32 length + bytes
-  void Tokens(std::span<const uint32_t> tokens);  // u32 count + u32 each
+  void Bytes(std::string_view s);                    // u32 length + bytes
+  void Tokens(std::span<const uint32_t> tokens);     // u32 count + u32 each
   void RawTokens(std::span<const uint32_t> tokens);  // u32 each, no count
   void Message(const LedgerMessage& m);
   void Messages(std::span<const LedgerMessage> ms);  // u32 count + each

@@ -254,13 +254,14 @@ class RedisClientImpl final : public RedisClient {
                      absl::StrCat("redis ", Address(), ": connection attempt timed out")));
       }
     }
-    while (!deadlines_.empty() && (deadlines_.front()->finished || deadlines_.front()->deadline <= now)) {
+    while (!deadlines_.empty() &&
+           (deadlines_.front()->finished || deadlines_.front()->deadline <= now)) {
       OpPtr op = std::move(deadlines_.front());
       deadlines_.pop_front();
       if (op->finished) continue;
       redisAsyncContext* sent_on = op->sent_on;
-      Finish(op, absl::DeadlineExceededError(absl::StrCat(
-                     "redis ", Address(), ": no reply within ", absl::FormatDuration(options_.timeout))));
+      Finish(op, absl::DeadlineExceededError(absl::StrCat("redis ", Address(), ": no reply within ",
+                                                          absl::FormatDuration(options_.timeout))));
       for (Conn& c : conns_) {
         if (sent_on != nullptr && c.ac == sent_on) {
           Drop(&c, absl::UnavailableError("redis connection dropped after a command timed out"));
@@ -269,7 +270,9 @@ class RedisClientImpl final : public RedisClient {
     }
   }
 
-  std::string Address() const { return absl::StrCat(options_.endpoint.host, ":", options_.endpoint.port); }
+  std::string Address() const {
+    return absl::StrCat(options_.endpoint.host, ":", options_.endpoint.port);
+  }
 
   void Finish(const OpPtr& op, absl::StatusOr<const redisReply*> result) {
     if (op->finished) return;
@@ -297,8 +300,8 @@ class RedisClientImpl final : public RedisClient {
         return;
       }
     }
-    Finish(op, absl::UnavailableError(absl::StrCat("redis ", Address(), " is unreachable: ",
-                                                   last_error_.message())));
+    Finish(op, absl::UnavailableError(
+                   absl::StrCat("redis ", Address(), " is unreachable: ", last_error_.message())));
   }
 
   void Send(Conn* c, const OpPtr& op, bool as_eval) {
@@ -373,7 +376,8 @@ class RedisClientImpl final : public RedisClient {
   // ---- connections ----
 
   void StartConnect(Conn* c) {
-    redisAsyncContext* ac = redisAsyncConnect(options_.endpoint.host.c_str(), options_.endpoint.port);
+    redisAsyncContext* ac =
+        redisAsyncConnect(options_.endpoint.host.c_str(), options_.endpoint.port);
     if (ac == nullptr || ac->err) {
       const std::string err = ac != nullptr ? ac->errstr : "out of memory";
       if (ac != nullptr) redisAsyncFree(ac);
@@ -388,11 +392,21 @@ class RedisClientImpl final : public RedisClient {
     c->mask = 0;
     c->registered = false;
     ac->ev.data = c;
-    ac->ev.addRead = [](void* p) { static_cast<Conn*>(p)->client->SetMask(static_cast<Conn*>(p), EPOLLIN, true); };
-    ac->ev.delRead = [](void* p) { static_cast<Conn*>(p)->client->SetMask(static_cast<Conn*>(p), EPOLLIN, false); };
-    ac->ev.addWrite = [](void* p) { static_cast<Conn*>(p)->client->SetMask(static_cast<Conn*>(p), EPOLLOUT, true); };
-    ac->ev.delWrite = [](void* p) { static_cast<Conn*>(p)->client->SetMask(static_cast<Conn*>(p), EPOLLOUT, false); };
-    ac->ev.cleanup = [](void* p) { static_cast<Conn*>(p)->client->SetMask(static_cast<Conn*>(p), 0, false, true); };
+    ac->ev.addRead = [](void* p) {
+      static_cast<Conn*>(p)->client->SetMask(static_cast<Conn*>(p), EPOLLIN, true);
+    };
+    ac->ev.delRead = [](void* p) {
+      static_cast<Conn*>(p)->client->SetMask(static_cast<Conn*>(p), EPOLLIN, false);
+    };
+    ac->ev.addWrite = [](void* p) {
+      static_cast<Conn*>(p)->client->SetMask(static_cast<Conn*>(p), EPOLLOUT, true);
+    };
+    ac->ev.delWrite = [](void* p) {
+      static_cast<Conn*>(p)->client->SetMask(static_cast<Conn*>(p), EPOLLOUT, false);
+    };
+    ac->ev.cleanup = [](void* p) {
+      static_cast<Conn*>(p)->client->SetMask(static_cast<Conn*>(p), 0, false, true);
+    };
     redisAsyncSetConnectCallback(ac, &OnConnect);
     redisAsyncSetDisconnectCallback(ac, &OnDisconnect);
     c->state = State::kConnecting;
@@ -440,7 +454,8 @@ class RedisClientImpl final : public RedisClient {
       const std::string err(ReplyText(reply));
       absl::Status s;
       if (absl::StrContains(err, "NOAUTH") || absl::StrContains(err, "WRONGPASS") ||
-          absl::StrContains(err, "invalid password") || absl::StrContains(err, "invalid username")) {
+          absl::StrContains(err, "invalid password") ||
+          absl::StrContains(err, "invalid username")) {
         s = absl::UnauthenticatedError(absl::StrCat("redis ", self->Address(), ": ", err));
       } else if (step->select) {
         s = absl::InvalidArgumentError(absl::StrCat("redis SELECT: ", err));

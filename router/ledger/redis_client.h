@@ -66,7 +66,7 @@ struct RedisClientOptions {
   RedisEndpoint endpoint;
   int connections = 1;
   absl::Duration timeout = absl::Seconds(2);  // per command, and per connection attempt
-  std::vector<std::string> scripts;            // Lua sources, loaded on every connection
+  std::vector<std::string> scripts;           // Lua sources, loaded on every connection
   // Tests only: called with the script index of each EVALSHA reply; true
   // makes the client treat that reply as lost (Redis ran the command, then
   // the connection broke before the reply arrived): the connection is

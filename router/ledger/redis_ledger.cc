@@ -13,8 +13,8 @@
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
 #include "common/retry_delay.h"
-#include "common/token_hash.h"
 #include "common/status_macros.h"
+#include "common/token_hash.h"
 #include "router/ledger/ledger_table.h"
 #include "router/ledger/record_codec.h"
 #include "router/ledger/redis_client.h"
@@ -196,8 +196,8 @@ return {redis.call('ZCOUNT', KEYS[1], '(' .. ms(real), '+inf'), #old}
 )lua";
 
 enum Script { kAcquire, kRenew, kCommit, kRelease, kGet, kDelete, kCount, kNumScripts };
-constexpr const char* kScripts[kNumScripts] = {kAcquireScript, kRenewScript,  kCommitScript,
-                                               kReleaseScript, kGetScript,    kDeleteScript,
+constexpr const char* kScripts[kNumScripts] = {kAcquireScript, kRenewScript, kCommitScript,
+                                               kReleaseScript, kGetScript,   kDeleteScript,
                                                kCountScript};
 
 std::string_view SV(const redisReply* r) {
@@ -238,9 +238,10 @@ absl::Status ParseEntry(const redisReply* round, const redisReply* worker,
 }
 
 absl::Status CapRefused(long long live, uint64_t cap) {
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "this cache_salt already has ", live, " conversations, the most one salt may have "
-      "(--max_conversations_per_salt=", cap, "); delete one or let idle ones expire"));
+  return absl::ResourceExhaustedError(absl::StrCat("this cache_salt already has ", live,
+                                                   " conversations, the most one salt may have "
+                                                   "(--max_conversations_per_salt=",
+                                                   cap, "); delete one or let idle ones expire"));
 }
 
 // *expired: 1 when the acquire found (and dropped) an expired conversation.
@@ -258,8 +259,8 @@ absl::StatusOr<ConversationRecord> ParseAcquire(absl::StatusOr<const redisReply*
   if (r->elements != 8) return Malformed();
   *expired = static_cast<uint64_t>(std::max<long long>(0, r->element[7]->integer));
   ConversationRecord rec;
-  HC_RETURN_IF_ERROR(ParseEntry(r->element[1], r->element[2], r->element[3], r->element[4],
-                                r->element[5], &rec));
+  HC_RETURN_IF_ERROR(
+      ParseEntry(r->element[1], r->element[2], r->element[3], r->element[4], r->element[5], &rec));
   int64_t expiry = 0;
   if (!absl::SimpleAtoi(Str(r->element[6]), &expiry)) return Malformed();
   rec.lease = Lease{std::string(holder), absl::FromUnixMillis(expiry)};
@@ -280,10 +281,11 @@ absl::Status ParseCommit(absl::StatusOr<const redisReply*> reply, uint64_t expec
     case 0:
     case 3:  // a resend of a commit that was applied (its reply was lost)
       return absl::OkStatus();
-    case 1: return absl::AbortedError("the turn's lease expired and was taken over");
+    case 1:
+      return absl::AbortedError("the turn's lease expired and was taken over");
     default:
-      return absl::FailedPreconditionError(absl::StrCat(
-          "committed round is ", Str(r->element[1]), ", expected ", expected_round));
+      return absl::FailedPreconditionError(
+          absl::StrCat("committed round is ", Str(r->element[1]), ", expected ", expected_round));
   }
 }
 
@@ -293,8 +295,8 @@ absl::StatusOr<ConversationRecord> ParseGet(absl::StatusOr<const redisReply*> re
   if (r->element[0]->integer == 0) return absl::NotFoundError("unknown conversation");
   if (r->elements != 8) return Malformed();
   ConversationRecord rec;
-  HC_RETURN_IF_ERROR(ParseEntry(r->element[1], r->element[2], r->element[3], r->element[4],
-                                r->element[5], &rec));
+  HC_RETURN_IF_ERROR(
+      ParseEntry(r->element[1], r->element[2], r->element[3], r->element[4], r->element[5], &rec));
   int64_t expiry = 0;
   rec.lease.holder = std::string(Str(r->element[6]));
   if (!rec.lease.holder.empty() && absl::SimpleAtoi(Str(r->element[7]), &expiry)) {
@@ -340,21 +342,22 @@ class RedisLedgerImpl final : public RedisLedger {
     const uint64_t tenant_cap = !key.tenant.empty() && options_.tenant_conversation_limit
                                     ? options_.tenant_conversation_limit(key.tenant)
                                     : 0;
-    client_->Eval(kAcquire, Keys(key),
-                  Args(key, holder,
-                       {Millis(ttl), ConversationTtl(), absl::StrCat(cap), absl::StrCat(tenant_cap)}),
-                  /*retry_on_loss=*/true,
-                  [this, cap, tenant_cap, h = std::string(holder), d = std::move(done)](
-                      absl::StatusOr<const redisReply*> r) mutable {
-                    uint64_t expired = 0;
-                    absl::StatusOr<ConversationRecord> rec =
-                        ParseAcquire(std::move(r), h, cap, tenant_cap, &expired);
-                    if (absl::IsResourceExhausted(rec.status()) && !RetryDelayOf(rec.status())) {
-                      refused_.fetch_add(1, std::memory_order_relaxed);
-                    }
-                    expired_.fetch_add(expired, std::memory_order_relaxed);
-                    std::move(d)(std::move(rec));
-                  });
+    client_->Eval(
+        kAcquire, Keys(key),
+        Args(key, holder,
+             {Millis(ttl), ConversationTtl(), absl::StrCat(cap), absl::StrCat(tenant_cap)}),
+        /*retry_on_loss=*/true,
+        [this, cap, tenant_cap, h = std::string(holder),
+         d = std::move(done)](absl::StatusOr<const redisReply*> r) mutable {
+          uint64_t expired = 0;
+          absl::StatusOr<ConversationRecord> rec =
+              ParseAcquire(std::move(r), h, cap, tenant_cap, &expired);
+          if (absl::IsResourceExhausted(rec.status()) && !RetryDelayOf(rec.status())) {
+            refused_.fetch_add(1, std::memory_order_relaxed);
+          }
+          expired_.fetch_add(expired, std::memory_order_relaxed);
+          std::move(d)(std::move(rec));
+        });
   }
 
   void RenewLease(const LedgerKey& key, std::string_view holder, absl::Duration ttl,
@@ -436,8 +439,8 @@ class RedisLedgerImpl final : public RedisLedger {
                                      absl::StrCat(options_.redis_prefix, ":{", ns, "}:z"),
                                      CommittedKey()};
     if (!key.tenant.empty()) {
-      keys.push_back(absl::StrCat(options_.redis_prefix, ":{t",
-                                  absl::BytesToHexString(key.tenant), "}:n"));
+      keys.push_back(
+          absl::StrCat(options_.redis_prefix, ":{t", absl::BytesToHexString(key.tenant), "}:n"));
     }
     return keys;
   }

@@ -35,9 +35,9 @@
 // salt's by its next new conversation (64 at a time), the committed set by
 // CountConversations (1024 at a time) or when the conversation starts over;
 // each trimmed member counts as one expired conversation in LedgerCounters,
-// so the sum over routers is exact and lags by at most one stats poll. An idle salt's set expires with its
-// last conversation. Conversations written by an earlier version (with the
-// old global counter) join the sets at their next turn.
+// so the sum over routers is exact and lags by at most one stats poll. An idle salt's set expires
+// with its last conversation. Conversations written by an earlier version (with the old global
+// counter) join the sets at their next turn.
 //
 // Time is Redis's (TIME inside the scripts; Redis 7 replicates script
 // effects), so replicas with skewed clocks agree on leases; LedgerOptions::

@@ -74,8 +74,7 @@ void TableLedger::Commit(const LedgerKey& key, std::string_view holder, CommitRe
   std::move(done)(std::move(result));
 }
 
-void TableLedger::ReleaseLease(const LedgerKey& key, std::string_view holder,
-                               StatusCallback done) {
+void TableLedger::ReleaseLease(const LedgerKey& key, std::string_view holder, StatusCallback done) {
   const std::string k = EncodeTableKey(key);
   {
     absl::MutexLock lock(&mu_);

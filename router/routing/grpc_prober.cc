@@ -134,7 +134,8 @@ class DnsResolver final : public Resolver {
     std::vector<std::string> out;
     for (addrinfo* a = res; a != nullptr; a = a->ai_next) {
       char ip[NI_MAXHOST];
-      if (::getnameinfo(a->ai_addr, a->ai_addrlen, ip, sizeof(ip), nullptr, 0, NI_NUMERICHOST) != 0) {
+      if (::getnameinfo(a->ai_addr, a->ai_addrlen, ip, sizeof(ip), nullptr, 0, NI_NUMERICHOST) !=
+          0) {
         continue;
       }
       std::string address = a->ai_family == AF_INET6 ? absl::StrCat("[", ip, "]:", port)

@@ -11,9 +11,12 @@ namespace hc::router {
 
 const char* RouteKindName(RouteKind kind) {
   switch (kind) {
-    case RouteKind::kSticky: return "sticky";
-    case RouteKind::kPlaced: return "placed";
-    case RouteKind::kFailover: return "failover";
+    case RouteKind::kSticky:
+      return "sticky";
+    case RouteKind::kPlaced:
+      return "placed";
+    case RouteKind::kFailover:
+      return "failover";
   }
   return "placed";
 }
@@ -96,11 +99,11 @@ std::vector<std::function<void()>> WorkerPool::RefreshRound() {
           continue;
         }
         auto it = old->by_id.find(address);
-        next.push_back(it != old->by_id.end()
-                           ? it->second
-                           : std::make_shared<Worker>(address, options_.channel_factory
-                                                                   ? options_.channel_factory(address)
-                                                                   : nullptr));
+        next.push_back(it != old->by_id.end() ? it->second
+                                              : std::make_shared<Worker>(
+                                                    address, options_.channel_factory
+                                                                 ? options_.channel_factory(address)
+                                                                 : nullptr));
       }
       all = std::move(next);
     }
@@ -114,8 +117,8 @@ std::vector<std::function<void()>> WorkerPool::RefreshRound() {
   }
   // Without mu_: MarkUnhealthy, Route and the rest never wait for the probes.
   const std::vector<absl::StatusOr<WorkerLoad>> loads = prober_->ProbeAll(all);
-  HC_CHECK(loads.size() == all.size()) << "prober returned " << loads.size() << " results for "
-                                       << all.size() << " workers";
+  HC_CHECK(loads.size() == all.size())
+      << "prober returned " << loads.size() << " results for " << all.size() << " workers";
 
   absl::MutexLock lock(&mu_);
   // Rebuilt every round: a success resets a worker's count by leaving it out,
@@ -147,9 +150,9 @@ std::vector<std::function<void()>> WorkerPool::RefreshRound() {
     const auto fraction = [](uint32_t free, uint32_t total) -> uint64_t {
       return total == 0 ? 65536 : uint64_t{free} * 65536 / total;
     };
-    w.free_cache_.store(static_cast<uint32_t>(
-        std::min(fraction(l.free_kv_blocks, l.total_kv_blocks),
-                 fraction(l.free_mamba_slots, l.total_mamba_slots))));
+    w.free_cache_.store(
+        static_cast<uint32_t>(std::min(fraction(l.free_kv_blocks, l.total_kv_blocks),
+                                       fraction(l.free_mamba_slots, l.total_mamba_slots))));
     w.max_model_len_.store(l.max_model_len);
     w.vocab_size_.store(l.vocab_size);
     if (w.last_failure_.load(std::memory_order_relaxed) > round_start) {
@@ -222,7 +225,8 @@ bool WorkerPool::AtBound(const Worker& w) const {
 
 absl::Status WorkerPool::AllAtBound(size_t n) {
   return absl::ResourceExhaustedError(
-      absl::StrCat("all ", n, " workers are at their admission bound (the max_waiting they "
+      absl::StrCat("all ", n,
+                   " workers are at their admission bound (the max_waiting they "
                    "report, or this router's max_inflight_per_worker); retry later"));
 }
 
@@ -266,8 +270,8 @@ absl::StatusOr<RouteDecision> WorkerPool::Route(const std::string& current) cons
 }
 
 absl::StatusOr<RouteDecision> WorkerPool::RouteWithoutHealthyWorker(const Snapshot& snap,
-                                                                     const std::string& current,
-                                                                     RouteKind kind) const {
+                                                                    const std::string& current,
+                                                                    RouteKind kind) const {
   // Every probe may have failed because the router itself is starved (CPU
   // load), not the workers: trying one beats refusing the turn. The worker
   // whose last failure is the oldest is the likeliest to have recovered, and a
@@ -285,10 +289,10 @@ absl::StatusOr<RouteDecision> WorkerPool::RouteWithoutHealthyWorker(const Snapsh
   }
   if (best == nullptr && not_draining > 0) return AllAtBound(not_draining);
   if (best == nullptr) {
-    return absl::UnavailableError(snap.all.empty()
-                                      ? "no healthy worker: no worker is known"
-                                      : absl::StrCat("no healthy worker: all ", snap.all.size(),
-                                                     " workers are draining"));
+    return absl::UnavailableError(
+        snap.all.empty()
+            ? "no healthy worker: no worker is known"
+            : absl::StrCat("no healthy worker: all ", snap.all.size(), " workers are draining"));
   }
   return RouteDecision{best, best->id() == current ? RouteKind::kSticky : kind};
 }

@@ -19,8 +19,8 @@ namespace v1 = hybridcache::v1;
 
 ChatServiceImpl::ChatServiceImpl(ChatServiceOptions options, ConversationLedger* ledger,
                                  WorkerPool* pool, const TextCodec* codec, RouterMetrics* metrics)
-    : work_pool_(options.work_threads),
-      deps_{std::move(options), ledger, pool, codec, metrics, &work_pool_} {}
+    : work_pool_(options.work_threads), deps_{std::move(options), ledger, pool, codec, metrics,
+                                              &work_pool_} {}
 
 ChatServiceImpl::~ChatServiceImpl() {
   absl::MutexLock lock(&deps_.live_mu);
@@ -99,27 +99,26 @@ grpc::ServerUnaryReactor* ChatServiceImpl::GetConversation(grpc::CallbackServerC
     return reactor;
   }
   CallStarted();
-  deps_.ledger->Get(
-      LedgerKey{request.cache_salt(), request.conversation_id(), caller->tenant},
-      [this, id = request.conversation_id(), admin = caller->admin, response, reactor, start](
-          absl::StatusOr<ConversationRecord> rec) {
-        if (rec.ok()) {
-          v1::Conversation out;
-          out.set_conversation_id(id);
-          out.set_committed_round(rec->round);
-          out.set_num_tokens(static_cast<uint32_t>(rec->tokens.size()));
-          // Worker addresses are for admins only (chat.proto).
-          if (admin) out.set_worker_id(rec->worker.worker_id);
-          for (const LedgerMessage& m : rec->messages) {
-            auto* msg = out.add_messages();
-            msg->set_role(std::string(RoleName(m.role)));
-            msg->set_content(m.text);
-          }
-          *response = SerializeRawResponse(out);
-        }
-        FinishUnary(reactor, start, rec.status());
-        CallEnded();
-      });
+  deps_.ledger->Get(LedgerKey{request.cache_salt(), request.conversation_id(), caller->tenant},
+                    [this, id = request.conversation_id(), admin = caller->admin, response, reactor,
+                     start](absl::StatusOr<ConversationRecord> rec) {
+                      if (rec.ok()) {
+                        v1::Conversation out;
+                        out.set_conversation_id(id);
+                        out.set_committed_round(rec->round);
+                        out.set_num_tokens(static_cast<uint32_t>(rec->tokens.size()));
+                        // Worker addresses are for admins only (chat.proto).
+                        if (admin) out.set_worker_id(rec->worker.worker_id);
+                        for (const LedgerMessage& m : rec->messages) {
+                          auto* msg = out.add_messages();
+                          msg->set_role(std::string(RoleName(m.role)));
+                          msg->set_content(m.text);
+                        }
+                        *response = SerializeRawResponse(out);
+                      }
+                      FinishUnary(reactor, start, rec.status());
+                      CallEnded();
+                    });
   return reactor;
 }
 

@@ -15,7 +15,9 @@ namespace {
 class HfStreamDecoder final : public StreamDecoder {
  public:
   explicit HfStreamDecoder(const HfTextCodec* codec) : codec_(codec) {}
-  std::string Push(std::span<const uint32_t> ids) override { return PushBytes(codec_->TokenBytes(ids)); }
+  std::string Push(std::span<const uint32_t> ids) override {
+    return PushBytes(codec_->TokenBytes(ids));
+  }
   std::string PushBytes(std::string_view bytes) override {
     pending_.append(bytes);
     const size_t hold = utf8::IncompleteSuffixLength(pending_);
@@ -41,12 +43,14 @@ void Append(std::vector<uint32_t>& out, const std::vector<TokenId>& ids) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<HfTextCodec>> HfTextCodec::FromModelDir(const std::string& dir) {
-  HC_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::FromFile(dir + "/tokenizer.json"));
+  HC_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
+                      Tokenizer::FromFile(dir + "/tokenizer.json"));
   HC_ASSIGN_OR_RETURN(ChatTemplate tmpl, ChatTemplate::FromModelDir(dir));
   const std::optional<TokenId> end = tokenizer->TokenToId(tmpl.end_of_turn());
   if (!end.has_value()) {
-    return absl::InvalidArgumentError(absl::StrCat(dir, "/tokenizer.json has no token for the chat template's end of turn ",
-                                                   std::string(tmpl.end_of_turn())));
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir, "/tokenizer.json has no token for the chat template's end of turn ",
+                     std::string(tmpl.end_of_turn())));
   }
   return std::unique_ptr<HfTextCodec>(new HfTextCodec(std::move(tokenizer), std::move(tmpl), *end));
 }
@@ -56,7 +60,8 @@ absl::StatusOr<EncodedTurn> HfTextCodec::DoEncodeTurn(std::span<const TurnMessag
                                                       const std::atomic<bool>* cancel) const {
   EncodedTurn out;
   if (!context.first_turn) {
-    if (!context.last_token.has_value() || *context.last_token != static_cast<uint32_t>(end_of_turn_)) {
+    if (!context.last_token.has_value() ||
+        *context.last_token != static_cast<uint32_t>(end_of_turn_)) {
       out.tokens.push_back(static_cast<uint32_t>(end_of_turn_));
     }
     Append(out.tokens, tokenizer_->Encode(template_.after_end_of_turn(), /*allow_special=*/false));

@@ -171,8 +171,8 @@ int Main(int argc, char** argv) {
   std::unique_ptr<TenantQuotas> quotas;
   if (api_keys != nullptr) {
     if (lo.backend.rfind("redis://", 0) == 0) {
-      absl::StatusOr<std::unique_ptr<TenantQuotas>> q =
-          OpenRedisQuotas({.url = lo.backend, .prefix = lo.redis_prefix, .timeout = lo.redis_timeout});
+      absl::StatusOr<std::unique_ptr<TenantQuotas>> q = OpenRedisQuotas(
+          {.url = lo.backend, .prefix = lo.redis_prefix, .timeout = lo.redis_timeout});
       if (!q.ok()) {
         HC_LOG(ERROR) << "tenant quotas: " << q.status();
         return 2;
@@ -193,7 +193,8 @@ int Main(int argc, char** argv) {
   }
   ServerOptions& so = *server_options;
   WorkerPoolOptions po;
-  for (absl::string_view w : absl::StrSplit(absl::GetFlag(FLAGS_workers), ',', absl::SkipWhitespace())) {
+  for (absl::string_view w :
+       absl::StrSplit(absl::GetFlag(FLAGS_workers), ',', absl::SkipWhitespace())) {
     po.static_workers.emplace_back(w);
   }
   po.dns_name = absl::GetFlag(FLAGS_workers_dns);
@@ -232,7 +233,8 @@ int Main(int argc, char** argv) {
     return 2;
   }
   po.channel_factory = NewWorkerChannelFactory(*std::move(worker_security));
-  WorkerPool pool(po, NewGrpcProber(std::min(po.refresh_interval, absl::Seconds(2))), NewDnsResolver());
+  WorkerPool pool(po, NewGrpcProber(std::min(po.refresh_interval, absl::Seconds(2))),
+                  NewDnsResolver());
   // Before the port opens, so that a router whose workers are up is ready at once.
   pool.Refresh();
   pool.StartBackgroundRefresh();
@@ -291,7 +293,8 @@ int Main(int argc, char** argv) {
     readiness->server->SetServing(true);
     HC_LOG(INFO) << "a worker is healthy: health SERVING";
   });
-  if (!pool.ever_healthy()) HC_LOG(WARNING) << "no worker healthy yet: health NOT_SERVING until one is";
+  if (!pool.ever_healthy())
+    HC_LOG(WARNING) << "no worker healthy yet: health NOT_SERVING until one is";
   HC_LOG(INFO) << "hc-router listening on " << (*server)->address() << " metrics "
                << (*metrics_server)->endpoint()
                << ListeningSuffix(**server, absl::GetFlag(FLAGS_tls_client_ca));

@@ -10,7 +10,8 @@ namespace hc::router {
 ReplyStream::ReplyStream(const TextCodec* codec, std::span<const std::string> stops)
     : codec_(codec), matcher_(stops), decoder_(codec->NewStreamDecoder()) {}
 
-ReplyStream::Chunk ReplyStream::Push(std::span<const uint32_t> ids, std::span<const float> logprobs) {
+ReplyStream::Chunk ReplyStream::Push(std::span<const uint32_t> ids,
+                                     std::span<const float> logprobs) {
   for (size_t i = 0; i < ids.size(); ++i) {
     const std::string b = codec_->TokenBytes(ids.subspan(i, 1));
     bytes_ += b;
@@ -41,7 +42,8 @@ void ReplyStream::Release(int64_t bytes, Chunk& out) {
   }
 }
 
-absl::StatusOr<ReplyStream::Chunk> ReplyStream::Finish(const hybridcache::v1::CommitReport& report) {
+absl::StatusOr<ReplyStream::Chunk> ReplyStream::Finish(
+    const hybridcache::v1::CommitReport& report) {
   if (finished_) return absl::InternalError("the reply was already finished");
   Chunk out;
   if (!report.has_stop_string()) {
@@ -54,19 +56,22 @@ absl::StatusOr<ReplyStream::Chunk> ReplyStream::Finish(const hybridcache::v1::Co
   const size_t c = report.stop_string().tokens_before();
   const int64_t begin = c == 0 || c > tokens_.size() ? 0 : token_ends_[c - 1];
   if (c >= tokens_.size() || cut < begin || cut >= token_ends_[c] || cut < released_bytes_) {
-    return absl::InternalError(absl::StrCat(
-        "the worker reported a stop string at byte ", cut, " in generated token ", c, ", which does not fit the ",
-        tokens_.size(), " generated tokens (", bytes_.size(), " bytes, ", released_bytes_, " already streamed)"));
+    return absl::InternalError(absl::StrCat("the worker reported a stop string at byte ", cut,
+                                            " in generated token ", c, ", which does not fit the ",
+                                            tokens_.size(), " generated tokens (", bytes_.size(),
+                                            " bytes, ", released_bytes_, " already streamed)"));
   }
   finished_ = true;
   // The whole tokens before the stop string, then the cut token's leading
   // bytes as tokens of their own.
   Release(begin, out);
-  const std::string lead = bytes_.substr(static_cast<size_t>(begin), static_cast<size_t>(cut - begin));
+  const std::string lead =
+      bytes_.substr(static_cast<size_t>(begin), static_cast<size_t>(cut - begin));
   const std::vector<uint32_t> lead_ids = codec_->EncodeBytes(lead);
   out.token_ids.insert(out.token_ids.end(), lead_ids.begin(), lead_ids.end());
   if (!logprobs_.empty()) {
-    out.logprobs.insert(out.logprobs.end(), lead_ids.size(), std::numeric_limits<float>::quiet_NaN());
+    out.logprobs.insert(out.logprobs.end(), lead_ids.size(),
+                        std::numeric_limits<float>::quiet_NaN());
   }
   reply_.insert(reply_.end(), lead_ids.begin(), lead_ids.end());
   out.text += decoder_->PushBytes(std::string_view(bytes_).substr(

@@ -12,7 +12,8 @@ RouterMetrics::RouterMetrics(prometheus::Registry& registry) {
                        .Help("ChatService calls by final status code")
                        .Register(registry);
   for (int c = 0; c < 17; ++c) {
-    requests_[c] = &requests.Add({{"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(c))}});
+    requests_[c] =
+        &requests.Add({{"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(c))}});
   }
   auto& decisions = prometheus::BuildCounter()
                         .Name("hc_router_routing_decisions_total")
@@ -60,16 +61,18 @@ RouterMetrics::RouterMetrics(prometheus::Registry& registry) {
                         .Name("hc_router_tenant_tokens_total")
                         .Help("Prompt and completion tokens of committed turns per tenant")
                         .Register(registry);
-  tenant_refusals_ = &prometheus::BuildCounter()
-                          .Name("hc_router_tenant_refusals_total")
-                          .Help("Calls refused per tenant by reason (authentication, salt rules, quotas)")
-                          .Register(registry);
+  tenant_refusals_ =
+      &prometheus::BuildCounter()
+           .Name("hc_router_tenant_refusals_total")
+           .Help("Calls refused per tenant by reason (authentication, salt rules, quotas)")
+           .Register(registry);
 }
 
 void RouterMetrics::TenantTurn(const std::string& tenant, uint64_t prompt_tokens,
                                uint64_t completion_tokens) {
   tenant_turns_->Add({{"tenant", tenant}}).Increment();
-  tenant_tokens_->Add({{"tenant", tenant}, {"kind", "prompt"}}).Increment(static_cast<double>(prompt_tokens));
+  tenant_tokens_->Add({{"tenant", tenant}, {"kind", "prompt"}})
+      .Increment(static_cast<double>(prompt_tokens));
   tenant_tokens_->Add({{"tenant", tenant}, {"kind", "completion"}})
       .Increment(static_cast<double>(completion_tokens));
 }
@@ -83,14 +86,18 @@ void RouterMetrics::Request(absl::StatusCode code, double seconds) {
   requests_[c >= 0 && c < 17 ? c : 2]->Increment();
   duration_->Observe(seconds);
 }
-void RouterMetrics::RoutingDecision(RouteKind kind) { decisions_[static_cast<int>(kind)]->Increment(); }
+void RouterMetrics::RoutingDecision(RouteKind kind) {
+  decisions_[static_cast<int>(kind)]->Increment();
+}
 void RouterMetrics::TimeToFirstToken(double seconds) { ttft_->Observe(seconds); }
 void RouterMetrics::SetConversations(double n) { conversations_->Set(n); }
 void RouterMetrics::SetLedgerTotals(uint64_t expired, uint64_t refused) {
   absl::MutexLock lock(&ledger_mu_);
   // Totals only grow; a smaller one (never expected) adds nothing.
-  if (expired > ledger_expired_) expired_->Increment(static_cast<double>(expired - ledger_expired_));
-  if (refused > ledger_refused_) refused_->Increment(static_cast<double>(refused - ledger_refused_));
+  if (expired > ledger_expired_)
+    expired_->Increment(static_cast<double>(expired - ledger_expired_));
+  if (refused > ledger_refused_)
+    refused_->Increment(static_cast<double>(refused - ledger_refused_));
   ledger_expired_ = std::max(ledger_expired_, expired);
   ledger_refused_ = std::max(ledger_refused_, refused);
 }

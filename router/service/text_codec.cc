@@ -4,12 +4,11 @@
 
 #include <filesystem>
 
-#include "common/model_path.h"
-#include "common/synthetic_tokenizer.h"
-#include "common/status_macros.h"
-#include "router/service/hf_text_codec.h"
-
 #include "absl/strings/str_cat.h"
+#include "common/model_path.h"
+#include "common/status_macros.h"
+#include "common/synthetic_tokenizer.h"
+#include "router/service/hf_text_codec.h"
 
 namespace hc::router {
 namespace {
@@ -26,15 +25,28 @@ int SequenceLength(std::string_view s) {
   // Table 3-7: excludes overlongs, surrogates and code points > U+10FFFF).
   int n = 0;
   unsigned char lo = 0x80, hi = 0xBF;
-  if (b0 >= 0xC2 && b0 <= 0xDF) n = 2;
-  else if (b0 == 0xE0) { n = 3; lo = 0xA0; }
-  else if (b0 >= 0xE1 && b0 <= 0xEC) n = 3;
-  else if (b0 == 0xED) { n = 3; hi = 0x9F; }
-  else if (b0 >= 0xEE && b0 <= 0xEF) n = 3;
-  else if (b0 == 0xF0) { n = 4; lo = 0x90; }
-  else if (b0 >= 0xF1 && b0 <= 0xF3) n = 4;
-  else if (b0 == 0xF4) { n = 4; hi = 0x8F; }
-  else return -1;
+  if (b0 >= 0xC2 && b0 <= 0xDF)
+    n = 2;
+  else if (b0 == 0xE0) {
+    n = 3;
+    lo = 0xA0;
+  } else if (b0 >= 0xE1 && b0 <= 0xEC)
+    n = 3;
+  else if (b0 == 0xED) {
+    n = 3;
+    hi = 0x9F;
+  } else if (b0 >= 0xEE && b0 <= 0xEF)
+    n = 3;
+  else if (b0 == 0xF0) {
+    n = 4;
+    lo = 0x90;
+  } else if (b0 >= 0xF1 && b0 <= 0xF3)
+    n = 4;
+  else if (b0 == 0xF4) {
+    n = 4;
+    hi = 0x8F;
+  } else
+    return -1;
   for (int i = 1; i < n; ++i) {
     if (static_cast<size_t>(i) >= s.size()) return 0;
     const auto b = static_cast<unsigned char>(s[i]);
@@ -119,7 +131,8 @@ absl::StatusOr<EncodedTurn> ByteTextCodec::DoEncodeTurn(std::span<const TurnMess
     if (cancel != nullptr && cancel->load()) return absl::CancelledError("tokenization cancelled");
   }
   out.tokens.push_back(kStart);
-  for (char c : std::string_view("assistant\n")) out.tokens.push_back(static_cast<unsigned char>(c));
+  for (char c : std::string_view("assistant\n"))
+    out.tokens.push_back(static_cast<unsigned char>(c));
   return out;
 }
 

@@ -105,15 +105,15 @@ enum class State {
 
 enum class EventKind {
   kStart,
-  kAdmitted,        // status, refusal
-  kLeaseAcquired,   // record
-  kEncoded,         // encoded (and the turn's messages, moved back)
-  kLeaseRenewed,    // status
-  kCommitted,       // status
-  kLeaseReleased,   // status
-  kWorkerRead,      // call, ok
-  kWorkerDone,      // call, grpc_status
-  kWriteDone,       // ok
+  kAdmitted,       // status, refusal
+  kLeaseAcquired,  // record
+  kEncoded,        // encoded (and the turn's messages, moved back)
+  kLeaseRenewed,   // status
+  kCommitted,      // status
+  kLeaseReleased,  // status
+  kWorkerRead,     // call, ok
+  kWorkerDone,     // call, grpc_status
+  kWriteDone,      // ok
   kClientCancelled,
   kClientDone,      // the server reactor's OnDone
   kRetryAlarm,      // ok = fired
@@ -269,14 +269,17 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
       case EventKind::kHeartbeatAlarm:
         --pending_;
         heartbeat_armed_ = false;
-        if (e.ok && leased_ && (state_ == State::kEncoding || state_ == State::kStreaming ||
-                                state_ == State::kBackoff)) {
+        if (e.ok && leased_ &&
+            (state_ == State::kEncoding || state_ == State::kStreaming ||
+             state_ == State::kBackoff)) {
           ++pending_;
           out.push_back([this, key = key_, holder = holder_, admitted = admitted_] {
-            if (admitted) deps_->options.quotas->RenewTurn(key.tenant, holder, deps_->options.lease_ttl);
-            deps_->ledger->RenewLease(key, holder, deps_->options.lease_ttl, [this](absl::Status s) {
-              Post(Event{.kind = EventKind::kLeaseRenewed, .status = std::move(s)});
-            });
+            if (admitted)
+              deps_->options.quotas->RenewTurn(key.tenant, holder, deps_->options.lease_ttl);
+            deps_->ledger->RenewLease(
+                key, holder, deps_->options.lease_ttl, [this](absl::Status s) {
+                  Post(Event{.kind = EventKind::kLeaseRenewed, .status = std::move(s)});
+                });
           });
         }
         return;
@@ -300,9 +303,9 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
     if (deps_->active_turns.fetch_add(1) >= max_turns && max_turns > 0) {
       deps_->active_turns.fetch_sub(1);
       return Conclude(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                               absl::StrCat("router busy: ", max_turns,
-                                            " turns in flight (--max_inflight_turns)")),
-                  out);
+                                   absl::StrCat("router busy: ", max_turns,
+                                                " turns in flight (--max_inflight_turns)")),
+                      out);
     }
     counted_ = true;
     if (absl::Status s = CheckContext(/*history=*/0, MinSuffixTokens(), /*exact=*/false); !s.ok()) {
@@ -314,14 +317,14 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
       state_ = State::kAdmitting;
       ++pending_;
       out.push_back([this, tenant = key_.tenant, holder = holder_, limits = caller_->limits] {
-        deps_->options.quotas->AdmitTurn(tenant, holder, limits, deps_->options.lease_ttl,
-                                         [this](Admission a) {
-                                           Post(Event{.kind = EventKind::kAdmitted,
-                                                      .status = std::move(a.status),
-                                                      .refusal = a.refusal == QuotaRefusal::kNone
-                                                                     ? nullptr
-                                                                     : QuotaRefusalName(a.refusal)});
-                                         });
+        deps_->options.quotas->AdmitTurn(
+            tenant, holder, limits, deps_->options.lease_ttl, [this](Admission a) {
+              Post(Event{.kind = EventKind::kAdmitted,
+                         .status = std::move(a.status),
+                         .refusal = a.refusal == QuotaRefusal::kNone
+                                        ? nullptr
+                                        : QuotaRefusalName(a.refusal)});
+            });
       });
       return;
     }
@@ -343,10 +346,10 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
     state_ = State::kLeasing;
     ++pending_;
     out.push_back([this, key = key_, holder = holder_] {
-      deps_->ledger->AcquireLease(key, holder, deps_->options.lease_ttl,
-                                  [this](absl::StatusOr<ConversationRecord> r) {
-                                    Post(Event{.kind = EventKind::kLeaseAcquired, .record = std::move(r)});
-                                  });
+      deps_->ledger->AcquireLease(
+          key, holder, deps_->options.lease_ttl, [this](absl::StatusOr<ConversationRecord> r) {
+            Post(Event{.kind = EventKind::kLeaseAcquired, .record = std::move(r)});
+          });
     });
   }
 
@@ -364,13 +367,14 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
     if (abort_.has_value()) return Conclude(*abort_, out);  // the client left meanwhile
     if (req_->has_expected_round() && req_->expected_round() != rec_.round) {
       return Conclude(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                               absl::StrCat("expected round ", req_->expected_round(),
-                                            " but the committed round is ", rec_.round)),
-                  out);
+                                   absl::StrCat("expected round ", req_->expected_round(),
+                                                " but the committed round is ", rec_.round)),
+                      out);
     }
     // Refuse before tokenizing when even the fewest tokens the text could
     // make do not fit.
-    if (absl::Status s = CheckContext(rec_.tokens.size(), MinSuffixTokens(), /*exact=*/false); !s.ok()) {
+    if (absl::Status s = CheckContext(rec_.tokens.size(), MinSuffixTokens(), /*exact=*/false);
+        !s.ok()) {
       return Conclude(ToGrpcStatus(s), out);
     }
     ArmHeartbeat(out);
@@ -395,7 +399,9 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
       deps_->work_pool->Schedule([this, tc] {
         std::vector<TurnMessage> messages = ParseMessages(*req_);
         absl::StatusOr<EncodedTurn> enc = deps_->codec->EncodeTurn(messages, tc, &cancel_encoding_);
-        Post(Event{.kind = EventKind::kEncoded, .encoded = std::move(enc), .messages = std::move(messages)});
+        Post(Event{.kind = EventKind::kEncoded,
+                   .encoded = std::move(enc),
+                   .messages = std::move(messages)});
       });
     });
   }
@@ -423,7 +429,8 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
     if (abort_.has_value()) return Conclude(*abort_, out);  // cancelled meanwhile
     if (!enc.ok()) return Conclude(ToGrpcStatus(enc.status()), out);
     suffix_ = *std::move(enc);
-    if (absl::Status s = CheckContext(rec_.tokens.size(), suffix_.tokens.size(), /*exact=*/true); !s.ok()) {
+    if (absl::Status s = CheckContext(rec_.tokens.size(), suffix_.tokens.size(), /*exact=*/true);
+        !s.ok()) {
       return Conclude(ToGrpcStatus(s), out);
     }
     const auto& stops = req_->sampling().stop();
@@ -440,8 +447,8 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
                                                               : deps_->pool->max_model_len();
     if (max_len > 0 && context >= max_len) {
       return absl::ResourceExhaustedError(
-          absl::StrCat("the conversation would have ", exact ? "" : "at least ",
-                       context, " tokens of context; the model allows fewer than ", max_len));
+          absl::StrCat("the conversation would have ", exact ? "" : "at least ", context,
+                       " tokens of context; the model allows fewer than ", max_len));
     }
     return absl::OkStatus();
   }
@@ -453,7 +460,8 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
     return MessageBytes() / std::max<size_t>(1, deps_->codec->max_token_bytes());
   }
 
-  void StartAttempt(bool resend_history, std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void StartAttempt(bool resend_history, std::vector<Action>& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     ++attempts_;
     if (!resend_history) {
       absl::StatusOr<RouteDecision> route = deps_->pool->Route(rec_.worker.worker_id);
@@ -467,13 +475,14 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
     }
     // A worker state of 0 tokens (a turn cut by a multi-token stop string
     // that started from nothing) is no state: send the history.
-    const bool sticky = !resend_history && kind_ == RouteKind::kSticky && rec_.worker.num_tokens > 0 &&
-                        rec_.worker.num_tokens <= rec_.tokens.size();
-    v1::ExecuteRequest req = BuildExecuteRequest({.key = &key_,
-                                                  .record = &rec_,
-                                                  .suffix = &suffix_,
-                                                  .request_id = absl::StrCat(holder_, "#", attempts_),
-                                                  .sticky = sticky});
+    const bool sticky = !resend_history && kind_ == RouteKind::kSticky &&
+                        rec_.worker.num_tokens > 0 && rec_.worker.num_tokens <= rec_.tokens.size();
+    v1::ExecuteRequest req =
+        BuildExecuteRequest({.key = &key_,
+                             .record = &rec_,
+                             .suffix = &suffix_,
+                             .request_id = absl::StrCat(holder_, "#", attempts_),
+                             .sticky = sticky});
     *req.mutable_sampling() = req_->sampling();
     history_sent_ = !sticky;
     state_missing_ = false;
@@ -544,8 +553,8 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
     if (state_missing_ && status.ok()) {
       if (history_sent_) {
         return Conclude(grpc::Status(grpc::StatusCode::INTERNAL,
-                                 "worker reported state missing although the history was sent"),
-                    out);
+                                     "worker reported state missing although the history was sent"),
+                        out);
       }
       return StartAttempt(/*resend_history=*/true, out);
     }
@@ -575,8 +584,9 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
         break;
     }
     if (status.ok()) {
-      return Conclude(grpc::Status(grpc::StatusCode::INTERNAL, "worker ended the turn without committing"),
-                  out);
+      return Conclude(
+          grpc::Status(grpc::StatusCode::INTERNAL, "worker ended the turn without committing"),
+          out);
     }
     Conclude(status, out);
   }
@@ -644,14 +654,16 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
     writing_ = true;
     if (state_ == State::kFinishing && queue_.empty() && final_->ok()) {
       state_ = State::kDone;
-      out.push_back([this] { StartWriteAndFinish(&write_buf_, grpc::WriteOptions(), grpc::Status::OK); });
+      out.push_back(
+          [this] { StartWriteAndFinish(&write_buf_, grpc::WriteOptions(), grpc::Status::OK); });
       return;
     }
     out.push_back([this] { StartWrite(&write_buf_); });
     MaybeRead(out);  // the queue shrank: below its bound again
   }
 
-  void SendChunk(const ReplyStream::Chunk& c, std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void SendChunk(const ReplyStream::Chunk& c, std::vector<Action>& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (c.empty()) return;
     v1::CompleteEvent e;
     auto* chunk = e.mutable_chunk();
@@ -693,10 +705,10 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
       return Conclude(ToGrpcStatus(rest.status()), out);
     }
     SendChunk(*rest, out);
-    CommitRequest c = BuildCommitRequest(*deps_->codec, rec_, messages_, suffix_, reply_->reply_tokens(),
-                                         WorkerState{worker_->id(), report.state().round(),
-                                                     report.state().num_tokens(),
-                                                     report.state().prefix_hash()});
+    CommitRequest c =
+        BuildCommitRequest(*deps_->codec, rec_, messages_, suffix_, reply_->reply_tokens(),
+                           WorkerState{worker_->id(), report.state().round(),
+                                       report.state().num_tokens(), report.state().prefix_hash()});
     report_ = report;
     state_ = State::kCommitting;
     ++pending_;
@@ -707,7 +719,8 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
     });
   }
 
-  void OnCommitted(const absl::Status& status, std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void OnCommitted(const absl::Status& status, std::vector<Action>& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!status.ok()) {
       HC_LOG(WARNING) << "turn " << holder_ << ": ledger commit failed: " << status;
       // ABORTED: the lease is someone else's now; otherwise it is still ours.
@@ -721,17 +734,18 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
     done->set_committed_round(rec_.round + 1);
     done->mutable_usage()->set_prompt_tokens(PromptTokens());
     done->mutable_usage()->set_cached_tokens(started_.cached_tokens());
-    done->mutable_usage()->set_completion_tokens(report_.completion_tokens() > 0
-                                                     ? report_.completion_tokens()
-                                                     : static_cast<uint32_t>(reply_->num_generated()));
+    done->mutable_usage()->set_completion_tokens(
+        report_.completion_tokens() > 0 ? report_.completion_tokens()
+                                        : static_cast<uint32_t>(reply_->num_generated()));
     Enqueue(std::move(e));
     const uint64_t prompt = done->usage().prompt_tokens();
     const uint64_t completion = done->usage().completion_tokens();
     deps_->metrics->TenantTurn(key_.tenant, prompt, completion);
     if (admitted_) {
-      out.push_back([this, tenant = key_.tenant, tokens = prompt + completion, limits = caller_->limits] {
-        deps_->options.quotas->ChargeTokens(tenant, tokens, limits);
-      });
+      out.push_back(
+          [this, tenant = key_.tenant, tokens = prompt + completion, limits = caller_->limits] {
+            deps_->options.quotas->ChargeTokens(tenant, tokens, limits);
+          });
     }
     Conclude(grpc::Status::OK, out);
   }
@@ -779,16 +793,16 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
     retry_alarm_ = alarms_.back().get();
     const absl::Time when = absl::Now() + backoff;
     out.push_back([this, alarm = retry_alarm_, when] {
-      alarm->Set(absl::ToChronoTime(when), [this](bool fired) {
-        Post(Event{.kind = EventKind::kRetryAlarm, .ok = fired});
-      });
+      alarm->Set(absl::ToChronoTime(when),
+                 [this](bool fired) { Post(Event{.kind = EventKind::kRetryAlarm, .ok = fired}); });
     });
   }
 
   // The turn must end with `status` (the client left, the lease was lost):
   // a running worker call is cancelled first and the turn fails once it has
   // ended; otherwise it fails now. A commit in flight stands.
-  void Abort(const grpc::Status& status, std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void Abort(const grpc::Status& status, std::vector<Action>& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (abort_.has_value()) return;
     abort_ = status;
     switch (state_) {
@@ -808,7 +822,8 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
   // Decides the final status (once): stops a failed turn's worker call, gives
   // the lease back unless committed or lost, then finishes once the client
   // has every queued event.
-  void Conclude(const grpc::Status& status, std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void Conclude(const grpc::Status& status, std::vector<Action>& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (final_.has_value()) return;
     final_ = status;
     deps_->metrics->Request(static_cast<absl::StatusCode>(status.error_code()),
@@ -866,9 +881,9 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
   State state_ ABSL_GUARDED_BY(mu_) = State::kStart;
   std::optional<grpc::Status> abort_ ABSL_GUARDED_BY(mu_);  // why the turn must stop
   std::optional<grpc::Status> final_ ABSL_GUARDED_BY(mu_);  // decided final status
-  bool counted_ ABSL_GUARDED_BY(mu_) = false;  // in deps_->active_turns
-  bool admitted_ ABSL_GUARDED_BY(mu_) = false;  // holds a tenant quota slot
-  const char* refusal_ ABSL_GUARDED_BY(mu_) = nullptr;  // metrics reason of a refusal
+  bool counted_ ABSL_GUARDED_BY(mu_) = false;               // in deps_->active_turns
+  bool admitted_ ABSL_GUARDED_BY(mu_) = false;              // holds a tenant quota slot
+  const char* refusal_ ABSL_GUARDED_BY(mu_) = nullptr;      // metrics reason of a refusal
 
   LedgerKey key_ ABSL_GUARDED_BY(mu_);
   std::string holder_ ABSL_GUARDED_BY(mu_);
@@ -902,13 +917,14 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
 
   // Events for the client; the front one is being written.
   std::deque<v1::CompleteEvent> queue_ ABSL_GUARDED_BY(mu_);  // not yet written
-  grpc::ByteBuffer write_buf_ ABSL_GUARDED_BY(mu_);  // the write in flight
+  grpc::ByteBuffer write_buf_ ABSL_GUARDED_BY(mu_);           // the write in flight
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace
 
-grpc::ServerWriteReactor<grpc::ByteBuffer>* StartTurn(Deps* deps, grpc::CallbackServerContext* context,
+grpc::ServerWriteReactor<grpc::ByteBuffer>* StartTurn(Deps* deps,
+                                                      grpc::CallbackServerContext* context,
                                                       const grpc::ByteBuffer* request,
                                                       absl::StatusOr<Caller> caller) {
   return new Turn(deps, context, request, std::move(caller));

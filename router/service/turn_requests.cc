@@ -34,8 +34,9 @@ v1::ExecuteRequest BuildExecuteRequest(const ExecuteInputs& in) {
 }
 
 CommitRequest BuildCommitRequest(const TextCodec& codec, const ConversationRecord& record,
-                                 const std::vector<TurnMessage>& messages, const EncodedTurn& suffix,
-                                 const std::vector<uint32_t>& generated, WorkerState worker) {
+                                 const std::vector<TurnMessage>& messages,
+                                 const EncodedTurn& suffix, const std::vector<uint32_t>& generated,
+                                 WorkerState worker) {
   const uint32_t base = static_cast<uint32_t>(record.tokens.size());
   CommitRequest c;
   c.expected_round = record.round;
@@ -45,7 +46,8 @@ CommitRequest BuildCommitRequest(const TextCodec& codec, const ConversationRecor
   if (!messages.empty()) {
     for (size_t i = 0; i < messages.size(); ++i) {
       c.appended_messages.push_back(LedgerMessage{messages[i].role, base + suffix.message_begins[i],
-                                                  base + suffix.message_ends[i], messages[i].content});
+                                                  base + suffix.message_ends[i],
+                                                  messages[i].content});
     }
   } else {
     // Raw tokens: recorded as a user message with their decoded text.

@@ -32,8 +32,9 @@ hybridcache::v1::ExecuteRequest BuildExecuteRequest(const ExecuteInputs& in);
 // messages (raw-token turns become one user message with their decoded text)
 // and the assistant's reply, and the worker state the worker reported.
 CommitRequest BuildCommitRequest(const TextCodec& codec, const ConversationRecord& record,
-                                 const std::vector<TurnMessage>& messages, const EncodedTurn& suffix,
-                                 const std::vector<uint32_t>& generated, WorkerState worker);
+                                 const std::vector<TurnMessage>& messages,
+                                 const EncodedTurn& suffix, const std::vector<uint32_t>& generated,
+                                 WorkerState worker);
 
 // Removes and returns the next message for the client: the front event, and
 // when it is a chunk, every chunk queued right behind it concatenated into it

@@ -6,8 +6,10 @@
 
 namespace hc::router {
 
-absl::Status ValidateCompleteRequest(const hybridcache::v1::CompleteRequest& r, uint32_t vocab_size) {
-  if (absl::Status s = ValidateConversationKey(r.conversation_id(), r.cache_salt()); !s.ok()) return s;
+absl::Status ValidateCompleteRequest(const hybridcache::v1::CompleteRequest& r,
+                                     uint32_t vocab_size) {
+  if (absl::Status s = ValidateConversationKey(r.conversation_id(), r.cache_salt()); !s.ok())
+    return s;
   if (r.messages_size() > 0 && r.suffix_token_ids_size() > 0) {
     return absl::InvalidArgumentError("send either messages or suffix_token_ids, not both");
   }
@@ -18,17 +20,20 @@ absl::Status ValidateCompleteRequest(const hybridcache::v1::CompleteRequest& r, 
     const auto& m = r.messages(i);
     Role role;
     if (!ParseRole(m.role(), &role)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "messages[", i, "].role '", m.role().substr(0, 32), "' is not one of system, user, assistant, tool"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("messages[", i, "].role '", m.role().substr(0, 32),
+                       "' is not one of system, user, assistant, tool"));
     }
     if (!IsValidUtf8(m.content())) {
-      return absl::InvalidArgumentError(absl::StrCat("messages[", i, "].content is not valid UTF-8"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("messages[", i, "].content is not valid UTF-8"));
     }
   }
   for (int i = 0; i < r.suffix_token_ids_size(); ++i) {
     if (r.suffix_token_ids(i) >= vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("suffix_token_ids[", i, "] = ", r.suffix_token_ids(i),
-                                                     " is outside the vocabulary (size ", vocab_size, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("suffix_token_ids[", i, "] = ", r.suffix_token_ids(i),
+                       " is outside the vocabulary (size ", vocab_size, ")"));
     }
   }
   return ValidateSamplingParams(r.sampling(), vocab_size);

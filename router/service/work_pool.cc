@@ -27,7 +27,8 @@ void WorkPool::Loop() {
     absl::AnyInvocable<void() &&> job;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !jobs_.empty() || stopping_; };
+      auto ready = [this]()
+                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !jobs_.empty() || stopping_; };
       mu_.Await(absl::Condition(&ready));
       if (jobs_.empty()) return;  // stopping, and every job has run
       job = std::move(jobs_.front());

@@ -13,7 +13,7 @@ void WorkerCall::Start() {
   worker_->stub()->async()->Execute(&ctx_, &request_, this);
   read_in_flight_.store(true);
   StartRead(&event_);
-  AddHold();  // released by the owner (see the header)
+  AddHold();              // released by the owner (see the header)
   HC_TSAN_RELEASE(this);  // the call's construction and start happen before its reactions
   StartCall();
 }

@@ -11,13 +11,13 @@
 #include "absl/algorithm/container.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
-#include "common/request_checks.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
 #include "common/json.h"
 #include "common/logging.h"
+#include "common/request_checks.h"
 
 namespace hc::router {
 namespace {
@@ -93,7 +93,8 @@ absl::StatusOr<ApiKeyEntry> ParseEntry(const json::Value& e, size_t i) {
     out.salt_prefix = prefix->AsString();
   }
   if (out.salts.empty() && !out.salt_prefix.has_value()) {
-    return Bad(i, "needs \"salts\" and/or \"salt_prefix\" (\"salt_prefix\": \"\" allows every salt)");
+    return Bad(i,
+               "needs \"salts\" and/or \"salt_prefix\" (\"salt_prefix\": \"\" allows every salt)");
   }
   if (const json::Value* admin = e.Find("admin"); admin != nullptr) {
     if (!admin->is_bool()) return Bad(i, "admin must be true or false");
@@ -107,14 +108,17 @@ absl::StatusOr<ApiKeyEntry> ParseEntry(const json::Value& e, size_t i) {
         return Bad(i, absl::StrCat("unknown limit \"", name, "\""));
       }
     }
-    if (absl::Status s = ReadLimit(*limits, i, "max_concurrent_turns", &out.limits.max_concurrent_turns);
+    if (absl::Status s =
+            ReadLimit(*limits, i, "max_concurrent_turns", &out.limits.max_concurrent_turns);
         !s.ok()) {
       return s;
     }
-    if (absl::Status s = ReadLimit(*limits, i, "max_conversations", &out.limits.max_conversations); !s.ok()) {
+    if (absl::Status s = ReadLimit(*limits, i, "max_conversations", &out.limits.max_conversations);
+        !s.ok()) {
       return s;
     }
-    if (absl::Status s = ReadLimit(*limits, i, "tokens_per_minute", &out.limits.tokens_per_minute); !s.ok()) {
+    if (absl::Status s = ReadLimit(*limits, i, "tokens_per_minute", &out.limits.tokens_per_minute);
+        !s.ok()) {
       return s;
     }
   }
@@ -125,7 +129,8 @@ absl::StatusOr<ApiKeyEntry> ParseEntry(const json::Value& e, size_t i) {
 
 std::string HashApiKey(std::string_view key) {
   const std::array<uint8_t, 32> h = Sha256(key);
-  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(h.data()), h.size()));
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(h.data()), h.size()));
 }
 
 Caller AnonymousCaller() { return Caller{.tenant = "", .admin = true, .any_salt = true}; }
@@ -146,8 +151,8 @@ absl::Status CheckSalt(const Caller& caller, std::string_view salt) {
     absl::StrAppend(&rule, rule.empty() ? "" : " or ", "salts starting with \"",
                     absl::CEscape(*caller.salt_prefix), "\"");
   }
-  return absl::PermissionDeniedError(absl::StrCat(
-      "this API key may not use cache_salt \"", absl::CEscape(AV(salt)), "\": it allows ", rule));
+  return absl::PermissionDeniedError(absl::StrCat("this API key may not use cache_salt \"",
+                                                  absl::CEscape(AV(salt)), "\": it allows ", rule));
 }
 
 absl::StatusOr<std::shared_ptr<const ApiKeySet>> ApiKeySet::Parse(std::string_view text) {
@@ -226,7 +231,8 @@ std::shared_ptr<const ApiKeySet> ApiKeyStore::current() const {
   return keys_;
 }
 
-absl::StatusOr<Caller> ApiKeyStore::Authenticate(std::optional<std::string_view> authorization) const {
+absl::StatusOr<Caller> ApiKeyStore::Authenticate(
+    std::optional<std::string_view> authorization) const {
   const absl::Status unauthenticated = absl::UnauthenticatedError("missing or invalid API key");
   if (!authorization.has_value()) return unauthenticated;
   absl::string_view v = absl::StripAsciiWhitespace(AV(*authorization));
@@ -248,7 +254,8 @@ absl::StatusOr<Caller> ApiKeyStore::Authenticate(std::optional<std::string_view>
 absl::StatusOr<ApiKeyStore::FileId> ApiKeyStore::Stat() const {
   struct stat st {};
   if (::stat(options_.path.c_str(), &st) != 0) {
-    return absl::NotFoundError(absl::StrCat("API keys file ", options_.path, ": ", std::strerror(errno)));
+    return absl::NotFoundError(
+        absl::StrCat("API keys file ", options_.path, ": ", std::strerror(errno)));
   }
   return FileId{st.st_dev, st.st_ino, st.st_size,
                 static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
@@ -260,7 +267,8 @@ absl::Status ApiKeyStore::Reload() {
   absl::StatusOr<FileId> id = Stat();
   absl::StatusOr<std::string> text = id.ok() ? ReadFileToString(options_.path) : id.status();
   absl::StatusOr<std::shared_ptr<const ApiKeySet>> set =
-      text.ok() ? ApiKeySet::Parse(*text) : absl::StatusOr<std::shared_ptr<const ApiKeySet>>(text.status());
+      text.ok() ? ApiKeySet::Parse(*text)
+                : absl::StatusOr<std::shared_ptr<const ApiKeySet>>(text.status());
   absl::MutexLock lock(&mu_);
   if (id.ok()) loaded_ = *id;
   if (!set.ok()) return set.status();
@@ -275,14 +283,18 @@ bool ApiKeyStore::ReloadIfChanged() {
     if (!id.ok() || (loaded_.has_value() && *loaded_ == *id)) return false;
   }
   if (absl::Status s = Reload(); !s.ok()) {
-    HC_LOG(ERROR) << "API keys file changed but cannot be loaded; the previous keys stay in force: " << s;
+    HC_LOG(ERROR) << "API keys file changed but cannot be loaded; the previous keys stay in force: "
+                  << s;
     return false;
   }
-  HC_LOG(INFO) << "API keys reloaded from " << options_.path << ": " << current()->size() << " keys";
+  HC_LOG(INFO) << "API keys reloaded from " << options_.path << ": " << current()->size()
+               << " keys";
   return true;
 }
 
-void ApiKeyStore::RequestReloadFromSignal() { g_reload_requests.fetch_add(1, std::memory_order_relaxed); }
+void ApiKeyStore::RequestReloadFromSignal() {
+  g_reload_requests.fetch_add(1, std::memory_order_relaxed);
+}
 
 void ApiKeyStore::StartWatching() {
   watcher_ = std::thread([this] {
@@ -294,7 +306,8 @@ void ApiKeyStore::StartWatching() {
       if (requests != seen) {
         seen = requests;
         if (absl::Status s = Reload(); !s.ok()) {
-          HC_LOG(ERROR) << "API keys reload (SIGHUP) failed; the previous keys stay in force: " << s;
+          HC_LOG(ERROR) << "API keys reload (SIGHUP) failed; the previous keys stay in force: "
+                        << s;
         } else {
           HC_LOG(INFO) << "API keys reloaded (SIGHUP): " << current()->size() << " keys";
         }

@@ -10,9 +10,12 @@ namespace hc::router {
 
 const char* QuotaRefusalName(QuotaRefusal r) {
   switch (r) {
-    case QuotaRefusal::kNone: return "none";
-    case QuotaRefusal::kConcurrentTurns: return "concurrent_turns";
-    case QuotaRefusal::kTokensPerMinute: return "tokens_per_minute";
+    case QuotaRefusal::kNone:
+      return "none";
+    case QuotaRefusal::kConcurrentTurns:
+      return "concurrent_turns";
+    case QuotaRefusal::kTokensPerMinute:
+      return "tokens_per_minute";
   }
   return "none";
 }
@@ -45,22 +48,25 @@ void LocalQuotas::AdmitTurn(const std::string& tenant, const std::string& turn_i
     Tenant& t = tenants_[tenant];
     if (limits.tokens_per_minute > 0) {
       t.bucket.Refill(clock_(), limits.tokens_per_minute);
-      if (absl::Duration wait = t.bucket.Wait(limits.tokens_per_minute); wait > absl::ZeroDuration()) {
+      if (absl::Duration wait = t.bucket.Wait(limits.tokens_per_minute);
+          wait > absl::ZeroDuration()) {
         a.refusal = QuotaRefusal::kTokensPerMinute;
-        a.status = WithRetryDelay(
-            absl::ResourceExhaustedError(absl::StrCat(
-                "this API key's tenant used its ", limits.tokens_per_minute,
-                " tokens per minute; retry in ", absl::FormatDuration(absl::Ceil(wait, absl::Milliseconds(1))))),
-            wait);
+        a.status =
+            WithRetryDelay(absl::ResourceExhaustedError(absl::StrCat(
+                               "this API key's tenant used its ", limits.tokens_per_minute,
+                               " tokens per minute; retry in ",
+                               absl::FormatDuration(absl::Ceil(wait, absl::Milliseconds(1))))),
+                           wait);
       }
     }
-    if (a.status.ok() && limits.max_concurrent_turns > 0 && t.running >= limits.max_concurrent_turns) {
+    if (a.status.ok() && limits.max_concurrent_turns > 0 &&
+        t.running >= limits.max_concurrent_turns) {
       a.refusal = QuotaRefusal::kConcurrentTurns;
       a.status = WithRetryDelay(
-          absl::ResourceExhaustedError(absl::StrCat(
-              "this API key's tenant has ", t.running, " turns in flight, its limit (",
-              limits.max_concurrent_turns, " max_concurrent_turns); retry in ",
-              absl::FormatDuration(kTurnRetryDelay))),
+          absl::ResourceExhaustedError(
+              absl::StrCat("this API key's tenant has ", t.running, " turns in flight, its limit (",
+                           limits.max_concurrent_turns, " max_concurrent_turns); retry in ",
+                           absl::FormatDuration(kTurnRetryDelay))),
           kTurnRetryDelay);
     }
     // Counted whatever the limit, so a reload that adds one counts correctly.
@@ -75,7 +81,8 @@ void LocalQuotas::EndTurn(const std::string& tenant, const std::string& turn_id)
   if (it != tenants_.end() && it->second.running > 0) --it->second.running;
 }
 
-void LocalQuotas::ChargeTokens(const std::string& tenant, uint64_t tokens, const TenantLimits& limits) {
+void LocalQuotas::ChargeTokens(const std::string& tenant, uint64_t tokens,
+                               const TenantLimits& limits) {
   if (limits.tokens_per_minute == 0) return;
   absl::MutexLock lock(&mu_);
   TokenBucket& b = tenants_[tenant].bucket;

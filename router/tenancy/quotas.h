@@ -67,7 +67,8 @@ class TenantQuotas {
   // An admitted turn ended. Best effort (a lost one expires with its lease).
   virtual void EndTurn(const std::string& tenant, const std::string& turn_id) = 0;
   // Takes a committed turn's tokens from the tenant's bucket. Best effort.
-  virtual void ChargeTokens(const std::string& tenant, uint64_t tokens, const TenantLimits& limits) = 0;
+  virtual void ChargeTokens(const std::string& tenant, uint64_t tokens,
+                            const TenantLimits& limits) = 0;
 };
 
 // The bucket's arithmetic, shared by the local implementation and mirrored by
@@ -90,7 +91,8 @@ class LocalQuotas final : public TenantQuotas {
                  absl::Duration lease, AdmitCallback done) override;
   void RenewTurn(const std::string&, const std::string&, absl::Duration) override {}
   void EndTurn(const std::string& tenant, const std::string& turn_id) override;
-  void ChargeTokens(const std::string& tenant, uint64_t tokens, const TenantLimits& limits) override;
+  void ChargeTokens(const std::string& tenant, uint64_t tokens,
+                    const TenantLimits& limits) override;
 
  private:
   struct Tenant {

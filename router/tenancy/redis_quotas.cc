@@ -83,17 +83,17 @@ class RedisQuotas final : public TenantQuotas {
 
   void AdmitTurn(const std::string& tenant, const std::string& turn_id, const TenantLimits& limits,
                  absl::Duration lease, AdmitCallback done) override {
-    client_->Eval(
-        kAdmit, {Key(tenant, "r"), Key(tenant, "b")},
-        {turn_id, Ms(lease), absl::StrCat(limits.max_concurrent_turns),
-         absl::StrCat(limits.tokens_per_minute)},
-        /*retry_on_loss=*/false,
-        [limits, d = std::move(done)](absl::StatusOr<const redisReply*> r) mutable {
-          std::move(d)(ParseAdmit(std::move(r), limits));
-        });
+    client_->Eval(kAdmit, {Key(tenant, "r"), Key(tenant, "b")},
+                  {turn_id, Ms(lease), absl::StrCat(limits.max_concurrent_turns),
+                   absl::StrCat(limits.tokens_per_minute)},
+                  /*retry_on_loss=*/false,
+                  [limits, d = std::move(done)](absl::StatusOr<const redisReply*> r) mutable {
+                    std::move(d)(ParseAdmit(std::move(r), limits));
+                  });
   }
 
-  void RenewTurn(const std::string& tenant, const std::string& turn_id, absl::Duration lease) override {
+  void RenewTurn(const std::string& tenant, const std::string& turn_id,
+                 absl::Duration lease) override {
     client_->Eval(kRenew, {Key(tenant, "r")}, {turn_id, Ms(lease)}, /*retry_on_loss=*/true,
                   [](absl::StatusOr<const redisReply*> r) { LogFailure("renew", r); });
   }
@@ -103,7 +103,8 @@ class RedisQuotas final : public TenantQuotas {
                   [](absl::StatusOr<const redisReply*> r) { LogFailure("end turn", r); });
   }
 
-  void ChargeTokens(const std::string& tenant, uint64_t tokens, const TenantLimits& limits) override {
+  void ChargeTokens(const std::string& tenant, uint64_t tokens,
+                    const TenantLimits& limits) override {
     if (limits.tokens_per_minute == 0) return;
     client_->Eval(kCharge, {Key(tenant, "b")},
                   {absl::StrCat(tokens), absl::StrCat(limits.tokens_per_minute)},
@@ -120,7 +121,8 @@ class RedisQuotas final : public TenantQuotas {
     if (!r.ok()) {
       HC_LOG(WARNING) << "tenant quotas: " << what << " failed: " << r.status();
     } else if ((*r)->type == REDIS_REPLY_ERROR) {
-      HC_LOG(WARNING) << "tenant quotas: " << what << " failed: " << std::string((*r)->str, (*r)->len);
+      HC_LOG(WARNING) << "tenant quotas: " << what
+                      << " failed: " << std::string((*r)->str, (*r)->len);
     }
   }
 
@@ -134,9 +136,10 @@ class RedisQuotas final : public TenantQuotas {
     const redisReply* r = *reply;
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
         r->element[0]->type != REDIS_REPLY_INTEGER) {
-      a.status = absl::InternalError(r->type == REDIS_REPLY_ERROR
-                                         ? absl::StrCat("tenant quotas: ", std::string(r->str, r->len))
-                                         : std::string("tenant quotas: malformed reply from Redis"));
+      a.status =
+          absl::InternalError(r->type == REDIS_REPLY_ERROR
+                                  ? absl::StrCat("tenant quotas: ", std::string(r->str, r->len))
+                                  : std::string("tenant quotas: malformed reply from Redis"));
       return a;
     }
     const long long code = r->element[0]->integer;
@@ -150,12 +153,12 @@ class RedisQuotas final : public TenantQuotas {
                                 wait);
     } else if (code == 2) {
       a.refusal = QuotaRefusal::kConcurrentTurns;
-      a.status = WithRetryDelay(
-          absl::ResourceExhaustedError(absl::StrCat(
-              "this API key's tenant has ", value, " turns in flight, its limit (",
-              limits.max_concurrent_turns, " max_concurrent_turns); retry in ",
-              absl::FormatDuration(kTurnRetryDelay))),
-          kTurnRetryDelay);
+      a.status =
+          WithRetryDelay(absl::ResourceExhaustedError(absl::StrCat(
+                             "this API key's tenant has ", value, " turns in flight, its limit (",
+                             limits.max_concurrent_turns, " max_concurrent_turns); retry in ",
+                             absl::FormatDuration(kTurnRetryDelay))),
+                         kTurnRetryDelay);
     }
     return a;
   }

@@ -27,8 +27,8 @@
 namespace hc::router {
 
 struct RedisQuotasOptions {
-  std::string url;             // redis://host:port[/db], as the ledger's
-  std::string prefix = "hc";   // the ledger's redis_prefix
+  std::string url;            // redis://host:port[/db], as the ledger's
+  std::string prefix = "hc";  // the ledger's redis_prefix
   absl::Duration timeout = absl::Seconds(2);
 };
 

@@ -1,6 +1,8 @@
 // Every CUDA kernel against its CPU kernel (kernels/cpu) on fresh seeded
 // random inputs: fp32 to a relative error <= 1e-4 (relative to the largest
 // reference value), the bf16 / fp16 GEMM paths <= 2e-2. Skips without a device.
+#include "kernels/cuda/cuda_kernels.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <memory>
@@ -10,7 +12,6 @@
 
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_kernels.h"
-#include "kernels/cuda/cuda_kernels.h"
 #include "tests/gpu/gpu_test_util.h"
 #include "worker/runtime/cuda_backend.h"
 
@@ -32,9 +33,13 @@ class CudaKernelsTest : public ::testing::Test {
   }
   const KernelSet& gpu() const { return backend_->kernels(); }
   template <typename T>
-  T* Up(const std::vector<T>& v) { return arena_->Upload(v); }
+  T* Up(const std::vector<T>& v) {
+    return arena_->Upload(v);
+  }
   template <typename T>
-  std::vector<T> Down(const T* p, size_t n) { return arena_->Download(p, n); }
+  std::vector<T> Down(const T* p, size_t n) {
+    return arena_->Download(p, n);
+  }
 
   std::unique_ptr<runtime::CudaBackend> backend_;
   std::unique_ptr<gpu_testing::DeviceArena> arena_;
@@ -48,8 +53,10 @@ struct GemmShape {
 };
 
 TEST_F(CudaKernelsTest, Fp32GemmMatchesCpu) {
-  const GemmShape shapes[] = {{1, 96, 64, 0, false},   {3, 130, 257, 5, false},
-                              {64, 200, 96, 0, true},  {257, 65, 33, 3, true},
+  const GemmShape shapes[] = {{1, 96, 64, 0, false},
+                              {3, 130, 257, 5, false},
+                              {64, 200, 96, 0, true},
+                              {257, 65, 33, 3, true},
                               {17, 40, 0, 0, false}};
   uint32_t seed = 1;
   for (const GemmShape& s : shapes) {
@@ -60,10 +67,26 @@ TEST_F(CudaKernelsTest, Fp32GemmMatchesCpu) {
     float* da = Up(a);
     float* db = Up(b);
     float* dc = Up(c);
-    gpu().gemm->Gemm({.m = s.m, .n = s.n, .k = s.k, .a = da, .lda = lda, .b = db, .ldb = ldb,
-                      .c = dc, .ldc = ldc, .accumulate = s.accumulate});
-    cpu_.gemm->Gemm({.m = s.m, .n = s.n, .k = s.k, .a = a.data(), .lda = lda, .b = b.data(),
-                     .ldb = ldb, .c = c.data(), .ldc = ldc, .accumulate = s.accumulate});
+    gpu().gemm->Gemm({.m = s.m,
+                      .n = s.n,
+                      .k = s.k,
+                      .a = da,
+                      .lda = lda,
+                      .b = db,
+                      .ldb = ldb,
+                      .c = dc,
+                      .ldc = ldc,
+                      .accumulate = s.accumulate});
+    cpu_.gemm->Gemm({.m = s.m,
+                     .n = s.n,
+                     .k = s.k,
+                     .a = a.data(),
+                     .lda = lda,
+                     .b = b.data(),
+                     .ldb = ldb,
+                     .c = c.data(),
+                     .ldc = ldc,
+                     .accumulate = s.accumulate});
     EXPECT_LE(MaxRelError(Down(dc, c.size()), c), kF32Tol);
   }
 }
@@ -74,16 +97,31 @@ TEST_F(CudaKernelsTest, Bf16AndFp16GemmMatchFp32CpuWithinTwoPercent) {
   const int m = 33, n = 160, k = 768;
   const auto a = Random(m * k, 11), b = Random(n * k, 12);
   std::vector<float> want(m * n);
-  cpu_.gemm->Gemm({.m = m, .n = n, .k = k, .a = a.data(), .lda = k, .b = b.data(), .ldb = k,
-                   .c = want.data(), .ldc = n});
+  cpu_.gemm->Gemm({.m = m,
+                   .n = n,
+                   .k = k,
+                   .a = a.data(),
+                   .lda = k,
+                   .b = b.data(),
+                   .ldb = k,
+                   .c = want.data(),
+                   .ldc = n});
   for (GemmInputType type : {GemmInputType::kBF16, GemmInputType::kF16}) {
     uint16_t* a16 = arena_->Zeros<uint16_t>(a.size());
     uint16_t* b16 = arena_->Zeros<uint16_t>(b.size());
     CudaConvertF32(Up(a), a16, a.size(), type, backend_->stream());
     CudaConvertF32(Up(b), b16, b.size(), type, backend_->stream());
     float* dc = arena_->Zeros<float>(want.size());
-    gemm->MixedGemm({.m = m, .n = n, .k = k, .input_type = type, .a = a16, .lda = k, .b = b16,
-                     .ldb = k, .c = dc, .ldc = n});
+    gemm->MixedGemm({.m = m,
+                     .n = n,
+                     .k = k,
+                     .input_type = type,
+                     .a = a16,
+                     .lda = k,
+                     .b = b16,
+                     .ldb = k,
+                     .c = dc,
+                     .ldc = n});
     const double err = MaxRelError(Down(dc, want.size()), want);
     EXPECT_LE(err, 2e-2) << (type == GemmInputType::kBF16 ? "bf16" : "fp16");
     EXPECT_GT(err, 0.0) << "16-bit inputs cannot reproduce the fp32 result exactly";
@@ -98,16 +136,28 @@ TEST_F(CudaKernelsTest, RmsNormMatchesCpuStridedAndInPlace) {
   float* dx = Up(x);
   float* dw = Up(w);
   float* dout = Up(out);
-  gpu().norm->RmsNorm({.num_tokens = T, .dim = D, .eps = 1e-5f, .x = {dx, stride}, .weight = dw,
-                       .out = {dout, D}});
-  cpu_.norm->RmsNorm({.num_tokens = T, .dim = D, .eps = 1e-5f, .x = {x.data(), stride},
-                      .weight = w.data(), .out = {out.data(), D}});
+  gpu().norm->RmsNorm(
+      {.num_tokens = T, .dim = D, .eps = 1e-5f, .x = {dx, stride}, .weight = dw, .out = {dout, D}});
+  cpu_.norm->RmsNorm({.num_tokens = T,
+                      .dim = D,
+                      .eps = 1e-5f,
+                      .x = {x.data(), stride},
+                      .weight = w.data(),
+                      .out = {out.data(), D}});
   EXPECT_LE(MaxRelError(Down(dout, out.size()), out), kF32Tol);
   // In place (out aliases x).
-  gpu().norm->RmsNorm({.num_tokens = T, .dim = D, .eps = 1e-5f, .x = {dx, stride}, .weight = dw,
+  gpu().norm->RmsNorm({.num_tokens = T,
+                       .dim = D,
+                       .eps = 1e-5f,
+                       .x = {dx, stride},
+                       .weight = dw,
                        .out = {dx, stride}});
-  cpu_.norm->RmsNorm({.num_tokens = T, .dim = D, .eps = 1e-5f, .x = {x.data(), stride},
-                      .weight = w.data(), .out = {x.data(), stride}});
+  cpu_.norm->RmsNorm({.num_tokens = T,
+                      .dim = D,
+                      .eps = 1e-5f,
+                      .x = {x.data(), stride},
+                      .weight = w.data(),
+                      .out = {x.data(), stride}});
   EXPECT_LE(MaxRelError(Down(dx, x.size()), x), kF32Tol);
 }
 
@@ -124,12 +174,23 @@ TEST_F(CudaKernelsTest, GatedNormMatchesCpuWithSplitGroupCount) {
     float* dw = Up(w);
     float* dss = arena_->Zeros<float>(T * groups);
     std::vector<float> ss(T * groups);
-    const GatedNormArgs ga{.num_tokens = T, .num_groups = groups, .group_size = gs,
-                           .norm_count = norm_count, .eps = 1e-5f, .y = {dy, width},
-                           .z = {dz, zstride}, .weight = dw, .out = {dy, width}};
-    const GatedNormArgs ca{.num_tokens = T, .num_groups = groups, .group_size = gs,
-                           .norm_count = norm_count, .eps = 1e-5f, .y = {y.data(), width},
-                           .z = {z.data(), zstride}, .weight = w.data(),
+    const GatedNormArgs ga{.num_tokens = T,
+                           .num_groups = groups,
+                           .group_size = gs,
+                           .norm_count = norm_count,
+                           .eps = 1e-5f,
+                           .y = {dy, width},
+                           .z = {dz, zstride},
+                           .weight = dw,
+                           .out = {dy, width}};
+    const GatedNormArgs ca{.num_tokens = T,
+                           .num_groups = groups,
+                           .group_size = gs,
+                           .norm_count = norm_count,
+                           .eps = 1e-5f,
+                           .y = {y.data(), width},
+                           .z = {z.data(), zstride},
+                           .weight = w.data(),
                            .out = {y.data(), width}};
     gpu().norm->GatedSumSquares(ga, dss);
     cpu_.norm->GatedSumSquares(ca, ss.data());
@@ -149,12 +210,23 @@ TEST_F(CudaKernelsTest, PartialRopeMatchesCpu) {
   for (int32_t& p : pos) p = static_cast<int32_t>(rng() % 8000);
   float* dqkv = Up(qkv);
   const int32_t* dpos = Up(pos);
-  gpu().rope->ApplyRope({.num_tokens = T, .positions = dpos, .head_dim = hd, .rotary_dim = rot,
-                         .theta = 10000.0f, .q = {dqkv, stride}, .num_q_heads = hq,
-                         .k = {dqkv + hq * hd, stride}, .num_kv_heads = hkv});
-  cpu_.rope->ApplyRope({.num_tokens = T, .positions = pos.data(), .head_dim = hd,
-                        .rotary_dim = rot, .theta = 10000.0f, .q = {qkv.data(), stride},
-                        .num_q_heads = hq, .k = {qkv.data() + hq * hd, stride},
+  gpu().rope->ApplyRope({.num_tokens = T,
+                         .positions = dpos,
+                         .head_dim = hd,
+                         .rotary_dim = rot,
+                         .theta = 10000.0f,
+                         .q = {dqkv, stride},
+                         .num_q_heads = hq,
+                         .k = {dqkv + hq * hd, stride},
+                         .num_kv_heads = hkv});
+  cpu_.rope->ApplyRope({.num_tokens = T,
+                        .positions = pos.data(),
+                        .head_dim = hd,
+                        .rotary_dim = rot,
+                        .theta = 10000.0f,
+                        .q = {qkv.data(), stride},
+                        .num_q_heads = hq,
+                        .k = {qkv.data() + hq * hd, stride},
                         .num_kv_heads = hkv});
   EXPECT_LE(MaxRelError(Down(dqkv, qkv.size()), qkv), kF32Tol);
 }
@@ -199,10 +271,18 @@ TEST_F(CudaKernelsTest, CausalConv1dVarlenAndUpdateMatchCpu) {
   float* dstate = Up(state);
   float* dout = Up(out);
   const float* dx = Up(x) + 7;  // channels start at column 7
-  Conv1dParams gp{.conv_dim = C, .width = W, .weight = Up(w), .bias = Up(bias),
-                  .apply_silu = true, .state = dstate};
-  Conv1dParams cp{.conv_dim = C, .width = W, .weight = w.data(), .bias = bias.data(),
-                  .apply_silu = true, .state = state.data()};
+  Conv1dParams gp{.conv_dim = C,
+                  .width = W,
+                  .weight = Up(w),
+                  .bias = Up(bias),
+                  .apply_silu = true,
+                  .state = dstate};
+  Conv1dParams cp{.conv_dim = C,
+                  .width = W,
+                  .weight = w.data(),
+                  .bias = bias.data(),
+                  .apply_silu = true,
+                  .state = state.data()};
   gpu().conv1d->CausalConv1dVarlen(gp, {S, Up(qsl)}, Up(slots), {dx, in_stride}, {dout, C});
   cpu_.conv1d->CausalConv1dVarlen(cp, {S, qsl.data()}, slots.data(), {x.data() + 7, in_stride},
                                   {out.data(), C});
@@ -252,17 +332,38 @@ TEST_P(CudaSsmTest, ChunkScanAndStateUpdateMatchCpu) {
   float* ddt = Up(dt);
   float* dstate = Up(state);
   float* dy = Up(y);
-  SsmParams gp{.num_heads = H, .head_dim = P, .state_size = N, .num_groups = G,
-               .a_log = Up(a_log), .d = Up(d), .dt_bias = Up(dt_bias), .dt_min = 0.001f,
-               .dt_max = 5.0f, .chunk_size = sh.chunk, .state = dstate};
-  SsmParams cp{.num_heads = H, .head_dim = P, .state_size = N, .num_groups = G,
-               .a_log = a_log.data(), .d = d.data(), .dt_bias = dt_bias.data(),
-               .dt_min = 0.001f, .dt_max = 5.0f, .chunk_size = sh.chunk, .state = state.data()};
+  SsmParams gp{.num_heads = H,
+               .head_dim = P,
+               .state_size = N,
+               .num_groups = G,
+               .a_log = Up(a_log),
+               .d = Up(d),
+               .dt_bias = Up(dt_bias),
+               .dt_min = 0.001f,
+               .dt_max = 5.0f,
+               .chunk_size = sh.chunk,
+               .state = dstate};
+  SsmParams cp{.num_heads = H,
+               .head_dim = P,
+               .state_size = N,
+               .num_groups = G,
+               .a_log = a_log.data(),
+               .d = d.data(),
+               .dt_bias = dt_bias.data(),
+               .dt_min = 0.001f,
+               .dt_max = 5.0f,
+               .chunk_size = sh.chunk,
+               .state = state.data()};
   const int hp = H * P, gn = G * N;
-  const SsmTensors gio{.x = {dxbc, conv}, .dt = {ddt, dt_stride}, .b = {dxbc + hp, conv},
-                       .c = {dxbc + hp + gn, conv}, .y = {dy, hp}};
-  const SsmTensors cio{.x = {xbc.data(), conv}, .dt = {dt.data(), dt_stride},
-                       .b = {xbc.data() + hp, conv}, .c = {xbc.data() + hp + gn, conv},
+  const SsmTensors gio{.x = {dxbc, conv},
+                       .dt = {ddt, dt_stride},
+                       .b = {dxbc + hp, conv},
+                       .c = {dxbc + hp + gn, conv},
+                       .y = {dy, hp}};
+  const SsmTensors cio{.x = {xbc.data(), conv},
+                       .dt = {dt.data(), dt_stride},
+                       .b = {xbc.data() + hp, conv},
+                       .c = {xbc.data() + hp + gn, conv},
                        .y = {y.data(), hp}};
   gpu().mamba2->SsdChunkScanVarlen(gp, {S, Up(qsl)}, Up(slots), gio);
   cpu_.mamba2->SsdChunkScanVarlen(cp, {S, qsl.data()}, slots.data(), cio);
@@ -279,10 +380,10 @@ TEST_P(CudaSsmTest, ChunkScanAndStateUpdateMatchCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaSsmTest,
-                         ::testing::Values(SsmShape{4, 16, 8, 1, 8},      // tiny test model
-                                           SsmShape{6, 32, 16, 2, 16},    // groups
-                                           SsmShape{4, 64, 128, 1, 64},   // Bamba-like P, N
-                                           SsmShape{2, 64, 64, 1, 128})); // small preset
+                         ::testing::Values(SsmShape{4, 16, 8, 1, 8},       // tiny test model
+                                           SsmShape{6, 32, 16, 2, 16},     // groups
+                                           SsmShape{4, 64, 128, 1, 64},    // Bamba-like P, N
+                                           SsmShape{2, 64, 64, 1, 128}));  // small preset
 
 struct AttnShape {
   int hq, hkv, hd, block_size;
@@ -332,10 +433,10 @@ TEST_P(CudaAttentionTest, WriteKvAndPagedAttentionMatchCpu) {
   float* dvc = Up(vc);
   float* dqkv = Up(qkv);
   float* dout = Up(out);
-  const PagedKvCache gcache{.k = dkc, .v = dvc, .block_size = bs, .num_kv_heads = hkv,
-                            .head_dim = hd};
-  const PagedKvCache ccache{.k = kc.data(), .v = vc.data(), .block_size = bs,
-                            .num_kv_heads = hkv, .head_dim = hd};
+  const PagedKvCache gcache{
+      .k = dkc, .v = dvc, .block_size = bs, .num_kv_heads = hkv, .head_dim = hd};
+  const PagedKvCache ccache{
+      .k = kc.data(), .v = vc.data(), .block_size = bs, .num_kv_heads = hkv, .head_dim = hd};
   gpu().attention->WriteKv(T, Up(slot_mapping), {dqkv + hq * hd, qkv_stride},
                            {dqkv + (hq + hkv) * hd, qkv_stride}, gcache);
   cpu_.attention->WriteKv(T, slot_mapping.data(), {qkv.data() + hq * hd, qkv_stride},
@@ -345,24 +446,29 @@ TEST_P(CudaAttentionTest, WriteKvAndPagedAttentionMatchCpu) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   gpu().attention->PagedAttention(
       {.num_q_heads = hq, .scale = scale, .q = {dqkv, qkv_stride}, .out = {dout, hq * hd}},
-      {.seqs = {S, Up(qsl)}, .num_computed_tokens = Up(computed), .block_tables = Up(tables),
+      {.seqs = {S, Up(qsl)},
+       .num_computed_tokens = Up(computed),
+       .block_tables = Up(tables),
        .max_blocks_per_seq = max_blocks},
       gcache);
-  cpu_.attention->PagedAttention(
-      {.num_q_heads = hq, .scale = scale, .q = {qkv.data(), qkv_stride},
-       .out = {out.data(), hq * hd}},
-      {.seqs = {S, qsl.data()}, .num_computed_tokens = computed.data(),
-       .block_tables = tables.data(), .max_blocks_per_seq = max_blocks},
-      ccache);
+  cpu_.attention->PagedAttention({.num_q_heads = hq,
+                                  .scale = scale,
+                                  .q = {qkv.data(), qkv_stride},
+                                  .out = {out.data(), hq * hd}},
+                                 {.seqs = {S, qsl.data()},
+                                  .num_computed_tokens = computed.data(),
+                                  .block_tables = tables.data(),
+                                  .max_blocks_per_seq = max_blocks},
+                                 ccache);
   EXPECT_LE(MaxRelError(Down(dout, out.size()), out), kF32Tol);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaAttentionTest,
-                         ::testing::Values(AttnShape{4, 2, 8, 16},     // tiny test model
-                                           AttnShape{12, 4, 64, 16},   // small preset
-                                           AttnShape{8, 8, 80, 32},    // head_dim not % 32
+                         ::testing::Values(AttnShape{4, 2, 8, 16},    // tiny test model
+                                           AttnShape{12, 4, 64, 16},  // small preset
+                                           AttnShape{8, 8, 80, 32},   // head_dim not % 32
                                            AttnShape{16, 2, 128, 16},
-                                           AttnShape{4, 1, 256, 16})); // largest head_dim
+                                           AttnShape{4, 1, 256, 16}));  // largest head_dim
 
 }  // namespace
 }  // namespace hc::kernels

@@ -110,8 +110,11 @@ struct Seq {
 SequenceInput Input(Runner& r, Seq& s, std::span<const int32_t> tokens, bool logits = true) {
   const int ctx = s.computed + static_cast<int>(tokens.size());
   while (static_cast<int>(s.table.size()) * kBlockSize < ctx) s.table.push_back(r.next_block++);
-  return {.token_ids = tokens, .num_computed_tokens = s.computed, .block_table = s.table,
-          .mamba_slot = s.slot, .need_logits = logits};
+  return {.token_ids = tokens,
+          .num_computed_tokens = s.computed,
+          .block_table = s.table,
+          .mamba_slot = s.slot,
+          .need_logits = logits};
 }
 
 // Runs a mixed batch: prefills of two sequences, then decode steps of both

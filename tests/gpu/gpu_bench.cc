@@ -35,13 +35,12 @@ namespace {
 using kernels::ConstRows;
 using kernels::Rows;
 
-#define BENCH_CHECK(cond)                                                  \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
-      std::fprintf(stderr, "gpu_bench: check failed: %s (%s:%d)\n", #cond, \
-                   __FILE__, __LINE__);                                    \
-      std::exit(1);                                                        \
-    }                                                                      \
+#define BENCH_CHECK(cond)                                                                       \
+  do {                                                                                          \
+    if (!(cond)) {                                                                              \
+      std::fprintf(stderr, "gpu_bench: check failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
+      std::exit(1);                                                                             \
+    }                                                                                           \
   } while (0)
 
 class Bench {
@@ -134,7 +133,8 @@ void Kernels(Bench& bench, const model::ModelConfig& c) {
   float* y = bench.F(static_cast<size_t>(T) * std::max({in, 2 * I, conv}), 5);
   for (int m : {1, B, T}) {
     const double ms = bench.TimeMs([&] {
-      k.gemm->Gemm({.m = m, .n = in, .k = D, .a = x, .lda = D, .b = w, .ldb = D, .c = y, .ldc = in});
+      k.gemm->Gemm(
+          {.m = m, .n = in, .k = D, .a = x, .lda = D, .b = w, .ldb = D, .c = y, .ldc = in});
     });
     bench.Row("gemm in_proj m=" + std::to_string(m), ms,
               4.0 * (static_cast<double>(in) * D + static_cast<double>(m) * (D + in)),
@@ -144,13 +144,16 @@ void Kernels(Bench& bench, const model::ModelConfig& c) {
   float* out = bench.F(static_cast<size_t>(T) * std::max({D, din, I}), 7);
   bench.Row("rmsnorm T=2048", bench.TimeMs([&] {
     k.norm->RmsNorm({.num_tokens = T, .dim = D, .x = {x, D}, .weight = nw, .out = {out, D}});
-  }), 4.0 * (2.0 * T * D + D));
+  }),
+            4.0 * (2.0 * T * D + D));
   bench.Row("silu_mul T=2048", bench.TimeMs([&] {
     k.elementwise->SiluMul(T, I, {y, 2 * I}, {out, I});
-  }), 4.0 * 3.0 * T * I);
+  }),
+            4.0 * 3.0 * T * I);
   bench.Row("add_rows T=2048", bench.TimeMs([&] {
     k.elementwise->AddRows(T, D, {x, D}, {out, D});
-  }), 4.0 * 3.0 * T * D);
+  }),
+            4.0 * 3.0 * T * D);
   std::vector<int32_t> ids(T), pos(T);
   for (int t = 0; t < T; ++t) ids[t] = (t * 31) % c.vocab_size, pos[t] = t;
   int32_t* dids = bench.Up(ids);
@@ -158,23 +161,37 @@ void Kernels(Bench& bench, const model::ModelConfig& c) {
   float* table = bench.F(static_cast<size_t>(c.vocab_size) * D, 8);
   bench.Row("embedding T=2048", bench.TimeMs([&] {
     k.elementwise->EmbeddingGather(T, dids, table, D, {out, D});
-  }), 4.0 * 2.0 * T * D);
+  }),
+            4.0 * 2.0 * T * D);
   const int qkv = (hq + 2 * hkv) * hd;
   bench.Row("rope T=2048", bench.TimeMs([&] {
-    k.rope->ApplyRope({.num_tokens = T, .positions = dpos, .head_dim = hd,
-                       .rotary_dim = c.rotary_dim(), .theta = c.rope_theta, .q = {y, qkv},
-                       .num_q_heads = hq, .k = {y + hq * hd, qkv}, .num_kv_heads = hkv});
-  }), 4.0 * 2.0 * T * (hq + hkv) * c.rotary_dim());
+    k.rope->ApplyRope({.num_tokens = T,
+                       .positions = dpos,
+                       .head_dim = hd,
+                       .rotary_dim = c.rotary_dim(),
+                       .theta = c.rope_theta,
+                       .q = {y, qkv},
+                       .num_q_heads = hq,
+                       .k = {y + hq * hd, qkv},
+                       .num_kv_heads = hkv});
+  }),
+            4.0 * 2.0 * T * (hq + hkv) * c.rotary_dim());
   float* z = bench.F(static_cast<size_t>(T) * din, 9);
   float* ss = bench.F(static_cast<size_t>(T) * G, 10);
   float* gw = bench.F(din, 11);
-  const kernels::GatedNormArgs ga{.num_tokens = T, .num_groups = G, .group_size = din / G,
-                                  .norm_count = din / G, .y = {out, din}, .z = {z, din},
-                                  .weight = gw, .out = {out, din}};
+  const kernels::GatedNormArgs ga{.num_tokens = T,
+                                  .num_groups = G,
+                                  .group_size = din / G,
+                                  .norm_count = din / G,
+                                  .y = {out, din},
+                                  .z = {z, din},
+                                  .weight = gw,
+                                  .out = {out, din}};
   bench.Row("gated_norm (sumsq+apply) T=2048", bench.TimeMs([&] {
     k.norm->GatedSumSquares(ga, ss);
     k.norm->GatedNormApply(ga, ss);
-  }), 4.0 * (2.0 * T * din + 3.0 * T * din));
+  }),
+            4.0 * (2.0 * T * din + 3.0 * T * din));
   // Conv1d and SSM over one 2,048-token sequence and a 32-sequence decode step.
   std::vector<int32_t> slots(B);
   for (int i = 0; i < B; ++i) slots[i] = i;
@@ -184,41 +201,55 @@ void Kernels(Bench& bench, const model::ModelConfig& c) {
   float* cw = bench.F(static_cast<size_t>(conv) * W, 12, -0.5f, 0.5f);
   float* cb = bench.F(conv, 13);
   float* cstate = bench.F(static_cast<size_t>(B) * conv * (W - 1), 14);
-  const kernels::Conv1dParams cp{.conv_dim = conv, .width = W, .weight = cw, .bias = cb,
-                                 .state = cstate};
+  const kernels::Conv1dParams cp{
+      .conv_dim = conv, .width = W, .weight = cw, .bias = cb, .state = cstate};
   float* xbc = bench.F(static_cast<size_t>(T) * conv, 15);
   float* proj = bench.F(static_cast<size_t>(T) * in, 16);
   bench.Row("conv1d varlen T=2048", bench.TimeMs([&] {
     k.conv1d->CausalConv1dVarlen(cp, {1, dqsl1}, dslots, {proj + din, in}, {xbc, conv});
-  }), 4.0 * 2.0 * T * conv);
+  }),
+            4.0 * 2.0 * T * conv);
   bench.Row("conv1d update B=32", bench.TimeMs([&] {
     k.conv1d->CausalConv1dUpdate(cp, B, dslots, {proj + din, in}, {xbc, conv});
-  }), 4.0 * (2.0 * B * conv + 2.0 * B * conv * (W - 1)));
+  }),
+            4.0 * (2.0 * B * conv + 2.0 * B * conv * (W - 1)));
   float* a_log = bench.F(H, 17, 0.0f, 2.0f);
   float* dd = bench.F(H, 18);
   float* dtb = bench.F(H, 19, -3.0f, -1.0f);
   float* sstate = bench.F(static_cast<size_t>(B) * H * P * N, 20, -0.1f, 0.1f);
-  const kernels::SsmParams sp{.num_heads = H, .head_dim = P, .state_size = N, .num_groups = G,
-                              .a_log = a_log, .d = dd, .dt_bias = dtb,
-                              .chunk_size = c.mamba_chunk_size, .state = sstate};
+  const kernels::SsmParams sp{.num_heads = H,
+                              .head_dim = P,
+                              .state_size = N,
+                              .num_groups = G,
+                              .a_log = a_log,
+                              .d = dd,
+                              .dt_bias = dtb,
+                              .chunk_size = c.mamba_chunk_size,
+                              .state = sstate};
   const int gn = G * N;
-  const kernels::SsmTensors io{.x = {xbc, conv}, .dt = {proj + din + conv, in},
-                               .b = {xbc + din, conv}, .c = {xbc + din + gn, conv},
+  const kernels::SsmTensors io{.x = {xbc, conv},
+                               .dt = {proj + din + conv, in},
+                               .b = {xbc + din, conv},
+                               .c = {xbc + din + gn, conv},
                                .y = {out, din}};
   const double state_bytes = 4.0 * H * P * N;
-  bench.Row("ssd chunk scan T=2048", bench.TimeMs([&] {
-    k.mamba2->SsdChunkScanVarlen(sp, {1, dqsl1}, dslots, io);
-  }, 5), 4.0 * T * (din + 2.0 * gn + H + din) + 2 * state_bytes);
-  bench.Row("ssm state update B=32", bench.TimeMs([&] {
-    k.mamba2->SelectiveStateUpdate(sp, B, dslots, io);
-  }), 2.0 * B * state_bytes + 4.0 * B * (2.0 * din + 2.0 * gn + H));
+  bench.Row("ssd chunk scan T=2048",
+            bench.TimeMs(
+                [&] {
+                  k.mamba2->SsdChunkScanVarlen(sp, {1, dqsl1}, dslots, io);
+                },
+                5),
+            4.0 * T * (din + 2.0 * gn + H + din) + 2 * state_bytes);
+  bench.Row("ssm state update B=32",
+            bench.TimeMs([&] { k.mamba2->SelectiveStateUpdate(sp, B, dslots, io); }),
+            2.0 * B * state_bytes + 4.0 * B * (2.0 * din + 2.0 * gn + H));
   // Attention: decode of 32 sequences with 1,024 cached tokens; one 2,048-token prefill.
   const int blocks_per_seq = (ctx + 1 + bs - 1) / bs;
   const int num_blocks = std::max(B * blocks_per_seq, T / bs + 1);
   float* kc = bench.F(static_cast<size_t>(num_blocks) * bs * hkv * hd, 21);
   float* vc = bench.F(static_cast<size_t>(num_blocks) * bs * hkv * hd, 22);
-  const kernels::PagedKvCache cache{.k = kc, .v = vc, .block_size = bs, .num_kv_heads = hkv,
-                                    .head_dim = hd};
+  const kernels::PagedKvCache cache{
+      .k = kc, .v = vc, .block_size = bs, .num_kv_heads = hkv, .head_dim = hd};
   std::vector<int32_t> tables(B * blocks_per_seq), qsl_d(B + 1), comp_d(B, ctx), smap(T);
   for (int i = 0; i < B * blocks_per_seq; ++i) tables[i] = i;
   for (int i = 0; i <= B; ++i) qsl_d[i] = i;
@@ -229,28 +260,37 @@ void Kernels(Bench& bench, const model::ModelConfig& c) {
   int32_t* dsmap = bench.Up(smap);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   bench.Row("paged attention decode B=32 ctx=1k", bench.TimeMs([&] {
-    k.attention->PagedAttention({.num_q_heads = hq, .scale = scale, .q = {y, qkv},
-                                 .out = {out, hq * hd}},
-                                {.seqs = {B, dqsl_d}, .num_computed_tokens = dcomp_d,
-                                 .block_tables = dtables, .max_blocks_per_seq = blocks_per_seq},
-                                cache);
-  }), 4.0 * (2.0 * B * (ctx + 1) * hkv * hd + 2.0 * B * hq * hd));
+    k.attention->PagedAttention(
+        {.num_q_heads = hq, .scale = scale, .q = {y, qkv}, .out = {out, hq * hd}},
+        {.seqs = {B, dqsl_d},
+         .num_computed_tokens = dcomp_d,
+         .block_tables = dtables,
+         .max_blocks_per_seq = blocks_per_seq},
+        cache);
+  }),
+            4.0 * (2.0 * B * (ctx + 1) * hkv * hd + 2.0 * B * hq * hd));
   std::vector<int32_t> zero(1, 0), prefill_table(T / bs + 1);
   for (size_t i = 0; i < prefill_table.size(); ++i) prefill_table[i] = static_cast<int32_t>(i);
   int32_t* dzero = bench.Up(zero);
   int32_t* dptable = bench.Up(prefill_table);
   const double causal_flops = 4.0 * hq * hd * (static_cast<double>(T) * (T + 1) / 2);
-  bench.Row("paged attention prefill T=2048", bench.TimeMs([&] {
-    k.attention->PagedAttention({.num_q_heads = hq, .scale = scale, .q = {y, qkv},
-                                 .out = {out, hq * hd}},
-                                {.seqs = {1, dqsl1}, .num_computed_tokens = dzero,
-                                 .block_tables = dptable,
-                                 .max_blocks_per_seq = static_cast<int>(prefill_table.size())},
-                                cache);
-  }, 5), 4.0 * (2.0 * T * hq * hd + 2.0 * T * hkv * hd), causal_flops);
+  bench.Row("paged attention prefill T=2048",
+            bench.TimeMs(
+                [&] {
+                  k.attention->PagedAttention(
+                      {.num_q_heads = hq, .scale = scale, .q = {y, qkv}, .out = {out, hq * hd}},
+                      {.seqs = {1, dqsl1},
+                       .num_computed_tokens = dzero,
+                       .block_tables = dptable,
+                       .max_blocks_per_seq = static_cast<int>(prefill_table.size())},
+                      cache);
+                },
+                5),
+            4.0 * (2.0 * T * hq * hd + 2.0 * T * hkv * hd), causal_flops);
   bench.Row("write kv T=2048", bench.TimeMs([&] {
     k.attention->WriteKv(T, dsmap, {y + hq * hd, qkv}, {y + (hq + hkv) * hd, qkv}, cache);
-  }), 4.0 * 4.0 * T * hkv * hd);
+  }),
+            4.0 * 4.0 * T * hkv * hd);
   std::printf("\n");
 }
 
@@ -295,8 +335,11 @@ void Model(runtime::CudaBackend* backend, const model::ModelConfig& c) {
       prompts.push_back(Tokens(kPrompt, 100 + s, c.vocab_size));
     }
     for (int s = 0; s < batch; ++s) {
-      prefill.seqs.push_back({.token_ids = prompts[s], .num_computed_tokens = 0,
-                              .block_table = tables[s], .mamba_slot = s, .need_logits = true});
+      prefill.seqs.push_back({.token_ids = prompts[s],
+                              .num_computed_tokens = 0,
+                              .block_table = tables[s],
+                              .mamba_slot = s,
+                              .need_logits = true});
     }
     BENCH_CHECK(model.Forward(prefill, cache, &logits).ok());
     std::vector<int32_t> step_tokens(batch);
@@ -305,8 +348,10 @@ void Model(runtime::CudaBackend* backend, const model::ModelConfig& c) {
       for (int s = 0; s < batch; ++s) {
         step_tokens[s] = (s * 7 + i * 13) % c.vocab_size;
         b.seqs.push_back({.token_ids = std::span<const int32_t>(&step_tokens[s], 1),
-                          .num_computed_tokens = kPrompt + i, .block_table = tables[s],
-                          .mamba_slot = s, .need_logits = true});
+                          .num_computed_tokens = kPrompt + i,
+                          .block_table = tables[s],
+                          .mamba_slot = s,
+                          .need_logits = true});
       }
       BENCH_CHECK(model.Forward(b, cache, &logits).ok());
     };
@@ -327,25 +372,37 @@ void Model(runtime::CudaBackend* backend, const model::ModelConfig& c) {
   const auto turn_blocks = blocks(kTurn / kBs);
   const auto fresh_table = blocks((kHist + kTurn) / kBs);
   BENCH_CHECK(cache->ZeroMambaSlot(0).ok());
-  BENCH_CHECK(model.Forward({{{.token_ids = hist, .num_computed_tokens = 0,
-                               .block_table = hist_table, .mamba_slot = 0,
-                               .need_logits = true}}},
-                            cache, &logits).ok());
+  BENCH_CHECK(model
+                  .Forward({{{.token_ids = hist,
+                              .num_computed_tokens = 0,
+                              .block_table = hist_table,
+                              .mamba_slot = 0,
+                              .need_logits = true}}},
+                           cache, &logits)
+                  .ok());
   std::vector<int32_t> cont_table(hist_table);
   cont_table.insert(cont_table.end(), turn_blocks.begin(), turn_blocks.end());
   auto cached = [&] {
     BENCH_CHECK(cache->CopyMambaSlot(0, 1).ok());  // the committed state, forked
-    BENCH_CHECK(model.Forward({{{.token_ids = turn, .num_computed_tokens = kHist,
-                                 .block_table = cont_table, .mamba_slot = 1,
-                                 .need_logits = true}}},
-                              cache, &logits).ok());
+    BENCH_CHECK(model
+                    .Forward({{{.token_ids = turn,
+                                .num_computed_tokens = kHist,
+                                .block_table = cont_table,
+                                .mamba_slot = 1,
+                                .need_logits = true}}},
+                             cache, &logits)
+                    .ok());
   };
   auto uncached = [&] {
     BENCH_CHECK(cache->ZeroMambaSlot(2).ok());
-    BENCH_CHECK(model.Forward({{{.token_ids = all, .num_computed_tokens = 0,
-                                 .block_table = fresh_table, .mamba_slot = 2,
-                                 .need_logits = true}}},
-                              cache, &logits).ok());
+    BENCH_CHECK(model
+                    .Forward({{{.token_ids = all,
+                                .num_computed_tokens = 0,
+                                .block_table = fresh_table,
+                                .mamba_slot = 2,
+                                .need_logits = true}}},
+                             cache, &logits)
+                    .ok());
   };
   auto median_ms = [&](const std::function<void()>& fn) {
     fn();

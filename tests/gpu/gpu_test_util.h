@@ -17,15 +17,14 @@
 
 // Skips the current test when no CUDA device can be used (this is the only
 // reason a GPU test skips).
-#define HC_SKIP_WITHOUT_CUDA_DEVICE(min_devices)                                     \
-  do {                                                                               \
-    std::string hc_why;                                                              \
-    const int hc_count = ::hc::kernels::CudaDeviceCount(&hc_why);                    \
-    if (hc_count < (min_devices)) {                                                  \
-      GTEST_SKIP() << "no CUDA device: " << hc_count << " usable, " << (min_devices) \
-                   << " needed" << (hc_why.empty() ? "" : " (") << hc_why            \
-                   << (hc_why.empty() ? "" : ")");                                   \
-    }                                                                                \
+#define HC_SKIP_WITHOUT_CUDA_DEVICE(min_devices)                                                  \
+  do {                                                                                            \
+    std::string hc_why;                                                                           \
+    const int hc_count = ::hc::kernels::CudaDeviceCount(&hc_why);                                 \
+    if (hc_count < (min_devices)) {                                                               \
+      GTEST_SKIP() << "no CUDA device: " << hc_count << " usable, " << (min_devices) << " needed" \
+                   << (hc_why.empty() ? "" : " (") << hc_why << (hc_why.empty() ? "" : ")");      \
+    }                                                                                             \
   } while (0)
 
 namespace hc::gpu_testing {
@@ -61,7 +60,8 @@ class DeviceArena {
         runtime::DeviceBuffer::Create(backend_, std::max<size_t>(host.size(), 1) * sizeof(T))
             .value();
     if (!host.empty()) {
-      EXPECT_TRUE(backend_->CopyHostToDevice(buf.data(), host.data(), host.size() * sizeof(T)).ok());
+      EXPECT_TRUE(
+          backend_->CopyHostToDevice(buf.data(), host.data(), host.size() * sizeof(T)).ok());
     }
     T* ptr = buf.as<T>();
     bufs_.push_back(std::move(buf));

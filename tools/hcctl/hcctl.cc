@@ -85,7 +85,8 @@ int HashKey(const std::vector<char*>& args) {
 }
 
 int Fail(const grpc::Status& s) {
-  std::fprintf(stderr, "error: %s: %s\n", absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())).c_str(),
+  std::fprintf(stderr, "error: %s: %s\n",
+               absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())).c_str(),
                s.error_message().c_str());
   return 1;
 }
@@ -97,7 +98,8 @@ int Send(v1::ChatService::Stub& stub, const std::string& text) {
   auto* m = req.add_messages();
   m->set_role(absl::GetFlag(FLAGS_role));
   m->set_content(text);
-  if (absl::GetFlag(FLAGS_max_tokens) > 0) req.mutable_sampling()->set_max_tokens(absl::GetFlag(FLAGS_max_tokens));
+  if (absl::GetFlag(FLAGS_max_tokens) > 0)
+    req.mutable_sampling()->set_max_tokens(absl::GetFlag(FLAGS_max_tokens));
   if (absl::GetFlag(FLAGS_temperature) >= 0) {
     req.mutable_sampling()->set_temperature(static_cast<float>(absl::GetFlag(FLAGS_temperature)));
   }
@@ -125,9 +127,10 @@ int Send(v1::ChatService::Stub& stub, const std::string& text) {
   std::fprintf(stderr,
                "[round %llu on %s | prompt %u tokens, cached %u | completion %u tokens (%s) | "
                "ttft %.1f ms, total %.1f ms]\n",
-               static_cast<unsigned long long>(completed.committed_round()), started.worker_id().c_str(),
-               completed.usage().prompt_tokens(), completed.usage().cached_tokens(),
-               completed.usage().completion_tokens(), completed.finish_reason().c_str(),
+               static_cast<unsigned long long>(completed.committed_round()),
+               started.worker_id().c_str(), completed.usage().prompt_tokens(),
+               completed.usage().cached_tokens(), completed.usage().completion_tokens(),
+               completed.finish_reason().c_str(),
                first == absl::InfiniteFuture() ? 0.0 : absl::ToDoubleMilliseconds(first - start),
                absl::ToDoubleMilliseconds(end - start));
   return 0;
@@ -145,7 +148,8 @@ int Get(v1::ChatService::Stub& stub) {
   std::printf("conversation %s: round %llu, %u tokens, worker %s\n", conv.conversation_id().c_str(),
               static_cast<unsigned long long>(conv.committed_round()), conv.num_tokens(),
               conv.worker_id().empty() ? "-" : conv.worker_id().c_str());
-  for (const auto& m : conv.messages()) std::printf("%s: %s\n", m.role().c_str(), m.content().c_str());
+  for (const auto& m : conv.messages())
+    std::printf("%s: %s\n", m.role().c_str(), m.content().c_str());
   return 0;
 }
 
@@ -166,10 +170,12 @@ int Delete(v1::ChatService::Stub& stub) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "hcctl chat|send|get|delete --conversation ID [--salt S] [--router host:port] [--message TEXT] "
+      "hcctl chat|send|get|delete --conversation ID [--salt S] [--router host:port] [--message "
+      "TEXT] "
       "[--api_key KEY]\n  hcctl hash-key [KEY]");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  if (args.size() >= 2 && std::string(args[1]) == "hash-key" && args.size() <= 3) return HashKey(args);
+  if (args.size() >= 2 && std::string(args[1]) == "hash-key" && args.size() <= 3)
+    return HashKey(args);
   if (args.size() != 2 || absl::GetFlag(FLAGS_conversation).empty()) {
     std::fprintf(stderr, "%s\n", absl::ProgramUsageMessage().data());
     return 2;
@@ -188,8 +194,8 @@ int main(int argc, char** argv) {
   }
   grpc::ChannelArguments channel_args;
   security->Apply(&channel_args);
-  auto stub = v1::ChatService::NewStub(grpc::CreateCustomChannel(
-      absl::GetFlag(FLAGS_router), security->credentials, channel_args));
+  auto stub = v1::ChatService::NewStub(
+      grpc::CreateCustomChannel(absl::GetFlag(FLAGS_router), security->credentials, channel_args));
   if (command == "send") {
     if (absl::GetFlag(FLAGS_message).empty()) {
       std::fprintf(stderr, "send needs --message\n");

@@ -9,7 +9,8 @@
 namespace hc::cache {
 
 absl::StatusOr<std::unique_ptr<ConversationCache>> ConversationCache::Create(Options options) {
-  if (options.memory == nullptr) return absl::InvalidArgumentError("ConversationCache needs memory");
+  if (options.memory == nullptr)
+    return absl::InvalidArgumentError("ConversationCache needs memory");
   const runtime::KvLayout& kv = options.memory->kv_layout();
   if (kv.num_blocks <= 0 || kv.block_size <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -23,8 +24,7 @@ absl::StatusOr<std::unique_ptr<ConversationCache>> ConversationCache::Create(Opt
 }
 
 ConversationCache::ConversationCache(Options options)
-    : policy_(std::move(options.eviction_policy)),
-      coordinator_(options.memory) {}
+    : policy_(std::move(options.eviction_policy)), coordinator_(options.memory) {}
 
 ConversationCache::~ConversationCache() = default;
 
@@ -51,10 +51,10 @@ absl::StatusOr<AttachResult> ConversationCache::Attach(const ConversationKey& ke
   if (it == index_.end()) return absl::NotFoundError("no committed state for this conversation");
   const Entry& entry = entries_.at(it->second);
   if (entry.round != expected) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "committed state is round ", entry.round.round, " with ", entry.round.num_tokens,
-        " tokens; expected round ", expected.round, " with ", expected.num_tokens,
-        " tokens (or a different hash)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("committed state is round ", entry.round.round, " with ",
+                     entry.round.num_tokens, " tokens; expected round ", expected.round, " with ",
+                     expected.num_tokens, " tokens (or a different hash)"));
   }
   return AttachImpl(key, it->second);
 }
@@ -68,13 +68,12 @@ absl::StatusOr<AttachResult> ConversationCache::AttachFresh(const ConversationKe
 
 absl::StatusOr<AttachResult> ConversationCache::AttachImpl(const ConversationKey& key,
                                                            std::optional<EntryId> entry_id) {
-  const HybridCommitted* committed =
-      entry_id.has_value() ? &entries_.at(*entry_id).state : nullptr;
+  const HybridCommitted* committed = entry_id.has_value() ? &entries_.at(*entry_id).state : nullptr;
   const ResourceNeed need = coordinator_.NeedForAttach(committed);
   if (!CouldFit(need, entry_id)) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "attach needs ", need.blocks, " KV blocks and ", need.slots,
-        " Mamba slots; not available even after evicting every idle conversation"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("attach needs ", need.blocks, " KV blocks and ", need.slots,
+                     " Mamba slots; not available even after evicting every idle conversation"));
   }
   // Pin first so eviction cannot pick the state being attached to.
   if (entry_id.has_value()) MakeUnevictable(*entry_id, entries_.at(*entry_id));
@@ -116,9 +115,9 @@ absl::Status ConversationCache::Append(RequestId request, int64_t num_new_tokens
   }
   const ResourceNeed need = coordinator_.NeedForAppend(it->second.state, num_new_tokens);
   if (!CouldFit(need, std::nullopt)) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "append of ", num_new_tokens, " tokens needs ", need.blocks,
-        " KV blocks; not available even after evicting every idle conversation"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("append of ", num_new_tokens, " tokens needs ", need.blocks,
+                     " KV blocks; not available even after evicting every idle conversation"));
   }
   MakeRoom(need);
   return coordinator_.Append(&requests_.at(request).state, num_new_tokens);
@@ -135,12 +134,12 @@ absl::Status ConversationCache::Commit(RequestId request, const RoundStamp& new_
     error = absl::AbortedError("the conversation was dropped while the turn ran");
   } else if (new_round.num_tokens < r.num_computed_tokens ||
              new_round.num_tokens > r.state.kv.num_tokens) {
-    error = absl::InvalidArgumentError(absl::StrCat(
-        "commit of ", new_round.num_tokens, " tokens outside [", r.num_computed_tokens, ", ",
-        r.state.kv.num_tokens, "]"));
+    error = absl::InvalidArgumentError(absl::StrCat("commit of ", new_round.num_tokens,
+                                                    " tokens outside [", r.num_computed_tokens,
+                                                    ", ", r.state.kv.num_tokens, "]"));
   } else if (r.entry.has_value() && new_round.round <= r.attached_round) {
-    error = absl::InvalidArgumentError(absl::StrCat(
-        "commit of round ", new_round.round, " over round ", r.attached_round));
+    error = absl::InvalidArgumentError(
+        absl::StrCat("commit of round ", new_round.round, " over round ", r.attached_round));
   }
   if (!error.ok()) {
     DiscardImpl(std::move(r));

@@ -64,8 +64,8 @@ struct ConversationKey {
 // worker's record must agree on all three fields for a hit.
 struct RoundStamp {
   uint64_t round = 0;
-  int64_t num_tokens = 0;                  // committed length
-  uint64_t token_hash = kEmptyTokenHash;   // TokenHash of the committed tokens
+  int64_t num_tokens = 0;                 // committed length
+  uint64_t token_hash = kEmptyTokenHash;  // TokenHash of the committed tokens
 
   friend bool operator==(const RoundStamp&, const RoundStamp&) = default;
 };
@@ -101,7 +101,7 @@ struct CacheCounters {
   int64_t lookups_hit = 0;
   int64_t lookups_miss = 0;
   int64_t lookups_stale = 0;
-  int64_t conversations = 0;        // stored committed states
+  int64_t conversations = 0;  // stored committed states
   int64_t running_requests = 0;
 };
 
@@ -109,10 +109,10 @@ struct CacheCounters {
 struct ConversationSnapshot {
   RoundStamp round;
   std::vector<BlockId> blocks;
-  int tail_fill = 0;               // rows used in the last block; 0 when aligned
+  int tail_fill = 0;  // rows used in the last block; 0 when aligned
   SlotId mamba_slot = kNoSlot;
-  uint64_t last_use = 0;           // logical clock, grows with every mutation
-  bool attached = false;           // a running request is attached to it
+  uint64_t last_use = 0;  // logical clock, grows with every mutation
+  bool attached = false;  // a running request is attached to it
 };
 
 class ConversationCache {

@@ -26,10 +26,10 @@ using EntryId = uint64_t;
 // recompute it would cost.
 struct EvictionCandidate {
   EntryId id = 0;
-  int64_t num_blocks = 0;   // KV blocks freed by evicting it
-  int64_t num_slots = 0;    // Mamba slots freed by evicting it
-  int64_t num_tokens = 0;   // committed length (tokens to recompute on a miss)
-  uint64_t last_use = 0;    // logical time of its last attach, commit or discard
+  int64_t num_blocks = 0;  // KV blocks freed by evicting it
+  int64_t num_slots = 0;   // Mamba slots freed by evicting it
+  int64_t num_tokens = 0;  // committed length (tokens to recompute on a miss)
+  uint64_t last_use = 0;   // logical time of its last attach, commit or discard
 };
 
 class EvictionPolicy {

@@ -30,8 +30,8 @@ absl::StatusOr<HybridRequest> HybridCoordinator::Attach(const HybridCommitted* c
   const ResourceNeed need = NeedForAttach(committed);
   if (!Fits(need)) {
     return absl::ResourceExhaustedError(
-        absl::StrCat("attach needs ", need.blocks, " KV blocks (", pool_.num_free(),
-                     " free) and ", need.slots, " Mamba slots (", mamba_.num_free(), " free)"));
+        absl::StrCat("attach needs ", need.blocks, " KV blocks (", pool_.num_free(), " free) and ",
+                     need.slots, " Mamba slots (", mamba_.num_free(), " free)"));
   }
   HybridRequest req;
   absl::StatusOr<KvRequestBlocks> kv = kv_.Attach(committed == nullptr ? nullptr : &committed->kv);
@@ -52,8 +52,8 @@ absl::Status HybridCoordinator::Append(HybridRequest* req, int64_t num_new_token
   }
   const ResourceNeed need = NeedForAppend(*req, num_new_tokens);
   if (!Fits(need)) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "append needs ", need.blocks, " KV blocks, ", pool_.num_free(), " free"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("append needs ", need.blocks, " KV blocks, ", pool_.num_free(), " free"));
   }
   kv_.Append(&req->kv, num_new_tokens);
   return absl::OkStatus();

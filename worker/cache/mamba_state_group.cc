@@ -21,8 +21,8 @@ absl::StatusOr<SlotId> MambaStateGroup::Attach(SlotId committed) {
       << "attach to slot " << committed << " which is not committed";
   HC_CHECK(!free_.empty()) << "Attach called without a free Mamba slot";
   const SlotId slot = free_.front();
-  const absl::Status s = committed == kNoSlot ? memory_->ZeroMambaSlot(slot)
-                                              : memory_->CopyMambaSlot(committed, slot);
+  const absl::Status s =
+      committed == kNoSlot ? memory_->ZeroMambaSlot(slot) : memory_->CopyMambaSlot(committed, slot);
   if (!s.ok()) return s;
   free_.pop_front();
   state_[slot] = SlotState::kActive;

@@ -43,7 +43,8 @@ absl::Status EngineImpl::Validate(const TurnRequest& turn) const {
         options_.max_model_len));
   }
   const TurnSampling& s = turn.sampling;
-  if (!(s.sampler.temperature >= 0.0f)) return absl::InvalidArgumentError("temperature must be >= 0");
+  if (!(s.sampler.temperature >= 0.0f))
+    return absl::InvalidArgumentError("temperature must be >= 0");
   if (!(s.sampler.top_p > 0.0f && s.sampler.top_p <= 1.0f)) {
     return absl::InvalidArgumentError("top_p must be in (0, 1]");
   }
@@ -59,9 +60,9 @@ absl::Status EngineImpl::Validate(const TurnRequest& turn) const {
       return absl::InvalidArgumentError(absl::StrCat("stop string ", i, " is empty"));
     }
     if (s.stop_strings[i].size() > kMaxStopStringBytes) {
-      return absl::InvalidArgumentError(absl::StrCat("stop string ", i, " has ", s.stop_strings[i].size(),
-                                                     " bytes; at most ", kMaxStopStringBytes,
-                                                     " are allowed"));
+      return absl::InvalidArgumentError(absl::StrCat("stop string ", i, " has ",
+                                                     s.stop_strings[i].size(), " bytes; at most ",
+                                                     kMaxStopStringBytes, " are allowed"));
     }
   }
   if (s.stop_token_ids.size() > static_cast<size_t>(kMaxStopTokenIds)) {
@@ -98,9 +99,9 @@ absl::Status EngineImpl::Submit(TurnRequest req, std::shared_ptr<TurnObserver> o
       // Checked and counted under the same lock as the enqueue below, so
       // racing submitters cannot overshoot the bound. Nothing is recorded
       // for a refused turn: the conversation and request id stay free.
-      refused = absl::ResourceExhaustedError(
-          absl::StrCat("worker busy: ", num_waiting_, " turns waiting (--max_waiting ",
-                       options_.max_waiting, ")"));
+      refused = absl::ResourceExhaustedError(absl::StrCat("worker busy: ", num_waiting_,
+                                                          " turns waiting (--max_waiting ",
+                                                          options_.max_waiting, ")"));
       reason = "queue_full";
     } else {
       turn->sampler = Sampler(req.sampling.seed.has_value() ? *req.sampling.seed : rng_());
@@ -181,11 +182,14 @@ void EngineImpl::RunCommand(Command& cmd) {
     std::move(cmd.released)(dropped);
     return;
   }
-  const auto matches = [&](const std::unique_ptr<Turn>& t) { return t->req.request_id == cmd.request_id; };
+  const auto matches = [&](const std::unique_ptr<Turn>& t) {
+    return t->req.request_id == cmd.request_id;
+  };
   const absl::Status cancelled = absl::CancelledError("the turn was cancelled");
   if (auto it = std::find_if(running_.begin(), running_.end(), matches); it != running_.end()) {
     Fail(it->get(), cancelled);
-  } else if (auto w = std::find_if(waiting_.begin(), waiting_.end(), matches); w != waiting_.end()) {
+  } else if (auto w = std::find_if(waiting_.begin(), waiting_.end(), matches);
+             w != waiting_.end()) {
     Fail(w->get(), cancelled);
   }
 }

@@ -36,30 +36,30 @@
 namespace hc::engine {
 
 struct EngineOptions {
-  ModelRunner* model = nullptr;             // not owned; used by the engine thread only
+  ModelRunner* model = nullptr;               // not owned; used by the engine thread only
   cache::ConversationCache* cache = nullptr;  // not owned; used by the engine thread only
-  EngineMetricsSink* metrics = nullptr;     // optional, not owned
-  int max_batch_tokens = 512;  // token budget of one step (chunked prefill)
-  int max_running = 64;        // running requests at once
+  EngineMetricsSink* metrics = nullptr;       // optional, not owned
+  int max_batch_tokens = 512;                 // token budget of one step (chunked prefill)
+  int max_running = 64;                       // running requests at once
   // Turns queued for admission (submitted and not yet running, including
   // turns preempted back to the queue): Submit refuses a new turn with
   // RESOURCE_EXHAUSTED once this many wait. 0: unbounded. hc-worker sets it
   // from --max_waiting.
   int max_waiting = 256;
-  int max_model_len = 4096;    // context limit: history + suffix + generated
-  int eos_token_id = -1;       // -1: none
+  int max_model_len = 4096;  // context limit: history + suffix + generated
+  int eos_token_id = -1;     // -1: none
   // The bytes a generated token adds to the reply text (special tokens: none),
   // for stop strings; called on the engine thread once per generated token of
   // a turn with stop strings. The view must stay valid while the engine runs.
   // Null: stop strings are rejected with INVALID_ARGUMENT.
   std::function<std::string_view(int32_t)> token_bytes;
-  uint64_t seed = 0x5eed;      // seeds turns that bring no seed
+  uint64_t seed = 0x5eed;  // seeds turns that bring no seed
 };
 
 struct EngineLoad {
-  int num_running = 0;   // as of the last step
-  int num_waiting = 0;   // exact: the count max_waiting bounds
-  int max_waiting = 0;   // EngineOptions::max_waiting (0: unbounded)
+  int num_running = 0;  // as of the last step
+  int num_waiting = 0;  // exact: the count max_waiting bounds
+  int max_waiting = 0;  // EngineOptions::max_waiting (0: unbounded)
   bool draining = false;
   cache::CacheCounters cache;
 };

@@ -37,8 +37,8 @@ struct Turn {
   absl::Time last_token;
 
   std::optional<cache::RequestId> cache_request;  // set while attached
-  bool hit = false;        // attached to the expected committed state
-  RoundStamp base;         // the state computation starts from (empty when fresh)
+  bool hit = false;                               // attached to the expected committed state
+  RoundStamp base;  // the state computation starts from (empty when fresh)
   // Tokens after the base: the uncomputed context, then every sampled token.
   // tokens[0, next) have KV and Mamba state in the request's blocks and slot.
   std::vector<int32_t> tokens;
@@ -52,7 +52,7 @@ struct Turn {
   std::vector<int64_t> token_ends;
   bool started = false;
   bool admitted_once = false;
-  int scheduled = 0;        // tokens scheduled in the current step
+  int scheduled = 0;  // tokens scheduled in the current step
 
   int64_t NumComputed() const { return base.num_tokens + static_cast<int64_t>(next); }
   int64_t ContextLen() const { return base.num_tokens + static_cast<int64_t>(tokens.size()); }

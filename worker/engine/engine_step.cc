@@ -46,9 +46,9 @@ void EngineImpl::Step() {
       }
       if (running_.empty() && batch.empty()) {
         // Nothing will ever free memory for it: too large for this worker.
-        Fail(t, absl::ResourceExhaustedError(absl::StrCat(
-                    "a context of ", t->ContextLen(),
-                    " tokens does not fit in this worker's KV cache / Mamba slots")));
+        Fail(t, absl::ResourceExhaustedError(
+                    absl::StrCat("a context of ", t->ContextLen(),
+                                 " tokens does not fit in this worker's KV cache / Mamba slots")));
         continue;
       }
       break;  // wait for running turns to free memory
@@ -58,7 +58,8 @@ void EngineImpl::Step() {
       t->started = true;
       const TurnStart start{.prompt_tokens = t->ContextLen(),
                             .cached_tokens = t->hit ? t->base.num_tokens : 0};
-      if (options_.metrics) options_.metrics->OnPrefixQuery(start.prompt_tokens, start.cached_tokens);
+      if (options_.metrics)
+        options_.metrics->OnPrefixQuery(start.prompt_tokens, start.cached_tokens);
       t->observer->OnStarted(start);
     }
     t->scheduled = n;
@@ -84,7 +85,8 @@ void EngineImpl::Step() {
   const absl::Status forward = options_.model->Forward(seqs_, std::span<float>(logits_));
   if (!forward.ok()) {
     HC_LOG(ERROR) << "model forward failed: " << forward;
-    const absl::Status failed = absl::InternalError(absl::StrCat("model forward failed: ", forward.message()));
+    const absl::Status failed =
+        absl::InternalError(absl::StrCat("model forward failed: ", forward.message()));
     for (Turn* t : batch) Fail(t, failed);
     return;
   }
@@ -99,7 +101,8 @@ void EngineImpl::Step() {
     t->next += t->scheduled;
     t->scheduled = 0;
     if (!seqs_[i].need_logits) continue;
-    const std::span<const float> row_logits(logits_.data() + static_cast<size_t>(row++) * vocab_, vocab_);
+    const std::span<const float> row_logits(logits_.data() + static_cast<size_t>(row++) * vocab_,
+                                            vocab_);
     const SampledToken s = t->sampler.Sample(row_logits, t->req.sampling.sampler);
     t->tokens.push_back(s.token);
     t->generated.push_back(s.token);
@@ -112,9 +115,9 @@ void EngineImpl::Step() {
     }
     t->last_token = now;
     const float logprob = s.logprob;
-    t->observer->OnTokens(std::span<const int32_t>(&s.token, 1),
-                          t->req.sampling.logprobs ? std::span<const float>(&logprob, 1)
-                                                   : std::span<const float>());
+    t->observer->OnTokens(
+        std::span<const int32_t>(&s.token, 1),
+        t->req.sampling.logprobs ? std::span<const float>(&logprob, 1) : std::span<const float>());
     if (auto stop = CheckStop(*t)) Finish(t, *stop);
   }
 }
@@ -135,8 +138,8 @@ bool EngineImpl::ScheduleRunning(Turn* t, int* budget, std::vector<Turn*>& batch
     }
     if (victim == t && running_.size() == 1) {
       // Alone and still too large: evicting every idle state was not enough.
-      Fail(t, absl::ResourceExhaustedError(absl::StrCat(
-                  "the KV cache cannot hold this turn's ", t->ContextLen(), " tokens")));
+      Fail(t, absl::ResourceExhaustedError(absl::StrCat("the KV cache cannot hold this turn's ",
+                                                        t->ContextLen(), " tokens")));
       return false;
     }
     HC_CHECK(victim != nullptr) << "t itself is unscheduled, so a victim exists";
@@ -194,7 +197,8 @@ AdmitOutcome EngineImpl::Admit(Turn* t) {
         Forget(t);
         observer->OnStateMissing("the cached state was evicted before the turn started");
       } else {
-        Fail(t, absl::UnavailableError("the cached state was evicted while the turn was preempted"));
+        Fail(t,
+             absl::UnavailableError("the cached state was evicted while the turn was preempted"));
       }
       return AdmitOutcome::kEnded;
     }
@@ -251,11 +255,13 @@ void EngineImpl::Finish(Turn* t, const StopDecision& stop) {
   // cannot be rolled back: the turn keeps the state it started from.
   const int64_t last = static_cast<int64_t>(t->generated.size()) - 1;
   const bool keep_base = stop.cut.has_value() && stop.cut->tokens_before < last;
-  RoundStamp stamp{.round = t->req.new_round, .num_tokens = t->NumComputed(), .token_hash = t->hash};
+  RoundStamp stamp{
+      .round = t->req.new_round, .num_tokens = t->NumComputed(), .token_hash = t->hash};
   const auto start = std::chrono::steady_clock::now();
   absl::Status committed;
   if (keep_base) {
-    absl::StatusOr<RoundStamp> base = options_.cache->CommitBase(*t->cache_request, t->req.new_round);
+    absl::StatusOr<RoundStamp> base =
+        options_.cache->CommitBase(*t->cache_request, t->req.new_round);
     committed = base.status();
     if (base.ok()) stamp = *base;
   } else {
@@ -264,13 +270,16 @@ void EngineImpl::Finish(Turn* t, const StopDecision& stop) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   t->cache_request.reset();  // Commit ends the request either way
-  if (options_.metrics) options_.metrics->OnCommit(committed.ok() ? "published" : "failed", seconds);
+  if (options_.metrics)
+    options_.metrics->OnCommit(committed.ok() ? "published" : "failed", seconds);
   auto observer = t->observer;
   const int64_t completion = static_cast<int64_t>(t->generated.size());
   Forget(t);
   if (committed.ok()) {
-    observer->OnCommitted({.committed = stamp, .finish_reason = stop.reason,
-                           .completion_tokens = completion, .commit_seconds = seconds,
+    observer->OnCommitted({.committed = stamp,
+                           .finish_reason = stop.reason,
+                           .completion_tokens = completion,
+                           .commit_seconds = seconds,
                            .stop_string = stop.cut});
   } else {
     observer->OnFailed(committed);
@@ -284,7 +293,8 @@ void EngineImpl::Fail(Turn* t, const absl::Status& status) {
     t->cache_request.reset();
     if (options_.metrics) {
       options_.metrics->OnCommit(
-          "discarded", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+          "discarded",
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     }
   }
   auto observer = t->observer;

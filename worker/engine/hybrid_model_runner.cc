@@ -7,7 +7,8 @@
 
 namespace hc::engine {
 
-absl::Status HybridModelRunner::Forward(std::span<const ForwardSeq> batch, std::span<float> logits) {
+absl::Status HybridModelRunner::Forward(std::span<const ForwardSeq> batch,
+                                        std::span<float> logits) {
   scratch_.seqs.resize(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
     const ForwardSeq& s = batch[i];

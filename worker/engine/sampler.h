@@ -37,7 +37,7 @@ class Sampler {
 
  private:
   std::mt19937_64 rng_;
-  std::vector<int32_t> order_;   // scratch, reused across calls
+  std::vector<int32_t> order_;  // scratch, reused across calls
   std::vector<float> probs_;
 };
 

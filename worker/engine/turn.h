@@ -18,9 +18,9 @@ namespace hc::engine {
 
 struct TurnSampling {
   SamplingOptions sampler;
-  int max_tokens = 256;               // >= 1
-  std::optional<uint64_t> seed;       // unset: drawn from the engine's RNG
-  std::vector<int32_t> stop_token_ids;     // at most kMaxStopTokenIds
+  int max_tokens = 256;                 // >= 1
+  std::optional<uint64_t> seed;         // unset: drawn from the engine's RNG
+  std::vector<int32_t> stop_token_ids;  // at most kMaxStopTokenIds
   // At most kMaxStopStrings non-empty strings of at most kMaxStopStringBytes
   // (common/stop_limits.h); matched on the generated tokens' bytes (see
   // EngineOptions::token_bytes, which they need).
@@ -35,8 +35,8 @@ struct TurnRequest {
   // The committed state the router expects this worker to hold. Unset: none
   // is expected and the turn computes history + suffix from scratch.
   std::optional<cache::RoundStamp> expected;
-  uint64_t new_round = 1;            // > expected->round
-  std::vector<int32_t> suffix;       // non-empty
+  uint64_t new_round = 1;       // > expected->round
+  std::vector<int32_t> suffix;  // non-empty
   // With has_history, a miss or stale lookup recomputes from history + suffix
   // instead of reporting the state missing.
   bool has_history = false;
@@ -65,7 +65,7 @@ struct TurnResult {
   // tokens if it started from nothing), since the Mamba state cannot be
   // rolled back; either way a prefix of context + reply tokens.
   cache::RoundStamp committed;
-  std::string finish_reason;    // "stop" or "length"
+  std::string finish_reason;      // "stop" or "length"
   int64_t completion_tokens = 0;  // tokens sampled (the stop string's included)
   double commit_seconds = 0.0;
   std::optional<StopStringCut> stop_string;

@@ -22,7 +22,8 @@ absl::StatusOr<std::unique_ptr<WorkerStack>> WorkerStack::Create(const WorkerSta
   }
   if (o.tp < 1) return absl::InvalidArgumentError("--tp must be >= 1");
   if (o.mamba_slots < 1 || o.block_size < 1 || o.max_batch_tokens < 1 || o.max_running < 1) {
-    return absl::InvalidArgumentError("mamba_slots, block_size, max_batch_tokens and max_running must be >= 1");
+    return absl::InvalidArgumentError(
+        "mamba_slots, block_size, max_batch_tokens and max_running must be >= 1");
   }
   auto stack = std::unique_ptr<WorkerStack>(new WorkerStack());
   HC_ASSIGN_OR_RETURN(stack->model_dir_, model::ResolveModelPath(o.model));
@@ -43,12 +44,14 @@ absl::StatusOr<std::unique_ptr<WorkerStack>> WorkerStack::Create(const WorkerSta
     const runtime::KvLayout one = stack->model_->KvLayout(1, o.block_size);
     const int64_t block_bytes = static_cast<int64_t>(one.BlockElems()) * 2 * one.num_layers * o.tp *
                                 static_cast<int64_t>(sizeof(float));
-    kv_blocks = static_cast<int>(std::max<int64_t>(1, o.kv_cache_bytes / std::max<int64_t>(1, block_bytes)));
+    kv_blocks = static_cast<int>(
+        std::max<int64_t>(1, o.kv_cache_bytes / std::max<int64_t>(1, block_bytes)));
   }
   HC_ASSIGN_OR_RETURN(stack->memory_, stack->devices_->CreateCacheMemory(
                                           stack->model_->KvLayout(kv_blocks, o.block_size),
                                           stack->model_->MambaLayout(o.mamba_slots)));
-  HC_ASSIGN_OR_RETURN(stack->cache_, cache::ConversationCache::Create({.memory = stack->memory_.get()}));
+  HC_ASSIGN_OR_RETURN(stack->cache_,
+                      cache::ConversationCache::Create({.memory = stack->memory_.get()}));
   stack->runner_ = std::make_unique<HybridModelRunner>(stack->model_.get(), stack->memory_.get());
 
   const std::string tokenizer_path = stack->model_dir_ + "/tokenizer.json";
@@ -77,8 +80,9 @@ absl::StatusOr<std::unique_ptr<WorkerStack>> WorkerStack::Create(const WorkerSta
   const runtime::KvLayout& kv = stack->memory_->kv_layout();
   const runtime::MambaLayout& mamba = stack->memory_->mamba_layout();
   const size_t cache_bytes =
-      o.tp * (2 * kv.BlockElems() * kv.num_blocks * kv.num_layers +
-              (mamba.ConvSlotElems() + mamba.SsmSlotElems()) * mamba.num_slots * mamba.num_layers) *
+      o.tp *
+      (2 * kv.BlockElems() * kv.num_blocks * kv.num_layers +
+       (mamba.ConvSlotElems() + mamba.SsmSlotElems()) * mamba.num_slots * mamba.num_layers) *
       sizeof(float);
   HC_LOG(INFO) << "worker stack: model " << stack->model_dir_ << ", device "
                << (kind == runtime::BackendKind::kCuda ? "cuda" : "cpu") << ", tp " << o.tp << ", "

@@ -23,7 +23,7 @@ namespace hc::engine {
 
 struct WorkerStackOptions {
   std::string model = "synthetic:tiny";  // checkpoint dir or synthetic:<preset>
-  std::string device = "cpu";            // cpu | cuda | auto (cuda when this build and machine have one)
+  std::string device = "cpu";  // cpu | cuda | auto (cuda when this build and machine have one)
   int tp = 1;
   int kv_blocks = 0;                     // 0: derive from kv_cache_bytes
   int64_t kv_cache_bytes = 256ll << 20;  // used when kv_blocks == 0

@@ -23,12 +23,12 @@ struct BatchIndex {
   int num_tokens = 0;
   int num_seqs = 0;
   int max_blocks = 1;
-  bool all_decode = true;  // every sequence brings exactly one token
-  std::vector<int32_t> ids, positions, slot_mapping;                  // [T]
-  std::vector<int32_t> qsl;                                           // [S + 1]
-  std::vector<int32_t> computed, mamba_slots;                         // [S]
-  std::vector<int32_t> block_tables;                                  // [S, max_blocks]
-  std::vector<int32_t> logit_rows;                                    // [R] token rows
+  bool all_decode = true;                             // every sequence brings exactly one token
+  std::vector<int32_t> ids, positions, slot_mapping;  // [T]
+  std::vector<int32_t> qsl;                           // [S + 1]
+  std::vector<int32_t> computed, mamba_slots;         // [S]
+  std::vector<int32_t> block_tables;                  // [S, max_blocks]
+  std::vector<int32_t> logit_rows;                    // [R] token rows
 };
 
 // Device copies of the index arrays.
@@ -70,8 +70,12 @@ class HybridModelImpl final : public HybridModel {
     float* h = h_.as<float>();
     k_.elementwise->EmbeddingGather(T, di.ids, weights_.embed.as<float>(), D, {h, D});
     for (const internal::LayerWeights& layer : weights_.layers) {
-      k_.norm->RmsNorm({.num_tokens = T, .dim = D, .eps = config_.rms_norm_eps, .x = {h, D},
-                        .weight = layer.input_norm.as<float>(), .out = {x_.as<float>(), D}});
+      k_.norm->RmsNorm({.num_tokens = T,
+                        .dim = D,
+                        .eps = config_.rms_norm_eps,
+                        .x = {h, D},
+                        .weight = layer.input_norm.as<float>(),
+                        .out = {x_.as<float>(), D}});
       if (layer.is_attention) {
         HC_RETURN_IF_ERROR(Attention(layer, bi, di, cache));
       } else {
@@ -86,8 +90,8 @@ class HybridModelImpl final : public HybridModel {
   }
 
  private:
-  absl::Status Prepare(const ForwardBatch& batch, const runtime::CacheMemory& cache,
-                       BatchIndex* bi, DeviceIndex* di) {
+  absl::Status Prepare(const ForwardBatch& batch, const runtime::CacheMemory& cache, BatchIndex* bi,
+                       DeviceIndex* di) {
     HC_RETURN_IF_ERROR(CheckCache(cache));
     HC_RETURN_IF_ERROR(Flatten(batch, cache.kv_layout(), cache.mamba_layout(), bi));
     if (bi->num_tokens == 0) return absl::OkStatus();
@@ -115,8 +119,8 @@ class HybridModelImpl final : public HybridModel {
     const auto& m = cache.mamba_layout();
     if (cache.num_ranks() <= plan_.rank || kv.num_layers != config_.num_attention_layers() ||
         m.num_layers != config_.num_mamba_layers() ||
-        (kv.num_layers > 0 && (kv.num_kv_heads != plan_.kv_heads ||
-                               kv.head_dim != config_.head_dim)) ||
+        (kv.num_layers > 0 &&
+         (kv.num_kv_heads != plan_.kv_heads || kv.head_dim != config_.head_dim)) ||
         (m.num_layers > 0 &&
          (m.conv_dim != plan_.conv_dim || m.conv_width != config_.mamba_d_conv ||
           m.num_heads != plan_.mamba_heads || m.head_dim != config_.mamba_d_head ||
@@ -149,8 +153,8 @@ class HybridModelImpl final : public HybridModel {
         const int need = (ctx + kv.block_size - 1) / kv.block_size;
         if (static_cast<int>(s.block_table.size()) < need) {
           return absl::InvalidArgumentError(absl::StrCat(where(), "block table has ",
-                                                         s.block_table.size(), " blocks, ",
-                                                         need, " needed for ", ctx, " tokens"));
+                                                         s.block_table.size(), " blocks, ", need,
+                                                         " needed for ", ctx, " tokens"));
         }
         for (int b = 0; b < need; ++b) {
           if (s.block_table[b] < 0 || s.block_table[b] >= kv.num_blocks) {
@@ -167,15 +171,15 @@ class HybridModelImpl final : public HybridModel {
       for (int i = 0; i < len; ++i) {
         const int32_t id = s.token_ids[i];
         if (id < 0 || id >= config_.vocab_size) {
-          return absl::InvalidArgumentError(absl::StrCat(where(), "token id ", id,
-                                                         " outside vocabulary"));
+          return absl::InvalidArgumentError(
+              absl::StrCat(where(), "token id ", id, " outside vocabulary"));
         }
         const int pos = s.num_computed_tokens + i;
         bi->ids.push_back(id);
         bi->positions.push_back(pos);
-        bi->slot_mapping.push_back(
-            has_attn ? s.block_table[pos / kv.block_size] * kv.block_size + pos % kv.block_size
-                     : 0);
+        bi->slot_mapping.push_back(has_attn ? s.block_table[pos / kv.block_size] * kv.block_size +
+                                                  pos % kv.block_size
+                                            : 0);
       }
       bi->all_decode = bi->all_decode && len == 1;
       bi->qsl.push_back(bi->qsl.back() + len);
@@ -193,8 +197,8 @@ class HybridModelImpl final : public HybridModel {
   // One packed host-to-device copy of every index array.
   absl::StatusOr<DeviceIndex> UploadIndex(const BatchIndex& bi) {
     const std::vector<const std::vector<int32_t>*> parts = {
-        &bi.ids, &bi.positions, &bi.slot_mapping, &bi.qsl, &bi.computed, &bi.mamba_slots,
-        &bi.block_tables, &bi.logit_rows};
+        &bi.ids,      &bi.positions,   &bi.slot_mapping, &bi.qsl,
+        &bi.computed, &bi.mamba_slots, &bi.block_tables, &bi.logit_rows};
     packed_index_.clear();
     std::vector<size_t> offsets;
     for (const auto* p : parts) {
@@ -208,18 +212,17 @@ class HybridModelImpl final : public HybridModel {
     HC_RETURN_IF_ERROR(
         options_.backend->CopyHostToDevice(index_.data(), packed_index_.data(), bytes));
     const int32_t* base = index_.as<int32_t>();
-    return DeviceIndex{base + offsets[0], base + offsets[1], base + offsets[2],
-                       base + offsets[3], base + offsets[4], base + offsets[5],
-                       base + offsets[6], base + offsets[7]};
+    return DeviceIndex{base + offsets[0], base + offsets[1], base + offsets[2], base + offsets[3],
+                       base + offsets[4], base + offsets[5], base + offsets[6], base + offsets[7]};
   }
 
   // Activation buffers for `tokens` rows (grow-only).
   absl::Status Reserve(int tokens) {
     if (tokens <= capacity_) return absl::OkStatus();
     const size_t T = tokens, D = config_.hidden_size, hd = config_.head_dim;
-    const size_t wide = std::max({static_cast<size_t>(plan_.in_proj_dim),
-                                  (plan_.q_heads + 2 * plan_.kv_heads) * hd,
-                                  2 * static_cast<size_t>(plan_.intermediate)});
+    const size_t wide =
+        std::max({static_cast<size_t>(plan_.in_proj_dim), (plan_.q_heads + 2 * plan_.kv_heads) * hd,
+                  2 * static_cast<size_t>(plan_.intermediate)});
     const size_t mid = std::max({static_cast<size_t>(plan_.d_inner), plan_.q_heads * hd,
                                  static_cast<size_t>(plan_.intermediate)});
     auto make = [&](DeviceBuffer* buf, size_t floats) -> absl::Status {
@@ -245,48 +248,66 @@ class HybridModelImpl final : public HybridModel {
     const int qkv_cols = q_cols + 2 * kv_cols;
     float* qkv = wide_.as<float>();
     Gemm(T, qkv_cols, D, x_.as<float>(), w.qkv.as<float>(), qkv);
-    k_.rope->ApplyRope({.num_tokens = T, .positions = di.positions, .head_dim = hd,
-                        .rotary_dim = config_.rotary_dim(), .theta = config_.rope_theta,
-                        .q = {qkv, qkv_cols}, .num_q_heads = plan_.q_heads,
-                        .k = {qkv + q_cols, qkv_cols}, .num_kv_heads = plan_.kv_heads});
+    k_.rope->ApplyRope({.num_tokens = T,
+                        .positions = di.positions,
+                        .head_dim = hd,
+                        .rotary_dim = config_.rotary_dim(),
+                        .theta = config_.rope_theta,
+                        .q = {qkv, qkv_cols},
+                        .num_q_heads = plan_.q_heads,
+                        .k = {qkv + q_cols, qkv_cols},
+                        .num_kv_heads = plan_.kv_heads});
     const kernels::PagedKvCache kv{.k = cache->k(plan_.rank, w.group_index),
                                    .v = cache->v(plan_.rank, w.group_index),
                                    .block_size = cache->kv_layout().block_size,
-                                   .num_kv_heads = plan_.kv_heads, .head_dim = hd};
+                                   .num_kv_heads = plan_.kv_heads,
+                                   .head_dim = hd};
     k_.attention->WriteKv(T, di.slot_mapping, {qkv + q_cols, qkv_cols},
                           {qkv + q_cols + kv_cols, qkv_cols}, kv);
     float* attn = mid_.as<float>();
-    k_.attention->PagedAttention(
-        {.num_q_heads = plan_.q_heads, .scale = 1.0f / std::sqrt(static_cast<float>(hd)),
-         .q = {qkv, qkv_cols}, .out = {attn, q_cols}},
-        {.seqs = {bi.num_seqs, di.qsl}, .num_computed_tokens = di.computed,
-         .block_tables = di.block_tables, .max_blocks_per_seq = bi.max_blocks},
-        kv);
+    k_.attention->PagedAttention({.num_q_heads = plan_.q_heads,
+                                  .scale = 1.0f / std::sqrt(static_cast<float>(hd)),
+                                  .q = {qkv, qkv_cols},
+                                  .out = {attn, q_cols}},
+                                 {.seqs = {bi.num_seqs, di.qsl},
+                                  .num_computed_tokens = di.computed,
+                                  .block_tables = di.block_tables,
+                                  .max_blocks_per_seq = bi.max_blocks},
+                                 kv);
     Gemm(T, D, q_cols, attn, w.o.as<float>(), out_.as<float>());
     return absl::OkStatus();
   }
 
-  absl::Status Mamba(const internal::LayerWeights& w, const BatchIndex& bi,
-                     const DeviceIndex& di, runtime::CacheMemory* cache) {
+  absl::Status Mamba(const internal::LayerWeights& w, const BatchIndex& bi, const DeviceIndex& di,
+                     runtime::CacheMemory* cache) {
     const int T = bi.num_tokens, D = config_.hidden_size;
     const int dl = plan_.d_inner, conv = plan_.conv_dim, in = plan_.in_proj_dim;
     const int gn = plan_.mamba_groups * config_.mamba_d_state;
     float* proj = wide_.as<float>();  // [T, in]: z | xBC | dt
     Gemm(T, in, D, x_.as<float>(), w.in_proj.as<float>(), proj);
     float* xbc = conv_out_.as<float>();  // [T, conv]: x | B | C after conv + SiLU
-    const kernels::Conv1dParams cp{
-        .conv_dim = conv, .width = config_.mamba_d_conv, .weight = w.conv_w.as<float>(),
-        .bias = config_.mamba_conv_bias ? w.conv_b.as<float>() : nullptr, .apply_silu = true,
-        .state = cache->conv(plan_.rank, w.group_index)};
-    const kernels::SsmParams sp{
-        .num_heads = plan_.mamba_heads, .head_dim = config_.mamba_d_head,
-        .state_size = config_.mamba_d_state, .num_groups = plan_.mamba_groups,
-        .a_log = w.a_log.as<float>(), .d = w.d.as<float>(), .dt_bias = w.dt_bias.as<float>(),
-        .dt_min = config_.time_step_min_limit, .dt_max = config_.time_step_max_limit,
-        .chunk_size = config_.mamba_chunk_size, .state = cache->ssm(plan_.rank, w.group_index)};
+    const kernels::Conv1dParams cp{.conv_dim = conv,
+                                   .width = config_.mamba_d_conv,
+                                   .weight = w.conv_w.as<float>(),
+                                   .bias = config_.mamba_conv_bias ? w.conv_b.as<float>() : nullptr,
+                                   .apply_silu = true,
+                                   .state = cache->conv(plan_.rank, w.group_index)};
+    const kernels::SsmParams sp{.num_heads = plan_.mamba_heads,
+                                .head_dim = config_.mamba_d_head,
+                                .state_size = config_.mamba_d_state,
+                                .num_groups = plan_.mamba_groups,
+                                .a_log = w.a_log.as<float>(),
+                                .d = w.d.as<float>(),
+                                .dt_bias = w.dt_bias.as<float>(),
+                                .dt_min = config_.time_step_min_limit,
+                                .dt_max = config_.time_step_max_limit,
+                                .chunk_size = config_.mamba_chunk_size,
+                                .state = cache->ssm(plan_.rank, w.group_index)};
     float* y = mid_.as<float>();  // [T, dl]
-    const kernels::SsmTensors io{.x = {xbc, conv}, .dt = {proj + dl + conv, in},
-                                 .b = {xbc + dl, conv}, .c = {xbc + dl + gn, conv},
+    const kernels::SsmTensors io{.x = {xbc, conv},
+                                 .dt = {proj + dl + conv, in},
+                                 .b = {xbc + dl, conv},
+                                 .c = {xbc + dl + gn, conv},
                                  .y = {y, dl}};
     if (bi.all_decode) {
       k_.conv1d->CausalConv1dUpdate(cp, bi.num_seqs, di.mamba_slots, {proj + dl, in}, {xbc, conv});
@@ -298,10 +319,15 @@ class HybridModelImpl final : public HybridModel {
     }
     const int groups = plan_.mamba_groups;
     const kernels::GatedNormArgs gn_args{
-        .num_tokens = T, .num_groups = groups, .group_size = dl / groups,
+        .num_tokens = T,
+        .num_groups = groups,
+        .group_size = dl / groups,
         .norm_count = plan_.split_single_group ? config_.d_inner() : dl / groups,
-        .eps = config_.rms_norm_eps, .y = {y, dl}, .z = {proj, in},
-        .weight = w.norm.as<float>(), .out = {y, dl}};
+        .eps = config_.rms_norm_eps,
+        .y = {y, dl},
+        .z = {proj, in},
+        .weight = w.norm.as<float>(),
+        .out = {y, dl}};
     float* ss = sum_sq_.as<float>();
     k_.norm->GatedSumSquares(gn_args, ss);
     if (plan_.split_single_group) {
@@ -315,8 +341,12 @@ class HybridModelImpl final : public HybridModel {
   void Mlp(const internal::LayerWeights& w, int T) {
     const int D = config_.hidden_size, il = plan_.intermediate;
     float* h = h_.as<float>();
-    k_.norm->RmsNorm({.num_tokens = T, .dim = D, .eps = config_.rms_norm_eps, .x = {h, D},
-                      .weight = w.pre_ff_norm.as<float>(), .out = {x_.as<float>(), D}});
+    k_.norm->RmsNorm({.num_tokens = T,
+                      .dim = D,
+                      .eps = config_.rms_norm_eps,
+                      .x = {h, D},
+                      .weight = w.pre_ff_norm.as<float>(),
+                      .out = {x_.as<float>(), D}});
     float* gate_up = wide_.as<float>();
     Gemm(T, 2 * il, D, x_.as<float>(), w.gate_up.as<float>(), gate_up);
     float* act = mid_.as<float>();
@@ -340,8 +370,12 @@ class HybridModelImpl final : public HybridModel {
     const int D = config_.hidden_size, V = config_.vocab_size;
     float* rows = x_.as<float>();  // R <= T rows: rows[i] = h[logit_rows[i]]
     k_.elementwise->EmbeddingGather(R, di.logit_rows, h_.as<float>(), D, {rows, D});
-    k_.norm->RmsNorm({.num_tokens = R, .dim = D, .eps = config_.rms_norm_eps, .x = {rows, D},
-                      .weight = weights_.final_norm.as<float>(), .out = {rows, D}});
+    k_.norm->RmsNorm({.num_tokens = R,
+                      .dim = D,
+                      .eps = config_.rms_norm_eps,
+                      .x = {rows, D},
+                      .weight = weights_.final_norm.as<float>(),
+                      .out = {rows, D}});
     const size_t n = static_cast<size_t>(R) * V;
     if (logits_.size() < n * sizeof(float)) {
       HC_ASSIGN_OR_RETURN(logits_, DeviceBuffer::Create(options_.backend, n * sizeof(float)));

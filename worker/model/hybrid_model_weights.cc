@@ -2,18 +2,20 @@
 // layout: column-parallel in_proj / qkv / gate_up slice output rows, with each
 // fused segment sliced on its own; row-parallel out_proj / o_proj / down slice
 // input columns; one Mamba group (G == 1) and too few KV heads are replicated).
+#include "worker/model/hybrid_model_weights.h"
+
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "worker/model/hybrid_model_weights.h"
 
 namespace hc::model {
 
 absl::StatusOr<ShardPlan> ShardPlan::Create(const ModelConfig& c, int tp, int rank) {
   auto bad = [&](std::string_view what) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot split the model ", tp, " ways: ", std::string(what)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot split the model ", tp, " ways: ", std::string(what)));
   };
   if (tp < 1 || rank < 0 || rank >= tp) return bad(absl::StrCat("rank ", rank, " out of range"));
   if (c.hidden_size <= 0 || c.vocab_size <= 0 || c.num_hidden_layers <= 0) {
@@ -70,13 +72,20 @@ absl::StatusOr<ShardPlan> ShardPlan::Create(const ModelConfig& c, int tp, int ra
 }
 
 runtime::KvLayout ShardPlan::KvLayout(const ModelConfig& c, int num_blocks, int block_size) const {
-  return {.num_layers = c.num_attention_layers(), .num_blocks = num_blocks,
-          .block_size = block_size, .num_kv_heads = kv_heads, .head_dim = c.head_dim};
+  return {.num_layers = c.num_attention_layers(),
+          .num_blocks = num_blocks,
+          .block_size = block_size,
+          .num_kv_heads = kv_heads,
+          .head_dim = c.head_dim};
 }
 
 runtime::MambaLayout ShardPlan::MambaLayout(const ModelConfig& c, int num_slots) const {
-  return {.num_layers = c.num_mamba_layers(), .num_slots = num_slots, .conv_dim = conv_dim,
-          .conv_width = c.mamba_d_conv, .num_heads = mamba_heads, .head_dim = c.mamba_d_head,
+  return {.num_layers = c.num_mamba_layers(),
+          .num_slots = num_slots,
+          .conv_dim = conv_dim,
+          .conv_width = c.mamba_d_conv,
+          .num_heads = mamba_heads,
+          .head_dim = c.mamba_d_head,
           .state_size = c.mamba_d_state};
 }
 
@@ -109,8 +118,7 @@ std::vector<float> TakeCols(const std::vector<float>& full, int64_t rows, int64_
 }
 
 absl::StatusOr<DeviceBuffer> Upload(runtime::Backend* backend, const std::vector<float>& host) {
-  HC_ASSIGN_OR_RETURN(DeviceBuffer buf,
-                      DeviceBuffer::Create(backend, host.size() * sizeof(float)));
+  HC_ASSIGN_OR_RETURN(DeviceBuffer buf, DeviceBuffer::Create(backend, host.size() * sizeof(float)));
   HC_RETURN_IF_ERROR(backend->CopyHostToDevice(buf.data(), host.data(), buf.size()));
   return buf;
 }
@@ -181,8 +189,8 @@ class ShardLoader {
       qkv.insert(qkv.end(), part.begin(), part.end());
     }
     HC_ASSIGN_OR_RETURN(layer->qkv, Upload(backend_, qkv));
-    HC_ASSIGN_OR_RETURN(layer->o, Upload(backend_, TakeCols(o, D, hq * hd, p_.first_q_head * hd,
-                                                            p_.q_heads * hd)));
+    HC_ASSIGN_OR_RETURN(
+        layer->o, Upload(backend_, TakeCols(o, D, hq * hd, p_.first_q_head * hd, p_.q_heads * hd)));
     return absl::OkStatus();
   }
 
@@ -197,10 +205,10 @@ class ShardLoader {
     HC_ASSIGN_OR_RETURN(auto in_proj, load_(prefix + "in_proj.weight", {c_.in_proj_dim(), D}));
     HC_ASSIGN_OR_RETURN(layer->in_proj,
                         Upload(backend_, TakeRows(in_proj, D,
-                                                  {{r * dl, dl},                 // z
-                                                   {d + r * dl, dl},             // x
-                                                   {2 * d + g0n, gnl},           // B
-                                                   {2 * d + gn + g0n, gnl},      // C
+                                                  {{r * dl, dl},                       // z
+                                                   {d + r * dl, dl},                   // x
+                                                   {2 * d + g0n, gnl},                 // B
+                                                   {2 * d + gn + g0n, gnl},            // C
                                                    {2 * d + 2 * gn + r * hl, hl}})));  // dt
     const std::initializer_list<RowRange> conv_rows = {
         {r * dl, dl}, {d + g0n, gnl}, {d + gn + g0n, gnl}};

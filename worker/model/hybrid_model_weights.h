@@ -16,23 +16,23 @@ using runtime::DeviceBuffer;
 // Shapes are per rank (ShardPlan sizes); every matrix is [out, in] row-major.
 struct LayerWeights {
   bool is_attention = false;
-  int group_index = 0;      // index among the attention (or Mamba) layers
-  DeviceBuffer input_norm;  // [D]
-  DeviceBuffer pre_ff_norm; // [D]
-  DeviceBuffer gate_up;     // [2 * I_l, D]: gate rows then up rows
-  DeviceBuffer down;        // [D, I_l]
+  int group_index = 0;       // index among the attention (or Mamba) layers
+  DeviceBuffer input_norm;   // [D]
+  DeviceBuffer pre_ff_norm;  // [D]
+  DeviceBuffer gate_up;      // [2 * I_l, D]: gate rows then up rows
+  DeviceBuffer down;         // [D, I_l]
   // Attention.
-  DeviceBuffer qkv;         // [(q_l + 2 kv_l) * head_dim, D]: q rows, k rows, v rows
-  DeviceBuffer o;           // [D, q_l * head_dim]
+  DeviceBuffer qkv;  // [(q_l + 2 kv_l) * head_dim, D]: q rows, k rows, v rows
+  DeviceBuffer o;    // [D, q_l * head_dim]
   // Mamba2.
-  DeviceBuffer in_proj;     // [in_l, D]: z_l | x_l | B_l | C_l | dt_l
-  DeviceBuffer conv_w;      // [conv_l, W]: x_l | B_l | C_l channels
-  DeviceBuffer conv_b;      // [conv_l] (empty when mamba_conv_bias is false)
-  DeviceBuffer a_log;       // [H_l]
-  DeviceBuffer d;           // [H_l]
-  DeviceBuffer dt_bias;     // [H_l]
-  DeviceBuffer norm;        // [d_l]
-  DeviceBuffer out_proj;    // [D, d_l]
+  DeviceBuffer in_proj;   // [in_l, D]: z_l | x_l | B_l | C_l | dt_l
+  DeviceBuffer conv_w;    // [conv_l, W]: x_l | B_l | C_l channels
+  DeviceBuffer conv_b;    // [conv_l] (empty when mamba_conv_bias is false)
+  DeviceBuffer a_log;     // [H_l]
+  DeviceBuffer d;         // [H_l]
+  DeviceBuffer dt_bias;   // [H_l]
+  DeviceBuffer norm;      // [d_l]
+  DeviceBuffer out_proj;  // [D, d_l]
 };
 
 struct ModelWeights {

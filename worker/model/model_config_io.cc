@@ -95,9 +95,9 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
   if (!root.is_object()) return absl::InvalidArgumentError("config.json: not a JSON object");
   const json::Value* type = root.Find("model_type");
   if (type == nullptr || !type->is_string() || type->AsString() != "bamba") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config.json: \"model_type\" must be \"bamba\" (BambaForCausalLM), got ",
-        type == nullptr ? "nothing" : json::Serialize(*type)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.json: \"model_type\" must be \"bamba\" (BambaForCausalLM), got ",
+                     type == nullptr ? "nothing" : json::Serialize(*type)));
   }
 
   ModelConfig c;
@@ -130,8 +130,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
   HC_RETURN_IF_ERROR(r.Int("max_position_embeddings", false, &c.max_position_embeddings));
 
   // mamba_d_head: an integer or "auto".
-  if (const json::Value* v = root.Find("mamba_d_head"); v != nullptr && !v->is_null() &&
-                                                        !(v->is_string() && v->AsString() == "auto")) {
+  if (const json::Value* v = root.Find("mamba_d_head");
+      v != nullptr && !v->is_null() && !(v->is_string() && v->AsString() == "auto")) {
     if (!v->is_int()) return KeyError("mamba_d_head", "must be an integer or \"auto\"");
     c.mamba_d_head = static_cast<int>(v->AsInt64());
   } else {
@@ -154,7 +154,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
   if (const json::Value* v = root.Find("partial_rotary_factor"); v != nullptr && !v->is_null()) {
     HC_RETURN_IF_ERROR(r.Float("partial_rotary_factor", &c.partial_rotary_factor));
   } else if (const json::Value* d = root.Find("attn_rotary_emb"); d != nullptr && !d->is_null()) {
-    if (!d->is_int() || d->AsInt64() <= 0) return KeyError("attn_rotary_emb", "must be a positive integer");
+    if (!d->is_int() || d->AsInt64() <= 0)
+      return KeyError("attn_rotary_emb", "must be a positive integer");
     if (c.head_dim <= 0) return KeyError("head_dim", "must be positive");
     c.partial_rotary_factor = static_cast<float>(d->AsInt64()) / static_cast<float>(c.head_dim);
   }
@@ -199,8 +200,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
 
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path) {
   std::error_code ec;
-  const std::string file =
-      std::filesystem::is_directory(path, ec) ? path + "/config.json" : path;
+  const std::string file = std::filesystem::is_directory(path, ec) ? path + "/config.json" : path;
   HC_ASSIGN_OR_RETURN(const std::string text, ReadFileToString(file));
   auto config = ParseModelConfig(text);
   if (!config.ok()) {
@@ -235,9 +235,9 @@ absl::Status ValidateModelConfig(const ModelConfig& c) {
                                  ") must equal mamba_expand * hidden_size = ", c.d_inner()));
   }
   if (c.mamba_n_heads % c.mamba_n_groups != 0) {
-    return KeyError("mamba_n_groups", absl::StrCat("(", c.mamba_n_groups,
-                                                   ") must divide mamba_n_heads (",
-                                                   c.mamba_n_heads, ")"));
+    return KeyError(
+        "mamba_n_groups",
+        absl::StrCat("(", c.mamba_n_groups, ") must divide mamba_n_heads (", c.mamba_n_heads, ")"));
   }
   if (c.num_attention_heads % c.num_key_value_heads != 0) {
     return KeyError("num_key_value_heads",
@@ -247,8 +247,8 @@ absl::Status ValidateModelConfig(const ModelConfig& c) {
   std::set<int> seen;
   for (int i : c.attn_layer_indices) {
     if (i < 0 || i >= c.num_hidden_layers) {
-      return KeyError("attn_layer_indices", absl::StrCat("entry ", i, " is outside [0, ",
-                                                         c.num_hidden_layers, ")"));
+      return KeyError("attn_layer_indices",
+                      absl::StrCat("entry ", i, " is outside [0, ", c.num_hidden_layers, ")"));
     }
     if (!seen.insert(i).second) {
       return KeyError("attn_layer_indices", absl::StrCat("lists layer ", i, " twice"));
@@ -272,8 +272,8 @@ absl::Status ValidateModelConfig(const ModelConfig& c) {
                                 {"eos_token_id", c.eos_token_id},
                                 {"pad_token_id", c.pad_token_id}}) {
     if (id < -1 || id >= c.vocab_size) {
-      return KeyError(key, absl::StrCat("(", id, ") is outside the vocabulary [0, ",
-                                        c.vocab_size, ")"));
+      return KeyError(key,
+                      absl::StrCat("(", id, ") is outside the vocabulary [0, ", c.vocab_size, ")"));
     }
   }
   return absl::OkStatus();

@@ -13,8 +13,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
@@ -38,9 +38,9 @@ std::string Quoted(std::string_view s) { return absl::StrCat("'", std::string(s)
 
 // Known safetensors dtypes that we do not load.
 bool IsKnownUnsupportedDType(const std::string& d) {
-  static const char* kKnown[] = {"F64", "I64", "I32", "I16", "I8", "U8", "U16", "U32",
-                                 "U64", "BOOL", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F4",
-                                 "F6_E2M3", "F6_E3M2", "C64"};
+  static const char* kKnown[] = {"F64",     "I64", "I32",     "I16",     "I8",      "U8",
+                                 "U16",     "U32", "U64",     "BOOL",    "F8_E4M3", "F8_E5M2",
+                                 "F8_E8M0", "F4",  "F6_E2M3", "F6_E3M2", "C64"};
   for (const char* k : kKnown) {
     if (d == k) return true;
   }
@@ -51,9 +51,12 @@ bool IsKnownUnsupportedDType(const std::string& d) {
 
 const char* DTypeName(runtime::DType dtype) {
   switch (dtype) {
-    case runtime::DType::kF32: return "F32";
-    case runtime::DType::kBF16: return "BF16";
-    case runtime::DType::kF16: return "F16";
+    case runtime::DType::kF32:
+      return "F32";
+    case runtime::DType::kBF16:
+      return "BF16";
+    case runtime::DType::kF16:
+      return "F16";
   }
   return "?";
 }
@@ -94,9 +97,9 @@ absl::StatusOr<std::unique_ptr<SafetensorsCheckpoint>> SafetensorsCheckpoint::Op
         if (e.path().extension() == ".safetensors") files.push_back(e.path().string());
       }
       if (files.size() != 1) {
-        return absl::NotFoundError(absl::StrCat(
-            "no ", kIndexName, " or model.safetensors in ", path, " (found ", files.size(),
-            " *.safetensors files)"));
+        return absl::NotFoundError(absl::StrCat("no ", kIndexName, " or model.safetensors in ",
+                                                path, " (found ", files.size(),
+                                                " *.safetensors files)"));
       }
     }
   } else if (absl::EndsWith(path, ".json")) {
@@ -178,9 +181,9 @@ absl::Status SafetensorsCheckpoint::AddFile(const std::string& path) {
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | base[i];
   if (header_len > kMaxHeaderBytes || header_len > file_size - 8) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": bad header length ", header_len, " (file has ", file_size,
-                     " bytes; header limit ", kMaxHeaderBytes, ")"));
+    return absl::InvalidArgumentError(absl::StrCat(path, ": bad header length ", header_len,
+                                                   " (file has ", file_size,
+                                                   " bytes; header limit ", kMaxHeaderBytes, ")"));
   }
   const std::string_view header(reinterpret_cast<const char*>(base + 8), header_len);
   auto root = json::Parse(header);
@@ -253,14 +256,14 @@ absl::Status SafetensorsCheckpoint::AddFile(const std::string& path) {
     const uint64_t end = static_cast<uint64_t>(en.AsInt64());
     const uint64_t need = static_cast<uint64_t>(numel) * runtime::DTypeSize(e.view.dtype);
     if (end - begin != need) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, ": data_offsets span ", end - begin, " bytes but shape ",
-          ShapeStr(e.view.shape), " of ", d, " needs ", need));
+      return absl::InvalidArgumentError(absl::StrCat(where, ": data_offsets span ", end - begin,
+                                                     " bytes but shape ", ShapeStr(e.view.shape),
+                                                     " of ", d, " needs ", need));
     }
     if (end > data_size) {
-      return absl::DataLossError(absl::StrCat(
-          where, ": truncated file: the tensor needs bytes [", begin, ", ", end,
-          ") of the data section, which holds only ", data_size, " bytes"));
+      return absl::DataLossError(
+          absl::StrCat(where, ": truncated file: the tensor needs bytes [", begin, ", ", end,
+                       ") of the data section, which holds only ", data_size, " bytes"));
     }
     e.view.data = base + data_start + begin;
     e.view.num_bytes = need;
@@ -272,15 +275,13 @@ absl::Status SafetensorsCheckpoint::AddFile(const std::string& path) {
   for (size_t i = 1; i < spans.size(); ++i) {
     if (spans[i].begin < spans[i - 1].end && spans[i].end > spans[i].begin) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": tensors ", Quoted(spans[i - 1].name),
-                                                      " and ", Quoted(spans[i].name),
-                                                      " overlap"));
+                                                     " and ", Quoted(spans[i].name), " overlap"));
     }
   }
   for (auto& [name, e] : new_entries) {
     if (!entries_.emplace(name, std::move(e)).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor ", Quoted(name), " appears in more than one file (again in ", path,
-                       ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor ", Quoted(name), " appears in more than one file (again in ", path, ")"));
     }
   }
   mappings_.push_back(std::move(mapping));
@@ -361,7 +362,8 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorS
   };
   unsigned char len[8];
   for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>((text.size() >> (8 * i)) & 0xFF);
-  if (std::fwrite(len, 1, 8, f) != 8 || std::fwrite(text.data(), 1, text.size(), f) != text.size()) {
+  if (std::fwrite(len, 1, 8, f) != 8 ||
+      std::fwrite(text.data(), 1, text.size(), f) != text.size()) {
     return fail(strerror(errno));
   }
   std::vector<char> buf;

@@ -1,7 +1,5 @@
 #include "worker/model/synthetic_checkpoint.h"
 
-#include "common/model_path.h"
-
 #include <unistd.h>
 
 #include <cerrno>
@@ -17,12 +15,13 @@
 #include "absl/strings/str_cat.h"
 #include "common/chat_template.h"
 #include "common/json.h"
+#include "common/model_path.h"
 #include "common/status_macros.h"
+#include "common/synthetic_tokenizer.h"
 #include "worker/model/bamba_tensors.h"
 #include "worker/model/half.h"
 #include "worker/model/model_config_io.h"
 #include "worker/model/safetensors.h"
-#include "common/synthetic_tokenizer.h"
 
 namespace hc::model {
 namespace {
@@ -30,7 +29,6 @@ namespace {
 namespace fs = std::filesystem;
 
 // Bump when the generated files change, so cached checkpoints regenerate.
-
 
 // SplitMix64: a tiny, platform-independent generator (std distributions are
 // implementation-defined, so we derive uniforms and normals ourselves).
@@ -86,8 +84,7 @@ void InitTensor(const TensorSpec& spec, const ModelConfig& config, uint64_t seed
     for (float& x : v) x = static_cast<float>(std::log(rng.Uniform(1.0, 16.0)));
   } else if (absl::EndsWith(name, "mamba.dt_bias")) {
     for (float& x : v) {
-      const double dt =
-          std::max(1e-4, std::exp(rng.Uniform(std::log(0.001), std::log(0.1))));
+      const double dt = std::max(1e-4, std::exp(rng.Uniform(std::log(0.001), std::log(0.1))));
       x = static_cast<float>(dt + std::log(-std::expm1(-dt)));  // inverse softplus
     }
   } else if (absl::StrContains(name, "conv1d.")) {
@@ -246,8 +243,9 @@ absl::StatusOr<std::string> ResolveModelPath(std::string_view spec) {
   if (spec.substr(0, kPrefix.size()) != kPrefix) {
     const std::string dir(spec);
     if (!fs::is_directory(dir, ec) || !fs::exists(fs::path(dir) / "config.json", ec)) {
-      return absl::NotFoundError(absl::StrCat(
-          "model path ", dir, " is not a directory with a config.json (or use synthetic:tiny|small)"));
+      return absl::NotFoundError(
+          absl::StrCat("model path ", dir,
+                       " is not a directory with a config.json (or use synthetic:tiny|small)"));
     }
     return dir;
   }
@@ -258,7 +256,8 @@ absl::StatusOr<std::string> ResolveModelPath(std::string_view spec) {
   if (fs::exists(final_dir / "config.json", ec)) return final_dir.string();
 
   fs::create_directories(root, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create ", root.string(), ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(absl::StrCat("cannot create ", root.string(), ": ", ec.message()));
   std::random_device rd;
   const fs::path tmp =
       root / absl::StrCat(".tmp-", preset, "-", getpid(), "-", static_cast<uint32_t>(rd()));

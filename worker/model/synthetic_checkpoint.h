@@ -22,9 +22,9 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "common/bpe_trainer.h"
 #include "common/model_path.h"
 #include "common/synthetic_tokenizer.h"
-#include "common/bpe_trainer.h"
 #include "worker/model/model_config.h"
 #include "worker/runtime/cache_memory.h"
 

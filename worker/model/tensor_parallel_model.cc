@@ -26,11 +26,11 @@ absl::StatusOr<std::unique_ptr<TensorParallelModel>> TensorParallelModel::Create
   for (int r = 0; r < options.tp_size; ++r) {
     runtime::Backend* backend =
         options.rank_backends.empty() ? options.backend : options.rank_backends[r];
-    HC_ASSIGN_OR_RETURN(auto rank,
-                        HybridModel::Create({.tp_size = options.tp_size, .rank = r,
-                                             .backend = backend,
-                                             .communicator = model->comms_[r].get()},
-                                            config, load));
+    HC_ASSIGN_OR_RETURN(auto rank, HybridModel::Create({.tp_size = options.tp_size,
+                                                        .rank = r,
+                                                        .backend = backend,
+                                                        .communicator = model->comms_[r].get()},
+                                                       config, load));
     model->ranks_.push_back(std::move(rank));
   }
   model->StartWorkers();
@@ -83,8 +83,7 @@ runtime::MambaLayout TensorParallelModel::MambaLayout(int num_slots) const {
   return ranks_[0]->plan().MambaLayout(config(), num_slots);
 }
 
-absl::Status TensorParallelModel::Forward(const ForwardBatch& batch,
-                                          runtime::CacheMemory* cache,
+absl::Status TensorParallelModel::Forward(const ForwardBatch& batch, runtime::CacheMemory* cache,
                                           std::vector<float>* logits) {
   {
     absl::MutexLock lock(&mu_);

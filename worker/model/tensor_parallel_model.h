@@ -55,7 +55,7 @@ class TensorParallelModel {
   absl::Status Forward(const ForwardBatch& batch, runtime::CacheMemory* cache,
                        std::vector<float>* logits);
 
- ~TensorParallelModel();
+  ~TensorParallelModel();
 
  private:
   TensorParallelModel() = default;

@@ -13,17 +13,15 @@ absl::StatusOr<std::vector<float>> LoadF32(const TensorSource& source, std::stri
                                            const std::vector<int64_t>& expected_shape) {
   HC_ASSIGN_OR_RETURN(TensorView view, source.Get(name));
   if (view.shape != expected_shape) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tensor '", std::string(name), "': expected shape [",
-                     absl::StrJoin(expected_shape, ", "), "], checkpoint has [",
-                     absl::StrJoin(view.shape, ", "), "]"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor '", std::string(name), "': expected shape [", absl::StrJoin(expected_shape, ", "),
+        "], checkpoint has [", absl::StrJoin(view.shape, ", "), "]"));
   }
   size_t numel = 1;
   for (int64_t d : view.shape) numel *= static_cast<size_t>(d);
   if (view.num_bytes != numel * runtime::DTypeSize(view.dtype)) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor '", std::string(name), "': ",
-                                                   view.num_bytes, " bytes for ", numel,
-                                                   " elements"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor '", std::string(name), "': ", view.num_bytes, " bytes for ", numel, " elements"));
   }
   std::vector<float> out(numel);
   const auto* src = static_cast<const unsigned char*>(view.data);

@@ -31,7 +31,7 @@ using BlockId = int32_t;
 using SlotId = int32_t;
 
 struct KvLayout {
-  int num_layers = 0;    // attention layers
+  int num_layers = 0;  // attention layers
   int num_blocks = 0;
   int block_size = 16;   // tokens per block
   int num_kv_heads = 0;  // per rank
@@ -39,25 +39,21 @@ struct KvLayout {
   DType dtype = DType::kF32;
 
   // Elements of one block in one K (or V) tensor of one layer.
-  size_t BlockElems() const {
-    return static_cast<size_t>(block_size) * num_kv_heads * head_dim;
-  }
+  size_t BlockElems() const { return static_cast<size_t>(block_size) * num_kv_heads * head_dim; }
 };
 
 struct MambaLayout {
-  int num_layers = 0;    // Mamba layers
+  int num_layers = 0;  // Mamba layers
   int num_slots = 0;
-  int conv_dim = 0;      // per rank: local d_inner + 2 * G * N (groups replicated when G == 1)
-  int conv_width = 4;    // W; the state keeps W - 1 columns
-  int num_heads = 0;     // per rank
+  int conv_dim = 0;    // per rank: local d_inner + 2 * G * N (groups replicated when G == 1)
+  int conv_width = 4;  // W; the state keeps W - 1 columns
+  int num_heads = 0;   // per rank
   int head_dim = 0;
-  int state_size = 0;    // N
+  int state_size = 0;  // N
   DType conv_dtype = DType::kF32;
 
   size_t ConvSlotElems() const { return static_cast<size_t>(conv_dim) * (conv_width - 1); }
-  size_t SsmSlotElems() const {
-    return static_cast<size_t>(num_heads) * head_dim * state_size;
-  }
+  size_t SsmSlotElems() const { return static_cast<size_t>(num_heads) * head_dim * state_size; }
 };
 
 class CacheMemory {

@@ -52,8 +52,8 @@ class CudaBackendImpl final : public CudaBackend {
                                                        bytes, " > ", max_bytes_, " bytes"));
     }
     void* ptr = nullptr;
-    HC_RETURN_IF_ERROR(CudaStatus(cudaMalloc(&ptr, bytes),
-                                  absl::StrCat("cudaMalloc(", bytes, ")").c_str()));
+    HC_RETURN_IF_ERROR(
+        CudaStatus(cudaMalloc(&ptr, bytes), absl::StrCat("cudaMalloc(", bytes, ")").c_str()));
     live_[ptr] = bytes;
     allocated_ += bytes;
     return ptr;
@@ -84,9 +84,8 @@ class CudaBackendImpl final : public CudaBackend {
   absl::Status CopyDeviceToHost(void* dst, const void* src, size_t bytes) override {
     if (bytes == 0) return absl::OkStatus();
     UseDevice();
-    HC_RETURN_IF_ERROR(
-        CudaStatus(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_),
-                   "cudaMemcpyAsync D2H"));
+    HC_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_),
+                                  "cudaMemcpyAsync D2H"));
     return CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize after D2H");
   }
   absl::Status CopyDeviceToDevice(void* dst, const void* src, size_t bytes) override {
@@ -117,8 +116,8 @@ class CudaBackendImpl final : public CudaBackend {
     int current = -1;
     if (cudaGetDevice(&current) != cudaSuccess || current != device_) {
       const cudaError_t err = cudaSetDevice(device_);
-      HC_CHECK(err == cudaSuccess) << "cudaSetDevice(" << device_
-                                   << "): " << cudaGetErrorString(err);
+      HC_CHECK(err == cudaSuccess)
+          << "cudaSetDevice(" << device_ << "): " << cudaGetErrorString(err);
     }
   }
 
@@ -137,10 +136,9 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CreateCudaBackend(const CudaBackend
   std::string why;
   const int count = kernels::CudaDeviceCount(&why);
   if (options.device < 0 || options.device >= count) {
-    return absl::UnavailableError(absl::StrCat("CUDA device ", options.device,
-                                               " not available: ", count, " devices",
-                                               why.empty() ? "" : " (", why,
-                                               why.empty() ? "" : ")"));
+    return absl::UnavailableError(
+        absl::StrCat("CUDA device ", options.device, " not available: ", count, " devices",
+                     why.empty() ? "" : " (", why, why.empty() ? "" : ")"));
   }
   HC_RETURN_IF_ERROR(CudaStatus(cudaSetDevice(options.device), "cudaSetDevice"));
   cudaStream_t stream = nullptr;

@@ -26,8 +26,8 @@ absl::StatusOr<std::unique_ptr<CudaCacheMemory>> CudaCacheMemory::Create(
         mamba.num_heads <= 0 || mamba.head_dim <= 0 || mamba.state_size <= 0))) {
     return absl::InvalidArgumentError("invalid Mamba state layout");
   }
-  auto mem = std::unique_ptr<CudaCacheMemory>(
-      new CudaCacheMemory(kv, mamba, std::move(rank_backends)));
+  auto mem =
+      std::unique_ptr<CudaCacheMemory>(new CudaCacheMemory(kv, mamba, std::move(rank_backends)));
   HC_RETURN_IF_ERROR(mem->Allocate());
   return mem;
 }
@@ -66,12 +66,12 @@ absl::Status CudaCacheMemory::CopyKvBlock(BlockId src, BlockId dst, int num_toke
   const KvLayout& kv = kv_layout_;
   if (src < 0 || dst < 0 || src >= kv.num_blocks || dst >= kv.num_blocks || src == dst ||
       num_tokens <= 0 || num_tokens > kv.block_size) {
-    return absl::InvalidArgumentError(absl::StrCat("bad KV block copy ", src, " -> ", dst,
-                                                   " of ", num_tokens, " tokens"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad KV block copy ", src, " -> ", dst, " of ", num_tokens, " tokens"));
   }
   const size_t block = kv.BlockElems();
-  const size_t bytes = static_cast<size_t>(num_tokens) * kv.num_kv_heads * kv.head_dim *
-                       sizeof(float);
+  const size_t bytes =
+      static_cast<size_t>(num_tokens) * kv.num_kv_heads * kv.head_dim * sizeof(float);
   for (size_t r = 0; r < backends_.size(); ++r) {
     for (auto& pair : kv_bufs_[r]) {
       for (DeviceBuffer& t : pair) {
@@ -112,8 +112,8 @@ absl::Status CudaCacheMemory::ZeroMambaSlot(SlotId slot) {
     for (int l = 0; l < m.num_layers; ++l) {
       HC_RETURN_IF_ERROR(backends_[r]->Memset(conv_bufs_[r][l].as<float>() + slot * conv, 0,
                                               conv * sizeof(float)));
-      HC_RETURN_IF_ERROR(backends_[r]->Memset(ssm_bufs_[r][l].as<float>() + slot * ssm, 0,
-                                              ssm * sizeof(float)));
+      HC_RETURN_IF_ERROR(
+          backends_[r]->Memset(ssm_bufs_[r][l].as<float>() + slot * ssm, 0, ssm * sizeof(float)));
     }
   }
   return absl::OkStatus();

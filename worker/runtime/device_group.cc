@@ -117,8 +117,9 @@ bool BuiltWithNccl() {
 absl::StatusOr<std::unique_ptr<DeviceGroup>> CreateDeviceGroup(const DeviceGroupOptions& options) {
   if (options.tp < 1) return absl::InvalidArgumentError("tp must be positive");
   if (options.kind == BackendKind::kCpu) {
-    HC_ASSIGN_OR_RETURN(auto backend,
-                        CreateCpuBackend({.kernels = {}, .max_bytes = options.max_bytes_per_backend}));
+    HC_ASSIGN_OR_RETURN(
+        auto backend,
+        CreateCpuBackend({.kernels = {}, .max_bytes = options.max_bytes_per_backend}));
     return std::unique_ptr<DeviceGroup>(new CpuGroup(std::move(backend), options.tp));
   }
 #if defined(HC_HAVE_CUDA)
@@ -128,14 +129,14 @@ absl::StatusOr<std::unique_ptr<DeviceGroup>> CreateDeviceGroup(const DeviceGroup
   std::string why;
   const int count = kernels::CudaDeviceCount(&why);
   if (count < options.tp) {
-    return absl::UnavailableError(absl::StrCat("--tp ", options.tp, " needs ", options.tp,
-                                               " CUDA devices, ", count, " usable",
-                                               why.empty() ? "" : " (", why, why.empty() ? "" : ")"));
+    return absl::UnavailableError(
+        absl::StrCat("--tp ", options.tp, " needs ", options.tp, " CUDA devices, ", count,
+                     " usable", why.empty() ? "" : " (", why, why.empty() ? "" : ")"));
   }
   std::vector<std::unique_ptr<CudaBackend>> backends;
   for (int r = 0; r < options.tp; ++r) {
-    HC_ASSIGN_OR_RETURN(auto b, CreateCudaBackend({.device = r,
-                                                   .max_bytes = options.max_bytes_per_backend}));
+    HC_ASSIGN_OR_RETURN(
+        auto b, CreateCudaBackend({.device = r, .max_bytes = options.max_bytes_per_backend}));
     backends.push_back(std::move(b));
   }
   return std::unique_ptr<DeviceGroup>(new CudaGroup(std::move(backends)));

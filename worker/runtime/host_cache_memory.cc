@@ -7,8 +7,9 @@
 
 namespace hc::runtime {
 
-absl::StatusOr<std::unique_ptr<HostCacheMemory>> HostCacheMemory::Create(
-    const KvLayout& kv, const MambaLayout& mamba, int num_ranks) {
+absl::StatusOr<std::unique_ptr<HostCacheMemory>> HostCacheMemory::Create(const KvLayout& kv,
+                                                                         const MambaLayout& mamba,
+                                                                         int num_ranks) {
   if (num_ranks <= 0) return absl::InvalidArgumentError("num_ranks must be positive");
   if (kv.dtype != DType::kF32 || mamba.conv_dtype != DType::kF32) {
     return absl::InvalidArgumentError("HostCacheMemory stores fp32 only");
@@ -20,9 +21,9 @@ absl::StatusOr<std::unique_ptr<HostCacheMemory>> HostCacheMemory::Create(
         " block_size=", kv.block_size, " kv_heads=", kv.num_kv_heads, " head_dim=", kv.head_dim));
   }
   if (mamba.num_layers < 0 || mamba.num_slots < 0 ||
-      (mamba.num_layers > 0 && (mamba.conv_dim <= 0 || mamba.conv_width < 1 ||
-                                mamba.num_heads <= 0 || mamba.head_dim <= 0 ||
-                                mamba.state_size <= 0))) {
+      (mamba.num_layers > 0 &&
+       (mamba.conv_dim <= 0 || mamba.conv_width < 1 || mamba.num_heads <= 0 ||
+        mamba.head_dim <= 0 || mamba.state_size <= 0))) {
     return absl::InvalidArgumentError("invalid Mamba state layout");
   }
   return std::unique_ptr<HostCacheMemory>(new HostCacheMemory(kv, mamba, num_ranks));
@@ -43,8 +44,8 @@ HostCacheMemory::HostCacheMemory(const KvLayout& kv, const MambaLayout& mamba, i
 absl::Status HostCacheMemory::CopyKvBlock(BlockId src, BlockId dst, int num_tokens) {
   if (src < 0 || dst < 0 || src >= kv_.num_blocks || dst >= kv_.num_blocks || src == dst ||
       num_tokens <= 0 || num_tokens > kv_.block_size) {
-    return absl::InvalidArgumentError(absl::StrCat("bad KV block copy ", src, " -> ", dst,
-                                                   " of ", num_tokens, " tokens"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad KV block copy ", src, " -> ", dst, " of ", num_tokens, " tokens"));
   }
   const size_t block = kv_.BlockElems();
   const size_t n = static_cast<size_t>(num_tokens) * kv_.num_kv_heads * kv_.head_dim;

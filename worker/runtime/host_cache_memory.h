@@ -17,8 +17,8 @@ class HostCacheMemory final : public CacheMemory {
   // Allocates zeroed fp32 tensors for `num_ranks` shards of the given layouts.
   // Fails with INVALID_ARGUMENT for a non-fp32 dtype or a non-positive size.
   static absl::StatusOr<std::unique_ptr<HostCacheMemory>> Create(const KvLayout& kv,
-                                                                const MambaLayout& mamba,
-                                                                int num_ranks);
+                                                                 const MambaLayout& mamba,
+                                                                 int num_ranks);
 
   const KvLayout& kv_layout() const override { return kv_; }
   const MambaLayout& mamba_layout() const override { return mamba_; }
@@ -53,8 +53,8 @@ class HostCacheMemory final : public CacheMemory {
   KvLayout kv_;
   MambaLayout mamba_;
   int num_ranks_;
-  std::vector<std::array<std::vector<float>, 2>> kv_data_; // [rank * layers + layer][K|V]
-  std::vector<std::vector<float>> conv_data_;    // [rank * layers + layer]
+  std::vector<std::array<std::vector<float>, 2>> kv_data_;  // [rank * layers + layer][K|V]
+  std::vector<std::vector<float>> conv_data_;               // [rank * layers + layer]
   std::vector<std::vector<float>> ssm_data_;
 };
 

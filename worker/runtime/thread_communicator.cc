@@ -71,8 +71,8 @@ class Rendezvous {
 absl::Status CheckSameShape(const std::vector<Published>& all, const char* op) {
   for (const Published& p : all) {
     if (p.count != all[0].count || p.root != all[0].root) {
-      return absl::InvalidArgumentError(absl::StrCat(op, ": ranks disagree on count/root (",
-                                                     all[0].count, " vs ", p.count, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(op, ": ranks disagree on count/root (", all[0].count, " vs ", p.count, ")"));
     }
   }
   return absl::OkStatus();
@@ -141,7 +141,8 @@ std::vector<std::unique_ptr<Communicator>> CreateThreadCommunicators(int size) {
   HC_CHECK(size >= 1) << "communicator group size must be positive, got " << size;
   auto rendezvous = std::make_shared<Rendezvous>(size);
   std::vector<std::unique_ptr<Communicator>> comms;
-  for (int r = 0; r < size; ++r) comms.push_back(std::make_unique<ThreadCommunicator>(rendezvous, r));
+  for (int r = 0; r < size; ++r)
+    comms.push_back(std::make_unique<ThreadCommunicator>(rendezvous, r));
   return comms;
 }
 

@@ -64,12 +64,14 @@ ABSL_FLAG(int32_t, mamba_slots, 64, "Mamba state slots (committed conversations 
 ABSL_FLAG(int32_t, block_size, 16, "Tokens per KV block");
 ABSL_FLAG(int32_t, max_batch_tokens, 512, "Token budget of one engine step (chunked prefill)");
 ABSL_FLAG(int32_t, max_running, 64, "Turns running at once");
-ABSL_FLAG(int32_t, max_waiting, 256,
-          "Turns waiting for admission; Execute answers RESOURCE_EXHAUSTED beyond it (0: unbounded)");
+ABSL_FLAG(
+    int32_t, max_waiting, 256,
+    "Turns waiting for admission; Execute answers RESOURCE_EXHAUSTED beyond it (0: unbounded)");
 ABSL_FLAG(int64_t, grpc_memory_quota, 1ll << 30,
           "gRPC ResourceQuota in bytes: bounds the memory of in-flight calls and transport "
           "buffers, e.g. under a flood of streams (0: none)");
-ABSL_FLAG(int32_t, max_model_len, 0, "Context limit in tokens (0: the model's max_position_embeddings)");
+ABSL_FLAG(int32_t, max_model_len, 0,
+          "Context limit in tokens (0: the model's max_position_embeddings)");
 ABSL_FLAG(std::string, peer_ca, "",
           "PEM CA certificate(s): with --tls_cert/--tls_key, the gRPC port requires every client "
           "(the routers) to present a certificate signed by one of them (mutual TLS); others fail "

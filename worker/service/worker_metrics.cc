@@ -43,8 +43,10 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& r)
       itl_(HistogramFamily(r, "hc_worker_inter_token_latency_seconds",
                            "Time between consecutive sampled tokens of a turn")
                .Add({}, LatencyBuckets())),
-      running_(GaugeFamily(r, "hc_worker_num_requests_running", "Turns running in the engine").Add({})),
-      waiting_(GaugeFamily(r, "hc_worker_num_requests_waiting", "Turns queued for admission").Add({})),
+      running_(
+          GaugeFamily(r, "hc_worker_num_requests_running", "Turns running in the engine").Add({})),
+      waiting_(
+          GaugeFamily(r, "hc_worker_num_requests_waiting", "Turns queued for admission").Add({})),
       conversations_(GaugeFamily(r, "hc_worker_conversations",
                                  "Committed conversation states held in the cache")
                          .Add({})) {
@@ -53,8 +55,10 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& r)
   lookups_[static_cast<int>(cache::LookupResult::kHit)] = &lookups.Add({{"result", "hit"}});
   lookups_[static_cast<int>(cache::LookupResult::kMiss)] = &lookups.Add({{"result", "miss"}});
   lookups_[static_cast<int>(cache::LookupResult::kStale)] = &lookups.Add({{"result", "stale"}});
-  auto& blocks = GaugeFamily(r, "hc_worker_kv_blocks", "KV blocks by state: free, committed, active");
-  auto& slots = GaugeFamily(r, "hc_worker_mamba_slots", "Mamba state slots by state: free, committed, active");
+  auto& blocks =
+      GaugeFamily(r, "hc_worker_kv_blocks", "KV blocks by state: free, committed, active");
+  auto& slots = GaugeFamily(r, "hc_worker_mamba_slots",
+                            "Mamba state slots by state: free, committed, active");
   const char* states[3] = {"free", "committed", "active"};
   for (int i = 0; i < 3; ++i) {
     kv_blocks_[i] = &blocks.Add({{"state", states[i]}});
@@ -62,14 +66,16 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& r)
   }
   auto& cow = CounterFamily(r, "hc_worker_cow_copies_total",
                             "Copies made on attach: the attention tail block, the Mamba state");
-  auto& evictions = CounterFamily(r, "hc_worker_evictions_total",
-                                  "Cache memory freed by evicting idle committed states: KV blocks, Mamba slots");
+  auto& evictions =
+      CounterFamily(r, "hc_worker_evictions_total",
+                    "Cache memory freed by evicting idle committed states: KV blocks, Mamba slots");
   const char* groups[2] = {"attention", "mamba"};
   for (int i = 0; i < 2; ++i) {
     cow_copies_[i] = &cow.Add({{"group", groups[i]}});
     evictions_[i] = &evictions.Add({{"group", groups[i]}});
   }
-  for (const char* outcome : {"published", "discarded", "failed"}) commits_.Add({{"outcome", outcome}});
+  for (const char* outcome : {"published", "discarded", "failed"})
+    commits_.Add({{"outcome", outcome}});
   for (const char* reason : {"queue_full", "draining"}) rejected_.Add({{"reason", reason}});
 }
 

@@ -33,14 +33,14 @@ class WorkerMetrics final : public engine::EngineMetricsSink {
   prometheus::Family<prometheus::Counter>& rejected_;
   prometheus::Counter& queries_;
   prometheus::Counter& hits_;
-  prometheus::Counter* lookups_[3];           // by cache::LookupResult
+  prometheus::Counter* lookups_[3];  // by cache::LookupResult
   prometheus::Histogram& commit_duration_;
   prometheus::Family<prometheus::Counter>& commits_;
   prometheus::Histogram& ttft_;
   prometheus::Histogram& itl_;
-  prometheus::Gauge* kv_blocks_[3];           // free, committed, active
+  prometheus::Gauge* kv_blocks_[3];  // free, committed, active
   prometheus::Gauge* mamba_slots_[3];
-  prometheus::Counter* cow_copies_[2];        // attention, mamba
+  prometheus::Counter* cow_copies_[2];  // attention, mamba
   prometheus::Counter* evictions_[2];
   prometheus::Gauge& running_;
   prometheus::Gauge& waiting_;

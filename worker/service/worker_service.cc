@@ -61,7 +61,8 @@ class ExecuteReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       report->set_completion_tokens(static_cast<uint32_t>(r.completion_tokens));
       report->set_commit_seconds(r.commit_seconds);
       if (r.stop_string.has_value()) {
-        report->mutable_stop_string()->set_reply_bytes(static_cast<uint32_t>(r.stop_string->reply_bytes));
+        report->mutable_stop_string()->set_reply_bytes(
+            static_cast<uint32_t>(r.stop_string->reply_bytes));
         report->mutable_stop_string()->set_tokens_before(
             static_cast<uint32_t>(r.stop_string->tokens_before));
       }
@@ -88,7 +89,8 @@ class ExecuteReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   ExecuteReactor(const WorkerServiceOptions& options, const absl::Status& parsed,
                  const pb::ExecuteRequest& request)
       : options_(options), observer_(std::make_shared<Observer>(this, options.worker_id)) {
-    absl::StatusOr<engine::TurnRequest> turn = parsed.ok() ? TurnFromProto(request, options_) : parsed;
+    absl::StatusOr<engine::TurnRequest> turn =
+        parsed.ok() ? TurnFromProto(request, options_) : parsed;
     if (turn.ok()) {
       std::string request_id = turn->request_id;
       const absl::Status submitted = options_.engine->Submit(*std::move(turn), observer_);
@@ -174,8 +176,8 @@ class ExecuteReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 
 absl::Status CheckKey(const pb::ConversationKey& key) {
   if (key.tenant().size() > kMaxTenantBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tenant has ", key.tenant().size(), " bytes; at most ", kMaxTenantBytes, " are allowed"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tenant has ", key.tenant().size(), " bytes; at most ", kMaxTenantBytes, " are allowed"));
   }
   return ValidateConversationKey(key.conversation_id(), key.cache_salt());
 }
@@ -188,8 +190,8 @@ absl::Status CheckedTokenIds(const Ids& ids, const char* name, int vocab_size,
   out->reserve(static_cast<size_t>(ids.size()));
   for (int i = 0; i < ids.size(); ++i) {
     if (ids[i] >= static_cast<uint32_t>(vocab_size)) {
-      return absl::InvalidArgumentError(absl::StrCat(name, "[", i, "] = ", ids[i],
-                                                     " is outside the vocabulary (size ", vocab_size, ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, "[", i, "] = ", ids[i], " is outside the vocabulary (size ", vocab_size, ")"));
     }
     out->push_back(static_cast<int32_t>(ids[i]));
   }
@@ -197,7 +199,8 @@ absl::Status CheckedTokenIds(const Ids& ids, const char* name, int vocab_size,
 }
 
 // Finishes a unary call with `status`.
-grpc::ServerUnaryReactor* Finished(grpc::CallbackServerContext* context, const absl::Status& status) {
+grpc::ServerUnaryReactor* Finished(grpc::CallbackServerContext* context,
+                                   const absl::Status& status) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
@@ -210,31 +213,35 @@ absl::StatusOr<engine::TurnRequest> TurnFromProto(const pb::ExecuteRequest& requ
   HC_RETURN_IF_ERROR(CheckKey(request.key()));
   if (request.request_id().size() > kMaxRequestIdBytes) {
     return absl::InvalidArgumentError(absl::StrCat("request_id is ", request.request_id().size(),
-                                                   " bytes, at most ", kMaxRequestIdBytes, " allowed"));
+                                                   " bytes, at most ", kMaxRequestIdBytes,
+                                                   " allowed"));
   }
   if (request.suffix_token_ids().empty()) {
     return absl::InvalidArgumentError("suffix_token_ids is empty: the turn adds no tokens");
   }
   if (request.new_round() == 0 ||
       (request.has_expected() && request.new_round() <= request.expected().round())) {
-    return absl::InvalidArgumentError("new_round must be greater than the expected round (and > 0)");
+    return absl::InvalidArgumentError(
+        "new_round must be greater than the expected round (and > 0)");
   }
   // Sizes before any copy: the context must leave room for one token.
-  const int64_t history = std::max<int64_t>(request.has_expected() ? request.expected().num_tokens() : 0,
-                                            request.history_token_ids_size());
+  const int64_t history =
+      std::max<int64_t>(request.has_expected() ? request.expected().num_tokens() : 0,
+                        request.history_token_ids_size());
   const int64_t context = history + request.suffix_token_ids_size();
   if (context >= options.max_model_len) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "context of ", context, " tokens leaves no room to generate within max_model_len ",
         options.max_model_len));
   }
-  HC_RETURN_IF_ERROR(ValidateSamplingParams(request.sampling(), static_cast<uint32_t>(options.vocab_size)));
+  HC_RETURN_IF_ERROR(
+      ValidateSamplingParams(request.sampling(), static_cast<uint32_t>(options.vocab_size)));
 
   engine::TurnRequest turn;
   turn.key = {request.key().cache_salt(), request.key().conversation_id(), request.key().tenant()};
   turn.request_id = request.request_id().empty()
-                        ? absl::StrCat(request.key().cache_salt(), "/", request.key().conversation_id(),
-                                       "/", request.new_round())
+                        ? absl::StrCat(request.key().cache_salt(), "/",
+                                       request.key().conversation_id(), "/", request.new_round())
                         : request.request_id();
   if (request.has_expected()) {
     turn.expected = cache::RoundStamp{.round = request.expected().round(),
@@ -242,35 +249,37 @@ absl::StatusOr<engine::TurnRequest> TurnFromProto(const pb::ExecuteRequest& requ
                                       .token_hash = request.expected().prefix_hash()};
   }
   turn.new_round = request.new_round();
-  HC_RETURN_IF_ERROR(
-      CheckedTokenIds(request.suffix_token_ids(), "suffix_token_ids", options.vocab_size, &turn.suffix));
+  HC_RETURN_IF_ERROR(CheckedTokenIds(request.suffix_token_ids(), "suffix_token_ids",
+                                     options.vocab_size, &turn.suffix));
   turn.has_history = request.has_history();
-  HC_RETURN_IF_ERROR(
-      CheckedTokenIds(request.history_token_ids(), "history_token_ids", options.vocab_size, &turn.history));
+  HC_RETURN_IF_ERROR(CheckedTokenIds(request.history_token_ids(), "history_token_ids",
+                                     options.vocab_size, &turn.history));
 
   const pb::SamplingParams& s = request.sampling();
   engine::TurnSampling& out = turn.sampling;
   out.sampler.temperature = s.has_temperature() ? s.temperature() : 1.0f;
   out.sampler.top_p = s.has_top_p() ? s.top_p() : 1.0f;
   out.sampler.top_k = static_cast<int>(s.top_k());  // <= INT32_MAX (checked)
-  if (s.has_max_tokens()) out.max_tokens = static_cast<int>(std::min<uint32_t>(s.max_tokens(), INT32_MAX));
+  if (s.has_max_tokens())
+    out.max_tokens = static_cast<int>(std::min<uint32_t>(s.max_tokens(), INT32_MAX));
   if (s.has_seed()) out.seed = s.seed();
-  HC_RETURN_IF_ERROR(CheckedTokenIds(s.stop_token_ids(), "sampling.stop_token_ids", options.vocab_size,
-                                     &out.stop_token_ids));
+  HC_RETURN_IF_ERROR(CheckedTokenIds(s.stop_token_ids(), "sampling.stop_token_ids",
+                                     options.vocab_size, &out.stop_token_ids));
   out.stop_strings.assign(s.stop().begin(), s.stop().end());
   out.ignore_eos = s.ignore_eos();
   out.logprobs = s.logprobs();
   return turn;
 }
 
-grpc::ServerWriteReactor<grpc::ByteBuffer>* WorkerServiceImpl::Execute(grpc::CallbackServerContext*,
-                                                                       const grpc::ByteBuffer* raw) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* WorkerServiceImpl::Execute(
+    grpc::CallbackServerContext*, const grpc::ByteBuffer* raw) {
   pb::ExecuteRequest request;
   return new ExecuteReactor(options_, ParseRawRequest(*raw, &request), request);
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::Load(grpc::CallbackServerContext* context,
-                                                  const grpc::ByteBuffer* raw, grpc::ByteBuffer* response) {
+                                                  const grpc::ByteBuffer* raw,
+                                                  grpc::ByteBuffer* response) {
   pb::LoadRequest request;
   if (absl::Status s = ParseRawRequest(*raw, &request); !s.ok()) return Finished(context, s);
   const engine::EngineLoad load = options_.engine->Load();
@@ -292,7 +301,8 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::Load(grpc::CallbackServerContext* c
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::Release(grpc::CallbackServerContext* context,
-                                                     const grpc::ByteBuffer* raw, grpc::ByteBuffer* response) {
+                                                     const grpc::ByteBuffer* raw,
+                                                     grpc::ByteBuffer* response) {
   pb::ReleaseRequest request;
   absl::Status s = ParseRawRequest(*raw, &request);
   if (s.ok()) s = CheckKey(request.key());
@@ -302,18 +312,20 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::Release(grpc::CallbackServerContext
   // `reactor`) stays alive until Finish, which the engine always calls
   // (exactly once, even when it stops).
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  options_.engine->Release({request.key().cache_salt(), request.key().conversation_id(), request.key().tenant()},
-                           [reactor, response](bool released) {
-                             pb::ReleaseResponse out;
-                             out.set_released(released);
-                             *response = SerializeRawResponse(out);
-                             reactor->Finish(grpc::Status::OK);
-                           });
+  options_.engine->Release(
+      {request.key().cache_salt(), request.key().conversation_id(), request.key().tenant()},
+      [reactor, response](bool released) {
+        pb::ReleaseResponse out;
+        out.set_released(released);
+        *response = SerializeRawResponse(out);
+        reactor->Finish(grpc::Status::OK);
+      });
   return reactor;
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::Drain(grpc::CallbackServerContext* context,
-                                                   const grpc::ByteBuffer* raw, grpc::ByteBuffer* response) {
+                                                   const grpc::ByteBuffer* raw,
+                                                   grpc::ByteBuffer* response) {
   pb::DrainRequest request;
   if (absl::Status s = ParseRawRequest(*raw, &request); !s.ok()) return Finished(context, s);
   options_.engine->Drain();

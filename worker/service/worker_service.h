@@ -46,8 +46,8 @@ inline constexpr size_t kMaxRequestIdBytes = 1024;
 struct WorkerServiceOptions {
   std::string worker_id;
   engine::Engine* engine = nullptr;  // not owned; outlives the service
-  int max_model_len = 0;  // context limit; requests are checked against it
-  int vocab_size = 0;     // token ids must be below it
+  int max_model_len = 0;             // context limit; requests are checked against it
+  int vocab_size = 0;                // token ids must be below it
   // Called by Drain (e.g. to turn health NOT_SERVING). Optional.
   std::function<void()> on_drain;
 };
@@ -74,11 +74,14 @@ class WorkerServiceImpl final : public WorkerServiceBase {
 
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Execute(grpc::CallbackServerContext* context,
                                                       const grpc::ByteBuffer* request) override;
-  grpc::ServerUnaryReactor* Load(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+  grpc::ServerUnaryReactor* Load(grpc::CallbackServerContext* context,
+                                 const grpc::ByteBuffer* request,
                                  grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Release(grpc::CallbackServerContext* context,
-                                    const grpc::ByteBuffer* request, grpc::ByteBuffer* response) override;
-  grpc::ServerUnaryReactor* Drain(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                    const grpc::ByteBuffer* request,
+                                    grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* Drain(grpc::CallbackServerContext* context,
+                                  const grpc::ByteBuffer* request,
                                   grpc::ByteBuffer* response) override;
 
  private:

@@ -83,7 +83,8 @@ int main(int argc, char** argv) {
   std::printf("  incremental matcher      %10.1f ns/step  (%zu automaton states)\n", incremental,
               matcher.num_states());
   std::printf("  rescan (before)          %10.1f ns/step\n", rescan);
-  std::printf("ratio incremental / none: %.1fx (+%.1f ns/step)\n", incremental / none, incremental - none);
+  std::printf("ratio incremental / none: %.1fx (+%.1f ns/step)\n", incremental / none,
+              incremental - none);
   std::printf("ratio rescan / incremental: %.1fx\n", rescan / incremental);
   return 0;
 }

@@ -26,7 +26,8 @@ const std::vector<hc::ChatMessage>& Turn() {
   static const auto* msgs = new std::vector<hc::ChatMessage>{
       {"user",
        "Can you help me plan a trip to the mountains? I have four days, I like hiking but not "
-       "too hard, and I would like to see a lake and a village. What should I pack? \xF0\x9F\x8F\x94"}};
+       "too hard, and I would like to see a lake and a village. What should I pack? "
+       "\xF0\x9F\x8F\x94"}};
   return *msgs;
 }
 
@@ -41,7 +42,8 @@ void BM_RenderAndEncodeTurn(benchmark::State& state) {
     bytes += text.size();
   }
   state.counters["tokens/turn"] = static_cast<double>(tokens) / state.iterations();
-  state.counters["bytes/s"] = benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kIsRate);
+  state.counters["bytes/s"] =
+      benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_RenderAndEncodeTurn);
 
@@ -53,7 +55,8 @@ void BM_EncodeCorpus(benchmark::State& state) {
     benchmark::DoNotOptimize(ids.data());
     tokens += ids.size();
   }
-  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(tokens), benchmark::Counter::kIsRate);
+  state.counters["tokens/s"] =
+      benchmark::Counter(static_cast<double>(tokens), benchmark::Counter::kIsRate);
   state.counters["bytes/s"] = benchmark::Counter(
       static_cast<double>(text.size()) * state.iterations(), benchmark::Counter::kIsRate);
 }

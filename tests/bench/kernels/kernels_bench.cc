@@ -31,23 +31,31 @@ using Clock = std::chrono::steady_clock;
 #if defined(__x86_64__)
 // 12 independent accumulator chains (more than FMA latency x FMA ports), kept
 // in named registers so the loop body is 12 back-to-back FMAs.
-#define HC_FMA12(FMA, acc, m, a)                                                       \
-  acc##0 = FMA(acc##0, m, a); acc##1 = FMA(acc##1, m, a); acc##2 = FMA(acc##2, m, a);   \
-  acc##3 = FMA(acc##3, m, a); acc##4 = FMA(acc##4, m, a); acc##5 = FMA(acc##5, m, a);   \
-  acc##6 = FMA(acc##6, m, a); acc##7 = FMA(acc##7, m, a); acc##8 = FMA(acc##8, m, a);   \
-  acc##9 = FMA(acc##9, m, a); acc##10 = FMA(acc##10, m, a); acc##11 = FMA(acc##11, m, a)
+#define HC_FMA12(FMA, acc, m, a) \
+  acc##0 = FMA(acc##0, m, a);    \
+  acc##1 = FMA(acc##1, m, a);    \
+  acc##2 = FMA(acc##2, m, a);    \
+  acc##3 = FMA(acc##3, m, a);    \
+  acc##4 = FMA(acc##4, m, a);    \
+  acc##5 = FMA(acc##5, m, a);    \
+  acc##6 = FMA(acc##6, m, a);    \
+  acc##7 = FMA(acc##7, m, a);    \
+  acc##8 = FMA(acc##8, m, a);    \
+  acc##9 = FMA(acc##9, m, a);    \
+  acc##10 = FMA(acc##10, m, a);  \
+  acc##11 = FMA(acc##11, m, a)
 
-#define HC_FMA_LOOP(VEC, SET1, FMA, ADD, LANES)                                     \
-  VEC r0 = SET1(0.0f), r1 = SET1(0.1f), r2 = SET1(0.2f), r3 = SET1(0.3f);           \
-  VEC r4 = SET1(0.4f), r5 = SET1(0.5f), r6 = SET1(0.6f), r7 = SET1(0.7f);           \
-  VEC r8 = SET1(0.8f), r9 = SET1(0.9f), r10 = SET1(1.0f), r11 = SET1(1.1f);         \
-  const VEC m = SET1(0.9999f), a = SET1(1e-7f);                                     \
-  for (long it = 0; it < iters; ++it) {                                             \
-    HC_FMA12(FMA, r, m, a);                                                         \
-  }                                                                                 \
-  VEC s = ADD(ADD(ADD(r0, r1), ADD(r2, r3)), ADD(ADD(r4, r5), ADD(r6, r7)));        \
-  s = ADD(s, ADD(ADD(r8, r9), ADD(r10, r11)));                                      \
-  benchmark::DoNotOptimize(s);                                                      \
+#define HC_FMA_LOOP(VEC, SET1, FMA, ADD, LANES)                              \
+  VEC r0 = SET1(0.0f), r1 = SET1(0.1f), r2 = SET1(0.2f), r3 = SET1(0.3f);    \
+  VEC r4 = SET1(0.4f), r5 = SET1(0.5f), r6 = SET1(0.6f), r7 = SET1(0.7f);    \
+  VEC r8 = SET1(0.8f), r9 = SET1(0.9f), r10 = SET1(1.0f), r11 = SET1(1.1f);  \
+  const VEC m = SET1(0.9999f), a = SET1(1e-7f);                              \
+  for (long it = 0; it < iters; ++it) {                                      \
+    HC_FMA12(FMA, r, m, a);                                                  \
+  }                                                                          \
+  VEC s = ADD(ADD(ADD(r0, r1), ADD(r2, r3)), ADD(ADD(r4, r5), ADD(r6, r7))); \
+  s = ADD(s, ADD(ADD(r8, r9), ADD(r10, r11)));                               \
+  benchmark::DoNotOptimize(s);                                               \
   return 12.0 * LANES * 2 * iters
 
 __attribute__((target("avx2,fma"))) double FmaLoopAvx2(long iters) {
@@ -105,8 +113,15 @@ void BM_Gemm(benchmark::State& state, CpuGemmImpl impl) {
   auto gemm = std::move(gemm_or).value();
   std::vector<float> a(static_cast<size_t>(m) * k, 0.5f), b(static_cast<size_t>(n) * k, 0.25f),
       c(static_cast<size_t>(m) * n);
-  const GemmArgs args{.m = m, .n = n, .k = k, .a = a.data(), .lda = k, .b = b.data(), .ldb = k,
-                      .c = c.data(), .ldc = n};
+  const GemmArgs args{.m = m,
+                      .n = n,
+                      .k = k,
+                      .a = a.data(),
+                      .lda = k,
+                      .b = b.data(),
+                      .ldb = k,
+                      .c = c.data(),
+                      .ldc = n};
   gemm->Gemm(args);  // warm-up (packing buffers, thread pools)
   double seconds = 0.0;
   for (auto _ : state) {
@@ -124,9 +139,9 @@ void BM_Gemm(benchmark::State& state, CpuGemmImpl impl) {
 
 // (N, K) of the linear layers: D = 768 (I = 2048) and D = 1024 (I = 2816),
 // d_inner = 2D, N = 128, G = 1, H = d_inner / 64.
-const std::vector<std::pair<int, int>> kLinearShapes = {
-    {768, 768},  {4096, 768},  {768, 2048},  {3352, 768},
-    {1024, 1024}, {5632, 1024}, {1024, 2816}, {4384, 1024}};
+const std::vector<std::pair<int, int>> kLinearShapes = {{768, 768},   {4096, 768},  {768, 2048},
+                                                        {3352, 768},  {1024, 1024}, {5632, 1024},
+                                                        {1024, 2816}, {4384, 1024}};
 const std::vector<int> kMs = {1, 8, 64, 512};
 
 void GemmArgsFor(benchmark::internal::Benchmark* b) {
@@ -147,11 +162,20 @@ void BM_SsdChunkScan(benchmark::State& state) {
   std::vector<float> x(T * H * P, 0.1f), dt(T * H, -1.0f), bc(T * N, 0.05f), y(T * H * P);
   std::vector<float> a_log(H, 0.5f), d(H, 1.0f), bias(H, 0.0f), st(H * P * N, 0.0f);
   const std::vector<int32_t> qsl = {0, T}, slot = {0};
-  const SsmParams p{.num_heads = H, .head_dim = P, .state_size = N, .num_groups = 1,
-                    .a_log = a_log.data(), .d = d.data(), .dt_bias = bias.data(),
-                    .chunk_size = chunk, .state = st.data()};
-  const SsmTensors io{.x = {x.data(), H * P}, .dt = {dt.data(), H}, .b = {bc.data(), N},
-                      .c = {bc.data(), N}, .y = {y.data(), H * P}};
+  const SsmParams p{.num_heads = H,
+                    .head_dim = P,
+                    .state_size = N,
+                    .num_groups = 1,
+                    .a_log = a_log.data(),
+                    .d = d.data(),
+                    .dt_bias = bias.data(),
+                    .chunk_size = chunk,
+                    .state = st.data()};
+  const SsmTensors io{.x = {x.data(), H * P},
+                      .dt = {dt.data(), H},
+                      .b = {bc.data(), N},
+                      .c = {bc.data(), N},
+                      .y = {y.data(), H * P}};
   for (auto _ : state) k->SsdChunkScanVarlen(p, {1, qsl.data()}, slot.data(), io);
   state.SetItemsProcessed(state.iterations() * T);
 }
@@ -165,11 +189,20 @@ void BM_SelectiveStateUpdate(benchmark::State& state) {
   std::vector<float> a_log(H, 0.5f), d(H, 1.0f), bias(H, 0.0f), st(B * H * P * N, 0.0f);
   std::vector<int32_t> slots(B);
   for (int b = 0; b < B; ++b) slots[b] = b;
-  const SsmParams p{.num_heads = H, .head_dim = P, .state_size = N, .num_groups = 1,
-                    .a_log = a_log.data(), .d = d.data(), .dt_bias = bias.data(),
-                    .chunk_size = 256, .state = st.data()};
-  const SsmTensors io{.x = {x.data(), H * P}, .dt = {dt.data(), H}, .b = {bc.data(), N},
-                      .c = {bc.data(), N}, .y = {y.data(), H * P}};
+  const SsmParams p{.num_heads = H,
+                    .head_dim = P,
+                    .state_size = N,
+                    .num_groups = 1,
+                    .a_log = a_log.data(),
+                    .d = d.data(),
+                    .dt_bias = bias.data(),
+                    .chunk_size = 256,
+                    .state = st.data()};
+  const SsmTensors io{.x = {x.data(), H * P},
+                      .dt = {dt.data(), H},
+                      .b = {bc.data(), N},
+                      .c = {bc.data(), N},
+                      .y = {y.data(), H * P}};
   for (auto _ : state) k->SelectiveStateUpdate(p, B, slots.data(), io);
   state.SetItemsProcessed(state.iterations() * B);
 }
@@ -185,12 +218,16 @@ void BM_PagedAttentionDecode(benchmark::State& state) {
   for (int i = 0; i < blocks; ++i) table[i] = i;
   const std::vector<int32_t> qsl = {0, 1}, computed = {ctx - 1};
   for (auto _ : state) {
-    k->PagedAttention({.num_q_heads = hq, .scale = 0.125f, .q = {q.data(), hq * hd},
-                       .out = {out.data(), hq * hd}},
-                      {.seqs = {1, qsl.data()}, .num_computed_tokens = computed.data(),
-                       .block_tables = table.data(), .max_blocks_per_seq = blocks},
-                      {.k = kc.data(), .v = vc.data(), .block_size = bs, .num_kv_heads = hkv,
-                       .head_dim = hd});
+    k->PagedAttention(
+        {.num_q_heads = hq,
+         .scale = 0.125f,
+         .q = {q.data(), hq * hd},
+         .out = {out.data(), hq * hd}},
+        {.seqs = {1, qsl.data()},
+         .num_computed_tokens = computed.data(),
+         .block_tables = table.data(),
+         .max_blocks_per_seq = blocks},
+        {.k = kc.data(), .v = vc.data(), .block_size = bs, .num_kv_heads = hkv, .head_dim = hd});
   }
   state.SetItemsProcessed(state.iterations());
 }

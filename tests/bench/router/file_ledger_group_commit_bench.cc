@@ -35,10 +35,11 @@ int main(int argc, char** argv) {
     stats[group] = (*ledger)->stats();
   }
   std::filesystem::remove_all(base);
-  std::printf("SUMMARY file ledger fsync=always, %d concurrent turns: group commit %.0f turns/s "
-              "(%.1f records per fdatasync), one fdatasync per commit %.0f turns/s; ratio %.1fx\n",
-              kConcurrency, rate[1],
-              static_cast<double>(stats[1].records) / std::max<uint64_t>(1, stats[1].syncs),
-              rate[0], rate[1] / std::max(rate[0], 1e-9));
+  std::printf(
+      "SUMMARY file ledger fsync=always, %d concurrent turns: group commit %.0f turns/s "
+      "(%.1f records per fdatasync), one fdatasync per commit %.0f turns/s; ratio %.1fx\n",
+      kConcurrency, rate[1],
+      static_cast<double>(stats[1].records) / std::max<uint64_t>(1, stats[1].syncs), rate[0],
+      rate[1] / std::max(rate[0], 1e-9));
   return 0;
 }

@@ -21,11 +21,14 @@ Calls CountCalls(const hc::router::testing::RedisServer& server) {
   const std::string info = server.Command("INFO", "commandstats");
   Calls c;
   const std::regex re("cmdstat_(\\w+):calls=(\\d+)");
-  for (auto it = std::sregex_iterator(info.begin(), info.end(), re); it != std::sregex_iterator(); ++it) {
+  for (auto it = std::sregex_iterator(info.begin(), info.end(), re); it != std::sregex_iterator();
+       ++it) {
     const std::string name = (*it)[1];
     const long n = std::stol((*it)[2]);
-    if (name == "evalsha" || name == "eval") c.client += n;
-    else if (name != "info" && name != "script" && name != "ping") c.in_scripts += n;
+    if (name == "evalsha" || name == "eval")
+      c.client += n;
+    else if (name != "info" && name != "script" && name != "ping")
+      c.in_scripts += n;
   }
   return c;
 }
@@ -33,7 +36,9 @@ Calls CountCalls(const hc::router::testing::RedisServer& server) {
 
 int main(int argc, char** argv) {
   using namespace hc::router;
-  const int turns = (argc > 1 && std::isdigit(static_cast<unsigned char>(argv[1][0]))) ? std::atoi(argv[1]) : 2000;
+  const int turns = (argc > 1 && std::isdigit(static_cast<unsigned char>(argv[1][0])))
+                        ? std::atoi(argv[1])
+                        : 2000;
   testing::RedisServer server;
   if (!server.ok()) {
     std::printf("redis-server did not start\n");
@@ -71,11 +76,13 @@ int main(int argc, char** argv) {
     if (!ledger->ReleaseLease(key, "router-1").ok()) return 1;
   }
   std::sort(ms.begin(), ms.end());
-  std::printf("SUMMARY redis ledger: %.2f round trips per committed turn (Redis counted %.2f client commands/turn, "
-              "%.2f commands inside the Lua scripts), "
-              "%.2f per failed turn; turn ledger latency p50 %.3f ms p99 %.3f ms (%d turns, up to 2K-token "
-              "conversations)\n",
-              rt, redis_calls, script_calls, (ledger->round_trips() - rt1) / 100.0, ms[ms.size() / 2],
-              ms[static_cast<size_t>(0.99 * (ms.size() - 1))], turns);
+  std::printf(
+      "SUMMARY redis ledger: %.2f round trips per committed turn (Redis counted %.2f client "
+      "commands/turn, "
+      "%.2f commands inside the Lua scripts), "
+      "%.2f per failed turn; turn ledger latency p50 %.3f ms p99 %.3f ms (%d turns, up to 2K-token "
+      "conversations)\n",
+      rt, redis_calls, script_calls, (ledger->round_trips() - rt1) / 100.0, ms[ms.size() / 2],
+      ms[static_cast<size_t>(0.99 * (ms.size() - 1))], turns);
   return 0;
 }

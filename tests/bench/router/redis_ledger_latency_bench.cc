@@ -9,9 +9,9 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <memory>
 #include <cstdlib>
 #include <deque>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -50,10 +50,11 @@ int main(int argc, char** argv) {
     per_turn[delayed] = static_cast<double>((*ledger)->round_trips() - rt0) /
                         std::max(1.0, rate[delayed] * absl::ToDoubleSeconds(duration));
   }
-  std::printf("SUMMARY redis ledger, %d concurrent conversations: %.0f turns/s direct, %.0f turns/s "
-              "with 2 ms added per round trip (%.1f%% of direct; ~%.1f commands per turn)\n",
-              kConcurrency, rate[0], rate[1], 100.0 * rate[1] / std::max(rate[0], 1e-9), per_turn[1]);
+  std::printf(
+      "SUMMARY redis ledger, %d concurrent conversations: %.0f turns/s direct, %.0f turns/s "
+      "with 2 ms added per round trip (%.1f%% of direct; ~%.1f commands per turn)\n",
+      kConcurrency, rate[0], rate[1], 100.0 * rate[1] / std::max(rate[0], 1e-9), per_turn[1]);
   std::fflush(stdout);
   server_owner.reset();  // _exit skips destructors: stop redis-server first
-  ::_exit(0);  // the proxy's detached threads end with the process
+  ::_exit(0);            // the proxy's detached threads end with the process
 }

@@ -28,7 +28,9 @@ double Percentile(std::vector<double> v, double p) {
 
 int main(int argc, char** argv) {
   using namespace hc::router;
-  const int turns = (argc > 1 && std::isdigit(static_cast<unsigned char>(argv[1][0]))) ? std::atoi(argv[1]) : 2000;
+  const int turns = (argc > 1 && std::isdigit(static_cast<unsigned char>(argv[1][0])))
+                        ? std::atoi(argv[1])
+                        : 2000;
   hc::SetMinLogSeverity(hc::LogSeverity::kWarning);
   // As in hc-router and hc-worker (InitProcess, --mutex_deadlock_detection).
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
@@ -36,7 +38,8 @@ int main(int argc, char** argv) {
   auto worker = v1::WorkerService::NewStub(
       grpc::CreateChannel(h.worker(0).address(), grpc::InsecureChannelCredentials()));
   ByteTextCodec codec;
-  const auto prompt = codec.EncodeTurn(std::vector<TurnMessage>{{Role::kUser, "hello"}}, TurnContext{}).value();
+  const auto prompt =
+      codec.EncodeTurn(std::vector<TurnMessage>{{Role::kUser, "hello"}}, TurnContext{}).value();
 
   std::vector<double> direct, routed;
   for (int i = 0; i < turns + 200; ++i) {
@@ -75,11 +78,15 @@ int main(int argc, char** argv) {
   }
   std::vector<double> added(direct.size());
   for (size_t i = 0; i < direct.size(); ++i) added[i] = routed[i] - direct[i];
-  std::printf("direct to worker: p50 %.3f ms p99 %.3f ms\n", Percentile(direct, 0.5), Percentile(direct, 0.99));
-  std::printf("through router:   p50 %.3f ms p99 %.3f ms\n", Percentile(routed, 0.5), Percentile(routed, 0.99));
-  std::printf("SUMMARY router added latency per streamed turn (%d turns, 8 tokens each): p50 %.3f ms, p99 %.3f ms "
-              "(p50(routed)-p50(direct) = %.3f ms; goal p50 <= 0.3 ms)\n",
-              turns, Percentile(added, 0.5), Percentile(added, 0.99),
-              Percentile(routed, 0.5) - Percentile(direct, 0.5));
+  std::printf("direct to worker: p50 %.3f ms p99 %.3f ms\n", Percentile(direct, 0.5),
+              Percentile(direct, 0.99));
+  std::printf("through router:   p50 %.3f ms p99 %.3f ms\n", Percentile(routed, 0.5),
+              Percentile(routed, 0.99));
+  std::printf(
+      "SUMMARY router added latency per streamed turn (%d turns, 8 tokens each): p50 %.3f ms, p99 "
+      "%.3f ms "
+      "(p50(routed)-p50(direct) = %.3f ms; goal p50 <= 0.3 ms)\n",
+      turns, Percentile(added, 0.5), Percentile(added, 0.99),
+      Percentile(routed, 0.5) - Percentile(direct, 0.5));
   return 0;
 }

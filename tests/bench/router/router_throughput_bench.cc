@@ -13,9 +13,9 @@
 #include <atomic>
 #include <cctype>
 #include <cstdio>
-#include <memory>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -55,13 +55,15 @@ double Measure(std::unique_ptr<ConversationLedger> ledger, absl::Duration durati
         auto r = h.Complete(testing::RouterHarness::UserTurn(id, absl::StrCat("turn ", i)));
         (r.status.ok() ? turns : failures).fetch_add(1);
         if (!r.status.ok() && !reported.exchange(true)) {
-          std::printf("  first failure: %d %s\n", r.status.error_code(), r.status.error_message().c_str());
+          std::printf("  first failure: %d %s\n", r.status.error_code(),
+                      r.status.error_message().c_str());
         }
       }
     });
   }
   for (auto& t : clients) t.join();
-  if (failures.load() > 0) std::printf("  (%lld turns failed)\n", static_cast<long long>(failures.load()));
+  if (failures.load() > 0)
+    std::printf("  (%lld turns failed)\n", static_cast<long long>(failures.load()));
   return static_cast<double>(turns.load()) / absl::ToDoubleSeconds(duration);
 }
 
@@ -92,7 +94,8 @@ std::unique_ptr<ConversationLedger> File(const std::string& dir, bool group_comm
 
 int main(int argc, char** argv) {
   using namespace hc::router;
-  const int seconds = (argc > 1 && std::isdigit(static_cast<unsigned char>(argv[1][0]))) ? std::atoi(argv[1]) : 3;
+  const int seconds =
+      (argc > 1 && std::isdigit(static_cast<unsigned char>(argv[1][0]))) ? std::atoi(argv[1]) : 3;
   const absl::Duration d = absl::Seconds(seconds);
   hc::SetMinLogSeverity(hc::LogSeverity::kWarning);
   auto redis_owner = std::make_unique<testing::RedisServer>();
@@ -117,12 +120,13 @@ int main(int argc, char** argv) {
   std::printf("file ledger, fsync always, 1/turn: %8.0f turns/s\n", file_single);
   std::filesystem::remove_all(dir);
 
-  std::printf("SUMMARY router throughput, %d concurrent conversations, 1 fake worker: redis +2 ms "
-              "= %.1f%% of redis direct (goal >= 80%%); file fsync=always group commit = %.2fx one "
-              "fdatasync per turn; memory %.0f turns/s\n",
-              kConversations, 100.0 * redis_delayed / std::max(redis_direct, 1e-9),
-              file_group / std::max(file_single, 1e-9), memory);
+  std::printf(
+      "SUMMARY router throughput, %d concurrent conversations, 1 fake worker: redis +2 ms "
+      "= %.1f%% of redis direct (goal >= 80%%); file fsync=always group commit = %.2fx one "
+      "fdatasync per turn; memory %.0f turns/s\n",
+      kConversations, 100.0 * redis_delayed / std::max(redis_direct, 1e-9),
+      file_group / std::max(file_single, 1e-9), memory);
   std::fflush(stdout);
   redis_owner.reset();  // _exit skips destructors: stop redis-server first
-  ::_exit(0);  // the proxy's detached threads end with the process
+  ::_exit(0);           // the proxy's detached threads end with the process
 }

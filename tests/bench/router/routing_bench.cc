@@ -13,7 +13,8 @@ namespace {
 
 class StaticProber : public WorkerProber {
  public:
-  std::vector<absl::StatusOr<WorkerLoad>> ProbeAll(const std::vector<std::shared_ptr<Worker>>& workers) override {
+  std::vector<absl::StatusOr<WorkerLoad>> ProbeAll(
+      const std::vector<std::shared_ptr<Worker>>& workers) override {
     std::vector<absl::StatusOr<WorkerLoad>> out;
     for (size_t i = 0; i < workers.size(); ++i) {
       WorkerLoad l;
@@ -28,7 +29,9 @@ class StaticProber : public WorkerProber {
 
 std::unique_ptr<WorkerPool> MakePool(int n) {
   WorkerPoolOptions o;
-  for (int i = 0; i < n; ++i) o.static_workers.push_back("10.0." + std::to_string(i / 256) + "." + std::to_string(i % 256) + ":50052");
+  for (int i = 0; i < n; ++i)
+    o.static_workers.push_back("10.0." + std::to_string(i / 256) + "." + std::to_string(i % 256) +
+                               ":50052");
   auto pool = std::make_unique<WorkerPool>(o, std::make_unique<StaticProber>(), nullptr);
   pool->Refresh();
   return pool;
@@ -43,7 +46,8 @@ BENCHMARK(BM_RouteNewConversation)->Arg(2)->Arg(10)->Arg(100)->Arg(1000);
 void BM_RouteSticky(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
   auto pool = MakePool(n);
-  const std::string id = "10.0." + std::to_string((n - 1) / 256) + "." + std::to_string((n - 1) % 256) + ":50052";
+  const std::string id =
+      "10.0." + std::to_string((n - 1) / 256) + "." + std::to_string((n - 1) % 256) + ":50052";
   for (auto _ : state) benchmark::DoNotOptimize(pool->Route(id));
 }
 BENCHMARK(BM_RouteSticky)->Arg(2)->Arg(10)->Arg(100)->Arg(1000);
@@ -67,10 +71,13 @@ int main(int argc, char** argv) {
   hc::router::Capture capture;
   benchmark::RunSpecifiedBenchmarks(&capture);
   for (const char* b : {"BM_RouteNewConversation", "BM_RouteSticky"}) {
-    const double t2 = capture.ns[std::string(b) + "/2"], t1000 = capture.ns[std::string(b) + "/1000"];
+    const double t2 = capture.ns[std::string(b) + "/2"],
+                 t1000 = capture.ns[std::string(b) + "/1000"];
     if (t2 > 0 && t1000 > 0) {
-      std::printf("SUMMARY %s: %.0f ns at 2 workers, %.0f ns at 1000 workers, ratio 1000/2 = %.2f (goal <= 5000 ns, flat)\n",
-                  b, t2, t1000, t1000 / t2);
+      std::printf(
+          "SUMMARY %s: %.0f ns at 2 workers, %.0f ns at 1000 workers, ratio 1000/2 = %.2f (goal <= "
+          "5000 ns, flat)\n",
+          b, t2, t1000, t1000 / t2);
     }
   }
   return 0;

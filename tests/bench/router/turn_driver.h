@@ -31,9 +31,11 @@ class TurnDriver {
     const absl::Time start = absl::Now();
     for (int c = 0; c < concurrency; ++c) Turn(c);
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(+[](int* n) { return *n == 0; }, &running_));
+    mu_.Await(absl::Condition(
+        +[](int* n) { return *n == 0; }, &running_));
     const double secs = absl::ToDoubleSeconds(absl::Now() - start);
-    if (errors_ > 0) std::printf("  (%llu turns failed)\n", static_cast<unsigned long long>(errors_.load()));
+    if (errors_ > 0)
+      std::printf("  (%llu turns failed)\n", static_cast<unsigned long long>(errors_.load()));
     return static_cast<double>(turns_.exchange(0)) / secs;
   }
 
@@ -45,24 +47,27 @@ class TurnDriver {
       return;
     }
     const LedgerKey key{"bench", prefix_ + std::to_string(c)};
-    ledger_.AcquireLease(key, "router", absl::Minutes(1),
-                         [this, c, key](absl::StatusOr<ConversationRecord> rec) {
-                           if (!rec.ok()) {
-                             ++errors_;
-                             Turn(c);
-                             return;
-                           }
-                           CommitRequest commit;
-                           commit.expected_round = rec->round;
-                           commit.appended_tokens = tokens_;
-                           const uint32_t begin = static_cast<uint32_t>(rec->tokens.size());
-                           commit.appended_messages = {LedgerMessage{
-                               Role::kUser, begin, begin + static_cast<uint32_t>(tokens_.size()), "m"}};
-                           ledger_.Commit(key, "router", std::move(commit), [this, c](absl::Status s) {
-                             if (s.ok()) ++turns_; else ++errors_;
-                             Turn(c);
-                           });
-                         });
+    ledger_.AcquireLease(
+        key, "router", absl::Minutes(1), [this, c, key](absl::StatusOr<ConversationRecord> rec) {
+          if (!rec.ok()) {
+            ++errors_;
+            Turn(c);
+            return;
+          }
+          CommitRequest commit;
+          commit.expected_round = rec->round;
+          commit.appended_tokens = tokens_;
+          const uint32_t begin = static_cast<uint32_t>(rec->tokens.size());
+          commit.appended_messages = {LedgerMessage{
+              Role::kUser, begin, begin + static_cast<uint32_t>(tokens_.size()), "m"}};
+          ledger_.Commit(key, "router", std::move(commit), [this, c](absl::Status s) {
+            if (s.ok())
+              ++turns_;
+            else
+              ++errors_;
+            Turn(c);
+          });
+        });
   }
 
   ConversationLedger& ledger_;

@@ -13,7 +13,7 @@ namespace {
 using ::testing::HasSubstr;
 
 const std::vector<ChatMessage> kConversation = {
-    {"system", "You are terse."}, {"user", "Hi!"}, {"assistant", "Hello."},
+    {"system", "You are terse."}, {"user", "Hi!"},    {"assistant", "Hello."},
     {"user", "What is 2+2?"},     {"assistant", "4"}, {"user", "Thanks \xF0\x9F\x99\x82"}};
 
 TEST(ChatTemplateTest, GraniteRendersRolesAndGenerationPrompt) {
@@ -85,8 +85,8 @@ TEST(ChatTemplateTest, ByNameAcceptsKnownNamesOnly) {
 TEST(ChatTemplateTest, JinjaSourceUsesTheSameMarkers) {
   for (auto kind : {ChatTemplate::Kind::kGranite, ChatTemplate::Kind::kChatMl}) {
     const ChatTemplate t(kind);
-    auto detected = ChatTemplate::FromTokenizerConfig(
-        "{\"chat_template\": \"" + t.JinjaSource() + "\"}");
+    auto detected =
+        ChatTemplate::FromTokenizerConfig("{\"chat_template\": \"" + t.JinjaSource() + "\"}");
     ASSERT_TRUE(detected.ok()) << detected.status();
     EXPECT_EQ(detected->kind(), kind);
   }
@@ -95,8 +95,8 @@ TEST(ChatTemplateTest, JinjaSourceUsesTheSameMarkers) {
 std::unique_ptr<Tokenizer> ChatTokenizer() {
   BpeTrainerOptions opt;
   opt.vocab_size = 400;
-  opt.special_tokens = {"<|end_of_text|>", "<|start_of_role|>", "<|end_of_role|>",
-                        "<|im_start|>", "<|im_end|>"};
+  opt.special_tokens = {"<|end_of_text|>", "<|start_of_role|>", "<|end_of_role|>", "<|im_start|>",
+                        "<|im_end|>"};
   std::string corpus;
   for (const ChatMessage& m : kConversation) corpus += m.role + "\n" + m.content + "\n\n  ";
   auto tok = Tokenizer::FromJson(BpeTokenizerJson(TrainBpe(corpus, opt)));

@@ -61,9 +61,9 @@ TEST(JsonTest, ErrorsNameTheByteOffset) {
 }
 
 TEST(JsonTest, RejectsMalformedDocuments) {
-  for (const char* bad : {"", "{", "[1,]", "{\"a\":1,}", "01", "1.", "-", "1e", "tru", "\"abc",
-                          "{\"a\" 1}", "[1] x", "{\"a\":1,\"a\":2}", "\"\x01\"", "NaN",
-                          "Infinity", "[\"\\x\"]", "1e999"}) {
+  for (const char* bad :
+       {"", "{", "[1,]", "{\"a\":1,}", "01", "1.", "-", "1e", "tru", "\"abc", "{\"a\" 1}", "[1] x",
+        "{\"a\":1,\"a\":2}", "\"\x01\"", "NaN", "Infinity", "[\"\\x\"]", "1e999"}) {
     EXPECT_FALSE(Parse(bad).ok()) << "accepted: " << bad;
   }
 }
@@ -121,10 +121,14 @@ TEST(JsonTest, DoublesRoundTripExactly) {
 Value RandomValue(std::mt19937_64& rng, int depth) {
   const int kind = depth > 3 ? static_cast<int>(rng() % 5) : static_cast<int>(rng() % 7);
   switch (kind) {
-    case 0: return Value();
-    case 1: return Value::Bool(rng() & 1);
-    case 2: return Value::Int(static_cast<int64_t>(rng()));
-    case 3: return Value::Double(static_cast<double>(static_cast<int32_t>(rng())) / 1024.0 + 0.25);
+    case 0:
+      return Value();
+    case 1:
+      return Value::Bool(rng() & 1);
+    case 2:
+      return Value::Int(static_cast<int64_t>(rng()));
+    case 3:
+      return Value::Double(static_cast<double>(static_cast<int32_t>(rng())) / 1024.0 + 0.25);
     case 4: {
       std::string s;
       const int n = static_cast<int>(rng() % 8);
@@ -141,7 +145,8 @@ Value RandomValue(std::mt19937_64& rng, int depth) {
     default: {
       Value o = Value::MakeObject();
       const int n = static_cast<int>(rng() % 4);
-      for (int i = 0; i < n; ++i) o.Set("k" + std::to_string(rng() % 100), RandomValue(rng, depth + 1));
+      for (int i = 0; i < n; ++i)
+        o.Set("k" + std::to_string(rng() % 100), RandomValue(rng, depth + 1));
       return o;
     }
   }
@@ -151,7 +156,8 @@ TEST(JsonTest, RandomDocumentsRoundTrip) {
   std::mt19937_64 rng(42);
   for (int i = 0; i < 300; ++i) {
     const Value v = RandomValue(rng, 0);
-    for (const WriteOptions& opt : {WriteOptions{}, WriteOptions{.indent = 2, .ensure_ascii = true}}) {
+    for (const WriteOptions& opt :
+         {WriteOptions{}, WriteOptions{.indent = 2, .ensure_ascii = true}}) {
       auto back = Parse(Serialize(v, opt));
       ASSERT_TRUE(back.ok()) << back.status() << "\n" << Serialize(v, opt);
       EXPECT_EQ(*back, v) << Serialize(v, opt);
@@ -170,9 +176,15 @@ TEST(JsonTest, MutatedDocumentsNeverCrash) {
     for (int e = 0; e < edits; ++e) {
       const size_t pos = rng() % doc.size();
       switch (rng() % 3) {
-        case 0: doc[pos] = kBytes[rng() % (sizeof(kBytes) - 1)]; break;
-        case 1: doc.erase(pos, 1 + rng() % 3); break;
-        default: doc.insert(pos, 1, kBytes[rng() % (sizeof(kBytes) - 1)]); break;
+        case 0:
+          doc[pos] = kBytes[rng() % (sizeof(kBytes) - 1)];
+          break;
+        case 1:
+          doc.erase(pos, 1 + rng() % 3);
+          break;
+        default:
+          doc.insert(pos, 1, kBytes[rng() % (sizeof(kBytes) - 1)]);
+          break;
       }
       if (doc.empty()) doc = "x";
     }

@@ -68,7 +68,8 @@ TEST(MetricsTest, ASlowClientDoesNotStallAScrape) {
   }
   // The slow clients finish their requests and are answered too.
   for (int fd : slow) {
-    ASSERT_EQ(write(fd, request.data() + 5, request.size() - 5), static_cast<ssize_t>(request.size() - 5));
+    ASSERT_EQ(write(fd, request.data() + 5, request.size() - 5),
+              static_cast<ssize_t>(request.size() - 5));
     std::string resp;
     char buf[4096];
     ssize_t n;
@@ -86,8 +87,12 @@ TEST(MetricsTest, ScrapeServesRegisteredMetricsAndPassesPromtool) {
                       .Register(*registry);
   lookups.Add({{"result", "hit"}}).Increment(3);
   lookups.Add({{"result", "miss"}}).Increment();
-  prometheus::BuildGauge().Name("hc_test_blocks").Help("Blocks by state").Register(*registry)
-      .Add({{"state", "free"}}).Set(7);
+  prometheus::BuildGauge()
+      .Name("hc_test_blocks")
+      .Help("Blocks by state")
+      .Register(*registry)
+      .Add({{"state", "free"}})
+      .Set(7);
   auto& hist = prometheus::BuildHistogram()
                    .Name("hc_test_commit_duration_seconds")
                    .Help("Commit latency")

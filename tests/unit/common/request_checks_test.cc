@@ -26,10 +26,11 @@ TEST(RequestChecksTest, TemperatureMustBeFiniteAndNonNegative) {
     s.set_temperature(t);
     EXPECT_EQ(Check(s), "ok") << t;
   }
-  for (const float t : {-1.0f, std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
-                        std::nanf("")}) {
+  for (const float t : {-1.0f, std::numeric_limits<float>::infinity(),
+                        -std::numeric_limits<float>::infinity(), std::nanf("")}) {
     s.set_temperature(t);
-    EXPECT_NE(Check(s).find("sampling.temperature must be finite and >= 0"), std::string::npos) << t;
+    EXPECT_NE(Check(s).find("sampling.temperature must be finite and >= 0"), std::string::npos)
+        << t;
   }
 }
 
@@ -37,7 +38,8 @@ TEST(RequestChecksTest, TopPMustBeInZeroOne) {
   SamplingParams s;
   s.set_top_p(1.0f);
   EXPECT_EQ(Check(s), "ok");
-  for (const float p : {0.0f, -0.5f, 1.0000001f, std::nanf(""), std::numeric_limits<float>::infinity()}) {
+  for (const float p :
+       {0.0f, -0.5f, 1.0000001f, std::nanf(""), std::numeric_limits<float>::infinity()}) {
     s.set_top_p(p);
     EXPECT_NE(Check(s).find("sampling.top_p must be in (0, 1]"), std::string::npos) << p;
   }
@@ -66,7 +68,8 @@ TEST(RequestChecksTest, StopTokenIdsMustBeBelowTheVocabulary) {
 
 TEST(RequestChecksTest, KeyCharactersAndLengths) {
   EXPECT_TRUE(ValidateConversationKey(std::string(kMaxConversationIdLength, 'a'),
-                                      std::string(kMaxCacheSaltBytes, 's')).ok());
+                                      std::string(kMaxCacheSaltBytes, 's'))
+                  .ok());
   EXPECT_FALSE(ValidateConversationKey(std::string(kMaxConversationIdLength + 1, 'a'), "").ok());
   EXPECT_FALSE(ValidateConversationKey("a", std::string(kMaxCacheSaltBytes + 1, 's')).ok());
   for (const char* id : {"a/b", "a b", "caf\xC3\xA9", "a\n", "*"}) {

@@ -50,7 +50,9 @@ class ServerTest : public ::testing::Test {
     options.drain_timeout = drain_timeout;
     options.start_serving = start_serving;
     if (tweak) tweak(options);
-    server_ = GrpcServer::Start(options, {{&service_, hybridcache::v1::WorkerService::service_full_name()}}).value();
+    server_ = GrpcServer::Start(options,
+                                {{&service_, hybridcache::v1::WorkerService::service_full_name()}})
+                  .value();
     channel_ = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
   }
   HealthCheckResponse::ServingStatus Check(const std::string& service = "") {
@@ -186,7 +188,8 @@ std::pair<grpc::Status, std::vector<std::string>> ListServices(
   void* tag;
   bool ok;
   std::vector<std::string> names;
-  auto call = stub.PrepareCall(&ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  auto call =
+      stub.PrepareCall(&ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
   call->StartCall(reinterpret_cast<void*>(1));
   cq.Next(&tag, &ok);
   const std::string request("\x3a\x00", 2);
@@ -232,7 +235,8 @@ TEST_F(ServerTest, ReflectionListsTheRegisteredServicesWhenEnabled) {
   EXPECT_TRUE(status.ok()) << status.error_message();
   EXPECT_NE(std::find(names.begin(), names.end(), "hybridcache.v1.WorkerService"), names.end());
   EXPECT_NE(std::find(names.begin(), names.end(), "grpc.health.v1.Health"), names.end());
-  EXPECT_NE(std::find(names.begin(), names.end(), "grpc.reflection.v1alpha.ServerReflection"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "grpc.reflection.v1alpha.ServerReflection"),
+            names.end());
 }
 
 // Reflection describes every method to whoever connects: off unless asked for.
@@ -263,8 +267,9 @@ TEST_F(ServerTest, HealthPortServesOnlyHealthWithTheMainPortsStatuses) {
   auto worker_on_health_port = hybridcache::v1::WorkerService::NewStub(health_channel);
   grpc::ClientContext load_ctx;
   hybridcache::v1::LoadReport report;
-  EXPECT_EQ(worker_on_health_port->Load(&load_ctx, hybridcache::v1::LoadRequest(), &report).error_code(),
-            grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(
+      worker_on_health_port->Load(&load_ctx, hybridcache::v1::LoadRequest(), &report).error_code(),
+      grpc::StatusCode::UNIMPLEMENTED);
   EXPECT_FALSE(service_.entered_.HasBeenNotified());
   EXPECT_EQ(ListServices(health_channel).first.error_code(), grpc::StatusCode::UNIMPLEMENTED);
   EXPECT_TRUE(ListServices(channel_).first.ok());  // on the main port, as asked
@@ -295,7 +300,8 @@ TEST(ServerStartTest, BindFailureIsUnavailable) {
   ServerOptions options;
   options.host = "203.0.113.1";  // TEST-NET-3: not an address of this machine
   hybridcache::v1::WorkerService::Service service;
-  EXPECT_EQ(GrpcServer::Start(options, {{&service, "s"}}).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(GrpcServer::Start(options, {{&service, "s"}}).status().code(),
+            absl::StatusCode::kUnavailable);
 }
 
 // A thread started before BlockShutdownSignals does not block SIGINT/SIGTERM

@@ -41,7 +41,8 @@ class TlsTest : public ::testing::Test {
     ServerOptions options;
     options.drain_timeout = absl::Seconds(1);
     options.credentials = MakeServerCredentials(tls).value();
-    server_ = GrpcServer::Start(options, {{&service_, hybridcache::v1::WorkerService::service_full_name()}})
+    server_ = GrpcServer::Start(options,
+                                {{&service_, hybridcache::v1::WorkerService::service_full_name()}})
                   .value();
   }
 

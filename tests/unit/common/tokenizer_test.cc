@@ -4,9 +4,8 @@
 #include <random>
 
 #include "absl/container/flat_hash_map.h"
-#include "common/json.h"
-
 #include "common/bpe_trainer.h"
+#include "common/json.h"
 #include "common/utf8.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -58,8 +57,9 @@ TEST(SplitGpt2Test, FollowsTheGpt2Regex) {
 
 TEST(SplitGpt2Test, PiecesConcatenateToInput) {
   std::mt19937_64 rng(3);
-  const char* atoms[] = {"a", "Z", " ", "  ", "\n", "'", "'s", "9", ".", "\xC3\xA9", "\xE2\x80\x94",
-                         "\xF0\x9F\x8E\x89", "\t", "\xC2\xA0"};
+  const char* atoms[] = {"a",  "Z",       " ", "  ",       "\n",           "'",
+                         "'s", "9",       ".", "\xC3\xA9", "\xE2\x80\x94", "\xF0\x9F\x8E\x89",
+                         "\t", "\xC2\xA0"};
   for (int i = 0; i < 500; ++i) {
     std::string s;
     for (int k = 0; k < 20; ++k) s += atoms[rng() % 14];
@@ -95,9 +95,9 @@ TEST(TokenizerTest, RandomUnicodeRoundTrips) {
   ASSERT_NE(tok, nullptr);
   std::mt19937_64 rng(1234);
   const std::pair<uint32_t, uint32_t> ranges[] = {
-      {0x20, 0x7E}, {0x09, 0x0D}, {0xA0, 0x24F}, {0x370, 0x3FF}, {0x400, 0x4FF}, {0x600, 0x6FF},
-      {0x900, 0x97F}, {0x3000, 0x303F}, {0x4E00, 0x9FFF}, {0xAC00, 0xD7A3}, {0xE000, 0xF8FF},
-      {0x1F300, 0x1FAFF}, {0x10000, 0x10FFFF}};
+      {0x20, 0x7E},     {0x09, 0x0D},       {0xA0, 0x24F},      {0x370, 0x3FF},   {0x400, 0x4FF},
+      {0x600, 0x6FF},   {0x900, 0x97F},     {0x3000, 0x303F},   {0x4E00, 0x9FFF}, {0xAC00, 0xD7A3},
+      {0xE000, 0xF8FF}, {0x1F300, 0x1FAFF}, {0x10000, 0x10FFFF}};
   for (int i = 0; i < 400; ++i) {
     std::string s;
     const int n = static_cast<int>(rng() % 40);
@@ -116,7 +116,8 @@ TEST(TokenizerTest, RandomUnicodeRoundTrips) {
 // Classic BPE (repeatedly merge every occurrence of the best-ranked pair), the
 // reference the heap-based merge must equal on a trained merge list (where a
 // merge's result only takes part in later-ranked merges).
-std::vector<TokenId> ClassicBpe(const Tokenizer& tok, std::string_view json_text, std::string_view word) {
+std::vector<TokenId> ClassicBpe(const Tokenizer& tok, std::string_view json_text,
+                                std::string_view word) {
   auto doc = json::Parse(json_text);
   EXPECT_TRUE(doc.ok());
   absl::flat_hash_map<uint64_t, std::pair<int, TokenId>> merges;
@@ -142,7 +143,8 @@ std::vector<TokenId> ClassicBpe(const Tokenizer& tok, std::string_view json_text
     uint64_t best_key = 0;
     TokenId merged = -1;
     for (size_t i = 0; i + 1 < sym.size(); ++i) {
-      const uint64_t key = (uint64_t{static_cast<uint32_t>(sym[i])} << 32) | static_cast<uint32_t>(sym[i + 1]);
+      const uint64_t key =
+          (uint64_t{static_cast<uint32_t>(sym[i])} << 32) | static_cast<uint32_t>(sym[i + 1]);
       auto it = merges.find(key);
       if (it != merges.end() && it->second.first < best) {
         best = it->second.first;
@@ -215,7 +217,9 @@ TEST(TokenizerTest, DecodeReplacesInvalidUtf8) {
   // The first byte of a 2-byte sequence alone.
   const TokenId lead = *tok->TokenToId(ByteToUnicode(0xC3));
   const TokenId a = *tok->TokenToId("a");
-  EXPECT_EQ(tok->Decode({lead, a}), "\xEF\xBF\xBD" "a");
+  EXPECT_EQ(tok->Decode({lead, a}),
+            "\xEF\xBF\xBD"
+            "a");
   EXPECT_EQ(tok->Decode({999999, a}), "a");  // unknown id decodes to nothing
 }
 

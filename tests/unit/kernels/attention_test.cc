@@ -87,23 +87,29 @@ TEST(PagedAttentionTest, VarlenBatchOverShuffledBlocksMatchesContiguousCausalAtt
     computed.push_back(done);
   }
   const int T = qsl.back();
-  const PagedKvCache cache{.k = k_cache.data(), .v = v_cache.data(), .block_size = kBs,
-                           .num_kv_heads = kHkv, .head_dim = kHd};
+  const PagedKvCache cache{.k = k_cache.data(),
+                           .v = v_cache.data(),
+                           .block_size = kBs,
+                           .num_kv_heads = kHkv,
+                           .head_dim = kHd};
   attn->WriteKv(T, slot_mapping.data(), {new_k.data(), kRow}, {new_v.data(), kRow}, cache);
 
   const auto q = RandomVector(T * kHq * kHd, 99);
   std::vector<float> out(T * kHq * kHd, NAN);
-  attn->PagedAttention({.num_q_heads = kHq, .scale = scale, .q = {q.data(), kHq * kHd},
+  attn->PagedAttention({.num_q_heads = kHq,
+                        .scale = scale,
+                        .q = {q.data(), kHq * kHd},
                         .out = {out.data(), kHq * kHd}},
-                       {.seqs = {S, qsl.data()}, .num_computed_tokens = computed.data(),
-                        .block_tables = tables.data(), .max_blocks_per_seq = kMaxBlocks},
+                       {.seqs = {S, qsl.data()},
+                        .num_computed_tokens = computed.data(),
+                        .block_tables = tables.data(),
+                        .max_blocks_per_seq = kMaxBlocks},
                        cache);
   for (int s = 0; s < S; ++s) {
     const int len = seqs[s].second;
     if (len == 0) continue;
     const std::vector<float> qs(q.begin() + qsl[s] * kHq * kHd, q.begin() + qsl[s + 1] * kHq * kHd);
-    const auto want =
-        ReferenceAttention(qs, len, full_k[s], full_v[s], seqs[s].first + len, scale);
+    const auto want = ReferenceAttention(qs, len, full_k[s], full_v[s], seqs[s].first + len, scale);
     const std::vector<float> got(out.begin() + qsl[s] * kHq * kHd,
                                  out.begin() + qsl[s + 1] * kHq * kHd);
     EXPECT_LT(MaxRelError(got, want), 1e-5) << "sequence " << s;
@@ -116,8 +122,11 @@ TEST(PagedAttentionTest, WriteKvScattersRowsToTheirSlotsOnly) {
   const std::vector<int32_t> slots = {5, 0, 127};
   const auto k = RandomVector(3 * kRow, 1), v = RandomVector(3 * kRow, 2);
   attn->WriteKv(3, slots.data(), {k.data(), kRow}, {v.data(), kRow},
-                {.k = k_cache.data(), .v = v_cache.data(), .block_size = kBs,
-                 .num_kv_heads = kHkv, .head_dim = kHd});
+                {.k = k_cache.data(),
+                 .v = v_cache.data(),
+                 .block_size = kBs,
+                 .num_kv_heads = kHkv,
+                 .head_dim = kHd});
   for (int slot = 0; slot < kNumBlocks * kBs; ++slot) {
     const auto it = std::find(slots.begin(), slots.end(), slot);
     for (int e = 0; e < kRow; ++e) {

@@ -45,8 +45,12 @@ std::vector<float> StateAsRows(const float* state) {
 }
 
 Conv1dParams Params(const ConvFixture& f, float* state) {
-  return {.conv_dim = kC, .width = kW, .weight = f.weight.data(), .bias = f.bias.data(),
-          .apply_silu = true, .state = state};
+  return {.conv_dim = kC,
+          .width = kW,
+          .weight = f.weight.data(),
+          .bias = f.bias.data(),
+          .apply_silu = true,
+          .state = state};
 }
 
 TEST(Conv1dTest, PrefillFromNonzeroStateMatchesConvOverConcatenationAndUpdatesState) {
@@ -104,8 +108,8 @@ TEST(Conv1dTest, VarlenBatchWithDecodeAndEmptySequencesMatchesPerSequenceCalls) 
   const auto init = RandomVector(4 * kC * kHist, 82);
   auto batched = init;
   std::vector<float> out(T * kC);
-  conv->CausalConv1dVarlen(Params(f, batched.data()), {4, qsl.data()}, slots.data(),
-                           {x.data(), kC}, {out.data(), kC});
+  conv->CausalConv1dVarlen(Params(f, batched.data()), {4, qsl.data()}, slots.data(), {x.data(), kC},
+                           {out.data(), kC});
   auto single = init;
   std::vector<float> out_single(T * kC);
   for (int s = 0; s < 4; ++s) {

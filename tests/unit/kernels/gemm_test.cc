@@ -43,8 +43,15 @@ TEST_P(GemmShapeTest, EveryImplementationMatchesReferenceWithPaddedLeadingDims) 
   for (CpuGemmImpl impl : Impls()) {
     auto gemm = CreateCpuGemm(impl).value();
     std::vector<float> c(static_cast<size_t>(m) * ldc, 7.0f);
-    gemm->Gemm({.m = m, .n = n, .k = k, .a = a.data(), .lda = lda, .b = b.data(), .ldb = ldb,
-                .c = c.data(), .ldc = ldc});
+    gemm->Gemm({.m = m,
+                .n = n,
+                .k = k,
+                .a = a.data(),
+                .lda = lda,
+                .b = b.data(),
+                .ldb = ldb,
+                .c = c.data(),
+                .ldc = ldc});
     std::vector<float> got(static_cast<size_t>(m) * n);
     for (int i = 0; i < m; ++i) {
       for (int j = 0; j < n; ++j) got[i * n + j] = c[i * ldc + j];
@@ -52,19 +59,20 @@ TEST_P(GemmShapeTest, EveryImplementationMatchesReferenceWithPaddedLeadingDims) 
         ASSERT_EQ(c[i * ldc + j], 7.0f) << gemm->name() << " wrote past n in row " << i;
       }
     }
-    EXPECT_LT(MaxRelError(got, want), 1e-5) << gemm->name() << " m=" << m << " n=" << n
-                                             << " k=" << k;
+    EXPECT_LT(MaxRelError(got, want), 1e-5)
+        << gemm->name() << " m=" << m << " n=" << n << " k=" << k;
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, GemmShapeTest,
-    ::testing::Values(std::make_tuple(1, 1, 1), std::make_tuple(1, 37, 64),
-                      std::make_tuple(2, 17, 33), std::make_tuple(3, 64, 100),
-                      std::make_tuple(4, 16, 8), std::make_tuple(6, 16, 256),
-                      std::make_tuple(7, 31, 257), std::make_tuple(13, 50, 300),
-                      std::make_tuple(97, 33, 129), std::make_tuple(100, 2100, 20),
-                      std::make_tuple(64, 96, 600)));
+INSTANTIATE_TEST_SUITE_P(Shapes, GemmShapeTest,
+                         ::testing::Values(std::make_tuple(1, 1, 1), std::make_tuple(1, 37, 64),
+                                           std::make_tuple(2, 17, 33), std::make_tuple(3, 64, 100),
+                                           std::make_tuple(4, 16, 8), std::make_tuple(6, 16, 256),
+                                           std::make_tuple(7, 31, 257),
+                                           std::make_tuple(13, 50, 300),
+                                           std::make_tuple(97, 33, 129),
+                                           std::make_tuple(100, 2100, 20),
+                                           std::make_tuple(64, 96, 600)));
 
 TEST(GemmTest, AccumulateAddsToExistingOutput) {
   const int m = 9, n = 21, k = 270;
@@ -75,8 +83,16 @@ TEST(GemmTest, AccumulateAddsToExistingOutput) {
   for (CpuGemmImpl impl : Impls()) {
     auto gemm = CreateCpuGemm(impl).value();
     auto c = c0;
-    gemm->Gemm({.m = m, .n = n, .k = k, .a = a.data(), .lda = k, .b = b.data(), .ldb = k,
-                .c = c.data(), .ldc = n, .accumulate = true});
+    gemm->Gemm({.m = m,
+                .n = n,
+                .k = k,
+                .a = a.data(),
+                .lda = k,
+                .b = b.data(),
+                .ldb = k,
+                .c = c.data(),
+                .ldc = n,
+                .accumulate = true});
     EXPECT_LT(MaxRelError(c, want), 1e-5) << gemm->name();
   }
 }
@@ -86,8 +102,15 @@ TEST(GemmTest, ZeroDepthWritesZerosUnlessAccumulating) {
     auto gemm = CreateCpuGemm(impl).value();
     std::vector<float> c(4 * 5, 3.0f);
     float dummy = 0.0f;
-    gemm->Gemm({.m = 4, .n = 5, .k = 0, .a = &dummy, .lda = 1, .b = &dummy, .ldb = 1,
-                .c = c.data(), .ldc = 5});
+    gemm->Gemm({.m = 4,
+                .n = 5,
+                .k = 0,
+                .a = &dummy,
+                .lda = 1,
+                .b = &dummy,
+                .ldb = 1,
+                .c = c.data(),
+                .ldc = 5});
     for (float x : c) EXPECT_EQ(x, 0.0f) << gemm->name();
   }
 }

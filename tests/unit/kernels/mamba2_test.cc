@@ -30,14 +30,24 @@ struct SsmProblem {
   }
 
   SsmParams Params(float* state, int chunk) const {
-    return {.num_heads = H, .head_dim = P, .state_size = N, .num_groups = G,
-            .a_log = a_log.data(), .d = d.data(), .dt_bias = dt_bias.data(), .dt_min = dt_min,
-            .dt_max = dt_max, .chunk_size = chunk, .state = state};
+    return {.num_heads = H,
+            .head_dim = P,
+            .state_size = N,
+            .num_groups = G,
+            .a_log = a_log.data(),
+            .d = d.data(),
+            .dt_bias = dt_bias.data(),
+            .dt_min = dt_min,
+            .dt_max = dt_max,
+            .chunk_size = chunk,
+            .state = state};
   }
   // Tensors for rows [t0, ...).
   SsmTensors Io(float* y, int t0 = 0) const {
-    return {.x = {x.data() + t0 * H * P, H * P}, .dt = {dt.data() + t0 * H, H},
-            .b = {b.data() + t0 * G * N, G * N}, .c = {c.data() + t0 * G * N, G * N},
+    return {.x = {x.data() + t0 * H * P, H * P},
+            .dt = {dt.data() + t0 * H, H},
+            .b = {b.data() + t0 * G * N, G * N},
+            .c = {c.data() + t0 * G * N, G * N},
             .y = {y + t0 * H * P, H * P}};
   }
 
@@ -135,8 +145,7 @@ TEST(Mamba2Test, DtClampIsApplied) {
   const auto want = pr.Reference(ref_state);
   std::vector<float> state(pr.H * pr.P * pr.N, 0.0f), y(T * pr.H * pr.P);
   const std::vector<int32_t> qsl = {0, T}, slot = {0};
-  k->SsdChunkScanVarlen(pr.Params(state.data(), 4), {1, qsl.data()}, slot.data(),
-                        pr.Io(y.data()));
+  k->SsdChunkScanVarlen(pr.Params(state.data(), 4), {1, qsl.data()}, slot.data(), pr.Io(y.data()));
   EXPECT_LT(MaxRelError(y, want), 1e-4);
   // Without the clamp the result differs, so the clamp is observable here.
   pr.dt_min = 0.0f;
@@ -154,8 +163,7 @@ TEST(Mamba2Test, VarlenBatchUsesEachSequencesSlot) {
   const auto init = RandomVector(4 * slot_elems, 9);
   auto state = init;
   std::vector<float> y(T * pr.H * pr.P);
-  k->SsdChunkScanVarlen(pr.Params(state.data(), 4), {4, qsl.data()}, slots.data(),
-                        pr.Io(y.data()));
+  k->SsdChunkScanVarlen(pr.Params(state.data(), 4), {4, qsl.data()}, slots.data(), pr.Io(y.data()));
   for (int s = 0; s < 4; ++s) {
     const int len = qsl[s + 1] - qsl[s];
     std::vector<double> ref(init.begin() + slots[s] * slot_elems,

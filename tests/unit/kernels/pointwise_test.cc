@@ -28,13 +28,21 @@ TEST(RmsNormTest, MatchesReferenceWithStridedRowsAndInPlace) {
   }
   auto norm = CreateCpuNormKernels();
   std::vector<float> out(T * D);
-  norm->RmsNorm({.num_tokens = T, .dim = D, .eps = eps, .x = {x.data(), stride},
-                 .weight = w.data(), .out = {out.data(), D}});
+  norm->RmsNorm({.num_tokens = T,
+                 .dim = D,
+                 .eps = eps,
+                 .x = {x.data(), stride},
+                 .weight = w.data(),
+                 .out = {out.data(), D}});
   EXPECT_LT(MaxRelError(out, want), 1e-6);
 
   auto inplace = x;
-  norm->RmsNorm({.num_tokens = T, .dim = D, .eps = eps, .x = {inplace.data(), stride},
-                 .weight = w.data(), .out = {inplace.data(), stride}});
+  norm->RmsNorm({.num_tokens = T,
+                 .dim = D,
+                 .eps = eps,
+                 .x = {inplace.data(), stride},
+                 .weight = w.data(),
+                 .out = {inplace.data(), stride}});
   std::vector<float> got(T * D);
   for (int t = 0; t < T; ++t) {
     for (int i = 0; i < D; ++i) got[t * D + i] = inplace[t * stride + i];
@@ -71,9 +79,15 @@ TEST(GatedRmsNormTest, GroupedNormAfterGateMatchesReference) {
   for (int groups : eps_groups) {
     const auto want = GatedRef(T, d, groups, y, z, w, 1e-6f);
     std::vector<float> out(T * d), ss(T * groups);
-    GatedNormArgs args{.num_tokens = T, .num_groups = groups, .group_size = d / groups,
-                       .norm_count = d / groups, .eps = 1e-6f, .y = {y.data(), d},
-                       .z = {z.data(), d}, .weight = w.data(), .out = {out.data(), d}};
+    GatedNormArgs args{.num_tokens = T,
+                       .num_groups = groups,
+                       .group_size = d / groups,
+                       .norm_count = d / groups,
+                       .eps = 1e-6f,
+                       .y = {y.data(), d},
+                       .z = {z.data(), d},
+                       .weight = w.data(),
+                       .out = {out.data(), d}};
     norm->GatedSumSquares(args, ss.data());
     norm->GatedNormApply(args, ss.data());
     EXPECT_LT(MaxRelError(out, want), 1e-5) << "groups=" << groups;
@@ -92,9 +106,15 @@ TEST(GatedRmsNormTest, SplitGroupWithSummedStatisticsEqualsWholeGroup) {
   std::vector<float> ss[2] = {std::vector<float>(T), std::vector<float>(T)};
   GatedNormArgs shard[2];
   for (int r = 0; r < 2; ++r) {
-    shard[r] = {.num_tokens = T, .num_groups = 1, .group_size = half, .norm_count = d,
-                .eps = 1e-5f, .y = {y.data() + r * half, d}, .z = {z.data() + r * half, d},
-                .weight = w.data() + r * half, .out = {out.data() + r * half, d}};
+    shard[r] = {.num_tokens = T,
+                .num_groups = 1,
+                .group_size = half,
+                .norm_count = d,
+                .eps = 1e-5f,
+                .y = {y.data() + r * half, d},
+                .z = {z.data() + r * half, d},
+                .weight = w.data() + r * half,
+                .out = {out.data() + r * half, d}};
     norm->GatedSumSquares(shard[r], ss[r].data());
   }
   for (int t = 0; t < T; ++t) ss[0][t] += ss[1][t];
@@ -124,9 +144,14 @@ TEST(RopeTest, PartialRotateHalfMatchesReferenceAndLeavesTailUntouched) {
     return x;
   };
   auto q = q0, k = k0;
-  CreateCpuRopeKernel()->ApplyRope({.num_tokens = T, .positions = pos.data(), .head_dim = hd,
-                                    .rotary_dim = rd, .theta = theta, .q = {q.data(), hq * hd},
-                                    .num_q_heads = hq, .k = {k.data(), hkv * hd},
+  CreateCpuRopeKernel()->ApplyRope({.num_tokens = T,
+                                    .positions = pos.data(),
+                                    .head_dim = hd,
+                                    .rotary_dim = rd,
+                                    .theta = theta,
+                                    .q = {q.data(), hq * hd},
+                                    .num_q_heads = hq,
+                                    .k = {k.data(), hkv * hd},
                                     .num_kv_heads = hkv});
   EXPECT_LT(MaxRelError(q, ref(q0, hq)), 1e-5);
   EXPECT_LT(MaxRelError(k, ref(k0, hkv)), 1e-5);

@@ -23,7 +23,7 @@ namespace {
 
 constexpr int kBlockSize = 16;
 constexpr int64_t kHistoryTokens = 32 * 1024 + 5;  // unaligned: the attach copies a tail
-constexpr int kOtherTokens = 10;                    // one block per stored conversation
+constexpr int kOtherTokens = 10;                   // one block per stored conversation
 
 struct Fixture {
   std::unique_ptr<runtime::HostCacheMemory> memory;
@@ -54,9 +54,13 @@ Fixture& GetFixture(int num_conversations) {
                              .block_size = kBlockSize,
                              .num_kv_heads = 1,
                              .head_dim = 4};
-  const runtime::MambaLayout mamba{.num_layers = 1, .num_slots = num_conversations + 8,
-                                   .conv_dim = 8, .conv_width = 4, .num_heads = 1,
-                                   .head_dim = 4, .state_size = 8};
+  const runtime::MambaLayout mamba{.num_layers = 1,
+                                   .num_slots = num_conversations + 8,
+                                   .conv_dim = 8,
+                                   .conv_width = 4,
+                                   .num_heads = 1,
+                                   .head_dim = 4,
+                                   .state_size = 8};
   f->memory = runtime::HostCacheMemory::Create(kv, mamba, 1).value();
   ConversationCache::Options options;
   options.memory = f->memory.get();
@@ -96,8 +100,8 @@ void BM_AttachPublish32K(benchmark::State& state) {
   const CacheCounters c = cache.Counters();
   state.counters["conversations"] = static_cast<double>(c.conversations);
   state.counters["blocks"] = static_cast<double>(cache.Inspect(f.target)->blocks.size());
-  state.counters["tail_copies_per_iter"] =
-      static_cast<double>(c.kv_cow_copies - copies_before) / static_cast<double>(state.iterations());
+  state.counters["tail_copies_per_iter"] = static_cast<double>(c.kv_cow_copies - copies_before) /
+                                           static_cast<double>(state.iterations());
 }
 BENCHMARK(BM_AttachPublish32K)
     ->Arg(1000)
@@ -127,7 +131,9 @@ class RatioReporter : public benchmark::ConsoleReporter {
       std::sort(v.begin(), v.end());
       return v[v.size() / 2];
     };
-    const auto min = [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); };
+    const auto min = [](const std::vector<double>& v) {
+      return *std::min_element(v.begin(), v.end());
+    };
     const double med_1k = median(times_[1000]);
     const double med_100k = median(times_[100000]);
     const double ratio = med_100k / med_1k;

@@ -41,11 +41,16 @@ Args Parse(int argc, char** argv) {
       const std::string k = std::string("--") + key + "=";
       return s.rfind(k, 0) == 0 ? argv[i] + k.size() : nullptr;
     };
-    if (auto v = value("model")) a.model = v;
-    else if (auto v = value("conversations")) a.conversations = std::atoi(v);
-    else if (auto v = value("turns")) a.turns = std::atoi(v);
-    else if (auto v = value("suffix")) a.suffix = std::atoi(v);
-    else if (auto v = value("reply")) a.reply = std::atoi(v);
+    if (auto v = value("model"))
+      a.model = v;
+    else if (auto v = value("conversations"))
+      a.conversations = std::atoi(v);
+    else if (auto v = value("turns"))
+      a.turns = std::atoi(v);
+    else if (auto v = value("suffix"))
+      a.suffix = std::atoi(v);
+    else if (auto v = value("reply"))
+      a.reply = std::atoi(v);
   }
   return a;
 }
@@ -59,9 +64,15 @@ class TurnWaiter final : public hc::engine::TurnObserver {
     if (tokens.empty()) ttft = std::chrono::duration<double>(Clock::now() - submitted_).count();
     tokens.insert(tokens.end(), ids.begin(), ids.end());
   }
-  void OnCommitted(const hc::engine::TurnResult& r) override { result = r; done.Notify(); }
+  void OnCommitted(const hc::engine::TurnResult& r) override {
+    result = r;
+    done.Notify();
+  }
   void OnStateMissing(std::string_view) override { done.Notify(); }
-  void OnFailed(const absl::Status& s) override { failed = s; done.Notify(); }
+  void OnFailed(const absl::Status& s) override {
+    failed = s;
+    done.Notify();
+  }
 
   hc::engine::TurnStart start;
   std::vector<int32_t> tokens;
@@ -104,7 +115,8 @@ RunStats RunConversations(hc::engine::Engine& engine, const Args& a, bool use_ca
     std::vector<std::vector<int32_t>> suffixes;
     for (int c = 0; c < a.conversations; ++c) {
       std::vector<int32_t> suffix(a.suffix);
-      for (int k = 0; k < a.suffix; ++k) suffix[k] = 4 + (c * 7919 + turn * 104729 + k * 31) % (vocab - 4);
+      for (int k = 0; k < a.suffix; ++k)
+        suffix[k] = 4 + (c * 7919 + turn * 104729 + k * 31) % (vocab - 4);
       hc::engine::TurnRequest t;
       t.key = {use_cache ? "cached" : "scratch", absl::StrCat("conv", c)};
       t.request_id = absl::StrCat(t.key.cache_salt, "/", c, "/", turn);
@@ -162,7 +174,8 @@ int main(int argc, char** argv) {
   o.kv_cache_bytes = 1ll << 30;
   o.mamba_slots = 2 * a.conversations + 2;
   o.max_batch_tokens = 512;
-  o.max_waiting = 0;  // every conversation submits its turn at once: measure the engine, not admission
+  o.max_waiting =
+      0;  // every conversation submits its turn at once: measure the engine, not admission
   auto stack = hc::engine::WorkerStack::Create(o);
   if (!stack.ok()) {
     std::fprintf(stderr, "%s\n", stack.status().ToString().c_str());
@@ -179,15 +192,17 @@ int main(int argc, char** argv) {
                 scratch.ttft_by_turn[t] * 1e3, scratch.ttft_by_turn[t] / cached.ttft_by_turn[t]);
   }
   for (const auto* s : {&cached, &scratch}) {
-    std::printf("%s: %.1f s, %.1f generated tok/s, %.1f context tok/s, hit rate %.3f, "
-                "commit p50 %.2f us p99 %.2f us\n",
-                s == &cached ? "with cache   " : "without cache", s->seconds,
-                s->tokens_generated / s->seconds, s->prompt_tokens / s->seconds,
-                s->prompt_tokens ? static_cast<double>(s->cached_tokens) / s->prompt_tokens : 0.0,
-                Percentile(s->commit_seconds, 0.5) * 1e6, Percentile(s->commit_seconds, 0.99) * 1e6);
+    std::printf(
+        "%s: %.1f s, %.1f generated tok/s, %.1f context tok/s, hit rate %.3f, "
+        "commit p50 %.2f us p99 %.2f us\n",
+        s == &cached ? "with cache   " : "without cache", s->seconds,
+        s->tokens_generated / s->seconds, s->prompt_tokens / s->seconds,
+        s->prompt_tokens ? static_cast<double>(s->cached_tokens) / s->prompt_tokens : 0.0,
+        Percentile(s->commit_seconds, 0.5) * 1e6, Percentile(s->commit_seconds, 0.99) * 1e6);
   }
   std::printf("turn-%d TTFT ratio (without / with cache): %.2fx\n", a.turns,
               scratch.ttft_by_turn.back() / cached.ttft_by_turn.back());
-  std::printf("commit p99 %.2f us (goal <= 100 us)\n", Percentile(cached.commit_seconds, 0.99) * 1e6);
+  std::printf("commit p99 %.2f us (goal <= 100 us)\n",
+              Percentile(cached.commit_seconds, 0.99) * 1e6);
   return 0;
 }

@@ -83,8 +83,11 @@ void BM_Prefill(benchmark::State& state) {
     ForwardBatch fb;
     for (int s = 0; s < batch; ++s) {
       (void)env.runner->cache().ZeroMambaSlot(s);
-      fb.seqs.push_back({.token_ids = tokens[s], .num_computed_tokens = 0,
-                         .block_table = tables[s], .mamba_slot = s, .need_logits = true});
+      fb.seqs.push_back({.token_ids = tokens[s],
+                         .num_computed_tokens = 0,
+                         .block_table = tables[s],
+                         .mamba_slot = s,
+                         .need_logits = true});
     }
     const auto t0 = Clock::now();
     auto logits = env.runner->Forward(fb);
@@ -108,7 +111,9 @@ void BM_Decode(benchmark::State& state) {
     tables.push_back(env.Blocks(prompt + steps));
     (void)env.runner->cache().ZeroMambaSlot(s);
     fb.seqs.push_back({.token_ids = std::span(tokens[s]).first(prompt),
-                       .num_computed_tokens = 0, .block_table = tables[s], .mamba_slot = s});
+                       .num_computed_tokens = 0,
+                       .block_table = tables[s],
+                       .mamba_slot = s});
   }
   if (!env.runner->Forward(fb).ok()) state.SkipWithError("prompt failed");
   int step = 0;
@@ -142,8 +147,10 @@ void BM_Turn(benchmark::State& state) {
   const int32_t committed_slot = 20, turn_slot = 21;
   if (cached) {  // commit the history once, outside the timing
     (void)env.runner->cache().ZeroMambaSlot(committed_slot);
-    ForwardBatch fb{{{.token_ids = std::span(tokens).first(history), .num_computed_tokens = 0,
-                      .block_table = table, .mamba_slot = committed_slot}}};
+    ForwardBatch fb{{{.token_ids = std::span(tokens).first(history),
+                      .num_computed_tokens = 0,
+                      .block_table = table,
+                      .mamba_slot = committed_slot}}};
     if (!env.runner->Forward(fb).ok()) state.SkipWithError("history failed");
   }
   double seconds = 0;
@@ -155,12 +162,17 @@ void BM_Turn(benchmark::State& state) {
     if (cached) {
       (void)env.runner->cache().CopyMambaSlot(committed_slot, turn_slot);
       fb.seqs.push_back({.token_ids = std::span(tokens).subspan(history),
-                         .num_computed_tokens = history, .block_table = table,
-                         .mamba_slot = turn_slot, .need_logits = true});
+                         .num_computed_tokens = history,
+                         .block_table = table,
+                         .mamba_slot = turn_slot,
+                         .need_logits = true});
     } else {
       (void)env.runner->cache().ZeroMambaSlot(turn_slot);
-      fb.seqs.push_back({.token_ids = tokens, .num_computed_tokens = 0, .block_table = table,
-                         .mamba_slot = turn_slot, .need_logits = true});
+      fb.seqs.push_back({.token_ids = tokens,
+                         .num_computed_tokens = 0,
+                         .block_table = table,
+                         .mamba_slot = turn_slot,
+                         .need_logits = true});
     }
     auto logits = env.runner->Forward(fb);
     seconds += std::chrono::duration<double>(Clock::now() - t0).count();
@@ -177,10 +189,11 @@ BENCHMARK(BM_Turn)->Arg(0)->Iterations(1)->Unit(benchmark::kMillisecond);
 int main(int argc, char** argv) {
   using namespace hc::model;
   const ModelConfig& c = GetEnv().config;
-  std::printf("model: small preset, %.1fM parameters (D=%d, %d layers: %d Mamba2 + %d attention), "
-              "fp32, tp=1\n",
-              ParamCount(*GetEnv().source) / 1e6, c.hidden_size, c.num_hidden_layers,
-              c.num_mamba_layers(), c.num_attention_layers());
+  std::printf(
+      "model: small preset, %.1fM parameters (D=%d, %d layers: %d Mamba2 + %d attention), "
+      "fp32, tp=1\n",
+      ParamCount(*GetEnv().source) / 1e6, c.hidden_size, c.num_hidden_layers, c.num_mamba_layers(),
+      c.num_attention_layers());
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
@@ -190,10 +203,10 @@ int main(int argc, char** argv) {
   std::printf("decode  tokens/s: batch 1 %.1f, batch 8 %.1f (context ~256)\n", g_decode_tps[0],
               g_decode_tps[1]);
   if (g_turn_cached_s > 0 && g_turn_scratch_s > 0) {
-    std::printf("turn +64 tokens on 2048 history: cached %.1f ms, scratch %.1f ms, "
-                "speed-up %.1fx (goal >= 20x, limit ~33x)\n",
-                g_turn_cached_s * 1e3, g_turn_scratch_s * 1e3,
-                g_turn_scratch_s / g_turn_cached_s);
+    std::printf(
+        "turn +64 tokens on 2048 history: cached %.1f ms, scratch %.1f ms, "
+        "speed-up %.1fx (goal >= 20x, limit ~33x)\n",
+        g_turn_cached_s * 1e3, g_turn_scratch_s * 1e3, g_turn_scratch_s / g_turn_cached_s);
   }
   return 0;
 }

@@ -39,7 +39,8 @@ class FileLedgerAsyncTest : public ::testing::Test {
   // commit was queued. `done[c]` is set by conversation c's callback.
   void StartCommitsBehindTheGate(FileLedger& ledger, int n, std::vector<std::atomic<int>>& done,
                                  std::vector<absl::Status>& results) {
-    for (int c = 0; c < n; ++c) ASSERT_TRUE(ledger.AcquireLease(Key(c), "h", absl::Seconds(30)).ok());
+    for (int c = 0; c < n; ++c)
+      ASSERT_TRUE(ledger.AcquireLease(Key(c), "h", absl::Seconds(30)).ok());
     ops_.CloseGate();
     for (int c = 0; c < n; ++c) {
       ledger.Commit(Key(c), "h", RoundCommit(c, 0, 0, 8), [&, c](absl::Status s) {

@@ -123,6 +123,8 @@ TEST_P(CrashAtStepTest, ReplayIsExactAndTheCompactionIsFinishedOnOpen) {
     case CompactionStep::kDone:
       EXPECT_FALSE(Exists("ledger.log.old"));
       break;
+    case CompactionStep::kFailed:
+      FAIL() << "kFailed is not a parameter of this test";
   }
   absl::Notification finished;
   FileLedgerOptions watch;
@@ -148,10 +150,16 @@ INSTANTIATE_TEST_SUITE_P(Steps, CrashAtStepTest,
                                            CompactionStep::kDone),
                          [](const auto& info) {
                            switch (info.param) {
-                             case CompactionStep::kRotated: return "Rotated";
-                             case CompactionStep::kSnapshotWritten: return "SnapshotWritten";
-                             case CompactionStep::kSnapshotInstalled: return "SnapshotInstalled";
-                             case CompactionStep::kDone: return "Done";
+                             case CompactionStep::kRotated:
+                               return "Rotated";
+                             case CompactionStep::kSnapshotWritten:
+                               return "SnapshotWritten";
+                             case CompactionStep::kSnapshotInstalled:
+                               return "SnapshotInstalled";
+                             case CompactionStep::kDone:
+                               return "Done";
+                             case CompactionStep::kFailed:
+                               return "Failed";
                            }
                            return "Unknown";
                          });

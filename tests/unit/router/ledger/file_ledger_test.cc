@@ -1,5 +1,7 @@
 // File backend durability: replay, compaction, torn tails, and a real
 // `kill -9` of a process in the middle of writing.
+#include "router/ledger/file_ledger.h"
+
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,7 +12,6 @@
 
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
-#include "router/ledger/file_ledger.h"
 #include "router/ledger/ledger.h"
 #include "tests/unit/router/ledger/ledger_test_util.h"
 

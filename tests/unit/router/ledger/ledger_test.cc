@@ -1,15 +1,16 @@
 // Conformance tests every ledger backend passes: memory, file and Redis (a
 // real redis-server started on loopback for this binary).
+#include "router/ledger/ledger.h"
+
 #include <atomic>
-#include <functional>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <thread>
 
 #include "absl/synchronization/barrier.h"
-#include "gtest/gtest.h"
 #include "common/retry_delay.h"
-#include "router/ledger/ledger.h"
+#include "gtest/gtest.h"
 #include "router/ledger/ledger_table.h"
 #include "router/ledger/redis_ledger.h"
 #include "tests/unit/router/ledger/redis_server_fixture.h"
@@ -38,8 +39,9 @@ TEST(TableKeyTest, TheEmptyTenantEncodesAsBeforeTenantsAndEveryKeyRoundTrips) {
   // hold exactly these bytes.
   const std::string legacy = std::string("\x04\x00\x00\x00", 4) + "saltconv";
   EXPECT_EQ(EncodeTableKey(LedgerKey{"salt", "conv"}), legacy);
-  for (const LedgerKey& k : {LedgerKey{"salt", "conv"}, LedgerKey{"", "c"}, LedgerKey{"s", "c", "t"},
-                             LedgerKey{std::string("a\0b", 3), "c:1", std::string("x\0y", 3)}}) {
+  for (const LedgerKey& k :
+       {LedgerKey{"salt", "conv"}, LedgerKey{"", "c"}, LedgerKey{"s", "c", "t"},
+        LedgerKey{std::string("a\0b", 3), "c:1", std::string("x\0y", 3)}}) {
     const LedgerKey back = DecodeTableKey(EncodeTableKey(k));
     EXPECT_EQ(back.cache_salt, k.cache_salt);
     EXPECT_EQ(back.conversation_id, k.conversation_id);
@@ -56,7 +58,8 @@ class LedgerTest : public TestWithParam<std::string> {
     now_ = absl::FromUnixSeconds(1'700'000'000);
     LedgerOptions o = Options();
     // Fail, not skip: a missing server must not pass as a green run.
-    if (GetParam() == "redis" && !SharedRedis()->ok()) FAIL() << "redis-server did not start (scripts/install-deps.sh installs it)";
+    if (GetParam() == "redis" && !SharedRedis()->ok())
+      FAIL() << "redis-server did not start (scripts/install-deps.sh installs it)";
     auto ledger = Open(o);
     ASSERT_TRUE(ledger.ok()) << ledger.status();
     ledger_ = std::move(ledger).value();
@@ -88,8 +91,10 @@ class LedgerTest : public TestWithParam<std::string> {
       o.fsync = FsyncPolicy::kNever;
     } else if (GetParam() == "redis") {
       o.backend = SharedRedis()->url();
-      o.redis_prefix = std::string("t:") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
-      for (char& c : o.redis_prefix) if (c == '/') c = '_';
+      o.redis_prefix =
+          std::string("t:") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+      for (char& c : o.redis_prefix)
+        if (c == '/') c = '_';
     }
     o.expiry_sweep_interval = absl::Milliseconds(1);
     return o;
@@ -126,7 +131,8 @@ class LedgerTest : public TestWithParam<std::string> {
   absl::Status FullTurn(const LedgerKey& key, const std::string& holder) {
     auto rec = ledger_->AcquireLease(key, holder, absl::Seconds(30));
     if (!rec.ok()) return rec.status();
-    return ledger_->Commit(key, holder, Turn(rec->round, {1}, "m", static_cast<uint32_t>(rec->tokens.size())));
+    return ledger_->Commit(key, holder,
+                           Turn(rec->round, {1}, "m", static_cast<uint32_t>(rec->tokens.size())));
   }
   void Advance(absl::Duration d) { now_ns_.fetch_add(absl::ToInt64Nanoseconds(d)); }
 
@@ -135,8 +141,10 @@ class LedgerTest : public TestWithParam<std::string> {
     CommitRequest c;
     c.expected_round = round;
     c.appended_tokens = tokens;
-    c.appended_messages = {LedgerMessage{Role::kUser, begin, begin + static_cast<uint32_t>(tokens.size()), std::move(text)}};
-    c.worker = WorkerState{std::move(worker), round + 1, begin + static_cast<uint32_t>(tokens.size()) - 1, 42};
+    c.appended_messages = {LedgerMessage{
+        Role::kUser, begin, begin + static_cast<uint32_t>(tokens.size()), std::move(text)}};
+    c.worker = WorkerState{std::move(worker), round + 1,
+                           begin + static_cast<uint32_t>(tokens.size()) - 1, 42};
     return c;
   }
 
@@ -202,7 +210,8 @@ TEST_P(LedgerTest, ReleaseWithoutCommitKeepsTheCommittedEntry) {
   ASSERT_TRUE(ledger_->Commit(key_, "a", Turn(0, {1, 2}, "m", 0)).ok());
   ASSERT_TRUE(ledger_->AcquireLease(key_, "a", absl::Seconds(10)).ok());
   ASSERT_TRUE(ledger_->ReleaseLease(key_, "other").ok());  // not the holder: no-op
-  EXPECT_EQ(ledger_->AcquireLease(key_, "b", absl::Seconds(10)).status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(ledger_->AcquireLease(key_, "b", absl::Seconds(10)).status().code(),
+            absl::StatusCode::kAborted);
   ASSERT_TRUE(ledger_->ReleaseLease(key_, "a").ok());
   auto rec = ledger_->AcquireLease(key_, "b", absl::Seconds(10));
   ASSERT_TRUE(rec.ok());
@@ -272,8 +281,11 @@ TEST_P(LedgerTest, ConcurrentTurnsOnOneConversationLetExactlyOneThrough) {
       });
     }
     for (auto& t : threads) t.join();
-    ASSERT_TRUE(ledger_->Commit(key_, winner, Turn(round, {static_cast<uint32_t>(trial)}, "t",
-                                                   static_cast<uint32_t>(num_tokens))).ok());
+    ASSERT_TRUE(ledger_
+                    ->Commit(key_, winner,
+                             Turn(round, {static_cast<uint32_t>(trial)}, "t",
+                                  static_cast<uint32_t>(num_tokens)))
+                    .ok());
     EXPECT_EQ(won.load(), 1) << "trial " << trial;
     EXPECT_EQ(aborted.load(), kThreads - 1);
   }

@@ -40,9 +40,9 @@ inline absl::Status CommitRound(ConversationLedger& ledger, int c, int tokens_pe
                                 const std::string& holder = "writer") {
   auto rec = ledger.AcquireLease(Key(c), holder, absl::Seconds(30));
   if (!rec.ok()) return rec.status();
-  return ledger.Commit(Key(c), holder,
-                       RoundCommit(c, rec->round, static_cast<uint32_t>(rec->tokens.size()),
-                                   tokens_per_round));
+  return ledger.Commit(
+      Key(c), holder,
+      RoundCommit(c, rec->round, static_cast<uint32_t>(rec->tokens.size()), tokens_per_round));
 }
 
 // Every round 0..round-1 present, in order, nothing else; at least min_round.

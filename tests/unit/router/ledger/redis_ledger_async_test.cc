@@ -27,12 +27,11 @@ class Callbacks {
   }
   bool Wait() {
     absl::MutexLock lock(&mu_);
-    return mu_.AwaitWithTimeout(absl::Condition(
-                                    +[](Callbacks* c) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                                      return c->runs_ >= c->expected_;
-                                    },
-                                    this),
-                                absl::Seconds(30));
+    return mu_.AwaitWithTimeout(
+        absl::Condition(
+            +[](Callbacks* c) ABSL_NO_THREAD_SAFETY_ANALYSIS { return c->runs_ >= c->expected_; },
+            this),
+        absl::Seconds(30));
   }
   std::vector<absl::StatusCode> codes() {
     absl::MutexLock lock(&mu_);
@@ -93,7 +92,8 @@ TEST_F(RedisLedgerAsyncTest, CallbacksRunOnTheLoopThreadNotTheCaller) {
 TEST_F(RedisLedgerAsyncTest, KillNineWithCommandsInFlightRunsEveryCallbackWithAnError) {
   constexpr int kTurns = 200;
   auto ledger = Open();
-  for (int i = 0; i < kTurns; ++i) ASSERT_TRUE(ledger->AcquireLease(Key(i), "r", absl::Minutes(1)).ok());
+  for (int i = 0; i < kTurns; ++i)
+    ASSERT_TRUE(ledger->AcquireLease(Key(i), "r", absl::Minutes(1)).ok());
   // Paused, the server takes the commands' bytes (socket buffers) and never
   // answers: every one of them is in flight when it dies.
   server_.Pause();
@@ -113,7 +113,7 @@ TEST_F(RedisLedgerAsyncTest, KillNineWithCommandsInFlightRunsEveryCallbackWithAn
   ASSERT_TRUE(after.Wait());
   EXPECT_EQ(after.codes()[0], absl::StatusCode::kUnavailable);
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));  // well under redis_timeout
-  ledger.reset();  // and the destructor does not hang either
+  ledger.reset();                                    // and the destructor does not hang either
 }
 
 TEST_F(RedisLedgerAsyncTest, ACommandWithoutAReplyTimesOutAndTheLedgerRecovers) {

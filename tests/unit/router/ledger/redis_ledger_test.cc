@@ -1,11 +1,12 @@
 // Redis-specific behaviour: replicas share one ledger, the round trips per
 // turn, and what Redis itself counted (INFO commandstats).
+#include "router/ledger/redis_ledger.h"
+
 #include <atomic>
 #include <functional>
 #include <string>
 
 #include "gtest/gtest.h"
-#include "router/ledger/redis_ledger.h"
 #include "tests/unit/router/ledger/redis_server_fixture.h"
 
 namespace hc::router {
@@ -17,7 +18,8 @@ class RedisLedgerTest : public ::testing::Test {
   static void TearDownTestSuite() { delete server_; }
   void SetUp() override {
     // Fail, not skip: a missing server must not pass as a green run.
-    if (!server_->ok()) FAIL() << "redis-server did not start (scripts/install-deps.sh installs it)";
+    if (!server_->ok())
+      FAIL() << "redis-server did not start (scripts/install-deps.sh installs it)";
   }
   std::unique_ptr<RedisLedger> Open(LedgerOptions o = {}, RedisLedgerHooks hooks = {}) {
     o.backend = server_->url();

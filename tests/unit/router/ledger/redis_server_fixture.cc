@@ -48,9 +48,9 @@ RedisServer::RedisServer(std::vector<std::string> extra_args) {
     if (devnull >= 0) ::dup2(devnull, 2);
     ::close(fds[0]);
     ::close(fds[1]);
-    std::vector<std::string> args = {server, "--port", port, "--bind", "127.0.0.1", "--save", "",
-                                     "--appendonly", "no", "--dir", dir_, "--daemonize", "no",
-                                     "--loglevel", "notice"};
+    std::vector<std::string> args = {
+        server, "--port", port, "--bind",      "127.0.0.1", "--save",     "",      "--appendonly",
+        "no",   "--dir",  dir_, "--daemonize", "no",        "--loglevel", "notice"};
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
@@ -127,11 +127,14 @@ std::string RedisServer::AuthCommand(const std::string& password,
   }
   std::vector<const char*> argv;
   for (const std::string& a : args) argv.push_back(a.c_str());
-  auto* r = static_cast<redisReply*>(redisCommandArgv(ctx, static_cast<int>(argv.size()), argv.data(), nullptr));
+  auto* r = static_cast<redisReply*>(
+      redisCommandArgv(ctx, static_cast<int>(argv.size()), argv.data(), nullptr));
   std::string out;
   if (r != nullptr) {
-    if (r->type == REDIS_REPLY_INTEGER) out = std::to_string(r->integer);
-    else if (r->str != nullptr) out.assign(r->str, r->len);
+    if (r->type == REDIS_REPLY_INTEGER)
+      out = std::to_string(r->integer);
+    else if (r->str != nullptr)
+      out.assign(r->str, r->len);
     freeReplyObject(r);
   }
   redisFree(ctx);

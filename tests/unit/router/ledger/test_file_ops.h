@@ -44,11 +44,12 @@ class TestFileOps : public FileOps {
   bool WaitForDataSyncs(int n, absl::Duration timeout) {
     absl::MutexLock lock(&mu_);
     sync_target_ = n;
-    return mu_.AwaitWithTimeout(
-        absl::Condition(
-            +[](TestFileOps* o) ABSL_NO_THREAD_SAFETY_ANALYSIS { return o->completed_syncs_ >= o->sync_target_; },
-            this),
-        timeout);
+    return mu_.AwaitWithTimeout(absl::Condition(
+                                    +[](TestFileOps* o) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                                      return o->completed_syncs_ >= o->sync_target_;
+                                    },
+                                    this),
+                                timeout);
   }
 
   absl::Status DataSync(int fd, const std::string& path) override {
@@ -72,7 +73,8 @@ class TestFileOps : public FileOps {
   }
 
   absl::Status SyncDir(const std::string& dir) override {
-    if (fail_sync_dir_.load()) return absl::InternalError("fsync " + dir + ": Input/output error (injected)");
+    if (fail_sync_dir_.load())
+      return absl::InternalError("fsync " + dir + ": Input/output error (injected)");
     return FileOps::SyncDir(dir);
   }
 

@@ -138,7 +138,7 @@ TEST_F(WorkerPoolTest, WithNoHealthyWorkerTheLeastRecentlyFailedIsTried) {
   d = pool->Route("b:1");
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->kind, RouteKind::kSticky);  // it holds the state, if any worker does
-  pool->MarkUnhealthy("b:1");  // failed again: now a:1's failure is the oldest
+  pool->MarkUnhealthy("b:1");              // failed again: now a:1's failure is the oldest
   EXPECT_EQ(Picked(*pool, ""), "a:1");
 }
 

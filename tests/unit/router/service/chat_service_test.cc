@@ -19,7 +19,8 @@ constexpr char kEmoji[] = "\xF0\x9F\x98\x80";
 
 // Turn index of the worker a conversation's state is on.
 int WorkerIndex(RouterHarness& h, const std::string& id) {
-  for (int i = 0; i < 2; ++i) if (h.worker(i).address() == id) return i;
+  for (int i = 0; i < 2; ++i)
+    if (h.worker(i).address() == id) return i;
   return -1;
 }
 
@@ -304,7 +305,8 @@ TEST(ChatServiceTest, GetAndDeleteConversation) {
   }
   {
     grpc::ClientContext ctx;
-    EXPECT_EQ(h.stub().DeleteConversation(&ctx, del, &resp).error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_EQ(h.stub().DeleteConversation(&ctx, del, &resp).error_code(),
+              grpc::StatusCode::NOT_FOUND);
   }
 }
 
@@ -325,21 +327,40 @@ TEST(ChatServiceTest, EveryValidationFailureHasItsCodeAndLeavesTheLedgerUnchange
   const size_t requests_before = h.worker(0).requests().size();
   const std::vector<BadRequest> cases = {
       {"empty id", [](auto& r) { r.set_conversation_id(""); }, grpc::StatusCode::INVALID_ARGUMENT},
-      {"long id", [](auto& r) { r.set_conversation_id(std::string(129, 'a')); }, grpc::StatusCode::INVALID_ARGUMENT},
-      {"bad id char", [](auto& r) { r.set_conversation_id("c/1"); }, grpc::StatusCode::INVALID_ARGUMENT},
-      {"long salt", [](auto& r) { r.set_cache_salt(std::string(1025, 's')); }, grpc::StatusCode::INVALID_ARGUMENT},
+      {"long id", [](auto& r) { r.set_conversation_id(std::string(129, 'a')); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"bad id char", [](auto& r) { r.set_conversation_id("c/1"); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"long salt", [](auto& r) { r.set_cache_salt(std::string(1025, 's')); },
+       grpc::StatusCode::INVALID_ARGUMENT},
       {"no input", [](auto& r) { r.clear_messages(); }, grpc::StatusCode::INVALID_ARGUMENT},
-      {"both inputs", [](auto& r) { r.add_suffix_token_ids(1); }, grpc::StatusCode::INVALID_ARGUMENT},
-      {"bad role", [](auto& r) { r.mutable_messages(0)->set_role("robot"); }, grpc::StatusCode::INVALID_ARGUMENT},
-      {"token out of vocab", [](auto& r) { r.clear_messages(); r.add_suffix_token_ids(259); }, grpc::StatusCode::INVALID_ARGUMENT},
-      {"negative temperature", [](auto& r) { r.mutable_sampling()->set_temperature(-0.1f); }, grpc::StatusCode::INVALID_ARGUMENT},
-      {"nan temperature", [](auto& r) { r.mutable_sampling()->set_temperature(std::nanf("")); }, grpc::StatusCode::INVALID_ARGUMENT},
-      {"top_p zero", [](auto& r) { r.mutable_sampling()->set_top_p(0.0f); }, grpc::StatusCode::INVALID_ARGUMENT},
-      {"top_p above one", [](auto& r) { r.mutable_sampling()->set_top_p(1.5f); }, grpc::StatusCode::INVALID_ARGUMENT},
-      {"max_tokens zero", [](auto& r) { r.mutable_sampling()->set_max_tokens(0); }, grpc::StatusCode::INVALID_ARGUMENT},
-      {"stop token out of vocab", [](auto& r) { r.mutable_sampling()->add_stop_token_ids(1000); }, grpc::StatusCode::INVALID_ARGUMENT},
-      {"context too long", [](auto& r) { r.mutable_messages(0)->set_content(std::string(60, 'x')); }, grpc::StatusCode::RESOURCE_EXHAUSTED},
-      {"stale expected_round", [](auto& r) { r.set_expected_round(0); }, grpc::StatusCode::FAILED_PRECONDITION},
+      {"both inputs", [](auto& r) { r.add_suffix_token_ids(1); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"bad role", [](auto& r) { r.mutable_messages(0)->set_role("robot"); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"token out of vocab",
+       [](auto& r) {
+         r.clear_messages();
+         r.add_suffix_token_ids(259);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"negative temperature", [](auto& r) { r.mutable_sampling()->set_temperature(-0.1f); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"nan temperature", [](auto& r) { r.mutable_sampling()->set_temperature(std::nanf("")); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"top_p zero", [](auto& r) { r.mutable_sampling()->set_top_p(0.0f); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"top_p above one", [](auto& r) { r.mutable_sampling()->set_top_p(1.5f); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"max_tokens zero", [](auto& r) { r.mutable_sampling()->set_max_tokens(0); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"stop token out of vocab", [](auto& r) { r.mutable_sampling()->add_stop_token_ids(1000); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"context too long",
+       [](auto& r) { r.mutable_messages(0)->set_content(std::string(60, 'x')); },
+       grpc::StatusCode::RESOURCE_EXHAUSTED},
+      {"stale expected_round", [](auto& r) { r.set_expected_round(0); },
+       grpc::StatusCode::FAILED_PRECONDITION},
   };
   for (const BadRequest& c : cases) {
     auto req = RouterHarness::UserTurn("c", "next");
@@ -372,7 +393,9 @@ TEST(ChatServiceTest, ManyConcurrentTurnsOnOneConversationLetExactlyOneThroughAt
   std::atomic<int> aborted{0};
   for (int i = 0; i < 6; ++i) {
     others.emplace_back([&] {
-      if (h.Complete(RouterHarness::UserTurn("c", "x")).status.error_code() == grpc::StatusCode::ABORTED) ++aborted;
+      if (h.Complete(RouterHarness::UserTurn("c", "x")).status.error_code() ==
+          grpc::StatusCode::ABORTED)
+        ++aborted;
     });
   }
   for (auto& o : others) o.join();
@@ -392,8 +415,10 @@ TEST(ChatServiceTest, ManyConversationsInParallelAllCommitConsistently) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kTurns; ++i) {
-        TurnResult r = h.Complete(RouterHarness::UserTurn("p" + std::to_string(t), "turn " + std::to_string(i)));
-        if (!r.status.ok() || r.completed() == nullptr || r.completed()->committed_round() != static_cast<uint64_t>(i + 1)) {
+        TurnResult r = h.Complete(
+            RouterHarness::UserTurn("p" + std::to_string(t), "turn " + std::to_string(i)));
+        if (!r.status.ok() || r.completed() == nullptr ||
+            r.completed()->committed_round() != static_cast<uint64_t>(i + 1)) {
           ++failures;
         }
       }
@@ -412,7 +437,8 @@ TEST(ChatServiceTest, ManyConversationsInParallelAllCommitConsistently) {
     for (int i = 0; i < kTurns; ++i) {
       const LedgerMessage& reply = rec->messages[2 * i + 1];
       const std::vector<uint32_t> context(rec->tokens.begin(), rec->tokens.begin() + reply.begin);
-      const std::vector<uint32_t> generated(rec->tokens.begin() + reply.begin, rec->tokens.begin() + reply.end);
+      const std::vector<uint32_t> generated(rec->tokens.begin() + reply.begin,
+                                            rec->tokens.begin() + reply.end);
       EXPECT_EQ(generated, h.worker(0).Reply(context)) << "conversation " << t << " turn " << i;
     }
   }

@@ -14,8 +14,8 @@ namespace v1 = hybridcache::v1;
 namespace {
 // Length-prefixed parts: unambiguous for any bytes.
 std::string KeyOf(const v1::ConversationKey& k) {
-  return absl::StrCat(k.tenant().size(), ":", k.tenant(), k.cache_salt().size(), ":", k.cache_salt(),
-                      k.conversation_id());
+  return absl::StrCat(k.tenant().size(), ":", k.tenant(), k.cache_salt().size(), ":",
+                      k.cache_salt(), k.conversation_id());
 }
 }  // namespace
 
@@ -102,7 +102,8 @@ grpc::Status FakeWorker::Execute(grpc::ServerContext* ctx, const v1::ExecuteRequ
     bool matched = false;
     if (req->has_expected() && it != states_.end()) {
       const State& s = it->second;
-      matched = s.round == req->expected().round() && s.tokens.size() == req->expected().num_tokens() &&
+      matched = s.round == req->expected().round() &&
+                s.tokens.size() == req->expected().num_tokens() &&
                 TokenHash(std::span<const uint32_t>(s.tokens)) == req->expected().prefix_hash();
     }
     if (matched) {
@@ -110,7 +111,8 @@ grpc::Status FakeWorker::Execute(grpc::ServerContext* ctx, const v1::ExecuteRequ
       cached = static_cast<uint32_t>(context.size());
     } else if (req->has_expected() && !req->has_history()) {
       v1::ExecuteEvent e;
-      e.mutable_state_missing()->set_reason(it == states_.end() ? "unknown conversation" : "stale round");
+      e.mutable_state_missing()->set_reason(it == states_.end() ? "unknown conversation"
+                                                                : "stale round");
       writer->Write(e);
       return grpc::Status::OK;
     } else if (req->has_history()) {
@@ -135,7 +137,8 @@ grpc::Status FakeWorker::Execute(grpc::ServerContext* ctx, const v1::ExecuteRequ
   // which the first stop string completes.
   std::optional<v1::StopStringCut> cut;
   {
-    const std::vector<std::string> stops(req->sampling().stop().begin(), req->sampling().stop().end());
+    const std::vector<std::string> stops(req->sampling().stop().begin(),
+                                         req->sampling().stop().end());
     StopMatcher matcher(stops);
     std::vector<int64_t> ends;
     for (size_t i = 0; i < reply.size() && !cut.has_value(); ++i) {
@@ -195,7 +198,8 @@ grpc::Status FakeWorker::Execute(grpc::ServerContext* ctx, const v1::ExecuteRequ
   return grpc::Status::OK;
 }
 
-grpc::Status FakeWorker::Load(grpc::ServerContext*, const v1::LoadRequest*, v1::LoadReport* report) {
+grpc::Status FakeWorker::Load(grpc::ServerContext*, const v1::LoadRequest*,
+                              v1::LoadReport* report) {
   absl::MutexLock lock(&mu_);
   if (load_fails_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "fake outage");
   report->set_worker_id(options_.id);

@@ -41,8 +41,8 @@ class FakeWorker final : public hybridcache::v1::WorkerService::Service {
   std::vector<uint32_t> Reply(std::span<const uint32_t> context) const;
 
   // Knobs.
-  void ForgetAll();                 // drops every cached state
-  void SetLoadFails(bool fails);    // Load errors: the router's probe marks it unhealthy
+  void ForgetAll();               // drops every cached state
+  void SetLoadFails(bool fails);  // Load errors: the router's probe marks it unhealthy
   // The next Execute blocks after ExecuteStarted (and after `tokens_before`
   // token batches) until Unblock() or cancellation; entered() fires then.
   void BlockNext(int tokens_before = 0);

@@ -33,7 +33,8 @@ class HfTextCodecTest : public ::testing::Test {
         opt);
     std::ofstream(dir_ + "/tokenizer.json") << BpeTokenizerJson(model);
     json::Value config = json::Value::MakeObject();
-    config.Set("chat_template", json::Value::String(ChatTemplate(ChatTemplate::Kind::kGranite).JinjaSource()));
+    config.Set("chat_template",
+               json::Value::String(ChatTemplate(ChatTemplate::Kind::kGranite).JinjaSource()));
     config.Set("eos_token", json::Value::String("<|end_of_text|>"));
     std::ofstream(dir_ + "/tokenizer_config.json") << json::Serialize(config);
     codec_ = HfTextCodec::FromModelDir(dir_).value();
@@ -49,17 +50,20 @@ class HfTextCodecTest : public ::testing::Test {
 };
 
 TEST_F(HfTextCodecTest, EncodeBytesSpellsAnyBytesExactlyWithoutSpecialTokens) {
-  for (const std::string bytes :
-       {std::string("Hello"), std::string(" there, how"), std::string("caf\xC3"), std::string("\x9F\x98\x80 ok"),
-        std::string("<|end_of_text|>"), std::string("\xFF\xFE"), std::string()}) {
+  for (const std::string& bytes :
+       {std::string("Hello"), std::string(" there, how"), std::string("caf\xC3"),
+        std::string("\x9F\x98\x80 ok"), std::string("<|end_of_text|>"), std::string("\xFF\xFE"),
+        std::string()}) {
     const std::vector<uint32_t> ids = codec_->EncodeBytes(bytes);
     EXPECT_EQ(codec_->TokenBytes(ids), bytes);
-    for (const uint32_t id : ids) EXPECT_FALSE(tokenizer_->IsSpecial(static_cast<TokenId>(id))) << bytes;
+    for (const uint32_t id : ids)
+      EXPECT_FALSE(tokenizer_->IsSpecial(static_cast<TokenId>(id))) << bytes;
   }
 }
 
 TEST_F(HfTextCodecTest, StreamDecoderOverBytesEqualsDecode) {
-  const std::vector<uint32_t> ids = Ids(tokenizer_->Encode("Emoji: \xF0\x9F\x98\x80 caf\xC3\xA9", false));
+  const std::vector<uint32_t> ids =
+      Ids(tokenizer_->Encode("Emoji: \xF0\x9F\x98\x80 caf\xC3\xA9", false));
   const std::string bytes = codec_->TokenBytes(ids);
   auto d = codec_->NewStreamDecoder();
   std::string text;
@@ -71,7 +75,8 @@ TEST_F(HfTextCodecTest, StreamDecoderOverBytesEqualsDecode) {
 TEST_F(HfTextCodecTest, ReplyStreamCutsInsideATokenAndReencodesItsLead) {
   // The worker's tokens; a stop string beginning one byte into a token of at
   // least three bytes and running into the next token.
-  const std::vector<uint32_t> ids = Ids(tokenizer_->Encode("Hello there, how are you today? The cache", false));
+  const std::vector<uint32_t> ids =
+      Ids(tokenizer_->Encode("Hello there, how are you today? The cache", false));
   const std::string all = codec_->TokenBytes(ids);
   size_t k = 1, begin = codec_->TokenBytes(std::span(ids).first(1)).size();
   for (; k + 1 < ids.size(); ++k) {
@@ -119,7 +124,8 @@ TEST_F(HfTextCodecTest, ReplyStreamCutsInsideATokenAndReencodesItsLead) {
 
 TEST_F(HfTextCodecTest, TurnByTurnEncodingEqualsEncodingTheWholeConversation) {
   const ChatTemplate tmpl(ChatTemplate::Kind::kGranite);
-  const std::vector<TurnMessage> first = {{Role::kSystem, "Be brief."}, {Role::kUser, "Hello there"}};
+  const std::vector<TurnMessage> first = {{Role::kSystem, "Be brief."},
+                                          {Role::kUser, "Hello there"}};
   const EncodedTurn t1 = codec_->EncodeTurn(first, {.first_turn = true}).value();
   ASSERT_EQ(t1.message_begins.size(), 2u);
   EXPECT_EQ(t1.message_begins[0], 0u);
@@ -142,8 +148,9 @@ TEST_F(HfTextCodecTest, TurnByTurnEncodingEqualsEncodingTheWholeConversation) {
 }
 
 TEST_F(HfTextCodecTest, ReplyCutShortIsClosedBeforeTheNextMessage) {
-  const EncodedTurn t = codec_->EncodeTurn({{{Role::kUser, "Hello"}}},
-                                           {.first_turn = false, .last_token = 42}).value();
+  const EncodedTurn t =
+      codec_->EncodeTurn({{{Role::kUser, "Hello"}}}, {.first_turn = false, .last_token = 42})
+          .value();
   ASSERT_FALSE(t.tokens.empty());
   EXPECT_EQ(t.tokens[0], codec_->eos_token_id());
 }

@@ -16,7 +16,8 @@ namespace {
 namespace v1 = hybridcache::v1;
 using testing::RouterHarness;
 
-grpc::Status RawCall(const std::string& address, const std::string& method, const std::string& bytes) {
+grpc::Status RawCall(const std::string& address, const std::string& method,
+                     const std::string& bytes) {
   grpc::GenericStub stub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));

@@ -7,8 +7,8 @@
 #include <fstream>
 #include <thread>
 
-#include "gtest/gtest.h"
 #include "common/grpc_status.h"
+#include "gtest/gtest.h"
 #include "router/ledger/ledger_table.h"
 #include "router/ledger/memory_ledger.h"
 #include "router/tenancy/api_keys.h"
@@ -132,8 +132,10 @@ TEST(RouterReplicaTest, ExpiredLeaseOfACrashedRouterIsTakenOver) {
   o.ledger = NewMemoryLedger([&] { return absl::FromUnixSeconds(now_s.load()); });
   RouterHarness h(1, std::move(o));
   // A router took the lease and died mid-turn.
-  ASSERT_TRUE(h.ledger().AcquireLease(LedgerKey{"", "c"}, "crashed-router/7", absl::Seconds(30)).ok());
-  EXPECT_EQ(h.Complete(RouterHarness::UserTurn("c", "hi")).status.error_code(), grpc::StatusCode::ABORTED);
+  ASSERT_TRUE(
+      h.ledger().AcquireLease(LedgerKey{"", "c"}, "crashed-router/7", absl::Seconds(30)).ok());
+  EXPECT_EQ(h.Complete(RouterHarness::UserTurn("c", "hi")).status.error_code(),
+            grpc::StatusCode::ABORTED);
   now_s += 31;
   TurnResult r = h.Complete(RouterHarness::UserTurn("c", "hi"));
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();

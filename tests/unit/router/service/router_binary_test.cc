@@ -10,20 +10,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <string>
-#include <vector>
-
-#include "absl/time/clock.h"
-
-#include <chrono>
-#include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
@@ -45,14 +41,10 @@ struct Router {
 
 Router StartRouter(const std::string& worker, const std::string& ledger_dir,
                    const std::vector<std::string>& extra_flags = {}) {
-  std::vector<std::string> args = {HC_ROUTER_BIN,
-                                   "--port=0",
-                                   "--metrics_port=0",
-                                   "--workers=" + worker,
-                                   "--model=bytes",
-                                   "--ledger_dir=" + ledger_dir,
-                                   "--ledger_fsync=always",
-                                   "--drain_timeout=2s"};
+  std::vector<std::string> args = {HC_ROUTER_BIN,           "--port=0",
+                                   "--metrics_port=0",      "--workers=" + worker,
+                                   "--model=bytes",         "--ledger_dir=" + ledger_dir,
+                                   "--ledger_fsync=always", "--drain_timeout=2s"};
   args.insert(args.end(), extra_flags.begin(), extra_flags.end());
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
@@ -142,16 +134,21 @@ TEST(RouterBinaryTest, ServesTurnsThroughHcctlDrainsOnSigtermAndKeepsTheLedgerDi
   ASSERT_FALSE(r.address.empty());
   EXPECT_NE(r.metrics, "127.0.0.1:9090");
   std::string out;
-  ASSERT_EQ(Hcctl("send --router " + r.address + " --conversation c1 --salt s --message hello", &out), 0) << out;
+  ASSERT_EQ(
+      Hcctl("send --router " + r.address + " --conversation c1 --salt s --message hello", &out), 0)
+      << out;
   EXPECT_NE(out.find("\xF0\x9F\x98\x80"), std::string::npos) << out;
   EXPECT_NE(out.find("round 1"), std::string::npos) << out;
   EXPECT_NE(out.find("cached 0"), std::string::npos) << out;
-  ASSERT_EQ(Hcctl("send --router " + r.address + " --conversation c1 --salt s --message again", &out), 0) << out;
+  ASSERT_EQ(
+      Hcctl("send --router " + r.address + " --conversation c1 --salt s --message again", &out), 0)
+      << out;
   EXPECT_NE(out.find("round 2"), std::string::npos) << out;
   EXPECT_EQ(out.find("cached 0"), std::string::npos) << out;  // the second turn hit the cache
   const std::string metrics = FetchMetrics(r.metrics);
   EXPECT_NE(metrics.find("hc_router_requests_total{code=\"OK\"} 2"), std::string::npos) << metrics;
-  EXPECT_NE(metrics.find("hc_router_routing_decisions_total{decision=\"sticky\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.find("hc_router_routing_decisions_total{decision=\"sticky\"} 1"),
+            std::string::npos);
   EXPECT_NE(metrics.find("hc_router_workers{state=\"healthy\"} 1"), std::string::npos);
   EXPECT_NE(metrics.find("hc_router_time_to_first_token_seconds_count 2"), std::string::npos);
   EXPECT_EQ(Stop(r), 0);
@@ -165,7 +162,11 @@ TEST(RouterBinaryTest, ServesTurnsThroughHcctlDrainsOnSigtermAndKeepsTheLedgerDi
   EXPECT_EQ(Hcctl("get --router " + r.address + " --conversation c1 --salt s", &out), 1);
   EXPECT_NE(out.find("NOT_FOUND"), std::string::npos) << out;
   // Interactive chat: one turn per stdin line.
-  ASSERT_EQ(Hcctl("chat --router " + r.address + " --conversation c2 < <(printf 'first\\nsecond\\n')", &out), 0) << out;
+  ASSERT_EQ(
+      Hcctl("chat --router " + r.address + " --conversation c2 < <(printf 'first\\nsecond\\n')",
+            &out),
+      0)
+      << out;
   EXPECT_NE(out.find("round 1"), std::string::npos) << out;
   EXPECT_NE(out.find("round 2"), std::string::npos) << out;
   EXPECT_EQ(Hcctl("send --router " + r.address + " --conversation 'bad id' --message x", &out), 1);
@@ -208,7 +209,8 @@ TEST(RouterBinaryTest, HealthIsNotServingUntilAWorkerHasBeenHealthy) {
   // A turn sent meanwhile is not refused: with no healthy worker the router
   // tries the least recently failed one (whose Execute works here).
   std::string out;
-  ASSERT_EQ(Hcctl("send --router " + r.address + " --conversation c1 --message hello", &out), 0) << out;
+  ASSERT_EQ(Hcctl("send --router " + r.address + " --conversation c1 --message hello", &out), 0)
+      << out;
   EXPECT_NE(out.find("round 1"), std::string::npos) << out;
 
   worker.SetLoadFails(false);
@@ -235,12 +237,19 @@ TEST(RouterBinaryTest, PerSaltCapRefusesANewConversationAndCountsItInTheMetrics)
                          {"--max_conversations_per_salt=1", "--conversation_ttl=1h"});
   ASSERT_FALSE(r.address.empty());
   std::string out;
-  ASSERT_EQ(Hcctl("send --router " + r.address + " --conversation c1 --salt s --message hi", &out), 0) << out;
-  EXPECT_EQ(Hcctl("send --router " + r.address + " --conversation c2 --salt s --message hi", &out), 1);
+  ASSERT_EQ(Hcctl("send --router " + r.address + " --conversation c1 --salt s --message hi", &out),
+            0)
+      << out;
+  EXPECT_EQ(Hcctl("send --router " + r.address + " --conversation c2 --salt s --message hi", &out),
+            1);
   EXPECT_NE(out.find("RESOURCE_EXHAUSTED"), std::string::npos) << out;
   EXPECT_NE(out.find("max_conversations_per_salt"), std::string::npos) << out;
-  ASSERT_EQ(Hcctl("send --router " + r.address + " --conversation c2 --salt t --message hi", &out), 0) << out;
-  ASSERT_EQ(Hcctl("send --router " + r.address + " --conversation c1 --salt s --message again", &out), 0) << out;
+  ASSERT_EQ(Hcctl("send --router " + r.address + " --conversation c2 --salt t --message hi", &out),
+            0)
+      << out;
+  ASSERT_EQ(
+      Hcctl("send --router " + r.address + " --conversation c1 --salt s --message again", &out), 0)
+      << out;
   // The stats loop polls the ledger every 2 s: wait for the next poll.
   std::string metrics;
   for (absl::Time deadline = absl::Now() + absl::Seconds(30); absl::Now() < deadline;) {
@@ -282,12 +291,13 @@ TEST(RouterBinaryTest, ApiKeysFromTheKeysFileAreRequiredAndReloadedOnSighup) {
   const std::string first_hash = out.substr(0, out.find('\n'));
   ASSERT_EQ(first_hash.size(), 64u) << out;
   const auto write_keys = [&](const std::string& hash) {
-    std::ofstream(dir + "/keys.tmp") << R"({"keys": [{"sha256": ")" << hash
-                                     << R"(", "tenant": "t", "salts": ["s"]}]})";
+    std::ofstream(dir + "/keys.tmp")
+        << R"({"keys": [{"sha256": ")" << hash << R"(", "tenant": "t", "salts": ["s"]}]})";
     std::filesystem::rename(dir + "/keys.tmp", dir + "/keys.json");
   };
   write_keys(first_hash);
-  Router r = StartRouter(worker.address(), dir + "/ledger", {"--api_keys_file=" + dir + "/keys.json"});
+  Router r =
+      StartRouter(worker.address(), dir + "/ledger", {"--api_keys_file=" + dir + "/keys.json"});
   ASSERT_FALSE(r.address.empty());
   const std::string send = "send --router " + r.address + " --conversation c --salt s --message hi";
   EXPECT_EQ(Hcctl(send, &out), 1);

@@ -7,11 +7,13 @@ namespace hc::router::testing {
 namespace v1 = hybridcache::v1;
 
 const v1::TurnStarted* TurnResult::started() const {
-  for (const auto& e : events) if (e.has_started()) return &e.started();
+  for (const auto& e : events)
+    if (e.has_started()) return &e.started();
   return nullptr;
 }
 const v1::TurnCompleted* TurnResult::completed() const {
-  for (const auto& e : events) if (e.has_completed()) return &e.completed();
+  for (const auto& e : events)
+    if (e.has_completed()) return &e.completed();
   return nullptr;
 }
 
@@ -55,7 +57,8 @@ RouterHarness::RouterHarness(int num_workers, HarnessOptions ho) {
   so.drain_timeout = absl::Seconds(1);
   server_ = GrpcServer::Start(so, {{service_.get(), v1::ChatService::service_full_name()}}).value();
   address_ = server_->address();
-  stub_ = v1::ChatService::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+  stub_ =
+      v1::ChatService::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
 }
 
 RouterHarness::~RouterHarness() {

@@ -22,7 +22,8 @@ struct Fixture {
   Fixture() : h(1, ChatServiceOptions{}, testing::FakeWorkerOptions{.reply_letters = 12}) {}
   // The fake model's reply to a first turn "hello", and its letters.
   std::vector<uint32_t> Reply() {
-    auto prompt = ByteTextCodec().EncodeTurn(std::vector<TurnMessage>{{Role::kUser, "hello"}}, TurnContext{});
+    auto prompt =
+        ByteTextCodec().EncodeTurn(std::vector<TurnMessage>{{Role::kUser, "hello"}}, TurnContext{});
     return h.worker(0).Reply(prompt->tokens);
   }
   std::string Letters() {

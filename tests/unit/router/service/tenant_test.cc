@@ -50,7 +50,8 @@ class Keys {
 };
 
 std::string Key(const std::string& key, const std::string& tenant, const std::string& rest) {
-  return absl::StrCat(R"({"sha256": ")", HashApiKey(key), R"(", "tenant": ")", tenant, "\", ", rest, "}");
+  return absl::StrCat(R"({"sha256": ")", HashApiKey(key), R"(", "tenant": ")", tenant, "\", ", rest,
+                      "}");
 }
 
 // The google.rpc.RetryInfo delay in a status's grpc-status-details-bin.
@@ -61,7 +62,8 @@ absl::Duration RetryDelay(const grpc::Status& s) {
   for (const auto& any : details.details()) {
     google::rpc::RetryInfo info;
     if (any.UnpackTo(&info)) {
-      return absl::Seconds(info.retry_delay().seconds()) + absl::Nanoseconds(info.retry_delay().nanos());
+      return absl::Seconds(info.retry_delay().seconds()) +
+             absl::Nanoseconds(info.retry_delay().nanos());
     }
   }
   ADD_FAILURE() << "no RetryInfo in the details";
@@ -126,7 +128,8 @@ TEST_F(TenantTest, ASaltOutsideTheKeysRulesIsPermissionDenied) {
   RouterHarness h(1, Options());
   TurnResult r = h.CompleteAs("key-b", RouterHarness::UserTurn("c", "hi", "a-1"));
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_NE(r.status.error_message().find("1 listed salt"), std::string::npos) << r.status.error_message();
+  EXPECT_NE(r.status.error_message().find("1 listed salt"), std::string::npos)
+      << r.status.error_message();
   EXPECT_EQ(r.status.error_message().find("starting with"), std::string::npos)
       << "key b's rule only, nothing of tenant a's: " << r.status.error_message();
   v1::Conversation conv;
@@ -259,15 +262,18 @@ TEST(TenantQuotaTest, TokensPerMinutePastTheLimitAreRefusedUntilTheBucketRefills
   for (int i = 0; i < 3; ++i) {
     TurnResult r = h.CompleteAs("k", turn(absl::StrCat("c", i)));
     ASSERT_TRUE(r.status.ok()) << r.status.error_message();
-    ASSERT_EQ(r.completed()->usage().prompt_tokens() + r.completed()->usage().completion_tokens(), 5u);
+    ASSERT_EQ(r.completed()->usage().prompt_tokens() + r.completed()->usage().completion_tokens(),
+              5u);
   }
   TurnResult refused = h.CompleteAs("k", turn("c3"));
   EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
-  EXPECT_NE(refused.status.error_message().find("15 tokens per minute; retry in 4s"), std::string::npos)
+  EXPECT_NE(refused.status.error_message().find("15 tokens per minute; retry in 4s"),
+            std::string::npos)
       << refused.status.error_message();
   EXPECT_EQ(RetryDelay(refused.status), absl::Seconds(4));
   now_ms += 3999;
-  EXPECT_EQ(h.CompleteAs("k", turn("c3")).status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(h.CompleteAs("k", turn("c3")).status.error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
   now_ms += 1;
   EXPECT_TRUE(h.CompleteAs("k", turn("c3")).status.ok());
   EXPECT_EQ(h.Counter("hc_router_tenant_refusals_total", "reason", "tokens_per_minute"), 2);

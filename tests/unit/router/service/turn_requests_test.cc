@@ -27,8 +27,9 @@ TEST(PopNextWriteTest, ConcatenatesChunksQueuedBehindEachOtherInOrder) {
   v1::CompleteEvent merged = PopNextWrite(q);
   EXPECT_TRUE(q.empty());
   ASSERT_TRUE(merged.has_chunk());
-  EXPECT_EQ(std::vector<uint32_t>(merged.chunk().token_ids().begin(), merged.chunk().token_ids().end()),
-            (std::vector<uint32_t>{1, 2, 3}));
+  EXPECT_EQ(
+      std::vector<uint32_t>(merged.chunk().token_ids().begin(), merged.chunk().token_ids().end()),
+      (std::vector<uint32_t>{1, 2, 3}));
   EXPECT_EQ(std::vector<float>(merged.chunk().logprobs().begin(), merged.chunk().logprobs().end()),
             (std::vector<float>{-1, -2, -3}));
   EXPECT_EQ(merged.chunk().text(), "abc\xC3\xA9");

@@ -26,7 +26,9 @@ class FakeClock {
  public:
   absl::Time Now() const { return absl::FromUnixNanos(ns_.load()); }
   void Advance(absl::Duration d) { ns_.fetch_add(absl::ToInt64Nanoseconds(d)); }
-  Clock AsClock() { return [this] { return Now(); }; }
+  Clock AsClock() {
+    return [this] { return Now(); };
+  }
 
  private:
   std::atomic<int64_t> ns_{absl::ToUnixNanos(absl::FromUnixSeconds(1'700'000'000))};
@@ -61,11 +63,15 @@ class ObservedLedger final : public ConversationLedger {
   void ReleaseLease(const LedgerKey& key, std::string_view holder, StatusCallback done) override {
     inner_->ReleaseLease(key, holder, std::move(done));
   }
-  void Get(const LedgerKey& key, RecordCallback done) override { inner_->Get(key, std::move(done)); }
+  void Get(const LedgerKey& key, RecordCallback done) override {
+    inner_->Get(key, std::move(done));
+  }
   void Delete(const LedgerKey& key, StatusCallback done) override {
     inner_->Delete(key, std::move(done));
   }
-  void CountConversations(CountCallback done) override { inner_->CountConversations(std::move(done)); }
+  void CountConversations(CountCallback done) override {
+    inner_->CountConversations(std::move(done));
+  }
 
   void RefuseRenewals() {
     absl::MutexLock lock(&mu_);
@@ -184,11 +190,15 @@ TEST(TurnTest, WorkerQueueFullOnEveryAttemptReachesTheClientAndChangesNothing) {
 class BlockingCodec final : public TextCodec {
  public:
   std::string Decode(std::span<const uint32_t> ids) const override { return inner_.Decode(ids); }
-  std::string TokenBytes(std::span<const uint32_t> ids) const override { return inner_.TokenBytes(ids); }
+  std::string TokenBytes(std::span<const uint32_t> ids) const override {
+    return inner_.TokenBytes(ids);
+  }
   std::vector<uint32_t> EncodeBytes(std::string_view bytes) const override {
     return inner_.EncodeBytes(bytes);
   }
-  std::unique_ptr<StreamDecoder> NewStreamDecoder() const override { return inner_.NewStreamDecoder(); }
+  std::unique_ptr<StreamDecoder> NewStreamDecoder() const override {
+    return inner_.NewStreamDecoder();
+  }
   uint32_t vocab_size() const override { return inner_.vocab_size(); }
   uint32_t eos_token_id() const override { return inner_.eos_token_id(); }
   size_t max_token_bytes() const override { return inner_.max_token_bytes(); }
@@ -305,7 +315,8 @@ TEST(TurnTest, SoakOfShortTurnsKeepsTheLedgerEqualToWhatClientsWereTold) {
           ++aborted;
         } else {
           absl::MutexLock lock(&mu);
-          if (other++ == 0) first_other = absl::StrCat(r.status.error_code(), " ", r.status.error_message());
+          if (other++ == 0)
+            first_other = absl::StrCat(r.status.error_code(), " ", r.status.error_message());
         }
       }
     });

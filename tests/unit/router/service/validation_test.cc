@@ -38,7 +38,8 @@ TEST(ValidationTest, RejectsInvalidUtf8InMessagesAndStopStrings) {
 
 TEST(ValidationTest, StopConditionsAreBoundedInCountAndLength) {
   auto r = Valid();
-  for (int i = 0; i < kMaxStopStrings; ++i) r.mutable_sampling()->add_stop(std::string(kMaxStopStringBytes, 'a' + i % 26));
+  for (int i = 0; i < kMaxStopStrings; ++i)
+    r.mutable_sampling()->add_stop(std::string(kMaxStopStringBytes, 'a' + i % 26));
   for (int i = 0; i < kMaxStopTokenIds; ++i) r.mutable_sampling()->add_stop_token_ids(i);
   EXPECT_TRUE(ValidateCompleteRequest(r, 100).ok());
 
@@ -72,7 +73,8 @@ TEST(ValidationTest, RejectsTopKThatDoesNotFitAnInt) {
 TEST(ValidationTest, RejectsBadKeysOnGetAndDeleteToo) {
   EXPECT_EQ(ValidateConversationKey("a b", "").code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ValidateConversationKey("", "").code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ValidateConversationKey("a", std::string(1025, 'x')).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ValidateConversationKey("a", std::string(1025, 'x')).code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(ValidateConversationKey("a", "").ok());
 }
 

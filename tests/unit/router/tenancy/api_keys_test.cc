@@ -29,8 +29,11 @@ TEST(ApiKeysTest, HashIsTheHexSha256OfTheKey) {
 }
 
 TEST(ApiKeysTest, FindsTheEntryOfAKeyAndNothingForOthers) {
-  auto set = ApiKeySet::Parse(File({Entry("key-a", "a", R"("salts": ["s"], "admin": true)"),
-                                    Entry("key-b", "b", R"("salt_prefix": "b-", "limits": {"max_concurrent_turns": 2, "max_conversations": 3, "tokens_per_minute": 4})")}));
+  auto set = ApiKeySet::Parse(File(
+      {Entry("key-a", "a", R"("salts": ["s"], "admin": true)"),
+       Entry(
+           "key-b", "b",
+           R"("salt_prefix": "b-", "limits": {"max_concurrent_turns": 2, "max_conversations": 3, "tokens_per_minute": 4})")}));
   ASSERT_TRUE(set.ok()) << set.status();
   ASSERT_NE((*set)->Find("key-a"), nullptr);
   EXPECT_EQ((*set)->Find("key-a")->tenant, "a");
@@ -79,7 +82,8 @@ TEST(ApiKeysTest, SaltRulesAllowListedSaltsAndThePrefixAndNameTheRuleWhenNot) {
   EXPECT_TRUE(CheckSalt(c, "p-1").ok());
   absl::Status s = CheckSalt(c, "z");
   EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
-  EXPECT_NE(s.message().find("2 listed salts or salts starting with \"p-\""), std::string::npos) << s;
+  EXPECT_NE(s.message().find("2 listed salts or salts starting with \"p-\""), std::string::npos)
+      << s;
   EXPECT_EQ(s.message().find("\"x\""), std::string::npos) << "the rule, not the salts: " << s;
   EXPECT_TRUE(CheckSalt(Caller{.salt_prefix = ""}, "anything").ok());
   EXPECT_TRUE(CheckSalt(AnonymousCaller(), "anything").ok());

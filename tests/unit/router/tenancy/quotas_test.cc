@@ -57,7 +57,8 @@ TEST(LocalQuotasTest, TokensPerMinuteIsABucketThatRefillsWithTime) {
   EXPECT_EQ(refused.refusal, QuotaRefusal::kTokensPerMinute);
   // One token at 10 per second: 100 ms.
   EXPECT_EQ(RetryDelayOf(refused.status), absl::Milliseconds(100));
-  EXPECT_NE(refused.status.message().find("600 tokens per minute; retry in 100ms"), std::string::npos)
+  EXPECT_NE(refused.status.message().find("600 tokens per minute; retry in 100ms"),
+            std::string::npos)
       << refused.status;
   now_ms += 99;
   EXPECT_FALSE(Admit(q, "a", "t", limits).status.ok());
@@ -74,7 +75,8 @@ TEST(LocalQuotasTest, TokensPerMinuteIsABucketThatRefillsWithTime) {
 class RedisQuotasTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!redis_.ok()) GTEST_FAIL() << "redis-server did not start (scripts/install-deps.sh installs it)";
+    if (!redis_.ok())
+      GTEST_FAIL() << "redis-server did not start (scripts/install-deps.sh installs it)";
   }
   std::unique_ptr<TenantQuotas> Open() {
     return OpenRedisQuotas({.url = redis_.url(), .prefix = "quotas"}).value();
@@ -109,7 +111,8 @@ TEST_F(RedisQuotasTest, ADeadRoutersTurnsFreeTheirSlotsWhenTheirLeaseEnds) {
   EXPECT_FALSE(Admit(*live, "t", "live/1", limits).status.ok());
   // Redis's clock decides; wait for the lease to pass (bounded).
   bool admitted = false;
-  for (absl::Time deadline = absl::Now() + absl::Seconds(20); !admitted && absl::Now() < deadline;) {
+  for (absl::Time deadline = absl::Now() + absl::Seconds(20);
+       !admitted && absl::Now() < deadline;) {
     absl::SleepFor(absl::Milliseconds(50));
     admitted = Admit(*live, "t", "live/1", limits).status.ok();
   }

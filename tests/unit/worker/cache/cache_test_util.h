@@ -23,10 +23,17 @@ struct SmallMemoryOptions {
 };
 
 inline std::unique_ptr<runtime::HostCacheMemory> MakeSmallMemory(const SmallMemoryOptions& o) {
-  const runtime::KvLayout kv{.num_layers = 2, .num_blocks = o.num_blocks,
-                             .block_size = o.block_size, .num_kv_heads = 1, .head_dim = 2};
-  const runtime::MambaLayout mamba{.num_layers = 2, .num_slots = o.num_slots, .conv_dim = 3,
-                                   .conv_width = 3, .num_heads = 1, .head_dim = 2,
+  const runtime::KvLayout kv{.num_layers = 2,
+                             .num_blocks = o.num_blocks,
+                             .block_size = o.block_size,
+                             .num_kv_heads = 1,
+                             .head_dim = 2};
+  const runtime::MambaLayout mamba{.num_layers = 2,
+                                   .num_slots = o.num_slots,
+                                   .conv_dim = 3,
+                                   .conv_width = 3,
+                                   .num_heads = 1,
+                                   .head_dim = 2,
                                    .state_size = 2};
   return runtime::HostCacheMemory::Create(kv, mamba, o.num_ranks).value();
 }

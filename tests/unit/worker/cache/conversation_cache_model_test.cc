@@ -70,8 +70,10 @@ class ConversationCacheModelTest : public ::testing::TestWithParam<uint64_t> {
  protected:
   void SetUp() override {
     rng_.seed(GetParam());
-    mem_ = MakeSmallMemory({.num_blocks = kNumBlocks, .block_size = kBlockSize,
-                            .num_slots = kNumSlots, .num_ranks = 2});
+    mem_ = MakeSmallMemory({.num_blocks = kNumBlocks,
+                            .block_size = kBlockSize,
+                            .num_slots = kNumSlots,
+                            .num_ranks = 2});
     ConversationCache::Options options;
     options.memory = mem_.get();
     cache_ = ConversationCache::Create(std::move(options)).value();
@@ -85,7 +87,8 @@ class ConversationCacheModelTest : public ::testing::TestWithParam<uint64_t> {
   int64_t RefUsedBlocks() const {
     int64_t used = 0;
     for (const auto& [k, c] : convs_) used += Blocks(c.stamp.num_tokens);
-    for (const auto& [id, r] : reqs_) used += Blocks(r.num_tokens) - (r.base_alive ? r.shared() : 0);
+    for (const auto& [id, r] : reqs_)
+      used += Blocks(r.num_tokens) - (r.base_alive ? r.shared() : 0);
     return used;
   }
   int64_t RefCommittedBlocks() const {
@@ -171,7 +174,8 @@ class ConversationCacheModelTest : public ::testing::TestWithParam<uint64_t> {
       const bool mismatch = Chance(0.15);
       if (mismatch) expected.token_hash ^= 1;  // the router holds different tokens
       ++lookups_[mismatch ? 2 : 0];
-      ASSERT_EQ(cache_->Lookup(key, expected), mismatch ? LookupResult::kStale : LookupResult::kHit);
+      ASSERT_EQ(cache_->Lookup(key, expected),
+                mismatch ? LookupResult::kStale : LookupResult::kHit);
       if (!mismatch) {
         const int64_t len = expected.num_tokens;
         const int64_t need_blocks = len % kBlockSize != 0 ? 1 : 0;
@@ -188,8 +192,12 @@ class ConversationCacheModelTest : public ::testing::TestWithParam<uint64_t> {
         RefMakeRoom(need_blocks, 1);
         kv_cow_ += need_blocks;
         ++mamba_cow_;
-        reqs_[r->request] = {.key = k, .from_committed = true, .base_alive = true,
-                             .base_round = expected.round, .computed = len, .num_tokens = len};
+        reqs_[r->request] = {.key = k,
+                             .from_committed = true,
+                             .base_alive = true,
+                             .base_round = expected.round,
+                             .computed = len,
+                             .num_tokens = len};
         // The request starts from exact copies of the committed state.
         ASSERT_EQ(SequenceChecksum(*mem_, cache_->BlockTable(r->request), len),
                   convs_.at(k).kv_sum);
@@ -200,8 +208,7 @@ class ConversationCacheModelTest : public ::testing::TestWithParam<uint64_t> {
       EXPECT_EQ(cache_->Attach(key, expected).status().code(),
                 absl::StatusCode::kFailedPrecondition);
     } else {
-      const RoundStamp guess{.round = 1, .num_tokens = Uniform(1, 9),
-                             .token_hash = rng_()};
+      const RoundStamp guess{.round = 1, .num_tokens = Uniform(1, 9), .token_hash = rng_()};
       ++lookups_[1];
       ASSERT_EQ(cache_->Lookup(key, guess), LookupResult::kMiss);
       EXPECT_EQ(cache_->Attach(key, guess).status().code(), absl::StatusCode::kNotFound);
@@ -250,17 +257,19 @@ class ConversationCacheModelTest : public ::testing::TestWithParam<uint64_t> {
       return;
     }
     const auto old = convs_.find(r.key);
-    const uint64_t prev_round = r.from_committed ? r.base_round
+    const uint64_t prev_round = r.from_committed      ? r.base_round
                                 : old != convs_.end() ? old->second.stamp.round
                                                       : 0;
     if (Chance(0.05)) {  // an engine bug: commit more tokens than computed
-      ASSERT_EQ(cache_->Commit(id, {.round = prev_round + 1, .num_tokens = r.num_tokens + 1}).code(),
-                absl::StatusCode::kInvalidArgument);
+      ASSERT_EQ(
+          cache_->Commit(id, {.round = prev_round + 1, .num_tokens = r.num_tokens + 1}).code(),
+          absl::StatusCode::kInvalidArgument);
       ForgetRequest(id);
       return;
     }
-    const int64_t len =
-        Chance(0.7) ? r.num_tokens : Uniform(static_cast<int>(r.computed), static_cast<int>(r.num_tokens));
+    const int64_t len = Chance(0.7)
+                            ? r.num_tokens
+                            : Uniform(static_cast<int>(r.computed), static_cast<int>(r.num_tokens));
     RefConv next;
     next.stamp = {.round = prev_round + 1, .num_tokens = len, .token_hash = rng_()};
     next.kv_sum = SequenceChecksum(*mem_, cache_->BlockTable(id), len);
@@ -468,7 +477,8 @@ TEST_P(ConversationCacheModelTest, RandomTurnsMatchTheReferenceModel) {
   EXPECT_EQ(cache_->Counters().mamba_slots_free, kNumSlots);
 }
 
-INSTANTIATE_TEST_SUITE_P(Seeds, ConversationCacheModelTest, ::testing::Values(1, 2, 3, 4, 5, 6, 7, 8));
+INSTANTIATE_TEST_SUITE_P(Seeds, ConversationCacheModelTest,
+                         ::testing::Values(1, 2, 3, 4, 5, 6, 7, 8));
 
 }  // namespace
 }  // namespace hc::cache

@@ -15,7 +15,8 @@ using testing::MakeSmallMemory;
 // device error in the second group after the first already allocated).
 class FlakyMemory final : public runtime::CacheMemory {
  public:
-  explicit FlakyMemory(std::unique_ptr<runtime::HostCacheMemory> inner) : inner_(std::move(inner)) {}
+  explicit FlakyMemory(std::unique_ptr<runtime::HostCacheMemory> inner)
+      : inner_(std::move(inner)) {}
   const runtime::KvLayout& kv_layout() const override { return inner_->kv_layout(); }
   const runtime::MambaLayout& mamba_layout() const override { return inner_->mamba_layout(); }
   int num_ranks() const override { return inner_->num_ranks(); }

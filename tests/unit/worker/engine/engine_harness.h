@@ -11,8 +11,8 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <span>
 #include <random>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,7 +44,8 @@ inline std::string_view TokenText(int32_t id) {
     for (int id = 4; id < 30; ++id) (*t)[id] = std::string(1, static_cast<char>('a' + id - 4));
     for (int id = 30; id < kVocab; ++id) {
       const int k = id - 30;
-      for (int i = 0; i < 2 + k % 2; ++i) (*t)[id] += static_cast<char>('a' + (k * 7 + i * 11 + 3) % 26);
+      for (int i = 0; i < 2 + k % 2; ++i)
+        (*t)[id] += static_cast<char>('a' + (k * 7 + i * 11 + 3) % 26);
     }
     return t;
   }();
@@ -68,15 +69,27 @@ inline std::vector<int32_t> Retokenize(std::string_view letters) {
 // Collects one turn's events; `done` fires on the terminal event.
 class Recorder final : public TurnObserver {
  public:
-  void OnStarted(const TurnStart& s) override { start = s; ++started; }
+  void OnStarted(const TurnStart& s) override {
+    start = s;
+    ++started;
+  }
   void OnTokens(std::span<const int32_t> ids, std::span<const float> lp) override {
     tokens.insert(tokens.end(), ids.begin(), ids.end());
     logprobs.insert(logprobs.end(), lp.begin(), lp.end());
     if (on_tokens) on_tokens(*this);
   }
-  void OnCommitted(const TurnResult& r) override { result = r; done.Notify(); }
-  void OnStateMissing(std::string_view reason) override { missing = std::string(reason); done.Notify(); }
-  void OnFailed(const absl::Status& s) override { failed = s; done.Notify(); }
+  void OnCommitted(const TurnResult& r) override {
+    result = r;
+    done.Notify();
+  }
+  void OnStateMissing(std::string_view reason) override {
+    missing = std::string(reason);
+    done.Notify();
+  }
+  void OnFailed(const absl::Status& s) override {
+    failed = s;
+    done.Notify();
+  }
 
   std::function<void(Recorder&)> on_tokens;
   int started = 0;
@@ -125,12 +138,19 @@ struct HarnessOptions {
 class Harness {
  public:
   explicit Harness(HarnessOptions o = {}) {
-    memory_ = runtime::HostCacheMemory::Create(
-                  {.num_layers = 1, .num_blocks = o.kv_blocks, .block_size = o.block_size,
-                   .num_kv_heads = 1, .head_dim = 1},
-                  {.num_layers = 1, .num_slots = o.mamba_slots, .conv_dim = 1, .conv_width = 2,
-                   .num_heads = 1, .head_dim = 1, .state_size = 1},
-                  1)
+    memory_ = runtime::HostCacheMemory::Create({.num_layers = 1,
+                                                .num_blocks = o.kv_blocks,
+                                                .block_size = o.block_size,
+                                                .num_kv_heads = 1,
+                                                .head_dim = 1},
+                                               {.num_layers = 1,
+                                                .num_slots = o.mamba_slots,
+                                                .conv_dim = 1,
+                                                .conv_width = 2,
+                                                .num_heads = 1,
+                                                .head_dim = 1,
+                                                .state_size = 1},
+                                               1)
                   .value();
     cache_ = cache::ConversationCache::Create({.memory = memory_.get()}).value();
     model_ = std::make_unique<FakeModel>(memory_.get(), kVocab);
@@ -218,7 +238,8 @@ class Conversation {
       : h_(h), key_{std::move(salt), std::move(id)} {}
 
   std::shared_ptr<Recorder> Turn(const std::vector<int32_t>& new_tokens, int max_tokens,
-                                 bool use_cache = true, std::vector<std::string> stop_strings = {}) {
+                                 bool use_cache = true,
+                                 std::vector<std::string> stop_strings = {}) {
     TurnRequest t;
     t.key = key_;
     t.request_id = absl::StrCat(key_.conversation_id, "/", round_ + 1, "/", attempt_++);

@@ -165,13 +165,15 @@ TEST(EngineStopTest, StopConditionsBeyondTheLimitsAreRejectedAndChangeNothing) {
     const char* message;
   };
   const std::vector<Case> cases = {
-      {"17 stop strings",
-       [](TurnSampling& s) { s.stop_strings.assign(kMaxStopStrings + 1, "x"); },
+      {"17 stop strings", [](TurnSampling& s) { s.stop_strings.assign(kMaxStopStrings + 1, "x"); },
        "17 stop strings; at most 16"},
       {"a 257-byte stop string",
-       [](TurnSampling& s) { s.stop_strings = {"ok", std::string(kMaxStopStringBytes + 1, 'x')}; },
+       [](TurnSampling& s) {
+         s.stop_strings = {"ok", std::string(kMaxStopStringBytes + 1, 'x')};
+       },
        "stop string 1 has 257 bytes; at most 256"},
-      {"an empty stop string", [](TurnSampling& s) { s.stop_strings = {""}; }, "stop string 0 is empty"},
+      {"an empty stop string", [](TurnSampling& s) { s.stop_strings = {""}; },
+       "stop string 0 is empty"},
       {"65 stop token ids",
        [](TurnSampling& s) { s.stop_token_ids.assign(kMaxStopTokenIds + 1, 5); },
        "65 stop token ids; at most 64"},

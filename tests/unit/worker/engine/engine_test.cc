@@ -157,7 +157,8 @@ TEST(EngineTest, InterleavedConversationsUnderMemoryPressureEvictButStayExact) {
       const auto suffix = RandomTokens(rng, 2 + (i * 7 + round * 3) % 9);
       auto ra = a[i].Turn(suffix, 3);
       auto rb = b[i].Turn(suffix, 3, /*use_cache=*/false);
-      ASSERT_TRUE(ra->result.has_value()) << "conv " << i << " round " << round << ": " << ra->failed;
+      ASSERT_TRUE(ra->result.has_value())
+          << "conv " << i << " round " << round << ": " << ra->failed;
       ASSERT_TRUE(rb->result.has_value());
       EXPECT_EQ(ra->tokens, rb->tokens) << "conv " << i << " round " << round;
     }
@@ -247,22 +248,28 @@ TEST(EngineTest, MalformedTurnsAreRejectedAndChangeNothing) {
 
   TurnRequest bad = ok;
   bad.suffix = {5, kVocab};
-  EXPECT_EQ(h.engine().Submit(bad, std::make_shared<Recorder>()).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(h.engine().Submit(bad, std::make_shared<Recorder>()).code(),
+            absl::StatusCode::kInvalidArgument);
   bad = ok;
   bad.suffix.clear();
-  EXPECT_EQ(h.engine().Submit(bad, std::make_shared<Recorder>()).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(h.engine().Submit(bad, std::make_shared<Recorder>()).code(),
+            absl::StatusCode::kInvalidArgument);
   bad = ok;
   bad.suffix.assign(64, 7);
-  EXPECT_EQ(h.engine().Submit(bad, std::make_shared<Recorder>()).code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(h.engine().Submit(bad, std::make_shared<Recorder>()).code(),
+            absl::StatusCode::kResourceExhausted);
   bad = ok;
   bad.sampling.sampler.top_p = 0.0f;
-  EXPECT_EQ(h.engine().Submit(bad, std::make_shared<Recorder>()).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(h.engine().Submit(bad, std::make_shared<Recorder>()).code(),
+            absl::StatusCode::kInvalidArgument);
   bad = ok;
   bad.sampling.max_tokens = 0;
-  EXPECT_EQ(h.engine().Submit(bad, std::make_shared<Recorder>()).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(h.engine().Submit(bad, std::make_shared<Recorder>()).code(),
+            absl::StatusCode::kInvalidArgument);
   bad = ok;
   bad.sampling.sampler.temperature = -1.0f;
-  EXPECT_EQ(h.engine().Submit(bad, std::make_shared<Recorder>()).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(h.engine().Submit(bad, std::make_shared<Recorder>()).code(),
+            absl::StatusCode::kInvalidArgument);
   ASSERT_TRUE(h.engine().AwaitIdle(absl::Seconds(10)));
   EXPECT_EQ(h.engine().Load().cache.conversations, 0);
   EXPECT_EQ(h.model().forward_calls(), 0);
@@ -288,7 +295,8 @@ TEST(EngineTest, SecondConcurrentTurnOfAConversationIsAborted) {
   ASSERT_TRUE(h.engine().Submit(t, first).ok());
   TurnRequest again = t;
   again.request_id = "second";
-  EXPECT_EQ(h.engine().Submit(again, std::make_shared<Recorder>()).code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(h.engine().Submit(again, std::make_shared<Recorder>()).code(),
+            absl::StatusCode::kAborted);
   second_refused.Notify();
   first->done.WaitForNotification();
   EXPECT_TRUE(first->result.has_value());
@@ -324,7 +332,8 @@ TEST(EngineTest, DrainRefusesNewTurnsAndLetsRunningOnesFinish) {
   TurnRequest late = t;
   late.key.conversation_id = "late";
   late.request_id = "late";
-  EXPECT_EQ(h.engine().Submit(late, std::make_shared<Recorder>()).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(h.engine().Submit(late, std::make_shared<Recorder>()).code(),
+            absl::StatusCode::kUnavailable);
   EXPECT_TRUE(h.engine().Load().draining);
   drained.Notify();
   EXPECT_TRUE(h.engine().AwaitIdle(absl::Seconds(10)));
@@ -379,9 +388,9 @@ TEST(EngineTest, StopFailsQueuedAndRunningTurns) {
   EXPECT_EQ(running->failed.code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(queued->failed.code(), absl::StatusCode::kUnavailable);
   EXPECT_LT(running->tokens.size(), 1000u);
-  EXPECT_EQ(h.engine().Submit(t, std::make_shared<Recorder>()).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(h.engine().Submit(t, std::make_shared<Recorder>()).code(),
+            absl::StatusCode::kUnavailable);
 }
-
 
 TEST(EngineTest, MaxWaitingTurnsWaitAndTheNextIsRefusedWithoutATrace) {
   Harness h({.max_waiting = 3});
@@ -449,7 +458,9 @@ TEST(EngineTest, RacingSubmitsNeverOvershootMaxWaiting) {
         go.WaitForNotification();
         for (int k = 0; k < kPerThread; ++k) {
           codes[i].push_back(
-              h.engine().Submit(FreshTurn(absl::StrCat("t", i, "-", k)), std::make_shared<Recorder>()).code());
+              h.engine()
+                  .Submit(FreshTurn(absl::StrCat("t", i, "-", k)), std::make_shared<Recorder>())
+                  .code());
         }
       });
     }
@@ -492,16 +503,23 @@ TEST(EngineTest, ZeroMaxWaitingQueuesWithoutBound) {
 }
 
 TEST(EngineTest, NegativeMaxWaitingIsRejected) {
-  auto memory = runtime::HostCacheMemory::Create(
-                    {.num_layers = 1, .num_blocks = 4, .block_size = 4, .num_kv_heads = 1, .head_dim = 1},
-                    {.num_layers = 1, .num_slots = 2, .conv_dim = 1, .conv_width = 2, .num_heads = 1,
-                     .head_dim = 1, .state_size = 1},
-                    1)
-                    .value();
+  auto memory =
+      runtime::HostCacheMemory::Create(
+          {.num_layers = 1, .num_blocks = 4, .block_size = 4, .num_kv_heads = 1, .head_dim = 1},
+          {.num_layers = 1,
+           .num_slots = 2,
+           .conv_dim = 1,
+           .conv_width = 2,
+           .num_heads = 1,
+           .head_dim = 1,
+           .state_size = 1},
+          1)
+          .value();
   auto cache = cache::ConversationCache::Create({.memory = memory.get()}).value();
   FakeModel model(memory.get(), kVocab);
-  EXPECT_EQ(Engine::Create({.model = &model, .cache = cache.get(), .max_waiting = -1}).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      Engine::Create({.model = &model, .cache = cache.get(), .max_waiting = -1}).status().code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 TEST(EngineTest, DrainedEngineRefusesTurnsAsDrainingAndCountsThem) {

@@ -38,7 +38,8 @@ class FakeModel final : public ModelRunner {
       for (size_t i = 0; i < s.tokens.size(); ++i) {
         const int64_t pos = s.num_computed_tokens + static_cast<int64_t>(i);
         const int64_t block = s.block_table[pos / kv.block_size];
-        k[(block * kv.block_size + pos % kv.block_size) * row_elems] = static_cast<float>(s.tokens[i]);
+        k[(block * kv.block_size + pos % kv.block_size) * row_elems] =
+            static_cast<float>(s.tokens[i]);
         // Exact in fp32: values stay below 2^24.
         h = static_cast<float>((static_cast<int64_t>(h) * 31 + s.tokens[i] + 1) % 65521);
       }
@@ -47,7 +48,8 @@ class FakeModel final : public ModelRunner {
       uint64_t mix = static_cast<uint64_t>(h);
       for (int64_t pos = 0; pos < last; ++pos) {
         const int64_t block = s.block_table[pos / kv.block_size];
-        mix = mix * 1000003u + static_cast<uint64_t>(k[(block * kv.block_size + pos % kv.block_size) * row_elems]);
+        mix = mix * 1000003u +
+              static_cast<uint64_t>(k[(block * kv.block_size + pos % kv.block_size) * row_elems]);
       }
       float* out = logits.data() + static_cast<size_t>(row++) * vocab_;
       for (int v = 0; v < vocab_; ++v) out[v] = 0.0f;

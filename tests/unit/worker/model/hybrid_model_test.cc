@@ -13,8 +13,8 @@
 namespace hc::model {
 namespace {
 
-using testing::RandomTensorSource;
 using testing::MaxRelError;
+using testing::RandomTensorSource;
 using testing::TinyConfig;
 using testing::TpRunner;
 
@@ -49,8 +49,11 @@ class Harness {
   SequenceInput Input(Seq& s, std::span<const int32_t> tokens, bool logits) {
     const int ctx = s.computed + static_cast<int>(tokens.size());
     while (static_cast<int>(s.table.size()) * kBlockSize < ctx) s.table.push_back(NextBlock());
-    return {.token_ids = tokens, .num_computed_tokens = s.computed, .block_table = s.table,
-            .mamba_slot = s.slot, .need_logits = logits};
+    return {.token_ids = tokens,
+            .num_computed_tokens = s.computed,
+            .block_table = s.table,
+            .mamba_slot = s.slot,
+            .need_logits = logits};
   }
 
   // Runs tokens of one sequence and returns the last token's logits.
@@ -223,17 +226,26 @@ TEST(HybridModelTest, InvalidBatchIsRejectedBeforeAnyStateIsWritten) {
   const std::vector<int32_t> short_table = {s.table[0]};
   const std::vector<int32_t> bad_block = {s.table[0], s.table[1], kNumBlocks};
   std::vector<ForwardBatch> bad = {
-      {{{.token_ids = bad_token, .num_computed_tokens = 9, .block_table = s.table,
+      {{{.token_ids = bad_token,
+         .num_computed_tokens = 9,
+         .block_table = s.table,
          .mamba_slot = 0}}},
-      {{{.token_ids = ok_tokens, .num_computed_tokens = 9, .block_table = short_table,
+      {{{.token_ids = ok_tokens,
+         .num_computed_tokens = 9,
+         .block_table = short_table,
          .mamba_slot = 0}}},
-      {{{.token_ids = ok_tokens, .num_computed_tokens = 9, .block_table = bad_block,
+      {{{.token_ids = ok_tokens,
+         .num_computed_tokens = 9,
+         .block_table = bad_block,
          .mamba_slot = 0}}},
-      {{{.token_ids = ok_tokens, .num_computed_tokens = 9, .block_table = s.table,
+      {{{.token_ids = ok_tokens,
+         .num_computed_tokens = 9,
+         .block_table = s.table,
          .mamba_slot = kNumSlots}}},
-      {{{.token_ids = ok_tokens, .num_computed_tokens = 9, .block_table = s.table,
-         .mamba_slot = 0},
-        {.token_ids = ok_tokens, .num_computed_tokens = 0, .block_table = s.table,
+      {{{.token_ids = ok_tokens, .num_computed_tokens = 9, .block_table = s.table, .mamba_slot = 0},
+        {.token_ids = ok_tokens,
+         .num_computed_tokens = 0,
+         .block_table = s.table,
          .mamba_slot = 0}}},
       {{{.token_ids = {}, .num_computed_tokens = 9, .block_table = s.table, .mamba_slot = 0}}},
   };

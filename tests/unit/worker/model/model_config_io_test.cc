@@ -55,8 +55,8 @@ TEST(ModelConfigIoTest, ParsesBambaConfig) {
   EXPECT_EQ(c->num_hidden_layers, 6);
   EXPECT_EQ(c->attn_layer_indices, (std::vector<int>{1, 4}));
   EXPECT_EQ(c->num_mamba_layers(), 4);
-  EXPECT_EQ(c->mamba_d_head, 64);  // "auto" = 2 * 256 / 8
-  EXPECT_EQ(c->head_dim, 32);      // hidden / heads
+  EXPECT_EQ(c->mamba_d_head, 64);                   // "auto" = 2 * 256 / 8
+  EXPECT_EQ(c->head_dim, 32);                       // hidden / heads
   EXPECT_FLOAT_EQ(c->partial_rotary_factor, 0.5f);  // attn_rotary_emb 16 / head_dim 32
   EXPECT_EQ(c->rotary_dim(), 16);
   EXPECT_EQ(c->mamba_n_groups, 2);
@@ -71,9 +71,10 @@ TEST(ModelConfigIoTest, ParsesBambaConfig) {
 }
 
 TEST(ModelConfigIoTest, ExplicitHeadDimRotaryFactorAndRopeParameters) {
-  std::string text = With("\"attn_rotary_emb\": 16,",
-                          "\"head_dim\": 64, \"partial_rotary_factor\": 0.25, "
-                          "\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 500000.0},");
+  std::string text =
+      With("\"attn_rotary_emb\": 16,",
+           "\"head_dim\": 64, \"partial_rotary_factor\": 0.25, "
+           "\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 500000.0},");
   auto c = ParseModelConfig(text);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->head_dim, 64);

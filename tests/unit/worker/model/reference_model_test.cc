@@ -31,8 +31,8 @@ class Reference {
     for (int l = 0; l < c_.num_hidden_layers; ++l) {
       const std::string p = absl::StrCat("model.layers.", l, ".");
       Mat x = RmsNorm(h, T, D, W(p + "input_layernorm.weight"));
-      const Mat mix = c_.IsAttentionLayer(l) ? Attention(p + "self_attn.", x, T)
-                                             : Mamba(p + "mamba.", x, T);
+      const Mat mix =
+          c_.IsAttentionLayer(l) ? Attention(p + "self_attn.", x, T) : Mamba(p + "mamba.", x, T);
       for (size_t i = 0; i < h.size(); ++i) h[i] += mix[i];
       x = RmsNorm(h, T, D, W(p + "pre_ff_layernorm.weight"));
       const int I = c_.intermediate_size;
@@ -44,7 +44,8 @@ class Reference {
     }
     const Mat last(h.end() - D, h.end());
     const Mat n = RmsNorm(last, 1, D, W("model.final_layernorm.weight"));
-    return Linear(n, 1, D, W(c_.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight"),
+    return Linear(n, 1, D,
+                  W(c_.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight"),
                   c_.vocab_size);
   }
 
@@ -149,8 +150,9 @@ class Reference {
       for (int h = 0; h < H; ++h) {
         const int g = h / (H / G);
         const double raw = proj[t * in + d + conv + h] + dt_bias[h];
-        const double dt = std::clamp(raw > 20 ? raw : std::log1p(std::exp(raw)),
-                                     double(c_.time_step_min_limit), double(c_.time_step_max_limit));
+        const double dt =
+            std::clamp(raw > 20 ? raw : std::log1p(std::exp(raw)), double(c_.time_step_min_limit),
+                       double(c_.time_step_max_limit));
         const double decay = std::exp(dt * -std::exp(a_log[h]));
         for (int q = 0; q < P; ++q) {
           const double xv = xbc[t * conv + h * P + q];
@@ -195,8 +197,11 @@ TEST_P(ReferenceModelTest, PrefillLogitsMatchSequentialReference) {
   std::vector<int32_t> table(6);
   for (int i = 0; i < 6; ++i) table[i] = 5 - i;
   const auto got = runner
-                       ->Forward({{{.token_ids = ids, .num_computed_tokens = 0,
-                                    .block_table = table, .mamba_slot = 1, .need_logits = true}}})
+                       ->Forward({{{.token_ids = ids,
+                                    .num_computed_tokens = 0,
+                                    .block_table = table,
+                                    .mamba_slot = 1,
+                                    .need_logits = true}}})
                        .value();
   const auto want = Reference(config, source).LastLogits(ids);
   EXPECT_LT(testing::MaxRelError(got, std::vector<float>(want.begin(), want.end())), 1e-5);

@@ -110,8 +110,7 @@ TEST(SafetensorsTest, IndexNamingATensorItsShardLacksIsAnError) {
   {
     // lm_head.weight is not in the first shard.
     std::ofstream idx(dir + "/model.safetensors.index.json", std::ios::trunc);
-    idx << R"({"metadata": {}, "weight_map": {"lm_head.weight": ")" << shards->front()
-        << R"("}})";
+    idx << R"({"metadata": {}, "weight_map": {"lm_head.weight": ")" << shards->front() << R"("}})";
   }
   auto ckpt = SafetensorsCheckpoint::Open(dir);
   ASSERT_FALSE(ckpt.ok());
@@ -278,8 +277,8 @@ TEST(HalfTest, F16RoundTripsEveryFiniteValue) {
     EXPECT_EQ(F32ToF16(f), h) << "bits " << bits;
   }
   EXPECT_EQ(F16ToF32(0x3C00), 1.0f);
-  EXPECT_EQ(F16ToF32(0x0001), std::ldexp(1.0f, -24));  // smallest subnormal
-  EXPECT_EQ(F32ToF16(65520.0f), 0x7C00);               // rounds to +inf
+  EXPECT_EQ(F16ToF32(0x0001), std::ldexp(1.0f, -24));         // smallest subnormal
+  EXPECT_EQ(F32ToF16(65520.0f), 0x7C00);                      // rounds to +inf
   EXPECT_EQ(F32ToF16(1.0f + std::ldexp(1.0f, -11)), 0x3C00);  // tie to even
   EXPECT_EQ(F32ToF16(std::ldexp(1.0f, -26)), 0x0000);
 }

@@ -23,8 +23,8 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
 std::string FreshDir(const std::string& name) {
-  const fs::path p = fs::path(::testing::TempDir()) /
-                     ("synthetic_test_" + name + "_" + std::to_string(getpid()));
+  const fs::path p =
+      fs::path(::testing::TempDir()) / ("synthetic_test_" + name + "_" + std::to_string(getpid()));
   fs::remove_all(p);
   return p.string();
 }
@@ -207,8 +207,7 @@ TEST(ResolveModelPathTest, GeneratesOnceIntoTheCacheAndPassesDirectoriesThrough)
   ASSERT_TRUE(through.ok());
   EXPECT_EQ(*through, *first);
   EXPECT_EQ(ResolveModelPath(cache + "/nope").status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(ResolveModelPath("synthetic:huge").status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ResolveModelPath("synthetic:huge").status().code(), absl::StatusCode::kInvalidArgument);
   unsetenv("HC_CACHE_DIR");
   fs::remove_all(cache);
 }

@@ -71,10 +71,10 @@ RandomTensorSource::RandomTensorSource(const ModelConfig& c, uint32_t seed) : se
 }
 
 void RandomTensorSource::Add(const std::string& name, std::vector<int64_t> shape, float lo,
-                               float hi) {
+                             float hi) {
   int64_t n = 1;
   for (int64_t s : shape) n *= s;
-  std::mt19937 rng(seed_ + static_cast<uint32_t>(std::hash<std::string>{}(name) & 0xffff));
+  std::mt19937 rng(seed_ + static_cast<uint32_t>(std::hash<std::string>{}(name)&0xffff));
   std::uniform_real_distribution<float> dist(lo, hi);
   Tensor t{std::move(shape), std::vector<float>(n)};
   for (float& x : t.data) x = dist(rng);
@@ -83,8 +83,10 @@ void RandomTensorSource::Add(const std::string& name, std::vector<int64_t> shape
 
 absl::StatusOr<TensorView> RandomTensorSource::Get(std::string_view name) const {
   auto it = tensors_.find(name);
-  if (it == tensors_.end()) return absl::NotFoundError(absl::StrCat("no tensor ", std::string(name)));
-  return TensorView{.dtype = runtime::DType::kF32, .shape = it->second.shape,
+  if (it == tensors_.end())
+    return absl::NotFoundError(absl::StrCat("no tensor ", std::string(name)));
+  return TensorView{.dtype = runtime::DType::kF32,
+                    .shape = it->second.shape,
                     .data = it->second.data.data(),
                     .num_bytes = it->second.data.size() * sizeof(float)};
 }
@@ -97,13 +99,13 @@ std::vector<std::string> RandomTensorSource::Names() const {
   return names;
 }
 
-absl::StatusOr<std::vector<float>> LoadF32ForTest(const TensorSource& source,
-                                                  std::string_view name,
+absl::StatusOr<std::vector<float>> LoadF32ForTest(const TensorSource& source, std::string_view name,
                                                   const std::vector<int64_t>& shape) {
   HC_ASSIGN_OR_RETURN(TensorView view, source.Get(name));
   if (view.dtype != runtime::DType::kF32 || view.shape != shape) {
-    return absl::InvalidArgumentError(absl::StrCat(std::string(name), ": shape [", absl::StrJoin(view.shape, ","),
-                                                   "], expected [", absl::StrJoin(shape, ","), "]"));
+    return absl::InvalidArgumentError(absl::StrCat(std::string(name), ": shape [",
+                                                   absl::StrJoin(view.shape, ","), "], expected [",
+                                                   absl::StrJoin(shape, ","), "]"));
   }
   std::vector<float> out(view.num_bytes / sizeof(float));
   std::memcpy(out.data(), view.data, view.num_bytes);

@@ -44,8 +44,7 @@ class RandomTensorSource final : public TensorSource {
 };
 
 // F32-only stand-in for LoadF32 over any TensorSource (shape checked).
-absl::StatusOr<std::vector<float>> LoadF32ForTest(const TensorSource& source,
-                                                  std::string_view name,
+absl::StatusOr<std::vector<float>> LoadF32ForTest(const TensorSource& source, std::string_view name,
                                                   const std::vector<int64_t>& shape);
 
 // A TensorParallelModel of tp ranks over its own CPU backend (optionally

@@ -40,8 +40,13 @@ TEST(DeviceGroupTest, CpuGroupSharesOneBackendAndCommunicatorsReduce) {
   for (const auto& d : data) EXPECT_EQ(d, (std::vector<float>{111, 222}));
   auto mem = group->CreateCacheMemory(
       {.num_layers = 1, .num_blocks = 4, .block_size = 2, .num_kv_heads = 1, .head_dim = 4},
-      {.num_layers = 1, .num_slots = 2, .conv_dim = 3, .conv_width = 4, .num_heads = 1,
-       .head_dim = 2, .state_size = 2});
+      {.num_layers = 1,
+       .num_slots = 2,
+       .conv_dim = 3,
+       .conv_width = 4,
+       .num_heads = 1,
+       .head_dim = 2,
+       .state_size = 2});
   ASSERT_TRUE(mem.ok()) << mem.status();
   EXPECT_EQ((*mem)->num_ranks(), 3);
   EXPECT_NE((*mem)->k(2, 0), nullptr);

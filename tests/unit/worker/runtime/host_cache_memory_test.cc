@@ -5,10 +5,17 @@
 namespace hc::runtime {
 namespace {
 
-KvLayout SmallKv() { return {.num_layers = 2, .num_blocks = 4, .block_size = 4, .num_kv_heads = 2, .head_dim = 3}; }
+KvLayout SmallKv() {
+  return {.num_layers = 2, .num_blocks = 4, .block_size = 4, .num_kv_heads = 2, .head_dim = 3};
+}
 MambaLayout SmallMamba() {
-  return {.num_layers = 2, .num_slots = 3, .conv_dim = 5, .conv_width = 4, .num_heads = 2,
-          .head_dim = 2, .state_size = 3};
+  return {.num_layers = 2,
+          .num_slots = 3,
+          .conv_dim = 5,
+          .conv_width = 4,
+          .num_heads = 2,
+          .head_dim = 2,
+          .state_size = 3};
 }
 
 TEST(HostCacheMemoryTest, CopyKvBlockCopiesOnlyRequestedRowsOnEveryRankAndLayer) {
@@ -44,8 +51,10 @@ TEST(HostCacheMemoryTest, CopyAndZeroMambaSlot) {
   }
   ASSERT_TRUE(mem->CopyMambaSlot(0, 2).ok());
   for (int l = 0; l < 2; ++l) {
-    for (size_t i = 0; i < m.ConvSlotElems(); ++i) EXPECT_EQ(mem->conv(0, l)[2 * m.ConvSlotElems() + i], 1.0f + i);
-    for (size_t i = 0; i < m.SsmSlotElems(); ++i) EXPECT_EQ(mem->ssm(0, l)[2 * m.SsmSlotElems() + i], 2.0f + i);
+    for (size_t i = 0; i < m.ConvSlotElems(); ++i)
+      EXPECT_EQ(mem->conv(0, l)[2 * m.ConvSlotElems() + i], 1.0f + i);
+    for (size_t i = 0; i < m.SsmSlotElems(); ++i)
+      EXPECT_EQ(mem->ssm(0, l)[2 * m.SsmSlotElems() + i], 2.0f + i);
   }
   ASSERT_TRUE(mem->ZeroMambaSlot(0).ok());
   EXPECT_EQ(mem->conv(0, 1)[0], 0.0f);

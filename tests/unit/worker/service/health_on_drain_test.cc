@@ -30,19 +30,29 @@ using grpc::health::v1::HealthCheckResponse;
 class HealthOnDrainTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    memory_ = runtime::HostCacheMemory::Create(
-                  {.num_layers = 1, .num_blocks = 16, .block_size = 4, .num_kv_heads = 1, .head_dim = 1},
-                  {.num_layers = 1, .num_slots = 4, .conv_dim = 1, .conv_width = 2, .num_heads = 1,
-                   .head_dim = 1, .state_size = 1},
-                  1)
-                  .value();
+    memory_ =
+        runtime::HostCacheMemory::Create(
+            {.num_layers = 1, .num_blocks = 16, .block_size = 4, .num_kv_heads = 1, .head_dim = 1},
+            {.num_layers = 1,
+             .num_slots = 4,
+             .conv_dim = 1,
+             .conv_width = 2,
+             .num_heads = 1,
+             .head_dim = 1,
+             .state_size = 1},
+            1)
+            .value();
     cache_ = cache::ConversationCache::Create({.memory = memory_.get()}).value();
     model_ = std::make_unique<engine::FakeModel>(memory_.get(), 97);
     engine_ = engine::Engine::Create({.model = model_.get(), .cache = cache_.get()}).value();
-    service_ = std::make_unique<WorkerServiceImpl>(WorkerServiceOptions{
-        .worker_id = "w0", .engine = engine_.get(), .max_model_len = 64, .vocab_size = 97,
-        .on_drain = [this] { health_.Drain(); }});
-    server_ = GrpcServer::Start({}, {{service_.get(), pb::WorkerService::service_full_name()}}).value();
+    service_ = std::make_unique<WorkerServiceImpl>(
+        WorkerServiceOptions{.worker_id = "w0",
+                             .engine = engine_.get(),
+                             .max_model_len = 64,
+                             .vocab_size = 97,
+                             .on_drain = [this] { health_.Drain(); }});
+    server_ =
+        GrpcServer::Start({}, {{service_.get(), pb::WorkerService::service_full_name()}}).value();
     channel_ = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
   }
   void TearDown() override {
@@ -63,7 +73,8 @@ class HealthOnDrainTest : public ::testing::Test {
     HealthCheckRequest request;
     request.set_service(service);
     HealthCheckResponse response;
-    const grpc::Status s = grpc::health::v1::Health::NewStub(channel_)->Check(&ctx, request, &response);
+    const grpc::Status s =
+        grpc::health::v1::Health::NewStub(channel_)->Check(&ctx, request, &response);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return response.status();
   }

@@ -44,7 +44,8 @@ using engine::GatedModel;
 class SignallingEngine final : public engine::Engine {
  public:
   explicit SignallingEngine(engine::Engine* inner) : inner_(inner) {}
-  absl::Status Submit(engine::TurnRequest turn, std::shared_ptr<engine::TurnObserver> observer) override {
+  absl::Status Submit(engine::TurnRequest turn,
+                      std::shared_ptr<engine::TurnObserver> observer) override {
     absl::Status s = inner_->Submit(std::move(turn), std::move(observer));
     absl::MutexLock lock(&mu_);
     ++submits_;
@@ -95,12 +96,18 @@ class SignallingEngine final : public engine::Engine {
 class WorkerServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    memory_ = runtime::HostCacheMemory::Create(
-                  {.num_layers = 1, .num_blocks = 512, .block_size = 4, .num_kv_heads = 1, .head_dim = 1},
-                  {.num_layers = 1, .num_slots = 16, .conv_dim = 1, .conv_width = 2, .num_heads = 1,
-                   .head_dim = 1, .state_size = 1},
-                  1)
-                  .value();
+    memory_ =
+        runtime::HostCacheMemory::Create(
+            {.num_layers = 1, .num_blocks = 512, .block_size = 4, .num_kv_heads = 1, .head_dim = 1},
+            {.num_layers = 1,
+             .num_slots = 16,
+             .conv_dim = 1,
+             .conv_width = 2,
+             .num_heads = 1,
+             .head_dim = 1,
+             .state_size = 1},
+            1)
+            .value();
     cache_ = cache::ConversationCache::Create({.memory = memory_.get()}).value();
     model_ = std::make_unique<engine::FakeModel>(memory_.get(), kVocab);
     gate_ = std::make_unique<GatedModel>(model_.get());
@@ -115,10 +122,14 @@ class WorkerServiceTest : public ::testing::Test {
     eo.token_bytes = [](int32_t id) { return std::string_view(kLetters).substr(id % 26, 1); };
     engine_ = engine::Engine::Create(eo).value();
     signalling_ = std::make_unique<SignallingEngine>(engine_.get());
-    service_ = std::make_unique<WorkerServiceImpl>(WorkerServiceOptions{
-        .worker_id = "w0", .engine = signalling_.get(), .max_model_len = 256, .vocab_size = kVocab,
-        .on_drain = [this] { server_->SetServing(false); }});
-    server_ = GrpcServer::Start({}, {{service_.get(), pb::WorkerService::service_full_name()}}).value();
+    service_ = std::make_unique<WorkerServiceImpl>(
+        WorkerServiceOptions{.worker_id = "w0",
+                             .engine = signalling_.get(),
+                             .max_model_len = 256,
+                             .vocab_size = kVocab,
+                             .on_drain = [this] { server_->SetServing(false); }});
+    server_ =
+        GrpcServer::Start({}, {{service_.get(), pb::WorkerService::service_full_name()}}).value();
     stub_ = pb::WorkerService::NewStub(
         grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
   }
@@ -132,15 +143,18 @@ class WorkerServiceTest : public ::testing::Test {
     std::vector<pb::ExecuteEvent> events;
     std::vector<uint32_t> tokens;
     const pb::ExecuteStarted* started() const {
-      for (const auto& e : events) if (e.has_started()) return &e.started();
+      for (const auto& e : events)
+        if (e.has_started()) return &e.started();
       return nullptr;
     }
     const pb::CommitReport* committed() const {
-      for (const auto& e : events) if (e.has_committed()) return &e.committed();
+      for (const auto& e : events)
+        if (e.has_committed()) return &e.committed();
       return nullptr;
     }
     bool missing() const {
-      for (const auto& e : events) if (e.has_state_missing()) return true;
+      for (const auto& e : events)
+        if (e.has_state_missing()) return true;
       return false;
     }
   };
@@ -172,7 +186,8 @@ class WorkerServiceTest : public ::testing::Test {
     return out;
   }
 
-  static pb::ExecuteRequest Turn(const std::string& id, std::vector<uint32_t> suffix, int max_tokens) {
+  static pb::ExecuteRequest Turn(const std::string& id, std::vector<uint32_t> suffix,
+                                 int max_tokens) {
     pb::ExecuteRequest r;
     r.mutable_key()->set_conversation_id(id);
     r.set_request_id(id + "-" + std::to_string(suffix.size()));
@@ -201,7 +216,8 @@ class WorkerServiceTest : public ::testing::Test {
   // returns the status. For Execute only an error answer (no stream message)
   // reads back as itself.
   grpc::Status RawCall(const std::string& method, const std::string& bytes) {
-    grpc::GenericStub stub(grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
+    grpc::GenericStub stub(
+        grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
     grpc::Slice slice(bytes);
@@ -419,12 +435,14 @@ TEST_F(WorkerServiceTest, UnparsableRequestsAreInvalidArgumentWithAMessage) {
   };
   for (const auto& [method, bytes] : cases) {
     const grpc::Status s = RawCall(method, bytes);
-    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method << ": " << s.error_message();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << method << ": " << s.error_message();
     EXPECT_NE(s.error_message().find("malformed request"), std::string::npos) << s.error_message();
-    EXPECT_NE(s.error_message().find("hybridcache.v1." + std::string(method == "Load" ? "LoadRequest"
-                                                                     : method == "Drain" ? "DrainRequest"
-                                                                     : method == "Release" ? "ReleaseRequest"
-                                                                                           : "ExecuteRequest")),
+    EXPECT_NE(s.error_message().find("hybridcache.v1." +
+                                     std::string(method == "Load"      ? "LoadRequest"
+                                                 : method == "Drain"   ? "DrainRequest"
+                                                 : method == "Release" ? "ReleaseRequest"
+                                                                       : "ExecuteRequest")),
               std::string::npos)
         << s.error_message();
   }
@@ -461,7 +479,8 @@ TEST_F(WorkerServiceTest, InvalidFieldsAreRejectedWithAMessageNamingTheField) {
          r->add_history_token_ids(kVocab + 1);
        },
        grpc::StatusCode::INVALID_ARGUMENT, "history_token_ids[1] = 98"},
-      {[](pb::ExecuteRequest* r) { r->set_new_round(0); }, grpc::StatusCode::INVALID_ARGUMENT, "new_round"},
+      {[](pb::ExecuteRequest* r) { r->set_new_round(0); }, grpc::StatusCode::INVALID_ARGUMENT,
+       "new_round"},
       {[inf](pb::ExecuteRequest* r) { r->mutable_sampling()->set_temperature(inf); },
        grpc::StatusCode::INVALID_ARGUMENT, "sampling.temperature"},
       {[](pb::ExecuteRequest* r) { r->mutable_sampling()->set_temperature(std::nanf("")); },
@@ -492,7 +511,8 @@ TEST_F(WorkerServiceTest, InvalidFieldsAreRejectedWithAMessageNamingTheField) {
     pb::ExecuteRequest r = Turn("f", {5, 6}, 2);
     cases[i].mutate(&r);
     const Outcome o = Execute(r, -1, absl::Seconds(30));
-    EXPECT_EQ(o.status.error_code(), cases[i].code) << "case " << i << ": " << o.status.error_message();
+    EXPECT_EQ(o.status.error_code(), cases[i].code)
+        << "case " << i << ": " << o.status.error_message();
     EXPECT_NE(o.status.error_message().find(cases[i].message_part), std::string::npos)
         << "case " << i << ": " << o.status.error_message();
     EXPECT_TRUE(o.events.empty()) << "case " << i;
@@ -501,7 +521,8 @@ TEST_F(WorkerServiceTest, InvalidFieldsAreRejectedWithAMessageNamingTheField) {
   release.mutable_key()->set_conversation_id("a/b");
   pb::ReleaseResponse released;
   grpc::ClientContext ctx;
-  EXPECT_EQ(stub_->Release(&ctx, release, &released).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(stub_->Release(&ctx, release, &released).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(Load().committed_conversations(), 0u);
   EXPECT_TRUE(Execute(Turn("f", {5, 6}, 2)).status.ok());
 }
@@ -555,7 +576,9 @@ TEST_F(WorkerServiceTest, ExecuteBeyondMaxWaitingIsRefusedAndChangesNothing) {
   std::vector<Outcome> waiting(kMaxWaiting);
   std::vector<std::thread> threads;
   for (int i = 0; i < kMaxWaiting; ++i) {
-    threads.emplace_back([&, i] { waiting[i] = Execute(Turn("w" + std::to_string(i), {5, 6, 7}, 2)); });
+    threads.emplace_back([&, i] {
+      waiting[i] = Execute(Turn("w" + std::to_string(i), {5, 6, 7}, 2));
+    });
   }
   signalling_->AwaitSubmits(1 + kMaxWaiting);
   pb::LoadReport load = Load();
