@@ -11,7 +11,9 @@ loopback, GPU limits equal to the TP size, monitors, HPA, NetworkPolicies
 and, where TLS is on, that certificate flags point into mounted Secrets of
 cert-manager Certificates, the router's client certificate and the workers'
 --peer_ca come from one issuer, the name the router verifies is in the
-workers' certificate, and probes use the plaintext health port.
+workers' certificate, and probes use the plaintext health port; a router
+serving TLS authenticates callers with --api_keys_file, read from key
+keys.json of a required, whole (no subPath) Secret volume.
 
 Usage: check_k8s.py [--kubectl PATH] [--root DIR] [OVERLAY_DIR ...]
 (--root: the directory holding deploy/, default this repository.)
@@ -47,7 +49,7 @@ WORKER_FLAGS = {"host", "port", "metrics_port", "worker_id", "model", "device", 
 # for consistency below.
 ROUTER_OPTIONAL_FLAGS = {"health_port", "tls_cert", "tls_key", "tls_client_ca", "tls_refresh_interval",
                          "worker_ca", "worker_tls_cert", "worker_tls_key", "worker_server_name",
-                         "metrics_host", "reflection"}
+                         "metrics_host", "reflection", "api_keys_file"}
 WORKER_OPTIONAL_FLAGS = {"health_port", "tls_cert", "tls_key", "peer_ca", "tls_refresh_interval",
                          "metrics_host", "reflection"}
 # The health service name that stays SERVING while the process runs
@@ -204,6 +206,7 @@ class Overlay(SecurityChecks):
         self.check_rules()
         self.check_network_policies()
         self.check_tls()
+        self.check_api_keys()
 
     def pods_selected(self, selector):
         return [w for w in self.workloads()

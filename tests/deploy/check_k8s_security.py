@@ -1,7 +1,7 @@
 """The security part of check_k8s.py: cert-manager objects (structural
 schemas), NetworkPolicies (worker gRPC from router pods only, /metrics from
-the monitoring namespace only) and the TLS wiring of the router and worker
-flags. SecurityChecks is a mixin of check_k8s.Overlay: it uses its rendered
+the monitoring namespace only), the TLS wiring of the router and worker
+flags, and the router's API keys file. SecurityChecks is a mixin of check_k8s.Overlay: it uses its rendered
 objects (by_kind, get, workload_with_image), err(), and the flags
 check_router/check_worker parsed (router_flags, worker_flags)."""
 
@@ -11,6 +11,10 @@ TLS_FILE_FLAGS = {"tls_cert": "tls.crt", "tls_key": "tls.key", "tls_client_ca": 
                   "peer_ca": "ca.crt", "worker_ca": "ca.crt", "worker_tls_cert": "tls.crt",
                   "worker_tls_key": "tls.key"}
 MONITORING_NAMESPACE_LABEL = "kubernetes.io/metadata.name"
+# The key of the operator-made Secret that --api_keys_file reads
+# (deploy/README.md: kubectl create secret generic hc-api-keys
+# --from-file=keys.json=...).
+API_KEYS_SECRET_KEY = "keys.json"
 
 
 def labels_match(selector, labels):
@@ -159,3 +163,47 @@ class SecurityChecks:
             ref = cert["spec"]["issuerRef"]
             if ref.get("kind", "Issuer") == "Issuer" and self.get("Issuer", ref["name"]) is None:
                 self.err(f"Certificate {cert['metadata']['name']}: Issuer {ref['name']} is not rendered")
+
+    # ---- API keys -------------------------------------------------------------
+    def check_api_keys(self):
+        """A router that serves clients over TLS (the production shape) must
+        authenticate them; its keys file must come from a Secret volume the
+        kubelet keeps current (the router reloads the file when it changes)
+        and that the pod cannot start without."""
+        router, rc = self.workload_with_image("hc-router")
+        if router is None:
+            return
+        rf = getattr(self, "router_flags", {})
+        path = rf.get("api_keys_file")
+        if path is None:
+            if "tls_cert" in rf:
+                self.err("router serves TLS (--tls_cert) without --api_keys_file: every caller would be the "
+                         "admin of the empty tenant")
+            return
+        volumes = {v["name"]: v for v in router["spec"]["template"]["spec"].get("volumes", [])}
+        # The most specific mount holding the path, as the container sees it.
+        mount = max((m for m in rc.get("volumeMounts", [])
+                     if path == m["mountPath"] or path.startswith(m["mountPath"].rstrip("/") + "/")),
+                    key=lambda m: len(m["mountPath"]), default=None)
+        secret = volumes.get(mount["name"], {}).get("secret") if mount else None
+        if secret is None:
+            self.err(f"router --api_keys_file={path} is not in a mounted Secret volume (the router does not "
+                     f"start without the file)")
+            return
+        name = secret["secretName"]
+        if mount.get("subPath"):
+            self.err(f"router --api_keys_file: Secret {name} is mounted with subPath, which the kubelet never "
+                     f"updates: changed keys would need a restart")
+            return
+        if secret.get("optional", False):
+            self.err(f"router --api_keys_file: Secret volume {name} is optional; it must be required, so that "
+                     f"a missing Secret keeps the pod from starting")
+        if any(c["spec"]["secretName"] == name for c in self.by_kind.get("Certificate", {}).values()):
+            self.err(f"router --api_keys_file reads Secret {name} of a cert-manager Certificate")
+        rel = path[len(mount["mountPath"].rstrip("/")) + 1:]
+        items = secret.get("items")
+        key = next((i["key"] for i in items if i["path"] == rel), None) if items is not None else rel
+        if key is None:
+            self.err(f"router --api_keys_file={path}: {rel} is not among the items of Secret volume {name}")
+        elif key != API_KEYS_SECRET_KEY:
+            self.err(f"router --api_keys_file reads key {key} of Secret {name}, expected {API_KEYS_SECRET_KEY}")

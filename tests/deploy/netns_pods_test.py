@@ -31,10 +31,12 @@ For every overlay under deploy/k8s/overlays (or the ones named):
     endpoints controller keeps DNS: a Service lists the *ready* pods it
     selects (a ClusterIP Service has no virtual IP here: its name lists the
     pod IPs, so only Services whose port equals their target port work);
-  - Secret hc-redis-auth (created by hand in a real cluster, see
-    deploy/README.md) gets a random password;
-  - cert-manager emulated: every Certificate's Secret (tls.crt, tls.key,
-    ca.crt) is issued with openssl as its Issuer says (selfSigned, or ca);
+  - Secrets (secret_emulation.py): the ones an operator creates by hand
+    (deploy/README.md): hc-redis-auth with a random password, hc-api-keys
+    with the hash (`hcctl hash-key`) of a random API key; cert-manager
+    emulated: every Certificate's Secret (tls.crt, tls.key, ca.crt) issued
+    with openssl as its Issuer says (selfSigned, or ca); Secret volumes in
+    the kubelet's layout (`..data` switched atomically on an update);
   - probes as the kubelet runs them: gRPC health (port, service) and TCP on
     the pod IP from the node, exec inside the container (nsenter);
   - checks: Redis, workers and routers pass their startup and readiness
@@ -44,7 +46,12 @@ For every overlay under deploy/k8s/overlays (or the ones named):
     --peer_ca refuse plaintext clients and TLS clients without a certificate;
     a 3-turn conversation through the router pods' addresses and the router
     Service name (over TLS, verifying the router's certificate, where the
-    router has one), turns 2 and 3 served from the cache (cached_tokens > 0);
+    router has one, with the API key where the router has --api_keys_file),
+    turns 2 and 3 served from the cache (cached_tokens > 0); where the
+    router has --api_keys_file, calls without a key or with a wrong key are
+    refused UNAUTHENTICATED, and after the Secret is changed to a new key
+    (volume updated as the kubelet does) every router takes the new key and
+    refuses the old one, without a restart;
     /metrics scraped where
     the ServiceMonitor/PodMonitor scrape it; SIGTERM makes every pod exit 0.
 
@@ -63,7 +70,6 @@ Usage: netns_pods_test.py [--kubectl PATH] [--root DIR] [--build-dir DIR]
 """
 
 import argparse
-import base64
 import ctypes
 import glob
 import json
@@ -82,14 +88,13 @@ import urllib.request
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cert_manager_emulation import CertificateError, issue_certificates  # noqa: E402
+from secret_emulation import (API_KEYS_SECRET, SecretError, api_keys_json,  # noqa: E402
+                              cluster_secrets, write_secret_volume)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SUBNET = "10.213.0"          # inside the node namespace only: nothing else sees it
 NODE_IP = f"{SUBNET}.1"
 CLUSTER_DOMAIN = "cluster.local"
-# What deploy/README.md tells operators to create before applying.
-OUT_OF_BAND_SECRETS = {"hc-redis-auth": ["password"]}
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CLONE_NEWNET = 0x40000000
 POLL_S = 0.1                 # how often a wait re-checks its condition
@@ -160,28 +165,18 @@ class Cluster:
         for d in docs:
             self.by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
         self.namespace = next(iter(self.by_kind.get("Namespace", {})), "default")
-        self.secrets = {n: {k: secrets.token_hex(16) for k in keys} for n, keys in OUT_OF_BAND_SECRETS.items()}
-        for s in self.by_kind.get("Secret", {}).values():
-            data = {k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()}
-            data.update(s.get("stringData", {}))
-            self.secrets[s["metadata"]["name"]] = data
-        self.issue_certificates()
+        self.hcctl = os.path.join(args.build_dir, "bin", "hcctl")
+        if not os.access(self.hcctl, os.X_OK):
+            raise TestFailure(f"{self.hcctl} is not built (ninja hcctl)")
+        # The operator's Secrets, the rendered ones and cert-manager's.
+        self.secrets, self.api_key = cluster_secrets(self.by_kind, self.hcctl)
+        if self.by_kind.get("Certificate"):
+            log(f"{name}: issued {', '.join(sorted(self.by_kind['Certificate']))} (cert-manager emulated)")
         self.pods = []
         for kind in ("StatefulSet", "Deployment"):
             for w in self.by_kind.get(kind, {}).values():
                 for i in range(w["spec"].get("replicas", 1)):
                     self.pods.append(Pod(self, w, i, f"{SUBNET}.{10 + len(self.pods)}"))
-
-    def issue_certificates(self):
-        """Emulates cert-manager (cert_manager_emulation.py)."""
-        certs = self.by_kind.get("Certificate", {})
-        if not certs:
-            return
-        try:
-            issue_certificates(certs, self.by_kind.get("Issuer", {}), self.secrets)
-        except CertificateError as e:
-            raise TestFailure(str(e)) from None
-        log(f"{self.name}: issued {', '.join(sorted(certs))} (cert-manager emulated)")
 
     def configmap(self, name, where):
         cm = self.by_kind.get("ConfigMap", {}).get(name)
@@ -193,6 +188,15 @@ class Cluster:
         if name not in self.secrets:
             raise TestFailure(f"{where}: Secret {name} is neither rendered nor one the README says to create")
         return self.secrets[name]
+
+    def update_secret(self, name, data):
+        """A changed Secret (kubectl apply), and the kubelet updating every
+        volume of it."""
+        self.secrets[name] = data
+        for p in self.pods:
+            for src, spec in p.secret_volumes.items():
+                if spec["secretName"] == name:
+                    write_secret_volume(src, self.secrets, spec, p.name)
 
     def pods_of(self, selector):
         return [p for p in self.pods if labels_match(selector, p.labels)]
@@ -315,6 +319,7 @@ class Pod:
         for t in self.workload["spec"].get("volumeClaimTemplates", []):
             volumes[t["metadata"]["name"]] = {"name": t["metadata"]["name"], "persistentVolumeClaim": {}}
         self.mounts = []  # (host dir, mountPath, read-only)
+        self.secret_volumes = {}  # host dir -> the volume's secret spec
         for m in self.container.get("volumeMounts", []):
             v = volumes.get(m["name"])
             if v is None:
@@ -328,11 +333,8 @@ class Pod:
                         with open(os.path.join(src, key), "w") as f:
                             f.write(text)
                 elif "secret" in v:
-                    data = self.cluster.secret(v["secret"]["secretName"], self.name)
-                    for key, text in data.items():
-                        with open(os.path.join(src, key), "w") as f:
-                            f.write(text)
-                        os.chmod(os.path.join(src, key), v["secret"].get("defaultMode", 0o644))
+                    write_secret_volume(src, self.cluster.secrets, v["secret"], self.name)
+                    self.secret_volumes[src] = v["secret"]
                 elif "emptyDir" in v:
                     os.chmod(src, 0o777)
                 elif "persistentVolumeClaim" in v:
@@ -406,13 +408,12 @@ class Pod:
         return None
 
     def secret_file(self, path):
-        """The content of `path` as a mounted Secret volume holds it."""
-        volumes = {v["name"]: v for v in self.spec.get("volumes", [])}
-        for m in self.container.get("volumeMounts", []):
-            mount = m["mountPath"].rstrip("/") + "/"
-            secret = volumes.get(m["name"], {}).get("secret")
-            if secret and path.startswith(mount):
-                return self.cluster.secret(secret["secretName"], self.name)[path[len(mount):]]
+        """The content of `path` in a mounted Secret volume of the pod."""
+        for src, mount_path, _ in self.mounts:
+            mount = mount_path.rstrip("/") + "/"
+            if src in self.secret_volumes and path.startswith(mount):
+                with open(os.path.join(src, path[len(mount):])) as f:
+                    return f.read()
         raise TestFailure(f"{self.name}: {path} is not in a mounted Secret")
 
     def log_tail(self, n=15):
@@ -635,11 +636,14 @@ def publish(cluster, ready, pod, client_hosts):
     write_hosts(cluster, ready, client_hosts)
 
 
-def client(node, client_hosts, argv, timeout=60):
+def client(node, client_hosts, argv, timeout=60, api_key=None):
     """Runs argv in the client pod (a namespace of its own on the bridge,
-    the cluster's hosts file as /etc/hosts)."""
+    the cluster's hosts file as /etc/hosts), with $HC_API_KEY = api_key."""
     script = f'mount --bind {client_hosts} /etc/hosts && exec "$@"'
     env = dict(os.environ, GRPC_DNS_RESOLVER="native")
+    env.pop("HC_API_KEY", None)
+    if api_key is not None:
+        env["HC_API_KEY"] = api_key
     return subprocess.run(["nsenter", f"--net=/proc/{node.client.pid}/ns/net", "unshare", "--mount",
                            "--propagation=private", "sh", "-c", script, "client"] + argv,
                           capture_output=True, text=True, timeout=timeout, env=env)
@@ -727,7 +731,9 @@ def check_overlay(args, node, cluster, redis, workers, routers, ready, client_ho
     grpc_port = routers[0].container_port("grpc")
     via = [f"{routers[0].ip}:{grpc_port}", f"{routers[-1].ip}:{grpc_port}",
            f"hc-router.{cluster.namespace}.svc.{CLUSTER_DOMAIN}:{svc_port}"]
-    hcctl = os.path.join(args.build_dir, "bin", "hcctl")
+    hcctl = cluster.hcctl
+    # The key an operator gives a client, where the routers require one.
+    api_key = cluster.api_key if routers[0].flag("api_keys_file") is not None else None
     tls = []
     if routers[0].flag("tls_cert") is not None:
         # Clients verify the router's certificate against its CA; pod IPs are
@@ -742,15 +748,19 @@ def check_overlay(args, node, cluster, redis, workers, routers, ready, client_ho
             if tls and router.split(":")[0].replace(".", "").isdigit() else []
         out = client(node, client_hosts, [hcctl, "send", f"--router={router}", f"--conversation={conversation}",
                                           f"--message=turn {turn}: tell me about caches", "--max_tokens=8"]
-                     + tls + name_override)
-        m = re.search(r"round (\d+) on (\S+) \| prompt (\d+) tokens, cached (\d+)", out.stderr)
+                     + tls + name_override, api_key=api_key)
+        # The worker is blank for a key without admin rights.
+        m = re.search(r"round (\d+) on (\S*) \| prompt (\d+) tokens, cached (\d+)", out.stderr)
         if out.returncode != 0 or not m:
             raise TestFailure(f"{name}: turn {turn} via {router} failed ({out.returncode}): {out.stderr.strip()}\n"
                               + "".join(r.log_tail(5) for r in routers))
         cached = int(m.group(4))
-        log(f"  turn {turn} via {router}: round {m.group(1)} on {m.group(2)}, prompt {m.group(3)}, cached {cached}")
+        log(f"  turn {turn} via {router}: round {m.group(1)} on {m.group(2) or '(not shown to this key)'}, "
+            f"prompt {m.group(3)}, cached {cached}")
         if turn > 1 and cached == 0:
             raise TestFailure(f"{name}: turn {turn} was not served from the cache (cached_tokens 0)")
+    if api_key is not None:
+        check_api_keys(args, node, cluster, routers, client_hosts, tls, conversation)
 
     for p in workers + routers:
         text = scrape(targets[p.name])
@@ -761,6 +771,45 @@ def check_overlay(args, node, cluster, redis, workers, routers, ready, client_ho
     if hits <= 0:
         raise TestFailure(f"{name}: no worker counted a prefix-cache hit")
     log(f"  /metrics scraped at {', '.join(sorted(targets.values()))}; prefix-cache hits {hits:g}")
+
+
+def check_api_keys(args, node, cluster, routers, client_hosts, tls, conversation):
+    """Only the key of Secret hc-api-keys gets in; after the Secret changes
+    (the kubelet updates the volume, the router polls the file) only the new
+    one does, on every router, without a restart."""
+    def call(router, key, command):
+        argv = [cluster.hcctl, command, f"--router={router.ip}:{router.container_port('grpc')}",
+                f"--conversation={conversation}"] + tls
+        if tls:  # pod IPs are not in the router's certificate
+            argv.append(f"--tls_server_name=hc-router.{cluster.namespace}.svc")
+        if command == "send":
+            argv += ["--message=one more turn", "--max_tokens=4"]
+        return client(node, client_hosts, argv, api_key=key)
+
+    def refused(router, key, what):
+        out = call(router, key, "send")
+        if out.returncode == 0 or "UNAUTHENTICATED" not in out.stderr:
+            raise TestFailure(f"{router.name}: a turn {what} got exit {out.returncode}: {out.stderr.strip()}; "
+                              f"expected UNAUTHENTICATED")
+        return out.stderr.strip()
+
+    for r in routers:
+        log(f"  {r.name}: a turn without a key: {refused(r, None, 'without an API key')}")
+        log(f"  {r.name}: a turn with a wrong key: {refused(r, secrets.token_hex(32), 'with a wrong API key')}")
+    old, new = cluster.api_key, secrets.token_hex(32)
+    cluster.update_secret(API_KEYS_SECRET, {"keys.json": api_keys_json(cluster.hcctl, new)})
+    for r in routers:
+        deadline = time.monotonic() + args.wait_cap
+        while (out := call(r, new, "get")).returncode != 0:
+            if time.monotonic() > deadline:
+                raise TestFailure(f"{r.name}: the new key of the updated Secret {API_KEYS_SECRET} is still refused "
+                                  f"after {args.wait_cap:g}s: {out.stderr.strip()}\n{r.log_tail(5)}")
+            time.sleep(POLL_S)
+        if "round 3," not in out.stdout:
+            raise TestFailure(f"{r.name}: with the new key (same tenant) the conversation reads {out.stdout!r}")
+        refused(r, old, "with the key the Secret no longer holds")
+        log(f"  {r.name}: Secret {API_KEYS_SECRET} updated: takes the new key (same tenant, round 3), "
+            f"refuses the old one")
 
 
 def metric_targets(cluster):
@@ -858,7 +907,7 @@ def main(argv=None):
             try:
                 run_overlay(args, node, path, base)
                 log(f"PASS {os.path.basename(os.path.normpath(path))} ({time.monotonic() - t0:.1f}s)")
-            except (TestFailure, subprocess.TimeoutExpired, OSError) as e:
+            except (TestFailure, SecretError, subprocess.TimeoutExpired, OSError) as e:
                 log(f"FAIL {os.path.basename(os.path.normpath(path))}: {e}")
                 failed = True
     finally:

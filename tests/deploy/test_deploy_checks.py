@@ -108,6 +108,33 @@ class K8sChecksCatchMistakes(unittest.TestCase):
         value: --peer_ca=$(HC_TLS_DIR)/server/ca.crt""", "", r"--peer_ca and router --worker_tls_cert go together",
                              overlay="tls")
 
+    def test_tls_router_needs_api_keys(self):
+        self.assert_rejected("k8s/overlays/tls/kustomization.yaml", """      - op: add
+        path: /spec/template/spec/containers/0/args/-
+        value: --api_keys_file=$(HC_API_KEYS_FILE)""", "",
+                             r"router serves TLS \(--tls_cert\) without --api_keys_file", overlay="tls")
+
+    def test_api_keys_file_without_its_secret_mount_is_rejected(self):
+        self.assert_rejected("k8s/overlays/tls/router-tls.yaml", """            - name: api-keys
+              mountPath: /etc/hc/api-keys
+              readOnly: true
+""", "", r"router --api_keys_file=/etc/hc/api-keys/keys.json is not in a mounted Secret volume",
+                             overlay="tls")
+
+    def test_api_keys_secret_must_be_required(self):
+        self.assert_rejected("k8s/overlays/tls/router-tls.yaml", "optional: false", "optional: true",
+                             r"Secret volume hc-api-keys is optional; it must be required", overlay="tls")
+
+    def test_api_keys_secret_must_not_be_a_subpath_mount(self):
+        self.assert_rejected("k8s/overlays/tls/router-tls.yaml", """              mountPath: /etc/hc/api-keys
+""", """              mountPath: /etc/hc/api-keys/keys.json
+              subPath: keys.json
+""", r"Secret hc-api-keys is mounted with subPath, which the kubelet never updates", overlay="tls")
+
+    def test_api_keys_file_must_read_the_documented_key(self):
+        self.assert_rejected("k8s/overlays/tls/router-tls.yaml", "- key: keys.json", "- key: api-keys.json",
+                             r"reads key api-keys.json of Secret hc-api-keys, expected keys.json", overlay="tls")
+
     def test_misspelt_certificate_field_fails_structural_schema(self):
         self.assert_rejected("k8s/overlays/tls/certificates.yaml", "  dnsNames:\n    - hc-router\n",
                              "  dnsName:\n    - hc-router\n", r"Certificate/hc-router-tls: spec.*dnsName",
