@@ -59,7 +59,7 @@ class LedgerTest : public TestWithParam<std::string> {
     LedgerOptions o = Options();
     // Fail, not skip: a missing server must not pass as a green run.
     if (GetParam() == "redis" && !SharedRedis()->ok())
-      FAIL() << "redis-server did not start (scripts/install-deps.sh installs it)";
+      FAIL() << SharedRedis()->error() << " (scripts/install-deps.sh installs redis-server)";
     auto ledger = Open(o);
     ASSERT_TRUE(ledger.ok()) << ledger.status();
     ledger_ = std::move(ledger).value();

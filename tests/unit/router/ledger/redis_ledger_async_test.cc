@@ -62,7 +62,8 @@ class RedisLedgerAsyncTest : public ::testing::Test {
  protected:
   void SetUp() override {
     // Fail, not skip: a missing server must not pass as a green run.
-    if (!server_.ok()) FAIL() << "redis-server did not start (scripts/install-deps.sh installs it)";
+    if (!server_.ok())
+      FAIL() << server_.error() << " (scripts/install-deps.sh installs redis-server)";
   }
   std::unique_ptr<RedisLedger> Open(absl::Duration timeout = absl::Seconds(5)) {
     LedgerOptions o;
@@ -136,7 +137,8 @@ TEST_F(RedisLedgerAsyncTest, ACommandWithoutAReplyTimesOutAndTheLedgerRecovers) 
 TEST(RedisLedgerReconnectTest, ReconnectsWhenRedisComesBackOnTheSamePort) {
   auto server = std::make_unique<testing::RedisServer>();
   // Fail, not skip: a missing server must not pass as a green run.
-  if (!server->ok()) FAIL() << "redis-server did not start (scripts/install-deps.sh installs it)";
+  if (!server->ok())
+    FAIL() << server->error() << " (scripts/install-deps.sh installs redis-server)";
   LedgerOptions o;
   o.backend = server->url();
   auto ledger = OpenRedisLedger(o);
@@ -147,7 +149,7 @@ TEST(RedisLedgerReconnectTest, ReconnectsWhenRedisComesBackOnTheSamePort) {
   EXPECT_EQ((*ledger)->Get(Key(0)).status().code(), absl::StatusCode::kUnavailable);
   // A new server on the same port: the ledger reconnects (backoff <= 2 s),
   // and loads its scripts again (EVALSHA would answer NOSCRIPT).
-  testing::RedisServer again({"--port", std::to_string(server->port())});
+  testing::RedisServer again({}, {.port = server->port()});
   if (!again.ok()) GTEST_SKIP() << "could not restart redis-server on the same port";
   absl::Status s;
   for (int attempt = 0; attempt < 200; ++attempt) {

@@ -19,7 +19,7 @@ class RedisLedgerTest : public ::testing::Test {
   void SetUp() override {
     // Fail, not skip: a missing server must not pass as a green run.
     if (!server_->ok())
-      FAIL() << "redis-server did not start (scripts/install-deps.sh installs it)";
+      FAIL() << server_->error() << " (scripts/install-deps.sh installs redis-server)";
   }
   std::unique_ptr<RedisLedger> Open(LedgerOptions o = {}, RedisLedgerHooks hooks = {}) {
     o.backend = server_->url();
@@ -219,7 +219,7 @@ namespace {
 TEST(RedisLedgerAuthTest, PasswordInTheUrlIsSentWithAuthAndAWrongOneIsUnauthenticated) {
   testing::RedisServer server({"--requirepass", "s3cret"});
   // Fail, not skip: a missing server must not pass as a green run.
-  if (!server.ok()) FAIL() << "redis-server did not start (scripts/install-deps.sh installs it)";
+  if (!server.ok()) FAIL() << server.error() << " (scripts/install-deps.sh installs redis-server)";
   const std::string hostport = "127.0.0.1:" + std::to_string(server.port());
   LedgerOptions o;
   o.backend = "redis://:s3cret@" + hostport + "/2";

@@ -1,6 +1,5 @@
 #include "tests/unit/router/ledger/redis_server_fixture.h"
 
-#include <fcntl.h>
 #include <hiredis.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -8,76 +7,131 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <vector>
 
 namespace hc::router::testing {
 namespace {
 
-int FreePort() {
+// redis-server's log line when its port is taken (it then exits).
+constexpr char kPortTaken[] = "Address already in use";
+constexpr char kReady[] = "Ready to accept connections";
+
+}  // namespace
+
+int FreeLoopbackPort() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return 0;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
   socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
   ::close(fd);
-  return ntohs(addr.sin_port);
+  return port;
 }
 
-}  // namespace
-
-RedisServer::RedisServer(std::vector<std::string> extra_args) {
-  const char* bin = std::getenv("HC_REDIS_SERVER");
-  const std::string server = bin ? bin : "/usr/bin/redis-server";
+RedisServer::RedisServer(std::vector<std::string> extra_args, RedisServerOptions options) {
+  std::string binary = options.binary;
+  if (binary.empty()) {
+    const char* env = std::getenv("HC_REDIS_SERVER");
+    binary = env != nullptr ? env : "/usr/bin/redis-server";
+  }
   char tmpl[] = "/tmp/hc-redis-XXXXXX";
-  dir_ = ::mkdtemp(tmpl);
-  port_ = FreePort();
-  const std::string port = std::to_string(port_);
+  if (::mkdtemp(tmpl) == nullptr) {
+    error_ = std::string("mkdtemp: ") + std::strerror(errno);
+    return;
+  }
+  dir_ = tmpl;
+  // The port is picked free, then bound by redis-server: another process may
+  // take it in between. redis-server then says so and exits, and the next
+  // attempt picks another port. A fixed port gets one attempt.
+  const int attempts = options.port > 0 ? 1 : std::max(1, options.max_attempts);
+  std::string log;
+  for (int attempt = 1; attempt <= attempts; ++attempt) {
+    const int port = options.port > 0    ? options.port
+                     : options.pick_port ? options.pick_port()
+                                         : FreeLoopbackPort();
+    log.clear();
+    switch (StartOnce(binary, port, extra_args, &log)) {
+      case Start::kReady:
+        port_ = port;
+        return;
+      case Start::kPortTaken:
+        continue;
+      case Start::kFailed:
+        error_ = "redis-server (" + binary + ") did not start on port " + std::to_string(port) +
+                 ": " + (log.empty() ? std::string("no output") : log);
+        return;
+    }
+  }
+  error_ = "redis-server (" + binary + ") found its port taken on each of " +
+           std::to_string(attempts) + " attempt(s); last log: " + log;
+}
+
+RedisServer::Start RedisServer::StartOnce(const std::string& binary, int port,
+                                          const std::vector<std::string>& extra_args,
+                                          std::string* log) {
+  if (port <= 0) {
+    *log = "no free loopback port";
+    return Start::kFailed;
+  }
   // Readiness: redis-server logs "Ready to accept connections" on stdout;
   // read its log through a pipe until that line (or EOF: it failed).
   int fds[2];
-  if (::pipe(fds) != 0) return;
+  if (::pipe(fds) != 0) {
+    *log = std::string("pipe: ") + std::strerror(errno);
+    return Start::kFailed;
+  }
+  const std::string port_arg = std::to_string(port);
+  std::vector<std::string> args = {
+      binary, "--port", port_arg, "--bind",      "127.0.0.1", "--save",     "",      "--appendonly",
+      "no",   "--dir",  dir_,     "--daemonize", "no",        "--loglevel", "notice"};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::dup2(fds[1], 1);
-    const int devnull = ::open("/dev/null", O_WRONLY);
-    if (devnull >= 0) ::dup2(devnull, 2);
+    ::dup2(fds[1], 2);  // exec failures and early errors reach the log too
     ::close(fds[0]);
     ::close(fds[1]);
-    std::vector<std::string> args = {
-        server, "--port", port, "--bind",      "127.0.0.1", "--save",     "",      "--appendonly",
-        "no",   "--dir",  dir_, "--daemonize", "no",        "--loglevel", "notice"};
-    args.insert(args.end(), extra_args.begin(), extra_args.end());
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(server.c_str(), argv.data());
+    ::execv(binary.c_str(), argv.data());
+    const std::string why = "cannot execute " + binary + ": " + std::strerror(errno) + "\n";
+    (void)!::write(2, why.data(), why.size());
     ::_exit(127);
   }
   ::close(fds[1]);
   if (pid < 0) {
     ::close(fds[0]);
-    return;
+    *log = std::string("fork: ") + std::strerror(errno);
+    return Start::kFailed;
   }
-  std::string log;
   char buf[4096];
-  while (log.find("Ready to accept connections") == std::string::npos) {
+  while (log->find(kReady) == std::string::npos) {
     const ssize_t n = ::read(fds[0], buf, sizeof(buf));
     if (n <= 0) break;
-    log.append(buf, static_cast<size_t>(n));
+    log->append(buf, static_cast<size_t>(n));
   }
   // Redis ignores SIGPIPE, so later log lines to the closed pipe are harmless.
   ::close(fds[0]);
-  if (log.find("Ready to accept connections") == std::string::npos) {
+  if (log->find(kReady) == std::string::npos) {
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
-    return;
+    return log->find(kPortTaken) != std::string::npos ? Start::kPortTaken : Start::kFailed;
   }
   pid_ = pid;
+  return Start::kReady;
 }
 
 void RedisServer::Kill() {
@@ -102,7 +156,7 @@ RedisServer::~RedisServer() {
     ::waitpid(pid_, nullptr, 0);
   }
   std::error_code ec;
-  std::filesystem::remove_all(dir_, ec);
+  if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
 }
 
 std::string RedisServer::Command(const std::string& a, const std::string& b,

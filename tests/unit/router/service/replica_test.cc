@@ -34,7 +34,7 @@ std::unique_ptr<ConversationLedger> Redis(const testing::RedisServer& server) {
 TEST(RouterReplicaTest, TwoRoutersOnOneRedisLedgerShareConversationsAndLeases) {
   testing::RedisServer redis;
   // Fail, not skip: a missing server must not pass as a green run.
-  if (!redis.ok()) FAIL() << "redis-server did not start (scripts/install-deps.sh installs it)";
+  if (!redis.ok()) FAIL() << redis.error() << " (scripts/install-deps.sh installs redis-server)";
   HarnessOptions a_opts;
   a_opts.ledger = Redis(redis);
   a_opts.service.router_id = "router-a";
@@ -70,7 +70,7 @@ TEST(RouterReplicaTest, TwoRoutersOnOneRedisLedgerShareConversationsAndLeases) {
 // tenant sets), not per router.
 TEST(RouterReplicaTest, TenantLimitsAreSharedByRoutersOnOneRedis) {
   testing::RedisServer redis;
-  if (!redis.ok()) FAIL() << "redis-server did not start (scripts/install-deps.sh installs it)";
+  if (!redis.ok()) FAIL() << redis.error() << " (scripts/install-deps.sh installs redis-server)";
   char tmpl[] = "/tmp/hc-replica-keys-XXXXXX";
   const std::string dir = ::mkdtemp(tmpl);
   std::ofstream(dir + "/keys.json")

@@ -76,7 +76,7 @@ class RedisQuotasTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!redis_.ok())
-      GTEST_FAIL() << "redis-server did not start (scripts/install-deps.sh installs it)";
+      GTEST_FAIL() << redis_.error() << " (scripts/install-deps.sh installs redis-server)";
   }
   std::unique_ptr<TenantQuotas> Open() {
     return OpenRedisQuotas({.url = redis_.url(), .prefix = "quotas"}).value();
