@@ -34,6 +34,9 @@ void FileLedgerImpl::SweepLocked() {
 }
 
 void FileLedgerImpl::WriterLoop() {
+  // A sweep ran whose expiries are not all written yet (options_.on_sweep
+  // is told once they are: when the queue has drained).
+  bool swept = false;
   while (true) {
     std::vector<Pending> batch;
     {
@@ -44,9 +47,15 @@ void FileLedgerImpl::WriterLoop() {
       }
       if (sweeping_) deadline = std::min(deadline, next_sweep_);
       mu_.AwaitWithDeadline(absl::Condition(this, &FileLedgerImpl::WriterHasWork), deadline);
-      if (sweeping_ && !stopping_ && absl::Now() >= next_sweep_) SweepLocked();
+      if (sweeping_ && !stopping_ && absl::Now() >= next_sweep_) {
+        SweepLocked();
+        swept = true;
+      }
       if (queue_.empty() && !stopping_) {
+        const bool notify = swept && options_.on_sweep;
+        swept = false;
         mu_.Unlock();
+        if (notify) options_.on_sweep();
         IntervalSync();
         mu_.Lock();
         continue;

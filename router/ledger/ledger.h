@@ -228,6 +228,11 @@ struct LedgerOptions {
   // stalls turns for long; a full pass over N entries takes
   // N / kExpirySweepBatch runs).
   absl::Duration expiry_sweep_interval = absl::Seconds(1);
+  // Memory and file, for tests: called on the sweeping thread after a sweep
+  // pass once its effects are visible (memory: at the pass's end; file: once
+  // the expiries it logged are written and applied), so a test waits on it
+  // instead of polling. Must not call into the ledger.
+  std::function<void()> on_sweep;
   // Lease expiry and last activity in the memory and file backends (default
   // absl::Now). Redis uses its server's clock instead (redis_ledger.h).
   Clock clock;

@@ -14,6 +14,7 @@ TableLedger::TableLedger(Clock clock)
 TableLedger::TableLedger(const LedgerOptions& options)
     : clock_(options.clock ? options.clock : Clock([] { return absl::Now(); })),
       sweep_interval_(options.expiry_sweep_interval),
+      on_sweep_(options.on_sweep),
       table_(TableLimits{options.conversation_ttl, options.max_conversations_per_salt,
                          options.tenant_conversation_limit}) {
   if (options.conversation_ttl > absl::ZeroDuration()) {
@@ -36,6 +37,7 @@ void TableLedger::SweepLoop() {
     LedgerTable::SweepResult r = table_.Sweep(clock_(), kExpirySweepBatch);
     for (const std::string& k : r.expired) table_.Expire(k);
     for (const std::string& k : r.stale) table_.Erase(k);
+    if (on_sweep_) on_sweep_();  // must not call into the ledger (ledger.h)
   }
 }
 

@@ -58,6 +58,7 @@ class TableLedger : public ConversationLedger {
 
   const Clock clock_;
   const absl::Duration sweep_interval_;
+  const std::function<void()> on_sweep_;
   mutable absl::Mutex mu_;
   LedgerTable table_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

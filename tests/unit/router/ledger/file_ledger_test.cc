@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "router/ledger/ledger.h"
 #include "tests/unit/router/ledger/ledger_test_util.h"
+#include "tests/unit/router/ledger/sweep_waiter.h"
 
 namespace hc::router {
 namespace {
@@ -53,6 +54,8 @@ TEST_F(FileLedgerTest, ExpiryIsLoggedSoReplayNeverResurrectsAConversation) {
   o.clock = [&] { return absl::FromUnixNanos(now.load()); };
   o.conversation_ttl = absl::Hours(1);
   o.expiry_sweep_interval = absl::Milliseconds(1);
+  testing::SweepWaiter sweeps;  // outlives the ledgers
+  o.on_sweep = sweeps.Hook();
   const auto advance = [&](absl::Duration d) { now.fetch_add(absl::ToInt64Nanoseconds(d)); };
   {
     auto ledger = Open(o);
@@ -65,11 +68,8 @@ TEST_F(FileLedgerTest, ExpiryIsLoggedSoReplayNeverResurrectsAConversation) {
     ASSERT_TRUE(restarted.ok()) << restarted.status();
     ASSERT_EQ(restarted->round, 0u);
     ASSERT_TRUE(ledger->Commit(Key(2), "writer", testing::RoundCommit(2, 0, 0, 4)).ok());
-    const auto expired = [&] { return ledger->counters().conversations_expired == 2; };
-    for (absl::Time deadline = absl::Now() + absl::Seconds(30); !expired();) {
-      ASSERT_LT(absl::Now(), deadline) << "the sweep never expired conversation 0";
-      absl::SleepFor(absl::Milliseconds(2));
-    }
+    ASSERT_TRUE(sweeps.WaitUntil([&] { return ledger->counters().conversations_expired == 2; }))
+        << "the sweep never expired conversation 0";
   }
   o.conversation_ttl = absl::ZeroDuration();
   auto ledger = Open(o);

@@ -14,6 +14,7 @@
 #include "router/ledger/ledger_table.h"
 #include "router/ledger/redis_ledger.h"
 #include "tests/unit/router/ledger/redis_server_fixture.h"
+#include "tests/unit/router/ledger/sweep_waiter.h"
 
 namespace hc::router {
 namespace {
@@ -97,6 +98,7 @@ class LedgerTest : public TestWithParam<std::string> {
         if (c == '/') c = '_';
     }
     o.expiry_sweep_interval = absl::Milliseconds(1);
+    o.on_sweep = sweeps_.Hook();
     return o;
   }
   bool IsRedis() const { return GetParam() == "redis"; }
@@ -118,9 +120,11 @@ class LedgerTest : public TestWithParam<std::string> {
   void PassTheTtl() {
     if (!IsRedis()) Advance(absl::Hours(1) + absl::Seconds(1));
   }
-  // Polls the ledger's state until `done` (bounded): the memory and file
-  // sweeps run on their own thread, Redis expires keys in real time.
-  static bool Eventually(const std::function<bool()>& done) {
+  // Waits (bounded) until `done`: memory and file re-check after each of
+  // their sweeps; Redis, an external process expiring keys in its real time,
+  // is polled.
+  bool Eventually(const std::function<bool()>& done) {
+    if (!IsRedis()) return sweeps_.WaitUntil(done);
     const absl::Time deadline = absl::Now() + absl::Seconds(30);
     while (!done()) {
       if (absl::Now() > deadline) return false;
@@ -148,6 +152,7 @@ class LedgerTest : public TestWithParam<std::string> {
     return c;
   }
 
+  testing::SweepWaiter sweeps_;  // outlives ledger_
   absl::Time now_;
   std::atomic<int64_t> now_ns_{0};
   std::string dir_;
