@@ -68,7 +68,8 @@ class TextCodec {
   virtual ~TextCodec() = default;
   // Renders `messages` with the chat template as the continuation of a
   // conversation, followed by the assistant generation prompt. CANCELLED once
-  // `*cancel` turns true (checked between words, so a long text stops soon).
+  // `*cancel` turns true (checked between words, so a long text stops soon;
+  // whoever sets it also notifies its waiters, std::atomic::notify_all).
   absl::StatusOr<EncodedTurn> EncodeTurn(std::span<const TurnMessage> messages,
                                          const TurnContext& context,
                                          const std::atomic<bool>* cancel = nullptr) const {

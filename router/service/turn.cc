@@ -326,7 +326,8 @@ void Turn::Abort(const grpc::Status& status, std::vector<Action>& out) {
       out.push_back([alarm = retry_alarm_] { alarm->Cancel(); });
       return Conclude(status, out);
     case State::kEncoding:
-      cancel_encoding_.store(true);  // fails once the tokenizer has stopped
+      cancel_encoding_.store(true);   // fails once the tokenizer has stopped
+      cancel_encoding_.notify_all();  // a tokenizer may wait on it (text_codec.h)
       return;
     default:
       return;  // kAdmitting, kLeasing: fail on their answer; later states decided

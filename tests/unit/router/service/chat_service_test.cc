@@ -3,15 +3,19 @@
 // deadlines, leases, validation and the ledger it leaves behind.
 #include "router/service/chat_service.h"
 
+#include <memory>
 #include <thread>
 
+#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
+#include "tests/unit/router/service/observed_ledger.h"
 #include "tests/unit/router/service/router_harness.h"
 
 namespace hc::router {
 namespace {
 
 namespace v1 = hybridcache::v1;
+using testing::HarnessOptions;
 using testing::RouterHarness;
 using testing::TurnResult;
 
@@ -196,7 +200,11 @@ TEST(ChatServiceTest, ClientCancelPropagatesToTheWorkerAndLeavesTheLedgerUnchang
 }
 
 TEST(ChatServiceTest, DeadlinePropagatesToTheWorker) {
-  RouterHarness h(1);
+  auto ledger = std::make_unique<testing::ObservedLedger>([] { return absl::Now(); });
+  testing::ObservedLedger* observed = ledger.get();
+  HarnessOptions o;
+  o.ledger = std::move(ledger);
+  RouterHarness h(1, std::move(o));
   h.worker(0).BlockNext();
   const auto deadline = absl::Now() + absl::Milliseconds(300);
   grpc::ClientContext ctx;
@@ -208,16 +216,15 @@ TEST(ChatServiceTest, DeadlinePropagatesToTheWorker) {
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   const absl::Time worker_deadline = absl::FromChrono(h.worker(0).last_deadline());
   EXPECT_LE(absl::AbsDuration(worker_deadline - deadline), absl::Milliseconds(50));
+  // The client's deadline fires on its side first; the router's own (equal,
+  // measured from when it received the call) then ends the worker call and
+  // the turn, which releases the lease moments later. The worker stays
+  // blocked until then: unblocked earlier, it could still finish and commit
+  // the turn before the router's deadline.
+  ASSERT_TRUE(observed->AwaitReleases(1, absl::Seconds(30))) << "the lease was never released";
   h.worker(0).Unblock();
   EXPECT_EQ(h.ledger().Get(LedgerKey{"", "c"}).status().code(), absl::StatusCode::kNotFound);
-  // The client's deadline fires on its side first; the router's own (equal)
-  // deadline then ends the turn and releases the lease, moments later.
-  TurnResult next;
-  for (int i = 0; i < 400; ++i) {
-    next = h.Complete(RouterHarness::UserTurn("c", "fast"));
-    if (next.status.error_code() != grpc::StatusCode::ABORTED) break;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
+  TurnResult next = h.Complete(RouterHarness::UserTurn("c", "fast"));
   EXPECT_TRUE(next.status.ok()) << next.status.error_message();
 }
 
@@ -381,14 +388,14 @@ TEST(ChatServiceTest, EveryValidationFailureHasItsCodeAndLeavesTheLedgerUnchange
 
 TEST(ChatServiceTest, ManyConcurrentTurnsOnOneConversationLetExactlyOneThroughAtATime) {
   RouterHarness h(2);
-  h.worker(0).BlockNext();
-  h.worker(1).BlockNext();
+  // Whichever worker gets the turn notifies; the other stays idle.
+  auto entered = std::make_shared<absl::Notification>();
+  h.worker(0).BlockNext(0, entered);
+  h.worker(1).BlockNext(0, entered);
   TurnResult first;
   std::thread t([&] { first = h.Complete(RouterHarness::UserTurn("c", "one")); });
-  // Whichever worker got it signals; the other stays idle.
-  while (!h.worker(0).entered().HasBeenNotified() && !h.worker(1).entered().HasBeenNotified()) {
-    absl::SleepFor(absl::Milliseconds(1));
-  }
+  EXPECT_TRUE(entered->WaitForNotificationWithTimeout(absl::Seconds(30)))
+      << "the first turn never reached a worker";
   std::vector<std::thread> others;
   std::atomic<int> aborted{0};
   for (int i = 0; i < 6; ++i) {

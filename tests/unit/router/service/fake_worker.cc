@@ -47,9 +47,12 @@ void FakeWorker::SetLoadFails(bool fails) {
   load_fails_ = fails;
 }
 void FakeWorker::BlockNext(int tokens_before) {
+  BlockNext(tokens_before, std::make_shared<absl::Notification>());
+}
+void FakeWorker::BlockNext(int tokens_before, std::shared_ptr<absl::Notification> entered) {
   absl::MutexLock lock(&mu_);
   block_next_ = tokens_before;
-  entered_ = std::make_unique<absl::Notification>();
+  entered_ = std::move(entered);
   unblock_ = std::make_unique<absl::Notification>();
 }
 void FakeWorker::FailNext(grpc::StatusCode code, int times) {

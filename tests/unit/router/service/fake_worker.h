@@ -46,6 +46,9 @@ class FakeWorker final : public hybridcache::v1::WorkerService::Service {
   // The next Execute blocks after ExecuteStarted (and after `tokens_before`
   // token batches) until Unblock() or cancellation; entered() fires then.
   void BlockNext(int tokens_before = 0);
+  // As above, but notifies `entered` (shared by several workers, so a test
+  // can wait for whichever one the turn was routed to).
+  void BlockNext(int tokens_before, std::shared_ptr<absl::Notification> entered);
   absl::Notification& entered() { return *entered_; }
   // The next `times` Execute calls fail at once with `code` (nothing streamed).
   void FailNext(grpc::StatusCode code, int times);
@@ -83,7 +86,7 @@ class FakeWorker final : public hybridcache::v1::WorkerService::Service {
   int fail_times_ ABSL_GUARDED_BY(mu_) = 0;
   bool saw_cancel_ ABSL_GUARDED_BY(mu_) = false;
   std::chrono::system_clock::time_point last_deadline_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<absl::Notification> entered_ = std::make_unique<absl::Notification>();
+  std::shared_ptr<absl::Notification> entered_ = std::make_shared<absl::Notification>();
   std::unique_ptr<absl::Notification> unblock_ = std::make_unique<absl::Notification>();
 };
 

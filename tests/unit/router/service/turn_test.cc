@@ -11,6 +11,7 @@
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "router/ledger/memory_ledger.h"
+#include "tests/unit/router/service/observed_ledger.h"
 #include "tests/unit/router/service/router_harness.h"
 
 namespace hc::router {
@@ -18,6 +19,7 @@ namespace {
 
 namespace v1 = hybridcache::v1;
 using testing::HarnessOptions;
+using testing::ObservedLedger;
 using testing::RouterHarness;
 using testing::TurnResult;
 
@@ -32,64 +34,6 @@ class FakeClock {
 
  private:
   std::atomic<int64_t> ns_{absl::ToUnixNanos(absl::FromUnixSeconds(1'700'000'000))};
-};
-
-// Forwards to a memory ledger, records the clock reading of every lease
-// renewal (tests wait on it), and can refuse renewals as if the lease had been
-// taken over.
-class ObservedLedger final : public ConversationLedger {
- public:
-  explicit ObservedLedger(Clock clock) : clock_(clock), inner_(NewMemoryLedger(clock)) {}
-
-  void AcquireLease(const LedgerKey& key, std::string_view holder, absl::Duration ttl,
-                    RecordCallback done) override {
-    inner_->AcquireLease(key, holder, ttl, std::move(done));
-  }
-  void RenewLease(const LedgerKey& key, std::string_view holder, absl::Duration ttl,
-                  StatusCallback done) override {
-    bool refuse;
-    {
-      absl::MutexLock lock(&mu_);
-      last_renewal_ = clock_();
-      refuse = refuse_renewals_;
-    }
-    if (refuse) return std::move(done)(absl::AbortedError("taken over (test)"));
-    inner_->RenewLease(key, holder, ttl, std::move(done));
-  }
-  void Commit(const LedgerKey& key, std::string_view holder, CommitRequest commit,
-              StatusCallback done) override {
-    inner_->Commit(key, holder, std::move(commit), std::move(done));
-  }
-  void ReleaseLease(const LedgerKey& key, std::string_view holder, StatusCallback done) override {
-    inner_->ReleaseLease(key, holder, std::move(done));
-  }
-  void Get(const LedgerKey& key, RecordCallback done) override {
-    inner_->Get(key, std::move(done));
-  }
-  void Delete(const LedgerKey& key, StatusCallback done) override {
-    inner_->Delete(key, std::move(done));
-  }
-  void CountConversations(CountCallback done) override {
-    inner_->CountConversations(std::move(done));
-  }
-
-  void RefuseRenewals() {
-    absl::MutexLock lock(&mu_);
-    refuse_renewals_ = true;
-  }
-  // Blocks until a renewal has happened with the clock at `t` or later.
-  void AwaitRenewalAtOrAfter(absl::Time t) {
-    absl::MutexLock lock(&mu_);
-    auto renewed = [this, t]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return last_renewal_ >= t; };
-    mu_.Await(absl::Condition(&renewed));
-  }
-
- private:
-  const Clock clock_;
-  const std::unique_ptr<ConversationLedger> inner_;
-  absl::Mutex mu_;
-  absl::Time last_renewal_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  bool refuse_renewals_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 TEST(TurnTest, TurnLongerThanTheLeaseTtlKeepsItsLeaseByRenewingIt) {
@@ -215,9 +159,10 @@ class BlockingCodec final : public TextCodec {
     if (!messages.empty() && messages[0].content.find("block") != std::string::npos) {
       auto* self = const_cast<BlockingCodec*>(this);
       if (!self->entered.HasBeenNotified()) self->entered.Notify();
-      // A tokenizer checks its cancel flag between words; this one only
-      // checks it, in short waits, until the turn cancels it.
-      while (cancel == nullptr || !cancel->load()) absl::SleepFor(absl::Milliseconds(1));
+      // A tokenizer checks its cancel flag between words; this one waits for
+      // it to turn true (the turn notifies the flag's waiters when it sets it).
+      if (cancel == nullptr) return absl::InternalError("no cancel flag");
+      cancel->wait(false);
       self->saw_cancel = true;
       return absl::CancelledError("tokenization cancelled");
     }
