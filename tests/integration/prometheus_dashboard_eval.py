@@ -11,6 +11,13 @@ clients saw.
       until Prometheus' latest sum of hc_worker_prefix_cache_queries_total and
       hc_worker_commit_duration_seconds_count equals the direct scrapes in
       AFTER_DIR (so it has seen the last turn).
+  wait-more-samples PROM_URL N_SAMPLES TIMEOUT_S
+      until every target has been scraped N_SAMPLES more times than when called.
+  wait-stopped PROM_URL SCRAPE_INTERVAL TIMEOUT_S
+      until Prometheus has no scrape target left (after a reload with an empty
+      scrape config), then prints the evaluation time: a whole second at least
+      SCRAPE_INTERVAL (e.g. 250ms) after that, so every series ends a whole
+      scrape interval before it.
   evaluate --prom URL --dashboard FILE --before DIR --after DIR --window D
            --time T [--usage FILE] [--expect-turns N] [--tolerance X]
       evaluates the dashboard's "Prefix cache hit rate" (A: overall, B: per
@@ -254,6 +261,50 @@ def cmd_wait_caught_up(args):
     return 1
 
 
+def scrape_counts(prom):
+    """{(job, pod): samples of `up` so far} for every target."""
+    return {(r["metric"].get("job"), r["metric"].get("pod")): float(r["value"][1])
+            for r in query(prom, "count_over_time(up[1h])")}
+
+
+def cmd_wait_more_samples(args):
+    start = scrape_counts(args.prom)
+    want = int(args.n_samples)
+    deadline = time.time() + float(args.timeout)
+    now = start
+    while time.time() < deadline:
+        now = scrape_counts(args.prom)
+        if now.keys() == start.keys() and all(now[k] >= start[k] + want for k in start):
+            return 0
+        time.sleep(0.05)  # polling an external process, with a deadline
+    print(f"targets not scraped {want} more times after {args.timeout}s: from {start} to {now}",
+          file=sys.stderr)
+    return 1
+
+
+def parse_duration_s(text):
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)", text)
+    if not m:
+        raise ValueError(f"bad duration: {text}")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0}[m.group(2)]
+
+
+def cmd_wait_stopped(args):
+    interval = parse_duration_s(args.interval)
+    deadline = time.time() + float(args.timeout)
+    active = None
+    while time.time() < deadline:
+        active = get_json(args.prom + "/api/v1/targets")["data"]["activeTargets"]
+        if not active:
+            # The last sample was taken before the reload that removed them.
+            print(math.ceil(time.time() + interval))
+            return 0
+        time.sleep(0.05)  # polling an external process, with a deadline
+    print(f"Prometheus still scrapes {len(active)} target(s) after {args.timeout}s "
+          "(was the reload with an empty scrape config applied?)", file=sys.stderr)
+    return 1
+
+
 def close(a, b, tol):
     return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= tol
 
@@ -353,6 +404,10 @@ def main(argv=None):
     p.add_argument("prom"), p.add_argument("n_targets"), p.add_argument("timeout")
     p = sub.add_parser("wait-caught-up")
     p.add_argument("prom"), p.add_argument("after"), p.add_argument("timeout")
+    p = sub.add_parser("wait-more-samples")
+    p.add_argument("prom"), p.add_argument("n_samples"), p.add_argument("timeout")
+    p = sub.add_parser("wait-stopped")
+    p.add_argument("prom"), p.add_argument("interval"), p.add_argument("timeout")
     p = sub.add_parser("evaluate")
     p.add_argument("--prom", required=True)
     p.add_argument("--dashboard", required=True)
@@ -365,7 +420,8 @@ def main(argv=None):
     p.add_argument("--tolerance", type=float, default=0.005, help="absolute, on hit rates")
     args = ap.parse_args(argv)
     return {"wait-ready": cmd_wait_ready, "wait-scraped": cmd_wait_scraped,
-            "wait-caught-up": cmd_wait_caught_up, "evaluate": cmd_evaluate}[args.cmd](args)
+            "wait-caught-up": cmd_wait_caught_up, "wait-more-samples": cmd_wait_more_samples,
+            "wait-stopped": cmd_wait_stopped, "evaluate": cmd_evaluate}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -129,12 +129,12 @@ scrape_all "$tmp/after"
 # A few more samples of the final values (rate() extrapolates each series by
 # half its average sample spacing; many samples make that spacing, and so the
 # error of mixing targets in one sum, small), then stop scraping so that every
-# series ends a whole scrape interval before the evaluation time.
-sleep 1.5
+# series ends a whole scrape interval before the evaluation time. Both wait on
+# Prometheus itself (its samples, its target list), not on the clock.
+"${eval_py[@]}" wait-more-samples "$prom" 6 30 || { cat "$tmp/prometheus.log" >&2; exit 1; }
 write_config 0
 kill -HUP "$prom_pid"
-sleep 1
-eval_at=$(date +%s)
+eval_at=$("${eval_py[@]}" wait-stopped "$prom" "$scrape_interval" 30) || { cat "$tmp/prometheus.log" >&2; exit 1; }
 window="$(( eval_at - start_s + 30 ))s"
 
 status=0
