@@ -60,6 +60,7 @@ enum class EventKind {
   kLeaseRenewed,   // status
   kCommitted,      // status
   kLeaseReleased,  // status
+  kQuotaEnded,     // the tenant's concurrent-turn slot is free again
   kWorkerRead,     // call, ok
   kWorkerDone,     // call, grpc_status
   kWriteDone,      // ok
@@ -199,6 +200,8 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
   // has every queued event.
   void Conclude(const grpc::Status& status, std::vector<Action>& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A lease release or quota end answered; the last one lets the turn finish.
+  void OnReleased(std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void BeginFinish(std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Deps* const deps_;
@@ -225,6 +228,7 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
   std::optional<grpc::Status> abort_ ABSL_GUARDED_BY(mu_);  // why the turn must stop
   std::optional<grpc::Status> final_ ABSL_GUARDED_BY(mu_);  // decided final status
   bool counted_ ABSL_GUARDED_BY(mu_) = false;               // in deps_->active_turns
+  int releasing_ ABSL_GUARDED_BY(mu_) = 0;                  // lease release / quota end in flight
   bool admitted_ ABSL_GUARDED_BY(mu_) = false;              // holds a tenant quota slot
   const char* refusal_ ABSL_GUARDED_BY(mu_) = nullptr;      // metrics reason of a refusal
 
