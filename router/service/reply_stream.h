@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/stop_matcher.h"
+#include "common/text/stop_matcher.h"
 #include "hybridcache/v1/worker.pb.h"
 #include "router/service/text_codec.h"
 

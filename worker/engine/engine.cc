@@ -16,7 +16,7 @@
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
-#include "common/stop_limits.h"
+#include "common/text/stop_limits.h"
 #include "worker/engine/engine_impl.h"
 
 namespace hc::engine::internal {

@@ -73,7 +73,7 @@ class Engine {
 
   // Queues a turn. Synchronous errors (nothing queued, nothing recorded, the
   // observer not called): INVALID_ARGUMENT (empty suffix, token id >= vocab,
-  // bad sampling, stop conditions beyond common/stop_limits.h or empty stop
+  // bad sampling, stop conditions beyond common/text/stop_limits.h or empty stop
   // strings, round not increasing), RESOURCE_EXHAUSTED (context >
   // max_model_len; or max_waiting turns already wait: "worker busy"), ABORTED
   // (a turn of this conversation is already queued or running, or the request

@@ -19,7 +19,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "common/stop_matcher.h"
+#include "common/text/stop_matcher.h"
 #include "common/token_hash.h"
 #include "worker/engine/engine.h"
 

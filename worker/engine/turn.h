@@ -22,7 +22,7 @@ struct TurnSampling {
   std::optional<uint64_t> seed;         // unset: drawn from the engine's RNG
   std::vector<int32_t> stop_token_ids;  // at most kMaxStopTokenIds
   // At most kMaxStopStrings non-empty strings of at most kMaxStopStringBytes
-  // (common/stop_limits.h); matched on the generated tokens' bytes (see
+  // (common/text/stop_limits.h); matched on the generated tokens' bytes (see
   // EngineOptions::token_bytes, which they need).
   std::vector<std::string> stop_strings;
   bool ignore_eos = false;

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "common/stop_limits.h"
+#include "common/text/stop_limits.h"
 #include "gtest/gtest.h"
 #include "tests/unit/worker/engine/engine_harness.h"
 #include "worker/engine/engine.h"

@@ -15,7 +15,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/server.h"
-#include "common/stop_limits.h"
+#include "common/text/stop_limits.h"
 #include "common/token_hash.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
