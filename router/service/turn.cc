@@ -148,10 +148,11 @@ constexpr char kRefusedUnauthenticated[] = "unauthenticated";
 constexpr char kRefusedPermission[] = "permission_denied";
 constexpr char kRefusedConversations[] = "conversations";
 
-class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public WorkerCall::Listener {
+class ChatTurn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
+                       public WorkerCall::Listener {
  public:
-  Turn(Deps* deps, grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* raw,
-       absl::StatusOr<Caller> caller)
+  ChatTurn(Deps* deps, grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* raw,
+           absl::StatusOr<Caller> caller)
       : deps_(deps), ctx_(ctx), req_(&request_), caller_(std::move(caller)), start_(absl::Now()) {
     parsed_ = ParseRawRequest(*raw, &request_);
     {
@@ -173,7 +174,7 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
   }
 
  private:
-  ~Turn() override {
+  ~ChatTurn() override {
     absl::MutexLock lock(&deps_->live_mu);
     --deps_->live_calls;
   }
@@ -927,7 +928,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* StartTurn(Deps* deps,
                                                       grpc::CallbackServerContext* context,
                                                       const grpc::ByteBuffer* request,
                                                       absl::StatusOr<Caller> caller) {
-  return new Turn(deps, context, request, std::move(caller));
+  return new ChatTurn(deps, context, request, std::move(caller));
 }
 
 }  // namespace hc::router

@@ -29,8 +29,8 @@ using cache::ConversationKey;
 using cache::RoundStamp;
 
 // A turn inside the engine. Touched only by the engine thread once queued.
-struct Turn {
-  TurnRequest req;
+struct EngineTurn {
+  TurnSpec req;
   std::shared_ptr<TurnObserver> observer;
   Sampler sampler{0};
   absl::Time submitted;
@@ -74,9 +74,9 @@ class EngineImpl final : public Engine {
   }
   ~EngineImpl() override { Stop(); }
 
-  absl::Status Submit(TurnRequest turn, std::shared_ptr<TurnObserver> observer) override;
+  absl::Status Submit(TurnSpec turn, std::shared_ptr<TurnObserver> observer) override;
   void Cancel(const std::string& request_id) override;
-  void Release(const ConversationKey& key, absl::AnyInvocable<void(bool) &&> done) override;
+  void Forget(const ConversationKey& key, absl::AnyInvocable<void(bool) &&> done) override;
   void Drain() override {
     absl::MutexLock lock(&mu_);
     draining_ = true;
@@ -97,10 +97,10 @@ class EngineImpl final : public Engine {
 
  private:
   struct Command {
-    enum Kind { kCancel, kRelease } kind;
+    enum Kind { kCancel, kForget } kind;
     std::string request_id;
     ConversationKey key;
-    absl::AnyInvocable<void(bool) &&> released;  // kRelease: called once with the result
+    absl::AnyInvocable<void(bool) &&> forgotten;  // kForget: called once with the result
   };
 
   bool IdleLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -109,23 +109,25 @@ class EngineImpl final : public Engine {
   bool HasInputLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return stop_ || !inbox_.empty() || !commands_.empty();
   }
-  absl::Status Validate(const TurnRequest& turn) const;
+  absl::Status Validate(const TurnSpec& turn) const;
 
   // Engine thread.
   void Loop();
   void RunCommand(Command& cmd);
   void Step();
-  bool ScheduleRunning(Turn* t, int* budget, std::vector<Turn*>& batch);
-  AdmitOutcome Admit(Turn* t);
-  void Finish(Turn* t, const StopDecision& stop);
-  void Fail(Turn* t, const absl::Status& status);
-  void Preempt(Turn* t);
-  void Forget(Turn* t);
+  bool ScheduleRunning(EngineTurn* t, int* budget, std::vector<EngineTurn*>& batch);
+  AdmitOutcome Admit(EngineTurn* t);
+  void Finish(EngineTurn* t, const StopDecision& stop);
+  void Fail(EngineTurn* t, const absl::Status& status);
+  void Preempt(EngineTurn* t);
+  // Bookkeeping only: removes a finished turn from the queues and active sets. Its cache
+  // request must already be committed or discarded (Finish, Fail).
+  void Retire(EngineTurn* t);
   // Moves t, the head of waiting_, to the back of running_.
-  void StartRunning(Turn* t);
+  void StartRunning(EngineTurn* t);
   // Whether the turn ends with its last sampled token; feeds its bytes to the
   // stop-string matcher.
-  std::optional<StopDecision> CheckStop(Turn& t) const;
+  std::optional<StopDecision> CheckStop(EngineTurn& t) const;
   void PublishLoad();
 
   const EngineOptions options_;
@@ -133,7 +135,7 @@ class EngineImpl final : public Engine {
   std::thread thread_;
 
   mutable absl::Mutex mu_;
-  std::deque<std::unique_ptr<Turn>> inbox_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::unique_ptr<EngineTurn>> inbox_ ABSL_GUARDED_BY(mu_);
   std::vector<Command> commands_ ABSL_GUARDED_BY(mu_);
   // Conversations and request ids with a queued or running turn.
   absl::flat_hash_set<ConversationKey> active_keys_ ABSL_GUARDED_BY(mu_);
@@ -143,14 +145,14 @@ class EngineImpl final : public Engine {
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   // Turns in inbox_ and waiting_: what max_waiting bounds. Changed under mu_
-  // together with the queues (Submit, admission, preemption, Forget), so
+  // together with the queues (Submit, admission, preemption, Retire), so
   // Submit's check against max_waiting is exact.
   int num_waiting_ ABSL_GUARDED_BY(mu_) = 0;
   EngineLoad load_ ABSL_GUARDED_BY(mu_);
 
   // Engine thread only: admission order.
-  std::list<std::unique_ptr<Turn>> running_;
-  std::deque<std::unique_ptr<Turn>> waiting_;
+  std::list<std::unique_ptr<EngineTurn>> running_;
+  std::deque<std::unique_ptr<EngineTurn>> waiting_;
   std::vector<float> logits_;
   std::vector<ForwardSeq> seqs_;
 };

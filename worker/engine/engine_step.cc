@@ -13,13 +13,13 @@ namespace hc::engine::internal {
 
 void EngineImpl::Step() {
   int budget = options_.max_batch_tokens;
-  std::vector<Turn*> batch;
+  std::vector<EngineTurn*> batch;
 
   // Decode tokens first (latency), then prefill chunks of running turns.
   for (const bool decode_pass : {true, false}) {
-    std::vector<Turn*> order;
+    std::vector<EngineTurn*> order;
     for (auto& t : running_) order.push_back(t.get());
-    for (Turn* t : order) {
+    for (EngineTurn* t : order) {
       if (budget == 0) break;
       const bool decoding = !t->generated.empty();
       if (decoding != decode_pass || t->scheduled > 0) continue;
@@ -32,7 +32,7 @@ void EngineImpl::Step() {
   // Admit waiting turns in arrival order while budget and capacity last.
   while (budget > 0 && !waiting_.empty() &&
          static_cast<int>(running_.size()) < options_.max_running) {
-    Turn* t = waiting_.front().get();
+    EngineTurn* t = waiting_.front().get();
     const AdmitOutcome outcome = Admit(t);
     if (outcome == AdmitOutcome::kEnded) continue;  // Admit removed it
     const int n = static_cast<int>(std::min<size_t>(t->Remaining(), budget));
@@ -71,7 +71,7 @@ void EngineImpl::Step() {
   // Forward.
   seqs_.clear();
   int num_logits = 0;
-  for (Turn* t : batch) {
+  for (EngineTurn* t : batch) {
     ForwardSeq s;
     s.tokens = std::span<const int32_t>(t->tokens).subspan(t->next, t->scheduled);
     s.num_computed_tokens = t->NumComputed();
@@ -87,7 +87,7 @@ void EngineImpl::Step() {
     HC_LOG(ERROR) << "model forward failed: " << forward;
     const absl::Status failed =
         absl::InternalError(absl::StrCat("model forward failed: ", forward.message()));
-    for (Turn* t : batch) Fail(t, failed);
+    for (EngineTurn* t : batch) Fail(t, failed);
     return;
   }
 
@@ -95,7 +95,7 @@ void EngineImpl::Step() {
   int row = 0;
   const absl::Time now = absl::Now();
   for (size_t i = 0; i < batch.size(); ++i) {
-    Turn* t = batch[i];
+    EngineTurn* t = batch[i];
     const auto computed = std::span<const int32_t>(t->tokens).subspan(t->next, t->scheduled);
     t->hash = ExtendTokenHash(t->hash, computed);
     t->next += t->scheduled;
@@ -122,14 +122,14 @@ void EngineImpl::Step() {
   }
 }
 
-bool EngineImpl::ScheduleRunning(Turn* t, int* budget, std::vector<Turn*>& batch) {
+bool EngineImpl::ScheduleRunning(EngineTurn* t, int* budget, std::vector<EngineTurn*>& batch) {
   const int n = static_cast<int>(std::min<size_t>(t->Remaining(), *budget));
   for (;;) {
     const absl::Status grown = options_.cache->Append(*t->cache_request, n);
     if (grown.ok()) break;
     // Preempt the newest running turn that is not scheduled yet (possibly t
     // itself), by recompute: it goes back to the queue and frees its memory.
-    Turn* victim = nullptr;
+    EngineTurn* victim = nullptr;
     for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
       if ((*it)->scheduled == 0) {
         victim = it->get();
@@ -152,9 +152,9 @@ bool EngineImpl::ScheduleRunning(Turn* t, int* budget, std::vector<Turn*>& batch
   return true;
 }
 
-AdmitOutcome EngineImpl::Admit(Turn* t) {
+AdmitOutcome EngineImpl::Admit(EngineTurn* t) {
   cache::ConversationCache& cache = *options_.cache;
-  const TurnRequest& req = t->req;
+  const TurnSpec& req = t->req;
   const bool first = !t->admitted_once;
   t->admitted_once = true;
 
@@ -178,7 +178,7 @@ AdmitOutcome EngineImpl::Admit(Turn* t) {
                                      ? "the cached state is at another round"
                                      : "no cached state for this conversation";
       auto observer = t->observer;
-      Forget(t);
+      Retire(t);
       observer->OnStateMissing(reason);
       return AdmitOutcome::kEnded;
     }
@@ -194,7 +194,7 @@ AdmitOutcome EngineImpl::Admit(Turn* t) {
         // Evicted while the turn waited: nothing was streamed, so the router
         // can resend it with the history.
         auto observer = t->observer;
-        Forget(t);
+        Retire(t);
         observer->OnStateMissing("the cached state was evicted before the turn started");
       } else {
         Fail(t,
@@ -223,7 +223,7 @@ AdmitOutcome EngineImpl::Admit(Turn* t) {
   return AdmitOutcome::kAttached;
 }
 
-std::optional<StopDecision> EngineImpl::CheckStop(Turn& t) const {
+std::optional<StopDecision> EngineImpl::CheckStop(EngineTurn& t) const {
   const TurnSampling& s = t.req.sampling;
   const int32_t last = t.generated.back();
   if (!s.ignore_eos && last == options_.eos_token_id) return StopDecision{"stop"};
@@ -247,7 +247,7 @@ std::optional<StopDecision> EngineImpl::CheckStop(Turn& t) const {
   return std::nullopt;
 }
 
-void EngineImpl::Finish(Turn* t, const StopDecision& stop) {
+void EngineImpl::Finish(EngineTurn* t, const StopDecision& stop) {
   // Step 7: publish. The last sampled token has no KV yet, so the committed
   // state covers every token before it: a prefix of what the router commits
   // (context + reply) unless a stop string began before the last token. Then
@@ -274,7 +274,7 @@ void EngineImpl::Finish(Turn* t, const StopDecision& stop) {
     options_.metrics->OnCommit(committed.ok() ? "published" : "failed", seconds);
   auto observer = t->observer;
   const int64_t completion = static_cast<int64_t>(t->generated.size());
-  Forget(t);
+  Retire(t);
   if (committed.ok()) {
     observer->OnCommitted({.committed = stamp,
                            .finish_reason = stop.reason,
@@ -286,7 +286,7 @@ void EngineImpl::Finish(Turn* t, const StopDecision& stop) {
   }
 }
 
-void EngineImpl::Fail(Turn* t, const absl::Status& status) {
+void EngineImpl::Fail(EngineTurn* t, const absl::Status& status) {
   if (t->cache_request.has_value()) {
     const auto start = std::chrono::steady_clock::now();
     HC_CHECK_OK(options_.cache->Discard(*t->cache_request));
@@ -298,18 +298,18 @@ void EngineImpl::Fail(Turn* t, const absl::Status& status) {
     }
   }
   auto observer = t->observer;
-  Forget(t);
+  Retire(t);
   observer->OnFailed(status);
 }
 
-void EngineImpl::Preempt(Turn* t) {
+void EngineImpl::Preempt(EngineTurn* t) {
   HC_LOG(INFO) << "preempting " << t->req.request_id << " (recompute) under memory pressure";
   HC_CHECK_OK(options_.cache->Discard(*t->cache_request));
   t->cache_request.reset();
   t->next = 0;
   t->hash = t->base.token_hash;
   auto it = std::find_if(running_.begin(), running_.end(),
-                         [t](const std::unique_ptr<Turn>& p) { return p.get() == t; });
+                         [t](const std::unique_ptr<EngineTurn>& p) { return p.get() == t; });
   HC_CHECK(it != running_.end()) << "preempted turn is not running";
   waiting_.push_front(std::move(*it));
   running_.erase(it);
@@ -319,7 +319,7 @@ void EngineImpl::Preempt(Turn* t) {
   ++num_waiting_;
 }
 
-void EngineImpl::StartRunning(Turn* t) {
+void EngineImpl::StartRunning(EngineTurn* t) {
   HC_CHECK(!waiting_.empty() && waiting_.front().get() == t) << "only the queue's head is admitted";
   running_.push_back(std::move(waiting_.front()));
   waiting_.pop_front();
@@ -327,9 +327,9 @@ void EngineImpl::StartRunning(Turn* t) {
   --num_waiting_;
 }
 
-void EngineImpl::Forget(Turn* t) {
-  const auto is_t = [t](const std::unique_ptr<Turn>& p) { return p.get() == t; };
-  std::unique_ptr<Turn> owned;
+void EngineImpl::Retire(EngineTurn* t) {
+  const auto is_t = [t](const std::unique_ptr<EngineTurn>& p) { return p.get() == t; };
+  std::unique_ptr<EngineTurn> owned;
   bool was_waiting = false;
   if (auto it = std::find_if(running_.begin(), running_.end(), is_t); it != running_.end()) {
     owned = std::move(*it);

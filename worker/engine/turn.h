@@ -29,7 +29,7 @@ struct TurnSampling {
   bool logprobs = false;
 };
 
-struct TurnRequest {
+struct TurnSpec {
   cache::ConversationKey key;
   std::string request_id;  // unique among running turns; used by Cancel
   // The committed state the router expects this worker to hold. Unset: none
