@@ -212,6 +212,10 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string
   return tok;
 }
 
+namespace {
+constexpr int64_t kMaxId = 1 << 24;
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view json_text) {
   HC_ASSIGN_OR_RETURN(json::Value root, json::Parse(json_text));
   if (!root.is_object()) return absl::InvalidArgumentError("tokenizer.json: not a JSON object");
@@ -220,32 +224,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view 
   if (const json::Value* norm = root.Find("normalizer"); norm && !norm->is_null()) {
     return absl::UnimplementedError("tokenizer.json: normalizers are not supported");
   }
-  const json::Value* pre = root.Find("pre_tokenizer");
-  if (pre && pre->is_object()) {
-    const json::Value* type = pre->Find("type");
-    if (type && type->is_string() && type->AsString() == "Sequence") {
-      const json::Value* list = pre->Find("pretokenizers");
-      if (!list || !list->is_array() || list->AsArray().size() != 1) {
-        return absl::UnimplementedError(
-            "tokenizer.json: only a Sequence holding a single ByteLevel pre-tokenizer is "
-            "supported");
-      }
-      pre = &list->AsArray()[0];
-      type = pre->Find("type");
-    }
-    if (!type || !type->is_string() || type->AsString() != "ByteLevel") {
-      return absl::UnimplementedError(
-          "tokenizer.json: pre_tokenizer must be ByteLevel (byte-level BPE)");
-    }
-    if (const json::Value* r = pre->Find("use_regex"); r && r->is_bool() && !r->AsBool()) {
-      return absl::UnimplementedError("tokenizer.json: ByteLevel with use_regex=false");
-    }
-    if (const json::Value* p = pre->Find("add_prefix_space"); p && p->is_bool()) {
-      tok->add_prefix_space_ = p->AsBool();
-    }
-  } else {
-    return absl::UnimplementedError("tokenizer.json: missing ByteLevel pre_tokenizer");
-  }
+  HC_RETURN_IF_ERROR(tok->LoadPreTokenizer(root));
   if (const json::Value* dec = root.Find("decoder"); dec && !dec->is_null()) {
     const json::Value* type = dec->Find("type");
     if (!type || !type->is_string() || type->AsString() != "ByteLevel") {
@@ -255,36 +234,77 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view 
 
   const json::Value* model = root.Find("model");
   if (!model || !model->is_object()) return absl::InvalidArgumentError("tokenizer.json: no model");
-  if (const json::Value* type = model->Find("type");
+  HC_RETURN_IF_ERROR(tok->LoadModelOptions(*model));
+  HC_RETURN_IF_ERROR(tok->LoadVocab(*model));
+  HC_RETURN_IF_ERROR(tok->LoadMerges(*model));
+  HC_RETURN_IF_ERROR(tok->LoadAddedTokens(root));
+  tok->IndexTokens();
+  return tok;
+}
+
+absl::Status Tokenizer::LoadPreTokenizer(const json::Value& root) {
+  const json::Value* pre = root.Find("pre_tokenizer");
+  if (!pre || !pre->is_object()) {
+    return absl::UnimplementedError("tokenizer.json: missing ByteLevel pre_tokenizer");
+  }
+  const json::Value* type = pre->Find("type");
+  if (type && type->is_string() && type->AsString() == "Sequence") {
+    const json::Value* list = pre->Find("pretokenizers");
+    if (!list || !list->is_array() || list->AsArray().size() != 1) {
+      return absl::UnimplementedError(
+          "tokenizer.json: only a Sequence holding a single ByteLevel pre-tokenizer is "
+          "supported");
+    }
+    pre = &list->AsArray()[0];
+    type = pre->Find("type");
+  }
+  if (!type || !type->is_string() || type->AsString() != "ByteLevel") {
+    return absl::UnimplementedError(
+        "tokenizer.json: pre_tokenizer must be ByteLevel (byte-level BPE)");
+  }
+  if (const json::Value* r = pre->Find("use_regex"); r && r->is_bool() && !r->AsBool()) {
+    return absl::UnimplementedError("tokenizer.json: ByteLevel with use_regex=false");
+  }
+  if (const json::Value* p = pre->Find("add_prefix_space"); p && p->is_bool()) {
+    add_prefix_space_ = p->AsBool();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Tokenizer::LoadModelOptions(const json::Value& model) {
+  if (const json::Value* type = model.Find("type");
       type && (!type->is_string() || type->AsString() != "BPE")) {
     return absl::UnimplementedError("tokenizer.json: model.type must be BPE");
   }
-  if (const json::Value* d = model->Find("dropout"); d && !d->is_null()) {
+  if (const json::Value* d = model.Find("dropout"); d && !d->is_null()) {
     return absl::UnimplementedError("tokenizer.json: BPE dropout is not supported");
   }
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
-    const json::Value* v = model->Find(key);
+    const json::Value* v = model.Find(key);
     if (v && !v->is_null() && !(v->is_string() && v->AsString().empty())) {
       return absl::UnimplementedError(
           absl::StrCat("tokenizer.json: BPE ", key, " is not supported"));
     }
   }
-  if (const json::Value* v = model->Find("byte_fallback"); v && v->is_bool() && v->AsBool()) {
+  if (const json::Value* v = model.Find("byte_fallback"); v && v->is_bool() && v->AsBool()) {
     return absl::UnimplementedError("tokenizer.json: BPE byte_fallback is not supported");
   }
-  if (const json::Value* v = model->Find("ignore_merges"); v && v->is_bool()) {
-    tok->ignore_merges_ = v->AsBool();
+  if (const json::Value* v = model.Find("ignore_merges"); v && v->is_bool()) {
+    ignore_merges_ = v->AsBool();
   }
+  return absl::OkStatus();
+}
 
-  constexpr int64_t kMaxId = 1 << 24;
-  auto ensure_id = [&](int64_t id) {
-    if (static_cast<size_t>(id) >= tok->id_to_bytes_.size()) {
-      tok->id_to_bytes_.resize(id + 1);
-      tok->has_id_.resize(id + 1, false);
-      tok->is_special_.resize(id + 1, false);
-    }
-  };
-  const json::Value* vocab = model->Find("vocab");
+void Tokenizer::EnsureId(TokenId id) {
+  if (static_cast<size_t>(id) >= id_to_bytes_.size()) {
+    id_to_bytes_.resize(id + 1);
+    has_id_.resize(id + 1, false);
+    is_special_.resize(id + 1, false);
+  }
+}
+
+absl::Status Tokenizer::LoadVocab(const json::Value& model) {
+  const json::Value* vocab = model.Find("vocab");
   if (!vocab || !vocab->is_object()) {
     return absl::InvalidArgumentError("tokenizer.json: model.vocab must be an object");
   }
@@ -294,21 +314,24 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view 
           absl::StrCat("tokenizer.json: vocab entry \"", token, "\" has an invalid id"));
     }
     const TokenId id = static_cast<TokenId>(idv.AsInt64());
-    ensure_id(id);
-    tok->id_to_bytes_[id] = ByteLevelDecode(token);
-    tok->has_id_[id] = true;
-    tok->vocab_[token] = id;
+    EnsureId(id);
+    id_to_bytes_[id] = ByteLevelDecode(token);
+    has_id_[id] = true;
+    vocab_[token] = id;
   }
   for (int b = 0; b < 256; ++b) {
-    auto it = tok->vocab_.find(ByteToUnicode(static_cast<uint8_t>(b)));
-    if (it == tok->vocab_.end()) {
+    auto it = vocab_.find(ByteToUnicode(static_cast<uint8_t>(b)));
+    if (it == vocab_.end()) {
       return absl::InvalidArgumentError(
           absl::StrCat("tokenizer.json: vocab lacks the byte-level token for byte ", b));
     }
-    tok->byte_ids_[b] = it->second;
+    byte_ids_[b] = it->second;
   }
+  return absl::OkStatus();
+}
 
-  const json::Value* merges = model->Find("merges");
+absl::Status Tokenizer::LoadMerges(const json::Value& model) {
+  const json::Value* merges = model.Find("merges");
   if (!merges || !merges->is_array()) {
     return absl::InvalidArgumentError("tokenizer.json: model.merges must be an array");
   }
@@ -331,52 +354,57 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view 
       return absl::InvalidArgumentError(
           absl::StrCat("tokenizer.json: merge #", rank, " is neither \"a b\" nor [a, b]"));
     }
-    auto l = tok->vocab_.find(left), r = tok->vocab_.find(right),
-         merged = tok->vocab_.find(left + right);
-    if (l == tok->vocab_.end() || r == tok->vocab_.end() || merged == tok->vocab_.end()) {
+    auto l = vocab_.find(left), r = vocab_.find(right), merged = vocab_.find(left + right);
+    if (l == vocab_.end() || r == vocab_.end() || merged == vocab_.end()) {
       return absl::InvalidArgumentError(absl::StrCat("tokenizer.json: merge \"", left, " ", right,
                                                      "\" refers to tokens not in the vocab"));
     }
-    tok->merges_.try_emplace(PairKey(l->second, r->second), Merge{rank, merged->second});
+    merges_.try_emplace(PairKey(l->second, r->second), Merge{rank, merged->second});
     ++rank;
   }
+  return absl::OkStatus();
+}
 
-  if (const json::Value* added = root.Find("added_tokens"); added && !added->is_null()) {
-    if (!added->is_array()) {
-      return absl::InvalidArgumentError("tokenizer.json: added_tokens must be an array");
-    }
-    for (const json::Value& a : added->AsArray()) {
-      const json::Value* id = a.Find("id");
-      const json::Value* content = a.Find("content");
-      if (!id || !id->is_int() || id->AsInt64() < 0 || id->AsInt64() >= kMaxId || !content ||
-          !content->is_string() || content->AsString().empty()) {
-        return absl::InvalidArgumentError("tokenizer.json: added token without a valid id/content");
-      }
-      AddedToken t;
-      t.id = static_cast<TokenId>(id->AsInt64());
-      t.content = content->AsString();
-      const json::Value* special = a.Find("special");
-      t.special = special && special->is_bool() && special->AsBool();
-      ensure_id(t.id);
-      tok->id_to_bytes_[t.id] = t.content;
-      tok->has_id_[t.id] = true;
-      tok->is_special_[t.id] = t.special;
-      tok->added_.push_back(std::move(t));
-    }
+absl::Status Tokenizer::LoadAddedTokens(const json::Value& root) {
+  const json::Value* added = root.Find("added_tokens");
+  if (!added || added->is_null()) return absl::OkStatus();
+  if (!added->is_array()) {
+    return absl::InvalidArgumentError("tokenizer.json: added_tokens must be an array");
   }
-  for (size_t k = 0; k < tok->added_.size(); ++k) {
-    tok->added_by_first_byte_[static_cast<unsigned char>(tok->added_[k].content[0])].push_back(
+  for (const json::Value& a : added->AsArray()) {
+    const json::Value* id = a.Find("id");
+    const json::Value* content = a.Find("content");
+    if (!id || !id->is_int() || id->AsInt64() < 0 || id->AsInt64() >= kMaxId || !content ||
+        !content->is_string() || content->AsString().empty()) {
+      return absl::InvalidArgumentError("tokenizer.json: added token without a valid id/content");
+    }
+    AddedToken t;
+    t.id = static_cast<TokenId>(id->AsInt64());
+    t.content = content->AsString();
+    const json::Value* special = a.Find("special");
+    t.special = special && special->is_bool() && special->AsBool();
+    EnsureId(t.id);
+    id_to_bytes_[t.id] = t.content;
+    has_id_[t.id] = true;
+    is_special_[t.id] = t.special;
+    added_.push_back(std::move(t));
+  }
+  return absl::OkStatus();
+}
+
+void Tokenizer::IndexTokens() {
+  for (size_t k = 0; k < added_.size(); ++k) {
+    added_by_first_byte_[static_cast<unsigned char>(added_[k].content[0])].push_back(
         static_cast<int>(k));
   }
-  for (auto& list : tok->added_by_first_byte_) {
+  for (auto& list : added_by_first_byte_) {
     std::stable_sort(list.begin(), list.end(), [&](int a, int b) {
-      return tok->added_[a].content.size() > tok->added_[b].content.size();
+      return added_[a].content.size() > added_[b].content.size();
     });
   }
-  for (const std::string& bytes : tok->id_to_bytes_) {
-    tok->max_token_bytes_ = std::max(tok->max_token_bytes_, bytes.size());
+  for (const std::string& bytes : id_to_bytes_) {
+    max_token_bytes_ = std::max(max_token_bytes_, bytes.size());
   }
-  return tok;
 }
 
 // ---- Encoding -------------------------------------------------------------------

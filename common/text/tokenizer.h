@@ -41,6 +41,10 @@
 
 namespace hc {
 
+namespace json {
+class Value;
+}  // namespace json
+
 using TokenId = int32_t;
 
 // The GPT-2 pre-tokenizer split: pieces of `text` (views into it) whose
@@ -114,6 +118,16 @@ class Tokenizer {
   void EncodeOrdinary(std::string_view text, std::vector<TokenId>* out,
                       const std::atomic<bool>* cancel) const;
   void EncodeWord(std::string_view word, std::vector<TokenId>* out) const;
+
+  // FromJson's parts: each checks and reads one section of tokenizer.json.
+  absl::Status LoadPreTokenizer(const json::Value& root);
+  absl::Status LoadModelOptions(const json::Value& model);
+  absl::Status LoadVocab(const json::Value& model);  // before LoadMerges
+  absl::Status LoadMerges(const json::Value& model);
+  absl::Status LoadAddedTokens(const json::Value& root);
+  // Derived tables, once every token is loaded.
+  void IndexTokens();
+  void EnsureId(TokenId id);
 
   static uint64_t PairKey(TokenId a, TokenId b) {
     return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);

@@ -1,6 +1,8 @@
 // Internal: the engine's implementation, split over engine.cc (API, thread,
-// commands) and engine_step.cc (scheduling, forward, sampling, commit).
-// Include only from those files and tests.
+// commands), engine_step.cc (the step and its scheduling actions: schedule
+// running turns, grow their caches, admit waiting turns), engine_forward.cc
+// (the forward, sample and emit actions) and engine_turns.cc (a turn's
+// lifecycle: start, preempt, finish, fail). Include only from those files.
 #ifndef HC_WORKER_ENGINE_ENGINE_IMPL_H_
 #define HC_WORKER_ENGINE_ENGINE_IMPL_H_
 
@@ -61,6 +63,27 @@ struct EngineTurn {
 
 enum class AdmitOutcome { kAttached, kNoRoom, kEnded };
 
+// What growing a running turn's cache for its next chunk did.
+enum class GrowOutcome {
+  kGrown,      // the cache holds the chunk (possibly after preempting newer turns)
+  kPreempted,  // no room even after preempting every newer unscheduled turn:
+               // the turn itself went back to the queue
+  kFailed,     // alone and still too large: the turn failed and is gone
+};
+
+// The batch one step builds. The scheduling actions fill it in order
+// (running turns, then admitted ones); forward and sample read it.
+struct StepBatch {
+  // Batch order: the model's sequences and logits rows. Each turn here is in
+  // running_, attached, and has `scheduled` > 0 tokens to compute.
+  std::vector<EngineTurn*> turns;
+  int budget = 0;  // tokens the step may still schedule
+  // A running turn was preempted for memory in this step: the step admits no
+  // waiting turn, so neither the preempted turn (now at the queue's head) nor
+  // one behind it takes back the memory just freed for the running turns.
+  bool preempted = false;
+};
+
 struct StopDecision {
   std::string reason;  // "stop" or "length"
   std::optional<StopStringCut> cut;
@@ -114,9 +137,34 @@ class EngineImpl final : public Engine {
   // Engine thread.
   void Loop();
   void RunCommand(Command& cmd);
+  // One step: the actions below, in order. Engine thread only.
   void Step();
-  bool ScheduleRunning(EngineTurn* t, int* budget, std::vector<EngineTurn*>& batch);
+  // Schedule: decode tokens of running turns first (latency), then prefill
+  // chunks, oldest first, while the budget lasts; grows each one's cache.
+  void ScheduleRunning(StepBatch& batch);
+  // The oldest running turn of the phase (decoding or prefilling) not yet
+  // scheduled in this step; null when none is left.
+  EngineTurn* NextToSchedule(bool decoding) const;
+  // Grow caches: makes room for n more tokens of running turn t, preempting
+  // the newest unscheduled running turns (possibly t) until it fits.
+  GrowOutcome GrowRunning(EngineTurn* t, int n, StepBatch& batch);
+  // Admit: attaches waiting turns in arrival order and grows their caches,
+  // while budget, max_running and memory last.
+  void AdmitWaiting(StepBatch& batch);
   AdmitOutcome Admit(EngineTurn* t);
+  // Adds n tokens of t (attached, grown) to the batch.
+  static void AddToBatch(EngineTurn* t, int n, StepBatch& batch);
+  // Forward: runs the model over the batch into logits_. On error every turn
+  // of the batch fails (and is gone); returns whether it ran.
+  bool ForwardBatch(const StepBatch& batch);
+  // Sample and emit: advances every turn of the batch past its computed
+  // tokens; samples those whose chunk ended their context, streams the token
+  // and finishes the turns that stop.
+  void SampleAndEmit(const StepBatch& batch);
+  // Emit: metrics and the observer's OnTokens for a newly sampled token.
+  void EmitToken(EngineTurn& t, const SampledToken& s, absl::Time now);
+  // Emit: OnStarted (once per turn) for a turn just admitted.
+  void EmitStarted(EngineTurn& t);
   void Finish(EngineTurn* t, const StopDecision& stop);
   void Fail(EngineTurn* t, const absl::Status& status);
   void Preempt(EngineTurn* t);

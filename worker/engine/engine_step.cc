@@ -1,132 +1,50 @@
-// One engine step: schedule (decode first, then prefill chunks, then admit
-// waiting turns) within the token budget, run the model once, sample, stream,
-// and commit the turns that finished. Engine thread only.
+// One engine step, as named actions over a StepBatch: schedule running turns
+// (decode first, then prefill chunks) and grow their caches, admit waiting
+// turns, then forward, sample and emit (engine_forward.cc). Engine thread
+// only.
 #include <algorithm>
-#include <chrono>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "common/logging.h"
 #include "worker/engine/engine_impl.h"
 
 namespace hc::engine::internal {
 
 void EngineImpl::Step() {
-  int budget = options_.max_batch_tokens;
-  std::vector<EngineTurn*> batch;
+  StepBatch batch{.budget = options_.max_batch_tokens};
+  ScheduleRunning(batch);
+  if (!batch.preempted) AdmitWaiting(batch);
+  if (batch.turns.empty()) return;
+  if (!ForwardBatch(batch)) return;
+  SampleAndEmit(batch);
+}
 
-  // Decode tokens first (latency), then prefill chunks of running turns.
-  for (const bool decode_pass : {true, false}) {
-    std::vector<EngineTurn*> order;
-    for (auto& t : running_) order.push_back(t.get());
-    for (EngineTurn* t : order) {
-      if (budget == 0) break;
-      const bool decoding = !t->generated.empty();
-      if (decoding != decode_pass || t->scheduled > 0) continue;
-      // A preemption may have moved it out of running_.
-      if (!t->cache_request.has_value()) continue;
-      ScheduleRunning(t, &budget, batch);
+void EngineImpl::ScheduleRunning(StepBatch& batch) {
+  for (const bool decoding : {true, false}) {
+    // running_ is re-read each time: growing one turn may preempt (remove)
+    // others, or the turn itself. Each round schedules or removes a turn, so
+    // the loop ends.
+    while (batch.budget > 0) {
+      EngineTurn* t = NextToSchedule(decoding);
+      if (t == nullptr) break;
+      const int n = static_cast<int>(std::min<size_t>(t->Remaining(), batch.budget));
+      // kPreempted / kFailed: t left running_ and is not forwarded this step.
+      if (GrowRunning(t, n, batch) == GrowOutcome::kGrown) AddToBatch(t, n, batch);
     }
-  }
-
-  // Admit waiting turns in arrival order while budget and capacity last.
-  while (budget > 0 && !waiting_.empty() &&
-         static_cast<int>(running_.size()) < options_.max_running) {
-    EngineTurn* t = waiting_.front().get();
-    const AdmitOutcome outcome = Admit(t);
-    if (outcome == AdmitOutcome::kEnded) continue;  // Admit removed it
-    const int n = static_cast<int>(std::min<size_t>(t->Remaining(), budget));
-    absl::Status grown = outcome == AdmitOutcome::kAttached
-                             ? options_.cache->Append(*t->cache_request, n)
-                             : absl::ResourceExhaustedError("no room to attach");
-    if (!grown.ok()) {
-      if (t->cache_request.has_value()) {
-        HC_CHECK_OK(options_.cache->Discard(*t->cache_request));
-        t->cache_request.reset();
-      }
-      if (running_.empty() && batch.empty()) {
-        // Nothing will ever free memory for it: too large for this worker.
-        Fail(t, absl::ResourceExhaustedError(
-                    absl::StrCat("a context of ", t->ContextLen(),
-                                 " tokens does not fit in this worker's KV cache / Mamba slots")));
-        continue;
-      }
-      break;  // wait for running turns to free memory
-    }
-    StartRunning(t);
-    if (!t->started) {
-      t->started = true;
-      const TurnStart start{.prompt_tokens = t->ContextLen(),
-                            .cached_tokens = t->hit ? t->base.num_tokens : 0};
-      if (options_.metrics)
-        options_.metrics->OnPrefixQuery(start.prompt_tokens, start.cached_tokens);
-      t->observer->OnStarted(start);
-    }
-    t->scheduled = n;
-    budget -= n;
-    batch.push_back(t);
-  }
-  if (batch.empty()) return;
-
-  // Forward.
-  seqs_.clear();
-  int num_logits = 0;
-  for (EngineTurn* t : batch) {
-    ForwardSeq s;
-    s.tokens = std::span<const int32_t>(t->tokens).subspan(t->next, t->scheduled);
-    s.num_computed_tokens = t->NumComputed();
-    s.block_table = options_.cache->BlockTable(*t->cache_request);
-    s.mamba_slot = options_.cache->MambaSlot(*t->cache_request);
-    s.need_logits = t->next + t->scheduled == t->tokens.size();
-    num_logits += s.need_logits;
-    seqs_.push_back(s);
-  }
-  logits_.resize(static_cast<size_t>(num_logits) * vocab_);
-  const absl::Status forward = options_.model->Forward(seqs_, std::span<float>(logits_));
-  if (!forward.ok()) {
-    HC_LOG(ERROR) << "model forward failed: " << forward;
-    const absl::Status failed =
-        absl::InternalError(absl::StrCat("model forward failed: ", forward.message()));
-    for (EngineTurn* t : batch) Fail(t, failed);
-    return;
-  }
-
-  // Sample, stream, finish.
-  int row = 0;
-  const absl::Time now = absl::Now();
-  for (size_t i = 0; i < batch.size(); ++i) {
-    EngineTurn* t = batch[i];
-    const auto computed = std::span<const int32_t>(t->tokens).subspan(t->next, t->scheduled);
-    t->hash = ExtendTokenHash(t->hash, computed);
-    t->next += t->scheduled;
-    t->scheduled = 0;
-    if (!seqs_[i].need_logits) continue;
-    const std::span<const float> row_logits(logits_.data() + static_cast<size_t>(row++) * vocab_,
-                                            vocab_);
-    const SampledToken s = t->sampler.Sample(row_logits, t->req.sampling.sampler);
-    t->tokens.push_back(s.token);
-    t->generated.push_back(s.token);
-    if (options_.metrics) {
-      if (t->generated.size() == 1) {
-        options_.metrics->OnFirstToken(absl::ToDoubleSeconds(now - t->submitted));
-      } else {
-        options_.metrics->OnInterToken(absl::ToDoubleSeconds(now - t->last_token));
-      }
-    }
-    t->last_token = now;
-    const float logprob = s.logprob;
-    t->observer->OnTokens(
-        std::span<const int32_t>(&s.token, 1),
-        t->req.sampling.logprobs ? std::span<const float>(&logprob, 1) : std::span<const float>());
-    if (auto stop = CheckStop(*t)) Finish(t, *stop);
   }
 }
 
-bool EngineImpl::ScheduleRunning(EngineTurn* t, int* budget, std::vector<EngineTurn*>& batch) {
-  const int n = static_cast<int>(std::min<size_t>(t->Remaining(), *budget));
+EngineTurn* EngineImpl::NextToSchedule(bool decoding) const {
+  for (const auto& t : running_) {
+    if (t->scheduled == 0 && !t->generated.empty() == decoding) return t.get();
+  }
+  return nullptr;
+}
+
+GrowOutcome EngineImpl::GrowRunning(EngineTurn* t, int n, StepBatch& batch) {
   for (;;) {
     const absl::Status grown = options_.cache->Append(*t->cache_request, n);
-    if (grown.ok()) break;
+    if (grown.ok()) return GrowOutcome::kGrown;
     // Preempt the newest running turn that is not scheduled yet (possibly t
     // itself), by recompute: it goes back to the queue and frees its memory.
     EngineTurn* victim = nullptr;
@@ -140,16 +58,49 @@ bool EngineImpl::ScheduleRunning(EngineTurn* t, int* budget, std::vector<EngineT
       // Alone and still too large: evicting every idle state was not enough.
       Fail(t, absl::ResourceExhaustedError(absl::StrCat("the KV cache cannot hold this turn's ",
                                                         t->ContextLen(), " tokens")));
-      return false;
+      return GrowOutcome::kFailed;
     }
     HC_CHECK(victim != nullptr) << "t itself is unscheduled, so a victim exists";
     Preempt(victim);
-    if (victim == t) return false;
+    batch.preempted = true;
+    if (victim == t) return GrowOutcome::kPreempted;
   }
+}
+
+void EngineImpl::AdmitWaiting(StepBatch& batch) {
+  while (batch.budget > 0 && !waiting_.empty() &&
+         static_cast<int>(running_.size()) < options_.max_running) {
+    EngineTurn* t = waiting_.front().get();
+    const AdmitOutcome outcome = Admit(t);
+    if (outcome == AdmitOutcome::kEnded) continue;  // Admit removed it
+    const int n = static_cast<int>(std::min<size_t>(t->Remaining(), batch.budget));
+    absl::Status grown = outcome == AdmitOutcome::kAttached
+                             ? options_.cache->Append(*t->cache_request, n)
+                             : absl::ResourceExhaustedError("no room to attach");
+    if (!grown.ok()) {
+      if (t->cache_request.has_value()) {
+        HC_CHECK_OK(options_.cache->Discard(*t->cache_request));
+        t->cache_request.reset();
+      }
+      if (running_.empty() && batch.turns.empty()) {
+        // Nothing will ever free memory for it: too large for this worker.
+        Fail(t, absl::ResourceExhaustedError(
+                    absl::StrCat("a context of ", t->ContextLen(),
+                                 " tokens does not fit in this worker's KV cache / Mamba slots")));
+        continue;
+      }
+      break;  // wait for running turns to free memory
+    }
+    StartRunning(t);
+    EmitStarted(*t);
+    AddToBatch(t, n, batch);
+  }
+}
+
+void EngineImpl::AddToBatch(EngineTurn* t, int n, StepBatch& batch) {
   t->scheduled = n;
-  *budget -= n;
-  batch.push_back(t);
-  return true;
+  batch.budget -= n;
+  batch.turns.push_back(t);
 }
 
 AdmitOutcome EngineImpl::Admit(EngineTurn* t) {
@@ -221,146 +172,6 @@ AdmitOutcome EngineImpl::Admit(EngineTurn* t) {
   t->next = 0;
   t->hash = t->base.token_hash;
   return AdmitOutcome::kAttached;
-}
-
-std::optional<StopDecision> EngineImpl::CheckStop(EngineTurn& t) const {
-  const TurnSampling& s = t.req.sampling;
-  const int32_t last = t.generated.back();
-  if (!s.ignore_eos && last == options_.eos_token_id) return StopDecision{"stop"};
-  if (std::find(s.stop_token_ids.begin(), s.stop_token_ids.end(), last) != s.stop_token_ids.end()) {
-    return StopDecision{"stop"};
-  }
-  if (!t.stop.empty()) {
-    // Only the new token's bytes: the automaton carries every partial match.
-    const std::optional<StopMatcher::Match> match = t.stop.Feed(options_.token_bytes(last));
-    t.token_ends.push_back(t.stop.offset());
-    if (match.has_value()) {
-      // The token the stop string begins in: the first that ends after its
-      // first byte.
-      const auto in = std::upper_bound(t.token_ends.begin(), t.token_ends.end(), match->begin);
-      return StopDecision{"stop", StopStringCut{.reply_bytes = match->begin,
-                                                .tokens_before = in - t.token_ends.begin()}};
-    }
-  }
-  if (static_cast<int>(t.generated.size()) >= s.max_tokens) return StopDecision{"length"};
-  if (t.ContextLen() >= options_.max_model_len) return StopDecision{"length"};
-  return std::nullopt;
-}
-
-void EngineImpl::Finish(EngineTurn* t, const StopDecision& stop) {
-  // Step 7: publish. The last sampled token has no KV yet, so the committed
-  // state covers every token before it: a prefix of what the router commits
-  // (context + reply) unless a stop string began before the last token. Then
-  // the reply ends before tokens the state has consumed, and the Mamba state
-  // cannot be rolled back: the turn keeps the state it started from.
-  const int64_t last = static_cast<int64_t>(t->generated.size()) - 1;
-  const bool keep_base = stop.cut.has_value() && stop.cut->tokens_before < last;
-  RoundStamp stamp{
-      .round = t->req.new_round, .num_tokens = t->NumComputed(), .token_hash = t->hash};
-  const auto start = std::chrono::steady_clock::now();
-  absl::Status committed;
-  if (keep_base) {
-    absl::StatusOr<RoundStamp> base =
-        options_.cache->CommitBase(*t->cache_request, t->req.new_round);
-    committed = base.status();
-    if (base.ok()) stamp = *base;
-  } else {
-    committed = options_.cache->Commit(*t->cache_request, stamp);
-  }
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  t->cache_request.reset();  // Commit ends the request either way
-  if (options_.metrics)
-    options_.metrics->OnCommit(committed.ok() ? "published" : "failed", seconds);
-  auto observer = t->observer;
-  const int64_t completion = static_cast<int64_t>(t->generated.size());
-  Retire(t);
-  if (committed.ok()) {
-    observer->OnCommitted({.committed = stamp,
-                           .finish_reason = stop.reason,
-                           .completion_tokens = completion,
-                           .commit_seconds = seconds,
-                           .stop_string = stop.cut});
-  } else {
-    observer->OnFailed(committed);
-  }
-}
-
-void EngineImpl::Fail(EngineTurn* t, const absl::Status& status) {
-  if (t->cache_request.has_value()) {
-    const auto start = std::chrono::steady_clock::now();
-    HC_CHECK_OK(options_.cache->Discard(*t->cache_request));
-    t->cache_request.reset();
-    if (options_.metrics) {
-      options_.metrics->OnCommit(
-          "discarded",
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    }
-  }
-  auto observer = t->observer;
-  Retire(t);
-  observer->OnFailed(status);
-}
-
-void EngineImpl::Preempt(EngineTurn* t) {
-  HC_LOG(INFO) << "preempting " << t->req.request_id << " (recompute) under memory pressure";
-  HC_CHECK_OK(options_.cache->Discard(*t->cache_request));
-  t->cache_request.reset();
-  t->next = 0;
-  t->hash = t->base.token_hash;
-  auto it = std::find_if(running_.begin(), running_.end(),
-                         [t](const std::unique_ptr<EngineTurn>& p) { return p.get() == t; });
-  HC_CHECK(it != running_.end()) << "preempted turn is not running";
-  waiting_.push_front(std::move(*it));
-  running_.erase(it);
-  // Back in the queue, it counts against max_waiting again (the queue may
-  // exceed the bound this way; the bound only stops new turns).
-  absl::MutexLock lock(&mu_);
-  ++num_waiting_;
-}
-
-void EngineImpl::StartRunning(EngineTurn* t) {
-  HC_CHECK(!waiting_.empty() && waiting_.front().get() == t) << "only the queue's head is admitted";
-  running_.push_back(std::move(waiting_.front()));
-  waiting_.pop_front();
-  absl::MutexLock lock(&mu_);
-  --num_waiting_;
-}
-
-void EngineImpl::Retire(EngineTurn* t) {
-  const auto is_t = [t](const std::unique_ptr<EngineTurn>& p) { return p.get() == t; };
-  std::unique_ptr<EngineTurn> owned;
-  bool was_waiting = false;
-  if (auto it = std::find_if(running_.begin(), running_.end(), is_t); it != running_.end()) {
-    owned = std::move(*it);
-    running_.erase(it);
-  } else if (auto w = std::find_if(waiting_.begin(), waiting_.end(), is_t); w != waiting_.end()) {
-    owned = std::move(*w);
-    waiting_.erase(w);
-    was_waiting = true;
-  }
-  // The load snapshot changes together with the active sets, so a caller that
-  // saw the turn end (AwaitIdle) also sees its effect on the cache.
-  const cache::CacheCounters counters = options_.cache->Counters();
-  absl::MutexLock lock(&mu_);
-  active_keys_.erase(t->req.key);
-  active_ids_.erase(t->req.request_id);
-  if (was_waiting) --num_waiting_;
-  load_.num_running = static_cast<int>(running_.size());
-  load_.cache = counters;
-}
-
-void EngineImpl::PublishLoad() {
-  const cache::CacheCounters counters = options_.cache->Counters();
-  const int running = static_cast<int>(running_.size());
-  int waiting;
-  {
-    absl::MutexLock lock(&mu_);
-    load_.num_running = running;
-    load_.cache = counters;
-    waiting = num_waiting_;  // includes turns still in the inbox
-  }
-  if (options_.metrics) options_.metrics->OnStep(counters, running, waiting);
 }
 
 }  // namespace hc::engine::internal

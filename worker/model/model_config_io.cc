@@ -84,7 +84,10 @@ json::Value FloatValue(float f) {
 
 }  // namespace
 
-absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
+namespace {
+
+// The parsed root object, once it is known to describe a Bamba model.
+absl::StatusOr<json::Value> ParseBambaRoot(std::string_view json_text) {
   json::ParseOptions popt;
   popt.allow_nan_infinity = true;
   auto parsed = json::Parse(json_text, popt);
@@ -99,8 +102,11 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
         absl::StrCat("config.json: \"model_type\" must be \"bamba\" (BambaForCausalLM), got ",
                      type == nullptr ? "nothing" : json::Serialize(*type)));
   }
+  return parsed;
+}
 
-  ModelConfig c;
+// The plain keys, read over Bamba's defaults.
+absl::Status ReadScalars(const json::Value& root, ModelConfig& c) {
   c.num_key_value_heads = 8;
   c.partial_rotary_factor = 0.5f;
   c.bos_token_id = 1;
@@ -127,8 +133,13 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
   HC_RETURN_IF_ERROR(r.TokenId("bos_token_id", &c.bos_token_id));
   HC_RETURN_IF_ERROR(r.TokenId("eos_token_id", &c.eos_token_id));
   HC_RETURN_IF_ERROR(r.TokenId("pad_token_id", &c.pad_token_id));
-  HC_RETURN_IF_ERROR(r.Int("max_position_embeddings", false, &c.max_position_embeddings));
+  return r.Int("max_position_embeddings", false, &c.max_position_embeddings);
+}
 
+// mamba_d_head, head_dim and the rotary fraction: given, or derived from the
+// scalars (so ReadScalars runs first).
+absl::Status ReadHeadDims(const json::Value& root, ModelConfig& c) {
+  Reader r(root);
   // mamba_d_head: an integer or "auto".
   if (const json::Value* v = root.Find("mamba_d_head");
       v != nullptr && !v->is_null() && !(v->is_string() && v->AsString() == "auto")) {
@@ -159,9 +170,13 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
     if (c.head_dim <= 0) return KeyError("head_dim", "must be positive");
     c.partial_rotary_factor = static_cast<float>(d->AsInt64()) / static_cast<float>(c.head_dim);
   }
+  return absl::OkStatus();
+}
 
-  // rope_theta at top level or inside rope_parameters (transformers >= 5).
-  HC_RETURN_IF_ERROR(r.Float("rope_theta", &c.rope_theta));
+// rope_theta at top level or inside rope_parameters (transformers >= 5);
+// scaled rope is refused.
+absl::Status ReadRope(const json::Value& root, ModelConfig& c) {
+  HC_RETURN_IF_ERROR(Reader(root).Float("rope_theta", &c.rope_theta));
   if (const json::Value* rp = root.Find("rope_parameters"); rp != nullptr && rp->is_object()) {
     if (const json::Value* t = rp->Find("rope_type");
         t != nullptr && t->is_string() && t->AsString() != "default") {
@@ -175,7 +190,11 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
   if (const json::Value* rs = root.Find("rope_scaling"); rs != nullptr && !rs->is_null()) {
     return KeyError("rope_scaling", "is not supported");
   }
+  return absl::OkStatus();
+}
 
+// The list-valued keys: attn_layer_indices and time_step_limit.
+absl::Status ReadLists(const json::Value& root, ModelConfig& c) {
   if (const json::Value* v = root.Find("attn_layer_indices"); v != nullptr && !v->is_null()) {
     if (!v->is_array()) return KeyError("attn_layer_indices", "must be a list of integers");
     for (const json::Value& i : v->AsArray()) {
@@ -193,7 +212,18 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
     c.time_step_min_limit = static_cast<float>(v->AsArray()[0].AsDouble());
     c.time_step_max_limit = static_cast<float>(v->AsArray()[1].AsDouble());
   }
+  return absl::OkStatus();
+}
 
+}  // namespace
+
+absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
+  HC_ASSIGN_OR_RETURN(const json::Value root, ParseBambaRoot(json_text));
+  ModelConfig c;
+  HC_RETURN_IF_ERROR(ReadScalars(root, c));
+  HC_RETURN_IF_ERROR(ReadHeadDims(root, c));
+  HC_RETURN_IF_ERROR(ReadRope(root, c));
+  HC_RETURN_IF_ERROR(ReadLists(root, c));
   HC_RETURN_IF_ERROR(ValidateModelConfig(c));
   return c;
 }

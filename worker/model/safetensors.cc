@@ -153,7 +153,15 @@ absl::StatusOr<std::unique_ptr<SafetensorsCheckpoint>> SafetensorsCheckpoint::Op
   return ckpt;
 }
 
-absl::Status SafetensorsCheckpoint::AddFile(const std::string& path) {
+namespace {
+
+// A whole file mapped read-only; the caller owns (and unmaps) it.
+struct MappedFile {
+  void* addr = nullptr;
+  size_t size = 0;
+};
+
+absl::StatusOr<MappedFile> MapReadOnly(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return absl::NotFoundError(absl::StrCat("cannot open ", path, ": ", strerror(errno)));
   struct stat st;
@@ -172,12 +180,13 @@ absl::Status SafetensorsCheckpoint::AddFile(const std::string& path) {
   if (addr == MAP_FAILED) {
     return absl::InternalError(absl::StrCat("cannot mmap ", path, ": ", strerror(errno)));
   }
-  auto mapping = std::make_unique<Mapping>();
-  mapping->path = path;
-  mapping->addr = addr;
-  mapping->size = file_size;
-  const auto* base = static_cast<const unsigned char*>(addr);
+  return MappedFile{.addr = addr, .size = file_size};
+}
 
+// The JSON header of a mapped file (at least 8 bytes) and where its data
+// section starts.
+absl::StatusOr<json::Value> ParseHeader(const std::string& path, const unsigned char* base,
+                                        size_t file_size, size_t* data_start) {
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | base[i];
   if (header_len > kMaxHeaderBytes || header_len > file_size - 8) {
@@ -194,17 +203,108 @@ absl::Status SafetensorsCheckpoint::AddFile(const std::string& path) {
   if (!root->is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": bad header: not a JSON object"));
   }
-  const size_t data_start = 8 + header_len;
-  const size_t data_size = file_size - data_start;
+  *data_start = 8 + header_len;
+  return root;
+}
+
+absl::StatusOr<runtime::DType> ParseDType(const std::string& where, const std::string& d) {
+  if (d == "F32") return runtime::DType::kF32;
+  if (d == "BF16") return runtime::DType::kBF16;
+  if (d == "F16") return runtime::DType::kF16;
+  if (IsKnownUnsupportedDType(d)) {
+    return absl::UnimplementedError(
+        absl::StrCat(where, ": dtype ", d, " is not supported (F32, BF16, F16 are)"));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(where, ": unknown dtype \"", d, "\""));
+}
+
+// One tensor's header entry, checked against the data section
+// [data, data + data_size): its view and its byte range in the section.
+struct ParsedTensor {
+  TensorView view;
+  uint64_t begin = 0, end = 0;
+};
+
+absl::StatusOr<ParsedTensor> ParseTensor(const std::string& where, const json::Value& info,
+                                         const unsigned char* data, size_t data_size) {
+  const json::Value* dtype = info.Find("dtype");
+  const json::Value* shape = info.Find("shape");
+  const json::Value* offsets = info.Find("data_offsets");
+  if (dtype == nullptr || !dtype->is_string() || shape == nullptr || !shape->is_array() ||
+      offsets == nullptr || !offsets->is_array() || offsets->AsArray().size() != 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": bad header entry (needs dtype, shape, data_offsets[2])"));
+  }
+  ParsedTensor t;
+  const std::string& d = dtype->AsString();
+  HC_ASSIGN_OR_RETURN(t.view.dtype, ParseDType(where, d));
+  int64_t numel = 1;
+  for (const json::Value& dim : shape->AsArray()) {
+    if (!dim.is_int() || dim.AsInt64() < 0 || dim.AsInt64() > (int64_t{1} << 40) ||
+        (dim.AsInt64() > 0 && numel > (int64_t{1} << 50) / dim.AsInt64())) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": bad shape dimension"));
+    }
+    t.view.shape.push_back(dim.AsInt64());
+    numel *= dim.AsInt64();
+  }
+  const json::Value& b = offsets->AsArray()[0];
+  const json::Value& en = offsets->AsArray()[1];
+  if (!b.is_int() || !en.is_int() || b.AsInt64() < 0 || en.AsInt64() < b.AsInt64()) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": bad data_offsets"));
+  }
+  t.begin = static_cast<uint64_t>(b.AsInt64());
+  t.end = static_cast<uint64_t>(en.AsInt64());
+  const uint64_t need = static_cast<uint64_t>(numel) * runtime::DTypeSize(t.view.dtype);
+  if (t.end - t.begin != need) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": data_offsets span ", t.end - t.begin,
+                                                   " bytes but shape ", ShapeStr(t.view.shape),
+                                                   " of ", d, " needs ", need));
+  }
+  if (t.end > data_size) {
+    return absl::DataLossError(
+        absl::StrCat(where, ": truncated file: the tensor needs bytes [", t.begin, ", ", t.end,
+                     ") of the data section, which holds only ", data_size, " bytes"));
+  }
+  t.view.data = data + t.begin;
+  t.view.num_bytes = need;
+  return t;
+}
+
+struct Span {
+  uint64_t begin, end;
+  std::string name;
+};
+
+// INVALID_ARGUMENT naming two tensors of `path` whose (non-empty) data overlap.
+absl::Status CheckNoOverlap(const std::string& path, std::vector<Span> spans) {
+  std::sort(spans.begin(), spans.end(),
+            [](const Span& a, const Span& b) { return a.begin < b.begin; });
+  for (size_t i = 1; i < spans.size(); ++i) {
+    if (spans[i].begin < spans[i - 1].end && spans[i].end > spans[i].begin) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": tensors ", Quoted(spans[i - 1].name),
+                                                     " and ", Quoted(spans[i].name), " overlap"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status SafetensorsCheckpoint::AddFile(const std::string& path) {
+  HC_ASSIGN_OR_RETURN(const MappedFile mapped, MapReadOnly(path));
+  auto mapping = std::make_unique<Mapping>();
+  mapping->path = path;
+  mapping->addr = mapped.addr;
+  mapping->size = mapped.size;
+  const auto* base = static_cast<const unsigned char*>(mapped.addr);
+  size_t data_start = 0;
+  HC_ASSIGN_OR_RETURN(const json::Value root, ParseHeader(path, base, mapped.size, &data_start));
+  const size_t data_size = mapped.size - data_start;
   const int file_index = static_cast<int>(mappings_.size());
 
-  struct Span {
-    uint64_t begin, end;
-    std::string name;
-  };
   std::vector<Span> spans;
   std::vector<std::pair<std::string, Entry>> new_entries;
-  for (const auto& [name, info] : root->AsObject()) {
+  for (const auto& [name, info] : root.AsObject()) {
     if (name == "__metadata__") {
       if (!info.is_object()) {
         return absl::InvalidArgumentError(absl::StrCat(path, ": __metadata__ is not an object"));
@@ -215,69 +315,11 @@ absl::Status SafetensorsCheckpoint::AddFile(const std::string& path) {
       continue;
     }
     const std::string where = absl::StrCat("tensor ", Quoted(name), " in ", path);
-    const json::Value* dtype = info.Find("dtype");
-    const json::Value* shape = info.Find("shape");
-    const json::Value* offsets = info.Find("data_offsets");
-    if (dtype == nullptr || !dtype->is_string() || shape == nullptr || !shape->is_array() ||
-        offsets == nullptr || !offsets->is_array() || offsets->AsArray().size() != 2) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ": bad header entry (needs dtype, shape, data_offsets[2])"));
-    }
-    Entry e;
-    e.file = file_index;
-    const std::string& d = dtype->AsString();
-    if (d == "F32") {
-      e.view.dtype = runtime::DType::kF32;
-    } else if (d == "BF16") {
-      e.view.dtype = runtime::DType::kBF16;
-    } else if (d == "F16") {
-      e.view.dtype = runtime::DType::kF16;
-    } else if (IsKnownUnsupportedDType(d)) {
-      return absl::UnimplementedError(
-          absl::StrCat(where, ": dtype ", d, " is not supported (F32, BF16, F16 are)"));
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": unknown dtype \"", d, "\""));
-    }
-    int64_t numel = 1;
-    for (const json::Value& dim : shape->AsArray()) {
-      if (!dim.is_int() || dim.AsInt64() < 0 || dim.AsInt64() > (int64_t{1} << 40) ||
-          (dim.AsInt64() > 0 && numel > (int64_t{1} << 50) / dim.AsInt64())) {
-        return absl::InvalidArgumentError(absl::StrCat(where, ": bad shape dimension"));
-      }
-      e.view.shape.push_back(dim.AsInt64());
-      numel *= dim.AsInt64();
-    }
-    const json::Value& b = offsets->AsArray()[0];
-    const json::Value& en = offsets->AsArray()[1];
-    if (!b.is_int() || !en.is_int() || b.AsInt64() < 0 || en.AsInt64() < b.AsInt64()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": bad data_offsets"));
-    }
-    const uint64_t begin = static_cast<uint64_t>(b.AsInt64());
-    const uint64_t end = static_cast<uint64_t>(en.AsInt64());
-    const uint64_t need = static_cast<uint64_t>(numel) * runtime::DTypeSize(e.view.dtype);
-    if (end - begin != need) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": data_offsets span ", end - begin,
-                                                     " bytes but shape ", ShapeStr(e.view.shape),
-                                                     " of ", d, " needs ", need));
-    }
-    if (end > data_size) {
-      return absl::DataLossError(
-          absl::StrCat(where, ": truncated file: the tensor needs bytes [", begin, ", ", end,
-                       ") of the data section, which holds only ", data_size, " bytes"));
-    }
-    e.view.data = base + data_start + begin;
-    e.view.num_bytes = need;
-    spans.push_back({begin, end, name});
-    new_entries.emplace_back(name, std::move(e));
+    HC_ASSIGN_OR_RETURN(ParsedTensor t, ParseTensor(where, info, base + data_start, data_size));
+    spans.push_back({t.begin, t.end, name});
+    new_entries.emplace_back(name, Entry{.view = std::move(t.view), .file = file_index});
   }
-  std::sort(spans.begin(), spans.end(),
-            [](const Span& a, const Span& b) { return a.begin < b.begin; });
-  for (size_t i = 1; i < spans.size(); ++i) {
-    if (spans[i].begin < spans[i - 1].end && spans[i].end > spans[i].begin) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": tensors ", Quoted(spans[i - 1].name),
-                                                     " and ", Quoted(spans[i].name), " overlap"));
-    }
-  }
+  HC_RETURN_IF_ERROR(CheckNoOverlap(path, std::move(spans)));
   for (auto& [name, e] : new_entries) {
     if (!entries_.emplace(name, std::move(e)).second) {
       return absl::InvalidArgumentError(absl::StrCat(

@@ -66,7 +66,10 @@ inline std::vector<int32_t> Retokenize(std::string_view letters) {
   return ids;
 }
 
-// Collects one turn's events; `done` fires on the terminal event.
+// Collects one turn's events; `done` fires on the terminal event. Its fields
+// are written on the engine thread: read them after `done`. Like every
+// TurnObserver it must not block, so `on_tokens` must not either (a test that
+// needs the engine held mid-turn blocks it in the model: GatedModel).
 class Recorder final : public TurnObserver {
  public:
   void OnStarted(const TurnStart& s) override {

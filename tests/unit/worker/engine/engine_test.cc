@@ -286,18 +286,16 @@ TEST(EngineTest, SecondConcurrentTurnOfAConversationIsAborted) {
   t.request_id = "first";
   t.suffix = {5, 6, 7};
   t.sampling = Greedy(4);
-  // Holds the first turn at its first token until the second was refused.
-  absl::Notification second_refused;
-  auto first = std::make_shared<Recorder>();
-  first->on_tokens = [&](Recorder& r) {
-    if (r.tokens.size() == 1) second_refused.WaitForNotification();
-  };
-  ASSERT_TRUE(h.engine().Submit(t, first).ok());
+  // The model holds the engine thread in the first turn's first step (the
+  // observer must not block) until the second turn was refused.
+  h.gate().BlockAt(1);
+  auto first = h.Start(t);
+  h.gate().AwaitBlocked();
   TurnSpec again = t;
   again.request_id = "second";
   EXPECT_EQ(h.engine().Submit(again, std::make_shared<Recorder>()).code(),
             absl::StatusCode::kAborted);
-  second_refused.Notify();
+  h.gate().Release();
   first->done.WaitForNotification();
   EXPECT_TRUE(first->result.has_value());
 }
@@ -322,12 +320,11 @@ TEST(EngineTest, DrainRefusesNewTurnsAndLetsRunningOnesFinish) {
   t.request_id = "d";
   t.suffix = {5, 6, 7};
   t.sampling = Greedy(5);
-  absl::Notification drained;
-  auto rec = std::make_shared<Recorder>();
-  rec->on_tokens = [&](Recorder& r) {
-    if (r.tokens.size() == 1) drained.WaitForNotification();
-  };
-  ASSERT_TRUE(h.engine().Submit(t, rec).ok());
+  // The turn is mid-step (held in the model, not in its observer) when the
+  // engine drains.
+  h.gate().BlockAt(1);
+  auto rec = h.Start(t);
+  h.gate().AwaitBlocked();
   h.engine().Drain();
   TurnSpec late = t;
   late.key.conversation_id = "late";
@@ -335,7 +332,7 @@ TEST(EngineTest, DrainRefusesNewTurnsAndLetsRunningOnesFinish) {
   EXPECT_EQ(h.engine().Submit(late, std::make_shared<Recorder>()).code(),
             absl::StatusCode::kUnavailable);
   EXPECT_TRUE(h.engine().Load().draining);
-  drained.Notify();
+  h.gate().Release();
   EXPECT_TRUE(h.engine().AwaitIdle(absl::Seconds(10)));
   rec->done.WaitForNotification();
   ASSERT_TRUE(rec->result.has_value());
@@ -361,14 +358,11 @@ TEST(EngineTest, StopFailsQueuedAndRunningTurns) {
   t.request_id = "s";
   t.suffix = {5};
   t.sampling = Greedy(1000);
-  // The running turn holds the engine thread at its first token until Stop()
-  // has begun; a second turn waits in the queue meanwhile.
-  absl::Notification release;
-  auto running = std::make_shared<Recorder>();
-  running->on_tokens = [&](Recorder& r) {
-    if (r.tokens.size() == 1) release.WaitForNotification();
-  };
-  ASSERT_TRUE(h.engine().Submit(t, running).ok());
+  // The model holds the engine thread in the running turn's first step until
+  // Stop() has begun; a second turn waits in the queue meanwhile.
+  h.gate().BlockAt(1);
+  auto running = h.Start(t);
+  h.gate().AwaitBlocked();
   TurnSpec queued_turn = t;
   queued_turn.key.conversation_id = "q";
   queued_turn.request_id = "q";
@@ -381,7 +375,7 @@ TEST(EngineTest, StopFailsQueuedAndRunningTurns) {
   while (h.engine().Submit(t, std::make_shared<Recorder>()).code() == absl::StatusCode::kAborted) {
     std::this_thread::yield();
   }
-  release.Notify();
+  h.gate().Release();
   stopper.join();
   running->done.WaitForNotification();
   queued->done.WaitForNotification();

@@ -10,6 +10,7 @@
 #define HC_TESTS_UNIT_WORKER_ENGINE_FAKE_MODEL_H_
 
 #include <cstdint>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/synchronization/notification.h"
@@ -20,6 +21,14 @@ namespace hc::engine {
 
 class FakeModel final : public ModelRunner {
  public:
+  // What one sequence of a Forward call held.
+  struct SeqRecord {
+    int32_t mamba_slot = -1;
+    int64_t num_computed_tokens = 0;
+    int64_t num_tokens = 0;
+    int32_t first_token = -1;
+  };
+
   FakeModel(runtime::HostCacheMemory* memory, int vocab) : memory_(memory), vocab_(vocab) {}
 
   int vocab_size() const override { return vocab_; }
@@ -32,7 +41,12 @@ class FakeModel final : public ModelRunner {
     float* state = memory_->ssm(0, 0);
     const size_t slot_elems = memory_->mamba_layout().SsmSlotElems();
     int row = 0;
+    std::vector<SeqRecord>& call = calls_.emplace_back();
     for (const ForwardSeq& s : batch) {
+      call.push_back({.mamba_slot = s.mamba_slot,
+                      .num_computed_tokens = s.num_computed_tokens,
+                      .num_tokens = static_cast<int64_t>(s.tokens.size()),
+                      .first_token = s.tokens[0]});
       tokens_computed_ += static_cast<int64_t>(s.tokens.size());
       float& h = state[s.mamba_slot * slot_elems];
       for (size_t i = 0; i < s.tokens.size(); ++i) {
@@ -60,12 +74,15 @@ class FakeModel final : public ModelRunner {
 
   int64_t tokens_computed() const { return tokens_computed_; }
   int forward_calls() const { return forward_calls_; }
+  // Every Forward call's batch, in order. Read only while the engine is idle.
+  const std::vector<std::vector<SeqRecord>>& calls() const { return calls_; }
 
  private:
   runtime::HostCacheMemory* memory_;
   int vocab_;
   int64_t tokens_computed_ = 0;
   int forward_calls_ = 0;
+  std::vector<std::vector<SeqRecord>> calls_;
 };
 
 // Wraps a model and holds the engine thread inside one Forward call until the
