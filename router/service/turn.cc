@@ -51,9 +51,11 @@
 //                                                 then kReleasing on its end
 //   kBackoff     retry alarm                      kStreaming: Execute again
 //                client cancelled / lease lost    kReleasing
-//   kCommitting  commit OK                        kFinishing (OK): TurnCompleted
+//   kCommitting  commit OK                        kReleasing (OK): TurnCompleted
+//                                                 queued; quota slot given back
 //                commit refused                   kReleasing (its status)
-//   kReleasing   lease released                   kFinishing
+//   kReleasing   lease released and quota slot    kFinishing (a state without
+//                  given back (those it held)     either skips kReleasing)
 //   kFinishing   client took every queued event   Finish(status) -> kDone
 //
 // The lease is renewed every lease_ttl / 3 while the turn holds it (kStreaming,
@@ -111,6 +113,7 @@ enum class EventKind {
   kLeaseRenewed,   // status
   kCommitted,      // status
   kLeaseReleased,  // status
+  kQuotaEnded,     // the tenant's concurrent-turn slot is free again
   kWorkerRead,     // call, ok
   kWorkerDone,     // call, grpc_status
   kWriteDone,      // ok
@@ -250,7 +253,10 @@ class ChatTurn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
           HC_LOG(WARNING) << "turn " << holder_ << ": cannot release the lease: " << e.status;
         }
         leased_ = false;
-        return BeginFinish(out);
+        return OnReleased(out);
+      case EventKind::kQuotaEnded:
+        --pending_;
+        return OnReleased(out);
       case EventKind::kWorkerRead:
         return OnWorkerReadEvent(e.call, e.ok, out);
       case EventKind::kWorkerDone:
@@ -836,23 +842,36 @@ class ChatTurn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
     if (refusal_ != nullptr) {
       deps_->metrics->TenantRefusal(caller_.ok() ? caller_->tenant : std::string(), refusal_);
     }
+    // The client's stream ends only after its quota slot and lease are given
+    // back, so its next turn never finds this one still counted or leased.
     if (admitted_) {
       admitted_ = false;
+      ++pending_;
+      ++releasing_;
       out.push_back([this, tenant = key_.tenant, holder = holder_] {
-        deps_->options.quotas->EndTurn(tenant, holder);
+        deps_->options.quotas->EndTurn(tenant, holder,
+                                       [this] { Post(Event{EventKind::kQuotaEnded}); });
       });
     }
     // A committed turn reads its worker stream to the end instead.
     if (!status.ok()) StopCall(call_, out);
     if (heartbeat_armed_) out.push_back([alarm = heartbeat_] { alarm->Cancel(); });
-    if (!leased_) return BeginFinish(out);
-    state_ = State::kReleasing;
-    ++pending_;
-    out.push_back([this, key = key_, holder = holder_] {
-      deps_->ledger->ReleaseLease(key, holder, [this](absl::Status s) {
-        Post(Event{.kind = EventKind::kLeaseReleased, .status = std::move(s)});
+    if (leased_) {
+      ++pending_;
+      ++releasing_;
+      out.push_back([this, key = key_, holder = holder_] {
+        deps_->ledger->ReleaseLease(key, holder, [this](absl::Status s) {
+          Post(Event{.kind = EventKind::kLeaseReleased, .status = std::move(s)});
+        });
       });
-    });
+    }
+    if (releasing_ == 0) return BeginFinish(out);
+    state_ = State::kReleasing;
+  }
+
+  // A lease release or quota end answered; the last one lets the turn finish.
+  void OnReleased(std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (--releasing_ == 0) BeginFinish(out);
   }
 
   void BeginFinish(std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -883,6 +902,7 @@ class ChatTurn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
   std::optional<grpc::Status> abort_ ABSL_GUARDED_BY(mu_);  // why the turn must stop
   std::optional<grpc::Status> final_ ABSL_GUARDED_BY(mu_);  // decided final status
   bool counted_ ABSL_GUARDED_BY(mu_) = false;               // in deps_->active_turns
+  int releasing_ ABSL_GUARDED_BY(mu_) = 0;                  // lease release / quota end in flight
   bool admitted_ ABSL_GUARDED_BY(mu_) = false;              // holds a tenant quota slot
   const char* refusal_ ABSL_GUARDED_BY(mu_) = nullptr;      // metrics reason of a refusal
 

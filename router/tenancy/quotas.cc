@@ -75,10 +75,13 @@ void LocalQuotas::AdmitTurn(const std::string& tenant, const std::string& turn_i
   std::move(done)(std::move(a));
 }
 
-void LocalQuotas::EndTurn(const std::string& tenant, const std::string& turn_id) {
-  absl::MutexLock lock(&mu_);
-  auto it = tenants_.find(tenant);
-  if (it != tenants_.end() && it->second.running > 0) --it->second.running;
+void LocalQuotas::EndTurn(const std::string& tenant, const std::string& turn_id, EndCallback done) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = tenants_.find(tenant);
+    if (it != tenants_.end() && it->second.running > 0) --it->second.running;
+  }
+  if (done) std::move(done)();
 }
 
 void LocalQuotas::ChargeTokens(const std::string& tenant, uint64_t tokens,

@@ -65,7 +65,12 @@ class TenantQuotas {
   virtual void RenewTurn(const std::string& tenant, const std::string& turn_id,
                          absl::Duration lease) = 0;
   // An admitted turn ended. Best effort (a lost one expires with its lease).
-  virtual void EndTurn(const std::string& tenant, const std::string& turn_id) = 0;
+  // `done` (may be empty) runs once the slot is free for the next admission
+  // (or the attempt failed), inline or on another thread; a turn finishes its
+  // client stream only after it, so a client's next turn never finds its own
+  // previous turn still counted.
+  using EndCallback = absl::AnyInvocable<void() &&>;
+  virtual void EndTurn(const std::string& tenant, const std::string& turn_id, EndCallback done) = 0;
   // Takes a committed turn's tokens from the tenant's bucket. Best effort.
   virtual void ChargeTokens(const std::string& tenant, uint64_t tokens,
                             const TenantLimits& limits) = 0;
@@ -90,7 +95,7 @@ class LocalQuotas final : public TenantQuotas {
   void AdmitTurn(const std::string& tenant, const std::string& turn_id, const TenantLimits& limits,
                  absl::Duration lease, AdmitCallback done) override;
   void RenewTurn(const std::string&, const std::string&, absl::Duration) override {}
-  void EndTurn(const std::string& tenant, const std::string& turn_id) override;
+  void EndTurn(const std::string& tenant, const std::string& turn_id, EndCallback done) override;
   void ChargeTokens(const std::string& tenant, uint64_t tokens,
                     const TenantLimits& limits) override;
 

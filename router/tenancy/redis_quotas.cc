@@ -98,9 +98,12 @@ class RedisQuotas final : public TenantQuotas {
                   [](absl::StatusOr<const redisReply*> r) { LogFailure("renew", r); });
   }
 
-  void EndTurn(const std::string& tenant, const std::string& turn_id) override {
+  void EndTurn(const std::string& tenant, const std::string& turn_id, EndCallback done) override {
     client_->Eval(kEnd, {Key(tenant, "r")}, {turn_id}, /*retry_on_loss=*/true,
-                  [](absl::StatusOr<const redisReply*> r) { LogFailure("end turn", r); });
+                  [done = std::move(done)](absl::StatusOr<const redisReply*> r) mutable {
+                    LogFailure("end turn", r);
+                    if (done) std::move(done)();
+                  });
   }
 
   void ChargeTokens(const std::string& tenant, uint64_t tokens,

@@ -1,9 +1,9 @@
 // The hybrid model on the CUDA backend: logits against the CPU backend,
 // cached-versus-uncached exactness (prefill(k) + continuation == one
 // prefill), the tail copy-on-write of a KV block and the Mamba slot copy
-// through CudaCacheMemory, and NCCL tensor parallel (tp=2 == tp=1). Tests
-// that need a device skip without one; the CudaCacheMemory COW test also runs
-// on the CPU backend (CudaCacheMemory only uses the Backend interface).
+// through BackendCacheMemory, and NCCL tensor parallel (tp=2 == tp=1). Tests
+// that need a device skip without one; the cache copy-on-write test also runs
+// on the CPU backend (the same BackendCacheMemory over either backend).
 #include <cstdint>
 #include <memory>
 #include <random>
@@ -15,9 +15,9 @@
 #include "tests/gpu/gpu_test_util.h"
 #include "tests/unit/worker/model/test_model.h"
 #include "worker/model/tensor_parallel_model.h"
+#include "worker/runtime/backend_cache_memory.h"
 #include "worker/runtime/cpu_backend.h"
 #include "worker/runtime/cuda_backend.h"
-#include "worker/runtime/cuda_cache_memory.h"
 #if defined(HC_HAVE_NCCL)
 #include "worker/runtime/nccl_communicator.h"
 #endif
@@ -43,11 +43,11 @@ std::vector<int32_t> Tokens(int n, uint32_t seed, int vocab) {
 }
 
 // A TensorParallelModel over `tp` backends (one per rank) and a
-// CudaCacheMemory over the same backends.
+// BackendCacheMemory over the same backends.
 struct Runner {
   std::vector<std::unique_ptr<runtime::Backend>> backends;
   std::unique_ptr<TensorParallelModel> model;
-  std::unique_ptr<runtime::CudaCacheMemory> cache;
+  std::unique_ptr<runtime::BackendCacheMemory> cache;
   int next_block = 0;
 
   std::vector<float> Forward(const ForwardBatch& batch) {
@@ -92,8 +92,8 @@ std::unique_ptr<Runner> MakeRunner(const ModelConfig& config, const TensorSource
   EXPECT_TRUE(model.ok()) << model.status();
   if (!model.ok()) return nullptr;
   r->model = std::move(model).value();
-  auto cache = runtime::CudaCacheMemory::Create(r->model->KvLayout(kNumBlocks, kBlockSize),
-                                                r->model->MambaLayout(kNumSlots), raw);
+  auto cache = runtime::BackendCacheMemory::Create(r->model->KvLayout(kNumBlocks, kBlockSize),
+                                                   r->model->MambaLayout(kNumSlots), raw);
   EXPECT_TRUE(cache.ok()) << cache.status();
   if (!cache.ok()) return nullptr;
   r->cache = std::move(cache).value();

@@ -26,8 +26,8 @@
 #include "tests/unit/worker/model/test_model.h"
 #include "worker/model/synthetic_checkpoint.h"
 #include "worker/model/tensor_parallel_model.h"
+#include "worker/runtime/backend_cache_memory.h"
 #include "worker/runtime/cuda_backend.h"
-#include "worker/runtime/cuda_cache_memory.h"
 
 namespace hc {
 namespace {
@@ -312,8 +312,8 @@ void Model(runtime::CudaBackend* backend, const model::ModelConfig& c) {
   BENCH_CHECK(m.ok());
   auto& model = **m;
   constexpr int kBs = 16, kBlocks = 2048, kSlots = 40;
-  auto mem = runtime::CudaCacheMemory::Create(model.KvLayout(kBlocks, kBs),
-                                              model.MambaLayout(kSlots), {backend});
+  auto mem = runtime::BackendCacheMemory::Create(model.KvLayout(kBlocks, kBs),
+                                                 model.MambaLayout(kSlots), {backend});
   BENCH_CHECK(mem.ok());
   runtime::CacheMemory* cache = mem->get();
   std::vector<float> logits;

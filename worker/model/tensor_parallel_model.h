@@ -46,7 +46,7 @@ class TensorParallelModel {
   int tp_size() const { return static_cast<int>(ranks_.size()); }
   const ModelConfig& config() const { return ranks_[0]->config(); }
   // Every rank's cache tensors have these (per-rank) layouts; create the
-  // cache memory (HostCacheMemory, CudaCacheMemory) with tp_size() ranks.
+  // cache memory (BackendCacheMemory) over the same rank backends.
   runtime::KvLayout KvLayout(int num_blocks, int block_size) const;
   runtime::MambaLayout MambaLayout(int num_slots) const;
 

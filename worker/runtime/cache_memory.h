@@ -1,8 +1,8 @@
 // Device memory of the two cache groups, shared by the cache library (which
 // decides which block / slot holds what) and the model (which reads and writes
 // them). The cache library only ever copies whole blocks and slots through this
-// interface; the model gets raw per-rank tensors through k/v/conv/ssm from the
-// backend-specific implementation (HostCacheMemory on CPU, CudaCacheMemory on GPU).
+// interface; the model gets raw per-rank tensors through k/v/conv/ssm. The
+// implementation, BackendCacheMemory, serves every backend (CPU and CUDA).
 //
 // Tensor layouts, per tensor-parallel rank and per layer (row-major):
 //   K, V        [num_blocks, block_size, num_kv_heads, head_dim]   (kv dtype)
@@ -77,8 +77,8 @@ class CacheMemory {
   virtual absl::Status ZeroMambaSlot(SlotId slot) = 0;
 
   // The model's view: raw fp32 tensors of one rank and layer (layer index
-  // within its group), in the memory of that rank's backend (host memory for
-  // HostCacheMemory, device memory of the rank's GPU for CudaCacheMemory).
+  // within its group), in the memory of that rank's backend (host memory on
+  // the CPU backend, device memory of the rank's GPU on CUDA).
   // REQUIRES: 0 <= rank < num_ranks(), layer in range.
   virtual float* k(int rank, int layer) = 0;
   virtual float* v(int rank, int layer) = 0;

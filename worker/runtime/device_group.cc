@@ -5,12 +5,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/runtime/backend_cache_memory.h"
 #include "worker/runtime/cpu_backend.h"
-#include "worker/runtime/host_cache_memory.h"
 #if defined(HC_HAVE_CUDA)
 #include "kernels/cuda/cuda_kernels.h"
 #include "worker/runtime/cuda_backend.h"
-#include "worker/runtime/cuda_cache_memory.h"
 #endif
 #if defined(HC_HAVE_NCCL)
 #include "worker/runtime/nccl_communicator.h"
@@ -33,11 +32,6 @@ class CpuGroup final : public DeviceGroup {
     return [](int n) -> absl::StatusOr<std::vector<std::unique_ptr<Communicator>>> {
       return CreateThreadCommunicators(n);
     };
-  }
-  absl::StatusOr<std::unique_ptr<CacheMemory>> CreateCacheMemory(
-      const KvLayout& kv, const MambaLayout& mamba) const override {
-    HC_ASSIGN_OR_RETURN(auto mem, HostCacheMemory::Create(kv, mamba, tp_));
-    return std::unique_ptr<CacheMemory>(std::move(mem));
   }
 
  private:
@@ -70,11 +64,6 @@ class CudaGroup final : public DeviceGroup {
 #endif
     };
   }
-  absl::StatusOr<std::unique_ptr<CacheMemory>> CreateCacheMemory(
-      const KvLayout& kv, const MambaLayout& mamba) const override {
-    HC_ASSIGN_OR_RETURN(auto mem, CudaCacheMemory::Create(kv, mamba, rank_backends()));
-    return std::unique_ptr<CacheMemory>(std::move(mem));
-  }
 
  private:
   const std::vector<std::unique_ptr<CudaBackend>> backends_;
@@ -82,6 +71,12 @@ class CudaGroup final : public DeviceGroup {
 #endif
 
 }  // namespace
+
+absl::StatusOr<std::unique_ptr<CacheMemory>> DeviceGroup::CreateCacheMemory(
+    const KvLayout& kv, const MambaLayout& mamba) const {
+  HC_ASSIGN_OR_RETURN(auto mem, BackendCacheMemory::Create(kv, mamba, rank_backends()));
+  return std::unique_ptr<CacheMemory>(std::move(mem));
+}
 
 absl::StatusOr<BackendKind> ParseBackendKind(std::string_view name) {
   if (name == "cpu") return BackendKind::kCpu;

@@ -2,7 +2,7 @@
 // `hc-worker --device cpu|cuda --tp N` needs): one backend per rank (CPU: one
 // shared host backend; CUDA: one backend per GPU 0..tp-1), the communicators
 // between the ranks (thread communicators on CPU, NCCL on CUDA) and the cache
-// memory over the rank backends (HostCacheMemory / CudaCacheMemory).
+// memory over the rank backends (BackendCacheMemory).
 //
 // Typical use:
 //   HC_ASSIGN_OR_RETURN(auto group, CreateDeviceGroup({.kind = kind, .tp = tp}));
@@ -53,9 +53,10 @@ class DeviceGroup {
   // group lives; the communicators must be destroyed before the group.
   virtual std::function<absl::StatusOr<std::vector<std::unique_ptr<Communicator>>>(int)>
   communicator_factory() const = 0;
-  // Zeroed cache memory with `tp` ranks on the rank backends.
-  virtual absl::StatusOr<std::unique_ptr<CacheMemory>> CreateCacheMemory(
-      const KvLayout& kv, const MambaLayout& mamba) const = 0;
+  // Zeroed cache memory with `tp` ranks on the rank backends (the same
+  // BackendCacheMemory for every kind); errors as BackendCacheMemory::Create.
+  absl::StatusOr<std::unique_ptr<CacheMemory>> CreateCacheMemory(const KvLayout& kv,
+                                                                 const MambaLayout& mamba) const;
 };
 
 // INVALID_ARGUMENT for tp < 1; UNIMPLEMENTED for CUDA in a build without it

@@ -25,6 +25,13 @@ namespace pb = hybridcache::v1;
 // Observer) and leave one write at a time; consecutive token events are
 // merged while a write is in flight, so a slow client costs one message, not
 // one per token.
+//
+// Locking (the style of router/service/turn.cc): what to do next is decided
+// under mu_ (a Step), and the gRPC call it names (StartWrite or Finish) is
+// made after unlocking, so no gRPC call runs under a lock this reactor's
+// reactions take. NextLocked() hands out a write only when none is in flight
+// and Finish only once, so a reactor that has handed out a call outlives the
+// thread that makes it (OnDone, which deletes it, follows Finish).
 class ExecuteReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   // Forwards the engine's events to the reactor until the reactor is done.
@@ -77,8 +84,18 @@ class ExecuteReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 
    private:
     void Push(std::optional<pb::ExecuteEvent> ev, std::optional<grpc::Status> final) {
-      absl::MutexLock lock(&mu_);
-      if (reactor_ != nullptr) reactor_->Enqueue(std::move(ev), std::move(final));
+      ExecuteReactor* reactor = nullptr;
+      Step step;
+      {
+        // mu_ keeps the reactor from being detached (and deleted) while the
+        // step is decided; the step's own call keeps it alive after.
+        absl::MutexLock lock(&mu_);
+        if (reactor_ == nullptr) return;
+        reactor = reactor_;
+        step = reactor->Enqueue(std::move(ev), std::move(final));
+      }
+      // Without a call to make, the reactor may already be gone.
+      if (step.has_call()) reactor->Take(step);
     }
     const std::string worker_id_;
     absl::Mutex mu_;
@@ -102,22 +119,23 @@ class ExecuteReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       }
       turn = submitted;
     }
-    Enqueue(std::nullopt, ToGrpcStatus(turn.status()));
+    Take(Enqueue(std::nullopt, ToGrpcStatus(turn.status())));
   }
 
   void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    if (!ok) {
-      // The client is gone: drop what is queued; OnCancel tells the engine.
-      queue_.clear();
-      if (!finishing_) {
-        finishing_ = true;
-        Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the stream broke"));
+    Step step;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) {
+        // The client is gone: drop what is queued and end the stream
+        // (whatever the turn's own outcome); OnCancel tells the engine.
+        queue_.clear();
+        final_ = grpc::Status(grpc::StatusCode::CANCELLED, "the stream broke");
       }
-      return;
+      step = NextLocked();
     }
-    PumpLocked();
+    Take(step);
   }
 
   void OnCancel() override {
@@ -130,9 +148,28 @@ class ExecuteReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   }
 
  private:
-  void Enqueue(std::optional<pb::ExecuteEvent> ev, std::optional<grpc::Status> final) {
+  // The next gRPC call on the stream, decided under mu_; empty: none.
+  struct Step {
+    bool has_call() const { return write != nullptr || finish.has_value(); }
+    grpc::ByteBuffer* write = nullptr;   // StartWrite(write)
+    std::optional<grpc::Status> finish;  // Finish(*finish)
+  };
+
+  // Makes the call `step` names. Called without mu_; touches nothing of the
+  // reactor after the call (a reaction may delete it from then on).
+  void Take(const Step& step) {
+    if (step.write != nullptr) {
+      StartWrite(step.write);
+    } else if (step.finish.has_value()) {
+      Finish(*step.finish);
+    }
+  }
+
+  // Queues an event and/or the final status; returns the step to take.
+  [[nodiscard]] Step Enqueue(std::optional<pb::ExecuteEvent> ev,
+                             std::optional<grpc::Status> final) {
     absl::MutexLock lock(&mu_);
-    if (finishing_) return;
+    if (finishing_) return {};
     if (ev.has_value()) {
       // Merge into a queued token batch rather than queueing a new message.
       if (ev->has_tokens() && !queue_.empty() && queue_.back().has_tokens()) {
@@ -144,22 +181,22 @@ class ExecuteReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       }
     }
     if (final.has_value()) final_ = std::move(final);
-    PumpLocked();
+    return NextLocked();
   }
 
-  void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (writing_ || finishing_) return;
+  // The next write when none is in flight, else Finish once everything queued
+  // has been written and the final status is known.
+  Step NextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || finishing_) return {};
     if (!queue_.empty()) {
       current_ = SerializeRawResponse(queue_.front());
       queue_.pop_front();
       writing_ = true;
-      StartWrite(&current_);
-      return;
+      return {.write = &current_};
     }
-    if (final_.has_value()) {
-      finishing_ = true;
-      Finish(*final_);
-    }
+    if (!final_.has_value()) return {};
+    finishing_ = true;
+    return {.finish = *final_};
   }
 
   const WorkerServiceOptions& options_;

@@ -15,8 +15,8 @@
 #include "absl/strings/str_format.h"
 #include "benchmark/benchmark.h"
 #include "common/logging.h"
+#include "tests/unit/worker/runtime/host_cache_memory.h"
 #include "worker/cache/conversation_cache.h"
-#include "worker/runtime/host_cache_memory.h"
 
 namespace hc::cache {
 namespace {
@@ -26,7 +26,7 @@ constexpr int64_t kHistoryTokens = 32 * 1024 + 5;  // unaligned: the attach copi
 constexpr int kOtherTokens = 10;                   // one block per stored conversation
 
 struct Fixture {
-  std::unique_ptr<runtime::HostCacheMemory> memory;
+  std::unique_ptr<runtime::BackendCacheMemory> memory;
   std::unique_ptr<ConversationCache> cache;
   ConversationKey target{"bench-salt", "target"};
   RoundStamp stamp;
@@ -61,7 +61,7 @@ Fixture& GetFixture(int num_conversations) {
                                    .num_heads = 1,
                                    .head_dim = 4,
                                    .state_size = 8};
-  f->memory = runtime::HostCacheMemory::Create(kv, mamba, 1).value();
+  f->memory = runtime::testing::MakeHostCacheMemory(kv, mamba, 1).value();
   ConversationCache::Options options;
   options.memory = f->memory.get();
   f->cache = ConversationCache::Create(std::move(options)).value();

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
 #include "common/grpc_status.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
@@ -214,6 +215,60 @@ TEST(TenantQuotaTest, ConcurrentTurnsPastTheLimitAreRefusedWithARetryDelay) {
   ASSERT_TRUE(held.status.ok()) << held.status.error_message();
   EXPECT_TRUE(h.CompleteAs("k", RouterHarness::UserTurn("c2", "hi", "s")).status.ok());
   EXPECT_EQ(h.Counter("hc_router_tenant_refusals_total", "reason", "concurrent_turns"), 1);
+}
+
+// LocalQuotas whose first EndTurn is held until the test completes it, as a
+// Redis EndTurn still on its way to the server would be.
+class DeferredEndQuotas final : public TenantQuotas {
+ public:
+  void AdmitTurn(const std::string& tenant, const std::string& turn_id, const TenantLimits& limits,
+                 absl::Duration lease, AdmitCallback done) override {
+    inner_.AdmitTurn(tenant, turn_id, limits, lease, std::move(done));
+  }
+  void RenewTurn(const std::string&, const std::string&, absl::Duration) override {}
+  // Holds the first EndTurn; later ones go straight through.
+  void EndTurn(const std::string& tenant, const std::string& turn_id, EndCallback done) override {
+    if (end_called_.HasBeenNotified()) return inner_.EndTurn(tenant, turn_id, std::move(done));
+    tenant_ = tenant;
+    turn_id_ = turn_id;
+    done_ = std::move(done);
+    end_called_.Notify();
+  }
+  void ChargeTokens(const std::string& tenant, uint64_t tokens,
+                    const TenantLimits& limits) override {
+    inner_.ChargeTokens(tenant, tokens, limits);
+  }
+  absl::Notification& end_called() { return end_called_; }
+  void CompleteEnd() { inner_.EndTurn(tenant_, turn_id_, std::move(done_)); }
+
+ private:
+  LocalQuotas inner_;
+  absl::Notification end_called_;
+  std::string tenant_, turn_id_;
+  EndCallback done_;
+};
+
+TEST(TenantQuotaTest, ATurnEndsForItsClientOnlyOnceItsQuotaSlotIsFree) {
+  Keys keys({Key("k", "t", R"("salts": ["s"], "limits": {"max_concurrent_turns": 1})")});
+  DeferredEndQuotas quotas;
+  HarnessOptions o;
+  o.service.api_keys = keys.store();
+  o.service.quotas = &quotas;
+  RouterHarness h(1, std::move(o));
+  absl::Notification answered;
+  TurnResult first;
+  std::thread t([&] {
+    first = h.CompleteAs("k", RouterHarness::UserTurn("c1", "hi", "s"));
+    answered.Notify();
+  });
+  quotas.end_called().WaitForNotification();
+  // The slot is not free yet: were the client answered now, its next turn
+  // could be refused by its own finished one. (A bounded negative check.)
+  EXPECT_FALSE(answered.WaitForNotificationWithTimeout(absl::Milliseconds(200)));
+  quotas.CompleteEnd();
+  t.join();
+  ASSERT_TRUE(first.status.ok()) << first.status.error_message();
+  EXPECT_TRUE(h.CompleteAs("k", RouterHarness::UserTurn("c2", "hi", "s")).status.ok());
 }
 
 TEST(TenantQuotaTest, ConversationsPastTheLimitAreRefusedWithARetryDelay) {

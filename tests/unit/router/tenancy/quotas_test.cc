@@ -38,7 +38,7 @@ TEST(LocalQuotasTest, ConcurrentTurnsAreLimitedExactlyPerTenant) {
   EXPECT_EQ(RetryDelayOf(third.status), kTurnRetryDelay);
   EXPECT_NE(third.status.message().find("retry in 1s"), std::string::npos) << third.status;
   EXPECT_TRUE(Admit(q, "b", "1", limits).status.ok()) << "another tenant has its own count";
-  q.EndTurn("a", "1");
+  q.EndTurn("a", "1", nullptr);
   EXPECT_TRUE(Admit(q, "a", "4", limits).status.ok());
 }
 
@@ -50,7 +50,7 @@ TEST(LocalQuotasTest, TokensPerMinuteIsABucketThatRefillsWithTime) {
   for (int i = 0; i < 3; ++i) {
     ASSERT_TRUE(Admit(q, "a", "t", limits).status.ok()) << i;
     q.ChargeTokens("a", 200, limits);
-    q.EndTurn("a", "t");
+    q.EndTurn("a", "t", nullptr);
   }
   Admission refused = Admit(q, "a", "t", limits);
   EXPECT_EQ(refused.status.code(), absl::StatusCode::kResourceExhausted);
@@ -64,7 +64,7 @@ TEST(LocalQuotasTest, TokensPerMinuteIsABucketThatRefillsWithTime) {
   EXPECT_FALSE(Admit(q, "a", "t", limits).status.ok());
   now_ms += 1;
   EXPECT_TRUE(Admit(q, "a", "t", limits).status.ok());
-  q.EndTurn("a", "t");
+  q.EndTurn("a", "t", nullptr);
   // A turn larger than what is left drives the bucket into debt.
   q.ChargeTokens("a", 1000, limits);
   Admission debt = Admit(q, "a", "t", limits);
@@ -95,7 +95,7 @@ TEST_F(RedisQuotasTest, TwoRoutersShareTheConcurrentTurnLimit) {
   EXPECT_EQ(refused.refusal, QuotaRefusal::kConcurrentTurns);
   EXPECT_EQ(RetryDelayOf(refused.status), kTurnRetryDelay);
   EXPECT_TRUE(Admit(*a, "other", "a/3", limits).status.ok());
-  b->EndTurn("t", "b/1");
+  b->EndTurn("t", "b/1", nullptr);
   // b's next answer comes after its EndTurn ran (one connection, in order).
   ASSERT_TRUE(Admit(*b, "other", "b/2", limits).status.ok());
   EXPECT_TRUE(Admit(*a, "t", "a/4", limits).status.ok());
@@ -137,10 +137,10 @@ TEST_F(RedisQuotasTest, TwoRoutersShareTheTokenBucket) {
   const TenantLimits limits{.tokens_per_minute = 6};
   ASSERT_TRUE(Admit(*a, "t", "a/1", limits).status.ok());
   a->ChargeTokens("t", 4, limits);
-  a->EndTurn("t", "a/1");
+  a->EndTurn("t", "a/1", nullptr);
   ASSERT_TRUE(Admit(*a, "t", "a/2", limits).status.ok());  // 2 left (same connection: in order)
   a->ChargeTokens("t", 2, limits);
-  a->EndTurn("t", "a/2");
+  a->EndTurn("t", "a/2", nullptr);
   // Router b reads the same bucket: a's charges are applied once a's next
   // command has answered.
   ASSERT_FALSE(Admit(*a, "t", "a/3", limits).status.ok());

@@ -429,7 +429,7 @@ class ConversationCacheModelTest : public ::testing::TestWithParam<uint64_t> {
   }
 
   std::mt19937_64 rng_;
-  std::unique_ptr<runtime::HostCacheMemory> mem_;
+  std::unique_ptr<runtime::BackendCacheMemory> mem_;
   std::unique_ptr<ConversationCache> cache_;
   std::map<RefKey, RefConv> convs_;
   std::deque<RefKey> idle_lru_;  // front: least recently used idle state

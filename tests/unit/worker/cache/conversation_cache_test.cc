@@ -55,7 +55,7 @@ class ConversationCacheTest : public ::testing::Test {
   }
 
   std::mt19937_64 rng_{3};
-  std::unique_ptr<runtime::HostCacheMemory> mem_;
+  std::unique_ptr<runtime::BackendCacheMemory> mem_;
   std::unique_ptr<ConversationCache> cache_;
   const ConversationKey a_{"salt1", "a"};
   const ConversationKey b_{"salt1", "b"};

@@ -31,7 +31,7 @@ class FullAttentionGroupTest : public ::testing::Test {
     return group_.Publish(std::move(req), {}, num_tokens);
   }
 
-  std::unique_ptr<runtime::HostCacheMemory> mem_;
+  std::unique_ptr<runtime::BackendCacheMemory> mem_;
   KvBlockPool pool_;
   FullAttentionGroup group_;
   std::mt19937_64 rng_{42};

@@ -11,11 +11,11 @@ namespace {
 
 using testing::MakeSmallMemory;
 
-// Forwards to HostCacheMemory, but can fail the Mamba slot operations (a
+// Forwards to host cache memory, but can fail the Mamba slot operations (a
 // device error in the second group after the first already allocated).
 class FlakyMemory final : public runtime::CacheMemory {
  public:
-  explicit FlakyMemory(std::unique_ptr<runtime::HostCacheMemory> inner)
+  explicit FlakyMemory(std::unique_ptr<runtime::BackendCacheMemory> inner)
       : inner_(std::move(inner)) {}
   const runtime::KvLayout& kv_layout() const override { return inner_->kv_layout(); }
   const runtime::MambaLayout& mamba_layout() const override { return inner_->mamba_layout(); }
@@ -38,7 +38,7 @@ class FlakyMemory final : public runtime::CacheMemory {
   bool fail_mamba = false;
 
  private:
-  std::unique_ptr<runtime::HostCacheMemory> inner_;
+  std::unique_ptr<runtime::BackendCacheMemory> inner_;
 };
 
 class HybridCoordinatorTest : public ::testing::Test {

@@ -28,7 +28,7 @@ class MambaStateGroupTest : public ::testing::Test {
   }
 
   std::mt19937_64 rng_{7};
-  std::unique_ptr<runtime::HostCacheMemory> mem_;
+  std::unique_ptr<runtime::BackendCacheMemory> mem_;
   MambaStateGroup group_;
 };
 

@@ -23,9 +23,9 @@
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "tests/unit/worker/engine/fake_model.h"
+#include "tests/unit/worker/runtime/host_cache_memory.h"
 #include "worker/cache/conversation_cache.h"
 #include "worker/engine/engine.h"
-#include "worker/runtime/host_cache_memory.h"
 
 namespace hc::engine::testing {
 
@@ -141,19 +141,19 @@ struct HarnessOptions {
 class Harness {
  public:
   explicit Harness(HarnessOptions o = {}) {
-    memory_ = runtime::HostCacheMemory::Create({.num_layers = 1,
-                                                .num_blocks = o.kv_blocks,
-                                                .block_size = o.block_size,
-                                                .num_kv_heads = 1,
-                                                .head_dim = 1},
-                                               {.num_layers = 1,
-                                                .num_slots = o.mamba_slots,
-                                                .conv_dim = 1,
-                                                .conv_width = 2,
-                                                .num_heads = 1,
-                                                .head_dim = 1,
-                                                .state_size = 1},
-                                               1)
+    memory_ = runtime::testing::MakeHostCacheMemory({.num_layers = 1,
+                                                     .num_blocks = o.kv_blocks,
+                                                     .block_size = o.block_size,
+                                                     .num_kv_heads = 1,
+                                                     .head_dim = 1},
+                                                    {.num_layers = 1,
+                                                     .num_slots = o.mamba_slots,
+                                                     .conv_dim = 1,
+                                                     .conv_width = 2,
+                                                     .num_heads = 1,
+                                                     .head_dim = 1,
+                                                     .state_size = 1},
+                                                    1)
                   .value();
     cache_ = cache::ConversationCache::Create({.memory = memory_.get()}).value();
     model_ = std::make_unique<FakeModel>(memory_.get(), kVocab);
@@ -207,7 +207,7 @@ class Harness {
  private:
   RejectionCounter metrics_;
   std::atomic<int64_t> token_bytes_calls_{0};
-  std::unique_ptr<runtime::HostCacheMemory> memory_;
+  std::unique_ptr<runtime::BackendCacheMemory> memory_;
   std::unique_ptr<cache::ConversationCache> cache_;
   std::unique_ptr<FakeModel> model_;
   std::unique_ptr<GatedModel> gate_;

@@ -498,7 +498,7 @@ TEST(EngineTest, ZeroMaxWaitingQueuesWithoutBound) {
 
 TEST(EngineTest, NegativeMaxWaitingIsRejected) {
   auto memory =
-      runtime::HostCacheMemory::Create(
+      runtime::testing::MakeHostCacheMemory(
           {.num_layers = 1, .num_blocks = 4, .block_size = 4, .num_kv_heads = 1, .head_dim = 1},
           {.num_layers = 1,
            .num_slots = 2,

@@ -15,7 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/notification.h"
 #include "worker/engine/model_runner.h"
-#include "worker/runtime/host_cache_memory.h"
+#include "worker/runtime/cache_memory.h"
 
 namespace hc::engine {
 
@@ -29,7 +29,7 @@ class FakeModel final : public ModelRunner {
     int32_t first_token = -1;
   };
 
-  FakeModel(runtime::HostCacheMemory* memory, int vocab) : memory_(memory), vocab_(vocab) {}
+  FakeModel(runtime::CacheMemory* memory, int vocab) : memory_(memory), vocab_(vocab) {}
 
   int vocab_size() const override { return vocab_; }
 
@@ -78,7 +78,7 @@ class FakeModel final : public ModelRunner {
   const std::vector<std::vector<SeqRecord>>& calls() const { return calls_; }
 
  private:
-  runtime::HostCacheMemory* memory_;
+  runtime::CacheMemory* memory_;
   int vocab_;
   int64_t tokens_computed_ = 0;
   int forward_calls_ = 0;

@@ -125,9 +125,11 @@ absl::StatusOr<std::unique_ptr<TpRunner>> TpRunner::Create(const ModelConfig& co
                                   [&](std::string_view name, const std::vector<int64_t>& s) {
                                     return LoadF32ForTest(source, name, s);
                                   }));
-  HC_ASSIGN_OR_RETURN(runner->cache_, runtime::HostCacheMemory::Create(
-                                          runner->model_->KvLayout(num_blocks, block_size),
-                                          runner->model_->MambaLayout(num_slots), tp));
+  HC_ASSIGN_OR_RETURN(
+      runner->cache_,
+      runtime::BackendCacheMemory::Create(
+          runner->model_->KvLayout(num_blocks, block_size), runner->model_->MambaLayout(num_slots),
+          std::vector<runtime::Backend*>(tp, runner->backend_.get())));
   return runner;
 }
 

@@ -1,7 +1,7 @@
 // Test support for worker/model: a tiny Bamba config, an in-memory
 // TensorSource with seeded random weights under the Hugging Face names, and a
 // runner that drives tp ranks of HybridModel on threads over one
-// HostCacheMemory.
+// BackendCacheMemory on a CPU backend.
 #ifndef HC_TESTS_UNIT_WORKER_MODEL_TEST_MODEL_H_
 #define HC_TESTS_UNIT_WORKER_MODEL_TEST_MODEL_H_
 
@@ -15,8 +15,8 @@
 #include "worker/model/tensor_parallel_model.h"
 #include "worker/model/tensor_source.h"
 #include "worker/runtime/backend.h"
+#include "worker/runtime/backend_cache_memory.h"
 #include "worker/runtime/communicator.h"
-#include "worker/runtime/host_cache_memory.h"
 
 namespace hc::model::testing {
 
@@ -48,7 +48,9 @@ absl::StatusOr<std::vector<float>> LoadF32ForTest(const TensorSource& source, st
                                                   const std::vector<int64_t>& shape);
 
 // A TensorParallelModel of tp ranks over its own CPU backend (optionally
-// limited to max_bytes) and cache memory; Forward returns rank 0's logits.
+// limited to max_bytes) and cache memory on that backend (so the backend's
+// allocated_bytes() and max_bytes include the cache); Forward returns rank 0's
+// logits.
 class TpRunner {
  public:
   static absl::StatusOr<std::unique_ptr<TpRunner>> Create(const ModelConfig& config,
@@ -56,13 +58,13 @@ class TpRunner {
                                                           int num_blocks, int block_size,
                                                           int num_slots, size_t max_bytes = 0);
   absl::StatusOr<std::vector<float>> Forward(const ForwardBatch& batch);
-  runtime::HostCacheMemory& cache() { return *cache_; }
+  runtime::BackendCacheMemory& cache() { return *cache_; }
   runtime::Backend& backend() { return *backend_; }
 
  private:
   std::unique_ptr<runtime::Backend> backend_;
   std::unique_ptr<TensorParallelModel> model_;
-  std::unique_ptr<runtime::HostCacheMemory> cache_;
+  std::unique_ptr<runtime::BackendCacheMemory> cache_;
 };
 
 double MaxRelError(const std::vector<float>& got, const std::vector<float>& want);

@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace hc::runtime {
@@ -50,6 +51,44 @@ TEST(DeviceGroupTest, CpuGroupSharesOneBackendAndCommunicatorsReduce) {
   ASSERT_TRUE(mem.ok()) << mem.status();
   EXPECT_EQ((*mem)->num_ranks(), 3);
   EXPECT_NE((*mem)->k(2, 0), nullptr);
+}
+
+KvLayout OneLayerKv(int num_blocks) {
+  return {
+      .num_layers = 1, .num_blocks = num_blocks, .block_size = 2, .num_kv_heads = 1, .head_dim = 4};
+}
+MambaLayout OneLayerMamba(int num_slots) {
+  return {.num_layers = 1,
+          .num_slots = num_slots,
+          .conv_dim = 3,
+          .conv_width = 4,
+          .num_heads = 1,
+          .head_dim = 2,
+          .state_size = 2};
+}
+
+TEST(DeviceGroupTest, CpuCacheMemoryIsCountedByTheBackendAndReleased) {
+  auto group = CreateDeviceGroup({.kind = BackendKind::kCpu, .tp = 2}).value();
+  Backend* backend = group->rank_backends()[0];
+  const size_t before = backend->allocated_bytes();
+  auto mem = group->CreateCacheMemory(OneLayerKv(4), OneLayerMamba(2));
+  ASSERT_TRUE(mem.ok()) << mem.status();
+  // Two ranks on the shared backend, each: K and V (4 blocks x 2 tokens x 4),
+  // conv (2 slots x 3 x 3) and SSM (2 slots x 1 x 2 x 2), fp32.
+  const size_t per_rank = (2 * 4 * 2 * 4 + 2 * 3 * 3 + 2 * 1 * 2 * 2) * sizeof(float);
+  EXPECT_EQ(backend->allocated_bytes() - before, 2 * per_rank);
+  mem->reset();
+  EXPECT_EQ(backend->allocated_bytes(), before);
+}
+
+TEST(DeviceGroupTest, CpuCacheMemoryRefusesZeroBlocksOrSlots) {
+  auto group = CreateDeviceGroup({.kind = BackendKind::kCpu, .tp = 1}).value();
+  const auto no_blocks = group->CreateCacheMemory(OneLayerKv(0), OneLayerMamba(2));
+  EXPECT_EQ(no_blocks.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(no_blocks.status().message(), ::testing::HasSubstr("num_blocks=0"));
+  const auto no_slots = group->CreateCacheMemory(OneLayerKv(4), OneLayerMamba(0));
+  EXPECT_EQ(no_slots.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(no_slots.status().message(), ::testing::HasSubstr("num_slots=0"));
 }
 
 TEST(DeviceGroupTest, CudaWithoutDeviceOrSupportFailsCleanly) {

@@ -11,9 +11,9 @@
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
 #include "tests/unit/worker/engine/fake_model.h"
+#include "tests/unit/worker/runtime/host_cache_memory.h"
 #include "worker/cache/conversation_cache.h"
 #include "worker/engine/engine.h"
-#include "worker/runtime/host_cache_memory.h"
 #include "worker/service/worker_service.h"
 
 namespace hc::worker {
@@ -31,7 +31,7 @@ class HealthOnDrainTest : public ::testing::Test {
  protected:
   void SetUp() override {
     memory_ =
-        runtime::HostCacheMemory::Create(
+        runtime::testing::MakeHostCacheMemory(
             {.num_layers = 1, .num_blocks = 16, .block_size = 4, .num_kv_heads = 1, .head_dim = 1},
             {.num_layers = 1,
              .num_slots = 4,
@@ -80,7 +80,7 @@ class HealthOnDrainTest : public ::testing::Test {
   }
 
   HealthOnDrain health_;  // outlives the service and the server, as in main
-  std::unique_ptr<runtime::HostCacheMemory> memory_;
+  std::unique_ptr<runtime::BackendCacheMemory> memory_;
   std::unique_ptr<cache::ConversationCache> cache_;
   std::unique_ptr<engine::FakeModel> model_;
   std::unique_ptr<engine::Engine> engine_;

@@ -23,8 +23,8 @@
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
 #include "tests/unit/worker/engine/fake_model.h"
+#include "tests/unit/worker/runtime/host_cache_memory.h"
 #include "worker/cache/conversation_cache.h"
-#include "worker/runtime/host_cache_memory.h"
 #include "worker/service/worker_metrics.h"
 
 namespace hc::worker {
@@ -97,7 +97,7 @@ class WorkerServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
     memory_ =
-        runtime::HostCacheMemory::Create(
+        runtime::testing::MakeHostCacheMemory(
             {.num_layers = 1, .num_blocks = 512, .block_size = 4, .num_kv_heads = 1, .head_dim = 1},
             {.num_layers = 1,
              .num_slots = 16,
@@ -241,7 +241,7 @@ class WorkerServiceTest : public ::testing::Test {
   }
 
   prometheus::Registry registry_;
-  std::unique_ptr<runtime::HostCacheMemory> memory_;
+  std::unique_ptr<runtime::BackendCacheMemory> memory_;
   std::unique_ptr<cache::ConversationCache> cache_;
   std::unique_ptr<engine::FakeModel> model_;
   std::unique_ptr<GatedModel> gate_;

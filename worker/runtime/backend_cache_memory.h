@@ -1,14 +1,18 @@
-// CacheMemory in backend memory: rank r's tensors live on rank_backends[r]
-// (its GPU for CUDA backends; fp32, layouts of cache_memory.h). It only uses
-// the Backend interface, so it also runs (and is unit-tested) on the CPU
-// backend. Copies and zeroing are enqueued on
-// each rank's backend stream, so they are ordered before the next Forward on
-// that rank; the returned status covers enqueueing (device faults surface at
-// the next Synchronize of that backend).
+// The one CacheMemory implementation: rank r's tensors (fp32, layouts of
+// cache_memory.h) live in memory allocated through rank_backends[r], so the
+// same code serves the CPU backend (host memory; tensor-parallel ranks may
+// share one backend) and CUDA backends (one GPU per rank), and every byte
+// shows in that backend's allocated_bytes() and counts against its limit.
+//
+// Copies and zeroing are enqueued on each rank's backend stream, so they are
+// ordered before the next Forward on that rank; the returned status covers
+// enqueueing (device faults surface at the next Synchronize of that backend).
+// On the CPU backend they complete before returning, so k/v/conv/ssm may be
+// read and written directly as host memory.
 //
 // Thread-safety: not thread-safe; the engine thread owns it.
-#ifndef HC_WORKER_RUNTIME_CUDA_CACHE_MEMORY_H_
-#define HC_WORKER_RUNTIME_CUDA_CACHE_MEMORY_H_
+#ifndef HC_WORKER_RUNTIME_BACKEND_CACHE_MEMORY_H_
+#define HC_WORKER_RUNTIME_BACKEND_CACHE_MEMORY_H_
 
 #include <array>
 #include <memory>
@@ -21,12 +25,15 @@
 
 namespace hc::runtime {
 
-class CudaCacheMemory final : public CacheMemory {
+class BackendCacheMemory final : public CacheMemory {
  public:
   // Allocates zeroed fp32 tensors; rank r on rank_backends[r] (not owned; they
-  // outlive this object). INVALID_ARGUMENT for a non-fp32 dtype, a bad layout
-  // or no backends; RESOURCE_EXHAUSTED when device memory runs out.
-  static absl::StatusOr<std::unique_ptr<CudaCacheMemory>> Create(
+  // outlive this object; the same backend may serve several ranks).
+  // INVALID_ARGUMENT, allocating nothing, for no or a null backend, a
+  // non-fp32 dtype, no KV blocks or Mamba slots, or another bad layout size;
+  // RESOURCE_EXHAUSTED (everything allocated so far released) when a backend
+  // runs out of memory.
+  static absl::StatusOr<std::unique_ptr<BackendCacheMemory>> Create(
       const KvLayout& kv, const MambaLayout& mamba, std::vector<Backend*> rank_backends);
 
   const KvLayout& kv_layout() const override { return kv_layout_; }
@@ -42,10 +49,11 @@ class CudaCacheMemory final : public CacheMemory {
   float* conv(int rank, int layer) override { return conv_bufs_[rank][layer].as<float>(); }
   float* ssm(int rank, int layer) override { return ssm_bufs_[rank][layer].as<float>(); }
 
+  // Bytes allocated for all tensors of all ranks.
   size_t TotalBytes() const;
 
  private:
-  CudaCacheMemory(const KvLayout& kv, const MambaLayout& mamba, std::vector<Backend*> backends)
+  BackendCacheMemory(const KvLayout& kv, const MambaLayout& mamba, std::vector<Backend*> backends)
       : kv_layout_(kv), mamba_layout_(mamba), backends_(std::move(backends)) {}
   absl::Status Allocate();
 
@@ -60,4 +68,4 @@ class CudaCacheMemory final : public CacheMemory {
 
 }  // namespace hc::runtime
 
-#endif  // HC_WORKER_RUNTIME_CUDA_CACHE_MEMORY_H_
+#endif  // HC_WORKER_RUNTIME_BACKEND_CACHE_MEMORY_H_

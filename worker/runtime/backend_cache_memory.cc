@@ -1,38 +1,65 @@
-#include "worker/runtime/cuda_cache_memory.h"
+#include "worker/runtime/backend_cache_memory.h"
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
 namespace hc::runtime {
 
-absl::StatusOr<std::unique_ptr<CudaCacheMemory>> CudaCacheMemory::Create(
-    const KvLayout& kv, const MambaLayout& mamba, std::vector<Backend*> rank_backends) {
-  if (rank_backends.empty()) return absl::InvalidArgumentError("no rank backends");
-  for (Backend* b : rank_backends) {
-    if (b == nullptr) return absl::InvalidArgumentError("null rank backend");
-  }
+namespace {
+
+// Why `kv` / `mamba` cannot back a cache, or OK. Blocks and slots are required
+// even for a group without layers: the cache library addresses every token by
+// block and every conversation by slot.
+absl::Status ValidateLayouts(const KvLayout& kv, const MambaLayout& mamba) {
   if (kv.dtype != DType::kF32 || mamba.conv_dtype != DType::kF32) {
-    return absl::InvalidArgumentError("CudaCacheMemory stores fp32 only");
+    return absl::InvalidArgumentError("cache memory stores fp32 only (KV and conv state dtype)");
   }
-  if (kv.num_layers < 0 || kv.num_blocks < 0 || kv.block_size <= 0 ||
-      (kv.num_layers > 0 && (kv.num_blocks <= 0 || kv.num_kv_heads <= 0 || kv.head_dim <= 0))) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "invalid KV layout: layers=", kv.num_layers, " blocks=", kv.num_blocks,
-        " block_size=", kv.block_size, " kv_heads=", kv.num_kv_heads, " head_dim=", kv.head_dim));
+  if (kv.num_blocks <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV layout needs at least one block: num_blocks=", kv.num_blocks));
   }
-  if (mamba.num_layers < 0 || mamba.num_slots < 0 ||
+  if (mamba.num_slots <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Mamba layout needs at least one slot: num_slots=", mamba.num_slots));
+  }
+  if (kv.num_layers < 0 || kv.block_size <= 0 ||
+      (kv.num_layers > 0 && (kv.num_kv_heads <= 0 || kv.head_dim <= 0))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid KV layout: layers=", kv.num_layers, " block_size=", kv.block_size,
+                     " kv_heads=", kv.num_kv_heads, " head_dim=", kv.head_dim));
+  }
+  if (mamba.num_layers < 0 ||
       (mamba.num_layers > 0 &&
-       (mamba.num_slots <= 0 || mamba.conv_dim <= 0 || mamba.conv_width < 1 ||
-        mamba.num_heads <= 0 || mamba.head_dim <= 0 || mamba.state_size <= 0))) {
-    return absl::InvalidArgumentError("invalid Mamba state layout");
+       (mamba.conv_dim <= 0 || mamba.conv_width < 1 || mamba.num_heads <= 0 ||
+        mamba.head_dim <= 0 || mamba.state_size <= 0))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid Mamba state layout: layers=", mamba.num_layers, " conv_dim=", mamba.conv_dim,
+        " conv_width=", mamba.conv_width, " heads=", mamba.num_heads, " head_dim=", mamba.head_dim,
+        " state_size=", mamba.state_size));
   }
-  auto mem =
-      std::unique_ptr<CudaCacheMemory>(new CudaCacheMemory(kv, mamba, std::move(rank_backends)));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<BackendCacheMemory>> BackendCacheMemory::Create(
+    const KvLayout& kv, const MambaLayout& mamba, std::vector<Backend*> rank_backends) {
+  if (rank_backends.empty()) {
+    return absl::InvalidArgumentError("cache memory needs at least one rank backend");
+  }
+  for (size_t r = 0; r < rank_backends.size(); ++r) {
+    if (rank_backends[r] == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("rank ", r, " has no backend"));
+    }
+  }
+  HC_RETURN_IF_ERROR(ValidateLayouts(kv, mamba));
+  auto mem = std::unique_ptr<BackendCacheMemory>(
+      new BackendCacheMemory(kv, mamba, std::move(rank_backends)));
   HC_RETURN_IF_ERROR(mem->Allocate());
   return mem;
 }
 
-absl::Status CudaCacheMemory::Allocate() {
+absl::Status BackendCacheMemory::Allocate() {
   const size_t kv_bytes = kv_layout_.BlockElems() * kv_layout_.num_blocks * sizeof(float);
   const size_t conv_bytes = mamba_layout_.ConvSlotElems() * mamba_layout_.num_slots * sizeof(float);
   const size_t ssm_bytes = mamba_layout_.SsmSlotElems() * mamba_layout_.num_slots * sizeof(float);
@@ -62,7 +89,7 @@ absl::Status CudaCacheMemory::Allocate() {
   return absl::OkStatus();
 }
 
-absl::Status CudaCacheMemory::CopyKvBlock(BlockId src, BlockId dst, int num_tokens) {
+absl::Status BackendCacheMemory::CopyKvBlock(BlockId src, BlockId dst, int num_tokens) {
   const KvLayout& kv = kv_layout_;
   if (src < 0 || dst < 0 || src >= kv.num_blocks || dst >= kv.num_blocks || src == dst ||
       num_tokens <= 0 || num_tokens > kv.block_size) {
@@ -83,7 +110,7 @@ absl::Status CudaCacheMemory::CopyKvBlock(BlockId src, BlockId dst, int num_toke
   return absl::OkStatus();
 }
 
-absl::Status CudaCacheMemory::CopyMambaSlot(SlotId src, SlotId dst) {
+absl::Status BackendCacheMemory::CopyMambaSlot(SlotId src, SlotId dst) {
   const MambaLayout& m = mamba_layout_;
   if (src < 0 || dst < 0 || src >= m.num_slots || dst >= m.num_slots || src == dst) {
     return absl::InvalidArgumentError(absl::StrCat("bad Mamba slot copy ", src, " -> ", dst));
@@ -102,7 +129,7 @@ absl::Status CudaCacheMemory::CopyMambaSlot(SlotId src, SlotId dst) {
   return absl::OkStatus();
 }
 
-absl::Status CudaCacheMemory::ZeroMambaSlot(SlotId slot) {
+absl::Status BackendCacheMemory::ZeroMambaSlot(SlotId slot) {
   const MambaLayout& m = mamba_layout_;
   if (slot < 0 || slot >= m.num_slots) {
     return absl::InvalidArgumentError(absl::StrCat("bad Mamba slot ", slot));
@@ -119,7 +146,7 @@ absl::Status CudaCacheMemory::ZeroMambaSlot(SlotId slot) {
   return absl::OkStatus();
 }
 
-size_t CudaCacheMemory::TotalBytes() const {
+size_t BackendCacheMemory::TotalBytes() const {
   size_t bytes = 0;
   for (const auto& rank : kv_bufs_) {
     for (const auto& pair : rank) bytes += pair[0].size() + pair[1].size();
