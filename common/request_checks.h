@@ -12,7 +12,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
-#include "common/stop_limits.h"
+#include "common/text/stop_limits.h"
 #include "hybridcache/v1/chat.pb.h"
 
 namespace hc {
@@ -22,7 +22,7 @@ inline constexpr size_t kMaxCacheSaltBytes = 1024;
 // Tenant ids come from the router's API keys file (router/tenancy).
 inline constexpr size_t kMaxTenantBytes = 128;
 // The stop-condition bounds (kMaxStopStrings, kMaxStopStringBytes,
-// kMaxStopTokenIds) are in common/stop_limits.h.
+// kMaxStopTokenIds) are in common/text/stop_limits.h.
 
 // conversation_id: 1-128 characters of [A-Za-z0-9._:-]; cache_salt <= 1024 bytes.
 absl::Status ValidateConversationKey(std::string_view conversation_id, std::string_view cache_salt);

@@ -12,9 +12,9 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_join.h"
-#include "common/chat_template.h"
 #include "common/json.h"
-#include "common/tokenizer.h"
+#include "common/text/chat_template.h"
+#include "common/text/tokenizer.h"
 #include "worker/model/synthetic_checkpoint.h"
 
 ABSL_FLAG(std::string, model, "synthetic:tiny", "checkpoint directory or synthetic:<preset>");

@@ -250,8 +250,8 @@ class RedisClientImpl final : public RedisClient {
     for (Conn& c : conns_) {
       if (c.state == State::kDown && c.reconnect_at <= now) StartConnect(&c);
       if (c.state == State::kConnecting && c.connect_deadline <= now) {
-        Drop(&c, absl::UnavailableError(
-                     absl::StrCat("redis ", Address(), ": connection attempt timed out")));
+        Disconnect(&c, absl::UnavailableError(
+                           absl::StrCat("redis ", Address(), ": connection attempt timed out")));
       }
     }
     while (!deadlines_.empty() &&
@@ -264,7 +264,8 @@ class RedisClientImpl final : public RedisClient {
                                                           absl::FormatDuration(options_.timeout))));
       for (Conn& c : conns_) {
         if (sent_on != nullptr && c.ac == sent_on) {
-          Drop(&c, absl::UnavailableError("redis connection dropped after a command timed out"));
+          Disconnect(&c,
+                     absl::UnavailableError("redis connection dropped after a command timed out"));
         }
       }
     }
@@ -349,7 +350,7 @@ class RedisClientImpl final : public RedisClient {
       // never arrives, the connection is lost (hiredis frees the context
       // once this callback returns, failing the rest of its pipeline).
       LoseOp(op);
-      Drop(c, absl::UnavailableError("connection to redis lost (test: reply dropped)"));
+      Disconnect(c, absl::UnavailableError("connection to redis lost (test: reply dropped)"));
       return;
     }
     if (reply->type == REDIS_REPLY_ERROR && op->script >= 0 && !op->noscript_resent &&
@@ -462,7 +463,7 @@ class RedisClientImpl final : public RedisClient {
       } else {
         s = absl::InternalError(absl::StrCat("redis ", self->Address(), " set-up: ", err));
       }
-      self->Drop(c, s);
+      self->Disconnect(c, s);
       return;
     }
     if (step->script >= 0) self->shas_[step->script] = std::string(ReplyText(reply));
@@ -520,7 +521,7 @@ class RedisClientImpl final : public RedisClient {
   }
 
   // Closes `c` ourselves (set-up refused, connect or command timeout).
-  void Drop(Conn* c, absl::Status why) {
+  void Disconnect(Conn* c, absl::Status why) {
     redisAsyncContext* ac = c->ac;
     if (ac == nullptr) return;
     Lost(c, std::move(why));
@@ -553,7 +554,7 @@ class RedisClientImpl final : public RedisClient {
   void Shutdown(std::deque<OpPtr> submitted) {
     stopping_seen_ = true;
     const absl::Status why = absl::UnavailableError("the redis client is shutting down");
-    for (Conn& c : conns_) Drop(&c, why);
+    for (Conn& c : conns_) Disconnect(&c, why);
     for (OpPtr& op : retries_) Finish(op, why);
     for (OpPtr& op : submitted) Finish(op, why);
     for (OpPtr& op : deadlines_) Finish(op, why);

@@ -11,8 +11,8 @@
 #include <memory>
 #include <string>
 
-#include "common/chat_template.h"
-#include "common/tokenizer.h"
+#include "common/text/chat_template.h"
+#include "common/text/tokenizer.h"
 #include "router/service/text_codec.h"
 
 namespace hc::router {

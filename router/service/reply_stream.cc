@@ -24,11 +24,11 @@ ReplyStream::Chunk ReplyStream::Push(std::span<const uint32_t> ids,
   // What cannot be part of a stop string: everything before the longest
   // suffix that may still be one (the matcher stops at a complete match, so
   // this never passes a stop string's first byte).
-  Release(matcher_.offset() - matcher_.HeldBytes(), out);
+  Emit(matcher_.offset() - matcher_.HeldBytes(), out);
   return out;
 }
 
-void ReplyStream::Release(int64_t bytes, Chunk& out) {
+void ReplyStream::Emit(int64_t bytes, Chunk& out) {
   if (bytes > released_bytes_) {
     out.text += decoder_->PushBytes(std::string_view(bytes_).substr(
         released_bytes_, static_cast<size_t>(bytes - released_bytes_)));
@@ -48,7 +48,7 @@ absl::StatusOr<ReplyStream::Chunk> ReplyStream::Finish(
   Chunk out;
   if (!report.has_stop_string()) {
     finished_ = true;
-    Release(static_cast<int64_t>(bytes_.size()), out);
+    Emit(static_cast<int64_t>(bytes_.size()), out);
     out.text += decoder_->Flush();
     return out;
   }
@@ -64,7 +64,7 @@ absl::StatusOr<ReplyStream::Chunk> ReplyStream::Finish(
   finished_ = true;
   // The whole tokens before the stop string, then the cut token's leading
   // bytes as tokens of their own.
-  Release(begin, out);
+  Emit(begin, out);
   const std::string lead =
       bytes_.substr(static_cast<size_t>(begin), static_cast<size_t>(cut - begin));
   const std::vector<uint32_t> lead_ids = codec_->EncodeBytes(lead);

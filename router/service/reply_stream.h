@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/stop_matcher.h"
+#include "common/text/stop_matcher.h"
 #include "hybridcache/v1/worker.pb.h"
 #include "router/service/text_codec.h"
 
@@ -61,7 +61,7 @@ class ReplyStream {
  private:
   // Releases bytes [released_bytes_, bytes) as text and the tokens wholly
   // before them.
-  void Release(int64_t bytes, Chunk& out);
+  void Emit(int64_t bytes, Chunk& out);
 
   const TextCodec* const codec_;
   StopMatcher matcher_;

@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/model_path.h"
 #include "common/status_macros.h"
-#include "common/synthetic_tokenizer.h"
+#include "common/text/synthetic_tokenizer.h"
 #include "router/service/hf_text_codec.h"
 
 namespace hc::router {

@@ -1,6 +1,6 @@
 // What the router needs from a tokenizer and chat template, behind a small
-// interface so the real Hugging Face tokenizer (common/tokenizer.h,
-// common/chat_template.h) plugs in through MakeTextCodec.
+// interface so the real Hugging Face tokenizer (common/text/tokenizer.h,
+// common/text/chat_template.h) plugs in through MakeTextCodec.
 //
 // ByteTextCodec is a complete, dependency-free codec for tests and for
 // synthetic models: token id = byte value (0..255), plus three special tokens

@@ -91,7 +91,7 @@ constexpr char kRefusedConversations[] = "conversations";
 
 }  // namespace
 
-void Turn::Apply(Event& e, std::vector<Action>& out) {
+void ChatTurn::Apply(Event& e, std::vector<Action>& out) {
   switch (e.kind) {
     case EventKind::kStart:
       return OnStart(out);
@@ -157,7 +157,7 @@ void Turn::Apply(Event& e, std::vector<Action>& out) {
   }
 }
 
-void Turn::OnStart(std::vector<Action>& out) {
+void ChatTurn::OnStart(std::vector<Action>& out) {
   if (!caller_.ok()) {
     refusal_ = kRefusedUnauthenticated;
     return Conclude(ToGrpcStatus(caller_.status()), out);
@@ -201,7 +201,8 @@ void Turn::OnStart(std::vector<Action>& out) {
   StartLeasing(out);
 }
 
-void Turn::OnAdmitted(const absl::Status& status, const char* refusal, std::vector<Action>& out) {
+void ChatTurn::OnAdmitted(const absl::Status& status, const char* refusal,
+                          std::vector<Action>& out) {
   if (!status.ok()) {
     refusal_ = refusal;
     return Conclude(ToGrpcStatus(status), out);
@@ -211,7 +212,7 @@ void Turn::OnAdmitted(const absl::Status& status, const char* refusal, std::vect
   StartLeasing(out);
 }
 
-void Turn::StartLeasing(std::vector<Action>& out) {
+void ChatTurn::StartLeasing(std::vector<Action>& out) {
   state_ = State::kLeasing;
   ++pending_;
   out.push_back([this, key = key_, holder = holder_] {
@@ -222,7 +223,7 @@ void Turn::StartLeasing(std::vector<Action>& out) {
   });
 }
 
-void Turn::OnLeaseAcquired(absl::StatusOr<ConversationRecord> rec, std::vector<Action>& out) {
+void ChatTurn::OnLeaseAcquired(absl::StatusOr<ConversationRecord> rec, std::vector<Action>& out) {
   if (!rec.ok()) {
     // The per-salt cap carries no retry delay; the tenant's cap does.
     if (absl::IsResourceExhausted(rec.status()) && RetryDelayOf(rec.status()).has_value()) {
@@ -273,7 +274,7 @@ void Turn::OnLeaseAcquired(absl::StatusOr<ConversationRecord> rec, std::vector<A
   });
 }
 
-std::vector<TurnMessage> Turn::ParseMessages(const v1::CompleteRequest& req) {
+std::vector<TurnMessage> ChatTurn::ParseMessages(const v1::CompleteRequest& req) {
   std::vector<TurnMessage> messages;
   messages.reserve(req.messages_size());
   for (const auto& m : req.messages()) {
@@ -285,13 +286,13 @@ std::vector<TurnMessage> Turn::ParseMessages(const v1::CompleteRequest& req) {
   return messages;
 }
 
-uint64_t Turn::MessageBytes() const {
+uint64_t ChatTurn::MessageBytes() const {
   uint64_t bytes = 0;
   for (const auto& m : req_->messages()) bytes += m.content().size();
   return bytes;
 }
 
-void Turn::OnEncoded(absl::StatusOr<EncodedTurn> enc, std::vector<Action>& out) {
+void ChatTurn::OnEncoded(absl::StatusOr<EncodedTurn> enc, std::vector<Action>& out) {
   if (abort_.has_value()) return Conclude(*abort_, out);  // cancelled meanwhile
   if (!enc.ok()) return Conclude(ToGrpcStatus(enc.status()), out);
   suffix_ = *std::move(enc);
@@ -304,7 +305,7 @@ void Turn::OnEncoded(absl::StatusOr<EncodedTurn> enc, std::vector<Action>& out) 
   StartAttempt(/*resend_history=*/false, out);
 }
 
-absl::Status Turn::CheckContext(uint64_t history, uint64_t suffix, bool exact) const {
+absl::Status ChatTurn::CheckContext(uint64_t history, uint64_t suffix, bool exact) const {
   const uint64_t context = history + suffix;
   const uint32_t max_len = deps_->options.max_model_len > 0 ? deps_->options.max_model_len
                                                             : deps_->pool->max_model_len();
@@ -316,12 +317,12 @@ absl::Status Turn::CheckContext(uint64_t history, uint64_t suffix, bool exact) c
   return absl::OkStatus();
 }
 
-uint64_t Turn::MinSuffixTokens() const {
+uint64_t ChatTurn::MinSuffixTokens() const {
   if (req_->messages_size() == 0) return static_cast<uint64_t>(req_->suffix_token_ids_size());
   return MessageBytes() / std::max<size_t>(1, deps_->codec->max_token_bytes());
 }
 
-void Turn::Abort(const grpc::Status& status, std::vector<Action>& out) {
+void ChatTurn::Abort(const grpc::Status& status, std::vector<Action>& out) {
   if (abort_.has_value()) return;
   abort_ = status;
   switch (state_) {
@@ -339,7 +340,7 @@ void Turn::Abort(const grpc::Status& status, std::vector<Action>& out) {
   }
 }
 
-void Turn::Conclude(const grpc::Status& status, std::vector<Action>& out) {
+void ChatTurn::Conclude(const grpc::Status& status, std::vector<Action>& out) {
   if (final_.has_value()) return;
   final_ = status;
   deps_->metrics->Request(static_cast<absl::StatusCode>(status.error_code()),
@@ -378,11 +379,11 @@ void Turn::Conclude(const grpc::Status& status, std::vector<Action>& out) {
   state_ = State::kReleasing;
 }
 
-void Turn::OnReleased(std::vector<Action>& out) {
+void ChatTurn::OnReleased(std::vector<Action>& out) {
   if (--releasing_ == 0) BeginFinish(out);
 }
 
-void Turn::BeginFinish(std::vector<Action>& out) {
+void ChatTurn::BeginFinish(std::vector<Action>& out) {
   state_ = State::kFinishing;  // Pump finishes once the queue is written
 }
 
@@ -392,7 +393,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* StartTurn(ChatServiceImpl::Deps* dep
                                                       grpc::CallbackServerContext* context,
                                                       const grpc::ByteBuffer* request,
                                                       absl::StatusOr<Caller> caller) {
-  return new turn_internal::Turn(deps, context, request, std::move(caller));
+  return new turn_internal::ChatTurn(deps, context, request, std::move(caller));
 }
 
 }  // namespace hc::router

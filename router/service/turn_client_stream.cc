@@ -10,7 +10,7 @@
 
 namespace hc::router::turn_internal {
 
-void Turn::OnWriteDoneEvent(bool ok, std::vector<Action>& out) {
+void ChatTurn::OnWriteDoneEvent(bool ok, std::vector<Action>& out) {
   writing_ = false;
   if (!ok) {
     // The client is gone: nothing more reaches it.
@@ -20,9 +20,9 @@ void Turn::OnWriteDoneEvent(bool ok, std::vector<Action>& out) {
   // Pump (after every event) writes what is queued, or finishes.
 }
 
-void Turn::Enqueue(v1::CompleteEvent event) { queue_.push_back(std::move(event)); }
+void ChatTurn::Enqueue(v1::CompleteEvent event) { queue_.push_back(std::move(event)); }
 
-void Turn::Pump(std::vector<Action>& out) {
+void ChatTurn::Pump(std::vector<Action>& out) {
   if (writing_ || state_ == State::kDone) return;
   if (queue_.empty()) {
     if (state_ == State::kFinishing) {
@@ -43,7 +43,7 @@ void Turn::Pump(std::vector<Action>& out) {
   MaybeRead(out);  // the queue shrank: below its bound again
 }
 
-void Turn::SendChunk(const ReplyStream::Chunk& c, std::vector<Action>& out) {
+void ChatTurn::SendChunk(const ReplyStream::Chunk& c, std::vector<Action>& out) {
   if (c.empty()) return;
   v1::CompleteEvent e;
   auto* chunk = e.mutable_chunk();
@@ -53,7 +53,7 @@ void Turn::SendChunk(const ReplyStream::Chunk& c, std::vector<Action>& out) {
   Enqueue(std::move(e));
 }
 
-void Turn::SendStarted(std::vector<Action>& out) {
+void ChatTurn::SendStarted(std::vector<Action>& out) {
   if (started_sent_) return;
   started_sent_ = true;
   v1::CompleteEvent e;
@@ -67,7 +67,7 @@ void Turn::SendStarted(std::vector<Action>& out) {
   deps_->metrics->TimeToFirstToken(absl::ToDoubleSeconds(absl::Now() - start_));
 }
 
-uint32_t Turn::PromptTokens() const {
+uint32_t ChatTurn::PromptTokens() const {
   return have_started_ ? started_.prompt_tokens()
                        : static_cast<uint32_t>(rec_.tokens.size() + suffix_.tokens.size());
 }

@@ -11,7 +11,7 @@
 
 namespace hc::router::turn_internal {
 
-void Turn::StartCommit(const v1::CommitReport& report, std::vector<Action>& out) {
+void ChatTurn::StartCommit(const v1::CommitReport& report, std::vector<Action>& out) {
   SendStarted(out);
   // The rest of the reply; with a stop string, only the text before it
   // (its cut token re-tokenized), and that is what the ledger records.
@@ -35,7 +35,7 @@ void Turn::StartCommit(const v1::CommitReport& report, std::vector<Action>& out)
   });
 }
 
-void Turn::OnCommitted(const absl::Status& status, std::vector<Action>& out) {
+void ChatTurn::OnCommitted(const absl::Status& status, std::vector<Action>& out) {
   if (!status.ok()) {
     HC_LOG(WARNING) << "turn " << holder_ << ": ledger commit failed: " << status;
     // ABORTED: the lease is someone else's now; otherwise it is still ours.
@@ -65,7 +65,7 @@ void Turn::OnCommitted(const absl::Status& status, std::vector<Action>& out) {
   Conclude(grpc::Status::OK, out);
 }
 
-void Turn::ArmHeartbeat(std::vector<Action>& out) {
+void ChatTurn::ArmHeartbeat(std::vector<Action>& out) {
   if (heartbeat_armed_) return;
   heartbeat_armed_ = true;
   ++pending_;
@@ -79,7 +79,7 @@ void Turn::ArmHeartbeat(std::vector<Action>& out) {
   });
 }
 
-void Turn::OnLeaseRenewed(const absl::Status& status, std::vector<Action>& out) {
+void ChatTurn::OnLeaseRenewed(const absl::Status& status, std::vector<Action>& out) {
   if (!leased_ || (state_ != State::kStreaming && state_ != State::kBackoff)) return;
   if (status.code() == absl::StatusCode::kAborted) {
     HC_LOG(WARNING) << "turn " << holder_ << ": lost the lease: " << status;

@@ -11,8 +11,8 @@
 
 namespace hc::router::turn_internal {
 
-Turn::Turn(Deps* deps, grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* raw,
-           absl::StatusOr<Caller> caller)
+ChatTurn::ChatTurn(Deps* deps, grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* raw,
+                   absl::StatusOr<Caller> caller)
     : deps_(deps), ctx_(ctx), req_(&request_), caller_(std::move(caller)), start_(absl::Now()) {
   parsed_ = ParseRawRequest(*raw, &request_);
   {
@@ -22,12 +22,12 @@ Turn::Turn(Deps* deps, grpc::CallbackServerContext* ctx, const grpc::ByteBuffer*
   Post(Event{EventKind::kStart});
 }
 
-Turn::~Turn() {
+ChatTurn::~ChatTurn() {
   absl::MutexLock lock(&deps_->live_mu);
   --deps_->live_calls;
 }
 
-void Turn::Post(Event event) {
+void ChatTurn::Post(Event event) {
   // Every reaction posts; its operation was started by an action (Run),
   // after the turn was constructed. gRPC orders the two, invisibly to TSan.
   HC_TSAN_ACQUIRE(this);
@@ -40,7 +40,7 @@ void Turn::Post(Event event) {
   Run();
 }
 
-void Turn::Run() {
+void ChatTurn::Run() {
   while (true) {
     std::vector<Action> actions;
     bool finished = false;

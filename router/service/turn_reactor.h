@@ -1,4 +1,4 @@
-// The turn's reactor, class Turn: one Complete stream as an explicit state
+// The turn's reactor, class ChatTurn: one Complete stream as an explicit state
 // machine. Its states, events and transitions are the table at the top of
 // turn.cc, which also holds the transition function (Apply) and the path from
 // the request to the worker (admission, lease, encoding) and the turn's end
@@ -89,10 +89,11 @@ using Action = absl::AnyInvocable<void() &&>;
 // memory).
 inline constexpr size_t kMaxQueuedEvents = 16;
 
-class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public WorkerCall::Listener {
+class ChatTurn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
+                       public WorkerCall::Listener {
  public:
-  Turn(Deps* deps, grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* raw,
-       absl::StatusOr<Caller> caller);
+  ChatTurn(Deps* deps, grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* raw,
+           absl::StatusOr<Caller> caller);
 
   // Reactions: each posts one event.
   void OnWriteDone(bool ok) override { Post(Event{.kind = EventKind::kWriteDone, .ok = ok}); }
@@ -106,7 +107,7 @@ class Turn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public Wor
   }
 
  private:
-  ~Turn() override;
+  ~ChatTurn() override;
 
   // ---- The serial executor (turn_executor.cc) ---------------------------
 

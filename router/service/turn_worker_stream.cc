@@ -14,7 +14,7 @@
 
 namespace hc::router::turn_internal {
 
-void Turn::StartAttempt(bool resend_history, std::vector<Action>& out) {
+void ChatTurn::StartAttempt(bool resend_history, std::vector<Action>& out) {
   ++attempts_;
   if (!resend_history) {
     absl::StatusOr<RouteDecision> route = deps_->pool->Route(rec_.worker.worker_id);
@@ -47,7 +47,7 @@ void Turn::StartAttempt(bool resend_history, std::vector<Action>& out) {
   out.push_back([call = call_] { call->Start(); });
 }
 
-void Turn::OnWorkerReadEvent(WorkerCall* call, bool ok, std::vector<Action>& out) {
+void ChatTurn::OnWorkerReadEvent(WorkerCall* call, bool ok, std::vector<Action>& out) {
   call->reading = false;
   if (ok && !call->stopping && call == call_) {
     HandleWorkerEvent(call->event(), out);
@@ -60,7 +60,7 @@ void Turn::OnWorkerReadEvent(WorkerCall* call, bool ok, std::vector<Action>& out
   ReleaseCall(call, out);
 }
 
-void Turn::HandleWorkerEvent(const v1::ExecuteEvent& ev, std::vector<Action>& out) {
+void ChatTurn::HandleWorkerEvent(const v1::ExecuteEvent& ev, std::vector<Action>& out) {
   if (state_ != State::kStreaming || abort_.has_value()) return;
   switch (ev.event_case()) {
     case v1::ExecuteEvent::kStarted:
@@ -89,8 +89,8 @@ void Turn::HandleWorkerEvent(const v1::ExecuteEvent& ev, std::vector<Action>& ou
   }
 }
 
-void Turn::OnWorkerDoneEvent(WorkerCall* call, const grpc::Status& status,
-                             std::vector<Action>& out) {
+void ChatTurn::OnWorkerDoneEvent(WorkerCall* call, const grpc::Status& status,
+                                 std::vector<Action>& out) {
   call->done = true;
   call->worker().AddInflight(-1);
   if (call != call_) return;  // an earlier attempt
@@ -138,7 +138,7 @@ void Turn::OnWorkerDoneEvent(WorkerCall* call, const grpc::Status& status,
   Conclude(status, out);
 }
 
-void Turn::MaybeRead(std::vector<Action>& out) {
+void ChatTurn::MaybeRead(std::vector<Action>& out) {
   WorkerCall* call = call_;
   if (call == nullptr || call->reading || call->stopping || call->released) return;
   if (state_ == State::kStreaming && queue_.size() >= kMaxQueuedEvents) return;
@@ -146,20 +146,20 @@ void Turn::MaybeRead(std::vector<Action>& out) {
   out.push_back([call] { call->Read(); });
 }
 
-void Turn::StopCall(WorkerCall* call, std::vector<Action>& out) {
+void ChatTurn::StopCall(WorkerCall* call, std::vector<Action>& out) {
   if (call == nullptr || call->released) return;
   call->stopping = true;
   out.push_back([call] { call->Cancel(); });
   ReleaseCall(call, out);
 }
 
-void Turn::ReleaseCall(WorkerCall* call, std::vector<Action>& out) {
+void ChatTurn::ReleaseCall(WorkerCall* call, std::vector<Action>& out) {
   if (call->reading || call->released) return;
   call->released = true;
   out.push_back([call] { call->Release(); });
 }
 
-void Turn::ScheduleRetry(std::vector<Action>& out) {
+void ChatTurn::ScheduleRetry(std::vector<Action>& out) {
   state_ = State::kBackoff;
   const absl::Duration backoff = deps_->options.retry_backoff * (1 << (attempts_ - 1));
   ++pending_;

@@ -130,8 +130,8 @@ absl::Status ConversationCache::Commit(RequestId request, const RoundStamp& new_
   requests_.erase(it);
   running_by_key_.erase(r.key);
   absl::Status error;
-  if (r.dropped) {
-    error = absl::AbortedError("the conversation was dropped while the turn ran");
+  if (r.forgotten) {
+    error = absl::AbortedError("the conversation was forgotten while the turn ran");
   } else if (new_round.num_tokens < r.num_computed_tokens ||
              new_round.num_tokens > r.state.kv.num_tokens) {
     error = absl::InvalidArgumentError(absl::StrCat("commit of ", new_round.num_tokens,
@@ -179,11 +179,11 @@ absl::StatusOr<RoundStamp> ConversationCache::CommitBase(RequestId request, uint
   requests_.erase(it);
   running_by_key_.erase(r.key);
   const std::optional<EntryId> base = r.entry;
-  const bool dropped = r.dropped;
+  const bool forgotten = r.forgotten;
   const uint64_t attached_round = r.attached_round;
   const ConversationKey key = r.key;
   DiscardImpl(std::move(r));  // the base (if any) stays, evictable again
-  if (dropped) return absl::AbortedError("the conversation was dropped while the turn ran");
+  if (forgotten) return absl::AbortedError("the conversation was forgotten while the turn ran");
   if (base.has_value() && new_round <= attached_round) {
     return absl::InvalidArgumentError(
         absl::StrCat("commit of round ", new_round, " over round ", attached_round));
@@ -191,7 +191,7 @@ absl::StatusOr<RoundStamp> ConversationCache::CommitBase(RequestId request, uint
   if (!base.has_value()) {
     // Started from nothing: nothing computed is kept, and a stale state of
     // the key describes an older round, so the key is left empty.
-    if (const auto idx = index_.find(key); idx != index_.end()) EraseEntry(idx->second);
+    if (const auto idx = index_.find(key); idx != index_.end()) FreeEntry(idx->second);
     return RoundStamp{.round = new_round, .num_tokens = 0, .token_hash = kEmptyTokenHash};
   }
   Entry& entry = entries_.at(*base);
@@ -220,19 +220,19 @@ void ConversationCache::DiscardImpl(Request request) {
   }
 }
 
-bool ConversationCache::Drop(const ConversationKey& key) {
-  bool dropped = false;
+bool ConversationCache::Forget(const ConversationKey& key) {
+  bool forgotten = false;
   if (const auto rk = running_by_key_.find(key); rk != running_by_key_.end()) {
     Request& r = requests_.at(rk->second);
-    r.dropped = true;
+    r.forgotten = true;
     r.entry.reset();
-    dropped = true;
+    forgotten = true;
   }
   if (const auto idx = index_.find(key); idx != index_.end()) {
-    EraseEntry(idx->second);
-    dropped = true;
+    FreeEntry(idx->second);
+    forgotten = true;
   }
-  return dropped;
+  return forgotten;
 }
 
 const ConversationCache::Request& ConversationCache::GetRequest(RequestId request) const {
@@ -334,21 +334,21 @@ void ConversationCache::Evict(EntryId id) {
   totals_.kv_evicted_blocks += static_cast<int64_t>(entry.state.kv.blocks.size());
   totals_.mamba_evicted_slots += 1;
   totals_.conversations_evicted += 1;
-  EraseEntry(id);
+  FreeEntry(id);
 }
 
-void ConversationCache::EraseEntry(EntryId id) {
+void ConversationCache::FreeEntry(EntryId id) {
   const auto it = entries_.find(id);
   HC_CHECK(it != entries_.end()) << "erase of unknown entry " << id;
   Entry& entry = it->second;
   if (entry.attached.has_value()) {
-    // Drop under a running request: the request keeps its own references.
+    // Forget under a running request: the request keeps its own references.
     Request& r = requests_.at(*entry.attached);
     r.entry.reset();
   } else {
     MakeUnevictable(id, entry);
   }
-  coordinator_.Release(std::move(entry.state));
+  coordinator_.FreeCommitted(std::move(entry.state));
   index_.erase(entry.key);
   entries_.erase(it);
 }

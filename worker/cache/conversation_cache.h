@@ -11,7 +11,7 @@
 //   Commit(id, new_round)          publish (the request becomes the committed state)
 //   Discard(id)                    cancel / failure: the old committed state stays
 //   CommitBase(id, new_round)      keep the state the request started from, at new_round
-//   Drop(key)                      forget a conversation
+//   Forget(key)                    forget a conversation (on request)
 //
 // Memory: a committed state holds ceil(len / block_size) KV blocks and one
 // Mamba slot. A request attached to it shares its full blocks and owns a copy
@@ -163,7 +163,7 @@ class ConversationCache {
   // REQUIRES (else INVALID_ARGUMENT): num_computed_tokens <= new_round.num_tokens
   // <= NumTokens(request), new_round.round greater than the attached round,
   // and the Mamba slot holds the state after exactly new_round.num_tokens
-  // tokens. Also NOT_FOUND (unknown request), ABORTED (key dropped meanwhile).
+  // tokens. Also NOT_FOUND (unknown request), ABORTED (key forgotten meanwhile).
   absl::Status Commit(RequestId request, const RoundStamp& new_round);
 
   // Ends the request without publishing what it computed, and re-stamps the
@@ -172,10 +172,10 @@ class ConversationCache {
   // cut back to before its last sampled token (a multi-token stop string),
   // where the request's Mamba state is past the cut and cannot be rolled back.
   // A fresh request (AttachFresh) started from nothing: its key is left with
-  // no state (a stale one is dropped) and the result has 0 tokens. Returns the
+  // no state (a stale one is forgotten) and the result has 0 tokens. Returns the
   // stamp now committed. Errors (the request is discarded either way, and the
   // previous state is intact): NOT_FOUND (unknown request), INVALID_ARGUMENT
-  // (new_round not greater than the attached round), ABORTED (key dropped
+  // (new_round not greater than the attached round), ABORTED (key forgotten
   // meanwhile).
   absl::StatusOr<RoundStamp> CommitBase(RequestId request, uint64_t new_round);
 
@@ -185,8 +185,8 @@ class ConversationCache {
 
   // Forgets the committed state of `key` and frees its memory. A request
   // running on `key` keeps running on its own copies, but its Commit fails
-  // with ABORTED. Returns whether there was a state or a request to drop.
-  bool Drop(const ConversationKey& key);
+  // with ABORTED. Returns whether there was a state or a request to forget.
+  bool Forget(const ConversationKey& key);
 
   // The request's block table: block i holds token rows [i*bs, (i+1)*bs).
   // Valid until the next non-const call. REQUIRES: a running request.
@@ -218,7 +218,7 @@ class ConversationCache {
     uint64_t attached_round = 0;
     int64_t num_computed_tokens = 0;
     HybridRequest state;
-    bool dropped = false;  // Drop(key) ran meanwhile: Commit must not publish
+    bool forgotten = false;  // Forget(key) ran meanwhile: Commit must not publish
   };
 
   explicit ConversationCache(Options options);
@@ -231,8 +231,9 @@ class ConversationCache {
   void MakeEvictable(EntryId id, const Entry& entry);
   void MakeUnevictable(EntryId id, const Entry& entry);
   void Evict(EntryId id);
-  // Releases an entry's memory and forgets it (whether idle or pinned).
-  void EraseEntry(EntryId id);
+  // Frees an entry's committed state and removes it (whether idle or pinned):
+  // the common part of Forget and Evict.
+  void FreeEntry(EntryId id);
   void DiscardImpl(Request request);
   absl::StatusOr<AttachResult> AttachImpl(const ConversationKey& key,
                                           std::optional<EntryId> entry_id);

@@ -1,7 +1,7 @@
 // Which idle committed conversation state to evict when the cache groups run
 // short. The ConversationCache tells the policy when a state becomes
 // evictable (idle: no running request is attached to it) and when it stops
-// being evictable (attached, replaced, dropped or evicted); it asks for a
+// being evictable (attached, replaced, forgotten or evicted); it asks for a
 // victim only while at least one state is evictable. A policy never sees a
 // state a running request is attached to, so it cannot pick one.
 //

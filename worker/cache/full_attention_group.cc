@@ -75,7 +75,7 @@ KvCommittedBlocks FullAttentionGroup::Publish(KvRequestBlocks req, KvCommittedBl
   req.blocks.resize(keep);
   KvCommittedBlocks published{std::move(req.blocks), committed_len};
   num_committed_blocks_ += static_cast<int>(published.blocks.size());
-  Release(std::move(old));
+  FreeCommitted(std::move(old));
   return published;
 }
 
@@ -83,7 +83,7 @@ void FullAttentionGroup::Discard(KvRequestBlocks req) {
   for (const BlockId b : req.blocks) pool_->Unref(b);
 }
 
-void FullAttentionGroup::Release(KvCommittedBlocks committed) {
+void FullAttentionGroup::FreeCommitted(KvCommittedBlocks committed) {
   for (const BlockId b : committed.blocks) pool_->Unref(b);
   num_committed_blocks_ -= static_cast<int>(committed.blocks.size());
   HC_CHECK(num_committed_blocks_ >= 0) << "committed block count went negative";

@@ -74,7 +74,7 @@ class FullAttentionGroup {
   void Append(KvRequestBlocks* req, int64_t num_new_tokens);
 
   // Turns the request's first committed_len rows into the new committed state
-  // and releases `old` (the state it replaces; empty for none) and the
+  // and frees `old` (the state it replaces; empty for none) and the
   // request's blocks past committed_len. No data moves.
   // REQUIRES: req.num_shared * block_size <= committed_len <= req.num_tokens.
   KvCommittedBlocks Publish(KvRequestBlocks req, KvCommittedBlocks old, int64_t committed_len);
@@ -82,8 +82,8 @@ class FullAttentionGroup {
   // Releases every block reference the request holds.
   void Discard(KvRequestBlocks req);
 
-  // Releases a committed state (drop or eviction).
-  void Release(KvCommittedBlocks committed);
+  // Frees a committed state (after Forget or Evict).
+  void FreeCommitted(KvCommittedBlocks committed);
 
   // Blocks referenced by committed states (committed states never share blocks).
   int num_committed_blocks() const { return num_committed_blocks_; }

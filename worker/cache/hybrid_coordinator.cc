@@ -72,9 +72,9 @@ void HybridCoordinator::Discard(HybridRequest req) {
   mamba_.Discard(req.slot);
 }
 
-void HybridCoordinator::Release(HybridCommitted committed) {
-  kv_.Release(std::move(committed.kv));
-  mamba_.Release(committed.slot);
+void HybridCoordinator::FreeCommitted(HybridCommitted committed) {
+  kv_.FreeCommitted(std::move(committed.kv));
+  mamba_.FreeCommitted(committed.slot);
 }
 
 }  // namespace hc::cache

@@ -1,7 +1,7 @@
 // The hybrid coordinator: one composite over both cache groups of a hybrid
 // model (full-attention KV blocks and Mamba state slots). Every request and
 // every committed conversation state has a part in each group; the coordinator
-// forwards attach / append / publish / discard / release to both and combines
+// forwards attach / append / publish / discard / free-committed to both and combines
 // the results.
 //
 // Each operation that allocates first prepares (computes what both groups
@@ -69,7 +69,7 @@ class HybridCoordinator {
   absl::Status Append(HybridRequest* req, int64_t num_new_tokens);
 
   // The request becomes the committed state of committed_len tokens; `old`
-  // (the state it replaces, default-constructed for none) is released. No data
+  // (the state it replaces, default-constructed for none) is freed. No data
   // is copied. REQUIRES: the request's shared prefix <= committed_len <= its
   // reserved tokens, and its Mamba slot holds the state after committed_len
   // tokens.
@@ -78,8 +78,8 @@ class HybridCoordinator {
   // Frees everything the request owns; committed states are untouched.
   void Discard(HybridRequest req);
 
-  // Frees a committed state (drop or eviction).
-  void Release(HybridCommitted committed);
+  // Frees a committed state (after Forget or Evict).
+  void FreeCommitted(HybridCommitted committed);
 
   const FullAttentionGroup& kv() const { return kv_; }
   const MambaStateGroup& mamba() const { return mamba_; }

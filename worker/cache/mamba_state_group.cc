@@ -37,7 +37,7 @@ SlotId MambaStateGroup::Publish(SlotId request_slot, SlotId old) {
   state_[request_slot] = SlotState::kCommitted;
   --num_active_;
   ++num_committed_;
-  if (old != kNoSlot) Release(old);
+  if (old != kNoSlot) FreeCommitted(old);
   return request_slot;
 }
 
@@ -48,7 +48,7 @@ void MambaStateGroup::Discard(SlotId request_slot) {
   Free(request_slot);
 }
 
-void MambaStateGroup::Release(SlotId committed) {
+void MambaStateGroup::FreeCommitted(SlotId committed) {
   HC_CHECK(state(committed) == SlotState::kCommitted)
       << "release of slot " << committed << " which is not committed";
   --num_committed_;

@@ -54,8 +54,8 @@ class MambaStateGroup {
   // Frees a request's slot. REQUIRES: active.
   void Discard(SlotId request_slot);
 
-  // Frees a committed slot (drop or eviction). REQUIRES: committed.
-  void Release(SlotId committed);
+  // Frees a committed slot (after Forget or Evict). REQUIRES: committed.
+  void FreeCommitted(SlotId committed);
 
   int num_slots() const { return static_cast<int>(state_.size()); }
   int num_free() const { return static_cast<int>(free_.size()); }

@@ -16,12 +16,12 @@
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
-#include "common/stop_limits.h"
+#include "common/text/stop_limits.h"
 #include "worker/engine/engine_impl.h"
 
 namespace hc::engine::internal {
 
-absl::Status EngineImpl::Validate(const TurnRequest& turn) const {
+absl::Status EngineImpl::Validate(const TurnSpec& turn) const {
   if (turn.suffix.empty()) return absl::InvalidArgumentError("the turn adds no tokens");
   for (const auto* tokens : {&turn.suffix, &turn.history}) {
     for (const int32_t t : *tokens) {
@@ -76,9 +76,9 @@ absl::Status EngineImpl::Validate(const TurnRequest& turn) const {
   return absl::OkStatus();
 }
 
-absl::Status EngineImpl::Submit(TurnRequest req, std::shared_ptr<TurnObserver> observer) {
+absl::Status EngineImpl::Submit(TurnSpec req, std::shared_ptr<TurnObserver> observer) {
   HC_RETURN_IF_ERROR(Validate(req));
-  auto turn = std::make_unique<Turn>();
+  auto turn = std::make_unique<EngineTurn>();
   // Built here, on the submitting thread: the engine thread only feeds it.
   if (!req.sampling.stop_strings.empty()) turn->stop = StopMatcher(req.sampling.stop_strings);
   std::optional<absl::Status> refused;  // counted in metrics outside the lock
@@ -125,13 +125,13 @@ void EngineImpl::Cancel(const std::string& request_id) {
   commands_.push_back({.kind = Command::kCancel, .request_id = request_id});
 }
 
-void EngineImpl::Release(const ConversationKey& key, absl::AnyInvocable<void(bool) &&> done) {
+void EngineImpl::Forget(const ConversationKey& key, absl::AnyInvocable<void(bool) &&> done) {
   {
     absl::MutexLock lock(&mu_);
     if (!stop_) {
       // The engine thread runs every queued command before it exits, so
       // `done` is called even if Stop() comes next.
-      commands_.push_back({.kind = Command::kRelease, .key = key, .released = std::move(done)});
+      commands_.push_back({.kind = Command::kForget, .key = key, .forgotten = std::move(done)});
       return;
     }
   }
@@ -150,7 +150,7 @@ void EngineImpl::Stop() {
 
 void EngineImpl::Loop() {
   for (;;) {
-    std::deque<std::unique_ptr<Turn>> incoming;
+    std::deque<std::unique_ptr<EngineTurn>> incoming;
     std::vector<Command> commands;
     bool stop;
     {
@@ -177,12 +177,12 @@ void EngineImpl::Loop() {
 }
 
 void EngineImpl::RunCommand(Command& cmd) {
-  if (cmd.kind == Command::kRelease) {
-    const bool dropped = options_.cache->Drop(cmd.key);
-    std::move(cmd.released)(dropped);
+  if (cmd.kind == Command::kForget) {
+    const bool forgotten = options_.cache->Forget(cmd.key);
+    std::move(cmd.forgotten)(forgotten);
     return;
   }
-  const auto matches = [&](const std::unique_ptr<Turn>& t) {
+  const auto matches = [&](const std::unique_ptr<EngineTurn>& t) {
     return t->req.request_id == cmd.request_id;
   };
   const absl::Status cancelled = absl::CancelledError("the turn was cancelled");

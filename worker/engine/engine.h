@@ -7,16 +7,16 @@
 // front of admission is bounded too (max_waiting): Submit refuses a turn at
 // once rather than letting a flood of turns queue without limit.
 //
-// No call blocks on the engine thread: Submit, Cancel, Release, Drain and
+// No call blocks on the engine thread: Submit, Cancel, Forget, Drain and
 // Load take the engine's mutex only for bookkeeping, never across a step, so
-// they are safe on gRPC callback threads. Release reports its result through
+// they are safe on gRPC callback threads. Forget reports its result through
 // a callback run on the engine thread.
 //
 // Usage:
 //   auto engine = Engine::Create(options).value();
 //   engine->Submit(turn, observer);       // any thread
 //   engine->Cancel("request-id");         // any thread; takes effect within a step
-//   engine->Release(key, [](bool released) {...});  // any thread; done on the engine thread
+//   engine->Forget(key, [](bool forgotten) {...});  // any thread; done on the engine thread
 //   engine->Drain(); engine->Stop();
 #ifndef HC_WORKER_ENGINE_ENGINE_H_
 #define HC_WORKER_ENGINE_ENGINE_H_
@@ -73,7 +73,7 @@ class Engine {
 
   // Queues a turn. Synchronous errors (nothing queued, nothing recorded, the
   // observer not called): INVALID_ARGUMENT (empty suffix, token id >= vocab,
-  // bad sampling, stop conditions beyond common/stop_limits.h or empty stop
+  // bad sampling, stop conditions beyond common/text/stop_limits.h or empty stop
   // strings, round not increasing), RESOURCE_EXHAUSTED (context >
   // max_model_len; or max_waiting turns already wait: "worker busy"), ABORTED
   // (a turn of this conversation is already queued or running, or the request
@@ -81,20 +81,20 @@ class Engine {
   // gets the turn's events on the engine thread. The max_waiting check and the
   // enqueue are one atomic step: with N = max_waiting, of any number of
   // concurrent calls exactly as many succeed as there were free places.
-  virtual absl::Status Submit(TurnRequest turn, std::shared_ptr<TurnObserver> observer) = 0;
+  virtual absl::Status Submit(TurnSpec turn, std::shared_ptr<TurnObserver> observer) = 0;
 
   // Cancels a queued or running turn: it is discarded within one step and its
   // observer gets OnFailed(CANCELLED). No-op for unknown ids.
   virtual void Cancel(const std::string& request_id) = 0;
 
-  // Drops the committed state of `key` on the engine thread (within one
-  // step) and then calls `done(released)` there, released saying whether
+  // Forgets the committed state of `key` on the engine thread (within one
+  // step) and then calls `done(forgotten)` there, forgotten saying whether
   // there was a state. Returns at once: it never waits for the engine thread.
   // `done` is called exactly once and must not block (like a TurnObserver);
   // if the engine has stopped, it is called at once on the calling thread
   // with false.
-  virtual void Release(const cache::ConversationKey& key,
-                       absl::AnyInvocable<void(bool released) &&> done) = 0;
+  virtual void Forget(const cache::ConversationKey& key,
+                      absl::AnyInvocable<void(bool forgotten) &&> done) = 0;
 
   // Stops admitting new turns (Submit returns UNAVAILABLE); queued and running
   // turns finish.

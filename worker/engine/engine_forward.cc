@@ -13,7 +13,7 @@ namespace hc::engine::internal {
 bool EngineImpl::ForwardBatch(const StepBatch& batch) {
   seqs_.clear();
   int num_logits = 0;
-  for (Turn* t : batch.turns) {
+  for (EngineTurn* t : batch.turns) {
     ForwardSeq s;
     s.tokens = std::span<const int32_t>(t->tokens).subspan(t->next, t->scheduled);
     s.num_computed_tokens = t->NumComputed();
@@ -29,7 +29,7 @@ bool EngineImpl::ForwardBatch(const StepBatch& batch) {
   HC_LOG(ERROR) << "model forward failed: " << forward;
   const absl::Status failed =
       absl::InternalError(absl::StrCat("model forward failed: ", forward.message()));
-  for (Turn* t : batch.turns) Fail(t, failed);
+  for (EngineTurn* t : batch.turns) Fail(t, failed);
   return false;
 }
 
@@ -37,7 +37,7 @@ void EngineImpl::SampleAndEmit(const StepBatch& batch) {
   int row = 0;
   const absl::Time now = absl::Now();
   for (size_t i = 0; i < batch.turns.size(); ++i) {
-    Turn* t = batch.turns[i];
+    EngineTurn* t = batch.turns[i];
     const auto computed = std::span<const int32_t>(t->tokens).subspan(t->next, t->scheduled);
     t->hash = ExtendTokenHash(t->hash, computed);
     t->next += t->scheduled;
@@ -53,7 +53,7 @@ void EngineImpl::SampleAndEmit(const StepBatch& batch) {
   }
 }
 
-void EngineImpl::EmitToken(Turn& t, const SampledToken& s, absl::Time now) {
+void EngineImpl::EmitToken(EngineTurn& t, const SampledToken& s, absl::Time now) {
   if (options_.metrics) {
     if (t.generated.size() == 1) {
       options_.metrics->OnFirstToken(absl::ToDoubleSeconds(now - t.submitted));
@@ -68,7 +68,7 @@ void EngineImpl::EmitToken(Turn& t, const SampledToken& s, absl::Time now) {
       t.req.sampling.logprobs ? std::span<const float>(&logprob, 1) : std::span<const float>());
 }
 
-void EngineImpl::EmitStarted(Turn& t) {
+void EngineImpl::EmitStarted(EngineTurn& t) {
   if (t.started) return;
   t.started = true;
   const TurnStart start{.prompt_tokens = t.ContextLen(),
@@ -77,7 +77,7 @@ void EngineImpl::EmitStarted(Turn& t) {
   t.observer->OnStarted(start);
 }
 
-std::optional<StopDecision> EngineImpl::CheckStop(Turn& t) const {
+std::optional<StopDecision> EngineImpl::CheckStop(EngineTurn& t) const {
   const TurnSampling& s = t.req.sampling;
   const int32_t last = t.generated.back();
   if (!s.ignore_eos && last == options_.eos_token_id) return StopDecision{"stop"};

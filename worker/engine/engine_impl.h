@@ -21,7 +21,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "common/stop_matcher.h"
+#include "common/text/stop_matcher.h"
 #include "common/token_hash.h"
 #include "worker/engine/engine.h"
 
@@ -31,8 +31,8 @@ using cache::ConversationKey;
 using cache::RoundStamp;
 
 // A turn inside the engine. Touched only by the engine thread once queued.
-struct Turn {
-  TurnRequest req;
+struct EngineTurn {
+  TurnSpec req;
   std::shared_ptr<TurnObserver> observer;
   Sampler sampler{0};
   absl::Time submitted;
@@ -76,7 +76,7 @@ enum class GrowOutcome {
 struct StepBatch {
   // Batch order: the model's sequences and logits rows. Each turn here is in
   // running_, attached, and has `scheduled` > 0 tokens to compute.
-  std::vector<Turn*> turns;
+  std::vector<EngineTurn*> turns;
   int budget = 0;  // tokens the step may still schedule
   // A running turn was preempted for memory in this step: the step admits no
   // waiting turn, so neither the preempted turn (now at the queue's head) nor
@@ -97,9 +97,9 @@ class EngineImpl final : public Engine {
   }
   ~EngineImpl() override { Stop(); }
 
-  absl::Status Submit(TurnRequest turn, std::shared_ptr<TurnObserver> observer) override;
+  absl::Status Submit(TurnSpec turn, std::shared_ptr<TurnObserver> observer) override;
   void Cancel(const std::string& request_id) override;
-  void Release(const ConversationKey& key, absl::AnyInvocable<void(bool) &&> done) override;
+  void Forget(const ConversationKey& key, absl::AnyInvocable<void(bool) &&> done) override;
   void Drain() override {
     absl::MutexLock lock(&mu_);
     draining_ = true;
@@ -120,10 +120,10 @@ class EngineImpl final : public Engine {
 
  private:
   struct Command {
-    enum Kind { kCancel, kRelease } kind;
+    enum Kind { kCancel, kForget } kind;
     std::string request_id;
     ConversationKey key;
-    absl::AnyInvocable<void(bool) &&> released;  // kRelease: called once with the result
+    absl::AnyInvocable<void(bool) &&> forgotten;  // kForget: called once with the result
   };
 
   bool IdleLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -132,7 +132,7 @@ class EngineImpl final : public Engine {
   bool HasInputLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return stop_ || !inbox_.empty() || !commands_.empty();
   }
-  absl::Status Validate(const TurnRequest& turn) const;
+  absl::Status Validate(const TurnSpec& turn) const;
 
   // Engine thread.
   void Loop();
@@ -144,16 +144,16 @@ class EngineImpl final : public Engine {
   void ScheduleRunning(StepBatch& batch);
   // The oldest running turn of the phase (decoding or prefilling) not yet
   // scheduled in this step; null when none is left.
-  Turn* NextToSchedule(bool decoding) const;
+  EngineTurn* NextToSchedule(bool decoding) const;
   // Grow caches: makes room for n more tokens of running turn t, preempting
   // the newest unscheduled running turns (possibly t) until it fits.
-  GrowOutcome GrowRunning(Turn* t, int n, StepBatch& batch);
+  GrowOutcome GrowRunning(EngineTurn* t, int n, StepBatch& batch);
   // Admit: attaches waiting turns in arrival order and grows their caches,
   // while budget, max_running and memory last.
   void AdmitWaiting(StepBatch& batch);
-  AdmitOutcome Admit(Turn* t);
+  AdmitOutcome Admit(EngineTurn* t);
   // Adds n tokens of t (attached, grown) to the batch.
-  static void AddToBatch(Turn* t, int n, StepBatch& batch);
+  static void AddToBatch(EngineTurn* t, int n, StepBatch& batch);
   // Forward: runs the model over the batch into logits_. On error every turn
   // of the batch fails (and is gone); returns whether it ran.
   bool ForwardBatch(const StepBatch& batch);
@@ -162,18 +162,20 @@ class EngineImpl final : public Engine {
   // and finishes the turns that stop.
   void SampleAndEmit(const StepBatch& batch);
   // Emit: metrics and the observer's OnTokens for a newly sampled token.
-  void EmitToken(Turn& t, const SampledToken& s, absl::Time now);
+  void EmitToken(EngineTurn& t, const SampledToken& s, absl::Time now);
   // Emit: OnStarted (once per turn) for a turn just admitted.
-  void EmitStarted(Turn& t);
-  void Finish(Turn* t, const StopDecision& stop);
-  void Fail(Turn* t, const absl::Status& status);
-  void Preempt(Turn* t);
-  void Forget(Turn* t);
+  void EmitStarted(EngineTurn& t);
+  void Finish(EngineTurn* t, const StopDecision& stop);
+  void Fail(EngineTurn* t, const absl::Status& status);
+  void Preempt(EngineTurn* t);
+  // Bookkeeping only: removes a finished turn from the queues and active sets. Its cache
+  // request must already be committed or discarded (Finish, Fail).
+  void Retire(EngineTurn* t);
   // Moves t, the head of waiting_, to the back of running_.
-  void StartRunning(Turn* t);
+  void StartRunning(EngineTurn* t);
   // Whether the turn ends with its last sampled token; feeds its bytes to the
   // stop-string matcher.
-  std::optional<StopDecision> CheckStop(Turn& t) const;
+  std::optional<StopDecision> CheckStop(EngineTurn& t) const;
   void PublishLoad();
 
   const EngineOptions options_;
@@ -181,7 +183,7 @@ class EngineImpl final : public Engine {
   std::thread thread_;
 
   mutable absl::Mutex mu_;
-  std::deque<std::unique_ptr<Turn>> inbox_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::unique_ptr<EngineTurn>> inbox_ ABSL_GUARDED_BY(mu_);
   std::vector<Command> commands_ ABSL_GUARDED_BY(mu_);
   // Conversations and request ids with a queued or running turn.
   absl::flat_hash_set<ConversationKey> active_keys_ ABSL_GUARDED_BY(mu_);
@@ -191,14 +193,14 @@ class EngineImpl final : public Engine {
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   // Turns in inbox_ and waiting_: what max_waiting bounds. Changed under mu_
-  // together with the queues (Submit, admission, preemption, Forget), so
+  // together with the queues (Submit, admission, preemption, Retire), so
   // Submit's check against max_waiting is exact.
   int num_waiting_ ABSL_GUARDED_BY(mu_) = 0;
   EngineLoad load_ ABSL_GUARDED_BY(mu_);
 
   // Engine thread only: admission order.
-  std::list<std::unique_ptr<Turn>> running_;
-  std::deque<std::unique_ptr<Turn>> waiting_;
+  std::list<std::unique_ptr<EngineTurn>> running_;
+  std::deque<std::unique_ptr<EngineTurn>> waiting_;
   std::vector<float> logits_;
   std::vector<ForwardSeq> seqs_;
 };

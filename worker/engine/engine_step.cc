@@ -25,7 +25,7 @@ void EngineImpl::ScheduleRunning(StepBatch& batch) {
     // others, or the turn itself. Each round schedules or removes a turn, so
     // the loop ends.
     while (batch.budget > 0) {
-      Turn* t = NextToSchedule(decoding);
+      EngineTurn* t = NextToSchedule(decoding);
       if (t == nullptr) break;
       const int n = static_cast<int>(std::min<size_t>(t->Remaining(), batch.budget));
       // kPreempted / kFailed: t left running_ and is not forwarded this step.
@@ -34,20 +34,20 @@ void EngineImpl::ScheduleRunning(StepBatch& batch) {
   }
 }
 
-Turn* EngineImpl::NextToSchedule(bool decoding) const {
+EngineTurn* EngineImpl::NextToSchedule(bool decoding) const {
   for (const auto& t : running_) {
     if (t->scheduled == 0 && !t->generated.empty() == decoding) return t.get();
   }
   return nullptr;
 }
 
-GrowOutcome EngineImpl::GrowRunning(Turn* t, int n, StepBatch& batch) {
+GrowOutcome EngineImpl::GrowRunning(EngineTurn* t, int n, StepBatch& batch) {
   for (;;) {
     const absl::Status grown = options_.cache->Append(*t->cache_request, n);
     if (grown.ok()) return GrowOutcome::kGrown;
     // Preempt the newest running turn that is not scheduled yet (possibly t
     // itself), by recompute: it goes back to the queue and frees its memory.
-    Turn* victim = nullptr;
+    EngineTurn* victim = nullptr;
     for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
       if ((*it)->scheduled == 0) {
         victim = it->get();
@@ -70,7 +70,7 @@ GrowOutcome EngineImpl::GrowRunning(Turn* t, int n, StepBatch& batch) {
 void EngineImpl::AdmitWaiting(StepBatch& batch) {
   while (batch.budget > 0 && !waiting_.empty() &&
          static_cast<int>(running_.size()) < options_.max_running) {
-    Turn* t = waiting_.front().get();
+    EngineTurn* t = waiting_.front().get();
     const AdmitOutcome outcome = Admit(t);
     if (outcome == AdmitOutcome::kEnded) continue;  // Admit removed it
     const int n = static_cast<int>(std::min<size_t>(t->Remaining(), batch.budget));
@@ -97,15 +97,15 @@ void EngineImpl::AdmitWaiting(StepBatch& batch) {
   }
 }
 
-void EngineImpl::AddToBatch(Turn* t, int n, StepBatch& batch) {
+void EngineImpl::AddToBatch(EngineTurn* t, int n, StepBatch& batch) {
   t->scheduled = n;
   batch.budget -= n;
   batch.turns.push_back(t);
 }
 
-AdmitOutcome EngineImpl::Admit(Turn* t) {
+AdmitOutcome EngineImpl::Admit(EngineTurn* t) {
   cache::ConversationCache& cache = *options_.cache;
-  const TurnRequest& req = t->req;
+  const TurnSpec& req = t->req;
   const bool first = !t->admitted_once;
   t->admitted_once = true;
 
@@ -129,7 +129,7 @@ AdmitOutcome EngineImpl::Admit(Turn* t) {
                                      ? "the cached state is at another round"
                                      : "no cached state for this conversation";
       auto observer = t->observer;
-      Forget(t);
+      Retire(t);
       observer->OnStateMissing(reason);
       return AdmitOutcome::kEnded;
     }
@@ -145,7 +145,7 @@ AdmitOutcome EngineImpl::Admit(Turn* t) {
         // Evicted while the turn waited: nothing was streamed, so the router
         // can resend it with the history.
         auto observer = t->observer;
-        Forget(t);
+        Retire(t);
         observer->OnStateMissing("the cached state was evicted before the turn started");
       } else {
         Fail(t,

@@ -9,7 +9,7 @@
 
 namespace hc::engine::internal {
 
-void EngineImpl::Finish(Turn* t, const StopDecision& stop) {
+void EngineImpl::Finish(EngineTurn* t, const StopDecision& stop) {
   // Step 7: publish. The last sampled token has no KV yet, so the committed
   // state covers every token before it: a prefix of what the router commits
   // (context + reply) unless a stop string began before the last token. Then
@@ -36,7 +36,7 @@ void EngineImpl::Finish(Turn* t, const StopDecision& stop) {
     options_.metrics->OnCommit(committed.ok() ? "published" : "failed", seconds);
   auto observer = t->observer;
   const int64_t completion = static_cast<int64_t>(t->generated.size());
-  Forget(t);
+  Retire(t);
   if (committed.ok()) {
     observer->OnCommitted({.committed = stamp,
                            .finish_reason = stop.reason,
@@ -48,7 +48,7 @@ void EngineImpl::Finish(Turn* t, const StopDecision& stop) {
   }
 }
 
-void EngineImpl::Fail(Turn* t, const absl::Status& status) {
+void EngineImpl::Fail(EngineTurn* t, const absl::Status& status) {
   if (t->cache_request.has_value()) {
     const auto start = std::chrono::steady_clock::now();
     HC_CHECK_OK(options_.cache->Discard(*t->cache_request));
@@ -60,18 +60,18 @@ void EngineImpl::Fail(Turn* t, const absl::Status& status) {
     }
   }
   auto observer = t->observer;
-  Forget(t);
+  Retire(t);
   observer->OnFailed(status);
 }
 
-void EngineImpl::Preempt(Turn* t) {
+void EngineImpl::Preempt(EngineTurn* t) {
   HC_LOG(INFO) << "preempting " << t->req.request_id << " (recompute) under memory pressure";
   HC_CHECK_OK(options_.cache->Discard(*t->cache_request));
   t->cache_request.reset();
   t->next = 0;
   t->hash = t->base.token_hash;
   auto it = std::find_if(running_.begin(), running_.end(),
-                         [t](const std::unique_ptr<Turn>& p) { return p.get() == t; });
+                         [t](const std::unique_ptr<EngineTurn>& p) { return p.get() == t; });
   HC_CHECK(it != running_.end()) << "preempted turn is not running";
   waiting_.push_front(std::move(*it));
   running_.erase(it);
@@ -81,7 +81,7 @@ void EngineImpl::Preempt(Turn* t) {
   ++num_waiting_;
 }
 
-void EngineImpl::StartRunning(Turn* t) {
+void EngineImpl::StartRunning(EngineTurn* t) {
   HC_CHECK(!waiting_.empty() && waiting_.front().get() == t) << "only the queue's head is admitted";
   running_.push_back(std::move(waiting_.front()));
   waiting_.pop_front();
@@ -89,9 +89,9 @@ void EngineImpl::StartRunning(Turn* t) {
   --num_waiting_;
 }
 
-void EngineImpl::Forget(Turn* t) {
-  const auto is_t = [t](const std::unique_ptr<Turn>& p) { return p.get() == t; };
-  std::unique_ptr<Turn> owned;
+void EngineImpl::Retire(EngineTurn* t) {
+  const auto is_t = [t](const std::unique_ptr<EngineTurn>& p) { return p.get() == t; };
+  std::unique_ptr<EngineTurn> owned;
   bool was_waiting = false;
   if (auto it = std::find_if(running_.begin(), running_.end(), is_t); it != running_.end()) {
     owned = std::move(*it);

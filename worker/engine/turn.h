@@ -22,14 +22,14 @@ struct TurnSampling {
   std::optional<uint64_t> seed;         // unset: drawn from the engine's RNG
   std::vector<int32_t> stop_token_ids;  // at most kMaxStopTokenIds
   // At most kMaxStopStrings non-empty strings of at most kMaxStopStringBytes
-  // (common/stop_limits.h); matched on the generated tokens' bytes (see
+  // (common/text/stop_limits.h); matched on the generated tokens' bytes (see
   // EngineOptions::token_bytes, which they need).
   std::vector<std::string> stop_strings;
   bool ignore_eos = false;
   bool logprobs = false;
 };
 
-struct TurnRequest {
+struct TurnSpec {
   cache::ConversationKey key;
   std::string request_id;  // unique among running turns; used by Cancel
   // The committed state the router expects this worker to hold. Unset: none

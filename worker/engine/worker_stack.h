@@ -10,7 +10,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "common/tokenizer.h"
+#include "common/text/tokenizer.h"
 #include "worker/cache/conversation_cache.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/hybrid_model_runner.h"

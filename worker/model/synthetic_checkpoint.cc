@@ -13,11 +13,11 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "common/chat_template.h"
 #include "common/json.h"
 #include "common/model_path.h"
 #include "common/status_macros.h"
-#include "common/synthetic_tokenizer.h"
+#include "common/text/chat_template.h"
+#include "common/text/synthetic_tokenizer.h"
 #include "worker/model/bamba_tensors.h"
 #include "worker/model/half.h"
 #include "worker/model/model_config_io.h"

@@ -22,9 +22,9 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
-#include "common/bpe_trainer.h"
 #include "common/model_path.h"
-#include "common/synthetic_tokenizer.h"
+#include "common/text/bpe_trainer.h"
+#include "common/text/synthetic_tokenizer.h"
 #include "worker/model/model_config.h"
 #include "worker/runtime/cache_memory.h"
 
@@ -34,7 +34,7 @@ struct SyntheticPreset {
   std::string name;
   // Complete except vocab_size and token ids, which come from the tokenizer.
   ModelConfig config;
-  SyntheticTokenizerSpec tokenizer;  // common/synthetic_tokenizer.h
+  SyntheticTokenizerSpec tokenizer;  // common/text/synthetic_tokenizer.h
   runtime::DType dtype = runtime::DType::kF32;
   uint64_t seed = 0;
 };

@@ -106,8 +106,7 @@ class ExecuteReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   ExecuteReactor(const WorkerServiceOptions& options, const absl::Status& parsed,
                  const pb::ExecuteRequest& request)
       : options_(options), observer_(std::make_shared<Observer>(this, options.worker_id)) {
-    absl::StatusOr<engine::TurnRequest> turn =
-        parsed.ok() ? TurnFromProto(request, options_) : parsed;
+    absl::StatusOr<engine::TurnSpec> turn = parsed.ok() ? TurnFromProto(request, options_) : parsed;
     if (turn.ok()) {
       std::string request_id = turn->request_id;
       const absl::Status submitted = options_.engine->Submit(*std::move(turn), observer_);
@@ -245,8 +244,8 @@ grpc::ServerUnaryReactor* Finished(grpc::CallbackServerContext* context,
 
 }  // namespace
 
-absl::StatusOr<engine::TurnRequest> TurnFromProto(const pb::ExecuteRequest& request,
-                                                  const WorkerServiceOptions& options) {
+absl::StatusOr<engine::TurnSpec> TurnFromProto(const pb::ExecuteRequest& request,
+                                               const WorkerServiceOptions& options) {
   HC_RETURN_IF_ERROR(CheckKey(request.key()));
   if (request.request_id().size() > kMaxRequestIdBytes) {
     return absl::InvalidArgumentError(absl::StrCat("request_id is ", request.request_id().size(),
@@ -274,7 +273,7 @@ absl::StatusOr<engine::TurnRequest> TurnFromProto(const pb::ExecuteRequest& requ
   HC_RETURN_IF_ERROR(
       ValidateSamplingParams(request.sampling(), static_cast<uint32_t>(options.vocab_size)));
 
-  engine::TurnRequest turn;
+  engine::TurnSpec turn;
   turn.key = {request.key().cache_salt(), request.key().conversation_id(), request.key().tenant()};
   turn.request_id = request.request_id().empty()
                         ? absl::StrCat(request.key().cache_salt(), "/",
@@ -344,12 +343,12 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::Release(grpc::CallbackServerContext
   absl::Status s = ParseRawRequest(*raw, &request);
   if (s.ok()) s = CheckKey(request.key());
   if (!s.ok()) return Finished(context, s);
-  // The engine drops the state on its own thread and finishes the call from
+  // The engine forgets the state on its own thread and finishes the call from
   // there; this callback thread returns at once. The call (so `response` and
   // `reactor`) stays alive until Finish, which the engine always calls
   // (exactly once, even when it stops).
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  options_.engine->Release(
+  options_.engine->Forget(
       {request.key().cache_salt(), request.key().conversation_id(), request.key().tenant()},
       [reactor, response](bool released) {
         pb::ReleaseResponse out;

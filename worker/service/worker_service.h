@@ -59,8 +59,8 @@ struct WorkerServiceOptions {
 // vocab_size, new_round 0, sampling out of range. RESOURCE_EXHAUSTED when the
 // context (history or expected state, plus suffix) leaves no room to generate
 // within max_model_len. The engine re-checks what it relies on (Submit).
-absl::StatusOr<engine::TurnRequest> TurnFromProto(const hybridcache::v1::ExecuteRequest& request,
-                                                  const WorkerServiceOptions& options);
+absl::StatusOr<engine::TurnSpec> TurnFromProto(const hybridcache::v1::ExecuteRequest& request,
+                                               const WorkerServiceOptions& options);
 
 using WorkerServiceBase = hybridcache::v1::WorkerService::WithRawCallbackMethod_Execute<
     hybridcache::v1::WorkerService::WithRawCallbackMethod_Load<

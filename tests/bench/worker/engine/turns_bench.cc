@@ -117,7 +117,7 @@ RunStats RunConversations(hc::engine::Engine& engine, const Args& a, bool use_ca
       std::vector<int32_t> suffix(a.suffix);
       for (int k = 0; k < a.suffix; ++k)
         suffix[k] = 4 + (c * 7919 + turn * 104729 + k * 31) % (vocab - 4);
-      hc::engine::TurnRequest t;
+      hc::engine::TurnSpec t;
       t.key = {use_cache ? "cached" : "scratch", absl::StrCat("conv", c)};
       t.request_id = absl::StrCat(t.key.cache_salt, "/", c, "/", turn);
       t.new_round = turn + 1;

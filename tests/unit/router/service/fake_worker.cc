@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
-#include "common/stop_matcher.h"
+#include "common/text/stop_matcher.h"
 #include "common/token_hash.h"
 
 namespace hc::router::testing {

@@ -6,11 +6,11 @@
 #include <string>
 #include <vector>
 
-#include "common/bpe_trainer.h"
-#include "common/chat_template.h"
 #include "common/json.h"
-#include "common/synthetic_tokenizer.h"
-#include "common/tokenizer.h"
+#include "common/text/bpe_trainer.h"
+#include "common/text/chat_template.h"
+#include "common/text/synthetic_tokenizer.h"
+#include "common/text/tokenizer.h"
 #include "gtest/gtest.h"
 #include "router/service/reply_stream.h"
 

@@ -59,7 +59,7 @@ struct RefRequest {
   RefKey key;
   bool from_committed = false;  // attached to a committed state (else fresh)
   bool base_alive = false;      // that state still exists (shares its full blocks)
-  bool dropped = false;         // Drop(key) ran while it was running
+  bool forgotten = false;       // Forget(key) ran while it was running
   uint64_t base_round = 0;
   int64_t computed = 0;
   int64_t num_tokens = 0;
@@ -251,7 +251,7 @@ class ConversationCacheModelTest : public ::testing::TestWithParam<uint64_t> {
   void CommitRequest() {
     const RequestId id = RandomRequest();
     const RefRequest r = reqs_.at(id);
-    if (r.dropped) {
+    if (r.forgotten) {
       ASSERT_EQ(cache_->Commit(id, {}).code(), absl::StatusCode::kAborted);
       reqs_.erase(id);
       return;
@@ -264,7 +264,7 @@ class ConversationCacheModelTest : public ::testing::TestWithParam<uint64_t> {
       ASSERT_EQ(
           cache_->Commit(id, {.round = prev_round + 1, .num_tokens = r.num_tokens + 1}).code(),
           absl::StatusCode::kInvalidArgument);
-      ForgetRequest(id);
+      RetireRequest(id);
       return;
     }
     const int64_t len = Chance(0.7)
@@ -282,7 +282,7 @@ class ConversationCacheModelTest : public ::testing::TestWithParam<uint64_t> {
   }
 
   // The reference side of a request ending without a publish.
-  void ForgetRequest(RequestId id) {
+  void RetireRequest(RequestId id) {
     const RefRequest r = reqs_.at(id);
     reqs_.erase(id);
     if (r.base_alive) {
@@ -293,21 +293,21 @@ class ConversationCacheModelTest : public ::testing::TestWithParam<uint64_t> {
 
   void DiscardRequest(RequestId id) {
     ASSERT_TRUE(cache_->Discard(id).ok());
-    ForgetRequest(id);
+    RetireRequest(id);
   }
 
-  void DropConversation() {
+  void ForgetConversation() {
     const RefKey k = RandomKey();
     RequestId running = 0;
     const bool has_request = RequestOn(k, &running) != nullptr;
     const bool has_conv = convs_.contains(k);
-    ASSERT_EQ(cache_->Drop(KeyOf(k)), has_request || has_conv);
+    ASSERT_EQ(cache_->Forget(KeyOf(k)), has_request || has_conv);
     if (has_conv) {
       RefUnidle(k);
       convs_.erase(k);
     }
     if (has_request) {
-      reqs_.at(running).dropped = true;
+      reqs_.at(running).forgotten = true;
       reqs_.at(running).base_alive = false;
     }
   }
@@ -333,7 +333,7 @@ class ConversationCacheModelTest : public ::testing::TestWithParam<uint64_t> {
       StartTurn();
     } else if (reqs_.empty() || op >= 90) {
       if (op % 3 == 0) {
-        DropConversation();
+        ForgetConversation();
       } else {
         CrossLookup();
       }
@@ -458,7 +458,7 @@ TEST_P(ConversationCacheModelTest, RandomTurnsMatchTheReferenceModel) {
   // Wind down: end every request, then drop every conversation.
   while (!reqs_.empty()) {
     const RequestId id = reqs_.begin()->first;
-    if (Chance(0.5) && !reqs_.at(id).dropped) {
+    if (Chance(0.5) && !reqs_.at(id).forgotten) {
       CommitRequest();  // may pick another request; loops until none is left
     } else {
       DiscardRequest(id);
@@ -467,7 +467,7 @@ TEST_P(ConversationCacheModelTest, RandomTurnsMatchTheReferenceModel) {
   }
   for (int s = 0; s < kNumSalts; ++s) {
     for (int i = 0; i < kNumIds; ++i) {
-      cache_->Drop(KeyOf({s, i}));
+      cache_->Forget(KeyOf({s, i}));
       convs_.erase({s, i});
     }
   }

@@ -206,7 +206,7 @@ TEST_F(ConversationCacheTest, CommitBaseRefusesAnOldRoundAndAnUnknownRequest) {
   EXPECT_EQ(cache_->Counters().running_requests, 0);
   EXPECT_EQ(cache_->CommitBase(r.request, 2).status().code(), absl::StatusCode::kNotFound);
   const AttachResult d = cache_->Attach(a_, s1).value();
-  EXPECT_TRUE(cache_->Drop(a_));
+  EXPECT_TRUE(cache_->Forget(a_));
   EXPECT_EQ(cache_->CommitBase(d.request, 2).status().code(), absl::StatusCode::kAborted);
   EXPECT_EQ(cache_->Counters().conversations, 0);
 }
@@ -223,7 +223,7 @@ TEST_F(ConversationCacheTest, SaltsAreSeparateNamespaces) {
     for (const BlockId t : theirs.blocks) EXPECT_NE(b, t);
   }
   EXPECT_NE(mine.mamba_slot, theirs.mamba_slot);
-  EXPECT_TRUE(cache_->Drop(other));
+  EXPECT_TRUE(cache_->Forget(other));
   EXPECT_EQ(cache_->Lookup(a_, s), LookupResult::kHit);
   EXPECT_EQ(cache_->Lookup(other, s_other), LookupResult::kMiss);
 }
@@ -296,15 +296,15 @@ TEST_F(ConversationCacheTest, AttachEvictsForItsTailBlockAndSlotButNotItsOwnStat
   EXPECT_FALSE(cache_->Inspect(a_)->attached);
 }
 
-TEST_F(ConversationCacheTest, DropFreesTheStateAndARunningTurnCannotCommit) {
+TEST_F(ConversationCacheTest, ForgetFreesTheStateAndARunningTurnCannotCommit) {
   const RoundStamp s = CommitFresh(a_, 6);
-  EXPECT_TRUE(cache_->Drop(a_));
-  EXPECT_FALSE(cache_->Drop(a_));
+  EXPECT_TRUE(cache_->Forget(a_));
+  EXPECT_FALSE(cache_->Forget(a_));
   EXPECT_EQ(cache_->Counters().kv_blocks_free, 16);
   const RoundStamp s2 = CommitFresh(a_, 6);
   const AttachResult r = cache_->Attach(a_, s2).value();
   ASSERT_TRUE(cache_->Append(r.request, 3).ok());
-  EXPECT_TRUE(cache_->Drop(a_));
+  EXPECT_TRUE(cache_->Forget(a_));
   // The running turn keeps its own blocks (the formerly shared one included).
   EXPECT_EQ(cache_->Counters().kv_blocks_committed, 0);
   EXPECT_EQ(cache_->Counters().kv_blocks_active, 3);

@@ -139,7 +139,7 @@ TEST_F(FullAttentionGroupTest, DiscardReturnsEveryReferenceAndKeepsTheCommittedS
   EXPECT_EQ(pool_.num_used(), used);
   for (const BlockId b : c.blocks) EXPECT_EQ(pool_.refcount(b), 1);
   EXPECT_EQ(SequenceChecksum(*mem_, c.blocks, 7), sum);
-  group_.Release(std::move(c));
+  group_.FreeCommitted(std::move(c));
   EXPECT_EQ(pool_.num_used(), 0);
   EXPECT_EQ(group_.num_committed_blocks(), 0);
 }

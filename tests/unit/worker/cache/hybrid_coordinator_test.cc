@@ -133,7 +133,7 @@ TEST_F(HybridCoordinatorTest, PublishAndDiscardReachBothGroups) {
   coord_->Discard(std::move(r2));
   EXPECT_EQ(coord_->mamba().num_active(), 0);
   EXPECT_EQ(coord_->pool().num_used(), 3);
-  coord_->Release(std::move(a2));
+  coord_->FreeCommitted(std::move(a2));
   EXPECT_EQ(coord_->pool().num_used(), 0);
   EXPECT_EQ(coord_->mamba().num_free(), 4);
 }

@@ -77,7 +77,7 @@ TEST_F(MambaStateGroupTest, DiscardFreesOnlyTheRequestSlot) {
   EXPECT_EQ(group_.state(owned), SlotState::kFree);
   EXPECT_EQ(group_.state(committed), SlotState::kCommitted);
   EXPECT_EQ(SlotChecksum(*mem_, committed), sum);
-  group_.Release(committed);
+  group_.FreeCommitted(committed);
   EXPECT_EQ(group_.num_free(), 4);
   EXPECT_EQ(group_.num_committed(), 0);
 }

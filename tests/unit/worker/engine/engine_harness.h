@@ -173,23 +173,23 @@ class Harness {
     engine_ = Engine::Create(eo).value();
   }
 
-  std::shared_ptr<Recorder> Start(TurnRequest turn) {
+  std::shared_ptr<Recorder> Start(TurnSpec turn) {
     auto rec = std::make_shared<Recorder>();
     const absl::Status s = engine_->Submit(std::move(turn), rec);
     EXPECT_TRUE(s.ok()) << s;
     return rec;
   }
-  std::shared_ptr<Recorder> Run(TurnRequest turn) {
+  std::shared_ptr<Recorder> Run(TurnSpec turn) {
     auto rec = Start(std::move(turn));
     rec->done.WaitForNotification();
     return rec;
   }
 
-  // Drops the committed state of `key` and waits for the engine's answer.
-  bool ReleaseAndWait(const ConversationKey& key) {
+  // Forgets the committed state of `key` and waits for the engine's answer.
+  bool ForgetAndWait(const ConversationKey& key) {
     absl::Notification done;
     bool released = false;
-    engine_->Release(key, [&](bool r) {
+    engine_->Forget(key, [&](bool r) {
       released = r;
       done.Notify();
     });
@@ -223,8 +223,8 @@ inline TurnSampling Greedy(int max_tokens) {
 }
 
 // A fresh single-turn conversation `id` (request id `id`).
-inline TurnRequest FreshTurn(const std::string& id, int max_tokens = 2) {
-  TurnRequest t;
+inline TurnSpec FreshTurn(const std::string& id, int max_tokens = 2) {
+  TurnSpec t;
   t.key = {"", id};
   t.request_id = id;
   t.suffix = {5, 6, 7};
@@ -243,7 +243,7 @@ class Conversation {
   std::shared_ptr<Recorder> Turn(const std::vector<int32_t>& new_tokens, int max_tokens,
                                  bool use_cache = true,
                                  std::vector<std::string> stop_strings = {}) {
-    TurnRequest t;
+    TurnSpec t;
     t.key = key_;
     t.request_id = absl::StrCat(key_.conversation_id, "/", round_ + 1, "/", attempt_++);
     t.new_round = round_ + 1;
@@ -262,7 +262,7 @@ class Conversation {
     auto rec = h_->Run(t);
     if (rec->missing.has_value()) {
       ++resends_;
-      TurnRequest again = t;
+      TurnSpec again = t;
       again.expected.reset();
       again.has_history = true;
       again.history = ledger_;

@@ -23,11 +23,11 @@ using testing::Recorder;
 
 // Two fresh turns of `prompt_len` tokens, started together on `h`, whose
 // prompts begin with tokens 10 and 11 (so the model's calls tell them apart).
-std::vector<TurnRequest> TwoLongTurns(int prompt_len, int max_tokens) {
+std::vector<TurnSpec> TwoLongTurns(int prompt_len, int max_tokens) {
   std::mt19937 rng(5);
-  std::vector<TurnRequest> turns;
+  std::vector<TurnSpec> turns;
   for (int i = 0; i < 2; ++i) {
-    TurnRequest t;
+    TurnSpec t;
     t.key = {"", absl::StrCat("long", i)};
     t.request_id = t.key.conversation_id;
     t.suffix = RandomTokens(rng, prompt_len);
@@ -43,7 +43,7 @@ TEST(EngineScheduleTest, APreemptedTurnIsNotForwardedInTheStepThatPreemptedIt) {
   // so growing the older turn preempts the newer one while both run.
   Harness h({.kv_blocks = 20, .mamba_slots = 4, .block_size = 4, .max_batch_tokens = 8});
   Harness ref({.kv_blocks = 512, .mamba_slots = 8, .block_size = 4, .max_batch_tokens = 8});
-  const std::vector<TurnRequest> turns = TwoLongTurns(40, 12);
+  const std::vector<TurnSpec> turns = TwoLongTurns(40, 12);
   // Both are queued before the second step: the first step's forward holds
   // the engine thread until the second turn is submitted.
   h.gate().BlockAt(1);

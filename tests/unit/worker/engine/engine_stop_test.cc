@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "common/stop_limits.h"
+#include "common/text/stop_limits.h"
 #include "gtest/gtest.h"
 #include "tests/unit/worker/engine/engine_harness.h"
 #include "worker/engine/engine.h"
@@ -145,7 +145,7 @@ TEST(EngineStopTest, EachGeneratedTokenIsFedToTheMatcherOnce) {
   // The matcher is incremental: no step re-reads earlier tokens, however
   // many and long the stop strings.
   Harness h;
-  TurnRequest t = FreshTurn("c", /*max_tokens=*/40);
+  TurnSpec t = FreshTurn("c", /*max_tokens=*/40);
   for (int i = 0; i < kMaxStopStrings; ++i) {
     t.sampling.stop_strings.push_back(std::string(kMaxStopStringBytes - 1, 'a' + i) + "#");
   }
@@ -179,14 +179,14 @@ TEST(EngineStopTest, StopConditionsBeyondTheLimitsAreRejectedAndChangeNothing) {
        "65 stop token ids; at most 64"},
   };
   for (const Case& c : cases) {
-    TurnRequest t = FreshTurn(c.what);
+    TurnSpec t = FreshTurn(c.what);
     c.mutate(t.sampling);
     const absl::Status s = h.engine().Submit(t, std::make_shared<testing::Recorder>());
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.what;
     EXPECT_NE(s.message().find(c.message), std::string::npos) << c.what << ": " << s.message();
   }
   // At the limits exactly: accepted.
-  TurnRequest ok = FreshTurn("at the limits");
+  TurnSpec ok = FreshTurn("at the limits");
   ok.sampling.stop_strings.assign(kMaxStopStrings, std::string(kMaxStopStringBytes, 'x'));
   ok.sampling.stop_token_ids.assign(kMaxStopTokenIds, 5);
   EXPECT_TRUE(h.Run(ok)->result.has_value());

@@ -61,7 +61,7 @@ TEST(EngineTest, CachedTurnsComputeOnlyTheSuffixAndMatchFullRecompute) {
 
 TEST(EngineTest, UnknownStateWithoutHistoryIsReportedMissingAndChangesNothing) {
   Harness h;
-  TurnRequest t;
+  TurnSpec t;
   t.key = {"", "ghost"};
   t.request_id = "r1";
   t.expected = RoundStamp{.round = 3, .num_tokens = 10, .token_hash = 42};
@@ -84,7 +84,7 @@ TEST(EngineTest, StaleExpectationIsAMissNeverAGuess) {
   ASSERT_TRUE(c.Turn(RandomTokens(rng, 5), 3)->result.has_value());
   RoundStamp wrong = *c.stamp();
   wrong.token_hash ^= 1;  // same round and length, other tokens
-  TurnRequest t;
+  TurnSpec t;
   t.key = c.key();
   t.request_id = "stale";
   t.expected = wrong;
@@ -112,7 +112,7 @@ TEST(EngineTest, CancelMidStreamKeepsTheCommittedStateAndRetryEqualsUncancelledR
 
   // Second turn, cancelled after two tokens.
   const auto second = RandomTokens(rng, 6);
-  TurnRequest t;
+  TurnSpec t;
   t.key = c.key();
   t.request_id = "to-cancel";
   t.expected = before;
@@ -181,7 +181,7 @@ TEST(EngineTest, ConcurrentLongTurnsArePreemptedAndRecomputedExactly) {
   std::vector<std::vector<int32_t>> prompts = {RandomTokens(rng, 40), RandomTokens(rng, 40)};
   std::vector<std::shared_ptr<Recorder>> recs;
   for (int i = 0; i < 2; ++i) {
-    TurnRequest t;
+    TurnSpec t;
     t.key = {"", absl::StrCat("long", i)};
     t.request_id = t.key.conversation_id;
     t.suffix = prompts[i];
@@ -191,7 +191,7 @@ TEST(EngineTest, ConcurrentLongTurnsArePreemptedAndRecomputedExactly) {
   for (int i = 0; i < 2; ++i) {
     recs[i]->done.WaitForNotification();
     ASSERT_TRUE(recs[i]->result.has_value()) << recs[i]->failed;
-    TurnRequest t;
+    TurnSpec t;
     t.key = {"", absl::StrCat("long", i)};
     t.request_id = "ref";
     t.suffix = prompts[i];
@@ -209,7 +209,7 @@ TEST(EngineTest, StopsOnEosStopTokenStopStringAndMaxTokens) {
   Harness h;
   std::mt19937 rng(6);
   const auto prompt = RandomTokens(rng, 5);
-  TurnRequest base;
+  TurnSpec base;
   base.key = {"", "probe"};
   base.request_id = "probe";
   base.suffix = prompt;
@@ -219,7 +219,7 @@ TEST(EngineTest, StopsOnEosStopTokenStopStringAndMaxTokens) {
   EXPECT_EQ(probe->result->finish_reason, "length");
 
   // The same context yields the same tokens: stop on the third one.
-  TurnRequest by_id = base;
+  TurnSpec by_id = base;
   by_id.key.conversation_id = "by_id";
   by_id.request_id = "by_id";
   by_id.sampling.stop_token_ids = {probe->tokens[2]};
@@ -228,7 +228,7 @@ TEST(EngineTest, StopsOnEosStopTokenStopStringAndMaxTokens) {
   EXPECT_EQ(r->tokens.back(), probe->tokens[2]);
   EXPECT_LE(r->tokens.size(), 3u);
 
-  TurnRequest by_string = base;
+  TurnSpec by_string = base;
   by_string.key.conversation_id = "by_string";
   by_string.request_id = "by_string";
   const std::string text = testing::Text(std::span(probe->tokens).subspan(1, 2));
@@ -240,13 +240,13 @@ TEST(EngineTest, StopsOnEosStopTokenStopStringAndMaxTokens) {
 
 TEST(EngineTest, MalformedTurnsAreRejectedAndChangeNothing) {
   Harness h({.max_model_len = 64});
-  TurnRequest ok;
+  TurnSpec ok;
   ok.key = {"", "x"};
   ok.request_id = "x";
   ok.suffix = {5, 6};
   ok.sampling = Greedy(2);
 
-  TurnRequest bad = ok;
+  TurnSpec bad = ok;
   bad.suffix = {5, kVocab};
   EXPECT_EQ(h.engine().Submit(bad, std::make_shared<Recorder>()).code(),
             absl::StatusCode::kInvalidArgument);
@@ -281,7 +281,7 @@ TEST(EngineTest, MalformedTurnsAreRejectedAndChangeNothing) {
 
 TEST(EngineTest, SecondConcurrentTurnOfAConversationIsAborted) {
   Harness h;
-  TurnRequest t;
+  TurnSpec t;
   t.key = {"", "busy"};
   t.request_id = "first";
   t.suffix = {5, 6, 7};
@@ -291,7 +291,7 @@ TEST(EngineTest, SecondConcurrentTurnOfAConversationIsAborted) {
   h.gate().BlockAt(1);
   auto first = h.Start(t);
   h.gate().AwaitBlocked();
-  TurnRequest again = t;
+  TurnSpec again = t;
   again.request_id = "second";
   EXPECT_EQ(h.engine().Submit(again, std::make_shared<Recorder>()).code(),
             absl::StatusCode::kAborted);
@@ -315,7 +315,7 @@ TEST(EngineTest, SaltsAreSeparateConversations) {
 
 TEST(EngineTest, DrainRefusesNewTurnsAndLetsRunningOnesFinish) {
   Harness h;
-  TurnRequest t;
+  TurnSpec t;
   t.key = {"", "d"};
   t.request_id = "d";
   t.suffix = {5, 6, 7};
@@ -326,7 +326,7 @@ TEST(EngineTest, DrainRefusesNewTurnsAndLetsRunningOnesFinish) {
   auto rec = h.Start(t);
   h.gate().AwaitBlocked();
   h.engine().Drain();
-  TurnRequest late = t;
+  TurnSpec late = t;
   late.key.conversation_id = "late";
   late.request_id = "late";
   EXPECT_EQ(h.engine().Submit(late, std::make_shared<Recorder>()).code(),
@@ -339,13 +339,13 @@ TEST(EngineTest, DrainRefusesNewTurnsAndLetsRunningOnesFinish) {
   EXPECT_EQ(rec->tokens.size(), 5u);
 }
 
-TEST(EngineTest, ReleaseDropsTheCommittedState) {
+TEST(EngineTest, ForgetFreesTheCommittedState) {
   Harness h;
   Conversation c(&h, "r");
   std::mt19937 rng(8);
   ASSERT_TRUE(c.Turn(RandomTokens(rng, 5), 2)->result.has_value());
-  EXPECT_TRUE(h.ReleaseAndWait(c.key()));
-  EXPECT_FALSE(h.ReleaseAndWait(c.key()));
+  EXPECT_TRUE(h.ForgetAndWait(c.key()));
+  EXPECT_FALSE(h.ForgetAndWait(c.key()));
   auto next = c.Turn(RandomTokens(rng, 3), 2);  // missing -> resent with history
   ASSERT_TRUE(next->result.has_value());
   EXPECT_EQ(c.resends(), 1);
@@ -353,7 +353,7 @@ TEST(EngineTest, ReleaseDropsTheCommittedState) {
 
 TEST(EngineTest, StopFailsQueuedAndRunningTurns) {
   Harness h;
-  TurnRequest t;
+  TurnSpec t;
   t.key = {"", "s"};
   t.request_id = "s";
   t.suffix = {5};
@@ -363,7 +363,7 @@ TEST(EngineTest, StopFailsQueuedAndRunningTurns) {
   h.gate().BlockAt(1);
   auto running = h.Start(t);
   h.gate().AwaitBlocked();
-  TurnRequest queued_turn = t;
+  TurnSpec queued_turn = t;
   queued_turn.key.conversation_id = "q";
   queued_turn.request_id = "q";
   auto queued = std::make_shared<Recorder>();
@@ -526,7 +526,7 @@ TEST(EngineTest, DrainedEngineRefusesTurnsAsDrainingAndCountsThem) {
   EXPECT_EQ(h.metrics().rejected("queue_full"), 0);
 }
 
-TEST(EngineTest, ReleaseReturnsAtOnceAndAnswersFromTheEngineThreadAfterItsStep) {
+TEST(EngineTest, ForgetReturnsAtOnceAndAnswersFromTheEngineThreadAfterItsStep) {
   Harness h;
   Conversation c(&h, "rel");
   std::mt19937 rng(9);
@@ -540,10 +540,10 @@ TEST(EngineTest, ReleaseReturnsAtOnceAndAnswersFromTheEngineThreadAfterItsStep) 
   absl::Notification returned, answered;
   std::thread::id answered_on;
   bool released = false;
-  // On its own thread so that a Release that waits for the engine fails the
+  // On its own thread so that a Forget that waits for the engine fails the
   // test instead of deadlocking it (the gate opens only below).
   std::thread caller([&] {
-    h.engine().Release(c.key(), [&](bool r) {
+    h.engine().Forget(c.key(), [&](bool r) {
       released = r;
       answered_on = std::this_thread::get_id();
       answered.Notify();
@@ -552,7 +552,7 @@ TEST(EngineTest, ReleaseReturnsAtOnceAndAnswersFromTheEngineThreadAfterItsStep) 
   });
   const std::thread::id caller_id = caller.get_id();
   EXPECT_TRUE(returned.WaitForNotificationWithTimeout(absl::Seconds(30)))
-      << "Release waited for the engine thread";
+      << "Forget waited for the engine thread";
   EXPECT_FALSE(answered.HasBeenNotified()) << "answered before the engine could run it";
   h.gate().Release();
   caller.join();
@@ -561,17 +561,17 @@ TEST(EngineTest, ReleaseReturnsAtOnceAndAnswersFromTheEngineThreadAfterItsStep) 
   EXPECT_NE(answered_on, caller_id);
   EXPECT_NE(answered_on, std::this_thread::get_id());
   busy->done.WaitForNotification();
-  EXPECT_FALSE(h.ReleaseAndWait(c.key()));
+  EXPECT_FALSE(h.ForgetAndWait(c.key()));
 }
 
-TEST(EngineTest, ReleaseOnAStoppedEngineAnswersFalseAtOnce) {
+TEST(EngineTest, ForgetOnAStoppedEngineAnswersFalseAtOnce) {
   Harness h;
   Conversation c(&h, "gone");
   std::mt19937 rng(10);
   ASSERT_TRUE(c.Turn(RandomTokens(rng, 4), 2)->result.has_value());
   h.engine().Stop();
   std::optional<bool> released;
-  h.engine().Release(c.key(), [&](bool r) { released = r; });
+  h.engine().Forget(c.key(), [&](bool r) { released = r; });
   ASSERT_TRUE(released.has_value()) << "done must run on the calling thread once stopped";
   EXPECT_FALSE(*released);
 }

@@ -8,8 +8,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "common/chat_template.h"
-#include "common/tokenizer.h"
+#include "common/text/chat_template.h"
+#include "common/text/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "worker/model/bamba_tensors.h"

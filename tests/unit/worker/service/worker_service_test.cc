@@ -15,7 +15,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/server.h"
-#include "common/stop_limits.h"
+#include "common/text/stop_limits.h"
 #include "common/token_hash.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -39,12 +39,12 @@ constexpr char kLetters[] = "abcdefghijklmnopqrstuvwxyz";
 using engine::GatedModel;
 
 // Forwards to the real engine and lets a test wait for the service's calls:
-// a Cancel, Submit attempts (whatever their answer), and Release calls having
+// a Cancel, Submit attempts (whatever their answer), and Forget calls having
 // returned to the handler.
 class SignallingEngine final : public engine::Engine {
  public:
   explicit SignallingEngine(engine::Engine* inner) : inner_(inner) {}
-  absl::Status Submit(engine::TurnRequest turn,
+  absl::Status Submit(engine::TurnSpec turn,
                       std::shared_ptr<engine::TurnObserver> observer) override {
     absl::Status s = inner_->Submit(std::move(turn), std::move(observer));
     absl::MutexLock lock(&mu_);
@@ -55,10 +55,10 @@ class SignallingEngine final : public engine::Engine {
     inner_->Cancel(request_id);
     cancelled_.Notify();
   }
-  void Release(const cache::ConversationKey& key, absl::AnyInvocable<void(bool) &&> done) override {
-    inner_->Release(key, std::move(done));
+  void Forget(const cache::ConversationKey& key, absl::AnyInvocable<void(bool) &&> done) override {
+    inner_->Forget(key, std::move(done));
     absl::MutexLock lock(&mu_);
-    ++releases_returned_;
+    ++forgets_returned_;
   }
   void Drain() override { inner_->Drain(); }
   bool AwaitIdle(absl::Duration timeout) override { return inner_->AwaitIdle(timeout); }
@@ -73,12 +73,12 @@ class SignallingEngine final : public engine::Engine {
     };
     mu_.Await(absl::Condition(&reached));
   }
-  // Whether `n` calls to Release have returned within `timeout`.
-  bool AwaitReleasesReturned(int n, absl::Duration timeout) {
+  // Whether `n` calls to Forget have returned within `timeout`.
+  bool AwaitForgetsReturned(int n, absl::Duration timeout) {
     absl::MutexLock lock(&mu_);
     const auto reached = [this, n] {
       mu_.AssertHeld();
-      return releases_returned_ >= n;
+      return forgets_returned_ >= n;
     };
     return mu_.AwaitWithTimeout(absl::Condition(&reached), timeout);
   }
@@ -88,7 +88,7 @@ class SignallingEngine final : public engine::Engine {
   engine::Engine* inner_;
   absl::Mutex mu_;
   int submits_ ABSL_GUARDED_BY(mu_) = 0;
-  int releases_returned_ ABSL_GUARDED_BY(mu_) = 0;
+  int forgets_returned_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // A real WorkerService on loopback over the real engine and cache, with the
@@ -666,9 +666,9 @@ TEST_F(WorkerServiceTest, ReleaseFinishesFromTheEngineWithoutHoldingACallbackThr
   // The handler's call into the engine returns while the engine thread is
   // still held: the callback thread is free again. (A handler that waited
   // for the engine would only get here after the gate opens.)
-  EXPECT_TRUE(signalling_->AwaitReleasesReturned(1, absl::Seconds(30)))
+  EXPECT_TRUE(signalling_->AwaitForgetsReturned(1, absl::Seconds(30)))
       << "the Release handler waited for the engine thread";
-  EXPECT_FALSE(rpc_done.HasBeenNotified()) << "answered before the engine dropped the state";
+  EXPECT_FALSE(rpc_done.HasBeenNotified()) << "answered before the engine forgot the state";
   gate_->Release();
   rpc_done.WaitForNotification();
   EXPECT_TRUE(status.ok()) << status.error_message();

@@ -1,4 +1,4 @@
-#include "common/stop_matcher.h"
+#include "common/text/stop_matcher.h"
 
 #include <algorithm>
 #include <deque>

@@ -1,11 +1,11 @@
-#include "common/tokenizer.h"
+#include "common/text/tokenizer.h"
 
 #include <climits>
 #include <random>
 
 #include "absl/container/flat_hash_map.h"
-#include "common/bpe_trainer.h"
 #include "common/json.h"
+#include "common/text/bpe_trainer.h"
 #include "common/utf8.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

@@ -17,8 +17,8 @@
 // it ("\n"), which the router must add before the next suffix.
 //
 // Thread-safety: immutable; safe to share.
-#ifndef HC_COMMON_CHAT_TEMPLATE_H_
-#define HC_COMMON_CHAT_TEMPLATE_H_
+#ifndef HC_COMMON_TEXT_CHAT_TEMPLATE_H_
+#define HC_COMMON_TEXT_CHAT_TEMPLATE_H_
 
 #include <string>
 #include <string_view>
@@ -27,7 +27,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "common/tokenizer.h"
+#include "common/text/tokenizer.h"
 
 namespace hc {
 
@@ -97,4 +97,4 @@ std::vector<TokenId> EncodeChat(const Tokenizer& tokenizer, const ChatTemplate& 
 
 }  // namespace hc
 
-#endif  // HC_COMMON_CHAT_TEMPLATE_H_
+#endif  // HC_COMMON_TEXT_CHAT_TEMPLATE_H_

@@ -1,8 +1,8 @@
 // Deterministic byte-level BPE training, used by the synthetic checkpoint
 // generator to build a small but meaningful vocabulary, and the writer of the
 // matching Hugging Face `tokenizer.json`.
-#ifndef HC_COMMON_BPE_TRAINER_H_
-#define HC_COMMON_BPE_TRAINER_H_
+#ifndef HC_COMMON_TEXT_BPE_TRAINER_H_
+#define HC_COMMON_TEXT_BPE_TRAINER_H_
 
 #include <string>
 #include <string_view>
@@ -40,4 +40,4 @@ std::string BpeTokenizerJson(const BpeModel& model);
 
 }  // namespace hc
 
-#endif  // HC_COMMON_BPE_TRAINER_H_
+#endif  // HC_COMMON_TEXT_BPE_TRAINER_H_

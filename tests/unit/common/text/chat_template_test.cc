@@ -1,9 +1,9 @@
-#include "common/chat_template.h"
+#include "common/text/chat_template.h"
 
 #include <vector>
 
-#include "common/bpe_trainer.h"
-#include "common/tokenizer.h"
+#include "common/text/bpe_trainer.h"
+#include "common/text/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

@@ -13,8 +13,8 @@
 // bytes: the generated tokens' bytes, special tokens counting as none.
 //
 // Thread-safety: none; one matcher belongs to one stream. Copyable.
-#ifndef HC_COMMON_STOP_MATCHER_H_
-#define HC_COMMON_STOP_MATCHER_H_
+#ifndef HC_COMMON_TEXT_STOP_MATCHER_H_
+#define HC_COMMON_TEXT_STOP_MATCHER_H_
 
 #include <array>
 #include <cstdint>
@@ -82,4 +82,4 @@ class StopMatcher {
 
 }  // namespace hc
 
-#endif  // HC_COMMON_STOP_MATCHER_H_
+#endif  // HC_COMMON_TEXT_STOP_MATCHER_H_

@@ -1,13 +1,13 @@
-#include "common/synthetic_tokenizer.h"
+#include "common/text/synthetic_tokenizer.h"
 
 #include <filesystem>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
-#include "common/chat_template.h"
 #include "common/json.h"
 #include "common/status_macros.h"
-#include "common/synthetic_corpus.h"
+#include "common/text/chat_template.h"
+#include "common/text/synthetic_corpus.h"
 
 namespace hc {
 

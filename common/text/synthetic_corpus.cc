@@ -1,10 +1,10 @@
-#include "common/synthetic_corpus.h"
+#include "common/text/synthetic_corpus.h"
 
 #include <cctype>
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "common/tokenizer.h"
+#include "common/text/tokenizer.h"
 
 namespace hc {
 namespace {

@@ -1,4 +1,4 @@
-#include "common/bpe_trainer.h"
+#include "common/text/bpe_trainer.h"
 
 #include <map>
 #include <set>
@@ -7,7 +7,7 @@
 #include "absl/algorithm/container.h"
 #include "absl/container/flat_hash_map.h"
 #include "common/json.h"
-#include "common/tokenizer.h"
+#include "common/text/tokenizer.h"
 
 namespace hc {
 namespace {

@@ -1,4 +1,4 @@
-#include "common/chat_template.h"
+#include "common/text/chat_template.h"
 
 #include <fstream>
 #include <optional>

@@ -4,15 +4,15 @@
 // lives in common/ because both processes need it: the worker writes it into
 // the generated checkpoint, and a router that runs without that checkpoint
 // (its own pod) regenerates the identical files for itself.
-#ifndef HC_COMMON_SYNTHETIC_TOKENIZER_H_
-#define HC_COMMON_SYNTHETIC_TOKENIZER_H_
+#ifndef HC_COMMON_TEXT_SYNTHETIC_TOKENIZER_H_
+#define HC_COMMON_TEXT_SYNTHETIC_TOKENIZER_H_
 
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/bpe_trainer.h"
+#include "common/text/bpe_trainer.h"
 
 namespace hc {
 
@@ -44,4 +44,4 @@ absl::Status WriteSyntheticTokenizerFiles(std::string_view preset, const std::st
 
 }  // namespace hc
 
-#endif  // HC_COMMON_SYNTHETIC_TOKENIZER_H_
+#endif  // HC_COMMON_TEXT_SYNTHETIC_TOKENIZER_H_

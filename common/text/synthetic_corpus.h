@@ -1,7 +1,7 @@
 // A small embedded English corpus (a few KB, written for this project) used to
 // train the synthetic checkpoints' BPE vocabulary deterministically.
-#ifndef HC_COMMON_SYNTHETIC_CORPUS_H_
-#define HC_COMMON_SYNTHETIC_CORPUS_H_
+#ifndef HC_COMMON_TEXT_SYNTHETIC_CORPUS_H_
+#define HC_COMMON_TEXT_SYNTHETIC_CORPUS_H_
 
 #include <string>
 #include <string_view>
@@ -18,4 +18,4 @@ std::string AugmentedSyntheticCorpus(int rounds);
 
 }  // namespace hc
 
-#endif  // HC_COMMON_SYNTHETIC_CORPUS_H_
+#endif  // HC_COMMON_TEXT_SYNTHETIC_CORPUS_H_

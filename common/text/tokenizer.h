@@ -23,8 +23,8 @@
 //
 // Thread-safety: a Tokenizer is immutable after loading; all const methods
 // may be called concurrently. A StreamingDecoder is single-threaded.
-#ifndef HC_COMMON_TOKENIZER_H_
-#define HC_COMMON_TOKENIZER_H_
+#ifndef HC_COMMON_TEXT_TOKENIZER_H_
+#define HC_COMMON_TEXT_TOKENIZER_H_
 
 #include <atomic>
 #include <cstdint>
@@ -174,4 +174,4 @@ class StreamingDecoder {
 
 }  // namespace hc
 
-#endif  // HC_COMMON_TOKENIZER_H_
+#endif  // HC_COMMON_TEXT_TOKENIZER_H_

@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "common/stop_limits.h"
-#include "common/stop_matcher.h"
+#include "common/text/stop_limits.h"
+#include "common/text/stop_matcher.h"
 
 namespace {
 

@@ -3,8 +3,8 @@
 // reachable on the network, so the worker enforces them too). They keep the
 // per-request stop matcher small: at most kMaxStopStrings * kMaxStopStringBytes
 // automaton states, built once per turn.
-#ifndef HC_COMMON_STOP_LIMITS_H_
-#define HC_COMMON_STOP_LIMITS_H_
+#ifndef HC_COMMON_TEXT_STOP_LIMITS_H_
+#define HC_COMMON_TEXT_STOP_LIMITS_H_
 
 #include <cstddef>
 
@@ -16,4 +16,4 @@ inline constexpr int kMaxStopTokenIds = 64;
 
 }  // namespace hc
 
-#endif  // HC_COMMON_STOP_LIMITS_H_
+#endif  // HC_COMMON_TEXT_STOP_LIMITS_H_

@@ -5,11 +5,11 @@
 
 #include <cstdio>
 
-#include "common/bpe_trainer.h"
-#include "common/chat_template.h"
-#include "common/synthetic_corpus.h"
-#include "common/synthetic_tokenizer.h"
-#include "common/tokenizer.h"
+#include "common/text/bpe_trainer.h"
+#include "common/text/chat_template.h"
+#include "common/text/synthetic_corpus.h"
+#include "common/text/synthetic_tokenizer.h"
+#include "common/text/tokenizer.h"
 
 namespace {
 
