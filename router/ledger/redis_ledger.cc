@@ -42,6 +42,20 @@ local function keep(key, ttl)
   if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ms(ttl)) end
 end
 -- A committed conversation under a turn: expires no earlier than the lease.
+-- The live members of cap set `z` (members scored by expiry) once `member`
+-- would join it: nil when `member` is already live there, when there is no
+-- cap, or when the set has room; otherwise how many are live. Drops up to 64
+-- expired members first.
+local function full(z, member, cap, real)
+  local s = redis.call('ZSCORE', z, member)
+  if s and tonumber(s) > real then return nil end
+  local old = redis.call('ZRANGEBYSCORE', z, '-inf', ms(real), 'LIMIT', 0, 64)
+  if #old > 0 then redis.call('ZREM', z, unpack(old)) end
+  if cap <= 0 then return nil end
+  local live = redis.call('ZCOUNT', z, '(' .. ms(real), '+inf')
+  if live >= cap then return live end
+  return nil
+end
 local function hold(real, ttl)
   for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ms(ttl), 'GT') end
   redis.call('ZADD', KEYS[4], 'GT', ms(real + ttl), ARGV[3])
@@ -71,25 +85,11 @@ else
     redis.call('ZREM', KEYS[5], ARGV[4])
     expired = 1
   end
-  local s = redis.call('ZSCORE', KEYS[4], ARGV[3])
-  if not (s and tonumber(s) > real) then
-    local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ms(real), 'LIMIT', 0, 64)
-    if #old > 0 then redis.call('ZREM', KEYS[4], unpack(old)) end
-    if cap > 0 then
-      local live = redis.call('ZCOUNT', KEYS[4], '(' .. ms(real), '+inf')
-      if live >= cap then return {2, live} end
-    end
-  end
+  local live = full(KEYS[4], ARGV[3], cap, real)
+  if live then return {2, live} end
   if KEYS[6] then
-    local ts = redis.call('ZSCORE', KEYS[6], ARGV[4])
-    if not (ts and tonumber(ts) > real) then
-      local old = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', ms(real), 'LIMIT', 0, 64)
-      if #old > 0 then redis.call('ZREM', KEYS[6], unpack(old)) end
-      if tcap > 0 then
-        local live = redis.call('ZCOUNT', KEYS[6], '(' .. ms(real), '+inf')
-        if live >= tcap then return {3, live} end
-      end
-    end
+    live = full(KEYS[6], ARGV[4], tcap, real)
+    if live then return {3, live} end
     redis.call('ZADD', KEYS[6], ms(real + ttl), ARGV[4])
     keep(KEYS[6], cttl > 0 and math.max(cttl, ttl) or 0)
   end
