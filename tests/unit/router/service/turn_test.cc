@@ -166,10 +166,47 @@ class BlockingCodec final : public TextCodec {
       self->saw_cancel = true;
       return absl::CancelledError("tokenization cancelled");
     }
+    {
+      absl::MutexLock lock(&mu_);
+      histories_.push_back(context.history);
+    }
     return inner_.EncodeTurn(messages, context, cancel);
   }
   ByteTextCodec inner_;
+
+ public:
+  // The TurnContext::history of every encoded turn, in order.
+  std::vector<std::vector<TurnMessage>> histories() const {
+    absl::MutexLock lock(&mu_);
+    return histories_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  mutable std::vector<std::vector<TurnMessage>> histories_ ABSL_GUARDED_BY(mu_);
 };
+
+TEST(TurnTest, ContinuingTurnIsEncodedWithTheCommittedMessagesAsHistory) {
+  // A chat template renders the whole conversation, so the codec needs the
+  // committed messages (roles and texts, the reply as decoded) on every turn.
+  auto codec = std::make_unique<BlockingCodec>();
+  BlockingCodec* recording = codec.get();
+  HarnessOptions o;
+  o.codec = std::move(codec);
+  RouterHarness h(1, std::move(o));
+  const TurnResult first = h.Complete(RouterHarness::UserTurn("conv", "hello"));
+  ASSERT_TRUE(first.status.ok()) << first.status.error_message();
+  const TurnResult second = h.Complete(RouterHarness::UserTurn("conv", "again"));
+  ASSERT_TRUE(second.status.ok()) << second.status.error_message();
+  const auto histories = recording->histories();
+  ASSERT_EQ(histories.size(), 2u);
+  EXPECT_TRUE(histories[0].empty());
+  ASSERT_EQ(histories[1].size(), 2u);
+  EXPECT_EQ(histories[1][0].role, Role::kUser);
+  EXPECT_EQ(histories[1][0].content, "hello");
+  EXPECT_EQ(histories[1][1].role, Role::kAssistant);
+  EXPECT_EQ(histories[1][1].content, ByteTextCodec().Decode(first.tokens));
+}
 
 TEST(TurnTest, ClientCancelWhileTokenizingStopsTheTokenizerAndReleasesTheLease) {
   auto codec = std::make_unique<BlockingCodec>();
