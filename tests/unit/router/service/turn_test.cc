@@ -186,6 +186,56 @@ class BlockingCodec final : public TextCodec {
   mutable std::vector<std::vector<TurnMessage>> histories_ ABSL_GUARDED_BY(mu_);
 };
 
+// ByteTextCodec that refuses to continue a conversation, as HfTextCodec does
+// for a chat template that renders the history differently (not prefix-stable).
+class HistoryRefusingCodec final : public TextCodec {
+ public:
+  std::string Decode(std::span<const uint32_t> ids) const override { return inner_.Decode(ids); }
+  std::string TokenBytes(std::span<const uint32_t> ids) const override {
+    return inner_.TokenBytes(ids);
+  }
+  std::vector<uint32_t> EncodeBytes(std::string_view bytes) const override {
+    return inner_.EncodeBytes(bytes);
+  }
+  std::unique_ptr<StreamDecoder> NewStreamDecoder() const override {
+    return inner_.NewStreamDecoder();
+  }
+  uint32_t vocab_size() const override { return inner_.vocab_size(); }
+  uint32_t eos_token_id() const override { return inner_.eos_token_id(); }
+  size_t max_token_bytes() const override { return inner_.max_token_bytes(); }
+
+ private:
+  absl::StatusOr<EncodedTurn> DoEncodeTurn(std::span<const TurnMessage> messages,
+                                           const TurnContext& context,
+                                           const std::atomic<bool>* cancel) const override {
+    if (!context.history.empty()) {
+      return absl::FailedPreconditionError("the chat template renders the history differently");
+    }
+    return inner_.EncodeTurn(messages, context, cancel);
+  }
+  ByteTextCodec inner_;
+};
+
+TEST(TurnTest, TurnTheTemplateCannotContinueIsFailedPreconditionAndCommitsNothing) {
+  HarnessOptions o;
+  o.codec = std::make_unique<HistoryRefusingCodec>();
+  RouterHarness h(1, std::move(o));
+  ASSERT_TRUE(h.Complete(RouterHarness::UserTurn("c", "hello")).status.ok());
+  const auto before = h.ledger().Get(LedgerKey{"", "c"});
+  ASSERT_TRUE(before.ok());
+  const TurnResult refused = h.Complete(RouterHarness::UserTurn("c", "again"));
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(refused.status.error_message(), "the chat template renders the history differently");
+  const auto after = h.ledger().Get(LedgerKey{"", "c"});
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->round, before->round);
+  EXPECT_EQ(after->tokens, before->tokens);
+  EXPECT_EQ(after->messages, before->messages);
+  // The lease was released (a held one would answer ABORTED).
+  EXPECT_EQ(h.Complete(RouterHarness::UserTurn("c", "once more")).status.error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+}
+
 TEST(TurnTest, ContinuingTurnIsEncodedWithTheCommittedMessagesAsHistory) {
   // A chat template renders the whole conversation, so the codec needs the
   // committed messages (roles and texts, the reply as decoded) on every turn.
