@@ -11,6 +11,9 @@
 namespace hc::jinja {
 namespace {
 
+// The statement half of the parser: text, {{ }} and the block tags with their
+// bodies; expressions are ExprParser's. Names called as functions are checked
+// at the end, when every macro is known.
 class Parser : public internal::ExprParser {
  public:
   explicit Parser(const std::vector<Token>& tokens) : ExprParser(tokens) {}
