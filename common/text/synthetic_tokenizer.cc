@@ -59,8 +59,7 @@ std::string SyntheticTokenizerConfigJson(const BpeModel& tok, int model_max_leng
   root.Set("bos_token", Value::String(tok.vocab[kSyntheticEndOfTextId]));
   root.Set("eos_token", Value::String(tok.vocab[kSyntheticEndOfTextId]));
   root.Set("pad_token", Value::String(tok.vocab[kSyntheticPadId]));
-  root.Set("chat_template",
-           Value::String(ChatTemplate(ChatTemplate::Kind::kGranite).JinjaSource()));
+  root.Set("chat_template", Value::String(ChatTemplate::ByName("granite")->source()));
   root.Set("clean_up_tokenization_spaces", Value::Bool(false));
   root.Set("model_max_length", Value::Int(model_max_length));
   root.Set("padding_side", Value::String("left"));

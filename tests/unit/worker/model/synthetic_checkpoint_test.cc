@@ -134,8 +134,8 @@ TEST_F(TinyCheckpointTest, TokenizerAndTemplateMatchTheConfig) {
   }
   auto tmpl = ChatTemplate::FromModelDir(*dir_);
   ASSERT_TRUE(tmpl.ok()) << tmpl.status();
-  EXPECT_EQ(tmpl->kind(), ChatTemplate::Kind::kGranite);
-  const std::string prompt = tmpl->Render({{"user", "Hello there!"}}, true);
+  EXPECT_EQ(tmpl->name(), "granite");
+  const std::string prompt = tmpl->RenderText({{"user", "Hello there!"}}, true).value();
   const auto ids = (*tok)->Encode(prompt);
   EXPECT_EQ(ids.front(), *(*tok)->TokenToId("<|start_of_role|>"));
   EXPECT_EQ((*tok)->Decode(ids), prompt);
