@@ -17,7 +17,7 @@ ModelConfig TinyConfig(int mamba_groups) {
   c.hidden_size = 32;
   c.intermediate_size = 48;
   c.num_hidden_layers = 3;
-  c.attn_layer_indices = {1};
+  c.SetMixerLayers(3, {1});
   c.num_attention_heads = 4;
   c.num_key_value_heads = 2;
   c.head_dim = 8;
