@@ -68,7 +68,7 @@ uint64_t Fnv1a(std::string_view s) {
 }
 
 // Initial values chosen so activations stay O(1) through every layer in fp32:
-// projections ~ N(0, 1/fan_in), embeddings ~ N(0, 1), norms 1, Mamba's A in
+// projections ~ N(0, 1/fan_in), embeddings ~ N(0, 1/embedding_multiplier²), norms 1, Mamba's A in
 // [-16, -1], dt = softplus(dt_bias) in [0.001, 0.1], D = 1.
 void InitTensor(const TensorSpec& spec, const ModelConfig& config, uint64_t seed,
                 std::vector<float>* out) {
@@ -95,7 +95,9 @@ void InitTensor(const TensorSpec& spec, const ModelConfig& config, uint64_t seed
   } else if (absl::EndsWith(name, ".bias")) {
     // in_proj / out_proj biases start at zero.
   } else if (name == "model.embed_tokens.weight" || name == "backbone.embeddings.weight") {
-    for (float& x : v) x = static_cast<float>(rng.Normal());
+    // Scaled so that embedding_multiplier * embedding ~ N(0, 1) (µP, Granite).
+    const double std = 1.0 / config.embedding_multiplier;
+    for (float& x : v) x = static_cast<float>(rng.Normal() * std);
   } else {
     // [out, in] projections and lm_head.
     const double std = 1.0 / std::sqrt(static_cast<double>(spec.shape.back()));
