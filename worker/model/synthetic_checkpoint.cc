@@ -314,7 +314,8 @@ absl::StatusOr<std::string> ResolveModelPath(std::string_view spec) {
     if (!fs::is_directory(dir, ec) || !fs::exists(fs::path(dir) / "config.json", ec)) {
       return absl::NotFoundError(
           absl::StrCat("model path ", dir,
-                       " is not a directory with a config.json (or use synthetic:tiny|small)"));
+                       " is not a directory with a config.json (or use synthetic:<preset>, e.g. "
+                       "synthetic:tiny, synthetic:granite-tiny, synthetic:nemotron-tiny)"));
     }
     return dir;
   }
