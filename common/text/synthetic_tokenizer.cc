@@ -17,7 +17,9 @@ const std::vector<std::string>& SyntheticSpecialTokens() {
   return *tokens;
 }
 
-absl::StatusOr<SyntheticTokenizerSpec> SyntheticTokenizerSpecFor(std::string_view preset) {
+absl::StatusOr<SyntheticTokenizerSpec> SyntheticTokenizerSpecFor(std::string_view name) {
+  const size_t dash = name.rfind('-');
+  const std::string_view preset = dash == std::string_view::npos ? name : name.substr(dash + 1);
   if (preset == "tiny")
     return SyntheticTokenizerSpec{
         .vocab_target = 1024, .augment_rounds = 0, .model_max_length = 4096};
@@ -25,7 +27,7 @@ absl::StatusOr<SyntheticTokenizerSpec> SyntheticTokenizerSpecFor(std::string_vie
     return SyntheticTokenizerSpec{
         .vocab_target = 8192, .augment_rounds = 24, .model_max_length = 8192};
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown synthetic preset \"", std::string(preset), "\" (tiny or small)"));
+      absl::StrCat("unknown synthetic preset \"", std::string(name), "\" (tiny or small)"));
 }
 
 BpeModel TrainSyntheticTokenizer(const SyntheticTokenizerSpec& spec) {
