@@ -25,6 +25,7 @@ void ChatTurn::StartCommit(const v1::CommitReport& report, std::vector<Action>& 
       BuildCommitRequest(*deps_->codec, rec_, messages_, suffix_, reply_->reply_tokens(),
                          WorkerState{worker_->id(), report.state().round(),
                                      report.state().num_tokens(), report.state().prefix_hash()});
+  c.rewrite_from = rewrite_from_;
   report_ = report;
   state_ = State::kCommitting;
   ++pending_;
