@@ -17,15 +17,29 @@ const std::vector<std::string>& SyntheticSpecialTokens() {
   return *tokens;
 }
 
+std::vector<std::string> SyntheticSpecialTokens(const SyntheticTokenizerSpec& spec) {
+  std::vector<std::string> tokens = SyntheticSpecialTokens();
+  if (spec.chat == SyntheticChat::kNemotronNano) {
+    for (const char* t : {"<SPECIAL_10>", "<SPECIAL_11>", "<SPECIAL_12>"}) tokens.push_back(t);
+  }
+  return tokens;
+}
+
+int SyntheticEndOfTurnId(const SyntheticTokenizerSpec& spec) {
+  return spec.chat == SyntheticChat::kNemotronNano ? 6 : kSyntheticEndOfTextId;
+}
+
 absl::StatusOr<SyntheticTokenizerSpec> SyntheticTokenizerSpecFor(std::string_view name) {
   const size_t dash = name.rfind('-');
   const std::string_view preset = dash == std::string_view::npos ? name : name.substr(dash + 1);
+  const SyntheticChat chat =
+      name.starts_with("nemotron-nano-") ? SyntheticChat::kNemotronNano : SyntheticChat::kGranite;
   if (preset == "tiny")
     return SyntheticTokenizerSpec{
-        .vocab_target = 1024, .augment_rounds = 0, .model_max_length = 4096};
+        .vocab_target = 1024, .augment_rounds = 0, .model_max_length = 4096, .chat = chat};
   if (preset == "small")
     return SyntheticTokenizerSpec{
-        .vocab_target = 8192, .augment_rounds = 24, .model_max_length = 8192};
+        .vocab_target = 8192, .augment_rounds = 24, .model_max_length = 8192, .chat = chat};
   return absl::InvalidArgumentError(
       absl::StrCat("unknown synthetic preset \"", std::string(name), "\" (tiny or small)"));
 }
@@ -34,13 +48,14 @@ BpeModel TrainSyntheticTokenizer(const SyntheticTokenizerSpec& spec) {
   BpeTrainerOptions opt;
   opt.vocab_size = spec.vocab_target;
   opt.min_frequency = 1;
-  opt.special_tokens = SyntheticSpecialTokens();
+  opt.special_tokens = SyntheticSpecialTokens(spec);
   const std::string corpus = spec.augment_rounds > 0 ? AugmentedSyntheticCorpus(spec.augment_rounds)
                                                      : std::string(SyntheticCorpus());
   return TrainBpe(corpus, opt);
 }
 
-std::string SyntheticTokenizerConfigJson(const BpeModel& tok, int model_max_length) {
+std::string SyntheticTokenizerConfigJson(const BpeModel& tok, const SyntheticTokenizerSpec& spec,
+                                         int model_max_length) {
   using json::Value;
   Value root = Value::MakeObject();
   root.Set("add_bos_token", Value::Bool(false));
@@ -59,9 +74,11 @@ std::string SyntheticTokenizerConfigJson(const BpeModel& tok, int model_max_leng
   }
   root.Set("added_tokens_decoder", std::move(decoder));
   root.Set("bos_token", Value::String(tok.vocab[kSyntheticEndOfTextId]));
-  root.Set("eos_token", Value::String(tok.vocab[kSyntheticEndOfTextId]));
+  root.Set("eos_token", Value::String(tok.vocab[SyntheticEndOfTurnId(spec)]));
   root.Set("pad_token", Value::String(tok.vocab[kSyntheticPadId]));
-  root.Set("chat_template", Value::String(ChatTemplate::ByName("granite")->source()));
+  root.Set("chat_template", Value::String(spec.chat == SyntheticChat::kNemotronNano
+                                              ? std::string(NemotronNanoV2ChatTemplate())
+                                              : ChatTemplate::ByName("granite")->source()));
   root.Set("clean_up_tokenization_spaces", Value::Bool(false));
   root.Set("model_max_length", Value::Int(model_max_length));
   root.Set("padding_side", Value::String("left"));
@@ -77,7 +94,8 @@ absl::Status WriteSyntheticTokenizerFiles(std::string_view preset, const std::st
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
   for (const auto& [name, text] :
        {std::pair<std::string, std::string>{"tokenizer.json", BpeTokenizerJson(tok) + "\n"},
-        {"tokenizer_config.json", SyntheticTokenizerConfigJson(tok, spec.model_max_length)}}) {
+        {"tokenizer_config.json",
+         SyntheticTokenizerConfigJson(tok, spec, spec.model_max_length)}}) {
     const std::string path = dir + "/" + name;
     std::ofstream out(path, std::ios::binary);
     out << text;
