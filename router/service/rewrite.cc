@@ -3,16 +3,19 @@
 #include <algorithm>
 #include <utility>
 
-#include "common/logging.h"
+#include "absl/strings/str_cat.h"
 
 namespace hc::router {
 
-uint32_t ApplyRewrite(ConversationRecord& record, std::vector<TurnMessage>& messages,
-                      EncodedTurn& enc) {
+absl::StatusOr<uint32_t> ApplyRewrite(ConversationRecord& record,
+                                      std::vector<TurnMessage>& messages, EncodedTurn& enc) {
   const size_t num_history = record.messages.size();
-  HC_CHECK(enc.rewrite && enc.message_begins.size() == num_history + messages.size() &&
-           enc.message_ends.size() == enc.message_begins.size())
-      << "a rewrite encoding needs one range per history and new message";
+  if (!enc.rewrite || enc.message_begins.size() != num_history + messages.size() ||
+      enc.message_ends.size() != enc.message_begins.size()) {
+    return absl::InternalError(absl::StrCat(
+        "the text codec's rewrite encoding has ", enc.message_begins.size(), " message ranges for ",
+        num_history, " committed and ", messages.size(), " new messages"));
+  }
   // The tokens the rendering shares with the committed ones; at least one
   // rendered token is always left to compute.
   const size_t limit =

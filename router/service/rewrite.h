@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "router/ledger/ledger.h"
 #include "router/service/text_codec.h"
 
@@ -35,9 +36,10 @@ namespace hc::router {
 //   `enc`      becomes the tokens after the boundary, with message ranges
 //              relative to them, and is no longer a rewrite.
 // Returns the kept token count (the commit's rewrite_from). `enc` must hold
-// one range per record message followed by one per entry of `messages`.
-uint32_t ApplyRewrite(ConversationRecord& record, std::vector<TurnMessage>& messages,
-                      EncodedTurn& enc);
+// one range per record message followed by one per entry of `messages`;
+// otherwise (a codec bug) INTERNAL, changing nothing.
+absl::StatusOr<uint32_t> ApplyRewrite(ConversationRecord& record,
+                                      std::vector<TurnMessage>& messages, EncodedTurn& enc);
 
 }  // namespace hc::router
 

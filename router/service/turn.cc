@@ -307,8 +307,10 @@ void ChatTurn::OnEncoded(absl::StatusOr<EncodedTurn> enc, std::vector<Action>& o
   if (suffix_.rewrite) {
     // From here on the turn continues the kept prefix like any other turn;
     // only the commit differs (it replaces what came after the prefix).
-    rewrite_from_ = ApplyRewrite(rec_, messages_, suffix_);
-    deps_->metrics->RewriteTurn(rec_.tokens.size());
+    absl::StatusOr<uint32_t> kept = ApplyRewrite(rec_, messages_, suffix_);
+    if (!kept.ok()) return Conclude(ToGrpcStatus(kept.status()), out);
+    rewrite_from_ = *kept;
+    deps_->metrics->RewriteTurn(*kept);
   }
   if (absl::Status s = CheckContext(rec_.tokens.size(), suffix_.tokens.size(), /*exact=*/true);
       !s.ok()) {

@@ -30,7 +30,7 @@ TEST(RewriteTest, KeepsTheSharedPrefixBackToTheLastMessageBoundary) {
   enc.tokens = {100, 1, 2, 3, 50, 7, 8, 9, 60, 4, 5, 50, 51};
   enc.message_begins = {0, 4, 8};
   enc.message_ends = {4, 8, 11};
-  const uint32_t kept = ApplyRewrite(rec, messages, enc);
+  const uint32_t kept = ApplyRewrite(rec, messages, enc).value();
   // Shared: 5 tokens; the last committed boundary by then is the user
   // message's end, 4.
   EXPECT_EQ(kept, 4u);
@@ -57,7 +57,7 @@ TEST(RewriteTest, NothingSharedKeepsNothing) {
   enc.tokens = {101, 1, 2, 3, 7, 8, 9, 4, 5};
   enc.message_begins = {0, 4, 7};
   enc.message_ends = {4, 7, 9};
-  EXPECT_EQ(ApplyRewrite(rec, messages, enc), 0u);
+  EXPECT_EQ(ApplyRewrite(rec, messages, enc).value(), 0u);
   EXPECT_TRUE(rec.tokens.empty());
   EXPECT_TRUE(rec.messages.empty());
   EXPECT_EQ(enc.tokens.size(), 9u);
@@ -74,7 +74,7 @@ TEST(RewriteTest, AMessageBeginIsABoundaryTooAndOneTokenIsAlwaysLeftToCompute) {
   enc.tokens = {100, 1, 2, 3, 50, 51, 7, 99, 4};
   enc.message_begins = {0, 4, 8};
   enc.message_ends = {4, 8, 9};
-  EXPECT_EQ(ApplyRewrite(rec, messages, enc), 6u);
+  EXPECT_EQ(ApplyRewrite(rec, messages, enc).value(), 6u);
   EXPECT_EQ(rec.messages.size(), 1u);
   EXPECT_EQ(enc.tokens, (std::vector<uint32_t>{7, 99, 4}));
   // The reply re-committed from the boundary on (its range clamped to it).
@@ -90,8 +90,24 @@ TEST(RewriteTest, AMessageBeginIsABoundaryTooAndOneTokenIsAlwaysLeftToCompute) {
   prefix.tokens = {100, 1, 2, 3};
   prefix.message_begins = {0, 4, 4};
   prefix.message_ends = {4, 4, 4};
-  EXPECT_EQ(ApplyRewrite(again, more, prefix), 1u);
+  EXPECT_EQ(ApplyRewrite(again, more, prefix).value(), 1u);
   EXPECT_EQ(prefix.tokens, (std::vector<uint32_t>{1, 2, 3}));
+}
+
+TEST(RewriteTest, AnEncodingWithoutARangePerMessageIsInternalAndChangesNothing) {
+  ConversationRecord rec = Committed();
+  std::vector<TurnMessage> messages = {{Role::kUser, "u2"}};
+  EncodedTurn enc;
+  enc.rewrite = true;
+  enc.tokens = {100, 1, 2, 3, 4};
+  enc.message_begins = {4};  // only the new message's
+  enc.message_ends = {5};
+  const absl::StatusOr<uint32_t> kept = ApplyRewrite(rec, messages, enc);
+  EXPECT_EQ(kept.status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(rec.tokens, Committed().tokens);
+  EXPECT_EQ(rec.messages, Committed().messages);
+  EXPECT_EQ(messages.size(), 1u);
+  EXPECT_EQ(enc.tokens.size(), 5u);
 }
 
 }  // namespace
