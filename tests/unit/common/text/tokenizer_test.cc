@@ -272,8 +272,10 @@ TEST(TokenizerTest, RejectsUnsupportedOrBrokenFiles) {
       R"({"pre_tokenizer": {"type": "ByteLevel"}, "model": {"type": "WordPiece", "vocab": {}}})");
   EXPECT_EQ(wordpiece.status().code(), absl::StatusCode::kUnimplemented);
   EXPECT_THAT(wordpiece.status().message(), HasSubstr("BPE"));
-  auto normalizer = Tokenizer::FromJson(R"({"normalizer": {"type": "NFC"}, "model": {}})");
+  auto normalizer =
+      Tokenizer::FromJson(R"({"normalizer": {"type": "BertNormalizer"}, "model": {}})");
   EXPECT_EQ(normalizer.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(normalizer.status().message(), HasSubstr("normalizer BertNormalizer"));
   auto missing_bytes = Tokenizer::FromJson(
       R"({"pre_tokenizer": {"type": "ByteLevel"}, "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})");
   EXPECT_EQ(missing_bytes.status().code(), absl::StatusCode::kInvalidArgument);
