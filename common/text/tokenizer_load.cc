@@ -113,14 +113,18 @@ absl::Status Tokenizer::LoadAddedTokens(const json::Value& root) {
       HC_ASSIGN_OR_RETURN(t.rstrip, Flag(a, "rstrip", false));
       HC_ASSIGN_OR_RETURN(t.normalized, Flag(a, "normalized", !t.special));
       EnsureId(t.id);
-      // `tokenizers` decodes an added token through the decoder too.
-      id_to_bytes_[t.id] = ByteLevelDecode(t.content);
+      // `tokenizers` keeps a normalized token's content normalized (that is
+      // the token string it decodes), and decodes added tokens through the
+      // decoder too.
+      const std::string pattern = t.normalized ? normalizer_->Normalize(t.content) : t.content;
+      id_to_bytes_[t.id] = ByteLevelDecode(pattern);
       has_id_[t.id] = true;
       is_special_[t.id] = t.special;
       added_by_content_[t.content] = t.id;
       added_.push_back(t);
       if (t.normalized) {
-        normalized_patterns.push_back(normalizer_->Normalize(t.content));
+        added_by_content_.try_emplace(pattern, t.id);
+        normalized_patterns.push_back(pattern);
         normalized.push_back(std::move(t));
       } else {
         raw_patterns.push_back(t.content);
