@@ -16,7 +16,8 @@ class RegexSplitStep : public PreTokenizer::Step {
       : regex_(std::move(regex)), behavior_(behavior), invert_(invert) {}
   void Apply(std::string_view piece, std::vector<std::string_view>* out,
              std::deque<std::string>*) const override {
-    std::vector<std::pair<size_t, size_t>> matches;
+    thread_local std::vector<std::pair<size_t, size_t>> matches;
+    matches.clear();
     regex_->FindAll(piece, &matches);
     ApplySplitBehavior(piece, matches, behavior_, invert_, out);
   }

@@ -65,7 +65,13 @@ UnicodeRegex::~UnicodeRegex() {
 void UnicodeRegex::FindAll(std::string_view text,
                            std::vector<std::pair<size_t, size_t>>* matches) const {
   OnigRegex regex = static_cast<OnigRegex>(regex_);
-  OnigRegion* region = onig_region_new();
+  // One region per thread, reused: a search allocates nothing else.
+  struct RegionHolder {
+    OnigRegion* region = onig_region_new();
+    ~RegionHolder() { onig_region_free(region, 1); }
+  };
+  thread_local RegionHolder holder;
+  OnigRegion* region = holder.region;
   const OnigUChar* begin = U(text.data());
   const OnigUChar* end = begin + text.size();
   size_t from = 0;
@@ -90,7 +96,6 @@ void UnicodeRegex::FindAll(std::string_view text,
     have_last = true;
     last_end = e;
   }
-  onig_region_free(region, 1);
 }
 
 }  // namespace hc
