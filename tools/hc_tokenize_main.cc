@@ -3,6 +3,7 @@
 // tests/python/test_tokenizer_diff.py).
 //   hc-tokenize --model DIR|synthetic:tiny [--chat]
 //   hc-tokenize --tokenizer_json FILE --batch
+//   hc-tokenize --write_synthetic DIR [--preset tiny|small] [--style gpt2|granite4|nemotron_h]
 // Reads one JSON value per stdin line and prints one JSON line per input.
 // Without --chat or --batch each line is a JSON string and the output its
 // ids. With --chat it is a JSON array of {"role", "content"} messages,
@@ -11,6 +12,8 @@
 // is {"text": S} or {"ids": [...]}: for a text it prints {"ids" (Encode),
 // "ids_plain" (special tokens as text), "ids_post" (with the post-processor),
 // "decoded", "decoded_skip" (of "ids")}; for ids {"decoded", "decoded_skip"}.
+// --write_synthetic writes the synthetic tokenizer files of a preset and
+// pre-tokenizer style into DIR and exits.
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -20,6 +23,8 @@
 #include "absl/strings/str_join.h"
 #include "common/json.h"
 #include "common/text/chat_template.h"
+#include "common/text/pre_tokenizer_style.h"
+#include "common/text/synthetic_tokenizer.h"
 #include "common/text/tokenizer.h"
 #include "worker/model/synthetic_checkpoint.h"
 
@@ -27,6 +32,9 @@ ABSL_FLAG(std::string, model, "synthetic:tiny", "checkpoint directory or synthet
 ABSL_FLAG(bool, chat, false, "input lines are message lists to render with the chat template");
 ABSL_FLAG(std::string, tokenizer_json, "", "a tokenizer.json to load instead of --model's");
 ABSL_FLAG(bool, batch, false, "input lines are {\"text\"} or {\"ids\"} requests (see above)");
+ABSL_FLAG(std::string, write_synthetic, "", "write the synthetic tokenizer files into this dir");
+ABSL_FLAG(std::string, preset, "tiny", "synthetic preset for --write_synthetic");
+ABSL_FLAG(std::string, style, "gpt2", "pre-tokenizer style for --write_synthetic");
 
 namespace {
 
@@ -77,10 +85,28 @@ int RunBatch(const std::string& path) {
   return 0;
 }
 
+int WriteSynthetic(const std::string& dir) {
+  const auto style = hc::ParsePreTokenizerStyle(absl::GetFlag(FLAGS_style));
+  if (!style.has_value()) {
+    std::fprintf(stderr, "hc-tokenize: unknown --style %s (gpt2, granite4, nemotron_h)\n",
+                 absl::GetFlag(FLAGS_style).c_str());
+    return 1;
+  }
+  const absl::Status s = hc::WriteSyntheticTokenizerFiles(absl::GetFlag(FLAGS_preset), dir, *style);
+  if (!s.ok()) {
+    std::fprintf(stderr, "hc-tokenize: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  if (!absl::GetFlag(FLAGS_write_synthetic).empty()) {
+    return WriteSynthetic(absl::GetFlag(FLAGS_write_synthetic));
+  }
   if (absl::GetFlag(FLAGS_batch)) return RunBatch(absl::GetFlag(FLAGS_tokenizer_json));
   auto dir = hc::model::ResolveModelPath(absl::GetFlag(FLAGS_model));
   if (!dir.ok()) {

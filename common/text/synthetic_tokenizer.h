@@ -26,10 +26,17 @@ struct SyntheticTokenizerSpec {
   int vocab_target = 1024;  // special + byte tokens + merges
   int augment_rounds = 0;   // corpus variety (larger vocabularies need more)
   int model_max_length = 4096;
+  // The pipeline of the family the checkpoint imitates: GPT-2 (the default,
+  // the bamba checkpoints), Granite-4.0 or Nemotron-H (pre_tokenizer_style.h).
+  // The special tokens are the synthetic family's in every style (the worker
+  // and the chat template rely on their ids); the vocabulary is trained with
+  // the style's split.
+  PreTokenizerStyle pre_tokenizer = PreTokenizerStyle::kGpt2;
 };
 
 // INVALID_ARGUMENT for an unknown preset (tiny, small).
-absl::StatusOr<SyntheticTokenizerSpec> SyntheticTokenizerSpecFor(std::string_view preset);
+absl::StatusOr<SyntheticTokenizerSpec> SyntheticTokenizerSpecFor(
+    std::string_view preset, PreTokenizerStyle pre_tokenizer = PreTokenizerStyle::kGpt2);
 
 // Deterministic: the same spec gives the same vocabulary and merges.
 BpeModel TrainSyntheticTokenizer(const SyntheticTokenizerSpec& spec);
@@ -38,9 +45,11 @@ BpeModel TrainSyntheticTokenizer(const SyntheticTokenizerSpec& spec);
 // model_max_length.
 std::string SyntheticTokenizerConfigJson(const BpeModel& tok, int model_max_length);
 
-// Writes tokenizer.json and tokenizer_config.json of `preset` into `dir`
-// (created if needed).
-absl::Status WriteSyntheticTokenizerFiles(std::string_view preset, const std::string& dir);
+// Writes tokenizer.json and tokenizer_config.json of `preset` in the style
+// `pre_tokenizer` into `dir` (created if needed).
+absl::Status WriteSyntheticTokenizerFiles(
+    std::string_view preset, const std::string& dir,
+    PreTokenizerStyle pre_tokenizer = PreTokenizerStyle::kGpt2);
 
 }  // namespace hc
 

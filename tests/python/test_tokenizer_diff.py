@@ -168,7 +168,7 @@ def random_text(rng):
     return "".join(piece(rng) + rng.choice(seps) for _ in range(n))
 
 
-def corpus(seed, n=3000):
+def corpus(seed, n=1500):
     rng = random.Random(seed)
     base = ("The quick brown fox jumps over the lazy dog. It's a test; we'll see what they've "
             "said. Numbers 12345 and 2024-06-01. café naïve résumé über Straße. ")
@@ -211,7 +211,7 @@ def pipelines():
     ]
 
 
-def build(normalizer, pre_tokenizer, post_processor, texts, vocab_size=3000):
+def build(normalizer, pre_tokenizer, post_processor, texts, vocab_size=2000):
     tok = Tokenizer(models.BPE())
     if normalizer is not None:
         tok.normalizer = normalizer
@@ -284,23 +284,21 @@ class TokenizerDiffTest(unittest.TestCase):
                     self.check(name, path, seed=100 + k, unicode_normalizer=norm is not None)
 
     def test_synthetic_checkpoint_tokenizers(self):
-        """Vocab and merges from our own trainer (the synthetic checkpoints)."""
+        """Vocab and merges from our own trainer: the synthetic tokenizers of
+        every pre-tokenizer style (hc-tokenize --write_synthetic)."""
         with tempfile.TemporaryDirectory() as tmp:
-            for k, args in enumerate(synthetic_variants()):
-                with self.subTest(variant=" ".join(args)):
-                    out = os.path.join(tmp, f"v{k}")
-                    subprocess.run([os.path.join(BIN, "hc-checkpoint"), *args, "--out", out],
+            for k, style in enumerate(["gpt2", "granite4", "nemotron_h"]):
+                with self.subTest(style=style):
+                    out = os.path.join(tmp, style)
+                    subprocess.run([os.path.join(BIN, "hc-tokenize"), "--write_synthetic", out,
+                                    "--preset", "tiny", "--style", style],
                                    check=True, capture_output=True, timeout=300)
-                    # Our added tokens too, appended to the checkpoint's file.
+                    # Our added tokens too, appended to the synthetic file.
                     tok = Tokenizer.from_file(os.path.join(out, "tokenizer.json"))
                     tok.add_tokens(EXTRA_TOKENS)
-                    path = os.path.join(tmp, f"v{k}.json")
+                    path = os.path.join(tmp, f"{style}.json")
                     tok.save(path)
-                    self.check(" ".join(args), path, seed=200 + k)
-
-
-def synthetic_variants():
-    return [["--preset", "tiny"]]
+                    self.check(f"synthetic {style}", path, seed=200 + k)
 
 
 if __name__ == "__main__":
