@@ -83,8 +83,9 @@ AddedTokenMatcher::AddedTokenMatcher(std::vector<AddedToken> tokens,
 
 // Follows `tokenizers`' AddedVocabulary::find_matches: the automaton reports
 // leftmost-longest, non-overlapping matches; a match that its options reject
-// still consumes its bytes (the automaton does not look for a shorter token
-// there), and lstrip/rstrip widen the accepted match afterwards.
+// (a special token where specials are not allowed, single_word) still
+// consumes its bytes -- no shorter token of the same matcher is tried there --
+// and lstrip/rstrip widen the accepted match afterwards.
 void AddedTokenMatcher::Split(std::string_view text,
                               const std::function<bool(size_t)>& special_allowed,
                               std::vector<TextSegment>* out) const {

@@ -1,8 +1,10 @@
 // The added tokens of a tokenizer.json and how the `tokenizers` library finds
 // them in text: leftmost-longest matching over all tokens of one kind, then
 // per match the token's options:
-//   special      skipped (the text stays ordinary) where the caller does not
-//                allow special tokens; the match still consumes its text
+//   special      rejected where the caller does not allow special tokens; the
+//                rejected match still consumes its text in this matcher (a
+//                shorter token there is not tried; the normalized matcher
+//                runs later on the text and may still find one)
 //   single_word  only when neither neighbour is a word character
 //   lstrip       the whitespace before the token joins it
 //   rstrip       the whitespace after the token joins it

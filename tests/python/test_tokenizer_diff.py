@@ -57,6 +57,8 @@ EXTRA_TOKENS = [
     AddedToken("word", special=False, single_word=True, normalized=False),
     AddedToken("<tool_call>", special=False, normalized=False),
     AddedToken("<tool", special=False, normalized=False),
+    AddedToken("<|end_of", special=False, normalized=False),  # a prefix of a special token
+    AddedToken("<|start_of", special=False, normalized=True),  # found in the normalized pass
     AddedToken("Ｎöl", special=False, normalized=True),
     AddedToken(" hello", special=False, normalized=True),
 ]
