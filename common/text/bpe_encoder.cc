@@ -98,11 +98,34 @@ absl::Status BpeEncoder::LoadMerges(const json::Value& model) {
   return absl::OkStatus();
 }
 
+void BpeEncoder::EncodeWord(std::string_view word, std::vector<TokenId>* out) const {
+  if (word.size() == 1 || word.size() > kCacheMaxWordBytes) {
+    EncodeWordUncached(word, out);
+    return;
+  }
+  const absl::string_view key(word.data(), word.size());
+  CacheShard& shard = cache_[absl::Hash<absl::string_view>()(key) % kCacheShards];
+  {
+    absl::MutexLock lock(&shard.mu);
+    auto it = shard.words.find(key);
+    if (it != shard.words.end()) {
+      out->insert(out->end(), it->second.begin(), it->second.end());
+      return;
+    }
+  }
+  const size_t first = out->size();
+  EncodeWordUncached(word, out);
+  absl::MutexLock lock(&shard.mu);
+  if (shard.words.size() < kCacheEntriesPerShard) {
+    shard.words.try_emplace(std::string(word), out->begin() + first, out->end());
+  }
+}
+
 // BPE over one pre-tokenized word, as the `tokenizers` library does it: the
 // adjacent pairs that have a merge sit in a min-heap by (rank, position); the
 // best is merged, its two neighbour pairs are pushed, and entries made stale
 // by an earlier merge are skipped when popped. O(n log n) in the word's bytes.
-void BpeEncoder::EncodeWord(std::string_view word, std::vector<TokenId>* out) const {
+void BpeEncoder::EncodeWordUncached(std::string_view word, std::vector<TokenId>* out) const {
   if (ignore_merges_) {
     auto it = vocab_.find(ByteLevelEncode(word));
     if (it != vocab_.end()) {

@@ -1,16 +1,22 @@
 // The BPE model of a byte-level tokenizer.json: vocabulary and merges, and the
 // encoding of one pre-tokenized word (raw bytes) into token ids.
-// Thread-safety: immutable after loading.
+// Thread-safety: immutable after loading except for an internal cache of
+// encoded words (sharded, each shard behind its own mutex), so EncodeWord may
+// be called concurrently.
 #ifndef HC_COMMON_TEXT_BPE_ENCODER_H_
 #define HC_COMMON_TEXT_BPE_ENCODER_H_
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "common/json.h"
 
 namespace hc {
@@ -27,6 +33,8 @@ class BpeEncoder {
 
   // Appends the ids of `word` (raw bytes, non-empty).
   void EncodeWord(std::string_view word, std::vector<TokenId>* out) const;
+  // The same without the cache (the cache's source of truth).
+  void EncodeWordUncached(std::string_view word, std::vector<TokenId>* out) const;
 
   // Vocab entries by byte-level string.
   const absl::flat_hash_map<std::string, TokenId>& vocab() const { return vocab_; }
@@ -48,6 +56,18 @@ class BpeEncoder {
   };
   absl::flat_hash_map<uint64_t, Merge> merges_;  // PairKey(left, right)
   bool ignore_merges_ = false;
+
+  // Words seen before, like `tokenizers`' BPE cache: text repeats its words,
+  // and a lookup costs far less than the merges. A full shard takes no more
+  // entries (no eviction, so no churn).
+  static constexpr int kCacheShards = 16;
+  static constexpr size_t kCacheEntriesPerShard = 4096;
+  static constexpr size_t kCacheMaxWordBytes = 64;
+  struct CacheShard {
+    absl::Mutex mu;
+    absl::flat_hash_map<std::string, absl::InlinedVector<TokenId, 4>> words ABSL_GUARDED_BY(mu);
+  };
+  mutable std::array<CacheShard, kCacheShards> cache_;
 };
 
 }  // namespace hc

@@ -2,6 +2,7 @@
 
 #include <climits>
 #include <random>
+#include <thread>
 
 #include "absl/container/flat_hash_map.h"
 #include "common/json.h"
@@ -106,6 +107,41 @@ TEST(TokenizerTest, MergesMakeFrequentWordsSingleTokens) {
   ASSERT_EQ(the.size(), 1u);
   EXPECT_EQ(tok->TokenToId("\xC4\xA0the"), the[0]);
   EXPECT_LT(tok->Encode("The quick brown fox").size(), std::string("The quick brown fox").size());
+}
+
+// The BPE word cache is shared by every thread encoding with a tokenizer:
+// concurrent encodes (run under TSan by make test-tsan) give the ids a fresh
+// tokenizer gives.
+TEST(TokenizerTest, ConcurrentEncodesAgreeWithAFreshTokenizer) {
+  auto shared = MakeTokenizer();
+  ASSERT_NE(shared, nullptr);
+  std::vector<std::string> texts;
+  std::mt19937_64 rng(99);
+  for (int i = 0; i < 64; ++i) {
+    std::string t;
+    for (int w = 0; w < 20; ++w) {
+      t += std::string(kCorpus.substr(rng() % (kCorpus.size() - 12), 1 + rng() % 11)) + " ";
+    }
+    texts.push_back(t);
+  }
+  std::vector<std::vector<TokenId>> want;
+  for (const std::string& t : texts) want.push_back(MakeTokenizer()->Encode(t));
+  std::vector<std::thread> threads;
+  std::vector<int> mismatches(4, 0);
+  for (int k = 0; k < 4; ++k) {
+    threads.emplace_back([&, k] {
+      for (int round = 0; round < 3; ++round) {
+        for (size_t i = 0; i < texts.size(); ++i) {
+          if (shared->Encode(texts[(i + k * 7) % texts.size()]) !=
+              want[(i + k * 7) % texts.size()]) {
+            ++mismatches[k];
+          }
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(mismatches, std::vector<int>(4, 0));
 }
 
 TEST(TokenizerTest, RandomUnicodeRoundTrips) {
