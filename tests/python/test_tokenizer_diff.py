@@ -111,7 +111,8 @@ CODE = ["def f(x):\n    return x**2\n", "for (int i = 0; i < n; ++i) {\n\tsum +=
 # (docs/tokenizer.md). Generated text keeps to characters both agree on:
 # assigned in Unicode 14 (Python 3.11's tables), or unassigned in any version
 # we may meet (planes 3-13, which hold no characters yet).
-UCD = unicodedata if unicodedata.unidata_version <= "14.0.0" else unicodedata.ucd_3_2_0
+UCD = (unicodedata if tuple(map(int, unicodedata.unidata_version.split("."))) <= (14, 0, 0)
+       else unicodedata.ucd_3_2_0)
 
 
 def random_char(rng):

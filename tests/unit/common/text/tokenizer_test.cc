@@ -1,5 +1,8 @@
 #include "common/text/tokenizer.h"
 
+#include <dlfcn.h>
+#include <regex.h>
+
 #include <climits>
 #include <random>
 #include <thread>
@@ -98,6 +101,22 @@ TEST(ByteLevelTest, MapIsReversibleAndPrintable) {
   EXPECT_EQ(ByteToUnicode(' '), "\xC4\xA0");  // U+0120 'Ġ'
   EXPECT_EQ(ByteToUnicode('a'), "a");
   EXPECT_EQ(ByteToUnicode('\n'), "\xC4\x8A");  // U+010A 'Ċ'
+}
+
+// Linking Oniguruma must not replace glibc's POSIX regex functions in the
+// process (Debian's libonig exports regcomp & co. under the plain names, with
+// a different regex_t): before libc was named ahead of libonig, server_test's
+// death tests failed to match their (empty) message regex.
+TEST(TokenizerTest, PosixRegexStaysGlibcs) {
+  Dl_info info;
+  ASSERT_NE(dladdr(reinterpret_cast<void*>(&regcomp), &info), 0);
+  ASSERT_NE(info.dli_fname, nullptr);
+  EXPECT_THAT(std::string(info.dli_fname), HasSubstr("libc.so"));
+  regex_t re;
+  ASSERT_EQ(regcomp(&re, "a+b", REG_EXTENDED | REG_NOSUB), 0);
+  EXPECT_EQ(regexec(&re, "xaab", 0, nullptr, 0), 0);
+  EXPECT_EQ(regexec(&re, "xb", 0, nullptr, 0), REG_NOMATCH);
+  regfree(&re);
 }
 
 TEST(TokenizerTest, MergesMakeFrequentWordsSingleTokens) {
