@@ -7,6 +7,7 @@
 #ifndef HC_COMMON_TEXT_SYNTHETIC_TOKENIZER_H_
 #define HC_COMMON_TEXT_SYNTHETIC_TOKENIZER_H_
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,9 +35,12 @@ struct SyntheticTokenizerSpec {
   PreTokenizerStyle pre_tokenizer = PreTokenizerStyle::kGpt2;
 };
 
-// INVALID_ARGUMENT for an unknown preset (tiny, small).
+// INVALID_ARGUMENT for an unknown preset (tiny, small). Presets of other
+// architectures, "<arch>[-variant]-tiny|small" (e.g. granite-moe-tiny), use the
+// tokenizer of their size in their family's pipeline: "granite-*" Granite-4.0's,
+// "nemotron-*" Nemotron-H's, others GPT-2's, unless `pre_tokenizer` says.
 absl::StatusOr<SyntheticTokenizerSpec> SyntheticTokenizerSpecFor(
-    std::string_view preset, PreTokenizerStyle pre_tokenizer = PreTokenizerStyle::kGpt2);
+    std::string_view preset, std::optional<PreTokenizerStyle> pre_tokenizer = std::nullopt);
 
 // Deterministic: the same spec gives the same vocabulary and merges.
 BpeModel TrainSyntheticTokenizer(const SyntheticTokenizerSpec& spec);
@@ -45,11 +49,11 @@ BpeModel TrainSyntheticTokenizer(const SyntheticTokenizerSpec& spec);
 // model_max_length.
 std::string SyntheticTokenizerConfigJson(const BpeModel& tok, int model_max_length);
 
-// Writes tokenizer.json and tokenizer_config.json of `preset` in the style
-// `pre_tokenizer` into `dir` (created if needed).
+// Writes tokenizer.json and tokenizer_config.json of `preset` (in the style
+// `pre_tokenizer` when given, else the preset's) into `dir` (created if needed).
 absl::Status WriteSyntheticTokenizerFiles(
     std::string_view preset, const std::string& dir,
-    PreTokenizerStyle pre_tokenizer = PreTokenizerStyle::kGpt2);
+    std::optional<PreTokenizerStyle> pre_tokenizer = std::nullopt);
 
 }  // namespace hc
 
