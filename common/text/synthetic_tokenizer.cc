@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/json.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/text/chat_template.h"
 #include "common/text/synthetic_corpus.h"
@@ -25,16 +26,19 @@ absl::StatusOr<SyntheticTokenizerSpec> SyntheticTokenizerSpecFor(
       pre_tokenizer.value_or(name.starts_with("granite-")    ? PreTokenizerStyle::kGranite4
                              : name.starts_with("nemotron-") ? PreTokenizerStyle::kNemotronH
                                                              : PreTokenizerStyle::kGpt2);
+  const std::string chat_template = name.starts_with("granite-") ? "granite-4.0-h" : "granite";
   if (preset == "tiny")
     return SyntheticTokenizerSpec{.vocab_target = 1024,
                                   .augment_rounds = 0,
                                   .model_max_length = 4096,
-                                  .pre_tokenizer = style};
+                                  .pre_tokenizer = style,
+                                  .chat_template = chat_template};
   if (preset == "small")
     return SyntheticTokenizerSpec{.vocab_target = 8192,
                                   .augment_rounds = 24,
                                   .model_max_length = 8192,
-                                  .pre_tokenizer = style};
+                                  .pre_tokenizer = style,
+                                  .chat_template = chat_template};
   return absl::InvalidArgumentError(
       absl::StrCat("unknown synthetic preset \"", std::string(name), "\" (tiny or small)"));
 }
@@ -50,7 +54,10 @@ BpeModel TrainSyntheticTokenizer(const SyntheticTokenizerSpec& spec) {
   return TrainBpe(corpus, opt);
 }
 
-std::string SyntheticTokenizerConfigJson(const BpeModel& tok, int model_max_length) {
+std::string SyntheticTokenizerConfigJson(const BpeModel& tok, int model_max_length,
+                                         std::string_view chat_template) {
+  absl::StatusOr<ChatTemplate> tmpl = ChatTemplate::ByName(chat_template);
+  HC_CHECK(tmpl.ok()) << "synthetic tokenizer names an unknown chat template: " << tmpl.status();
   using json::Value;
   Value root = Value::MakeObject();
   root.Set("add_bos_token", Value::Bool(false));
@@ -71,7 +78,7 @@ std::string SyntheticTokenizerConfigJson(const BpeModel& tok, int model_max_leng
   root.Set("bos_token", Value::String(tok.vocab[kSyntheticEndOfTextId]));
   root.Set("eos_token", Value::String(tok.vocab[kSyntheticEndOfTextId]));
   root.Set("pad_token", Value::String(tok.vocab[kSyntheticPadId]));
-  root.Set("chat_template", Value::String(ChatTemplate::ByName("granite")->source()));
+  root.Set("chat_template", Value::String(tmpl->source()));
   root.Set("clean_up_tokenization_spaces", Value::Bool(false));
   root.Set("model_max_length", Value::Int(model_max_length));
   root.Set("padding_side", Value::String("left"));
@@ -89,7 +96,8 @@ absl::Status WriteSyntheticTokenizerFiles(std::string_view preset, const std::st
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
   for (const auto& [name, text] :
        {std::pair<std::string, std::string>{"tokenizer.json", BpeTokenizerJson(tok) + "\n"},
-        {"tokenizer_config.json", SyntheticTokenizerConfigJson(tok, spec.model_max_length)}}) {
+        {"tokenizer_config.json",
+         SyntheticTokenizerConfigJson(tok, spec.model_max_length, spec.chat_template)}}) {
     const std::string path = dir + "/" + name;
     std::ofstream out(path, std::ios::binary);
     out << text;

@@ -33,6 +33,10 @@ struct SyntheticTokenizerSpec {
   // and the chat template rely on their ids); the vocabulary is trained with
   // the style's split.
   PreTokenizerStyle pre_tokenizer = PreTokenizerStyle::kGpt2;
+  // The chat template the checkpoint ships (ChatTemplate::ByName): the
+  // built-in "granite", or the family's real one ("granite-4.0-h" for the
+  // granite-* presets). Both use the synthetic special tokens.
+  std::string chat_template = "granite";
 };
 
 // INVALID_ARGUMENT for an unknown preset (tiny, small). Presets of other
@@ -45,9 +49,11 @@ absl::StatusOr<SyntheticTokenizerSpec> SyntheticTokenizerSpecFor(
 // Deterministic: the same spec gives the same vocabulary and merges.
 BpeModel TrainSyntheticTokenizer(const SyntheticTokenizerSpec& spec);
 
-// tokenizer_config.json for `tok`: special tokens, the Granite chat template,
-// model_max_length.
-std::string SyntheticTokenizerConfigJson(const BpeModel& tok, int model_max_length);
+// tokenizer_config.json for `tok`: special tokens, the chat template named
+// `chat_template` (ChatTemplate::ByName; CHECK-fails on an unknown name, which
+// only SyntheticTokenizerSpecFor sets), model_max_length.
+std::string SyntheticTokenizerConfigJson(const BpeModel& tok, int model_max_length,
+                                         std::string_view chat_template = "granite");
 
 // Writes tokenizer.json and tokenizer_config.json of `preset` (in the style
 // `pre_tokenizer` when given, else the preset's) into `dir` (created if needed).
