@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "router/service/chat_service.h"
 
 namespace hc::router::http {
 namespace {
@@ -81,6 +82,7 @@ TurnExchange::~TurnExchange() {
 }
 
 void TurnExchange::Prepare(grpc::ClientContext* ctx) const {
+  ctx->AddMetadata(kInProcessClientMetadata, "1");
   if (!authorization_.empty()) ctx->AddMetadata("authorization", authorization_);
   ctx->set_deadline(absl::ToChronoTime(absl::Now() + shared_->options.turn_timeout));
 }

@@ -34,7 +34,8 @@ void ChatTurn::Pump(std::vector<Action>& out) {
   write_buf_ = SerializeRawResponse(PopNextWrite(queue_));
   writing_ = true;
   // gRPC's in-process transport (the router's own HTTP front door) can lose
-  // the message of a write-and-finish; there the status follows separately.
+  // the message of a write-and-finish; there the status follows separately
+  // (kInProcessClientMetadata).
   if (state_ == State::kFinishing && queue_.empty() && final_->ok() && !in_process_) {
     state_ = State::kDone;
     out.push_back(

@@ -18,7 +18,7 @@ ChatTurn::ChatTurn(Deps* deps, grpc::CallbackServerContext* ctx, const grpc::Byt
       req_(&request_),
       caller_(std::move(caller)),
       start_(absl::Now()),
-      in_process_(ctx->peer().rfind("inproc", 0) == 0) {
+      in_process_(ctx->client_metadata().count(kInProcessClientMetadata) > 0) {
   parsed_ = ParseRawRequest(*raw, &request_);
   {
     absl::MutexLock lock(&deps_->live_mu);

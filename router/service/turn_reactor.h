@@ -223,7 +223,8 @@ class ChatTurn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
   // The authenticated caller (router/tenancy/api_keys.h), or why not.
   const absl::StatusOr<Caller> caller_;
   const absl::Time start_;
-  // The client is in this process (gRPC's in-process transport).
+  // The client is in this process (gRPC's in-process transport), as its
+  // kInProcessClientMetadata says. Only changes how the last event is sent.
   const bool in_process_;
 
   absl::Mutex mu_;

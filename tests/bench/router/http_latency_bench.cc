@@ -59,13 +59,18 @@ class HttpClient {
     if (write(fd_, req.data(), req.size()) != static_cast<ssize_t>(req.size())) return false;
     std::string in;
     char buf[16384];
-    // The chunked reply ends with the zero-length chunk.
-    while (in.find("\r\n0\r\n\r\n") == std::string::npos) {
+    // The chunked reply ends with the zero-length chunk (an error reply is
+    // not chunked: it ends with its JSON body).
+    while (in.find("\r\n0\r\n\r\n") == std::string::npos &&
+           !(in.find("chunked") == std::string::npos && in.size() > 4 && in.back() == '}')) {
       const ssize_t n = read(fd_, buf, sizeof(buf));
       if (n <= 0) return false;
       in.append(buf, static_cast<size_t>(n));
     }
-    return in.find("data: [DONE]") != std::string::npos;
+    if (in.find("data: [DONE]") != std::string::npos) return true;
+    std::fprintf(stderr, "unexpected reply (%zu bytes): ...%s\n", in.size(),
+                 in.substr(in.size() > 700 ? in.size() - 700 : 0).c_str());
+    return false;
   }
 
  private:
@@ -128,10 +133,16 @@ int main(int argc, char** argv) {
     }
     const double g = absl::ToDoubleMilliseconds(absl::Now() - t0);
     t0 = absl::Now();
-    if (!client.PostStream(body, "")) return 1;
+    if (!client.PostStream(body, "")) {
+      std::fprintf(stderr, "one-shot HTTP turn %d failed\n", i);
+      return 1;
+    }
     const double o = absl::ToDoubleMilliseconds(absl::Now() - t0);
     t0 = absl::Now();
-    if (!client.PostStream(body, absl::StrCat("X-Conversation-Id: ", id, "-h\r\n"))) return 1;
+    if (!client.PostStream(body, absl::StrCat("X-Conversation-Id: ", id, "-h\r\n"))) {
+      std::fprintf(stderr, "HTTP turn %d failed\n", i);
+      return 1;
+    }
     const double c = absl::ToDoubleMilliseconds(absl::Now() - t0);
     if (i >= 200) {  // warm-up done
       direct.push_back(d);
