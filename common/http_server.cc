@@ -322,8 +322,7 @@ void HttpServer::OnRequest(evhttp_request* req, void* arg) {
     }
   }
   if (route != nullptr && route->async_handler) {
-    std::shared_ptr<HttpReply> reply(
-        new HttpReply(self->loop_, req, evhttp_request_get_command(req) == EVHTTP_REQ_HEAD));
+    std::shared_ptr<HttpReply> reply(new HttpReply(self->loop_, req));
     self->loop_->pending[reply.get()] = reply;
     evhttp_connection* conn = evhttp_request_get_connection(req);
     if (conn != nullptr) {

@@ -87,8 +87,8 @@ class HttpReply : public std::enable_shared_from_this<HttpReply> {
 
  private:
   friend class HttpServer;
-  HttpReply(std::shared_ptr<HttpLoop> loop, evhttp_request* req, bool head)
-      : loop_(std::move(loop)), req_(req), head_(head) {}
+  HttpReply(std::shared_ptr<HttpLoop> loop, evhttp_request* req)
+      : loop_(std::move(loop)), req_(req) {}
   // Loop thread only.
   static void OnConnectionClose(evhttp_connection* conn, void* self);
   void Finish();  // detaches from the connection
@@ -96,7 +96,6 @@ class HttpReply : public std::enable_shared_from_this<HttpReply> {
   std::shared_ptr<HttpLoop> loop_;
   // Loop-thread state.
   evhttp_request* req_;
-  const bool head_;
   bool done_ = false;    // the reply is complete (or abandoned)
   bool closed_ = false;  // the client went away first
   std::function<void()> on_close_;
