@@ -356,3 +356,30 @@ class OpenAiApiTest(unittest.TestCase):
             self.assertEqual(e.exception.code(), h.grpc.StatusCode.NOT_FOUND)
         self.assertEqual(self.request("GET", "/health")[0], 200)
         self.chat(ok_msgs)
+
+
+class OpenAiApiTlsTest(unittest.TestCase):
+    """With --tls_cert/--tls_key the HTTP port serves HTTPS only."""
+
+    def test_https_serves_the_sdk_and_refuses_plaintext(self):
+        import tempfile
+        pki = tempfile.mkdtemp(prefix="hc-http-pki-")
+        subprocess.run(["sh", os.path.join(h.REPO, "tests", "certs", "make_test_certs.sh"), pki],
+                       check=True, capture_output=True)
+        port = free_port()
+        with h.Stack(num_workers=1, model=MODEL,
+                     router_args=[f"--http_port={port}",
+                                  f"--tls_cert={pki}/server.crt",
+                                  f"--tls_key={pki}/server.key"]) as stack:
+            client = openai.OpenAI(base_url=f"https://127.0.0.1:{port}/v1", api_key="unused",
+                                   max_retries=0,
+                                   http_client=openai.DefaultHttpxClient(verify=f"{pki}/ca.crt"))
+            h.wait_until(lambda: stack.router.alive(), what="router")
+            r = client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "over TLS"}], max_tokens=4,
+                temperature=0)
+            self.assertEqual(r.usage.completion_tokens, 4)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            with self.assertRaises((http.client.HTTPException, OSError)):
+                conn.request("GET", "/health")
+                conn.getresponse()
