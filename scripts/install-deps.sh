@@ -18,8 +18,11 @@ for arg in "$@"; do
   esac
 done
 
+# libonig-dev: Oniguruma, the regex engine of Hugging Face `tokenizers` (our
+# tokenizer runs the same pre-tokenizer regexes with it); libicu-dev: Unicode
+# normalization (NFC/NFKC) and character properties for the tokenizer.
 pkgs=(build-essential cmake ninja-build ccache pkg-config libgtest-dev libgmock-dev libabsl-dev
-      libbenchmark-dev libopenblas-dev)
+      libbenchmark-dev libopenblas-dev libonig-dev libicu-dev)
 if [[ $engine_only == 0 ]]; then
   pkgs+=(libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
          prometheus-cpp-dev grpc-proto libhiredis-dev libevent-dev

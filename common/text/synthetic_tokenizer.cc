@@ -17,15 +17,26 @@ const std::vector<std::string>& SyntheticSpecialTokens() {
   return *tokens;
 }
 
-absl::StatusOr<SyntheticTokenizerSpec> SyntheticTokenizerSpecFor(std::string_view preset) {
+absl::StatusOr<SyntheticTokenizerSpec> SyntheticTokenizerSpecFor(
+    std::string_view name, std::optional<PreTokenizerStyle> pre_tokenizer) {
+  const size_t dash = name.rfind('-');
+  const std::string_view preset = dash == std::string_view::npos ? name : name.substr(dash + 1);
+  const PreTokenizerStyle style =
+      pre_tokenizer.value_or(name.starts_with("granite-")    ? PreTokenizerStyle::kGranite4
+                             : name.starts_with("nemotron-") ? PreTokenizerStyle::kNemotronH
+                                                             : PreTokenizerStyle::kGpt2);
   if (preset == "tiny")
-    return SyntheticTokenizerSpec{
-        .vocab_target = 1024, .augment_rounds = 0, .model_max_length = 4096};
+    return SyntheticTokenizerSpec{.vocab_target = 1024,
+                                  .augment_rounds = 0,
+                                  .model_max_length = 4096,
+                                  .pre_tokenizer = style};
   if (preset == "small")
-    return SyntheticTokenizerSpec{
-        .vocab_target = 8192, .augment_rounds = 24, .model_max_length = 8192};
+    return SyntheticTokenizerSpec{.vocab_target = 8192,
+                                  .augment_rounds = 24,
+                                  .model_max_length = 8192,
+                                  .pre_tokenizer = style};
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown synthetic preset \"", std::string(preset), "\" (tiny or small)"));
+      absl::StrCat("unknown synthetic preset \"", std::string(name), "\" (tiny or small)"));
 }
 
 BpeModel TrainSyntheticTokenizer(const SyntheticTokenizerSpec& spec) {
@@ -33,6 +44,7 @@ BpeModel TrainSyntheticTokenizer(const SyntheticTokenizerSpec& spec) {
   opt.vocab_size = spec.vocab_target;
   opt.min_frequency = 1;
   opt.special_tokens = SyntheticSpecialTokens();
+  opt.pre_tokenizer = spec.pre_tokenizer;
   const std::string corpus = spec.augment_rounds > 0 ? AugmentedSyntheticCorpus(spec.augment_rounds)
                                                      : std::string(SyntheticCorpus());
   return TrainBpe(corpus, opt);
@@ -59,8 +71,7 @@ std::string SyntheticTokenizerConfigJson(const BpeModel& tok, int model_max_leng
   root.Set("bos_token", Value::String(tok.vocab[kSyntheticEndOfTextId]));
   root.Set("eos_token", Value::String(tok.vocab[kSyntheticEndOfTextId]));
   root.Set("pad_token", Value::String(tok.vocab[kSyntheticPadId]));
-  root.Set("chat_template",
-           Value::String(ChatTemplate(ChatTemplate::Kind::kGranite).JinjaSource()));
+  root.Set("chat_template", Value::String(ChatTemplate::ByName("granite")->source()));
   root.Set("clean_up_tokenization_spaces", Value::Bool(false));
   root.Set("model_max_length", Value::Int(model_max_length));
   root.Set("padding_side", Value::String("left"));
@@ -68,8 +79,10 @@ std::string SyntheticTokenizerConfigJson(const BpeModel& tok, int model_max_leng
   return json::Serialize(root, {.indent = 2}) + "\n";
 }
 
-absl::Status WriteSyntheticTokenizerFiles(std::string_view preset, const std::string& dir) {
-  HC_ASSIGN_OR_RETURN(const SyntheticTokenizerSpec spec, SyntheticTokenizerSpecFor(preset));
+absl::Status WriteSyntheticTokenizerFiles(std::string_view preset, const std::string& dir,
+                                          std::optional<PreTokenizerStyle> pre_tokenizer) {
+  HC_ASSIGN_OR_RETURN(const SyntheticTokenizerSpec spec,
+                      SyntheticTokenizerSpecFor(preset, pre_tokenizer));
   const BpeModel tok = TrainSyntheticTokenizer(spec);
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);

@@ -7,6 +7,7 @@
 #ifndef HC_COMMON_TEXT_SYNTHETIC_TOKENIZER_H_
 #define HC_COMMON_TEXT_SYNTHETIC_TOKENIZER_H_
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,10 +27,20 @@ struct SyntheticTokenizerSpec {
   int vocab_target = 1024;  // special + byte tokens + merges
   int augment_rounds = 0;   // corpus variety (larger vocabularies need more)
   int model_max_length = 4096;
+  // The pipeline of the family the checkpoint imitates: GPT-2 (the default,
+  // the bamba checkpoints), Granite-4.0 or Nemotron-H (pre_tokenizer_style.h).
+  // The special tokens are the synthetic family's in every style (the worker
+  // and the chat template rely on their ids); the vocabulary is trained with
+  // the style's split.
+  PreTokenizerStyle pre_tokenizer = PreTokenizerStyle::kGpt2;
 };
 
-// INVALID_ARGUMENT for an unknown preset (tiny, small).
-absl::StatusOr<SyntheticTokenizerSpec> SyntheticTokenizerSpecFor(std::string_view preset);
+// INVALID_ARGUMENT for an unknown preset (tiny, small). Presets of other
+// architectures, "<arch>[-variant]-tiny|small" (e.g. granite-moe-tiny), use the
+// tokenizer of their size in their family's pipeline: "granite-*" Granite-4.0's,
+// "nemotron-*" Nemotron-H's, others GPT-2's, unless `pre_tokenizer` says.
+absl::StatusOr<SyntheticTokenizerSpec> SyntheticTokenizerSpecFor(
+    std::string_view preset, std::optional<PreTokenizerStyle> pre_tokenizer = std::nullopt);
 
 // Deterministic: the same spec gives the same vocabulary and merges.
 BpeModel TrainSyntheticTokenizer(const SyntheticTokenizerSpec& spec);
@@ -38,9 +49,11 @@ BpeModel TrainSyntheticTokenizer(const SyntheticTokenizerSpec& spec);
 // model_max_length.
 std::string SyntheticTokenizerConfigJson(const BpeModel& tok, int model_max_length);
 
-// Writes tokenizer.json and tokenizer_config.json of `preset` into `dir`
-// (created if needed).
-absl::Status WriteSyntheticTokenizerFiles(std::string_view preset, const std::string& dir);
+// Writes tokenizer.json and tokenizer_config.json of `preset` (in the style
+// `pre_tokenizer` when given, else the preset's) into `dir` (created if needed).
+absl::Status WriteSyntheticTokenizerFiles(
+    std::string_view preset, const std::string& dir,
+    std::optional<PreTokenizerStyle> pre_tokenizer = std::nullopt);
 
 }  // namespace hc
 

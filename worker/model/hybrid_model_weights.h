@@ -13,14 +13,32 @@ namespace hc::model::internal {
 
 using runtime::DeviceBuffer;
 
+// A dense MLP shard of local width `width`: SwiGLU keeps [2 * width, D] (gate
+// rows then up rows), relu² keeps up [width, D]; down is [D, width].
+struct MlpWeights {
+  int width = 0;
+  DeviceBuffer in;
+  DeviceBuffer down;
+};
+
+// A MoE block: the router (replicated, [E, D]), Nemotron-H's correction bias
+// (host memory: routing runs on the host), every expert's MLP shard and the
+// shared MLP shard.
+struct MoeWeights {
+  DeviceBuffer router;
+  std::vector<float> router_bias;  // [E] or empty
+  std::vector<MlpWeights> experts;
+  MlpWeights shared;
+};
+
 // Shapes are per rank (ShardPlan sizes); every matrix is [out, in] row-major.
 struct LayerWeights {
-  bool is_attention = false;
-  int group_index = 0;       // index among the attention (or Mamba) layers
-  DeviceBuffer input_norm;   // [D]
-  DeviceBuffer pre_ff_norm;  // [D]
-  DeviceBuffer gate_up;      // [2 * I_l, D]: gate rows then up rows
-  DeviceBuffer down;         // [D, I_l]
+  LayerSpec spec;
+  int group_index = 0;      // index among the attention (or Mamba) layers
+  DeviceBuffer mixer_norm;  // [D] (empty without a mixer)
+  DeviceBuffer ffn_norm;    // [D] (empty without a feed-forward block)
+  MlpWeights mlp;           // FfnKind::kMlp
+  MoeWeights moe;           // FfnKind::kMoe
   // Attention.
   DeviceBuffer qkv;  // [(q_l + 2 kv_l) * head_dim, D]: q rows, k rows, v rows
   DeviceBuffer o;    // [D, q_l * head_dim]

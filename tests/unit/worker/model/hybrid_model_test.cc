@@ -5,6 +5,7 @@
 
 #include <random>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -88,16 +89,25 @@ class Harness {
   int next_block_ = 0;
 };
 
+using testing::TinyArch;
+using testing::TinyArchName;
+
 struct ExactnessParam {
   int tp;
   int groups;
+  TinyArch arch = TinyArch::kBamba;
 };
+
+std::string ParamName(int tp, int groups, TinyArch arch) {
+  return std::string(TinyArchName(arch)) + "_tp" + std::to_string(tp) + "_groups" +
+         std::to_string(groups);
+}
 
 class HybridModelExactnessTest : public ::testing::TestWithParam<ExactnessParam> {};
 
 TEST_P(HybridModelExactnessTest, PrefillContinuationAndDecodeAgree) {
-  const auto [tp, groups] = GetParam();
-  const ModelConfig config = TinyConfig(groups);
+  const auto [tp, groups, arch] = GetParam();
+  const ModelConfig config = TinyConfig(groups, arch);
   const RandomTensorSource source(config, 7);
   auto runner = TpRunner::Create(config, source, tp, kNumBlocks, kBlockSize, kNumSlots).value();
   Harness hx(runner.get());
@@ -114,13 +124,9 @@ TEST_P(HybridModelExactnessTest, PrefillContinuationAndDecodeAgree) {
   for (int i = 0; i < L; ++i) per_token.push_back(hx.Run(dec, all.subspan(i, 1)));
   EXPECT_LT(MaxRelError(per_token.back(), full), kTol) << "decode vs one prefill";
 
-  // prefill(k), commit (fork into a new slot / CoW tail), prefill of the rest.
-  // k: block-aligned and not, inside and across Mamba chunks, plus seeded
-  // random ones.
-  std::vector<int> ks = {1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 23, 24, 25, 31, 36};
-  std::mt19937 rng(tp * 10 + groups);
-  for (int i = 0; i < 6; ++i) ks.push_back(1 + static_cast<int>(rng() % (L - 1)));
-  for (int k : ks) {
+  // prefill(k), commit (fork into a new slot / CoW tail), prefill of the rest,
+  // at every split k: block-aligned and not, inside and across Mamba chunks.
+  for (int k = 1; k < L; ++k) {
     Seq first = hx.NewSeq(2);
     const auto prefix_logits = hx.Run(first, all.first(k));
     EXPECT_LT(MaxRelError(prefix_logits, per_token[k - 1]), kTol) << "prefill(" << k << ")";
@@ -130,16 +136,26 @@ TEST_P(HybridModelExactnessTest, PrefillContinuationAndDecodeAgree) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Shards, HybridModelExactnessTest,
-                         ::testing::Values(ExactnessParam{1, 1}, ExactnessParam{2, 1},
-                                           ExactnessParam{1, 2}, ExactnessParam{2, 2}),
+std::vector<ExactnessParam> ExactnessParams() {
+  std::vector<ExactnessParam> out;
+  for (TinyArch arch :
+       {TinyArch::kBamba, TinyArch::kGranite, TinyArch::kGraniteMoe, TinyArch::kNemotron}) {
+    for (auto [tp, groups] : {std::pair{1, 1}, {2, 1}, {1, 2}, {2, 2}}) {
+      out.push_back({tp, groups, arch});
+    }
+  }
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Shards, HybridModelExactnessTest, ::testing::ValuesIn(ExactnessParams()),
                          [](const auto& info) {
-                           return "tp" + std::to_string(info.param.tp) + "_groups" +
-                                  std::to_string(info.param.groups);
+                           return ParamName(info.param.tp, info.param.groups, info.param.arch);
                          });
 
-TEST(HybridModelTest, MixedVarlenBatchMatchesSeparateRuns) {
-  const ModelConfig config = TinyConfig();
+class HybridModelArchTest : public ::testing::TestWithParam<TinyArch> {};
+
+TEST_P(HybridModelArchTest, MixedVarlenBatchMatchesSeparateRuns) {
+  const ModelConfig config = TinyConfig(1, GetParam());
   const RandomTensorSource source(config, 8);
   auto runner = TpRunner::Create(config, source, 1, kNumBlocks, kBlockSize, kNumSlots).value();
   Harness hx(runner.get());
@@ -177,15 +193,21 @@ TEST(HybridModelTest, MixedVarlenBatchMatchesSeparateRuns) {
   EXPECT_LT(MaxRelError(got_c, want_c), kTol);
 }
 
+INSTANTIATE_TEST_SUITE_P(Archs, HybridModelArchTest,
+                         ::testing::Values(TinyArch::kBamba, TinyArch::kGranite,
+                                           TinyArch::kGraniteMoe, TinyArch::kNemotron),
+                         [](const auto& info) { return TinyArchName(info.param); });
+
 struct TpParam {
   int tp;
   int groups;
+  TinyArch arch = TinyArch::kBamba;
 };
 class HybridModelTpTest : public ::testing::TestWithParam<TpParam> {};
 
 TEST_P(HybridModelTpTest, ShardedLogitsEqualSingleRankLogits) {
-  const auto [tp, groups] = GetParam();
-  const ModelConfig config = TinyConfig(groups);
+  const auto [tp, groups, arch] = GetParam();
+  const ModelConfig config = TinyConfig(groups, arch);
   const RandomTensorSource source(config, 9);
   auto one = TpRunner::Create(config, source, 1, kNumBlocks, kBlockSize, kNumSlots).value();
   auto many = TpRunner::Create(config, source, tp, kNumBlocks, kBlockSize, kNumSlots).value();
@@ -202,11 +224,18 @@ TEST_P(HybridModelTpTest, ShardedLogitsEqualSingleRankLogits) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Shards, HybridModelTpTest,
-                         ::testing::Values(TpParam{2, 1}, TpParam{4, 1}, TpParam{2, 2}),
+std::vector<TpParam> TpParams() {
+  std::vector<TpParam> out;
+  for (TinyArch arch :
+       {TinyArch::kBamba, TinyArch::kGranite, TinyArch::kGraniteMoe, TinyArch::kNemotron}) {
+    for (auto [tp, groups] : {std::pair{2, 1}, {4, 1}, {2, 2}}) out.push_back({tp, groups, arch});
+  }
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Shards, HybridModelTpTest, ::testing::ValuesIn(TpParams()),
                          [](const auto& info) {
-                           return "tp" + std::to_string(info.param.tp) + "_groups" +
-                                  std::to_string(info.param.groups);
+                           return ParamName(info.param.tp, info.param.groups, info.param.arch);
                          });
 
 TEST(HybridModelTest, InvalidBatchIsRejectedBeforeAnyStateIsWritten) {
