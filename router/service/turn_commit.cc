@@ -25,6 +25,13 @@ void ChatTurn::StartCommit(const v1::CommitReport& report, std::vector<Action>& 
       BuildCommitRequest(*deps_->codec, rec_, messages_, suffix_, reply_->reply_tokens(),
                          WorkerState{worker_->id(), report.state().round(),
                                      report.state().num_tokens(), report.state().prefix_hash()});
+  if (forked_) {
+    // The ledger holds nothing of this conversation yet: the copied history
+    // is committed with the turn.
+    c.appended_tokens.insert(c.appended_tokens.begin(), rec_.tokens.begin(), rec_.tokens.end());
+    c.appended_messages.insert(c.appended_messages.begin(), rec_.messages.begin(),
+                               rec_.messages.end());
+  }
   report_ = report;
   state_ = State::kCommitting;
   ++pending_;
