@@ -11,7 +11,7 @@ namespace hc {
 
 // Bumped whenever the synthetic checkpoint format changes, so stale caches are
 // never read.
-inline constexpr int kSyntheticFormatVersion = 1;
+inline constexpr int kSyntheticFormatVersion = 2;
 
 // $HC_CACHE_DIR, else $XDG_CACHE_HOME/hybridcache, else ~/.cache/hybridcache.
 std::string ModelCacheRoot();

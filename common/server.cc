@@ -148,6 +148,13 @@ void GrpcServer::SetServing(bool serving) {
 
 GrpcServer::~GrpcServer() { Shutdown(); }
 
+std::shared_ptr<grpc::Channel> GrpcServer::InProcessChannel() {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  args.SetMaxSendMessageSize(options_.max_message_bytes);
+  return server_->InProcessChannel(args);
+}
+
 std::string GrpcServer::address() const { return absl::StrCat(options_.host, ":", port_); }
 
 void GrpcServer::SetDrainHook(std::function<void()> hook) {

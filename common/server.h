@@ -84,6 +84,11 @@ class GrpcServer {
   // The plaintext health-only port; -1 without options.health_port.
   int health_port() const { return health_port_; }
 
+  // A channel to this server's services inside the process: no network, no
+  // TLS, the same handlers (the router's HTTP front door calls its own
+  // ChatService through it). Messages up to options.max_message_bytes.
+  std::shared_ptr<grpc::Channel> InProcessChannel();
+
   // Registers a hook run at the start of Shutdown, after health turns
   // NOT_SERVING and before new calls are refused (e.g. a worker's Drain).
   void SetDrainHook(std::function<void()> hook);

@@ -18,12 +18,16 @@ for arg in "$@"; do
   esac
 done
 
+# libonig-dev: Oniguruma, the regex engine of Hugging Face `tokenizers` (our
+# tokenizer runs the same pre-tokenizer regexes with it); libicu-dev: Unicode
+# normalization (NFC/NFKC) and character properties for the tokenizer.
 pkgs=(build-essential cmake ninja-build ccache pkg-config libgtest-dev libgmock-dev libabsl-dev
-      libbenchmark-dev libopenblas-dev)
+      libbenchmark-dev libopenblas-dev libonig-dev libicu-dev)
 if [[ $engine_only == 0 ]]; then
   pkgs+=(libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
          prometheus-cpp-dev grpc-proto libhiredis-dev libevent-dev
-         libssl-dev)  # common/tls.cc checks certificate files with OpenSSL
+         libssl-dev  # common/tls.cc checks certificate files with OpenSSL
+         nlohmann-json3-dev)  # the HTTP API's JSON (router/http)
   if [[ $build_only == 0 ]]; then
     # iproute2 and python3-yaml: tests/deploy runs the manifests as pods in
     # network namespaces (netns_pods_test.py).
@@ -95,7 +99,9 @@ if not kubectl or kustomize_major(kubectl) < 4:
 # (tests/python/test_checkpoint_hf.py).
 for module, req in (("numpy", "numpy==2.4.6"), ("safetensors", "safetensors==0.8.0"),
                     ("tokenizers", "tokenizers==0.23.3"), ("transformers", "transformers==5.24.0"),
-                    ("jinja2", "jinja2==3.1.6")):
+                    ("jinja2", "jinja2==3.1.6"),
+                    # The HTTP API's tests (tests/integration/test_openai_api.py).
+                    ("openai", "openai==3.57.0")):
     if importlib.util.find_spec(module) is None:
         missing.append(req)
 print(" ".join(missing))

@@ -5,7 +5,8 @@
 #
 # Environment: HC_MODEL (default synthetic:tiny), HC_ROUTER_PORT (50051),
 # HC_ROUTER_METRICS_PORT (9090), HC_WORKER_PORT (50061; workers use it and +1),
-# HC_WORKER_METRICS_PORT (9101; and +1), HC_LEDGER_DIR (default .hc-ledger).
+# HC_WORKER_METRICS_PORT (9101; and +1), HC_LEDGER_DIR (default .hc-ledger),
+# HC_HTTP_PORT (8000: the OpenAI-compatible HTTP API).
 set -euo pipefail
 build_dir=${1:-build}
 bin="$build_dir/bin"
@@ -15,6 +16,7 @@ router_metrics=${HC_ROUTER_METRICS_PORT:-9090}
 worker_port=${HC_WORKER_PORT:-50061}
 worker_metrics=${HC_WORKER_METRICS_PORT:-9101}
 ledger_dir=${HC_LEDGER_DIR:-.hc-ledger}
+http_port=${HC_HTTP_PORT:-8000}
 
 # The synthetic checkpoint is generated once (atomically) into the cache dir.
 if [[ "$model" == synthetic:* ]]; then
@@ -63,12 +65,13 @@ for i in 0 1; do
 done
 mkdir -p "$ledger_dir"
 run router "$bin/hc-router" --port="$router_port" --metrics_port="$router_metrics" \
-  --workers="$workers" --model="$model" --ledger_dir="$ledger_dir"
+  --workers="$workers" --model="$model" --ledger_dir="$ledger_dir" --http_port="$http_port"
 
 cat >&2 <<MSG
 
 HybridCache is starting:
   ChatService (gRPC)   127.0.0.1:$router_port      try: $bin/hcctl chat --conversation demo
+  OpenAI HTTP API      http://127.0.0.1:$http_port/v1  try: curl localhost:$http_port/v1/models
   router metrics       http://127.0.0.1:$router_metrics/metrics
   worker0              127.0.0.1:$worker_port  metrics http://127.0.0.1:$worker_metrics/metrics
   worker1              127.0.0.1:$((worker_port + 1))  metrics http://127.0.0.1:$((worker_metrics + 1))/metrics

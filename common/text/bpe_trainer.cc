@@ -1,5 +1,6 @@
 #include "common/text/bpe_trainer.h"
 
+#include <deque>
 #include <map>
 #include <set>
 #include <tuple>
@@ -7,7 +8,8 @@
 #include "absl/algorithm/container.h"
 #include "absl/container/flat_hash_map.h"
 #include "common/json.h"
-#include "common/text/tokenizer.h"
+#include "common/text/byte_level.h"
+#include "common/text/pre_tokenizer.h"
 
 namespace hc {
 namespace {
@@ -64,8 +66,18 @@ BpeModel TrainBpe(std::string_view corpus, const BpeTrainerOptions& options) {
   }
   const int byte_base = model.num_special;
 
+  model.pre_tokenizer = options.pre_tokenizer;
   std::map<std::string_view, int64_t> word_counts;  // ordered: deterministic word indices
-  for (std::string_view piece : SplitGpt2(corpus)) ++word_counts[piece];
+  std::deque<std::string> arena;                    // owns pieces that are not views of corpus
+  if (options.pre_tokenizer == PreTokenizerStyle::kGpt2) {
+    for (std::string_view piece : SplitGpt2(corpus)) ++word_counts[piece];
+  } else {
+    const json::Value spec = PreTokenizerStyleJson(options.pre_tokenizer);
+    auto pre = PreTokenizer::FromJson(&spec);  // our own spec: always supported
+    std::vector<std::string_view> words;
+    if (pre.ok() && !corpus.empty()) (*pre)->Run(corpus, &words, &arena);
+    for (std::string_view piece : words) ++word_counts[piece];
+  }
   std::vector<Word> words;
   words.reserve(word_counts.size());
   for (const auto& [text, count] : word_counts) {
@@ -145,7 +157,7 @@ std::string BpeTokenizerJson(const BpeModel& model) {
     v.Set("use_regex", Value::Bool(true));
     return v;
   };
-  root.Set("pre_tokenizer", byte_level(false, true));
+  root.Set("pre_tokenizer", PreTokenizerStyleJson(model.pre_tokenizer));
   root.Set("post_processor", byte_level(false, false));
   root.Set("decoder", byte_level(true, true));
   Value bpe = Value::MakeObject();

@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/text/pre_tokenizer_style.h"
+
 namespace hc {
 
 struct BpeTrainerOptions {
@@ -18,6 +20,9 @@ struct BpeTrainerOptions {
   int min_frequency = 2;
   // Added as special tokens with ids 0..n-1 (the byte tokens follow).
   std::vector<std::string> special_tokens;
+  // How the corpus is cut into words (and the pre_tokenizer the tokenizer.json
+  // gets).
+  PreTokenizerStyle pre_tokenizer = PreTokenizerStyle::kGpt2;
 };
 
 struct BpeModel {
@@ -27,15 +32,17 @@ struct BpeModel {
   int num_special = 0;  // ids [0, num_special) are the special tokens
   // Merges in rank order, byte-level form.
   std::vector<std::pair<std::string, std::string>> merges;
+  PreTokenizerStyle pre_tokenizer = PreTokenizerStyle::kGpt2;
 };
 
-// Pre-tokenizes `corpus` with the GPT-2 split and learns merges greedily: at
-// each step the most frequent adjacent pair (ties: smallest left id, then
-// smallest right id) is merged. Fully deterministic.
+// Pre-tokenizes `corpus` (valid UTF-8) with the options' pre-tokenizer style
+// and learns merges greedily: at each step the most frequent adjacent pair
+// (ties: smallest left id, then smallest right id) is merged. Fully
+// deterministic.
 BpeModel TrainBpe(std::string_view corpus, const BpeTrainerOptions& options);
 
-// A Hugging Face tokenizer.json (byte-level BPE, GPT-2 split, ByteLevel
-// decoder, special tokens as added tokens) describing `model`.
+// A Hugging Face tokenizer.json (byte-level BPE, the model's pre-tokenizer
+// style, ByteLevel decoder, special tokens as added tokens) describing `model`.
 std::string BpeTokenizerJson(const BpeModel& model);
 
 }  // namespace hc

@@ -1,25 +1,24 @@
-// Byte-level BPE tokenizer that reads Hugging Face `tokenizer.json` files
-// (GPT-2 / Granite style) and encodes/decodes exactly like the `tokenizers`
-// library for the supported subset:
+// Byte-level BPE tokenizer that reads Hugging Face `tokenizer.json` files and
+// encodes/decodes exactly like the `tokenizers` library (0.23) for the
+// supported pipelines: the GPT-2 one and the Split-regex + ByteLevel ones of
+// Granite-4.0 (cl100k-style) and Nemotron-H (tekken-style). Encoding runs
 //
-//   normalizer:     null
-//   pre_tokenizer:  ByteLevel (use_regex true: the GPT-2 split; add_prefix_space
-//                   honoured)
-//   model:          BPE with vocab + merges (either "a b" strings or [a, b]
-//                   pairs), ignore_merges honoured, no dropout, no unk
-//   decoder:        ByteLevel
-//   added_tokens:   matched in the raw text before pre-tokenization, longest
-//                   match first (lstrip/rstrip/single_word/normalized are not
-//                   supported and treated as false)
+//   1. added tokens that are not `normalized`, found in the raw text
+//      (added_vocabulary.h: leftmost-longest, lstrip/rstrip/single_word,
+//      special tokens only where allowed);
+//   2. on the text between them: bytes that are not valid UTF-8 are cut out
+//      as words of their own (`tokenizers` only ever sees valid UTF-8), the
+//      rest is normalized (normalizer.h), then split again on the
+//      `normalized` added tokens;
+//   3. the pre-tokenizer (pre_tokenizer.h: Split/Digits/ByteLevel, regexes
+//      run by Oniguruma like `tokenizers` does);
+//   4. BPE on each word's raw bytes (bpe_encoder.h);
+//   5. optionally the post-processor (post_processor.h), PostProcess().
 //
-// The GPT-2 split regex
-//   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-// is implemented by hand. Character classes are exact for ASCII; for code
-// points >= 0x80 a compact table covers Unicode whitespace, the common digit
-// blocks, Latin-1 / general punctuation and symbols, combining marks, CJK
-// punctuation and emoji; every other code point counts as a letter. Text in
-// scripts outside the table may therefore split differently from the
-// `tokenizers` library; round trips are exact regardless.
+// Decoding concatenates each token's bytes as the ByteLevel decoder computes
+// them and replaces invalid UTF-8 with U+FFFD (like Rust's from_utf8_lossy).
+// Anything else in a tokenizer.json is refused at load time with
+// UNIMPLEMENTED naming the component or option.
 //
 // Thread-safety: a Tokenizer is immutable after loading; all const methods
 // may be called concurrently. A StreamingDecoder is single-threaded.
@@ -28,6 +27,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -38,34 +39,18 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "common/text/added_vocabulary.h"
+#include "common/text/bpe_encoder.h"
+#include "common/text/byte_level.h"
+#include "common/text/normalizer.h"
+#include "common/text/post_processor.h"
+#include "common/text/pre_tokenizer.h"
 
 namespace hc {
 
 namespace json {
 class Value;
 }  // namespace json
-
-using TokenId = int32_t;
-
-// The GPT-2 pre-tokenizer split: pieces of `text` (views into it) whose
-// concatenation is `text`.
-std::vector<std::string_view> SplitGpt2(std::string_view text);
-
-// GPT-2's reversible byte -> printable code point map used by byte-level BPE
-// (bytes '!'..'~', 0xA1..0xAC, 0xAE..0xFF map to themselves, the other 68 to
-// U+0100..U+0143 in order). Returns the UTF-8 of the mapped code point.
-const std::string& ByteToUnicode(uint8_t byte);
-// Maps a byte-level token string back to raw bytes. Code points outside the
-// map are kept as their UTF-8 (like the `tokenizers` ByteLevel decoder).
-std::string ByteLevelDecode(std::string_view token);
-// Maps raw bytes to their byte-level token string.
-std::string ByteLevelEncode(std::string_view bytes);
-
-struct AddedToken {
-  TokenId id = -1;
-  std::string content;
-  bool special = false;
-};
 
 class Tokenizer {
  public:
@@ -75,8 +60,10 @@ class Tokenizer {
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromJson(std::string_view json_text);
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromFile(const std::string& path);
 
-  // Token ids of `text`. With `allow_special` false, special added tokens in
-  // the text are treated as plain text (non-special added tokens still match).
+  // Token ids of `text`, without the post-processor's tokens (`tokenizers`:
+  // encode(text, add_special_tokens=False)). With `allow_special` false,
+  // special added tokens in the text are ordinary text (`tokenizers`:
+  // encode_special_tokens=True).
   std::vector<TokenId> Encode(std::string_view text, bool allow_special = true) const;
 
   // Like Encode, but a special token is recognised only where it starts
@@ -91,6 +78,14 @@ class Tokenizer {
   std::vector<TokenId> EncodeWithSpecialRanges(
       std::string_view text, absl::Span<const std::pair<size_t, size_t>> special_ranges,
       const std::atomic<bool>* cancel = nullptr) const;
+
+  // `ids` with the post-processor's tokens around them: Encode(text) then
+  // PostProcess is `tokenizers`' encode(text, add_special_tokens=True).
+  std::vector<TokenId> PostProcess(absl::Span<const TokenId> ids) const {
+    return post_processor_.Apply(ids);
+  }
+  const PostProcessor& post_processor() const { return post_processor_; }
+
   // The longest token's byte length: a text of n bytes has at least
   // n / max_token_bytes() tokens.
   size_t max_token_bytes() const { return max_token_bytes_; }
@@ -100,7 +95,7 @@ class Tokenizer {
   // nothing. `skip_special` drops special tokens.
   std::string Decode(absl::Span<const TokenId> ids, bool skip_special = false) const;
 
-  // Raw bytes of token `id` (an added token's content); empty when unknown.
+  // Raw bytes of token `id`; empty when unknown.
   std::string_view TokenBytes(TokenId id) const;
   // Id of a vocab entry (byte-level form, e.g. "Ġthe") or of an added
   // token's content.
@@ -115,40 +110,33 @@ class Tokenizer {
 
  private:
   Tokenizer() = default;
-  void EncodeOrdinary(std::string_view text, std::vector<TokenId>* out,
+  // Steps 2-4 on text between raw-matched added tokens.
+  void EncodeOrdinary(std::string_view text, const std::function<bool(size_t)>& special_allowed,
+                      size_t offset, std::vector<TokenId>* out,
                       const std::atomic<bool>* cancel) const;
-  void EncodeWord(std::string_view word, std::vector<TokenId>* out) const;
+  // Steps 3-4 on valid UTF-8 text.
+  void EncodeNormalized(std::string_view text, std::vector<TokenId>* out,
+                        const std::atomic<bool>* cancel) const;
 
-  // FromJson's parts: each checks and reads one section of tokenizer.json.
-  absl::Status LoadPreTokenizer(const json::Value& root);
-  absl::Status LoadModelOptions(const json::Value& model);
-  absl::Status LoadVocab(const json::Value& model);  // before LoadMerges
-  absl::Status LoadMerges(const json::Value& model);
+  // FromJson's parts (tokenizer_load.cc).
+  absl::Status LoadComponents(const json::Value& root);
   absl::Status LoadAddedTokens(const json::Value& root);
-  // Derived tables, once every token is loaded.
   void IndexTokens();
   void EnsureId(TokenId id);
 
-  static uint64_t PairKey(TokenId a, TokenId b) {
-    return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
-  }
+  std::unique_ptr<Normalizer> normalizer_;
+  std::unique_ptr<PreTokenizer> pre_tokenizer_;
+  BpeEncoder model_;
+  PostProcessor post_processor_;
+  std::vector<AddedToken> added_;
+  std::unique_ptr<AddedTokenMatcher> raw_matcher_;         // not `normalized`
+  std::unique_ptr<AddedTokenMatcher> normalized_matcher_;  // `normalized`
 
-  absl::flat_hash_map<std::string, TokenId> vocab_;  // byte-level string -> id
-  std::vector<std::string> id_to_bytes_;             // raw bytes per id
+  std::vector<std::string> id_to_bytes_;  // raw bytes per id
   std::vector<bool> has_id_;
   std::vector<bool> is_special_;
-  TokenId byte_ids_[256] = {};  // id of each single byte
-  struct Merge {
-    int rank;
-    TokenId merged;
-  };
-  absl::flat_hash_map<uint64_t, Merge> merges_;  // PairKey(left, right)
-  std::vector<AddedToken> added_;
-  // First byte -> indices into added_, longest content first.
-  std::vector<std::vector<int>> added_by_first_byte_ = std::vector<std::vector<int>>(256);
-  bool add_prefix_space_ = false;
+  absl::flat_hash_map<std::string, TokenId> added_by_content_;
   size_t max_token_bytes_ = 1;
-  bool ignore_merges_ = false;
 };
 
 // Incremental detokenizer for streaming: Push returns only complete UTF-8

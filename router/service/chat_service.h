@@ -50,6 +50,12 @@
 
 namespace hc::router {
 
+// Metadata key of calls made over GrpcServer::InProcessChannel (the HTTP front
+// door): gRPC's in-process transport can lose the message of a
+// write-and-finish, so a turn sends such a client its last event and its
+// status separately. Harmless from any other client.
+inline constexpr char kInProcessClientMetadata[] = "hc-in-process";
+
 struct ChatServiceOptions {
   // Lease per turn, renewed every lease_ttl / 3 while the turn runs; a crashed
   // router's conversations are free again after at most lease_ttl.

@@ -32,15 +32,18 @@
 #include <random>
 #include <thread>
 
+#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "common/file_util.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/process.h"
 #include "common/server.h"
 #include "common/tls.h"
+#include "router/http/openai_server.h"
 #include "router/ledger/ledger.h"
 #include "router/routing/worker_pool.h"
 #include "router/service/chat_service.h"
@@ -50,6 +53,21 @@
 #include "router/tenancy/redis_quotas.h"
 
 ABSL_FLAG(int32_t, port, 50051, "ChatService port (0 picks a free one)");
+// Shared flags of common/process.cc.
+ABSL_DECLARE_FLAG(std::string, host);
+ABSL_DECLARE_FLAG(std::string, tls_cert);
+ABSL_DECLARE_FLAG(std::string, tls_key);
+
+ABSL_FLAG(int32_t, http_port, 0,
+          "OpenAI-compatible HTTP API port on --host (docs/http-api.md); HTTPS with "
+          "--tls_cert/--tls_key. 0: off");
+ABSL_FLAG(std::string, served_model_name, "",
+          "Model name of the HTTP API (/v1/models; requests must name it); empty: --model");
+ABSL_FLAG(int64_t, http_max_body_bytes, 4 << 20,
+          "Largest HTTP request body; larger ones are refused with 413");
+ABSL_FLAG(std::string, http_response_id_secret_file, "",
+          "File whose contents sign /v1/responses ids (share it between routers so that their "
+          "ids work on every one); empty: a random secret per process");
 ABSL_FLAG(int32_t, metrics_port, 9090, "Prometheus /metrics port (0 picks a free one)");
 ABSL_FLAG(std::string, workers, "", "Comma-separated worker addresses host:port");
 ABSL_FLAG(std::string, workers_dns, "",
@@ -295,9 +313,42 @@ int Main(int argc, char** argv) {
   });
   if (!pool.ever_healthy())
     HC_LOG(WARNING) << "no worker healthy yet: health NOT_SERVING until one is";
+  // The HTTP front door: a client of the ChatService above, in-process.
+  std::unique_ptr<http::OpenAiServer> openai;
+  std::string http_suffix;
+  if (const int http_port = absl::GetFlag(FLAGS_http_port); http_port != 0) {
+    http::OpenAiServerOptions ho;
+    ho.host = absl::GetFlag(FLAGS_host);
+    ho.port = http_port;
+    ho.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+    ho.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+    ho.model_name = absl::GetFlag(FLAGS_served_model_name);
+    if (ho.model_name.empty()) ho.model_name = absl::GetFlag(FLAGS_model);
+    if (absl::GetFlag(FLAGS_http_max_body_bytes) < 1024) {
+      HC_LOG(ERROR) << "--http_max_body_bytes must be at least 1024";
+      return 2;
+    }
+    ho.max_body_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_http_max_body_bytes));
+    if (const std::string f = absl::GetFlag(FLAGS_http_response_id_secret_file); !f.empty()) {
+      absl::StatusOr<std::string> secret = ReadFileToString(f);
+      if (!secret.ok() || secret->empty()) {
+        HC_LOG(ERROR) << "--http_response_id_secret_file: cannot read a secret from " << f;
+        return 2;
+      }
+      ho.response_id_secret = *std::move(secret);
+    }
+    absl::StatusOr<std::unique_ptr<http::OpenAiServer>> started =
+        http::OpenAiServer::Start(ho, (*server)->InProcessChannel(), codec->get(), &pool);
+    if (!started.ok()) {
+      HC_LOG(ERROR) << "HTTP API: " << started.status();
+      return 1;
+    }
+    openai = *std::move(started);
+    http_suffix = absl::StrCat(" http ", ho.host, ":", openai->port());
+  }
   HC_LOG(INFO) << "hc-router listening on " << (*server)->address() << " metrics "
                << (*metrics_server)->endpoint()
-               << ListeningSuffix(**server, absl::GetFlag(FLAGS_tls_client_ca));
+               << ListeningSuffix(**server, absl::GetFlag(FLAGS_tls_client_ca)) << http_suffix;
 
   // Values that are read, not counted here: conversations, worker health and
   // the ledger's expiry/cap totals.
@@ -323,7 +374,10 @@ int Main(int argc, char** argv) {
     absl::MutexLock lock(&readiness->mu);
     readiness->server = nullptr;
   }
+  // Drains HTTP turns too (they are calls of the server); new HTTP
+  // requests meanwhile get 503.
   (*server)->Shutdown();
+  openai.reset();
   {
     absl::MutexLock lock(&stats_mu);
     stopping = true;

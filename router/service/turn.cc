@@ -27,6 +27,13 @@
 //   kLeasing     lease refused / ledger error     kFinishing (that status)
 //                lease held: bad round, context
 //                  surely too long                kReleasing (that status)
+//                lease held, fork_from: not a new
+//                  conversation                   kReleasing (FAILED_PRECONDITION)
+//                lease held, fork_from            kLeasing: ledger Get of the source
+//                fork source: missing, too few
+//                  messages, error                kReleasing (that status)
+//                fork source read                 its first messages are the
+//                                                 history; as "lease held" below
 //                lease held, messages             kEncoding: tokenize on the work
 //                                                 pool; heartbeat armed
 //                lease held, raw tokens           as for "encoded" below
@@ -102,6 +109,9 @@ void ChatTurn::Apply(Event& e, std::vector<Action>& out) {
     case EventKind::kLeaseAcquired:
       --pending_;
       return OnLeaseAcquired(std::move(*e.record), out);
+    case EventKind::kForkSource:
+      --pending_;
+      return OnForkSource(std::move(*e.record), out);
     case EventKind::kEncoded:
       --pending_;
       messages_ = std::move(e.messages);
@@ -241,6 +251,54 @@ void ChatTurn::OnLeaseAcquired(absl::StatusOr<ConversationRecord> rec, std::vect
                                               " but the committed round is ", rec_.round)),
                     out);
   }
+  if (req_->has_fork_from()) {
+    if (rec_.round != 0) {
+      return Conclude(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                   absl::StrCat("fork_from starts a new conversation, but '",
+                                                key_.conversation_id, "' has ", rec_.round,
+                                                " committed rounds")),
+                      out);
+    }
+    ++pending_;
+    out.push_back(
+        [this, key = LedgerKey{key_.cache_salt, req_->fork_from().conversation_id(), key_.tenant}] {
+          deps_->ledger->Get(key, [this](absl::StatusOr<ConversationRecord> r) {
+            Post(Event{.kind = EventKind::kForkSource, .record = std::move(r)});
+          });
+        });
+    return;
+  }
+  OnLeased(out);
+}
+
+void ChatTurn::OnForkSource(absl::StatusOr<ConversationRecord> source, std::vector<Action>& out) {
+  if (abort_.has_value()) return Conclude(*abort_, out);  // the client left meanwhile
+  if (!source.ok()) {
+    if (absl::IsNotFound(source.status())) {
+      return Conclude(grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                   absl::StrCat("fork_from: no conversation '",
+                                                req_->fork_from().conversation_id(), "'")),
+                      out);
+    }
+    return Conclude(ToGrpcStatus(source.status()), out);
+  }
+  const uint32_t n = req_->fork_from().num_messages();
+  if (n > source->messages.size()) {
+    return Conclude(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 absl::StrCat("fork_from.num_messages is ", n, " but '",
+                                              req_->fork_from().conversation_id(), "' has ",
+                                              source->messages.size(), " messages")),
+                    out);
+  }
+  // Exactly the committed tokens of those messages (a reply's tokens are not
+  // re-derived from its text, which may tokenize differently).
+  rec_.messages.assign(source->messages.begin(), source->messages.begin() + n);
+  rec_.tokens.assign(source->tokens.begin(), source->tokens.begin() + rec_.messages.back().end);
+  forked_ = true;
+  OnLeased(out);
+}
+
+void ChatTurn::OnLeased(std::vector<Action>& out) {
   // Refuse before tokenizing when even the fewest tokens the text could
   // make do not fit.
   if (absl::Status s = CheckContext(rec_.tokens.size(), MinSuffixTokens(), /*exact=*/false);

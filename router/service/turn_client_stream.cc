@@ -33,7 +33,10 @@ void ChatTurn::Pump(std::vector<Action>& out) {
   }
   write_buf_ = SerializeRawResponse(PopNextWrite(queue_));
   writing_ = true;
-  if (state_ == State::kFinishing && queue_.empty() && final_->ok()) {
+  // gRPC's in-process transport (the router's own HTTP front door) can lose
+  // the message of a write-and-finish; there the status follows separately
+  // (kInProcessClientMetadata).
+  if (state_ == State::kFinishing && queue_.empty() && final_->ok() && !in_process_) {
     state_ = State::kDone;
     out.push_back(
         [this] { StartWriteAndFinish(&write_buf_, grpc::WriteOptions(), grpc::Status::OK); });

@@ -25,7 +25,16 @@ void ChatTurn::StartCommit(const v1::CommitReport& report, std::vector<Action>& 
       BuildCommitRequest(*deps_->codec, rec_, messages_, suffix_, reply_->reply_tokens(),
                          WorkerState{worker_->id(), report.state().round(),
                                      report.state().num_tokens(), report.state().prefix_hash()});
-  c.rewrite_from = rewrite_from_;
+  if (forked_) {
+    // The ledger holds nothing of this conversation yet: the copied history
+    // (on a rewrite turn, the part of it the turn kept) is committed with the
+    // turn, so there is nothing to replace.
+    c.appended_tokens.insert(c.appended_tokens.begin(), rec_.tokens.begin(), rec_.tokens.end());
+    c.appended_messages.insert(c.appended_messages.begin(), rec_.messages.begin(),
+                               rec_.messages.end());
+  } else {
+    c.rewrite_from = rewrite_from_;
+  }
   report_ = report;
   state_ = State::kCommitting;
   ++pending_;

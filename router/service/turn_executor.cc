@@ -13,7 +13,12 @@ namespace hc::router::turn_internal {
 
 ChatTurn::ChatTurn(Deps* deps, grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* raw,
                    absl::StatusOr<Caller> caller)
-    : deps_(deps), ctx_(ctx), req_(&request_), caller_(std::move(caller)), start_(absl::Now()) {
+    : deps_(deps),
+      ctx_(ctx),
+      req_(&request_),
+      caller_(std::move(caller)),
+      start_(absl::Now()),
+      in_process_(ctx->client_metadata().count(kInProcessClientMetadata) > 0) {
   parsed_ = ParseRawRequest(*raw, &request_);
   {
     absl::MutexLock lock(&deps_->live_mu);

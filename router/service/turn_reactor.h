@@ -56,6 +56,7 @@ enum class EventKind {
   kStart,
   kAdmitted,       // status, refusal
   kLeaseAcquired,  // record
+  kForkSource,     // record: the fork_from source conversation
   kEncoded,        // encoded (and the turn's messages, moved back)
   kLeaseRenewed,   // status
   kCommitted,      // status
@@ -122,6 +123,13 @@ class ChatTurn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartLeasing(std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnLeaseAcquired(absl::StatusOr<ConversationRecord> rec, std::vector<Action>& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // With the lease (and a fork's history) in hand: round and context checks,
+  // then tokenizing.
+  void OnLeased(std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // fork_from: the source conversation read; its first messages become this
+  // turn's history.
+  void OnForkSource(absl::StatusOr<ConversationRecord> source, std::vector<Action>& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static std::vector<TurnMessage> ParseMessages(const v1::CompleteRequest& req);
   uint64_t MessageBytes() const;
@@ -215,6 +223,9 @@ class ChatTurn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
   // The authenticated caller (router/tenancy/api_keys.h), or why not.
   const absl::StatusOr<Caller> caller_;
   const absl::Time start_;
+  // The client is in this process (gRPC's in-process transport), as its
+  // kInProcessClientMetadata says. Only changes how the last event is sent.
+  const bool in_process_;
 
   absl::Mutex mu_;
   // The executor: events not yet applied, and whether a thread is applying.
@@ -237,6 +248,9 @@ class ChatTurn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
   std::string holder_ ABSL_GUARDED_BY(mu_);
   bool leased_ ABSL_GUARDED_BY(mu_) = false;
   ConversationRecord rec_ ABSL_GUARDED_BY(mu_);
+  // A fork: rec_ holds the copied history, which the commit appends too (the
+  // ledger's record of this conversation is still empty).
+  bool forked_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<TurnMessage> messages_ ABSL_GUARDED_BY(mu_);
   // Read by the tokenizer on the work pool (hence atomic, not under mu_).
   std::atomic<bool> cancel_encoding_{false};

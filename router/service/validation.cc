@@ -36,6 +36,18 @@ absl::Status ValidateCompleteRequest(const hybridcache::v1::CompleteRequest& r,
                        " is outside the vocabulary (size ", vocab_size, ")"));
     }
   }
+  if (r.has_fork_from()) {
+    const auto& f = r.fork_from();
+    if (absl::Status s = ValidateConversationKey(f.conversation_id(), r.cache_salt()); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("fork_from: ", s.message()));
+    }
+    if (f.conversation_id() == r.conversation_id()) {
+      return absl::InvalidArgumentError("fork_from names the conversation itself");
+    }
+    if (f.num_messages() == 0) {
+      return absl::InvalidArgumentError("fork_from.num_messages must be at least 1");
+    }
+  }
   return ValidateSamplingParams(r.sampling(), vocab_size);
 }
 

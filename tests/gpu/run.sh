@@ -9,7 +9,8 @@
 # Needs: a GPU with its driver (nvidia-smi), the CUDA toolkit (nvcc; found on
 # PATH or in /usr/local/cuda/bin), CMake >= 3.25, a C++20 host compiler, and
 # Abseil, GoogleTest/GoogleMock and Google Benchmark, either installed (e.g.
-# Debian's libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev) or as .deb
+# Debian's libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev libonig-dev
+# libicu-dev) or as .deb
 # files in <repo>/.gpu-deps/ for a machine without them or without network
 # (scripts/fetch-gpu-deps.sh downloads them on a Debian 12 machine; copy the
 # folder over). Optional: ninja; NCCL for the TP=2 test (a system nccl.h is

@@ -1,14 +1,15 @@
 """Granite-4.0-H and Nemotron-H through real processes: hc-router + one hc-worker on
-loopback serving the synthetic granite-moe-tiny and nemotron-tiny checkpoints (real tensor
-names and config.json keys; the synthetic tokenizer and chat template). A multi-turn
-conversation hits the cache on every turn, and cached raw-token turns equal one-shot
-recompute."""
+loopback serving the synthetic granite-moe-tiny, granite-tiny and nemotron-tiny checkpoints
+(real tensor names and config.json keys; the granite-* ones ship Granite-4.0-H's own chat
+template and tokenizer pipeline). A multi-turn conversation hits the cache on every turn, and
+cached turns equal one-shot recompute."""
 import os
 import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hc_harness as h  # noqa: E402
+chat_pb2 = h.chat_pb2
 
 GREEDY = dict(temperature=0.0, ignore_eos=True)
 PRESETS = ["synthetic:granite-moe-tiny", "synthetic:granite-tiny", "synthetic:nemotron-tiny"]
@@ -41,6 +42,34 @@ class ArchStackTest(unittest.TestCase):
                     self.assertEqual(tokens, fresh, f"turn {i}")
                     history += suffix + tokens
 
+    def test_granite_chat_with_its_own_template_hits_and_equals_recompute(self):
+        # granite-tiny's tokenizer_config.json carries Granite-4.0-H's template (a default
+        # system prompt before the first message); the router renders every continuing turn
+        # whole and sends what it adds after the committed tokens. The same conversation
+        # again, with the worker holding it killed before every later turn, is recomputed
+        # from the ledger's tokens each time; greedy, both must answer the same.
+        turns = ["Hello there", "How are you today?", "Tell me more.", "And the state?"]
+        with h.Stack(num_workers=len(turns), model="synthetic:granite-tiny",
+                     worker_args=["--kv_blocks=1024", "--mamba_slots=32"]) as stack:
+            chat = stack.chat()
+            replies = {}
+            for conv in ("cached", "recomputed"):
+                committed, replies[conv] = 0, []
+                for i, text in enumerate(turns):
+                    if conv == "recomputed" and i > 0:
+                        holder = chat.GetConversation(chat_pb2.GetConversationRequest(
+                            conversation_id=conv)).worker_id
+                        next(w for w in stack.workers if w.address == holder).kill()
+                    started, tokens, _, done = h.complete(
+                        chat, conv, messages=[("user", text)], max_tokens=4, **GREEDY)
+                    self.assertEqual(done.committed_round, i + 1)
+                    if i > 0 and conv == "cached":  # the history less the last sampled token
+                        self.assertGreaterEqual(started.cached_tokens, committed - 1, f"turn {i}")
+                    if conv == "recomputed":
+                        self.assertEqual(started.cached_tokens, 0, f"turn {i}")
+                    committed = started.prompt_tokens + len(tokens)
+                    replies[conv].append((started.prompt_tokens, tokens))
+            self.assertEqual(replies["cached"], replies["recomputed"])
 
 if __name__ == "__main__":
     unittest.main()

@@ -239,7 +239,7 @@ ModelConfig FinishConfig(const SyntheticPreset& preset, const BpeModel& tok) {
   ModelConfig c = preset.config;
   c.vocab_size = static_cast<int>(tok.vocab.size());
   c.bos_token_id = kSyntheticEndOfTextId;
-  c.eos_token_id = SyntheticEndOfTurnId(preset.tokenizer);
+  c.eos_token_id = SyntheticEndOfTurnId(preset.tokenizer.chat_template);
   c.pad_token_id = kSyntheticPadId;
   return c;
 }
@@ -271,9 +271,9 @@ absl::Status WriteSyntheticCheckpoint(std::string_view preset_name, const std::s
   HC_RETURN_IF_ERROR(
       WriteTextFile(dir / "generation_config.json", json::Serialize(gen, {.indent = 2}) + "\n"));
   HC_RETURN_IF_ERROR(WriteTextFile(dir / "tokenizer.json", BpeTokenizerJson(tok) + "\n"));
-  HC_RETURN_IF_ERROR(WriteTextFile(
-      dir / "tokenizer_config.json",
-      SyntheticTokenizerConfigJson(tok, preset.tokenizer, config.max_position_embeddings)));
+  HC_RETURN_IF_ERROR(WriteTextFile(dir / "tokenizer_config.json",
+                                   SyntheticTokenizerConfigJson(tok, config.max_position_embeddings,
+                                                                preset.tokenizer.chat_template)));
   json::Value specials = json::Value::MakeObject();
   specials.Set("bos_token", json::Value::String(tok.vocab[config.bos_token_id]));
   specials.Set("eos_token", json::Value::String(tok.vocab[config.eos_token_id]));

@@ -21,7 +21,7 @@
 //   nemotron-nano-tiny nemotron-tiny's model (same weights seed) with
 //          NVIDIA-Nemotron-Nano-v2's chat format: its real template and its
 //          special tokens <SPECIAL_10>, <SPECIAL_11>, <SPECIAL_12> (EOS)
-//          after the Granite ones (SyntheticChat::kNemotronNano).
+//          after the Granite ones (chat template "nemotron-nano-v2").
 // The others use the Granite-4 chat format and special tokens <|end_of_text|>
 // (bos = eos), <|pad|>, <|start_of_role|>, <|end_of_role|>, with the tokenizer
 // of their size (tiny or small).

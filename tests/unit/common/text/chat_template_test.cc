@@ -46,6 +46,14 @@ TEST(ChatTemplateTest, BuiltinsAreTheJinjaSourcesTheDifferentialTestRenders) {
   EXPECT_EQ(ChatTemplate::ByName("chatml")->source(), ReadTemplate("builtin-chatml.jinja"));
 }
 
+TEST(ChatTemplateTest, ShippedGraniteTemplateIsCompiledInByteForByte) {
+  auto granite = ChatTemplate::ByName("granite-4.0-h");
+  ASSERT_TRUE(granite.ok()) << granite.status();
+  EXPECT_EQ(granite->source(), ReadTemplate("granite-4.0-h.jinja"));
+  EXPECT_EQ(granite->name(), "granite-4.0-h");
+  EXPECT_EQ(granite->end_of_turn(), "<|end_of_text|>");
+}
+
 TEST(ChatTemplateTest, ByNameAcceptsKnownNamesOnly) {
   auto bad = ChatTemplate::ByName("llama");
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);

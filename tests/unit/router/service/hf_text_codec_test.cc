@@ -6,7 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/json.h"
+#include "common/model_path.h"
 #include "common/text/bpe_trainer.h"
 #include "common/text/chat_template.h"
 #include "common/text/synthetic_tokenizer.h"
@@ -305,7 +307,8 @@ TEST(MakeTextCodecTest, SyntheticModelWithoutItsCheckpointGetsTheSameTokenizer) 
   setenv("HC_CACHE_DIR", cache.c_str(), 1);
   auto codec = MakeTextCodec("synthetic:tiny");
   ASSERT_TRUE(codec.ok()) << codec.status();
-  EXPECT_TRUE(std::filesystem::exists(cache + "/synthetic-tiny-v1-tokenizer/tokenizer.json"));
+  EXPECT_TRUE(std::filesystem::exists(absl::StrCat(
+      cache, "/synthetic-tiny-v", kSyntheticFormatVersion, "-tokenizer/tokenizer.json")));
   // The same ids as the tokenizer written into the synthetic checkpoint.
   ASSERT_TRUE(WriteSyntheticTokenizerFiles("tiny", cache + "/direct").ok());
   auto direct = HfTextCodec::FromModelDir(cache + "/direct").value();

@@ -49,6 +49,7 @@ class RouterHarness {
   prometheus::Registry& registry() { return *registry_; }
   hybridcache::v1::ChatService::Stub& stub() { return *stub_; }
   const std::string& address() const { return address_; }
+  GrpcServer& server() { return *server_; }
 
   TurnResult Complete(const hybridcache::v1::CompleteRequest& request,
                       absl::Duration timeout = absl::Seconds(30));

@@ -165,6 +165,22 @@ TEST_F(TinyCheckpointTest, GenerationIsDeterministicAndShardingPreservesTensors)
   fs::remove_all(sharded);
 }
 
+TEST(SyntheticPresetTest, GranitePresetsShipGraniteFourHsOwnChatTemplate) {
+  const std::string dir = FreshDir("granite-tiny");
+  ASSERT_TRUE(WriteSyntheticCheckpoint("granite-tiny", dir).ok());
+  auto tmpl = ChatTemplate::FromModelDir(dir);
+  ASSERT_TRUE(tmpl.ok()) << tmpl.status();
+  EXPECT_EQ(tmpl->name(), "granite-4.0-h");
+  // The real template's default system prompt: the synthetic special tokens are the ones it
+  // writes, so the prompt tokenizes with them.
+  const std::string prompt = tmpl->RenderText({{"user", "Hello there!"}}, true).value();
+  EXPECT_THAT(prompt, HasSubstr("<|start_of_role|>system<|end_of_role|>You are a helpful"));
+  auto tok = Tokenizer::FromFile(dir + "/tokenizer.json");
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  EXPECT_EQ((*tok)->Encode(prompt).front(), *(*tok)->TokenToId("<|start_of_role|>"));
+  fs::remove_all(dir);
+}
+
 TEST(SyntheticPresetTest, SmallHasFiftyToHundredMillionParameters) {
   auto c = SyntheticModelConfig("small");
   ASSERT_TRUE(c.ok()) << c.status();

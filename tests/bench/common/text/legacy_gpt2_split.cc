@@ -1,0 +1,147 @@
+// See legacy_gpt2_split.h: the pre-Oniguruma split, verbatim but for names.
+#include "tests/bench/common/text/legacy_gpt2_split.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <iterator>
+
+#include "common/utf8.h"
+
+namespace hc::bench_reference {
+namespace {
+
+// ---- Character classes of the GPT-2 split --------------------------------------
+
+enum class CharClass : uint8_t { kLetter, kNumber, kSpace, kOther };
+
+struct Range {
+  uint32_t lo, hi;  // inclusive
+};
+
+constexpr Range kSpaceRanges[] = {
+    {0x09, 0x0D},     {0x20, 0x20},     {0x85, 0x85},     {0xA0, 0xA0},     {0x1680, 0x1680},
+    {0x2000, 0x200A}, {0x2028, 0x2029}, {0x202F, 0x202F}, {0x205F, 0x205F}, {0x3000, 0x3000}};
+
+constexpr Range kNumberRanges[] = {
+    {0x30, 0x39},       {0xB2, 0xB3},      {0xB9, 0xB9},     {0xBC, 0xBE},     {0x660, 0x669},
+    {0x6F0, 0x6F9},     {0x7C0, 0x7C9},    {0x966, 0x96F},   {0x9E6, 0x9EF},   {0xA66, 0xA6F},
+    {0xAE6, 0xAEF},     {0xB66, 0xB6F},    {0xBE6, 0xBF2},   {0xC66, 0xC6F},   {0xCE6, 0xCEF},
+    {0xD66, 0xD78},     {0xE50, 0xE59},    {0xED0, 0xED9},   {0xF20, 0xF33},   {0x1040, 0x1049},
+    {0x17E0, 0x17E9},   {0x1810, 0x1819},  {0x2070, 0x2070}, {0x2074, 0x2079}, {0x2080, 0x2089},
+    {0x2150, 0x2182},   {0x2185, 0x2189},  {0x2460, 0x249B}, {0x24EA, 0x24FF}, {0x2776, 0x2793},
+    {0x3007, 0x3007},   {0x3021, 0x3029},  {0x3038, 0x303A}, {0x3192, 0x3195}, {0x3220, 0x3229},
+    {0x3248, 0x324F},   {0x3251, 0x325F},  {0x3280, 0x3289}, {0x32B1, 0x32BF}, {0xFF10, 0xFF19},
+    {0x1D7CE, 0x1D7FF}, {0x1F100, 0x1F10C}};
+
+// Punctuation, symbols, marks, controls and format characters (neither
+// letters, numbers nor whitespace). Sorted, non-overlapping.
+constexpr Range kOtherRanges[] = {
+    {0x00, 0x08},       {0x0E, 0x1F},       {0x21, 0x2F},       {0x3A, 0x40},
+    {0x5B, 0x60},       {0x7B, 0x84},       {0x86, 0x9F},       {0xA1, 0xA9},
+    {0xAB, 0xB1},       {0xB4, 0xB4},       {0xB6, 0xB8},       {0xBB, 0xBB},
+    {0xBF, 0xBF},       {0xD7, 0xD7},       {0xF7, 0xF7},       {0x2C2, 0x2C5},
+    {0x2D2, 0x2DF},     {0x2E5, 0x2EB},     {0x2ED, 0x2ED},     {0x2EF, 0x36F},
+    {0x37E, 0x37E},     {0x384, 0x385},     {0x387, 0x387},     {0x483, 0x489},
+    {0x55A, 0x55F},     {0x589, 0x58A},     {0x591, 0x5C7},     {0x5F3, 0x5F4},
+    {0x600, 0x60F},     {0x61B, 0x61F},     {0x64B, 0x65F},     {0x66A, 0x66D},
+    {0x670, 0x670},     {0x6D4, 0x6D4},     {0x6D6, 0x6E4},     {0x6E7, 0x6ED},
+    {0x900, 0x903},     {0x93A, 0x93C},     {0x93E, 0x94F},     {0x951, 0x957},
+    {0x962, 0x965},     {0x970, 0x970},     {0xE31, 0xE31},     {0xE34, 0xE3A},
+    {0xE3F, 0xE3F},     {0xE47, 0xE4F},     {0xE5A, 0xE5B},     {0x200B, 0x2027},
+    {0x202A, 0x202E},   {0x2030, 0x205E},   {0x2060, 0x206F},   {0x207A, 0x207E},
+    {0x208A, 0x208E},   {0x20A0, 0x20FF},   {0x2100, 0x2101},   {0x2103, 0x2106},
+    {0x2108, 0x2109},   {0x2114, 0x2114},   {0x2116, 0x2118},   {0x211E, 0x2123},
+    {0x2125, 0x2125},   {0x2127, 0x2127},   {0x2129, 0x2129},   {0x212E, 0x212E},
+    {0x213A, 0x213B},   {0x2140, 0x2144},   {0x214A, 0x214D},   {0x214F, 0x214F},
+    {0x218A, 0x218B},   {0x2190, 0x245F},   {0x249C, 0x24E9},   {0x2500, 0x2775},
+    {0x2794, 0x2BFF},   {0x2CE5, 0x2CEA},   {0x2CF9, 0x2CFC},   {0x2CFE, 0x2CFF},
+    {0x2E00, 0x2FFF},   {0x3001, 0x3004},   {0x3008, 0x3020},   {0x302A, 0x3030},
+    {0x3036, 0x3037},   {0x303D, 0x303F},   {0x3099, 0x309C},   {0x30A0, 0x30A0},
+    {0x30FB, 0x30FB},   {0x3190, 0x3191},   {0x3196, 0x319F},   {0x31C0, 0x31E3},
+    {0x3200, 0x321E},   {0x322A, 0x3247},   {0x3250, 0x3250},   {0x3260, 0x327F},
+    {0x328A, 0x32B0},   {0x32C0, 0x33FF},   {0x4DC0, 0x4DFF},   {0xA490, 0xA4C6},
+    {0xD800, 0xF8FF},   {0xFB29, 0xFB29},   {0xFD3E, 0xFD3F},   {0xFE00, 0xFE6F},
+    {0xFEFF, 0xFEFF},   {0xFF01, 0xFF0F},   {0xFF1A, 0xFF20},   {0xFF3B, 0xFF40},
+    {0xFF5B, 0xFF65},   {0xFFE0, 0xFFEE},   {0xFFF9, 0xFFFD},   {0x1F000, 0x1F0FF},
+    {0x1F10D, 0x1FAFF}, {0xE0000, 0xE007F}, {0xE0100, 0xE01EF}, {0xF0000, 0x10FFFF}};
+
+template <size_t N>
+bool InRanges(const Range (&ranges)[N], uint32_t cp) {
+  const Range* it = std::upper_bound(std::begin(ranges), std::end(ranges), cp,
+                                     [](uint32_t v, const Range& r) { return v < r.lo; });
+  return it != std::begin(ranges) && cp <= (it - 1)->hi;
+}
+
+CharClass Classify(uint32_t cp) {
+  if (cp < 0x80) {
+    if ((cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z')) return CharClass::kLetter;
+    if (cp >= '0' && cp <= '9') return CharClass::kNumber;
+    if (cp == ' ' || (cp >= 0x09 && cp <= 0x0D)) return CharClass::kSpace;
+    return CharClass::kOther;
+  }
+  if (InRanges(kSpaceRanges, cp)) return CharClass::kSpace;
+  if (InRanges(kNumberRanges, cp)) return CharClass::kNumber;
+  if (InRanges(kOtherRanges, cp)) return CharClass::kOther;
+  return CharClass::kLetter;
+}
+
+struct CodePoint {
+  size_t offset;
+  uint32_t cp;  // 0xFFFFFFFF for an invalid byte
+  CharClass cls;
+};
+
+}  // namespace
+
+std::vector<std::string_view> LegacySplitGpt2(std::string_view text) {
+  std::vector<CodePoint> cps;
+  cps.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    uint32_t cp;
+    size_t len = utf8::Decode(text, i, &cp);
+    if (len == 0) {
+      cps.push_back({i, 0xFFFFFFFFu, CharClass::kOther});
+      ++i;
+      continue;
+    }
+    cps.push_back({i, cp, Classify(cp)});
+    i += len;
+  }
+  const size_t n = cps.size();
+  auto cp_at = [&](size_t k) { return k < n ? cps[k].cp : 0u; };
+  auto off = [&](size_t k) { return k < n ? cps[k].offset : text.size(); };
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  while (i < n) {
+    size_t end = i;
+    // 's 't 're 've 'm 'll 'd
+    if (cps[i].cp == '\'' && i + 1 < n) {
+      const uint32_t c1 = cp_at(i + 1), c2 = cp_at(i + 2);
+      if (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd') {
+        end = i + 2;
+      } else if ((c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') || (c1 == 'l' && c2 == 'l')) {
+        end = i + 3;
+      }
+    }
+    if (end == i) {
+      size_t start = i;
+      if (cps[i].cp == ' ' && i + 1 < n && cps[i + 1].cls != CharClass::kSpace) start = i + 1;
+      const CharClass cls = cps[start].cls;
+      if (cls != CharClass::kSpace) {
+        // ` ?\p{L}+`, ` ?\p{N}+` or ` ?[^\s\p{L}\p{N}]+`
+        end = start + 1;
+        while (end < n && cps[end].cls == cls) ++end;
+      } else {
+        // `\s+(?!\S)` then `\s+`
+        size_t r = i;
+        while (r < n && cps[r].cls == CharClass::kSpace) ++r;
+        end = (r < n && r - i >= 2) ? r - 1 : r;
+      }
+    }
+    out.push_back(text.substr(off(i), off(end) - off(i)));
+    i = end;
+  }
+  return out;
+}
+
+}  // namespace hc::bench_reference

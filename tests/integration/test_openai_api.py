@@ -1,0 +1,385 @@
+"""The OpenAI-compatible HTTP API of hc-router (router/http, docs/http-api.md) against a real
+router and worker: the official `openai` Python SDK, curl and raw sockets.
+
+Runs under the python3 on PATH, where scripts/install-deps.sh pip-installs `openai`; the
+harness's gRPC modules come from Debian's dist-packages (the same CPython ABI), so the tests
+can compare with the gRPC API and read the ledger.
+"""
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import unittest
+
+sys.path.append("/usr/lib/python3/dist-packages")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hc_harness as h  # noqa: E402
+import openai  # noqa: E402
+
+MODEL = "synthetic:tiny"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OpenAiApiTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.port = free_port()
+        cls.stack = h.Stack(num_workers=1, model=MODEL,
+                            router_args=[f"--http_port={cls.port}"])
+        cls.base = f"http://127.0.0.1:{cls.port}"
+        h.wait_until(lambda: cls.status("GET", "/health")[0] == 200, what="/health 200")
+        cls.client = openai.OpenAI(base_url=cls.base + "/v1", api_key="unused", max_retries=0)
+        cls.grpc = cls.stack.chat()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stack.close()
+
+    @classmethod
+    def request(cls, method, path, body=b"", headers=None):
+        conn = http.client.HTTPConnection("127.0.0.1", cls.port, timeout=60)
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        data = r.read()
+        conn.close()
+        return r.status, dict(r.getheaders()), data
+
+    @classmethod
+    def status(cls, method, path):
+        try:
+            return cls.request(method, path)
+        except OSError:
+            return (0, {}, b"")
+
+    def chat(self, messages, conversation=None, **kw):
+        extra = {"X-Conversation-Id": conversation} if conversation else None
+        return self.client.chat.completions.create(
+            model=MODEL, messages=messages, temperature=0, max_tokens=kw.pop("max_tokens", 12),
+            extra_headers=extra, **kw)
+
+    def ledger(self, conversation_id, salt=""):
+        return self.grpc.GetConversation(
+            h.chat_pb2.GetConversationRequest(conversation_id=conversation_id, cache_salt=salt),
+            timeout=30)
+
+    def test_models_and_health(self):
+        models = self.client.models.list()
+        self.assertEqual([m.id for m in models.data], [MODEL])
+
+    def test_streamed_and_non_streamed_replies_are_equal(self):
+        msgs = [{"role": "user", "content": "Tell me about caches."}]
+        whole = self.chat(msgs)
+        stream = self.chat(msgs, stream=True, stream_options={"include_usage": True})
+        parts, usage, finish = [], None, None
+        for chunk in stream:
+            if chunk.usage is not None:
+                usage = chunk.usage
+            for c in chunk.choices:
+                parts.append(c.delta.content or "")
+                finish = c.finish_reason or finish
+        self.assertEqual("".join(parts), whole.choices[0].message.content)
+        self.assertEqual(finish, whole.choices[0].finish_reason)
+        self.assertEqual(usage.prompt_tokens, whole.usage.prompt_tokens)
+        self.assertEqual(usage.completion_tokens, whole.usage.completion_tokens)
+        self.assertEqual(whole.usage.total_tokens,
+                         whole.usage.prompt_tokens + whole.usage.completion_tokens)
+
+    def test_six_turn_conversation_hits_the_cache_and_equals_grpc(self):
+        conv = "sdk-six-turns"
+        history, prev_context = [], 0
+        grpc_conv = "grpc-six-turns"
+        for turn in range(6):
+            user = f"Question number {turn}: what comes next?"
+            history.append({"role": "user", "content": user})
+            r = self.chat(history, conversation=conv)
+            reply = r.choices[0].message.content
+            cached = r.usage.prompt_tokens_details.cached_tokens
+            if turn > 0:
+                # Everything before this turn's new message came from the cache (the last
+                # sampled token of a reply is computed with the next turn).
+                self.assertGreaterEqual(cached, prev_context - 1, f"turn {turn}")
+            else:
+                self.assertEqual(cached, 0)
+            prev_context = r.usage.prompt_tokens + r.usage.completion_tokens
+            _, _, grpc_text, _ = h.complete(self.grpc, grpc_conv, [("user", user)],
+                                            temperature=0.0, max_tokens=12)
+            self.assertEqual(reply, grpc_text, f"turn {turn}")
+            history.append({"role": "assistant", "content": reply})
+        rec = self.ledger(conv)
+        self.assertEqual(rec.committed_round, 6)
+        self.assertEqual([(m.role, m.content) for m in rec.messages],
+                         [(m["role"], m["content"]) for m in history])
+
+    def test_regenerate_and_edit_fork_and_leave_the_original(self):
+        conv = "sdk-edit"
+        history = []
+        for turn in range(3):
+            history.append({"role": "user", "content": f"Edit test message {turn}."})
+            r = self.chat(history, conversation=conv)
+            history.append({"role": "assistant", "content": r.choices[0].message.content})
+        before = self.ledger(conv)
+        # Regenerate the last reply (greedy): the same tokens again, on a fork.
+        regen = self.chat(history[:-1], conversation=conv)
+        self.assertEqual(regen.choices[0].message.content, history[-1]["content"])
+        self.assertGreater(regen.usage.prompt_tokens, 0)
+        # Edit the second user message, then edit it back: the reply equals the original.
+        edited = history[:2] + [{"role": "user", "content": "An edited question."}]
+        e1 = self.chat(edited, conversation=conv)
+        # The reference: a fresh conversation replaying the same greedy turns.
+        ref_conv = "sdk-edit-reference"
+        self.chat(history[:1], conversation=ref_conv)
+        ref = self.chat(edited, conversation=ref_conv)
+        self.assertEqual(e1.choices[0].message.content, ref.choices[0].message.content)
+        back = self.chat(history[:3], conversation=conv)
+        self.assertEqual(back.choices[0].message.content, history[3]["content"])
+        # The edited branch continues as a cache hit.
+        cont = self.chat(history[:4] + [{"role": "user", "content": "And then?"}],
+                         conversation=conv)
+        self.assertGreater(cont.usage.prompt_tokens_details.cached_tokens, 0)
+        # The original conversation was only read.
+        after = self.ledger(conv)
+        self.assertEqual(after.committed_round, before.committed_round)
+        self.assertEqual(list(after.messages), list(before.messages))
+
+    def test_one_shot_equals_grpc_and_is_not_kept(self):
+        msgs = [{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "One shot."}]
+        r = self.chat(msgs)
+        _, _, grpc_text, _ = h.complete(self.grpc, "grpc-one-shot",
+                                        [(m["role"], m["content"]) for m in msgs],
+                                        temperature=0.0, max_tokens=12)
+        self.assertEqual(r.choices[0].message.content, grpc_text)
+
+    def test_responses_chain_fork_and_retrieve(self):
+        r1 = self.client.responses.create(model=MODEL, input="First input.", temperature=0,
+                                          max_output_tokens=10)
+        r2 = self.client.responses.create(model=MODEL, input="Second input.", temperature=0,
+                                          max_output_tokens=10, previous_response_id=r1.id)
+        self.assertGreater(r2.usage.input_tokens_details.cached_tokens, 0)
+        self.assertGreaterEqual(r2.usage.input_tokens_details.cached_tokens,
+                                r1.usage.input_tokens + r1.usage.output_tokens - 1)
+        r3 = self.client.responses.create(model=MODEL, input="Third input.", temperature=0,
+                                          max_output_tokens=10, previous_response_id=r2.id)
+        self.assertGreater(r3.usage.input_tokens_details.cached_tokens,
+                           r2.usage.input_tokens_details.cached_tokens)
+        # previous_response_id of an older round forks: the same input gives the same reply.
+        fork = self.client.responses.create(model=MODEL, input="Second input.", temperature=0,
+                                            max_output_tokens=10, previous_response_id=r1.id)
+        self.assertEqual(fork.output_text, r2.output_text)
+        self.assertNotEqual(fork.id, r2.id)
+        got = self.client.responses.retrieve(r2.id)
+        self.assertEqual(got.output_text, r2.output_text)
+        # Streaming: created, deltas, completed; the text equals the non-streamed one.
+        events = list(self.client.responses.create(
+            model=MODEL, input="Second input.", temperature=0, max_output_tokens=10,
+            previous_response_id=r1.id, stream=True))
+        types = [e.type for e in events]
+        self.assertEqual(types[0], "response.created")
+        self.assertIn(types[-1], ("response.completed", "response.incomplete"))
+        deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+        self.assertEqual(deltas, r2.output_text)
+        self.assertEqual(events[-1].response.output_text, r2.output_text)
+
+    def test_curl_sse_framing(self):
+        body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "curl"}],
+                           "max_tokens": 6, "temperature": 0, "stream": True})
+        out = subprocess.run(["curl", "-sN", "-H", "Content-Type: application/json", "-d", body,
+                              self.base + "/v1/chat/completions"],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+        events = out.split("\n\n")
+        self.assertEqual(events[-1], "")
+        self.assertEqual(events[-2], "data: [DONE]")
+        for e in events[:-2]:
+            self.assertTrue(e.startswith("data: "), e)
+            self.assertNotIn("\n", e)
+            chunk = json.loads(e[len("data: "):])
+            self.assertEqual(chunk["object"], "chat.completion.chunk")
+        self.assertEqual(json.loads(events[-3][6:])["choices"][0]["finish_reason"], "length")
+
+    def test_client_disconnect_mid_stream_leaves_the_ledger_unchanged(self):
+        conv = "sdk-disconnect"
+        first = self.chat([{"role": "user", "content": "Before."}], conversation=conv)
+        before = self.ledger(conv)
+        history = [{"role": "user", "content": "Before."},
+                   {"role": "assistant", "content": first.choices[0].message.content},
+                   {"role": "user", "content": "Now talk for a long time."}]
+        body = json.dumps({"model": MODEL, "messages": history, "max_tokens": 3000,
+                           "ignore_eos": True, "temperature": 0, "stream": True}).encode()
+        worker = self.stack.workers[0]
+        cancelled = lambda: h.metric_value(  # noqa: E731
+            self.stack.router.metrics(), "hc_router_requests_total", {"code": "CANCELLED"}) or 0
+        n_cancelled = cancelled()
+        s = socket.create_connection(("127.0.0.1", self.port))
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nX-Conversation-Id: " +
+                  conv.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        self.assertIn(b"data: ", s.recv(4096))
+        # The worker stops, so the turn is surely unfinished when the client goes.
+        worker.signal(19)  # SIGSTOP
+        try:
+            s.close()
+            h.wait_until(lambda: cancelled() > n_cancelled, what="the turn cancelled")
+        finally:
+            worker.signal(18)  # SIGCONT
+        after = self.ledger(conv)
+        self.assertEqual(after.committed_round, before.committed_round)
+        self.assertEqual(list(after.messages), list(before.messages))
+        # The lease is free again: the next turn runs.
+        history[-1]["content"] = "Short now."
+        self.chat(history, conversation=conv)
+        self.assertEqual(self.ledger(conv).committed_round, 2)
+
+    def test_bad_input_gets_the_right_status_and_an_openai_error_and_changes_nothing(self):
+        ok_msgs = [{"role": "user", "content": "hi"}]
+
+        def chat_body(**fields):
+            body = {"model": MODEL, "messages": ok_msgs}
+            body.update(fields)
+            return json.dumps(body).encode()
+
+        def without(key):
+            body = {"model": MODEL, "messages": ok_msgs}
+            del body[key]
+            return json.dumps(body).encode()
+
+        salted = self.client.responses.create(
+            model=MODEL, input="salted", max_output_tokens=2,
+            extra_headers={"X-Cache-Salt": "salt-a"})
+        C = "/v1/chat/completions"
+        R = "/v1/responses"
+        cases = [
+            # (name, method, path, body, extra headers, status)
+            ("truncated json", "POST", C, b'{"model": ', {}, 400),
+            ("empty body", "POST", C, b"", {}, 400),
+            ("array body", "POST", C, b"[]", {}, 400),
+            ("null body", "POST", C, b"null", {}, 400),
+            ("string body", "POST", C, b'"hello"', {}, 400),
+            ("trailing garbage", "POST", C, chat_body() + b"}", {}, 400),
+            ("invalid utf-8", "POST", C,
+             b'{"model": "' + MODEL.encode() + b'", "messages": [{"role": "user", '
+             b'"content": "\xff\xfe"}]}', {}, 400),
+            ("missing model", "POST", C, without("model"), {}, 400),
+            ("model not a string", "POST", C, chat_body(model=5), {}, 400),
+            ("unknown model", "POST", C, chat_body(model="gpt-17"), {}, 404),
+            ("missing messages", "POST", C, without("messages"), {}, 400),
+            ("messages a string", "POST", C, chat_body(messages="hi"), {}, 400),
+            ("empty messages", "POST", C, chat_body(messages=[]), {}, 400),
+            ("message a number", "POST", C, chat_body(messages=[5]), {}, 400),
+            ("message without role", "POST", C, chat_body(messages=[{"content": "x"}]), {}, 400),
+            ("unknown role", "POST", C,
+             chat_body(messages=[{"role": "wizard", "content": "x"}]), {}, 400),
+            ("role a number", "POST", C, chat_body(messages=[{"role": 7, "content": "x"}]), {}, 400),
+            ("content missing", "POST", C, chat_body(messages=[{"role": "user"}]), {}, 400),
+            ("content a number", "POST", C,
+             chat_body(messages=[{"role": "user", "content": 5}]), {}, 400),
+            ("image part", "POST", C,
+             chat_body(messages=[{"role": "user", "content": [
+                 {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]), {}, 400),
+            ("text part without text", "POST", C,
+             chat_body(messages=[{"role": "user", "content": [{"type": "text"}]}]), {}, 400),
+            ("negative max_tokens", "POST", C, chat_body(max_tokens=-1), {}, 400),
+            ("zero max_tokens", "POST", C, chat_body(max_tokens=0), {}, 400),
+            ("huge max_tokens", "POST", C, chat_body(max_tokens=10**12), {}, 400),
+            ("max_tokens past the context", "POST", C, chat_body(max_tokens=100000), {}, 400),
+            ("max_tokens a string", "POST", C, chat_body(max_tokens="5"), {}, 400),
+            ("max_tokens a fraction", "POST", C, chat_body(max_tokens=1.5), {}, 400),
+            ("negative max_completion_tokens", "POST", C,
+             chat_body(max_completion_tokens=-5), {}, 400),
+            ("negative temperature", "POST", C, chat_body(temperature=-0.5), {}, 400),
+            ("temperature above 2", "POST", C, chat_body(temperature=3), {}, 400),
+            ("temperature a string", "POST", C, chat_body(temperature="hot"), {}, 400),
+            ("top_p zero", "POST", C, chat_body(top_p=0), {}, 400),
+            ("top_p above 1", "POST", C, chat_body(top_p=1.5), {}, 400),
+            ("stream a string", "POST", C, chat_body(stream="yes"), {}, 400),
+            ("stop a number", "POST", C, chat_body(stop=5), {}, 400),
+            ("stop list of numbers", "POST", C, chat_body(stop=[1]), {}, 400),
+            ("too many stops", "POST", C, chat_body(stop=[f"s{i}" for i in range(17)]), {}, 400),
+            ("empty stop", "POST", C, chat_body(stop=[""]), {}, 400),
+            ("n of 2", "POST", C, chat_body(n=2), {}, 400),
+            ("logprobs a string", "POST", C, chat_body(logprobs="true"), {}, 400),
+            ("top_logprobs without logprobs", "POST", C, chat_body(top_logprobs=5), {}, 400),
+            ("top_logprobs 50", "POST", C, chat_body(logprobs=True, top_logprobs=50), {}, 400),
+            ("stream_options a number", "POST", C, chat_body(stream_options=5), {}, 400),
+            ("seed a string", "POST", C, chat_body(seed="x"), {}, 400),
+            ("user a number", "POST", C, chat_body(user=5), {}, 400),
+            ("conversation id with spaces", "POST", C, chat_body(),
+             {"X-Conversation-Id": "bad id!"}, 400),
+            ("conversation id too long", "POST", C, chat_body(),
+             {"X-Conversation-Id": "c" * 200}, 400),
+            ("salt too long", "POST", C, chat_body(cache_salt="s" * 2000), {}, 400),
+            ("context too long", "POST", C,
+             chat_body(messages=[{"role": "user", "content": "word " * 40000}]), {}, 400),
+            ("10 MB body", "POST", C, b"{" + b" " * (10 << 20) + b"}", {}, 413),
+            ("GET chat completions", "GET", C, b"", {}, 405),
+            ("POST models", "POST", "/v1/models", b"{}", {}, 405),
+            ("unknown path", "GET", "/v1/nothing", b"", {}, 404),
+            ("responses without input", "POST", R, json.dumps({"model": MODEL}).encode(), {}, 400),
+            ("responses input a number", "POST", R,
+             json.dumps({"model": MODEL, "input": 5}).encode(), {}, 400),
+            ("responses zero max_output_tokens", "POST", R,
+             json.dumps({"model": MODEL, "input": "x", "max_output_tokens": 0}).encode(), {}, 400),
+            ("unknown previous_response_id", "POST", R,
+             json.dumps({"model": MODEL, "input": "x",
+                         "previous_response_id": "resp_bm90LWEtcmVhbC1pZC1hdC1hbGwtaGVyZQ"}).encode(),
+             {}, 404),
+            ("previous_response_id of another salt", "POST", R,
+             json.dumps({"model": MODEL, "input": "x",
+                         "previous_response_id": salted.id}).encode(),
+             {"X-Cache-Salt": "salt-b"}, 404),
+            ("retrieve an unknown response", "GET", R + "/resp_bogus", b"", {}, 404),
+            ("retrieve under another salt", "GET", R + "/" + salted.id, b"", {}, 404),
+        ]
+        self.assertGreaterEqual(len(cases), 40)
+        for i, (name, method, path, body, headers, want) in enumerate(cases):
+            with self.subTest(name):
+                hdrs = {"Content-Type": "application/json"}
+                hdrs.setdefault("X-Conversation-Id", f"bad-case-{i}")
+                hdrs.update(headers)
+                status, _, data = self.request(method, path, body, hdrs)
+                self.assertEqual(status, want, data[:300])
+                err = json.loads(data)["error"]
+                self.assertIsInstance(err["message"], str)
+                self.assertTrue(err["message"])
+                self.assertIsInstance(err["type"], str)
+                self.assertIn("param", err)
+                self.assertIn("code", err)
+        # Nothing was created, and the server still serves.
+        for i in range(len(cases)):
+            with self.assertRaises(h.grpc.RpcError) as e:
+                self.ledger(f"bad-case-{i}")
+            self.assertEqual(e.exception.code(), h.grpc.StatusCode.NOT_FOUND)
+        self.assertEqual(self.request("GET", "/health")[0], 200)
+        self.chat(ok_msgs)
+
+
+class OpenAiApiTlsTest(unittest.TestCase):
+    """With --tls_cert/--tls_key the HTTP port serves HTTPS only."""
+
+    def test_https_serves_the_sdk_and_refuses_plaintext(self):
+        import tempfile
+        pki = tempfile.mkdtemp(prefix="hc-http-pki-")
+        subprocess.run(["sh", os.path.join(h.REPO, "tests", "certs", "make_test_certs.sh"), pki],
+                       check=True, capture_output=True)
+        port = free_port()
+        with h.Stack(num_workers=1, model=MODEL,
+                     router_args=[f"--http_port={port}",
+                                  f"--tls_cert={pki}/server.crt",
+                                  f"--tls_key={pki}/server.key"]) as stack:
+            client = openai.OpenAI(base_url=f"https://127.0.0.1:{port}/v1", api_key="unused",
+                                   max_retries=0,
+                                   http_client=openai.DefaultHttpxClient(verify=f"{pki}/ca.crt"))
+            h.wait_until(lambda: stack.router.alive(), what="router")
+            r = client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "over TLS"}], max_tokens=4,
+                temperature=0)
+            self.assertEqual(r.usage.completion_tokens, 4)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            with self.assertRaises((http.client.HTTPException, OSError)):
+                conn.request("GET", "/health")
+                conn.getresponse()
