@@ -24,6 +24,23 @@ struct GemmArgs {
   bool accumulate = false;  // false: C = A B^T; true: C += A B^T
 };
 
+// The same product with B (the weight) stored as bfloat16 bit patterns:
+// fp32 A and C, fp32 accumulation. Implementations may round A to bf16 on the
+// way (AVX512-BF16 dot products, cuBLAS bf16 GEMM); the error bound is then
+// that of a bf16 x bf16 product with an fp32 sum.
+struct GemmBf16Args {
+  int m = 0;
+  int n = 0;
+  int k = 0;
+  const float* a = nullptr;  // [m, k], row stride lda >= k
+  int64_t lda = 0;
+  const uint16_t* b = nullptr;  // [n, k] bf16, row stride ldb >= k
+  int64_t ldb = 0;
+  float* c = nullptr;  // [m, n], row stride ldc >= n; must not alias a or b
+  int64_t ldc = 0;
+  bool accumulate = false;
+};
+
 // Thread-safety: implementations are stateless after construction; concurrent
 // calls on distinct outputs are safe (tensor-parallel ranks share one instance).
 class GemmKernel {
@@ -31,6 +48,8 @@ class GemmKernel {
   virtual ~GemmKernel() = default;
   // REQUIRES: m, n, k >= 0 (any of them may be 0); leading dimensions as above.
   virtual void Gemm(const GemmArgs& args) const = 0;
+  // Same contract with a bf16 B.
+  virtual void GemmBf16(const GemmBf16Args& args) const = 0;
   // Short name of the implementation, e.g. "openblas" or "blocked-avx2".
   virtual const char* name() const = 0;
 };

@@ -20,12 +20,12 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "kernels/dtype.h"
 
 namespace hc::runtime {
 
-enum class DType : uint8_t { kF32 = 0, kBF16 = 1, kF16 = 2 };
-
-constexpr size_t DTypeSize(DType t) { return t == DType::kF32 ? 4 : 2; }
+using DType = kernels::DType;
+using kernels::DTypeSize;
 
 using BlockId = int32_t;
 using SlotId = int32_t;
