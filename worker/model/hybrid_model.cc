@@ -68,7 +68,7 @@ class HybridModelImpl final : public HybridModel {
     if (bi.num_tokens == 0) return absl::OkStatus();
     const int T = bi.num_tokens, D = config_.hidden_size;
     float* h = h_.as<float>();
-    k_.elementwise->EmbeddingGather(T, di.ids, weights_.embed.as<float>(), D, {h, D});
+    Embed(T, di.ids, h);
     for (const internal::LayerWeights& layer : weights_.layers) {
       k_.norm->RmsNorm({.num_tokens = T,
                         .dim = D,
@@ -119,8 +119,8 @@ class HybridModelImpl final : public HybridModel {
     const auto& m = cache.mamba_layout();
     if (cache.num_ranks() <= plan_.rank || kv.num_layers != config_.num_attention_layers() ||
         m.num_layers != config_.num_mamba_layers() ||
-        (kv.num_layers > 0 &&
-         (kv.num_kv_heads != plan_.kv_heads || kv.head_dim != config_.head_dim)) ||
+        (kv.num_layers > 0 && (kv.num_kv_heads != plan_.kv_heads ||
+                               kv.head_dim != config_.head_dim || kv.dtype != plan_.kv_dtype)) ||
         (m.num_layers > 0 &&
          (m.conv_dim != plan_.conv_dim || m.conv_width != config_.mamba_d_conv ||
           m.num_heads != plan_.mamba_heads || m.head_dim != config_.mamba_d_head ||
@@ -247,7 +247,7 @@ class HybridModelImpl final : public HybridModel {
     const int q_cols = plan_.q_heads * hd, kv_cols = plan_.kv_heads * hd;
     const int qkv_cols = q_cols + 2 * kv_cols;
     float* qkv = wide_.as<float>();
-    Gemm(T, qkv_cols, D, x_.as<float>(), w.qkv.as<float>(), qkv);
+    Linear(T, qkv_cols, D, x_.as<float>(), w.qkv, qkv);
     k_.rope->ApplyRope({.num_tokens = T,
                         .positions = di.positions,
                         .head_dim = hd,
@@ -259,6 +259,7 @@ class HybridModelImpl final : public HybridModel {
                         .num_kv_heads = plan_.kv_heads});
     const kernels::PagedKvCache kv{.k = cache->k(plan_.rank, w.group_index),
                                    .v = cache->v(plan_.rank, w.group_index),
+                                   .dtype = cache->kv_layout().dtype,
                                    .block_size = cache->kv_layout().block_size,
                                    .num_kv_heads = plan_.kv_heads,
                                    .head_dim = hd};
@@ -274,7 +275,7 @@ class HybridModelImpl final : public HybridModel {
                                   .block_tables = di.block_tables,
                                   .max_blocks_per_seq = bi.max_blocks},
                                  kv);
-    Gemm(T, D, q_cols, attn, w.o.as<float>(), out_.as<float>());
+    Linear(T, D, q_cols, attn, w.o, out_.as<float>());
     return absl::OkStatus();
   }
 
@@ -284,7 +285,7 @@ class HybridModelImpl final : public HybridModel {
     const int dl = plan_.d_inner, conv = plan_.conv_dim, in = plan_.in_proj_dim;
     const int gn = plan_.mamba_groups * config_.mamba_d_state;
     float* proj = wide_.as<float>();  // [T, in]: z | xBC | dt
-    Gemm(T, in, D, x_.as<float>(), w.in_proj.as<float>(), proj);
+    Linear(T, in, D, x_.as<float>(), w.in_proj, proj);
     float* xbc = conv_out_.as<float>();  // [T, conv]: x | B | C after conv + SiLU
     const kernels::Conv1dParams cp{.conv_dim = conv,
                                    .width = config_.mamba_d_conv,
@@ -334,7 +335,7 @@ class HybridModelImpl final : public HybridModel {
       HC_RETURN_IF_ERROR(options_.communicator->AllReduceSum(ss, static_cast<size_t>(T) * groups));
     }
     k_.norm->GatedNormApply(gn_args, ss);
-    Gemm(T, D, dl, y, w.out_proj.as<float>(), out_.as<float>());
+    Linear(T, D, dl, y, w.out_proj, out_.as<float>());
     return absl::OkStatus();
   }
 
@@ -348,10 +349,10 @@ class HybridModelImpl final : public HybridModel {
                       .weight = w.pre_ff_norm.as<float>(),
                       .out = {x_.as<float>(), D}});
     float* gate_up = wide_.as<float>();
-    Gemm(T, 2 * il, D, x_.as<float>(), w.gate_up.as<float>(), gate_up);
+    Linear(T, 2 * il, D, x_.as<float>(), w.gate_up, gate_up);
     float* act = mid_.as<float>();
     k_.elementwise->SiluMul(T, il, {gate_up, 2 * il}, {act, il});
-    Gemm(T, D, il, act, w.down.as<float>(), out_.as<float>());
+    Linear(T, D, il, act, w.down, out_.as<float>());
   }
 
   // h += all-reduce(out): the row-parallel partial sums of every rank.
@@ -380,14 +381,46 @@ class HybridModelImpl final : public HybridModel {
     if (logits_.size() < n * sizeof(float)) {
       HC_ASSIGN_OR_RETURN(logits_, DeviceBuffer::Create(options_.backend, n * sizeof(float)));
     }
-    Gemm(R, V, D, rows, weights_.lm_head_ptr(), logits_.as<float>());
+    Linear(R, V, D, rows, weights_.lm_head_matrix(), logits_.as<float>());
     logits->resize(n);
     return options_.backend->CopyDeviceToHost(logits->data(), logits_.data(), n * sizeof(float));
   }
 
-  // c[m, n] = a[m, k] * w[n, k]^T, all contiguous.
-  void Gemm(int m, int n, int k, const float* a, const float* w, float* c) const {
-    k_.gemm->Gemm({.m = m, .n = n, .k = k, .a = a, .lda = k, .b = w, .ldb = k, .c = c, .ldc = n});
+  // c[m, n] = a[m, k] * w[n, k]^T, all contiguous, for an fp32 or bf16 w.
+  void Linear(int m, int n, int k, const float* a, const internal::Matrix& w, float* c) const {
+    if (w.dtype == runtime::DType::kBF16) {
+      k_.gemm->GemmBf16({.m = m,
+                         .n = n,
+                         .k = k,
+                         .a = a,
+                         .lda = k,
+                         .b = static_cast<const uint16_t*>(w.data()),
+                         .ldb = k,
+                         .c = c,
+                         .ldc = n});
+      return;
+    }
+    k_.gemm->Gemm({.m = m,
+                   .n = n,
+                   .k = k,
+                   .a = a,
+                   .lda = k,
+                   .b = static_cast<const float*>(w.data()),
+                   .ldb = k,
+                   .c = c,
+                   .ldc = n});
+  }
+
+  // out[t, :] = embed[ids[t], :] (rows of D).
+  void Embed(int num_tokens, const int32_t* ids, float* out) const {
+    const int D = config_.hidden_size;
+    if (weights_.embed.dtype == runtime::DType::kBF16) {
+      k_.elementwise->EmbeddingGatherBf16(
+          num_tokens, ids, static_cast<const uint16_t*>(weights_.embed.data()), D, {out, D});
+      return;
+    }
+    k_.elementwise->EmbeddingGather(num_tokens, ids,
+                                    static_cast<const float*>(weights_.embed.data()), D, {out, D});
   }
 
   const HybridModelOptions options_;
@@ -412,9 +445,18 @@ absl::StatusOr<std::unique_ptr<HybridModel>> HybridModel::Create(const HybridMod
        options.communicator->rank() != options.rank)) {
     return absl::InvalidArgumentError("tp_size > 1 needs a communicator of that size and rank");
   }
+  for (const auto& [what, dtype] :
+       {std::pair{"weight", options.weight_dtype}, std::pair{"KV cache", options.kv_dtype}}) {
+    if (dtype != runtime::DType::kF32 && dtype != runtime::DType::kBF16) {
+      return absl::InvalidArgumentError(absl::StrCat(what, " dtype ", TorchDTypeName(dtype),
+                                                     " is not supported (float32 or bfloat16)"));
+    }
+  }
   HC_ASSIGN_OR_RETURN(ShardPlan plan, ShardPlan::Create(config, options.tp_size, options.rank));
-  HC_ASSIGN_OR_RETURN(internal::ModelWeights weights,
-                      internal::LoadShardWeights(config, plan, load, options.backend));
+  plan.kv_dtype = options.kv_dtype;
+  HC_ASSIGN_OR_RETURN(
+      internal::ModelWeights weights,
+      internal::LoadShardWeights(config, plan, load, options.backend, options.weight_dtype));
   return std::unique_ptr<HybridModel>(
       new HybridModelImpl(options, config, plan, std::move(weights)));
 }

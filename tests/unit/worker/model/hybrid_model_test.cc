@@ -88,18 +88,25 @@ class Harness {
   int next_block_ = 0;
 };
 
+using runtime::DType;
+
+// Weights and KV cache in `dtype`; bf16 keeps the fp32 tolerance: every path
+// (decode, prefill, continuation) rounds the same weights and KV entries.
 struct ExactnessParam {
   int tp;
   int groups;
+  DType dtype = DType::kF32;
 };
 
 class HybridModelExactnessTest : public ::testing::TestWithParam<ExactnessParam> {};
 
 TEST_P(HybridModelExactnessTest, PrefillContinuationAndDecodeAgree) {
-  const auto [tp, groups] = GetParam();
+  const auto [tp, groups, dtype] = GetParam();
   const ModelConfig config = TinyConfig(groups);
   const RandomTensorSource source(config, 7);
-  auto runner = TpRunner::Create(config, source, tp, kNumBlocks, kBlockSize, kNumSlots).value();
+  auto runner =
+      TpRunner::Create(config, source, tp, kNumBlocks, kBlockSize, kNumSlots, 0, dtype, dtype)
+          .value();
   Harness hx(runner.get());
   const int L = 37;  // > 4 Mamba chunks of 8, > 9 KV blocks of 4
   const auto tokens = RandomTokens(L, 11, config.vocab_size);
@@ -132,10 +139,13 @@ TEST_P(HybridModelExactnessTest, PrefillContinuationAndDecodeAgree) {
 
 INSTANTIATE_TEST_SUITE_P(Shards, HybridModelExactnessTest,
                          ::testing::Values(ExactnessParam{1, 1}, ExactnessParam{2, 1},
-                                           ExactnessParam{1, 2}, ExactnessParam{2, 2}),
+                                           ExactnessParam{1, 2}, ExactnessParam{2, 2},
+                                           ExactnessParam{1, 1, DType::kBF16},
+                                           ExactnessParam{2, 2, DType::kBF16}),
                          [](const auto& info) {
                            return "tp" + std::to_string(info.param.tp) + "_groups" +
-                                  std::to_string(info.param.groups);
+                                  std::to_string(info.param.groups) +
+                                  (info.param.dtype == DType::kBF16 ? "_bf16" : "");
                          });
 
 TEST(HybridModelTest, MixedVarlenBatchMatchesSeparateRuns) {
@@ -180,15 +190,19 @@ TEST(HybridModelTest, MixedVarlenBatchMatchesSeparateRuns) {
 struct TpParam {
   int tp;
   int groups;
+  DType dtype = DType::kF32;
 };
 class HybridModelTpTest : public ::testing::TestWithParam<TpParam> {};
 
 TEST_P(HybridModelTpTest, ShardedLogitsEqualSingleRankLogits) {
-  const auto [tp, groups] = GetParam();
+  const auto [tp, groups, dtype] = GetParam();
   const ModelConfig config = TinyConfig(groups);
   const RandomTensorSource source(config, 9);
-  auto one = TpRunner::Create(config, source, 1, kNumBlocks, kBlockSize, kNumSlots).value();
-  auto many = TpRunner::Create(config, source, tp, kNumBlocks, kBlockSize, kNumSlots).value();
+  auto one = TpRunner::Create(config, source, 1, kNumBlocks, kBlockSize, kNumSlots, 0, dtype, dtype)
+                 .value();
+  auto many =
+      TpRunner::Create(config, source, tp, kNumBlocks, kBlockSize, kNumSlots, 0, dtype, dtype)
+          .value();
   Harness h1(one.get()), hn(many.get());
   const auto tokens = RandomTokens(30, 31, config.vocab_size);
   const std::span<const int32_t> all(tokens);
@@ -203,10 +217,13 @@ TEST_P(HybridModelTpTest, ShardedLogitsEqualSingleRankLogits) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shards, HybridModelTpTest,
-                         ::testing::Values(TpParam{2, 1}, TpParam{4, 1}, TpParam{2, 2}),
+                         ::testing::Values(TpParam{2, 1}, TpParam{4, 1}, TpParam{2, 2},
+                                           TpParam{2, 1, DType::kBF16},
+                                           TpParam{2, 2, DType::kBF16}),
                          [](const auto& info) {
                            return "tp" + std::to_string(info.param.tp) + "_groups" +
-                                  std::to_string(info.param.groups);
+                                  std::to_string(info.param.groups) +
+                                  (info.param.dtype == DType::kBF16 ? "_bf16" : "");
                          });
 
 TEST(HybridModelTest, InvalidBatchIsRejectedBeforeAnyStateIsWritten) {

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "kernels/half.h"
 #include "worker/runtime/cpu_backend.h"
 
 namespace hc::model::testing {
@@ -34,7 +35,8 @@ ModelConfig TinyConfig(int mamba_groups) {
   return c;
 }
 
-RandomTensorSource::RandomTensorSource(const ModelConfig& c, uint32_t seed) : seed_(seed) {
+RandomTensorSource::RandomTensorSource(const ModelConfig& c, uint32_t seed, bool bf16_representable)
+    : seed_(seed), bf16_representable_(bf16_representable) {
   const int64_t D = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
   const float sd = 1.0f / std::sqrt(static_cast<float>(D));
   Add("model.embed_tokens.weight", {V, D}, -1.0f, 1.0f);
@@ -78,6 +80,9 @@ void RandomTensorSource::Add(const std::string& name, std::vector<int64_t> shape
   std::uniform_real_distribution<float> dist(lo, hi);
   Tensor t{std::move(shape), std::vector<float>(n)};
   for (float& x : t.data) x = dist(rng);
+  if (bf16_representable_) {
+    for (float& x : t.data) x = kernels::Bf16ToF32(kernels::F32ToBf16(x));
+  }
   tensors_[name] = std::move(t);
 }
 
@@ -112,19 +117,21 @@ absl::StatusOr<std::vector<float>> LoadF32ForTest(const TensorSource& source, st
   return out;
 }
 
-absl::StatusOr<std::unique_ptr<TpRunner>> TpRunner::Create(const ModelConfig& config,
-                                                           const TensorSource& source, int tp,
-                                                           int num_blocks, int block_size,
-                                                           int num_slots, size_t max_bytes) {
+absl::StatusOr<std::unique_ptr<TpRunner>> TpRunner::Create(
+    const ModelConfig& config, const TensorSource& source, int tp, int num_blocks, int block_size,
+    int num_slots, size_t max_bytes, runtime::DType weight_dtype, runtime::DType kv_dtype) {
   auto runner = std::unique_ptr<TpRunner>(new TpRunner());
   HC_ASSIGN_OR_RETURN(runner->backend_,
                       runtime::CreateCpuBackend({.kernels = {}, .max_bytes = max_bytes}));
-  HC_ASSIGN_OR_RETURN(
-      runner->model_,
-      TensorParallelModel::Create({.tp_size = tp, .backend = runner->backend_.get()}, config,
-                                  [&](std::string_view name, const std::vector<int64_t>& s) {
-                                    return LoadF32ForTest(source, name, s);
-                                  }));
+  HC_ASSIGN_OR_RETURN(runner->model_,
+                      TensorParallelModel::Create(
+                          {.tp_size = tp,
+                           .backend = runner->backend_.get(),
+                           .weight_dtype = weight_dtype,
+                           .kv_dtype = kv_dtype},
+                          config, [&](std::string_view name, const std::vector<int64_t>& s) {
+                            return LoadF32ForTest(source, name, s);
+                          }));
   HC_ASSIGN_OR_RETURN(
       runner->cache_,
       runtime::BackendCacheMemory::Create(
