@@ -86,14 +86,15 @@ absl::StatusOr<std::unique_ptr<WorkerStack>> WorkerStack::Create(const WorkerSta
   const runtime::KvLayout& kv = stack->memory_->kv_layout();
   const runtime::MambaLayout& mamba = stack->memory_->mamba_layout();
   const size_t cache_bytes =
-      o.tp *
-      (2 * kv.BlockElems() * kv.num_blocks * kv.num_layers +
-       (mamba.ConvSlotElems() + mamba.SsmSlotElems()) * mamba.num_slots * mamba.num_layers) *
-      sizeof(float);
+      o.tp * (2 * kv.BlockElems() * kv.num_blocks * kv.num_layers * runtime::DTypeSize(kv.dtype) +
+              (mamba.ConvSlotElems() + mamba.SsmSlotElems()) * mamba.num_slots * mamba.num_layers *
+                  sizeof(float));
   HC_LOG(INFO) << "worker stack: model " << stack->model_dir_ << ", device "
-               << (kind == runtime::BackendKind::kCuda ? "cuda" : "cpu") << ", tp " << o.tp << ", "
-               << kv_blocks << " KV blocks of " << o.block_size << " tokens, " << o.mamba_slots
-               << " Mamba slots, cache memory " << (cache_bytes >> 20) << " MiB";
+               << (kind == runtime::BackendKind::kCuda ? "cuda" : "cpu") << ", tp " << o.tp
+               << ", weights " << kernels::TorchDTypeName(dtypes.weights) << ", KV cache "
+               << kernels::TorchDTypeName(dtypes.kv) << ", " << kv_blocks << " KV blocks of "
+               << o.block_size << " tokens, " << o.mamba_slots << " Mamba slots, cache memory "
+               << (cache_bytes >> 20) << " MiB";
   return stack;
 }
 
