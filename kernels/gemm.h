@@ -25,9 +25,11 @@ struct GemmArgs {
 };
 
 // The same product with B (the weight) stored as bfloat16 bit patterns:
-// fp32 A and C, fp32 accumulation. Implementations may round A to bf16 on the
-// way (AVX512-BF16 dot products, cuBLAS bf16 GEMM); the error bound is then
-// that of a bf16 x bf16 product with an fp32 sum.
+// fp32 A and C, fp32 accumulation. Every implementation rounds A to bf16
+// (round-to-nearest-even) on the way, as bf16 hardware paths do (AVX512-BF16
+// dot products, cuBLAS bf16 GEMM): products of bf16 values are exact in fp32,
+// so results differ between paths and between values of m only by the fp32
+// summation order, as for Gemm (decode and prefill agree).
 struct GemmBf16Args {
   int m = 0;
   int n = 0;

@@ -19,12 +19,14 @@ enum class CpuGemmImpl {
 
 // The bf16-weight GEMM (GemmKernel::GemmBf16), chosen at run time from CPUID.
 enum class CpuBf16GemmImpl {
-  kAuto,        // measured choice (kernels_bench, docs/kernels.md): kAvx512Bf16 when the
-                // CPU has it, else kWidenAvx2 when it has AVX2+FMA, else kScalar
-  kAvx512Bf16,  // vdpbf16ps dot products; activations rounded to bf16 (RNE) per row block
+  kAuto,        // measured choice (kernels_bench, docs/kernels.md): with AVX512-BF16,
+                // kAvx512Bf16 for m <= 8 and kWidenAvx2's packed kernel above; else
+                // kWidenAvx2 when the CPU has AVX2+FMA, else kScalar
+  kAvx512Bf16,  // vdpbf16ps dot products
   kWidenAvx2,   // weights widened bf16 -> fp32 per tile, fp32 FMA (AVX2+FMA; any AVX-512
-                // CPU has it): exact products of the fp32 activations
+                // CPU has it)
   kScalar,      // portable C++ (widening, no intrinsics)
+  // Every path rounds the activations to bf16 (GemmBf16Args).
 };
 
 struct CpuKernelOptions {

@@ -2,12 +2,15 @@
 // run time from CPUID (never at compile time only: the binary runs on CPUs of
 // one kind that differ in their extensions).
 //
+// Every path rounds the activations to bf16 (the GemmBf16Args contract), so
+// they agree up to fp32 summation order and kAuto may pick per m.
+//
 // - avx512bf16: vdpbf16ps. The activations are rounded to bf16 (RNE) per block
 //   of up to 64 rows into a zero-padded copy; tiles of up to 4 A rows x 4 B
 //   rows keep 16 accumulators of 16 lanes (each lane sums pairs of k) and read
 //   both operands along K, so the weight is streamed once per row block with
 //   no packing. Tails of K are masked loads of B against A's zero padding.
-// - widen-avx2: exact fp32 products. m <= 8 (decode): dot-product tiles of up
+// - widen-avx2: fp32 FMA on widened weights. m <= 8 (decode): dot-product tiles of up
 //   to 3 A rows x 4 B rows; each 16-element bf16 chunk of B is widened in
 //   registers with a shift and a mask (no shuffles) against a copy of A
 //   deinterleaved into even / odd elements; larger m: the packed fp32 path of
@@ -37,6 +40,9 @@ namespace {
 
 constexpr int kSmallM = 8;  // m <= kSmallM: dot-product shapes (as in gemm_cpu.cc)
 
+// The activation as every path multiplies it (the GemmBf16Args contract).
+inline float RoundBf16(float x) { return Bf16ToF32(F32ToBf16(x)); }
+
 void StoreDot(const GemmBf16Args& g, int i, int j, float v) {
   float* c = g.c + i * g.ldc + j;
   *c = g.accumulate ? *c + v : v;
@@ -49,7 +55,7 @@ void ScalarBf16(const GemmBf16Args& g) {
     for (int j = 0; j < g.n; ++j) {
       const uint16_t* b = g.b + j * g.ldb;
       float s = 0.0f;
-      for (int p = 0; p < g.k; ++p) s += a[p] * Bf16ToF32(b[p]);
+      for (int p = 0; p < g.k; ++p) s += RoundBf16(a[p]) * Bf16ToF32(b[p]);
       StoreDot(g, i, j, s);
     }
   }
@@ -103,7 +109,7 @@ HC_AVX2 void WidenTile(const GemmBf16Args& g, const float* ad, int64_t a_ld, int
     const float* a = g.a + (i0 + r) * g.lda;
     for (int q = 0; q < NB; ++q) {
       float v = Sum8(acc[r][q]);
-      for (int p = k16; p < g.k; ++p) v += a[p] * Bf16ToF32(b[q][p]);
+      for (int p = k16; p < g.k; ++p) v += RoundBf16(a[p]) * Bf16ToF32(b[q][p]);
       StoreDot(g, i0 + r, j0 + q, v);
     }
   }
@@ -127,8 +133,8 @@ HC_AVX2 void WidenAvx2(const GemmBf16Args& g) {
     float* d = ad.data() + i * a_ld;
     for (int64_t p = 0; p < a_ld; p += kChunk) {
       for (int e = 0; e < kChunk / 2; ++e) {
-        d[p + e] = a[p + 2 * e];
-        d[p + kChunk / 2 + e] = a[p + 2 * e + 1];
+        d[p + e] = RoundBf16(a[p + 2 * e]);
+        d[p + kChunk / 2 + e] = RoundBf16(a[p + 2 * e + 1]);
       }
     }
   }
@@ -230,9 +236,18 @@ bool CpuHasAvx512Bf16() {
 
 namespace {
 
+#if defined(__x86_64__)
+// kAuto with AVX512-BF16 (measured, docs/kernels.md): vdpbf16ps dot products
+// for decode-sized m, the packed widening kernel for prefill-sized m.
+void AutoBf16(const GemmBf16Args& g) {
+  if (g.m <= kSmallM) return DpBf16(g);
+  return internal::PackedGemmBf16(g, /*avx2=*/true);
+}
+#endif
+
 CpuBf16GemmImpl Resolve(CpuBf16GemmImpl impl) {
   if (impl != CpuBf16GemmImpl::kAuto) return impl;
-  if (CpuHasAvx512Bf16()) return CpuBf16GemmImpl::kAvx512Bf16;
+  if (CpuHasAvx512Bf16() && CpuHasAvx2Fma()) return CpuBf16GemmImpl::kAuto;
   if (CpuHasAvx2Fma()) return CpuBf16GemmImpl::kWidenAvx2;
   return CpuBf16GemmImpl::kScalar;
 }
@@ -245,6 +260,8 @@ const char* CpuBf16GemmName(CpuBf16GemmImpl impl) {
       return "avx512bf16";
     case CpuBf16GemmImpl::kWidenAvx2:
       return "widen-avx2";
+    case CpuBf16GemmImpl::kAuto:
+      return "avx512bf16 m<=8, widen-avx2 packed m>8";
     default:
       return "scalar";
   }
@@ -265,6 +282,10 @@ absl::StatusOr<Bf16GemmFn> SelectBf16Gemm(CpuBf16GemmImpl impl) {
       if (CpuHasAvx2Fma()) return &WidenAvx2;
 #endif
       return absl::UnavailableError("the widen-avx2 GEMM path needs a CPU with avx2 and fma");
+    case CpuBf16GemmImpl::kAuto:  // resolved to itself only with AVX512-BF16 and AVX2
+#if defined(__x86_64__)
+      return &AutoBf16;
+#endif
     default:
       return &ScalarBf16;
   }

@@ -243,9 +243,10 @@ HC_AVX2 void SmallMAvx2(const GemmArgs& g) {
 using MicroKernelFn = void (*)(int, const float*, const float*, float*, int64_t, int, int, bool);
 
 // The packed path (m > kSmallM) over an fp32 or bf16 B.
+// round_a: A is rounded to bf16 as it is packed (the GemmBf16 contract).
 template <typename T>
 void PackedGemm(int m, int n, int k, const float* a, int64_t lda, const T* b, int64_t ldb, float* c,
-                int64_t ldc, bool accumulate, bool avx2) {
+                int64_t ldc, bool accumulate, bool avx2, bool round_a) {
 #if defined(__x86_64__)
   const MicroKernelFn micro = avx2 ? MicroKernelAvx2 : MicroKernelGeneric;
 #else
@@ -261,6 +262,11 @@ void PackedGemm(int m, int n, int k, const float* a, int64_t lda, const T* b, in
       for (int ic = 0; ic < m; ic += kMc) {
         const int mc = std::min(kMc, m - ic);
         PackKMajor(a + ic * lda + pc, lda, mc, kc, kMr, buf.a.get());
+        if (round_a) {
+          float* ap = buf.a.get();
+          const int64_t packed = static_cast<int64_t>((mc + kMr - 1) / kMr) * kMr * kc;
+          for (int64_t i = 0; i < packed; ++i) ap[i] = Bf16ToF32(F32ToBf16(ap[i]));
+        }
         for (int jr = 0; jr < nc; jr += kNr) {
           const float* bp = buf.b.get() + static_cast<int64_t>(jr) * kc;
           const int nr = std::min(kNr, nc - jr);
@@ -307,7 +313,8 @@ class BlockedGemm final : public GemmKernel {
 #endif
       return SmallMGeneric(g);
     }
-    PackedGemm(g.m, g.n, g.k, g.a, g.lda, g.b, g.ldb, g.c, g.ldc, g.accumulate, avx2_);
+    PackedGemm(g.m, g.n, g.k, g.a, g.lda, g.b, g.ldb, g.c, g.ldc, g.accumulate, avx2_,
+               /*round_a=*/false);
   }
 
   void GemmBf16(const GemmBf16Args& g) const override { bf16_.Run(g); }
@@ -381,7 +388,8 @@ bool CpuHasAvx2Fma() {
 namespace internal {
 
 void PackedGemmBf16(const GemmBf16Args& g, bool avx2) {
-  PackedGemm(g.m, g.n, g.k, g.a, g.lda, g.b, g.ldb, g.c, g.ldc, g.accumulate, avx2);
+  PackedGemm(g.m, g.n, g.k, g.a, g.lda, g.b, g.ldb, g.c, g.ldc, g.accumulate, avx2,
+             /*round_a=*/true);
 }
 
 }  // namespace internal

@@ -18,7 +18,8 @@ using Bf16GemmFn = void (*)(const GemmBf16Args&);
 absl::StatusOr<Bf16GemmFn> SelectBf16Gemm(CpuBf16GemmImpl impl);
 
 // The packed, register-blocked fp32 path of gemm_cpu.cc over a bf16 B, widened
-// to fp32 while packing. `avx2` selects the AVX2+FMA micro-kernel.
+// to fp32 while packing (A rounded to bf16 while packing). `avx2` selects the
+// AVX2+FMA micro-kernel.
 void PackedGemmBf16(const GemmBf16Args& g, bool avx2);
 
 }  // namespace hc::kernels::internal
