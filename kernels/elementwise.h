@@ -1,4 +1,5 @@
-// Element-wise family: SwiGLU activation, embedding gather, residual add.
+// Element-wise family: SwiGLU and relu² activations, embedding (row) gather,
+// residual add, row scaling and the weighted scatter-add of MoE expert outputs.
 #ifndef HC_KERNELS_ELEMENTWISE_H_
 #define HC_KERNELS_ELEMENTWISE_H_
 
@@ -29,6 +30,20 @@ class ElementwiseKernels {
 
   // y[t, :] += x[t, :], rows of `dim` elements.
   virtual void AddRows(int num_tokens, int dim, ConstRows x, Rows y) const = 0;
+
+  // out[t, i] = max(x[t, i], 0)^2 for i < width (Nemotron-H's relu2). out may
+  // alias x (same data and stride).
+  virtual void Relu2(int num_tokens, int width, ConstRows x, Rows out) const = 0;
+
+  // x[t, :] *= alpha, rows of `dim` elements (µP multipliers, logit scaling).
+  virtual void ScaleRows(int num_tokens, int dim, float alpha, Rows x) const = 0;
+
+  // y[rows[i], :] += weights[i] * x[i, :] for i < num_rows: adds an expert's
+  // outputs into the tokens that chose it. REQUIRES: rows are distinct (so a
+  // parallel implementation needs no atomics); rows and weights are backend
+  // memory.
+  virtual void ScatterAddRows(int num_rows, int dim, const int32_t* rows, const float* weights,
+                              ConstRows x, Rows y) const = 0;
 };
 
 }  // namespace hc::kernels

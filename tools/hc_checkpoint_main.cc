@@ -1,17 +1,23 @@
-// hc-checkpoint: writes a synthetic Bamba checkpoint.
-//   hc-checkpoint --preset tiny|small --out DIR [--max_shard_mb N] [--dtype float32|bfloat16]
-//   hc-checkpoint --preset tiny|small --resolve   (the cached copy that
-//       --model synthetic:<preset> uses; generated once, printed)
+// hc-checkpoint: writes a synthetic checkpoint of one architecture.
+//   hc-checkpoint [--arch bamba|granitemoehybrid|nemotron_h] --preset tiny|small --out DIR
+//       [--max_shard_mb N] [--dtype float32|bfloat16]
+//   hc-checkpoint ... --resolve   (the cached copy that --model synthetic:<preset> uses;
+//       generated once, printed)
+// --arch granitemoehybrid --preset tiny is the preset "granite-tiny" (and
+// nemotron_h: "nemotron-tiny"); a full preset name (granite-moe-tiny) is also
+// accepted as --preset. Presets: worker/model/synthetic_checkpoint.h.
 #include <cstdio>
 #include <string>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "worker/model/bamba_tensors.h"
+#include "worker/model/model_tensors.h"
 #include "worker/model/synthetic_checkpoint.h"
 
-ABSL_FLAG(std::string, preset, "tiny", "synthetic preset: tiny or small");
+ABSL_FLAG(std::string, arch, "bamba", "architecture: bamba, granitemoehybrid or nemotron_h");
+ABSL_FLAG(std::string, preset, "tiny",
+          "synthetic preset: tiny or small (or a full name such as granite-moe-tiny)");
 ABSL_FLAG(std::string, out, "", "output directory (created if needed)");
 ABSL_FLAG(bool, resolve, false,
           "generate (once) and print the cache directory behind --model synthetic:<preset>");
@@ -21,10 +27,25 @@ ABSL_FLAG(std::string, dtype, "float32",
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "hc-checkpoint --preset tiny|small (--out DIR [--dtype float32|bfloat16] | --resolve)");
+      "hc-checkpoint [--arch bamba|granitemoehybrid|nemotron_h] --preset tiny|small "
+      "(--out DIR [--dtype float32|bfloat16] | --resolve)");
   absl::ParseCommandLine(argc, argv);
   const std::string out = absl::GetFlag(FLAGS_out);
-  const std::string preset = absl::GetFlag(FLAGS_preset);
+  const std::string arch = absl::GetFlag(FLAGS_arch);
+  std::string preset = absl::GetFlag(FLAGS_preset);
+  std::string prefix;
+  if (arch == "granitemoehybrid") {
+    prefix = "granite-";
+  } else if (arch == "nemotron_h") {
+    prefix = "nemotron-";
+  } else if (arch != "bamba") {
+    std::fprintf(stderr,
+                 "hc-checkpoint: --arch \"%s\" is not one of bamba, granitemoehybrid, "
+                 "nemotron_h\n",
+                 arch.c_str());
+    return 2;
+  }
+  if (preset.rfind(prefix, 0) != 0) preset = prefix + preset;
   if (absl::GetFlag(FLAGS_resolve)) {
     const absl::StatusOr<std::string> dir = hc::model::ResolveModelPath("synthetic:" + preset);
     if (!dir.ok()) {
@@ -57,7 +78,7 @@ int main(int argc, char** argv) {
   }
   auto config = hc::model::SyntheticModelConfig(preset);
   const long long params =
-      config.ok() ? hc::model::CountParameters(hc::model::BambaTensorSpecs(*config)) : -1;
+      config.ok() ? hc::model::CountParameters(hc::model::ModelTensorSpecs(*config)) : -1;
   std::printf("wrote %s checkpoint to %s (%lld parameters, vocab %d)\n", preset.c_str(),
               out.c_str(), params, config.ok() ? config->vocab_size : -1);
   return 0;

@@ -47,7 +47,12 @@ int main(int argc, char** argv) {
       for (const auto& m : v->AsArray()) {
         messages.push_back({m.Find("role")->AsString(), m.Find("content")->AsString()});
       }
-      ids = hc::EncodeChat(**tok, *tmpl, messages, /*add_generation_prompt=*/true);
+      auto chat = hc::EncodeChat(**tok, *tmpl, messages, /*add_generation_prompt=*/true);
+      if (!chat.ok()) {
+        std::fprintf(stderr, "hc-tokenize: %s\n", chat.status().ToString().c_str());
+        return 1;
+      }
+      ids = *std::move(chat);
     } else {
       ids = (*tok)->Encode(v->AsString());
     }

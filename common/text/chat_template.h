@@ -1,25 +1,27 @@
-// Built-in chat templates (no Jinja engine): Granite-4 style and ChatML.
+// Chat templates: a model's own Hugging Face Jinja chat template (the
+// `chat_template` of tokenizer_config.json, or chat_template.jinja in the
+// model directory), or a built-in one by name, all rendered by one engine
+// (common/text/jinja) exactly as transformers' apply_chat_template renders
+// them: messages, tools=None, documents=None, add_generation_prompt and the
+// tokenizer's special tokens (bos_token, eos_token, ...) as variables.
 //
-// Every message renders independently of the others, so rendering messages
-// one at a time and concatenating equals rendering them all at once. The
-// router relies on this: for a continuing conversation it renders and
-// tokenizes only the new suffix of messages.
-//
+// Built-ins (Jinja sources, tests/data/chat_templates/builtin-*.jinja):
 //   granite: <|start_of_role|>{role}<|end_of_role|>{content}<|end_of_text|>\n
 //            generation prompt: <|start_of_role|>assistant<|end_of_role|>
 //   chatml:  <|im_start|>{role}\n{content}<|im_end|>\n
 //            generation prompt: <|im_start|>assistant\n
 //
-// (Unlike IBM's full Granite template, no default system message or tool
-// block is inserted: that would make a conversation's rendering depend on its
-// first message.) A generated assistant turn ends with the end-of-turn token
-// the model sampled; `after_end_of_turn()` is what the template writes after
-// it ("\n"), which the router must add before the next suffix.
+// Real templates are not per-message independent (default system prompts,
+// tool blocks, loop.last logic, reasoning stripping), so a conversation is
+// always rendered whole; see router/service/hf_text_codec.h for how a
+// continuing conversation's new tokens are derived from that.
 //
-// Thread-safety: immutable; safe to share.
+// Thread-safety: immutable; safe to share and to render concurrently.
 #ifndef HC_COMMON_TEXT_CHAT_TEMPLATE_H_
 #define HC_COMMON_TEXT_CHAT_TEMPLATE_H_
 
+#include <atomic>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -27,6 +29,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "common/text/jinja/template.h"
 #include "common/text/tokenizer.h"
 
 namespace hc {
@@ -36,64 +39,77 @@ struct ChatMessage {
   std::string content;
 };
 
-class ChatTemplate {
- public:
-  enum class Kind { kGranite, kChatMl };
-
-  explicit ChatTemplate(Kind kind) : kind_(kind) {}
-
-  // "granite" or "chatml"; INVALID_ARGUMENT naming the value otherwise.
-  static absl::StatusOr<ChatTemplate> ByName(std::string_view name);
-  // Detects the template family from a tokenizer_config.json text: its
-  // `chat_template` (a string or a list of {name, template}) and its special
-  // tokens. UNIMPLEMENTED when neither family's markers appear.
-  static absl::StatusOr<ChatTemplate> FromTokenizerConfig(std::string_view json_text);
-  // Same, reading `<model_dir>/tokenizer_config.json`.
-  static absl::StatusOr<ChatTemplate> FromModelDir(const std::string& model_dir);
-
-  Kind kind() const { return kind_; }
-  std::string_view name() const { return kind_ == Kind::kGranite ? "granite" : "chatml"; }
-
-  // One message, exactly as it appears inside a full rendering.
-  std::string RenderMessage(const ChatMessage& message) const;
-  // All messages, then the generation prompt when `add_generation_prompt`.
-  // Render(all) == concat(Render(prefix), Render(suffix)) for any split when
-  // the prefix is rendered without the generation prompt.
-  std::string Render(absl::Span<const ChatMessage> messages, bool add_generation_prompt) const;
-  // Render(), also returning the byte ranges written by the template itself
-  // (role markers, separators, generation prompt) as opposed to message roles
-  // and contents, sorted and disjoint.
-  std::string RenderWithTemplateRanges(absl::Span<const ChatMessage> messages,
-                                       bool add_generation_prompt,
-                                       std::vector<std::pair<size_t, size_t>>* ranges) const;
-  // The text that opens an assistant turn.
-  std::string_view generation_prompt() const;
-  // The token text that ends every message (also the model's stop token).
-  std::string_view end_of_turn() const;
-  // What the template writes after end_of_turn() ("\n").
-  std::string_view after_end_of_turn() const { return "\n"; }
-
-  // The Jinja source equivalent to this template, for tokenizer_config.json
-  // (Hugging Face's apply_chat_template renders the same text).
-  std::string JinjaSource() const;
-
- private:
-  Kind kind_;
+// A rendering and the byte ranges of it the template wrote itself (as
+// opposed to message roles and contents), sorted and disjoint.
+struct RenderedChat {
+  std::string text;
+  std::vector<std::pair<size_t, size_t>> template_ranges;
 };
 
-// Token ids of `messages` rendered with `tmpl`: special tokens are recognised
-// only in the template's own text, so a message that contains e.g.
-// "<|end_of_text|>" cannot inject a control token (its text is encoded as
-// ordinary bytes). For contents without special-token text the result equals
-// tokenizer.Encode(tmpl.Render(...)), i.e. what Hugging Face's
-// apply_chat_template produces. Encoding a conversation's messages in several
-// consecutive calls (generation prompt only on the last) and concatenating
-// gives the same ids as one call, because every message starts and ends with
-// a special token.
-// `cancel` as in Tokenizer::EncodeWithSpecialRanges.
-std::vector<TokenId> EncodeChat(const Tokenizer& tokenizer, const ChatTemplate& tmpl,
-                                absl::Span<const ChatMessage> messages, bool add_generation_prompt,
-                                const std::atomic<bool>* cancel = nullptr);
+class ChatTemplate {
+ public:
+  // "granite" or "chatml"; INVALID_ARGUMENT naming the value otherwise.
+  static absl::StatusOr<ChatTemplate> ByName(std::string_view name);
+  // The template of a tokenizer_config.json text: `chat_template` as a string,
+  // or the entry named "default" of a list of {name, template}. Its special
+  // tokens (bos_token, eos_token, unk_token, sep_token, pad_token, cls_token,
+  // mask_token: strings or {"content": ...}; additional_special_tokens) are
+  // passed to the template; eos_token is the end of an assistant turn.
+  // `source_override` (chat_template.jinja) replaces `chat_template`.
+  // Errors: INVALID_ARGUMENT (bad JSON, no template, no eos_token, template
+  // syntax), UNIMPLEMENTED (a construct the engine does not support), each
+  // naming the file and, for the template, the line.
+  static absl::StatusOr<ChatTemplate> FromTokenizerConfig(
+      std::string_view json_text, const std::string* source_override = nullptr);
+  // <model_dir>/chat_template.jinja when present, else the chat_template of
+  // <model_dir>/tokenizer_config.json (which gives the special tokens).
+  static absl::StatusOr<ChatTemplate> FromModelDir(const std::string& model_dir);
+
+  // "granite", "chatml" (a built-in, or a model template identical to one),
+  // or "model".
+  const std::string& name() const { return name_; }
+  const std::string& source() const { return tmpl_->source(); }
+  // The token text that ends an assistant turn (the model's stop token).
+  const std::string& end_of_turn() const { return end_of_turn_; }
+
+  // All messages, then the generation prompt when `add_generation_prompt`.
+  // INVALID_ARGUMENT with the template's message when it refuses the
+  // conversation (raise_exception, e.g. roles that do not alternate) or fails
+  // on it.
+  absl::StatusOr<RenderedChat> Render(absl::Span<const ChatMessage> messages,
+                                      bool add_generation_prompt) const;
+  absl::StatusOr<std::string> RenderText(absl::Span<const ChatMessage> messages,
+                                         bool add_generation_prompt) const;
+
+ private:
+  ChatTemplate(std::shared_ptr<const jinja::Template> tmpl, std::string name,
+               jinja::Context specials, std::string end_of_turn)
+      : tmpl_(std::move(tmpl)),
+        name_(std::move(name)),
+        specials_(std::move(specials)),
+        end_of_turn_(std::move(end_of_turn)) {}
+
+  std::shared_ptr<const jinja::Template> tmpl_;
+  std::string name_;
+  jinja::Context specials_;
+  std::string end_of_turn_;
+};
+
+// Token ids of a rendering: special tokens are recognised only in the
+// template's own text, so a message that contains e.g. "<|end_of_text|>"
+// cannot inject a control token (its text is encoded as ordinary bytes). For
+// contents without special-token text the result equals
+// tokenizer.Encode(rendered.text), i.e. what Hugging Face's
+// apply_chat_template produces. `cancel` as in
+// Tokenizer::EncodeWithSpecialRanges.
+std::vector<TokenId> EncodeRendered(const Tokenizer& tokenizer, const RenderedChat& rendered,
+                                    const std::atomic<bool>* cancel = nullptr);
+// Render + EncodeRendered.
+absl::StatusOr<std::vector<TokenId>> EncodeChat(const Tokenizer& tokenizer,
+                                                const ChatTemplate& tmpl,
+                                                absl::Span<const ChatMessage> messages,
+                                                bool add_generation_prompt,
+                                                const std::atomic<bool>* cancel = nullptr);
 
 }  // namespace hc
 

@@ -17,7 +17,9 @@ const std::vector<std::string>& SyntheticSpecialTokens() {
   return *tokens;
 }
 
-absl::StatusOr<SyntheticTokenizerSpec> SyntheticTokenizerSpecFor(std::string_view preset) {
+absl::StatusOr<SyntheticTokenizerSpec> SyntheticTokenizerSpecFor(std::string_view name) {
+  const size_t dash = name.rfind('-');
+  const std::string_view preset = dash == std::string_view::npos ? name : name.substr(dash + 1);
   if (preset == "tiny")
     return SyntheticTokenizerSpec{
         .vocab_target = 1024, .augment_rounds = 0, .model_max_length = 4096};
@@ -25,7 +27,7 @@ absl::StatusOr<SyntheticTokenizerSpec> SyntheticTokenizerSpecFor(std::string_vie
     return SyntheticTokenizerSpec{
         .vocab_target = 8192, .augment_rounds = 24, .model_max_length = 8192};
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown synthetic preset \"", std::string(preset), "\" (tiny or small)"));
+      absl::StrCat("unknown synthetic preset \"", std::string(name), "\" (tiny or small)"));
 }
 
 BpeModel TrainSyntheticTokenizer(const SyntheticTokenizerSpec& spec) {
@@ -59,8 +61,7 @@ std::string SyntheticTokenizerConfigJson(const BpeModel& tok, int model_max_leng
   root.Set("bos_token", Value::String(tok.vocab[kSyntheticEndOfTextId]));
   root.Set("eos_token", Value::String(tok.vocab[kSyntheticEndOfTextId]));
   root.Set("pad_token", Value::String(tok.vocab[kSyntheticPadId]));
-  root.Set("chat_template",
-           Value::String(ChatTemplate(ChatTemplate::Kind::kGranite).JinjaSource()));
+  root.Set("chat_template", Value::String(ChatTemplate::ByName("granite")->source()));
   root.Set("clean_up_tokenization_spaces", Value::Bool(false));
   root.Set("model_max_length", Value::Int(model_max_length));
   root.Set("padding_side", Value::String("left"));

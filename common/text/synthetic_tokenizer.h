@@ -28,7 +28,9 @@ struct SyntheticTokenizerSpec {
   int model_max_length = 4096;
 };
 
-// INVALID_ARGUMENT for an unknown preset (tiny, small).
+// INVALID_ARGUMENT for an unknown preset (tiny, small). Presets of other
+// architectures, "<arch>[-variant]-tiny|small" (e.g. granite-moe-tiny), use the
+// tokenizer of their size.
 absl::StatusOr<SyntheticTokenizerSpec> SyntheticTokenizerSpecFor(std::string_view preset);
 
 // Deterministic: the same spec gives the same vocabulary and merges.

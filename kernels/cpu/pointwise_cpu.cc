@@ -122,6 +122,34 @@ class CpuElementwise final : public ElementwiseKernels {
       for (int i = 0; i < dim; ++i) ys[i] += xs[i];
     }
   }
+
+  void Relu2(int num_tokens, int width, ConstRows x, Rows out) const override {
+    for (int t = 0; t < num_tokens; ++t) {
+      const float* xs = x.row(t);
+      float* o = out.row(t);
+      for (int i = 0; i < width; ++i) {
+        const float r = xs[i] > 0.0f ? xs[i] : 0.0f;
+        o[i] = r * r;
+      }
+    }
+  }
+
+  void ScaleRows(int num_tokens, int dim, float alpha, Rows x) const override {
+    for (int t = 0; t < num_tokens; ++t) {
+      float* xs = x.row(t);
+      for (int i = 0; i < dim; ++i) xs[i] *= alpha;
+    }
+  }
+
+  void ScatterAddRows(int num_rows, int dim, const int32_t* rows, const float* weights, ConstRows x,
+                      Rows y) const override {
+    for (int r = 0; r < num_rows; ++r) {
+      const float* xs = x.row(r);
+      float* ys = y.row(rows[r]);
+      const float w = weights[r];
+      for (int i = 0; i < dim; ++i) ys[i] += w * xs[i];
+    }
+  }
 };
 
 }  // namespace

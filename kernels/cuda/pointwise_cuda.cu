@@ -157,6 +157,31 @@ __global__ void AddRowsKernel(int dim, const float* x, int64_t x_stride, float* 
   y[t * y_stride + i] += x[t * x_stride + i];
 }
 
+__global__ void Relu2Kernel(int width, const float* x, int64_t x_stride, float* out,
+                            int64_t out_stride) {
+  const int t = blockIdx.x;
+  const int i = blockIdx.y * blockDim.x + threadIdx.x;
+  if (i >= width) return;
+  const float r = fmaxf(x[t * x_stride + i], 0.0f);
+  out[t * out_stride + i] = r * r;
+}
+
+__global__ void ScaleRowsKernel(int dim, float alpha, float* x, int64_t x_stride) {
+  const int t = blockIdx.x;
+  const int i = blockIdx.y * blockDim.x + threadIdx.x;
+  if (i >= dim) return;
+  x[t * x_stride + i] *= alpha;
+}
+
+// Grid (rows, column blocks); rows are distinct, so no two blocks write one element.
+__global__ void ScatterAddRowsKernel(int dim, const int32_t* rows, const float* weights,
+                                     const float* x, int64_t x_stride, float* y, int64_t y_stride) {
+  const int r = blockIdx.x;
+  const int i = blockIdx.y * blockDim.x + threadIdx.x;
+  if (i >= dim) return;
+  y[static_cast<int64_t>(rows[r]) * y_stride + i] += weights[r] * x[r * x_stride + i];
+}
+
 class CudaElementwise final : public ElementwiseKernels {
  public:
   explicit CudaElementwise(const CudaKernelOptions& o) : o_(o) {}
@@ -189,6 +214,28 @@ class CudaElementwise final : public ElementwiseKernels {
     AddRowsKernel<<<dim3(num_tokens, CeilDiv(dim, kThreads)), kThreads, 0, o_.stream>>>(
         dim, x.data, x.stride, y.data, y.stride);
     CheckLaunch("AddRows");
+  }
+  void Relu2(int num_tokens, int width, ConstRows x, Rows out) const override {
+    if (num_tokens <= 0 || width <= 0) return;
+    UseDevice(o_.device);
+    Relu2Kernel<<<dim3(num_tokens, CeilDiv(width, kThreads)), kThreads, 0, o_.stream>>>(
+        width, x.data, x.stride, out.data, out.stride);
+    CheckLaunch("Relu2");
+  }
+  void ScaleRows(int num_tokens, int dim, float alpha, Rows x) const override {
+    if (num_tokens <= 0 || dim <= 0) return;
+    UseDevice(o_.device);
+    ScaleRowsKernel<<<dim3(num_tokens, CeilDiv(dim, kThreads)), kThreads, 0, o_.stream>>>(
+        dim, alpha, x.data, x.stride);
+    CheckLaunch("ScaleRows");
+  }
+  void ScatterAddRows(int num_rows, int dim, const int32_t* rows, const float* weights, ConstRows x,
+                      Rows y) const override {
+    if (num_rows <= 0 || dim <= 0) return;
+    UseDevice(o_.device);
+    ScatterAddRowsKernel<<<dim3(num_rows, CeilDiv(dim, kThreads)), kThreads, 0, o_.stream>>>(
+        dim, rows, weights, x.data, x.stride, y.data, y.stride);
+    CheckLaunch("ScatterAddRows");
   }
 
  private:

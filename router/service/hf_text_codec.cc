@@ -1,8 +1,10 @@
 #include "router/service/hf_text_codec.h"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "common/utf8.h"
@@ -58,25 +60,90 @@ absl::StatusOr<std::unique_ptr<HfTextCodec>> HfTextCodec::FromModelDir(const std
 absl::StatusOr<EncodedTurn> HfTextCodec::DoEncodeTurn(std::span<const TurnMessage> messages,
                                                       const TurnContext& context,
                                                       const std::atomic<bool>* cancel) const {
-  EncodedTurn out;
-  if (!context.first_turn) {
-    if (!context.last_token.has_value() ||
-        *context.last_token != static_cast<uint32_t>(end_of_turn_)) {
-      out.tokens.push_back(static_cast<uint32_t>(end_of_turn_));
-    }
-    Append(out.tokens, tokenizer_->Encode(template_.after_end_of_turn(), /*allow_special=*/false));
+  std::vector<ChatMessage> all;
+  all.reserve(context.history.size() + messages.size());
+  for (const TurnMessage& m : context.history) {
+    all.push_back({std::string(RoleName(m.role)), m.content});
   }
-  // Messages render independently, so encoding them one by one gives the same
-  // ids as encoding the whole conversation, and each message's range is exact.
-  for (const TurnMessage& m : messages) {
+  const size_t num_history = all.size();
+  for (const TurnMessage& m : messages) all.push_back({std::string(RoleName(m.role)), m.content});
+  const absl::Span<const ChatMessage> span(all);
+  HC_ASSIGN_OR_RETURN(const RenderedChat full,
+                      template_.Render(span, /*add_generation_prompt=*/true));
+
+  // The committed text: the previous turn's prompt (the history before the
+  // last reply, with the generation prompt) and the reply as sampled.
+  size_t start = 0;
+  if (!context.first_turn) {
+    if (num_history == 0 || context.history.back().role != Role::kAssistant) {
+      return absl::FailedPreconditionError(
+          "the committed conversation does not end with an assistant reply, so the chat "
+          "template cannot continue it");
+    }
+    HC_ASSIGN_OR_RETURN(std::string committed,
+                        template_.RenderText(span.subspan(0, num_history - 1),
+                                             /*add_generation_prompt=*/true));
+    committed += context.history.back().content;
+    if (context.last_token.has_value() &&
+        *context.last_token == static_cast<uint32_t>(end_of_turn_)) {
+      committed += template_.end_of_turn();
+    }
+    if (!absl::StartsWith(full.text, committed)) {
+      size_t diff = 0;
+      while (diff < committed.size() && full.text[diff] == committed[diff]) ++diff;
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the chat template renders this conversation's history differently once the new "
+          "messages are added (the renderings differ from byte ",
+          diff,
+          "), so continuing from the cached tokens would compute on a history the model never "
+          "saw; send the whole history as a new conversation instead"));
+    }
+    start = committed.size();
+  }
+
+  // Where each new message starts and ends in the rendering: the length of
+  // the rendering of the conversation up to it, where that is a prefix of the
+  // full rendering (else as far as the two agree).
+  std::vector<size_t> bounds;  // bounds[i]: start of message i; bounds.back(): end of the last
+  for (size_t i = 0; i <= messages.size(); ++i) {
+    size_t b = bounds.empty() ? start : bounds.back();
+    if (num_history + i > 0) {
+      absl::StatusOr<std::string> prefix =
+          template_.RenderText(span.subspan(0, num_history + i), /*add_generation_prompt=*/false);
+      if (prefix.ok()) {
+        size_t agree = 0;
+        const size_t n = std::min(prefix->size(), full.text.size());
+        while (agree < n && (*prefix)[agree] == full.text[agree]) ++agree;
+        b = std::max(b, agree);
+      }
+    }
+    bounds.push_back(b);
+  }
+
+  // Encode piece by piece (pieces meet at the template's own text, in
+  // practice at special tokens, so this equals encoding the suffix whole),
+  // special tokens only where the template wrote them.
+  EncodedTurn out;
+  auto encode = [&](size_t from, size_t to) {
+    if (from >= to) return;
+    std::vector<std::pair<size_t, size_t>> ranges;
+    for (const auto& [b, e] : full.template_ranges) {
+      const size_t lo = std::max(b, from);
+      const size_t hi = std::min(e, to);
+      if (lo < hi) ranges.emplace_back(lo - from, hi - from);
+    }
+    Append(out.tokens, tokenizer_->EncodeWithSpecialRanges(
+                           std::string_view(full.text).substr(from, to - from), ranges, cancel));
+  };
+  encode(start, bounds[0]);
+  for (size_t i = 0; i < messages.size(); ++i) {
     out.message_begins.push_back(static_cast<uint32_t>(out.tokens.size()));
-    const ChatMessage message{std::string(RoleName(m.role)), m.content};
-    Append(out.tokens, EncodeChat(*tokenizer_, template_, absl::MakeConstSpan(&message, 1),
-                                  /*add_generation_prompt=*/false, cancel));
+    encode(bounds[i], bounds[i + 1]);
     out.message_ends.push_back(static_cast<uint32_t>(out.tokens.size()));
     if (cancel != nullptr && cancel->load()) return absl::CancelledError("tokenization cancelled");
   }
-  Append(out.tokens, EncodeChat(*tokenizer_, template_, {}, /*add_generation_prompt=*/true));
+  encode(bounds.back(), full.text.size());
+  if (cancel != nullptr && cancel->load()) return absl::CancelledError("tokenization cancelled");
   return out;
 }
 

@@ -1,10 +1,20 @@
-// TextCodec over a Hugging Face tokenizer.json (byte-level BPE) and the chat
-// template named by the checkpoint's tokenizer_config.json.
+// TextCodec over a Hugging Face tokenizer.json (byte-level BPE) and the
+// checkpoint's own chat template (common/text/chat_template.h).
 //
-// Continuing a conversation renders exactly what the template would have
-// produced for the whole history: after a reply that ended with the template's
-// end-of-turn token the suffix starts with what the template writes after it
-// ("\n"); a reply cut short (max_tokens) is first closed with end-of-turn.
+// A chat template renders a conversation as a whole (default system prompts,
+// tool blocks, loop.last logic), so a turn is encoded from the rendering of
+// the whole conversation: committed history plus new messages, with the
+// generation prompt. Its suffix is what that rendering adds after the
+// committed text, which is what the previous turn's prompt rendered plus the
+// model's reply (plus the end-of-turn token when the model sampled it; a
+// reply cut short, by max_tokens say, is closed by the template's own text).
+//
+// Templates that render the history differently once messages are added (not
+// prefix-stable: e.g. reasoning stripped from earlier replies, a final
+// assistant message treated specially) would make the cached turn run on a
+// history the model never saw. Such a turn is refused with
+// FAILED_PRECONDITION (a new conversation sending the whole history renders
+// it afresh); nothing is computed or committed.
 #ifndef HC_ROUTER_SERVICE_HF_TEXT_CODEC_H_
 #define HC_ROUTER_SERVICE_HF_TEXT_CODEC_H_
 
@@ -19,8 +29,10 @@ namespace hc::router {
 
 class HfTextCodec final : public TextCodec {
  public:
-  // Reads <dir>/tokenizer.json and <dir>/tokenizer_config.json. Errors name
-  // the file and what is wrong with it.
+  // Reads <dir>/tokenizer.json, <dir>/tokenizer_config.json and, when
+  // present, <dir>/chat_template.jinja. Errors name the file and what is
+  // wrong with it (a template construct the engine lacks: UNIMPLEMENTED with
+  // its line).
   static absl::StatusOr<std::unique_ptr<HfTextCodec>> FromModelDir(const std::string& dir);
 
   std::string Decode(std::span<const uint32_t> ids) const override;

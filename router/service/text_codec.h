@@ -37,12 +37,18 @@ struct TurnMessage {
 struct TurnContext {
   bool first_turn = true;              // no committed tokens yet
   std::optional<uint32_t> last_token;  // the last committed token, if any
+  // The committed messages, oldest first, as the ledger keeps them (role and
+  // text; an assistant reply's text is its decoded tokens). A chat template
+  // renders the whole conversation, so continuing one needs its history.
+  std::vector<TurnMessage> history;
 };
 
 // The token ids of a turn's suffix: message i spans
-// [message_ends[i-1] (0 for i = 0), message_ends[i]); the tokens after the
-// last message (through tokens.size()) are the generation prompt, plus any
-// closing tokens the template adds before the first message.
+// [message_begins[i], message_ends[i]); the tokens before message_begins[0]
+// are what the template writes between the committed tokens and the first
+// new message (e.g. the newline after an end-of-turn token, a default system
+// prompt), and those after the last message (through tokens.size()) are the
+// generation prompt.
 struct EncodedTurn {
   std::vector<uint32_t> tokens;
   std::vector<uint32_t> message_begins;
@@ -67,7 +73,10 @@ class TextCodec {
  public:
   virtual ~TextCodec() = default;
   // Renders `messages` with the chat template as the continuation of a
-  // conversation, followed by the assistant generation prompt. CANCELLED once
+  // conversation, followed by the assistant generation prompt.
+  // INVALID_ARGUMENT when the template refuses the conversation (its own
+  // message); FAILED_PRECONDITION when the template renders the committed
+  // history differently once `messages` are added (see HfTextCodec). CANCELLED once
   // `*cancel` turns true (checked between words, so a long text stops soon;
   // whoever sets it also notifies its waiters, std::atomic::notify_all).
   absl::StatusOr<EncodedTurn> EncodeTurn(std::span<const TurnMessage> messages,

@@ -255,17 +255,24 @@ void ChatTurn::OnLeaseAcquired(absl::StatusOr<ConversationRecord> rec, std::vect
   TurnContext tc;
   tc.first_turn = rec_.tokens.empty();
   if (!rec_.tokens.empty()) tc.last_token = rec_.tokens.back();
-  // Tokenizing is CPU work proportional to the text. A short text (tens of
-  // microseconds) is encoded right here; a longer one on the work pool,
-  // never on a gRPC or ledger thread, stopping early on a cancel.
-  if (MessageBytes() <= kInlineEncodeBytes) {
+  uint64_t history_bytes = 0;
+  tc.history.reserve(rec_.messages.size());
+  for (const LedgerMessage& m : rec_.messages) {
+    tc.history.push_back(TurnMessage{m.role, m.text});
+    history_bytes += m.text.size();
+  }
+  // Rendering and tokenizing are CPU work proportional to the text (the chat
+  // template renders the history too). A short text (tens of microseconds)
+  // is encoded right here; a longer one on the work pool, never on a gRPC or
+  // ledger thread, stopping early on a cancel.
+  if (MessageBytes() + history_bytes <= kInlineEncodeBytes) {
     messages_ = ParseMessages(*req_);
     return OnEncoded(deps_->codec->EncodeTurn(messages_, tc), out);
   }
   state_ = State::kEncoding;
   ++pending_;
-  out.push_back([this, tc] {
-    deps_->work_pool->Schedule([this, tc] {
+  out.push_back([this, tc = std::move(tc)]() mutable {
+    deps_->work_pool->Schedule([this, tc = std::move(tc)] {
       std::vector<TurnMessage> messages = ParseMessages(*req_);
       absl::StatusOr<EncodedTurn> enc = deps_->codec->EncodeTurn(messages, tc, &cancel_encoding_);
       Post(Event{

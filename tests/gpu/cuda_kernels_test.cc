@@ -254,6 +254,26 @@ TEST_F(CudaKernelsTest, ElementwiseMatchCpu) {
   gpu().elementwise->AddRows(T, D, {Up(x), 2 * D}, {demb, D});
   cpu_.elementwise->AddRows(T, D, {x.data(), 2 * D}, {emb.data(), D});
   EXPECT_LE(MaxRelError(Down(demb, emb.size()), emb), kF32Tol);
+
+  // relu², in place over a strided view; row scaling.
+  float* dgu2 = Up(gate_up);
+  auto gu2 = gate_up;
+  gpu().elementwise->Relu2(T, width, {dgu2, 2 * width}, {dgu2, 2 * width});
+  cpu_.elementwise->Relu2(T, width, {gu2.data(), 2 * width}, {gu2.data(), 2 * width});
+  gpu().elementwise->ScaleRows(T, width, 0.37f, {dgu2 + width, 2 * width});
+  cpu_.elementwise->ScaleRows(T, width, 0.37f, {gu2.data() + width, 2 * width});
+  EXPECT_LE(MaxRelError(Down(dgu2, gu2.size()), gu2), kF32Tol);
+
+  // Weighted scatter-add of 9 expert rows into distinct token rows.
+  const int R = 9;
+  const auto expert = Random(R * D, 54);
+  std::vector<int32_t> rows(R);
+  for (int r = 0; r < R; ++r) rows[r] = (r * 5 + 1) % T;  // distinct: 5 and T are coprime
+  const auto weights = Random(R, 55, 0.0f, 1.0f);
+  gpu().elementwise->ScatterAddRows(R, D, Up(rows), Up(weights), {Up(expert), D}, {demb, D});
+  cpu_.elementwise->ScatterAddRows(R, D, rows.data(), weights.data(), {expert.data(), D},
+                                   {emb.data(), D});
+  EXPECT_LE(MaxRelError(Down(demb, emb.size()), emb), kF32Tol);
 }
 
 // Conv1d over a varlen batch with an empty sequence, non-identity slots and a

@@ -9,6 +9,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -138,13 +139,17 @@ std::vector<std::vector<float>> Script(Runner& r, const ModelConfig& c) {
   return out;
 }
 
-class CudaModelTest : public ::testing::TestWithParam<int> {  // param: mamba groups
+// param: mamba groups, architecture
+class CudaModelTest : public ::testing::TestWithParam<std::tuple<int, testing::TinyArch>> {
  protected:
   void SetUp() override { HC_SKIP_WITHOUT_CUDA_DEVICE(1); }
+  static ModelConfig Config() {
+    return TinyConfig(std::get<0>(GetParam()), std::get<1>(GetParam()));
+  }
 };
 
 TEST_P(CudaModelTest, LogitsMatchCpuBackend) {
-  const ModelConfig c = TinyConfig(GetParam());
+  const ModelConfig c = Config();
   RandomTensorSource source(c, 7);
   auto cpu = MakeRunner(c, source, Device::kCpu, 1);
   auto gpu = MakeRunner(c, source, Device::kCuda, 1);
@@ -161,7 +166,7 @@ TEST_P(CudaModelTest, LogitsMatchCpuBackend) {
 // prefill(k) + continuation from the committed state equals one prefill, for
 // split points inside and at block and chunk boundaries.
 TEST_P(CudaModelTest, CachedContinuationMatchesOnePrefill) {
-  const ModelConfig c = TinyConfig(GetParam());
+  const ModelConfig c = Config();
   RandomTensorSource source(c, 8);
   auto gpu = MakeRunner(c, source, Device::kCuda, 1);
   ASSERT_TRUE(gpu);
@@ -181,7 +186,16 @@ TEST_P(CudaModelTest, CachedContinuationMatchesOnePrefill) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Groups, CudaModelTest, ::testing::Values(1, 2));
+INSTANTIATE_TEST_SUITE_P(GroupsAndArchs, CudaModelTest,
+                         ::testing::Combine(::testing::Values(1, 2),
+                                            ::testing::Values(testing::TinyArch::kBamba,
+                                                              testing::TinyArch::kGranite,
+                                                              testing::TinyArch::kGraniteMoe,
+                                                              testing::TinyArch::kNemotron)),
+                         [](const auto& info) {
+                           return std::string(testing::TinyArchName(std::get<1>(info.param))) +
+                                  "_groups" + std::to_string(std::get<0>(info.param));
+                         });
 
 // Tail copy-on-write and Mamba slot copy: a fork continues exactly like the
 // original, the copied rows are byte-equal, rows past the copied tail and

@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/model/hybrid_model_moe.h"
 #include "worker/model/hybrid_model_weights.h"
 
 namespace hc::model {
@@ -69,21 +70,29 @@ class HybridModelImpl final : public HybridModel {
     const int T = bi.num_tokens, D = config_.hidden_size;
     float* h = h_.as<float>();
     Embed(T, di.ids, h);
+    if (config_.embedding_multiplier != 1.0f) {
+      k_.elementwise->ScaleRows(T, D, config_.embedding_multiplier, {h, D});
+    }
+    // Each block: pre-norm, the block, (all-reduce,) residual add.
     for (const internal::LayerWeights& layer : weights_.layers) {
-      k_.norm->RmsNorm({.num_tokens = T,
-                        .dim = D,
-                        .eps = config_.rms_norm_eps,
-                        .x = {h, D},
-                        .weight = layer.input_norm.as<float>(),
-                        .out = {x_.as<float>(), D}});
-      if (layer.is_attention) {
-        HC_RETURN_IF_ERROR(Attention(layer, bi, di, cache));
-      } else {
-        HC_RETURN_IF_ERROR(Mamba(layer, bi, di, cache));
+      if (layer.spec.mixer != MixerKind::kNone) {
+        Norm(layer.mixer_norm, T);
+        if (layer.spec.mixer == MixerKind::kAttention) {
+          HC_RETURN_IF_ERROR(Attention(layer, bi, di, cache));
+        } else {
+          HC_RETURN_IF_ERROR(Mamba(layer, bi, di, cache));
+        }
+        HC_RETURN_IF_ERROR(ReduceAndAdd(T));
       }
-      HC_RETURN_IF_ERROR(ReduceAndAdd(T));
-      Mlp(layer, T);
-      HC_RETURN_IF_ERROR(ReduceAndAdd(T));
+      if (layer.spec.ffn != FfnKind::kNone) {
+        Norm(layer.ffn_norm, T);
+        if (layer.spec.ffn == FfnKind::kMlp) {
+          Mlp(layer.mlp, T, x_.as<float>(), out_.as<float>());
+        } else {
+          HC_RETURN_IF_ERROR(Moe(layer.moe, T));
+        }
+        HC_RETURN_IF_ERROR(ReduceAndAdd(T));
+      }
     }
     if (plan_.rank == 0 && !bi.logit_rows.empty()) HC_RETURN_IF_ERROR(Logits(bi, di, logits));
     return options_.backend->Synchronize();
@@ -220,11 +229,13 @@ class HybridModelImpl final : public HybridModel {
   absl::Status Reserve(int tokens) {
     if (tokens <= capacity_) return absl::OkStatus();
     const size_t T = tokens, D = config_.hidden_size, hd = config_.head_dim;
-    const size_t wide =
-        std::max({static_cast<size_t>(plan_.in_proj_dim), (plan_.q_heads + 2 * plan_.kv_heads) * hd,
-                  2 * static_cast<size_t>(plan_.intermediate)});
-    const size_t mid = std::max({static_cast<size_t>(plan_.d_inner), plan_.q_heads * hd,
-                                 static_cast<size_t>(plan_.intermediate)});
+    const size_t ffn = std::max({static_cast<size_t>(plan_.intermediate),
+                                 static_cast<size_t>(plan_.moe_intermediate),
+                                 static_cast<size_t>(plan_.moe_shared_intermediate)});
+    const size_t wide = std::max({static_cast<size_t>(plan_.in_proj_dim),
+                                  (plan_.q_heads + 2 * plan_.kv_heads) * hd, 2 * ffn});
+    const size_t mid = std::max({static_cast<size_t>(plan_.d_inner), plan_.q_heads * hd, ffn});
+    const bool moe = config_.CountFfns(FfnKind::kMoe) > 0;
     auto make = [&](DeviceBuffer* buf, size_t floats) -> absl::Status {
       HC_ASSIGN_OR_RETURN(*buf, DeviceBuffer::Create(options_.backend,
                                                      std::max<size_t>(floats, 1) * sizeof(float)));
@@ -237,6 +248,13 @@ class HybridModelImpl final : public HybridModel {
     HC_RETURN_IF_ERROR(make(&mid_, T * mid));
     HC_RETURN_IF_ERROR(make(&conv_out_, T * plan_.conv_dim));
     HC_RETURN_IF_ERROR(make(&sum_sq_, T * std::max(plan_.mamba_groups, 1)));
+    if (moe) {
+      const size_t routed = T * config_.num_experts_per_tok;
+      HC_RETURN_IF_ERROR(make(&router_logits_, T * config_.num_experts));
+      HC_RETURN_IF_ERROR(make(&expert_in_, T * D));
+      HC_RETURN_IF_ERROR(make(&expert_out_, T * D));
+      HC_RETURN_IF_ERROR(make(&routing_, 2 * routed));  // rows (int32) | weights
+    }
     capacity_ = tokens;
     return absl::OkStatus();
   }
@@ -248,15 +266,17 @@ class HybridModelImpl final : public HybridModel {
     const int qkv_cols = q_cols + 2 * kv_cols;
     float* qkv = wide_.as<float>();
     Linear(T, qkv_cols, D, x_.as<float>(), w.qkv, qkv);
-    k_.rope->ApplyRope({.num_tokens = T,
-                        .positions = di.positions,
-                        .head_dim = hd,
-                        .rotary_dim = config_.rotary_dim(),
-                        .theta = config_.rope_theta,
-                        .q = {qkv, qkv_cols},
-                        .num_q_heads = plan_.q_heads,
-                        .k = {qkv + q_cols, qkv_cols},
-                        .num_kv_heads = plan_.kv_heads});
+    if (config_.use_rope) {
+      k_.rope->ApplyRope({.num_tokens = T,
+                          .positions = di.positions,
+                          .head_dim = hd,
+                          .rotary_dim = config_.rotary_dim(),
+                          .theta = config_.rope_theta,
+                          .q = {qkv, qkv_cols},
+                          .num_q_heads = plan_.q_heads,
+                          .k = {qkv + q_cols, qkv_cols},
+                          .num_kv_heads = plan_.kv_heads});
+    }
     const kernels::PagedKvCache kv{.k = cache->k(plan_.rank, w.group_index),
                                    .v = cache->v(plan_.rank, w.group_index),
                                    .dtype = cache->kv_layout().dtype,
@@ -267,7 +287,7 @@ class HybridModelImpl final : public HybridModel {
                           {qkv + q_cols + kv_cols, qkv_cols}, kv);
     float* attn = mid_.as<float>();
     k_.attention->PagedAttention({.num_q_heads = plan_.q_heads,
-                                  .scale = 1.0f / std::sqrt(static_cast<float>(hd)),
+                                  .scale = config_.attention_scale(),
                                   .q = {qkv, qkv_cols},
                                   .out = {attn, q_cols}},
                                  {.seqs = {bi.num_seqs, di.qsl},
@@ -339,20 +359,62 @@ class HybridModelImpl final : public HybridModel {
     return absl::OkStatus();
   }
 
-  void Mlp(const internal::LayerWeights& w, int T) {
-    const int D = config_.hidden_size, il = plan_.intermediate;
-    float* h = h_.as<float>();
+  // x_ = RmsNorm(h_) with `weight`.
+  void Norm(const DeviceBuffer& weight, int T) {
+    const int D = config_.hidden_size;
     k_.norm->RmsNorm({.num_tokens = T,
                       .dim = D,
                       .eps = config_.rms_norm_eps,
-                      .x = {h, D},
-                      .weight = w.pre_ff_norm.as<float>(),
+                      .x = {h_.as<float>(), D},
+                      .weight = weight.as<float>(),
                       .out = {x_.as<float>(), D}});
-    float* gate_up = wide_.as<float>();
-    Linear(T, 2 * il, D, x_.as<float>(), w.gate_up, gate_up);
+  }
+
+  // out[rows, D] = this rank's partial MLP output for in[rows, D] (wide_ and
+  // mid_ are scratch).
+  void Mlp(const internal::MlpWeights& w, int rows, const float* in, float* out) {
+    const int D = config_.hidden_size, il = w.width;
     float* act = mid_.as<float>();
-    k_.elementwise->SiluMul(T, il, {gate_up, 2 * il}, {act, il});
-    Linear(T, D, il, act, w.down, out_.as<float>());
+    if (config_.mlp_activation == MlpActivation::kSwiGlu) {
+      float* gate_up = wide_.as<float>();
+      Linear(rows, 2 * il, D, in, w.in, gate_up);
+      k_.elementwise->SiluMul(rows, il, {gate_up, 2 * il}, {act, il});
+    } else {
+      Linear(rows, il, D, in, w.in, act);
+      k_.elementwise->Relu2(rows, il, {act, il}, {act, il});
+    }
+    Linear(rows, D, il, act, w.down, out);
+  }
+
+  // out_ = shared MLP(x_) + the routed experts' weighted outputs. The router
+  // logits come to the host, which routes (the same on every rank); each
+  // expert runs on the rows of its tokens, gathered and scattered back.
+  absl::Status Moe(const internal::MoeWeights& w, int T) {
+    const int D = config_.hidden_size, E = config_.num_experts;
+    const float* x = x_.as<float>();
+    Mlp(w.shared, T, x, out_.as<float>());
+    Gemm(T, E, D, x, w.router.as<float>(), router_logits_.as<float>());
+    host_logits_.resize(static_cast<size_t>(T) * E);
+    HC_RETURN_IF_ERROR(options_.backend->CopyDeviceToHost(
+        host_logits_.data(), router_logits_.data(), host_logits_.size() * sizeof(float)));
+    internal::RouteTokens(config_, host_logits_.data(), T, w.router_bias, &routing_host_);
+    const size_t n = routing_host_.rows.size();
+    int32_t* rows = routing_.as<int32_t>();
+    float* weights = routing_.as<float>() + n;
+    HC_RETURN_IF_ERROR(
+        options_.backend->CopyHostToDevice(rows, routing_host_.rows.data(), n * sizeof(int32_t)));
+    HC_RETURN_IF_ERROR(options_.backend->CopyHostToDevice(weights, routing_host_.weights.data(),
+                                                          n * sizeof(float)));
+    for (int e = 0; e < E; ++e) {
+      const int begin = routing_host_.offsets[e];
+      const int count = routing_host_.offsets[e + 1] - begin;
+      if (count == 0) continue;
+      k_.elementwise->EmbeddingGather(count, rows + begin, x, D, {expert_in_.as<float>(), D});
+      Mlp(w.experts[e], count, expert_in_.as<float>(), expert_out_.as<float>());
+      k_.elementwise->ScatterAddRows(count, D, rows + begin, weights + begin,
+                                     {expert_out_.as<float>(), D}, {out_.as<float>(), D});
+    }
+    return absl::OkStatus();
   }
 
   // h += all-reduce(out): the row-parallel partial sums of every rank.
@@ -361,6 +423,9 @@ class HybridModelImpl final : public HybridModel {
     if (plan_.tp_size > 1) {
       HC_RETURN_IF_ERROR(
           options_.communicator->AllReduceSum(out_.as<float>(), static_cast<size_t>(T) * D));
+    }
+    if (config_.residual_multiplier != 1.0f) {
+      k_.elementwise->ScaleRows(T, D, config_.residual_multiplier, {out_.as<float>(), D});
     }
     k_.elementwise->AddRows(T, D, {out_.as<float>(), D}, {h_.as<float>(), D});
     return absl::OkStatus();
@@ -382,11 +447,19 @@ class HybridModelImpl final : public HybridModel {
       HC_ASSIGN_OR_RETURN(logits_, DeviceBuffer::Create(options_.backend, n * sizeof(float)));
     }
     Linear(R, V, D, rows, weights_.lm_head_matrix(), logits_.as<float>());
+    if (config_.logits_scaling != 1.0f) {
+      k_.elementwise->ScaleRows(R, V, 1.0f / config_.logits_scaling, {logits_.as<float>(), V});
+    }
     logits->resize(n);
     return options_.backend->CopyDeviceToHost(logits->data(), logits_.data(), n * sizeof(float));
   }
 
-  // c[m, n] = a[m, k] * w[n, k]^T, all contiguous, for an fp32 or bf16 w.
+  // c[m, n] = a[m, k] * w[n, k]^T, all contiguous.
+  void Gemm(int m, int n, int k, const float* a, const float* w, float* c) const {
+    k_.gemm->Gemm({.m = m, .n = n, .k = k, .a = a, .lda = k, .b = w, .ldb = k, .c = c, .ldc = n});
+  }
+
+  // The same for a weight matrix, fp32 or bf16 (its dtype picks the GEMM).
   void Linear(int m, int n, int k, const float* a, const internal::Matrix& w, float* c) const {
     if (w.dtype == runtime::DType::kBF16) {
       k_.gemm->GemmBf16({.m = m,
@@ -400,15 +473,7 @@ class HybridModelImpl final : public HybridModel {
                          .ldc = n});
       return;
     }
-    k_.gemm->Gemm({.m = m,
-                   .n = n,
-                   .k = k,
-                   .a = a,
-                   .lda = k,
-                   .b = static_cast<const float*>(w.data()),
-                   .ldb = k,
-                   .c = c,
-                   .ldc = n});
+    Gemm(m, n, k, a, static_cast<const float*>(w.data()), c);
   }
 
   // out[t, :] = embed[ids[t], :] (rows of D).
@@ -431,7 +496,10 @@ class HybridModelImpl final : public HybridModel {
   // Workspace (backend memory), sized for capacity_ tokens.
   int capacity_ = 0;
   DeviceBuffer h_, x_, out_, wide_, mid_, conv_out_, sum_sq_, index_, logits_, flag_;
-  std::vector<int32_t> packed_index_;  // host staging of UploadIndex
+  DeviceBuffer router_logits_, expert_in_, expert_out_, routing_;  // MoE
+  std::vector<int32_t> packed_index_;                              // host staging of UploadIndex
+  std::vector<float> host_logits_;                                 // MoE router logits on the host
+  internal::Routing routing_host_;
 };
 
 }  // namespace

@@ -1,5 +1,6 @@
-// The forward pass of a Bamba / Granite-4.0-H hybrid model (Mamba2 + GQA
-// attention layers, SwiGLU MLP), one tensor-parallel rank per HybridModel.
+// The forward pass of a hybrid Mamba2 + attention model (Bamba, Granite-4.0-H,
+// Nemotron-H: GQA attention with RoPE or none, SwiGLU or relu² MLPs, top-k
+// routed MoE), one tensor-parallel rank per HybridModel.
 //
 // A batch is a varlen list of sequences; each brings its new tokens, how many
 // tokens of it are already cached, its block table (KV of the attention
@@ -11,7 +12,9 @@
 // Forward on the same batch on its own thread; the ranks meet in the
 // communicator's all-reduces (after out_proj / o_proj / down, and for the
 // gated-norm statistics when one Mamba group is split). Rank 0 computes the
-// logits (lm_head is replicated).
+// logits (lm_head is replicated). MoE: the router is replicated and every rank
+// routes the same tokens (on the host); each rank holds every expert's slice
+// of the intermediate dimension, like the dense MLP.
 //
 // Thread-safety: a HybridModel is used by one thread at a time.
 #ifndef HC_WORKER_MODEL_HYBRID_MODEL_H_
@@ -54,7 +57,8 @@ struct ShardPlan {
   int rank = 0;
   // Local sizes.
   int q_heads = 0, kv_heads = 0, first_q_head = 0, first_kv_head = 0;
-  int intermediate = 0;
+  int intermediate = 0;                                   // dense MLP width
+  int moe_intermediate = 0, moe_shared_intermediate = 0;  // routed expert / shared MLP widths
   int mamba_heads = 0, mamba_groups = 0, d_inner = 0, conv_dim = 0, in_proj_dim = 0;
   bool split_single_group = false;  // G == 1 and tp > 1: norm statistics are all-reduced
   runtime::DType kv_dtype = runtime::DType::kF32;  // of the KV cache (KvLayout)

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/half.h"
+#include "worker/model/model_tensors.h"
 
 namespace hc::model {
 
@@ -22,6 +23,9 @@ absl::StatusOr<ShardPlan> ShardPlan::Create(const ModelConfig& c, int tp, int ra
   if (c.hidden_size <= 0 || c.vocab_size <= 0 || c.num_hidden_layers <= 0) {
     return absl::InvalidArgumentError("model config has non-positive sizes");
   }
+  if (static_cast<int>(c.layers.size()) != c.num_hidden_layers) {
+    return absl::InvalidArgumentError("model config lists a different number of layers");
+  }
   ShardPlan p;
   p.tp_size = tp;
   p.rank = rank;
@@ -30,7 +34,7 @@ absl::StatusOr<ShardPlan> ShardPlan::Create(const ModelConfig& c, int tp, int ra
     if (c.num_key_value_heads <= 0 || c.num_attention_heads % c.num_key_value_heads != 0) {
       return absl::InvalidArgumentError("num_attention_heads must be a multiple of kv heads");
     }
-    if (c.head_dim <= 0 || c.rotary_dim() % 2 != 0) {
+    if (c.head_dim <= 0 || (c.use_rope && c.rotary_dim() % 2 != 0)) {
       return absl::InvalidArgumentError("head_dim must be positive with an even rotary_dim");
     }
     p.q_heads = c.num_attention_heads / tp;
@@ -45,8 +49,21 @@ absl::StatusOr<ShardPlan> ShardPlan::Create(const ModelConfig& c, int tp, int ra
       p.first_kv_head = rank / (tp / c.num_key_value_heads);
     }
   }
-  if (c.intermediate_size % tp != 0) return bad("intermediate_size % tp != 0");
-  p.intermediate = c.intermediate_size / tp;
+  if (c.CountFfns(FfnKind::kMlp) > 0) {
+    if (c.intermediate_size % tp != 0) return bad("intermediate_size % tp != 0");
+    p.intermediate = c.intermediate_size / tp;
+  }
+  if (c.CountFfns(FfnKind::kMoe) > 0) {
+    if (c.num_experts <= 0 || c.num_experts_per_tok <= 0) {
+      return absl::InvalidArgumentError("MoE layers need experts and num_experts_per_tok");
+    }
+    if (c.moe_intermediate_size % tp != 0) return bad("the experts' intermediate size % tp != 0");
+    if (c.moe_shared_intermediate_size % tp != 0) {
+      return bad("the shared MLP's intermediate size % tp != 0");
+    }
+    p.moe_intermediate = c.moe_intermediate_size / tp;
+    p.moe_shared_intermediate = c.moe_shared_intermediate_size / tp;
+  }
   if (c.num_mamba_layers() > 0) {
     if (c.mamba_n_heads <= 0 || c.mamba_n_heads * c.mamba_d_head != c.d_inner()) {
       return absl::InvalidArgumentError("mamba_n_heads * mamba_d_head must equal d_inner");
@@ -145,31 +162,48 @@ class ShardLoader {
  public:
   ShardLoader(const ModelConfig& c, const ShardPlan& p, TensorLoader load,
               runtime::Backend* backend, runtime::DType weight_dtype)
-      : c_(c), p_(p), load_(load), backend_(backend), dtype_(weight_dtype) {}
+      : c_(c), p_(p), load_(load), backend_(backend), dtype_(weight_dtype), names_(c) {}
 
   absl::StatusOr<ModelWeights> Load() {
     ModelWeights w;
     const int64_t D = c_.hidden_size, V = c_.vocab_size;
-    HC_ASSIGN_OR_RETURN(auto embed, load_("model.embed_tokens.weight", {V, D}));
-    HC_ASSIGN_OR_RETURN(w.embed, Mat(embed));
-    HC_ASSIGN_OR_RETURN(w.final_norm, Full("model.final_layernorm.weight", {D}));
+    auto embed = load_(names_.Embed(), {V, D});
+    if (!embed.ok() && absl::IsNotFound(embed.status()) &&
+        c_.architecture == Architecture::kNemotronH) {
+      // Checkpoints saved by transformers name the base model "model.", not "backbone.".
+      names_ = TensorNames(c_, "model.");
+      auto renamed = load_(names_.Embed(), {V, D});
+      if (renamed.ok() || !absl::IsNotFound(renamed.status())) embed = std::move(renamed);
+    }
+    if (!embed.ok()) return embed.status();
+    HC_ASSIGN_OR_RETURN(w.embed, Mat(*embed));
+    HC_ASSIGN_OR_RETURN(w.final_norm, Full(names_.FinalNorm(), {D}));
     if (!c_.tie_word_embeddings && p_.rank == 0) {
-      HC_ASSIGN_OR_RETURN(auto lm_head, load_("lm_head.weight", {V, D}));
+      HC_ASSIGN_OR_RETURN(auto lm_head, load_(names_.LmHead(), {V, D}));
       HC_ASSIGN_OR_RETURN(w.lm_head, Mat(lm_head));
     }
     int attn_index = 0, mamba_index = 0;
     for (int i = 0; i < c_.num_hidden_layers; ++i) {
       LayerWeights layer;
-      const std::string prefix = absl::StrCat("model.layers.", i, ".");
-      layer.is_attention = c_.IsAttentionLayer(i);
-      layer.group_index = layer.is_attention ? attn_index++ : mamba_index++;
-      HC_ASSIGN_OR_RETURN(layer.input_norm, Full(prefix + "input_layernorm.weight", {D}));
-      HC_ASSIGN_OR_RETURN(layer.pre_ff_norm, Full(prefix + "pre_ff_layernorm.weight", {D}));
-      HC_RETURN_IF_ERROR(LoadMlp(prefix + "feed_forward.", &layer));
-      if (layer.is_attention) {
-        HC_RETURN_IF_ERROR(LoadAttention(prefix + "self_attn.", &layer));
-      } else {
-        HC_RETURN_IF_ERROR(LoadMamba(prefix + "mamba.", &layer));
+      layer.spec = c_.layers[i];
+      if (layer.spec.mixer == MixerKind::kAttention) {
+        layer.group_index = attn_index++;
+        HC_ASSIGN_OR_RETURN(layer.mixer_norm, Full(names_.MixerNorm(i), {D}));
+        HC_RETURN_IF_ERROR(LoadAttention(i, &layer));
+      } else if (layer.spec.mixer == MixerKind::kMamba) {
+        layer.group_index = mamba_index++;
+        HC_ASSIGN_OR_RETURN(layer.mixer_norm, Full(names_.MixerNorm(i), {D}));
+        HC_RETURN_IF_ERROR(LoadMamba(i, &layer));
+      }
+      if (layer.spec.ffn != FfnKind::kNone) {
+        const bool own_norm = c_.architecture == Architecture::kNemotronH;
+        HC_ASSIGN_OR_RETURN(layer.ffn_norm,
+                            Full(own_norm ? names_.MixerNorm(i) : names_.FfnNorm(i), {D}));
+      }
+      if (layer.spec.ffn == FfnKind::kMlp) {
+        HC_ASSIGN_OR_RETURN(layer.mlp, LoadDenseMlp(i, c_.intermediate_size, p_.intermediate));
+      } else if (layer.spec.ffn == FfnKind::kMoe) {
+        HC_RETURN_IF_ERROR(LoadMoe(i, &layer.moe));
       }
       w.layers.push_back(std::move(layer));
     }
@@ -186,26 +220,87 @@ class ShardLoader {
     return UploadMatrix(backend_, host, dtype_);
   }
 
-  absl::Status LoadMlp(const std::string& prefix, LayerWeights* layer) {
-    const int64_t D = c_.hidden_size, I = c_.intermediate_size, il = p_.intermediate;
-    HC_ASSIGN_OR_RETURN(auto gate, load_(prefix + "gate_proj.weight", {I, D}));
-    HC_ASSIGN_OR_RETURN(auto up, load_(prefix + "up_proj.weight", {I, D}));
-    HC_ASSIGN_OR_RETURN(auto down, load_(prefix + "down_proj.weight", {D, I}));
-    auto gate_up = TakeRows(gate, D, {{p_.rank * il, il}});
+  // This rank's slice of one MLP from its full tensors: SwiGLU from gate and
+  // up [I, D] (each sliced on its own), relu² from up; down [D, I] by columns.
+  absl::StatusOr<MlpWeights> SliceMlp(const std::vector<float>* gate, const std::vector<float>& up,
+                                      const std::vector<float>& down, int64_t I, int64_t il) {
+    const int64_t D = c_.hidden_size;
+    MlpWeights m;
+    m.width = static_cast<int>(il);
+    std::vector<float> in;
+    if (gate != nullptr) in = TakeRows(*gate, D, {{p_.rank * il, il}});
     const auto up_l = TakeRows(up, D, {{p_.rank * il, il}});
-    gate_up.insert(gate_up.end(), up_l.begin(), up_l.end());
-    HC_ASSIGN_OR_RETURN(layer->gate_up, Mat(gate_up));
-    HC_ASSIGN_OR_RETURN(layer->down, Mat(TakeCols(down, D, I, p_.rank * il, il)));
+    in.insert(in.end(), up_l.begin(), up_l.end());
+    HC_ASSIGN_OR_RETURN(m.in, Mat(in));
+    HC_ASSIGN_OR_RETURN(m.down, Mat(TakeCols(down, D, I, p_.rank * il, il)));
+    return m;
+  }
+
+  // The dense MLP of layer `l` (also Granite's shared MLP), full width I.
+  absl::StatusOr<MlpWeights> LoadDenseMlp(int l, int64_t I, int64_t il) {
+    const int64_t D = c_.hidden_size;
+    HC_ASSIGN_OR_RETURN(auto down, load_(names_.MlpDown(l), {D, I}));
+    switch (c_.architecture) {
+      case Architecture::kBamba: {
+        HC_ASSIGN_OR_RETURN(auto gate, load_(names_.MlpGate(l), {I, D}));
+        HC_ASSIGN_OR_RETURN(auto up, load_(names_.MlpUp(l), {I, D}));
+        return SliceMlp(&gate, up, down, I, il);
+      }
+      case Architecture::kGraniteMoeHybrid: {
+        // input_linear [2I, D]: transformers' chunk(2) makes rows [0, I) the gate.
+        HC_ASSIGN_OR_RETURN(auto gate_up, load_(names_.MlpGateUp(l), {2 * I, D}));
+        const std::vector<float> up(gate_up.begin() + I * D, gate_up.end());
+        gate_up.resize(I * D);
+        return SliceMlp(&gate_up, up, down, I, il);
+      }
+      case Architecture::kNemotronH: {
+        HC_ASSIGN_OR_RETURN(auto up, load_(names_.MlpUp(l), {I, D}));
+        return SliceMlp(nullptr, up, down, I, il);
+      }
+    }
+    return absl::InternalError("unknown architecture");
+  }
+
+  absl::Status LoadMoe(int l, MoeWeights* moe) {
+    const int64_t D = c_.hidden_size, E = c_.num_experts, I = c_.moe_intermediate_size;
+    const int64_t il = p_.moe_intermediate;
+    HC_ASSIGN_OR_RETURN(moe->router, Full(names_.Router(l), {E, D}));
+    if (c_.architecture == Architecture::kGraniteMoeHybrid) {
+      HC_ASSIGN_OR_RETURN(auto gate_up, load_(names_.ExpertGateUp(l), {E, 2 * I, D}));
+      HC_ASSIGN_OR_RETURN(auto down, load_(names_.ExpertDown(l), {E, D, I}));
+      for (int64_t e = 0; e < E; ++e) {
+        const auto base = gate_up.begin() + e * 2 * I * D;
+        const std::vector<float> gate(base, base + I * D), up(base + I * D, base + 2 * I * D);
+        const std::vector<float> dn(down.begin() + e * D * I, down.begin() + (e + 1) * D * I);
+        HC_ASSIGN_OR_RETURN(MlpWeights m, SliceMlp(&gate, up, dn, I, il));
+        moe->experts.push_back(std::move(m));
+      }
+      HC_ASSIGN_OR_RETURN(moe->shared, LoadDenseMlp(l, c_.moe_shared_intermediate_size,
+                                                    p_.moe_shared_intermediate));
+      return absl::OkStatus();
+    }
+    HC_ASSIGN_OR_RETURN(moe->router_bias, load_(names_.RouterBias(l), {E}));
+    for (int e = 0; e < E; ++e) {
+      HC_ASSIGN_OR_RETURN(auto up, load_(names_.ExpertUp(l, e), {I, D}));
+      HC_ASSIGN_OR_RETURN(auto down, load_(names_.ExpertDown(l, e), {D, I}));
+      HC_ASSIGN_OR_RETURN(MlpWeights m, SliceMlp(nullptr, up, down, I, il));
+      moe->experts.push_back(std::move(m));
+    }
+    const int64_t Is = c_.moe_shared_intermediate_size;
+    HC_ASSIGN_OR_RETURN(auto up, load_(names_.ExpertUp(l, -1), {Is, D}));
+    HC_ASSIGN_OR_RETURN(auto down, load_(names_.ExpertDown(l, -1), {D, Is}));
+    HC_ASSIGN_OR_RETURN(moe->shared, SliceMlp(nullptr, up, down, Is, p_.moe_shared_intermediate));
     return absl::OkStatus();
   }
 
-  absl::Status LoadAttention(const std::string& prefix, LayerWeights* layer) {
+  absl::Status LoadAttention(int l, LayerWeights* layer) {
+    auto name = [&](std::string_view suffix) { return names_.Attention(l, suffix); };
     const int64_t D = c_.hidden_size, hd = c_.head_dim;
     const int64_t hq = c_.num_attention_heads, hkv = c_.num_key_value_heads;
-    HC_ASSIGN_OR_RETURN(auto q, load_(prefix + "q_proj.weight", {hq * hd, D}));
-    HC_ASSIGN_OR_RETURN(auto k, load_(prefix + "k_proj.weight", {hkv * hd, D}));
-    HC_ASSIGN_OR_RETURN(auto v, load_(prefix + "v_proj.weight", {hkv * hd, D}));
-    HC_ASSIGN_OR_RETURN(auto o, load_(prefix + "o_proj.weight", {D, hq * hd}));
+    HC_ASSIGN_OR_RETURN(auto q, load_(name("q_proj.weight"), {hq * hd, D}));
+    HC_ASSIGN_OR_RETURN(auto k, load_(name("k_proj.weight"), {hkv * hd, D}));
+    HC_ASSIGN_OR_RETURN(auto v, load_(name("v_proj.weight"), {hkv * hd, D}));
+    HC_ASSIGN_OR_RETURN(auto o, load_(name("o_proj.weight"), {D, hq * hd}));
     auto qkv = TakeRows(q, D, {{p_.first_q_head * hd, p_.q_heads * hd}});
     for (const auto* kv : {&k, &v}) {
       const auto part = TakeRows(*kv, D, {{p_.first_kv_head * hd, p_.kv_heads * hd}});
@@ -217,7 +312,8 @@ class ShardLoader {
     return absl::OkStatus();
   }
 
-  absl::Status LoadMamba(const std::string& prefix, LayerWeights* layer) {
+  absl::Status LoadMamba(int l, LayerWeights* layer) {
+    auto name = [&](std::string_view suffix) { return names_.Mamba(l, suffix); };
     const int64_t D = c_.hidden_size, d = c_.d_inner(), H = c_.mamba_n_heads;
     const int64_t gn = static_cast<int64_t>(c_.mamba_n_groups) * c_.mamba_d_state;
     const int64_t W = c_.mamba_d_conv, conv = c_.conv_dim();
@@ -225,7 +321,7 @@ class ShardLoader {
     const int64_t gnl = static_cast<int64_t>(p_.mamba_groups) * c_.mamba_d_state;
     const int64_t g0n = c_.mamba_n_groups == 1 ? 0 : p_.rank * gnl;  // first local B/C row
     const int64_t r = p_.rank;
-    HC_ASSIGN_OR_RETURN(auto in_proj, load_(prefix + "in_proj.weight", {c_.in_proj_dim(), D}));
+    HC_ASSIGN_OR_RETURN(auto in_proj, load_(name("in_proj.weight"), {c_.in_proj_dim(), D}));
     HC_ASSIGN_OR_RETURN(layer->in_proj, Mat(TakeRows(in_proj, D,
                                                      {{r * dl, dl},                       // z
                                                       {d + r * dl, dl},                   // x
@@ -234,20 +330,20 @@ class ShardLoader {
                                                       {2 * d + 2 * gn + r * hl, hl}})));  // dt
     const std::initializer_list<RowRange> conv_rows = {
         {r * dl, dl}, {d + g0n, gnl}, {d + gn + g0n, gnl}};
-    HC_ASSIGN_OR_RETURN(auto conv_w, load_(prefix + "conv1d.weight", {conv, 1, W}));
+    HC_ASSIGN_OR_RETURN(auto conv_w, load_(name("conv1d.weight"), {conv, 1, W}));
     HC_ASSIGN_OR_RETURN(layer->conv_w, Upload(backend_, TakeRows(conv_w, W, conv_rows)));
     if (c_.mamba_conv_bias) {
-      HC_ASSIGN_OR_RETURN(auto conv_b, load_(prefix + "conv1d.bias", {conv}));
+      HC_ASSIGN_OR_RETURN(auto conv_b, load_(name("conv1d.bias"), {conv}));
       HC_ASSIGN_OR_RETURN(layer->conv_b, Upload(backend_, TakeRows(conv_b, 1, conv_rows)));
     }
-    for (auto [name, buf] : {std::pair{"A_log", &layer->a_log}, std::pair{"D", &layer->d},
-                             std::pair{"dt_bias", &layer->dt_bias}}) {
-      HC_ASSIGN_OR_RETURN(auto t, load_(prefix + name, {H}));
+    for (auto [tensor, buf] : {std::pair{"A_log", &layer->a_log}, std::pair{"D", &layer->d},
+                               std::pair{"dt_bias", &layer->dt_bias}}) {
+      HC_ASSIGN_OR_RETURN(auto t, load_(name(tensor), {H}));
       HC_ASSIGN_OR_RETURN(*buf, Upload(backend_, TakeRows(t, 1, {{r * hl, hl}})));
     }
-    HC_ASSIGN_OR_RETURN(auto norm, load_(prefix + "norm.weight", {d}));
+    HC_ASSIGN_OR_RETURN(auto norm, load_(name("norm.weight"), {d}));
     HC_ASSIGN_OR_RETURN(layer->norm, Upload(backend_, TakeRows(norm, 1, {{r * dl, dl}})));
-    HC_ASSIGN_OR_RETURN(auto out, load_(prefix + "out_proj.weight", {D, d}));
+    HC_ASSIGN_OR_RETURN(auto out, load_(name("out_proj.weight"), {D, d}));
     HC_ASSIGN_OR_RETURN(layer->out_proj, Mat(TakeCols(out, D, d, r * dl, dl)));
     return absl::OkStatus();
   }
@@ -257,6 +353,7 @@ class ShardLoader {
   TensorLoader load_;
   runtime::Backend* backend_;
   runtime::DType dtype_;
+  TensorNames names_;
 };
 
 }  // namespace

@@ -21,14 +21,32 @@ struct Matrix {
   const void* data() const { return buf.data(); }
 };
 
+// A dense MLP shard of local width `width`: SwiGLU keeps [2 * width, D] (gate
+// rows then up rows), relu² keeps up [width, D]; down is [D, width].
+struct MlpWeights {
+  int width = 0;
+  Matrix in;
+  Matrix down;
+};
+
+// A MoE block: the router (replicated, [E, D]), Nemotron-H's correction bias
+// (host memory: routing runs on the host), every expert's MLP shard and the
+// shared MLP shard.
+struct MoeWeights {
+  DeviceBuffer router;
+  std::vector<float> router_bias;  // [E] or empty
+  std::vector<MlpWeights> experts;
+  MlpWeights shared;
+};
+
 // Shapes are per rank (ShardPlan sizes); every matrix is [out, in] row-major.
 struct LayerWeights {
-  bool is_attention = false;
-  int group_index = 0;       // index among the attention (or Mamba) layers
-  DeviceBuffer input_norm;   // [D]
-  DeviceBuffer pre_ff_norm;  // [D]
-  Matrix gate_up;            // [2 * I_l, D]: gate rows then up rows
-  Matrix down;               // [D, I_l]
+  LayerSpec spec;
+  int group_index = 0;      // index among the attention (or Mamba) layers
+  DeviceBuffer mixer_norm;  // [D] (empty without a mixer)
+  DeviceBuffer ffn_norm;    // [D] (empty without a feed-forward block)
+  MlpWeights mlp;           // FfnKind::kMlp
+  MoeWeights moe;           // FfnKind::kMoe
   // Attention.
   Matrix qkv;  // [(q_l + 2 kv_l) * head_dim, D]: q rows, k rows, v rows
   Matrix o;    // [D, q_l * head_dim]
@@ -51,7 +69,9 @@ struct ModelWeights {
   const Matrix& lm_head_matrix() const { return lm_head.data() != nullptr ? lm_head : embed; }
 };
 
-// Matrices are stored as `weight_dtype` (kF32 or kBF16), everything else fp32.
+// Matrices (projections, MLP / expert weights, embeddings, lm_head) are stored
+// as `weight_dtype` (kF32 or kBF16); norms, Mamba vectors, conv weights and the
+// MoE router stay fp32.
 absl::StatusOr<ModelWeights> LoadShardWeights(const ModelConfig& config, const ShardPlan& plan,
                                               TensorLoader load, runtime::Backend* backend,
                                               runtime::DType weight_dtype);

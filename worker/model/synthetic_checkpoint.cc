@@ -18,9 +18,9 @@
 #include "common/status_macros.h"
 #include "common/text/chat_template.h"
 #include "common/text/synthetic_tokenizer.h"
-#include "worker/model/bamba_tensors.h"
 #include "worker/model/half.h"
 #include "worker/model/model_config_io.h"
+#include "worker/model/model_tensors.h"
 #include "worker/model/safetensors.h"
 
 namespace hc::model {
@@ -68,7 +68,7 @@ uint64_t Fnv1a(std::string_view s) {
 }
 
 // Initial values chosen so activations stay O(1) through every layer in fp32:
-// projections ~ N(0, 1/fan_in), embeddings ~ N(0, 1), norms 1, Mamba's A in
+// projections ~ N(0, 1/fan_in), embeddings ~ N(0, 1/embedding_multiplier²), norms 1, Mamba's A in
 // [-16, -1], dt = softplus(dt_bias) in [0.001, 0.1], D = 1.
 void InitTensor(const TensorSpec& spec, const ModelConfig& config, uint64_t seed,
                 std::vector<float>* out) {
@@ -77,12 +77,14 @@ void InitTensor(const TensorSpec& spec, const ModelConfig& config, uint64_t seed
   out->assign(n, 0.0f);
   auto& v = *out;
   const std::string& name = spec.name;
-  if (absl::EndsWith(name, "layernorm.weight") || absl::EndsWith(name, "mamba.norm.weight") ||
-      absl::EndsWith(name, "mamba.D")) {
+  if (absl::EndsWith(name, "norm.weight") || absl::EndsWith(name, "norm_f.weight") ||
+      absl::EndsWith(name, ".D")) {
     for (float& x : v) x = 1.0f;
-  } else if (absl::EndsWith(name, "mamba.A_log")) {
+  } else if (absl::EndsWith(name, "e_score_correction_bias")) {
+    for (float& x : v) x = static_cast<float>(rng.Uniform(-0.1, 0.1));
+  } else if (absl::EndsWith(name, ".A_log")) {
     for (float& x : v) x = static_cast<float>(std::log(rng.Uniform(1.0, 16.0)));
-  } else if (absl::EndsWith(name, "mamba.dt_bias")) {
+  } else if (absl::EndsWith(name, ".dt_bias")) {
     for (float& x : v) {
       const double dt = std::max(1e-4, std::exp(rng.Uniform(std::log(0.001), std::log(0.1))));
       x = static_cast<float>(dt + std::log(-std::expm1(-dt)));  // inverse softplus
@@ -92,8 +94,10 @@ void InitTensor(const TensorSpec& spec, const ModelConfig& config, uint64_t seed
     for (float& x : v) x = static_cast<float>(rng.Uniform(-bound, bound));
   } else if (absl::EndsWith(name, ".bias")) {
     // in_proj / out_proj biases start at zero.
-  } else if (name == "model.embed_tokens.weight") {
-    for (float& x : v) x = static_cast<float>(rng.Normal());
+  } else if (name == "model.embed_tokens.weight" || name == "backbone.embeddings.weight") {
+    // Scaled so that embedding_multiplier * embedding ~ N(0, 1) (µP, Granite).
+    const double std = 1.0 / config.embedding_multiplier;
+    for (float& x : v) x = static_cast<float>(rng.Normal() * std);
   } else {
     // [out, in] projections and lm_head.
     const double std = 1.0 / std::sqrt(static_cast<double>(spec.shape.back()));
@@ -111,9 +115,10 @@ absl::Status WriteTextFile(const fs::path& path, const std::string& text) {
 
 }  // namespace
 
-absl::StatusOr<SyntheticPreset> GetSyntheticPreset(std::string_view name) {
-  SyntheticPreset p;
-  ModelConfig& c = p.config;
+namespace {
+
+// The sizes shared by the Bamba presets.
+void BambaSizes(bool small, ModelConfig& c) {
   c.mamba_n_groups = 1;
   c.mamba_d_conv = 4;
   c.mamba_expand = 2;
@@ -123,39 +128,103 @@ absl::StatusOr<SyntheticPreset> GetSyntheticPreset(std::string_view name) {
   c.rms_norm_eps = 1e-5f;
   c.rope_theta = 10000.0f;
   c.tie_word_embeddings = false;
-  c.max_position_embeddings = 4096;
-  if (name == "tiny") {
-    p.name = "tiny";
-    c.hidden_size = 64;
-    c.intermediate_size = 192;
-    c.num_hidden_layers = 4;
-    c.attn_layer_indices = {2};
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
-    c.head_dim = 16;
-    c.mamba_n_heads = 4;
-    c.mamba_d_head = 32;
-    c.mamba_d_state = 16;
-    c.mamba_chunk_size = 16;
-    p.seed = 0x7159;
-  } else if (name == "small") {
-    p.name = "small";
-    c.hidden_size = 768;
-    c.intermediate_size = 1536;
-    c.num_hidden_layers = 10;
-    c.attn_layer_indices = {3, 7};
-    c.num_attention_heads = 12;
-    c.num_key_value_heads = 4;
-    c.head_dim = 64;
-    c.mamba_n_heads = 24;
-    c.mamba_d_head = 64;
-    c.mamba_d_state = 64;
-    c.mamba_chunk_size = 128;
-    c.max_position_embeddings = 8192;
-    p.seed = 0x5A11;
+  c.max_position_embeddings = small ? 8192 : 4096;
+  c.hidden_size = small ? 768 : 64;
+  c.intermediate_size = small ? 1536 : 192;
+  c.num_attention_heads = small ? 12 : 4;
+  c.num_key_value_heads = small ? 4 : 2;
+  c.head_dim = small ? 64 : 16;
+  c.mamba_n_heads = small ? 24 : 4;
+  c.mamba_d_head = small ? 64 : 32;
+  c.mamba_d_state = small ? 64 : 16;
+  c.mamba_chunk_size = small ? 128 : 16;
+}
+
+// Granite-4.0-H-like: µP multipliers as the released checkpoints have them
+// (embedding 12, attention 1/head_dim, residual 0.22, logits / 8), NoPE
+// attention unless `rope`, two Mamba groups; MoE presets add 8 experts, top 2.
+void GraniteSizes(bool small, bool moe, bool rope, ModelConfig& c) {
+  BambaSizes(small, c);
+  c.architecture = Architecture::kGraniteMoeHybrid;
+  c.mamba_n_groups = 2;
+  c.partial_rotary_factor = 1.0f;
+  c.use_rope = rope;
+  c.rms_norm_eps = 1e-5f;
+  c.embedding_multiplier = 12.0f;
+  c.attention_multiplier = 1.0f / static_cast<float>(c.head_dim);
+  c.residual_multiplier = 0.22f;
+  c.logits_scaling = 8.0f;
+  c.intermediate_size = small ? 1536 : 128;  // shared_intermediate_size
+  c.SetMixerLayers(small ? 10 : 4, small ? std::vector<int>{3, 7} : std::vector<int>{2},
+                   moe ? FfnKind::kMoe : FfnKind::kMlp);
+  if (moe) {
+    c.num_experts = 8;
+    c.num_experts_per_tok = 2;
+    c.moe_intermediate_size = small ? 512 : 32;
+    c.moe_shared_intermediate_size = c.intermediate_size;
+    c.moe_router = MoeRouter::kSoftmaxTopK;
+  }
+}
+
+// Nemotron-H-like: one block per layer from a hybrid_override_pattern, relu²
+// MLPs, NoPE attention, Mamba with 2 groups (dt clamped below at 0.001); the
+// tiny preset has a MoE block (8 experts in 2 groups, top 2 from 1 group).
+void NemotronSizes(bool small, ModelConfig& c) {
+  BambaSizes(small, c);
+  c.architecture = Architecture::kNemotronH;
+  c.mlp_activation = MlpActivation::kRelu2;
+  c.use_rope = false;
+  c.partial_rotary_factor = 1.0f;
+  c.mamba_n_groups = 2;
+  c.time_step_min_limit = 0.001f;
+  c.intermediate_size = small ? 3072 : 192;
+  const std::string pattern = small ? "M-M-M*-M-M-M*-" : "M-M*EM-";
+  c.layers.clear();
+  for (char ch : pattern) {
+    c.layers.push_back(ch == 'M'   ? LayerSpec{MixerKind::kMamba, FfnKind::kNone}
+                       : ch == '*' ? LayerSpec{MixerKind::kAttention, FfnKind::kNone}
+                       : ch == 'E' ? LayerSpec{MixerKind::kNone, FfnKind::kMoe}
+                                   : LayerSpec{MixerKind::kNone, FfnKind::kMlp});
+  }
+  c.num_hidden_layers = static_cast<int>(c.layers.size());
+  if (!small) {
+    c.num_experts = 8;
+    c.num_experts_per_tok = 2;
+    c.moe_intermediate_size = 32;
+    c.moe_shared_intermediate_size = 48;
+    c.moe_router = MoeRouter::kSigmoidGroupTopK;
+    c.moe_n_group = 2;
+    c.moe_topk_group = 1;
+    c.moe_norm_topk_prob = true;
+    c.moe_routed_scaling_factor = 1.5f;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<SyntheticPreset> GetSyntheticPreset(std::string_view name) {
+  SyntheticPreset p;
+  ModelConfig& c = p.config;
+  p.name = std::string(name);
+  if (name == "tiny" || name == "small") {
+    BambaSizes(name == "small", c);
+    c.SetMixerLayers(name == "small" ? 10 : 4,
+                     name == "small" ? std::vector<int>{3, 7} : std::vector<int>{2});
+    p.seed = name == "small" ? 0x5A11 : 0x7159;
+  } else if (name == "granite-tiny" || name == "granite-small") {
+    GraniteSizes(name == "granite-small", /*moe=*/false, /*rope=*/false, c);
+    p.seed = 0x6A71;
+  } else if (name == "granite-moe-tiny") {
+    GraniteSizes(false, /*moe=*/true, /*rope=*/true, c);
+    p.seed = 0x6A72;
+  } else if (name == "nemotron-tiny" || name == "nemotron-small") {
+    NemotronSizes(name == "nemotron-small", c);
+    p.seed = 0x4E71;
   } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown synthetic preset \"", std::string(name), "\" (tiny or small)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown synthetic preset \"", std::string(name),
+        "\" (tiny, small, granite-tiny, granite-small, granite-moe-tiny, nemotron-tiny, "
+        "nemotron-small)"));
   }
   HC_ASSIGN_OR_RETURN(p.tokenizer, SyntheticTokenizerSpecFor(name));
   return p;
@@ -222,7 +291,7 @@ absl::Status WriteSyntheticCheckpoint(std::string_view preset_name, const std::s
   HC_RETURN_IF_ERROR(WriteTextFile(dir / "special_tokens_map.json",
                                    json::Serialize(specials, {.indent = 2}) + "\n"));
 
-  const std::vector<TensorSpec> specs = BambaTensorSpecs(config, preset.dtype);
+  const std::vector<TensorSpec> specs = ModelTensorSpecs(config, preset.dtype);
   std::vector<float> values;
   TensorFiller fill = [&](const TensorSpec& spec, char* dst) -> absl::Status {
     InitTensor(spec, config, preset.seed, &values);
@@ -255,7 +324,8 @@ absl::StatusOr<std::string> ResolveModelPath(std::string_view spec) {
     if (!fs::is_directory(dir, ec) || !fs::exists(fs::path(dir) / "config.json", ec)) {
       return absl::NotFoundError(
           absl::StrCat("model path ", dir,
-                       " is not a directory with a config.json (or use synthetic:tiny|small)"));
+                       " is not a directory with a config.json (or use synthetic:<preset>, e.g. "
+                       "synthetic:tiny, synthetic:granite-tiny, synthetic:nemotron-tiny)"));
     }
     return dir;
   }

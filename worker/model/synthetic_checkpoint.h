@@ -10,9 +10,17 @@
 //   small  hidden 768, 10 layers (attention at 3 and 7), Mamba 24 heads x 64,
 //          d_state 64, chunk 128, 12 q / 4 kv heads, ~8K vocab, fp32,
 //          50-100M parameters.
-// Both use n_groups = 1, partial_rotary_factor 0.5, the Granite-4 chat format
-// and special tokens <|end_of_text|> (bos = eos), <|pad|>, <|start_of_role|>,
-// <|end_of_role|>.
+// Both use n_groups = 1, partial_rotary_factor 0.5.
+//   granite-tiny / granite-small   granitemoehybrid with the Bamba sizes: µP
+//          multipliers, NoPE attention, 2 Mamba groups, dense shared MLP.
+//   granite-moe-tiny   granitemoehybrid, RoPE attention, 8 experts (top 2) plus
+//          the shared MLP on every layer.
+//   nemotron-tiny      nemotron_h "M-M*EM-": relu² MLPs, NoPE attention, 2
+//          Mamba groups, one MoE block (8 experts in 2 groups, top 2).
+//   nemotron-small     nemotron_h "M-M-M*-M-M-M*-", hidden 768.
+// All use the Granite-4 chat format and special tokens <|end_of_text|>
+// (bos = eos), <|pad|>, <|start_of_role|>, <|end_of_role|>, with the tokenizer
+// of their size (tiny or small).
 #ifndef HC_WORKER_MODEL_SYNTHETIC_CHECKPOINT_H_
 #define HC_WORKER_MODEL_SYNTHETIC_CHECKPOINT_H_
 
@@ -40,7 +48,7 @@ struct SyntheticPreset {
   uint64_t seed = 0;
 };
 
-// "tiny" or "small"; INVALID_ARGUMENT naming the preset otherwise.
+// One of the presets above; INVALID_ARGUMENT naming the preset otherwise.
 absl::StatusOr<SyntheticPreset> GetSyntheticPreset(std::string_view name);
 
 // The preset's trained tokenizer (deterministic).

@@ -1,4 +1,5 @@
 // Norms, RoPE and element-wise kernels against plain references.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -202,6 +203,40 @@ TEST(ElementwiseTest, EmbeddingGatherFromBf16TableWidensExactly) {
       EXPECT_EQ(emb[t * (D + 2) + i], Bf16ToF32(table16[ids[t] * D + i]));
     }
     EXPECT_EQ(emb[t * (D + 2) + D], -5.0f);  // the row stride's padding is untouched
+  }
+}
+
+TEST(ElementwiseTest, Relu2ScaleAndScatterAddMatchReference) {
+  auto ew = CreateCpuElementwiseKernels();
+  const int T = 3, W = 6, D = 4;
+  const auto x = RandomVector(T * 2 * W, 61, -2, 2);  // strided: the left half of each row
+  std::vector<float> out(T * W);
+  ew->Relu2(T, W, {x.data(), 2 * W}, {out.data(), W});
+  for (int t = 0; t < T; ++t) {
+    for (int i = 0; i < W; ++i) {
+      const double r = std::max(0.0, double(x[t * 2 * W + i]));
+      EXPECT_FLOAT_EQ(out[t * W + i], float(r * r));
+    }
+  }
+  auto in_place = std::vector<float>(x.begin(), x.begin() + W);
+  ew->Relu2(1, W, {in_place.data(), W}, {in_place.data(), W});
+  for (int i = 0; i < W; ++i) EXPECT_FLOAT_EQ(in_place[i], out[i]);
+
+  auto scaled = out;
+  ew->ScaleRows(T, W, -0.5f, {scaled.data(), W});
+  for (size_t i = 0; i < out.size(); ++i) EXPECT_FLOAT_EQ(scaled[i], -0.5f * out[i]);
+
+  // Rows 2 and 0 of y receive weighted rows 0 and 1 of e; row 1 is untouched.
+  const auto e = RandomVector(2 * D, 62);
+  const auto y0 = RandomVector(T * D, 63);
+  auto y = y0;
+  const std::vector<int32_t> rows = {2, 0};
+  const std::vector<float> weights = {0.25f, 2.0f};
+  ew->ScatterAddRows(2, D, rows.data(), weights.data(), {e.data(), D}, {y.data(), D});
+  for (int i = 0; i < D; ++i) {
+    EXPECT_FLOAT_EQ(y[2 * D + i], y0[2 * D + i] + 0.25f * e[i]);
+    EXPECT_FLOAT_EQ(y[0 * D + i], y0[0 * D + i] + 2.0f * e[D + i]);
+    EXPECT_EQ(y[1 * D + i], y0[1 * D + i]);
   }
 }
 

@@ -32,10 +32,10 @@ const std::vector<hc::ChatMessage>& Turn() {
 }
 
 void BM_RenderAndEncodeTurn(benchmark::State& state) {
-  const hc::ChatTemplate tmpl(hc::ChatTemplate::Kind::kGranite);
+  const hc::ChatTemplate tmpl = hc::ChatTemplate::ByName("granite").value();
   size_t tokens = 0, bytes = 0;
   for (auto _ : state) {
-    const std::string text = tmpl.Render(Turn(), true);
+    const std::string text = tmpl.RenderText(Turn(), true).value();
     auto ids = Tok().Encode(text);
     benchmark::DoNotOptimize(ids.data());
     tokens += ids.size();

@@ -1,5 +1,7 @@
-// Hybrid model throughput on the CPU backend (tp = 1, the `small` preset's
-// config, ~80M parameters, seeded random bf16-representable weights):
+// Hybrid model throughput on the CPU backend (tp = 1, a synthetic preset's
+// config, seeded random bf16-representable weights; $HC_MODEL_BENCH_PRESET
+// picks the preset: small (Bamba, ~80M parameters, the default),
+// granite-small, nemotron-small):
 //   - fp32 vs bf16 weights + KV cache, in one run: resident weight bytes,
 //     prefill and decode tokens/s at batch 1 and 8, printed as bf16/fp32
 //     ratios (goal: bf16 decode >= 1.6x fp32 on CPU; decode is memory-bound);
@@ -8,9 +10,11 @@
 // Prints a summary with the ratio measured in this run.
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <random>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "benchmark/benchmark.h"
@@ -25,10 +29,15 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr int kBlockSize = 16;
 
-// The `small` preset's configuration (hc-checkpoint --preset small), with
-// seeded random weights generated in memory.
+const char* PresetName() {
+  const char* p = std::getenv("HC_MODEL_BENCH_PRESET");
+  return p != nullptr && *p != '\0' ? p : "small";
+}
+
+// The preset's configuration (hc-checkpoint --preset <preset>), with seeded
+// random weights generated in memory.
 ModelConfig SmallConfig() {
-  absl::StatusOr<ModelConfig> c = SyntheticModelConfig("small");
+  absl::StatusOr<ModelConfig> c = SyntheticModelConfig(PresetName());
   HC_CHECK(c.ok()) << c.status();
   return *c;
 }
@@ -212,8 +221,9 @@ int main(int argc, char** argv) {
   using namespace hc::model;
   const ModelConfig& c = GetEnv().config;
   std::printf(
-      "model: small preset, %.1fM parameters (D=%d, %d layers: %d Mamba2 + %d attention), "
-      "fp32 vs bf16, tp=1\n",
+      "model: %s preset (%s), %.1fM parameters (D=%d, %d layers: %d Mamba2 + %d attention "
+      "mixers), fp32 vs bf16, tp=1\n",
+      PresetName(), std::string(ModelTypeName(c.architecture)).c_str(),
       ParamCount(*GetEnv().source) / 1e6, c.hidden_size, c.num_hidden_layers, c.num_mamba_layers(),
       c.num_attention_layers());
   benchmark::Initialize(&argc, argv);

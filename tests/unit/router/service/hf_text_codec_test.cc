@@ -26,25 +26,40 @@ class HfTextCodecTest : public ::testing::Test {
     BpeTrainerOptions opt;
     opt.vocab_size = 400;
     opt.min_frequency = 1;
-    opt.special_tokens = {"<|end_of_text|>", "<|pad|>", "<|start_of_role|>", "<|end_of_role|>"};
+    opt.special_tokens = {"<|end_of_text|>", "<|pad|>",      "<|start_of_role|>",
+                          "<|end_of_role|>", "<|im_start|>", "<|im_end|>"};
     const BpeModel model = TrainBpe(
         "Hello there, how are you today? The cache holds the state of each conversation. "
         "Emoji: \xF0\x9F\x98\x80 caf\xC3\xA9 na\xC3\xAFve. user assistant system",
         opt);
-    std::ofstream(dir_ + "/tokenizer.json") << BpeTokenizerJson(model);
+    tokenizer_json_ = BpeTokenizerJson(model);
+    codec_ = Codec("builtin", ChatTemplate::ByName("granite")->source(), "<|end_of_text|>");
+    tokenizer_ = Tokenizer::FromFile(dir_ + "/builtin/tokenizer.json").value();
+  }
+
+  // A checkpoint directory `name` with this test's tokenizer and `tmpl`.
+  std::unique_ptr<HfTextCodec> Codec(const std::string& name, const std::string& tmpl,
+                                     const std::string& eos) {
+    const std::string dir = dir_ + "/" + name;
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir + "/tokenizer.json") << tokenizer_json_;
     json::Value config = json::Value::MakeObject();
-    config.Set("chat_template",
-               json::Value::String(ChatTemplate(ChatTemplate::Kind::kGranite).JinjaSource()));
-    config.Set("eos_token", json::Value::String("<|end_of_text|>"));
-    std::ofstream(dir_ + "/tokenizer_config.json") << json::Serialize(config);
-    codec_ = HfTextCodec::FromModelDir(dir_).value();
-    tokenizer_ = Tokenizer::FromFile(dir_ + "/tokenizer.json").value();
+    config.Set("chat_template", json::Value::String(tmpl));
+    config.Set("eos_token", json::Value::String(eos));
+    std::ofstream(dir + "/tokenizer_config.json") << json::Serialize(config);
+    return HfTextCodec::FromModelDir(dir).value();
+  }
+
+  static std::string ReadTemplate(const std::string& file) {
+    std::ifstream in(std::string(HC_CHAT_TEMPLATES_DIR) + "/" + file);
+    return std::string(std::istreambuf_iterator<char>(in), {});
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
   std::vector<uint32_t> Ids(const std::vector<TokenId>& v) { return {v.begin(), v.end()}; }
 
   std::string dir_;
+  std::string tokenizer_json_;
   std::unique_ptr<HfTextCodec> codec_;
   std::unique_ptr<Tokenizer> tokenizer_;
 };
@@ -122,34 +137,129 @@ TEST_F(HfTextCodecTest, ReplyStreamCutsInsideATokenAndReencodesItsLead) {
   EXPECT_GE(nan, 1u);
 }
 
+// Encodes a conversation turn by turn, as the router does: each turn's new
+// messages, then the model's reply (its tokens and the end-of-turn token);
+// the script ends with the last turn's messages, whose prompt ends the ids.
+// Checks that the new messages' ranges tile their part of each turn.
+std::vector<uint32_t> TurnByTurn(const HfTextCodec& codec, const Tokenizer& tok,
+                                 const std::vector<TurnMessage>& script) {
+  std::vector<uint32_t> ids;
+  std::vector<TurnMessage> history;
+  std::vector<TurnMessage> pending;
+  auto encode_turn = [&]() {
+    TurnContext ctx{.first_turn = ids.empty(), .history = history};
+    if (!ids.empty()) ctx.last_token = ids.back();
+    const absl::StatusOr<EncodedTurn> t = codec.EncodeTurn(pending, ctx);
+    EXPECT_TRUE(t.ok()) << t.status();
+    if (!t.ok()) return;
+    EXPECT_EQ(t->message_begins.size(), pending.size());
+    for (size_t i = 0; i < pending.size(); ++i) {
+      EXPECT_LT(t->message_begins[i], t->message_ends[i]);
+      if (i > 0) {
+        EXPECT_EQ(t->message_begins[i], t->message_ends[i - 1]);
+      }
+    }
+    ids.insert(ids.end(), t->tokens.begin(), t->tokens.end());
+    history.insert(history.end(), pending.begin(), pending.end());
+    pending.clear();
+  };
+  for (const TurnMessage& m : script) {
+    if (m.role != Role::kAssistant) {
+      pending.push_back(m);
+      continue;
+    }
+    encode_turn();
+    for (const TokenId id : tok.Encode(m.content, false)) ids.push_back(static_cast<uint32_t>(id));
+    ids.push_back(codec.eos_token_id());
+    history.push_back(m);
+  }
+  encode_turn();
+  return ids;
+}
+
+const std::vector<TurnMessage> kScript = {{Role::kSystem, "Be brief."},
+                                          {Role::kUser, "Hello there"},
+                                          {Role::kAssistant, "how are you today?"},
+                                          {Role::kUser, "caf\xC3\xA9 \xF0\x9F\x98\x80"},
+                                          {Role::kAssistant, "The cache holds the state."},
+                                          {Role::kUser, "<|end_of_text|> user"}};
+
+std::vector<ChatMessage> AsChat(const std::vector<TurnMessage>& script) {
+  std::vector<ChatMessage> out;
+  for (const TurnMessage& m : script) out.push_back({std::string(RoleName(m.role)), m.content});
+  return out;
+}
+
 TEST_F(HfTextCodecTest, TurnByTurnEncodingEqualsEncodingTheWholeConversation) {
-  const ChatTemplate tmpl(ChatTemplate::Kind::kGranite);
-  const std::vector<TurnMessage> first = {{Role::kSystem, "Be brief."},
-                                          {Role::kUser, "Hello there"}};
-  const EncodedTurn t1 = codec_->EncodeTurn(first, {.first_turn = true}).value();
-  ASSERT_EQ(t1.message_begins.size(), 2u);
-  EXPECT_EQ(t1.message_begins[0], 0u);
+  const ChatTemplate tmpl = ChatTemplate::ByName("granite").value();
+  EXPECT_EQ(TurnByTurn(*codec_, *tokenizer_, kScript),
+            Ids(EncodeChat(*tokenizer_, tmpl, AsChat(kScript), true).value()));
+}
 
-  // The model's reply, ending with the end-of-turn token (EOS).
-  std::vector<uint32_t> reply = Ids(tokenizer_->Encode("how are you today?", false));
-  reply.push_back(codec_->eos_token_id());
-  const std::vector<TurnMessage> second = {{Role::kUser, "caf\xC3\xA9 \xF0\x9F\x98\x80"}};
-  const EncodedTurn t2 =
-      codec_->EncodeTurn(second, {.first_turn = false, .last_token = reply.back()}).value();
+TEST_F(HfTextCodecTest, ContinuingRendersTheHistoryWithARealTemplate) {
+  // Granite-4.0's template writes a default system prompt before the first
+  // message; continuing a conversation must not repeat or drop it.
+  const std::string source = ReadTemplate("granite-4.0-h.jinja");
+  const auto codec = Codec("granite4", source, "<|end_of_text|>");
+  const std::vector<TurnMessage> script(kScript.begin() + 1, kScript.end());  // no system message
+  const std::vector<uint32_t> conversation = TurnByTurn(*codec, *tokenizer_, script);
+  const ChatTemplate tmpl =
+      ChatTemplate::FromTokenizerConfig(R"({"eos_token": "<|end_of_text|>"})", &source).value();
+  const RenderedChat whole = tmpl.Render(AsChat(script), true).value();
+  EXPECT_NE(whole.text.find("You are a helpful assistant."), std::string::npos);
+  EXPECT_EQ(conversation, Ids(EncodeRendered(*tokenizer_, whole)));
+  // The content's "<|end_of_text|>" stayed text: the only end-of-turn tokens
+  // are the template's (system, 3 user, 2 assistant).
+  size_t eots = 0;
+  for (const uint32_t id : conversation) eots += id == codec->eos_token_id() ? 1 : 0;
+  EXPECT_EQ(eots, 6u);
+}
 
-  std::vector<uint32_t> conversation = t1.tokens;
-  conversation.insert(conversation.end(), reply.begin(), reply.end());
-  conversation.insert(conversation.end(), t2.tokens.begin(), t2.tokens.end());
-  const std::vector<ChatMessage> all = {{"system", "Be brief."},
-                                        {"user", "Hello there"},
-                                        {"assistant", "how are you today?"},
-                                        {"user", "caf\xC3\xA9 \xF0\x9F\x98\x80"}};
-  EXPECT_EQ(conversation, Ids(EncodeChat(*tokenizer_, tmpl, all, /*add_generation_prompt=*/true)));
+TEST_F(HfTextCodecTest, TemplateThatRewritesHistoryIsRefusedWithFailedPrecondition) {
+  // Like Qwen3's and Nemotron's templates: earlier replies lose their
+  // reasoning once the conversation continues, so the cached tokens (which
+  // hold it) are not what the template would render.
+  const std::string source =
+      "{% for m in messages %}<|im_start|>{{ m.role }}\n"
+      "{% if m.role == 'assistant' %}{{ m.content.split('</think>')[-1] }}"
+      "{% else %}{{ m.content }}{% endif %}<|im_end|>\n{% endfor %}"
+      "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+  const auto codec = Codec("rewrites", source, "<|im_end|>");
+  const std::vector<TurnMessage> history = {{Role::kUser, "Hello"},
+                                            {Role::kAssistant, "<think>hmm</think>Hi"}};
+  const TurnContext ctx{
+      .first_turn = false, .last_token = codec->eos_token_id(), .history = history};
+  const absl::StatusOr<EncodedTurn> t = codec->EncodeTurn({{{Role::kUser, "More"}}}, ctx);
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(t.status().message().find("renders this conversation's history differently"),
+            std::string::npos);
+  // Without reasoning in the reply the same template continues fine.
+  const std::vector<TurnMessage> plain = {{Role::kUser, "Hello"}, {Role::kAssistant, "Hi"}};
+  EXPECT_TRUE(
+      codec
+          ->EncodeTurn({{{Role::kUser, "More"}}},
+                       {.first_turn = false, .last_token = codec->eos_token_id(), .history = plain})
+          .ok());
+}
+
+TEST_F(HfTextCodecTest, TemplateRefusalIsInvalidArgumentWithItsMessage) {
+  const auto codec =
+      Codec("strict",
+            "{% if messages[0].role != 'user' %}{{ raise_exception('first message must be from the "
+            "user') }}{% endif %}{% for m in messages %}<|im_start|>{{ m.content }}<|im_end|>{% "
+            "endfor %}",
+            "<|im_end|>");
+  const absl::StatusOr<EncodedTurn> t = codec->EncodeTurn({{{Role::kSystem, "S"}}}, {});
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(t.status().message(), "first message must be from the user");
 }
 
 TEST_F(HfTextCodecTest, ReplyCutShortIsClosedBeforeTheNextMessage) {
+  const std::vector<TurnMessage> history = {{Role::kUser, "Hello"}, {Role::kAssistant, "how"}};
   const EncodedTurn t =
-      codec_->EncodeTurn({{{Role::kUser, "Hello"}}}, {.first_turn = false, .last_token = 42})
+      codec_
+          ->EncodeTurn({{{Role::kUser, "Hello"}}},
+                       {.first_turn = false, .last_token = 42, .history = history})
           .value();
   ASSERT_FALSE(t.tokens.empty());
   EXPECT_EQ(t.tokens[0], codec_->eos_token_id());

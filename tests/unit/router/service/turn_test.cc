@@ -166,10 +166,97 @@ class BlockingCodec final : public TextCodec {
       self->saw_cancel = true;
       return absl::CancelledError("tokenization cancelled");
     }
+    {
+      absl::MutexLock lock(&mu_);
+      histories_.push_back(context.history);
+    }
+    return inner_.EncodeTurn(messages, context, cancel);
+  }
+  ByteTextCodec inner_;
+
+ public:
+  // The TurnContext::history of every encoded turn, in order.
+  std::vector<std::vector<TurnMessage>> histories() const {
+    absl::MutexLock lock(&mu_);
+    return histories_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  mutable std::vector<std::vector<TurnMessage>> histories_ ABSL_GUARDED_BY(mu_);
+};
+
+// ByteTextCodec that refuses to continue a conversation, as HfTextCodec does
+// for a chat template that renders the history differently (not prefix-stable).
+class HistoryRefusingCodec final : public TextCodec {
+ public:
+  std::string Decode(std::span<const uint32_t> ids) const override { return inner_.Decode(ids); }
+  std::string TokenBytes(std::span<const uint32_t> ids) const override {
+    return inner_.TokenBytes(ids);
+  }
+  std::vector<uint32_t> EncodeBytes(std::string_view bytes) const override {
+    return inner_.EncodeBytes(bytes);
+  }
+  std::unique_ptr<StreamDecoder> NewStreamDecoder() const override {
+    return inner_.NewStreamDecoder();
+  }
+  uint32_t vocab_size() const override { return inner_.vocab_size(); }
+  uint32_t eos_token_id() const override { return inner_.eos_token_id(); }
+  size_t max_token_bytes() const override { return inner_.max_token_bytes(); }
+
+ private:
+  absl::StatusOr<EncodedTurn> DoEncodeTurn(std::span<const TurnMessage> messages,
+                                           const TurnContext& context,
+                                           const std::atomic<bool>* cancel) const override {
+    if (!context.history.empty()) {
+      return absl::FailedPreconditionError("the chat template renders the history differently");
+    }
     return inner_.EncodeTurn(messages, context, cancel);
   }
   ByteTextCodec inner_;
 };
+
+TEST(TurnTest, TurnTheTemplateCannotContinueIsFailedPreconditionAndCommitsNothing) {
+  HarnessOptions o;
+  o.codec = std::make_unique<HistoryRefusingCodec>();
+  RouterHarness h(1, std::move(o));
+  ASSERT_TRUE(h.Complete(RouterHarness::UserTurn("c", "hello")).status.ok());
+  const auto before = h.ledger().Get(LedgerKey{"", "c"});
+  ASSERT_TRUE(before.ok());
+  const TurnResult refused = h.Complete(RouterHarness::UserTurn("c", "again"));
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(refused.status.error_message(), "the chat template renders the history differently");
+  const auto after = h.ledger().Get(LedgerKey{"", "c"});
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->round, before->round);
+  EXPECT_EQ(after->tokens, before->tokens);
+  EXPECT_EQ(after->messages, before->messages);
+  // The lease was released (a held one would answer ABORTED).
+  EXPECT_EQ(h.Complete(RouterHarness::UserTurn("c", "once more")).status.error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST(TurnTest, ContinuingTurnIsEncodedWithTheCommittedMessagesAsHistory) {
+  // A chat template renders the whole conversation, so the codec needs the
+  // committed messages (roles and texts, the reply as decoded) on every turn.
+  auto codec = std::make_unique<BlockingCodec>();
+  BlockingCodec* recording = codec.get();
+  HarnessOptions o;
+  o.codec = std::move(codec);
+  RouterHarness h(1, std::move(o));
+  const TurnResult first = h.Complete(RouterHarness::UserTurn("conv", "hello"));
+  ASSERT_TRUE(first.status.ok()) << first.status.error_message();
+  const TurnResult second = h.Complete(RouterHarness::UserTurn("conv", "again"));
+  ASSERT_TRUE(second.status.ok()) << second.status.error_message();
+  const auto histories = recording->histories();
+  ASSERT_EQ(histories.size(), 2u);
+  EXPECT_TRUE(histories[0].empty());
+  ASSERT_EQ(histories[1].size(), 2u);
+  EXPECT_EQ(histories[1][0].role, Role::kUser);
+  EXPECT_EQ(histories[1][0].content, "hello");
+  EXPECT_EQ(histories[1][1].role, Role::kAssistant);
+  EXPECT_EQ(histories[1][1].content, ByteTextCodec().Decode(first.tokens));
+}
 
 TEST(TurnTest, ClientCancelWhileTokenizingStopsTheTokenizerAndReleasesTheLease) {
   auto codec = std::make_unique<BlockingCodec>();

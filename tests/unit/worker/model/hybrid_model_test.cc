@@ -5,6 +5,7 @@
 
 #include <random>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -22,6 +23,11 @@ constexpr int kBlockSize = 4;
 constexpr int kNumBlocks = 512;
 constexpr int kNumSlots = 16;
 constexpr double kTol = 1e-4;
+// bf16 weights and KV (docs/model.md): rounding to bf16 is discontinuous, so
+// the fp32-level differences between the decode and prefill kernels (~1e-6)
+// now and then flip an activation's or a K/V entry's rounding by one bf16 ulp
+// (2^-9 relative); measured worst 4.7e-4 (granite, prefill(33) vs decode).
+constexpr double kBf16Tol = 1e-3;
 
 std::vector<int32_t> RandomTokens(int n, uint32_t seed, int vocab) {
   std::mt19937 rng(seed);
@@ -89,20 +95,28 @@ class Harness {
 };
 
 using runtime::DType;
+using testing::TinyArch;
+using testing::TinyArchName;
 
-// Weights and KV cache in `dtype`; bf16 keeps the fp32 tolerance: every path
-// (decode, prefill, continuation) rounds the same weights and KV entries.
+// Weights and KV cache in `dtype` (bf16 instances compare at kBf16Tol).
 struct ExactnessParam {
   int tp;
   int groups;
+  TinyArch arch = TinyArch::kBamba;
   DType dtype = DType::kF32;
 };
+
+std::string ParamName(int tp, int groups, TinyArch arch) {
+  return std::string(TinyArchName(arch)) + "_tp" + std::to_string(tp) + "_groups" +
+         std::to_string(groups);
+}
 
 class HybridModelExactnessTest : public ::testing::TestWithParam<ExactnessParam> {};
 
 TEST_P(HybridModelExactnessTest, PrefillContinuationAndDecodeAgree) {
-  const auto [tp, groups, dtype] = GetParam();
-  const ModelConfig config = TinyConfig(groups);
+  const auto [tp, groups, arch, dtype] = GetParam();
+  const double tol = dtype == DType::kBF16 ? kBf16Tol : kTol;
+  const ModelConfig config = TinyConfig(groups, arch);
   const RandomTensorSource source(config, 7);
   auto runner =
       TpRunner::Create(config, source, tp, kNumBlocks, kBlockSize, kNumSlots, 0, dtype, dtype)
@@ -119,37 +133,44 @@ TEST_P(HybridModelExactnessTest, PrefillContinuationAndDecodeAgree) {
   Seq dec = hx.NewSeq(1);
   std::vector<std::vector<float>> per_token;
   for (int i = 0; i < L; ++i) per_token.push_back(hx.Run(dec, all.subspan(i, 1)));
-  EXPECT_LT(MaxRelError(per_token.back(), full), kTol) << "decode vs one prefill";
+  EXPECT_LT(MaxRelError(per_token.back(), full), tol) << "decode vs one prefill";
 
-  // prefill(k), commit (fork into a new slot / CoW tail), prefill of the rest.
-  // k: block-aligned and not, inside and across Mamba chunks, plus seeded
-  // random ones.
-  std::vector<int> ks = {1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 23, 24, 25, 31, 36};
-  std::mt19937 rng(tp * 10 + groups);
-  for (int i = 0; i < 6; ++i) ks.push_back(1 + static_cast<int>(rng() % (L - 1)));
-  for (int k : ks) {
+  // prefill(k), commit (fork into a new slot / CoW tail), prefill of the rest,
+  // at every split k: block-aligned and not, inside and across Mamba chunks.
+  for (int k = 1; k < L; ++k) {
     Seq first = hx.NewSeq(2);
     const auto prefix_logits = hx.Run(first, all.first(k));
-    EXPECT_LT(MaxRelError(prefix_logits, per_token[k - 1]), kTol) << "prefill(" << k << ")";
+    EXPECT_LT(MaxRelError(prefix_logits, per_token[k - 1]), tol) << "prefill(" << k << ")";
     Seq cont = hx.Fork(first, 3);
     const auto rest = hx.Run(cont, all.subspan(k));
-    EXPECT_LT(MaxRelError(rest, full), kTol) << "prefill(" << k << ") + continuation";
+    EXPECT_LT(MaxRelError(rest, full), tol) << "prefill(" << k << ") + continuation";
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Shards, HybridModelExactnessTest,
-                         ::testing::Values(ExactnessParam{1, 1}, ExactnessParam{2, 1},
-                                           ExactnessParam{1, 2}, ExactnessParam{2, 2},
-                                           ExactnessParam{1, 1, DType::kBF16},
-                                           ExactnessParam{2, 2, DType::kBF16}),
+std::vector<ExactnessParam> ExactnessParams() {
+  std::vector<ExactnessParam> out;
+  for (TinyArch arch :
+       {TinyArch::kBamba, TinyArch::kGranite, TinyArch::kGraniteMoe, TinyArch::kNemotron}) {
+    for (auto [tp, groups] : {std::pair{1, 1}, {2, 1}, {1, 2}, {2, 2}}) {
+      out.push_back({tp, groups, arch});
+    }
+    for (auto [tp, groups] : {std::pair{1, 1}, {2, 2}}) {
+      out.push_back({tp, groups, arch, DType::kBF16});
+    }
+  }
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Shards, HybridModelExactnessTest, ::testing::ValuesIn(ExactnessParams()),
                          [](const auto& info) {
-                           return "tp" + std::to_string(info.param.tp) + "_groups" +
-                                  std::to_string(info.param.groups) +
+                           return ParamName(info.param.tp, info.param.groups, info.param.arch) +
                                   (info.param.dtype == DType::kBF16 ? "_bf16" : "");
                          });
 
-TEST(HybridModelTest, MixedVarlenBatchMatchesSeparateRuns) {
-  const ModelConfig config = TinyConfig();
+class HybridModelArchTest : public ::testing::TestWithParam<TinyArch> {};
+
+TEST_P(HybridModelArchTest, MixedVarlenBatchMatchesSeparateRuns) {
+  const ModelConfig config = TinyConfig(1, GetParam());
   const RandomTensorSource source(config, 8);
   auto runner = TpRunner::Create(config, source, 1, kNumBlocks, kBlockSize, kNumSlots).value();
   Harness hx(runner.get());
@@ -187,16 +208,23 @@ TEST(HybridModelTest, MixedVarlenBatchMatchesSeparateRuns) {
   EXPECT_LT(MaxRelError(got_c, want_c), kTol);
 }
 
+INSTANTIATE_TEST_SUITE_P(Archs, HybridModelArchTest,
+                         ::testing::Values(TinyArch::kBamba, TinyArch::kGranite,
+                                           TinyArch::kGraniteMoe, TinyArch::kNemotron),
+                         [](const auto& info) { return TinyArchName(info.param); });
+
 struct TpParam {
   int tp;
   int groups;
+  TinyArch arch = TinyArch::kBamba;
   DType dtype = DType::kF32;
 };
 class HybridModelTpTest : public ::testing::TestWithParam<TpParam> {};
 
 TEST_P(HybridModelTpTest, ShardedLogitsEqualSingleRankLogits) {
-  const auto [tp, groups, dtype] = GetParam();
-  const ModelConfig config = TinyConfig(groups);
+  const auto [tp, groups, arch, dtype] = GetParam();
+  const double tol = dtype == DType::kBF16 ? kBf16Tol : kTol;
+  const ModelConfig config = TinyConfig(groups, arch);
   const RandomTensorSource source(config, 9);
   auto one = TpRunner::Create(config, source, 1, kNumBlocks, kBlockSize, kNumSlots, 0, dtype, dtype)
                  .value();
@@ -212,17 +240,25 @@ TEST_P(HybridModelTpTest, ShardedLogitsEqualSingleRankLogits) {
   for (auto [begin, len] : steps) {
     const auto want = h1.Run(s1, all.subspan(begin, len));
     const auto got = hn.Run(sn, all.subspan(begin, len));
-    EXPECT_LT(MaxRelError(got, want), kTol) << "tp=" << tp << " step at " << begin;
+    EXPECT_LT(MaxRelError(got, want), tol) << "tp=" << tp << " step at " << begin;
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Shards, HybridModelTpTest,
-                         ::testing::Values(TpParam{2, 1}, TpParam{4, 1}, TpParam{2, 2},
-                                           TpParam{2, 1, DType::kBF16},
-                                           TpParam{2, 2, DType::kBF16}),
+std::vector<TpParam> TpParams() {
+  std::vector<TpParam> out;
+  for (TinyArch arch :
+       {TinyArch::kBamba, TinyArch::kGranite, TinyArch::kGraniteMoe, TinyArch::kNemotron}) {
+    for (auto [tp, groups] : {std::pair{2, 1}, {4, 1}, {2, 2}}) out.push_back({tp, groups, arch});
+    for (auto [tp, groups] : {std::pair{2, 1}, {2, 2}}) {
+      out.push_back({tp, groups, arch, DType::kBF16});
+    }
+  }
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Shards, HybridModelTpTest, ::testing::ValuesIn(TpParams()),
                          [](const auto& info) {
-                           return "tp" + std::to_string(info.param.tp) + "_groups" +
-                                  std::to_string(info.param.groups) +
+                           return ParamName(info.param.tp, info.param.groups, info.param.arch) +
                                   (info.param.dtype == DType::kBF16 ? "_bf16" : "");
                          });
 

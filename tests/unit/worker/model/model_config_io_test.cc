@@ -53,7 +53,7 @@ TEST(ModelConfigIoTest, ParsesBambaConfig) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->hidden_size, 256);
   EXPECT_EQ(c->num_hidden_layers, 6);
-  EXPECT_EQ(c->attn_layer_indices, (std::vector<int>{1, 4}));
+  EXPECT_EQ(c->AttentionLayerIndices(), (std::vector<int>{1, 4}));
   EXPECT_EQ(c->num_mamba_layers(), 4);
   EXPECT_EQ(c->mamba_d_head, 64);                   // "auto" = 2 * 256 / 8
   EXPECT_EQ(c->head_dim, 32);                       // hidden / heads
@@ -93,7 +93,6 @@ TEST(ModelConfigIoTest, ValidationErrorsNameTheKey) {
       {With("\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3"), "num_key_value_heads"},
       {With("[4, 1]", "[4, 6]"), "attn_layer_indices"},
       {With("[4, 1]", "[1, 1]"), "twice"},
-      {With("\"model_type\": \"bamba\"", "\"model_type\": \"llama\""), "model_type"},
       {With("\"hidden_size\": 256,", ""), "\"hidden_size\" is required"},
       {With("\"hidden_size\": 256", "\"hidden_size\": \"256\""), "hidden_size"},
       {With("\"attn_rotary_emb\": 16", "\"attn_rotary_emb\": 7"), "partial_rotary_factor"},
@@ -119,7 +118,7 @@ TEST(ModelConfigIoTest, WrittenConfigParsesBackIdentically) {
   auto back = ParseModelConfig(ModelConfigToJson(*c));
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->hidden_size, c->hidden_size);
-  EXPECT_EQ(back->attn_layer_indices, c->attn_layer_indices);
+  EXPECT_EQ(back->AttentionLayerIndices(), c->AttentionLayerIndices());
   EXPECT_EQ(back->mamba_d_head, c->mamba_d_head);
   EXPECT_EQ(back->head_dim, c->head_dim);
   EXPECT_EQ(back->rotary_dim(), c->rotary_dim());
@@ -130,6 +129,25 @@ TEST(ModelConfigIoTest, WrittenConfigParsesBackIdentically) {
   EXPECT_EQ(back->eos_token_id, 2);
   EXPECT_THAT(ModelConfigToJson(*c), HasSubstr("\"rms_norm_eps\": 1e-05"));
   EXPECT_THAT(ModelConfigToJson(*c), HasSubstr("\"BambaForCausalLM\""));
+}
+
+TEST(ModelConfigIoTest, WrittenConfigKeepsAnInfiniteTimeStepLimit) {
+  auto c = ParseModelConfig(kConfig);
+  ASSERT_TRUE(c.ok());
+  c->time_step_min_limit = 0.001f;  // max stays infinite: written as Infinity, not null
+  auto back = ParseModelConfig(ModelConfigToJson(*c));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->time_step_min_limit, 0.001f);
+  EXPECT_TRUE(std::isinf(back->time_step_max_limit));
+}
+
+TEST(ModelConfigIoTest, UnknownModelTypeIsUnimplementedNamingIt) {
+  auto c = ParseModelConfig(With("\"model_type\": \"bamba\"", "\"model_type\": \"llama\""));
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(c.status().message(), HasSubstr("\"model_type\" = \"llama\""));
+  c = ParseModelConfig(With("\"BambaForCausalLM\"", "\"LlamaForCausalLM\""));
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(c.status().message(), HasSubstr("architectures"));
 }
 
 TEST(ModelConfigIoTest, LoadModelConfigReportsMissingFile) {

@@ -12,8 +12,8 @@
 #include "common/text/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "worker/model/bamba_tensors.h"
 #include "worker/model/model_config_io.h"
+#include "worker/model/model_tensors.h"
 #include "worker/model/safetensors.h"
 
 namespace hc::model {
@@ -85,7 +85,7 @@ TEST_F(TinyCheckpointTest, EveryExpectedTensorLoadsWithItsShape) {
   ASSERT_TRUE(c.ok());
   auto ckpt = SafetensorsCheckpoint::Open(*dir_);
   ASSERT_TRUE(ckpt.ok()) << ckpt.status();
-  const auto specs = BambaTensorSpecs(*c);
+  const auto specs = ModelTensorSpecs(*c);
   EXPECT_EQ((*ckpt)->Names().size(), specs.size());
   for (const TensorSpec& spec : specs) {
     auto v = LoadF32(**ckpt, spec.name, spec.shape);
@@ -134,8 +134,8 @@ TEST_F(TinyCheckpointTest, TokenizerAndTemplateMatchTheConfig) {
   }
   auto tmpl = ChatTemplate::FromModelDir(*dir_);
   ASSERT_TRUE(tmpl.ok()) << tmpl.status();
-  EXPECT_EQ(tmpl->kind(), ChatTemplate::Kind::kGranite);
-  const std::string prompt = tmpl->Render({{"user", "Hello there!"}}, true);
+  EXPECT_EQ(tmpl->name(), "granite");
+  const std::string prompt = tmpl->RenderText({{"user", "Hello there!"}}, true).value();
   const auto ids = (*tok)->Encode(prompt);
   EXPECT_EQ(ids.front(), *(*tok)->TokenToId("<|start_of_role|>"));
   EXPECT_EQ((*tok)->Decode(ids), prompt);
@@ -168,7 +168,7 @@ TEST_F(TinyCheckpointTest, GenerationIsDeterministicAndShardingPreservesTensors)
 TEST(SyntheticPresetTest, SmallHasFiftyToHundredMillionParameters) {
   auto c = SyntheticModelConfig("small");
   ASSERT_TRUE(c.ok()) << c.status();
-  const int64_t params = CountParameters(BambaTensorSpecs(*c));
+  const int64_t params = CountParameters(ModelTensorSpecs(*c));
   EXPECT_GE(params, 50'000'000);
   EXPECT_LE(params, 100'000'000);
   EXPECT_GE(c->vocab_size, 4096);

@@ -5,20 +5,36 @@
 #include <cstring>
 #include <random>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "kernels/half.h"
+#include "worker/model/model_tensors.h"
 #include "worker/runtime/cpu_backend.h"
 
 namespace hc::model::testing {
 
-ModelConfig TinyConfig(int mamba_groups) {
+const char* TinyArchName(TinyArch arch) {
+  switch (arch) {
+    case TinyArch::kBamba:
+      return "bamba";
+    case TinyArch::kGranite:
+      return "granite";
+    case TinyArch::kGraniteMoe:
+      return "granite_moe";
+    case TinyArch::kNemotron:
+      return "nemotron";
+  }
+  return "?";
+}
+
+ModelConfig TinyConfig(int mamba_groups, TinyArch arch) {
   ModelConfig c;
   c.hidden_size = 32;
   c.intermediate_size = 48;
   c.num_hidden_layers = 3;
-  c.attn_layer_indices = {1};
+  c.SetMixerLayers(3, {1});
   c.num_attention_heads = 4;
   c.num_key_value_heads = 2;
   c.head_dim = 8;
@@ -32,11 +48,79 @@ ModelConfig TinyConfig(int mamba_groups) {
   c.partial_rotary_factor = 0.5f;
   c.vocab_size = 64;
   c.rms_norm_eps = 1e-5f;
+  if (arch == TinyArch::kGranite || arch == TinyArch::kGraniteMoe) {
+    c.architecture = Architecture::kGraniteMoeHybrid;
+    c.partial_rotary_factor = 1.0f;
+    c.use_rope = arch == TinyArch::kGraniteMoe;
+    c.embedding_multiplier = 6.0f;
+    c.attention_multiplier = 0.25f;
+    c.residual_multiplier = 0.5f;
+    c.logits_scaling = 2.0f;
+    c.intermediate_size = 24;  // shared_intermediate_size
+    if (arch == TinyArch::kGraniteMoe) {
+      c.SetMixerLayers(3, {1}, FfnKind::kMoe);
+      c.num_experts = 4;
+      c.num_experts_per_tok = 2;
+      c.moe_intermediate_size = 16;
+      c.moe_shared_intermediate_size = 24;
+    }
+  } else if (arch == TinyArch::kNemotron) {
+    c.architecture = Architecture::kNemotronH;
+    c.use_rope = false;
+    c.partial_rotary_factor = 1.0f;
+    c.mlp_activation = MlpActivation::kRelu2;
+    c.time_step_min_limit = 0.001f;
+    c.layers = {{MixerKind::kMamba, FfnKind::kNone},
+                {MixerKind::kNone, FfnKind::kMlp},
+                {MixerKind::kAttention, FfnKind::kNone},
+                {MixerKind::kNone, FfnKind::kMoe},
+                {MixerKind::kMamba, FfnKind::kNone}};
+    c.num_hidden_layers = 5;
+    c.num_experts = 4;
+    c.num_experts_per_tok = 2;
+    c.moe_intermediate_size = 16;
+    c.moe_shared_intermediate_size = 24;
+    c.moe_router = MoeRouter::kSigmoidGroupTopK;
+    c.moe_n_group = 2;
+    c.moe_topk_group = 1;
+    c.moe_routed_scaling_factor = 1.5f;
+  }
   return c;
 }
 
 RandomTensorSource::RandomTensorSource(const ModelConfig& c, uint32_t seed, bool bf16_representable)
     : seed_(seed), bf16_representable_(bf16_representable) {
+  if (c.architecture == Architecture::kBamba) {
+    AddBamba(c);
+    return;
+  }
+  for (const TensorSpec& spec : ModelTensorSpecs(c)) {
+    const std::string& n = spec.name;
+    const float s = 1.0f / std::sqrt(static_cast<float>(spec.shape.back()));
+    if (absl::EndsWith(n, "norm.weight") || absl::EndsWith(n, "norm_f.weight")) {
+      Add(n, spec.shape, 0.8f, 1.2f);
+    } else if (absl::EndsWith(n, ".A_log")) {
+      Add(n, spec.shape, 0.0f, 2.5f);
+    } else if (absl::EndsWith(n, ".D")) {
+      Add(n, spec.shape, 0.5f, 1.5f);
+    } else if (absl::EndsWith(n, ".dt_bias")) {
+      Add(n, spec.shape, -4.0f, -1.0f);
+    } else if (absl::EndsWith(n, "conv1d.weight")) {
+      Add(n, spec.shape, -0.5f, 0.5f);
+    } else if (absl::EndsWith(n, "conv1d.bias") || absl::EndsWith(n, "correction_bias")) {
+      Add(n, spec.shape, -0.1f, 0.1f);
+    } else if (n == TensorNames(c).Embed()) {
+      Add(n, spec.shape, -1.0f, 1.0f);
+    } else if (absl::EndsWith(n, "q_proj.weight") || absl::EndsWith(n, "k_proj.weight") ||
+               absl::StrContains(n, "router") || absl::EndsWith(n, "gate.weight")) {
+      Add(n, spec.shape, -2 * s, 2 * s);
+    } else {
+      Add(n, spec.shape, -s, s);
+    }
+  }
+}
+
+void RandomTensorSource::AddBamba(const ModelConfig& c) {
   const int64_t D = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
   const float sd = 1.0f / std::sqrt(static_cast<float>(D));
   Add("model.embed_tokens.weight", {V, D}, -1.0f, 1.0f);

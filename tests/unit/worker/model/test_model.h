@@ -20,12 +20,21 @@
 
 namespace hc::model::testing {
 
-// 3 layers (Mamba, attention, Mamba), D = 32, GQA 4/2 heads with partial RoPE,
-// Mamba H = 4 x P = 16, N = 8, W = 4, chunk 8, vocab 64.
-ModelConfig TinyConfig(int mamba_groups = 1);
+// The architectures of the tiny test configs.
+enum class TinyArch {
+  kBamba,       // 3 layers (Mamba, attention, Mamba) + SwiGLU MLP each
+  kGranite,     // granitemoehybrid: same layout, µP multipliers, NoPE, dense shared MLP
+  kGraniteMoe,  // granitemoehybrid with RoPE and 4 experts (top 2) + the shared MLP
+  kNemotron,    // nemotron_h "M-*EM": relu² MLP, NoPE, MoE with 4 experts in 2 groups
+};
+const char* TinyArchName(TinyArch arch);
 
-// fp32 tensors by name, filled with seeded random values scaled like a
-// trained model's (so activations stay O(1)).
+// D = 32, GQA 4/2 heads (head_dim 8; Bamba: partial RoPE), Mamba H = 4 x P = 16,
+// N = 8, W = 4, chunk 8, vocab 64.
+ModelConfig TinyConfig(int mamba_groups = 1, TinyArch arch = TinyArch::kBamba);
+
+// fp32 tensors by name (every tensor of ModelTensorSpecs), filled with seeded
+// random values scaled like a trained model's (so activations stay O(1)).
 class RandomTensorSource final : public TensorSource {
  public:
   // bf16_representable: every value rounded to bf16 (kept as fp32), so fp32
@@ -41,6 +50,7 @@ class RandomTensorSource final : public TensorSource {
     std::vector<float> data;
   };
   void Add(const std::string& name, std::vector<int64_t> shape, float lo, float hi);
+  void AddBamba(const ModelConfig& config);
   std::map<std::string, Tensor, std::less<>> tensors_;
   uint32_t seed_;
   bool bf16_representable_;
