@@ -27,7 +27,9 @@ absl::StatusOr<DType> CheckpointDType(const std::string& model_dir, const Tensor
   if (in) {
     std::stringstream text;
     text << in.rdbuf();
-    HC_ASSIGN_OR_RETURN(const json::Value root, json::Parse(text.str()));
+    // Hugging Face configs may hold Python's Infinity / NaN literals.
+    HC_ASSIGN_OR_RETURN(const json::Value root,
+                        json::Parse(text.str(), {.allow_nan_infinity = true}));
     const json::Value* torch_dtype = root.Find("torch_dtype");
     if (torch_dtype != nullptr && torch_dtype->is_string()) {
       const std::string& name = torch_dtype->AsString();

@@ -52,6 +52,11 @@ TEST_F(WeightDTypeTest, AutoFollowsTorchDtypeAndKvFollowsWeights) {
   EXPECT_EQ(kv32.kv, DType::kF32);
 }
 
+TEST_F(WeightDTypeTest, ConfigWithPythonInfinityLiteralsIsRead) {
+  WriteConfig(R"({"time_step_limit": [0.0, Infinity], "torch_dtype": "bfloat16"})");
+  EXPECT_EQ(Resolve("auto", "auto", DType::kF32)->weights, DType::kBF16);
+}
+
 TEST_F(WeightDTypeTest, AutoWithoutTorchDtypeUsesTheStoredEmbedding) {
   WriteConfig(R"({"model_type": "bamba"})");
   EXPECT_EQ(Resolve("auto", "auto", DType::kBF16)->weights, DType::kBF16);
