@@ -28,8 +28,8 @@ struct GemmArgs {
 // fp32 A and C, fp32 accumulation. Every implementation rounds A to bf16
 // (round-to-nearest-even) on the way, as bf16 hardware paths do (AVX512-BF16
 // dot products, cuBLAS bf16 GEMM): products of bf16 values are exact in fp32,
-// so results differ between paths and between values of m only by the fp32
-// summation order, as for Gemm (decode and prefill agree).
+// so for the same inputs results differ between paths and between values of m
+// only by the fp32 summation order, as for Gemm.
 struct GemmBf16Args {
   int m = 0;
   int n = 0;
