@@ -2,7 +2,9 @@
 // KV cache with GQA.
 //
 // KV cache of one layer (worker/runtime/cache_memory.h):
-//   K, V: [num_blocks, block_size, num_kv_heads, head_dim] row-major.
+//   K, V: [num_blocks, block_size, num_kv_heads, head_dim] row-major, of
+//   `dtype` fp32 or bf16 (WriteKv rounds to nearest even; PagedAttention
+//   widens to fp32 and computes the scores and softmax in fp32).
 // Token position `pos` of a sequence with block table `bt` lives in slot
 //   bt[pos / block_size] * block_size + pos % block_size.
 #ifndef HC_KERNELS_ATTENTION_H_
@@ -10,13 +12,15 @@
 
 #include <cstdint>
 
+#include "kernels/dtype.h"
 #include "kernels/varlen.h"
 
 namespace hc::kernels {
 
 struct PagedKvCache {
-  float* k = nullptr;
-  float* v = nullptr;
+  void* k = nullptr;
+  void* v = nullptr;
+  DType dtype = DType::kF32;  // kF32 or kBF16
   int block_size = 16;
   int num_kv_heads = 0;
   int head_dim = 0;

@@ -24,6 +24,9 @@ class ElementwiseKernels {
   // REQUIRES: 0 <= ids[t] < vocab (the caller validates token ids).
   virtual void EmbeddingGather(int num_tokens, const int32_t* ids, const float* table, int dim,
                                Rows out) const = 0;
+  // Same from a bf16 table ([vocab, dim] bit patterns), widened to fp32.
+  virtual void EmbeddingGatherBf16(int num_tokens, const int32_t* ids, const uint16_t* table,
+                                   int dim, Rows out) const = 0;
 
   // y[t, :] += x[t, :], rows of `dim` elements.
   virtual void AddRows(int num_tokens, int dim, ConstRows x, Rows y) const = 0;

@@ -24,6 +24,25 @@ struct GemmArgs {
   bool accumulate = false;  // false: C = A B^T; true: C += A B^T
 };
 
+// The same product with B (the weight) stored as bfloat16 bit patterns:
+// fp32 A and C, fp32 accumulation. Every implementation rounds A to bf16
+// (round-to-nearest-even) on the way, as bf16 hardware paths do (AVX512-BF16
+// dot products, cuBLAS bf16 GEMM): products of bf16 values are exact in fp32,
+// so for the same inputs results differ between paths and between values of m
+// only by the fp32 summation order, as for Gemm.
+struct GemmBf16Args {
+  int m = 0;
+  int n = 0;
+  int k = 0;
+  const float* a = nullptr;  // [m, k], row stride lda >= k
+  int64_t lda = 0;
+  const uint16_t* b = nullptr;  // [n, k] bf16, row stride ldb >= k
+  int64_t ldb = 0;
+  float* c = nullptr;  // [m, n], row stride ldc >= n; must not alias a or b
+  int64_t ldc = 0;
+  bool accumulate = false;
+};
+
 // Thread-safety: implementations are stateless after construction; concurrent
 // calls on distinct outputs are safe (tensor-parallel ranks share one instance).
 class GemmKernel {
@@ -31,6 +50,8 @@ class GemmKernel {
   virtual ~GemmKernel() = default;
   // REQUIRES: m, n, k >= 0 (any of them may be 0); leading dimensions as above.
   virtual void Gemm(const GemmArgs& args) const = 0;
+  // Same contract with a bf16 B.
+  virtual void GemmBf16(const GemmBf16Args& args) const = 0;
   // Short name of the implementation, e.g. "openblas" or "blocked-avx2".
   virtual const char* name() const = 0;
 };

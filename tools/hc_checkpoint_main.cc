@@ -1,6 +1,6 @@
 // hc-checkpoint: writes a synthetic checkpoint of one architecture.
 //   hc-checkpoint [--arch bamba|granitemoehybrid|nemotron_h] --preset tiny|small --out DIR
-//       [--max_shard_mb N]
+//       [--max_shard_mb N] [--dtype float32|bfloat16]
 //   hc-checkpoint ... --resolve   (the cached copy that --model synthetic:<preset> uses;
 //       generated once, printed)
 // --arch granitemoehybrid --preset tiny is the preset "granite-tiny" (and
@@ -22,11 +22,13 @@ ABSL_FLAG(std::string, out, "", "output directory (created if needed)");
 ABSL_FLAG(bool, resolve, false,
           "generate (once) and print the cache directory behind --model synthetic:<preset>");
 ABSL_FLAG(int, max_shard_mb, 0, "if > 0, write shards of at most this many MiB plus an index");
+ABSL_FLAG(std::string, dtype, "float32",
+          "stored dtype of the tensors (and config.json torch_dtype): float32 or bfloat16");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "hc-checkpoint [--arch bamba|granitemoehybrid|nemotron_h] --preset tiny|small "
-      "(--out DIR | --resolve)");
+      "(--out DIR [--dtype float32|bfloat16] | --resolve)");
   absl::ParseCommandLine(argc, argv);
   const std::string out = absl::GetFlag(FLAGS_out);
   const std::string arch = absl::GetFlag(FLAGS_arch);
@@ -59,6 +61,16 @@ int main(int argc, char** argv) {
   }
   hc::model::SyntheticCheckpointOptions options;
   options.max_shard_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_shard_mb)) << 20;
+  const std::string dtype = absl::GetFlag(FLAGS_dtype);
+  if (dtype == "float32") {
+    options.dtype = hc::runtime::DType::kF32;
+  } else if (dtype == "bfloat16") {
+    options.dtype = hc::runtime::DType::kBF16;
+  } else {
+    std::fprintf(stderr, "hc-checkpoint: --dtype=%s: expected float32 or bfloat16\n",
+                 dtype.c_str());
+    return 2;
+  }
   const absl::Status st = hc::model::WriteSyntheticCheckpoint(preset, out, options);
   if (!st.ok()) {
     std::fprintf(stderr, "hc-checkpoint: %s\n", st.ToString().c_str());

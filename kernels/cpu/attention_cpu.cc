@@ -4,7 +4,7 @@
 // the block table into contiguous [ctx, head_dim] / [head_dim, ctx] copies;
 // then for each query head and tile of up to 64 queries: scores = Q K^T on the
 // own blocked GEMM, an exact causal softmax (max, exp-sum), out = P V (GEMM).
-// fp32 throughout.
+// fp32 throughout; a bf16 cache is widened as it is gathered.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -12,9 +12,30 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/half.h"
 
 namespace hc::kernels {
 namespace {
+
+// dst[offset, offset + n) (elements of `dtype`) = src[0, n).
+void StoreRow(const float* src, int64_t n, DType dtype, void* dst, int64_t offset) {
+  if (dtype == DType::kF32) {
+    std::memcpy(static_cast<float*>(dst) + offset, src, sizeof(float) * n);
+    return;
+  }
+  uint16_t* d = static_cast<uint16_t*>(dst) + offset;
+  for (int64_t i = 0; i < n; ++i) d[i] = F32ToBf16(src[i]);
+}
+
+// dst[0, n) = src[offset, offset + n) widened to fp32.
+void LoadRow(const void* src, int64_t offset, int64_t n, DType dtype, float* dst) {
+  if (dtype == DType::kF32) {
+    std::memcpy(dst, static_cast<const float*>(src) + offset, sizeof(float) * n);
+    return;
+  }
+  const uint16_t* s = static_cast<const uint16_t*>(src) + offset;
+  for (int64_t i = 0; i < n; ++i) dst[i] = Bf16ToF32(s[i]);
+}
 
 class CpuAttention final : public AttentionKernels {
  public:
@@ -23,8 +44,8 @@ class CpuAttention final : public AttentionKernels {
     const int64_t row = static_cast<int64_t>(cache.num_kv_heads) * cache.head_dim;
     for (int t = 0; t < num_tokens; ++t) {
       const int64_t slot = slot_mapping[t];
-      std::memcpy(cache.k + slot * row, k.row(t), sizeof(float) * row);
-      std::memcpy(cache.v + slot * row, v.row(t), sizeof(float) * row);
+      StoreRow(k.row(t), row, cache.dtype, cache.k, slot * row);
+      StoreRow(v.row(t), row, cache.dtype, cache.v, slot * row);
     }
   }
 
@@ -54,9 +75,8 @@ class CpuAttention final : public AttentionKernels {
           const int64_t slot = static_cast<int64_t>(bt[j / cache.block_size]) * cache.block_size +
                                j % cache.block_size;
           const int64_t off = slot * kv_row + static_cast<int64_t>(kvh) * hd;
-          std::memcpy(keys.data() + static_cast<size_t>(j) * hd, cache.k + off, sizeof(float) * hd);
-          std::memcpy(values.data() + static_cast<size_t>(j) * hd, cache.v + off,
-                      sizeof(float) * hd);
+          LoadRow(cache.k, off, hd, cache.dtype, keys.data() + static_cast<size_t>(j) * hd);
+          LoadRow(cache.v, off, hd, cache.dtype, values.data() + static_cast<size_t>(j) * hd);
         }
         if (transpose_v) {
           for (int j = 0; j < ctx; ++j) {

@@ -13,7 +13,7 @@ absl::StatusOr<KernelSet> CreateCpuKernels(const CpuKernelOptions& options) {
 #ifdef HC_HAVE_OPENBLAS
   if (options.openblas_threads > 0) openblas_set_num_threads(options.openblas_threads);
 #endif
-  HC_ASSIGN_OR_RETURN(set.gemm, CreateCpuGemm(options.gemm));
+  HC_ASSIGN_OR_RETURN(set.gemm, CreateCpuGemm(options.gemm, options.bf16_gemm));
   set.norm = CreateCpuNormKernels();
   set.rope = CreateCpuRopeKernel();
   set.elementwise = CreateCpuElementwiseKernels();

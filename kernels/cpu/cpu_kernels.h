@@ -17,8 +17,21 @@ enum class CpuGemmImpl {
               // CPU has it, portable C++ otherwise)
 };
 
+// The bf16-weight GEMM (GemmKernel::GemmBf16), chosen at run time from CPUID.
+enum class CpuBf16GemmImpl {
+  kAuto,        // measured choice (kernels_bench, docs/kernels.md): with AVX512-BF16,
+                // kAvx512Bf16 for m <= 8 and kWidenAvx2's packed kernel above; else
+                // kWidenAvx2 when the CPU has AVX2+FMA, else kScalar
+  kAvx512Bf16,  // vdpbf16ps dot products
+  kWidenAvx2,   // weights widened bf16 -> fp32 per tile, fp32 FMA (AVX2+FMA; any AVX-512
+                // CPU has it)
+  kScalar,      // portable C++ (widening, no intrinsics)
+  // Every path rounds the activations to bf16 (GemmBf16Args).
+};
+
 struct CpuKernelOptions {
   CpuGemmImpl gemm = CpuGemmImpl::kAuto;
+  CpuBf16GemmImpl bf16_gemm = CpuBf16GemmImpl::kAuto;
   // When > 0 and OpenBLAS is linked, sets OpenBLAS' process-wide thread count.
   // Default 1: the model already runs one thread per tensor-parallel rank
   // (TensorParallelModel) and each rank's GEMMs stay on its thread; an OpenBLAS
@@ -30,8 +43,19 @@ struct CpuKernelOptions {
 // True when this build links OpenBLAS.
 bool CpuHasOpenBlas();
 
-// UNAVAILABLE when kOpenBlas is requested in a build without OpenBLAS.
-absl::StatusOr<std::unique_ptr<GemmKernel>> CreateCpuGemm(CpuGemmImpl impl);
+// Whether this CPU can run the AVX512-BF16 path (avx512f, avx512bw and
+// avx512_bf16) and the AVX2 widening path (avx2 and fma), from CPUID.
+bool CpuHasAvx512Bf16();
+bool CpuHasAvx2Fma();
+
+// UNAVAILABLE when kOpenBlas is requested in a build without OpenBLAS, or a
+// bf16 path this CPU lacks.
+absl::StatusOr<std::unique_ptr<GemmKernel>> CreateCpuGemm(
+    CpuGemmImpl impl, CpuBf16GemmImpl bf16 = CpuBf16GemmImpl::kAuto);
+
+// Short name of the bf16 path `impl` resolves to on this CPU ("avx512bf16",
+// "widen-avx2", "scalar").
+const char* CpuBf16GemmName(CpuBf16GemmImpl impl);
 
 absl::StatusOr<KernelSet> CreateCpuKernels(const CpuKernelOptions& options = {});
 

@@ -1,4 +1,5 @@
-// CPU GEMM: OpenBLAS (when linked) and the project's own blocked kernel.
+// CPU GEMM: OpenBLAS (when linked) and the project's own blocked kernel; the
+// bf16-weight paths live in gemm_bf16_cpu.cc and reuse the packed path here.
 //
 // Own kernel, in the BLIS/GotoBLAS structure: B (the [N, K] weight) is packed
 // per (KC x NC) block into K-major micro-panels of NR columns, A per (MC x KC)
@@ -15,7 +16,10 @@
 #include <cstring>
 #include <memory>
 
+#include "common/status_macros.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/gemm_internal.h"
+#include "kernels/half.h"
 
 #ifdef HC_HAVE_OPENBLAS
 #include <cblas.h>
@@ -49,15 +53,20 @@ PackBuffers& ThreadPackBuffers() {
   return buffers;
 }
 
+inline float ToF32(float x) { return x; }
+inline float ToF32(uint16_t x) { return Bf16ToF32(x); }
+
 // Packs rows [0, rows) x cols [0, kc) of a K-contiguous matrix (row stride ld)
-// into panels of `width` rows: panel i holds [kc][width], zero padded.
-void PackKMajor(const float* src, int64_t ld, int rows, int kc, int width, float* dst) {
+// into fp32 panels of `width` rows: panel i holds [kc][width], zero padded.
+// A bf16 source is widened here, once per packed block.
+template <typename T>
+void PackKMajor(const T* src, int64_t ld, int rows, int kc, int width, float* dst) {
   for (int r0 = 0; r0 < rows; r0 += width) {
     const int w = std::min(width, rows - r0);
     float* panel = dst + static_cast<int64_t>(r0) * kc;
     for (int r = 0; r < w; ++r) {
-      const float* s = src + (r0 + r) * ld;
-      for (int p = 0; p < kc; ++p) panel[p * width + r] = s[p];
+      const T* s = src + (r0 + r) * ld;
+      for (int p = 0; p < kc; ++p) panel[p * width + r] = ToF32(s[p]);
     }
     for (int r = w; r < width; ++r) {
       for (int p = 0; p < kc; ++p) panel[p * width + r] = 0.0f;
@@ -229,79 +238,109 @@ HC_AVX2 void SmallMAvx2(const GemmArgs& g) {
   }
 }
 
-bool CpuHasAvx2Fma() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
-}
-#else
-bool CpuHasAvx2Fma() { return false; }
 #endif  // __x86_64__
 
 using MicroKernelFn = void (*)(int, const float*, const float*, float*, int64_t, int, int, bool);
 
+// The packed path (m > kSmallM) over an fp32 or bf16 B.
+// round_a: A is rounded to bf16 as it is packed (the GemmBf16 contract).
+template <typename T>
+void PackedGemm(int m, int n, int k, const float* a, int64_t lda, const T* b, int64_t ldb, float* c,
+                int64_t ldc, bool accumulate, bool avx2, bool round_a) {
+#if defined(__x86_64__)
+  const MicroKernelFn micro = avx2 ? MicroKernelAvx2 : MicroKernelGeneric;
+#else
+  const MicroKernelFn micro = MicroKernelGeneric;
+#endif
+  PackBuffers& buf = ThreadPackBuffers();
+  for (int jc = 0; jc < n; jc += kNc) {
+    const int nc = std::min(kNc, n - jc);
+    for (int pc = 0; pc < k; pc += kKc) {
+      const int kc = std::min(kKc, k - pc);
+      const bool add = accumulate || pc > 0;
+      PackKMajor(b + jc * ldb + pc, ldb, nc, kc, kNr, buf.b.get());
+      for (int ic = 0; ic < m; ic += kMc) {
+        const int mc = std::min(kMc, m - ic);
+        PackKMajor(a + ic * lda + pc, lda, mc, kc, kMr, buf.a.get());
+        if (round_a) {
+          float* ap = buf.a.get();
+          const int64_t packed = static_cast<int64_t>((mc + kMr - 1) / kMr) * kMr * kc;
+          for (int64_t i = 0; i < packed; ++i) ap[i] = Bf16ToF32(F32ToBf16(ap[i]));
+        }
+        for (int jr = 0; jr < nc; jr += kNr) {
+          const float* bp = buf.b.get() + static_cast<int64_t>(jr) * kc;
+          const int nr = std::min(kNr, nc - jr);
+          for (int ir = 0; ir < mc; ir += kMr) {
+            const float* ap = buf.a.get() + static_cast<int64_t>(ir) * kc;
+            micro(kc, ap, bp, c + (ic + ir) * ldc + jc + jr, ldc, std::min(kMr, mc - ir), nr, add);
+          }
+        }
+      }
+    }
+  }
+}
+
+// m, n > 0 and k <= 0: C = 0 unless accumulating. Returns whether the call is
+// complete (nothing left to compute).
+bool TrivialGemm(int m, int n, int k, float* c, int64_t ldc, bool accumulate) {
+  if (m <= 0 || n <= 0) return true;
+  if (k > 0) return false;
+  if (!accumulate) {
+    for (int i = 0; i < m; ++i) std::fill_n(c + i * ldc, n, 0.0f);
+  }
+  return true;
+}
+
+// The bf16-weight GEMM every CPU GemmKernel shares (chosen once per kernel).
+struct Bf16Path {
+  internal::Bf16GemmFn fn;
+  void Run(const GemmBf16Args& g) const {
+    if (!TrivialGemm(g.m, g.n, g.k, g.c, g.ldc, g.accumulate)) fn(g);
+  }
+};
+
 class BlockedGemm final : public GemmKernel {
  public:
-  BlockedGemm() : avx2_(CpuHasAvx2Fma()) {}
+  explicit BlockedGemm(internal::Bf16GemmFn bf16) : avx2_(CpuHasAvx2Fma()), bf16_{bf16} {}
 
   const char* name() const override { return avx2_ ? "blocked-avx2" : "blocked-generic"; }
 
   void Gemm(const GemmArgs& g) const override {
-    if (g.m <= 0 || g.n <= 0) return;
-    if (g.k <= 0) {
-      if (!g.accumulate) {
-        for (int i = 0; i < g.m; ++i) std::fill_n(g.c + i * g.ldc, g.n, 0.0f);
-      }
-      return;
-    }
+    if (TrivialGemm(g.m, g.n, g.k, g.c, g.ldc, g.accumulate)) return;
     if (g.m <= kSmallM) {
 #if defined(__x86_64__)
       if (avx2_) return SmallMAvx2(g);
 #endif
       return SmallMGeneric(g);
     }
-#if defined(__x86_64__)
-    const MicroKernelFn micro = avx2_ ? MicroKernelAvx2 : MicroKernelGeneric;
-#else
-    const MicroKernelFn micro = MicroKernelGeneric;
-#endif
-    PackBuffers& buf = ThreadPackBuffers();
-    for (int jc = 0; jc < g.n; jc += kNc) {
-      const int nc = std::min(kNc, g.n - jc);
-      for (int pc = 0; pc < g.k; pc += kKc) {
-        const int kc = std::min(kKc, g.k - pc);
-        const bool add = g.accumulate || pc > 0;
-        PackKMajor(g.b + jc * g.ldb + pc, g.ldb, nc, kc, kNr, buf.b.get());
-        for (int ic = 0; ic < g.m; ic += kMc) {
-          const int mc = std::min(kMc, g.m - ic);
-          PackKMajor(g.a + ic * g.lda + pc, g.lda, mc, kc, kMr, buf.a.get());
-          for (int jr = 0; jr < nc; jr += kNr) {
-            const float* bp = buf.b.get() + static_cast<int64_t>(jr) * kc;
-            const int nr = std::min(kNr, nc - jr);
-            for (int ir = 0; ir < mc; ir += kMr) {
-              const float* ap = buf.a.get() + static_cast<int64_t>(ir) * kc;
-              micro(kc, ap, bp, g.c + (ic + ir) * g.ldc + jc + jr, g.ldc, std::min(kMr, mc - ir),
-                    nr, add);
-            }
-          }
-        }
-      }
-    }
+    PackedGemm(g.m, g.n, g.k, g.a, g.lda, g.b, g.ldb, g.c, g.ldc, g.accumulate, avx2_,
+               /*round_a=*/false);
   }
+
+  void GemmBf16(const GemmBf16Args& g) const override { bf16_.Run(g); }
 
  private:
   bool avx2_;
+  Bf16Path bf16_;
 };
 
 #ifdef HC_HAVE_OPENBLAS
 class OpenBlasGemm final : public GemmKernel {
  public:
+  explicit OpenBlasGemm(internal::Bf16GemmFn bf16) : bf16_{bf16} {}
   const char* name() const override { return "openblas"; }
+  // OpenBLAS' sbgemm would need bf16 activations too; the own bf16 kernels
+  // serve every CPU GemmKernel.
+  void GemmBf16(const GemmBf16Args& g) const override { bf16_.Run(g); }
   void Gemm(const GemmArgs& g) const override {
     if (g.m <= 0 || g.n <= 0) return;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.m, g.n, g.k, 1.0f, g.a,
                 static_cast<int>(g.lda), g.b, static_cast<int>(g.ldb), g.accumulate ? 1.0f : 0.0f,
                 g.c, static_cast<int>(g.ldc));
   }
+
+ private:
+  Bf16Path bf16_;
 };
 
 // Measured by kernels_bench (single thread, Zen 4): the own dot-product path
@@ -310,6 +349,7 @@ class OpenBlasGemm final : public GemmKernel {
 // So M <= 3 goes to the own kernel, the rest to OpenBLAS.
 class AutoGemm final : public GemmKernel {
  public:
+  explicit AutoGemm(internal::Bf16GemmFn bf16) : own_(bf16), blas_(bf16) {}
   const char* name() const override { return "auto(own m<=3, else openblas)"; }
   void Gemm(const GemmArgs& g) const override {
     if (g.m <= kAutoOwnMaxM) {
@@ -318,6 +358,7 @@ class AutoGemm final : public GemmKernel {
       blas_.Gemm(g);
     }
   }
+  void GemmBf16(const GemmBf16Args& g) const override { own_.GemmBf16(g); }
 
  private:
   BlockedGemm own_;
@@ -335,21 +376,41 @@ bool CpuHasOpenBlas() {
 #endif
 }
 
-absl::StatusOr<std::unique_ptr<GemmKernel>> CreateCpuGemm(CpuGemmImpl impl) {
+bool CpuHasAvx2Fma() {
+#if defined(__x86_64__)
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return has;
+#else
+  return false;
+#endif
+}
+
+namespace internal {
+
+void PackedGemmBf16(const GemmBf16Args& g, bool avx2) {
+  PackedGemm(g.m, g.n, g.k, g.a, g.lda, g.b, g.ldb, g.c, g.ldc, g.accumulate, avx2,
+             /*round_a=*/true);
+}
+
+}  // namespace internal
+
+absl::StatusOr<std::unique_ptr<GemmKernel>> CreateCpuGemm(CpuGemmImpl impl,
+                                                          CpuBf16GemmImpl bf16_impl) {
+  HC_ASSIGN_OR_RETURN(const internal::Bf16GemmFn bf16, internal::SelectBf16Gemm(bf16_impl));
   switch (impl) {
     case CpuGemmImpl::kBlocked:
-      return std::make_unique<BlockedGemm>();
+      return std::make_unique<BlockedGemm>(bf16);
     case CpuGemmImpl::kOpenBlas:
 #ifdef HC_HAVE_OPENBLAS
-      return std::make_unique<OpenBlasGemm>();
+      return std::make_unique<OpenBlasGemm>(bf16);
 #else
       return absl::UnavailableError("this build has no OpenBLAS (HC_HAVE_OPENBLAS is off)");
 #endif
     case CpuGemmImpl::kAuto:
 #ifdef HC_HAVE_OPENBLAS
-      return std::make_unique<AutoGemm>();
+      return std::make_unique<AutoGemm>(bf16);
 #else
-      return std::make_unique<BlockedGemm>();
+      return std::make_unique<BlockedGemm>(bf16);
 #endif
   }
   return absl::InvalidArgumentError("unknown CpuGemmImpl");

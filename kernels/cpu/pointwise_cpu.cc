@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/half.h"
 
 namespace hc::kernels {
 namespace {
@@ -102,6 +103,15 @@ class CpuElementwise final : public ElementwiseKernels {
                        Rows out) const override {
     for (int t = 0; t < num_tokens; ++t) {
       std::memcpy(out.row(t), table + static_cast<int64_t>(ids[t]) * dim, sizeof(float) * dim);
+    }
+  }
+
+  void EmbeddingGatherBf16(int num_tokens, const int32_t* ids, const uint16_t* table, int dim,
+                           Rows out) const override {
+    for (int t = 0; t < num_tokens; ++t) {
+      const uint16_t* src = table + static_cast<int64_t>(ids[t]) * dim;
+      float* o = out.row(t);
+      for (int i = 0; i < dim; ++i) o[i] = Bf16ToF32(src[i]);
     }
   }
 

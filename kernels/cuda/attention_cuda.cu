@@ -1,4 +1,5 @@
-// CUDA paged attention and KV write (see kernels/attention.h), fp32.
+// CUDA paged attention and KV write (see kernels/attention.h): fp32 math over
+// an fp32 or bf16 cache (T = float or uint16_t bf16 bits; widened on staging).
 //
 // PagedAttention: one block of kWarps warps per (sequence, query head, split
 // z); the block takes query tiles z, z + splits, ... of kQueryTile rows of its
@@ -26,14 +27,15 @@ constexpr int kMaxHeadDim = 256;
 constexpr int kAccPerLane = kMaxHeadDim / 32;
 
 // Grid (tokens, element blocks).
+template <typename T>
 __global__ void WriteKvKernel(const int32_t* slot_mapping, const float* k, int64_t k_stride,
-                              const float* v, int64_t v_stride, float* kc, float* vc, int64_t row) {
+                              const float* v, int64_t v_stride, T* kc, T* vc, int64_t row) {
   const int t = blockIdx.x;
   const int64_t i = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
   if (i >= row) return;
   const int64_t slot = slot_mapping[t];
-  kc[slot * row + i] = k[t * k_stride + i];
-  vc[slot * row + i] = v[t * v_stride + i];
+  StoreF32(kc + slot * row + i, k[t * k_stride + i]);
+  StoreF32(vc + slot * row + i, v[t * v_stride + i]);
 }
 
 struct AttnDev {
@@ -43,16 +45,19 @@ struct AttnDev {
   int64_t q_stride;
   float* out;
   int64_t out_stride;
-  const float* kc;
-  const float* vc;
+  const void* kc;  // T
+  const void* vc;
   const int32_t* qsl;
   const int32_t* computed;
   const int32_t* block_tables;
 };
 
 // Shared: Q tile [kQueryTile][hd], K tile [kKeyTile][hd + 1], V tile [kKeyTile][hd].
+template <typename T>
 __global__ void __launch_bounds__(kWarps * 32) PagedAttentionKernel(AttnDev a) {
   extern __shared__ float smem[];
+  const T* kc = static_cast<const T*>(a.kc);
+  const T* vc = static_cast<const T*>(a.vc);
   const int hd = a.hd, k_pad = hd + 1;
   float* Qs = smem;
   float* Ks = Qs + kQueryTile * hd;
@@ -92,8 +97,8 @@ __global__ void __launch_bounds__(kWarps * 32) PagedAttentionKernel(AttnDev a) {
         const int64_t slot =
             static_cast<int64_t>(bt[pos / a.block_size]) * a.block_size + pos % a.block_size;
         const int64_t off = slot * kv_row + static_cast<int64_t>(kvh) * hd + d;
-        Ks[j * k_pad + d] = a.kc[off];
-        Vs[j * hd + d] = a.vc[off];
+        Ks[j * k_pad + d] = ToF32(kc[off]);
+        Vs[j * hd + d] = ToF32(vc[off]);
       }
       __syncthreads();
 #pragma unroll
@@ -157,8 +162,16 @@ class CudaAttention final : public AttentionKernels {
     const int64_t row = static_cast<int64_t>(cache.num_kv_heads) * cache.head_dim;
     if (num_tokens <= 0 || row <= 0) return;
     UseDevice(o_.device);
-    WriteKvKernel<<<dim3(num_tokens, CeilDiv(row, 128)), 128, 0, o_.stream>>>(
-        slot_mapping, k.data, k.stride, v.data, v.stride, cache.k, cache.v, row);
+    const dim3 grid(num_tokens, CeilDiv(row, 128));
+    if (cache.dtype == DType::kBF16) {
+      WriteKvKernel<<<grid, 128, 0, o_.stream>>>(slot_mapping, k.data, k.stride, v.data, v.stride,
+                                                 static_cast<uint16_t*>(cache.k),
+                                                 static_cast<uint16_t*>(cache.v), row);
+    } else {
+      WriteKvKernel<<<grid, 128, 0, o_.stream>>>(slot_mapping, k.data, k.stride, v.data, v.stride,
+                                                 static_cast<float*>(cache.k),
+                                                 static_cast<float*>(cache.v), row);
+    }
     CheckLaunch("WriteKv");
   }
 
@@ -195,9 +208,14 @@ class CudaAttention final : public AttentionKernels {
     const size_t bytes = sizeof(float) * (static_cast<size_t>(kQueryTile) * cache.head_dim +
                                           static_cast<size_t>(kKeyTile) * (cache.head_dim + 1) +
                                           static_cast<size_t>(kKeyTile) * cache.head_dim);
-    AllowSharedMemory(PagedAttentionKernel, bytes, "PagedAttention");
-    PagedAttentionKernel<<<dim3(batch.seqs.num_seqs * splits, args.num_q_heads), kWarps * 32, bytes,
-                           o_.stream>>>(d);
+    const dim3 grid(batch.seqs.num_seqs * splits, args.num_q_heads);
+    if (cache.dtype == DType::kBF16) {
+      AllowSharedMemory(PagedAttentionKernel<uint16_t>, bytes, "PagedAttention");
+      PagedAttentionKernel<uint16_t><<<grid, kWarps * 32, bytes, o_.stream>>>(d);
+    } else {
+      AllowSharedMemory(PagedAttentionKernel<float>, bytes, "PagedAttention");
+      PagedAttentionKernel<float><<<grid, kWarps * 32, bytes, o_.stream>>>(d);
+    }
     CheckLaunch("PagedAttention");
   }
 

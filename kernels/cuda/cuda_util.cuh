@@ -2,6 +2,7 @@
 #ifndef HC_KERNELS_CUDA_CUDA_UTIL_CUH_
 #define HC_KERNELS_CUDA_CUDA_UTIL_CUH_
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -37,6 +38,17 @@ void AllowSharedMemory(Kernel kernel, size_t bytes, const char* what) {
                                                static_cast<int>(bytes));
   HC_CHECK(err == cudaSuccess) << what << ": " << bytes << " bytes of shared memory not available: "
                                << cudaGetErrorString(err);
+}
+
+// Element loads and stores of fp32 or bf16 (uint16_t bit patterns) tensors.
+__device__ __forceinline__ float ToF32(float x) { return x; }
+__device__ __forceinline__ float ToF32(uint16_t bf16) {
+  return __uint_as_float(static_cast<uint32_t>(bf16) << 16);
+}
+__device__ __forceinline__ void StoreF32(float* dst, float x) { *dst = x; }
+__device__ __forceinline__ void StoreF32(uint16_t* dst, float x) {
+  const __nv_bfloat16 v = __float2bfloat16_rn(x);
+  *dst = *reinterpret_cast<const uint16_t*>(&v);
 }
 
 __device__ __forceinline__ float SiluF(float x) { return x / (1.0f + expf(-x)); }

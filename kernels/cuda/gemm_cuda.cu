@@ -33,6 +33,16 @@ __global__ void ConvertKernel(const float* src, uint16_t* dst, int64_t n, int to
   }
 }
 
+// dst[m, k] (contiguous) = bf16(src[m, k] with row stride lds), RNE.
+__global__ void ConvertRowsKernel(const float* src, int64_t lds, int m, int k, uint16_t* dst) {
+  const int64_t n = static_cast<int64_t>(m) * k;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const __nv_bfloat16 v = __float2bfloat16_rn(src[(i / k) * lds + i % k]);
+    dst[i] = *reinterpret_cast<const uint16_t*>(&v);
+  }
+}
+
 // C rows [0, m) of width n set to zero (k == 0 without accumulate).
 __global__ void ZeroRowsKernel(float* c, int m, int n, int64_t ldc) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
@@ -67,6 +77,11 @@ class CublasGemm final : public CudaGemmKernel {
   CublasGemm(const CudaKernelOptions& o, cublasHandle_t handle) : o_(o), handle_(handle) {}
   ~CublasGemm() override {
     UseDevice(o_.device);
+    absl::MutexLock lock(&mu_);
+    if (scratch_ != nullptr) {
+      cudaFreeAsync(scratch_, o_.stream);
+      cudaStreamSynchronize(o_.stream);
+    }
     cublasDestroy(handle_);
   }
 
@@ -106,6 +121,39 @@ class CublasGemm final : public CudaGemmKernel {
         << "cublasGemmEx m=" << a.m << " n=" << a.n << " k=" << a.k << ": " << CublasName(s);
   }
 
+  // Activations converted to bf16 into a device scratch (grown under mu_;
+  // reuse is ordered by the one stream), then a bf16 x bf16 GemmEx with fp32
+  // compute and fp32 C.
+  void GemmBf16(const GemmBf16Args& a) const override {
+    if (a.m <= 0 || a.n <= 0) return;
+    UseDevice(o_.device);
+    if (a.k <= 0) {
+      ZeroIfOverwrite(a.accumulate, a.c, a.m, a.n, a.ldc);
+      return;
+    }
+    absl::MutexLock lock(&mu_);
+    const int64_t elems = static_cast<int64_t>(a.m) * a.k;
+    if (scratch_elems_ < elems) {
+      if (scratch_ != nullptr) cudaFreeAsync(scratch_, o_.stream);
+      scratch_ = nullptr;
+      const cudaError_t err =
+          cudaMallocAsync(reinterpret_cast<void**>(&scratch_), sizeof(uint16_t) * elems, o_.stream);
+      HC_CHECK(err == cudaSuccess)
+          << "bf16 GEMM scratch of " << elems << " elements: " << cudaGetErrorString(err);
+      scratch_elems_ = elems;
+    }
+    ConvertRowsKernel<<<std::min<int64_t>(CeilDiv(elems, 256), 4096), 256, 0, o_.stream>>>(
+        a.a, a.lda, a.m, a.k, scratch_);
+    CheckLaunch("ConvertRows");
+    const float alpha = 1.0f, beta = a.accumulate ? 1.0f : 0.0f;
+    const cublasStatus_t s =
+        cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, a.n, a.m, a.k, &alpha, a.b, CUDA_R_16BF,
+                     static_cast<int>(a.ldb), scratch_, CUDA_R_16BF, a.k, &beta, a.c, CUDA_R_32F,
+                     static_cast<int>(a.ldc), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    HC_CHECK(s == CUBLAS_STATUS_SUCCESS) << "cublasGemmEx (bf16 weights) m=" << a.m << " n=" << a.n
+                                         << " k=" << a.k << ": " << CublasName(s);
+  }
+
   const char* name() const override { return "cublas"; }
 
  private:
@@ -121,6 +169,8 @@ class CublasGemm final : public CudaGemmKernel {
   // cuBLAS handles must not be used by two threads at once.
   mutable absl::Mutex mu_;
   cublasHandle_t handle_ ABSL_GUARDED_BY(mu_);
+  mutable uint16_t* scratch_ ABSL_GUARDED_BY(mu_) = nullptr;  // [m, k] bf16 activations
+  mutable int64_t scratch_elems_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace

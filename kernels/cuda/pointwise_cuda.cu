@@ -139,12 +139,14 @@ __global__ void SiluMulKernel(int width, const float* gate_up, int64_t gu_stride
   out[t * out_stride + i] = SiluF(gate) * up;
 }
 
-__global__ void EmbeddingKernel(const int32_t* ids, const float* table, int dim, float* out,
+// T: float or uint16_t (bf16 bits).
+template <typename T>
+__global__ void EmbeddingKernel(const int32_t* ids, const T* table, int dim, float* out,
                                 int64_t out_stride) {
   const int t = blockIdx.x;
   const int i = blockIdx.y * blockDim.x + threadIdx.x;
   if (i >= dim) return;
-  out[t * out_stride + i] = table[static_cast<int64_t>(ids[t]) * dim + i];
+  out[t * out_stride + i] = ToF32(table[static_cast<int64_t>(ids[t]) * dim + i]);
 }
 
 __global__ void AddRowsKernel(int dim, const float* x, int64_t x_stride, float* y,
@@ -197,6 +199,14 @@ class CudaElementwise final : public ElementwiseKernels {
     EmbeddingKernel<<<dim3(num_tokens, CeilDiv(dim, kThreads)), kThreads, 0, o_.stream>>>(
         ids, table, dim, out.data, out.stride);
     CheckLaunch("EmbeddingGather");
+  }
+  void EmbeddingGatherBf16(int num_tokens, const int32_t* ids, const uint16_t* table, int dim,
+                           Rows out) const override {
+    if (num_tokens <= 0 || dim <= 0) return;
+    UseDevice(o_.device);
+    EmbeddingKernel<<<dim3(num_tokens, CeilDiv(dim, kThreads)), kThreads, 0, o_.stream>>>(
+        ids, table, dim, out.data, out.stride);
+    CheckLaunch("EmbeddingGatherBf16");
   }
   void AddRows(int num_tokens, int dim, ConstRows x, Rows y) const override {
     if (num_tokens <= 0 || dim <= 0) return;

@@ -230,10 +230,10 @@ TEST_P(CacheCopyTest, ForkOfCommittedStateContinuesIdentically) {
   const int32_t tail_src = orig.table[1], tail_dst = 100;
   const auto& kv = mem.kv_layout();
   const size_t block = kv.BlockElems(), row = block / kBlockSize;
-  const auto before = Fetch(backend, mem.k(0, 0), kv.num_blocks * block);
+  const auto before = Fetch(backend, static_cast<const float*>(mem.k(0, 0)), kv.num_blocks * block);
   ASSERT_TRUE(mem.CopyKvBlock(tail_src, tail_dst, 4).ok());
   ASSERT_TRUE(mem.CopyMambaSlot(0, 5).ok());
-  const auto after = Fetch(backend, mem.k(0, 0), kv.num_blocks * block);
+  const auto after = Fetch(backend, static_cast<const float*>(mem.k(0, 0)), kv.num_blocks * block);
   for (size_t i = 0; i < after.size(); ++i) {
     const bool copied = i >= tail_dst * block && i < tail_dst * block + 4 * row;
     const float expected = copied ? before[tail_src * block + (i - tail_dst * block)] : before[i];

@@ -4,7 +4,10 @@ loopback serving the synthetic granite-moe-tiny, granite-tiny and nemotron-tiny 
 template and tokenizer pipeline). A multi-turn conversation hits the cache on every turn, and
 cached turns equal one-shot recompute."""
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -47,9 +50,20 @@ class ArchStackTest(unittest.TestCase):
         # system prompt before the first message); the router renders every continuing turn
         # whole and sends what it adds after the committed tokens. The same conversation
         # again, with the worker holding it killed before every later turn, is recomputed
-        # from the ledger's tokens each time; greedy, both must answer the same.
+        # from the ledger's tokens each time; greedy, both must answer the same. Once with
+        # the fp32 preset, once with it written in bf16 (served as stored: --dtype auto).
+        bf16 = tempfile.mkdtemp(prefix="hc-granite-bf16-")
+        self.addCleanup(shutil.rmtree, bf16, True)
+        subprocess.run([os.path.join(h.BIN, "hc-checkpoint"), "--arch=granitemoehybrid",
+                        "--preset=tiny", f"--out={bf16}", "--dtype=bfloat16"], check=True,
+                       capture_output=True)
+        for model in ("synthetic:granite-tiny", bf16):
+            with self.subTest(model=model):
+                self.check_chat_hits_and_equals_recompute(model)
+
+    def check_chat_hits_and_equals_recompute(self, model):
         turns = ["Hello there", "How are you today?", "Tell me more.", "And the state?"]
-        with h.Stack(num_workers=len(turns), model="synthetic:granite-tiny",
+        with h.Stack(num_workers=len(turns), model=model,
                      worker_args=["--kv_blocks=1024", "--mamba_slots=32"]) as stack:
             chat = stack.chat()
             replies = {}
@@ -70,6 +84,8 @@ class ArchStackTest(unittest.TestCase):
                     committed = started.prompt_tokens + len(tokens)
                     replies[conv].append((started.prompt_tokens, tokens))
             self.assertEqual(replies["cached"], replies["recomputed"])
+            if model != "synthetic:granite-tiny":
+                self.assertIn("weights bfloat16, KV cache bfloat16", stack.workers[-1].log())
 
 if __name__ == "__main__":
     unittest.main()

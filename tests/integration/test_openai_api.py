@@ -219,7 +219,13 @@ class OpenAiApiTest(unittest.TestCase):
         s = socket.create_connection(("127.0.0.1", self.port))
         s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nX-Conversation-Id: " +
                   conv.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-        self.assertIn(b"data: ", s.recv(4096))
+        # The head and the first event may arrive in separate segments: read until an event.
+        s.settimeout(60)
+        received = b""
+        while b"data: " not in received:
+            part = s.recv(4096)
+            self.assertTrue(part, f"connection closed before the first event: {received!r}")
+            received += part
         # The worker stops, so the turn is surely unfinished when the client goes.
         worker.signal(19)  # SIGSTOP
         try:

@@ -3,8 +3,11 @@
 Each test starts its own worker on ephemeral ports and kills it at the end.
 """
 import os
+import shutil
 import signal
+import subprocess
 import sys
+import tempfile
 import threading
 import unittest
 
@@ -104,6 +107,22 @@ class WorkerProcessTest(unittest.TestCase):
         m = w.metrics()
         self.assertEqual(h.metric_value(m, "hc_worker_conversation_lookups_total", {"result": "hit"}), 4)
         self.assertGreater(h.metric_value(m, "hc_worker_prefix_cache_hits_total"), 0)
+
+    def test_bf16_checkpoint_serves_multi_turn_exactly(self):
+        ckpt = tempfile.mkdtemp(prefix="hc-bf16-")
+        self.addCleanup(shutil.rmtree, ckpt, True)
+        subprocess.run([os.path.join(h.BIN, "hc-checkpoint"), "--preset=tiny", f"--out={ckpt}",
+                        "--dtype=bfloat16"], check=True, capture_output=True)
+        w, stub = self.start(f"--model={ckpt}")  # --dtype=auto: torch_dtype bfloat16
+        cached, fresh = Conversation(stub, "a"), Conversation(stub, "b")
+        for i in range(3):
+            suffix = [(29 * i + 7 * k) % 900 + 4 for k in range(4 + 2 * i)]
+            _, t1, _ = cached.send(suffix)
+            _, t2, _ = fresh.send(suffix, use_cache=False)
+            self.assertEqual(t1, t2, f"turn {i}: cached and recomputed tokens differ")
+        self.assertEqual(h.metric_value(w.metrics(), "hc_worker_conversation_lookups_total",
+                                        {"result": "hit"}), 2)
+        self.assertIn("weights bfloat16, KV cache bfloat16", w.log())
 
     def test_cancel_mid_stream_keeps_committed_state(self):
         _, stub = self.start("--max_model_len=8192")

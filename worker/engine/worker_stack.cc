@@ -8,6 +8,7 @@
 #include "worker/model/model_config_io.h"
 #include "worker/model/safetensors.h"
 #include "worker/model/synthetic_checkpoint.h"
+#include "worker/model/weight_dtype.h"
 
 namespace hc::engine {
 
@@ -29,21 +30,26 @@ absl::StatusOr<std::unique_ptr<WorkerStack>> WorkerStack::Create(const WorkerSta
   HC_ASSIGN_OR_RETURN(stack->model_dir_, model::ResolveModelPath(o.model));
   HC_ASSIGN_OR_RETURN(const model::ModelConfig config, model::LoadModelConfig(stack->model_dir_));
   HC_ASSIGN_OR_RETURN(auto checkpoint, model::SafetensorsCheckpoint::Open(stack->model_dir_));
+  HC_ASSIGN_OR_RETURN(
+      const model::ModelDTypes dtypes,
+      model::ResolveModelDTypes(o.dtype, o.kv_dtype, stack->model_dir_, *checkpoint));
   HC_ASSIGN_OR_RETURN(stack->devices_, runtime::CreateDeviceGroup({.kind = kind, .tp = o.tp}));
   HC_ASSIGN_OR_RETURN(stack->model_,
                       model::TensorParallelModel::CreateFromSource(
                           {.tp_size = o.tp,
                            .rank_backends = stack->devices_->rank_backends(),
-                           .make_communicators = stack->devices_->communicator_factory()},
+                           .make_communicators = stack->devices_->communicator_factory(),
+                           .weight_dtype = dtypes.weights,
+                           .kv_dtype = dtypes.kv},
                           config, *checkpoint));
 
   // KV blocks: given, or as many as fit in kv_cache_bytes (K and V of every
-  // attention layer on every rank, fp32).
+  // attention layer on every rank, in the KV dtype).
   int kv_blocks = o.kv_blocks;
   if (kv_blocks <= 0) {
     const runtime::KvLayout one = stack->model_->KvLayout(1, o.block_size);
     const int64_t block_bytes = static_cast<int64_t>(one.BlockElems()) * 2 * one.num_layers * o.tp *
-                                static_cast<int64_t>(sizeof(float));
+                                static_cast<int64_t>(runtime::DTypeSize(one.dtype));
     kv_blocks = static_cast<int>(
         std::max<int64_t>(1, o.kv_cache_bytes / std::max<int64_t>(1, block_bytes)));
   }
@@ -80,14 +86,15 @@ absl::StatusOr<std::unique_ptr<WorkerStack>> WorkerStack::Create(const WorkerSta
   const runtime::KvLayout& kv = stack->memory_->kv_layout();
   const runtime::MambaLayout& mamba = stack->memory_->mamba_layout();
   const size_t cache_bytes =
-      o.tp *
-      (2 * kv.BlockElems() * kv.num_blocks * kv.num_layers +
-       (mamba.ConvSlotElems() + mamba.SsmSlotElems()) * mamba.num_slots * mamba.num_layers) *
-      sizeof(float);
+      o.tp * (2 * kv.BlockElems() * kv.num_blocks * kv.num_layers * runtime::DTypeSize(kv.dtype) +
+              (mamba.ConvSlotElems() + mamba.SsmSlotElems()) * mamba.num_slots * mamba.num_layers *
+                  sizeof(float));
   HC_LOG(INFO) << "worker stack: model " << stack->model_dir_ << ", device "
-               << (kind == runtime::BackendKind::kCuda ? "cuda" : "cpu") << ", tp " << o.tp << ", "
-               << kv_blocks << " KV blocks of " << o.block_size << " tokens, " << o.mamba_slots
-               << " Mamba slots, cache memory " << (cache_bytes >> 20) << " MiB";
+               << (kind == runtime::BackendKind::kCuda ? "cuda" : "cpu") << ", tp " << o.tp
+               << ", weights " << kernels::TorchDTypeName(dtypes.weights) << ", KV cache "
+               << kernels::TorchDTypeName(dtypes.kv) << ", " << kv_blocks << " KV blocks of "
+               << o.block_size << " tokens, " << o.mamba_slots << " Mamba slots, cache memory "
+               << (cache_bytes >> 20) << " MiB";
   return stack;
 }
 

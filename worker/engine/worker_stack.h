@@ -23,6 +23,9 @@ namespace hc::engine {
 
 struct WorkerStackOptions {
   std::string model = "synthetic:tiny";  // checkpoint dir or synthetic:<preset>
+  // Weight and KV cache storage: auto | float32 | bfloat16 (model/weight_dtype.h).
+  std::string dtype = "auto";
+  std::string kv_dtype = "auto";
   std::string device = "cpu";  // cpu | cuda | auto (cuda when this build and machine have one)
   int tp = 1;
   int kv_blocks = 0;                     // 0: derive from kv_cache_bytes

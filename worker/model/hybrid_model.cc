@@ -69,7 +69,7 @@ class HybridModelImpl final : public HybridModel {
     if (bi.num_tokens == 0) return absl::OkStatus();
     const int T = bi.num_tokens, D = config_.hidden_size;
     float* h = h_.as<float>();
-    k_.elementwise->EmbeddingGather(T, di.ids, weights_.embed.as<float>(), D, {h, D});
+    Embed(T, di.ids, h);
     if (config_.embedding_multiplier != 1.0f) {
       k_.elementwise->ScaleRows(T, D, config_.embedding_multiplier, {h, D});
     }
@@ -128,8 +128,8 @@ class HybridModelImpl final : public HybridModel {
     const auto& m = cache.mamba_layout();
     if (cache.num_ranks() <= plan_.rank || kv.num_layers != config_.num_attention_layers() ||
         m.num_layers != config_.num_mamba_layers() ||
-        (kv.num_layers > 0 &&
-         (kv.num_kv_heads != plan_.kv_heads || kv.head_dim != config_.head_dim)) ||
+        (kv.num_layers > 0 && (kv.num_kv_heads != plan_.kv_heads ||
+                               kv.head_dim != config_.head_dim || kv.dtype != plan_.kv_dtype)) ||
         (m.num_layers > 0 &&
          (m.conv_dim != plan_.conv_dim || m.conv_width != config_.mamba_d_conv ||
           m.num_heads != plan_.mamba_heads || m.head_dim != config_.mamba_d_head ||
@@ -265,7 +265,7 @@ class HybridModelImpl final : public HybridModel {
     const int q_cols = plan_.q_heads * hd, kv_cols = plan_.kv_heads * hd;
     const int qkv_cols = q_cols + 2 * kv_cols;
     float* qkv = wide_.as<float>();
-    Gemm(T, qkv_cols, D, x_.as<float>(), w.qkv.as<float>(), qkv);
+    Linear(T, qkv_cols, D, x_.as<float>(), w.qkv, qkv);
     if (config_.use_rope) {
       k_.rope->ApplyRope({.num_tokens = T,
                           .positions = di.positions,
@@ -279,6 +279,7 @@ class HybridModelImpl final : public HybridModel {
     }
     const kernels::PagedKvCache kv{.k = cache->k(plan_.rank, w.group_index),
                                    .v = cache->v(plan_.rank, w.group_index),
+                                   .dtype = cache->kv_layout().dtype,
                                    .block_size = cache->kv_layout().block_size,
                                    .num_kv_heads = plan_.kv_heads,
                                    .head_dim = hd};
@@ -294,7 +295,7 @@ class HybridModelImpl final : public HybridModel {
                                   .block_tables = di.block_tables,
                                   .max_blocks_per_seq = bi.max_blocks},
                                  kv);
-    Gemm(T, D, q_cols, attn, w.o.as<float>(), out_.as<float>());
+    Linear(T, D, q_cols, attn, w.o, out_.as<float>());
     return absl::OkStatus();
   }
 
@@ -304,7 +305,7 @@ class HybridModelImpl final : public HybridModel {
     const int dl = plan_.d_inner, conv = plan_.conv_dim, in = plan_.in_proj_dim;
     const int gn = plan_.mamba_groups * config_.mamba_d_state;
     float* proj = wide_.as<float>();  // [T, in]: z | xBC | dt
-    Gemm(T, in, D, x_.as<float>(), w.in_proj.as<float>(), proj);
+    Linear(T, in, D, x_.as<float>(), w.in_proj, proj);
     float* xbc = conv_out_.as<float>();  // [T, conv]: x | B | C after conv + SiLU
     const kernels::Conv1dParams cp{.conv_dim = conv,
                                    .width = config_.mamba_d_conv,
@@ -354,7 +355,7 @@ class HybridModelImpl final : public HybridModel {
       HC_RETURN_IF_ERROR(options_.communicator->AllReduceSum(ss, static_cast<size_t>(T) * groups));
     }
     k_.norm->GatedNormApply(gn_args, ss);
-    Gemm(T, D, dl, y, w.out_proj.as<float>(), out_.as<float>());
+    Linear(T, D, dl, y, w.out_proj, out_.as<float>());
     return absl::OkStatus();
   }
 
@@ -376,13 +377,13 @@ class HybridModelImpl final : public HybridModel {
     float* act = mid_.as<float>();
     if (config_.mlp_activation == MlpActivation::kSwiGlu) {
       float* gate_up = wide_.as<float>();
-      Gemm(rows, 2 * il, D, in, w.in.as<float>(), gate_up);
+      Linear(rows, 2 * il, D, in, w.in, gate_up);
       k_.elementwise->SiluMul(rows, il, {gate_up, 2 * il}, {act, il});
     } else {
-      Gemm(rows, il, D, in, w.in.as<float>(), act);
+      Linear(rows, il, D, in, w.in, act);
       k_.elementwise->Relu2(rows, il, {act, il}, {act, il});
     }
-    Gemm(rows, D, il, act, w.down.as<float>(), out);
+    Linear(rows, D, il, act, w.down, out);
   }
 
   // out_ = shared MLP(x_) + the routed experts' weighted outputs. The router
@@ -445,7 +446,7 @@ class HybridModelImpl final : public HybridModel {
     if (logits_.size() < n * sizeof(float)) {
       HC_ASSIGN_OR_RETURN(logits_, DeviceBuffer::Create(options_.backend, n * sizeof(float)));
     }
-    Gemm(R, V, D, rows, weights_.lm_head_ptr(), logits_.as<float>());
+    Linear(R, V, D, rows, weights_.lm_head_matrix(), logits_.as<float>());
     if (config_.logits_scaling != 1.0f) {
       k_.elementwise->ScaleRows(R, V, 1.0f / config_.logits_scaling, {logits_.as<float>(), V});
     }
@@ -456,6 +457,35 @@ class HybridModelImpl final : public HybridModel {
   // c[m, n] = a[m, k] * w[n, k]^T, all contiguous.
   void Gemm(int m, int n, int k, const float* a, const float* w, float* c) const {
     k_.gemm->Gemm({.m = m, .n = n, .k = k, .a = a, .lda = k, .b = w, .ldb = k, .c = c, .ldc = n});
+  }
+
+  // The same for a weight matrix, fp32 or bf16 (its dtype picks the GEMM).
+  void Linear(int m, int n, int k, const float* a, const internal::Matrix& w, float* c) const {
+    if (w.dtype == runtime::DType::kBF16) {
+      k_.gemm->GemmBf16({.m = m,
+                         .n = n,
+                         .k = k,
+                         .a = a,
+                         .lda = k,
+                         .b = static_cast<const uint16_t*>(w.data()),
+                         .ldb = k,
+                         .c = c,
+                         .ldc = n});
+      return;
+    }
+    Gemm(m, n, k, a, static_cast<const float*>(w.data()), c);
+  }
+
+  // out[t, :] = embed[ids[t], :] (rows of D).
+  void Embed(int num_tokens, const int32_t* ids, float* out) const {
+    const int D = config_.hidden_size;
+    if (weights_.embed.dtype == runtime::DType::kBF16) {
+      k_.elementwise->EmbeddingGatherBf16(
+          num_tokens, ids, static_cast<const uint16_t*>(weights_.embed.data()), D, {out, D});
+      return;
+    }
+    k_.elementwise->EmbeddingGather(num_tokens, ids,
+                                    static_cast<const float*>(weights_.embed.data()), D, {out, D});
   }
 
   const HybridModelOptions options_;
@@ -483,9 +513,18 @@ absl::StatusOr<std::unique_ptr<HybridModel>> HybridModel::Create(const HybridMod
        options.communicator->rank() != options.rank)) {
     return absl::InvalidArgumentError("tp_size > 1 needs a communicator of that size and rank");
   }
+  for (const auto& [what, dtype] :
+       {std::pair{"weight", options.weight_dtype}, std::pair{"KV cache", options.kv_dtype}}) {
+    if (dtype != runtime::DType::kF32 && dtype != runtime::DType::kBF16) {
+      return absl::InvalidArgumentError(absl::StrCat(what, " dtype ", TorchDTypeName(dtype),
+                                                     " is not supported (float32 or bfloat16)"));
+    }
+  }
   HC_ASSIGN_OR_RETURN(ShardPlan plan, ShardPlan::Create(config, options.tp_size, options.rank));
-  HC_ASSIGN_OR_RETURN(internal::ModelWeights weights,
-                      internal::LoadShardWeights(config, plan, load, options.backend));
+  plan.kv_dtype = options.kv_dtype;
+  HC_ASSIGN_OR_RETURN(
+      internal::ModelWeights weights,
+      internal::LoadShardWeights(config, plan, load, options.backend, options.weight_dtype));
   return std::unique_ptr<HybridModel>(
       new HybridModelImpl(options, config, plan, std::move(weights)));
 }

@@ -61,11 +61,13 @@ struct ShardPlan {
   int moe_intermediate = 0, moe_shared_intermediate = 0;  // routed expert / shared MLP widths
   int mamba_heads = 0, mamba_groups = 0, d_inner = 0, conv_dim = 0, in_proj_dim = 0;
   bool split_single_group = false;  // G == 1 and tp > 1: norm statistics are all-reduced
+  runtime::DType kv_dtype = runtime::DType::kF32;  // of the KV cache (KvLayout)
 
   // INVALID_ARGUMENT when the config cannot be split tp_size ways.
   static absl::StatusOr<ShardPlan> Create(const ModelConfig& config, int tp_size, int rank);
 
-  runtime::KvLayout KvLayout(const ModelConfig& config, int num_blocks, int block_size) const;
+  runtime::KvLayout KvLayout(const ModelConfig& config, int num_blocks,
+                             int block_size) const;  // kv_dtype
   runtime::MambaLayout MambaLayout(const ModelConfig& config, int num_slots) const;
 };
 
@@ -79,6 +81,12 @@ struct HybridModelOptions {
   int rank = 0;
   runtime::Backend* backend = nullptr;            // not owned; outlives the model
   runtime::Communicator* communicator = nullptr;  // not owned; required when tp_size > 1
+  // Storage of the weight matrices (projections, embeddings, lm_head): kF32 or
+  // kBF16 (converted from the loaded fp32 values, round-to-nearest-even; exact
+  // for a bf16 checkpoint). Norm weights and Mamba vectors stay fp32.
+  runtime::DType weight_dtype = runtime::DType::kF32;
+  // Element type of the KV cache this model reads and writes: kF32 or kBF16.
+  runtime::DType kv_dtype = runtime::DType::kF32;
 };
 
 class HybridModel {

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "kernels/half.h"
 #include "worker/model/model_tensors.h"
 
 namespace hc::model {
@@ -93,7 +94,8 @@ runtime::KvLayout ShardPlan::KvLayout(const ModelConfig& c, int num_blocks, int 
           .num_blocks = num_blocks,
           .block_size = block_size,
           .num_kv_heads = kv_heads,
-          .head_dim = c.head_dim};
+          .head_dim = c.head_dim,
+          .dtype = kv_dtype};
 }
 
 runtime::MambaLayout ShardPlan::MambaLayout(const ModelConfig& c, int num_slots) const {
@@ -140,11 +142,27 @@ absl::StatusOr<DeviceBuffer> Upload(runtime::Backend* backend, const std::vector
   return buf;
 }
 
+// A matrix in `dtype`: fp32 as is, bf16 rounded to nearest even (exact for
+// values read from a bf16 checkpoint).
+absl::StatusOr<Matrix> UploadMatrix(runtime::Backend* backend, const std::vector<float>& host,
+                                    runtime::DType dtype) {
+  Matrix m{.dtype = dtype};
+  if (dtype == runtime::DType::kF32) {
+    HC_ASSIGN_OR_RETURN(m.buf, Upload(backend, host));
+    return m;
+  }
+  std::vector<uint16_t> bf16(host.size());
+  for (size_t i = 0; i < host.size(); ++i) bf16[i] = kernels::F32ToBf16(host[i]);
+  HC_ASSIGN_OR_RETURN(m.buf, DeviceBuffer::Create(backend, bf16.size() * sizeof(uint16_t)));
+  HC_RETURN_IF_ERROR(backend->CopyHostToDevice(m.buf.data(), bf16.data(), m.buf.size()));
+  return m;
+}
+
 class ShardLoader {
  public:
   ShardLoader(const ModelConfig& c, const ShardPlan& p, TensorLoader load,
-              runtime::Backend* backend)
-      : c_(c), p_(p), load_(load), backend_(backend), names_(c) {}
+              runtime::Backend* backend, runtime::DType weight_dtype)
+      : c_(c), p_(p), load_(load), backend_(backend), dtype_(weight_dtype), names_(c) {}
 
   absl::StatusOr<ModelWeights> Load() {
     ModelWeights w;
@@ -158,10 +176,11 @@ class ShardLoader {
       if (renamed.ok() || !absl::IsNotFound(renamed.status())) embed = std::move(renamed);
     }
     if (!embed.ok()) return embed.status();
-    HC_ASSIGN_OR_RETURN(w.embed, Upload(backend_, *embed));
+    HC_ASSIGN_OR_RETURN(w.embed, Mat(*embed));
     HC_ASSIGN_OR_RETURN(w.final_norm, Full(names_.FinalNorm(), {D}));
     if (!c_.tie_word_embeddings && p_.rank == 0) {
-      HC_ASSIGN_OR_RETURN(w.lm_head, Full(names_.LmHead(), {V, D}));
+      HC_ASSIGN_OR_RETURN(auto lm_head, load_(names_.LmHead(), {V, D}));
+      HC_ASSIGN_OR_RETURN(w.lm_head, Mat(lm_head));
     }
     int attn_index = 0, mamba_index = 0;
     for (int i = 0; i < c_.num_hidden_layers; ++i) {
@@ -197,6 +216,10 @@ class ShardLoader {
     return Upload(backend_, t);
   }
 
+  absl::StatusOr<Matrix> Mat(const std::vector<float>& host) {
+    return UploadMatrix(backend_, host, dtype_);
+  }
+
   // This rank's slice of one MLP from its full tensors: SwiGLU from gate and
   // up [I, D] (each sliced on its own), relu² from up; down [D, I] by columns.
   absl::StatusOr<MlpWeights> SliceMlp(const std::vector<float>* gate, const std::vector<float>& up,
@@ -208,8 +231,8 @@ class ShardLoader {
     if (gate != nullptr) in = TakeRows(*gate, D, {{p_.rank * il, il}});
     const auto up_l = TakeRows(up, D, {{p_.rank * il, il}});
     in.insert(in.end(), up_l.begin(), up_l.end());
-    HC_ASSIGN_OR_RETURN(m.in, Upload(backend_, in));
-    HC_ASSIGN_OR_RETURN(m.down, Upload(backend_, TakeCols(down, D, I, p_.rank * il, il)));
+    HC_ASSIGN_OR_RETURN(m.in, Mat(in));
+    HC_ASSIGN_OR_RETURN(m.down, Mat(TakeCols(down, D, I, p_.rank * il, il)));
     return m;
   }
 
@@ -283,9 +306,9 @@ class ShardLoader {
       const auto part = TakeRows(*kv, D, {{p_.first_kv_head * hd, p_.kv_heads * hd}});
       qkv.insert(qkv.end(), part.begin(), part.end());
     }
-    HC_ASSIGN_OR_RETURN(layer->qkv, Upload(backend_, qkv));
-    HC_ASSIGN_OR_RETURN(
-        layer->o, Upload(backend_, TakeCols(o, D, hq * hd, p_.first_q_head * hd, p_.q_heads * hd)));
+    HC_ASSIGN_OR_RETURN(layer->qkv, Mat(qkv));
+    HC_ASSIGN_OR_RETURN(layer->o,
+                        Mat(TakeCols(o, D, hq * hd, p_.first_q_head * hd, p_.q_heads * hd)));
     return absl::OkStatus();
   }
 
@@ -299,13 +322,12 @@ class ShardLoader {
     const int64_t g0n = c_.mamba_n_groups == 1 ? 0 : p_.rank * gnl;  // first local B/C row
     const int64_t r = p_.rank;
     HC_ASSIGN_OR_RETURN(auto in_proj, load_(name("in_proj.weight"), {c_.in_proj_dim(), D}));
-    HC_ASSIGN_OR_RETURN(layer->in_proj,
-                        Upload(backend_, TakeRows(in_proj, D,
-                                                  {{r * dl, dl},                       // z
-                                                   {d + r * dl, dl},                   // x
-                                                   {2 * d + g0n, gnl},                 // B
-                                                   {2 * d + gn + g0n, gnl},            // C
-                                                   {2 * d + 2 * gn + r * hl, hl}})));  // dt
+    HC_ASSIGN_OR_RETURN(layer->in_proj, Mat(TakeRows(in_proj, D,
+                                                     {{r * dl, dl},                       // z
+                                                      {d + r * dl, dl},                   // x
+                                                      {2 * d + g0n, gnl},                 // B
+                                                      {2 * d + gn + g0n, gnl},            // C
+                                                      {2 * d + 2 * gn + r * hl, hl}})));  // dt
     const std::initializer_list<RowRange> conv_rows = {
         {r * dl, dl}, {d + g0n, gnl}, {d + gn + g0n, gnl}};
     HC_ASSIGN_OR_RETURN(auto conv_w, load_(name("conv1d.weight"), {conv, 1, W}));
@@ -322,7 +344,7 @@ class ShardLoader {
     HC_ASSIGN_OR_RETURN(auto norm, load_(name("norm.weight"), {d}));
     HC_ASSIGN_OR_RETURN(layer->norm, Upload(backend_, TakeRows(norm, 1, {{r * dl, dl}})));
     HC_ASSIGN_OR_RETURN(auto out, load_(name("out_proj.weight"), {D, d}));
-    HC_ASSIGN_OR_RETURN(layer->out_proj, Upload(backend_, TakeCols(out, D, d, r * dl, dl)));
+    HC_ASSIGN_OR_RETURN(layer->out_proj, Mat(TakeCols(out, D, d, r * dl, dl)));
     return absl::OkStatus();
   }
 
@@ -330,14 +352,16 @@ class ShardLoader {
   const ShardPlan& p_;
   TensorLoader load_;
   runtime::Backend* backend_;
+  runtime::DType dtype_;
   TensorNames names_;
 };
 
 }  // namespace
 
 absl::StatusOr<ModelWeights> LoadShardWeights(const ModelConfig& config, const ShardPlan& plan,
-                                              TensorLoader load, runtime::Backend* backend) {
-  return ShardLoader(config, plan, load, backend).Load();
+                                              TensorLoader load, runtime::Backend* backend,
+                                              runtime::DType weight_dtype) {
+  return ShardLoader(config, plan, load, backend, weight_dtype).Load();
 }
 
 }  // namespace internal

@@ -13,12 +13,20 @@ namespace hc::model::internal {
 
 using runtime::DeviceBuffer;
 
+// A weight matrix [out, in] row-major in backend memory, fp32 or bf16 (the
+// model's weight dtype); HybridModelImpl::Linear dispatches on `dtype`.
+struct Matrix {
+  DeviceBuffer buf;
+  runtime::DType dtype = runtime::DType::kF32;
+  const void* data() const { return buf.data(); }
+};
+
 // A dense MLP shard of local width `width`: SwiGLU keeps [2 * width, D] (gate
 // rows then up rows), relu² keeps up [width, D]; down is [D, width].
 struct MlpWeights {
   int width = 0;
-  DeviceBuffer in;
-  DeviceBuffer down;
+  Matrix in;
+  Matrix down;
 };
 
 // A MoE block: the router (replicated, [E, D]), Nemotron-H's correction bias
@@ -40,31 +48,33 @@ struct LayerWeights {
   MlpWeights mlp;           // FfnKind::kMlp
   MoeWeights moe;           // FfnKind::kMoe
   // Attention.
-  DeviceBuffer qkv;  // [(q_l + 2 kv_l) * head_dim, D]: q rows, k rows, v rows
-  DeviceBuffer o;    // [D, q_l * head_dim]
+  Matrix qkv;  // [(q_l + 2 kv_l) * head_dim, D]: q rows, k rows, v rows
+  Matrix o;    // [D, q_l * head_dim]
   // Mamba2.
-  DeviceBuffer in_proj;   // [in_l, D]: z_l | x_l | B_l | C_l | dt_l
-  DeviceBuffer conv_w;    // [conv_l, W]: x_l | B_l | C_l channels
-  DeviceBuffer conv_b;    // [conv_l] (empty when mamba_conv_bias is false)
-  DeviceBuffer a_log;     // [H_l]
-  DeviceBuffer d;         // [H_l]
-  DeviceBuffer dt_bias;   // [H_l]
-  DeviceBuffer norm;      // [d_l]
-  DeviceBuffer out_proj;  // [D, d_l]
+  Matrix in_proj;        // [in_l, D]: z_l | x_l | B_l | C_l | dt_l
+  DeviceBuffer conv_w;   // [conv_l, W]: x_l | B_l | C_l channels
+  DeviceBuffer conv_b;   // [conv_l] (empty when mamba_conv_bias is false)
+  DeviceBuffer a_log;    // [H_l]
+  DeviceBuffer d;        // [H_l]
+  DeviceBuffer dt_bias;  // [H_l]
+  DeviceBuffer norm;     // [d_l]
+  Matrix out_proj;       // [D, d_l]
 };
 
 struct ModelWeights {
-  DeviceBuffer embed;       // [V, D], replicated
+  Matrix embed;             // [V, D], replicated
   DeviceBuffer final_norm;  // [D]
-  DeviceBuffer lm_head;     // [V, D]; empty when tied to embed or on ranks != 0
+  Matrix lm_head;           // [V, D]; empty when tied to embed or on ranks != 0
   std::vector<LayerWeights> layers;
-  const float* lm_head_ptr() const {
-    return lm_head.data() != nullptr ? lm_head.as<float>() : embed.as<float>();
-  }
+  const Matrix& lm_head_matrix() const { return lm_head.data() != nullptr ? lm_head : embed; }
 };
 
+// Matrices (projections, MLP / expert weights, embeddings, lm_head) are stored
+// as `weight_dtype` (kF32 or kBF16); norms, Mamba vectors, conv weights and the
+// MoE router stay fp32.
 absl::StatusOr<ModelWeights> LoadShardWeights(const ModelConfig& config, const ShardPlan& plan,
-                                              TensorLoader load, runtime::Backend* backend);
+                                              TensorLoader load, runtime::Backend* backend,
+                                              runtime::DType weight_dtype);
 
 }  // namespace hc::model::internal
 

@@ -253,6 +253,7 @@ absl::StatusOr<ModelConfig> SyntheticModelConfig(std::string_view preset_name) {
 absl::Status WriteSyntheticCheckpoint(std::string_view preset_name, const std::string& out_dir,
                                       const SyntheticCheckpointOptions& options) {
   HC_ASSIGN_OR_RETURN(SyntheticPreset preset, GetSyntheticPreset(preset_name));
+  if (options.dtype.has_value()) preset.dtype = *options.dtype;
   const BpeModel tok = SyntheticTokenizer(preset);
   const ModelConfig config = FinishConfig(preset, tok);
   HC_RETURN_IF_ERROR(ValidateModelConfig(config));
@@ -262,7 +263,16 @@ absl::Status WriteSyntheticCheckpoint(std::string_view preset_name, const std::s
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", out_dir, ": ", ec.message()));
   const fs::path dir(out_dir);
 
-  HC_RETURN_IF_ERROR(WriteTextFile(dir / "config.json", ModelConfigToJson(config)));
+  // ModelConfigToJson states float32; the stored dtype replaces it (only that
+  // key changes, so float32 checkpoints stay byte-identical).
+  std::string config_json = ModelConfigToJson(config);
+  const std::string fp32_key = "\"torch_dtype\": \"float32\"";
+  const size_t at = config_json.find(fp32_key);
+  if (at == std::string::npos) return absl::InternalError("config.json lacks torch_dtype");
+  config_json.replace(
+      at, fp32_key.size(),
+      absl::StrCat("\"torch_dtype\": \"", kernels::TorchDTypeName(preset.dtype), "\""));
+  HC_RETURN_IF_ERROR(WriteTextFile(dir / "config.json", config_json));
   json::Value gen = json::Value::MakeObject();
   gen.Set("_from_model_config", json::Value::Bool(true));
   gen.Set("bos_token_id", json::Value::Int(config.bos_token_id));

@@ -30,6 +30,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -64,6 +65,9 @@ struct SyntheticCheckpointOptions {
   // 0: one model.safetensors. Otherwise shards of at most this many bytes
   // plus model.safetensors.index.json.
   size_t max_shard_bytes = 0;
+  // Stored dtype of every tensor (default: the preset's, float32); also
+  // written as config.json's torch_dtype.
+  std::optional<runtime::DType> dtype;
 };
 
 // Writes the checkpoint into `out_dir` (created if needed; existing files of

@@ -29,7 +29,9 @@ absl::StatusOr<std::unique_ptr<TensorParallelModel>> TensorParallelModel::Create
     HC_ASSIGN_OR_RETURN(auto rank, HybridModel::Create({.tp_size = options.tp_size,
                                                         .rank = r,
                                                         .backend = backend,
-                                                        .communicator = model->comms_[r].get()},
+                                                        .communicator = model->comms_[r].get(),
+                                                        .weight_dtype = options.weight_dtype,
+                                                        .kv_dtype = options.kv_dtype},
                                                        config, load));
     model->ranks_.push_back(std::move(rank));
   }

@@ -33,6 +33,9 @@ struct TensorParallelModelOptions {
   // Default (empty): in-process thread communicators (host memory). GPU ranks
   // pass NCCL communicators over the rank backends' devices and streams.
   CommunicatorFactory make_communicators;
+  // As HybridModelOptions: storage of the weight matrices and of the KV cache.
+  runtime::DType weight_dtype = runtime::DType::kF32;
+  runtime::DType kv_dtype = runtime::DType::kF32;
 };
 
 class TensorParallelModel {

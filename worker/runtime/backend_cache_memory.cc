@@ -11,8 +11,14 @@ namespace {
 // even for a group without layers: the cache library addresses every token by
 // block and every conversation by slot.
 absl::Status ValidateLayouts(const KvLayout& kv, const MambaLayout& mamba) {
-  if (kv.dtype != DType::kF32 || mamba.conv_dtype != DType::kF32) {
-    return absl::InvalidArgumentError("cache memory stores fp32 only (KV and conv state dtype)");
+  if (kv.dtype != DType::kF32 && kv.dtype != DType::kBF16) {
+    return absl::InvalidArgumentError(absl::StrCat("KV cache dtype ", TorchDTypeName(kv.dtype),
+                                                   " is not supported (float32 or bfloat16)"));
+  }
+  if (mamba.conv_dtype != DType::kF32) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Mamba conv state dtype ", TorchDTypeName(mamba.conv_dtype),
+                     " is not supported (the Mamba states are float32)"));
   }
   if (kv.num_blocks <= 0) {
     return absl::InvalidArgumentError(
@@ -60,7 +66,8 @@ absl::StatusOr<std::unique_ptr<BackendCacheMemory>> BackendCacheMemory::Create(
 }
 
 absl::Status BackendCacheMemory::Allocate() {
-  const size_t kv_bytes = kv_layout_.BlockElems() * kv_layout_.num_blocks * sizeof(float);
+  const size_t kv_bytes =
+      kv_layout_.BlockElems() * kv_layout_.num_blocks * DTypeSize(kv_layout_.dtype);
   const size_t conv_bytes = mamba_layout_.ConvSlotElems() * mamba_layout_.num_slots * sizeof(float);
   const size_t ssm_bytes = mamba_layout_.SsmSlotElems() * mamba_layout_.num_slots * sizeof(float);
   // A zero-sized tensor (conv width 1) still gets a minimal allocation so the
@@ -96,14 +103,14 @@ absl::Status BackendCacheMemory::CopyKvBlock(BlockId src, BlockId dst, int num_t
     return absl::InvalidArgumentError(
         absl::StrCat("bad KV block copy ", src, " -> ", dst, " of ", num_tokens, " tokens"));
   }
-  const size_t block = kv.BlockElems();
-  const size_t bytes =
-      static_cast<size_t>(num_tokens) * kv.num_kv_heads * kv.head_dim * sizeof(float);
+  const size_t elem = DTypeSize(kv.dtype);
+  const size_t block = kv.BlockElems() * elem;  // bytes
+  const size_t bytes = static_cast<size_t>(num_tokens) * kv.num_kv_heads * kv.head_dim * elem;
   for (size_t r = 0; r < backends_.size(); ++r) {
     for (auto& pair : kv_bufs_[r]) {
       for (DeviceBuffer& t : pair) {
-        HC_RETURN_IF_ERROR(backends_[r]->CopyDeviceToDevice(t.as<float>() + dst * block,
-                                                            t.as<float>() + src * block, bytes));
+        HC_RETURN_IF_ERROR(backends_[r]->CopyDeviceToDevice(t.as<char>() + dst * block,
+                                                            t.as<char>() + src * block, bytes));
       }
     }
   }

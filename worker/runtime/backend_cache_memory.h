@@ -44,8 +44,8 @@ class BackendCacheMemory final : public CacheMemory {
   absl::Status CopyMambaSlot(SlotId src, SlotId dst) override;
   absl::Status ZeroMambaSlot(SlotId slot) override;
 
-  float* k(int rank, int layer) override { return kv_bufs_[rank][layer][0].as<float>(); }
-  float* v(int rank, int layer) override { return kv_bufs_[rank][layer][1].as<float>(); }
+  void* k(int rank, int layer) override { return kv_bufs_[rank][layer][0].data(); }
+  void* v(int rank, int layer) override { return kv_bufs_[rank][layer][1].data(); }
   float* conv(int rank, int layer) override { return conv_bufs_[rank][layer].as<float>(); }
   float* ssm(int rank, int layer) override { return ssm_bufs_[rank][layer].as<float>(); }
 

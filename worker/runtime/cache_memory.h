@@ -5,8 +5,8 @@
 // implementation, BackendCacheMemory, serves every backend (CPU and CUDA).
 //
 // Tensor layouts, per tensor-parallel rank and per layer (row-major):
-//   K, V        [num_blocks, block_size, num_kv_heads, head_dim]   (kv dtype)
-//   conv state  [num_slots, conv_dim, conv_width - 1]               (state dtype)
+//   K, V        [num_blocks, block_size, num_kv_heads, head_dim]   (kv dtype: fp32 or bf16)
+//   conv state  [num_slots, conv_dim, conv_width - 1]               (conv dtype: fp32)
 //   ssm state   [num_slots, num_heads, head_dim, state_size]        (always fp32)
 // Sizes in the layouts are per rank (the local shard under tensor parallel).
 // Slot (token position) `pos` of a sequence with block table `bt` lives at
@@ -20,12 +20,12 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "kernels/dtype.h"
 
 namespace hc::runtime {
 
-enum class DType : uint8_t { kF32 = 0, kBF16 = 1, kF16 = 2 };
-
-constexpr size_t DTypeSize(DType t) { return t == DType::kF32 ? 4 : 2; }
+using DType = kernels::DType;
+using kernels::DTypeSize;
 
 using BlockId = int32_t;
 using SlotId = int32_t;
@@ -76,12 +76,13 @@ class CacheMemory {
   // Zeroes the state of `slot` (the initial state of a new conversation).
   virtual absl::Status ZeroMambaSlot(SlotId slot) = 0;
 
-  // The model's view: raw fp32 tensors of one rank and layer (layer index
-  // within its group), in the memory of that rank's backend (host memory on
-  // the CPU backend, device memory of the rank's GPU on CUDA).
+  // The model's view: raw tensors of one rank and layer (layer index within
+  // its group), in the memory of that rank's backend (host memory on the CPU
+  // backend, device memory of the rank's GPU on CUDA). K and V hold elements
+  // of kv_layout().dtype; the Mamba states are fp32.
   // REQUIRES: 0 <= rank < num_ranks(), layer in range.
-  virtual float* k(int rank, int layer) = 0;
-  virtual float* v(int rank, int layer) = 0;
+  virtual void* k(int rank, int layer) = 0;
+  virtual void* v(int rank, int layer) = 0;
   virtual float* conv(int rank, int layer) = 0;
   virtual float* ssm(int rank, int layer) = 0;
 };

@@ -57,6 +57,10 @@ ABSL_FLAG(std::string, worker_id, "", "Id reported to the router (default: hostn
 ABSL_FLAG(std::string, model, "synthetic:tiny",
           "Bamba checkpoint directory, or synthetic:tiny|small (generated once into a cache dir)");
 ABSL_FLAG(std::string, device, "cpu", "cpu, cuda or auto");
+ABSL_FLAG(std::string, dtype, "auto",
+          "Weight storage: auto (the checkpoint's torch_dtype; float16 loads as float32), "
+          "float32 or bfloat16");
+ABSL_FLAG(std::string, kv_dtype, "auto", "KV cache storage: auto (= --dtype), float32 or bfloat16");
 ABSL_FLAG(int32_t, tp, 1, "Tensor-parallel ranks");
 ABSL_FLAG(int32_t, kv_blocks, 0, "KV cache blocks (0: derive from --kv_cache_bytes)");
 ABSL_FLAG(int64_t, kv_cache_bytes, 256ll << 20, "KV cache size in bytes when --kv_blocks is 0");
@@ -101,6 +105,8 @@ int Run() {
   hc::engine::WorkerStackOptions so;
   so.model = absl::GetFlag(FLAGS_model);
   so.device = absl::GetFlag(FLAGS_device);
+  so.dtype = absl::GetFlag(FLAGS_dtype);
+  so.kv_dtype = absl::GetFlag(FLAGS_kv_dtype);
   so.tp = absl::GetFlag(FLAGS_tp);
   so.kv_blocks = absl::GetFlag(FLAGS_kv_blocks);
   so.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_bytes);

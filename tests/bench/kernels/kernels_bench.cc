@@ -5,11 +5,18 @@
 //
 // Prints one line per GEMM shape with GFLOP/s, the fraction of the measured
 // peak, and own/OpenBLAS, then the best fraction over the M >= 64 shapes.
+//
+// bf16 weights (GemmBf16), every path this CPU runs vs the fp32 own kernel on
+// the same shapes: decode (M = 1..8, memory-bound) as GB/s of weights read
+// against the single-core memcpy bandwidth measured in the same run, with the
+// weights rotated over > 256 MiB of copies so they come from DRAM as in a real
+// model; prefill (M >= 64) as GFLOP/s.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <string>
 #include <tuple>
@@ -17,6 +24,7 @@
 
 #include "benchmark/benchmark.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/half.h"
 
 #ifdef HC_HAVE_OPENBLAS
 #include <cblas.h>
@@ -155,6 +163,137 @@ BENCHMARK_CAPTURE(BM_Gemm, own, CpuGemmImpl::kBlocked)->Apply(GemmArgsFor)->MinT
 BENCHMARK_CAPTURE(BM_Gemm, openblas, CpuGemmImpl::kOpenBlas)->Apply(GemmArgsFor)->MinTime(0.05);
 #endif
 
+// ---- bf16 weights -----------------------------------------------------------
+constexpr size_t kRotateBytes = size_t{256} << 20;  // > any L3: weights come from DRAM
+const std::vector<int> kBf16Ms = {1, 2, 4, 8, 64, 512};
+const std::vector<std::pair<int, int>> kBf16Shapes = {{4096, 768}, {768, 2048}, {5632, 1024}};
+
+double g_copy_gbps = 0.0;
+// (path, m, n, k) -> seconds per call.
+std::map<std::tuple<std::string, int, int, int>, double> g_bf16_seconds;
+
+// Single-core memcpy bandwidth (bytes copied per second) over 256 MiB buffers.
+double MeasureCopyGbps() {
+  std::vector<char> src(kRotateBytes, 1), dst(kRotateBytes, 0);
+  double best = 0.0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = Clock::now();
+    std::memcpy(dst.data(), src.data(), src.size());
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    benchmark::DoNotOptimize(dst.data());
+    best = std::max(best, src.size() / s * 1e-9);
+  }
+  return best;
+}
+
+// path: "fp32" (own fp32 kernel on fp32 weights) or a CpuBf16GemmImpl.
+void BM_WeightGemm(benchmark::State& state, const char* label, bool bf16, CpuBf16GemmImpl path) {
+  const int m = state.range(0), n = state.range(1), k = state.range(2);
+  auto gemm_or = CreateCpuGemm(CpuGemmImpl::kBlocked, path);
+  if (!gemm_or.ok()) {
+    state.SkipWithError(std::string(gemm_or.status().message()).c_str());
+    return;
+  }
+  auto gemm = std::move(gemm_or).value();
+  const size_t elems = static_cast<size_t>(n) * k;
+  const size_t weight_bytes = elems * (bf16 ? 2 : 4);
+  const int copies =
+      m <= 8 ? static_cast<int>(std::max<size_t>(1, kRotateBytes / weight_bytes)) : 1;
+  std::vector<float> w32(bf16 ? 0 : elems * copies, 0.25f);
+  std::vector<uint16_t> w16(bf16 ? elems * copies : 0, F32ToBf16(0.25f));
+  std::vector<float> a(static_cast<size_t>(m) * k, 0.5f), c(static_cast<size_t>(m) * n);
+  auto run = [&](int copy) {
+    if (bf16) {
+      gemm->GemmBf16({.m = m,
+                      .n = n,
+                      .k = k,
+                      .a = a.data(),
+                      .lda = k,
+                      .b = w16.data() + elems * copy,
+                      .ldb = k,
+                      .c = c.data(),
+                      .ldc = n});
+    } else {
+      gemm->Gemm({.m = m,
+                  .n = n,
+                  .k = k,
+                  .a = a.data(),
+                  .lda = k,
+                  .b = w32.data() + elems * copy,
+                  .ldb = k,
+                  .c = c.data(),
+                  .ldc = n});
+    }
+  };
+  run(0);
+  double seconds = 0.0;
+  int copy = 0;
+  for (auto _ : state) {
+    copy = (copy + 1) % copies;
+    const auto t0 = Clock::now();
+    run(copy);
+    seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+    benchmark::ClobberMemory();
+  }
+  const double per_call = seconds / state.iterations();
+  state.counters["GFLOPS"] = 2.0 * m * n * k / per_call * 1e-9;
+  state.counters["weight_GBps"] = weight_bytes / per_call * 1e-9;
+  state.SetLabel(label);
+  g_bf16_seconds[{label, m, n, k}] = per_call;
+}
+
+void WeightGemmArgs(benchmark::internal::Benchmark* b) {
+  for (int m : kBf16Ms) {
+    for (auto [n, k] : kBf16Shapes) b->Args({m, n, k});
+  }
+}
+
+BENCHMARK_CAPTURE(BM_WeightGemm, fp32, "fp32", false, CpuBf16GemmImpl::kAuto)
+    ->Apply(WeightGemmArgs)
+    ->MinTime(0.05);
+BENCHMARK_CAPTURE(BM_WeightGemm, bf16_widen, "widen-avx2", true, CpuBf16GemmImpl::kWidenAvx2)
+    ->Apply(WeightGemmArgs)
+    ->MinTime(0.05);
+BENCHMARK_CAPTURE(BM_WeightGemm, bf16_dp, "avx512bf16", true, CpuBf16GemmImpl::kAvx512Bf16)
+    ->Apply(WeightGemmArgs)
+    ->MinTime(0.05);
+
+void PrintBf16Summary() {
+  std::printf("\n== bf16-weight GEMM (single thread; memcpy %.1f GB/s measured; auto = %s) ==\n",
+              g_copy_gbps, CpuBf16GemmName(CpuBf16GemmImpl::kAuto));
+  std::printf("%4s %5s %5s | %-28s | %-28s | %-28s\n", "M", "N", "K", "fp32 weights",
+              "bf16 widen-avx2", "bf16 avx512bf16");
+  for (int m : kBf16Ms) {
+    for (auto [n, k] : kBf16Shapes) {
+      const double flops = 2.0 * m * n * k;
+      std::printf("%4d %5d %5d", m, n, k);
+      double fp32 = 0.0;
+      for (const char* label : {"fp32", "widen-avx2", "avx512bf16"}) {
+        const auto it = g_bf16_seconds.find({label, m, n, k});
+        if (it == g_bf16_seconds.end()) {
+          std::printf(" | %-28s", "n/a");
+          continue;
+        }
+        const double s = it->second;
+        if (fp32 == 0.0) fp32 = s;
+        const double bytes = static_cast<double>(n) * k * (label == std::string("fp32") ? 4 : 2);
+        char cell[64];
+        if (m <= 8) {
+          std::snprintf(cell, sizeof cell, "%6.1f GB/s %3.0f%%cp %5.2fx", bytes / s * 1e-9,
+                        100 * bytes / s * 1e-9 / g_copy_gbps, fp32 / s);
+        } else {
+          std::snprintf(cell, sizeof cell, "%6.1f GF/s %13.2fx", flops / s * 1e-9, fp32 / s);
+        }
+        std::printf(" | %-28s", cell);
+      }
+      std::printf("\n");
+    }
+  }
+  std::printf(
+      "(decode cells: weight GB/s, %% of memcpy GB/s, speed-up over fp32; prefill: "
+      "GFLOP/s, speed-up)\n");
+}
+
 // ---- Mamba2 and attention at model sizes ------------------------------------
 void BM_SsdChunkScan(benchmark::State& state) {
   const int T = state.range(0), H = 24, P = 64, N = 128, chunk = 256;
@@ -269,9 +408,13 @@ int main(int argc, char** argv) {
   hc::kernels::g_peak_gflops = hc::kernels::MeasurePeakGflops(&how);
   std::printf("single-core fp32 peak: %.1f GFLOP/s (%s FMA loop)\n", hc::kernels::g_peak_gflops,
               how.c_str());
+  hc::kernels::g_copy_gbps = hc::kernels::MeasureCopyGbps();
+  std::printf("single-core memcpy: %.1f GB/s (bytes copied per second, 256 MiB)\n",
+              hc::kernels::g_copy_gbps);
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   hc::kernels::PrintGemmSummary();
+  hc::kernels::PrintBf16Summary();
   return 0;
 }

@@ -8,6 +8,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/half.h"
 #include "tests/unit/kernels/kernel_test_util.h"
 
 namespace hc::kernels {
@@ -50,7 +51,37 @@ std::vector<float> ReferenceAttention(const std::vector<float>& q, int len,
   return out;
 }
 
-TEST(PagedAttentionTest, VarlenBatchOverShuffledBlocksMatchesContiguousCausalAttention) {
+// A KV cache tensor of `dtype` (fp32 or bf16 bits) with element access.
+struct CacheTensor {
+  DType dtype;
+  std::vector<float> f32;
+  std::vector<uint16_t> bf16;
+  CacheTensor(DType t, size_t n) : dtype(t) {
+    if (t == DType::kF32) {
+      f32.assign(n, NAN);
+    } else {
+      bf16.assign(n, F32ToBf16(NAN));
+    }
+  }
+  void* data() { return dtype == DType::kF32 ? static_cast<void*>(f32.data()) : bf16.data(); }
+  void Set(size_t i, float x) {
+    if (dtype == DType::kF32) {
+      f32[i] = x;
+    } else {
+      bf16[i] = F32ToBf16(x);
+    }
+  }
+};
+
+// x as the cache stores it.
+std::vector<float> AsStored(const std::vector<float>& x, DType dtype) {
+  if (dtype == DType::kF32) return x;
+  std::vector<float> out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) out[i] = Bf16ToF32(F32ToBf16(x[i]));
+  return out;
+}
+
+void CheckVarlenBatch(DType dtype) {
   auto attn = CreateCpuAttentionKernels();
   const float scale = 1.0f / std::sqrt(float(kHd));
   // Sequences: (already computed tokens, new tokens): prefill from scratch,
@@ -63,7 +94,7 @@ TEST(PagedAttentionTest, VarlenBatchOverShuffledBlocksMatchesContiguousCausalAtt
   std::shuffle(block_ids.begin(), block_ids.end(), std::mt19937(5));
   std::vector<int32_t> tables(S * kMaxBlocks, -1), qsl = {0}, computed, slot_mapping;
   int next_block = 0;
-  std::vector<float> k_cache(kNumBlocks * kBs * kRow, NAN), v_cache(k_cache.size(), NAN);
+  CacheTensor k_cache(dtype, kNumBlocks * kBs * kRow), v_cache(dtype, kNumBlocks * kBs * kRow);
   std::vector<std::vector<float>> full_k(S), full_v(S);
   std::vector<float> new_k, new_v;
   for (int s = 0; s < S; ++s) {
@@ -75,8 +106,10 @@ TEST(PagedAttentionTest, VarlenBatchOverShuffledBlocksMatchesContiguousCausalAtt
     for (int pos = 0; pos < ctx; ++pos) {
       const int slot = tables[s * kMaxBlocks + pos / kBs] * kBs + pos % kBs;
       if (pos < done) {  // already cached
-        std::copy_n(&full_k[s][pos * kRow], kRow, &k_cache[slot * kRow]);
-        std::copy_n(&full_v[s][pos * kRow], kRow, &v_cache[slot * kRow]);
+        for (int e = 0; e < kRow; ++e) {
+          k_cache.Set(slot * kRow + e, full_k[s][pos * kRow + e]);
+          v_cache.Set(slot * kRow + e, full_v[s][pos * kRow + e]);
+        }
       } else {  // written by WriteKv below
         slot_mapping.push_back(slot);
         new_k.insert(new_k.end(), &full_k[s][pos * kRow], &full_k[s][(pos + 1) * kRow]);
@@ -89,6 +122,7 @@ TEST(PagedAttentionTest, VarlenBatchOverShuffledBlocksMatchesContiguousCausalAtt
   const int T = qsl.back();
   const PagedKvCache cache{.k = k_cache.data(),
                            .v = v_cache.data(),
+                           .dtype = dtype,
                            .block_size = kBs,
                            .num_kv_heads = kHkv,
                            .head_dim = kHd};
@@ -109,11 +143,41 @@ TEST(PagedAttentionTest, VarlenBatchOverShuffledBlocksMatchesContiguousCausalAtt
     const int len = seqs[s].second;
     if (len == 0) continue;
     const std::vector<float> qs(q.begin() + qsl[s] * kHq * kHd, q.begin() + qsl[s + 1] * kHq * kHd);
-    const auto want = ReferenceAttention(qs, len, full_k[s], full_v[s], seqs[s].first + len, scale);
+    // The reference sees K and V as the cache stores them (bf16-rounded).
+    const auto want = ReferenceAttention(qs, len, AsStored(full_k[s], dtype),
+                                         AsStored(full_v[s], dtype), seqs[s].first + len, scale);
     const std::vector<float> got(out.begin() + qsl[s] * kHq * kHd,
                                  out.begin() + qsl[s + 1] * kHq * kHd);
     EXPECT_LT(MaxRelError(got, want), 1e-5) << "sequence " << s;
   }
+}
+
+TEST(PagedAttentionTest, VarlenBatchOverShuffledBlocksMatchesContiguousCausalAttention) {
+  CheckVarlenBatch(DType::kF32);
+}
+
+TEST(PagedAttentionTest, Bf16CacheMatchesAttentionOverBf16RoundedKeysAndValues) {
+  CheckVarlenBatch(DType::kBF16);
+}
+
+TEST(PagedAttentionTest, WriteKvRoundsToBf16InABf16Cache) {
+  auto attn = CreateCpuAttentionKernels();
+  std::vector<uint16_t> k_cache(kNumBlocks * kBs * kRow, 0), v_cache(k_cache.size(), 0);
+  const std::vector<int32_t> slots = {7};
+  const auto k = RandomVector(kRow, 3), v = RandomVector(kRow, 4);
+  attn->WriteKv(1, slots.data(), {k.data(), kRow}, {v.data(), kRow},
+                {.k = k_cache.data(),
+                 .v = v_cache.data(),
+                 .dtype = DType::kBF16,
+                 .block_size = kBs,
+                 .num_kv_heads = kHkv,
+                 .head_dim = kHd});
+  for (int e = 0; e < kRow; ++e) {
+    EXPECT_EQ(k_cache[7 * kRow + e], F32ToBf16(k[e]));
+    EXPECT_EQ(v_cache[7 * kRow + e], F32ToBf16(v[e]));
+  }
+  EXPECT_EQ(k_cache[6 * kRow + kRow - 1], 0);
+  EXPECT_EQ(k_cache[8 * kRow], 0);
 }
 
 TEST(PagedAttentionTest, WriteKvScattersRowsToTheirSlotsOnly) {

@@ -5,6 +5,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/half.h"
 #include "tests/unit/kernels/kernel_test_util.h"
 
 namespace hc::kernels {
@@ -186,6 +187,23 @@ TEST(ElementwiseTest, SiluMulGatherAndAddMatchReference) {
   auto y = emb;
   ew->AddRows(ids.size(), D, {table.data(), D}, {y.data(), D});
   for (size_t i = 0; i < y.size(); ++i) EXPECT_FLOAT_EQ(y[i], emb[i] + table[i]);
+}
+
+TEST(ElementwiseTest, EmbeddingGatherFromBf16TableWidensExactly) {
+  auto ew = CreateCpuElementwiseKernels();
+  const int V = 7, D = 13;
+  const auto table = RandomVector(V * D, 53);
+  std::vector<uint16_t> table16(table.size());
+  for (size_t i = 0; i < table.size(); ++i) table16[i] = F32ToBf16(table[i]);
+  const std::vector<int32_t> ids = {6, 0, 3, 3};
+  std::vector<float> emb(ids.size() * (D + 2), -5.0f);
+  ew->EmbeddingGatherBf16(ids.size(), ids.data(), table16.data(), D, {emb.data(), D + 2});
+  for (size_t t = 0; t < ids.size(); ++t) {
+    for (int i = 0; i < D; ++i) {
+      EXPECT_EQ(emb[t * (D + 2) + i], Bf16ToF32(table16[ids[t] * D + i]));
+    }
+    EXPECT_EQ(emb[t * (D + 2) + D], -5.0f);  // the row stride's padding is untouched
+  }
 }
 
 TEST(ElementwiseTest, Relu2ScaleAndScatterAddMatchReference) {

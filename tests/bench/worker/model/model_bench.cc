@@ -1,9 +1,11 @@
-// Hybrid model throughput on the CPU backend (tp = 1, fp32, a synthetic
-// preset's config, seeded random weights; $HC_MODEL_BENCH_PRESET picks the
-// preset: small (Bamba, ~80M parameters, the default), granite-small,
-// nemotron-small):
-//   - prefill and decode tokens/s at batch 1 and 8;
-//   - the cached-turn speed-up: a turn adding 64 tokens to a 2,048-token
+// Hybrid model throughput on the CPU backend (tp = 1, a synthetic preset's
+// config, seeded random bf16-representable weights; $HC_MODEL_BENCH_PRESET
+// picks the preset: small (Bamba, ~80M parameters, the default),
+// granite-small, nemotron-small):
+//   - fp32 vs bf16 weights + KV cache, in one run: resident weight bytes,
+//     prefill and decode tokens/s at batch 1 and 8, printed as bf16/fp32
+//     ratios (goal: bf16 decode >= 1.6x fp32 on CPU; decode is memory-bound);
+//   - the cached-turn speed-up (fp32): a turn adding 64 tokens to a 2,048-token
 //     history, computed from the committed state vs from scratch.
 // Prints a summary with the ratio measured in this run.
 #include <chrono>
@@ -17,6 +19,7 @@
 
 #include "benchmark/benchmark.h"
 #include "common/logging.h"
+#include "kernels/cpu/cpu_kernels.h"
 #include "tests/unit/worker/model/test_model.h"
 #include "worker/model/synthetic_checkpoint.h"
 
@@ -45,16 +48,21 @@ int64_t ParamCount(const TensorSource& source) {
   return n;
 }
 
+// One model per dtype (weights and KV cache), same weights.
 struct Env {
   ModelConfig config = SmallConfig();
   std::unique_ptr<testing::RandomTensorSource> source;
   std::unique_ptr<testing::TpRunner> runner;
+  size_t weight_bytes = 0;  // resident: the backend's bytes less the cache memory
   int next_block = 0;
   static constexpr int kNumBlocks = 4096;
 
-  Env() {
-    source = std::make_unique<testing::RandomTensorSource>(config, 1);
-    runner = testing::TpRunner::Create(config, *source, 1, kNumBlocks, kBlockSize, 32).value();
+  explicit Env(runtime::DType dtype) {
+    source = std::make_unique<testing::RandomTensorSource>(config, 1, /*bf16_representable=*/true);
+    runner =
+        testing::TpRunner::Create(config, *source, 1, kNumBlocks, kBlockSize, 32, 0, dtype, dtype)
+            .value();
+    weight_bytes = runner->backend().allocated_bytes() - runner->cache().TotalBytes();
   }
   std::vector<int32_t> Tokens(int n, uint32_t seed) const {
     std::mt19937 rng(seed);
@@ -71,16 +79,21 @@ struct Env {
   }
 };
 
-Env& GetEnv() {
-  static Env* env = new Env();
-  return *env;
+// dtype 0: fp32, 1: bf16.
+Env& GetEnv(int dtype = 0) {
+  static Env* envs[2] = {};
+  if (envs[dtype] == nullptr) {
+    envs[dtype] = new Env(dtype == 0 ? runtime::DType::kF32 : runtime::DType::kBF16);
+  }
+  return *envs[dtype];
 }
 
-double g_prefill_tps[2], g_decode_tps[2], g_turn_cached_s, g_turn_scratch_s;
+// [dtype][batch 1 / 8]
+double g_prefill_tps[2][2], g_decode_tps[2][2], g_turn_cached_s, g_turn_scratch_s;
 
 // Prefill `batch` sequences of `len` tokens each from an empty state.
 void BM_Prefill(benchmark::State& state) {
-  Env& env = GetEnv();
+  Env& env = GetEnv(state.range(2));
   const int batch = state.range(0), len = state.range(1);
   std::vector<std::vector<int32_t>> tokens, tables;
   for (int s = 0; s < batch; ++s) {
@@ -105,13 +118,20 @@ void BM_Prefill(benchmark::State& state) {
   }
   const double tps = batch * len * state.iterations() / seconds;
   state.counters["tokens_per_s"] = tps;
-  g_prefill_tps[batch == 1 ? 0 : 1] = tps;
+  g_prefill_tps[state.range(2)][batch == 1 ? 0 : 1] = tps;
 }
-BENCHMARK(BM_Prefill)->Args({1, 256})->Args({8, 256})->Iterations(2)->Unit(benchmark::kMillisecond);
+// Args: batch, prompt length, dtype (0 fp32, 1 bf16); fp32 and bf16 interleaved.
+BENCHMARK(BM_Prefill)
+    ->Args({1, 256, 0})
+    ->Args({1, 256, 1})
+    ->Args({8, 256, 0})
+    ->Args({8, 256, 1})
+    ->Iterations(2)
+    ->Unit(benchmark::kMillisecond);
 
 // Decode steps for `batch` sequences after a 256-token prompt.
 void BM_Decode(benchmark::State& state) {
-  Env& env = GetEnv();
+  Env& env = GetEnv(state.range(1));
   const int batch = state.range(0), prompt = 256, steps = 16;
   std::vector<std::vector<int32_t>> tokens, tables;
   ForwardBatch fb;
@@ -142,9 +162,11 @@ void BM_Decode(benchmark::State& state) {
   }
   const double tps = batch * state.iterations() / seconds;
   state.counters["tokens_per_s"] = tps;
-  g_decode_tps[batch == 1 ? 0 : 1] = tps;
+  g_decode_tps[state.range(1)][batch == 1 ? 0 : 1] = tps;
 }
-BENCHMARK(BM_Decode)->Arg(1)->Arg(8)->Iterations(16)->Unit(benchmark::kMillisecond);
+// Args: batch, dtype.
+BENCHMARK(BM_Decode)->Args({1, 0})->Args({1, 1})->Args({8, 0})->Args({8, 1})->Iterations(16)->Unit(
+    benchmark::kMillisecond);
 
 // A turn of 64 new tokens on a 2,048-token history.
 void BM_Turn(benchmark::State& state) {
@@ -200,18 +222,32 @@ int main(int argc, char** argv) {
   const ModelConfig& c = GetEnv().config;
   std::printf(
       "model: %s preset (%s), %.1fM parameters (D=%d, %d layers: %d Mamba2 + %d attention "
-      "mixers), fp32, tp=1\n",
+      "mixers), fp32 vs bf16, tp=1\n",
       PresetName(), std::string(ModelTypeName(c.architecture)).c_str(),
       ParamCount(*GetEnv().source) / 1e6, c.hidden_size, c.num_hidden_layers, c.num_mamba_layers(),
       c.num_attention_layers());
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  std::printf("\n== model summary (CPU backend) ==\n");
-  std::printf("prefill tokens/s: batch 1 %.0f, batch 8 %.0f (256-token prompts)\n",
-              g_prefill_tps[0], g_prefill_tps[1]);
-  std::printf("decode  tokens/s: batch 1 %.1f, batch 8 %.1f (context ~256)\n", g_decode_tps[0],
-              g_decode_tps[1]);
+  std::printf("\n== model summary (CPU backend, bf16 GEMM path %s) ==\n",
+              hc::kernels::CpuBf16GemmName(hc::kernels::CpuBf16GemmImpl::kAuto));
+  const double w32 = GetEnv(0).weight_bytes, w16 = GetEnv(1).weight_bytes;
+  std::printf("resident weight bytes: fp32 %.1f MiB, bf16 %.1f MiB, bf16/fp32 %.3f\n",
+              w32 / (1 << 20), w16 / (1 << 20), w16 / w32);
+  const char* names[2] = {"fp32", "bf16"};
+  for (int d = 0; d < 2; ++d) {
+    std::printf("%s prefill tokens/s: batch 1 %.0f, batch 8 %.0f (256-token prompts)\n", names[d],
+                g_prefill_tps[d][0], g_prefill_tps[d][1]);
+    std::printf("%s decode  tokens/s: batch 1 %.1f, batch 8 %.1f (context ~256)\n", names[d],
+                g_decode_tps[d][0], g_decode_tps[d][1]);
+  }
+  auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
+  std::printf(
+      "bf16/fp32: decode batch 1 %.2fx, batch 8 %.2fx (goal >= 1.6x); prefill batch 1 %.2fx, "
+      "batch 8 %.2fx\n",
+      ratio(g_decode_tps[1][0], g_decode_tps[0][0]), ratio(g_decode_tps[1][1], g_decode_tps[0][1]),
+      ratio(g_prefill_tps[1][0], g_prefill_tps[0][0]),
+      ratio(g_prefill_tps[1][1], g_prefill_tps[0][1]));
   if (g_turn_cached_s > 0 && g_turn_scratch_s > 0) {
     std::printf(
         "turn +64 tokens on 2048 history: cached %.1f ms, scratch %.1f ms, "

@@ -52,8 +52,8 @@ void ForEachKvRow(runtime::CacheMemory& mem, int32_t block, int row, Fn fn) {
   const size_t offset = (static_cast<size_t>(block) * kv.block_size + row) * n;
   for (int r = 0; r < mem.num_ranks(); ++r) {
     for (int l = 0; l < kv.num_layers; ++l) {
-      fn(mem.k(r, l) + offset, n);
-      fn(mem.v(r, l) + offset, n);
+      fn(static_cast<float*>(mem.k(r, l)) + offset, n);
+      fn(static_cast<float*>(mem.v(r, l)) + offset, n);
     }
   }
 }

@@ -31,8 +31,8 @@ class FlakyMemory final : public runtime::CacheMemory {
     if (fail_mamba) return absl::InternalError("injected Mamba zero failure");
     return inner_->ZeroMambaSlot(slot);
   }
-  float* k(int rank, int layer) override { return inner_->k(rank, layer); }
-  float* v(int rank, int layer) override { return inner_->v(rank, layer); }
+  void* k(int rank, int layer) override { return inner_->k(rank, layer); }
+  void* v(int rank, int layer) override { return inner_->v(rank, layer); }
   float* conv(int rank, int layer) override { return inner_->conv(rank, layer); }
   float* ssm(int rank, int layer) override { return inner_->ssm(rank, layer); }
   bool fail_mamba = false;

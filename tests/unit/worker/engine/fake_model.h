@@ -37,7 +37,7 @@ class FakeModel final : public ModelRunner {
     ++forward_calls_;
     const auto& kv = memory_->kv_layout();
     const size_t row_elems = static_cast<size_t>(kv.num_kv_heads) * kv.head_dim;
-    float* k = memory_->k(0, 0);
+    float* k = static_cast<float*>(memory_->k(0, 0));
     float* state = memory_->ssm(0, 0);
     const size_t slot_elems = memory_->mamba_layout().SsmSlotElems();
     int row = 0;

@@ -23,6 +23,11 @@ constexpr int kBlockSize = 4;
 constexpr int kNumBlocks = 512;
 constexpr int kNumSlots = 16;
 constexpr double kTol = 1e-4;
+// bf16 weights and KV (docs/model.md): rounding to bf16 is discontinuous, so
+// the fp32-level differences between the decode and prefill kernels (~1e-6)
+// now and then flip an activation's or a K/V entry's rounding by one bf16 ulp
+// (2^-9 relative); measured worst 4.7e-4 (granite, prefill(33) vs decode).
+constexpr double kBf16Tol = 1e-3;
 
 std::vector<int32_t> RandomTokens(int n, uint32_t seed, int vocab) {
   std::mt19937 rng(seed);
@@ -89,13 +94,16 @@ class Harness {
   int next_block_ = 0;
 };
 
+using runtime::DType;
 using testing::TinyArch;
 using testing::TinyArchName;
 
+// Weights and KV cache in `dtype` (bf16 instances compare at kBf16Tol).
 struct ExactnessParam {
   int tp;
   int groups;
   TinyArch arch = TinyArch::kBamba;
+  DType dtype = DType::kF32;
 };
 
 std::string ParamName(int tp, int groups, TinyArch arch) {
@@ -106,10 +114,13 @@ std::string ParamName(int tp, int groups, TinyArch arch) {
 class HybridModelExactnessTest : public ::testing::TestWithParam<ExactnessParam> {};
 
 TEST_P(HybridModelExactnessTest, PrefillContinuationAndDecodeAgree) {
-  const auto [tp, groups, arch] = GetParam();
+  const auto [tp, groups, arch, dtype] = GetParam();
+  const double tol = dtype == DType::kBF16 ? kBf16Tol : kTol;
   const ModelConfig config = TinyConfig(groups, arch);
   const RandomTensorSource source(config, 7);
-  auto runner = TpRunner::Create(config, source, tp, kNumBlocks, kBlockSize, kNumSlots).value();
+  auto runner =
+      TpRunner::Create(config, source, tp, kNumBlocks, kBlockSize, kNumSlots, 0, dtype, dtype)
+          .value();
   Harness hx(runner.get());
   const int L = 37;  // > 4 Mamba chunks of 8, > 9 KV blocks of 4
   const auto tokens = RandomTokens(L, 11, config.vocab_size);
@@ -122,17 +133,17 @@ TEST_P(HybridModelExactnessTest, PrefillContinuationAndDecodeAgree) {
   Seq dec = hx.NewSeq(1);
   std::vector<std::vector<float>> per_token;
   for (int i = 0; i < L; ++i) per_token.push_back(hx.Run(dec, all.subspan(i, 1)));
-  EXPECT_LT(MaxRelError(per_token.back(), full), kTol) << "decode vs one prefill";
+  EXPECT_LT(MaxRelError(per_token.back(), full), tol) << "decode vs one prefill";
 
   // prefill(k), commit (fork into a new slot / CoW tail), prefill of the rest,
   // at every split k: block-aligned and not, inside and across Mamba chunks.
   for (int k = 1; k < L; ++k) {
     Seq first = hx.NewSeq(2);
     const auto prefix_logits = hx.Run(first, all.first(k));
-    EXPECT_LT(MaxRelError(prefix_logits, per_token[k - 1]), kTol) << "prefill(" << k << ")";
+    EXPECT_LT(MaxRelError(prefix_logits, per_token[k - 1]), tol) << "prefill(" << k << ")";
     Seq cont = hx.Fork(first, 3);
     const auto rest = hx.Run(cont, all.subspan(k));
-    EXPECT_LT(MaxRelError(rest, full), kTol) << "prefill(" << k << ") + continuation";
+    EXPECT_LT(MaxRelError(rest, full), tol) << "prefill(" << k << ") + continuation";
   }
 }
 
@@ -143,13 +154,17 @@ std::vector<ExactnessParam> ExactnessParams() {
     for (auto [tp, groups] : {std::pair{1, 1}, {2, 1}, {1, 2}, {2, 2}}) {
       out.push_back({tp, groups, arch});
     }
+    for (auto [tp, groups] : {std::pair{1, 1}, {2, 2}}) {
+      out.push_back({tp, groups, arch, DType::kBF16});
+    }
   }
   return out;
 }
 
 INSTANTIATE_TEST_SUITE_P(Shards, HybridModelExactnessTest, ::testing::ValuesIn(ExactnessParams()),
                          [](const auto& info) {
-                           return ParamName(info.param.tp, info.param.groups, info.param.arch);
+                           return ParamName(info.param.tp, info.param.groups, info.param.arch) +
+                                  (info.param.dtype == DType::kBF16 ? "_bf16" : "");
                          });
 
 class HybridModelArchTest : public ::testing::TestWithParam<TinyArch> {};
@@ -202,15 +217,20 @@ struct TpParam {
   int tp;
   int groups;
   TinyArch arch = TinyArch::kBamba;
+  DType dtype = DType::kF32;
 };
 class HybridModelTpTest : public ::testing::TestWithParam<TpParam> {};
 
 TEST_P(HybridModelTpTest, ShardedLogitsEqualSingleRankLogits) {
-  const auto [tp, groups, arch] = GetParam();
+  const auto [tp, groups, arch, dtype] = GetParam();
+  const double tol = dtype == DType::kBF16 ? kBf16Tol : kTol;
   const ModelConfig config = TinyConfig(groups, arch);
   const RandomTensorSource source(config, 9);
-  auto one = TpRunner::Create(config, source, 1, kNumBlocks, kBlockSize, kNumSlots).value();
-  auto many = TpRunner::Create(config, source, tp, kNumBlocks, kBlockSize, kNumSlots).value();
+  auto one = TpRunner::Create(config, source, 1, kNumBlocks, kBlockSize, kNumSlots, 0, dtype, dtype)
+                 .value();
+  auto many =
+      TpRunner::Create(config, source, tp, kNumBlocks, kBlockSize, kNumSlots, 0, dtype, dtype)
+          .value();
   Harness h1(one.get()), hn(many.get());
   const auto tokens = RandomTokens(30, 31, config.vocab_size);
   const std::span<const int32_t> all(tokens);
@@ -220,7 +240,7 @@ TEST_P(HybridModelTpTest, ShardedLogitsEqualSingleRankLogits) {
   for (auto [begin, len] : steps) {
     const auto want = h1.Run(s1, all.subspan(begin, len));
     const auto got = hn.Run(sn, all.subspan(begin, len));
-    EXPECT_LT(MaxRelError(got, want), kTol) << "tp=" << tp << " step at " << begin;
+    EXPECT_LT(MaxRelError(got, want), tol) << "tp=" << tp << " step at " << begin;
   }
 }
 
@@ -229,13 +249,17 @@ std::vector<TpParam> TpParams() {
   for (TinyArch arch :
        {TinyArch::kBamba, TinyArch::kGranite, TinyArch::kGraniteMoe, TinyArch::kNemotron}) {
     for (auto [tp, groups] : {std::pair{2, 1}, {4, 1}, {2, 2}}) out.push_back({tp, groups, arch});
+    for (auto [tp, groups] : {std::pair{2, 1}, {2, 2}}) {
+      out.push_back({tp, groups, arch, DType::kBF16});
+    }
   }
   return out;
 }
 
 INSTANTIATE_TEST_SUITE_P(Shards, HybridModelTpTest, ::testing::ValuesIn(TpParams()),
                          [](const auto& info) {
-                           return ParamName(info.param.tp, info.param.groups, info.param.arch);
+                           return ParamName(info.param.tp, info.param.groups, info.param.arch) +
+                                  (info.param.dtype == DType::kBF16 ? "_bf16" : "");
                          });
 
 TEST(HybridModelTest, InvalidBatchIsRejectedBeforeAnyStateIsWritten) {

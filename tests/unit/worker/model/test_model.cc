@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "kernels/half.h"
 #include "worker/model/model_tensors.h"
 #include "worker/runtime/cpu_backend.h"
 
@@ -87,7 +88,8 @@ ModelConfig TinyConfig(int mamba_groups, TinyArch arch) {
   return c;
 }
 
-RandomTensorSource::RandomTensorSource(const ModelConfig& c, uint32_t seed) : seed_(seed) {
+RandomTensorSource::RandomTensorSource(const ModelConfig& c, uint32_t seed, bool bf16_representable)
+    : seed_(seed), bf16_representable_(bf16_representable) {
   if (c.architecture == Architecture::kBamba) {
     AddBamba(c);
     return;
@@ -162,6 +164,9 @@ void RandomTensorSource::Add(const std::string& name, std::vector<int64_t> shape
   std::uniform_real_distribution<float> dist(lo, hi);
   Tensor t{std::move(shape), std::vector<float>(n)};
   for (float& x : t.data) x = dist(rng);
+  if (bf16_representable_) {
+    for (float& x : t.data) x = kernels::Bf16ToF32(kernels::F32ToBf16(x));
+  }
   tensors_[name] = std::move(t);
 }
 
@@ -196,19 +201,21 @@ absl::StatusOr<std::vector<float>> LoadF32ForTest(const TensorSource& source, st
   return out;
 }
 
-absl::StatusOr<std::unique_ptr<TpRunner>> TpRunner::Create(const ModelConfig& config,
-                                                           const TensorSource& source, int tp,
-                                                           int num_blocks, int block_size,
-                                                           int num_slots, size_t max_bytes) {
+absl::StatusOr<std::unique_ptr<TpRunner>> TpRunner::Create(
+    const ModelConfig& config, const TensorSource& source, int tp, int num_blocks, int block_size,
+    int num_slots, size_t max_bytes, runtime::DType weight_dtype, runtime::DType kv_dtype) {
   auto runner = std::unique_ptr<TpRunner>(new TpRunner());
   HC_ASSIGN_OR_RETURN(runner->backend_,
                       runtime::CreateCpuBackend({.kernels = {}, .max_bytes = max_bytes}));
-  HC_ASSIGN_OR_RETURN(
-      runner->model_,
-      TensorParallelModel::Create({.tp_size = tp, .backend = runner->backend_.get()}, config,
-                                  [&](std::string_view name, const std::vector<int64_t>& s) {
-                                    return LoadF32ForTest(source, name, s);
-                                  }));
+  HC_ASSIGN_OR_RETURN(runner->model_,
+                      TensorParallelModel::Create(
+                          {.tp_size = tp,
+                           .backend = runner->backend_.get(),
+                           .weight_dtype = weight_dtype,
+                           .kv_dtype = kv_dtype},
+                          config, [&](std::string_view name, const std::vector<int64_t>& s) {
+                            return LoadF32ForTest(source, name, s);
+                          }));
   HC_ASSIGN_OR_RETURN(
       runner->cache_,
       runtime::BackendCacheMemory::Create(

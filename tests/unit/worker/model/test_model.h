@@ -37,7 +37,9 @@ ModelConfig TinyConfig(int mamba_groups = 1, TinyArch arch = TinyArch::kBamba);
 // random values scaled like a trained model's (so activations stay O(1)).
 class RandomTensorSource final : public TensorSource {
  public:
-  RandomTensorSource(const ModelConfig& config, uint32_t seed);
+  // bf16_representable: every value rounded to bf16 (kept as fp32), so fp32
+  // and bf16 weight storage hold the same weights.
+  RandomTensorSource(const ModelConfig& config, uint32_t seed, bool bf16_representable = false);
   absl::StatusOr<TensorView> Get(std::string_view name) const override;
   bool Has(std::string_view name) const override;
   std::vector<std::string> Names() const override;
@@ -51,6 +53,7 @@ class RandomTensorSource final : public TensorSource {
   void AddBamba(const ModelConfig& config);
   std::map<std::string, Tensor, std::less<>> tensors_;
   uint32_t seed_;
+  bool bf16_representable_;
 };
 
 // F32-only stand-in for LoadF32 over any TensorSource (shape checked).
@@ -63,10 +66,10 @@ absl::StatusOr<std::vector<float>> LoadF32ForTest(const TensorSource& source, st
 // logits.
 class TpRunner {
  public:
-  static absl::StatusOr<std::unique_ptr<TpRunner>> Create(const ModelConfig& config,
-                                                          const TensorSource& source, int tp,
-                                                          int num_blocks, int block_size,
-                                                          int num_slots, size_t max_bytes = 0);
+  static absl::StatusOr<std::unique_ptr<TpRunner>> Create(
+      const ModelConfig& config, const TensorSource& source, int tp, int num_blocks, int block_size,
+      int num_slots, size_t max_bytes = 0, runtime::DType weight_dtype = runtime::DType::kF32,
+      runtime::DType kv_dtype = runtime::DType::kF32);
   absl::StatusOr<std::vector<float>> Forward(const ForwardBatch& batch);
   runtime::BackendCacheMemory& cache() { return *cache_; }
   runtime::Backend& backend() { return *backend_; }

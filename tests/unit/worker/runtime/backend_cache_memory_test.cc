@@ -32,6 +32,9 @@ MambaLayout SmallMamba() {
 constexpr size_t kSmallRankBytes =
     (2 * 2 * 4 * 4 * 2 * 3 + 2 * 3 * 5 * 3 + 2 * 3 * 2 * 2 * 3) * sizeof(float);
 
+float* K(BackendCacheMemory& mem, int r, int l) { return static_cast<float*>(mem.k(r, l)); }
+float* V(BackendCacheMemory& mem, int r, int l) { return static_cast<float*>(mem.v(r, l)); }
+
 class BackendCacheMemoryTest : public ::testing::Test {
  protected:
   std::unique_ptr<BackendCacheMemory> Make(int num_ranks) {
@@ -49,8 +52,8 @@ TEST_F(BackendCacheMemoryTest, CopyKvBlockCopiesOnlyRequestedRowsOnEveryRankAndL
   for (int r = 0; r < 2; ++r) {
     for (int l = 0; l < 2; ++l) {
       for (size_t i = 0; i < block; ++i) {
-        mem->k(r, l)[1 * block + i] = 100.0f * r + 10.0f * l + i;
-        mem->v(r, l)[1 * block + i] = -(100.0f * r + 10.0f * l + i);
+        K(*mem, r, l)[1 * block + i] = 100.0f * r + 10.0f * l + i;
+        V(*mem, r, l)[1 * block + i] = -(100.0f * r + 10.0f * l + i);
       }
     }
   }
@@ -59,8 +62,8 @@ TEST_F(BackendCacheMemoryTest, CopyKvBlockCopiesOnlyRequestedRowsOnEveryRankAndL
     for (int l = 0; l < 2; ++l) {
       for (size_t i = 0; i < block; ++i) {
         const float want = i < 3 * row ? 100.0f * r + 10.0f * l + i : 0.0f;
-        EXPECT_EQ(mem->k(r, l)[3 * block + i], want);
-        EXPECT_EQ(mem->v(r, l)[3 * block + i], -want);
+        EXPECT_EQ(K(*mem, r, l)[3 * block + i], want);
+        EXPECT_EQ(V(*mem, r, l)[3 * block + i], -want);
       }
     }
   }
@@ -88,9 +91,9 @@ TEST_F(BackendCacheMemoryTest, CopyAndZeroMambaSlot) {
 
 TEST_F(BackendCacheMemoryTest, RanksSharingOneBackendHaveSeparateTensors) {
   auto mem = Make(2);
-  mem->k(0, 0)[0] = 1.0f;
+  K(*mem, 0, 0)[0] = 1.0f;
   mem->ssm(0, 0)[0] = 2.0f;
-  EXPECT_EQ(mem->k(1, 0)[0], 0.0f);
+  EXPECT_EQ(K(*mem, 1, 0)[0], 0.0f);
   EXPECT_EQ(mem->ssm(1, 0)[0], 0.0f);
 }
 
@@ -124,8 +127,10 @@ TEST_F(BackendCacheMemoryTest, BadLayoutsAreRefusedWithoutAllocating) {
   no_blocks_no_layers.num_layers = 0;
   MambaLayout no_slots = SmallMamba();
   no_slots.num_slots = 0;
-  KvLayout bf16 = SmallKv();
-  bf16.dtype = DType::kBF16;
+  KvLayout fp16 = SmallKv();
+  fp16.dtype = DType::kF16;
+  MambaLayout bf16_conv = SmallMamba();
+  bf16_conv.conv_dtype = DType::kBF16;
   KvLayout no_heads = SmallKv();
   no_heads.num_kv_heads = 0;
   MambaLayout no_state = SmallMamba();
@@ -134,7 +139,8 @@ TEST_F(BackendCacheMemoryTest, BadLayoutsAreRefusedWithoutAllocating) {
       {"zero blocks", no_blocks, SmallMamba(), "num_blocks=0"},
       {"zero blocks, no attention layers", no_blocks_no_layers, SmallMamba(), "num_blocks=0"},
       {"zero slots", SmallKv(), no_slots, "num_slots=0"},
-      {"bf16", bf16, SmallMamba(), "fp32 only"},
+      {"fp16 KV", fp16, SmallMamba(), "KV cache dtype float16 is not supported"},
+      {"bf16 conv state", SmallKv(), bf16_conv, "the Mamba states are float32"},
       {"no kv heads", no_heads, SmallMamba(), "kv_heads=0"},
       {"no state", SmallKv(), no_state, "state_size=0"},
   };
@@ -143,6 +149,34 @@ TEST_F(BackendCacheMemoryTest, BadLayoutsAreRefusedWithoutAllocating) {
     EXPECT_EQ(mem.status().code(), absl::StatusCode::kInvalidArgument) << c.name;
     EXPECT_THAT(mem.status().message(), ::testing::HasSubstr(c.says)) << c.name;
     EXPECT_EQ(backend_->allocated_bytes(), 0u) << c.name;
+  }
+}
+
+TEST_F(BackendCacheMemoryTest, Bf16KvHalvesKvBytesAndCopiesWholeBf16Rows) {
+  KvLayout kv = SmallKv();
+  kv.dtype = DType::kBF16;
+  auto mem = BackendCacheMemory::Create(kv, SmallMamba(), {backend_.get()}).value();
+  const size_t kv_elems = 2 * 2 * 4 * 4 * 2 * 3;  // layers * (K, V) * blocks * block elems
+  EXPECT_EQ(mem->TotalBytes(), kSmallRankBytes - kv_elems * (sizeof(float) - sizeof(uint16_t)));
+  const size_t block = kv.BlockElems();
+  const size_t row = 2 * 3;
+  for (int l = 0; l < 2; ++l) {
+    auto* k = static_cast<uint16_t*>(mem->k(0, l));
+    auto* v = static_cast<uint16_t*>(mem->v(0, l));
+    for (size_t i = 0; i < block; ++i) {
+      k[1 * block + i] = static_cast<uint16_t>(1000 + i);
+      v[1 * block + i] = static_cast<uint16_t>(2000 + i);
+    }
+  }
+  ASSERT_TRUE(mem->CopyKvBlock(1, 2, 3).ok());
+  for (int l = 0; l < 2; ++l) {
+    const auto* k = static_cast<const uint16_t*>(mem->k(0, l));
+    const auto* v = static_cast<const uint16_t*>(mem->v(0, l));
+    for (size_t i = 0; i < block; ++i) {
+      EXPECT_EQ(k[2 * block + i], i < 3 * row ? 1000 + i : 0) << "layer " << l << " elem " << i;
+      EXPECT_EQ(v[2 * block + i], i < 3 * row ? 2000 + i : 0) << "layer " << l << " elem " << i;
+      EXPECT_EQ(k[3 * block + i], 0) << "the next block is untouched";
+    }
   }
 }
 

@@ -1,0 +1,295 @@
+// CPU GEMM with bf16 weights (GemmKernel::GemmBf16): three paths, chosen at
+// run time from CPUID (never at compile time only: the binary runs on CPUs of
+// one kind that differ in their extensions).
+//
+// Every path rounds the activations to bf16 (the GemmBf16Args contract), so
+// they agree up to fp32 summation order and kAuto may pick per m.
+//
+// - avx512bf16: vdpbf16ps. The activations are rounded to bf16 (RNE) per block
+//   of up to 64 rows into a zero-padded copy; tiles of up to 4 A rows x 4 B
+//   rows keep 16 accumulators of 16 lanes (each lane sums pairs of k) and read
+//   both operands along K, so the weight is streamed once per row block with
+//   no packing. Tails of K are masked loads of B against A's zero padding.
+// - widen-avx2: fp32 FMA on widened weights. m <= 8 (decode): dot-product tiles of up
+//   to 3 A rows x 4 B rows; each 16-element bf16 chunk of B is widened in
+//   registers with a shift and a mask (no shuffles) against a copy of A
+//   deinterleaved into even / odd elements; larger m: the packed fp32 path of
+//   gemm_cpu.cc, widening B while it packs it.
+// - scalar: portable C++ of the same two shapes (no intrinsics).
+#if defined(__x86_64__)
+// GCC 12 reports -Wuninitialized inside the 512-bit extract intrinsics that
+// _mm512_reduce_add_ps uses (their _mm*_undefined_* pass-through operand).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#endif
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/gemm_internal.h"
+#include "kernels/half.h"
+
+namespace hc::kernels {
+namespace {
+
+constexpr int kSmallM = 8;  // m <= kSmallM: dot-product shapes (as in gemm_cpu.cc)
+
+// The activation as every path multiplies it (the GemmBf16Args contract).
+inline float RoundBf16(float x) { return Bf16ToF32(F32ToBf16(x)); }
+
+void StoreDot(const GemmBf16Args& g, int i, int j, float v) {
+  float* c = g.c + i * g.ldc + j;
+  *c = g.accumulate ? *c + v : v;
+}
+
+void ScalarBf16(const GemmBf16Args& g) {
+  if (g.m > kSmallM) return internal::PackedGemmBf16(g, /*avx2=*/false);
+  for (int i = 0; i < g.m; ++i) {
+    const float* a = g.a + i * g.lda;
+    for (int j = 0; j < g.n; ++j) {
+      const uint16_t* b = g.b + j * g.ldb;
+      float s = 0.0f;
+      for (int p = 0; p < g.k; ++p) s += RoundBf16(a[p]) * Bf16ToF32(b[p]);
+      StoreDot(g, i, j, s);
+    }
+  }
+}
+
+#if defined(__x86_64__)
+#define HC_AVX2 __attribute__((target("avx2,fma")))
+#define HC_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512bf16")))
+
+HC_AVX2 inline float Sum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Widening without shuffles: a 256-bit load of 16 bf16 is 8 32-bit words;
+// word << 16 is the even element, word & 0xFFFF0000 the odd one. A is
+// deinterleaved to match, once per call: per chunk of 16, [8 even | 8 odd].
+constexpr int kChunk = 16;
+
+// MA A rows (deinterleaved, row stride a_ld) x NB B rows; at most 3 x 4 = 12
+// accumulators.
+template <int MA, int NB>
+HC_AVX2 void WidenTile(const GemmBf16Args& g, const float* ad, int64_t a_ld, int i0, int j0) {
+  const int k16 = g.k & ~(kChunk - 1);
+  const uint16_t* b[NB];
+  for (int q = 0; q < NB; ++q) b[q] = g.b + (j0 + q) * g.ldb;
+  __m256 acc[MA][NB];
+  for (int r = 0; r < MA; ++r) {
+    for (int q = 0; q < NB; ++q) acc[r][q] = _mm256_setzero_ps();
+  }
+  const __m256i high = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+  for (int p = 0; p < k16; p += kChunk) {
+    __m256 even[NB], odd[NB];
+    for (int q = 0; q < NB; ++q) {
+      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[q] + p));
+      even[q] = _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+      odd[q] = _mm256_castsi256_ps(_mm256_and_si256(w, high));
+    }
+    for (int r = 0; r < MA; ++r) {
+      const __m256 ae = _mm256_loadu_ps(ad + r * a_ld + p);
+      const __m256 ao = _mm256_loadu_ps(ad + r * a_ld + p + 8);
+      for (int q = 0; q < NB; ++q) {
+        acc[r][q] = _mm256_fmadd_ps(ae, even[q], acc[r][q]);
+        acc[r][q] = _mm256_fmadd_ps(ao, odd[q], acc[r][q]);
+      }
+    }
+  }
+  for (int r = 0; r < MA; ++r) {
+    const float* a = g.a + (i0 + r) * g.lda;
+    for (int q = 0; q < NB; ++q) {
+      float v = Sum8(acc[r][q]);
+      for (int p = k16; p < g.k; ++p) v += RoundBf16(a[p]) * Bf16ToF32(b[q][p]);
+      StoreDot(g, i0 + r, j0 + q, v);
+    }
+  }
+}
+
+template <int NB>
+HC_AVX2 void WidenRows(const GemmBf16Args& g, const float* ad, int64_t a_ld, int j) {
+  int i = 0;
+  for (; i + 3 <= g.m; i += 3) WidenTile<3, NB>(g, ad + i * a_ld, a_ld, i, j);
+  if (g.m - i == 2) WidenTile<2, NB>(g, ad + i * a_ld, a_ld, i, j);
+  if (g.m - i == 1) WidenTile<1, NB>(g, ad + i * a_ld, a_ld, i, j);
+}
+
+HC_AVX2 void WidenAvx2(const GemmBf16Args& g) {
+  if (g.m > kSmallM) return internal::PackedGemmBf16(g, /*avx2=*/true);
+  const int64_t a_ld = g.k & ~(kChunk - 1);
+  thread_local std::vector<float> ad;  // per thread: tensor-parallel ranks call concurrently
+  ad.resize(static_cast<size_t>(g.m) * a_ld + 1);
+  for (int i = 0; i < g.m; ++i) {
+    const float* a = g.a + i * g.lda;
+    float* d = ad.data() + i * a_ld;
+    for (int64_t p = 0; p < a_ld; p += kChunk) {
+      for (int e = 0; e < kChunk / 2; ++e) {
+        d[p + e] = RoundBf16(a[p + 2 * e]);
+        d[p + kChunk / 2 + e] = RoundBf16(a[p + 2 * e + 1]);
+      }
+    }
+  }
+  int j = 0;
+  for (; j + 4 <= g.n; j += 4) WidenRows<4>(g, ad.data(), a_ld, j);
+  for (; j < g.n; ++j) WidenRows<1>(g, ad.data(), a_ld, j);
+}
+
+constexpr int kDpRowBlock = 64;  // A rows rounded to bf16 at a time (64 x k bf16 in L2)
+
+HC_AVX512BF16 inline float Sum16(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+template <int MA, int NB>
+HC_AVX512BF16 inline void DpStep(__m512 (&acc)[MA][NB], const uint16_t* a16, int64_t a_ld, int p,
+                                 const __m512i (&bv)[NB]) {
+  for (int r = 0; r < MA; ++r) {
+    const __m512i av = _mm512_loadu_si512(a16 + r * a_ld + p);
+    for (int q = 0; q < NB; ++q) {
+      acc[r][q] = _mm512_dpbf16_ps(acc[r][q], (__m512bh)av, (__m512bh)bv[q]);
+    }
+  }
+}
+
+// MA A rows (bf16, zero padded to a multiple of 32, row stride a_ld) x NB B rows.
+template <int MA, int NB>
+HC_AVX512BF16 void DpTile(const GemmBf16Args& g, const uint16_t* a16, int64_t a_ld, int i0,
+                          int j0) {
+  const int k32 = g.k & ~31;
+  const uint16_t* b[NB];
+  for (int q = 0; q < NB; ++q) b[q] = g.b + (j0 + q) * g.ldb;
+  __m512 acc[MA][NB];
+  for (int r = 0; r < MA; ++r) {
+    for (int q = 0; q < NB; ++q) acc[r][q] = _mm512_setzero_ps();
+  }
+  for (int p = 0; p < k32; p += 32) {
+    __m512i bv[NB];
+    for (int q = 0; q < NB; ++q) bv[q] = _mm512_loadu_si512(b[q] + p);
+    DpStep<MA, NB>(acc, a16, a_ld, p, bv);
+  }
+  if (k32 < g.k) {  // A is zero beyond k; B is masked so no byte past its row is read
+    const __mmask32 mask = static_cast<__mmask32>((uint64_t{1} << (g.k - k32)) - 1);
+    __m512i bv[NB];
+    for (int q = 0; q < NB; ++q) bv[q] = _mm512_maskz_loadu_epi16(mask, b[q] + k32);
+    DpStep<MA, NB>(acc, a16, a_ld, k32, bv);
+  }
+  for (int r = 0; r < MA; ++r) {
+    for (int q = 0; q < NB; ++q) StoreDot(g, i0 + r, j0 + q, Sum16(acc[r][q]));
+  }
+}
+
+template <int NB>
+HC_AVX512BF16 void DpRows(const GemmBf16Args& g, const uint16_t* a16, int64_t a_ld, int i_begin,
+                          int rows, int j) {
+  int i = 0;
+  for (; i + 4 <= rows; i += 4) DpTile<4, NB>(g, a16 + i * a_ld, a_ld, i_begin + i, j);
+  const uint16_t* rest = a16 + i * a_ld;
+  switch (rows - i) {
+    case 3:
+      return DpTile<3, NB>(g, rest, a_ld, i_begin + i, j);
+    case 2:
+      return DpTile<2, NB>(g, rest, a_ld, i_begin + i, j);
+    case 1:
+      return DpTile<1, NB>(g, rest, a_ld, i_begin + i, j);
+    default:
+      return;
+  }
+}
+
+HC_AVX512BF16 void DpBf16(const GemmBf16Args& g) {
+  const int64_t a_ld = (g.k + 31) & ~31;
+  thread_local std::vector<uint16_t> a16;  // per thread: tensor-parallel ranks call concurrently
+  a16.resize(static_cast<size_t>(std::min(g.m, kDpRowBlock)) * a_ld);
+  for (int i0 = 0; i0 < g.m; i0 += kDpRowBlock) {
+    const int rows = std::min(kDpRowBlock, g.m - i0);
+    for (int r = 0; r < rows; ++r) {
+      const float* src = g.a + (i0 + r) * g.lda;
+      uint16_t* dst = a16.data() + r * a_ld;
+      for (int p = 0; p < g.k; ++p) dst[p] = F32ToBf16(src[p]);
+      std::fill(dst + g.k, dst + a_ld, uint16_t{0});
+    }
+    int j = 0;
+    for (; j + 4 <= g.n; j += 4) DpRows<4>(g, a16.data(), a_ld, i0, rows, j);
+    for (; j < g.n; ++j) DpRows<1>(g, a16.data(), a_ld, i0, rows, j);
+  }
+}
+#endif  // __x86_64__
+
+}  // namespace
+
+bool CpuHasAvx512Bf16() {
+#if defined(__x86_64__)
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512bf16");
+  return has;
+#else
+  return false;
+#endif
+}
+
+namespace {
+
+#if defined(__x86_64__)
+// kAuto with AVX512-BF16 (measured, docs/kernels.md): vdpbf16ps dot products
+// for decode-sized m, the packed widening kernel for prefill-sized m.
+void AutoBf16(const GemmBf16Args& g) {
+  if (g.m <= kSmallM) return DpBf16(g);
+  return internal::PackedGemmBf16(g, /*avx2=*/true);
+}
+#endif
+
+CpuBf16GemmImpl Resolve(CpuBf16GemmImpl impl) {
+  if (impl != CpuBf16GemmImpl::kAuto) return impl;
+  if (CpuHasAvx512Bf16() && CpuHasAvx2Fma()) return CpuBf16GemmImpl::kAuto;
+  if (CpuHasAvx2Fma()) return CpuBf16GemmImpl::kWidenAvx2;
+  return CpuBf16GemmImpl::kScalar;
+}
+
+}  // namespace
+
+const char* CpuBf16GemmName(CpuBf16GemmImpl impl) {
+  switch (Resolve(impl)) {
+    case CpuBf16GemmImpl::kAvx512Bf16:
+      return "avx512bf16";
+    case CpuBf16GemmImpl::kWidenAvx2:
+      return "widen-avx2";
+    case CpuBf16GemmImpl::kAuto:
+      return "avx512bf16 m<=8, widen-avx2 packed m>8";
+    default:
+      return "scalar";
+  }
+}
+
+namespace internal {
+
+absl::StatusOr<Bf16GemmFn> SelectBf16Gemm(CpuBf16GemmImpl impl) {
+  switch (Resolve(impl)) {
+    case CpuBf16GemmImpl::kAvx512Bf16:
+#if defined(__x86_64__)
+      if (CpuHasAvx512Bf16()) return &DpBf16;
+#endif
+      return absl::UnavailableError(
+          "the avx512bf16 GEMM path needs a CPU with avx512f, avx512bw and avx512_bf16");
+    case CpuBf16GemmImpl::kWidenAvx2:
+#if defined(__x86_64__)
+      if (CpuHasAvx2Fma()) return &WidenAvx2;
+#endif
+      return absl::UnavailableError("the widen-avx2 GEMM path needs a CPU with avx2 and fma");
+    case CpuBf16GemmImpl::kAuto:  // resolved to itself only with AVX512-BF16 and AVX2
+#if defined(__x86_64__)
+      return &AutoBf16;
+#endif
+    default:
+      return &ScalarBf16;
+  }
+}
+
+}  // namespace internal
+}  // namespace hc::kernels

@@ -1,0 +1,27 @@
+// Internal to kernels/cpu: what the fp32 GEMM (gemm_cpu.cc) and the bf16-weight
+// GEMM paths (gemm_bf16_cpu.cc) share.
+#ifndef HC_KERNELS_CPU_GEMM_INTERNAL_H_
+#define HC_KERNELS_CPU_GEMM_INTERNAL_H_
+
+#include "absl/status/statusor.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/gemm.h"
+
+namespace hc::kernels::internal {
+
+// One bf16-weight GEMM path. REQUIRES: m, n, k > 0 (the caller handles the
+// trivial shapes).
+using Bf16GemmFn = void (*)(const GemmBf16Args&);
+
+// The function behind `impl` on this CPU; UNAVAILABLE naming the missing CPU
+// feature when a forced path cannot run here.
+absl::StatusOr<Bf16GemmFn> SelectBf16Gemm(CpuBf16GemmImpl impl);
+
+// The packed, register-blocked fp32 path of gemm_cpu.cc over a bf16 B, widened
+// to fp32 while packing (A rounded to bf16 while packing). `avx2` selects the
+// AVX2+FMA micro-kernel.
+void PackedGemmBf16(const GemmBf16Args& g, bool avx2);
+
+}  // namespace hc::kernels::internal
+
+#endif  // HC_KERNELS_CPU_GEMM_INTERNAL_H_
