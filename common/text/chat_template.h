@@ -14,6 +14,9 @@
 //   granite-4.0-h: IBM Granite-4.0-H's own template (default system prompt,
 //            tool and document blocks); the synthetic granite-* checkpoints
 //            ship it in their tokenizer_config.json.
+//   nemotron-nano-v2: NVIDIA-Nemotron-Nano-9B-v2's own template (not
+//            prefix-stable: its continuing turns are rewrite turns); the
+//            synthetic nemotron-nano-* checkpoints ship it.
 //
 // Real templates are not per-message independent (default system prompts,
 // tool blocks, loop.last logic, reasoning stripping), so a conversation is
@@ -52,7 +55,7 @@ struct RenderedChat {
 
 class ChatTemplate {
  public:
-  // "granite", "granite-4.0-h" or "chatml"; INVALID_ARGUMENT naming the
+  // "granite", "granite-4.0-h", "nemotron-nano-v2" or "chatml"; INVALID_ARGUMENT naming the
   // value otherwise.
   static absl::StatusOr<ChatTemplate> ByName(std::string_view name);
   // The template of a tokenizer_config.json text: `chat_template` as a string,
@@ -70,7 +73,7 @@ class ChatTemplate {
   // <model_dir>/tokenizer_config.json (which gives the special tokens).
   static absl::StatusOr<ChatTemplate> FromModelDir(const std::string& model_dir);
 
-  // "granite", "granite-4.0-h", "chatml" (a built-in, or a model template
+  // "granite", "granite-4.0-h", "nemotron-nano-v2", "chatml" (a built-in, or a model template
   // identical to one), or "model".
   const std::string& name() const { return name_; }
   const std::string& source() const { return tmpl_->source(); }

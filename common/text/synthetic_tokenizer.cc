@@ -18,6 +18,18 @@ const std::vector<std::string>& SyntheticSpecialTokens() {
   return *tokens;
 }
 
+std::vector<std::string> SyntheticSpecialTokens(const SyntheticTokenizerSpec& spec) {
+  std::vector<std::string> tokens = SyntheticSpecialTokens();
+  if (spec.chat_template == "nemotron-nano-v2") {
+    for (const char* t : {"<SPECIAL_10>", "<SPECIAL_11>", "<SPECIAL_12>"}) tokens.push_back(t);
+  }
+  return tokens;
+}
+
+int SyntheticEndOfTurnId(std::string_view chat_template) {
+  return chat_template == "nemotron-nano-v2" ? 6 : kSyntheticEndOfTextId;
+}
+
 absl::StatusOr<SyntheticTokenizerSpec> SyntheticTokenizerSpecFor(
     std::string_view name, std::optional<PreTokenizerStyle> pre_tokenizer) {
   const size_t dash = name.rfind('-');
@@ -26,7 +38,9 @@ absl::StatusOr<SyntheticTokenizerSpec> SyntheticTokenizerSpecFor(
       pre_tokenizer.value_or(name.starts_with("granite-")    ? PreTokenizerStyle::kGranite4
                              : name.starts_with("nemotron-") ? PreTokenizerStyle::kNemotronH
                                                              : PreTokenizerStyle::kGpt2);
-  const std::string chat_template = name.starts_with("granite-") ? "granite-4.0-h" : "granite";
+  const std::string chat_template = name.starts_with("granite-")         ? "granite-4.0-h"
+                                    : name.starts_with("nemotron-nano-") ? "nemotron-nano-v2"
+                                                                         : "granite";
   if (preset == "tiny")
     return SyntheticTokenizerSpec{.vocab_target = 1024,
                                   .augment_rounds = 0,
@@ -47,7 +61,7 @@ BpeModel TrainSyntheticTokenizer(const SyntheticTokenizerSpec& spec) {
   BpeTrainerOptions opt;
   opt.vocab_size = spec.vocab_target;
   opt.min_frequency = 1;
-  opt.special_tokens = SyntheticSpecialTokens();
+  opt.special_tokens = SyntheticSpecialTokens(spec);
   opt.pre_tokenizer = spec.pre_tokenizer;
   const std::string corpus = spec.augment_rounds > 0 ? AugmentedSyntheticCorpus(spec.augment_rounds)
                                                      : std::string(SyntheticCorpus());
@@ -76,7 +90,7 @@ std::string SyntheticTokenizerConfigJson(const BpeModel& tok, int model_max_leng
   }
   root.Set("added_tokens_decoder", std::move(decoder));
   root.Set("bos_token", Value::String(tok.vocab[kSyntheticEndOfTextId]));
-  root.Set("eos_token", Value::String(tok.vocab[kSyntheticEndOfTextId]));
+  root.Set("eos_token", Value::String(tok.vocab[SyntheticEndOfTurnId(chat_template)]));
   root.Set("pad_token", Value::String(tok.vocab[kSyntheticPadId]));
   root.Set("chat_template", Value::String(tmpl->source()));
   root.Set("clean_up_tokenization_spaces", Value::Bool(false));

@@ -34,15 +34,27 @@ struct SyntheticTokenizerSpec {
   // the style's split.
   PreTokenizerStyle pre_tokenizer = PreTokenizerStyle::kGpt2;
   // The chat template the checkpoint ships (ChatTemplate::ByName): the
-  // built-in "granite", or the family's real one ("granite-4.0-h" for the
-  // granite-* presets). Both use the synthetic special tokens.
+  // built-in "granite", or a real one: "granite-4.0-h" for the granite-*
+  // presets (the synthetic special tokens), "nemotron-nano-v2" for the
+  // nemotron-nano-* ones, whose tokenizer adds NVIDIA-Nemotron-Nano-v2's
+  // special tokens (SyntheticSpecialTokens(spec)).
   std::string chat_template = "granite";
 };
+
+// The special tokens of `spec`, ids 0..: SyntheticSpecialTokens(), then for
+// the "nemotron-nano-v2" template <SPECIAL_10> (system), <SPECIAL_11> (role)
+// and <SPECIAL_12> (end of turn), ids 4, 5, 6.
+std::vector<std::string> SyntheticSpecialTokens(const SyntheticTokenizerSpec& spec);
+// The id that ends an assistant turn (and is the model's EOS) with the chat
+// template named `chat_template`: <SPECIAL_12> for "nemotron-nano-v2",
+// <|end_of_text|> otherwise.
+int SyntheticEndOfTurnId(std::string_view chat_template);
 
 // INVALID_ARGUMENT for an unknown preset (tiny, small). Presets of other
 // architectures, "<arch>[-variant]-tiny|small" (e.g. granite-moe-tiny), use the
 // tokenizer of their size in their family's pipeline: "granite-*" Granite-4.0's,
-// "nemotron-*" Nemotron-H's, others GPT-2's, unless `pre_tokenizer` says.
+// "nemotron-*" Nemotron-H's, others GPT-2's, unless `pre_tokenizer` says;
+// "nemotron-nano-*" ships the "nemotron-nano-v2" chat template.
 absl::StatusOr<SyntheticTokenizerSpec> SyntheticTokenizerSpecFor(
     std::string_view preset, std::optional<PreTokenizerStyle> pre_tokenizer = std::nullopt);
 

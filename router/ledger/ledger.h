@@ -45,6 +45,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -107,8 +108,17 @@ struct ConversationRecord {
 };
 
 // What a successful turn adds. Message ranges are absolute ledger positions.
+//
+// A rewrite turn (the chat template renders the committed history differently
+// once new messages are added) sets `rewrite_from`: the commit then REPLACES
+// the entry's tokens from that position on and drops the messages that end
+// after it, before appending, in one atomic step. It must not exceed the
+// committed token count (INVALID_ARGUMENT, changing nothing) and should be a
+// message boundary: a message that began before it but ends after it is
+// dropped whole. Unset: the commit appends.
 struct CommitRequest {
   uint64_t expected_round = 0;  // the round becomes expected_round + 1
+  std::optional<uint32_t> rewrite_from;
   std::vector<uint32_t> appended_tokens;
   std::vector<LedgerMessage> appended_messages;
   WorkerState worker;
@@ -158,7 +168,8 @@ class ConversationLedger {
 
   // Commits round expected_round + 1 and releases the lease. ABORTED when
   // `holder` no longer holds the lease (it expired and was taken over);
-  // FAILED_PRECONDITION when the round is not expected_round. On error nothing
+  // FAILED_PRECONDITION when the round is not expected_round; INVALID_ARGUMENT
+  // when rewrite_from is past the committed tokens. On error nothing
   // changes. OK means durable as the backend promises (file: per its fsync
   // policy; Redis: acknowledged by the server).
   virtual void Commit(const LedgerKey& key, std::string_view holder, CommitRequest commit,

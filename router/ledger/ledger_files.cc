@@ -14,6 +14,10 @@ namespace {
 
 constexpr uint8_t kCommitRecord = 1;
 constexpr uint8_t kDeleteRecord = 2;
+// A commit with CommitRequest::rewrite_from: the commit record's fields with
+// the rewrite position (U32) after the expected round. Appends keep type 1,
+// so logs written before rewrites existed replay unchanged.
+constexpr uint8_t kRewriteRecord = 3;
 constexpr std::string_view kSnapshotMagic = "HCLSNAP1";
 
 int64_t ToMicros(absl::Time t) {
@@ -51,10 +55,11 @@ std::string CommitRecord(uint64_t seq, const std::string& table_key, const Commi
                          absl::Time now) {
   std::string payload;
   ByteWriter w(&payload);
-  w.U8(kCommitRecord);
+  w.U8(commit.rewrite_from.has_value() ? kRewriteRecord : kCommitRecord);
   w.U64(seq);
   w.Bytes(table_key);
   w.U64(commit.expected_round);
+  if (commit.rewrite_from.has_value()) w.U32(*commit.rewrite_from);
   w.Tokens(commit.appended_tokens);
   w.Messages(commit.appended_messages);
   w.Worker(commit.worker);
@@ -92,8 +97,8 @@ bool AnyValidFrameAfter(std::string_view data, size_t from) {
     uint8_t type = 0;
     uint64_t seq = 0;
     std::string k;
-    if (r.U8(&type) && (type == kCommitRecord || type == kDeleteRecord) && r.U64(&seq) &&
-        r.Bytes(&k)) {
+    if (r.U8(&type) && (type == kCommitRecord || type == kRewriteRecord || type == kDeleteRecord) &&
+        r.U64(&seq) && r.Bytes(&k)) {
       return true;
     }
   }
@@ -134,11 +139,14 @@ absl::StatusOr<SegmentReplay> ReplaySegment(std::string_view data, const std::st
     uint64_t seq = 0;
     std::string k;
     bool ok = r.U8(&type) && r.U64(&seq) && r.Bytes(&k);
-    if (ok && type == kCommitRecord) {
+    if (ok && (type == kCommitRecord || type == kRewriteRecord)) {
       CommitRequest c;
       uint64_t activity = 0;
-      ok = r.U64(&c.expected_round) && r.Tokens(&c.appended_tokens) &&
-           r.Messages(&c.appended_messages) && r.Worker(&c.worker) && r.U64(&activity) && r.done();
+      uint32_t from = 0;
+      ok = r.U64(&c.expected_round) && (type == kCommitRecord || r.U32(&from)) &&
+           r.Tokens(&c.appended_tokens) && r.Messages(&c.appended_messages) &&
+           r.Worker(&c.worker) && r.U64(&activity) && r.done();
+      if (type == kRewriteRecord) c.rewrite_from = from;
       if (ok && seq > after_seq) {
         // Holder "" skips the lease check. A round mismatch means the log
         // does not hold what was acknowledged: never skip it silently.

@@ -217,6 +217,15 @@ absl::Status LedgerTable::RenewLease(const std::string& key, std::string_view ho
   return absl::OkStatus();
 }
 
+void TruncateForRewrite(uint32_t from, std::vector<uint32_t>& tokens,
+                        std::vector<LedgerMessage>& messages) {
+  if (from < tokens.size()) tokens.resize(from);
+  // Messages are in ledger order, so those ending after `from` are a suffix.
+  size_t keep = 0;
+  while (keep < messages.size() && messages[keep].end <= from) ++keep;
+  messages.resize(keep);
+}
+
 absl::Status LedgerTable::CheckCommit(const std::string& key, std::string_view holder,
                                       const CommitRequest& commit) const {
   auto it = entries_.find(key);
@@ -228,6 +237,12 @@ absl::Status LedgerTable::CheckCommit(const std::string& key, std::string_view h
     return absl::FailedPreconditionError(
         absl::StrCat("committed round is ", round, ", expected ", commit.expected_round));
   }
+  const size_t committed = it == entries_.end() ? 0 : it->second.tokens.size();
+  if (commit.rewrite_from.has_value() && *commit.rewrite_from > committed) {
+    return absl::InvalidArgumentError(absl::StrCat("a rewrite from token ", *commit.rewrite_from,
+                                                   " is past the conversation's ", committed,
+                                                   " committed tokens"));
+  }
   return absl::OkStatus();
 }
 
@@ -237,6 +252,8 @@ absl::Status LedgerTable::Commit(const std::string& key, std::string_view holder
   Entry& e = Insert(key);
   if (e.round == 0) ++committed_;
   e.round = commit.expected_round + 1;
+  if (commit.rewrite_from.has_value())
+    TruncateForRewrite(*commit.rewrite_from, e.tokens, e.messages);
   // Exact capacity: ledgers hold many conversations, doubling would waste up
   // to half of the token memory.
   e.tokens.reserve(e.tokens.size() + commit.appended_tokens.size());

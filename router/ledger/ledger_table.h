@@ -37,6 +37,11 @@ inline constexpr absl::Duration kTenantCapRetryDelay = absl::Minutes(1);
 // The refusal of a new conversation past `limit` (shared by the backends).
 absl::Status TenantCapRefused(uint64_t live, uint64_t limit);
 
+// A rewrite commit's first step (CommitRequest::rewrite_from): keeps the
+// first `from` tokens and the messages that end by then.
+void TruncateForRewrite(uint32_t from, std::vector<uint32_t>& tokens,
+                        std::vector<LedgerMessage>& messages);
+
 class LedgerTable {
  public:
   LedgerTable() = default;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <optional>
 #include <span>
 #include <utility>
 
@@ -103,10 +104,14 @@ return {1, h[3] or '0', h[4] or '', h[5] or '', redis.call('GET', KEYS[2]) or ''
         redis.call('GET', KEYS[3]) or '', exp, expired}
 )lua";
 
-// ARGV[5..10]: expected round, tokens, messages, worker, token hash,
-// conversation ttl ms. Idempotent: the last commit's holder (lc) and token
-// hash (lx) are kept, so a resend of a commit that was applied (its reply
-// lost) answers 3 (OK) without applying it again.
+// ARGV[5..11]: expected round, tokens, messages, worker, token hash,
+// conversation ttl ms, rewrite_from ('' : append). Idempotent: the last
+// commit's holder (lc) and token hash (lx) are kept, so a resend of a commit
+// that was applied (its reply lost) answers 3 (OK) without applying it again.
+// A rewrite keeps the first rewrite_from tokens (4 bytes each) and the
+// messages that end by then (the record_codec stream: u8 role, u32 begin,
+// u32 end, u32 length, text), then appends, all in the one script: atomic.
+// Past the committed tokens it answers {4, committed} and changes nothing.
 constexpr const char* kCommitScript = R"lua(
 local now, real, cttl = clock(ARGV[2]), clock(0), tonumber(ARGV[10])
 local h = redis.call('HMGET', KEYS[1], 'lh', 'r', 'lc', 'lx')
@@ -116,8 +121,23 @@ if h[3] == ARGV[1] and h[4] == ARGV[9] and tonumber(r) == tonumber(ARGV[5]) + 1 
 end
 if h[1] ~= ARGV[1] then return {1, ''} end
 if r ~= ARGV[5] then return {2, r} end
-redis.call('APPEND', KEYS[2], ARGV[6])
-redis.call('APPEND', KEYS[3], ARGV[7])
+if ARGV[11] == '' then
+  redis.call('APPEND', KEYS[2], ARGV[6])
+  redis.call('APPEND', KEYS[3], ARGV[7])
+else
+  local from = tonumber(ARGV[11])
+  local t = redis.call('GET', KEYS[2]) or ''
+  if from * 4 > #t then return {4, ms(#t / 4)} end
+  local m = redis.call('GET', KEYS[3]) or ''
+  local pos = 1
+  while pos <= #m do
+    local _, _, e, n, nxt = struct.unpack('<BI4I4I4', m, pos)
+    if e > from then break end
+    pos = nxt + n
+  end
+  redis.call('SET', KEYS[2], string.sub(t, 1, from * 4) .. ARGV[6])
+  redis.call('SET', KEYS[3], string.sub(m, 1, pos - 1) .. ARGV[7])
+end
 redis.call('HSET', KEYS[1], 'r', ms(tonumber(r) + 1), 'w', ARGV[8], 'la', ms(now),
            'lc', ARGV[1], 'lx', ARGV[9])
 redis.call('HDEL', KEYS[1], 'lh', 'le')
@@ -274,7 +294,8 @@ absl::Status ParseRenew(absl::StatusOr<const redisReply*> reply) {
   return absl::OkStatus();
 }
 
-absl::Status ParseCommit(absl::StatusOr<const redisReply*> reply, uint64_t expected_round) {
+absl::Status ParseCommit(absl::StatusOr<const redisReply*> reply, uint64_t expected_round,
+                         std::optional<uint32_t> rewrite_from) {
   HC_ASSIGN_OR_RETURN(const redisReply* r, CheckReply(std::move(reply)));
   if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) return Malformed();
   switch (r->element[0]->integer) {
@@ -283,6 +304,10 @@ absl::Status ParseCommit(absl::StatusOr<const redisReply*> reply, uint64_t expec
       return absl::OkStatus();
     case 1:
       return absl::AbortedError("the turn's lease expired and was taken over");
+    case 4:
+      return absl::InvalidArgumentError(absl::StrCat("a rewrite from token ", *rewrite_from,
+                                                     " is past the conversation's ",
+                                                     Str(r->element[1]), " committed tokens"));
     default:
       return absl::FailedPreconditionError(
           absl::StrCat("committed round is ", Str(r->element[1]), ", expected ", expected_round));
@@ -382,10 +407,13 @@ class RedisLedgerImpl final : public RedisLedger {
     client_->Eval(kCommit, Keys(key),
                   Args(key, holder,
                        {absl::StrCat(round), std::move(tokens), std::move(messages),
-                        std::move(worker), absl::StrCat(hash), ConversationTtl()}),
+                        std::move(worker), absl::StrCat(hash), ConversationTtl(),
+                        commit.rewrite_from.has_value() ? absl::StrCat(*commit.rewrite_from)
+                                                        : std::string()}),
                   /*retry_on_loss=*/true,
-                  [round, d = std::move(done)](absl::StatusOr<const redisReply*> r) mutable {
-                    std::move(d)(ParseCommit(std::move(r), round));
+                  [round, from = commit.rewrite_from,
+                   d = std::move(done)](absl::StatusOr<const redisReply*> r) mutable {
+                    std::move(d)(ParseCommit(std::move(r), round, from));
                   });
   }
 

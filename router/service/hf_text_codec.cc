@@ -72,44 +72,40 @@ absl::StatusOr<EncodedTurn> HfTextCodec::DoEncodeTurn(std::span<const TurnMessag
                       template_.Render(span, /*add_generation_prompt=*/true));
 
   // The committed text: the previous turn's prompt (the history before the
-  // last reply, with the generation prompt) and the reply as sampled.
+  // last reply, with the generation prompt) and the reply as sampled. When
+  // the full rendering does not extend it (or it cannot be rebuilt: the
+  // history does not end with a reply), the turn is a rewrite: the whole
+  // rendering is encoded and the router keeps what the committed tokens share.
   size_t start = 0;
+  bool rewrite = false;
   if (!context.first_turn) {
-    if (num_history == 0 || context.history.back().role != Role::kAssistant) {
-      return absl::FailedPreconditionError(
-          "the committed conversation does not end with an assistant reply, so the chat "
-          "template cannot continue it");
+    rewrite = num_history == 0 || context.history.back().role != Role::kAssistant;
+    if (!rewrite) {
+      HC_ASSIGN_OR_RETURN(std::string committed,
+                          template_.RenderText(span.subspan(0, num_history - 1),
+                                               /*add_generation_prompt=*/true));
+      committed += context.history.back().content;
+      if (context.last_token.has_value() &&
+          *context.last_token == static_cast<uint32_t>(end_of_turn_)) {
+        committed += template_.end_of_turn();
+      }
+      rewrite = !absl::StartsWith(full.text, committed);
+      if (!rewrite) start = committed.size();
     }
-    HC_ASSIGN_OR_RETURN(std::string committed,
-                        template_.RenderText(span.subspan(0, num_history - 1),
-                                             /*add_generation_prompt=*/true));
-    committed += context.history.back().content;
-    if (context.last_token.has_value() &&
-        *context.last_token == static_cast<uint32_t>(end_of_turn_)) {
-      committed += template_.end_of_turn();
-    }
-    if (!absl::StartsWith(full.text, committed)) {
-      size_t diff = 0;
-      while (diff < committed.size() && full.text[diff] == committed[diff]) ++diff;
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the chat template renders this conversation's history differently once the new "
-          "messages are added (the renderings differ from byte ",
-          diff,
-          "), so continuing from the cached tokens would compute on a history the model never "
-          "saw; send the whole history as a new conversation instead"));
-    }
-    start = committed.size();
   }
+  // The messages the encoding delimits: the new ones, or on a rewrite all.
+  const size_t first = rewrite ? 0 : num_history;
+  const size_t count = all.size() - first;
 
-  // Where each new message starts and ends in the rendering: the length of
-  // the rendering of the conversation up to it, where that is a prefix of the
+  // Where each message starts and ends in the rendering: the length of the
+  // rendering of the conversation up to it, where that is a prefix of the
   // full rendering (else as far as the two agree).
   std::vector<size_t> bounds;  // bounds[i]: start of message i; bounds.back(): end of the last
-  for (size_t i = 0; i <= messages.size(); ++i) {
+  for (size_t i = 0; i <= count; ++i) {
     size_t b = bounds.empty() ? start : bounds.back();
-    if (num_history + i > 0) {
+    if (first + i > 0) {
       absl::StatusOr<std::string> prefix =
-          template_.RenderText(span.subspan(0, num_history + i), /*add_generation_prompt=*/false);
+          template_.RenderText(span.subspan(0, first + i), /*add_generation_prompt=*/false);
       if (prefix.ok()) {
         size_t agree = 0;
         const size_t n = std::min(prefix->size(), full.text.size());
@@ -124,6 +120,7 @@ absl::StatusOr<EncodedTurn> HfTextCodec::DoEncodeTurn(std::span<const TurnMessag
   // practice at special tokens, so this equals encoding the suffix whole),
   // special tokens only where the template wrote them.
   EncodedTurn out;
+  out.rewrite = rewrite;
   auto encode = [&](size_t from, size_t to) {
     if (from >= to) return;
     std::vector<std::pair<size_t, size_t>> ranges;
@@ -136,7 +133,7 @@ absl::StatusOr<EncodedTurn> HfTextCodec::DoEncodeTurn(std::span<const TurnMessag
                            std::string_view(full.text).substr(from, to - from), ranges, cancel));
   };
   encode(start, bounds[0]);
-  for (size_t i = 0; i < messages.size(); ++i) {
+  for (size_t i = 0; i < count; ++i) {
     out.message_begins.push_back(static_cast<uint32_t>(out.tokens.size()));
     encode(bounds[i], bounds[i + 1]);
     out.message_ends.push_back(static_cast<uint32_t>(out.tokens.size()));

@@ -10,11 +10,12 @@
 // reply cut short, by max_tokens say, is closed by the template's own text).
 //
 // Templates that render the history differently once messages are added (not
-// prefix-stable: e.g. reasoning stripped from earlier replies, a final
-// assistant message treated specially) would make the cached turn run on a
-// history the model never saw. Such a turn is refused with
-// FAILED_PRECONDITION (a new conversation sending the whole history renders
-// it afresh); nothing is computed or committed.
+// prefix-stable: Nemotron-Nano-v2 writes "<think>\n\n" in the generation
+// prompt but not in earlier replies, Qwen3 strips earlier replies' reasoning)
+// make the rendering diverge from the committed text. Such a turn is a
+// rewrite (EncodedTurn::rewrite): the whole rendering is encoded, and the
+// router computes the turn on exactly that, keeping only the committed
+// tokens it shares (router/service/rewrite.h).
 #ifndef HC_ROUTER_SERVICE_HF_TEXT_CODEC_H_
 #define HC_ROUTER_SERVICE_HF_TEXT_CODEC_H_
 

@@ -53,6 +53,18 @@ RouterMetrics::RouterMetrics(prometheus::Registry& registry) {
                   .Help("New conversations refused by --max_conversations_per_salt")
                   .Register(registry)
                   .Add({});
+  rewrite_turns_ = &prometheus::BuildCounter()
+                        .Name("hc_router_rewrite_turns_total")
+                        .Help(
+                            "Turns whose chat template rewrote the committed history: "
+                            "recomputed from token 0, not served from the cache")
+                        .Register(registry)
+                        .Add({});
+  rewrite_kept_tokens_ = &prometheus::BuildCounter()
+                              .Name("hc_router_rewrite_kept_tokens_total")
+                              .Help("Committed tokens rewrite turns kept (and recomputed)")
+                              .Register(registry)
+                              .Add({});
   tenant_turns_ = &prometheus::BuildCounter()
                        .Name("hc_router_tenant_turns_total")
                        .Help("Committed turns per tenant")
@@ -90,6 +102,10 @@ void RouterMetrics::RoutingDecision(RouteKind kind) {
   decisions_[static_cast<int>(kind)]->Increment();
 }
 void RouterMetrics::TimeToFirstToken(double seconds) { ttft_->Observe(seconds); }
+void RouterMetrics::RewriteTurn(uint64_t kept_tokens) {
+  rewrite_turns_->Increment();
+  rewrite_kept_tokens_->Increment(static_cast<double>(kept_tokens));
+}
 void RouterMetrics::SetConversations(double n) { conversations_->Set(n); }
 void RouterMetrics::SetLedgerTotals(uint64_t expired, uint64_t refused) {
   absl::MutexLock lock(&ledger_mu_);

@@ -26,6 +26,11 @@ class RouterMetrics {
   void Request(absl::StatusCode code, double seconds);  // hc_router_requests_total{code} + duration
   void RoutingDecision(RouteKind kind);
   void TimeToFirstToken(double seconds);
+  // A rewrite turn (router/service/rewrite.h), which kept `kept_tokens` of
+  // the committed tokens: hc_router_rewrite_turns_total and
+  // hc_router_rewrite_kept_tokens_total. The worker recomputes such a turn
+  // from token 0 (usage.cached_tokens and the worker's metrics say so).
+  void RewriteTurn(uint64_t kept_tokens);
   void SetConversations(double n);
   void SetWorkers(int healthy, int unhealthy);
   // The ledger's cumulative counts (LedgerCounters), polled: each call adds
@@ -55,6 +60,8 @@ class RouterMetrics {
   prometheus::Gauge* unhealthy_;
   prometheus::Counter* expired_;
   prometheus::Counter* refused_;
+  prometheus::Counter* rewrite_turns_;
+  prometheus::Counter* rewrite_kept_tokens_;
   absl::Mutex ledger_mu_;
   uint64_t ledger_expired_ ABSL_GUARDED_BY(ledger_mu_) = 0;
   uint64_t ledger_refused_ ABSL_GUARDED_BY(ledger_mu_) = 0;

@@ -49,7 +49,13 @@ struct TurnContext {
 // new message (e.g. the newline after an end-of-turn token, a default system
 // prompt), and those after the last message (through tokens.size()) are the
 // generation prompt.
+//
+// A rewrite (`rewrite` true: the chat template renders the committed history
+// differently once the new messages are added, see HfTextCodec) holds the
+// WHOLE rendering instead: `tokens` from token 0, and one range for every
+// message of the conversation, the history's (TurnContext::history) first.
 struct EncodedTurn {
+  bool rewrite = false;
   std::vector<uint32_t> tokens;
   std::vector<uint32_t> message_begins;
   std::vector<uint32_t> message_ends;
@@ -75,8 +81,9 @@ class TextCodec {
   // Renders `messages` with the chat template as the continuation of a
   // conversation, followed by the assistant generation prompt.
   // INVALID_ARGUMENT when the template refuses the conversation (its own
-  // message); FAILED_PRECONDITION when the template renders the committed
-  // history differently once `messages` are added (see HfTextCodec). CANCELLED once
+  // message). When the template renders the committed history differently
+  // once `messages` are added, the result is a rewrite (see EncodedTurn).
+  // CANCELLED once
   // `*cancel` turns true (checked between words, so a long text stops soon;
   // whoever sets it also notifies its waiters, std::atomic::notify_all).
   absl::StatusOr<EncodedTurn> EncodeTurn(std::span<const TurnMessage> messages,

@@ -80,6 +80,7 @@
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/retry_delay.h"
+#include "router/service/rewrite.h"
 #include "router/service/turn_reactor.h"
 #include "router/service/turn_requests.h"
 #include "router/service/validation.h"
@@ -361,6 +362,14 @@ void ChatTurn::OnEncoded(absl::StatusOr<EncodedTurn> enc, std::vector<Action>& o
   if (abort_.has_value()) return Conclude(*abort_, out);  // cancelled meanwhile
   if (!enc.ok()) return Conclude(ToGrpcStatus(enc.status()), out);
   suffix_ = *std::move(enc);
+  if (suffix_.rewrite) {
+    // From here on the turn continues the kept prefix like any other turn;
+    // only the commit differs (it replaces what came after the prefix).
+    absl::StatusOr<uint32_t> kept = ApplyRewrite(rec_, messages_, suffix_);
+    if (!kept.ok()) return Conclude(ToGrpcStatus(kept.status()), out);
+    rewrite_from_ = *kept;
+    deps_->metrics->RewriteTurn(*kept);
+  }
   if (absl::Status s = CheckContext(rec_.tokens.size(), suffix_.tokens.size(), /*exact=*/true);
       !s.ok()) {
     return Conclude(ToGrpcStatus(s), out);

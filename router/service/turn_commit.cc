@@ -27,10 +27,13 @@ void ChatTurn::StartCommit(const v1::CommitReport& report, std::vector<Action>& 
                                      report.state().num_tokens(), report.state().prefix_hash()});
   if (forked_) {
     // The ledger holds nothing of this conversation yet: the copied history
-    // is committed with the turn.
+    // (on a rewrite turn, the part of it the turn kept) is committed with the
+    // turn, so there is nothing to replace.
     c.appended_tokens.insert(c.appended_tokens.begin(), rec_.tokens.begin(), rec_.tokens.end());
     c.appended_messages.insert(c.appended_messages.begin(), rec_.messages.begin(),
                                rec_.messages.end());
+  } else {
+    c.rewrite_from = rewrite_from_;
   }
   report_ = report;
   state_ = State::kCommitting;

@@ -255,6 +255,9 @@ class ChatTurn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
   // Read by the tokenizer on the work pool (hence atomic, not under mu_).
   std::atomic<bool> cancel_encoding_{false};
   EncodedTurn suffix_ ABSL_GUARDED_BY(mu_);
+  // A rewrite turn (router/service/rewrite.h): the committed tokens it keeps;
+  // rec_ then holds only those.
+  std::optional<uint32_t> rewrite_from_ ABSL_GUARDED_BY(mu_);
   std::optional<ReplyStream> reply_ ABSL_GUARDED_BY(mu_);
 
   std::shared_ptr<Worker> worker_ ABSL_GUARDED_BY(mu_);

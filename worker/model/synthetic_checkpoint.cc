@@ -217,14 +217,14 @@ absl::StatusOr<SyntheticPreset> GetSyntheticPreset(std::string_view name) {
   } else if (name == "granite-moe-tiny") {
     GraniteSizes(false, /*moe=*/true, /*rope=*/true, c);
     p.seed = 0x6A72;
-  } else if (name == "nemotron-tiny" || name == "nemotron-small") {
+  } else if (name == "nemotron-tiny" || name == "nemotron-small" || name == "nemotron-nano-tiny") {
     NemotronSizes(name == "nemotron-small", c);
     p.seed = 0x4E71;
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
         "unknown synthetic preset \"", std::string(name),
         "\" (tiny, small, granite-tiny, granite-small, granite-moe-tiny, nemotron-tiny, "
-        "nemotron-small)"));
+        "nemotron-small, nemotron-nano-tiny)"));
   }
   HC_ASSIGN_OR_RETURN(p.tokenizer, SyntheticTokenizerSpecFor(name));
   return p;
@@ -239,7 +239,7 @@ ModelConfig FinishConfig(const SyntheticPreset& preset, const BpeModel& tok) {
   ModelConfig c = preset.config;
   c.vocab_size = static_cast<int>(tok.vocab.size());
   c.bos_token_id = kSyntheticEndOfTextId;
-  c.eos_token_id = kSyntheticEndOfTextId;
+  c.eos_token_id = SyntheticEndOfTurnId(preset.tokenizer.chat_template);
   c.pad_token_id = kSyntheticPadId;
   return c;
 }

@@ -18,7 +18,11 @@
 //   nemotron-tiny      nemotron_h "M-M*EM-": relu² MLPs, NoPE attention, 2
 //          Mamba groups, one MoE block (8 experts in 2 groups, top 2).
 //   nemotron-small     nemotron_h "M-M-M*-M-M-M*-", hidden 768.
-// All use the Granite-4 chat format and special tokens <|end_of_text|>
+//   nemotron-nano-tiny nemotron-tiny's model (same weights seed) with
+//          NVIDIA-Nemotron-Nano-v2's chat format: its real template and its
+//          special tokens <SPECIAL_10>, <SPECIAL_11>, <SPECIAL_12> (EOS)
+//          after the Granite ones (chat template "nemotron-nano-v2").
+// The others use the Granite-4 chat format and special tokens <|end_of_text|>
 // (bos = eos), <|pad|>, <|start_of_role|>, <|end_of_role|>, with the tokenizer
 // of their size (tiny or small).
 #ifndef HC_WORKER_MODEL_SYNTHETIC_CHECKPOINT_H_

@@ -13,6 +13,12 @@ namespace hc::internal {
 // blocks. Apache-2.0.
 extern const std::string_view kGranite4HTemplate;
 
+// NVIDIA-Nemotron-Nano-9B-v2's chat template: not prefix-stable (it writes
+// "<think>\n\n" in the generation prompt but not before earlier replies,
+// whose reasoning it strips), so its continuing turns are rewrite turns
+// (router/service/rewrite.h). NVIDIA Open Model License.
+extern const std::string_view kNemotronNanoV2Template;
+
 }  // namespace hc::internal
 
 #endif  // HC_COMMON_TEXT_TEMPLATES_SHIPPED_TEMPLATES_H_

@@ -210,6 +210,79 @@ TEST_P(LedgerTest, CommitOfTheWrongRoundFailsAndChangesNothing) {
   EXPECT_EQ(rec->tokens, (std::vector<uint32_t>{1, 2}));
 }
 
+// A rewrite turn: the chat template re-rendered the last reply, so the
+// commit keeps the tokens up to its boundary and replaces the rest, and the
+// replacement survives a reopen (file: replay of the rewrite record; Redis:
+// the server's keys).
+TEST_P(LedgerTest, ARewriteCommitReplacesTokensAndMessagesFromItsBoundary) {
+  ASSERT_TRUE(ledger_->AcquireLease(key_, "a", absl::Seconds(10)).ok());
+  CommitRequest first = Turn(0, {1, 2, 3, 4, 5, 6}, "u1", 0);
+  first.appended_messages = {LedgerMessage{Role::kUser, 0, 3, "u1"},
+                             LedgerMessage{Role::kAssistant, 4, 6, "r1"}};
+  ASSERT_TRUE(ledger_->Commit(key_, "a", first).ok());
+  ASSERT_TRUE(ledger_->AcquireLease(key_, "b", absl::Seconds(10)).ok());
+  CommitRequest rewrite;
+  rewrite.expected_round = 1;
+  rewrite.rewrite_from = 3;
+  rewrite.appended_tokens = {9, 8, 7, 10, 11};
+  rewrite.appended_messages = {LedgerMessage{Role::kAssistant, 3, 5, "r1"},
+                               LedgerMessage{Role::kUser, 5, 8, "u2"}};
+  rewrite.worker = WorkerState{"w2", 2, 7, 43};
+  ASSERT_TRUE(ledger_->Commit(key_, "b", rewrite).ok());
+  const auto check = [&] {
+    auto rec = ledger_->Get(key_);
+    ASSERT_TRUE(rec.ok()) << rec.status();
+    EXPECT_EQ(rec->round, 2u);
+    EXPECT_EQ(rec->tokens, (std::vector<uint32_t>{1, 2, 3, 9, 8, 7, 10, 11}));
+    EXPECT_EQ(rec->messages, (std::vector<LedgerMessage>{{Role::kUser, 0, 3, "u1"},
+                                                         {Role::kAssistant, 3, 5, "r1"},
+                                                         {Role::kUser, 5, 8, "u2"}}));
+    EXPECT_EQ(rec->worker, (WorkerState{"w2", 2, 7, 43}));
+    EXPECT_TRUE(rec->lease.holder.empty());
+  };
+  check();
+  if (GetParam() != "memory") {
+    Reopen(Options());
+    check();
+  }
+  // And the conversation appends after it as usual.
+  ASSERT_TRUE(ledger_->AcquireLease(key_, "c", absl::Seconds(10)).ok());
+  ASSERT_TRUE(ledger_->Commit(key_, "c", Turn(2, {12}, "u3", 8)).ok());
+  EXPECT_EQ(ledger_->Get(key_)->tokens.size(), 9u);
+  EXPECT_EQ(ledger_->Get(key_)->messages.size(), 4u);
+}
+
+TEST_P(LedgerTest, ARewriteFromZeroReplacesTheWholeConversation) {
+  ASSERT_TRUE(ledger_->AcquireLease(key_, "a", absl::Seconds(10)).ok());
+  ASSERT_TRUE(ledger_->Commit(key_, "a", Turn(0, {1, 2, 3}, "m", 0)).ok());
+  ASSERT_TRUE(ledger_->AcquireLease(key_, "a", absl::Seconds(10)).ok());
+  CommitRequest rewrite = Turn(1, {5, 6}, "n", 0);
+  rewrite.rewrite_from = 0;
+  ASSERT_TRUE(ledger_->Commit(key_, "a", rewrite).ok());
+  auto rec = ledger_->Get(key_);
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  EXPECT_EQ(rec->round, 2u);
+  EXPECT_EQ(rec->tokens, (std::vector<uint32_t>{5, 6}));
+  EXPECT_EQ(rec->messages, (std::vector<LedgerMessage>{{Role::kUser, 0, 2, "n"}}));
+}
+
+TEST_P(LedgerTest, ARewritePastTheCommittedTokensIsInvalidAndChangesNothing) {
+  ASSERT_TRUE(ledger_->AcquireLease(key_, "a", absl::Seconds(10)).ok());
+  ASSERT_TRUE(ledger_->Commit(key_, "a", Turn(0, {1, 2}, "m", 0)).ok());
+  ASSERT_TRUE(ledger_->AcquireLease(key_, "a", absl::Seconds(10)).ok());
+  CommitRequest rewrite = Turn(1, {3}, "n", 3);
+  rewrite.rewrite_from = 3;
+  const absl::Status s = ledger_->Commit(key_, "a", rewrite);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("past the conversation's 2 committed tokens"), std::string::npos) << s;
+  auto rec = ledger_->Get(key_);
+  EXPECT_EQ(rec->round, 1u);
+  EXPECT_EQ(rec->tokens, (std::vector<uint32_t>{1, 2}));
+  EXPECT_EQ(rec->messages.size(), 1u);
+  // The lease is still the turn's: it may commit properly or give it back.
+  ASSERT_TRUE(ledger_->ReleaseLease(key_, "a").ok());
+}
+
 TEST_P(LedgerTest, ReleaseWithoutCommitKeepsTheCommittedEntry) {
   ASSERT_TRUE(ledger_->AcquireLease(key_, "a", absl::Seconds(10)).ok());
   ASSERT_TRUE(ledger_->Commit(key_, "a", Turn(0, {1, 2}, "m", 0)).ok());

@@ -35,17 +35,33 @@ inline CommitRequest RoundCommit(int c, uint64_t round, uint32_t begin, int toke
   return commit;
 }
 
-// Runs one full turn on conversation c (blocking forms).
+// A token of round r as a rewrite turn re-rendered it: checkable on replay.
+inline uint32_t Rewritten(uint32_t token) { return token | 0x80000000u; }
+
+// Runs one full turn on conversation c (blocking forms). Odd rounds are
+// rewrite turns (CommitRequest::rewrite_from): they replace the previous
+// round's message and tokens with its rewritten tokens, then add their own,
+// so every file ledger test replays both record kinds.
 inline absl::Status CommitRound(ConversationLedger& ledger, int c, int tokens_per_round,
                                 const std::string& holder = "writer") {
   auto rec = ledger.AcquireLease(Key(c), holder, absl::Seconds(30));
   if (!rec.ok()) return rec.status();
-  return ledger.Commit(
-      Key(c), holder,
-      RoundCommit(c, rec->round, static_cast<uint32_t>(rec->tokens.size()), tokens_per_round));
+  const uint32_t end = static_cast<uint32_t>(rec->tokens.size());
+  CommitRequest commit = RoundCommit(c, rec->round, end, tokens_per_round);
+  if (rec->round % 2 == 1 && !rec->messages.empty()) {
+    LedgerMessage previous = rec->messages.back();
+    std::vector<uint32_t> tokens;
+    for (uint32_t i = previous.begin; i < end; ++i) tokens.push_back(Rewritten(rec->tokens[i]));
+    tokens.insert(tokens.end(), commit.appended_tokens.begin(), commit.appended_tokens.end());
+    commit.rewrite_from = previous.begin;
+    commit.appended_tokens = std::move(tokens);
+    commit.appended_messages.insert(commit.appended_messages.begin(), std::move(previous));
+  }
+  return ledger.Commit(Key(c), holder, commit);
 }
 
-// Every round 0..round-1 present, in order, nothing else; at least min_round.
+// Every round 0..round-1 present, in order, nothing else (an even round
+// rewritten by the odd one after it); at least min_round.
 inline void ExpectConsistent(ConversationLedger& ledger, int c, int tokens_per_round,
                              uint64_t min_round) {
   auto rec = ledger.Get(Key(c));
@@ -55,10 +71,17 @@ inline void ExpectConsistent(ConversationLedger& ledger, int c, int tokens_per_r
   std::vector<uint32_t> expected;
   for (uint64_t r = 0; r < rec->round; ++r) {
     auto t = RoundTokens(c, r, tokens_per_round);
+    if (r % 2 == 0 && r + 1 < rec->round) {
+      for (uint32_t& x : t) x = Rewritten(x);
+    }
     expected.insert(expected.end(), t.begin(), t.end());
   }
   EXPECT_EQ(rec->tokens, expected) << "conversation " << c;
-  EXPECT_EQ(rec->messages.size(), rec->round);
+  ASSERT_EQ(rec->messages.size(), rec->round);
+  for (uint64_t r = 0; r < rec->round; ++r) {
+    EXPECT_EQ(rec->messages[r].text, "round " + std::to_string(r));
+    EXPECT_EQ(rec->messages[r].begin, r * tokens_per_round);
+  }
 }
 
 class TempDir {

@@ -34,7 +34,7 @@ std::vector<uint32_t> FakeWorker::Reply(std::span<const uint32_t> context) const
   if (options_.emoji) {
     for (uint32_t b : {0xF0u, 0x9Fu, 0x98u, 0x80u}) out.push_back(b);  // U+1F600
   }
-  out.push_back(256);  // EOS
+  out.push_back(options_.eos);
   return out;
 }
 
@@ -145,7 +145,9 @@ grpc::Status FakeWorker::Execute(grpc::ServerContext* ctx, const v1::ExecuteRequ
     StopMatcher matcher(stops);
     std::vector<int64_t> ends;
     for (size_t i = 0; i < reply.size() && !cut.has_value(); ++i) {
-      const std::string bytes = reply[i] < 256 ? std::string(1, static_cast<char>(reply[i])) : "";
+      const std::string bytes = reply[i] < 256 && reply[i] != options_.eos
+                                    ? std::string(1, static_cast<char>(reply[i]))
+                                    : "";
       ends.push_back(matcher.offset() + static_cast<int64_t>(bytes.size()));
       if (const auto m = matcher.Feed(bytes)) {
         cut.emplace();

@@ -26,6 +26,9 @@ struct FakeWorkerOptions {
   uint32_t vocab_size = 259;
   int reply_letters = 3;
   bool emoji = true;
+  // The id the reply ends with (ByteTextCodec's EOS unless a test's codec
+  // has another end-of-turn token).
+  uint32_t eos = 256;
 };
 
 class FakeWorker final : public hybridcache::v1::WorkerService::Service {

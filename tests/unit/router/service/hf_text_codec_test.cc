@@ -217,10 +217,12 @@ TEST_F(HfTextCodecTest, ContinuingRendersTheHistoryWithARealTemplate) {
   EXPECT_EQ(eots, 6u);
 }
 
-TEST_F(HfTextCodecTest, TemplateThatRewritesHistoryIsRefusedWithFailedPrecondition) {
+TEST_F(HfTextCodecTest, TemplateThatRewritesHistoryGivesTheWholeRenderingAsARewrite) {
   // Like Qwen3's and Nemotron's templates: earlier replies lose their
   // reasoning once the conversation continues, so the cached tokens (which
-  // hold it) are not what the template would render.
+  // hold it) are not what the template renders. The turn is then encoded as
+  // the whole rendering, every message delimited, for the router to keep
+  // what the committed tokens share (router/service/rewrite.h).
   const std::string source =
       "{% for m in messages %}<|im_start|>{{ m.role }}\n"
       "{% if m.role == 'assistant' %}{{ m.content.split('</think>')[-1] }}"
@@ -232,16 +234,34 @@ TEST_F(HfTextCodecTest, TemplateThatRewritesHistoryIsRefusedWithFailedPreconditi
   const TurnContext ctx{
       .first_turn = false, .last_token = codec->eos_token_id(), .history = history};
   const absl::StatusOr<EncodedTurn> t = codec->EncodeTurn({{{Role::kUser, "More"}}}, ctx);
-  EXPECT_EQ(t.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(t.status().message().find("renders this conversation's history differently"),
-            std::string::npos);
-  // Without reasoning in the reply the same template continues fine.
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_TRUE(t->rewrite);
+  const ChatTemplate tmpl =
+      ChatTemplate::FromTokenizerConfig(R"({"eos_token": "<|im_end|>"})", &source).value();
+  std::vector<TurnMessage> all = history;
+  all.push_back({Role::kUser, "More"});
+  const RenderedChat whole = tmpl.Render(AsChat(all), true).value();
+  EXPECT_EQ(t->tokens, Ids(EncodeRendered(*tokenizer_, whole)));
+  // One range per message, history first, in order and inside the tokens.
+  ASSERT_EQ(t->message_begins.size(), 3u);
+  ASSERT_EQ(t->message_ends.size(), 3u);
+  EXPECT_EQ(t->message_begins[0], 0u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_LE(t->message_begins[i], t->message_ends[i]);
+    if (i > 0) {
+      EXPECT_EQ(t->message_begins[i], t->message_ends[i - 1]);
+    }
+  }
+  EXPECT_LT(t->message_ends[2], t->tokens.size());  // the generation prompt follows
+  // Without reasoning in the reply the same template continues the cached
+  // tokens as usual.
   const std::vector<TurnMessage> plain = {{Role::kUser, "Hello"}, {Role::kAssistant, "Hi"}};
-  EXPECT_TRUE(
-      codec
-          ->EncodeTurn({{{Role::kUser, "More"}}},
-                       {.first_turn = false, .last_token = codec->eos_token_id(), .history = plain})
-          .ok());
+  const absl::StatusOr<EncodedTurn> cont = codec->EncodeTurn(
+      {{{Role::kUser, "More"}}},
+      {.first_turn = false, .last_token = codec->eos_token_id(), .history = plain});
+  ASSERT_TRUE(cont.ok()) << cont.status();
+  EXPECT_FALSE(cont->rewrite);
+  EXPECT_EQ(cont->message_begins.size(), 1u);
 }
 
 TEST_F(HfTextCodecTest, TemplateRefusalIsInvalidArgumentWithItsMessage) {

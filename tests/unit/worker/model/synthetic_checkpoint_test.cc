@@ -192,6 +192,32 @@ TEST(SyntheticPresetTest, SmallHasFiftyToHundredMillionParameters) {
   EXPECT_TRUE(ValidateModelConfig(*c).ok());
 }
 
+// nemotron-nano-tiny: nemotron-tiny's model with NVIDIA-Nemotron-Nano-v2's
+// chat format, byte for byte the real template, its special tokens single
+// tokens, and <SPECIAL_12> ending a turn for the model and the template.
+TEST(SyntheticPresetTest, NemotronNanoShipsTheRealTemplateAndItsSpecialTokens) {
+  const std::string dir = FreshDir("nemotron_nano");
+  ASSERT_TRUE(WriteSyntheticCheckpoint("nemotron-nano-tiny", dir).ok());
+  auto c = LoadModelConfig(dir);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->architecture, SyntheticModelConfig("nemotron-tiny")->architecture);
+  auto tok = Tokenizer::FromFile(dir + "/tokenizer.json");
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  EXPECT_EQ((*tok)->vocab_size(), c->vocab_size);
+  EXPECT_EQ((*tok)->TokenToId("<SPECIAL_12>"), c->eos_token_id);
+  for (const char* s : {"<SPECIAL_10>", "<SPECIAL_11>", "<SPECIAL_12>"}) {
+    ASSERT_TRUE((*tok)->TokenToId(s).has_value()) << s;
+    EXPECT_TRUE((*tok)->IsSpecial(*(*tok)->TokenToId(s))) << s;
+  }
+  auto tmpl = ChatTemplate::FromModelDir(dir);
+  ASSERT_TRUE(tmpl.ok()) << tmpl.status();
+  EXPECT_EQ(tmpl->end_of_turn(), "<SPECIAL_12>");
+  EXPECT_EQ(tmpl->source(), ReadAll(fs::path(HC_CHAT_TEMPLATES_DIR) / "nemotron-nano-v2.jinja"));
+  EXPECT_EQ(tmpl->RenderText({{"user", "Hi"}}, true).value(),
+            "<SPECIAL_10>System\n\n\n<SPECIAL_11>User\nHi\n<SPECIAL_11>Assistant\n<think>\n\n");
+  fs::remove_all(dir);
+}
+
 TEST(SyntheticPresetTest, UnknownPresetIsRejected) {
   auto p = GetSyntheticPreset("huge");
   EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
