@@ -60,6 +60,8 @@ void GraniteMoeHybridToJson(const ModelConfig& c, json::Value& root);
 void NemotronHToJson(const ModelConfig& c, json::Value& root);
 // Keys every writer emits the same way (vocab, tokens, attention heads, ...).
 void CommonToJson(const ModelConfig& c, json::Value& root, bool write_head_dim = true);
+// The mamba_* keys and time_step_limit as Bamba and Granite-4.0-H write them.
+void MambaKeysToJson(const ModelConfig& c, json::Value& root);
 
 }  // namespace hc::model::internal
 

@@ -170,6 +170,26 @@ absl::Status ReadMambaHeadDim(const ConfigReader& r, ModelConfig& c) {
   return absl::OkStatus();
 }
 
+// The Bamba-style mamba_* keys (Bamba and Granite-4.0-H spell them alike).
+void MambaKeysToJson(const ModelConfig& c, json::Value& root) {
+  using json::Value;
+  root.Set("mamba_n_heads", Value::Int(c.mamba_n_heads));
+  root.Set("mamba_d_head", Value::Int(c.mamba_d_head));
+  root.Set("mamba_n_groups", Value::Int(c.mamba_n_groups));
+  root.Set("mamba_d_state", Value::Int(c.mamba_d_state));
+  root.Set("mamba_d_conv", Value::Int(c.mamba_d_conv));
+  root.Set("mamba_expand", Value::Int(c.mamba_expand));
+  root.Set("mamba_chunk_size", Value::Int(c.mamba_chunk_size));
+  root.Set("mamba_conv_bias", Value::Bool(c.mamba_conv_bias));
+  root.Set("mamba_proj_bias", Value::Bool(c.mamba_proj_bias));
+  if (c.time_step_min_limit != 0.0f || !std::isinf(c.time_step_max_limit)) {
+    Value lim = Value::MakeArray();
+    lim.Append(FloatValue(c.time_step_min_limit));
+    lim.Append(FloatValue(c.time_step_max_limit));
+    root.Set("time_step_limit", std::move(lim));
+  }
+}
+
 void CommonToJson(const ModelConfig& c, json::Value& root, bool write_head_dim) {
   using json::Value;
   root.Set("vocab_size", Value::Int(c.vocab_size));
@@ -494,21 +514,7 @@ std::string ModelConfigToJson(const ModelConfig& c) {
   root.Set("attn_layer_indices", std::move(attn));
   root.Set("hidden_act", Value::String("silu"));
   root.Set("attention_dropout", Value::Double(0.0));
-  root.Set("mamba_n_heads", Value::Int(c.mamba_n_heads));
-  root.Set("mamba_d_head", Value::Int(c.mamba_d_head));
-  root.Set("mamba_n_groups", Value::Int(c.mamba_n_groups));
-  root.Set("mamba_d_state", Value::Int(c.mamba_d_state));
-  root.Set("mamba_d_conv", Value::Int(c.mamba_d_conv));
-  root.Set("mamba_expand", Value::Int(c.mamba_expand));
-  root.Set("mamba_chunk_size", Value::Int(c.mamba_chunk_size));
-  root.Set("mamba_conv_bias", Value::Bool(c.mamba_conv_bias));
-  root.Set("mamba_proj_bias", Value::Bool(c.mamba_proj_bias));
-  if (c.time_step_min_limit != 0.0f || !std::isinf(c.time_step_max_limit)) {
-    Value lim = Value::MakeArray();
-    lim.Append(FloatValue(c.time_step_min_limit));
-    lim.Append(FloatValue(c.time_step_max_limit));
-    root.Set("time_step_limit", std::move(lim));
-  }
+  internal::MambaKeysToJson(c, root);
   root.Set("rms_norm_eps", FloatValue(c.rms_norm_eps));
   root.Set("rope_theta", FloatValue(c.rope_theta));
   root.Set("partial_rotary_factor", FloatValue(c.partial_rotary_factor));

@@ -278,21 +278,7 @@ void GraniteMoeHybridToJson(const ModelConfig& c, json::Value& root) {
     types.Append(Value::String(l.mixer == MixerKind::kAttention ? "attention" : "mamba"));
   }
   root.Set("layer_types", std::move(types));
-  root.Set("mamba_n_heads", Value::Int(c.mamba_n_heads));
-  root.Set("mamba_d_head", Value::Int(c.mamba_d_head));
-  root.Set("mamba_n_groups", Value::Int(c.mamba_n_groups));
-  root.Set("mamba_d_state", Value::Int(c.mamba_d_state));
-  root.Set("mamba_d_conv", Value::Int(c.mamba_d_conv));
-  root.Set("mamba_expand", Value::Int(c.mamba_expand));
-  root.Set("mamba_chunk_size", Value::Int(c.mamba_chunk_size));
-  root.Set("mamba_conv_bias", Value::Bool(c.mamba_conv_bias));
-  root.Set("mamba_proj_bias", Value::Bool(false));
-  if (c.time_step_min_limit != 0.0f || !std::isinf(c.time_step_max_limit)) {
-    Value lim = Value::MakeArray();
-    lim.Append(FloatValue(c.time_step_min_limit));
-    lim.Append(FloatValue(c.time_step_max_limit));
-    root.Set("time_step_limit", std::move(lim));
-  }
+  MambaKeysToJson(c, root);  // mamba_proj_bias: ParseGraniteMoeHybrid refuses true
   root.Set("normalization_function", Value::String("rmsnorm"));
   root.Set("rms_norm_eps", FloatValue(c.rms_norm_eps));
   root.Set("position_embedding_type", Value::String(c.use_rope ? "rope" : "nope"));
