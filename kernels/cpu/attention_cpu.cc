@@ -39,7 +39,7 @@ using simd::Vf;
 using simd::Vi;
 
 constexpr int kKeyBlock = 64;     // keys per block (a multiple of every W)
-constexpr int kRowsPerTask = 96;  // query rows (queries x group) per task, at least one query
+constexpr int kRowsPerTask = 96; // query rows (queries x group) per task, at least one query
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // dst[offset, offset + n) (elements of `dtype`) = src[0, n).
@@ -65,6 +65,11 @@ struct Call {
   const AttentionBatch* batch;
   const PagedKvCache* cache;
   int group;  // query heads per KV head
+  // Sequences with several query blocks per KV head have their key blocks
+  // gathered once into `packed` (PackedBlock); pack_offset[s] < 0: gathered
+  // per task.
+  const float* packed;
+  const int64_t* pack_offset;
 };
 
 // Per-thread work buffers, sized for the largest task.
@@ -138,12 +143,24 @@ HC_SIMD_INLINE void AttendTask(const Call& call, const Task& task, Scratch& sc) 
   Vi<W> iota;
   for (int i = 0; i < W; ++i) iota[i] = i;
 
+  const int ctx = computed + call.batch->seqs.query_start_loc[task.seq + 1] - begin;
+  const int num_key_blocks = (ctx + kKeyBlock - 1) / kKeyBlock;
+  const int64_t pack_offset = call.pack_offset[task.seq];
+  const float* pack = pack_offset >= 0 ? call.packed + pack_offset : nullptr;
   const int first_pos = computed + task.q0;      // position of the block's first query
   const int last_pos = first_pos + task.nq - 1;  // and of its last
   for (int j0 = 0; j0 <= last_pos; j0 += kKeyBlock) {
     const int nk = std::min(kKeyBlock, last_pos + 1 - j0);
-    GatherKeyBlock<W>(cache, table, task.kv_head, j0, nk, sc.kt.data(), sc.v.data());
-    simd::TileGemm<W>(rows, kKeyBlock, hd, q, hd, sc.kt.data(), kKeyBlock, s, kKeyBlock, false);
+    const float* kt = sc.kt.data();
+    const float* v = sc.v.data();
+    if (pack != nullptr) {
+      kt = pack + (static_cast<int64_t>(task.kv_head) * num_key_blocks + j0 / kKeyBlock) * 2 * hd *
+                      kKeyBlock;
+      v = kt + hd * kKeyBlock;
+    } else {
+      GatherKeyBlock<W>(cache, table, task.kv_head, j0, nk, sc.kt.data(), sc.v.data());
+    }
+    simd::TileGemm<W>(rows, kKeyBlock, hd, q, hd, kt, kKeyBlock, s, kKeyBlock, false);
     // Some row sees only part of this block: mask per row.
     const bool diagonal = j0 + kKeyBlock > first_pos + 1;
     for (int r = 0; r < rows; ++r) {
@@ -177,7 +194,7 @@ HC_SIMD_INLINE void AttendTask(const Call& call, const Task& task, Scratch& sc) 
       }
       sc.l[r] += simd::HorizontalSum<W>(sum);
     }
-    simd::TileGemm<W>(rows, hd, nk, s, kKeyBlock, sc.v.data(), hd, o, hd, true);
+    simd::TileGemm<W>(rows, hd, nk, s, kKeyBlock, v, hd, o, hd, true);
   }
   for (int qi = 0; qi < task.nq; ++qi) {
     for (int hh = 0; hh < g; ++hh) {
@@ -191,7 +208,27 @@ HC_SIMD_INLINE void AttendTask(const Call& call, const Task& task, Scratch& sc) 
   }
 }
 
+// Key block `block` of KV head `kv_head` of sequence `seq` into its place in
+// call.packed: [kv_head][block][kt | v], each part kKeyBlock * head_dim.
+template <int W>
+HC_SIMD_INLINE void PackKeyBlock(const Call& call, int seq, int kv_head, int block) {
+  const PagedKvCache& cache = *call.cache;
+  const int hd = cache.head_dim;
+  const int begin = call.batch->seqs.query_start_loc[seq];
+  const int ctx =
+      call.batch->num_computed_tokens[seq] + call.batch->seqs.query_start_loc[seq + 1] - begin;
+  const int num_key_blocks = (ctx + kKeyBlock - 1) / kKeyBlock;
+  float* kt = const_cast<float*>(call.packed) + call.pack_offset[seq] +
+              (static_cast<int64_t>(kv_head) * num_key_blocks + block) * 2 * hd * kKeyBlock;
+  const int32_t* table =
+      call.batch->block_tables + static_cast<int64_t>(seq) * call.batch->max_blocks_per_seq;
+  const int j0 = block * kKeyBlock;
+  GatherKeyBlock<W>(cache, table, kv_head, j0, std::min(kKeyBlock, ctx - j0), kt,
+                    kt + hd * kKeyBlock);
+}
+
 using TaskFn = void (*)(const Call&, const Task&, Scratch&);
+using PackFn = void (*)(const Call&, int, int, int);
 
 #if defined(__x86_64__)
 HC_TARGET_AVX512 void AttendTaskAvx512(const Call& c, const Task& t, Scratch& s) {
@@ -201,6 +238,10 @@ HC_TARGET_AVX2 void AttendTaskAvx2(const Call& c, const Task& t, Scratch& s) {
   AttendTask<8>(c, t, s);
 }
 #endif
+// Packing does not depend on the vector width.
+void PackKeyBlockFn(const Call& c, int seq, int kv_head, int block) {
+  PackKeyBlock<4>(c, seq, kv_head, block);
+}
 void AttendTaskPortable(const Call& c, const Task& t, Scratch& s) { AttendTask<4>(c, t, s); }
 
 TaskFn PickTaskFn(simd::SimdWidth width) {
@@ -244,7 +285,31 @@ class CpuAttention final : public AttentionKernels {
         }
       }
     }
-    const Call call{&a, &batch, &cache, group};
+    // Pack the key blocks of sequences with more than one query block per KV
+    // head (each block would otherwise be gathered by every one of them).
+    const int hd = cache.head_dim;
+    const int64_t block_floats = 2 * static_cast<int64_t>(hd) * kKeyBlock;
+    std::vector<int64_t> pack_offset(batch.seqs.num_seqs, -1);
+    std::vector<std::pair<int, int>> pack_units;  // (seq, key blocks)
+    int64_t packed_floats = 0;
+    for (int s = 0; s < batch.seqs.num_seqs; ++s) {
+      const int len = batch.seqs.query_start_loc[s + 1] - batch.seqs.query_start_loc[s];
+      if (len <= queries_per_task) continue;
+      const int blocks = (batch.num_computed_tokens[s] + len + kKeyBlock - 1) / kKeyBlock;
+      pack_offset[s] = packed_floats;
+      packed_floats += hkv * blocks * block_floats;
+      pack_units.emplace_back(s, blocks);
+    }
+    std::vector<float> packed(packed_floats);
+    const Call call{&a, &batch, &cache, group, packed.data(), pack_offset.data()};
+    for (const std::pair<int, int>& unit : pack_units) {
+      const int s = unit.first, blocks = unit.second;
+      ParallelFor(static_cast<int64_t>(hkv) * blocks, 4, [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) {
+          PackKeyBlockFn(call, s, static_cast<int>(i / blocks), static_cast<int>(i % blocks));
+        }
+      });
+    }
     const TaskFn fn = task_fn_;
     ParallelFor(static_cast<int64_t>(tasks.size()), 1, [&](int64_t lo, int64_t hi) {
       Scratch scratch(queries_per_task * group, cache.head_dim);

@@ -11,7 +11,7 @@
 //
 // Work split: first CB = C B^T of every (sequence, chunk, group), in parallel
 // (only its lower triangle, in row blocks); then every (sequence, head) runs
-// its chunks in order, in parallel: the masked decay matrix
+// its chunks in order, in parallel (chunk-major rounds): the masked decay matrix
 // M = CB * exp(segsum) * dt (simd::Exp), and three small matrix products on
 // simd::TileGemm: y = C S0^T, y += M X, S = exp(cs_end) S0 + (X^T diag(w)) B.
 // Every output element is computed by one task in a fixed order, so the
@@ -87,9 +87,11 @@ struct HeadScratch {
   std::vector<float> st_t, m, xt, dt, cs;
 };
 
-// One head over all chunks of one sequence; `st` is the head's [P, N] state.
+// Chunk `ch` of sequence `seq` for head h, from the head's [P, N] state in the
+// sequence's slot (left there updated).
 template <int W>
-HC_SIMD_INLINE void ScanHead(const Call& call, int seq, int h, HeadScratch& sc) {
+HC_SIMD_INLINE void ScanChunkHead(const Call& call, int seq, const Chunk& ch, int h,
+                                  HeadScratch& sc) {
   const SsmParams& p = *call.p;
   const SsmTensors& io = *call.io;
   const int P = p.head_dim, N = p.state_size, L = p.chunk_size;
@@ -103,91 +105,92 @@ HC_SIMD_INLINE void ScanHead(const Call& call, int seq, int h, HeadScratch& sc) 
   sc.xt.resize(static_cast<size_t>(P) * L);
   sc.dt.resize(lp_max);
   sc.cs.resize(lp_max);
-  for (const Chunk& ch : (*call.chunks)[seq]) {
-    const int len = ch.len, lp = RoundUp(len, W), t0 = ch.t0;
-    float run = 0.0f;
-    for (int l = 0; l < len; ++l) {
-      sc.dt[l] = Dt(p, io.dt.row(t0 + l)[h], h);
-      run += sc.dt[l] * a;
-      sc.cs[l] = run;
-    }
-    // Padding columns: finite, and masked to 0 below.
-    for (int l = len; l < lp; ++l) {
-      sc.dt[l] = 0.0f;
-      sc.cs[l] = run;
-    }
-    // y = C S0^T, then y = exp(cs) y + D x.
-    for (int q = 0; q < P; ++q) {
-      for (int n = 0; n < N; ++n) sc.st_t[static_cast<size_t>(n) * P + q] = st[q * N + n];
-    }
-    float* y0 = io.y.row(t0) + h * P;
-    simd::TileGemm<W>(len, P, N, io.c.row(t0) + g * N, io.c.stride, sc.st_t.data(), P, y0,
-                      io.y.stride, false);
-    const float dh = p.d[h];
-    for (int l = 0; l < len; ++l) {
-      float* y = io.y.row(t0 + l) + h * P;
-      const float* xl = io.x.row(t0 + l) + h * P;
-      const float e = std::exp(sc.cs[l]);
-      for (int q = 0; q < P; ++q) y[q] = y[q] * e + dh * xl[q];
-    }
-    // M[l, j] = CB[l, j] exp(cs[l] - cs[j]) dt[j] for j <= l, else 0; only the
-    // columns of l's row block are written (and read).
-    const float* cb = call.cb + ch.cb_offset + g * call.cb_stride;
-    simd::Vi<W> iota;
-    for (int i = 0; i < W; ++i) iota[i] = i;
-    for (int l = 0; l < len; ++l) {
-      const int cols = std::min(lp, RoundUp((l / kRowBlock + 1) * kRowBlock, W));
-      const Vf<W> csl = simd::Splat<W>(sc.cs[l]);
-      float* mrow = sc.m.data() + static_cast<size_t>(l) * lp;
-      const float* cbrow = cb + static_cast<size_t>(l) * lp;
-      for (int j = 0; j < cols; j += W) {
-        const Vf<W> decay = simd::Exp<W>(csl - simd::Load<W>(sc.cs.data() + j));
-        Vf<W> v = simd::Load<W>(cbrow + j) * decay * simd::Load<W>(sc.dt.data() + j);
-        v = simd::Select<W>(iota + j > l, simd::Splat<W>(0.0f), v);
-        simd::Store<W>(mrow + j, v);
-      }
-    }
-    // y += M X, per row block up to its last row.
-    for (int r0 = 0; r0 < len; r0 += kRowBlock) {
-      const int rows = std::min(kRowBlock, len - r0);
-      simd::TileGemm<W>(rows, P, r0 + rows, sc.m.data() + static_cast<size_t>(r0) * lp, lp,
-                        io.x.row(t0) + h * P, io.x.stride, io.y.row(t0 + r0) + h * P, io.y.stride,
-                        true);
-    }
-    // S = exp(cs_end) S0 + (X^T diag(w)) B, w[j] = exp(cs_end - cs[j]) dt[j].
-    const float total = sc.cs[len - 1];
-    const float e_total = std::exp(total);
-    for (int64_t i = 0; i < static_cast<int64_t>(P) * N; ++i) st[i] *= e_total;
-    for (int j = 0; j < len; ++j) {
-      const float wj = std::exp(total - sc.cs[j]) * sc.dt[j];
-      const float* xj = io.x.row(t0 + j) + h * P;
-      for (int q = 0; q < P; ++q) sc.xt[static_cast<size_t>(q) * len + j] = xj[q] * wj;
-    }
-    simd::TileGemm<W>(P, N, len, sc.xt.data(), len, io.b.row(t0) + g * N, io.b.stride, st, N, true);
+  const int len = ch.len, lp = RoundUp(len, W), t0 = ch.t0;
+  float run = 0.0f;
+  for (int l = 0; l < len; ++l) {
+    sc.dt[l] = Dt(p, io.dt.row(t0 + l)[h], h);
+    run += sc.dt[l] * a;
+    sc.cs[l] = run;
   }
+  // Padding columns: finite, and masked to 0 below.
+  for (int l = len; l < lp; ++l) {
+    sc.dt[l] = 0.0f;
+    sc.cs[l] = run;
+  }
+  // y = C S0^T, then y = exp(cs) y + D x.
+  for (int q = 0; q < P; ++q) {
+    for (int n = 0; n < N; ++n) sc.st_t[static_cast<size_t>(n) * P + q] = st[q * N + n];
+  }
+  float* y0 = io.y.row(t0) + h * P;
+  simd::TileGemm<W>(len, P, N, io.c.row(t0) + g * N, io.c.stride, sc.st_t.data(), P, y0,
+                    io.y.stride, false);
+  const float dh = p.d[h];
+  for (int l = 0; l < len; ++l) {
+    float* y = io.y.row(t0 + l) + h * P;
+    const float* xl = io.x.row(t0 + l) + h * P;
+    const float e = std::exp(sc.cs[l]);
+    for (int q = 0; q < P; ++q) y[q] = y[q] * e + dh * xl[q];
+  }
+  // M[l, j] = CB[l, j] exp(cs[l] - cs[j]) dt[j] for j <= l, else 0; only the
+  // columns of l's row block are written (and read).
+  const float* cb = call.cb + ch.cb_offset + g * call.cb_stride;
+  simd::Vi<W> iota;
+  for (int i = 0; i < W; ++i) iota[i] = i;
+  for (int l = 0; l < len; ++l) {
+    const int cols = std::min(lp, RoundUp((l / kRowBlock + 1) * kRowBlock, W));
+    const Vf<W> csl = simd::Splat<W>(sc.cs[l]);
+    float* mrow = sc.m.data() + static_cast<size_t>(l) * lp;
+    const float* cbrow = cb + static_cast<size_t>(l) * lp;
+    for (int j = 0; j < cols; j += W) {
+      const Vf<W> decay = simd::Exp<W>(csl - simd::Load<W>(sc.cs.data() + j));
+      Vf<W> v = simd::Load<W>(cbrow + j) * decay * simd::Load<W>(sc.dt.data() + j);
+      v = simd::Select<W>(iota + j > l, simd::Splat<W>(0.0f), v);
+      simd::Store<W>(mrow + j, v);
+    }
+  }
+  // y += M X, per row block up to its last row.
+  for (int r0 = 0; r0 < len; r0 += kRowBlock) {
+    const int rows = std::min(kRowBlock, len - r0);
+    simd::TileGemm<W>(rows, P, r0 + rows, sc.m.data() + static_cast<size_t>(r0) * lp, lp,
+                      io.x.row(t0) + h * P, io.x.stride, io.y.row(t0 + r0) + h * P, io.y.stride,
+                      true);
+  }
+  // S = exp(cs_end) S0 + (X^T diag(w)) B, w[j] = exp(cs_end - cs[j]) dt[j].
+  const float total = sc.cs[len - 1];
+  const float e_total = std::exp(total);
+  for (int64_t i = 0; i < static_cast<int64_t>(P) * N; ++i) st[i] *= e_total;
+  for (int j = 0; j < len; ++j) {
+    const float wj = std::exp(total - sc.cs[j]) * sc.dt[j];
+    const float* xj = io.x.row(t0 + j) + h * P;
+    for (int q = 0; q < P; ++q) sc.xt[static_cast<size_t>(q) * len + j] = xj[q] * wj;
+  }
+  simd::TileGemm<W>(P, N, len, sc.xt.data(), len, io.b.row(t0) + g * N, io.b.stride, st, N, true);
 }
 
 using CbFn = void (*)(const Call&, const Chunk&, int, std::vector<float>&);
-using HeadFn = void (*)(const Call&, int, int, HeadScratch&);
+using HeadFn = void (*)(const Call&, int, const Chunk&, int, HeadScratch&);
 
 #if defined(__x86_64__)
 HC_TARGET_AVX512 void ChunkCbAvx512(const Call& c, const Chunk& ch, int g, std::vector<float>& b) {
   ChunkCb<16>(c, ch, g, b);
 }
-HC_TARGET_AVX512 void ScanHeadAvx512(const Call& c, int s, int h, HeadScratch& sc) {
-  ScanHead<16>(c, s, h, sc);
+HC_TARGET_AVX512 void ScanHeadAvx512(const Call& c, int s, const Chunk& ch, int h,
+                                     HeadScratch& sc) {
+  ScanChunkHead<16>(c, s, ch, h, sc);
 }
 HC_TARGET_AVX2 void ChunkCbAvx2(const Call& c, const Chunk& ch, int g, std::vector<float>& b) {
   ChunkCb<8>(c, ch, g, b);
 }
-HC_TARGET_AVX2 void ScanHeadAvx2(const Call& c, int s, int h, HeadScratch& sc) {
-  ScanHead<8>(c, s, h, sc);
+HC_TARGET_AVX2 void ScanHeadAvx2(const Call& c, int s, const Chunk& ch, int h, HeadScratch& sc) {
+  ScanChunkHead<8>(c, s, ch, h, sc);
 }
 #endif
 void ChunkCbPortable(const Call& c, const Chunk& ch, int g, std::vector<float>& b) {
   ChunkCb<4>(c, ch, g, b);
 }
-void ScanHeadPortable(const Call& c, int s, int h, HeadScratch& sc) { ScanHead<4>(c, s, h, sc); }
+void ScanHeadPortable(const Call& c, int s, const Chunk& ch, int h, HeadScratch& sc) {
+  ScanChunkHead<4>(c, s, ch, h, sc);
+}
 
 // One state row of the recurrence: s[n] = s[n] * decay + dx * b[n]; returns
 // sum_n s[n] * c[n].
@@ -278,15 +281,26 @@ class CpuMamba2 final : public Mamba2Kernels {
         cb_fn(call, chunks[s][c], static_cast<int>(i % G), bt);
       }
     });
+    // Chunk-major: round k runs chunk k of every sequence that has one, all
+    // heads in parallel, so a chunk's rows stay in cache across its heads.
     const HeadFn head_fn = head_fn_;
     const int H = p.num_heads;
-    ParallelFor(static_cast<int64_t>(batch.num_seqs) * H, 1, [&](int64_t lo, int64_t hi) {
-      HeadScratch sc;
-      for (int64_t i = lo; i < hi; ++i) {
-        if (!chunks[i / H].empty())
-          head_fn(call, static_cast<int>(i / H), static_cast<int>(i % H), sc);
+    size_t rounds = 0;
+    for (const auto& c : chunks) rounds = std::max(rounds, c.size());
+    std::vector<int> seqs;
+    for (size_t k = 0; k < rounds; ++k) {
+      seqs.clear();
+      for (int s = 0; s < batch.num_seqs; ++s) {
+        if (chunks[s].size() > k) seqs.push_back(s);
       }
-    });
+      ParallelFor(static_cast<int64_t>(seqs.size()) * H, 1, [&](int64_t lo, int64_t hi) {
+        HeadScratch sc;
+        for (int64_t i = lo; i < hi; ++i) {
+          const int s = seqs[i / H];
+          head_fn(call, s, chunks[s][k], static_cast<int>(i % H), sc);
+        }
+      });
+    }
   }
 
   void SelectiveStateUpdate(const SsmParams& p, int batch_size, const int32_t* slots,
