@@ -78,9 +78,13 @@ template <int W>
 HC_SIMD_INLINE void Store(float* p, Vf<W> v) {
   std::memcpy(p, &v, sizeof v);
 }
+// Written lane by lane: compiles to one broadcast (a vector + scalar form
+// would add 0.0f first, a scalar add that must be kept for -0.0f).
 template <int W>
 HC_SIMD_INLINE Vf<W> Splat(float x) {
-  return Vf<W>{} + x;
+  Vf<W> v;
+  for (int i = 0; i < W; ++i) v[i] = x;
+  return v;
 }
 // Lane-wise select: mask lanes are all ones or zero.
 template <int W>
