@@ -39,7 +39,7 @@ using simd::Vf;
 using simd::Vi;
 
 constexpr int kKeyBlock = 64;     // keys per block (a multiple of every W)
-constexpr int kRowsPerTask = 96; // query rows (queries x group) per task, at least one query
+constexpr int kRowsPerTask = 96;  // query rows (queries x group) per task, at least one query
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // dst[offset, offset + n) (elements of `dtype`) = src[0, n).
