@@ -227,6 +227,51 @@ TEST(EngineSnapshotTest, RacingConversationsEachResumeFromTheirOwnSnapshot) {
   }
 }
 
+TEST(EngineSnapshotTest, PreemptedTurnsRetakeTheirSnapshotsExactly) {
+  // Both turns prefill their 40 tokens (10 blocks each, snapshots taken at
+  // 38), then decoding outgrows the 24 blocks: the newer one is preempted
+  // (its pending snapshot discarded) and recomputed (the snapshot taken again).
+  Harness h({.kv_blocks = 24, .mamba_slots = 6, .block_size = 4, .max_batch_tokens = 8});
+  Harness scratch({.kv_blocks = 512});
+  std::mt19937 rng(12);
+  std::vector<RewriteChat> chats = {RewriteChat(&h, "long0"), RewriteChat(&h, "long1")};
+  std::vector<TurnSpec> turns;
+  std::vector<std::shared_ptr<Recorder>> recs;
+  for (RewriteChat& c : chats) {
+    turns.push_back(c.Next(RandomTokens(rng, 38)));
+    turns.back().sampling = Greedy(30);
+    recs.push_back(h.Start(turns.back()));
+  }
+  for (size_t i = 0; i < 2; ++i) {
+    recs[i]->done.WaitForNotification();
+    ASSERT_TRUE(recs[i]->result.has_value()) << recs[i]->failed;
+    ASSERT_TRUE(recs[i]->result->snapshot.has_value());
+    const std::vector<int32_t> context = RewriteChat::Context(turns[i]);
+    EXPECT_EQ(recs[i]->result->snapshot->token_hash,
+              TokenHash<int32_t>(std::span(context).first(38)));
+    chats[i].Committed(turns[i], *recs[i]);
+  }
+  ASSERT_TRUE(h.engine().AwaitIdle(absl::Seconds(10)));
+  const cache::CacheCounters c = h.engine().Load().cache;
+  EXPECT_GT(c.snapshots_taken, 2) << "the scenario must preempt after a snapshot";
+  // Two committed states do not fit either: one may have been evicted, and
+  // its snapshot with it.
+  EXPECT_GE(c.conversations, 1);
+  EXPECT_EQ(c.mamba_slots_snapshot, c.conversations);
+  EXPECT_EQ(c.mamba_slots_active, 0);
+  // Each resumes from its own snapshot when the worker still holds it, and
+  // is exact either way.
+  for (size_t i = 0; i < 2; ++i) {
+    ASSERT_TRUE(h.engine().AwaitIdle(absl::Seconds(10)));
+    const bool held = h.cache().Inspect(chats[i].key()).has_value();
+    const TurnSpec t = chats[i].Next(RandomTokens(rng, 3));
+    auto rec = h.Run(t);
+    ASSERT_TRUE(rec->result.has_value()) << rec->failed;
+    EXPECT_EQ(rec->start.cached_tokens, held ? 38 : 0) << i;
+    EXPECT_EQ(rec->tokens, OneShot(scratch, RewriteChat::Context(t))) << i;
+  }
+}
+
 TEST(EngineSnapshotTest, SnapshotPointOutsideTheContextIsRefused) {
   Harness h;
   for (const int64_t at : {int64_t{0}, int64_t{4}, int64_t{-1}}) {
