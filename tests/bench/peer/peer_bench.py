@@ -202,7 +202,8 @@ def single_conversation(server, args, tag):
 def interleaved(server, args, tag):
     """N conversations, round-robin one turn each; returns TTFT p50 of turns 2.. ."""
     rngs = [random.Random(100 + c) for c in range(args.conversations)]
-    hist = [[{"role": "system", "content": f"Conversation {c}."}] for c in range(args.conversations)]
+    hist = [[{"role": "system", "content": f"Conversation {c}."}]
+            for c in range(args.conversations)]
     ids = [f"peer-{tag}-{time.monotonic_ns()}-{c}" for c in range(args.conversations)]
     later, cached = [], 0
     for turn in range(args.turns):
@@ -216,8 +217,9 @@ def interleaved(server, args, tag):
                 later.append(r["ttft_s"])
                 cached += ((r["usage"].get("prompt_tokens_details") or {}).get("cached_tokens")
                            or 0)
-    return {"p50_s": statistics.median(later), "p90_s": sorted(later)[int(0.9 * (len(later) - 1))],
-            "cached_tokens": cached}
+    v = sorted(later)
+    p90 = v[min(len(v) - 1, round(0.9 * (len(v) - 1)))]
+    return {"p50_s": statistics.median(v), "p90_s": p90, "cached_tokens": cached}
 
 
 def greedy_check(port_a, port_b, args):
@@ -266,14 +268,14 @@ def main():
     ap.add_argument("--gguf", required=True)
     ap.add_argument("--gguf_stock", help="stock-converter GGUF: also show its greedy check")
     ap.add_argument("--threads", default=f"1,{os.cpu_count()}")
-    ap.add_argument("--first_words", type=int, default=1000)  # ~1.4K tokens with the template
-    ap.add_argument("--later_words", type=int, default=45)  # ~64 tokens
+    ap.add_argument("--first_words", type=int, default=760)  # ~1.4K tokens with the template
+    ap.add_argument("--later_words", type=int, default=32)  # ~64 tokens
     ap.add_argument("--decode_tokens", type=int, default=64)
     ap.add_argument("--later_turns", type=int, default=3)
     ap.add_argument("--later_reply", type=int, default=16)
     ap.add_argument("--conversations", type=int, default=8)
     ap.add_argument("--turns", type=int, default=8)
-    ap.add_argument("--il_first_words", type=int, default=180)
+    ap.add_argument("--il_first_words", type=int, default=125)
     ap.add_argument("--il_reply", type=int, default=16)
     ap.add_argument("--check_tokens", type=int, default=32)
     ap.add_argument("--kv_cache_mib", type=int, default=64)
