@@ -117,7 +117,8 @@ def start_llama(args, threads, slots, cache_ram_mib, log_dir):
     cmd = [os.path.join(args.llama_bin, "llama-server"), "-m", args.gguf, "--host", "127.0.0.1",
            "--port", str(s.http_port), "-t", str(threads), "-tb", str(threads),
            "-c", str(args.llama_ctx_per_slot * slots), "-np", str(slots),
-           "--cache-ram", str(cache_ram_mib), "--no-webui"] + args.llama_args.split()
+           "--cache-ram", str(cache_ram_mib), "--no-webui", "-ctk", args.llama_kv_type,
+           "-ctv", args.llama_kv_type] + args.llama_args.split()
     try:
         s.spawn("server", cmd)
         s.wait_ready()
@@ -281,8 +282,12 @@ def main():
     ap.add_argument("--kv_cache_mib", type=int, default=64)
     ap.add_argument("--mamba_slots", type=int, default=16)
     ap.add_argument("--llama_ctx_per_slot", type=int, default=4096)
+    # fp32 KV like ours (llama-server's default is f16, which alone moves logprobs by ~1e-3).
+    ap.add_argument("--llama_kv_type", default="f32")
     ap.add_argument("--llama_args", default="", help="extra llama-server flags")
     args = ap.parse_args()
+    # A SIGTERM (timeout, Ctrl-C of make) unwinds through the finally blocks that stop servers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     help_text = subprocess.run([os.path.join(args.bin, "hc-worker"), "--helpfull"],
                                capture_output=True, text=True).stdout
     args.ours_has_threads = "--threads" in help_text
@@ -303,9 +308,12 @@ def main():
         for label, gguf in (("exact", args.gguf), ("stock", args.gguf_stock)):
             if not gguf:
                 continue
-            saved, args.gguf = args.gguf, gguf
+            # Flash attention off: ggml's CPU flash attention rounds through f16 (|dlogprob| ~1e-3
+            # even with f32 KV); the exactness check compares fp32 with fp32.
+            saved = args.gguf, args.llama_args
+            args.gguf, args.llama_args = gguf, args.llama_args + " -fa off"
             llama = start_llama(args, 1, 1, 0, log_dir)
-            args.gguf = saved
+            args.gguf, args.llama_args = saved
             try:
                 g = greedy_check(ours.http_port, llama.http_port, args)
             finally:
