@@ -15,6 +15,8 @@ enum class CpuGemmImpl {
   kOpenBlas,  // cblas_sgemm; only when built with HC_HAVE_OPENBLAS
   kBlocked,   // the project's own packed, register-blocked kernel (AVX2+FMA when the
               // CPU has it, portable C++ otherwise)
+  kAvx512,    // own AVX-512 kernel for m > 8 (weights unpacked, see
+              // gemm_avx512_cpu.cc), kBlocked's dot products for m <= 8; needs avx512f
 };
 
 // The bf16-weight GEMM (GemmKernel::GemmBf16), chosen at run time from CPUID.
@@ -22,7 +24,8 @@ enum class CpuBf16GemmImpl {
   kAuto,        // measured choice (kernels_bench, docs/kernels.md): with AVX512-BF16,
                 // kAvx512Bf16 for m <= 8 and kWidenAvx2's packed kernel above; else
                 // kWidenAvx2 when the CPU has AVX2+FMA, else kScalar
-  kAvx512Bf16,  // vdpbf16ps dot products
+  kAvx512Bf16,  // vdpbf16ps: dot products for m <= 8, the packed AVX-512 kernel of
+                // gemm_avx512_cpu.cc above
   kWidenAvx2,   // weights widened bf16 -> fp32 per tile, fp32 FMA (AVX2+FMA; any AVX-512
                 // CPU has it)
   kScalar,      // portable C++ (widening, no intrinsics)
@@ -44,9 +47,15 @@ struct CpuKernelOptions {
 bool CpuHasOpenBlas();
 
 // Whether this CPU can run the AVX512-BF16 path (avx512f, avx512bw and
-// avx512_bf16) and the AVX2 widening path (avx2 and fma), from CPUID.
+// avx512_bf16) and the AVX2 widening path (avx2 and fma), from CPUID; whether
+// it has avx512f (CpuGemmImpl::kAvx512).
 bool CpuHasAvx512Bf16();
 bool CpuHasAvx2Fma();
+bool CpuHasAvx512();
+
+// The project's own fastest fp32 kernel on this CPU (kAvx512 with avx512f,
+// else kBlocked): what the Mamba2 and attention kernels multiply with.
+CpuGemmImpl OwnCpuGemm();
 
 // UNAVAILABLE when kOpenBlas is requested in a build without OpenBLAS, or a
 // bf16 path this CPU lacks.

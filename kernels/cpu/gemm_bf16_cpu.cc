@@ -169,9 +169,16 @@ HC_AVX512BF16 void DpTile(const GemmBf16Args& g, const uint16_t* a16, int64_t a_
   for (int r = 0; r < MA; ++r) {
     for (int q = 0; q < NB; ++q) acc[r][q] = _mm512_setzero_ps();
   }
+  // The weight streams from DRAM (decode): fetch the next tile's rows, which
+  // follow these NB rows, one cache line per row per step ahead of use.
+  const int64_t ahead = NB * g.ldb;
+  const bool prefetch = j0 + 2 * NB <= g.n;
   for (int p = 0; p < k32; p += 32) {
     __m512i bv[NB];
-    for (int q = 0; q < NB; ++q) bv[q] = _mm512_loadu_si512(b[q] + p);
+    for (int q = 0; q < NB; ++q) {
+      if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(b[q] + ahead + p), _MM_HINT_T0);
+      bv[q] = _mm512_loadu_si512(b[q] + p);
+    }
     DpStep<MA, NB>(acc, a16, a_ld, p, bv);
   }
   if (k32 < g.k) {  // A is zero beyond k; B is masked so no byte past its row is read
@@ -204,6 +211,7 @@ HC_AVX512BF16 void DpRows(const GemmBf16Args& g, const uint16_t* a16, int64_t a_
 }
 
 HC_AVX512BF16 void DpBf16(const GemmBf16Args& g) {
+  if (g.m > kSmallM) return internal::Avx512PackedGemmBf16(g);
   const int64_t a_ld = (g.k + 31) & ~31;
   thread_local std::vector<uint16_t> a16;  // per thread: tensor-parallel ranks call concurrently
   a16.resize(static_cast<size_t>(std::min(g.m, kDpRowBlock)) * a_ld);
@@ -216,6 +224,9 @@ HC_AVX512BF16 void DpBf16(const GemmBf16Args& g) {
       std::fill(dst + g.k, dst + a_ld, uint16_t{0});
     }
     int j = 0;
+    if (rows <= 2) {  // more weight rows in flight where few A rows share them (measured)
+      for (; j + 8 <= g.n; j += 8) DpRows<8>(g, a16.data(), a_ld, i0, rows, j);
+    }
     for (; j + 4 <= g.n; j += 4) DpRows<4>(g, a16.data(), a_ld, i0, rows, j);
     for (; j < g.n; ++j) DpRows<1>(g, a16.data(), a_ld, i0, rows, j);
   }
@@ -239,10 +250,7 @@ namespace {
 #if defined(__x86_64__)
 // kAuto with AVX512-BF16 (measured, docs/kernels.md): vdpbf16ps dot products
 // for decode-sized m, the packed widening kernel for prefill-sized m.
-void AutoBf16(const GemmBf16Args& g) {
-  if (g.m <= kSmallM) return DpBf16(g);
-  return internal::PackedGemmBf16(g, /*avx2=*/true);
-}
+void AutoBf16(const GemmBf16Args& g) { return DpBf16(g); }
 #endif
 
 CpuBf16GemmImpl Resolve(CpuBf16GemmImpl impl) {

@@ -301,9 +301,15 @@ struct Bf16Path {
 
 class BlockedGemm final : public GemmKernel {
  public:
-  explicit BlockedGemm(internal::Bf16GemmFn bf16) : avx2_(CpuHasAvx2Fma()), bf16_{bf16} {}
+  // avx512: m > kSmallM runs the AVX-512 kernel of gemm_avx512_cpu.cc
+  // (REQUIRES: CpuHasAvx512()).
+  BlockedGemm(internal::Bf16GemmFn bf16, bool avx512)
+      : avx2_(CpuHasAvx2Fma()), avx512_(avx512), bf16_{bf16} {}
 
-  const char* name() const override { return avx2_ ? "blocked-avx2" : "blocked-generic"; }
+  const char* name() const override {
+    if (avx512_) return "avx512";
+    return avx2_ ? "blocked-avx2" : "blocked-generic";
+  }
 
   void Gemm(const GemmArgs& g) const override {
     if (TrivialGemm(g.m, g.n, g.k, g.c, g.ldc, g.accumulate)) return;
@@ -313,6 +319,7 @@ class BlockedGemm final : public GemmKernel {
 #endif
       return SmallMGeneric(g);
     }
+    if (avx512_) return internal::Avx512PackedGemmF32(g);
     PackedGemm(g.m, g.n, g.k, g.a, g.lda, g.b, g.ldb, g.c, g.ldc, g.accumulate, avx2_,
                /*round_a=*/false);
   }
@@ -321,6 +328,7 @@ class BlockedGemm final : public GemmKernel {
 
  private:
   bool avx2_;
+  bool avx512_;
   Bf16Path bf16_;
 };
 
@@ -349,7 +357,7 @@ class OpenBlasGemm final : public GemmKernel {
 // So M <= 3 goes to the own kernel, the rest to OpenBLAS.
 class AutoGemm final : public GemmKernel {
  public:
-  explicit AutoGemm(internal::Bf16GemmFn bf16) : own_(bf16), blas_(bf16) {}
+  explicit AutoGemm(internal::Bf16GemmFn bf16) : own_(bf16, /*avx512=*/false), blas_(bf16) {}
   const char* name() const override { return "auto(own m<=3, else openblas)"; }
   void Gemm(const GemmArgs& g) const override {
     if (g.m <= kAutoOwnMaxM) {
@@ -376,6 +384,10 @@ bool CpuHasOpenBlas() {
 #endif
 }
 
+bool CpuHasAvx512() { return internal::CpuHasAvx512F(); }
+
+CpuGemmImpl OwnCpuGemm() { return CpuHasAvx512() ? CpuGemmImpl::kAvx512 : CpuGemmImpl::kBlocked; }
+
 bool CpuHasAvx2Fma() {
 #if defined(__x86_64__)
   static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -399,7 +411,12 @@ absl::StatusOr<std::unique_ptr<GemmKernel>> CreateCpuGemm(CpuGemmImpl impl,
   HC_ASSIGN_OR_RETURN(const internal::Bf16GemmFn bf16, internal::SelectBf16Gemm(bf16_impl));
   switch (impl) {
     case CpuGemmImpl::kBlocked:
-      return std::make_unique<BlockedGemm>(bf16);
+      return std::make_unique<BlockedGemm>(bf16, /*avx512=*/false);
+    case CpuGemmImpl::kAvx512:
+      if (!CpuHasAvx512()) {
+        return absl::UnavailableError("the avx512 GEMM path needs a CPU with avx512f");
+      }
+      return std::make_unique<BlockedGemm>(bf16, /*avx512=*/true);
     case CpuGemmImpl::kOpenBlas:
 #ifdef HC_HAVE_OPENBLAS
       return std::make_unique<OpenBlasGemm>(bf16);
@@ -407,10 +424,11 @@ absl::StatusOr<std::unique_ptr<GemmKernel>> CreateCpuGemm(CpuGemmImpl impl,
       return absl::UnavailableError("this build has no OpenBLAS (HC_HAVE_OPENBLAS is off)");
 #endif
     case CpuGemmImpl::kAuto:
+      if (CpuHasAvx512()) return std::make_unique<BlockedGemm>(bf16, /*avx512=*/true);
 #ifdef HC_HAVE_OPENBLAS
       return std::make_unique<AutoGemm>(bf16);
 #else
-      return std::make_unique<BlockedGemm>(bf16);
+      return std::make_unique<BlockedGemm>(bf16, /*avx512=*/false);
 #endif
   }
   return absl::InvalidArgumentError("unknown CpuGemmImpl");
