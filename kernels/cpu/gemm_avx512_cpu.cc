@@ -15,11 +15,7 @@
 // lane (bf16: pairs of k, as vdpbf16ps adds them), so its value depends only
 // on K, never on N, on n0 / n1, or on where the element sits in its tile.
 #if defined(__x86_64__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
-#pragma GCC diagnostic pop
 #endif
 
 #include <algorithm>
@@ -67,6 +63,26 @@ inline void StoreTransposed(const float* tile, int tile_ld, int mr, int nb, floa
   }
 }
 
+template <int MV, int NB>
+HC_AVX512 inline void ZeroAcc(__m512 (&acc)[MV][NB]) {
+#pragma GCC unroll 32
+  for (int v = 0; v < MV; ++v) {
+#pragma GCC unroll 32
+    for (int j = 0; j < NB; ++j) acc[v][j] = _mm512_setzero_ps();
+  }
+}
+
+// tile[j][v * 16 + l] = acc[v][j] lane l: the tile as StoreTransposed reads it.
+template <int MV, int NB>
+HC_AVX512 inline void StoreAcc(const __m512 (&acc)[MV][NB], float* tile) {
+#pragma GCC unroll 32
+  for (int j = 0; j < NB; ++j) {
+#pragma GCC unroll 32
+    for (int v = 0; v < MV; ++v)
+      _mm512_storeu_ps(tile + j * kMaxMv * kLanes + v * kLanes, acc[v][j]);
+  }
+}
+
 // ---- fp32 -------------------------------------------------------------------
 
 // Packs rows [0, rows) of A into panels of 16 rows: panel q holds [k][16]
@@ -89,11 +105,7 @@ template <int MV, int NB>
 HC_AVX512 void TileF32(int k, const float* ap, int64_t panel_stride, const float* b, int64_t ldb,
                        float* tile) {
   __m512 acc[MV][NB];
-#pragma GCC unroll 32
-  for (int v = 0; v < MV; ++v) {
-#pragma GCC unroll 32
-    for (int j = 0; j < NB; ++j) acc[v][j] = _mm512_setzero_ps();
-  }
+  ZeroAcc(acc);
   const float* brow[NB];
 #pragma GCC unroll 32
   for (int j = 0; j < NB; ++j) brow[j] = b + j * ldb;
@@ -108,12 +120,7 @@ HC_AVX512 void TileF32(int k, const float* ap, int64_t panel_stride, const float
       for (int v = 0; v < MV; ++v) acc[v][j] = _mm512_fmadd_ps(av[v], bj, acc[v][j]);
     }
   }
-#pragma GCC unroll 32
-  for (int j = 0; j < NB; ++j) {
-#pragma GCC unroll 32
-    for (int v = 0; v < MV; ++v)
-      _mm512_storeu_ps(tile + j * kMaxMv * kLanes + v * kLanes, acc[v][j]);
-  }
+  StoreAcc(acc, tile);
 }
 
 // ---- bf16 -------------------------------------------------------------------
@@ -150,11 +157,7 @@ template <int MV, int NB>
 HC_AVX512BF16 void TileBf16(int k, const uint16_t* ap, int64_t panel_stride, const uint16_t* b,
                             int64_t ldb, float* tile) {
   __m512 acc[MV][NB];
-#pragma GCC unroll 32
-  for (int v = 0; v < MV; ++v) {
-#pragma GCC unroll 32
-    for (int j = 0; j < NB; ++j) acc[v][j] = _mm512_setzero_ps();
-  }
+  ZeroAcc(acc);
   const uint16_t* brow[NB];
 #pragma GCC unroll 32
   for (int j = 0; j < NB; ++j) brow[j] = b + j * ldb;
@@ -191,12 +194,7 @@ HC_AVX512BF16 void TileBf16(int k, const uint16_t* ap, int64_t panel_stride, con
       }
     }
   }
-#pragma GCC unroll 32
-  for (int j = 0; j < NB; ++j) {
-#pragma GCC unroll 32
-    for (int v = 0; v < MV; ++v)
-      _mm512_storeu_ps(tile + j * kMaxMv * kLanes + v * kLanes, acc[v][j]);
-  }
+  StoreAcc(acc, tile);
 }
 
 // ---- driver -------------------------------------------------------------------
