@@ -145,7 +145,7 @@ class CpuAttention final : public AttentionKernels {
  private:
   static constexpr int kQueryTile = 64;
   static constexpr int kSmallTile = 3;  // tiles up to this many rows skip the V transpose
-  std::unique_ptr<GemmKernel> gemm_ = std::move(CreateCpuGemm(OwnCpuGemm())).value();
+  std::unique_ptr<GemmKernel> gemm_ = std::move(CreateCpuGemm(CpuGemmImpl::kBlocked)).value();
 };
 
 }  // namespace

@@ -14,9 +14,6 @@
 // and C): every C element is the sequential sum over k = 0..K-1 in one fp32
 // lane (bf16: pairs of k, as vdpbf16ps adds them), so its value depends only
 // on K, never on N, on n0 / n1, or on where the element sits in its tile.
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
 
 #include <algorithm>
 #include <array>
@@ -28,6 +25,7 @@
 #include <vector>
 
 #include "kernels/cpu/gemm_internal.h"
+#include "kernels/cpu/x86_simd.h"
 #include "kernels/half.h"
 
 namespace hc::kernels::internal {
@@ -197,6 +195,63 @@ HC_AVX512BF16 void TileBf16(int k, const uint16_t* ap, int64_t panel_stride, con
   StoreAcc(acc, tile);
 }
 
+// ---- fp32, small m (decode) -----------------------------------------------------
+
+// Dot products: MA A rows x NB weight rows, both read along K 16 at a time
+// (masked tail), each accumulator reduced once at the end. The weight streams
+// from DRAM once per call; the next tile's rows are prefetched.
+template <int MA, int NB>
+HC_AVX512 void DotTileF32(const GemmArgs& g, int i0, int j0) {
+  const int k16 = g.k & ~(kLanes - 1);
+  const float* a[MA];
+  for (int r = 0; r < MA; ++r) a[r] = g.a + (i0 + r) * g.lda;
+  const float* b[NB];
+  for (int q = 0; q < NB; ++q) b[q] = g.b + (j0 + q) * g.ldb;
+  __m512 acc[MA][NB];
+  ZeroAcc(acc);
+  const int64_t ahead = NB * g.ldb;
+  const bool prefetch = g.m > 2 && j0 + 2 * NB <= g.n;
+  auto step = [&](int p, __mmask16 mask) HC_AVX512 {
+    __m512 bv[NB];
+#pragma GCC unroll 8
+    for (int q = 0; q < NB; ++q) {
+      if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(b[q] + ahead + p), _MM_HINT_T0);
+      bv[q] = _mm512_maskz_loadu_ps(mask, b[q] + p);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < MA; ++r) {
+      const __m512 av = _mm512_maskz_loadu_ps(mask, a[r] + p);
+#pragma GCC unroll 8
+      for (int q = 0; q < NB; ++q) acc[r][q] = _mm512_fmadd_ps(av, bv[q], acc[r][q]);
+    }
+  };
+  for (int p = 0; p < k16; p += kLanes) step(p, 0xFFFF);
+  if (k16 < g.k) step(k16, static_cast<__mmask16>((1u << (g.k - k16)) - 1));
+  for (int r = 0; r < MA; ++r) {
+    float* crow = g.c + (i0 + r) * g.ldc + j0;
+    for (int q = 0; q < NB; ++q) {
+      const float v = _mm512_reduce_add_ps(acc[r][q]);
+      crow[q] = g.accumulate ? crow[q] + v : v;
+    }
+  }
+}
+
+template <int NB>
+HC_AVX512 void DotRowsF32(const GemmArgs& g, int j) {
+  int i = 0;
+  for (; i + 4 <= g.m; i += 4) DotTileF32<4, NB>(g, i, j);
+  switch (g.m - i) {
+    case 3:
+      return DotTileF32<3, NB>(g, i, j);
+    case 2:
+      return DotTileF32<2, NB>(g, i, j);
+    case 1:
+      return DotTileF32<1, NB>(g, i, j);
+    default:
+      return;
+  }
+}
+
 // ---- driver -------------------------------------------------------------------
 
 // Tile<MV, NB> for every MV <= kMaxMv and NB <= kMaxNb, indexed [MV - 1][NB - 1].
@@ -293,6 +348,15 @@ bool CpuHasAvx512F() {
   return has;
 }
 
+void Avx512SmallMGemmF32(const GemmArgs& g) {
+  int j = 0;
+  if (g.m <= 2) {  // more weight rows in flight where few A rows share them
+    for (; j + 8 <= g.n; j += 8) DotRowsF32<8>(g, j);
+  }
+  for (; j + 4 <= g.n; j += 4) DotRowsF32<4>(g, j);
+  for (; j < g.n; ++j) DotRowsF32<1>(g, j);
+}
+
 void Avx512PackedGemmF32(const GemmArgs& g) {
   static constexpr auto kTable = TileTable<F32Maker>();
   PackedGemm<float>(kTable, PackAF32, g.m, g.n, g.k, g.a, g.lda, g.b, g.ldb, g.c, g.ldc,
@@ -307,6 +371,7 @@ void Avx512PackedGemmBf16(const GemmBf16Args& g) {
 
 #else  // !__x86_64__
 
+void Avx512SmallMGemmF32(const GemmArgs&) {}
 bool CpuHasAvx512F() { return false; }
 void Avx512PackedGemmF32(const GemmArgs&) {}
 void Avx512PackedGemmBf16(const GemmBf16Args&) {}

@@ -31,10 +31,9 @@ namespace {
 constexpr int kMr = 6;
 constexpr int kNr = 16;
 constexpr int kKc = 256;
-constexpr int kMc = 96;          // multiple of kMr; packed A block (96 KiB) stays in L2
-constexpr int kNc = 2048;        // multiple of kNr; packed B block (2 MiB) stays in L3
-constexpr int kSmallM = 8;       // m <= kSmallM uses the dot-product path
-constexpr int kAutoOwnMaxM = 3;  // CpuGemmImpl::kAuto: own kernel up to this m
+constexpr int kMc = 96;     // multiple of kMr; packed A block (96 KiB) stays in L2
+constexpr int kNc = 2048;   // multiple of kNr; packed B block (2 MiB) stays in L3
+constexpr int kSmallM = 8;  // m <= kSmallM uses the dot-product path
 
 struct FreeDeleter {
   void operator()(float* p) const { std::free(p); }
@@ -314,6 +313,7 @@ class BlockedGemm final : public GemmKernel {
   void Gemm(const GemmArgs& g) const override {
     if (TrivialGemm(g.m, g.n, g.k, g.c, g.ldc, g.accumulate)) return;
     if (g.m <= kSmallM) {
+      if (avx512_) return internal::Avx512SmallMGemmF32(g);
 #if defined(__x86_64__)
       if (avx2_) return SmallMAvx2(g);
 #endif
@@ -351,27 +351,6 @@ class OpenBlasGemm final : public GemmKernel {
   Bf16Path bf16_;
 };
 
-// Measured by kernels_bench (single thread, Zen 4): the own dot-product path
-// is 4-13x faster than OpenBLAS sgemm for M = 1 (decode); at M = 8 each wins
-// half of the model's shapes; OpenBLAS is ahead for most shapes at M >= 64.
-// So M <= 3 goes to the own kernel, the rest to OpenBLAS.
-class AutoGemm final : public GemmKernel {
- public:
-  explicit AutoGemm(internal::Bf16GemmFn bf16) : own_(bf16, /*avx512=*/false), blas_(bf16) {}
-  const char* name() const override { return "auto(own m<=3, else openblas)"; }
-  void Gemm(const GemmArgs& g) const override {
-    if (g.m <= kAutoOwnMaxM) {
-      own_.Gemm(g);
-    } else {
-      blas_.Gemm(g);
-    }
-  }
-  void GemmBf16(const GemmBf16Args& g) const override { own_.GemmBf16(g); }
-
- private:
-  BlockedGemm own_;
-  OpenBlasGemm blas_;
-};
 #endif
 
 }  // namespace
@@ -385,8 +364,6 @@ bool CpuHasOpenBlas() {
 }
 
 bool CpuHasAvx512() { return internal::CpuHasAvx512F(); }
-
-CpuGemmImpl OwnCpuGemm() { return CpuHasAvx512() ? CpuGemmImpl::kAvx512 : CpuGemmImpl::kBlocked; }
 
 bool CpuHasAvx2Fma() {
 #if defined(__x86_64__)
@@ -423,13 +400,8 @@ absl::StatusOr<std::unique_ptr<GemmKernel>> CreateCpuGemm(CpuGemmImpl impl,
 #else
       return absl::UnavailableError("this build has no OpenBLAS (HC_HAVE_OPENBLAS is off)");
 #endif
-    case CpuGemmImpl::kAuto:
-      if (CpuHasAvx512()) return std::make_unique<BlockedGemm>(bf16, /*avx512=*/true);
-#ifdef HC_HAVE_OPENBLAS
-      return std::make_unique<AutoGemm>(bf16);
-#else
-      return std::make_unique<BlockedGemm>(bf16, /*avx512=*/false);
-#endif
+    case CpuGemmImpl::kAuto:  // own kernels only: OpenBLAS breaks the column-split contract
+      return std::make_unique<BlockedGemm>(bf16, /*avx512=*/CpuHasAvx512());
   }
   return absl::InvalidArgumentError("unknown CpuGemmImpl");
 }

@@ -29,6 +29,8 @@ void PackedGemmBf16(const GemmBf16Args& g, bool avx2);
 // contract).
 bool CpuHasAvx512F();
 void Avx512PackedGemmF32(const GemmArgs& g);
+// m <= 8 (decode): dot-product tiles on zmm, the weight streamed once.
+void Avx512SmallMGemmF32(const GemmArgs& g);
 void Avx512PackedGemmBf16(const GemmBf16Args& g);
 
 }  // namespace hc::kernels::internal

@@ -8,8 +8,8 @@
 //   S_end = exp(cs[L-1]) S0 + sum_s exp(cs[L-1] - cs[s]) dt[s] x[s] (outer) B[s]
 // which is the per-token recurrence unrolled over the chunk (ssd_minimal.py).
 // Differences cs[l] - cs[s] are taken before exp so no factor overflows.
-// The products run on the own GEMM (OwnCpuGemm: kernels/cpu/gemm_cpu.cc,
-// gemm_avx512_cpu.cc).
+// The products run on the own blocked GEMM (kernels/cpu/gemm_cpu.cc; its AVX2
+// kernel measured faster than the AVX-512 one on these small-K products).
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -72,7 +72,7 @@ UpdateRowFn PickUpdateRow() { return UpdateRowGeneric; }
 
 class CpuMamba2 final : public Mamba2Kernels {
  public:
-  CpuMamba2() : gemm_(std::move(CreateCpuGemm(OwnCpuGemm())).value()) {}
+  CpuMamba2() : gemm_(std::move(CreateCpuGemm(CpuGemmImpl::kBlocked)).value()) {}
 
   void SsdChunkScanVarlen(const SsmParams& p, const VarlenBatch& batch, const int32_t* slots,
                           const SsmTensors& io) const override {
