@@ -21,8 +21,10 @@ done
 # libonig-dev: Oniguruma, the regex engine of Hugging Face `tokenizers` (our
 # tokenizer runs the same pre-tokenizer regexes with it); libicu-dev: Unicode
 # normalization (NFC/NFKC) and character properties for the tokenizer.
+# libdnnl-dev: oneDNN, optional, only for kernels_bench's comparison of GEMM
+# libraries against the own kernels (docs/kernels.md).
 pkgs=(build-essential cmake ninja-build ccache pkg-config libgtest-dev libgmock-dev libabsl-dev
-      libbenchmark-dev libopenblas-dev libonig-dev libicu-dev)
+      libbenchmark-dev libopenblas-dev libonig-dev libicu-dev libdnnl-dev)
 if [[ $engine_only == 0 ]]; then
   pkgs+=(libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
          prometheus-cpp-dev grpc-proto libhiredis-dev libevent-dev

@@ -9,20 +9,27 @@
 
 namespace hc::kernels {
 
+// Every own kernel keeps the column-split contract (docs/kernels.md): each C
+// element's value depends on K (and the path chosen by m), never on N or on
+// which columns a call covers, so callers may split N across threads.
 enum class CpuGemmImpl {
-  kAuto,      // measured choice (kernels_bench): kBlocked for m <= 3 (decode), OpenBLAS
-              // for larger m when linked; kBlocked everywhere without OpenBLAS
-  kOpenBlas,  // cblas_sgemm; only when built with HC_HAVE_OPENBLAS
+  kAuto,      // measured choice (kernels_bench, docs/kernels.md): kAvx512 when the CPU
+              // has avx512f, else kBlocked (own kernels only, see kOpenBlas)
+  kOpenBlas,  // cblas_sgemm; only when built with HC_HAVE_OPENBLAS. Its bits depend on
+              // the column split (measured), so it is never chosen automatically
   kBlocked,   // the project's own packed, register-blocked kernel (AVX2+FMA when the
               // CPU has it, portable C++ otherwise)
+  kAvx512,    // own AVX-512 kernels (gemm_avx512_cpu.cc): dot-product tiles for
+              // m <= 8, weight rows broadcast against packed activations above;
+              // needs avx512f
 };
 
 // The bf16-weight GEMM (GemmKernel::GemmBf16), chosen at run time from CPUID.
 enum class CpuBf16GemmImpl {
-  kAuto,        // measured choice (kernels_bench, docs/kernels.md): with AVX512-BF16,
-                // kAvx512Bf16 for m <= 8 and kWidenAvx2's packed kernel above; else
-                // kWidenAvx2 when the CPU has AVX2+FMA, else kScalar
-  kAvx512Bf16,  // vdpbf16ps dot products
+  kAuto,        // measured choice (kernels_bench, docs/kernels.md): kAvx512Bf16 with
+                // AVX512-BF16, else kWidenAvx2 when the CPU has AVX2+FMA, else kScalar
+  kAvx512Bf16,  // vdpbf16ps: dot products for m <= 8, the packed AVX-512 kernel of
+                // gemm_avx512_cpu.cc above
   kWidenAvx2,   // weights widened bf16 -> fp32 per tile, fp32 FMA (AVX2+FMA; any AVX-512
                 // CPU has it)
   kScalar,      // portable C++ (widening, no intrinsics)
@@ -44,9 +51,11 @@ struct CpuKernelOptions {
 bool CpuHasOpenBlas();
 
 // Whether this CPU can run the AVX512-BF16 path (avx512f, avx512bw and
-// avx512_bf16) and the AVX2 widening path (avx2 and fma), from CPUID.
+// avx512_bf16) and the AVX2 widening path (avx2 and fma), from CPUID; whether
+// it has avx512f (CpuGemmImpl::kAvx512).
 bool CpuHasAvx512Bf16();
 bool CpuHasAvx2Fma();
+bool CpuHasAvx512();
 
 // UNAVAILABLE when kOpenBlas is requested in a build without OpenBLAS, or a
 // bf16 path this CPU lacks.

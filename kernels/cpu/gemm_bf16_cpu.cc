@@ -3,29 +3,19 @@
 // one kind that differ in their extensions).
 //
 // Every path rounds the activations to bf16 (the GemmBf16Args contract), so
-// they agree up to fp32 summation order and kAuto may pick per m.
+// they agree up to fp32 summation order and a path may pick its kernel per m.
 //
-// - avx512bf16: vdpbf16ps. The activations are rounded to bf16 (RNE) per block
-//   of up to 64 rows into a zero-padded copy; tiles of up to 4 A rows x 4 B
-//   rows keep 16 accumulators of 16 lanes (each lane sums pairs of k) and read
-//   both operands along K, so the weight is streamed once per row block with
-//   no packing. Tails of K are masked loads of B against A's zero padding.
+// - avx512bf16: vdpbf16ps. m <= 8 (decode): the activations are rounded to
+//   bf16 (RNE) into a zero-padded copy; tiles of up to 4 A rows x 4 B rows (8
+//   B rows for m <= 2) read both operands along K, so the weight is streamed
+//   once with no packing; tails of K are masked loads of B against A's zero
+//   padding. Larger m: the packed kernel of gemm_avx512_cpu.cc.
 // - widen-avx2: fp32 FMA on widened weights. m <= 8 (decode): dot-product tiles of up
 //   to 3 A rows x 4 B rows; each 16-element bf16 chunk of B is widened in
 //   registers with a shift and a mask (no shuffles) against a copy of A
 //   deinterleaved into even / odd elements; larger m: the packed fp32 path of
 //   gemm_cpu.cc, widening B while it packs it.
 // - scalar: portable C++ of the same two shapes (no intrinsics).
-#if defined(__x86_64__)
-// GCC 12 reports -Wuninitialized inside the 512-bit extract intrinsics that
-// _mm512_reduce_add_ps uses (their _mm*_undefined_* pass-through operand).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#endif
-
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -33,6 +23,7 @@
 #include "absl/status/status.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/gemm_internal.h"
+#include "kernels/cpu/x86_simd.h"
 #include "kernels/half.h"
 
 namespace hc::kernels {
@@ -169,9 +160,16 @@ HC_AVX512BF16 void DpTile(const GemmBf16Args& g, const uint16_t* a16, int64_t a_
   for (int r = 0; r < MA; ++r) {
     for (int q = 0; q < NB; ++q) acc[r][q] = _mm512_setzero_ps();
   }
+  // The weight streams from DRAM (decode): fetch the next tile's rows, which
+  // follow these NB rows, one cache line per row per step ahead of use.
+  const int64_t ahead = NB * g.ldb;
+  const bool prefetch = g.m > 2 && j0 + 2 * NB <= g.n;
   for (int p = 0; p < k32; p += 32) {
     __m512i bv[NB];
-    for (int q = 0; q < NB; ++q) bv[q] = _mm512_loadu_si512(b[q] + p);
+    for (int q = 0; q < NB; ++q) {
+      if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(b[q] + ahead + p), _MM_HINT_T0);
+      bv[q] = _mm512_loadu_si512(b[q] + p);
+    }
     DpStep<MA, NB>(acc, a16, a_ld, p, bv);
   }
   if (k32 < g.k) {  // A is zero beyond k; B is masked so no byte past its row is read
@@ -204,6 +202,7 @@ HC_AVX512BF16 void DpRows(const GemmBf16Args& g, const uint16_t* a16, int64_t a_
 }
 
 HC_AVX512BF16 void DpBf16(const GemmBf16Args& g) {
+  if (g.m > kSmallM) return internal::Avx512PackedGemmBf16(g);
   const int64_t a_ld = (g.k + 31) & ~31;
   thread_local std::vector<uint16_t> a16;  // per thread: tensor-parallel ranks call concurrently
   a16.resize(static_cast<size_t>(std::min(g.m, kDpRowBlock)) * a_ld);
@@ -216,6 +215,9 @@ HC_AVX512BF16 void DpBf16(const GemmBf16Args& g) {
       std::fill(dst + g.k, dst + a_ld, uint16_t{0});
     }
     int j = 0;
+    if (rows <= 2) {  // more weight rows in flight where few A rows share them (measured)
+      for (; j + 8 <= g.n; j += 8) DpRows<8>(g, a16.data(), a_ld, i0, rows, j);
+    }
     for (; j + 4 <= g.n; j += 4) DpRows<4>(g, a16.data(), a_ld, i0, rows, j);
     for (; j < g.n; ++j) DpRows<1>(g, a16.data(), a_ld, i0, rows, j);
   }
@@ -236,18 +238,11 @@ bool CpuHasAvx512Bf16() {
 
 namespace {
 
-#if defined(__x86_64__)
-// kAuto with AVX512-BF16 (measured, docs/kernels.md): vdpbf16ps dot products
-// for decode-sized m, the packed widening kernel for prefill-sized m.
-void AutoBf16(const GemmBf16Args& g) {
-  if (g.m <= kSmallM) return DpBf16(g);
-  return internal::PackedGemmBf16(g, /*avx2=*/true);
-}
-#endif
-
+// kAuto (measured, docs/kernels.md): the vdpbf16ps path wherever the CPU has
+// it, for decode and prefill m alike.
 CpuBf16GemmImpl Resolve(CpuBf16GemmImpl impl) {
   if (impl != CpuBf16GemmImpl::kAuto) return impl;
-  if (CpuHasAvx512Bf16() && CpuHasAvx2Fma()) return CpuBf16GemmImpl::kAuto;
+  if (CpuHasAvx512Bf16()) return CpuBf16GemmImpl::kAvx512Bf16;
   if (CpuHasAvx2Fma()) return CpuBf16GemmImpl::kWidenAvx2;
   return CpuBf16GemmImpl::kScalar;
 }
@@ -260,8 +255,6 @@ const char* CpuBf16GemmName(CpuBf16GemmImpl impl) {
       return "avx512bf16";
     case CpuBf16GemmImpl::kWidenAvx2:
       return "widen-avx2";
-    case CpuBf16GemmImpl::kAuto:
-      return "avx512bf16 m<=8, widen-avx2 packed m>8";
     default:
       return "scalar";
   }
@@ -282,10 +275,6 @@ absl::StatusOr<Bf16GemmFn> SelectBf16Gemm(CpuBf16GemmImpl impl) {
       if (CpuHasAvx2Fma()) return &WidenAvx2;
 #endif
       return absl::UnavailableError("the widen-avx2 GEMM path needs a CPU with avx2 and fma");
-    case CpuBf16GemmImpl::kAuto:  // resolved to itself only with AVX512-BF16 and AVX2
-#if defined(__x86_64__)
-      return &AutoBf16;
-#endif
     default:
       return &ScalarBf16;
   }

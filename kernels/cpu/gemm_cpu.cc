@@ -1,5 +1,9 @@
-// CPU GEMM: OpenBLAS (when linked) and the project's own blocked kernel; the
-// bf16-weight paths live in gemm_bf16_cpu.cc and reuse the packed path here.
+// CPU GEMM: the project's own AVX2+FMA blocked kernel (the fallback on CPUs
+// without avx512f) and the optional OpenBLAS path (forced only: its results
+// depend on how N is split across threads). Which path runs by default is
+// decided from CPUID in CreateCpuGemm (cpu_kernels.h): the AVX-512 kernels of
+// gemm_avx512_cpu.cc when the CPU has avx512f. The bf16-weight paths live in
+// gemm_bf16_cpu.cc.
 //
 // Own kernel, in the BLIS/GotoBLAS structure: B (the [N, K] weight) is packed
 // per (KC x NC) block into K-major micro-panels of NR columns, A per (MC x KC)
@@ -31,10 +35,9 @@ namespace {
 constexpr int kMr = 6;
 constexpr int kNr = 16;
 constexpr int kKc = 256;
-constexpr int kMc = 96;          // multiple of kMr; packed A block (96 KiB) stays in L2
-constexpr int kNc = 2048;        // multiple of kNr; packed B block (2 MiB) stays in L3
-constexpr int kSmallM = 8;       // m <= kSmallM uses the dot-product path
-constexpr int kAutoOwnMaxM = 3;  // CpuGemmImpl::kAuto: own kernel up to this m
+constexpr int kMc = 96;     // multiple of kMr; packed A block (96 KiB) stays in L2
+constexpr int kNc = 2048;   // multiple of kNr; packed B block (2 MiB) stays in L3
+constexpr int kSmallM = 8;  // m <= kSmallM uses the dot-product path
 
 struct FreeDeleter {
   void operator()(float* p) const { std::free(p); }
@@ -301,18 +304,26 @@ struct Bf16Path {
 
 class BlockedGemm final : public GemmKernel {
  public:
-  explicit BlockedGemm(internal::Bf16GemmFn bf16) : avx2_(CpuHasAvx2Fma()), bf16_{bf16} {}
+  // avx512: m > kSmallM runs the AVX-512 kernel of gemm_avx512_cpu.cc
+  // (REQUIRES: CpuHasAvx512()).
+  BlockedGemm(internal::Bf16GemmFn bf16, bool avx512)
+      : avx2_(CpuHasAvx2Fma()), avx512_(avx512), bf16_{bf16} {}
 
-  const char* name() const override { return avx2_ ? "blocked-avx2" : "blocked-generic"; }
+  const char* name() const override {
+    if (avx512_) return "avx512";
+    return avx2_ ? "blocked-avx2" : "blocked-generic";
+  }
 
   void Gemm(const GemmArgs& g) const override {
     if (TrivialGemm(g.m, g.n, g.k, g.c, g.ldc, g.accumulate)) return;
     if (g.m <= kSmallM) {
+      if (avx512_) return internal::Avx512SmallMGemmF32(g);
 #if defined(__x86_64__)
       if (avx2_) return SmallMAvx2(g);
 #endif
       return SmallMGeneric(g);
     }
+    if (avx512_) return internal::Avx512PackedGemmF32(g);
     PackedGemm(g.m, g.n, g.k, g.a, g.lda, g.b, g.ldb, g.c, g.ldc, g.accumulate, avx2_,
                /*round_a=*/false);
   }
@@ -321,6 +332,7 @@ class BlockedGemm final : public GemmKernel {
 
  private:
   bool avx2_;
+  bool avx512_;
   Bf16Path bf16_;
 };
 
@@ -343,27 +355,6 @@ class OpenBlasGemm final : public GemmKernel {
   Bf16Path bf16_;
 };
 
-// Measured by kernels_bench (single thread, Zen 4): the own dot-product path
-// is 4-13x faster than OpenBLAS sgemm for M = 1 (decode); at M = 8 each wins
-// half of the model's shapes; OpenBLAS is ahead for most shapes at M >= 64.
-// So M <= 3 goes to the own kernel, the rest to OpenBLAS.
-class AutoGemm final : public GemmKernel {
- public:
-  explicit AutoGemm(internal::Bf16GemmFn bf16) : own_(bf16), blas_(bf16) {}
-  const char* name() const override { return "auto(own m<=3, else openblas)"; }
-  void Gemm(const GemmArgs& g) const override {
-    if (g.m <= kAutoOwnMaxM) {
-      own_.Gemm(g);
-    } else {
-      blas_.Gemm(g);
-    }
-  }
-  void GemmBf16(const GemmBf16Args& g) const override { own_.GemmBf16(g); }
-
- private:
-  BlockedGemm own_;
-  OpenBlasGemm blas_;
-};
 #endif
 
 }  // namespace
@@ -375,6 +366,8 @@ bool CpuHasOpenBlas() {
   return false;
 #endif
 }
+
+bool CpuHasAvx512() { return internal::CpuHasAvx512F(); }
 
 bool CpuHasAvx2Fma() {
 #if defined(__x86_64__)
@@ -399,19 +392,20 @@ absl::StatusOr<std::unique_ptr<GemmKernel>> CreateCpuGemm(CpuGemmImpl impl,
   HC_ASSIGN_OR_RETURN(const internal::Bf16GemmFn bf16, internal::SelectBf16Gemm(bf16_impl));
   switch (impl) {
     case CpuGemmImpl::kBlocked:
-      return std::make_unique<BlockedGemm>(bf16);
+      return std::make_unique<BlockedGemm>(bf16, /*avx512=*/false);
+    case CpuGemmImpl::kAvx512:
+      if (!CpuHasAvx512()) {
+        return absl::UnavailableError("the avx512 GEMM path needs a CPU with avx512f");
+      }
+      return std::make_unique<BlockedGemm>(bf16, /*avx512=*/true);
     case CpuGemmImpl::kOpenBlas:
 #ifdef HC_HAVE_OPENBLAS
       return std::make_unique<OpenBlasGemm>(bf16);
 #else
       return absl::UnavailableError("this build has no OpenBLAS (HC_HAVE_OPENBLAS is off)");
 #endif
-    case CpuGemmImpl::kAuto:
-#ifdef HC_HAVE_OPENBLAS
-      return std::make_unique<AutoGemm>(bf16);
-#else
-      return std::make_unique<BlockedGemm>(bf16);
-#endif
+    case CpuGemmImpl::kAuto:  // own kernels only: OpenBLAS breaks the column-split contract
+      return std::make_unique<BlockedGemm>(bf16, /*avx512=*/CpuHasAvx512());
   }
   return absl::InvalidArgumentError("unknown CpuGemmImpl");
 }

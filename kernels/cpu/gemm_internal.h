@@ -22,6 +22,17 @@ absl::StatusOr<Bf16GemmFn> SelectBf16Gemm(CpuBf16GemmImpl impl);
 // AVX2+FMA micro-kernel.
 void PackedGemmBf16(const GemmBf16Args& g, bool avx2);
 
+// gemm_avx512_cpu.cc: the AVX-512 prefill kernels (unpacked weight rows
+// broadcast against activations packed as transposed 16-row panels). REQUIRE
+// m, n, k > 0 and a CPU with avx512f (fp32) / avx512f, avx512bw and
+// avx512_bf16 (bf16; A rounded to bf16 while packing, the GemmBf16Args
+// contract).
+bool CpuHasAvx512F();
+void Avx512PackedGemmF32(const GemmArgs& g);
+// m <= 8 (decode): dot-product tiles on zmm, the weight streamed once.
+void Avx512SmallMGemmF32(const GemmArgs& g);
+void Avx512PackedGemmBf16(const GemmBf16Args& g);
+
 }  // namespace hc::kernels::internal
 
 #endif  // HC_KERNELS_CPU_GEMM_INTERNAL_H_

@@ -1,39 +1,29 @@
-// Kernel benchmarks: fp32 GEMM of a 50-100M-parameter model's linear layers
-// (own blocked kernel vs OpenBLAS, both single-threaded) against the
-// single-core fp32 FMA peak measured by a register-only FMA loop in the same
-// run; plus the Mamba2 scan/update and paged attention at model sizes.
-//
-// Prints one line per GEMM shape with GFLOP/s, the fraction of the measured
-// peak, and own/OpenBLAS, then the best fraction over the M >= 64 shapes.
-//
-// bf16 weights (GemmBf16), every path this CPU runs vs the fp32 own kernel on
-// the same shapes: decode (M = 1..8, memory-bound) as GB/s of weights read
-// against the single-core memcpy bandwidth measured in the same run, with the
-// weights rotated over > 256 MiB of copies so they come from DRAM as in a real
-// model; prefill (M >= 64) as GFLOP/s.
+// Kernel benchmarks: the single-core fp32 FMA peak (a register-only FMA loop)
+// and memcpy bandwidth, measured first in the same run; then every CPU GEMM
+// path and GEMM library on the model's shapes against them (gemm_bench.cc:
+// own AVX2 / AVX-512 / AVX512-BF16 kernels, OpenBLAS, oneDNN when built; fp32
+// and bf16 weights; decode shapes stream the weights from DRAM); plus the
+// Mamba2 scan/update and paged attention at model sizes.
 #include <immintrin.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <map>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "benchmark/benchmark.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/half.h"
+#include "tests/bench/kernels/gemm_bench.h"
 
 #ifdef HC_HAVE_OPENBLAS
 #include <cblas.h>
 #endif
 
 namespace hc::kernels {
+using bench::ThreadSeconds;
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 // ---- Peak: independent FMA chains, no memory traffic -----------------------
 #if defined(__x86_64__)
@@ -78,9 +68,9 @@ __attribute__((target("avx512f"))) double FmaLoopAvx512(long iters) {
 double BestGflops(double (*loop)(long)) {
   double best = 0.0;
   for (int rep = 0; rep < 7; ++rep) {
-    const auto t0 = Clock::now();
+    const double t0 = ThreadSeconds();
     const double flops = loop(20'000'000);
-    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double s = ThreadSeconds() - t0;
     best = std::max(best, flops / s * 1e-9);
   }
   return best;
@@ -108,190 +98,21 @@ double MeasurePeakGflops(std::string* how) {
 }
 
 double g_peak_gflops = 0.0;
-// (impl, m, n, k) -> GFLOP/s of the last (final) run of that benchmark.
-std::map<std::tuple<std::string, int, int, int>, double> g_gemm_results;
-
-void BM_Gemm(benchmark::State& state, CpuGemmImpl impl) {
-  const int m = state.range(0), n = state.range(1), k = state.range(2);
-  auto gemm_or = CreateCpuGemm(impl);
-  if (!gemm_or.ok()) {
-    state.SkipWithError("implementation not built");
-    return;
-  }
-  auto gemm = std::move(gemm_or).value();
-  std::vector<float> a(static_cast<size_t>(m) * k, 0.5f), b(static_cast<size_t>(n) * k, 0.25f),
-      c(static_cast<size_t>(m) * n);
-  const GemmArgs args{.m = m,
-                      .n = n,
-                      .k = k,
-                      .a = a.data(),
-                      .lda = k,
-                      .b = b.data(),
-                      .ldb = k,
-                      .c = c.data(),
-                      .ldc = n};
-  gemm->Gemm(args);  // warm-up (packing buffers, thread pools)
-  double seconds = 0.0;
-  for (auto _ : state) {
-    const auto t0 = Clock::now();
-    gemm->Gemm(args);
-    seconds += std::chrono::duration<double>(Clock::now() - t0).count();
-    benchmark::ClobberMemory();
-  }
-  const double gflops = 2.0 * m * n * k * state.iterations() / seconds * 1e-9;
-  state.counters["GFLOPS"] = gflops;
-  state.counters["peak_frac"] = g_peak_gflops > 0 ? gflops / g_peak_gflops : 0.0;
-  state.SetLabel(gemm->name());
-  g_gemm_results[{impl == CpuGemmImpl::kBlocked ? "own" : "openblas", m, n, k}] = gflops;
-}
-
-// (N, K) of the linear layers: D = 768 (I = 2048) and D = 1024 (I = 2816),
-// d_inner = 2D, N = 128, G = 1, H = d_inner / 64.
-const std::vector<std::pair<int, int>> kLinearShapes = {{768, 768},   {4096, 768},  {768, 2048},
-                                                        {3352, 768},  {1024, 1024}, {5632, 1024},
-                                                        {1024, 2816}, {4384, 1024}};
-const std::vector<int> kMs = {1, 8, 64, 512};
-
-void GemmArgsFor(benchmark::internal::Benchmark* b) {
-  for (int m : kMs) {
-    for (auto [n, k] : kLinearShapes) b->Args({m, n, k});
-  }
-}
-
-BENCHMARK_CAPTURE(BM_Gemm, own, CpuGemmImpl::kBlocked)->Apply(GemmArgsFor)->MinTime(0.05);
-#ifdef HC_HAVE_OPENBLAS
-BENCHMARK_CAPTURE(BM_Gemm, openblas, CpuGemmImpl::kOpenBlas)->Apply(GemmArgsFor)->MinTime(0.05);
-#endif
-
-// ---- bf16 weights -----------------------------------------------------------
-constexpr size_t kRotateBytes = size_t{256} << 20;  // > any L3: weights come from DRAM
-const std::vector<int> kBf16Ms = {1, 2, 4, 8, 64, 512};
-const std::vector<std::pair<int, int>> kBf16Shapes = {{4096, 768}, {768, 2048}, {5632, 1024}};
-
 double g_copy_gbps = 0.0;
-// (path, m, n, k) -> seconds per call.
-std::map<std::tuple<std::string, int, int, int>, double> g_bf16_seconds;
+constexpr size_t kRotateBytes = size_t{256} << 20;  // > any L3
 
 // Single-core memcpy bandwidth (bytes copied per second) over 256 MiB buffers.
 double MeasureCopyGbps() {
   std::vector<char> src(kRotateBytes, 1), dst(kRotateBytes, 0);
   double best = 0.0;
   for (int rep = 0; rep < 5; ++rep) {
-    const auto t0 = Clock::now();
+    const double t0 = ThreadSeconds();
     std::memcpy(dst.data(), src.data(), src.size());
-    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double s = ThreadSeconds() - t0;
     benchmark::DoNotOptimize(dst.data());
     best = std::max(best, src.size() / s * 1e-9);
   }
   return best;
-}
-
-// path: "fp32" (own fp32 kernel on fp32 weights) or a CpuBf16GemmImpl.
-void BM_WeightGemm(benchmark::State& state, const char* label, bool bf16, CpuBf16GemmImpl path) {
-  const int m = state.range(0), n = state.range(1), k = state.range(2);
-  auto gemm_or = CreateCpuGemm(CpuGemmImpl::kBlocked, path);
-  if (!gemm_or.ok()) {
-    state.SkipWithError(std::string(gemm_or.status().message()).c_str());
-    return;
-  }
-  auto gemm = std::move(gemm_or).value();
-  const size_t elems = static_cast<size_t>(n) * k;
-  const size_t weight_bytes = elems * (bf16 ? 2 : 4);
-  const int copies =
-      m <= 8 ? static_cast<int>(std::max<size_t>(1, kRotateBytes / weight_bytes)) : 1;
-  std::vector<float> w32(bf16 ? 0 : elems * copies, 0.25f);
-  std::vector<uint16_t> w16(bf16 ? elems * copies : 0, F32ToBf16(0.25f));
-  std::vector<float> a(static_cast<size_t>(m) * k, 0.5f), c(static_cast<size_t>(m) * n);
-  auto run = [&](int copy) {
-    if (bf16) {
-      gemm->GemmBf16({.m = m,
-                      .n = n,
-                      .k = k,
-                      .a = a.data(),
-                      .lda = k,
-                      .b = w16.data() + elems * copy,
-                      .ldb = k,
-                      .c = c.data(),
-                      .ldc = n});
-    } else {
-      gemm->Gemm({.m = m,
-                  .n = n,
-                  .k = k,
-                  .a = a.data(),
-                  .lda = k,
-                  .b = w32.data() + elems * copy,
-                  .ldb = k,
-                  .c = c.data(),
-                  .ldc = n});
-    }
-  };
-  run(0);
-  double seconds = 0.0;
-  int copy = 0;
-  for (auto _ : state) {
-    copy = (copy + 1) % copies;
-    const auto t0 = Clock::now();
-    run(copy);
-    seconds += std::chrono::duration<double>(Clock::now() - t0).count();
-    benchmark::ClobberMemory();
-  }
-  const double per_call = seconds / state.iterations();
-  state.counters["GFLOPS"] = 2.0 * m * n * k / per_call * 1e-9;
-  state.counters["weight_GBps"] = weight_bytes / per_call * 1e-9;
-  state.SetLabel(label);
-  g_bf16_seconds[{label, m, n, k}] = per_call;
-}
-
-void WeightGemmArgs(benchmark::internal::Benchmark* b) {
-  for (int m : kBf16Ms) {
-    for (auto [n, k] : kBf16Shapes) b->Args({m, n, k});
-  }
-}
-
-BENCHMARK_CAPTURE(BM_WeightGemm, fp32, "fp32", false, CpuBf16GemmImpl::kAuto)
-    ->Apply(WeightGemmArgs)
-    ->MinTime(0.05);
-BENCHMARK_CAPTURE(BM_WeightGemm, bf16_widen, "widen-avx2", true, CpuBf16GemmImpl::kWidenAvx2)
-    ->Apply(WeightGemmArgs)
-    ->MinTime(0.05);
-BENCHMARK_CAPTURE(BM_WeightGemm, bf16_dp, "avx512bf16", true, CpuBf16GemmImpl::kAvx512Bf16)
-    ->Apply(WeightGemmArgs)
-    ->MinTime(0.05);
-
-void PrintBf16Summary() {
-  std::printf("\n== bf16-weight GEMM (single thread; memcpy %.1f GB/s measured; auto = %s) ==\n",
-              g_copy_gbps, CpuBf16GemmName(CpuBf16GemmImpl::kAuto));
-  std::printf("%4s %5s %5s | %-28s | %-28s | %-28s\n", "M", "N", "K", "fp32 weights",
-              "bf16 widen-avx2", "bf16 avx512bf16");
-  for (int m : kBf16Ms) {
-    for (auto [n, k] : kBf16Shapes) {
-      const double flops = 2.0 * m * n * k;
-      std::printf("%4d %5d %5d", m, n, k);
-      double fp32 = 0.0;
-      for (const char* label : {"fp32", "widen-avx2", "avx512bf16"}) {
-        const auto it = g_bf16_seconds.find({label, m, n, k});
-        if (it == g_bf16_seconds.end()) {
-          std::printf(" | %-28s", "n/a");
-          continue;
-        }
-        const double s = it->second;
-        if (fp32 == 0.0) fp32 = s;
-        const double bytes = static_cast<double>(n) * k * (label == std::string("fp32") ? 4 : 2);
-        char cell[64];
-        if (m <= 8) {
-          std::snprintf(cell, sizeof cell, "%6.1f GB/s %3.0f%%cp %5.2fx", bytes / s * 1e-9,
-                        100 * bytes / s * 1e-9 / g_copy_gbps, fp32 / s);
-        } else {
-          std::snprintf(cell, sizeof cell, "%6.1f GF/s %13.2fx", flops / s * 1e-9, fp32 / s);
-        }
-        std::printf(" | %-28s", cell);
-      }
-      std::printf("\n");
-    }
-  }
-  std::printf(
-      "(decode cells: weight GB/s, %% of memcpy GB/s, speed-up over fp32; prefill: "
-      "GFLOP/s, speed-up)\n");
 }
 
 // ---- Mamba2 and attention at model sizes ------------------------------------
@@ -372,31 +193,6 @@ void BM_PagedAttentionDecode(benchmark::State& state) {
 }
 BENCHMARK(BM_PagedAttentionDecode)->Arg(2048)->MinTime(0.05);
 
-void PrintGemmSummary() {
-  std::printf("\n== GEMM summary (single thread; peak %.1f GFLOP/s measured) ==\n", g_peak_gflops);
-  std::printf("%5s %5s %5s | %9s %6s | %9s %6s | own/openblas\n", "M", "N", "K", "own GF/s",
-              "%peak", "oblas GF/s", "%peak");
-  double best_own = 0, best_blas = 0;
-  for (int m : kMs) {
-    for (auto [n, k] : kLinearShapes) {
-      const auto own_it = g_gemm_results.find({"own", m, n, k});
-      const auto blas_it = g_gemm_results.find({"openblas", m, n, k});
-      const double own = own_it == g_gemm_results.end() ? 0 : own_it->second;
-      const double blas = blas_it == g_gemm_results.end() ? 0 : blas_it->second;
-      if (own == 0 && blas == 0) continue;  // filtered out
-      if (m >= 64) {
-        best_own = std::max(best_own, own);
-        best_blas = std::max(best_blas, blas);
-      }
-      std::printf("%5d %5d %5d | %9.1f %5.0f%% | %9.1f %5.0f%% | %.2fx\n", m, n, k, own,
-                  100 * own / g_peak_gflops, blas, 100 * blas / g_peak_gflops,
-                  blas > 0 ? own / blas : 0.0);
-    }
-  }
-  std::printf("best M>=64: own %.0f%% of peak, openblas %.0f%% of peak (goal >= 50%%)\n",
-              100 * best_own / g_peak_gflops, 100 * best_blas / g_peak_gflops);
-}
-
 }  // namespace
 }  // namespace hc::kernels
 
@@ -412,9 +208,9 @@ int main(int argc, char** argv) {
   std::printf("single-core memcpy: %.1f GB/s (bytes copied per second, 256 MiB)\n",
               hc::kernels::g_copy_gbps);
   benchmark::Initialize(&argc, argv);
+  hc::kernels::bench::RegisterGemmBenchmarks();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  hc::kernels::PrintGemmSummary();
-  hc::kernels::PrintBf16Summary();
+  hc::kernels::bench::PrintGemmSummary(hc::kernels::g_peak_gflops, hc::kernels::g_copy_gbps);
   return 0;
 }

@@ -7,7 +7,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_kernels.h"
-#include "kernels/half.h"
+#include "tests/unit/kernels/gemm_test_util.h"
 #include "tests/unit/kernels/kernel_test_util.h"
 
 namespace hc::kernels {
@@ -15,35 +15,10 @@ namespace {
 
 using testing::MaxRelError;
 using testing::RandomVector;
-
-std::vector<uint16_t> ToBf16(const std::vector<float>& x) {
-  std::vector<uint16_t> out(x.size());
-  for (size_t i = 0; i < x.size(); ++i) out[i] = F32ToBf16(x[i]);
-  return out;
-}
-
-// x rounded to bf16 and back: the values a bf16 path sees.
-std::vector<float> RoundBf16(const std::vector<float>& x) {
-  std::vector<float> out(x.size());
-  for (size_t i = 0; i < x.size(); ++i) out[i] = Bf16ToF32(F32ToBf16(x[i]));
-  return out;
-}
-
-// C[m, n] = sum_k A[m, k] B[n, k] in double, B given as bf16.
-std::vector<float> Reference(int m, int n, int k, const std::vector<float>& a, int lda,
-                             const std::vector<uint16_t>& b, int ldb) {
-  std::vector<float> c(static_cast<size_t>(m) * n);
-  for (int i = 0; i < m; ++i) {
-    for (int j = 0; j < n; ++j) {
-      double s = 0.0;
-      for (int p = 0; p < k; ++p) {
-        s += static_cast<double>(a[i * lda + p]) * Bf16ToF32(b[j * ldb + p]);
-      }
-      c[static_cast<size_t>(i) * n + j] = static_cast<float>(s);
-    }
-  }
-  return c;
-}
+using testing::ReferenceGemm;
+using testing::RoundBf16;
+using testing::RunGemm;
+using testing::ToBf16;
 
 // Every path this CPU can run, then kAuto.
 std::vector<CpuBf16GemmImpl> Paths() {
@@ -67,40 +42,27 @@ TEST_P(GemmBf16ShapeTest, EveryPathMatchesReferenceWithPaddedLeadingDims) {
   const int lda = k + 3, ldb = k + 5, ldc = n + 2;
   const auto a = RoundBf16(RandomVector(static_cast<size_t>(m) * lda, 11 + m));
   const auto b = ToBf16(RandomVector(static_cast<size_t>(n) * ldb, 12 + n));
-  const auto want = Reference(m, n, k, a, lda, b, ldb);
+  const auto want = ReferenceGemm(m, n, k, a, lda, b, ldb);
   for (CpuBf16GemmImpl path : Paths()) {
     const std::string name = CpuBf16GemmName(path);
-    std::vector<float> c(static_cast<size_t>(m) * ldc, 7.0f);
-    Make(path)->GemmBf16({.m = m,
-                          .n = n,
-                          .k = k,
-                          .a = a.data(),
-                          .lda = lda,
-                          .b = b.data(),
-                          .ldb = ldb,
-                          .c = c.data(),
-                          .ldc = ldc});
-    std::vector<float> got(static_cast<size_t>(m) * n);
-    for (int i = 0; i < m; ++i) {
-      for (int j = 0; j < n; ++j) got[i * n + j] = c[i * ldc + j];
-      for (int j = n; j < ldc; ++j) {
-        ASSERT_EQ(c[i * ldc + j], 7.0f) << name << " wrote past n in row " << i;
-      }
-    }
+    const auto got = RunGemm(*Make(path), m, n, k, a, lda, b, ldb, ldc);
     EXPECT_LT(MaxRelError(got, want), 1e-5) << name << " m=" << m << " n=" << n << " k=" << k;
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, GemmBf16ShapeTest,
-                         ::testing::Values(std::make_tuple(1, 1, 1), std::make_tuple(1, 37, 64),
-                                           std::make_tuple(1, 9, 31), std::make_tuple(2, 17, 33),
-                                           std::make_tuple(3, 64, 100), std::make_tuple(4, 5, 8),
-                                           std::make_tuple(5, 16, 256), std::make_tuple(8, 13, 97),
-                                           std::make_tuple(7, 31, 257),
-                                           std::make_tuple(13, 50, 300),
-                                           std::make_tuple(70, 33, 129),
-                                           std::make_tuple(100, 301, 20),
-                                           std::make_tuple(64, 96, 600)));
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, GemmBf16ShapeTest,
+    ::testing::Values(std::make_tuple(1, 1, 1), std::make_tuple(1, 37, 64),
+                      std::make_tuple(1, 9, 31), std::make_tuple(2, 17, 33),
+                      std::make_tuple(3, 64, 100), std::make_tuple(4, 5, 8),
+                      std::make_tuple(5, 16, 256), std::make_tuple(8, 13, 97),
+                      std::make_tuple(7, 31, 257), std::make_tuple(13, 50, 300),
+                      std::make_tuple(70, 33, 129), std::make_tuple(100, 301, 20),
+                      std::make_tuple(64, 96, 600),
+                      // the packed AVX-512 kernel's tails (m, n, odd k
+                      // across 512-deep blocks, m across 128-row blocks)
+                      std::make_tuple(9, 1, 1), std::make_tuple(17, 13, 3),
+                      std::make_tuple(33, 25, 1031), std::make_tuple(131, 23, 515)));
 
 TEST(GemmBf16Test, AccumulateAddsToExistingOutputOnEveryPath) {
   for (const int m : {2, 9, 67}) {
@@ -108,7 +70,7 @@ TEST(GemmBf16Test, AccumulateAddsToExistingOutputOnEveryPath) {
     const auto a = RoundBf16(RandomVector(m * k, 3));
     const auto b = ToBf16(RandomVector(n * k, 4));
     const auto c0 = RandomVector(m * n, 5);
-    auto want = Reference(m, n, k, a, k, b, k);
+    auto want = ReferenceGemm(m, n, k, a, k, b, k);
     for (size_t i = 0; i < want.size(); ++i) want[i] += c0[i];
     for (CpuBf16GemmImpl path : Paths()) {
       auto c = c0;
@@ -134,8 +96,8 @@ TEST(GemmBf16Test, EveryPathRoundsActivationsToBf16) {
     const int n = 40, k = 200;
     const auto a = RandomVector(m * k, 21);  // not bf16-representable
     const auto b = ToBf16(RandomVector(n * k, 22));
-    const auto exact = Reference(m, n, k, a, k, b, k);
-    const auto rounded = Reference(m, n, k, RoundBf16(a), k, b, k);
+    const auto exact = ReferenceGemm(m, n, k, a, k, b, k);
+    const auto rounded = ReferenceGemm(m, n, k, RoundBf16(a), k, b, k);
     ASSERT_GT(MaxRelError(rounded, exact), 1e-4);  // the two references differ
     for (CpuBf16GemmImpl path : Paths()) {
       std::vector<float> c(m * n);
@@ -149,6 +111,24 @@ TEST(GemmBf16Test, EveryPathRoundsActivationsToBf16) {
                             .c = c.data(),
                             .ldc = n});
       EXPECT_LT(MaxRelError(c, rounded), 1e-5) << CpuBf16GemmName(path) << " m=" << m;
+    }
+  }
+}
+
+// The threading contract (docs/kernels.md): a caller may split N across
+// threads; every path gives the same bits whatever the split.
+TEST(GemmBf16Test, EveryPathGivesTheSameBitsForEveryColumnSplit) {
+  const int n = 100, k = 1031;
+  for (const int m : {1, 2, 5, 8, 40, 150}) {
+    const auto a = RandomVector(static_cast<size_t>(m) * k, 51 + m);
+    const auto b = ToBf16(RandomVector(static_cast<size_t>(n) * k, 52));
+    for (CpuBf16GemmImpl path : Paths()) {
+      auto gemm = Make(path);
+      const auto whole = RunGemm(*gemm, m, n, k, a, k, b, k, n);
+      for (const std::vector<int>& cuts : testing::ColumnSplits(n)) {
+        EXPECT_EQ(testing::RunGemmInColumnBlocks(*gemm, m, n, k, a, b, cuts), whole)
+            << CpuBf16GemmName(path) << " m=" << m << " cuts " << cuts.size();
+      }
     }
   }
 }
@@ -178,8 +158,9 @@ TEST(GemmBf16Test, EveryCpuGemmKernelServesBf16) {
   const int m = 12, n = 9, k = 40;
   const auto a = RoundBf16(RandomVector(m * k, 31));
   const auto b = ToBf16(RandomVector(n * k, 32));
-  const auto want = Reference(m, n, k, a, k, b, k);
+  const auto want = ReferenceGemm(m, n, k, a, k, b, k);
   std::vector<CpuGemmImpl> impls = {CpuGemmImpl::kBlocked, CpuGemmImpl::kAuto};
+  if (CpuHasAvx512()) impls.push_back(CpuGemmImpl::kAvx512);
   if (CpuHasOpenBlas()) impls.push_back(CpuGemmImpl::kOpenBlas);
   for (CpuGemmImpl impl : impls) {
     auto gemm = CreateCpuGemm(impl).value();

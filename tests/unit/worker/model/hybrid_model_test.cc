@@ -26,8 +26,10 @@ constexpr double kTol = 1e-4;
 // bf16 weights and KV (docs/model.md): rounding to bf16 is discontinuous, so
 // the fp32-level differences between the decode and prefill kernels (~1e-6)
 // now and then flip an activation's or a K/V entry's rounding by one bf16 ulp
-// (2^-9 relative); measured worst 4.7e-4 (granite, prefill(33) vs decode).
-constexpr double kBf16Tol = 1e-3;
+// (2^-9 relative); measured worst 1.25e-3 (bamba, TP=2 vs TP=1 with two
+// Mamba groups, prefill of 13 tokens on the AVX-512 bf16 kernel; 4.7e-4 with
+// the earlier widening kernel).
+constexpr double kBf16Tol = 3e-3;
 
 std::vector<int32_t> RandomTokens(int n, uint32_t seed, int vocab) {
   std::mt19937 rng(seed);

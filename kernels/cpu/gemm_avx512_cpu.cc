@@ -1,0 +1,381 @@
+// AVX-512 prefill GEMMs (m > 8): fp32 FMA and bf16 vdpbf16ps, one structure.
+//
+// The weight B ([N, K], the HF Linear layout) is never packed: the micro-kernel
+// broadcasts B[n][p] (fp32) or the bf16 pair B[n][p, p+1] (one 32-bit
+// broadcast: consecutive k of one weight row are adjacent in memory) straight
+// from the weight rows, against the activations packed once per call as
+// transposed panels of 16 rows (one zmm of 16 m lanes per k, or per k pair of
+// bf16 interleaved as vdpbf16ps wants them). The tile is MV zmm of m (16 rows
+// each) x NB weight rows, accumulated over the whole K, then transposed into
+// C. Packing A costs M x K per call against M x N x K multiply-adds, so
+// nothing is repacked per weight (no per-call weight packing, no prepacking).
+//
+// Contract kept for callers that split N across threads (column blocks of B
+// and C): every C element is the sequential sum over k = 0..K-1 in one fp32
+// lane (bf16: pairs of k, as vdpbf16ps adds them), so its value depends only
+// on K, never on N, on n0 / n1, or on where the element sits in its tile.
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "kernels/cpu/gemm_internal.h"
+#include "kernels/cpu/x86_simd.h"
+#include "kernels/half.h"
+
+namespace hc::kernels::internal {
+
+#if defined(__x86_64__)
+namespace {
+
+#define HC_AVX512 __attribute__((target("avx512f")))
+#define HC_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512bf16")))
+
+constexpr int kLanes = 16;  // fp32 lanes of a zmm: m rows per packed panel
+constexpr int kMaxMv = 2;   // zmm of m per tile (32 rows)
+constexpr int kMaxNb = 12;  // weight rows per tile: 24 accumulators + 2 A + 1 broadcast
+// Rows of A packed at a time: the packed block (kMc x K) stays in L2 while
+// every weight row block passes over it.
+constexpr int kMc = 128;
+// k per block (even, so bf16 pairs never straddle blocks): a weight row block
+// (kMaxNb x kKc) stays in L1. Each block's sum is added to C, so an element's
+// summation order depends on K alone.
+constexpr int kKc = 512;
+
+// C[m0.., n0..] (+)= tile, where tile is [NB][MV * 16] (transposed C), only the
+// first mr rows and nb columns valid.
+inline void StoreTransposed(const float* tile, int tile_ld, int mr, int nb, float* c, int64_t ldc,
+                            bool add) {
+  for (int i = 0; i < mr; ++i) {
+    float* crow = c + i * ldc;
+    if (add) {
+      for (int j = 0; j < nb; ++j) crow[j] += tile[j * tile_ld + i];
+    } else {
+      for (int j = 0; j < nb; ++j) crow[j] = tile[j * tile_ld + i];
+    }
+  }
+}
+
+template <int MV, int NB>
+HC_AVX512 inline void ZeroAcc(__m512 (&acc)[MV][NB]) {
+#pragma GCC unroll 32
+  for (int v = 0; v < MV; ++v) {
+#pragma GCC unroll 32
+    for (int j = 0; j < NB; ++j) acc[v][j] = _mm512_setzero_ps();
+  }
+}
+
+// tile[j][v * 16 + l] = acc[v][j] lane l: the tile as StoreTransposed reads it.
+template <int MV, int NB>
+HC_AVX512 inline void StoreAcc(const __m512 (&acc)[MV][NB], float* tile) {
+#pragma GCC unroll 32
+  for (int j = 0; j < NB; ++j) {
+#pragma GCC unroll 32
+    for (int v = 0; v < MV; ++v)
+      _mm512_storeu_ps(tile + j * kMaxMv * kLanes + v * kLanes, acc[v][j]);
+  }
+}
+
+// ---- fp32 -------------------------------------------------------------------
+
+// Packs rows [0, rows) of A into panels of 16 rows: panel q holds [k][16]
+// (row 16 q + l in lane l), zero padded past `rows`.
+void PackAF32(const float* a, int64_t lda, int rows, int k, float* dst) {
+  for (int r0 = 0; r0 < rows; r0 += kLanes) {
+    float* panel = dst + static_cast<int64_t>(r0) * k;  // PanelStride<float>(k) per panel
+    const int w = std::min(kLanes, rows - r0);
+    for (int l = 0; l < w; ++l) {
+      const float* s = a + (r0 + l) * lda;
+      for (int p = 0; p < k; ++p) panel[p * kLanes + l] = s[p];
+    }
+    for (int l = w; l < kLanes; ++l) {
+      for (int p = 0; p < k; ++p) panel[p * kLanes + l] = 0.0f;
+    }
+  }
+}
+
+template <int MV, int NB>
+HC_AVX512 void TileF32(int k, const float* ap, int64_t panel_stride, const float* b, int64_t ldb,
+                       float* tile) {
+  __m512 acc[MV][NB];
+  ZeroAcc(acc);
+  const float* brow[NB];
+#pragma GCC unroll 32
+  for (int j = 0; j < NB; ++j) brow[j] = b + j * ldb;
+  for (int p = 0; p < k; ++p) {
+    __m512 av[MV];
+#pragma GCC unroll 32
+    for (int v = 0; v < MV; ++v) av[v] = _mm512_load_ps(ap + v * panel_stride + p * kLanes);
+#pragma GCC unroll 32
+    for (int j = 0; j < NB; ++j) {
+      const __m512 bj = _mm512_set1_ps(brow[j][p]);
+#pragma GCC unroll 32
+      for (int v = 0; v < MV; ++v) acc[v][j] = _mm512_fmadd_ps(av[v], bj, acc[v][j]);
+    }
+  }
+  StoreAcc(acc, tile);
+}
+
+// ---- bf16 -------------------------------------------------------------------
+
+// Packs rows [0, rows) of A, rounded to bf16, into panels of 16 rows: panel q
+// holds [ceil(k / 2)][16][2] (lane l = row 16 q + l, its k pair), zero padded
+// past `rows` and past k.
+void PackABf16(const float* a, int64_t lda, int rows, int k, uint16_t* dst) {
+  const int pairs = (k + 1) / 2;
+  for (int r0 = 0; r0 < rows; r0 += kLanes) {
+    uint16_t* panel = dst + static_cast<int64_t>(r0) * pairs * 2;  // PanelStride<uint16_t>(k)
+    const int w = std::min(kLanes, rows - r0);
+    for (int l = 0; l < w; ++l) {
+      const float* s = a + (r0 + l) * lda;
+      for (int q = 0; q < k / 2; ++q) {
+        panel[(q * kLanes + l) * 2] = F32ToBf16(s[2 * q]);
+        panel[(q * kLanes + l) * 2 + 1] = F32ToBf16(s[2 * q + 1]);
+      }
+      if (k % 2 != 0) {
+        panel[((pairs - 1) * kLanes + l) * 2] = F32ToBf16(s[k - 1]);
+        panel[((pairs - 1) * kLanes + l) * 2 + 1] = 0;
+      }
+    }
+    for (int l = w; l < kLanes; ++l) {
+      for (int q = 0; q < pairs; ++q) {
+        panel[(q * kLanes + l) * 2] = 0;
+        panel[(q * kLanes + l) * 2 + 1] = 0;
+      }
+    }
+  }
+}
+
+template <int MV, int NB>
+HC_AVX512BF16 void TileBf16(int k, const uint16_t* ap, int64_t panel_stride, const uint16_t* b,
+                            int64_t ldb, float* tile) {
+  __m512 acc[MV][NB];
+  ZeroAcc(acc);
+  const uint16_t* brow[NB];
+#pragma GCC unroll 32
+  for (int j = 0; j < NB; ++j) brow[j] = b + j * ldb;
+  const int full = k / 2;
+  for (int q = 0; q < full; ++q) {
+    __m512i av[MV];
+#pragma GCC unroll 32
+    for (int v = 0; v < MV; ++v) {
+      av[v] = _mm512_load_si512(ap + v * panel_stride + q * kLanes * 2);
+    }
+#pragma GCC unroll 32
+    for (int j = 0; j < NB; ++j) {
+      uint32_t pair;
+      std::memcpy(&pair, brow[j] + 2 * q, sizeof pair);
+      const __m512i bj = _mm512_set1_epi32(static_cast<int>(pair));
+#pragma GCC unroll 32
+      for (int v = 0; v < MV; ++v) {
+        acc[v][j] = _mm512_dpbf16_ps(acc[v][j], (__m512bh)av[v], (__m512bh)bj);
+      }
+    }
+  }
+  if (k % 2 != 0) {  // last k alone: its pair partner is zero in A and never read from B
+    __m512i av[MV];
+#pragma GCC unroll 32
+    for (int v = 0; v < MV; ++v) {
+      av[v] = _mm512_load_si512(ap + v * panel_stride + full * kLanes * 2);
+    }
+#pragma GCC unroll 32
+    for (int j = 0; j < NB; ++j) {
+      const __m512i bj = _mm512_set1_epi32(static_cast<int>(brow[j][k - 1]));
+#pragma GCC unroll 32
+      for (int v = 0; v < MV; ++v) {
+        acc[v][j] = _mm512_dpbf16_ps(acc[v][j], (__m512bh)av[v], (__m512bh)bj);
+      }
+    }
+  }
+  StoreAcc(acc, tile);
+}
+
+// ---- fp32, small m (decode) -----------------------------------------------------
+
+// Dot products: MA A rows x NB weight rows, both read along K 16 at a time
+// (masked tail), each accumulator reduced once at the end. The weight streams
+// from DRAM once per call; the next tile's rows are prefetched.
+template <int MA, int NB>
+HC_AVX512 void DotTileF32(const GemmArgs& g, int i0, int j0) {
+  const int k16 = g.k & ~(kLanes - 1);
+  const float* a[MA];
+  for (int r = 0; r < MA; ++r) a[r] = g.a + (i0 + r) * g.lda;
+  const float* b[NB];
+  for (int q = 0; q < NB; ++q) b[q] = g.b + (j0 + q) * g.ldb;
+  __m512 acc[MA][NB];
+  ZeroAcc(acc);
+  const int64_t ahead = NB * g.ldb;
+  const bool prefetch = g.m > 2 && j0 + 2 * NB <= g.n;
+  auto step = [&](int p, __mmask16 mask) HC_AVX512 {
+    __m512 bv[NB];
+#pragma GCC unroll 8
+    for (int q = 0; q < NB; ++q) {
+      if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(b[q] + ahead + p), _MM_HINT_T0);
+      bv[q] = _mm512_maskz_loadu_ps(mask, b[q] + p);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < MA; ++r) {
+      const __m512 av = _mm512_maskz_loadu_ps(mask, a[r] + p);
+#pragma GCC unroll 8
+      for (int q = 0; q < NB; ++q) acc[r][q] = _mm512_fmadd_ps(av, bv[q], acc[r][q]);
+    }
+  };
+  for (int p = 0; p < k16; p += kLanes) step(p, 0xFFFF);
+  if (k16 < g.k) step(k16, static_cast<__mmask16>((1u << (g.k - k16)) - 1));
+  for (int r = 0; r < MA; ++r) {
+    float* crow = g.c + (i0 + r) * g.ldc + j0;
+    for (int q = 0; q < NB; ++q) {
+      const float v = _mm512_reduce_add_ps(acc[r][q]);
+      crow[q] = g.accumulate ? crow[q] + v : v;
+    }
+  }
+}
+
+template <int NB>
+HC_AVX512 void DotRowsF32(const GemmArgs& g, int j) {
+  int i = 0;
+  for (; i + 4 <= g.m; i += 4) DotTileF32<4, NB>(g, i, j);
+  switch (g.m - i) {
+    case 3:
+      return DotTileF32<3, NB>(g, i, j);
+    case 2:
+      return DotTileF32<2, NB>(g, i, j);
+    case 1:
+      return DotTileF32<1, NB>(g, i, j);
+    default:
+      return;
+  }
+}
+
+// ---- driver -------------------------------------------------------------------
+
+// Tile<MV, NB> for every MV <= kMaxMv and NB <= kMaxNb, indexed [MV - 1][NB - 1].
+template <typename T>
+using TileFn = void (*)(int, const T*, int64_t, const T*, int64_t, float*);
+
+template <template <int, int> class Maker, int MV, int... NBs>
+constexpr auto RowOfTiles(std::integer_sequence<int, NBs...>) {
+  using Fn = decltype(Maker<1, 1>::fn);
+  return std::array<Fn, sizeof...(NBs)>{Maker<MV, NBs + 1>::fn...};
+}
+
+template <int MV, int NB>
+struct F32Maker {
+  static constexpr TileFn<float> fn = &TileF32<MV, NB>;
+};
+template <int MV, int NB>
+struct Bf16Maker {
+  static constexpr TileFn<uint16_t> fn = &TileBf16<MV, NB>;
+};
+
+template <template <int, int> class Maker>
+constexpr auto TileTable() {
+  constexpr auto nbs = std::make_integer_sequence<int, kMaxNb>{};
+  return std::array{RowOfTiles<Maker, 1>(nbs), RowOfTiles<Maker, 2>(nbs)};
+}
+static_assert(kMaxMv == 2, "TileTable lists one row per MV");
+
+// Runs the tiles over C for a packed A of `rows` rows (starting at C row i0)
+// and every weight row block over kc k. `ap` panels are `panel_stride` elements apart.
+template <typename T, typename Table>
+void RunTiles(const Table& table, int rows, int n, int k, const T* ap, int64_t panel_stride,
+              const T* b, int64_t ldb, float* c, int64_t ldc, bool add) {
+  alignas(64) float tile[kMaxNb * kMaxMv * kLanes];
+  for (int j0 = 0; j0 < n; j0 += kMaxNb) {
+    const int nb = std::min(kMaxNb, n - j0);
+    for (int r0 = 0; r0 < rows; r0 += kMaxMv * kLanes) {
+      const int mr = std::min(kMaxMv * kLanes, rows - r0);
+      const int mv = (mr + kLanes - 1) / kLanes;
+      table[mv - 1][nb - 1](k, ap + (r0 / kLanes) * panel_stride, panel_stride, b + j0 * ldb, ldb,
+                            tile);
+      StoreTransposed(tile, kMaxMv * kLanes, mr, nb, c + r0 * ldc + j0, ldc, add);
+    }
+  }
+}
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+
+// Per-thread packed-A buffer (tensor-parallel ranks and column-block threads
+// call concurrently), grown to the largest block seen.
+void* ThreadBuffer(size_t bytes) {
+  thread_local std::unique_ptr<void, FreeDeleter> buf;
+  thread_local size_t size = 0;
+  if (bytes > size) {
+    size = (bytes + 4095) & ~size_t{4095};
+    buf.reset(std::aligned_alloc(64, size));
+  }
+  return buf.get();
+}
+
+// Elements between consecutive packed panels of 16 rows over k.
+template <typename T>
+int64_t PanelStride(int k) {
+  return sizeof(T) == 4 ? int64_t{k} * kLanes : int64_t{(k + 1) / 2} * 2 * kLanes;
+}
+
+// The driver both element types share: A packed per block of kMc rows x kKc
+// k, every weight row block of kMaxNb rows passing over it.
+template <typename T, typename Table, typename Pack>
+void PackedGemm(const Table& table, Pack pack, int m, int n, int k, const float* a, int64_t lda,
+                const T* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+  const int kc_max = std::min(kKc, k);
+  const int64_t panel_max = PanelStride<T>(kc_max);
+  const int panels_max = (std::min(kMc, m) + kLanes - 1) / kLanes;
+  T* ap = static_cast<T*>(ThreadBuffer(sizeof(T) * panel_max * panels_max));
+  for (int i0 = 0; i0 < m; i0 += kMc) {
+    const int rows = std::min(kMc, m - i0);
+    for (int p0 = 0; p0 < k; p0 += kKc) {
+      const int kc = std::min(kKc, k - p0);
+      const int64_t panel_stride = PanelStride<T>(kc);
+      pack(a + i0 * lda + p0, lda, rows, kc, ap);
+      RunTiles<T>(table, rows, n, kc, ap, panel_stride, b + p0, ldb, c + i0 * ldc, ldc,
+                  accumulate || p0 > 0);
+    }
+  }
+}
+
+}  // namespace
+
+bool CpuHasAvx512F() {
+  static const bool has = __builtin_cpu_supports("avx512f");
+  return has;
+}
+
+void Avx512SmallMGemmF32(const GemmArgs& g) {
+  int j = 0;
+  if (g.m <= 2) {  // more weight rows in flight where few A rows share them
+    for (; j + 8 <= g.n; j += 8) DotRowsF32<8>(g, j);
+  }
+  for (; j + 4 <= g.n; j += 4) DotRowsF32<4>(g, j);
+  for (; j < g.n; ++j) DotRowsF32<1>(g, j);
+}
+
+void Avx512PackedGemmF32(const GemmArgs& g) {
+  static constexpr auto kTable = TileTable<F32Maker>();
+  PackedGemm<float>(kTable, PackAF32, g.m, g.n, g.k, g.a, g.lda, g.b, g.ldb, g.c, g.ldc,
+                    g.accumulate);
+}
+
+void Avx512PackedGemmBf16(const GemmBf16Args& g) {
+  static constexpr auto kTable = TileTable<Bf16Maker>();
+  PackedGemm<uint16_t>(kTable, PackABf16, g.m, g.n, g.k, g.a, g.lda, g.b, g.ldb, g.c, g.ldc,
+                       g.accumulate);
+}
+
+#else  // !__x86_64__
+
+void Avx512SmallMGemmF32(const GemmArgs&) {}
+bool CpuHasAvx512F() { return false; }
+void Avx512PackedGemmF32(const GemmArgs&) {}
+void Avx512PackedGemmBf16(const GemmBf16Args&) {}
+
+#endif
+
+}  // namespace hc::kernels::internal
