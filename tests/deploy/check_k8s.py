@@ -448,13 +448,9 @@ class Overlay(SecurityChecks):
         if device == "cpu" and flags.get("threads", "0") == "0":
             # --threads 0 is the cgroup CPU quota: without a CPU limit it is
             # every core of the node, far more threads than the pod requests.
-            cpu_limit = str(res.get("limits", {}).get("cpu", ""))
-            if not cpu_limit:
+            if not res.get("limits", {}).get("cpu"):
                 self.err("CPU worker with --threads=0 has no CPU limit: it would start a thread "
                          "per core of the node")
-            elif not cpu_limit.isdigit():
-                self.err(f"CPU worker's CPU limit {cpu_limit} is not a whole number of CPUs: "
-                         "--threads=0 rounds the quota up, so one thread would be throttled")
 
     def check_redis(self):
         sts = [w for w in self.by_kind.get("StatefulSet", {}).values()
