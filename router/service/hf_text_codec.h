@@ -43,17 +43,29 @@ class HfTextCodec final : public TextCodec {
   uint32_t vocab_size() const override;
   uint32_t eos_token_id() const override { return static_cast<uint32_t>(end_of_turn_); }
   size_t max_token_bytes() const override { return tokenizer_->max_token_bytes(); }
+  // Decided once at load by a probe conversation (ProbeRewritesHistory).
+  bool RewritesHistory() const override { return rewrites_history_; }
 
  private:
   absl::StatusOr<EncodedTurn> DoEncodeTurn(std::span<const TurnMessage> messages,
                                            const TurnContext& context,
                                            const std::atomic<bool>* cancel) const override;
   HfTextCodec(std::unique_ptr<Tokenizer> tokenizer, ChatTemplate tmpl, TokenId end_of_turn)
-      : tokenizer_(std::move(tokenizer)), template_(std::move(tmpl)), end_of_turn_(end_of_turn) {}
+      : tokenizer_(std::move(tokenizer)), template_(std::move(tmpl)), end_of_turn_(end_of_turn) {
+    rewrites_history_ = ProbeRewritesHistory();
+  }
+  // Renders a short conversation whose reply carries reasoning
+  // ("<think>...</think>", what Qwen3 strips) and continues it by one user
+  // message: a rewrite when that rendering does not extend the first turn's
+  // prompt plus the reply and the end of turn (the check DoEncodeTurn makes).
+  // A template that refuses the probe counts as rewriting: asking for a
+  // snapshot costs a Mamba slot, missing one costs a full recompute.
+  bool ProbeRewritesHistory() const;
 
   std::unique_ptr<Tokenizer> tokenizer_;
   ChatTemplate template_;
   TokenId end_of_turn_;
+  bool rewrites_history_ = false;
 };
 
 }  // namespace hc::router

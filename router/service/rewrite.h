@@ -9,12 +9,17 @@
 // in the new rendering, followed by the new messages and the reply
 // (CommitRequest::rewrite_from, applied atomically by every ledger backend).
 //
-// Cost: the worker holds a conversation's Mamba state only at its committed
-// length, and a recurrent state cannot be rolled back to the kept boundary,
-// so a rewrite turn is a cache miss: the worker recomputes the kept tokens
-// and the new suffix from token 0 (usage.cached_tokens says what it reused).
-// A state snapshot at the previous prompt's last message boundary would make
-// these turns hits (docs/router.md).
+// Cost: a recurrent state cannot be rolled back from the committed length to
+// the kept boundary. So for templates that rewrite history
+// (TextCodec::RewritesHistory) the router asks the worker, on every turn, for
+// a snapshot of the Mamba state at the prompt's last message boundary
+// (ExecuteRequest::snapshot_at), which is where the next rewrite turn's kept
+// prefix ends. The rewrite turn is sent like a first turn (the kept tokens as
+// history, no expected state); the worker that holds a snapshot whose tokens
+// (checked by hash) are a prefix of that history resumes there and computes
+// only what follows (usage.cached_tokens = the snapshot's position). Without
+// it (evicted, restarted, another worker) the worker recomputes from token 0,
+// with the same result (docs/router.md).
 #ifndef HC_ROUTER_SERVICE_REWRITE_H_
 #define HC_ROUTER_SERVICE_REWRITE_H_
 

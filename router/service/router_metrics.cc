@@ -62,7 +62,7 @@ RouterMetrics::RouterMetrics(prometheus::Registry& registry) {
                         .Add({});
   rewrite_kept_tokens_ = &prometheus::BuildCounter()
                               .Name("hc_router_rewrite_kept_tokens_total")
-                              .Help("Committed tokens rewrite turns kept (and recomputed)")
+                              .Help("Committed tokens rewrite turns kept")
                               .Register(registry)
                               .Add({});
   tenant_turns_ = &prometheus::BuildCounter()

@@ -28,7 +28,8 @@ class RouterMetrics {
   void TimeToFirstToken(double seconds);
   // A rewrite turn (router/service/rewrite.h), which kept `kept_tokens` of
   // the committed tokens: hc_router_rewrite_turns_total and
-  // hc_router_rewrite_kept_tokens_total. The worker recomputes such a turn
+  // hc_router_rewrite_kept_tokens_total. The worker resumes such a turn from
+  // its Mamba snapshot when it holds one, else recomputes it
   // from token 0 (usage.cached_tokens and the worker's metrics say so).
   void RewriteTurn(uint64_t kept_tokens);
   void SetConversations(double n);

@@ -108,6 +108,11 @@ class TextCodec {
   virtual std::unique_ptr<StreamDecoder> NewStreamDecoder() const = 0;
   virtual uint32_t vocab_size() const = 0;
   virtual uint32_t eos_token_id() const = 0;
+  // Whether continuing turns are expected to be rewrites (the chat template is
+  // not prefix-stable). The router then asks the worker for a Mamba state
+  // snapshot at each prompt's last message boundary, where the next rewrite
+  // turn's kept prefix ends, so that turn resumes there (docs/router.md).
+  virtual bool RewritesHistory() const { return false; }
 
  protected:
   virtual absl::StatusOr<EncodedTurn> DoEncodeTurn(std::span<const TurnMessage> messages,

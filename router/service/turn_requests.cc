@@ -15,6 +15,7 @@ v1::ExecuteRequest BuildExecuteRequest(const ExecuteInputs& in) {
   req.mutable_key()->set_tenant(in.key->tenant);
   req.set_request_id(in.request_id);
   req.set_new_round(rec.round + 1);
+  if (in.snapshot_at.has_value()) req.set_snapshot_at(*in.snapshot_at);
   if (in.sticky) {
     auto* ex = req.mutable_expected();
     ex->set_round(rec.worker.round);

@@ -5,6 +5,7 @@
 #define HC_ROUTER_SERVICE_TURN_REQUESTS_H_
 
 #include <deque>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,9 @@ struct ExecuteInputs {
   // Sticky: the worker holds the record's committed state; send `expected`
   // and only the tokens after it. Otherwise the whole history.
   bool sticky = false;
+  // ExecuteRequest::snapshot_at: where the worker should keep a Mamba state
+  // snapshot (absolute token position), if anywhere.
+  std::optional<uint32_t> snapshot_at;
 };
 
 // The Execute request of one attempt (sampling is left to the caller).

@@ -30,11 +30,20 @@ void ChatTurn::StartAttempt(bool resend_history, std::vector<Action>& out) {
   // that started from nothing) is no state: send the history.
   const bool sticky = !resend_history && kind_ == RouteKind::kSticky &&
                       rec_.worker.num_tokens > 0 && rec_.worker.num_tokens <= rec_.tokens.size();
+  // With a template that rewrites history, the next turn keeps the committed
+  // tokens up to (at least) the end of this prompt's last message: a snapshot
+  // there lets it resume instead of recomputing from token 0.
+  std::optional<uint32_t> snapshot_at;
+  if (deps_->codec->RewritesHistory() && !suffix_.message_ends.empty() &&
+      rec_.tokens.size() + suffix_.message_ends.back() > 0) {
+    snapshot_at = static_cast<uint32_t>(rec_.tokens.size()) + suffix_.message_ends.back();
+  }
   v1::ExecuteRequest req = BuildExecuteRequest({.key = &key_,
                                                 .record = &rec_,
                                                 .suffix = &suffix_,
                                                 .request_id = absl::StrCat(holder_, "#", attempts_),
-                                                .sticky = sticky});
+                                                .sticky = sticky,
+                                                .snapshot_at = snapshot_at});
   *req.mutable_sampling() = req_->sampling();
   history_sent_ = !sticky;
   state_missing_ = false;

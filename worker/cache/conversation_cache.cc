@@ -66,21 +66,50 @@ absl::StatusOr<AttachResult> ConversationCache::AttachFresh(const ConversationKe
   return AttachImpl(key, std::nullopt);
 }
 
+absl::StatusOr<AttachResult> ConversationCache::AttachSnapshot(const ConversationKey& key,
+                                                               const RoundStamp& at) {
+  if (running_by_key_.contains(key)) {
+    return absl::AbortedError("a turn is already running on this conversation");
+  }
+  const auto it = index_.find(key);
+  if (it == index_.end() || !entries_.at(it->second).snapshot.has_value() ||
+      entries_.at(it->second).snapshot->at != at) {
+    return absl::NotFoundError(
+        absl::StrCat("no snapshot at ", at.num_tokens, " tokens for this conversation (dropped?)"));
+  }
+  return AttachImpl(key, it->second, /*from_snapshot=*/true);
+}
+
 absl::StatusOr<AttachResult> ConversationCache::AttachImpl(const ConversationKey& key,
-                                                           std::optional<EntryId> entry_id) {
-  const HybridCommitted* committed = entry_id.has_value() ? &entries_.at(*entry_id).state : nullptr;
-  const ResourceNeed need = coordinator_.NeedForAttach(committed);
-  if (!CouldFit(need, entry_id)) {
+                                                           std::optional<EntryId> entry_id,
+                                                           bool from_snapshot) {
+  // What the request starts from: the committed state, or the first P rows
+  // of its blocks with the snapshot slot.
+  const auto source = [&]() -> std::optional<HybridCommitted> {
+    if (!entry_id.has_value()) return std::nullopt;
+    const Entry& e = entries_.at(*entry_id);
+    if (!from_snapshot) return e.state;
+    HybridCommitted prefix;
+    prefix.kv.num_tokens = e.snapshot->at.num_tokens;
+    prefix.kv.blocks.assign(
+        e.state.kv.blocks.begin(),
+        e.state.kv.blocks.begin() + coordinator_.kv().BlocksFor(prefix.kv.num_tokens));
+    prefix.slot = e.snapshot->slot;
+    return prefix;
+  };
+  std::optional<HybridCommitted> committed = source();
+  const ResourceNeed need = coordinator_.NeedForAttach(committed ? &*committed : nullptr);
+  if (!CouldFit(need, entry_id, from_snapshot)) {
     return absl::ResourceExhaustedError(
         absl::StrCat("attach needs ", need.blocks, " KV blocks and ", need.slots,
                      " Mamba slots; not available even after evicting every idle conversation"));
   }
   // Pin first so eviction cannot pick the state being attached to.
   if (entry_id.has_value()) MakeUnevictable(*entry_id, entries_.at(*entry_id));
-  MakeRoom(need);
+  MakeRoom(need, from_snapshot ? entry_id : std::nullopt);
   Entry* entry = entry_id.has_value() ? &entries_.at(*entry_id) : nullptr;
   absl::StatusOr<HybridRequest> state =
-      coordinator_.Attach(entry == nullptr ? nullptr : &entry->state);
+      coordinator_.Attach(committed.has_value() ? &*committed : nullptr);
   if (!state.ok()) {
     if (entry != nullptr) MakeEvictable(*entry_id, *entry);
     return state.status();
@@ -93,7 +122,9 @@ absl::StatusOr<AttachResult> ConversationCache::AttachImpl(const ConversationKey
     entry->attached = id;
     entry->last_use = ++clock_;
     request.attached_round = entry->round.round;
-    request.num_computed_tokens = entry->round.num_tokens;
+    request.num_computed_tokens =
+        from_snapshot ? committed->kv.num_tokens : entry->round.num_tokens;
+    request.from_snapshot = from_snapshot;
   }
   request.state = *std::move(state);
   requests_.emplace(id, std::move(request));
@@ -166,6 +197,17 @@ absl::Status ConversationCache::Commit(RequestId request, const RoundStamp& new_
   HybridCommitted old = std::move(entry.state);
   entry.state = coordinator_.Publish(std::move(r.state), std::move(old), new_round.num_tokens);
   entry.round = new_round;
+  // The conversation moved on: its previous snapshot is dropped, and the
+  // turn's own (a prefix of the new state's tokens) takes its place.
+  FreeEntrySnapshot(entry);
+  if (r.pending_snapshot.has_value()) {
+    if (r.pending_snapshot->at.num_tokens <= new_round.num_tokens) {
+      entry.snapshot = r.pending_snapshot;
+      ++entry_snapshots_;
+    } else {
+      coordinator_.FreeSnapshot(r.pending_snapshot->slot);
+    }
+  }
   entry.attached.reset();
   entry.last_use = ++clock_;
   MakeEvictable(*id, entry);
@@ -178,26 +220,71 @@ absl::StatusOr<RoundStamp> ConversationCache::CommitBase(RequestId request, uint
   Request r = std::move(it->second);
   requests_.erase(it);
   running_by_key_.erase(r.key);
+  // A request resumed from a snapshot started from no committed round: like
+  // a fresh one, it leaves nothing (the committed state it pinned describes
+  // tokens the router has replaced).
   const std::optional<EntryId> base = r.entry;
+  const bool from_snapshot = r.from_snapshot;
   const bool forgotten = r.forgotten;
   const uint64_t attached_round = r.attached_round;
   const ConversationKey key = r.key;
   DiscardImpl(std::move(r));  // the base (if any) stays, evictable again
   if (forgotten) return absl::AbortedError("the conversation was forgotten while the turn ran");
-  if (base.has_value() && new_round <= attached_round) {
+  if (base.has_value() && !from_snapshot && new_round <= attached_round) {
     return absl::InvalidArgumentError(
         absl::StrCat("commit of round ", new_round, " over round ", attached_round));
   }
-  if (!base.has_value()) {
-    // Started from nothing: nothing computed is kept, and a stale state of
+  if (!base.has_value() || from_snapshot) {
+    // Started from nothing (or a snapshot): nothing computed is kept, and a stale state of
     // the key describes an older round, so the key is left empty.
     if (const auto idx = index_.find(key); idx != index_.end()) FreeEntry(idx->second);
     return RoundStamp{.round = new_round, .num_tokens = 0, .token_hash = kEmptyTokenHash};
   }
   Entry& entry = entries_.at(*base);
   entry.round.round = new_round;
+  FreeEntrySnapshot(entry);  // a snapshot belongs to the round that took it
   entry.last_use = ++clock_;
   return entry.round;
+}
+
+absl::Status ConversationCache::TakeSnapshot(RequestId request, const RoundStamp& at) {
+  const auto it = requests_.find(request);
+  if (it == requests_.end()) return absl::NotFoundError(absl::StrCat("no request ", request));
+  Request& r = it->second;
+  if (at.num_tokens < r.num_computed_tokens || at.num_tokens > r.state.kv.num_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("snapshot at ", at.num_tokens,
+                                                   " tokens outside [", r.num_computed_tokens, ", ",
+                                                   r.state.kv.num_tokens, "]"));
+  }
+  if (r.pending_snapshot.has_value()) {
+    coordinator_.FreeSnapshot(r.pending_snapshot->slot);
+    r.pending_snapshot.reset();
+  }
+  // Only another snapshot may make way: a committed state is worth more.
+  if (coordinator_.mamba().num_free() < 1) DropOldestSnapshot(std::nullopt);
+  absl::StatusOr<SlotId> slot = coordinator_.TakeSnapshot(r.state);
+  if (!slot.ok()) {
+    ++totals_.snapshots_skipped;
+    return slot.status();
+  }
+  r.pending_snapshot = MambaSnapshot{.at = at, .slot = *slot};
+  ++totals_.snapshots_taken;
+  return absl::OkStatus();
+}
+
+std::optional<RoundStamp> ConversationCache::LookupSnapshot(const ConversationKey& key,
+                                                            std::span<const int32_t> history) {
+  const auto idx = index_.find(key);
+  if (idx != index_.end()) {
+    const std::optional<MambaSnapshot>& snap = entries_.at(idx->second).snapshot;
+    if (snap.has_value() && snap->at.num_tokens <= static_cast<int64_t>(history.size()) &&
+        TokenHash<int32_t>(history.first(snap->at.num_tokens)) == snap->at.token_hash) {
+      ++totals_.snapshot_hits;
+      return snap->at;
+    }
+  }
+  ++totals_.snapshot_misses;
+  return std::nullopt;
 }
 
 absl::Status ConversationCache::Discard(RequestId request) {
@@ -212,6 +299,9 @@ absl::Status ConversationCache::Discard(RequestId request) {
 
 void ConversationCache::DiscardImpl(Request request) {
   coordinator_.Discard(std::move(request.state));
+  if (request.pending_snapshot.has_value()) {
+    coordinator_.FreeSnapshot(request.pending_snapshot->slot);
+  }
   if (request.entry.has_value()) {
     Entry& entry = entries_.at(*request.entry);
     entry.attached.reset();
@@ -269,6 +359,8 @@ CacheCounters ConversationCache::Counters() const {
   c.mamba_slots_free = mamba.num_free();
   c.mamba_slots_committed = mamba.num_committed();
   c.mamba_slots_active = mamba.num_active();
+  c.mamba_slots_snapshot = mamba.num_snapshots();
+  c.snapshots = entry_snapshots_;
   c.kv_cow_copies = coordinator_.kv().cow_copies();
   c.mamba_cow_copies = mamba.cow_copies();
   c.conversations = static_cast<int64_t>(entries_.size());
@@ -287,24 +379,32 @@ std::optional<ConversationSnapshot> ConversationCache::Inspect(const Conversatio
   s.mamba_slot = e.state.slot;
   s.last_use = e.last_use;
   s.attached = e.attached.has_value();
+  s.snapshot = e.snapshot;
   return s;
 }
 
-bool ConversationCache::CouldFit(const ResourceNeed& need, std::optional<EntryId> keep) const {
+bool ConversationCache::CouldFit(const ResourceNeed& need, std::optional<EntryId> keep,
+                                 bool keep_snapshot) const {
   int64_t blocks = coordinator_.pool().num_free() + evictable_blocks_;
-  int64_t slots = coordinator_.mamba().num_free() + evictable_slots_;
+  int64_t slots = coordinator_.mamba().num_free() + evictable_slots_ + entry_snapshots_;
   if (keep.has_value()) {
     const Entry& e = entries_.at(*keep);
     if (!e.attached.has_value()) {
       blocks -= static_cast<int64_t>(e.state.kv.blocks.size());
       slots -= 1;
     }
+    if (keep_snapshot && e.snapshot.has_value()) slots -= 1;
   }
   return need.blocks <= blocks && need.slots <= slots;
 }
 
-void ConversationCache::MakeRoom(const ResourceNeed& need) {
+void ConversationCache::MakeRoom(const ResourceNeed& need, std::optional<EntryId> keep_snapshot) {
   while (!coordinator_.Fits(need)) {
+    // Snapshots go first: dropping one costs a later rewrite turn a
+    // recompute, evicting a committed state costs every next turn one.
+    if (need.slots > coordinator_.mamba().num_free() && DropOldestSnapshot(keep_snapshot)) {
+      continue;
+    }
     const std::optional<EntryId> victim = policy_->PickVictim();
     HC_CHECK(victim.has_value()) << "eviction ran out of idle states although CouldFit held";
     Evict(*victim);
@@ -334,7 +434,27 @@ void ConversationCache::Evict(EntryId id) {
   totals_.kv_evicted_blocks += static_cast<int64_t>(entry.state.kv.blocks.size());
   totals_.mamba_evicted_slots += 1;
   totals_.conversations_evicted += 1;
+  if (entry.snapshot.has_value()) ++totals_.snapshots_evicted;
   FreeEntry(id);
+}
+
+bool ConversationCache::DropOldestSnapshot(std::optional<EntryId> except) {
+  Entry* oldest = nullptr;
+  for (auto& [id, e] : entries_) {
+    if (!e.snapshot.has_value() || id == except) continue;
+    if (oldest == nullptr || e.last_use < oldest->last_use) oldest = &e;
+  }
+  if (oldest == nullptr) return false;
+  FreeEntrySnapshot(*oldest);
+  ++totals_.snapshots_evicted;
+  return true;
+}
+
+void ConversationCache::FreeEntrySnapshot(Entry& entry) {
+  if (!entry.snapshot.has_value()) return;
+  coordinator_.FreeSnapshot(entry.snapshot->slot);
+  entry.snapshot.reset();
+  --entry_snapshots_;
 }
 
 void ConversationCache::FreeEntry(EntryId id) {
@@ -348,6 +468,7 @@ void ConversationCache::FreeEntry(EntryId id) {
   } else {
     MakeUnevictable(id, entry);
   }
+  FreeEntrySnapshot(entry);
   coordinator_.FreeCommitted(std::move(entry.state));
   index_.erase(entry.key);
   entries_.erase(it);

@@ -12,6 +12,8 @@
 //   Discard(id)                    cancel / failure: the old committed state stays
 //   CommitBase(id, new_round)      keep the state the request started from, at new_round
 //   Forget(key)                    forget a conversation (on request)
+//   TakeSnapshot(id, at)           keep a copy of the request's Mamba state at `at`
+//   LookupSnapshot / AttachSnapshot  resume a rewrite turn from that snapshot
 //
 // Memory: a committed state holds ceil(len / block_size) KV blocks and one
 // Mamba slot. A request attached to it shares its full blocks and owns a copy
@@ -21,6 +23,20 @@
 // default); a state a running request is attached to is never evicted. If
 // even evicting every idle state would not be enough, the call fails with
 // RESOURCE_EXHAUSTED and changes nothing (nothing is evicted either).
+//
+// Snapshots: besides its committed state at length L, a conversation may hold
+// one snapshot of its Mamba state at an earlier position P (the previous
+// prompt's last message boundary, which the router asks for). A chat template
+// that renders history differently once messages are added makes the next turn
+// keep only a prefix of the committed tokens; when that prefix reaches P, the
+// turn resumes from the snapshot (KV: the committed state's first P rows,
+// shared like any prefix; Mamba: a copy of the snapshot slot) instead of
+// recomputing from token 0. A running request takes its snapshot during
+// prefill (TakeSnapshot); Commit publishes it with the new state and drops the
+// conversation's previous snapshot; Discard and failures drop it. Snapshots
+// are an optimisation: under slot pressure they are dropped (oldest first)
+// before any committed state is evicted, and taking one never evicts a
+// committed state.
 //
 // Salts are namespaces: keys differ when salts differ, and no block or slot is
 // ever shared between two conversations.
@@ -72,6 +88,14 @@ struct RoundStamp {
 
 enum class LookupResult : uint8_t { kHit = 0, kMiss = 1, kStale = 2 };
 
+// A conversation's Mamba state after `at.num_tokens` tokens, in `slot`.
+// `at.round` is the round of the turn that took it; `at.token_hash` is the
+// TokenHash of those tokens (what a resuming turn is checked against).
+struct MambaSnapshot {
+  RoundStamp at;
+  SlotId slot = kNoSlot;
+};
+
 // Engine-side handle of a running request; never reused by one cache.
 using RequestId = uint64_t;
 
@@ -93,15 +117,22 @@ struct CacheCounters {
   int64_t mamba_slots_free = 0;
   int64_t mamba_slots_committed = 0;
   int64_t mamba_slots_active = 0;
-  int64_t kv_cow_copies = 0;        // tail blocks copied on attach
-  int64_t mamba_cow_copies = 0;     // terminal states copied on attach
-  int64_t kv_evicted_blocks = 0;    // KV blocks freed by evictions
-  int64_t mamba_evicted_slots = 0;  // Mamba slots freed by evictions
+  int64_t mamba_slots_snapshot = 0;  // held by snapshots (published or pending)
+  int64_t kv_cow_copies = 0;         // tail blocks copied on attach
+  int64_t mamba_cow_copies = 0;      // terminal states copied on attach
+  int64_t kv_evicted_blocks = 0;     // KV blocks freed by evictions
+  int64_t mamba_evicted_slots = 0;   // Mamba slots freed by evictions
   int64_t conversations_evicted = 0;
   int64_t lookups_hit = 0;
   int64_t lookups_miss = 0;
   int64_t lookups_stale = 0;
   int64_t conversations = 0;  // stored committed states
+  int64_t snapshots = 0;      // committed states with a published snapshot
+  int64_t snapshots_taken = 0;
+  int64_t snapshots_skipped = 0;  // TakeSnapshot found no slot
+  int64_t snapshots_evicted = 0;  // dropped to make room
+  int64_t snapshot_hits = 0;      // LookupSnapshot found a matching snapshot
+  int64_t snapshot_misses = 0;
   int64_t running_requests = 0;
 };
 
@@ -113,6 +144,7 @@ struct ConversationSnapshot {
   SlotId mamba_slot = kNoSlot;
   uint64_t last_use = 0;  // logical clock, grows with every mutation
   bool attached = false;  // a running request is attached to it
+  std::optional<MambaSnapshot> snapshot;
 };
 
 class ConversationCache {
@@ -179,6 +211,32 @@ class ConversationCache {
   // meanwhile).
   absl::StatusOr<RoundStamp> CommitBase(RequestId request, uint64_t new_round);
 
+  // Copies the request's Mamba state into a snapshot slot, replacing the
+  // request's previous one. REQUIRES: the request's slot holds the state after
+  // exactly at.num_tokens tokens, whose TokenHash is at.token_hash. Commit
+  // publishes it with the new state; every other end of the request drops it.
+  // Needs a free slot: drops another conversation's snapshot (oldest first)
+  // when none is free, never evicts a committed state. Errors (nothing
+  // changed): NOT_FOUND (unknown request), INVALID_ARGUMENT (at.num_tokens
+  // outside [num_computed_tokens, NumTokens]), RESOURCE_EXHAUSTED (counted in
+  // snapshots_skipped).
+  absl::Status TakeSnapshot(RequestId request, const RoundStamp& at);
+
+  // The snapshot of `key` a turn with this history can resume from: one whose
+  // position P <= history.size() and whose hash equals TokenHash(history[0,
+  // P)). Counted in snapshot_hits / snapshot_misses; changes nothing else.
+  std::optional<RoundStamp> LookupSnapshot(const ConversationKey& key,
+                                           std::span<const int32_t> history);
+
+  // Starts a request from the snapshot of `key` stamped `at`
+  // (num_computed_tokens = at.num_tokens): the committed state's first
+  // at.num_tokens KV rows and a copy of the snapshot slot. Commit replaces the
+  // committed state like any attached request's; CommitBase leaves the key
+  // empty (a snapshot is not a committed round). Errors (nothing changed):
+  // NOT_FOUND (no such snapshot, e.g. dropped), ABORTED (a request already
+  // runs on this key), RESOURCE_EXHAUSTED.
+  absl::StatusOr<AttachResult> AttachSnapshot(const ConversationKey& key, const RoundStamp& at);
+
   // Ends the request and frees what it owned; the committed state it attached
   // to (if any) is unchanged and becomes evictable again. NOT_FOUND if unknown.
   absl::Status Discard(RequestId request);
@@ -210,6 +268,7 @@ class ConversationCache {
     HybridCommitted state;
     uint64_t last_use = 0;
     std::optional<RequestId> attached;  // pinned while a request runs on it
+    std::optional<MambaSnapshot> snapshot;
   };
   // A running request.
   struct Request {
@@ -218,16 +277,25 @@ class ConversationCache {
     uint64_t attached_round = 0;
     int64_t num_computed_tokens = 0;
     HybridRequest state;
-    bool forgotten = false;  // Forget(key) ran meanwhile: Commit must not publish
+    bool forgotten = false;      // Forget(key) ran meanwhile: Commit must not publish
+    bool from_snapshot = false;  // attached to entry's snapshot
+    std::optional<MambaSnapshot> pending_snapshot;  // TakeSnapshot's, until Commit
   };
 
   explicit ConversationCache(Options options);
 
-  // Whether `need` would fit after evicting every idle state except `keep`.
-  bool CouldFit(const ResourceNeed& need, std::optional<EntryId> keep) const;
-  // Evicts idle states in policy order until `need` fits.
-  // REQUIRES: CouldFit(need, nullopt).
-  void MakeRoom(const ResourceNeed& need);
+  // Whether `need` would fit after dropping every snapshot and evicting every
+  // idle state except `keep` (and keep's snapshot when keep_snapshot).
+  bool CouldFit(const ResourceNeed& need, std::optional<EntryId> keep,
+                bool keep_snapshot = false) const;
+  // Drops snapshots (when slots are short) and then evicts idle states in
+  // policy order until `need` fits; never drops the snapshot of `keep_snapshot`.
+  // REQUIRES: CouldFit(need, nullopt) counting that snapshot as kept.
+  void MakeRoom(const ResourceNeed& need, std::optional<EntryId> keep_snapshot = std::nullopt);
+  // Drops the snapshot of the least recently used entry other than `except`;
+  // false when there is none.
+  bool DropOldestSnapshot(std::optional<EntryId> except);
+  void FreeEntrySnapshot(Entry& entry);
   void MakeEvictable(EntryId id, const Entry& entry);
   void MakeUnevictable(EntryId id, const Entry& entry);
   void Evict(EntryId id);
@@ -236,7 +304,8 @@ class ConversationCache {
   void FreeEntry(EntryId id);
   void DiscardImpl(Request request);
   absl::StatusOr<AttachResult> AttachImpl(const ConversationKey& key,
-                                          std::optional<EntryId> entry_id);
+                                          std::optional<EntryId> entry_id,
+                                          bool from_snapshot = false);
   const Request& GetRequest(RequestId request) const;
 
   std::unique_ptr<EvictionPolicy> policy_;
@@ -252,6 +321,7 @@ class ConversationCache {
   uint64_t clock_ = 0;
   int64_t evictable_blocks_ = 0;  // blocks held by idle states
   int64_t evictable_slots_ = 0;   // slots held by idle states
+  int64_t entry_snapshots_ = 0;   // published snapshots (all droppable)
   CacheCounters totals_;          // the cumulative fields only
 };
 

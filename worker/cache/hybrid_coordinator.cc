@@ -77,4 +77,13 @@ void HybridCoordinator::FreeCommitted(HybridCommitted committed) {
   mamba_.FreeCommitted(committed.slot);
 }
 
+absl::StatusOr<SlotId> HybridCoordinator::TakeSnapshot(const HybridRequest& req) {
+  if (mamba_.num_free() < 1) {
+    return absl::ResourceExhaustedError("a snapshot needs a free Mamba slot; none is free");
+  }
+  return mamba_.Snapshot(req.slot);
+}
+
+void HybridCoordinator::FreeSnapshot(SlotId snapshot) { mamba_.FreeSnapshot(snapshot); }
+
 }  // namespace hc::cache

@@ -81,6 +81,14 @@ class HybridCoordinator {
   // Frees a committed state (after Forget or Evict).
   void FreeCommitted(HybridCommitted committed);
 
+  // Copies the request's Mamba state into a new snapshot slot (Attach can
+  // start a request from it, with a prefix of a committed state's blocks).
+  // RESOURCE_EXHAUSTED when no slot is free; a copy error as is. On error
+  // nothing changed.
+  absl::StatusOr<SlotId> TakeSnapshot(const HybridRequest& req);
+  // Frees a snapshot slot.
+  void FreeSnapshot(SlotId snapshot);
+
   const FullAttentionGroup& kv() const { return kv_; }
   const MambaStateGroup& mamba() const { return mamba_; }
   const KvBlockPool& pool() const { return pool_; }

@@ -17,8 +17,9 @@ SlotState MambaStateGroup::state(SlotId slot) const {
 }
 
 absl::StatusOr<SlotId> MambaStateGroup::Attach(SlotId committed) {
-  HC_CHECK(committed == kNoSlot || state(committed) == SlotState::kCommitted)
-      << "attach to slot " << committed << " which is not committed";
+  HC_CHECK(committed == kNoSlot || state(committed) == SlotState::kCommitted ||
+           state(committed) == SlotState::kSnapshot)
+      << "attach to slot " << committed << " which is neither committed nor a snapshot";
   HC_CHECK(!free_.empty()) << "Attach called without a free Mamba slot";
   const SlotId slot = free_.front();
   const absl::Status s =
@@ -29,6 +30,25 @@ absl::StatusOr<SlotId> MambaStateGroup::Attach(SlotId committed) {
   ++num_active_;
   if (committed != kNoSlot) ++cow_copies_;
   return slot;
+}
+
+absl::StatusOr<SlotId> MambaStateGroup::Snapshot(SlotId request_slot) {
+  HC_CHECK(state(request_slot) == SlotState::kActive)
+      << "snapshot of slot " << request_slot << " which no request owns";
+  HC_CHECK(!free_.empty()) << "Snapshot called without a free Mamba slot";
+  const SlotId slot = free_.front();
+  if (absl::Status s = memory_->CopyMambaSlot(request_slot, slot); !s.ok()) return s;
+  free_.pop_front();
+  state_[slot] = SlotState::kSnapshot;
+  ++num_snapshots_;
+  return slot;
+}
+
+void MambaStateGroup::FreeSnapshot(SlotId snapshot) {
+  HC_CHECK(state(snapshot) == SlotState::kSnapshot)
+      << "release of slot " << snapshot << " which is not a snapshot";
+  --num_snapshots_;
+  Free(snapshot);
 }
 
 SlotId MambaStateGroup::Publish(SlotId request_slot, SlotId old) {

@@ -8,6 +8,12 @@
 // committed one, no copy) and frees the old committed slot. Committed slots are
 // never written.
 //
+// A snapshot slot holds an exact copy of a request's state at an earlier
+// position (Snapshot): the state at the prompt's last message boundary, kept
+// so a later turn that rewrites what came after it can resume there. It is
+// read-only like a committed slot, and a request can attach to it the same
+// way (a copy).
+//
 // Like FullAttentionGroup, operations that take a slot REQUIRE a free slot
 // (SlotsForAttach() of them); callers check num_free() first.
 //
@@ -28,7 +34,7 @@ using runtime::SlotId;
 
 inline constexpr SlotId kNoSlot = -1;
 
-enum class SlotState : uint8_t { kFree = 0, kCommitted = 1, kActive = 2 };
+enum class SlotState : uint8_t { kFree = 0, kCommitted = 1, kActive = 2, kSnapshot = 3 };
 
 class MambaStateGroup {
  public:
@@ -43,9 +49,18 @@ class MambaStateGroup {
 
   // Takes a free slot for a request and fills it with a copy of `committed`,
   // or zeroes it when committed == kNoSlot. REQUIRES: a free slot; committed
-  // is kNoSlot or a committed slot. Fails only if the memory operation fails,
-  // and then changes nothing.
+  // is kNoSlot, a committed slot or a snapshot slot. Fails only if the memory
+  // operation fails, and then changes nothing.
   absl::StatusOr<SlotId> Attach(SlotId committed);
+
+  // Takes a free slot and fills it with a copy of the active slot
+  // `request_slot` (the request keeps running on its own slot). REQUIRES: a
+  // free slot; request_slot is active. Fails only if the copy fails, and then
+  // changes nothing.
+  absl::StatusOr<SlotId> Snapshot(SlotId request_slot);
+
+  // Frees a snapshot slot. REQUIRES: a snapshot slot.
+  void FreeSnapshot(SlotId snapshot);
 
   // The request's slot becomes committed; `old` (kNoSlot for none) is freed.
   // REQUIRES: request_slot is active, old is kNoSlot or committed.
@@ -61,6 +76,7 @@ class MambaStateGroup {
   int num_free() const { return static_cast<int>(free_.size()); }
   int num_committed() const { return num_committed_; }
   int num_active() const { return num_active_; }
+  int num_snapshots() const { return num_snapshots_; }
   SlotState state(SlotId slot) const;
   int64_t cow_copies() const { return cow_copies_; }
 
@@ -72,6 +88,7 @@ class MambaStateGroup {
   std::deque<SlotId> free_;  // FIFO: the slot freed last is reused last
   int num_committed_ = 0;
   int num_active_ = 0;
+  int num_snapshots_ = 0;
   int64_t cow_copies_ = 0;
 };
 

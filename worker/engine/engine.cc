@@ -43,6 +43,10 @@ absl::Status EngineImpl::Validate(const TurnSpec& turn) const {
         "context of ", context, " tokens leaves no room to generate within max_model_len ",
         options_.max_model_len));
   }
+  if (turn.snapshot_at.has_value() && (*turn.snapshot_at < 1 || *turn.snapshot_at > context)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "snapshot_at ", *turn.snapshot_at, " is outside the turn's context [1, ", context, "]"));
+  }
   const TurnSampling& s = turn.sampling;
   if (!(s.sampler.temperature >= 0.0f))
     return absl::InvalidArgumentError("temperature must be >= 0");

@@ -42,6 +42,15 @@ void EngineImpl::SampleAndEmit(const StepBatch& batch) {
     t->hash = ExtendTokenHash(t->hash, computed);
     t->next += t->scheduled;
     t->scheduled = 0;
+    if (t->req.snapshot_at.has_value() && !t->snapshot.has_value() &&
+        t->NumComputed() == *t->req.snapshot_at) {
+      // The chunk ended at the snapshot point (ChunkLen): copy the state now,
+      // before the next step moves it on. Best effort: without a slot the
+      // next rewrite turn recomputes.
+      const RoundStamp at{
+          .round = t->req.new_round, .num_tokens = t->NumComputed(), .token_hash = t->hash};
+      if (options_.cache->TakeSnapshot(*t->cache_request, at).ok()) t->snapshot = at;
+    }
     if (!seqs_[i].need_logits) continue;
     const std::span<const float> row_logits(logits_.data() + static_cast<size_t>(row++) * vocab_,
                                             vocab_);
@@ -71,8 +80,7 @@ void EngineImpl::EmitToken(EngineTurn& t, const SampledToken& s, absl::Time now)
 void EngineImpl::EmitStarted(EngineTurn& t) {
   if (t.started) return;
   t.started = true;
-  const TurnStart start{.prompt_tokens = t.ContextLen(),
-                        .cached_tokens = t.hit ? t.base.num_tokens : 0};
+  const TurnStart start{.prompt_tokens = t.ContextLen(), .cached_tokens = t.base.num_tokens};
   if (options_.metrics) options_.metrics->OnPrefixQuery(start.prompt_tokens, start.cached_tokens);
   t.observer->OnStarted(start);
 }

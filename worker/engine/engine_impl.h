@@ -30,6 +30,13 @@ namespace hc::engine::internal {
 using cache::ConversationKey;
 using cache::RoundStamp;
 
+// Where a turn's computation starts.
+enum class Resume {
+  kFresh,      // from nothing: history + suffix
+  kCommitted,  // from the expected committed state (a hit)
+  kSnapshot,   // from the conversation's snapshot at a prefix of the history
+};
+
 // A turn inside the engine. Touched only by the engine thread once queued.
 struct EngineTurn {
   TurnSpec req;
@@ -39,8 +46,10 @@ struct EngineTurn {
   absl::Time last_token;
 
   std::optional<cache::RequestId> cache_request;  // set while attached
-  bool hit = false;                               // attached to the expected committed state
+  Resume resume = Resume::kFresh;
   RoundStamp base;  // the state computation starts from (empty when fresh)
+  // The snapshot taken at req.snapshot_at, held by the cache request.
+  std::optional<RoundStamp> snapshot;
   // Tokens after the base: the uncomputed context, then every sampled token.
   // tokens[0, next) have KV and Mamba state in the request's blocks and slot.
   std::vector<int32_t> tokens;
@@ -59,6 +68,15 @@ struct EngineTurn {
   int64_t NumComputed() const { return base.num_tokens + static_cast<int64_t>(next); }
   int64_t ContextLen() const { return base.num_tokens + static_cast<int64_t>(tokens.size()); }
   size_t Remaining() const { return tokens.size() - next; }
+  // The next chunk within `budget` tokens, ending at snapshot_at when it
+  // would cross it, so the state there can be copied after the step.
+  int ChunkLen(int budget) const {
+    int64_t n = static_cast<int64_t>(std::min<size_t>(Remaining(), budget));
+    if (req.snapshot_at.has_value() && !snapshot.has_value() && NumComputed() < *req.snapshot_at) {
+      n = std::min(n, *req.snapshot_at - NumComputed());
+    }
+    return static_cast<int>(n);
+  }
 };
 
 enum class AdmitOutcome { kAttached, kNoRoom, kEnded };

@@ -27,7 +27,7 @@ void EngineImpl::ScheduleRunning(StepBatch& batch) {
     while (batch.budget > 0) {
       EngineTurn* t = NextToSchedule(decoding);
       if (t == nullptr) break;
-      const int n = static_cast<int>(std::min<size_t>(t->Remaining(), batch.budget));
+      const int n = t->ChunkLen(batch.budget);
       // kPreempted / kFailed: t left running_ and is not forwarded this step.
       if (GrowRunning(t, n, batch) == GrowOutcome::kGrown) AddToBatch(t, n, batch);
     }
@@ -73,7 +73,7 @@ void EngineImpl::AdmitWaiting(StepBatch& batch) {
     EngineTurn* t = waiting_.front().get();
     const AdmitOutcome outcome = Admit(t);
     if (outcome == AdmitOutcome::kEnded) continue;  // Admit removed it
-    const int n = static_cast<int>(std::min<size_t>(t->Remaining(), batch.budget));
+    const int n = t->ChunkLen(batch.budget);
     absl::Status grown = outcome == AdmitOutcome::kAttached
                              ? options_.cache->Append(*t->cache_request, n)
                              : absl::ResourceExhaustedError("no room to attach");
@@ -117,12 +117,17 @@ AdmitOutcome EngineImpl::Admit(EngineTurn* t) {
       if (options_.metrics) options_.metrics->OnLookup(*lookup);
     }
     if (lookup == cache::LookupResult::kHit) {
-      t->hit = true;
+      t->resume = Resume::kCommitted;
       t->base = *req.expected;
       t->tokens = req.suffix;
     } else if (!req.expected.has_value() || req.has_history) {
-      t->base = RoundStamp{};
-      t->tokens = req.history;
+      // A recompute, unless the conversation's snapshot covers a prefix of
+      // the history (a rewrite turn continuing the previous prompt).
+      const std::optional<RoundStamp> snap =
+          req.history.empty() ? std::nullopt : cache.LookupSnapshot(req.key, req.history);
+      t->resume = snap.has_value() ? Resume::kSnapshot : Resume::kFresh;
+      t->base = snap.value_or(RoundStamp{});
+      t->tokens.assign(req.history.begin() + t->base.num_tokens, req.history.end());
       t->tokens.insert(t->tokens.end(), req.suffix.begin(), req.suffix.end());
     } else {
       const std::string reason = lookup == cache::LookupResult::kStale
@@ -138,9 +143,12 @@ AdmitOutcome EngineImpl::Admit(EngineTurn* t) {
   // Step 4: attach. A preempted turn re-attaches the same way; if its
   // committed state went away meanwhile it recomputes from the history.
   absl::StatusOr<cache::AttachResult> attached =
-      t->hit ? cache.Attach(req.key, t->base) : cache.AttachFresh(req.key);
-  if (!attached.ok() && t->hit && !absl::IsResourceExhausted(attached.status())) {
-    if (!req.has_history) {
+      t->resume == Resume::kCommitted  ? cache.Attach(req.key, t->base)
+      : t->resume == Resume::kSnapshot ? cache.AttachSnapshot(req.key, t->base)
+                                       : cache.AttachFresh(req.key);
+  if (!attached.ok() && t->resume != Resume::kFresh &&
+      !absl::IsResourceExhausted(attached.status())) {
+    if (!req.has_history && t->resume == Resume::kCommitted) {
       if (!t->started) {
         // Evicted while the turn waited: nothing was streamed, so the router
         // can resend it with the history.
@@ -153,10 +161,13 @@ AdmitOutcome EngineImpl::Admit(EngineTurn* t) {
       }
       return AdmitOutcome::kEnded;
     }
-    std::vector<int32_t> tokens = req.history;
+    // Recompute from the history: what came before the tokens the turn
+    // holds (all of it after a hit, the prefix before the snapshot else).
+    const size_t before = t->resume == Resume::kSnapshot ? t->base.num_tokens : req.history.size();
+    std::vector<int32_t> tokens(req.history.begin(), req.history.begin() + before);
     tokens.insert(tokens.end(), t->tokens.begin(), t->tokens.end());
     t->tokens = std::move(tokens);
-    t->hit = false;
+    t->resume = Resume::kFresh;
     t->base = RoundStamp{};
     attached = cache.AttachFresh(req.key);
   }

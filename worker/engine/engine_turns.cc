@@ -42,7 +42,8 @@ void EngineImpl::Finish(EngineTurn* t, const StopDecision& stop) {
                            .finish_reason = stop.reason,
                            .completion_tokens = completion,
                            .commit_seconds = seconds,
-                           .stop_string = stop.cut});
+                           .stop_string = stop.cut,
+                           .snapshot = keep_base ? std::nullopt : t->snapshot});
   } else {
     observer->OnFailed(committed);
   }
@@ -70,6 +71,7 @@ void EngineImpl::Preempt(EngineTurn* t) {
   t->cache_request.reset();
   t->next = 0;
   t->hash = t->base.token_hash;
+  t->snapshot.reset();  // discarded with the request; taken again on recompute
   auto it = std::find_if(running_.begin(), running_.end(),
                          [t](const std::unique_ptr<EngineTurn>& p) { return p.get() == t; });
   HC_CHECK(it != running_.end()) << "preempted turn is not running";

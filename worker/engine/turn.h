@@ -42,11 +42,18 @@ struct TurnSpec {
   bool has_history = false;
   std::vector<int32_t> history;
   TurnSampling sampling;
+  // Keep a snapshot of the Mamba state after this many context tokens
+  // (history + suffix positions, in [1, context]): the prefill is split there
+  // and the state copied, to be published with the turn's commit (see
+  // ConversationCache::TakeSnapshot). The router sends the end of the
+  // prompt's last message. Ignored when the turn's computation starts at or
+  // past it; skipped when no Mamba slot can be had.
+  std::optional<int64_t> snapshot_at;
 };
 
 struct TurnStart {
   int64_t prompt_tokens = 0;  // context of the turn: history + suffix
-  int64_t cached_tokens = 0;  // served from the committed state
+  int64_t cached_tokens = 0;  // served from the committed state or a snapshot
 };
 
 // Where a stop string began, when one ended the turn. The reply is the
@@ -69,6 +76,9 @@ struct TurnResult {
   int64_t completion_tokens = 0;  // tokens sampled (the stop string's included)
   double commit_seconds = 0.0;
   std::optional<StopStringCut> stop_string;
+  // The snapshot published with the state (TurnSpec::snapshot_at), if one was
+  // taken: its position and the TokenHash of the tokens before it.
+  std::optional<cache::RoundStamp> snapshot;
 };
 
 // Receives a turn's events on the engine thread, in order: OnStarted once (not

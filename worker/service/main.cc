@@ -68,7 +68,8 @@ ABSL_FLAG(int32_t, threads, 0,
           "capped by the cgroup CPU quota). Ignored by the CUDA backend");
 ABSL_FLAG(int32_t, kv_blocks, 0, "KV cache blocks (0: derive from --kv_cache_bytes)");
 ABSL_FLAG(int64_t, kv_cache_bytes, 256ll << 20, "KV cache size in bytes when --kv_blocks is 0");
-ABSL_FLAG(int32_t, mamba_slots, 64, "Mamba state slots (committed conversations + running turns)");
+ABSL_FLAG(int32_t, mamba_slots, 64,
+          "Mamba state slots (committed conversations, their snapshots, running turns)");
 ABSL_FLAG(int32_t, block_size, 16, "Tokens per KV block");
 ABSL_FLAG(int32_t, max_batch_tokens, 512, "Token budget of one engine step (chunked prefill)");
 ABSL_FLAG(int32_t, max_running, 64, "Turns running at once");

@@ -61,12 +61,23 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& r)
   auto& blocks =
       GaugeFamily(r, "hc_worker_kv_blocks", "KV blocks by state: free, committed, active");
   auto& slots = GaugeFamily(r, "hc_worker_mamba_slots",
-                            "Mamba state slots by state: free, committed, active");
-  const char* states[3] = {"free", "committed", "active"};
-  for (int i = 0; i < 3; ++i) {
-    kv_blocks_[i] = &blocks.Add({{"state", states[i]}});
+                            "Mamba state slots by state: free, committed, active, snapshot");
+  const char* states[4] = {"free", "committed", "active", "snapshot"};
+  for (int i = 0; i < 4; ++i) {
+    if (i < 3) kv_blocks_[i] = &blocks.Add({{"state", states[i]}});
     mamba_slots_[i] = &slots.Add({{"state", states[i]}});
   }
+  auto& snapshot_lookups = CounterFamily(
+      r, "hc_worker_snapshot_lookups_total",
+      "Turns recomputing from history that looked for a Mamba snapshot at a prefix of it: "
+      "hit (resumed there), miss (recomputed from token 0)");
+  snapshot_lookups_[0] = &snapshot_lookups.Add({{"result", "hit"}});
+  snapshot_lookups_[1] = &snapshot_lookups.Add({{"result", "miss"}});
+  auto& snapshots = CounterFamily(r, "hc_worker_snapshots_total",
+                                  "Mamba state snapshots at a prompt's last message boundary: "
+                                  "taken, skipped (no slot), evicted (dropped for room)");
+  const char* events[3] = {"taken", "skipped", "evicted"};
+  for (int i = 0; i < 3; ++i) snapshots_[i] = &snapshots.Add({{"event", events[i]}});
   auto& cow = CounterFamily(r, "hc_worker_cow_copies_total",
                             "Copies made on attach: the attention tail block, the Mamba state");
   auto& evictions =
@@ -116,6 +127,17 @@ void WorkerMetrics::OnStep(const cache::CacheCounters& c, int num_running, int n
   mamba_slots_[0]->Set(static_cast<double>(c.mamba_slots_free));
   mamba_slots_[1]->Set(static_cast<double>(c.mamba_slots_committed));
   mamba_slots_[2]->Set(static_cast<double>(c.mamba_slots_active));
+  mamba_slots_[3]->Set(static_cast<double>(c.mamba_slots_snapshot));
+  const int64_t lookups[2] = {c.snapshot_hits, c.snapshot_misses};
+  for (int i = 0; i < 2; ++i) {
+    snapshot_lookups_[i]->Increment(static_cast<double>(lookups[i] - seen_snapshot_lookups_[i]));
+    seen_snapshot_lookups_[i] = lookups[i];
+  }
+  const int64_t snaps[3] = {c.snapshots_taken, c.snapshots_skipped, c.snapshots_evicted};
+  for (int i = 0; i < 3; ++i) {
+    snapshots_[i]->Increment(static_cast<double>(snaps[i] - seen_snapshots_[i]));
+    seen_snapshots_[i] = snaps[i];
+  }
   const int64_t cow[2] = {c.kv_cow_copies, c.mamba_cow_copies};
   const int64_t evicted[2] = {c.kv_evicted_blocks, c.mamba_evicted_slots};
   for (int i = 0; i < 2; ++i) {

@@ -43,17 +43,21 @@ class WorkerMetrics final : public engine::EngineMetricsSink {
   prometheus::Family<prometheus::Counter>& commits_;
   prometheus::Histogram& ttft_;
   prometheus::Histogram& itl_;
-  prometheus::Gauge* kv_blocks_[3];  // free, committed, active
-  prometheus::Gauge* mamba_slots_[3];
+  prometheus::Gauge* kv_blocks_[3];     // free, committed, active
+  prometheus::Gauge* mamba_slots_[4];   // free, committed, active, snapshot
   prometheus::Counter* cow_copies_[2];  // attention, mamba
   prometheus::Counter* evictions_[2];
   prometheus::Gauge& running_;
   prometheus::Gauge& waiting_;
   prometheus::Gauge& conversations_;
   prometheus::Family<prometheus::Gauge>& intra_op_threads_;
+  prometheus::Counter* snapshot_lookups_[2];  // hit, miss
+  prometheus::Counter* snapshots_[3];         // taken, skipped, evicted
   // Totals already added to the counters that mirror the cache's totals.
   int64_t seen_cow_[2] = {0, 0};
   int64_t seen_evictions_[2] = {0, 0};
+  int64_t seen_snapshot_lookups_[2] = {0, 0};
+  int64_t seen_snapshots_[3] = {0, 0, 0};
 };
 
 }  // namespace hc::worker

@@ -67,6 +67,11 @@ class ExecuteReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       report->set_finish_reason(r.finish_reason);
       report->set_completion_tokens(static_cast<uint32_t>(r.completion_tokens));
       report->set_commit_seconds(r.commit_seconds);
+      if (r.snapshot.has_value()) {
+        report->mutable_snapshot()->set_round(r.snapshot->round);
+        report->mutable_snapshot()->set_num_tokens(static_cast<uint32_t>(r.snapshot->num_tokens));
+        report->mutable_snapshot()->set_prefix_hash(r.snapshot->token_hash);
+      }
       if (r.stop_string.has_value()) {
         report->mutable_stop_string()->set_reply_bytes(
             static_cast<uint32_t>(r.stop_string->reply_bytes));
@@ -270,6 +275,12 @@ absl::StatusOr<engine::TurnSpec> TurnFromProto(const pb::ExecuteRequest& request
         "context of ", context, " tokens leaves no room to generate within max_model_len ",
         options.max_model_len));
   }
+  if (request.has_snapshot_at() &&
+      (request.snapshot_at() < 1 || request.snapshot_at() > static_cast<uint64_t>(context))) {
+    return absl::InvalidArgumentError(absl::StrCat("snapshot_at ", request.snapshot_at(),
+                                                   " is outside the turn's context [1, ", context,
+                                                   "]"));
+  }
   HC_RETURN_IF_ERROR(
       ValidateSamplingParams(request.sampling(), static_cast<uint32_t>(options.vocab_size)));
 
@@ -287,6 +298,7 @@ absl::StatusOr<engine::TurnSpec> TurnFromProto(const pb::ExecuteRequest& request
   turn.new_round = request.new_round();
   HC_RETURN_IF_ERROR(CheckedTokenIds(request.suffix_token_ids(), "suffix_token_ids",
                                      options.vocab_size, &turn.suffix));
+  if (request.has_snapshot_at()) turn.snapshot_at = request.snapshot_at();
   turn.has_history = request.has_history();
   HC_RETURN_IF_ERROR(CheckedTokenIds(request.history_token_ids(), "history_token_ids",
                                      options.vocab_size, &turn.history));

@@ -264,6 +264,25 @@ TEST_F(HfTextCodecTest, TemplateThatRewritesHistoryGivesTheWholeRenderingAsARewr
   EXPECT_EQ(cont->message_begins.size(), 1u);
 }
 
+TEST_F(HfTextCodecTest, ProbeFindsTheTemplatesThatRewriteHistory) {
+  // The router asks workers for Mamba snapshots only for these
+  // (TextCodec::RewritesHistory): Nemotron-Nano-v2 ("<think>" in the
+  // generation prompt only) and Qwen3 (earlier replies lose their reasoning).
+  struct Case {
+    const char* file;
+    const char* eos;
+    bool rewrites;
+  };
+  for (const Case& c :
+       {Case{"nemotron-nano-v2.jinja", "<|im_end|>", true}, Case{"qwen3.jinja", "<|im_end|>", true},
+        Case{"granite-4.0-h.jinja", "<|end_of_text|>", false},
+        Case{"builtin-chatml.jinja", "<|im_end|>", false}}) {
+    const auto codec = Codec(c.file, ReadTemplate(c.file), c.eos);
+    EXPECT_EQ(codec->RewritesHistory(), c.rewrites) << c.file;
+  }
+  EXPECT_FALSE(codec_->RewritesHistory());  // the built-in granite template
+}
+
 TEST_F(HfTextCodecTest, TemplateRefusalIsInvalidArgumentWithItsMessage) {
   const auto codec =
       Codec("strict",

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -110,6 +111,8 @@ const std::vector<std::string> kTurns = {"Hello there", "how are you today?",
 
 TEST_F(RewriteTurnTest, NemotronConversationContinuesOnEveryTurnOnTheTemplatesRendering) {
   RouterHarness h(1, Nemotron());
+  std::optional<uint32_t> prev_snapshot_at;
+  std::vector<uint32_t> generation_prompt;
   for (size_t i = 0; i < kTurns.size(); ++i) {
     SCOPED_TRACE("turn " + std::to_string(i));
     const std::vector<uint32_t> expected = Rendering(h, "c", kTurns[i]);
@@ -123,10 +126,23 @@ TEST_F(RewriteTurnTest, NemotronConversationContinuesOnEveryTurnOnTheTemplatesRe
     prompt.insert(prompt.end(), req.suffix_token_ids().begin(), req.suffix_token_ids().end());
     EXPECT_EQ(prompt, expected);
     EXPECT_EQ(t.completed()->usage().prompt_tokens(), expected.size());
-    // ...from token 0: the worker reused nothing (its Mamba state is at the
-    // committed length, which the rendering no longer extends).
+    // ...sent as a first turn (no expected state: the worker's committed
+    // state is at a length the rendering no longer extends). This fake
+    // worker keeps no snapshots, so it reuses nothing.
     EXPECT_FALSE(req.has_expected());
     EXPECT_EQ(t.completed()->usage().cached_tokens(), 0u);
+    // The template rewrites history, so every turn asks for a Mamba snapshot
+    // at its last message's end, just before the generation prompt: exactly
+    // where the next turn's kept prefix (its history) ends.
+    ASSERT_TRUE(req.has_snapshot_at());
+    ASSERT_LT(req.snapshot_at(), prompt.size());
+    const std::vector<uint32_t> tail(prompt.begin() + req.snapshot_at(), prompt.end());
+    if (i == 0) generation_prompt = tail;
+    EXPECT_EQ(tail, generation_prompt);
+    if (prev_snapshot_at.has_value()) {
+      EXPECT_EQ(static_cast<uint32_t>(req.history_token_ids_size()), *prev_snapshot_at);
+    }
+    prev_snapshot_at = req.snapshot_at();
     // The ledger holds that prompt and the reply, and every message.
     const auto rec = h.ledger().Get(LedgerKey{"", "c"});
     ASSERT_TRUE(rec.ok()) << rec.status();
@@ -154,6 +170,8 @@ TEST_F(RewriteTurnTest, PrefixStableTemplateStillHitsTheCacheEveryTurn) {
     const TurnResult t = h.Complete(RouterHarness::UserTurn("c", kTurns[i]));
     ASSERT_TRUE(t.status.ok()) << t.status.error_message();
     EXPECT_EQ(t.completed()->usage().prompt_tokens(), expected.size());
+    // No snapshot is asked for: the committed state serves every turn.
+    EXPECT_FALSE(h.worker(0).requests().back().has_snapshot_at());
     if (i > 0) {
       EXPECT_TRUE(h.worker(0).requests().back().has_expected());
       EXPECT_GT(t.completed()->usage().cached_tokens(), 0u);

@@ -41,6 +41,25 @@ TEST_F(MambaStateGroupTest, FreshAttachGivesAZeroedSlot) {
   EXPECT_EQ(group_.cow_copies(), 0);
 }
 
+TEST_F(MambaStateGroupTest, SnapshotCopiesAnActiveSlotAndCanBeAttachedTo) {
+  const SlotId active = group_.Attach(kNoSlot).value();
+  FillSlot(*mem_, active, rng_);
+  const uint64_t at_snapshot = SlotChecksum(*mem_, active);
+  const SlotId snap = group_.Snapshot(active).value();
+  EXPECT_EQ(group_.state(snap), SlotState::kSnapshot);
+  EXPECT_EQ(group_.num_snapshots(), 1);
+  EXPECT_EQ(group_.num_free(), 2);
+  FillSlot(*mem_, active, rng_);  // the request moves on; the snapshot does not
+  EXPECT_EQ(SlotChecksum(*mem_, snap), at_snapshot);
+  const SlotId resumed = group_.Attach(snap).value();
+  EXPECT_EQ(SlotChecksum(*mem_, resumed), at_snapshot);
+  group_.Discard(resumed);
+  group_.Discard(active);
+  group_.FreeSnapshot(snap);
+  EXPECT_EQ(group_.num_snapshots(), 0);
+  EXPECT_EQ(group_.num_free(), 4);
+}
+
 TEST_F(MambaStateGroupTest, AttachCopiesTheCommittedStateIntoAnOwnedSlot) {
   const SlotId committed = MakeCommitted();
   const uint64_t sum = SlotChecksum(*mem_, committed);

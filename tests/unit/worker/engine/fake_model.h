@@ -97,8 +97,19 @@ class GatedModel final : public ModelRunner {
       blocked_.Notify();
       release_.WaitForNotification();
     }
+    if (fail_past_ >= 0) {
+      for (const ForwardSeq& s : batch) {
+        if (s.num_computed_tokens + static_cast<int64_t>(s.tokens.size()) > fail_past_) {
+          fail_past_ = -1;
+          return absl::InternalError("injected device error");
+        }
+      }
+    }
     return inner_->Forward(batch, logits);
   }
+  // Fails (once, computing nothing) the first Forward call in which a
+  // sequence reaches past token position `position`. Set it like BlockAt.
+  void FailPast(int64_t position) { fail_past_ = position; }
   // Blocks Forward call number `call` (1-based). Call before the engine runs
   // (or while it is idle): the engine thread reads it unsynchronised.
   void BlockAt(int call) { block_at_ = call; }
@@ -110,6 +121,7 @@ class GatedModel final : public ModelRunner {
   ModelRunner* inner_;
   int calls_ = 0;
   int block_at_ = -1;
+  int64_t fail_past_ = -1;
   absl::Notification blocked_;
   absl::Notification release_;
 };

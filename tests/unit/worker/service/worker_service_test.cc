@@ -285,6 +285,36 @@ TEST_F(WorkerServiceTest, SecondTurnIsServedFromCacheAndEqualsRecompute) {
   EXPECT_EQ(t2.committed()->state().prefix_hash(), TokenHash<int32_t>(committed));
 }
 
+TEST_F(WorkerServiceTest, RewriteTurnResumesFromTheReportedSnapshot) {
+  // Turn 1 asks for a snapshot after its 5 "message" tokens (2 more: the
+  // generation prompt); the commit report says the worker holds it.
+  const std::vector<uint32_t> first = {10, 11, 12, 13, 14, 1, 2};
+  pb::ExecuteRequest r1 = Turn("a", first, 4);
+  r1.set_snapshot_at(5);
+  Outcome t1 = Execute(r1);
+  ASSERT_TRUE(t1.status.ok()) << t1.status.error_message();
+  ASSERT_TRUE(t1.committed()->has_snapshot());
+  EXPECT_EQ(t1.committed()->snapshot().round(), 1u);
+  EXPECT_EQ(t1.committed()->snapshot().num_tokens(), 5u);
+  EXPECT_EQ(t1.committed()->snapshot().prefix_hash(),
+            TokenHash<int32_t>(std::vector<int32_t>{10, 11, 12, 13, 14}));
+  // Turn 2 rewrites everything after those 5 tokens: sent as a first turn.
+  pb::ExecuteRequest r2 = Turn("a", {20, 21, 0, 30, 31, 1, 2}, 4);
+  r2.set_has_history(true);
+  for (const uint32_t t : {10, 11, 12, 13, 14}) r2.add_history_token_ids(t);
+  r2.set_new_round(2);
+  Outcome t2 = Execute(r2);
+  ASSERT_TRUE(t2.status.ok()) << t2.status.error_message();
+  EXPECT_EQ(t2.started()->cached_tokens(), 5u);
+  EXPECT_FALSE(t2.committed()->has_snapshot());  // none asked for
+  std::vector<uint32_t> all = {10, 11, 12, 13, 14, 20, 21, 0, 30, 31, 1, 2};
+  Outcome fresh = Execute(Turn("b", all, 4));
+  ASSERT_TRUE(fresh.status.ok());
+  EXPECT_EQ(t2.tokens, fresh.tokens);
+  EXPECT_EQ(CounterValue("hc_worker_snapshot_lookups_total", "result", "hit"), 1.0);
+  EXPECT_EQ(CounterValue("hc_worker_snapshots_total", "event", "taken"), 1.0);
+}
+
 TEST_F(WorkerServiceTest, UnknownExpectedStateAnswersStateMissing) {
   pb::ExecuteRequest r = Turn("ghost", {5, 6}, 2);
   r.mutable_expected()->set_round(4);
@@ -481,6 +511,10 @@ TEST_F(WorkerServiceTest, InvalidFieldsAreRejectedWithAMessageNamingTheField) {
        grpc::StatusCode::INVALID_ARGUMENT, "history_token_ids[1] = 98"},
       {[](pb::ExecuteRequest* r) { r->set_new_round(0); }, grpc::StatusCode::INVALID_ARGUMENT,
        "new_round"},
+      {[](pb::ExecuteRequest* r) { r->set_snapshot_at(0); }, grpc::StatusCode::INVALID_ARGUMENT,
+       "snapshot_at 0 is outside the turn's context [1, 2]"},
+      {[](pb::ExecuteRequest* r) { r->set_snapshot_at(3); }, grpc::StatusCode::INVALID_ARGUMENT,
+       "snapshot_at 3"},
       {[inf](pb::ExecuteRequest* r) { r->mutable_sampling()->set_temperature(inf); },
        grpc::StatusCode::INVALID_ARGUMENT, "sampling.temperature"},
       {[](pb::ExecuteRequest* r) { r->mutable_sampling()->set_temperature(std::nanf("")); },
