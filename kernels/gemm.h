@@ -45,6 +45,13 @@ struct GemmBf16Args {
 
 // Thread-safety: implementations are stateless after construction; concurrent
 // calls on distinct outputs are safe (tensor-parallel ranks share one instance).
+//
+// Column-split invariance (what intra-op parallelism relies on, see
+// CreateParallelGemm in kernels/cpu/cpu_kernels.h): C[i, j] must be bitwise
+// the same whether j is computed in one call over all n columns or in a call
+// over a column range [j0, j1) that contains j, with j0 a multiple of 16
+// (same m, k, A, accumulate). The summation order of one element may depend on
+// m and k, and on j mod 16, but not on n or j0.
 class GemmKernel {
  public:
   virtual ~GemmKernel() = default;

@@ -2,6 +2,7 @@
 #ifndef HC_KERNELS_CPU_CPU_KERNELS_H_
 #define HC_KERNELS_CPU_CPU_KERNELS_H_
 
+#include <cstdint>
 #include <memory>
 
 #include "absl/status/statusor.h"
@@ -36,6 +37,15 @@ enum class CpuBf16GemmImpl {
   // Every path rounds the activations to bf16 (GemmBf16Args).
 };
 
+// Intra-op parallelism (common/intra_op.h): the least work one range of a
+// ParallelFor gets, so that a call too small to repay the dispatch (about a
+// microsecond with spinning helpers) runs on one thread. Tests set both to 1
+// so that every call that can be split is split.
+struct CpuParallelGrain {
+  int64_t gemm_macs = int64_t{1} << 16;        // multiply-adds per GEMM column block range
+  int64_t pointwise_elems = int64_t{1} << 14;  // elements per range: norms, RoPE, element-wise
+};
+
 struct CpuKernelOptions {
   CpuGemmImpl gemm = CpuGemmImpl::kAuto;
   CpuBf16GemmImpl bf16_gemm = CpuBf16GemmImpl::kAuto;
@@ -45,6 +55,7 @@ struct CpuKernelOptions {
   // pool on top would compete with those threads for the same cores, and its
   // size is process-wide, so it cannot be matched to one rank.
   int openblas_threads = 1;
+  CpuParallelGrain grain;
 };
 
 // True when this build links OpenBLAS.
@@ -66,12 +77,48 @@ absl::StatusOr<std::unique_ptr<GemmKernel>> CreateCpuGemm(
 // "widen-avx2", "scalar").
 const char* CpuBf16GemmName(CpuBf16GemmImpl impl);
 
+struct ParallelGemmOptions {
+  int64_t min_macs = CpuParallelGrain{}.gemm_macs;
+  // Whether the wrapped kernel's Gemm / GemmBf16 keep gemm.h's column-split
+  // invariance (CpuGemmSplitInvariant says so for the CPU implementations).
+  bool fp32_split_invariant = true;
+  bool bf16_split_invariant = true;
+};
+
+// Wraps a single-threaded GEMM: each call is split over N (B rows, C columns)
+// and run by ParallelFor on the calling thread's intra-op pool (inline when
+// none is bound). M is not split: the paths choose their kernel by m (small-m
+// dot products vs packed), so splitting M would change a row's summation.
+//  - Split-invariant kernel: ranges of whole 16-column blocks, at least
+//    min_macs multiply-adds each, one inner call per range; results are
+//    bitwise the inner kernel's for any thread count.
+//  - Otherwise (OpenBLAS: its results change with how N is cut): N is cut
+//    into chunks that depend only on (m, n, k, min_macs) — at most 12, whole
+//    16-column blocks — one inner call per chunk, also on one thread; results
+//    are bitwise the same for any thread count, though not the unwrapped
+//    kernel's.
+std::unique_ptr<GemmKernel> CreateParallelGemm(std::unique_ptr<GemmKernel> inner,
+                                               const ParallelGemmOptions& options = {});
+
+// Whether CreateCpuGemm(impl, any bf16 path) keeps gemm.h's column-split
+// invariance for fp32 (only kOpenBlas does not; kAuto never picks it). Every
+// bf16 path does.
+bool CpuGemmSplitInvariant(CpuGemmImpl impl);
+
+// The kernels use the calling thread's intra-op pool through ParallelFor
+// (GEMM via CreateParallelGemm; norms, RoPE and element-wise over tokens;
+// attention, conv1d and Mamba2 where their own files split work), with
+// results bitwise independent of the thread count.
 absl::StatusOr<KernelSet> CreateCpuKernels(const CpuKernelOptions& options = {});
 
 // Per-family factories (used by CreateCpuKernels and by tests).
-std::unique_ptr<NormKernels> CreateCpuNormKernels();
-std::unique_ptr<RopeKernel> CreateCpuRopeKernel();
-std::unique_ptr<ElementwiseKernels> CreateCpuElementwiseKernels();
+// `min_elems`: CpuParallelGrain::pointwise_elems.
+std::unique_ptr<NormKernels> CreateCpuNormKernels(
+    int64_t min_elems = CpuParallelGrain{}.pointwise_elems);
+std::unique_ptr<RopeKernel> CreateCpuRopeKernel(
+    int64_t min_elems = CpuParallelGrain{}.pointwise_elems);
+std::unique_ptr<ElementwiseKernels> CreateCpuElementwiseKernels(
+    int64_t min_elems = CpuParallelGrain{}.pointwise_elems);
 std::unique_ptr<Conv1dKernels> CreateCpuConv1dKernels();
 std::unique_ptr<Mamba2Kernels> CreateCpuMamba2Kernels();
 std::unique_ptr<AttentionKernels> CreateCpuAttentionKernels();

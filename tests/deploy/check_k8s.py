@@ -51,7 +51,7 @@ ROUTER_OPTIONAL_FLAGS = {"health_port", "tls_cert", "tls_key", "tls_client_ca", 
                          "worker_ca", "worker_tls_cert", "worker_tls_key", "worker_server_name",
                          "metrics_host", "reflection", "api_keys_file"}
 WORKER_OPTIONAL_FLAGS = {"health_port", "tls_cert", "tls_key", "peer_ca", "tls_refresh_interval",
-                         "metrics_host", "reflection"}
+                         "metrics_host", "reflection", "threads"}
 # The health service name that stays SERVING while the process runs
 # (common/server.h kLivenessService): startup and liveness probes check it,
 # readiness checks "".
@@ -445,6 +445,12 @@ class Overlay(SecurityChecks):
                 self.err(f"worker nvidia.com/gpu request {req} != limit {gpus}")
         elif device == "cpu" and gpus:
             self.err("worker runs with --device=cpu but asks for GPUs")
+        if device == "cpu" and flags.get("threads", "0") == "0":
+            # --threads 0 is the cgroup CPU quota: without a CPU limit it is
+            # every core of the node, far more threads than the pod requests.
+            if not res.get("limits", {}).get("cpu"):
+                self.err("CPU worker with --threads=0 has no CPU limit: it would start a thread "
+                         "per core of the node")
 
     def check_redis(self):
         sts = [w for w in self.by_kind.get("StatefulSet", {}).values()

@@ -144,6 +144,11 @@ class K8sChecksCatchMistakes(unittest.TestCase):
         self.assert_rejected("k8s/overlays/gpu/kustomization.yaml", "HC_TP=2", "HC_TP=4",
                              r"nvidia.com/gpu limit 2 != --tp 4")
 
+    def test_cpu_worker_with_default_threads_needs_a_cpu_limit(self):
+        self.assert_rejected("k8s/base/worker.yaml", '              cpu: "2"\n              memory: 8Gi',
+                             "              memory: 8Gi", r"--threads=0 has no CPU limit",
+                             overlay="cpu-dev")
+
     def test_grace_period_must_cover_drain(self):
         self.assert_rejected("k8s/base/worker.yaml", "terminationGracePeriodSeconds: 140",
                              "terminationGracePeriodSeconds: 60", r"terminationGracePeriodSeconds 60 < preStop")

@@ -2,6 +2,7 @@
 
 Each test starts its own worker on ephemeral ports and kills it at the end.
 """
+import math
 import os
 import shutil
 import signal
@@ -82,6 +83,28 @@ class Conversation:
         return started, tokens, committed
 
 
+def available_cpus():
+    """What hc::AvailableCpus() computes: the affinity mask capped by the cgroup CPU quota."""
+    cpus = len(os.sched_getaffinity(0))
+    quota = 0.0
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            q, period = f.read().split()
+            if q != "max":
+                quota = float(q) / float(period)
+    except (OSError, ValueError):
+        try:
+            with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") as fq, \
+                    open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as fp:
+                q, period = float(fq.read()), float(fp.read())
+                quota = q / period if q > 0 and period > 0 else 0.0
+        except (OSError, ValueError):
+            pass
+    if quota > 0:
+        cpus = min(cpus, max(1, math.ceil(quota)))
+    return cpus
+
+
 class WorkerProcessTest(unittest.TestCase):
     def start(self, *extra):
         w = h.Process("w0", [os.path.join(h.BIN, "hc-worker"), "--port=0", "--metrics_port=0",
@@ -107,6 +130,31 @@ class WorkerProcessTest(unittest.TestCase):
         m = w.metrics()
         self.assertEqual(h.metric_value(m, "hc_worker_conversation_lookups_total", {"result": "hit"}), 4)
         self.assertGreater(h.metric_value(m, "hc_worker_prefix_cache_hits_total"), 0)
+
+    def test_threads_0_runs_on_every_available_cpu_and_exports_it(self):
+        w, stub = self.start("--threads=0")
+        want = available_cpus()
+        self.assertEqual(h.metric_value(w.metrics(), "hc_worker_intra_op_threads", {"rank": "0"}),
+                         want)
+        self.assertIn(f"intra-op threads: {want} (--threads 0: available CPUs)", w.log())
+        _, tokens, _ = Conversation(stub, "a").send([5, 6, 7, 8])
+        self.assertEqual(len(tokens), 8)
+
+    def test_threads_split_over_tp_ranks_each_with_its_own_pool(self):
+        w, stub = self.start("--threads=3", "--tp=2")
+        m = w.metrics()
+        self.assertEqual(h.metric_value(m, "hc_worker_intra_op_threads", {"rank": "0"}), 2)
+        self.assertEqual(h.metric_value(m, "hc_worker_intra_op_threads", {"rank": "1"}), 1)
+        self.assertIn("per rank [2, 1]", w.log())
+        _, tokens, _ = Conversation(stub, "a").send([5, 6, 7, 8])
+        self.assertEqual(len(tokens), 8)
+
+    def test_negative_threads_is_refused_at_startup_with_a_clear_error(self):
+        r = subprocess.run([os.path.join(h.BIN, "hc-worker"), "--port=0", "--metrics_port=0",
+                            "--threads=-2"], capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("--threads must be >= 0 (0: every CPU this process may use), got -2",
+                      r.stderr)
 
     def test_bf16_checkpoint_serves_multi_turn_exactly(self):
         ckpt = tempfile.mkdtemp(prefix="hc-bf16-")

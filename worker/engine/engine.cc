@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/intra_op.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/text/stop_limits.h"
@@ -153,6 +154,10 @@ void EngineImpl::Stop() {
 }
 
 void EngineImpl::Loop() {
+  // Created, bound and destroyed on this thread, its owner (intra_op.h).
+  std::optional<IntraOpPool> pool;
+  if (options_.intra_op_threads > 1) pool.emplace(options_.intra_op_threads);
+  const ScopedIntraOpPool bind(pool.has_value() ? &*pool : nullptr);
   for (;;) {
     std::deque<std::unique_ptr<EngineTurn>> incoming;
     std::vector<Command> commands;
@@ -211,6 +216,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   }
   if (options.max_waiting < 0) {
     return absl::InvalidArgumentError("max_waiting must be >= 0 (0: unbounded)");
+  }
+  if (options.intra_op_threads < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("intra_op_threads must be >= 1, got ", options.intra_op_threads));
   }
   return std::unique_ptr<Engine>(new internal::EngineImpl(options));
 }

@@ -54,6 +54,12 @@ struct EngineOptions {
   // Null: stop strings are rejected with INVALID_ARGUMENT.
   std::function<std::string_view(int32_t)> token_bytes;
   uint64_t seed = 0x5eed;  // seeds turns that bring no seed
+  // Threads of the intra-op pool (common/intra_op.h) the engine thread
+  // creates and binds for its lifetime, so that every kernel it runs — the
+  // model's rank 0 forward, sampling — splits over them. 1: no pool. hc-worker
+  // sets it from --threads (rank 0's share with --tp; the other ranks' pools
+  // belong to their own threads, TensorParallelModelOptions::rank_threads).
+  int intra_op_threads = 1;
 };
 
 struct EngineLoad {

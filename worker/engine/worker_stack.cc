@@ -3,6 +3,8 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/intra_op.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "worker/model/model_config_io.h"
@@ -22,6 +24,10 @@ absl::StatusOr<std::unique_ptr<WorkerStack>> WorkerStack::Create(const WorkerSta
     HC_ASSIGN_OR_RETURN(kind, runtime::ParseBackendKind(o.device));
   }
   if (o.tp < 1) return absl::InvalidArgumentError("--tp must be >= 1");
+  if (o.threads < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--threads must be >= 0 (0: every CPU this process may use), got ", o.threads));
+  }
   if (o.mamba_slots < 1 || o.block_size < 1 || o.max_batch_tokens < 1 || o.max_running < 1) {
     return absl::InvalidArgumentError(
         "mamba_slots, block_size, max_batch_tokens and max_running must be >= 1");
@@ -34,13 +40,20 @@ absl::StatusOr<std::unique_ptr<WorkerStack>> WorkerStack::Create(const WorkerSta
       const model::ModelDTypes dtypes,
       model::ResolveModelDTypes(o.dtype, o.kv_dtype, stack->model_dir_, *checkpoint));
   HC_ASSIGN_OR_RETURN(stack->devices_, runtime::CreateDeviceGroup({.kind = kind, .tp = o.tp}));
+  // Intra-op pools: CPU only (a CUDA rank's kernels run on its GPU).
+  const bool cpu = kind == runtime::BackendKind::kCpu;
+  const int available_cpus = AvailableCpus();
+  const int threads = o.threads > 0 ? o.threads : available_cpus;
+  const std::vector<int> rank_threads =
+      cpu ? model::SplitThreads(threads, o.tp) : std::vector<int>();
   HC_ASSIGN_OR_RETURN(stack->model_,
                       model::TensorParallelModel::CreateFromSource(
                           {.tp_size = o.tp,
                            .rank_backends = stack->devices_->rank_backends(),
                            .make_communicators = stack->devices_->communicator_factory(),
                            .weight_dtype = dtypes.weights,
-                           .kv_dtype = dtypes.kv},
+                           .kv_dtype = dtypes.kv,
+                           .rank_threads = rank_threads},
                           config, *checkpoint));
 
   // KV blocks: given, or as many as fit in kv_cache_bytes (K and V of every
@@ -76,6 +89,7 @@ absl::StatusOr<std::unique_ptr<WorkerStack>> WorkerStack::Create(const WorkerSta
   eo.max_waiting = o.max_waiting;
   eo.max_model_len = stack->max_model_len_;
   eo.eos_token_id = config.eos_token_id;
+  eo.intra_op_threads = cpu ? rank_threads[0] : 1;
   if (const Tokenizer* tok = stack->tokenizer_.get()) {
     // What the router's codec decodes for a reply: special tokens add nothing.
     eo.token_bytes = [tok](int32_t id) -> std::string_view {
@@ -95,6 +109,14 @@ absl::StatusOr<std::unique_ptr<WorkerStack>> WorkerStack::Create(const WorkerSta
                << kernels::TorchDTypeName(dtypes.kv) << ", " << kv_blocks << " KV blocks of "
                << o.block_size << " tokens, " << o.mamba_slots << " Mamba slots, cache memory "
                << (cache_bytes >> 20) << " MiB";
+  if (cpu) {
+    HC_LOG(INFO) << "intra-op threads: " << threads
+                 << (o.threads > 0 ? " (--threads)" : " (--threads 0: available CPUs)")
+                 << ", per rank [" << absl::StrJoin(rank_threads, ", ")
+                 << "]; available CPUs (affinity, cgroup quota): " << available_cpus;
+  } else if (o.threads > 0) {
+    HC_LOG(INFO) << "--threads " << o.threads << " ignored: the CUDA backend runs on its GPUs";
+  }
   return stack;
 }
 

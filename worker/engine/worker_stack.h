@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/text/tokenizer.h"
@@ -28,6 +29,11 @@ struct WorkerStackOptions {
   std::string kv_dtype = "auto";
   std::string device = "cpu";  // cpu | cuda | auto (cuda when this build and machine have one)
   int tp = 1;
+  // Intra-op threads of a CPU worker, all ranks together (split over the
+  // ranks by model::SplitThreads; each rank gets at least 1). 0: AvailableCpus()
+  // (the affinity mask, capped by the cgroup CPU quota). Negative:
+  // INVALID_ARGUMENT. Ignored on CUDA.
+  int threads = 0;
   int kv_blocks = 0;                     // 0: derive from kv_cache_bytes
   int64_t kv_cache_bytes = 256ll << 20;  // used when kv_blocks == 0
   int mamba_slots = 64;
@@ -53,6 +59,9 @@ class WorkerStack {
   int kv_blocks() const { return memory_->kv_layout().num_blocks; }
   int mamba_slots() const { return memory_->mamba_layout().num_slots; }
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }
+  // Intra-op threads of each rank (element r: rank r); empty on CUDA, where
+  // --threads does not apply.
+  const std::vector<int>& rank_threads() const { return model_->rank_threads(); }
 
  private:
   WorkerStack() = default;

@@ -1,8 +1,11 @@
 #include "worker/model/tensor_parallel_model.h"
 
+#include <algorithm>
+#include <optional>
 #include <thread>
 #include <utility>
 
+#include "common/intra_op.h"
 #include "common/status_macros.h"
 
 namespace hc::model {
@@ -10,6 +13,11 @@ namespace hc::model {
 absl::StatusOr<std::unique_ptr<TensorParallelModel>> TensorParallelModel::Create(
     const TensorParallelModelOptions& options, const ModelConfig& config, TensorLoader load) {
   if (options.tp_size < 1) return absl::InvalidArgumentError("tp_size must be positive");
+  if (!options.rank_threads.empty() &&
+      (static_cast<int>(options.rank_threads.size()) != options.tp_size ||
+       *std::min_element(options.rank_threads.begin(), options.rank_threads.end()) < 1)) {
+    return absl::InvalidArgumentError("rank_threads must have tp_size entries, each >= 1");
+  }
   if (!options.rank_backends.empty() &&
       static_cast<int>(options.rank_backends.size()) != options.tp_size) {
     return absl::InvalidArgumentError("rank_backends must have tp_size entries");
@@ -35,8 +43,16 @@ absl::StatusOr<std::unique_ptr<TensorParallelModel>> TensorParallelModel::Create
                                                        config, load));
     model->ranks_.push_back(std::move(rank));
   }
+  model->rank_threads_ = options.rank_threads;
   model->StartWorkers();
   return model;
+}
+
+std::vector<int> SplitThreads(int threads, int tp) {
+  std::vector<int> split(tp, 1);
+  if (threads <= tp) return split;
+  for (int r = 0; r < tp; ++r) split[r] = threads / tp + (r < threads % tp ? 1 : 0);
+  return split;
 }
 
 void TensorParallelModel::StartWorkers() {
@@ -57,6 +73,10 @@ TensorParallelModel::~TensorParallelModel() {
 }
 
 void TensorParallelModel::WorkerLoop(int rank) {
+  // This rank's intra-op pool: created, bound and destroyed on its thread.
+  std::optional<IntraOpPool> pool;
+  if (!rank_threads_.empty() && rank_threads_[rank] > 1) pool.emplace(rank_threads_[rank]);
+  const ScopedIntraOpPool bind(pool.has_value() ? &*pool : nullptr);
   uint64_t seen = 0;
   std::vector<float> unused;  // only rank 0 produces logits
   while (true) {

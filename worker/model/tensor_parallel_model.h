@@ -36,7 +36,19 @@ struct TensorParallelModelOptions {
   // As HybridModelOptions: storage of the weight matrices and of the KV cache.
   runtime::DType weight_dtype = runtime::DType::kF32;
   runtime::DType kv_dtype = runtime::DType::kF32;
+  // Intra-op threads per rank (SplitThreads; empty: none). Rank r >= 1
+  // creates and binds an IntraOpPool of rank_threads[r] threads on its own
+  // thread. Rank 0 runs on the thread that calls Forward, which binds its own
+  // pool of rank_threads[0] (the engine thread: EngineOptions::intra_op_threads).
+  // CPU backends only: a GPU rank's kernels do not use the pool.
+  std::vector<int> rank_threads;
 };
+
+// `threads` intra-op threads split over `tp` ranks as evenly as possible
+// (the first threads % tp ranks get one more), each rank at least 1 — so
+// fewer threads than ranks still gives every rank its own thread.
+// REQUIRES: threads >= 0, tp >= 1.
+std::vector<int> SplitThreads(int threads, int tp);
 
 class TensorParallelModel {
  public:
@@ -47,6 +59,8 @@ class TensorParallelModel {
       const TensorSource& source);
 
   int tp_size() const { return static_cast<int>(ranks_.size()); }
+  // TensorParallelModelOptions::rank_threads (empty: no intra-op pools).
+  const std::vector<int>& rank_threads() const { return rank_threads_; }
   const ModelConfig& config() const { return ranks_[0]->config(); }
   // Every rank's cache tensors have these (per-rank) layouts; create the
   // cache memory (BackendCacheMemory) over the same rank backends.
@@ -67,6 +81,7 @@ class TensorParallelModel {
 
   std::vector<std::unique_ptr<runtime::Communicator>> comms_;
   std::vector<std::unique_ptr<HybridModel>> ranks_;
+  std::vector<int> rank_threads_;     // TensorParallelModelOptions::rank_threads
   std::vector<std::thread> workers_;  // ranks 1..tp-1
 
   // The step handed to the workers: a new generation starts one step.

@@ -62,6 +62,10 @@ ABSL_FLAG(std::string, dtype, "auto",
           "float32 or bfloat16");
 ABSL_FLAG(std::string, kv_dtype, "auto", "KV cache storage: auto (= --dtype), float32 or bfloat16");
 ABSL_FLAG(int32_t, tp, 1, "Tensor-parallel ranks");
+ABSL_FLAG(int32_t, threads, 0,
+          "CPU backend: intra-op threads of the worker, all ranks together (split evenly over "
+          "--tp ranks, each at least 1). 0: every CPU this process may use (affinity mask, "
+          "capped by the cgroup CPU quota). Ignored by the CUDA backend");
 ABSL_FLAG(int32_t, kv_blocks, 0, "KV cache blocks (0: derive from --kv_cache_bytes)");
 ABSL_FLAG(int64_t, kv_cache_bytes, 256ll << 20, "KV cache size in bytes when --kv_blocks is 0");
 ABSL_FLAG(int32_t, mamba_slots, 64,
@@ -109,6 +113,7 @@ int Run() {
   so.dtype = absl::GetFlag(FLAGS_dtype);
   so.kv_dtype = absl::GetFlag(FLAGS_kv_dtype);
   so.tp = absl::GetFlag(FLAGS_tp);
+  so.threads = absl::GetFlag(FLAGS_threads);
   so.kv_blocks = absl::GetFlag(FLAGS_kv_blocks);
   so.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_bytes);
   so.mamba_slots = absl::GetFlag(FLAGS_mamba_slots);
@@ -123,6 +128,7 @@ int Run() {
     HC_LOG(ERROR) << "cannot start the worker: " << stack.status();
     return 1;
   }
+  metrics.SetIntraOpThreads((*stack)->rank_threads());
 
   std::string worker_id = absl::GetFlag(FLAGS_worker_id);
   if (worker_id.empty()) worker_id = DefaultWorkerId();

@@ -49,7 +49,10 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& r)
           GaugeFamily(r, "hc_worker_num_requests_waiting", "Turns queued for admission").Add({})),
       conversations_(GaugeFamily(r, "hc_worker_conversations",
                                  "Committed conversation states held in the cache")
-                         .Add({})) {
+                         .Add({})),
+      intra_op_threads_(GaugeFamily(r, "hc_worker_intra_op_threads",
+                                    "CPU worker: intra-op threads of each tensor-parallel rank "
+                                    "(--threads split over --tp); absent on CUDA")) {
   auto& lookups = CounterFamily(r, "hc_worker_conversation_lookups_total",
                                 "Precise conversation lookups by result: hit, miss, stale");
   lookups_[static_cast<int>(cache::LookupResult::kHit)] = &lookups.Add({{"result", "hit"}});
@@ -88,6 +91,12 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& r)
   for (const char* outcome : {"published", "discarded", "failed"})
     commits_.Add({{"outcome", outcome}});
   for (const char* reason : {"queue_full", "draining"}) rejected_.Add({{"reason", reason}});
+}
+
+void WorkerMetrics::SetIntraOpThreads(const std::vector<int>& rank_threads) {
+  for (size_t r = 0; r < rank_threads.size(); ++r) {
+    intra_op_threads_.Add({{"rank", std::to_string(r)}}).Set(rank_threads[r]);
+  }
 }
 
 void WorkerMetrics::OnRejected(std::string_view reason) {

@@ -8,6 +8,7 @@
 #define HC_WORKER_SERVICE_WORKER_METRICS_H_
 
 #include <memory>
+#include <vector>
 
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
@@ -29,6 +30,10 @@ class WorkerMetrics final : public engine::EngineMetricsSink {
   void OnCommit(std::string_view outcome, double seconds) override;
   void OnStep(const cache::CacheCounters& counters, int num_running, int num_waiting) override;
 
+  // hc_worker_intra_op_threads{rank}: the intra-op threads of each rank
+  // (element r: rank r), set once at start-up. Empty (CUDA): no series.
+  void SetIntraOpThreads(const std::vector<int>& rank_threads);
+
  private:
   prometheus::Family<prometheus::Counter>& rejected_;
   prometheus::Counter& queries_;
@@ -45,6 +50,7 @@ class WorkerMetrics final : public engine::EngineMetricsSink {
   prometheus::Gauge& running_;
   prometheus::Gauge& waiting_;
   prometheus::Gauge& conversations_;
+  prometheus::Family<prometheus::Gauge>& intra_op_threads_;
   prometheus::Counter* snapshot_lookups_[2];  // hit, miss
   prometheus::Counter* snapshots_[3];         // taken, skipped, evicted
   // Totals already added to the counters that mirror the cache's totals.

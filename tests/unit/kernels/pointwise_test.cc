@@ -1,8 +1,10 @@
 // Norms, RoPE and element-wise kernels against plain references.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
+#include "common/intra_op.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/half.h"
@@ -237,6 +239,89 @@ TEST(ElementwiseTest, Relu2ScaleAndScatterAddMatchReference) {
     EXPECT_FLOAT_EQ(y[2 * D + i], y0[2 * D + i] + 0.25f * e[i]);
     EXPECT_FLOAT_EQ(y[0 * D + i], y0[0 * D + i] + 2.0f * e[D + i]);
     EXPECT_EQ(y[1 * D + i], y0[1 * D + i]);
+  }
+}
+
+// Every kernel of this file over odd row counts, outputs concatenated: the
+// same bits with no pool and with pools of 1..4 threads splitting every call
+// (grain 1).
+std::vector<float> RunAllPointwise(int64_t min_elems) {
+  const int T = 7, D = 20, G = 2, W = 11, H = 2, KV = 1, HD = 8;
+  auto norm = CreateCpuNormKernels(min_elems);
+  auto rope = CreateCpuRopeKernel(min_elems);
+  auto ew = CreateCpuElementwiseKernels(min_elems);
+  std::vector<float> all;
+  auto append = [&all](const std::vector<float>& v) { all.insert(all.end(), v.begin(), v.end()); };
+
+  const auto x = RandomVector(T * D, 1);
+  const auto w = RandomVector(D, 2, 0.5f, 1.5f);
+  std::vector<float> out(T * D);
+  norm->RmsNorm(
+      {.num_tokens = T, .dim = D, .x = {x.data(), D}, .weight = w.data(), .out = {out.data(), D}});
+  append(out);
+  const auto z = RandomVector(T * D, 3);
+  const GatedNormArgs gated{.num_tokens = T,
+                            .num_groups = G,
+                            .group_size = D / G,
+                            .norm_count = D / G,
+                            .y = {x.data(), D},
+                            .z = {z.data(), D},
+                            .weight = w.data(),
+                            .out = {out.data(), D}};
+  std::vector<float> sum_sq(T * G);
+  norm->GatedSumSquares(gated, sum_sq.data());
+  norm->GatedNormApply(gated, sum_sq.data());
+  append(sum_sq);
+  append(out);
+
+  auto q = RandomVector(T * H * HD, 4), k = RandomVector(T * KV * HD, 5);
+  std::vector<int32_t> positions(T);
+  for (int t = 0; t < T; ++t) positions[t] = 3 * t + 1;
+  rope->ApplyRope({.num_tokens = T,
+                   .positions = positions.data(),
+                   .head_dim = HD,
+                   .rotary_dim = HD,
+                   .q = {q.data(), H * HD},
+                   .num_q_heads = H,
+                   .k = {k.data(), KV * HD},
+                   .num_kv_heads = KV});
+  append(q);
+  append(k);
+
+  const auto gate_up = RandomVector(T * 2 * W, 6);
+  std::vector<float> act(T * W);
+  ew->SiluMul(T, W, {gate_up.data(), 2 * W}, {act.data(), W});
+  append(act);
+  ew->Relu2(T, W, {gate_up.data(), 2 * W}, {act.data(), W});
+  append(act);
+  ew->ScaleRows(T, W, 0.75f, {act.data(), W});
+  append(act);
+  const auto table = RandomVector(10 * D, 7);
+  std::vector<uint16_t> table16(table.size());
+  for (size_t i = 0; i < table.size(); ++i) table16[i] = F32ToBf16(table[i]);
+  const std::vector<int32_t> ids = {3, 0, 9, 3, 5, 1, 8};
+  ew->EmbeddingGather(T, ids.data(), table.data(), D, {out.data(), D});
+  append(out);
+  ew->EmbeddingGatherBf16(T, ids.data(), table16.data(), D, {out.data(), D});
+  append(out);
+  std::vector<float> y = x;
+  ew->AddRows(T, D, {out.data(), D}, {y.data(), D});
+  const std::vector<int32_t> rows = {6, 2, 0, 5, 1};
+  const std::vector<float> weights = {0.5f, -1.0f, 2.0f, 0.25f, 1.5f};
+  ew->ScatterAddRows(5, D, rows.data(), weights.data(), {x.data(), D}, {y.data(), D});
+  append(y);
+  return all;
+}
+
+TEST(PointwiseThreadsTest, EveryKernelGivesTheSameBitsOnAnyThreadCount) {
+  const std::vector<float> want = RunAllPointwise(1);  // no pool bound: sequential
+  for (int threads = 1; threads <= 4; ++threads) {
+    IntraOpPool pool(threads);
+    ScopedIntraOpPool bind(&pool);
+    const std::vector<float> got = RunAllPointwise(1);
+    ASSERT_EQ(got.size(), want.size());
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0)
+        << threads << " threads";
   }
 }
 

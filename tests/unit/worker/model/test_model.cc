@@ -204,27 +204,44 @@ absl::StatusOr<std::vector<float>> LoadF32ForTest(const TensorSource& source, st
 absl::StatusOr<std::unique_ptr<TpRunner>> TpRunner::Create(
     const ModelConfig& config, const TensorSource& source, int tp, int num_blocks, int block_size,
     int num_slots, size_t max_bytes, runtime::DType weight_dtype, runtime::DType kv_dtype) {
+  return Create(config, source,
+                {.tp = tp,
+                 .num_blocks = num_blocks,
+                 .block_size = block_size,
+                 .num_slots = num_slots,
+                 .max_bytes = max_bytes,
+                 .weight_dtype = weight_dtype,
+                 .kv_dtype = kv_dtype});
+}
+
+absl::StatusOr<std::unique_ptr<TpRunner>> TpRunner::Create(const ModelConfig& config,
+                                                           const TensorSource& source,
+                                                           const TpRunnerOptions& o) {
   auto runner = std::unique_ptr<TpRunner>(new TpRunner());
   HC_ASSIGN_OR_RETURN(runner->backend_,
-                      runtime::CreateCpuBackend({.kernels = {}, .max_bytes = max_bytes}));
+                      runtime::CreateCpuBackend({.kernels = o.kernels, .max_bytes = o.max_bytes}));
   HC_ASSIGN_OR_RETURN(runner->model_,
                       TensorParallelModel::Create(
-                          {.tp_size = tp,
+                          {.tp_size = o.tp,
                            .backend = runner->backend_.get(),
-                           .weight_dtype = weight_dtype,
-                           .kv_dtype = kv_dtype},
+                           .weight_dtype = o.weight_dtype,
+                           .kv_dtype = o.kv_dtype,
+                           .rank_threads = o.rank_threads},
                           config, [&](std::string_view name, const std::vector<int64_t>& s) {
                             return LoadF32ForTest(source, name, s);
                           }));
-  HC_ASSIGN_OR_RETURN(
-      runner->cache_,
-      runtime::BackendCacheMemory::Create(
-          runner->model_->KvLayout(num_blocks, block_size), runner->model_->MambaLayout(num_slots),
-          std::vector<runtime::Backend*>(tp, runner->backend_.get())));
+  HC_ASSIGN_OR_RETURN(runner->cache_,
+                      runtime::BackendCacheMemory::Create(
+                          runner->model_->KvLayout(o.num_blocks, o.block_size),
+                          runner->model_->MambaLayout(o.num_slots),
+                          std::vector<runtime::Backend*>(o.tp, runner->backend_.get())));
+  if (!o.rank_threads.empty() && o.rank_threads[0] > 1)
+    runner->rank0_pool_.emplace(o.rank_threads[0]);
   return runner;
 }
 
 absl::StatusOr<std::vector<float>> TpRunner::Forward(const ForwardBatch& batch) {
+  const ScopedIntraOpPool bind(rank0_pool_.has_value() ? &*rank0_pool_ : nullptr);
   std::vector<float> logits;
   HC_RETURN_IF_ERROR(model_->Forward(batch, cache_.get(), &logits));
   return logits;

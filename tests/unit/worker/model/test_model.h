@@ -7,10 +7,13 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/intra_op.h"
+#include "kernels/cpu/cpu_kernels.h"
 #include "worker/model/hybrid_model.h"
 #include "worker/model/tensor_parallel_model.h"
 #include "worker/model/tensor_source.h"
@@ -60,12 +63,30 @@ class RandomTensorSource final : public TensorSource {
 absl::StatusOr<std::vector<float>> LoadF32ForTest(const TensorSource& source, std::string_view name,
                                                   const std::vector<int64_t>& shape);
 
+struct TpRunnerOptions {
+  int tp = 1;
+  int num_blocks = 64;
+  int block_size = 4;
+  int num_slots = 4;
+  size_t max_bytes = 0;
+  runtime::DType weight_dtype = runtime::DType::kF32;
+  runtime::DType kv_dtype = runtime::DType::kF32;
+  // Intra-op threads per rank (TensorParallelModelOptions::rank_threads):
+  // rank 0's pool belongs to the runner and is bound around Forward, as the
+  // engine thread binds its own.
+  std::vector<int> rank_threads;
+  kernels::CpuKernelOptions kernels;
+};
+
 // A TensorParallelModel of tp ranks over its own CPU backend (optionally
 // limited to max_bytes) and cache memory on that backend (so the backend's
 // allocated_bytes() and max_bytes include the cache); Forward returns rank 0's
-// logits.
+// logits. Create and Forward on one thread (the owner of rank 0's pool).
 class TpRunner {
  public:
+  static absl::StatusOr<std::unique_ptr<TpRunner>> Create(const ModelConfig& config,
+                                                          const TensorSource& source,
+                                                          const TpRunnerOptions& options);
   static absl::StatusOr<std::unique_ptr<TpRunner>> Create(
       const ModelConfig& config, const TensorSource& source, int tp, int num_blocks, int block_size,
       int num_slots, size_t max_bytes = 0, runtime::DType weight_dtype = runtime::DType::kF32,
@@ -78,6 +99,7 @@ class TpRunner {
   std::unique_ptr<runtime::Backend> backend_;
   std::unique_ptr<TensorParallelModel> model_;
   std::unique_ptr<runtime::BackendCacheMemory> cache_;
+  std::optional<IntraOpPool> rank0_pool_;
 };
 
 double MaxRelError(const std::vector<float>& got, const std::vector<float>& want);
