@@ -13,27 +13,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <cctype>
 #include <cstdio>
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
-#include "grpcpp/create_channel.h"
 #include "router/http/openai_server.h"
-#include "tests/unit/router/service/router_harness.h"
+#include "tests/bench/router/latency_turns.h"
 
 namespace hc::router {
 namespace {
 namespace v1 = hybridcache::v1;
-
-double Percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  return v[static_cast<size_t>(p * (v.size() - 1))];
-}
 
 // A minimal HTTP/1.1 client on one kept-alive connection: sends a POST and
 // reads the chunked SSE reply through its last chunk.
@@ -82,11 +73,8 @@ class HttpClient {
 
 int main(int argc, char** argv) {
   using namespace hc::router;
-  const int turns = (argc > 1 && std::isdigit(static_cast<unsigned char>(argv[1][0])))
-                        ? std::atoi(argv[1])
-                        : 2000;
-  hc::SetMinLogSeverity(hc::LogSeverity::kWarning);
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  using bench::Percentile;
+  const int turns = bench::SetUpLatencyBench(argc, argv);
   testing::RouterHarness h(1);
   ByteTextCodec codec;
   http::OpenAiServerOptions ho;
@@ -97,42 +85,17 @@ int main(int argc, char** argv) {
     return 1;
   }
   HttpClient client((*api)->port());
-  auto worker = v1::WorkerService::NewStub(
-      grpc::CreateChannel(h.worker(0).address(), grpc::InsecureChannelCredentials()));
-  const auto prompt =
-      codec.EncodeTurn(std::vector<TurnMessage>{{Role::kUser, "hello"}}, TurnContext{}).value();
+  bench::LatencyTurns run(h);
   const std::string body =
       R"({"model":"bench","messages":[{"role":"user","content":"hello"}],"stream":true})";
 
   std::vector<double> direct, grpc_turn, http_one_shot, http_conv;
   for (int i = 0; i < turns + 200; ++i) {
     const std::string id = "bench-" + std::to_string(i);
-    v1::ExecuteRequest req;
-    req.mutable_key()->set_conversation_id(id + "-d");
-    req.set_request_id(id);
-    req.set_new_round(1);
-    req.mutable_suffix_token_ids()->Add(prompt.tokens.begin(), prompt.tokens.end());
+    const std::optional<double> d = run.Direct(id + "-d");
+    const std::optional<double> g = run.Routed(id + "-g");
+    if (!d.has_value() || !g.has_value()) return 1;
     absl::Time t0 = absl::Now();
-    {
-      grpc::ClientContext ctx;
-      auto reader = worker->Execute(&ctx, req);
-      v1::ExecuteEvent e;
-      while (reader->Read(&e)) {
-      }
-      if (!reader->Finish().ok()) return 1;
-    }
-    const double d = absl::ToDoubleMilliseconds(absl::Now() - t0);
-    t0 = absl::Now();
-    {
-      grpc::ClientContext ctx;
-      auto reader = h.stub().Complete(&ctx, testing::RouterHarness::UserTurn(id + "-g", "hello"));
-      v1::CompleteEvent e;
-      while (reader->Read(&e)) {
-      }
-      if (!reader->Finish().ok()) return 1;
-    }
-    const double g = absl::ToDoubleMilliseconds(absl::Now() - t0);
-    t0 = absl::Now();
     if (!client.PostStream(body, "")) {
       std::fprintf(stderr, "one-shot HTTP turn %d failed\n", i);
       return 1;
@@ -145,8 +108,8 @@ int main(int argc, char** argv) {
     }
     const double c = absl::ToDoubleMilliseconds(absl::Now() - t0);
     if (i >= 200) {  // warm-up done
-      direct.push_back(d);
-      grpc_turn.push_back(g);
+      direct.push_back(*d);
+      grpc_turn.push_back(*g);
       http_one_shot.push_back(o);
       http_conv.push_back(c);
     }
