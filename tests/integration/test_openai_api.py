@@ -91,6 +91,27 @@ class OpenAiApiTest(unittest.TestCase):
         self.assertEqual(whole.usage.total_tokens,
                          whole.usage.prompt_tokens + whole.usage.completion_tokens)
 
+    def test_top_logprobs_list_the_most_likely_tokens_streamed_and_not(self):
+        msgs = [{"role": "user", "content": "Which tokens are likely?"}]
+        whole = self.chat(msgs, max_tokens=6, logprobs=True, top_logprobs=3)
+        stream = self.chat(msgs, max_tokens=6, logprobs=True, top_logprobs=3, stream=True)
+        streamed = [e for chunk in stream for c in chunk.choices if c.logprobs
+                    for e in c.logprobs.content]
+        for entries in (whole.choices[0].logprobs.content, streamed):
+            self.assertEqual(len(entries), 6)
+            for e in entries:
+                self.assertEqual(len(e.top_logprobs), 3)
+                # Greedy: the sampled token is the most likely one.
+                self.assertEqual(e.top_logprobs[0].token, e.token)
+                self.assertAlmostEqual(e.top_logprobs[0].logprob, e.logprob, places=5)
+                lps = [t.logprob for t in e.top_logprobs]
+                self.assertEqual(lps, sorted(lps, reverse=True))
+                self.assertLessEqual(lps[0], 0.0)
+        self.assertEqual([e.model_dump() for e in streamed],
+                         [e.model_dump() for e in whole.choices[0].logprobs.content])
+        plain = self.chat(msgs, max_tokens=2, logprobs=True)
+        self.assertEqual(plain.choices[0].logprobs.content[0].top_logprobs, [])
+
     def test_six_turn_conversation_hits_the_cache_and_equals_grpc(self):
         conv = "sdk-six-turns"
         history, prev_context = [], 0
@@ -176,6 +197,9 @@ class OpenAiApiTest(unittest.TestCase):
         self.assertNotEqual(fork.id, r2.id)
         got = self.client.responses.retrieve(r2.id)
         self.assertEqual(got.output_text, r2.output_text)
+        # GET returns the usage the response was made with.
+        self.assertIsNotNone(got.usage)
+        self.assertEqual(got.usage.model_dump(), r2.usage.model_dump())
         # Streaming: created, deltas, completed; the text equals the non-streamed one.
         events = list(self.client.responses.create(
             model=MODEL, input="Second input.", temperature=0, max_output_tokens=10,
