@@ -76,9 +76,18 @@ class OpenAiServer {
     absl::Mutex mu;
     int live ABSL_GUARDED_BY(mu) = 0;  // exchanges not yet ended
     bool stopping ABSL_GUARDED_BY(mu) = false;
-    // (auth, salt, client conversation id) -> the ledger conversation of its
-    // latest branch, when it is not the client's id itself.
-    absl::flat_hash_map<std::string, std::string> branches ABSL_GUARDED_BY(mu);
+    // What this router committed last for a client's conversation: its
+    // latest branch (the ledger conversation) and that branch's committed
+    // messages, by digest, so that a turn that extends them needs no
+    // GetConversation (docs/http-api.md).
+    struct Branch {
+      std::string ledger_id;
+      uint64_t round = 0;
+      uint32_t num_messages = 0;
+      std::string digest;  // MessagesDigest of the committed messages
+    };
+    // (auth, salt, client conversation id) -> Branch.
+    absl::flat_hash_map<std::string, Branch> branches ABSL_GUARDED_BY(mu);
     // Response id -> its usage (the ledger keeps no usage), for GET.
     absl::flat_hash_map<std::string, hybridcache::v1::Usage> usages ABSL_GUARDED_BY(mu);
     // Cancels every call in flight (at shutdown).
