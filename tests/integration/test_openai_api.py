@@ -388,6 +388,47 @@ class OpenAiApiTest(unittest.TestCase):
         self.chat(ok_msgs)
 
 
+class OpenAiApiRestartTest(unittest.TestCase):
+    """Response ids name (conversation, round) under an HMAC; the ledger is durable: both survive
+    a router restart (same --http_response_id_secret_file, file ledger)."""
+
+    def test_response_ids_resolve_after_a_router_restart(self):
+        import tempfile
+        tmp = tempfile.mkdtemp(prefix="hc-http-restart-")
+        with open(os.path.join(tmp, "secret"), "w") as f:
+            f.write("a-shared-response-id-secret\n")
+        port = free_port()
+        with h.Stack(num_workers=1, model=MODEL,
+                     router_args=[f"--http_port={port}", f"--ledger_dir={tmp}/ledger",
+                                  "--ledger_fsync=always",
+                                  f"--http_response_id_secret_file={tmp}/secret"]) as stack:
+            client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused",
+                                   max_retries=2)
+
+            def create(text, prev=None):
+                return client.responses.create(model=MODEL, input=text, temperature=0,
+                                               max_output_tokens=8, previous_response_id=prev)
+
+            h.wait_until(lambda: stack.router.alive(), what="router")
+            r1 = create("Before the restart.")
+            r2 = create("Still before.", r1.id)
+            stack.router.kill()  # SIGKILL: only what the ledger made durable survives
+            stack.start_router()
+            h.wait_until(lambda: client.with_options(max_retries=0).models.list() is not None,
+                         what="the restarted router")
+            got = client.responses.retrieve(r2.id)
+            self.assertEqual(got.output_text, r2.output_text)
+            self.assertIsNone(got.usage)  # kept by the router that made it only
+            # An older round still forks (the same greedy reply as the original second round)...
+            fork = create("Still before.", r1.id)
+            self.assertEqual(fork.output_text, r2.output_text)
+            self.assertNotEqual(fork.id, r2.id)
+            # ...and the latest round still continues its conversation, from the cache.
+            r3 = create("After the restart.", r2.id)
+            self.assertGreater(r3.usage.input_tokens_details.cached_tokens, 0)
+            self.assertEqual(client.responses.retrieve(r3.id).output_text, r3.output_text)
+
+
 class OpenAiApiTlsTest(unittest.TestCase):
     """With --tls_cert/--tls_key the HTTP port serves HTTPS only."""
 
