@@ -41,6 +41,8 @@ struct OpenAiServerOptions {
   std::string model_name = "hybridcache";
   // Larger request bodies are refused with 413.
   size_t max_body_bytes = 4 << 20;
+  // Larger request heads (the header lines' bytes) are refused with 431.
+  size_t max_headers_bytes = 64 << 10;
   // Deadline of one turn (504 past it).
   absl::Duration turn_timeout = absl::Minutes(10);
   // Secret that signs response ids (/v1/responses); empty: a random one per

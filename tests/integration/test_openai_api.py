@@ -364,6 +364,12 @@ class OpenAiApiTest(unittest.TestCase):
              {"X-Cache-Salt": "salt-b"}, 404),
             ("retrieve an unknown response", "GET", R + "/resp_bogus", b"", {}, 404),
             ("retrieve under another salt", "GET", R + "/" + salted.id, b"", {}, 404),
+            ("PATCH", "PATCH", C, chat_body(), {}, 405),
+            ("TRACE", "TRACE", "/v1/models", b"", {}, 405),
+            ("100 KB header", "POST", C, chat_body(), {"X-Padding": "x" * 100000}, 431),
+            ("100 KB header on GET", "GET", "/v1/models", b"", {"X-Padding": "x" * 100000}, 431),
+            ("many headers", "POST", C, chat_body(),
+             {f"X-Pad-{k}": "y" * 1000 for k in range(80)}, 431),
         ]
         self.assertGreaterEqual(len(cases), 40)
         for i, (name, method, path, body, headers, want) in enumerate(cases):
