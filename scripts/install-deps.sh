@@ -21,13 +21,14 @@ done
 # libonig-dev: Oniguruma, the regex engine of Hugging Face `tokenizers` (our
 # tokenizer runs the same pre-tokenizer regexes with it); libicu-dev: Unicode
 # normalization (NFC/NFKC) and character properties for the tokenizer.
+# nlohmann-json3-dev: the one JSON parser (common/json over it: config,
+# tokenizer and safetensors files; router/http directly).
 pkgs=(build-essential cmake ninja-build ccache pkg-config libgtest-dev libgmock-dev libabsl-dev
-      libbenchmark-dev libopenblas-dev libonig-dev libicu-dev)
+      libbenchmark-dev libopenblas-dev libonig-dev libicu-dev nlohmann-json3-dev)
 if [[ $engine_only == 0 ]]; then
   pkgs+=(libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
          prometheus-cpp-dev grpc-proto libhiredis-dev libevent-dev
-         libssl-dev  # common/tls.cc checks certificate files with OpenSSL
-         nlohmann-json3-dev)  # the HTTP API's JSON (router/http)
+         libssl-dev)  # common/tls.cc checks certificate files with OpenSSL
   if [[ $build_only == 0 ]]; then
     # iproute2 and python3-yaml: tests/deploy runs the manifests as pods in
     # network namespaces (netns_pods_test.py).
