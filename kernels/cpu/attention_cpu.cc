@@ -1,21 +1,46 @@
 // CPU paged attention and KV write (see kernels/attention.h).
 //
-// Per sequence and KV head, the visible keys and values are gathered through
-// the block table into contiguous [ctx, head_dim] / [head_dim, ctx] copies;
-// then for each query head and tile of up to 64 queries: scores = Q K^T on the
-// own blocked GEMM, an exact causal softmax (max, exp-sum), out = P V (GEMM).
-// fp32 throughout; a bf16 cache is widened as it is gathered.
+// Blocked ("flash") attention. The work is cut into tasks of (sequence, KV
+// head, block of queries); a task holds the rows of all query heads of the
+// KV head's GQA group for its queries (row = query * group + head) and walks
+// the keys in blocks of kKeyBlock positions aligned to position 0:
+//   - the block's keys and values are gathered once through the block table
+//     (bf16 widened here), keys transposed [head_dim, kKeyBlock];
+//   - S = Q K^T for all rows (simd::TileGemm), masked only in blocks that
+//     reach past a row's own position (the diagonal);
+//   - online softmax per row: running max m and sum l, O rescaled by
+//     exp(m_old - m_new) when the max moves, P = exp(S - m) (simd::Exp);
+//   - O += P V (simd::TileGemm); at the end out = O / l.
+// Decode (one query per sequence) is the same task with `group` rows: every
+// key and value of the KV head is read once for all its query heads.
+//
+// Determinism: a row's arithmetic depends only on its own query and the key
+// blocks up to its position (blocks are aligned to absolute positions; a
+// block past a row's position adds exactly nothing: weight 0, rescale by
+// exp(0) = 1), not on the task it shares or the thread that runs it. Tasks
+// write disjoint outputs, so hc::ParallelFor over tasks changes no bit.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <vector>
 
+#include "common/intra_op.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/cpu_kernels_simd.h"
+#include "kernels/cpu/simd_tile.h"
 #include "kernels/half.h"
 
 namespace hc::kernels {
 namespace {
+
+using simd::Vf;
+using simd::Vi;
+
+constexpr int kKeyBlock = 64;     // keys per block (a multiple of every W)
+constexpr int kRowsPerTask = 96;  // query rows (queries x group) per task, at least one query
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // dst[offset, offset + n) (elements of `dtype`) = src[0, n).
 void StoreRow(const float* src, int64_t n, DType dtype, void* dst, int64_t offset) {
@@ -27,18 +52,215 @@ void StoreRow(const float* src, int64_t n, DType dtype, void* dst, int64_t offse
   for (int64_t i = 0; i < n; ++i) d[i] = F32ToBf16(src[i]);
 }
 
-// dst[0, n) = src[offset, offset + n) widened to fp32.
-void LoadRow(const void* src, int64_t offset, int64_t n, DType dtype, float* dst) {
-  if (dtype == DType::kF32) {
-    std::memcpy(dst, static_cast<const float*>(src) + offset, sizeof(float) * n);
-    return;
+struct Task {
+  int seq;
+  int kv_head;
+  int q0;  // first query (row of the sequence) of the block
+  int nq;  // queries in the block
+};
+
+// Everything a task reads, fixed for one PagedAttention call.
+struct Call {
+  const AttentionArgs* args;
+  const AttentionBatch* batch;
+  const PagedKvCache* cache;
+  int group;  // query heads per KV head
+  // Sequences with several query blocks per KV head have their key blocks
+  // gathered once into `packed` (PackedBlock); pack_offset[s] < 0: gathered
+  // per task.
+  const float* packed;
+  const int64_t* pack_offset;
+};
+
+// Per-thread work buffers, sized for the largest task.
+struct Scratch {
+  explicit Scratch(int rows, int hd)
+      : q(static_cast<size_t>(rows) * hd),
+        o(q.size()),
+        s(static_cast<size_t>(rows) * kKeyBlock),
+        kt(static_cast<size_t>(hd) * kKeyBlock),
+        v(kt.size()),
+        m(rows),
+        l(rows) {}
+  std::vector<float> q, o, s, kt, v, m, l;
+};
+
+// Keys [j0, j0 + nk) of one KV head: kt[d * kKeyBlock + j] (transposed) and
+// v[j * hd + d], fp32; columns / rows nk..kKeyBlock-1 zeroed (never stale
+// cache contents, which may be NaN).
+template <int W>
+HC_SIMD_INLINE void GatherKeyBlock(const PagedKvCache& cache, const int32_t* table, int kv_head,
+                                   int j0, int nk, float* kt, float* v) {
+  const int hd = cache.head_dim;
+  const int64_t kv_row = static_cast<int64_t>(cache.num_kv_heads) * hd;
+  for (int j = 0; j < nk; ++j) {
+    const int pos = j0 + j;
+    const int64_t slot = static_cast<int64_t>(table[pos / cache.block_size]) * cache.block_size +
+                         pos % cache.block_size;
+    const int64_t off = slot * kv_row + static_cast<int64_t>(kv_head) * hd;
+    float* vj = v + static_cast<size_t>(j) * hd;
+    if (cache.dtype == DType::kF32) {
+      const float* k = static_cast<const float*>(cache.k) + off;
+      for (int d = 0; d < hd; ++d) kt[d * kKeyBlock + j] = k[d];
+      std::memcpy(vj, static_cast<const float*>(cache.v) + off, sizeof(float) * hd);
+    } else {
+      const uint16_t* k = static_cast<const uint16_t*>(cache.k) + off;
+      const uint16_t* vs = static_cast<const uint16_t*>(cache.v) + off;
+      for (int d = 0; d < hd; ++d) kt[d * kKeyBlock + j] = Bf16ToF32(k[d]);
+      for (int d = 0; d < hd; ++d) vj[d] = Bf16ToF32(vs[d]);
+    }
   }
-  const uint16_t* s = static_cast<const uint16_t*>(src) + offset;
-  for (int64_t i = 0; i < n; ++i) dst[i] = Bf16ToF32(s[i]);
+  if (nk < kKeyBlock) {
+    for (int d = 0; d < hd; ++d) std::fill(kt + d * kKeyBlock + nk, kt + (d + 1) * kKeyBlock, 0.0f);
+    std::fill(v + static_cast<size_t>(nk) * hd, v + static_cast<size_t>(kKeyBlock) * hd, 0.0f);
+  }
+}
+
+template <int W>
+HC_SIMD_INLINE void AttendTask(const Call& call, const Task& task, Scratch& sc) {
+  const AttentionArgs& a = *call.args;
+  const PagedKvCache& cache = *call.cache;
+  const int hd = cache.head_dim, g = call.group;
+  const int rows = task.nq * g;
+  const int begin = call.batch->seqs.query_start_loc[task.seq];
+  const int computed = call.batch->num_computed_tokens[task.seq];
+  const int32_t* table =
+      call.batch->block_tables + static_cast<int64_t>(task.seq) * call.batch->max_blocks_per_seq;
+  float* q = sc.q.data();
+  float* o = sc.o.data();
+  float* s = sc.s.data();
+  for (int qi = 0; qi < task.nq; ++qi) {
+    for (int hh = 0; hh < g; ++hh) {
+      const float* src =
+          a.q.row(begin + task.q0 + qi) + static_cast<int64_t>(task.kv_head * g + hh) * hd;
+      float* dst = q + static_cast<size_t>(qi * g + hh) * hd;
+      for (int d = 0; d < hd; ++d) dst[d] = src[d] * a.scale;
+    }
+  }
+  std::fill_n(o, static_cast<size_t>(rows) * hd, 0.0f);
+  std::fill_n(sc.m.data(), rows, kNegInf);
+  std::fill_n(sc.l.data(), rows, 0.0f);
+  Vi<W> iota;
+  for (int i = 0; i < W; ++i) iota[i] = i;
+
+  const int ctx = computed + call.batch->seqs.query_start_loc[task.seq + 1] - begin;
+  const int num_key_blocks = (ctx + kKeyBlock - 1) / kKeyBlock;
+  const int64_t pack_offset = call.pack_offset[task.seq];
+  const float* pack = pack_offset >= 0 ? call.packed + pack_offset : nullptr;
+  const int first_pos = computed + task.q0;      // position of the block's first query
+  const int last_pos = first_pos + task.nq - 1;  // and of its last
+  for (int j0 = 0; j0 <= last_pos; j0 += kKeyBlock) {
+    const int nk = std::min(kKeyBlock, last_pos + 1 - j0);
+    const float* kt = sc.kt.data();
+    const float* v = sc.v.data();
+    if (pack != nullptr) {
+      kt = pack + (static_cast<int64_t>(task.kv_head) * num_key_blocks + j0 / kKeyBlock) * 2 * hd *
+                      kKeyBlock;
+      v = kt + hd * kKeyBlock;
+    } else {
+      GatherKeyBlock<W>(cache, table, task.kv_head, j0, nk, sc.kt.data(), sc.v.data());
+    }
+    simd::TileGemm<W>(rows, kKeyBlock, hd, q, hd, kt, kKeyBlock, s, kKeyBlock, false);
+    // Some row sees only part of this block: mask per row.
+    const bool diagonal = j0 + kKeyBlock > first_pos + 1;
+    for (int r = 0; r < rows; ++r) {
+      float* sr = s + static_cast<size_t>(r) * kKeyBlock;
+      // Keys of this block row r sees: positions j0 .. its own.
+      const int visible = first_pos + r / g + 1 - j0;
+      Vf<W> mx = simd::Splat<W>(kNegInf);
+      for (int c = 0; c < kKeyBlock; c += W) {
+        Vf<W> x = simd::Load<W>(sr + c);
+        if (diagonal) {
+          x = simd::Select<W>(iota + c >= visible, simd::Splat<W>(kNegInf), x);
+          simd::Store<W>(sr + c, x);
+        }
+        mx = simd::Max<W>(mx, x);
+      }
+      const float m_old = sc.m[r];
+      const float m_new = std::max(m_old, simd::HorizontalMax<W>(mx));
+      Vf<W> sum = simd::Splat<W>(0.0f);
+      for (int c = 0; c < kKeyBlock; c += W) {
+        const Vf<W> p = simd::Exp<W>(simd::Load<W>(sr + c) - m_new);
+        simd::Store<W>(sr + c, p);
+        sum = sum + p;
+      }
+      if (m_new != m_old) {
+        // m_old = -inf (first block): O and l are still 0, alpha = 0.
+        const float alpha = std::exp(m_old - m_new);
+        float* orow = o + static_cast<size_t>(r) * hd;
+        for (int d = 0; d < hd; ++d) orow[d] *= alpha;
+        sc.l[r] *= alpha;
+        sc.m[r] = m_new;
+      }
+      sc.l[r] += simd::HorizontalSum<W>(sum);
+    }
+    simd::TileGemm<W>(rows, hd, nk, s, kKeyBlock, v, hd, o, hd, true);
+  }
+  for (int qi = 0; qi < task.nq; ++qi) {
+    for (int hh = 0; hh < g; ++hh) {
+      const int r = qi * g + hh;
+      const float inv = 1.0f / sc.l[r];
+      const float* orow = o + static_cast<size_t>(r) * hd;
+      float* dst =
+          a.out.row(begin + task.q0 + qi) + static_cast<int64_t>(task.kv_head * g + hh) * hd;
+      for (int d = 0; d < hd; ++d) dst[d] = orow[d] * inv;
+    }
+  }
+}
+
+// Key block `block` of KV head `kv_head` of sequence `seq` into its place in
+// call.packed: [kv_head][block][kt | v], each part kKeyBlock * head_dim.
+template <int W>
+HC_SIMD_INLINE void PackKeyBlock(const Call& call, int seq, int kv_head, int block) {
+  const PagedKvCache& cache = *call.cache;
+  const int hd = cache.head_dim;
+  const int begin = call.batch->seqs.query_start_loc[seq];
+  const int ctx =
+      call.batch->num_computed_tokens[seq] + call.batch->seqs.query_start_loc[seq + 1] - begin;
+  const int num_key_blocks = (ctx + kKeyBlock - 1) / kKeyBlock;
+  float* kt = const_cast<float*>(call.packed) + call.pack_offset[seq] +
+              (static_cast<int64_t>(kv_head) * num_key_blocks + block) * 2 * hd * kKeyBlock;
+  const int32_t* table =
+      call.batch->block_tables + static_cast<int64_t>(seq) * call.batch->max_blocks_per_seq;
+  const int j0 = block * kKeyBlock;
+  GatherKeyBlock<W>(cache, table, kv_head, j0, std::min(kKeyBlock, ctx - j0), kt,
+                    kt + hd * kKeyBlock);
+}
+
+using TaskFn = void (*)(const Call&, const Task&, Scratch&);
+using PackFn = void (*)(const Call&, int, int, int);
+
+#if defined(__x86_64__)
+HC_TARGET_AVX512 void AttendTaskAvx512(const Call& c, const Task& t, Scratch& s) {
+  AttendTask<16>(c, t, s);
+}
+HC_TARGET_AVX2 void AttendTaskAvx2(const Call& c, const Task& t, Scratch& s) {
+  AttendTask<8>(c, t, s);
+}
+#endif
+// Packing does not depend on the vector width.
+void PackKeyBlockFn(const Call& c, int seq, int kv_head, int block) {
+  PackKeyBlock<4>(c, seq, kv_head, block);
+}
+void AttendTaskPortable(const Call& c, const Task& t, Scratch& s) { AttendTask<4>(c, t, s); }
+
+TaskFn PickTaskFn(simd::SimdWidth width) {
+  switch (simd::SimdLanes(width)) {
+#if defined(__x86_64__)
+    case 16:
+      return AttendTaskAvx512;
+    case 8:
+      return AttendTaskAvx2;
+#endif
+    default:
+      return AttendTaskPortable;
+  }
 }
 
 class CpuAttention final : public AttentionKernels {
  public:
+  explicit CpuAttention(simd::SimdWidth width) : task_fn_(PickTaskFn(width)) {}
+
   void WriteKv(int num_tokens, const int32_t* slot_mapping, ConstRows k, ConstRows v,
                const PagedKvCache& cache) const override {
     const int64_t row = static_cast<int64_t>(cache.num_kv_heads) * cache.head_dim;
@@ -51,107 +273,62 @@ class CpuAttention final : public AttentionKernels {
 
   void PagedAttention(const AttentionArgs& a, const AttentionBatch& batch,
                       const PagedKvCache& cache) const override {
-    const int hd = cache.head_dim;
     const int hkv = cache.num_kv_heads;
-    const int q_per_kv = a.num_q_heads / hkv;
-    const int64_t kv_row = static_cast<int64_t>(hkv) * hd;
-    std::vector<float> keys, values, values_t, scores;
+    const int group = a.num_q_heads / hkv;
+    const int queries_per_task = std::max(1, kRowsPerTask / group);
+    std::vector<Task> tasks;
     for (int s = 0; s < batch.seqs.num_seqs; ++s) {
-      const int begin = batch.seqs.query_start_loc[s];
-      const int len = batch.seqs.query_start_loc[s + 1] - begin;
-      if (len <= 0) continue;
-      const int computed = batch.num_computed_tokens[s];
-      const int ctx = computed + len;
-      const int32_t* bt = batch.block_tables + static_cast<int64_t>(s) * batch.max_blocks_per_seq;
-      keys.resize(static_cast<size_t>(ctx) * hd);
-      values.resize(static_cast<size_t>(ctx) * hd);
-      // P V as a GEMM needs V transposed; worth it only for query tiles that
-      // are not decode-sized.
-      const bool transpose_v = len > kSmallTile;
-      if (transpose_v) values_t.resize(static_cast<size_t>(hd) * ctx);
+      const int len = batch.seqs.query_start_loc[s + 1] - batch.seqs.query_start_loc[s];
       for (int kvh = 0; kvh < hkv; ++kvh) {
-        // Contiguous copies of this KV head: keys, values [ctx, hd] (values_t [hd, ctx]).
-        for (int j = 0; j < ctx; ++j) {
-          const int64_t slot = static_cast<int64_t>(bt[j / cache.block_size]) * cache.block_size +
-                               j % cache.block_size;
-          const int64_t off = slot * kv_row + static_cast<int64_t>(kvh) * hd;
-          LoadRow(cache.k, off, hd, cache.dtype, keys.data() + static_cast<size_t>(j) * hd);
-          LoadRow(cache.v, off, hd, cache.dtype, values.data() + static_cast<size_t>(j) * hd);
-        }
-        if (transpose_v) {
-          for (int j = 0; j < ctx; ++j) {
-            for (int d = 0; d < hd; ++d) {
-              values_t[static_cast<size_t>(d) * ctx + j] = values[static_cast<size_t>(j) * hd + d];
-            }
-          }
-        }
-        for (int h = kvh * q_per_kv; h < (kvh + 1) * q_per_kv; ++h) {
-          for (int i0 = 0; i0 < len; i0 += kQueryTile) {
-            const int rows = std::min(kQueryTile, len - i0);
-            // Row r (query i0 + r) sees positions [0, computed + i0 + r].
-            const int cols = computed + i0 + rows;
-            scores.resize(static_cast<size_t>(rows) * cols);
-            gemm_->Gemm({.m = rows,
-                         .n = cols,
-                         .k = hd,
-                         .a = a.q.row(begin + i0) + static_cast<int64_t>(h) * hd,
-                         .lda = a.q.stride,
-                         .b = keys.data(),
-                         .ldb = hd,
-                         .c = scores.data(),
-                         .ldc = cols});
-            for (int r = 0; r < rows; ++r) {
-              float* sr = scores.data() + static_cast<size_t>(r) * cols;
-              const int visible = computed + i0 + r + 1;
-              float max_score = -INFINITY;
-              for (int j = 0; j < visible; ++j) max_score = std::max(max_score, sr[j] * a.scale);
-              float denom = 0.0f;
-              for (int j = 0; j < visible; ++j) {
-                sr[j] = std::exp(sr[j] * a.scale - max_score);
-                denom += sr[j];
-              }
-              const float inv = 1.0f / denom;
-              for (int j = 0; j < visible; ++j) sr[j] *= inv;
-              for (int j = visible; j < cols; ++j) sr[j] = 0.0f;
-            }
-            float* out0 = a.out.row(begin + i0) + static_cast<int64_t>(h) * hd;
-            if (rows > kSmallTile) {
-              gemm_->Gemm({.m = rows,
-                           .n = hd,
-                           .k = cols,
-                           .a = scores.data(),
-                           .lda = cols,
-                           .b = values_t.data(),
-                           .ldb = ctx,
-                           .c = out0,
-                           .ldc = a.out.stride});
-              continue;
-            }
-            for (int r = 0; r < rows; ++r) {  // out = sum_j p_j v_j
-              float* o = out0 + static_cast<int64_t>(r) * a.out.stride;
-              const float* pr = scores.data() + static_cast<size_t>(r) * cols;
-              std::fill_n(o, hd, 0.0f);
-              for (int j = 0; j < computed + i0 + r + 1; ++j) {
-                const float* vj = values.data() + static_cast<size_t>(j) * hd;
-                for (int d = 0; d < hd; ++d) o[d] += pr[j] * vj[d];
-              }
-            }
-          }
+        for (int q0 = 0; q0 < len; q0 += queries_per_task) {
+          tasks.push_back({s, kvh, q0, std::min(queries_per_task, len - q0)});
         }
       }
     }
+    // Pack the key blocks of sequences with more than one query block per KV
+    // head (each block would otherwise be gathered by every one of them).
+    const int hd = cache.head_dim;
+    const int64_t block_floats = 2 * static_cast<int64_t>(hd) * kKeyBlock;
+    std::vector<int64_t> pack_offset(batch.seqs.num_seqs, -1);
+    std::vector<std::pair<int, int>> pack_units;  // (seq, key blocks)
+    int64_t packed_floats = 0;
+    for (int s = 0; s < batch.seqs.num_seqs; ++s) {
+      const int len = batch.seqs.query_start_loc[s + 1] - batch.seqs.query_start_loc[s];
+      if (len <= queries_per_task) continue;
+      const int blocks = (batch.num_computed_tokens[s] + len + kKeyBlock - 1) / kKeyBlock;
+      pack_offset[s] = packed_floats;
+      packed_floats += hkv * blocks * block_floats;
+      pack_units.emplace_back(s, blocks);
+    }
+    std::vector<float> packed(packed_floats);
+    const Call call{&a, &batch, &cache, group, packed.data(), pack_offset.data()};
+    for (const std::pair<int, int>& unit : pack_units) {
+      const int s = unit.first, blocks = unit.second;
+      ParallelFor(static_cast<int64_t>(hkv) * blocks, 4, [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) {
+          PackKeyBlockFn(call, s, static_cast<int>(i / blocks), static_cast<int>(i % blocks));
+        }
+      });
+    }
+    const TaskFn fn = task_fn_;
+    ParallelFor(static_cast<int64_t>(tasks.size()), 1, [&](int64_t lo, int64_t hi) {
+      Scratch scratch(queries_per_task * group, cache.head_dim);
+      for (int64_t i = lo; i < hi; ++i) fn(call, tasks[i], scratch);
+    });
   }
 
  private:
-  static constexpr int kQueryTile = 64;
-  static constexpr int kSmallTile = 3;  // tiles up to this many rows skip the V transpose
-  std::unique_ptr<GemmKernel> gemm_ = std::move(CreateCpuGemm(CpuGemmImpl::kBlocked)).value();
+  const TaskFn task_fn_;
 };
 
 }  // namespace
 
+std::unique_ptr<AttentionKernels> CreateCpuAttentionKernels(simd::SimdWidth width) {
+  return std::make_unique<CpuAttention>(width);
+}
+
 std::unique_ptr<AttentionKernels> CreateCpuAttentionKernels() {
-  return std::make_unique<CpuAttention>();
+  return CreateCpuAttentionKernels(simd::SimdWidth::kAuto);
 }
 
 }  // namespace hc::kernels

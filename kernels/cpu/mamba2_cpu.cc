@@ -8,7 +8,14 @@
 //   S_end = exp(cs[L-1]) S0 + sum_s exp(cs[L-1] - cs[s]) dt[s] x[s] (outer) B[s]
 // which is the per-token recurrence unrolled over the chunk (ssd_minimal.py).
 // Differences cs[l] - cs[s] are taken before exp so no factor overflows.
-// The products run on the own blocked GEMM (kernels/cpu/gemm_cpu.cc).
+//
+// Work split: first CB = C B^T of every (sequence, chunk, group), in parallel
+// (only its lower triangle, in row blocks); then every (sequence, head) runs
+// its chunks in order, in parallel (chunk-major rounds): the masked decay matrix
+// M = CB * exp(segsum) * dt (simd::Exp), and three small matrix products on
+// simd::TileGemm: y = C S0^T, y += M X, S = exp(cs_end) S0 + (X^T diag(w)) B.
+// Every output element is computed by one task in a fixed order, so the
+// result does not depend on the threads (hc::ParallelFor's contract).
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -18,15 +25,171 @@
 #include <memory>
 #include <vector>
 
+#include "common/intra_op.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/cpu_kernels_simd.h"
+#include "kernels/cpu/simd_tile.h"
 
 namespace hc::kernels {
 namespace {
+
+using simd::Vf;
+
+// Rows per block of the causal products: a row block needs the columns (and
+// the k range) up to its last row only.
+constexpr int kRowBlock = 16;
 
 inline float Softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
 
 inline float Dt(const SsmParams& p, float raw, int h) {
   return std::clamp(Softplus(raw + p.dt_bias[h]), p.dt_min, p.dt_max);
+}
+
+inline int RoundUp(int x, int m) { return (x + m - 1) / m * m; }
+
+// One chunk of one sequence.
+struct Chunk {
+  int t0;
+  int len;
+  int64_t cb_offset;  // of group 0's CB in the call's CB buffer; group g at + g * cb_stride
+};
+
+struct Call {
+  const SsmParams* p;
+  const SsmTensors* io;
+  const std::vector<std::vector<Chunk>>* chunks;  // [seq]
+  const int32_t* slots;
+  float* cb;          // all CB matrices, [len, lp] each (lp = len rounded up to W)
+  int64_t cb_stride;  // floats per group's CB: L * Lp
+};
+
+// CB[l, j] = C[l] . B[j] for j <= l (the rest of each kRowBlock-row block is
+// computed too, never read past the block's last row).
+template <int W>
+HC_SIMD_INLINE void ChunkCb(const Call& call, const Chunk& ch, int g, std::vector<float>& bt) {
+  const SsmParams& p = *call.p;
+  const int N = p.state_size, len = ch.len, lp = RoundUp(len, W);
+  bt.assign(static_cast<size_t>(N) * lp, 0.0f);
+  for (int j = 0; j < len; ++j) {
+    const float* bj = call.io->b.row(ch.t0 + j) + g * N;
+    for (int n = 0; n < N; ++n) bt[static_cast<size_t>(n) * lp + j] = bj[n];
+  }
+  float* cb = call.cb + ch.cb_offset + g * call.cb_stride;
+  for (int r0 = 0; r0 < len; r0 += kRowBlock) {
+    const int rows = std::min(kRowBlock, len - r0);
+    const int cols = std::min(lp, RoundUp(r0 + rows, W));
+    simd::TileGemm<W>(rows, cols, N, call.io->c.row(ch.t0 + r0) + g * N, call.io->c.stride,
+                      bt.data(), lp, cb + static_cast<size_t>(r0) * lp, lp, false);
+  }
+}
+
+struct HeadScratch {
+  std::vector<float> st_t, m, xt, dt, cs;
+};
+
+// Chunk `ch` of sequence `seq` for head h, from the head's [P, N] state in the
+// sequence's slot (left there updated).
+template <int W>
+HC_SIMD_INLINE void ScanChunkHead(const Call& call, int seq, const Chunk& ch, int h,
+                                  HeadScratch& sc) {
+  const SsmParams& p = *call.p;
+  const SsmTensors& io = *call.io;
+  const int P = p.head_dim, N = p.state_size, L = p.chunk_size;
+  const int g = h / (p.num_heads / p.num_groups);
+  const int lp_max = RoundUp(L, W);
+  float* st = p.state + static_cast<int64_t>(call.slots[seq]) * p.num_heads * P * N +
+              static_cast<int64_t>(h) * P * N;
+  const float a = -std::exp(p.a_log[h]);
+  sc.st_t.resize(static_cast<size_t>(N) * P);
+  sc.m.resize(static_cast<size_t>(L) * lp_max);
+  sc.xt.resize(static_cast<size_t>(P) * L);
+  sc.dt.resize(lp_max);
+  sc.cs.resize(lp_max);
+  const int len = ch.len, lp = RoundUp(len, W), t0 = ch.t0;
+  float run = 0.0f;
+  for (int l = 0; l < len; ++l) {
+    sc.dt[l] = Dt(p, io.dt.row(t0 + l)[h], h);
+    run += sc.dt[l] * a;
+    sc.cs[l] = run;
+  }
+  // Padding columns: finite, and masked to 0 below.
+  for (int l = len; l < lp; ++l) {
+    sc.dt[l] = 0.0f;
+    sc.cs[l] = run;
+  }
+  // y = C S0^T, then y = exp(cs) y + D x.
+  for (int q = 0; q < P; ++q) {
+    for (int n = 0; n < N; ++n) sc.st_t[static_cast<size_t>(n) * P + q] = st[q * N + n];
+  }
+  float* y0 = io.y.row(t0) + h * P;
+  simd::TileGemm<W>(len, P, N, io.c.row(t0) + g * N, io.c.stride, sc.st_t.data(), P, y0,
+                    io.y.stride, false);
+  const float dh = p.d[h];
+  for (int l = 0; l < len; ++l) {
+    float* y = io.y.row(t0 + l) + h * P;
+    const float* xl = io.x.row(t0 + l) + h * P;
+    const float e = std::exp(sc.cs[l]);
+    for (int q = 0; q < P; ++q) y[q] = y[q] * e + dh * xl[q];
+  }
+  // M[l, j] = CB[l, j] exp(cs[l] - cs[j]) dt[j] for j <= l, else 0; only the
+  // columns of l's row block are written (and read).
+  const float* cb = call.cb + ch.cb_offset + g * call.cb_stride;
+  simd::Vi<W> iota;
+  for (int i = 0; i < W; ++i) iota[i] = i;
+  for (int l = 0; l < len; ++l) {
+    const int cols = std::min(lp, RoundUp((l / kRowBlock + 1) * kRowBlock, W));
+    const Vf<W> csl = simd::Splat<W>(sc.cs[l]);
+    float* mrow = sc.m.data() + static_cast<size_t>(l) * lp;
+    const float* cbrow = cb + static_cast<size_t>(l) * lp;
+    for (int j = 0; j < cols; j += W) {
+      const Vf<W> decay = simd::Exp<W>(csl - simd::Load<W>(sc.cs.data() + j));
+      Vf<W> v = simd::Load<W>(cbrow + j) * decay * simd::Load<W>(sc.dt.data() + j);
+      v = simd::Select<W>(iota + j > l, simd::Splat<W>(0.0f), v);
+      simd::Store<W>(mrow + j, v);
+    }
+  }
+  // y += M X, per row block up to its last row.
+  for (int r0 = 0; r0 < len; r0 += kRowBlock) {
+    const int rows = std::min(kRowBlock, len - r0);
+    simd::TileGemm<W>(rows, P, r0 + rows, sc.m.data() + static_cast<size_t>(r0) * lp, lp,
+                      io.x.row(t0) + h * P, io.x.stride, io.y.row(t0 + r0) + h * P, io.y.stride,
+                      true);
+  }
+  // S = exp(cs_end) S0 + (X^T diag(w)) B, w[j] = exp(cs_end - cs[j]) dt[j].
+  const float total = sc.cs[len - 1];
+  const float e_total = std::exp(total);
+  for (int64_t i = 0; i < static_cast<int64_t>(P) * N; ++i) st[i] *= e_total;
+  for (int j = 0; j < len; ++j) {
+    const float wj = std::exp(total - sc.cs[j]) * sc.dt[j];
+    const float* xj = io.x.row(t0 + j) + h * P;
+    for (int q = 0; q < P; ++q) sc.xt[static_cast<size_t>(q) * len + j] = xj[q] * wj;
+  }
+  simd::TileGemm<W>(P, N, len, sc.xt.data(), len, io.b.row(t0) + g * N, io.b.stride, st, N, true);
+}
+
+using CbFn = void (*)(const Call&, const Chunk&, int, std::vector<float>&);
+using HeadFn = void (*)(const Call&, int, const Chunk&, int, HeadScratch&);
+
+#if defined(__x86_64__)
+HC_TARGET_AVX512 void ChunkCbAvx512(const Call& c, const Chunk& ch, int g, std::vector<float>& b) {
+  ChunkCb<16>(c, ch, g, b);
+}
+HC_TARGET_AVX512 void ScanHeadAvx512(const Call& c, int s, const Chunk& ch, int h,
+                                     HeadScratch& sc) {
+  ScanChunkHead<16>(c, s, ch, h, sc);
+}
+HC_TARGET_AVX2 void ChunkCbAvx2(const Call& c, const Chunk& ch, int g, std::vector<float>& b) {
+  ChunkCb<8>(c, ch, g, b);
+}
+HC_TARGET_AVX2 void ScanHeadAvx2(const Call& c, int s, const Chunk& ch, int h, HeadScratch& sc) {
+  ScanChunkHead<8>(c, s, ch, h, sc);
+}
+#endif
+void ChunkCbPortable(const Call& c, const Chunk& ch, int g, std::vector<float>& b) {
+  ChunkCb<4>(c, ch, g, b);
+}
+void ScanHeadPortable(const Call& c, int s, const Chunk& ch, int h, HeadScratch& sc) {
+  ScanChunkHead<4>(c, s, ch, h, sc);
 }
 
 // One state row of the recurrence: s[n] = s[n] * decay + dx * b[n]; returns
@@ -58,54 +221,85 @@ __attribute__((target("avx2,fma"))) float UpdateRowAvx2(float* s, const float* b
   for (float l : lanes) total += l;
   return total + UpdateRowGeneric(s + i, b + i, c + i, decay, dx, n - i);
 }
+#endif
 
 using UpdateRowFn = float (*)(float*, const float*, const float*, float, float, int);
-UpdateRowFn PickUpdateRow() {
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? UpdateRowAvx2
-                                                                         : UpdateRowGeneric;
-}
+UpdateRowFn PickUpdateRow(simd::SimdWidth width) {
+#if defined(__x86_64__)
+  if (simd::SimdLanes(width) >= 8) return UpdateRowAvx2;
 #else
-using UpdateRowFn = float (*)(float*, const float*, const float*, float, float, int);
-UpdateRowFn PickUpdateRow() { return UpdateRowGeneric; }
+  (void)width;
 #endif
+  return UpdateRowGeneric;
+}
 
 class CpuMamba2 final : public Mamba2Kernels {
  public:
-  CpuMamba2() : gemm_(std::move(CreateCpuGemm(CpuGemmImpl::kBlocked)).value()) {}
+  explicit CpuMamba2(simd::SimdWidth width)
+      : lanes_(simd::SimdLanes(width)), update_row_(PickUpdateRow(width)) {
+    switch (lanes_) {
+#if defined(__x86_64__)
+      case 16:
+        cb_fn_ = ChunkCbAvx512;
+        head_fn_ = ScanHeadAvx512;
+        break;
+      case 8:
+        cb_fn_ = ChunkCbAvx2;
+        head_fn_ = ScanHeadAvx2;
+        break;
+#endif
+      default:
+        cb_fn_ = ChunkCbPortable;
+        head_fn_ = ScanHeadPortable;
+        break;
+    }
+  }
 
   void SsdChunkScanVarlen(const SsmParams& p, const VarlenBatch& batch, const int32_t* slots,
                           const SsmTensors& io) const override {
-    const int H = p.num_heads, P = p.head_dim, N = p.state_size, L = p.chunk_size;
-    const int heads_per_group = H / p.num_groups;
-    const int64_t slot_elems = static_cast<int64_t>(H) * P * N;
-    Scratch sc(L, P, N);
+    const int L = p.chunk_size, G = p.num_groups;
+    const int64_t cb_stride = static_cast<int64_t>(L) * RoundUp(L, lanes_);
+    std::vector<std::vector<Chunk>> chunks(batch.num_seqs);
+    std::vector<std::pair<int, int>> cb_units;  // (seq, chunk index) x G below
+    int64_t cb_floats = 0;
     for (int s = 0; s < batch.num_seqs; ++s) {
-      const int begin = batch.query_start_loc[s];
       const int end = batch.query_start_loc[s + 1];
-      float* state = p.state + slots[s] * slot_elems;
-      for (int t0 = begin; t0 < end; t0 += L) {
-        const int len = std::min(L, end - t0);
-        for (int g = 0; g < p.num_groups; ++g) {
-          // cb[l, j] = C[l] . B[j] (all l, j; the causal mask is applied per head).
-          gemm_->Gemm({.m = len,
-                       .n = len,
-                       .k = N,
-                       .a = io.c.row(t0) + g * N,
-                       .lda = io.c.stride,
-                       .b = io.b.row(t0) + g * N,
-                       .ldb = io.b.stride,
-                       .c = sc.cb.data(),
-                       .ldc = len});
-          // bt[n, j] = B[j, n].
-          for (int j = 0; j < len; ++j) {
-            const float* bj = io.b.row(t0 + j) + g * N;
-            for (int n = 0; n < N; ++n) sc.bt[static_cast<size_t>(n) * len + j] = bj[n];
-          }
-          for (int h = g * heads_per_group; h < (g + 1) * heads_per_group; ++h) {
-            ChunkHead(p, io, t0, len, g, h, state + static_cast<int64_t>(h) * P * N, sc);
-          }
-        }
+      for (int t0 = batch.query_start_loc[s]; t0 < end; t0 += L) {
+        chunks[s].push_back({t0, std::min(L, end - t0), cb_floats});
+        cb_units.emplace_back(s, static_cast<int>(chunks[s].size()) - 1);
+        cb_floats += G * cb_stride;
       }
+    }
+    if (cb_floats == 0) return;
+    std::vector<float> cb(cb_floats);
+    const Call call{&p, &io, &chunks, slots, cb.data(), cb_stride};
+    const CbFn cb_fn = cb_fn_;
+    ParallelFor(static_cast<int64_t>(cb_units.size()) * G, 1, [&](int64_t lo, int64_t hi) {
+      std::vector<float> bt;
+      for (int64_t i = lo; i < hi; ++i) {
+        const auto [s, c] = cb_units[i / G];
+        cb_fn(call, chunks[s][c], static_cast<int>(i % G), bt);
+      }
+    });
+    // Chunk-major: round k runs chunk k of every sequence that has one, all
+    // heads in parallel, so a chunk's rows stay in cache across its heads.
+    const HeadFn head_fn = head_fn_;
+    const int H = p.num_heads;
+    size_t rounds = 0;
+    for (const auto& c : chunks) rounds = std::max(rounds, c.size());
+    std::vector<int> seqs;
+    for (size_t k = 0; k < rounds; ++k) {
+      seqs.clear();
+      for (int s = 0; s < batch.num_seqs; ++s) {
+        if (chunks[s].size() > k) seqs.push_back(s);
+      }
+      ParallelFor(static_cast<int64_t>(seqs.size()) * H, 1, [&](int64_t lo, int64_t hi) {
+        HeadScratch sc;
+        for (int64_t i = lo; i < hi; ++i) {
+          const int s = seqs[i / H];
+          head_fn(call, s, chunks[s][k], static_cast<int>(i % H), sc);
+        }
+      });
     }
   }
 
@@ -113,9 +307,12 @@ class CpuMamba2 final : public Mamba2Kernels {
                             const SsmTensors& io) const override {
     const int H = p.num_heads, P = p.head_dim, N = p.state_size;
     const int heads_per_group = H / p.num_groups;
-    for (int b = 0; b < batch_size; ++b) {
-      float* state = p.state + static_cast<int64_t>(slots[b]) * H * P * N;
-      for (int h = 0; h < H; ++h) {
+    const UpdateRowFn update_row = update_row_;
+    // One (sequence, head) per index: disjoint state rows and outputs.
+    ParallelFor(static_cast<int64_t>(batch_size) * H, 4, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) {
+        const int b = static_cast<int>(i / H), h = static_cast<int>(i % H);
+        float* state = p.state + static_cast<int64_t>(slots[b]) * H * P * N;
         const int g = h / heads_per_group;
         const float dt = Dt(p, io.dt.row(b)[h], h);
         const float decay = std::exp(dt * -std::exp(p.a_log[h]));
@@ -125,98 +322,27 @@ class CpuMamba2 final : public Mamba2Kernels {
         float* y = io.y.row(b) + h * P;
         for (int q = 0; q < P; ++q) {
           float* sp = state + (static_cast<int64_t>(h) * P + q) * N;
-          y[q] = update_row_(sp, bv, cv, decay, dt * x[q], N) + p.d[h] * x[q];
+          y[q] = update_row(sp, bv, cv, decay, dt * x[q], N) + p.d[h] * x[q];
         }
       }
-    }
+    });
   }
 
  private:
-  struct Scratch {
-    Scratch(int L, int P, int N)
-        : cb(static_cast<size_t>(L) * L),
-          m(static_cast<size_t>(L) * L),
-          bt(static_cast<size_t>(N) * L),
-          xt(static_cast<size_t>(P) * L),
-          dt(L),
-          cs(L) {}
-    std::vector<float> cb, m, bt, xt, dt, cs;
-  };
-
-  // One head over one chunk [t0, t0 + len); `st` is the head's [P, N] state.
-  // The three terms are GEMMs on the blocked kernel:
-  //   y  = diag(exp(cs)) C S0^T                      [len, P]
-  //   y += M X,  M[l, j] = cb[l, j] exp(cs[l] - cs[j]) dt[j]  (j <= l)
-  //   S  = exp(cs[len-1]) S0 + (X^T diag(w)) B,  w[j] = exp(cs[len-1] - cs[j]) dt[j]
-  void ChunkHead(const SsmParams& p, const SsmTensors& io, int t0, int len, int g, int h, float* st,
-                 Scratch& sc) const {
-    const int P = p.head_dim, N = p.state_size;
-    const float a = -std::exp(p.a_log[h]);
-    float run = 0.0f;
-    for (int l = 0; l < len; ++l) {
-      sc.dt[l] = Dt(p, io.dt.row(t0 + l)[h], h);
-      run += sc.dt[l] * a;
-      sc.cs[l] = run;
-    }
-    float* y0 = io.y.row(t0) + h * P;
-    gemm_->Gemm({.m = len,
-                 .n = P,
-                 .k = N,
-                 .a = io.c.row(t0) + g * N,
-                 .lda = io.c.stride,
-                 .b = st,
-                 .ldb = N,
-                 .c = y0,
-                 .ldc = io.y.stride});
-    for (int l = 0; l < len; ++l) {
-      float* y = io.y.row(t0 + l) + h * P;
-      const float* xl = io.x.row(t0 + l) + h * P;
-      const float e = std::exp(sc.cs[l]);
-      for (int q = 0; q < P; ++q) y[q] = y[q] * e + p.d[h] * xl[q];
-      float* mrow = sc.m.data() + static_cast<size_t>(l) * len;
-      const float* cbrow = sc.cb.data() + static_cast<size_t>(l) * len;
-      for (int j = 0; j <= l; ++j) mrow[j] = cbrow[j] * std::exp(sc.cs[l] - sc.cs[j]) * sc.dt[j];
-      for (int j = l + 1; j < len; ++j) mrow[j] = 0.0f;
-    }
-    for (int j = 0; j < len; ++j) {
-      const float* xj = io.x.row(t0 + j) + h * P;
-      for (int q = 0; q < P; ++q) sc.xt[static_cast<size_t>(q) * len + j] = xj[q];
-    }
-    gemm_->Gemm({.m = len,
-                 .n = P,
-                 .k = len,
-                 .a = sc.m.data(),
-                 .lda = len,
-                 .b = sc.xt.data(),
-                 .ldb = len,
-                 .c = y0,
-                 .ldc = io.y.stride,
-                 .accumulate = true});
-    const float total = sc.cs[len - 1];
-    const float e_total = std::exp(total);
-    for (int64_t i = 0; i < static_cast<int64_t>(P) * N; ++i) st[i] *= e_total;
-    for (int j = 0; j < len; ++j) {
-      const float wj = std::exp(total - sc.cs[j]) * sc.dt[j];
-      for (int q = 0; q < P; ++q) sc.xt[static_cast<size_t>(q) * len + j] *= wj;
-    }
-    gemm_->Gemm({.m = P,
-                 .n = N,
-                 .k = len,
-                 .a = sc.xt.data(),
-                 .lda = len,
-                 .b = sc.bt.data(),
-                 .ldb = len,
-                 .c = st,
-                 .ldc = N,
-                 .accumulate = true});
-  }
-
-  std::unique_ptr<GemmKernel> gemm_;
-  const UpdateRowFn update_row_ = PickUpdateRow();
+  const int lanes_;
+  const UpdateRowFn update_row_;
+  CbFn cb_fn_ = nullptr;
+  HeadFn head_fn_ = nullptr;
 };
 
 }  // namespace
 
-std::unique_ptr<Mamba2Kernels> CreateCpuMamba2Kernels() { return std::make_unique<CpuMamba2>(); }
+std::unique_ptr<Mamba2Kernels> CreateCpuMamba2Kernels(simd::SimdWidth width) {
+  return std::make_unique<CpuMamba2>(width);
+}
+
+std::unique_ptr<Mamba2Kernels> CreateCpuMamba2Kernels() {
+  return CreateCpuMamba2Kernels(simd::SimdWidth::kAuto);
+}
 
 }  // namespace hc::kernels

@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -10,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "kernels/profiled_kernels.h"
 
 namespace hc::runtime {
 
@@ -19,10 +21,14 @@ constexpr size_t kAlignment = 64;
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(kernels::KernelSet kernels, size_t max_bytes)
-      : kernels_(std::move(kernels)), max_bytes_(max_bytes) {}
+  CpuBackend(kernels::KernelSet kernels, size_t max_bytes, bool profiled)
+      : kernels_(std::move(kernels)), max_bytes_(max_bytes), profiled_(profiled) {}
 
   ~CpuBackend() override {
+    if (profiled_) {
+      HC_LOG(INFO) << "kernel time by family since start ($HC_KERNEL_PROFILE):\n"
+                   << kernels::KernelProfile::Format(kernels::ProcessKernelProfile().Snapshot(), 0);
+    }
     absl::MutexLock lock(&mu_);
     for (auto& [ptr, bytes] : live_) std::free(ptr);
   }
@@ -84,6 +90,7 @@ class CpuBackend final : public Backend {
  private:
   const kernels::KernelSet kernels_;
   const size_t max_bytes_;
+  const bool profiled_;  // kernels_ time into ProcessKernelProfile()
   mutable absl::Mutex mu_;
   absl::flat_hash_map<void*, size_t> live_ ABSL_GUARDED_BY(mu_);
   size_t allocated_ ABSL_GUARDED_BY(mu_) = 0;
@@ -93,7 +100,12 @@ class CpuBackend final : public Backend {
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(const CpuBackendOptions& options) {
   HC_ASSIGN_OR_RETURN(kernels::KernelSet set, kernels::CreateCpuKernels(options.kernels));
-  return std::make_unique<CpuBackend>(std::move(set), options.max_bytes);
+  // Opt-in per-family timing (kernels/profiled_kernels.h); unset: no wrapper,
+  // no cost.
+  const char* profile = std::getenv("HC_KERNEL_PROFILE");
+  const bool profiled = profile != nullptr && *profile != '\0' && std::string(profile) != "0";
+  if (profiled) set = kernels::ProfileKernels(std::move(set), &kernels::ProcessKernelProfile());
+  return std::make_unique<CpuBackend>(std::move(set), options.max_bytes, profiled);
 }
 
 }  // namespace hc::runtime

@@ -1,0 +1,21 @@
+// The attention and SSD kernels with an explicit instruction set, so tests
+// and benchmarks can run every path this CPU supports (CreateCpuKernels and
+// the factories of cpu_kernels.h use SimdWidth::kAuto).
+#ifndef HC_KERNELS_CPU_CPU_KERNELS_SIMD_H_
+#define HC_KERNELS_CPU_CPU_KERNELS_SIMD_H_
+
+#include <memory>
+
+#include "kernels/attention.h"
+#include "kernels/cpu/simd_tile.h"
+#include "kernels/mamba2.h"
+
+namespace hc::kernels {
+
+// A width this CPU lacks falls back to the widest it has (simd::SimdLanes).
+std::unique_ptr<AttentionKernels> CreateCpuAttentionKernels(simd::SimdWidth width);
+std::unique_ptr<Mamba2Kernels> CreateCpuMamba2Kernels(simd::SimdWidth width);
+
+}  // namespace hc::kernels
+
+#endif  // HC_KERNELS_CPU_CPU_KERNELS_SIMD_H_
