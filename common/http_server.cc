@@ -71,6 +71,10 @@ const char* MethodName(evhttp_cmd_type type) {
       return "DELETE";
     case EVHTTP_REQ_OPTIONS:
       return "OPTIONS";
+    case EVHTTP_REQ_PATCH:
+      return "PATCH";
+    case EVHTTP_REQ_TRACE:
+      return "TRACE";
     default:
       return "OTHER";
   }
@@ -247,9 +251,13 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOp
   evhttp_set_timeout_tv(server->http_, &tv);
   evhttp_set_max_headers_size(server->http_, static_cast<ev_ssize_t>(options.max_headers_bytes));
   evhttp_set_max_body_size(server->http_, static_cast<ev_ssize_t>(options.max_body_bytes));
+  // Every method evhttp parses but CONNECT (whose target is not a path)
+  // reaches the routes, so that they answer a wrong one (405) themselves,
+  // rather than evhttp's HTML 501.
   evhttp_set_allowed_methods(server->http_, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
                                                 EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                                EVHTTP_REQ_OPTIONS);
+                                                EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH |
+                                                EVHTTP_REQ_TRACE);
   evhttp_set_gencb(server->http_, &HttpServer::OnRequest, server.get());
   evhttp_bound_socket* bound = evhttp_bind_socket_with_handle(server->http_, options.host.c_str(),
                                                               static_cast<uint16_t>(options.port));

@@ -1,14 +1,17 @@
 #include "common/json.h"
 
 #include <cmath>
+#include <cstddef>
+#include <iterator>
 #include <limits>
+#include <optional>
+#include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "common/logging.h"
-#include "common/utf8.h"
+#include "nlohmann/json.hpp"
 
 namespace hc::json {
 
@@ -160,337 +163,240 @@ bool Value::operator==(const Value& o) const {
 namespace {
 
 // ---- Parser ------------------------------------------------------------------
+//
+// nlohmann-json's SAX parser reads the text (RFC 8259: UTF-8 validated,
+// \u escapes and surrogate pairs decoded, lone surrogates refused; iterative,
+// so nesting cannot overflow the stack); Builder turns its events into a
+// Value, refusing what nlohmann accepts but we do not: duplicate keys,
+// nesting deeper than max_depth, numbers out of double's range.
 
-class Parser {
- public:
-  Parser(std::string_view text, const ParseOptions& options) : s_(text), opt_(options) {}
+// Python's json module writes non-finite doubles as bare NaN, Infinity and
+// -Infinity, which no JSON parser reads. With allow_nan_infinity they are
+// replaced (outside strings) by zeros written in ways that only this file
+// writes, recognised by their exact text (a document that holds one itself is
+// refused). Numbers out of double's range stay errors (nlohmann: "number
+// overflow"), also where Python would read them as infinities.
+constexpr std::string_view kNanLiteral = "0e-4823947239847239847239847";
+constexpr std::string_view kInfLiteral = "0e-4823947239847239847239848";
+constexpr std::string_view kNegInfLiteral = "-0e-4823947239847239847239848";
 
-  absl::StatusOr<Value> ParseDocument() {
-    Value v;
-    absl::Status st = ParseValue(0, &v);
-    if (!st.ok()) return st;
-    SkipWs();
-    if (pos_ != s_.size()) return Error("unexpected trailing characters");
-    return v;
+// Where a replacement went: [at, at + new_len) of the rewritten text was
+// [orig, orig + old_len) of the original.
+struct Replacement {
+  size_t at = 0;
+  size_t orig = 0;
+  size_t old_len = 0;
+  size_t new_len = 0;
+};
+
+// Rewrites NaN / Infinity / -Infinity outside strings.
+std::string ReplaceNonFinite(std::string_view text, std::vector<Replacement>* out) {
+  std::string result;
+  result.reserve(text.size());
+  bool in_string = false;
+  for (size_t i = 0; i < text.size();) {
+    const char c = text[i];
+    if (in_string) {
+      result.push_back(c);
+      if (c == '\\' && i + 1 < text.size()) {
+        result.push_back(text[i + 1]);
+        i += 2;
+        continue;
+      }
+      if (c == '"') in_string = false;
+      ++i;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    std::string_view literal;
+    size_t len = 0;
+    for (const auto& [word, lit] :
+         {std::pair<std::string_view, std::string_view>{"NaN", kNanLiteral},
+          {"Infinity", kInfLiteral},
+          {"-Infinity", kNegInfLiteral}}) {
+      if (text.substr(i, word.size()) == word) {
+        literal = lit;
+        len = word.size();
+      }
+    }
+    if (len == 0) {
+      result.push_back(c);
+      ++i;
+      continue;
+    }
+    out->push_back({result.size(), i, len, literal.size()});
+    result.append(literal);
+    i += len;
   }
+  return result;
+}
+
+// The original offset of offset `pos` of the rewritten text.
+size_t OriginalOffset(size_t pos, const std::vector<Replacement>& reps) {
+  int64_t shift = 0;
+  for (const Replacement& r : reps) {
+    if (pos < r.at) break;
+    if (pos < r.at + r.new_len) return r.orig;
+    shift += static_cast<int64_t>(r.new_len) - static_cast<int64_t>(r.old_len);
+  }
+  return static_cast<size_t>(static_cast<int64_t>(pos) - shift);
+}
+
+// A pointer into the text that publishes how far the parser has read, so
+// that the Builder's own errors can name a byte offset too.
+class CountingIterator {
+ public:
+  using iterator_category = std::input_iterator_tag;
+  using value_type = char;
+  using difference_type = std::ptrdiff_t;
+  using pointer = const char*;
+  using reference = const char&;
+
+  CountingIterator(const char* p, const char* base, size_t* read)
+      : p_(p), base_(base), read_(read) {}
+  reference operator*() const { return *p_; }
+  CountingIterator& operator++() {
+    ++p_;
+    *read_ = static_cast<size_t>(p_ - base_);
+    return *this;
+  }
+  CountingIterator operator++(int) {
+    CountingIterator before = *this;
+    ++*this;
+    return before;
+  }
+  bool operator==(const CountingIterator& o) const { return p_ == o.p_; }
+  bool operator!=(const CountingIterator& o) const { return p_ != o.p_; }
 
  private:
-  absl::Status Error(std::string_view what) const {
-    return absl::InvalidArgumentError(
-        absl::StrCat("JSON parse error at byte ", pos_, ": ", std::string(what)));
-  }
+  const char* p_;
+  const char* base_;
+  size_t* read_;
+};
 
-  void SkipWs() {
-    while (pos_ < s_.size() &&
-           (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r')) {
-      ++pos_;
-    }
-  }
+class Builder {
+ public:
+  Builder(const ParseOptions& options, const size_t* read) : opt_(options), read_(read) {}
 
-  bool ConsumeLiteral(std::string_view lit) {
-    if (s_.substr(pos_, lit.size()) == lit) {
-      pos_ += lit.size();
-      return true;
+  // The error, with the (rewritten) byte offset it happened at.
+  const std::optional<std::pair<size_t, std::string>>& error() const { return error_; }
+  Value& root() { return root_; }
+
+  // nlohmann::json's SAX interface.
+  bool null() { return Add(Value()); }
+  bool boolean(bool b) { return Add(Value::Bool(b)); }
+  bool number_integer(int64_t i) { return Add(Value::Int(i)); }
+  bool number_unsigned(uint64_t u) {
+    if (u <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return Add(Value::Int(static_cast<int64_t>(u)));
     }
+    return Add(Value::Double(static_cast<double>(u)));
+  }
+  bool number_float(double d, const std::string& literal) {
+    if (opt_.allow_nan_infinity) {
+      if (literal == kNanLiteral)
+        return Add(Value::Double(std::numeric_limits<double>::quiet_NaN()));
+      if (literal == kInfLiteral)
+        return Add(Value::Double(std::numeric_limits<double>::infinity()));
+      if (literal == kNegInfLiteral) {
+        return Add(Value::Double(-std::numeric_limits<double>::infinity()));
+      }
+    }
+    // nlohmann refuses overflowing literals itself; this is a backstop.
+    if (!std::isfinite(d)) return Fail(absl::StrCat("number out of range: ", literal));
+    return Add(Value::Double(d));
+  }
+  bool string(std::string& s) { return Add(Value::String(std::move(s))); }
+  bool binary(nlohmann::json::binary_t&) { return Fail("binary data"); }
+  bool start_object(size_t) { return Open(Value::MakeObject()); }
+  bool key(std::string& k) {
+    Level& level = stack_.back();
+    const Value::Object& members = level.value->AsObject();
+    bool duplicate = false;
+    if (members.size() < kLinearLimit) {
+      for (const Value::Member& m : members) duplicate = duplicate || m.first == k;
+    } else {
+      if (level.keys.empty()) {
+        for (const Value::Member& m : members) level.keys.insert(m.first);
+      }
+      duplicate = !level.keys.insert(k).second;
+    }
+    if (duplicate) return Fail(absl::StrCat("duplicate object key \"", k, "\""));
+    key_ = std::move(k);
+    return true;
+  }
+  bool end_object() { return Close(); }
+  bool start_array(size_t) { return Open(Value::MakeArray()); }
+  bool end_array() { return Close(); }
+  bool parse_error(size_t position, const std::string&, const nlohmann::json::exception& e) {
+    // "[json.exception.parse_error.101] parse error at line 1, column 5: syntax
+    // error while parsing value - ..." -> "syntax error while parsing value - ...";
+    // "[json.exception.out_of_range.406] number overflow parsing '1e400'" ->
+    // "number overflow parsing '1e400'".
+    std::string_view what = e.what();
+    if (const size_t at = what.find("] "); at != std::string_view::npos) what.remove_prefix(at + 2);
+    if (what.rfind("parse error", 0) == 0) {
+      if (const size_t at = what.find(": "); at != std::string_view::npos)
+        what.remove_prefix(at + 2);
+    }
+    // nlohmann counts the offending byte as read.
+    error_.emplace(position > 0 ? position - 1 : 0, std::string(what));
     return false;
   }
 
-  absl::Status ParseValue(int depth, Value* out) {
-    if (depth > opt_.max_depth) return Error("nesting too deep");
-    SkipWs();
-    if (pos_ >= s_.size()) return Error("unexpected end of input, expected a value");
-    const char c = s_[pos_];
-    switch (c) {
-      case '{':
-        return ParseObject(depth, out);
-      case '[':
-        return ParseArray(depth, out);
-      case '"': {
-        std::string str;
-        absl::Status st = ParseString(&str);
-        if (!st.ok()) return st;
-        *out = Value::String(std::move(str));
-        return absl::OkStatus();
-      }
-      case 't':
-        if (ConsumeLiteral("true")) {
-          *out = Value::Bool(true);
-          return absl::OkStatus();
-        }
-        break;
-      case 'f':
-        if (ConsumeLiteral("false")) {
-          *out = Value::Bool(false);
-          return absl::OkStatus();
-        }
-        break;
-      case 'n':
-        if (ConsumeLiteral("null")) {
-          *out = Value();
-          return absl::OkStatus();
-        }
-        break;
-      case 'N':
-        if (opt_.allow_nan_infinity && ConsumeLiteral("NaN")) {
-          *out = Value::Double(std::numeric_limits<double>::quiet_NaN());
-          return absl::OkStatus();
-        }
-        break;
-      case 'I':
-        if (opt_.allow_nan_infinity && ConsumeLiteral("Infinity")) {
-          *out = Value::Double(std::numeric_limits<double>::infinity());
-          return absl::OkStatus();
-        }
-        break;
-      default:
-        if (c == '-' || (c >= '0' && c <= '9')) return ParseNumber(out);
-    }
-    return Error(absl::StrCat("unexpected character '", std::string(1, s_[pos_]), "'"));
-  }
-
-  absl::Status ParseNumber(Value* out) {
-    const size_t start = pos_;
-    if (s_[pos_] == '-') {
-      ++pos_;
-      if (opt_.allow_nan_infinity && ConsumeLiteral("Infinity")) {
-        *out = Value::Double(-std::numeric_limits<double>::infinity());
-        return absl::OkStatus();
-      }
-    }
-    auto digit = [&](size_t i) { return i < s_.size() && s_[i] >= '0' && s_[i] <= '9'; };
-    if (!digit(pos_)) return Error("invalid number: expected a digit");
-    if (s_[pos_] == '0') {
-      ++pos_;
-      if (digit(pos_)) return Error("invalid number: leading zero");
-    } else {
-      while (digit(pos_)) ++pos_;
-    }
-    bool integral = true;
-    if (pos_ < s_.size() && s_[pos_] == '.') {
-      integral = false;
-      ++pos_;
-      if (!digit(pos_)) return Error("invalid number: expected a digit after '.'");
-      while (digit(pos_)) ++pos_;
-    }
-    if (pos_ < s_.size() && (s_[pos_] == 'e' || s_[pos_] == 'E')) {
-      integral = false;
-      ++pos_;
-      if (pos_ < s_.size() && (s_[pos_] == '+' || s_[pos_] == '-')) ++pos_;
-      if (!digit(pos_)) return Error("invalid number: expected a digit in the exponent");
-      while (digit(pos_)) ++pos_;
-    }
-    const std::string lit(s_.substr(start, pos_ - start));
-    int64_t i = 0;
-    if (integral && absl::SimpleAtoi(lit, &i)) {
-      *out = Value::Int(i);
-      return absl::OkStatus();
-    }
-    double d = 0;
-    if (!absl::SimpleAtod(lit, &d) || std::isinf(d)) {
-      pos_ = start;
-      return Error(absl::StrCat("number out of range: ", lit));
-    }
-    *out = Value::Double(d);
-    return absl::OkStatus();
-  }
-
-  absl::Status ParseHex4(uint32_t* v) {
-    if (pos_ + 4 > s_.size()) return Error("truncated \\u escape");
-    *v = 0;
-    for (int k = 0; k < 4; ++k) {
-      const char c = s_[pos_++];
-      *v <<= 4;
-      if (c >= '0' && c <= '9')
-        *v |= c - '0';
-      else if (c >= 'a' && c <= 'f')
-        *v |= c - 'a' + 10;
-      else if (c >= 'A' && c <= 'F')
-        *v |= c - 'A' + 10;
-      else {
-        --pos_;
-        return Error("invalid hex digit in \\u escape");
-      }
-    }
-    return absl::OkStatus();
-  }
-
-  absl::Status ParseString(std::string* out) {
-    ++pos_;  // opening quote
-    while (true) {
-      if (pos_ >= s_.size()) return Error("unterminated string");
-      const auto c = static_cast<unsigned char>(s_[pos_]);
-      if (c == '"') {
-        ++pos_;
-        return absl::OkStatus();
-      }
-      if (c < 0x20) return Error("unescaped control character in string");
-      if (c == '\\') {
-        ++pos_;
-        if (pos_ >= s_.size()) return Error("unterminated escape");
-        const char e = s_[pos_++];
-        switch (e) {
-          case '"':
-            out->push_back('"');
-            break;
-          case '\\':
-            out->push_back('\\');
-            break;
-          case '/':
-            out->push_back('/');
-            break;
-          case 'b':
-            out->push_back('\b');
-            break;
-          case 'f':
-            out->push_back('\f');
-            break;
-          case 'n':
-            out->push_back('\n');
-            break;
-          case 'r':
-            out->push_back('\r');
-            break;
-          case 't':
-            out->push_back('\t');
-            break;
-          case 'u': {
-            const size_t esc_start = pos_ - 2;
-            uint32_t cp = 0;
-            absl::Status st = ParseHex4(&cp);
-            if (!st.ok()) return st;
-            if (cp >= 0xDC00 && cp <= 0xDFFF) {
-              pos_ = esc_start;
-              return Error("lone low surrogate in \\u escape");
-            }
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
-              if (!ConsumeLiteral("\\u")) {
-                pos_ = esc_start;
-                return Error("high surrogate not followed by a \\u low surrogate");
-              }
-              uint32_t lo = 0;
-              st = ParseHex4(&lo);
-              if (!st.ok()) return st;
-              if (lo < 0xDC00 || lo > 0xDFFF) {
-                pos_ = esc_start;
-                return Error("high surrogate not followed by a low surrogate");
-              }
-              cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            }
-            utf8::Append(cp, out);
-            break;
-          }
-          default:
-            --pos_;
-            return Error("invalid escape character");
-        }
-        continue;
-      }
-      uint32_t cp;
-      const size_t len = utf8::Decode(s_, pos_, &cp);
-      if (len == 0) return Error("invalid UTF-8 in string");
-      out->append(s_.substr(pos_, len));
-      pos_ += len;
-    }
-  }
-
-  absl::Status ParseArray(int depth, Value* out) {
-    ++pos_;
-    Value::Array items;
-    SkipWs();
-    if (pos_ < s_.size() && s_[pos_] == ']') {
-      ++pos_;
-      *out = Value::MakeArray(std::move(items));
-      return absl::OkStatus();
-    }
-    while (true) {
-      Value item;
-      absl::Status st = ParseValue(depth + 1, &item);
-      if (!st.ok()) return st;
-      items.push_back(std::move(item));
-      SkipWs();
-      if (pos_ >= s_.size()) return Error("unterminated array");
-      if (s_[pos_] == ',') {
-        ++pos_;
-        continue;
-      }
-      if (s_[pos_] == ']') {
-        ++pos_;
-        break;
-      }
-      return Error("expected ',' or ']' in array");
-    }
-    *out = Value::MakeArray(std::move(items));
-    return absl::OkStatus();
-  }
-
-  absl::Status ParseObject(int depth, Value* out) {
-    ++pos_;
-    Value::Object members;
-    SkipWs();
-    if (pos_ < s_.size() && s_[pos_] == '}') {
-      ++pos_;
-      *out = Value::MakeObject(std::move(members));
-      return absl::OkStatus();
-    }
-    absl::flat_hash_set<std::string> seen;
-    while (true) {
-      SkipWs();
-      if (pos_ >= s_.size() || s_[pos_] != '"') return Error("expected a string key in object");
-      const size_t key_pos = pos_;
-      std::string key;
-      absl::Status st = ParseString(&key);
-      if (!st.ok()) return st;
-      SkipWs();
-      if (pos_ >= s_.size() || s_[pos_] != ':') return Error("expected ':' after object key");
-      ++pos_;
-      Value v;
-      st = ParseValue(depth + 1, &v);
-      if (!st.ok()) return st;
-      members.emplace_back(std::move(key), std::move(v));
-      if (!CheckDuplicate(members, &seen)) {
-        pos_ = key_pos;
-        return Error(absl::StrCat("duplicate object key \"", members.back().first, "\""));
-      }
-      SkipWs();
-      if (pos_ >= s_.size()) return Error("unterminated object");
-      if (s_[pos_] == ',') {
-        ++pos_;
-        continue;
-      }
-      if (s_[pos_] == '}') {
-        ++pos_;
-        break;
-      }
-      return Error("expected ',' or '}' in object");
-    }
-    *out = Value::MakeObject(std::move(members));
-    return absl::OkStatus();
-  }
-
-  // Returns false when the last member's key already occurs. Small objects
-  // scan linearly; big ones (e.g. a tokenizer vocab) use `seen`.
-  static bool CheckDuplicate(const Value::Object& members, absl::flat_hash_set<std::string>* seen) {
-    const std::string& key = members.back().first;
-    if (members.size() <= kLinearLimit) {
-      for (size_t i = 0; i + 1 < members.size(); ++i) {
-        if (members[i].first == key) return false;
-      }
-      return true;
-    }
-    if (seen->empty()) {
-      for (size_t i = 0; i + 1 < members.size(); ++i) seen->insert(members[i].first);
-    }
-    return seen->insert(key).second;
-  }
-
+ private:
+  struct Level {
+    Value* value;
+    absl::flat_hash_set<std::string> keys;  // of big objects only
+  };
   static constexpr size_t kLinearLimit = 16;
-  std::string_view s_;
-  ParseOptions opt_;
-  size_t pos_ = 0;
+
+  bool Fail(std::string what) {
+    error_.emplace(*read_ > 0 ? *read_ - 1 : 0, std::move(what));
+    return false;
+  }
+  // Adds `v` where the document is; returns where it went.
+  Value* Place(Value v) {
+    if (stack_.empty()) {
+      root_ = std::move(v);
+      return &root_;
+    }
+    Value* top = stack_.back().value;
+    if (top->is_array()) return &top->Append(std::move(v));
+    Value::Object& members = top->MutableObject();
+    members.emplace_back(std::move(key_), std::move(v));
+    return &members.back().second;
+  }
+  bool Add(Value v) {
+    Place(std::move(v));
+    return true;
+  }
+  bool Open(Value container) {
+    if (static_cast<int>(stack_.size()) > opt_.max_depth) return Fail("nesting too deep");
+    // The parent does not grow while this container is open, so the pointer
+    // stays valid.
+    stack_.push_back({Place(std::move(container)), {}});
+    return true;
+  }
+  bool Close() {
+    stack_.pop_back();
+    return true;
+  }
+
+  const ParseOptions opt_;
+  const size_t* read_;
+  Value root_;
+  std::vector<Level> stack_;
+  std::string key_;
+  std::optional<std::pair<size_t, std::string>> error_;
 };
 
 // ---- Writer ------------------------------------------------------------------
 
+// Scalars are written by nlohmann-json's serializer (shortest round-trip
+// doubles, Python-like "1.0" for integral ones; string escaping with
+// ensure_ascii as Python's, invalid UTF-8 replaced by U+FFFD); the layout
+// around them is Write's.
 void AppendDouble(double d, bool allow_nonfinite, std::string* out) {
   if (!std::isfinite(d)) {
     if (!allow_nonfinite) {
@@ -502,15 +408,12 @@ void AppendDouble(double d, bool allow_nonfinite, std::string* out) {
     }
     return;
   }
-  std::string s;
-  for (int precision = 15; precision <= 17; ++precision) {
-    s = absl::StrFormat("%.*g", precision, d);
-    double back = 0;
-    if (absl::SimpleAtod(s, &back) && back == d) break;
-  }
-  // Keep doubles recognisable as non-integers (like Python's repr: 1.0).
-  if (s.find_first_of(".eEn") == std::string::npos) s.append(".0");
-  out->append(s);
+  out->append(nlohmann::json(d).dump());
+}
+
+void AppendQuoted(std::string_view s, bool ensure_ascii, std::string* out) {
+  out->append(nlohmann::json(std::string(s))
+                  .dump(-1, ' ', ensure_ascii, nlohmann::json::error_handler_t::replace));
 }
 
 void Write(const Value& v, const WriteOptions& opt, int level, std::string* out) {
@@ -568,79 +471,31 @@ void Write(const Value& v, const WriteOptions& opt, int level, std::string* out)
 
 }  // namespace
 
-void AppendQuoted(std::string_view s, bool ensure_ascii, std::string* out) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  auto append_u = [&](uint32_t u) {
-    out->append("\\u");
-    for (int shift = 12; shift >= 0; shift -= 4) out->push_back(kHex[(u >> shift) & 0xF]);
-  };
-  out->push_back('"');
-  for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        ++i;
-        continue;
-      case '\\':
-        out->append("\\\\");
-        ++i;
-        continue;
-      case '\n':
-        out->append("\\n");
-        ++i;
-        continue;
-      case '\r':
-        out->append("\\r");
-        ++i;
-        continue;
-      case '\t':
-        out->append("\\t");
-        ++i;
-        continue;
-      case '\b':
-        out->append("\\b");
-        ++i;
-        continue;
-      case '\f':
-        out->append("\\f");
-        ++i;
-        continue;
-      default:
-        break;
-    }
-    if (c < 0x20) {
-      append_u(c);
-      ++i;
-      continue;
-    }
-    if (c < 0x80 || !ensure_ascii) {
-      out->push_back(static_cast<char>(c));
-      ++i;
-      continue;
-    }
-    uint32_t cp;
-    const size_t len = utf8::Decode(s, i, &cp);
-    if (len == 0) {  // invalid UTF-8: write U+FFFD rather than broken JSON
-      append_u(0xFFFD);
-      ++i;
-      continue;
-    }
-    if (cp >= 0x10000) {
-      const uint32_t v = cp - 0x10000;
-      append_u(0xD800 + (v >> 10));
-      append_u(0xDC00 + (v & 0x3FF));
-    } else {
-      append_u(cp);
-    }
-    i += len;
-  }
-  out->push_back('"');
-}
-
 absl::StatusOr<Value> Parse(std::string_view text, const ParseOptions& options) {
-  Parser parser(text, options);
-  return parser.ParseDocument();
+  std::vector<Replacement> reps;
+  std::string rewritten;
+  if (options.allow_nan_infinity) {
+    for (std::string_view lit : {kNanLiteral, kInfLiteral}) {
+      if (text.find(lit) != std::string_view::npos) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("JSON parse error: the document contains the number literal ",
+                         std::string(lit), ", which this parser reserves for NaN and Infinity"));
+      }
+    }
+    rewritten = ReplaceNonFinite(text, &reps);
+    text = rewritten;
+  }
+  size_t read = 0;
+  Builder builder(options, &read);
+  const CountingIterator begin(text.data(), text.data(), &read);
+  const CountingIterator end(text.data() + text.size(), text.data(), &read);
+  const bool ok = nlohmann::json::sax_parse(begin, end, &builder);
+  if (ok && !builder.error().has_value()) return std::move(builder.root());
+  const auto& [pos, what] = builder.error().has_value()
+                                ? *builder.error()
+                                : std::make_pair(text.size(), std::string("invalid document"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("JSON parse error at byte ", OriginalOffset(pos, reps), ": ", what));
 }
 
 std::string Serialize(const Value& value, const WriteOptions& options) {

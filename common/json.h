@@ -1,12 +1,19 @@
-// A small, strict JSON (RFC 8259) parser and writer for configuration files,
-// tokenizer files and safetensors headers.
+// Typed JSON values for configuration files, tokenizer files and safetensors
+// headers, read and written with nlohmann-json (Debian nlohmann-json3-dev, the
+// project's one JSON library; router/http uses it directly). This layer adds
+// what those loaders rely on and nlohmann's own value type does not give:
 //
 // - Objects keep insertion order; duplicate keys are a parse error.
 // - Numbers keep both forms: an integer literal that fits in int64 is stored
 //   exactly (is_int()), every number also as a double.
 // - Strings are UTF-8; \uXXXX escapes (surrogate pairs included) are decoded,
 //   invalid UTF-8 or lone surrogates are rejected.
-// - Errors are INVALID_ARGUMENT and name the byte offset of the problem.
+// - Numbers beyond double's range (1e400) are errors; nesting deeper than
+//   ParseOptions::max_depth is an error (nlohmann's parser is iterative, so a
+//   deep document never overflows the stack).
+// - Errors are INVALID_ARGUMENT and name the byte offset of the problem and
+//   what was wrong ("JSON parse error at byte 12: syntax error while parsing
+//   value - unexpected ','; expected '[', '{', or a literal").
 //
 // Thread-safety: a Value is a plain value type (copyable, movable); concurrent
 // const access is safe.
@@ -104,9 +111,6 @@ struct WriteOptions {
 };
 
 std::string Serialize(const Value& value, const WriteOptions& options = {});
-
-// Appends `s` as a quoted, escaped JSON string literal to `out`.
-void AppendQuoted(std::string_view s, bool ensure_ascii, std::string* out);
 
 }  // namespace hc::json
 

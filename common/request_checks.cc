@@ -42,6 +42,13 @@ absl::Status ValidateSamplingParams(const hybridcache::v1::SamplingParams& s, ui
     return absl::InvalidArgumentError(
         absl::StrCat("sampling.top_k must be at most ", INT32_MAX, ", got ", s.top_k()));
   }
+  if (s.top_logprobs() > kMaxTopLogprobs) {
+    return absl::InvalidArgumentError(absl::StrCat("sampling.top_logprobs must be at most ",
+                                                   kMaxTopLogprobs, ", got ", s.top_logprobs()));
+  }
+  if (s.top_logprobs() > 0 && !s.logprobs()) {
+    return absl::InvalidArgumentError("sampling.top_logprobs requires sampling.logprobs");
+  }
   if (s.has_max_tokens() && s.max_tokens() < 1) {
     return absl::InvalidArgumentError("sampling.max_tokens must be >= 1");
   }

@@ -21,6 +21,8 @@ inline constexpr size_t kMaxConversationIdLength = 128;
 inline constexpr size_t kMaxCacheSaltBytes = 1024;
 // Tenant ids come from the router's API keys file (router/tenancy).
 inline constexpr size_t kMaxTenantBytes = 128;
+// OpenAI's bound on top_logprobs (SamplingParams.top_logprobs).
+inline constexpr uint32_t kMaxTopLogprobs = 20;
 // The stop-condition bounds (kMaxStopStrings, kMaxStopStringBytes,
 // kMaxStopTokenIds) are in common/text/stop_limits.h.
 
@@ -28,6 +30,7 @@ inline constexpr size_t kMaxTenantBytes = 128;
 absl::Status ValidateConversationKey(std::string_view conversation_id, std::string_view cache_salt);
 
 // temperature finite and >= 0, top_p in (0, 1], top_k <= INT32_MAX,
+// top_logprobs <= kMaxTopLogprobs and only with logprobs,
 // max_tokens >= 1, at most kMaxStopStrings non-empty UTF-8 stop strings of at
 // most kMaxStopStringBytes, at most kMaxStopTokenIds stop token ids, each
 // below `vocab_size`. Field names in messages are prefixed "sampling.".

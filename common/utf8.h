@@ -1,5 +1,5 @@
-// UTF-8 helpers shared by the JSON parser, the tokenizer and request
-// validation. All functions are pure and thread-safe.
+// UTF-8 helpers shared by the tokenizer and request validation. All
+// functions are pure and thread-safe.
 #ifndef HC_COMMON_UTF8_H_
 #define HC_COMMON_UTF8_H_
 

@@ -23,13 +23,14 @@ done
 # normalization (NFC/NFKC) and character properties for the tokenizer.
 # libdnnl-dev: oneDNN, optional, only for kernels_bench's comparison of GEMM
 # libraries against the own kernels (docs/kernels.md).
+# nlohmann-json3-dev: the one JSON parser (common/json over it: config,
+# tokenizer and safetensors files; router/http directly).
 pkgs=(build-essential cmake ninja-build ccache pkg-config libgtest-dev libgmock-dev libabsl-dev
-      libbenchmark-dev libopenblas-dev libonig-dev libicu-dev libdnnl-dev)
+      libbenchmark-dev libopenblas-dev libonig-dev libicu-dev libdnnl-dev nlohmann-json3-dev)
 if [[ $engine_only == 0 ]]; then
   pkgs+=(libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
          prometheus-cpp-dev grpc-proto libhiredis-dev libevent-dev
-         libssl-dev  # common/tls.cc checks certificate files with OpenSSL
-         nlohmann-json3-dev)  # the HTTP API's JSON (router/http)
+         libssl-dev)  # common/tls.cc checks certificate files with OpenSSL
   if [[ $build_only == 0 ]]; then
     # iproute2 and python3-yaml: tests/deploy runs the manifests as pods in
     # network namespaces (netns_pods_test.py).

@@ -93,13 +93,23 @@ class ChatFormat final : public TurnFormat {
                                  {"finish_reason", std::move(finish_reason)}}});
     return j;
   }
+  std::string Token(uint32_t id) const {
+    return o_.codec != nullptr ? o_.codec->TokenBytes({&id, 1}) : std::string();
+  }
   Json Logprobs(const v1::TokenChunk& chunk) const {
     Json out = Json::array();
     for (int i = 0; i < chunk.token_ids_size(); ++i) {
       const uint32_t id = chunk.token_ids(i);
       TokenLogprob t;
-      t.token = o_.codec != nullptr ? o_.codec->TokenBytes({&id, 1}) : std::string();
+      t.token = Token(id);
       t.logprob = i < chunk.logprobs_size() ? chunk.logprobs(i) : 0.0f;
+      if (i < chunk.top_logprobs_size()) {
+        const v1::TopLogprobs& top = chunk.top_logprobs(i);
+        for (int k = 0; k < top.token_ids_size() && k < top.logprobs_size(); ++k) {
+          const uint32_t alt = top.token_ids(k);
+          t.top.push_back({.token = Token(alt), .logprob = top.logprobs(k)});
+        }
+      }
       out.push_back(LogprobEntry(t));
     }
     return out;

@@ -1,5 +1,7 @@
 #include "router/http/openai_server.h"
 
+#include <functional>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -14,10 +16,55 @@ namespace {
 
 using Shared = OpenAiServer::Shared;
 
-// evhttp reads bodies up to this many times our own limit, so that a body a
-// little too large still gets our 413 in OpenAI's shape (larger ones get
-// evhttp's plain 413).
-constexpr size_t kReadBodyFactor = 4;
+// evhttp reads bodies and heads up to this many times our own limits, so that
+// one a little too large still gets our 413 / 431 in OpenAI's shape (larger
+// ones get evhttp's own answer: docs/http-api.md).
+constexpr size_t kReadLimitFactor = 4;
+
+// The request head's size as evhttp counted it: "name: value\r\n" per line.
+size_t HeadBytes(const HttpRequest& req) {
+  size_t n = 0;
+  for (const auto& [name, value] : req.headers) n += name.size() + value.size() + 4;
+  return n;
+}
+
+std::optional<ApiError> HeadTooLarge(const Shared& s, const HttpRequest& req) {
+  const size_t n = HeadBytes(req);
+  if (n <= s.options.max_headers_bytes) return std::nullopt;
+  ApiError e;
+  e.status = 431;
+  e.code = "request_header_fields_too_large";
+  e.message = absl::StrCat("The request headers are ", n, " bytes; this server accepts at most ",
+                           s.options.max_headers_bytes, ".");
+  return e;
+}
+
+// Routes whose handlers first refuse a head that is too large.
+HttpServer::Route Guarded(std::shared_ptr<Shared> s, std::string path,
+                          std::function<HttpResponse(const HttpRequest&)> handler,
+                          bool prefix = false) {
+  return {std::move(path),
+          [s = std::move(s), handler = std::move(handler)](const HttpRequest& r) {
+            if (std::optional<ApiError> e = HeadTooLarge(*s, r)) return ErrorResponse(*e);
+            return handler(r);
+          },
+          nullptr, prefix};
+}
+HttpServer::Route GuardedAsync(
+    std::shared_ptr<Shared> s, std::string path,
+    std::function<void(const std::shared_ptr<Shared>&, HttpRequest, std::shared_ptr<HttpReply>)>
+        handler,
+    bool prefix = false) {
+  return {std::move(path), nullptr,
+          [s = std::move(s), handler = std::move(handler)](HttpRequest r,
+                                                           std::shared_ptr<HttpReply> reply) {
+            if (std::optional<ApiError> e = HeadTooLarge(*s, r)) {
+              return reply->Send(ErrorResponse(*e));
+            }
+            handler(s, std::move(r), std::move(reply));
+          },
+          prefix};
+}
 
 ApiError MethodNotAllowed(const std::string& allowed) {
   ApiError e;
@@ -142,32 +189,25 @@ absl::StatusOr<std::unique_ptr<OpenAiServer>> OpenAiServer::Start(
   ho.port = s->options.port;
   ho.tls_cert_file = s->options.tls_cert_file;
   ho.tls_key_file = s->options.tls_key_file;
-  ho.max_body_bytes = s->options.max_body_bytes * kReadBodyFactor;
-  ho.max_headers_bytes = 64 << 10;
+  ho.max_body_bytes = s->options.max_body_bytes * kReadLimitFactor;
+  ho.max_headers_bytes = s->options.max_headers_bytes * kReadLimitFactor;
   // Idle connections (keep-alive between requests) go after this; a turn in
   // flight writes its stream, or holds no read or write timer at all.
   ho.timeout = absl::Seconds(120);
   std::vector<HttpServer::Route> routes;
-  routes.push_back({"/health", [s](const HttpRequest& r) { return Health(*s, r); }});
-  routes.push_back(
-      {"/v1/models", [s](const HttpRequest& r) { return Models(*s, r); }, nullptr, true});
-  routes.push_back(
-      {"/v1/chat/completions", nullptr, [s](HttpRequest r, std::shared_ptr<HttpReply> reply) {
-         HandleChat(s, std::move(r), std::move(reply));
-       }});
-  routes.push_back({"/v1/responses", nullptr,
-                    [s](HttpRequest r, std::shared_ptr<HttpReply> reply) {
-                      HandleResponses(s, std::move(r), std::move(reply));
-                    },
-                    true});
+  routes.push_back(Guarded(s, "/health", [s](const HttpRequest& r) { return Health(*s, r); }));
+  routes.push_back(Guarded(
+      s, "/v1/models", [s](const HttpRequest& r) { return Models(*s, r); }, true));
+  routes.push_back(GuardedAsync(s, "/v1/chat/completions", &HandleChat));
+  routes.push_back(GuardedAsync(s, "/v1/responses", &HandleResponses, true));
   // Last: every other path, in OpenAI's error shape.
-  routes.push_back({"/",
-                    [](const HttpRequest& r) {
-                      return ErrorResponse(ApiError{.status = 404,
-                                                    .code = "not_found",
-                                                    .message = "No such path: " + r.path});
-                    },
-                    nullptr, true});
+  routes.push_back(Guarded(
+      s, "/",
+      [](const HttpRequest& r) {
+        return ErrorResponse(
+            ApiError{.status = 404, .code = "not_found", .message = "No such path: " + r.path});
+      },
+      true));
   absl::StatusOr<std::unique_ptr<HttpServer>> http = HttpServer::Start(ho, std::move(routes));
   if (!http.ok()) return http.status();
   server->shared_ = std::move(s);

@@ -41,6 +41,8 @@ struct OpenAiServerOptions {
   std::string model_name = "hybridcache";
   // Larger request bodies are refused with 413.
   size_t max_body_bytes = 4 << 20;
+  // Larger request heads (the header lines' bytes) are refused with 431.
+  size_t max_headers_bytes = 64 << 10;
   // Deadline of one turn (504 past it).
   absl::Duration turn_timeout = absl::Minutes(10);
   // Secret that signs response ids (/v1/responses); empty: a random one per
@@ -49,6 +51,9 @@ struct OpenAiServerOptions {
   // Conversations whose latest branch (after an edit or regenerate) this
   // router remembers; past it the oldest are forgotten (docs/http-api.md).
   size_t max_branches = 100000;
+  // Responses whose usage this router keeps for GET /v1/responses/{id}; past
+  // it the stored usages are forgotten (GET then says "usage": null).
+  size_t max_stored_usages = 100000;
 };
 
 class OpenAiServer {
@@ -73,9 +78,20 @@ class OpenAiServer {
     absl::Mutex mu;
     int live ABSL_GUARDED_BY(mu) = 0;  // exchanges not yet ended
     bool stopping ABSL_GUARDED_BY(mu) = false;
-    // (auth, salt, client conversation id) -> the ledger conversation of its
-    // latest branch, when it is not the client's id itself.
-    absl::flat_hash_map<std::string, std::string> branches ABSL_GUARDED_BY(mu);
+    // What this router committed last for a client's conversation: its
+    // latest branch (the ledger conversation) and that branch's committed
+    // messages, by digest, so that a turn that extends them needs no
+    // GetConversation (docs/http-api.md).
+    struct Branch {
+      std::string ledger_id;
+      uint64_t round = 0;
+      uint32_t num_messages = 0;
+      std::string digest;  // MessagesDigest of the committed messages
+    };
+    // (auth, salt, client conversation id) -> Branch.
+    absl::flat_hash_map<std::string, Branch> branches ABSL_GUARDED_BY(mu);
+    // Response id -> its usage (the ledger keeps no usage), for GET.
+    absl::flat_hash_map<std::string, hybridcache::v1::Usage> usages ABSL_GUARDED_BY(mu);
     // Cancels every call in flight (at shutdown).
     absl::flat_hash_map<void*, std::function<void()>> cancels ABSL_GUARDED_BY(mu);
   };

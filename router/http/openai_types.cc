@@ -338,7 +338,7 @@ std::optional<TurnRequest> ParseChatRequest(std::string_view body, const ParseLi
     *e = BadRequest("top_logprobs", "'top_logprobs' requires 'logprobs' to be true.");
     return std::nullopt;
   }
-  out.top_logprobs = static_cast<int>(top_logprobs.value_or(0));
+  out.sampling.set_top_logprobs(static_cast<uint32_t>(top_logprobs.value_or(0)));
   if (const Json* so = r.Find("stream_options"); so != nullptr) {
     if (!so->is_object()) return (*e = WrongType("stream_options", *so, "an object"), std::nullopt);
     Reader sr(*so);
@@ -407,13 +407,24 @@ TurnPlan PlanTurn(const google::protobuf::RepeatedPtrField<v1::ChatMessage>& com
   return plan;
 }
 
-Json LogprobEntry(const TokenLogprob& t) {
+namespace {
+Json TopLogprobEntry(const TokenLogprob& t) {
   Json bytes = Json::array();
   for (unsigned char c : t.token) bytes.push_back(static_cast<int>(c));
+  // OpenAI's stand-in for an unknown log-probability (a re-tokenized token
+  // that ends a reply cut at a stop string has none).
   return {{"token", t.token},
           {"logprob", std::isfinite(t.logprob) ? Json(t.logprob) : Json(-9999.0)},
-          {"bytes", std::move(bytes)},
-          {"top_logprobs", Json::array()}};
+          {"bytes", std::move(bytes)}};
+}
+}  // namespace
+
+Json LogprobEntry(const TokenLogprob& t) {
+  Json entry = TopLogprobEntry(t);
+  Json top = Json::array();
+  for (const TokenLogprob& alt : t.top) top.push_back(TopLogprobEntry(alt));
+  entry["top_logprobs"] = std::move(top);
+  return entry;
 }
 
 Json ChatUsage(const v1::Usage& usage) {

@@ -44,8 +44,7 @@ struct TurnRequest {
   std::vector<hybridcache::v1::ChatMessage> messages;
   hybridcache::v1::SamplingParams sampling;
   bool stream = false;
-  bool include_usage = false;  // stream_options.include_usage
-  int top_logprobs = 0;
+  bool include_usage = false;   // stream_options.include_usage
   std::string conversation_id;  // body field; the header takes precedence
   std::string cache_salt;
   // Responses API only.
@@ -88,6 +87,7 @@ TurnPlan PlanTurn(const google::protobuf::RepeatedPtrField<hybridcache::v1::Chat
 struct TokenLogprob {
   std::string token;
   float logprob = 0;
+  std::vector<TokenLogprob> top;  // the most likely tokens there (top_logprobs)
 };
 Json LogprobEntry(const TokenLogprob& t);
 

@@ -97,15 +97,17 @@ Json ResponseJson(const ResponseFields& f) {
 
 class ResponsesFormat final : public TurnFormat {
  public:
-  ResponsesFormat(std::string secret, std::string model, bool stream, std::string previous)
-      : secret_(std::move(secret)), stream_(stream) {
+  ResponsesFormat(std::shared_ptr<Shared> shared, std::string model, bool stream,
+                  std::string previous, bool store)
+      : shared_(std::move(shared)), stream_(stream), store_(store) {
     f_.model = std::move(model);
     f_.previous_response_id = std::move(previous);
     f_.created_at = absl::ToUnixSeconds(absl::Now());
   }
 
   void Started(HttpReply& reply, const v1::TurnStarted& started, const TurnTarget& t) override {
-    f_.id = EncodeResponseId(secret_, t.cache_salt, {t.conversation_id, started.round()});
+    f_.id = EncodeResponseId(shared_->options.response_id_secret, t.cache_salt,
+                             {t.conversation_id, started.round()});
     if (!stream_) return;
     reply.StartStream(200, "text/event-stream", {{"Cache-Control", "no-cache"}});
     f_.status = "in_progress";
@@ -137,6 +139,7 @@ class ResponsesFormat final : public TurnFormat {
   void Completed(HttpReply& reply, const v1::TurnCompleted& c, const TurnTarget&) override {
     f_.status = c.finish_reason() == "length" ? "incomplete" : "completed";
     f_.usage = UsageJson(c.usage());
+    if (store_) StoreUsage(c.usage());
     if (!stream_) return reply.Send({200, "application/json", Dump(ResponseJson(f_))});
     const Json part = {{"type", "output_text"}, {"text", f_.text}, {"annotations", Json::array()}};
     Event("response.output_text.done",
@@ -168,14 +171,21 @@ class ResponsesFormat final : public TurnFormat {
   }
 
  private:
+  void StoreUsage(const v1::Usage& usage) {
+    absl::MutexLock lock(&shared_->mu);
+    if (shared_->usages.size() >= shared_->options.max_stored_usages) shared_->usages.clear();
+    shared_->usages[f_.id] = usage;
+  }
+
   void Event(const char* type, Json fields, HttpReply& reply) {
     fields["type"] = type;
     fields["sequence_number"] = sequence_++;
     reply.Write(absl::StrCat("event: ", type, "\ndata: ", Dump(fields), "\n\n"));
   }
 
-  const std::string secret_;
+  const std::shared_ptr<Shared> shared_;
   const bool stream_;
+  const bool store_;
   ResponseFields f_;
   int sequence_ = 0;
 };
@@ -224,6 +234,11 @@ void HandleGet(const std::shared_ptr<Shared>& s, const HttpRequest& req,
         f.id = id;
         f.model = s->options.model_name;
         f.text = call->response.messages(*at).content();
+        {
+          absl::MutexLock lock(&s->mu);
+          auto it = s->usages.find(id);
+          if (it != s->usages.end()) f.usage = UsageJson(it->second);
+        }
         reply->Send({200, "application/json", Dump(ResponseJson(f))});
       });
 }
@@ -298,8 +313,7 @@ void HandleResponses(const std::shared_ptr<Shared>& s, HttpRequest req,
   for (auto& m : r->messages) messages.push_back(std::move(m));
   auto ex = std::make_shared<TurnExchange>(
       s, reply, auth, r->sampling,
-      std::make_unique<ResponsesFormat>(s->options.response_id_secret, r->model, r->stream,
-                                        r->previous_response_id));
+      std::make_unique<ResponsesFormat>(s, r->model, r->stream, r->previous_response_id, r->store));
   ex->WireCancel();
   TurnTarget t;
   t.cache_salt = salt;

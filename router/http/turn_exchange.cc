@@ -1,5 +1,8 @@
 #include "router/http/turn_exchange.h"
 
+#include <openssl/evp.h>
+
+#include <optional>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -21,6 +24,24 @@ std::string RandomHex(int n) {
   std::string s(static_cast<size_t>(n), '0');
   for (char& c : s) c = kHex[rng() & 15];
   return s;
+}
+
+std::string MessagesDigest(std::span<const v1::ChatMessage> messages, const std::string* reply) {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  // Length-prefixed, so that no two different lists hash the same input.
+  const auto add = [ctx](const std::string& role, const std::string& content) {
+    const std::string head = absl::StrCat(role.size(), ":", role, content.size(), ":");
+    EVP_DigestUpdate(ctx, head.data(), head.size());
+    EVP_DigestUpdate(ctx, content.data(), content.size());
+  };
+  for (const v1::ChatMessage& m : messages) add(m.role(), m.content());
+  if (reply != nullptr) add("assistant", *reply);
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx, out, &len);
+  EVP_MD_CTX_free(ctx);
+  return std::string(reinterpret_cast<const char*>(out), len);
 }
 
 // The Complete stream's reactor; deletes itself when done.
@@ -119,12 +140,41 @@ std::string TurnExchange::BranchKey(const std::string& client_id, const std::str
 void TurnExchange::RunConversation(std::string client_id, std::string salt,
                                    std::vector<v1::ChatMessage> sent) {
   branch_key_ = BranchKey(client_id, salt);
-  std::string ledger_id = client_id;
+  client_id_ = client_id;
+  salt_ = std::move(salt);
+  sent_ = std::move(sent);
+  std::optional<OpenAiServer::Shared::Branch> branch;
   {
     absl::MutexLock lock(&shared_->mu);
     auto it = shared_->branches.find(branch_key_);
-    if (it != shared_->branches.end()) ledger_id = it->second;
+    if (it != shared_->branches.end()) branch = it->second;
   }
+  if (!branch.has_value()) {
+    // Nothing known here: most likely a new conversation. If it is not, the
+    // ledger refuses round 0 and the turn is planned.
+    return RunConversationTurn(std::move(client_id), 0, 0, /*conditional=*/true);
+  }
+  const uint32_t n = branch->num_messages;
+  if (n < sent_.size() && MessagesDigest(std::span(sent_).first(n)) == branch->digest) {
+    return RunConversationTurn(std::move(branch->ledger_id), branch->round, n,
+                               /*conditional=*/true);
+  }
+  PlanWithLedger(branch->ledger_id);
+}
+
+void TurnExchange::RunConversationTurn(std::string ledger_id, uint64_t round, uint32_t keep,
+                                       bool conditional) {
+  unplanned_ = conditional;
+  kept_ = keep;
+  TurnTarget t;
+  t.cache_salt = salt_;
+  t.conversation_id = std::move(ledger_id);
+  t.expected_round = round;
+  t.messages.assign(sent_.begin() + keep, sent_.end());
+  Run(std::move(t));
+}
+
+void TurnExchange::PlanWithLedger(const std::string& ledger_id) {
   struct GetCall {
     grpc::ClientContext ctx;
     v1::GetConversationRequest request;
@@ -133,44 +183,38 @@ void TurnExchange::RunConversation(std::string client_id, std::string salt,
   auto call = std::make_shared<GetCall>();
   Prepare(&call->ctx);
   call->request.set_conversation_id(ledger_id);
-  call->request.set_cache_salt(salt);
+  call->request.set_cache_salt(salt_);
   SetActive(&call->ctx);
   shared_->stub->async()->GetConversation(
       &call->ctx, &call->request, &call->response,
-      [self = shared_from_this(), call, client_id = std::move(client_id), salt = std::move(salt),
-       sent = std::move(sent)](grpc::Status status) mutable {
+      [self = shared_from_this(), call](grpc::Status status) {
         self->SetActive(nullptr);
-        TurnTarget t;
-        t.cache_salt = salt;
-        t.conversation_id = call->request.conversation_id();
+        const std::string& id = call->request.conversation_id();
         if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
-          t.messages = std::move(sent);
-          t.expected_round = 0;
-          return self->Run(std::move(t));
+          return self->RunConversationTurn(id, 0, 0, /*conditional=*/false);
         }
         if (!status.ok()) return self->Fail(FromGrpc(status));
-        const TurnPlan plan = PlanTurn(call->response.messages(), sent);
-        const auto branch_id = [&] {
-          return client_id.size() <= kMaxIdForSuffix ? absl::StrCat(client_id, ".b", RandomHex(8))
-                                                     : absl::StrCat("hc-branch-", RandomHex(24));
-        };
-        switch (plan.kind) {
-          case TurnPlan::Kind::kExtend:
-            t.expected_round = call->response.committed_round();
-            break;
-          case TurnPlan::Kind::kFork:
-            t.fork_source = t.conversation_id;
-            t.fork_messages = plan.keep;
-            t.conversation_id = branch_id();
-            t.expected_round = 0;
-            break;
-          case TurnPlan::Kind::kNew:
-            t.conversation_id = branch_id();
-            t.expected_round = 0;
-            break;
+        const TurnPlan plan = PlanTurn(call->response.messages(), self->sent_);
+        if (plan.kind == TurnPlan::Kind::kExtend) {
+          return self->RunConversationTurn(id, call->response.committed_round(), plan.suffix_begin,
+                                           /*conditional=*/false);
         }
-        t.messages.assign(std::make_move_iterator(sent.begin() + plan.suffix_begin),
-                          std::make_move_iterator(sent.end()));
+        // A new branch: a fork of the kept messages, or a new conversation.
+        const std::string& client_id = self->client_id_;
+        const std::string branch = client_id.size() <= kMaxIdForSuffix
+                                       ? absl::StrCat(client_id, ".b", RandomHex(8))
+                                       : absl::StrCat("hc-branch-", RandomHex(24));
+        self->kept_ = plan.suffix_begin;
+        self->unplanned_ = false;
+        TurnTarget t;
+        t.cache_salt = self->salt_;
+        t.conversation_id = branch;
+        t.expected_round = 0;
+        if (plan.kind == TurnPlan::Kind::kFork) {
+          t.fork_source = id;
+          t.fork_messages = plan.keep;
+        }
+        t.messages.assign(self->sent_.begin() + plan.suffix_begin, self->sent_.end());
         self->Run(std::move(t));
       });
 }
@@ -195,6 +239,7 @@ void TurnExchange::OnEvent(const v1::CompleteEvent& event) {
     started_ = true;
     format_->Started(*reply_, event.started(), target_);
   } else if (event.has_chunk()) {
+    if (!branch_key_.empty()) reply_text_ += event.chunk().text();
     format_->Chunk(*reply_, event.chunk());
   } else if (event.has_completed()) {
     completed_ = true;
@@ -203,6 +248,12 @@ void TurnExchange::OnEvent(const v1::CompleteEvent& event) {
 }
 
 void TurnExchange::OnDone(const grpc::Status& status) {
+  if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION && unplanned_ && !started_) {
+    // The ledger's round is not the one this router last committed (or the
+    // conversation is not new): plan against what it holds.
+    unplanned_ = false;
+    return PlanWithLedger(target_.conversation_id);
+  }
   if (!status.ok() || !completed_) {
     ApiError e = status.ok() ? ApiError{.status = 500,
                                         .type = "server_error",
@@ -215,12 +266,19 @@ void TurnExchange::OnDone(const grpc::Status& status) {
     return format_->Failed(*reply_, e, started_);
   }
   if (!branch_key_.empty()) {
+    // What the ledger now holds: the kept messages, the sent ones, the reply.
+    std::vector<v1::ChatMessage> committed(sent_.begin(), sent_.begin() + kept_);
+    committed.insert(committed.end(), target_.messages.begin(), target_.messages.end());
+    OpenAiServer::Shared::Branch b{.ledger_id = target_.conversation_id,
+                                   .round = completed_event_.committed_round(),
+                                   .num_messages = static_cast<uint32_t>(committed.size() + 1),
+                                   .digest = MessagesDigest(committed, &reply_text_)};
     absl::MutexLock lock(&shared_->mu);
     // Bounded: past the bound the map starts over (a forgotten branch costs
-    // one recomputation, never a wrong answer: every turn is planned against
-    // the ledger).
+    // at most one recomputation, never a wrong answer: a turn that does not
+    // extend what this router committed is planned against the ledger).
     if (shared_->branches.size() >= shared_->options.max_branches) shared_->branches.clear();
-    shared_->branches[branch_key_] = target_.conversation_id;
+    shared_->branches[branch_key_] = std::move(b);
   }
   format_->Completed(*reply_, completed_event_, target_);
   if (target_.one_shot) {

@@ -9,6 +9,7 @@
 #define HC_ROUTER_HTTP_TURN_EXCHANGE_H_
 
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -57,8 +58,14 @@ class TurnExchange : public std::enable_shared_from_this<TurnExchange> {
 
   // Runs the turn on `target` as it is.
   void Run(TurnTarget target);
-  // Plans the turn for the client's conversation `client_id` (the whole sent
-  // history in `sent`), then runs it; `branch_key` names the branch map entry.
+  // Runs the turn for the client's conversation `client_id` (the whole sent
+  // history in `sent`). When the sent history extends what this router last
+  // committed for it (Shared::branches), or the router knows nothing of it
+  // (most likely a new conversation), the turn runs at once, conditional on
+  // the ledger's round (expected_round); when that condition fails (another
+  // router or client moved the conversation, or it is not new), and in every
+  // other case, the turn is planned against the ledger's committed messages
+  // (GetConversation, PlanTurn) first.
   void RunConversation(std::string client_id, std::string salt,
                        std::vector<hybridcache::v1::ChatMessage> sent);
   // Sends an error reply (nothing ran).
@@ -83,6 +90,11 @@ class TurnExchange : public std::enable_shared_from_this<TurnExchange> {
  private:
   class CompleteCall;
   std::string BranchKey(const std::string& client_id, const std::string& salt) const;
+  // Plans the conversation turn against ledger conversation `ledger_id`.
+  void PlanWithLedger(const std::string& ledger_id);
+  // Runs the conversation turn on `ledger_id` at `round`, sending sent_
+  // from message `keep` on (the ledger holds the first `keep`).
+  void RunConversationTurn(std::string ledger_id, uint64_t round, uint32_t keep, bool conditional);
 
   std::shared_ptr<OpenAiServer::Shared> shared_;
   std::shared_ptr<HttpReply> reply_;
@@ -91,7 +103,17 @@ class TurnExchange : public std::enable_shared_from_this<TurnExchange> {
   std::unique_ptr<TurnFormat> format_;
   TurnTarget target_;
   hybridcache::v1::TurnCompleted completed_event_;
-  std::string branch_key_;  // non-empty: record the branch on success
+  std::string branch_key_;  // non-empty: a conversation turn; record the branch on success
+  // A conversation turn's sent history, and how many of its messages the
+  // ledger already holds (they are not sent again).
+  std::vector<hybridcache::v1::ChatMessage> sent_;
+  uint32_t kept_ = 0;
+  std::string client_id_;
+  std::string salt_;
+  // The turn ran without planning: FAILED_PRECONDITION (the round moved)
+  // plans it against the ledger and runs it again.
+  bool unplanned_ = false;
+  std::string reply_text_;
   bool started_ = false;
   bool completed_ = false;
   absl::Mutex mu_;
@@ -101,6 +123,11 @@ class TurnExchange : public std::enable_shared_from_this<TurnExchange> {
 
 // A random lower-case hex string of `n` characters.
 std::string RandomHex(int n);
+
+// SHA-256 over the messages' roles and contents, then `reply` as an
+// assistant message when it is set.
+std::string MessagesDigest(std::span<const hybridcache::v1::ChatMessage> messages,
+                           const std::string* reply = nullptr);
 
 }  // namespace hc::router::http
 

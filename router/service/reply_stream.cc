@@ -10,8 +10,9 @@ namespace hc::router {
 ReplyStream::ReplyStream(const TextCodec* codec, std::span<const std::string> stops)
     : codec_(codec), matcher_(stops), decoder_(codec->NewStreamDecoder()) {}
 
-ReplyStream::Chunk ReplyStream::Push(std::span<const uint32_t> ids,
-                                     std::span<const float> logprobs) {
+ReplyStream::Chunk ReplyStream::Push(
+    std::span<const uint32_t> ids, std::span<const float> logprobs,
+    const google::protobuf::RepeatedPtrField<hybridcache::v1::TopLogprobs>& top) {
   for (size_t i = 0; i < ids.size(); ++i) {
     const std::string b = codec_->TokenBytes(ids.subspan(i, 1));
     bytes_ += b;
@@ -19,6 +20,7 @@ ReplyStream::Chunk ReplyStream::Push(std::span<const uint32_t> ids,
     tokens_.push_back(ids[i]);
     token_ends_.push_back(static_cast<int64_t>(bytes_.size()));
     if (logprobs.size() == ids.size()) logprobs_.push_back(logprobs[i]);
+    if (static_cast<size_t>(top.size()) == ids.size()) top_.push_back(top[static_cast<int>(i)]);
   }
   Chunk out;
   // What cannot be part of a stop string: everything before the longest
@@ -38,6 +40,7 @@ void ReplyStream::Emit(int64_t bytes, Chunk& out) {
     out.token_ids.push_back(tokens_[released_tokens_]);
     reply_.push_back(tokens_[released_tokens_]);
     if (released_tokens_ < logprobs_.size()) out.logprobs.push_back(logprobs_[released_tokens_]);
+    if (released_tokens_ < top_.size()) out.top_logprobs.push_back(top_[released_tokens_]);
     ++released_tokens_;
   }
 }
@@ -73,6 +76,7 @@ absl::StatusOr<ReplyStream::Chunk> ReplyStream::Finish(
     out.logprobs.insert(out.logprobs.end(), lead_ids.size(),
                         std::numeric_limits<float>::quiet_NaN());
   }
+  if (!top_.empty()) out.top_logprobs.resize(out.top_logprobs.size() + lead_ids.size());
   reply_.insert(reply_.end(), lead_ids.begin(), lead_ids.end());
   out.text += decoder_->PushBytes(std::string_view(bytes_).substr(
       static_cast<size_t>(released_bytes_), static_cast<size_t>(cut - released_bytes_)));

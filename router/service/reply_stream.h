@@ -37,6 +37,8 @@ class ReplyStream {
   struct Chunk {
     std::vector<uint32_t> token_ids;
     std::vector<float> logprobs;  // one per token id when the worker sent them
+    // One per token id when the worker sent them (top_logprobs > 0).
+    std::vector<hybridcache::v1::TopLogprobs> top_logprobs;
     std::string text;
     bool empty() const { return token_ids.empty() && text.empty(); }
   };
@@ -44,13 +46,15 @@ class ReplyStream {
   // `codec` must outlive the stream. `stops` as validated (non-empty strings).
   ReplyStream(const TextCodec* codec, std::span<const std::string> stops);
 
-  // Generated tokens (and their log-probabilities, if any) in; what may reach
-  // the client now out.
-  Chunk Push(std::span<const uint32_t> ids, std::span<const float> logprobs);
+  // Generated tokens (and their log-probabilities and top alternatives, if
+  // any: each used only when it has one entry per id) in; what may reach the
+  // client now out.
+  Chunk Push(std::span<const uint32_t> ids, std::span<const float> logprobs,
+             const google::protobuf::RepeatedPtrField<hybridcache::v1::TopLogprobs>& top = {});
 
   // The turn ended with `report`: the rest of the reply. Re-tokenized tokens
-  // carry NaN log-probabilities. INTERNAL when the report's stop cut does not
-  // fit the generated tokens (nothing is released then).
+  // carry NaN log-probabilities and empty top alternatives. INTERNAL when the report's stop cut
+  // does not fit the generated tokens (nothing is released then).
   absl::StatusOr<Chunk> Finish(const hybridcache::v1::CommitReport& report);
 
   // The reply's tokens: every token released so far (all of them after Finish).
@@ -66,10 +70,11 @@ class ReplyStream {
   const TextCodec* const codec_;
   StopMatcher matcher_;
   std::unique_ptr<StreamDecoder> decoder_;
-  std::vector<uint32_t> tokens_;     // generated
-  std::vector<float> logprobs_;      // per generated token, when sent
-  std::vector<int64_t> token_ends_;  // byte offset at which each generated token ends
-  std::string bytes_;                // the generated tokens' bytes
+  std::vector<uint32_t> tokens_;                   // generated
+  std::vector<float> logprobs_;                    // per generated token, when sent
+  std::vector<hybridcache::v1::TopLogprobs> top_;  // per generated token, when sent
+  std::vector<int64_t> token_ends_;                // byte offset at which each generated token ends
+  std::string bytes_;                              // the generated tokens' bytes
   size_t released_tokens_ = 0;
   int64_t released_bytes_ = 0;
   std::vector<uint32_t> reply_;

@@ -53,6 +53,7 @@ void ChatTurn::SendChunk(const ReplyStream::Chunk& c, std::vector<Action>& out) 
   chunk->mutable_token_ids()->Add(c.token_ids.begin(), c.token_ids.end());
   chunk->set_text(c.text);
   chunk->mutable_logprobs()->Add(c.logprobs.begin(), c.logprobs.end());
+  for (const v1::TopLogprobs& t : c.top_logprobs) *chunk->add_top_logprobs() = t;
   Enqueue(std::move(e));
 }
 

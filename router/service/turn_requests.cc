@@ -75,6 +75,7 @@ hybridcache::v1::CompleteEvent PopNextWrite(std::deque<hybridcache::v1::Complete
     merged->mutable_token_ids()->Add(c.token_ids().begin(), c.token_ids().end());
     merged->mutable_text()->append(c.text());
     merged->mutable_logprobs()->Add(c.logprobs().begin(), c.logprobs().end());
+    merged->mutable_top_logprobs()->MergeFrom(c.top_logprobs());
     queue.pop_front();
   }
   return next;

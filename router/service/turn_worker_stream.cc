@@ -82,7 +82,8 @@ void ChatTurn::HandleWorkerEvent(const v1::ExecuteEvent& ev, std::vector<Action>
       const auto& logprobs = ev.tokens().logprobs();
       // Only what cannot be part of a stop string goes out now.
       SendChunk(reply_->Push(std::span<const uint32_t>(ids.data(), ids.size()),
-                             std::span<const float>(logprobs.data(), logprobs.size())),
+                             std::span<const float>(logprobs.data(), logprobs.size()),
+                             ev.tokens().top_logprobs()),
                 out);
       break;
     }

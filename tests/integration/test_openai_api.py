@@ -91,6 +91,27 @@ class OpenAiApiTest(unittest.TestCase):
         self.assertEqual(whole.usage.total_tokens,
                          whole.usage.prompt_tokens + whole.usage.completion_tokens)
 
+    def test_top_logprobs_list_the_most_likely_tokens_streamed_and_not(self):
+        msgs = [{"role": "user", "content": "Which tokens are likely?"}]
+        whole = self.chat(msgs, max_tokens=6, logprobs=True, top_logprobs=3)
+        stream = self.chat(msgs, max_tokens=6, logprobs=True, top_logprobs=3, stream=True)
+        streamed = [e for chunk in stream for c in chunk.choices if c.logprobs
+                    for e in c.logprobs.content]
+        for entries in (whole.choices[0].logprobs.content, streamed):
+            self.assertEqual(len(entries), 6)
+            for e in entries:
+                self.assertEqual(len(e.top_logprobs), 3)
+                # Greedy: the sampled token is the most likely one.
+                self.assertEqual(e.top_logprobs[0].token, e.token)
+                self.assertAlmostEqual(e.top_logprobs[0].logprob, e.logprob, places=5)
+                lps = [t.logprob for t in e.top_logprobs]
+                self.assertEqual(lps, sorted(lps, reverse=True))
+                self.assertLessEqual(lps[0], 0.0)
+        self.assertEqual([e.model_dump() for e in streamed],
+                         [e.model_dump() for e in whole.choices[0].logprobs.content])
+        plain = self.chat(msgs, max_tokens=2, logprobs=True)
+        self.assertEqual(plain.choices[0].logprobs.content[0].top_logprobs, [])
+
     def test_six_turn_conversation_hits_the_cache_and_equals_grpc(self):
         conv = "sdk-six-turns"
         history, prev_context = [], 0
@@ -176,6 +197,9 @@ class OpenAiApiTest(unittest.TestCase):
         self.assertNotEqual(fork.id, r2.id)
         got = self.client.responses.retrieve(r2.id)
         self.assertEqual(got.output_text, r2.output_text)
+        # GET returns the usage the response was made with.
+        self.assertIsNotNone(got.usage)
+        self.assertEqual(got.usage.model_dump(), r2.usage.model_dump())
         # Streaming: created, deltas, completed; the text equals the non-streamed one.
         events = list(self.client.responses.create(
             model=MODEL, input="Second input.", temperature=0, max_output_tokens=10,
@@ -340,6 +364,12 @@ class OpenAiApiTest(unittest.TestCase):
              {"X-Cache-Salt": "salt-b"}, 404),
             ("retrieve an unknown response", "GET", R + "/resp_bogus", b"", {}, 404),
             ("retrieve under another salt", "GET", R + "/" + salted.id, b"", {}, 404),
+            ("PATCH", "PATCH", C, chat_body(), {}, 405),
+            ("TRACE", "TRACE", "/v1/models", b"", {}, 405),
+            ("100 KB header", "POST", C, chat_body(), {"X-Padding": "x" * 100000}, 431),
+            ("100 KB header on GET", "GET", "/v1/models", b"", {"X-Padding": "x" * 100000}, 431),
+            ("many headers", "POST", C, chat_body(),
+             {f"X-Pad-{k}": "y" * 1000 for k in range(80)}, 431),
         ]
         self.assertGreaterEqual(len(cases), 40)
         for i, (name, method, path, body, headers, want) in enumerate(cases):
@@ -362,6 +392,47 @@ class OpenAiApiTest(unittest.TestCase):
             self.assertEqual(e.exception.code(), h.grpc.StatusCode.NOT_FOUND)
         self.assertEqual(self.request("GET", "/health")[0], 200)
         self.chat(ok_msgs)
+
+
+class OpenAiApiRestartTest(unittest.TestCase):
+    """Response ids name (conversation, round) under an HMAC; the ledger is durable: both survive
+    a router restart (same --http_response_id_secret_file, file ledger)."""
+
+    def test_response_ids_resolve_after_a_router_restart(self):
+        import tempfile
+        tmp = tempfile.mkdtemp(prefix="hc-http-restart-")
+        with open(os.path.join(tmp, "secret"), "w") as f:
+            f.write("a-shared-response-id-secret\n")
+        port = free_port()
+        with h.Stack(num_workers=1, model=MODEL,
+                     router_args=[f"--http_port={port}", f"--ledger_dir={tmp}/ledger",
+                                  "--ledger_fsync=always",
+                                  f"--http_response_id_secret_file={tmp}/secret"]) as stack:
+            client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused",
+                                   max_retries=2)
+
+            def create(text, prev=None):
+                return client.responses.create(model=MODEL, input=text, temperature=0,
+                                               max_output_tokens=8, previous_response_id=prev)
+
+            h.wait_until(lambda: stack.router.alive(), what="router")
+            r1 = create("Before the restart.")
+            r2 = create("Still before.", r1.id)
+            stack.router.kill()  # SIGKILL: only what the ledger made durable survives
+            stack.start_router()
+            h.wait_until(lambda: client.with_options(max_retries=0).models.list() is not None,
+                         what="the restarted router")
+            got = client.responses.retrieve(r2.id)
+            self.assertEqual(got.output_text, r2.output_text)
+            self.assertIsNone(got.usage)  # kept by the router that made it only
+            # An older round still forks (the same greedy reply as the original second round)...
+            fork = create("Still before.", r1.id)
+            self.assertEqual(fork.output_text, r2.output_text)
+            self.assertNotEqual(fork.id, r2.id)
+            # ...and the latest round still continues its conversation, from the cache.
+            r3 = create("After the restart.", r2.id)
+            self.assertGreater(r3.usage.input_tokens_details.cached_tokens, 0)
+            self.assertEqual(client.responses.retrieve(r3.id).output_text, r3.output_text)
 
 
 class OpenAiApiTlsTest(unittest.TestCase):

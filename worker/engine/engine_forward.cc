@@ -57,12 +57,13 @@ void EngineImpl::SampleAndEmit(const StepBatch& batch) {
     const SampledToken s = t->sampler.Sample(row_logits, t->req.sampling.sampler);
     t->tokens.push_back(s.token);
     t->generated.push_back(s.token);
-    EmitToken(*t, s, now);
+    EmitToken(*t, s, row_logits, now);
     if (auto stop = CheckStop(*t)) Finish(t, *stop);  // t is gone after Finish
   }
 }
 
-void EngineImpl::EmitToken(EngineTurn& t, const SampledToken& s, absl::Time now) {
+void EngineImpl::EmitToken(EngineTurn& t, const SampledToken& s, std::span<const float> logits,
+                           absl::Time now) {
   if (options_.metrics) {
     if (t.generated.size() == 1) {
       options_.metrics->OnFirstToken(absl::ToDoubleSeconds(now - t.submitted));
@@ -72,9 +73,12 @@ void EngineImpl::EmitToken(EngineTurn& t, const SampledToken& s, absl::Time now)
   }
   t.last_token = now;
   const float logprob = s.logprob;
+  std::vector<TokenAlternative> top;
+  if (t.req.sampling.logprobs) AppendTopLogprobs(logits, t.req.sampling.top_logprobs, &top);
   t.observer->OnTokens(
       std::span<const int32_t>(&s.token, 1),
-      t.req.sampling.logprobs ? std::span<const float>(&logprob, 1) : std::span<const float>());
+      t.req.sampling.logprobs ? std::span<const float>(&logprob, 1) : std::span<const float>(),
+      top);
 }
 
 void EngineImpl::EmitStarted(EngineTurn& t) {

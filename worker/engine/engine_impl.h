@@ -180,7 +180,9 @@ class EngineImpl final : public Engine {
   // and finishes the turns that stop.
   void SampleAndEmit(const StepBatch& batch);
   // Emit: metrics and the observer's OnTokens for a newly sampled token.
-  void EmitToken(EngineTurn& t, const SampledToken& s, absl::Time now);
+  // `logits`: the row `s` was sampled from (for top_logprobs).
+  void EmitToken(EngineTurn& t, const SampledToken& s, std::span<const float> logits,
+                 absl::Time now);
   // Emit: OnStarted (once per turn) for a turn just admitted.
   void EmitStarted(EngineTurn& t);
   void Finish(EngineTurn* t, const StopDecision& stop);

@@ -13,6 +13,37 @@ float TokenLogprob(std::span<const float> logits, int32_t token) {
   return static_cast<float>(static_cast<double>(logits[token]) - max - std::log(sum));
 }
 
+void AppendTopLogprobs(std::span<const float> logits, int k, std::vector<TokenAlternative>* out) {
+  const int vocab = static_cast<int>(logits.size());
+  k = std::min(k, vocab);
+  if (k <= 0) return;
+  const float max = *std::max_element(logits.begin(), logits.end());
+  double sum = 0.0;
+  for (const float l : logits) sum += std::exp(static_cast<double>(l) - max);
+  const double log_z = static_cast<double>(max) + std::log(sum);
+  // A min-heap of the best k seen (its top is the worst kept); one pass, so
+  // the cost is O(vocab log k) rather than a sort of the vocabulary.
+  const auto better = [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
+  std::vector<int32_t> heap;
+  heap.reserve(static_cast<size_t>(k));
+  for (int32_t i = 0; i < vocab; ++i) {
+    if (static_cast<int>(heap.size()) < k) {
+      heap.push_back(i);
+      std::push_heap(heap.begin(), heap.end(), better);
+    } else if (better(i, heap.front())) {
+      std::pop_heap(heap.begin(), heap.end(), better);
+      heap.back() = i;
+      std::push_heap(heap.begin(), heap.end(), better);
+    }
+  }
+  std::sort(heap.begin(), heap.end(), better);
+  for (const int32_t t : heap) {
+    out->push_back({t, static_cast<float>(static_cast<double>(logits[t]) - log_z)});
+  }
+}
+
 SampledToken Sampler::Sample(std::span<const float> logits, const SamplingOptions& options) {
   const int vocab = static_cast<int>(logits.size());
   int32_t chosen = 0;

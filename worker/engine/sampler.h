@@ -26,6 +26,13 @@ struct SampledToken {
   float logprob = 0.0f;
 };
 
+// One of the most likely tokens at a position (OpenAI's top_logprobs).
+struct TokenAlternative {
+  int32_t token = 0;
+  float logprob = 0.0f;  // under the unmodified distribution, like SampledToken
+  bool operator==(const TokenAlternative&) const = default;
+};
+
 // Thread-safety: not thread-safe; one per request, used by the engine thread.
 class Sampler {
  public:
@@ -43,6 +50,11 @@ class Sampler {
 
 // log-softmax(logits)[token], computed stably in double.
 float TokenLogprob(std::span<const float> logits, int32_t token);
+
+// Appends the min(k, vocab) most likely tokens of log-softmax(logits) to
+// `out`, most likely first (ties: the lower id first, as greedy picks).
+// REQUIRES: logits non-empty and finite, k >= 0.
+void AppendTopLogprobs(std::span<const float> logits, int k, std::vector<TokenAlternative>* out);
 
 }  // namespace hc::engine
 

@@ -27,6 +27,10 @@ struct TurnSampling {
   std::vector<std::string> stop_strings;
   bool ignore_eos = false;
   bool logprobs = false;
+  // The most likely tokens at each position, reported with each sampled
+  // token (hc::kMaxTopLogprobs at most, checked by the service); only with
+  // logprobs.
+  int top_logprobs = 0;
 };
 
 struct TurnSpec {
@@ -89,7 +93,11 @@ class TurnObserver {
  public:
   virtual ~TurnObserver() = default;
   virtual void OnStarted(const TurnStart& start) = 0;
-  virtual void OnTokens(std::span<const int32_t> token_ids, std::span<const float> logprobs) = 0;
+  // `logprobs`: one per token when sampling.logprobs, else empty. `top`: the
+  // sampling.top_logprobs alternatives of each token in turn (token i's are
+  // top[i*k, (i+1)*k) with k = top.size() / token_ids.size()), else empty.
+  virtual void OnTokens(std::span<const int32_t> token_ids, std::span<const float> logprobs,
+                        std::span<const TokenAlternative> top) = 0;
   virtual void OnCommitted(const TurnResult& result) = 0;
   virtual void OnStateMissing(std::string_view reason) = 0;
   // The turn was discarded; the previous committed state is untouched.

@@ -51,11 +51,22 @@ class ExecuteReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       started->set_cached_tokens(static_cast<uint32_t>(s.cached_tokens));
       Push(std::move(ev), std::nullopt);
     }
-    void OnTokens(std::span<const int32_t> ids, std::span<const float> logprobs) override {
+    void OnTokens(std::span<const int32_t> ids, std::span<const float> logprobs,
+                  std::span<const engine::TokenAlternative> top) override {
       pb::ExecuteEvent ev;
       auto* batch = ev.mutable_tokens();
       for (const int32_t id : ids) batch->add_token_ids(static_cast<uint32_t>(id));
       for (const float lp : logprobs) batch->add_logprobs(lp);
+      if (!top.empty() && !ids.empty()) {
+        const size_t k = top.size() / ids.size();
+        for (size_t i = 0; i < ids.size(); ++i) {
+          pb::TopLogprobs* t = batch->add_top_logprobs();
+          for (const engine::TokenAlternative& a : top.subspan(i * k, k)) {
+            t->add_token_ids(static_cast<uint32_t>(a.token));
+            t->add_logprobs(a.logprob);
+          }
+        }
+      }
       Push(std::move(ev), std::nullopt);
     }
     void OnCommitted(const engine::TurnResult& r) override {
@@ -181,6 +192,7 @@ class ExecuteReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
         auto* tail = queue_.back().mutable_tokens();
         tail->mutable_token_ids()->MergeFrom(ev->tokens().token_ids());
         tail->mutable_logprobs()->MergeFrom(ev->tokens().logprobs());
+        tail->mutable_top_logprobs()->MergeFrom(ev->tokens().top_logprobs());
       } else {
         queue_.push_back(std::move(*ev));
       }
@@ -316,6 +328,7 @@ absl::StatusOr<engine::TurnSpec> TurnFromProto(const pb::ExecuteRequest& request
   out.stop_strings.assign(s.stop().begin(), s.stop().end());
   out.ignore_eos = s.ignore_eos();
   out.logprobs = s.logprobs();
+  out.top_logprobs = static_cast<int>(s.top_logprobs());  // <= kMaxTopLogprobs (checked)
   return turn;
 }
 

@@ -97,6 +97,70 @@ TEST(JsonTest, DepthLimitStopsDeepNesting) {
   EXPECT_THAT(v.status().message(), HasSubstr("nesting too deep"));
 }
 
+TEST(JsonTest, TenMillionOpenBracketsAreAnErrorNotAStackOverflow) {
+  for (const char open : {'[', '{'}) {
+    std::string deep(10'000'000, open);
+    if (open == '{') {
+      deep.clear();
+      for (int i = 0; i < 1'000'000; ++i) deep += "{\"a\":";
+    }
+    auto v = Parse(deep);
+    ASSERT_FALSE(v.ok());
+    EXPECT_THAT(v.status().message(), HasSubstr("nesting too deep"));
+    EXPECT_THAT(v.status().message(), HasSubstr("at byte"));
+  }
+  // Up to the limit is fine.
+  std::string ok(200, '[');
+  ok += std::string(200, ']');
+  EXPECT_TRUE(Parse(ok).ok());
+}
+
+TEST(JsonTest, ErrorsSayWhereAndWhat) {
+  const std::pair<const char*, const char*> cases[] = {
+      {R"({"a": 1e400})", "number overflow parsing '1e400'"},
+      {R"({"a": 1, "a": 2})", "duplicate object key \"a\""},
+      {"[\"\xC3\"]", "ill-formed UTF-8 byte"},
+      {R"(["\ud83d"])", "surrogate U+D800..U+DBFF must be followed by U+DC00..U+DFFF"},
+      {"[1, 2", "at byte 5"},
+      {"", "at byte 0"},
+      {"[1] x", "at byte 4"},
+  };
+  for (const auto& [doc, want] : cases) {
+    auto v = Parse(doc);
+    ASSERT_FALSE(v.ok()) << doc;
+    EXPECT_THAT(v.status().message(), HasSubstr(want)) << doc;
+    EXPECT_THAT(v.status().message(), HasSubstr("JSON parse error at byte")) << doc;
+  }
+}
+
+TEST(JsonTest, BigIntegersBeyondInt64AreDoubles) {
+  auto v = Parse(
+      "[9223372036854775807, 9223372036854775808, -9223372036854775808, "
+      "18446744073709551616, 123456789012345678901234567890]");
+  ASSERT_TRUE(v.ok()) << v.status();
+  const auto& a = v->AsArray();
+  EXPECT_TRUE(a[0].is_int());
+  EXPECT_EQ(a[0].AsInt64(), INT64_MAX);
+  EXPECT_FALSE(a[1].is_int());
+  EXPECT_DOUBLE_EQ(a[1].AsDouble(), 9223372036854775808.0);
+  EXPECT_TRUE(a[2].is_int());
+  EXPECT_EQ(a[2].AsInt64(), INT64_MIN);
+  EXPECT_FALSE(a[3].is_int());
+  EXPECT_DOUBLE_EQ(a[4].AsDouble(), 1.2345678901234568e29);
+}
+
+TEST(JsonTest, NanAndInfinityAreWordsOnlyOutsideStrings) {
+  auto v = Parse(R"({"NaN": "Infinity -Infinity NaN \" NaN", "x": [NaN, -Infinity]})",
+                 {.allow_nan_infinity = true});
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->Find("NaN")->AsString(), "Infinity -Infinity NaN \" NaN");
+  EXPECT_TRUE(std::isnan(v->Find("x")->AsArray()[0].AsDouble()));
+  // An error after a replaced word still names the original byte.
+  auto bad = Parse("[NaN, Infinity, x]", {.allow_nan_infinity = true});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("at byte 16"));
+}
+
 TEST(JsonTest, EnsureAsciiEscapesNonAscii) {
   Value v = Value::String("\xC3\xA9\xF0\x9F\x98\x80\x01");
   EXPECT_EQ(Serialize(v, {.ensure_ascii = true}), R"("\u00e9\ud83d\ude00\u0001")");

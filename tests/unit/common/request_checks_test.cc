@@ -45,6 +45,18 @@ TEST(RequestChecksTest, TopPMustBeInZeroOne) {
   }
 }
 
+TEST(RequestChecksTest, TopLogprobsIsAtMostTwentyAndNeedsLogprobs) {
+  SamplingParams s;
+  s.set_logprobs(true);
+  s.set_top_logprobs(20);
+  EXPECT_EQ(Check(s), "ok");
+  s.set_top_logprobs(21);
+  EXPECT_EQ(Check(s), "sampling.top_logprobs must be at most 20, got 21");
+  s.set_top_logprobs(1);
+  s.set_logprobs(false);
+  EXPECT_EQ(Check(s), "sampling.top_logprobs requires sampling.logprobs");
+}
+
 TEST(RequestChecksTest, TopKFitsAnIntAndMaxTokensIsPositive) {
   SamplingParams s;
   s.set_top_k(INT32_MAX);

@@ -60,7 +60,8 @@ class TurnWaiter final : public hc::engine::TurnObserver {
  public:
   explicit TurnWaiter(Clock::time_point submitted) : submitted_(submitted) {}
   void OnStarted(const hc::engine::TurnStart& s) override { start = s; }
-  void OnTokens(std::span<const int32_t> ids, std::span<const float>) override {
+  void OnTokens(std::span<const int32_t> ids, std::span<const float>,
+                std::span<const hc::engine::TokenAlternative>) override {
     if (tokens.empty()) ttft = std::chrono::duration<double>(Clock::now() - submitted_).count();
     tokens.insert(tokens.end(), ids.begin(), ids.end());
   }

@@ -79,8 +79,22 @@ TEST(ParseChatRequestTest, ReadsTheFieldsAndIgnoresUnknownOnes) {
   EXPECT_EQ(r->sampling.seed(), ~uint64_t{0});
   ASSERT_EQ(r->sampling.stop_size(), 1);
   EXPECT_TRUE(r->sampling.logprobs());
+  EXPECT_EQ(r->sampling.top_logprobs(), 2u);
   EXPECT_TRUE(r->stream);
   EXPECT_TRUE(r->include_usage);
+}
+
+TEST(LogprobEntryTest, ListsTheTopAlternativesWithTheirBytes) {
+  const Json j = LogprobEntry(
+      {.token = "a",
+       .logprob = -0.5f,
+       .top = {{.token = "a", .logprob = -0.5f}, {.token = "\xC3", .logprob = -1.5f}}});
+  EXPECT_EQ(j["token"], "a");
+  ASSERT_EQ(j["top_logprobs"].size(), 2u);
+  EXPECT_EQ(j["top_logprobs"][0]["token"], "a");
+  EXPECT_EQ(j["top_logprobs"][1]["logprob"], -1.5);
+  EXPECT_EQ(j["top_logprobs"][1]["bytes"], Json::array({0xC3}));
+  EXPECT_FALSE(j["top_logprobs"][1].contains("top_logprobs"));
 }
 
 TEST(ParseChatRequestTest, WrongTypesAndRangesNameTheParameter) {

@@ -87,6 +87,38 @@ TEST(ReplyStreamTest, AStopStringIsNeverStreamedAndTheReplyEndsBeforeIt) {
   EXPECT_EQ(s.num_generated(), 13u);
 }
 
+TEST(ReplyStreamTest, TopLogprobsTravelWithTheirTokensThroughHeldText) {
+  ByteTextCodec codec;
+  const std::vector<std::string> stops = {"END"};
+  ReplyStream s(&codec, stops);
+  // Each token's alternatives name the token itself first, then id 0.
+  const auto push = [&](std::string_view text) {
+    const std::vector<uint32_t> ids = Ids(text);
+    std::vector<float> lp(ids.size(), -1.0f);
+    google::protobuf::RepeatedPtrField<v1::TopLogprobs> top;
+    for (const uint32_t id : ids) {
+      v1::TopLogprobs* t = top.Add();
+      t->add_token_ids(id);
+      t->add_token_ids(0);
+      t->add_logprobs(-1.0f);
+      t->add_logprobs(-2.0f);
+    }
+    return s.Push(ids, lp, top);
+  };
+  std::vector<ReplyStream::Chunk> chunks = {push("aE"), push("Nb"), push("ENDx")};
+  const auto rest = s.Finish(Report(std::make_pair(4u, 4u)));
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  chunks.push_back(*rest);
+  std::vector<uint32_t> ids, firsts;
+  for (const auto& c : chunks) {
+    ASSERT_EQ(c.top_logprobs.size(), c.token_ids.size()) << c.text;
+    ids.insert(ids.end(), c.token_ids.begin(), c.token_ids.end());
+    for (const v1::TopLogprobs& t : c.top_logprobs) firsts.push_back(t.token_ids(0));
+  }
+  EXPECT_EQ(ids, Ids("aENb"));
+  EXPECT_EQ(firsts, ids);
+}
+
 TEST(ReplyStreamTest, MultibyteCharactersAreNeverSplitWhileHeld) {
   ByteTextCodec codec;
   const std::string check = "\xE2\x9C\x93";  // U+2713

@@ -13,7 +13,10 @@ v1::CompleteEvent Chunk(std::vector<uint32_t> ids, std::string text, bool logpro
   v1::CompleteEvent e;
   for (uint32_t id : ids) {
     e.mutable_chunk()->add_token_ids(id);
-    if (logprobs) e.mutable_chunk()->add_logprobs(-static_cast<float>(id));
+    if (logprobs) {
+      e.mutable_chunk()->add_logprobs(-static_cast<float>(id));
+      e.mutable_chunk()->add_top_logprobs()->add_token_ids(id);
+    }
   }
   e.mutable_chunk()->set_text(std::move(text));
   return e;
@@ -32,6 +35,8 @@ TEST(PopNextWriteTest, ConcatenatesChunksQueuedBehindEachOtherInOrder) {
       (std::vector<uint32_t>{1, 2, 3}));
   EXPECT_EQ(std::vector<float>(merged.chunk().logprobs().begin(), merged.chunk().logprobs().end()),
             (std::vector<float>{-1, -2, -3}));
+  ASSERT_EQ(merged.chunk().top_logprobs_size(), 3);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(merged.chunk().top_logprobs(i).token_ids(0), i + 1u);
   EXPECT_EQ(merged.chunk().text(), "abc\xC3\xA9");
 }
 

@@ -76,9 +76,11 @@ class Recorder final : public TurnObserver {
     start = s;
     ++started;
   }
-  void OnTokens(std::span<const int32_t> ids, std::span<const float> lp) override {
+  void OnTokens(std::span<const int32_t> ids, std::span<const float> lp,
+                std::span<const TokenAlternative> alternatives) override {
     tokens.insert(tokens.end(), ids.begin(), ids.end());
     logprobs.insert(logprobs.end(), lp.begin(), lp.end());
+    top.insert(top.end(), alternatives.begin(), alternatives.end());
     if (on_tokens) on_tokens(*this);
   }
   void OnCommitted(const TurnResult& r) override {
@@ -99,6 +101,7 @@ class Recorder final : public TurnObserver {
   TurnStart start;
   std::vector<int32_t> tokens;
   std::vector<float> logprobs;
+  std::vector<TokenAlternative> top;  // top_logprobs alternatives, token by token
   std::optional<TurnResult> result;
   std::optional<std::string> missing;
   absl::Status failed;

@@ -238,6 +238,35 @@ TEST(EngineTest, StopsOnEosStopTokenStopStringAndMaxTokens) {
   EXPECT_LE(r->tokens.size(), 3u);
 }
 
+TEST(EngineTest, TopLogprobsComeWithEverySampledTokenGreedyFirst) {
+  Harness h;
+  std::mt19937 rng(7);
+  TurnSpec spec;
+  spec.key = {"", "top"};
+  spec.request_id = "top";
+  spec.suffix = RandomTokens(rng, 5);
+  spec.sampling = Greedy(5);
+  spec.sampling.logprobs = true;
+  spec.sampling.top_logprobs = 3;
+  auto r = h.Run(spec);
+  ASSERT_TRUE(r->result.has_value()) << r->failed;
+  ASSERT_EQ(r->tokens.size(), 5u);
+  ASSERT_EQ(r->top.size(), 5u * 3u);
+  for (size_t i = 0; i < r->tokens.size(); ++i) {
+    // Greedy samples the most likely token, with the same log-probability.
+    EXPECT_EQ(r->top[i * 3].token, r->tokens[i]) << i;
+    EXPECT_FLOAT_EQ(r->top[i * 3].logprob, r->logprobs[i]) << i;
+    EXPECT_GE(r->top[i * 3].logprob, r->top[i * 3 + 1].logprob) << i;
+    EXPECT_GE(r->top[i * 3 + 1].logprob, r->top[i * 3 + 2].logprob) << i;
+  }
+  // Without top_logprobs: none.
+  spec.key.conversation_id = spec.request_id = "plain";
+  spec.sampling.top_logprobs = 0;
+  r = h.Run(spec);
+  EXPECT_EQ(r->logprobs.size(), 5u);
+  EXPECT_TRUE(r->top.empty());
+}
+
 TEST(EngineTest, MalformedTurnsAreRejectedAndChangeNothing) {
   Harness h({.max_model_len = 64});
   TurnSpec ok;

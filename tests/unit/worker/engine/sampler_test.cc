@@ -89,5 +89,33 @@ TEST(SamplerTest, LogprobIsLogSoftmaxOfRawLogits) {
   EXPECT_NEAR(TokenLogprob(logits, 0), 1.0 - std::log(z), 1e-6);
 }
 
+TEST(SamplerTest, TopLogprobsAreTheMostLikelyTokensInOrderWithTiesByLowerId) {
+  const std::vector<float> logits = {0.5f, 3.0f, -1.0f, 2.0f, 3.0f, 0.0f};
+  std::vector<TokenAlternative> top;
+  AppendTopLogprobs(logits, 3, &top);
+  ASSERT_EQ(top.size(), 3u);
+  EXPECT_EQ(top[0].token, 1);  // tie with 4: the lower id first, as greedy picks
+  EXPECT_EQ(top[1].token, 4);
+  EXPECT_EQ(top[2].token, 3);
+  for (const TokenAlternative& a : top) {
+    EXPECT_NEAR(a.logprob, TokenLogprob(logits, a.token), 1e-6) << a.token;
+  }
+  // Greedy's choice is the first alternative.
+  Sampler s(1);
+  EXPECT_EQ(s.Sample(logits, {.temperature = 0.0f}).token, top[0].token);
+}
+
+TEST(SamplerTest, TopLogprobsAreCappedByTheVocabularyAndZeroGivesNone) {
+  const std::vector<float> logits = {1.0f, 2.0f};
+  std::vector<TokenAlternative> top;
+  AppendTopLogprobs(logits, 0, &top);
+  EXPECT_TRUE(top.empty());
+  AppendTopLogprobs(logits, 20, &top);
+  ASSERT_EQ(top.size(), 2u);
+  EXPECT_EQ(top[0].token, 1);
+  EXPECT_EQ(top[1].token, 0);
+  EXPECT_NEAR(std::exp(top[0].logprob) + std::exp(top[1].logprob), 1.0, 1e-6);
+}
+
 }  // namespace
 }  // namespace hc::engine
