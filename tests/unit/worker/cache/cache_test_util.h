@@ -13,6 +13,7 @@
 
 #include "common/token_hash.h"
 #include "tests/unit/worker/runtime/host_cache_memory.h"
+#include "worker/cache/conversation_cache.h"
 
 namespace hc::cache::testing {
 
@@ -121,6 +122,10 @@ inline bool SlotIsZero(runtime::CacheMemory& mem, int32_t slot) {
     for (size_t i = 0; i < n; ++i) zero = zero && p[i] == 0.0f;
   });
   return zero;
+}
+
+inline RoundStamp Stamp(uint64_t round, int64_t num_tokens, uint64_t hash) {
+  return {.round = round, .num_tokens = num_tokens, .token_hash = hash};
 }
 
 }  // namespace hc::cache::testing

@@ -19,10 +19,7 @@ using testing::FillSlot;
 using testing::MakeSmallMemory;
 using testing::SequenceChecksum;
 using testing::SlotChecksum;
-
-RoundStamp Stamp(uint64_t round, int64_t num_tokens, uint64_t hash) {
-  return {.round = round, .num_tokens = num_tokens, .token_hash = hash};
-}
+using testing::Stamp;
 
 // Conversation tokens: position i holds token 100 + i.
 std::vector<int32_t> Tokens(int n, int32_t first = 100) {

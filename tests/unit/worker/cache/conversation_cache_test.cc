@@ -16,10 +16,7 @@ using testing::FillSlot;
 using testing::MakeSmallMemory;
 using testing::SequenceChecksum;
 using testing::SlotChecksum;
-
-RoundStamp Stamp(uint64_t round, int64_t num_tokens, uint64_t hash) {
-  return {.round = round, .num_tokens = num_tokens, .token_hash = hash};
-}
+using testing::Stamp;
 
 class ConversationCacheTest : public ::testing::Test {
  protected:
