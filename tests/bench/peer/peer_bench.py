@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 WORDS = ("the of and to in is was for on that with as by at from his it an were are which this "
@@ -141,6 +142,7 @@ def chat(port, messages, max_tokens, conversation=None, stream=True, logprobs=Fa
         headers["X-Conversation-Id"] = conversation
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     t0 = time.monotonic()
+    start = t0
     c.request("POST", "/v1/chat/completions", json.dumps(body), headers)
     r = c.getresponse()
     if r.status != 200:
@@ -170,7 +172,8 @@ def chat(port, messages, max_tokens, conversation=None, stream=True, logprobs=Fa
                 times.append(time.monotonic() - t0)
     if not times:
         raise RuntimeError("no tokens streamed")
-    return {"text": "".join(text), "ttft_s": times[0], "token_times": times, "usage": usage}
+    return {"text": "".join(text), "ttft_s": times[0], "token_times": times, "usage": usage,
+            "start": start}
 
 
 def name_of(server):
@@ -221,6 +224,37 @@ def interleaved(server, args, tag):
     v = sorted(later)
     p90 = v[min(len(v) - 1, round(0.9 * (len(v) - 1)))]
     return {"p50_s": statistics.median(v), "p90_s": p90, "cached_tokens": cached}
+
+
+def batch_decode(server, args):
+    """args.batch concurrent one-shot streams (distinct ~250-token prompts): aggregate decode
+    tokens/s over the window in which every stream is decoding (from the last stream's first
+    token to the first stream's last token), i.e. continuous-batching decode throughput."""
+    results = [None] * args.batch
+    errors = []
+
+    def run(i):
+        try:
+            rng = random.Random(500 + i)
+            msgs = [{"role": "user", "content": make_text(rng, args.il_first_words)}]
+            results[i] = chat(server.http_port, msgs, args.batch_tokens)
+        except Exception as e:  # reported below: a failed stream fails the section
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(args.batch)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    stamps = [[r["start"] + x for x in r["token_times"]] for r in results]
+    begin = max(s[0] for s in stamps)
+    end = min(s[-1] for s in stamps)
+    if end <= begin:
+        raise RuntimeError("streams did not overlap: raise --batch_tokens")
+    tokens = sum(1 for s in stamps for x in s if begin < x <= end)
+    return {"decode_tok_s": tokens / (end - begin)}
 
 
 def greedy_check(port_a, port_b, args):
@@ -279,6 +313,10 @@ def main():
     ap.add_argument("--il_first_words", type=int, default=125)
     ap.add_argument("--il_reply", type=int, default=16)
     ap.add_argument("--check_tokens", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=8)  # concurrent streams of the batch section
+    ap.add_argument("--batch_tokens", type=int, default=96)
+    ap.add_argument("--sections", default="check,single,batch,interleaved",
+                    help="comma-separated subset of check,single,batch,interleaved")
     ap.add_argument("--kv_cache_mib", type=int, default=64)
     ap.add_argument("--mamba_slots", type=int, default=16)
     ap.add_argument("--llama_ctx_per_slot", type=int, default=4096)
@@ -302,11 +340,12 @@ def main():
     if not args.ours_has_threads:
         print("hc-worker has no --threads: its multi-core run uses --tp N (one thread per rank)")
 
+    sections = set(args.sections.split(","))
     # Correctness first, at 1 thread: the exact conversion must agree token for token.
-    ours = start_ours(args, 1, log_dir)
+    ours = start_ours(args, 1, log_dir) if "check" in sections else None
     try:
         for label, gguf in (("exact", args.gguf), ("stock", args.gguf_stock)):
-            if not gguf:
+            if not gguf or ours is None:
                 continue
             # Flash attention off: ggml's CPU flash attention rounds through f16 (|dlogprob| ~1e-3
             # even with f32 KV); the exactness check compares fp32 with fp32.
@@ -324,48 +363,73 @@ def main():
                   f"{g['prompt_tokens'][0]}/{g['prompt_tokens'][1]}, {g['generated'][0]} tokens: "
                   f"{verdict}; max |dlogprob| over the common prefix {g['max_dlogprob']:.2e}")
     finally:
-        ours.close()
+        if ours is not None:
+            ours.close()
 
     for threads in [int(t) for t in args.threads.split(",")]:
         print(f"\n=== {threads} thread(s) ===")
-        res = {}
-        for who in ("ours", "llama"):
-            s = start_ours(args, threads, log_dir) if who == "ours" else \
-                start_llama(args, threads, 1, 0, log_dir)
-            try:
-                res[who] = single_conversation(s, args, f"t{threads}")
-            finally:
-                s.close()
-        o, l = res["ours"], res["llama"]
-        print(f"first turn: prompt tokens ours {o['prompt_tokens']} / llama {l['prompt_tokens']}")
-        rows = [("first-turn TTFT (s)", o["first_ttft_s"], l["first_ttft_s"], False),
-                ("prefill tokens/s", o["prefill_tok_s"], l["prefill_tok_s"], True),
-                ("decode tokens/s (batch 1)", o["decode_tok_s"], l["decode_tok_s"], True),
-                ("later-turn TTFT (s, +~64 tokens, median)", o["later_ttft_s"], l["later_ttft_s"],
-                 False)]
-        for label, a, b, higher_better in rows:
-            r = ratio(a, b) if higher_better else ratio(b, a)
-            print(f"  {label:42s} ours {a:9.3f}   llama {b:9.3f}   ratio {r:6.2f}")
-        il = {}
-        s = start_ours(args, threads, log_dir)
+        if "single" in sections:
+            single_section(args, threads, log_dir)
+        if "batch" in sections:
+            bd = {}
+            for who in ("ours", "llama"):
+                s = start_ours(args, threads, log_dir) if who == "ours" else \
+                    start_llama(args, threads, args.batch, 0, log_dir)
+                try:
+                    bd[who] = batch_decode(s, args)
+                finally:
+                    s.close()
+            a, b = bd["ours"]["decode_tok_s"], bd["llama"]["decode_tok_s"]
+            print(f"  {'decode tokens/s (batch ' + str(args.batch) + ', aggregate)':42s} ours "
+                  f"{a:9.3f}   llama {b:9.3f}   ratio {ratio(a, b):6.2f}")
+        if "interleaved" in sections:
+            interleaved_section(args, threads, log_dir, cache_ram)
+        sys.stdout.flush()
+
+
+def single_section(args, threads, log_dir):
+    """First turn, decode at batch 1, later turns: both servers, one conversation."""
+    res = {}
+    for who in ("ours", "llama"):
+        s = start_ours(args, threads, log_dir) if who == "ours" else \
+            start_llama(args, threads, 1, 0, log_dir)
         try:
-            il["ours"] = interleaved(s, args, f"il{threads}")
+            res[who] = single_conversation(s, args, f"t{threads}")
         finally:
             s.close()
-        for key, slots, cr in (("llama cache-ram", 2, cache_ram), ("llama 2 slots", 2, 0)):
-            s = start_llama(args, threads, slots, cr, log_dir)
-            try:
-                il[key] = interleaved(s, args, f"il{threads}")
-            finally:
-                s.close()
-        print(f"  {args.conversations} interleaved conversations, turns 2-{args.turns} TTFT:")
-        for key, v in il.items():
-            extra = f", cached tokens {v['cached_tokens']}" if key == "ours" else ""
-            line = f"    {key:18s} p50 {v['p50_s']:7.3f} s  p90 {v['p90_s']:7.3f} s{extra}"
-            if key != "ours":
-                line += f"   ratio (llama/ours p50) {ratio(v['p50_s'], il['ours']['p50_s']):6.2f}"
-            print(line)
-        sys.stdout.flush()
+    o, l = res["ours"], res["llama"]
+    print(f"first turn: prompt tokens ours {o['prompt_tokens']} / llama {l['prompt_tokens']}")
+    rows = [("first-turn TTFT (s)", o["first_ttft_s"], l["first_ttft_s"], False),
+            ("prefill tokens/s", o["prefill_tok_s"], l["prefill_tok_s"], True),
+            ("decode tokens/s (batch 1)", o["decode_tok_s"], l["decode_tok_s"], True),
+            ("later-turn TTFT (s, +~64 tokens, median)", o["later_ttft_s"], l["later_ttft_s"],
+             False)]
+    for label, a, b, higher_better in rows:
+        r = ratio(a, b) if higher_better else ratio(b, a)
+        print(f"  {label:42s} ours {a:9.3f}   llama {b:9.3f}   ratio {r:6.2f}")
+
+
+def interleaved_section(args, threads, log_dir, cache_ram):
+    """8 interleaved conversations: ours, llama with --cache-ram, llama with 2 slots only."""
+    il = {}
+    s = start_ours(args, threads, log_dir)
+    try:
+        il["ours"] = interleaved(s, args, f"il{threads}")
+    finally:
+        s.close()
+    for key, slots, cr in (("llama cache-ram", 2, cache_ram), ("llama 2 slots", 2, 0)):
+        s = start_llama(args, threads, slots, cr, log_dir)
+        try:
+            il[key] = interleaved(s, args, f"il{threads}")
+        finally:
+            s.close()
+    print(f"  {args.conversations} interleaved conversations, turns 2-{args.turns} TTFT:")
+    for key, v in il.items():
+        extra = f", cached tokens {v['cached_tokens']}" if key == "ours" else ""
+        line = f"    {key:18s} p50 {v['p50_s']:7.3f} s  p90 {v['p90_s']:7.3f} s{extra}"
+        if key != "ours":
+            line += f"   ratio (llama/ours p50) {ratio(v['p50_s'], il['ours']['p50_s']):6.2f}"
+        print(line)
 
 
 if __name__ == "__main__":
