@@ -163,7 +163,7 @@ HC_AVX512BF16 void DpTile(const GemmBf16Args& g, const uint16_t* a16, int64_t a_
   // The weight streams from DRAM (decode): fetch the next tile's rows, which
   // follow these NB rows, one cache line per row per step ahead of use.
   const int64_t ahead = NB * g.ldb;
-  const bool prefetch = g.m > 2 && j0 + 2 * NB <= g.n;
+  const bool prefetch = j0 + 2 * NB <= g.n;
   for (int p = 0; p < k32; p += 32) {
     __m512i bv[NB];
     for (int q = 0; q < NB; ++q) {
