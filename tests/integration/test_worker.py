@@ -149,12 +149,15 @@ class WorkerProcessTest(unittest.TestCase):
         _, tokens, _ = Conversation(stub, "a").send([5, 6, 7, 8])
         self.assertEqual(len(tokens), 8)
 
-    def test_negative_threads_is_refused_at_startup_with_a_clear_error(self):
-        r = subprocess.run([os.path.join(h.BIN, "hc-worker"), "--port=0", "--metrics_port=0",
-                            "--threads=-2"], capture_output=True, text=True, timeout=120)
-        self.assertEqual(r.returncode, 1, r.stderr)
-        self.assertIn("--threads must be >= 0 (0: every CPU this process may use), got -2",
-                      r.stderr)
+    def test_out_of_range_threads_is_refused_at_startup_with_a_clear_error(self):
+        # 1000000 used to reach std::thread and abort on "Resource temporarily unavailable".
+        for value in ("-2", "1000000"):
+            r = subprocess.run([os.path.join(h.BIN, "hc-worker"), "--port=0", "--metrics_port=0",
+                                f"--threads={value}"], capture_output=True, text=True,
+                               timeout=120)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn("--threads must be between 0 and 1024 (0: every CPU this process may "
+                          f"use), got {value}", r.stderr)
 
     def test_bf16_checkpoint_serves_multi_turn_exactly(self):
         ckpt = tempfile.mkdtemp(prefix="hc-bf16-")

@@ -24,9 +24,13 @@ absl::StatusOr<std::unique_ptr<WorkerStack>> WorkerStack::Create(const WorkerSta
     HC_ASSIGN_OR_RETURN(kind, runtime::ParseBackendKind(o.device));
   }
   if (o.tp < 1) return absl::InvalidArgumentError("--tp must be >= 1");
-  if (o.threads < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--threads must be >= 0 (0: every CPU this process may use), got ", o.threads));
+  // The upper bound keeps a typo from asking the OS for millions of threads
+  // (std::thread then throws and the process aborts): far above any CPU count.
+  constexpr int kMaxThreads = 1024;
+  if (o.threads < 0 || o.threads > kMaxThreads) {
+    return absl::InvalidArgumentError(absl::StrCat("--threads must be between 0 and ", kMaxThreads,
+                                                   " (0: every CPU this process may use), got ",
+                                                   o.threads));
   }
   if (o.mamba_slots < 1 || o.block_size < 1 || o.max_batch_tokens < 1 || o.max_running < 1) {
     return absl::InvalidArgumentError(
