@@ -32,11 +32,8 @@ GREEDY = dict(temperature=0.0, max_tokens=6)
 WORKER_ARGS = ["--kv_blocks=1024", "--mamba_slots=32"]
 TURNS = ["Hello there", "How are you today?", "Tell me about the cache.", "And the state?",
          "Why is that?", "Thanks, bye."]
-# Its content after the reasoning starts with a letter: a content starting "<t" (as a
-# "<tool_call>" block does) puts the rewrite encoding's message bound between "<t" and the rest
-# (where the renderings with and without the reasoning stop agreeing), and the pieces then
-# tokenize differently from the whole rendering (an open defect of HfTextCodec's bounds).
-TOOL_CALL = "<think>\nThe user wants the weather; I should call the tool.\n</think>\n\nLooking it up."
+TOOL_CALL = ("<think>\nThe user wants the weather; I should call the tool.\n</think>\n\n"
+             '<tool_call>\n{"name": "weather", "arguments": {"city": "Paris"}}\n</tool_call>')
 
 
 def render(conversation):

@@ -115,16 +115,14 @@ Options ParseOptions(int* argc, char** argv) {
 
 // One model of one dtype (weights and KV cache).
 struct Env {
-  testing::TpRunner* runner = nullptr;
-  std::unique_ptr<testing::TpRunner> owned;
+  std::unique_ptr<testing::TpRunner> runner;
   size_t weight_bytes = 0;  // resident: the backend's bytes less the cache memory
   int next_block = 0;
 
   Env(const ModelConfig& config, const TensorSource& source, runtime::DType dtype) {
-    owned =
+    runner =
         testing::TpRunner::Create(config, source, 1, kNumBlocks, kBlockSize, 32, 0, dtype, dtype)
             .value();
-    runner = owned.get();
     weight_bytes = runner->backend().allocated_bytes() - runner->cache().TotalBytes();
   }
   std::vector<int32_t> Blocks(int tokens) {
@@ -148,7 +146,7 @@ struct Result {
 // One preset's models and measurements.
 class PresetBench {
  public:
-  PresetBench(const std::string& preset, const Options& options) : options_(options) {
+  PresetBench(const std::string& preset, const Options& options) {
     absl::StatusOr<ModelConfig> c = SyntheticModelConfig(preset);
     HC_CHECK(c.ok()) << c.status();
     config_ = *c;
@@ -322,7 +320,6 @@ class PresetBench {
     (cached ? result_.turn_cached_s : result_.turn_scratch_s) = seconds / state.iterations();
   }
 
-  const Options& options_;
   ModelConfig config_;
   std::unique_ptr<testing::RandomTensorSource> source_;
   std::unique_ptr<Env> envs_[2];
