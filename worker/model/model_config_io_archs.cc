@@ -232,6 +232,9 @@ absl::Status ParseNemotronH(const ConfigReader& r, ModelConfig& c) {
   HC_RETURN_IF_ERROR(r.RequireString("mlp_hidden_act", "relu2", "only relu2 is implemented"));
   HC_RETURN_IF_ERROR(r.RequireBool("mlp_bias", false, "MLP biases"));
   HC_RETURN_IF_ERROR(r.RequireBool("use_bias", false, "Mamba in/out_proj biases"));
+  // transformers' built-in NemotronHAttention has no biases, but the checkpoints'
+  // own modeling_nemotron_h.py gives q/k/v/o biases when this is true.
+  HC_RETURN_IF_ERROR(r.RequireBool("attention_bias", false, "q/k/v/o projection biases"));
   HC_RETURN_IF_ERROR(r.RequireString("mamba_hidden_act", "silu", "only silu is implemented"));
   HC_RETURN_IF_ERROR(r.Int("ssm_state_size", false, &c.mamba_d_state));
   HC_RETURN_IF_ERROR(r.Int("mamba_num_heads", false, &c.mamba_n_heads));

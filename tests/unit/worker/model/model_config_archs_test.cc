@@ -210,6 +210,8 @@ TEST(ModelConfigArchsTest, ErrorsNameKeyAndValueWithTheRightCode) {
        absl::StatusCode::kUnimplemented, "moe_latent_size"},
       {Replace(kNemotron, "\"use_bias\": false", "\"use_bias\": true"),
        absl::StatusCode::kUnimplemented, "use_bias"},
+      {Replace(kNemotron, "\"attention_bias\": false", "\"attention_bias\": true"),
+       absl::StatusCode::kUnimplemented, "\"attention_bias\" = true"},
       {Replace(kNemotron, "\"n_groups\": 4", "\"n_groups\": 3"), absl::StatusCode::kInvalidArgument,
        "n_groups"},
       {Replace(kNemotron, "\"n_group\": 2", "\"n_group\": 3"), absl::StatusCode::kInvalidArgument,
