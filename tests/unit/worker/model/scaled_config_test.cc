@@ -1,8 +1,8 @@
 // Scaled-down checkpoints of the released configs (tests/data/real_configs,
 // worker/model/scaled_checkpoint.h): every key of the real file survives,
 // only sizes change, the layer pattern is the real one, and the checkpoint
-// serves: it loads through the safetensors loader and a prefill followed by
-// cached decode steps gives the logits of one recompute.
+// serves: it loads through the safetensors loader, a prefill followed by
+// cached decode steps gives the logits of one recompute, and so does tp 2.
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,7 +31,7 @@ using testing::MaxRelError;
 using testing::TpRunner;
 
 std::string ReadText(const std::string& path) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
@@ -166,6 +166,15 @@ TEST_P(ScaledConfigTest, KeepsEveryKeyAndTheLayerPatternAndServesExactly) {
     ASSERT_TRUE(step.ok()) << step.status();
   }
   EXPECT_LT(MaxRelError(*step, *full), 1e-4) << "cached turn vs recompute";
+
+  // Split over two tensor-parallel ranks: the same logits.
+  auto tp2 = TpRunner::Create(*loaded, **ckpt, 2, 16, 8, 2);
+  ASSERT_TRUE(tp2.ok()) << tp2.status();
+  ASSERT_TRUE((*tp2)->cache().ZeroMambaSlot(0).ok());
+  auto sharded = (*tp2)->Forward(
+      {{{.token_ids = all, .block_table = table_a, .mamba_slot = 0, .need_logits = true}}});
+  ASSERT_TRUE(sharded.ok()) << sharded.status();
+  EXPECT_LT(MaxRelError(*sharded, *full), 1e-4) << "tp 2 vs tp 1";
 }
 
 INSTANTIATE_TEST_SUITE_P(Released, ScaledConfigTest,
@@ -176,6 +185,24 @@ INSTANTIATE_TEST_SUITE_P(Released, ScaledConfigTest,
                            std::replace(n.begin(), n.end(), '-', '_');
                            return n;
                          });
+
+TEST(ScaledConfigDeterminismTest, SameInputsWriteByteIdenticalFiles) {
+  const std::string real =
+      absl::StrCat(HC_REAL_CONFIGS_DIR, "/nemotron-3-nano-30b-a3b-bf16/config.json");
+  const fs::path root = fs::path(::testing::TempDir()) /
+                        absl::StrCat("scaled_determinism_", std::to_string(getpid()));
+  ScaleDownOptions options;
+  options.max_layers = 6;
+  ASSERT_TRUE(WriteScaledCheckpoint(real, (root / "a").string(), options).ok());
+  ASSERT_TRUE(WriteScaledCheckpoint(real, (root / "b").string(), options).ok());
+  for (const char* file : {"config.json", "model.safetensors", "tokenizer.json",
+                           "tokenizer_config.json", "generation_config.json"}) {
+    const std::string a = ReadText((root / "a" / file).string());
+    EXPECT_FALSE(a.empty()) << file;
+    EXPECT_EQ(a, ReadText((root / "b" / file).string())) << file;
+  }
+  fs::remove_all(root);
+}
 
 TEST(ScaledConfigErrorsTest, BadOptionsAndBadFilesAreErrorsNamingThem) {
   ScaleDownOptions options;
