@@ -67,11 +67,10 @@ void ScaleAttention(const ModelConfig& real, int d, Value& root) {
     }
   }
   if (stated || real.architecture == Architecture::kNemotronH) {
-    // Nemotron-H also gets head_dim itself: transformers' built-in NemotronHConfig
-    // reads only head_dim (default 128), the checkpoints' own code attention_head_dim.
+    // Nemotron-H always states head_dim: transformers' built-in NemotronHConfig reads
+    // only head_dim (default 128), the checkpoints' own code attention_head_dim.
     head_dim = 16;
-    root.Set(real.architecture == Architecture::kNemotronH ? "head_dim" : KeyOf(root, {"head_dim"}),
-             Value::Int(16));
+    root.Set("head_dim", Value::Int(16));
   }
   if (Present(root, "attn_rotary_emb")) {  // Bamba: the rotary dim, kept as a share of the head
     const int rot = std::max(2, static_cast<int>(head_dim * real.partial_rotary_factor) / 2 * 2);
