@@ -6,9 +6,9 @@
 // they agree up to fp32 summation order and a path may pick its kernel per m.
 //
 // - avx512bf16: vdpbf16ps. m <= 8 (decode): the activations are rounded to
-//   bf16 (RNE) into a zero-padded copy; tiles of up to 4 A rows x 4 B rows (8
-//   B rows for m <= 2) read both operands along K, so the weight is streamed
-//   once with no packing; tails of K are masked loads of B against A's zero
+//   bf16 (RNE) once per call into a zero-padded copy; every A row meets one
+//   weight row at a time along K, so the weight is read once, in address
+//   order, with no packing; tails of K are masked loads of B against A's zero
 //   padding. Larger m: the packed kernel of gemm_avx512_cpu.cc.
 // - widen-avx2: fp32 FMA on widened weights. m <= 8 (decode): dot-product tiles of up
 //   to 3 A rows x 4 B rows; each 16-element bf16 chunk of B is widened in
@@ -134,92 +134,91 @@ HC_AVX2 void WidenAvx2(const GemmBf16Args& g) {
   for (; j < g.n; ++j) WidenRows<1>(g, ad.data(), a_ld, j);
 }
 
-constexpr int kDpRowBlock = 64;  // A rows rounded to bf16 at a time (64 x k bf16 in L2)
-
 HC_AVX512BF16 inline float Sum16(__m512 v) { return _mm512_reduce_add_ps(v); }
 
-template <int MA, int NB>
-HC_AVX512BF16 inline void DpStep(__m512 (&acc)[MA][NB], const uint16_t* a16, int64_t a_ld, int p,
-                                 const __m512i (&bv)[NB]) {
-  for (int r = 0; r < MA; ++r) {
-    const __m512i av = _mm512_loadu_si512(a16 + r * a_ld + p);
-    for (int q = 0; q < NB; ++q) {
-      acc[r][q] = _mm512_dpbf16_ps(acc[r][q], (__m512bh)av, (__m512bh)bv[q]);
-    }
-  }
-}
+// Decode (m <= 8): all m A rows against one weight row at a time, so each
+// weight byte is loaded once per call and the weight is read in address order,
+// one sequential stream. Measured (kernels_bench, docs/kernels.md): tiles of
+// 2-8 weight rows read side by side (several interleaved streams) ran at
+// 11-13 GB/s on 1.5 KB rows, one row at a time at 15-24 GB/s; that held for
+// m = 8 too (8-10 vs 7-9 GB/s). U independent accumulators per A row take
+// alternate 32-element chunks of K (more dependency chains where m is small);
+// an element's value depends on K and m only (the column-split contract).
+constexpr int kStreamPrefetchBytes = 2048;  // measured: 1, 2, 4, 8, 16 KB; 2 KB best
 
-// MA A rows (bf16, zero padded to a multiple of 32, row stride a_ld) x NB B rows.
-template <int MA, int NB>
-HC_AVX512BF16 void DpTile(const GemmBf16Args& g, const uint16_t* a16, int64_t a_ld, int i0,
-                          int j0) {
+// Row j of C's columns: StoreDot(i, j) for i < MA. `b_end`: the end of the
+// weight this call may read; prefetches stop there (the weight rows that
+// follow belong to the next tiles when ldb == k, to the gap between rows
+// otherwise).
+template <int MA, int U>
+HC_AVX512BF16 void StreamRow(const GemmBf16Args& g, const uint16_t* a16, int64_t a_ld, int j,
+                             const uint16_t* b_end) {
+  constexpr int64_t kDist = kStreamPrefetchBytes / sizeof(uint16_t);
   const int k32 = g.k & ~31;
-  const uint16_t* b[NB];
-  for (int q = 0; q < NB; ++q) b[q] = g.b + (j0 + q) * g.ldb;
-  __m512 acc[MA][NB];
+  const uint16_t* b = g.b + int64_t{j} * g.ldb;
+  __m512 acc[MA][U];
   for (int r = 0; r < MA; ++r) {
-    for (int q = 0; q < NB; ++q) acc[r][q] = _mm512_setzero_ps();
+    for (int u = 0; u < U; ++u) acc[r][u] = _mm512_setzero_ps();
   }
-  // The weight streams from DRAM (decode): fetch the next tile's rows, which
-  // follow these NB rows, one cache line per row per step ahead of use.
-  const int64_t ahead = NB * g.ldb;
-  const bool prefetch = j0 + 2 * NB <= g.n;
-  for (int p = 0; p < k32; p += 32) {
-    __m512i bv[NB];
-    for (int q = 0; q < NB; ++q) {
-      if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(b[q] + ahead + p), _MM_HINT_T0);
-      bv[q] = _mm512_loadu_si512(b[q] + p);
+  auto step = [&](int p, int u, __m512i bv) HC_AVX512BF16 {
+#pragma GCC unroll 8
+    for (int r = 0; r < MA; ++r) {
+      const __m512bh av = (__m512bh)_mm512_loadu_si512(a16 + r * a_ld + p);
+      acc[r][u] = _mm512_dpbf16_ps(acc[r][u], av, (__m512bh)bv);
     }
-    DpStep<MA, NB>(acc, a16, a_ld, p, bv);
+  };
+  int p = 0;
+  for (; p + 32 * U <= k32; p += 32 * U) {
+#pragma GCC unroll 8
+    for (int u = 0; u < U; ++u) {
+      const uint16_t* pf = b + p + 32 * u + kDist;
+      if (pf < b_end) _mm_prefetch(reinterpret_cast<const char*>(pf), _MM_HINT_T0);
+      step(p + 32 * u, u, _mm512_loadu_si512(b + p + 32 * u));
+    }
   }
-  if (k32 < g.k) {  // A is zero beyond k; B is masked so no byte past its row is read
-    const __mmask32 mask = static_cast<__mmask32>((uint64_t{1} << (g.k - k32)) - 1);
-    __m512i bv[NB];
-    for (int q = 0; q < NB; ++q) bv[q] = _mm512_maskz_loadu_epi16(mask, b[q] + k32);
-    DpStep<MA, NB>(acc, a16, a_ld, k32, bv);
+  // Fewer than U chunks are left, the last possibly partial: A is zero beyond
+  // k and B is masked, so no byte past the weight row is read.
+#pragma GCC unroll 8
+  for (int u = 0; u < U; ++u, p += 32) {
+    if (p >= g.k) break;
+    const __mmask32 mask =
+        g.k - p >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << (g.k - p)) - 1);
+    step(p, u, _mm512_maskz_loadu_epi16(mask, b + p));
   }
   for (int r = 0; r < MA; ++r) {
-    for (int q = 0; q < NB; ++q) StoreDot(g, i0 + r, j0 + q, Sum16(acc[r][q]));
+    __m512 s = acc[r][0];
+    for (int u = 1; u < U; ++u) s = _mm512_add_ps(s, acc[r][u]);
+    StoreDot(g, r, j, Sum16(s));
   }
 }
 
-template <int NB>
-HC_AVX512BF16 void DpRows(const GemmBf16Args& g, const uint16_t* a16, int64_t a_ld, int i_begin,
-                          int rows, int j) {
-  int i = 0;
-  for (; i + 4 <= rows; i += 4) DpTile<4, NB>(g, a16 + i * a_ld, a_ld, i_begin + i, j);
-  const uint16_t* rest = a16 + i * a_ld;
-  switch (rows - i) {
-    case 3:
-      return DpTile<3, NB>(g, rest, a_ld, i_begin + i, j);
-    case 2:
-      return DpTile<2, NB>(g, rest, a_ld, i_begin + i, j);
-    case 1:
-      return DpTile<1, NB>(g, rest, a_ld, i_begin + i, j);
-    default:
-      return;
-  }
+template <int MA>
+HC_AVX512BF16 void StreamRows(const GemmBf16Args& g, const uint16_t* a16, int64_t a_ld) {
+  constexpr int kU = MA <= 2 ? 2 : 1;  // MA >= 3 rows already give 3+ chains
+  const uint16_t* b_end = g.b + int64_t{g.n - 1} * g.ldb + g.k;
+  for (int j = 0; j < g.n; ++j) StreamRow<MA, kU>(g, a16, a_ld, j, b_end);
 }
 
 HC_AVX512BF16 void DpBf16(const GemmBf16Args& g) {
   if (g.m > kSmallM) return internal::Avx512PackedGemmBf16(g);
   const int64_t a_ld = (g.k + 31) & ~31;
   thread_local std::vector<uint16_t> a16;  // per thread: tensor-parallel ranks call concurrently
-  a16.resize(static_cast<size_t>(std::min(g.m, kDpRowBlock)) * a_ld);
-  for (int i0 = 0; i0 < g.m; i0 += kDpRowBlock) {
-    const int rows = std::min(kDpRowBlock, g.m - i0);
-    for (int r = 0; r < rows; ++r) {
-      const float* src = g.a + (i0 + r) * g.lda;
-      uint16_t* dst = a16.data() + r * a_ld;
-      for (int p = 0; p < g.k; ++p) dst[p] = F32ToBf16(src[p]);
-      std::fill(dst + g.k, dst + a_ld, uint16_t{0});
-    }
-    int j = 0;
-    if (rows <= 2) {  // more weight rows in flight where few A rows share them (measured)
-      for (; j + 8 <= g.n; j += 8) DpRows<8>(g, a16.data(), a_ld, i0, rows, j);
-    }
-    for (; j + 4 <= g.n; j += 4) DpRows<4>(g, a16.data(), a_ld, i0, rows, j);
-    for (; j < g.n; ++j) DpRows<1>(g, a16.data(), a_ld, i0, rows, j);
+  a16.resize(static_cast<size_t>(g.m) * a_ld);
+  for (int r = 0; r < g.m; ++r) {
+    const float* src = g.a + r * g.lda;
+    uint16_t* dst = a16.data() + r * a_ld;
+    for (int p = 0; p < g.k; ++p) dst[p] = F32ToBf16(src[p]);
+    std::fill(dst + g.k, dst + a_ld, uint16_t{0});
+  }
+  switch (g.m) {
+    case 1: return StreamRows<1>(g, a16.data(), a_ld);
+    case 2: return StreamRows<2>(g, a16.data(), a_ld);
+    case 3: return StreamRows<3>(g, a16.data(), a_ld);
+    case 4: return StreamRows<4>(g, a16.data(), a_ld);
+    case 5: return StreamRows<5>(g, a16.data(), a_ld);
+    case 6: return StreamRows<6>(g, a16.data(), a_ld);
+    case 7: return StreamRows<7>(g, a16.data(), a_ld);
+    default: return StreamRows<8>(g, a16.data(), a_ld);
   }
 }
 #endif  // __x86_64__

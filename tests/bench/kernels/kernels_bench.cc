@@ -1,12 +1,13 @@
-// Kernel benchmarks: the single-core fp32 FMA peak (a register-only FMA loop)
-// and memcpy bandwidth, measured first in the same run; then every CPU GEMM
+// Kernel benchmarks: the single-core fp32 FMA peak (a register-only FMA loop),
+// memcpy and streaming-read bandwidth, measured first in the same run (the
+// read bandwidth again at the end: the machine is shared, so the two show how
+// much it moved during the run); then every CPU GEMM
 // path and GEMM library on the model's shapes against them (gemm_bench.cc:
 // own AVX2 / AVX-512 / AVX512-BF16 kernels, OpenBLAS, oneDNN when built; fp32
 // and bf16 weights; decode shapes stream the weights from DRAM); plus the
 // Mamba2 scan/update and paged attention at model sizes.
-#include <immintrin.h>
-
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -14,6 +15,7 @@
 
 #include "benchmark/benchmark.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/x86_simd.h"
 #include "kernels/half.h"
 #include "tests/bench/kernels/gemm_bench.h"
 
@@ -99,6 +101,7 @@ double MeasurePeakGflops(std::string* how) {
 
 double g_peak_gflops = 0.0;
 double g_copy_gbps = 0.0;
+double g_read_gbps = 0.0;
 constexpr size_t kRotateBytes = size_t{256} << 20;  // > any L3
 
 // Single-core memcpy bandwidth (bytes copied per second) over 256 MiB buffers.
@@ -111,6 +114,50 @@ double MeasureCopyGbps() {
     const double s = ThreadSeconds() - t0;
     benchmark::DoNotOptimize(dst.data());
     best = std::max(best, src.size() / s * 1e-9);
+  }
+  return best;
+}
+
+// Single-core streaming read bandwidth (bytes read per second): a sum over a
+// 256 MiB buffer with 64-byte loads, what a decode GEMV's weight stream can
+// reach at best on one core.
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) float SumAvx512(const float* p, size_t n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  for (size_t i = 0; i + 64 <= n; i += 64) {
+    s0 = _mm512_add_ps(s0, _mm512_load_ps(p + i));
+    s1 = _mm512_add_ps(s1, _mm512_load_ps(p + i + 16));
+    s2 = _mm512_add_ps(s2, _mm512_load_ps(p + i + 32));
+    s3 = _mm512_add_ps(s3, _mm512_load_ps(p + i + 48));
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+#endif
+
+float SumPortable(const float* p, size_t n) {
+  float s[8] = {};
+  for (size_t i = 0; i + 8 <= n; i += 8) {
+    for (int l = 0; l < 8; ++l) s[l] += p[i + l];
+  }
+  return s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+}
+
+double MeasureReadGbps() {
+  static std::vector<float> buf(kRotateBytes / sizeof(float) + 16, 1.0f);
+  const float* p = reinterpret_cast<const float*>(
+      (reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t{63});
+  const size_t n = kRotateBytes / sizeof(float);
+  double best = 0.0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const double t0 = ThreadSeconds();
+#if defined(__x86_64__)
+    const float s = __builtin_cpu_supports("avx512f") ? SumAvx512(p, n) : SumPortable(p, n);
+#else
+    const float s = SumPortable(p, n);
+#endif
+    const double t = ThreadSeconds() - t0;
+    benchmark::DoNotOptimize(s);
+    best = std::max(best, kRotateBytes / t * 1e-9);
   }
   return best;
 }
@@ -207,10 +254,15 @@ int main(int argc, char** argv) {
   hc::kernels::g_copy_gbps = hc::kernels::MeasureCopyGbps();
   std::printf("single-core memcpy: %.1f GB/s (bytes copied per second, 256 MiB)\n",
               hc::kernels::g_copy_gbps);
+  hc::kernels::g_read_gbps = hc::kernels::MeasureReadGbps();
+  std::printf("single-core streaming read: %.1f GB/s (bytes read per second, 256 MiB)\n",
+              hc::kernels::g_read_gbps);
   benchmark::Initialize(&argc, argv);
   hc::kernels::bench::RegisterGemmBenchmarks();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  hc::kernels::bench::PrintGemmSummary(hc::kernels::g_peak_gflops, hc::kernels::g_copy_gbps);
+  std::printf("single-core streaming read after the benchmarks: %.1f GB/s\n",
+              hc::kernels::MeasureReadGbps());
+  hc::kernels::bench::PrintGemmSummary(hc::kernels::g_peak_gflops, hc::kernels::g_read_gbps);
   return 0;
 }
