@@ -6,10 +6,11 @@
 // they agree up to fp32 summation order and a path may pick its kernel per m.
 //
 // - avx512bf16: vdpbf16ps. m <= 8 (decode): the activations are rounded to
-//   bf16 (RNE) once per call into a zero-padded copy; every A row meets one
-//   weight row at a time along K, so the weight is read once, in address
-//   order, with no packing; tails of K are masked loads of B against A's zero
-//   padding. Larger m: the packed kernel of gemm_avx512_cpu.cc.
+//   bf16 (RNE) once per call into a zero-padded copy; all A rows meet one
+//   weight row at a time along K (8 side by side for m <= 2 on long rows), so
+//   the weight is read once, in address order, with no packing; tails of K
+//   are masked loads of B against A's zero padding. Larger m: the packed
+//   kernel of gemm_avx512_cpu.cc.
 // - widen-avx2: fp32 FMA on widened weights. m <= 8 (decode): dot-product tiles of up
 //   to 3 A rows x 4 B rows; each 16-element bf16 chunk of B is widened in
 //   registers with a shift and a mask (no shuffles) against a copy of A
@@ -136,67 +137,89 @@ HC_AVX2 void WidenAvx2(const GemmBf16Args& g) {
 
 HC_AVX512BF16 inline float Sum16(__m512 v) { return _mm512_reduce_add_ps(v); }
 
-// Decode (m <= 8): all m A rows against one weight row at a time, so each
-// weight byte is loaded once per call and the weight is read in address order,
-// one sequential stream. Measured (kernels_bench, docs/kernels.md): tiles of
-// 2-8 weight rows read side by side (several interleaved streams) ran at
-// 11-13 GB/s on 1.5 KB rows, one row at a time at 15-24 GB/s; that held for
-// m = 8 too (8-10 vs 7-9 GB/s). U independent accumulators per A row take
-// alternate 32-element chunks of K (more dependency chains where m is small);
-// an element's value depends on K and m only (the column-split contract).
-constexpr int kStreamPrefetchBytes = 2048;  // measured: 1, 2, 4, 8, 16 KB; 2 KB best
+// Decode (m <= 8): all m A rows against NB weight rows at a time, so each
+// weight byte is loaded once per call with no packing. Short weight rows
+// (K < kInterleaveMinK) go one at a time: the weight is then read in address
+// order, one sequential stream for the hardware prefetcher. Measured with
+// kernels_bench (docs/kernels.md, m = 1, GB/s, 4 runs each on the shared
+// machine): at K = 768 one row at a time 23-25 GB/s, 8 rows side by side (8
+// interleaved streams of 1.5 KB) 10-11; at K = 2048-8192 (4-16 KB rows) 8 rows
+// side by side 20-22, one row 15-17. Software prefetching (1-16 KB ahead) only
+// lost against the hardware prefetcher, so there is none. At m = 8 and K = 768
+// one row at a time was also best (8-10 GB/s vs 7-9 with 2 or 4 rows).
+// U independent accumulators per (A row, weight row) take alternate
+// 32-element chunks of K (more dependency chains where m is small). An
+// element's value depends on K and m only (the column-split contract): NB,
+// U and the chunk order are functions of (m, K).
+constexpr int kInterleaveMinK = 2048;
 
-// Row j of C's columns: StoreDot(i, j) for i < MA. `b_end`: the end of the
-// weight this call may read; prefetches stop there (the weight rows that
-// follow belong to the next tiles when ldb == k, to the gap between rows
-// otherwise).
-template <int MA, int U>
-HC_AVX512BF16 void StreamRow(const GemmBf16Args& g, const uint16_t* a16, int64_t a_ld, int j,
-                             const uint16_t* b_end) {
-  constexpr int64_t kDist = kStreamPrefetchBytes / sizeof(uint16_t);
+template <int MA, int NB, int U>
+HC_AVX512BF16 void StreamTile(const GemmBf16Args& g, const uint16_t* a16, int64_t a_ld, int j0) {
   const int k32 = g.k & ~31;
-  const uint16_t* b = g.b + int64_t{j} * g.ldb;
-  __m512 acc[MA][U];
+  const uint16_t* b[NB];
+  for (int q = 0; q < NB; ++q) b[q] = g.b + int64_t{j0 + q} * g.ldb;
+  __m512 acc[MA][NB][U];
   for (int r = 0; r < MA; ++r) {
-    for (int u = 0; u < U; ++u) acc[r][u] = _mm512_setzero_ps();
+    for (int q = 0; q < NB; ++q) {
+      for (int u = 0; u < U; ++u) acc[r][q][u] = _mm512_setzero_ps();
+    }
   }
-  auto step = [&](int p, int u, __m512i bv) HC_AVX512BF16 {
+  auto step = [&](int p, int u, const __m512i(&bv)[NB]) HC_AVX512BF16 {
 #pragma GCC unroll 8
     for (int r = 0; r < MA; ++r) {
       const __m512bh av = (__m512bh)_mm512_loadu_si512(a16 + r * a_ld + p);
-      acc[r][u] = _mm512_dpbf16_ps(acc[r][u], av, (__m512bh)bv);
+#pragma GCC unroll 8
+      for (int q = 0; q < NB; ++q) {
+        acc[r][q][u] = _mm512_dpbf16_ps(acc[r][q][u], av, (__m512bh)bv[q]);
+      }
     }
   };
   int p = 0;
   for (; p + 32 * U <= k32; p += 32 * U) {
 #pragma GCC unroll 8
     for (int u = 0; u < U; ++u) {
-      const uint16_t* pf = b + p + 32 * u + kDist;
-      if (pf < b_end) _mm_prefetch(reinterpret_cast<const char*>(pf), _MM_HINT_T0);
-      step(p + 32 * u, u, _mm512_loadu_si512(b + p + 32 * u));
+      __m512i bv[NB];
+#pragma GCC unroll 8
+      for (int q = 0; q < NB; ++q) bv[q] = _mm512_loadu_si512(b[q] + p + 32 * u);
+      step(p + 32 * u, u, bv);
     }
   }
   // Fewer than U chunks are left, the last possibly partial: A is zero beyond
-  // k and B is masked, so no byte past the weight row is read.
+  // k and B is masked, so no byte past a weight row is read.
 #pragma GCC unroll 8
   for (int u = 0; u < U; ++u, p += 32) {
     if (p >= g.k) break;
     const __mmask32 mask =
         g.k - p >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << (g.k - p)) - 1);
-    step(p, u, _mm512_maskz_loadu_epi16(mask, b + p));
+    __m512i bv[NB];
+#pragma GCC unroll 8
+    for (int q = 0; q < NB; ++q) bv[q] = _mm512_maskz_loadu_epi16(mask, b[q] + p);
+    step(p, u, bv);
   }
   for (int r = 0; r < MA; ++r) {
-    __m512 s = acc[r][0];
-    for (int u = 1; u < U; ++u) s = _mm512_add_ps(s, acc[r][u]);
-    StoreDot(g, r, j, Sum16(s));
+    for (int q = 0; q < NB; ++q) {
+      __m512 s = acc[r][q][0];
+      for (int u = 1; u < U; ++u) s = _mm512_add_ps(s, acc[r][q][u]);
+      StoreDot(g, r, j0 + q, Sum16(s));
+    }
   }
+}
+
+template <int MA, int NB, int U>
+HC_AVX512BF16 void StreamTiles(const GemmBf16Args& g, const uint16_t* a16, int64_t a_ld) {
+  int j = 0;
+  for (; j + NB <= g.n; j += NB) StreamTile<MA, NB, U>(g, a16, a_ld, j);
+  for (; j < g.n; ++j) StreamTile<MA, 1, U>(g, a16, a_ld, j);
 }
 
 template <int MA>
 HC_AVX512BF16 void StreamRows(const GemmBf16Args& g, const uint16_t* a16, int64_t a_ld) {
-  constexpr int kU = MA <= 2 ? 2 : 1;  // MA >= 3 rows already give 3+ chains
-  const uint16_t* b_end = g.b + int64_t{g.n - 1} * g.ldb + g.k;
-  for (int j = 0; j < g.n; ++j) StreamRow<MA, kU>(g, a16, a_ld, j, b_end);
+  if constexpr (MA <= 2) {
+    if (g.k >= kInterleaveMinK) return StreamTiles<MA, 8, 1>(g, a16, a_ld);
+    return StreamTiles<MA, 1, 2>(g, a16, a_ld);  // 2 chains per A row
+  } else {
+    return StreamTiles<MA, 1, 1>(g, a16, a_ld);  // MA >= 3 chains already
+  }
 }
 
 HC_AVX512BF16 void DpBf16(const GemmBf16Args& g) {
@@ -211,14 +234,22 @@ HC_AVX512BF16 void DpBf16(const GemmBf16Args& g) {
     std::fill(dst + g.k, dst + a_ld, uint16_t{0});
   }
   switch (g.m) {
-    case 1: return StreamRows<1>(g, a16.data(), a_ld);
-    case 2: return StreamRows<2>(g, a16.data(), a_ld);
-    case 3: return StreamRows<3>(g, a16.data(), a_ld);
-    case 4: return StreamRows<4>(g, a16.data(), a_ld);
-    case 5: return StreamRows<5>(g, a16.data(), a_ld);
-    case 6: return StreamRows<6>(g, a16.data(), a_ld);
-    case 7: return StreamRows<7>(g, a16.data(), a_ld);
-    default: return StreamRows<8>(g, a16.data(), a_ld);
+    case 1:
+      return StreamRows<1>(g, a16.data(), a_ld);
+    case 2:
+      return StreamRows<2>(g, a16.data(), a_ld);
+    case 3:
+      return StreamRows<3>(g, a16.data(), a_ld);
+    case 4:
+      return StreamRows<4>(g, a16.data(), a_ld);
+    case 5:
+      return StreamRows<5>(g, a16.data(), a_ld);
+    case 6:
+      return StreamRows<6>(g, a16.data(), a_ld);
+    case 7:
+      return StreamRows<7>(g, a16.data(), a_ld);
+    default:
+      return StreamRows<8>(g, a16.data(), a_ld);
   }
 }
 #endif  // __x86_64__

@@ -144,8 +144,8 @@ float SumPortable(const float* p, size_t n) {
 
 double MeasureReadGbps() {
   static std::vector<float> buf(kRotateBytes / sizeof(float) + 16, 1.0f);
-  const float* p = reinterpret_cast<const float*>(
-      (reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t{63});
+  const float* p = reinterpret_cast<const float*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) &
+                                                  ~uintptr_t{63});
   const size_t n = kRotateBytes / sizeof(float);
   double best = 0.0;
   for (int rep = 0; rep < 5; ++rep) {
