@@ -224,7 +224,9 @@ HC_AVX512BF16 void StreamRows(const GemmBf16Args& g, const uint16_t* a16, int64_
 
 HC_AVX512BF16 void DpBf16(const GemmBf16Args& g) {
   if (g.m > kSmallM) return internal::Avx512PackedGemmBf16(g);
-  const int64_t a_ld = (g.k + 31) & ~31;
+  // Rows a whole number of 64-byte lines plus one: with a stride of a multiple
+  // of 4 KB (k = 2048) all 8 rows' lines at one k map to the same L1 set.
+  const int64_t a_ld = ((g.k + 31) & ~31) + 32;
   thread_local std::vector<uint16_t> a16;  // per thread: tensor-parallel ranks call concurrently
   a16.resize(static_cast<size_t>(g.m) * a_ld);
   for (int r = 0; r < g.m; ++r) {
