@@ -145,13 +145,18 @@ HC_AVX512BF16 inline float Sum16(__m512 v) { return _mm512_reduce_add_ps(v); }
 // machine): at K = 768 one row at a time 23-25 GB/s, 8 rows side by side (8
 // interleaved streams of 1.5 KB) 10-11; at K = 2048-8192 (4-16 KB rows) 8 rows
 // side by side 20-22, one row 15-17. Software prefetching (1-16 KB ahead) only
-// lost against the hardware prefetcher, so there is none. At m = 8 and K = 768
-// one row at a time was also best (8-10 GB/s vs 7-9 with 2 or 4 rows).
+// lost against the hardware prefetcher at m = 1. At m = 8 one row at a time
+// was also best (K = 768: 8-10 GB/s vs 7-9 with 2 or 4 rows), and there the
+// 8 rows of A (3 KB each at K = 1536) share L1 with the weight stream: a
+// non-temporal prefetch 2 KB ahead (kNtaAhead; 0.5, 4 and 8 KB measured)
+// raised K >= 1536 from 6.0-6.5 to 7.4-8.0 GB/s and left K = 768 unchanged,
+// so m >= 3 uses it.
 // U independent accumulators per (A row, weight row) take alternate
 // 32-element chunks of K (more dependency chains where m is small). An
 // element's value depends on K and m only (the column-split contract): NB,
 // U and the chunk order are functions of (m, K).
 constexpr int kInterleaveMinK = 2048;
+constexpr int64_t kNtaAhead = 2048 / sizeof(uint16_t);  // elements
 
 template <int MA, int NB, int U>
 HC_AVX512BF16 void StreamTile(const GemmBf16Args& g, const uint16_t* a16, int64_t a_ld, int j0) {
@@ -180,7 +185,12 @@ HC_AVX512BF16 void StreamTile(const GemmBf16Args& g, const uint16_t* a16, int64_
     for (int u = 0; u < U; ++u) {
       __m512i bv[NB];
 #pragma GCC unroll 8
-      for (int q = 0; q < NB; ++q) bv[q] = _mm512_loadu_si512(b[q] + p + 32 * u);
+      for (int q = 0; q < NB; ++q) {
+        if constexpr (MA >= 3) {  // a hint: never faults, even past the weight's end
+          _mm_prefetch(reinterpret_cast<const char*>(b[q] + p + 32 * u + kNtaAhead), _MM_HINT_NTA);
+        }
+        bv[q] = _mm512_loadu_si512(b[q] + p + 32 * u);
+      }
       step(p + 32 * u, u, bv);
     }
   }
