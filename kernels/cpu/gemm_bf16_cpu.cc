@@ -6,11 +6,11 @@
 // they agree up to fp32 summation order and a path may pick its kernel per m.
 //
 // - avx512bf16: vdpbf16ps. m <= 8 (decode): the activations are rounded to
-//   bf16 (RNE) once per call into a zero-padded copy; all A rows meet one
-//   weight row at a time along K (8 side by side for m <= 2 on long rows), so
-//   the weight is read once, in address order, with no packing; tails of K
-//   are masked loads of B against A's zero padding. Larger m: the packed
-//   kernel of gemm_avx512_cpu.cc.
+//   bf16 (RNE) once per call into a zero-padded copy; all A rows meet 4 (m <=
+//   2) or 2 weight rows at a time along K, rows n / 4 (n / 2) apart, so the
+//   weight is read once, as a few long sequential streams, with no packing;
+//   tails of K are masked loads of B against A's zero padding. Larger m: the
+//   packed kernel of gemm_avx512_cpu.cc.
 // - widen-avx2: fp32 FMA on widened weights. m <= 8 (decode): dot-product tiles of up
 //   to 3 A rows x 4 B rows; each 16-element bf16 chunk of B is widened in
 //   registers with a shift and a mask (no shuffles) against a copy of A
@@ -138,98 +138,76 @@ HC_AVX2 void WidenAvx2(const GemmBf16Args& g) {
 HC_AVX512BF16 inline float Sum16(__m512 v) { return _mm512_reduce_add_ps(v); }
 
 // Decode (m <= 8): all m A rows against NB weight rows at a time, so each
-// weight byte is loaded once per call with no packing. Short weight rows
-// (K < kInterleaveMinK) go one at a time: the weight is then read in address
-// order, one sequential stream for the hardware prefetcher. Measured with
-// kernels_bench (docs/kernels.md, m = 1, GB/s, 4 runs each on the shared
-// machine): at K = 768 one row at a time 23-25 GB/s, 8 rows side by side (8
-// interleaved streams of 1.5 KB) 10-11; at K = 2048-8192 (4-16 KB rows) 8 rows
-// side by side 20-22, one row 15-17. Software prefetching (1-16 KB ahead) only
-// lost against the hardware prefetcher at m = 1. At m = 8 one row at a time
-// was also best (K = 768: 8-10 GB/s vs 7-9 with 2 or 4 rows), and there the
-// 8 rows of A (3 KB each at K = 1536) share L1 with the weight stream: a
-// non-temporal prefetch 2 KB ahead (kNtaAhead; 0.5, 4 and 8 KB measured)
-// raised K >= 1536 from 6.0-6.5 to 7.4-8.0 GB/s and left K = 768 unchanged,
-// so m >= 3 uses it.
-// U independent accumulators per (A row, weight row) take alternate
-// 32-element chunks of K (more dependency chains where m is small). An
-// element's value depends on K and m only (the column-split contract): NB,
-// U and the chunk order are functions of (m, K).
-constexpr int kInterleaveMinK = 2048;
+// weight byte is loaded once per call with no packing. The NB rows of a tile
+// are spread over N (rows i, i + n / NB, ...): the weight is read as NB long
+// sequential streams side by side, which the hardware prefetcher follows best.
+// Measured with kernels_bench (docs/kernels.md; GB/s, shared machine, several
+// runs each; single-core read: 19 GB/s as one stream, 26.5 as 8):
+//  - m = 1, K = 768: 4 spread rows 23-27; one row at a time (one stream)
+//    15-25; 8 adjacent rows (8 interleaved streams of 1.5 KB each) 10-12. At
+//    K = 2048-8192 4 spread rows 22-23, 8 adjacent 20-22, one row 15-17.
+//    Software prefetching (1-16 KB ahead) only lost against the hardware
+//    prefetcher at m = 1.
+//  - m = 8: 2 spread rows 9-12 (K = 768-2048), one row at a time 7-10. The
+//    8 rows of A (3 KB each at K = 1536) share L1 with the weight stream: a
+//    non-temporal prefetch 2 KB ahead (kNtaAhead; 0.5, 4 and 8 KB measured)
+//    raised K >= 1536 from 6.0-6.5 to 7.4-8.0 GB/s and left K = 768
+//    unchanged, so m >= 3 uses it.
+// Each (A row, weight row) has one accumulator over K's 32-element chunks in
+// order, so an element's value depends on K alone whatever tile holds it (the
+// column-split contract).
 constexpr int64_t kNtaAhead = 2048 / sizeof(uint16_t);  // elements
 
-template <int MA, int NB, int U>
-HC_AVX512BF16 void StreamTile(const GemmBf16Args& g, const uint16_t* a16, int64_t a_ld, int j0) {
+// Rows j0, j0 + step_rows, ..., j0 + (NB - 1) * step_rows of B.
+template <int MA, int NB>
+HC_AVX512BF16 void StreamTile(const GemmBf16Args& g, const uint16_t* a16, int64_t a_ld, int j0,
+                              int step_rows) {
   const int k32 = g.k & ~31;
   const uint16_t* b[NB];
-  for (int q = 0; q < NB; ++q) b[q] = g.b + int64_t{j0 + q} * g.ldb;
-  __m512 acc[MA][NB][U];
+  for (int q = 0; q < NB; ++q) b[q] = g.b + int64_t{j0 + q * step_rows} * g.ldb;
+  __m512 acc[MA][NB];
   for (int r = 0; r < MA; ++r) {
-    for (int q = 0; q < NB; ++q) {
-      for (int u = 0; u < U; ++u) acc[r][q][u] = _mm512_setzero_ps();
-    }
+    for (int q = 0; q < NB; ++q) acc[r][q] = _mm512_setzero_ps();
   }
-  auto step = [&](int p, int u, const __m512i(&bv)[NB]) HC_AVX512BF16 {
+  auto step = [&](int p, const __m512i(&bv)[NB]) HC_AVX512BF16 {
 #pragma GCC unroll 8
     for (int r = 0; r < MA; ++r) {
       const __m512bh av = (__m512bh)_mm512_loadu_si512(a16 + r * a_ld + p);
 #pragma GCC unroll 8
-      for (int q = 0; q < NB; ++q) {
-        acc[r][q][u] = _mm512_dpbf16_ps(acc[r][q][u], av, (__m512bh)bv[q]);
-      }
+      for (int q = 0; q < NB; ++q) acc[r][q] = _mm512_dpbf16_ps(acc[r][q], av, (__m512bh)bv[q]);
     }
   };
-  int p = 0;
-  for (; p + 32 * U <= k32; p += 32 * U) {
-#pragma GCC unroll 8
-    for (int u = 0; u < U; ++u) {
-      __m512i bv[NB];
-#pragma GCC unroll 8
-      for (int q = 0; q < NB; ++q) {
-        if constexpr (MA >= 3) {  // a hint: never faults, even past the weight's end
-          _mm_prefetch(reinterpret_cast<const char*>(b[q] + p + 32 * u + kNtaAhead), _MM_HINT_NTA);
-        }
-        bv[q] = _mm512_loadu_si512(b[q] + p + 32 * u);
-      }
-      step(p + 32 * u, u, bv);
-    }
-  }
-  // Fewer than U chunks are left, the last possibly partial: A is zero beyond
-  // k and B is masked, so no byte past a weight row is read.
-#pragma GCC unroll 8
-  for (int u = 0; u < U; ++u, p += 32) {
-    if (p >= g.k) break;
-    const __mmask32 mask =
-        g.k - p >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << (g.k - p)) - 1);
+  for (int p = 0; p < k32; p += 32) {
     __m512i bv[NB];
 #pragma GCC unroll 8
-    for (int q = 0; q < NB; ++q) bv[q] = _mm512_maskz_loadu_epi16(mask, b[q] + p);
-    step(p, u, bv);
+    for (int q = 0; q < NB; ++q) {
+      if constexpr (MA >= 3) {  // a hint: never faults, even past the weight's end
+        _mm_prefetch(reinterpret_cast<const char*>(b[q] + p + kNtaAhead), _MM_HINT_NTA);
+      }
+      bv[q] = _mm512_loadu_si512(b[q] + p);
+    }
+    step(p, bv);
+  }
+  if (k32 < g.k) {  // A is zero beyond k; B is masked so no byte past its row is read
+    const __mmask32 mask = static_cast<__mmask32>((uint64_t{1} << (g.k - k32)) - 1);
+    __m512i bv[NB];
+#pragma GCC unroll 8
+    for (int q = 0; q < NB; ++q) bv[q] = _mm512_maskz_loadu_epi16(mask, b[q] + k32);
+    step(k32, bv);
   }
   for (int r = 0; r < MA; ++r) {
-    for (int q = 0; q < NB; ++q) {
-      __m512 s = acc[r][q][0];
-      for (int u = 1; u < U; ++u) s = _mm512_add_ps(s, acc[r][q][u]);
-      StoreDot(g, r, j0 + q, Sum16(s));
-    }
+    for (int q = 0; q < NB; ++q) StoreDot(g, r, j0 + q * step_rows, Sum16(acc[r][q]));
   }
 }
 
-template <int MA, int NB, int U>
-HC_AVX512BF16 void StreamTiles(const GemmBf16Args& g, const uint16_t* a16, int64_t a_ld) {
-  int j = 0;
-  for (; j + NB <= g.n; j += NB) StreamTile<MA, NB, U>(g, a16, a_ld, j);
-  for (; j < g.n; ++j) StreamTile<MA, 1, U>(g, a16, a_ld, j);
-}
-
+// Every column: tiles of NB rows spread n / NB apart, then the last n % NB
+// rows one at a time.
 template <int MA>
 HC_AVX512BF16 void StreamRows(const GemmBf16Args& g, const uint16_t* a16, int64_t a_ld) {
-  if constexpr (MA <= 2) {
-    if (g.k >= kInterleaveMinK) return StreamTiles<MA, 8, 1>(g, a16, a_ld);
-    return StreamTiles<MA, 1, 2>(g, a16, a_ld);  // 2 chains per A row
-  } else {
-    return StreamTiles<MA, 1, 1>(g, a16, a_ld);  // MA >= 3 chains already
-  }
+  constexpr int kNb = MA <= 2 ? 4 : 2;  // MA x kNb accumulators: at most 16
+  const int section = g.n / kNb;
+  for (int i = 0; i < section; ++i) StreamTile<MA, kNb>(g, a16, a_ld, i, section);
+  for (int j = section * kNb; j < g.n; ++j) StreamTile<MA, 1>(g, a16, a_ld, j, 1);
 }
 
 HC_AVX512BF16 void DpBf16(const GemmBf16Args& g) {
