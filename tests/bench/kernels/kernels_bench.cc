@@ -5,7 +5,7 @@
 // path and GEMM library on the model's shapes against them (gemm_bench.cc:
 // own AVX2 / AVX-512 / AVX512-BF16 kernels, OpenBLAS, oneDNN when built; fp32
 // and bf16 weights; decode shapes stream the weights from DRAM); plus the
-// Mamba2 scan/update and paged attention at model sizes.
+// Mamba2 scan/update, paged attention and the norms at model sizes.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -15,6 +15,7 @@
 
 #include "benchmark/benchmark.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/cpu_kernels_simd.h"
 #include "kernels/cpu/x86_simd.h"
 #include "kernels/half.h"
 #include "tests/bench/kernels/gemm_bench.h"
@@ -257,6 +258,48 @@ void BM_PagedAttentionDecode(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_PagedAttentionDecode)->Arg(2048)->MinTime(0.05);
+
+// ---- Norms at model sizes: 512 tokens (a prefill chunk) --------------------
+// Arg: lanes (16 AVX-512, 8 AVX2, 4 portable; a width the CPU lacks falls back).
+simd::SimdWidth WidthOfLanes(int lanes) {
+  return lanes == 16 ? simd::SimdWidth::kAvx512
+                     : (lanes == 8 ? simd::SimdWidth::kAvx2 : simd::SimdWidth::kPortable);
+}
+
+void BM_RmsNorm(benchmark::State& state) {
+  const int T = 512, D = 768;
+  auto norm = CreateCpuNormKernels(WidthOfLanes(state.range(0)));
+  std::vector<float> x(T * D, 0.3f), w(D, 1.1f), out(T * D);
+  for (auto _ : state) {
+    norm->RmsNorm({.num_tokens = T,
+                   .dim = D,
+                   .x = {x.data(), D},
+                   .weight = w.data(),
+                   .out = {out.data(), D}});
+  }
+  state.SetItemsProcessed(state.iterations() * T);
+}
+BENCHMARK(BM_RmsNorm)->Arg(16)->Arg(8)->Arg(4)->MinTime(0.05);
+
+// Mamba2's gated norm: 1536 channels in one group, both steps.
+void BM_GatedNorm(benchmark::State& state) {
+  const int T = 512, D = 1536;
+  auto norm = CreateCpuNormKernels(WidthOfLanes(state.range(0)));
+  std::vector<float> y(T * D, 0.3f), z(T * D, -0.7f), w(D, 1.1f), out(T * D), ss(T);
+  const GatedNormArgs args{.num_tokens = T,
+                           .group_size = D,
+                           .norm_count = D,
+                           .y = {y.data(), D},
+                           .z = {z.data(), D},
+                           .weight = w.data(),
+                           .out = {out.data(), D}};
+  for (auto _ : state) {
+    norm->GatedSumSquares(args, ss.data());
+    norm->GatedNormApply(args, ss.data());
+  }
+  state.SetItemsProcessed(state.iterations() * T);
+}
+BENCHMARK(BM_GatedNorm)->Arg(16)->Arg(8)->Arg(4)->MinTime(0.05);
 
 }  // namespace
 }  // namespace hc::kernels
