@@ -12,14 +12,8 @@ fi
 for b in "${benches[@]}"; do
   [[ -x "$b" ]] || continue
   echo "=== $(basename "$b") ==="
+  # model_bench measures every architecture (--arch=all, its default).
   "$b"
-  if [[ $(basename "$b") == model_bench ]]; then
-    # The same measurements for the other architectures' small presets.
-    for preset in granite-small nemotron-small; do
-      echo "=== model_bench ($preset) ==="
-      HC_MODEL_BENCH_PRESET=$preset "$b"
-    done
-  fi
 done
 
 # End to end through the router: the load generator (cache on vs off).

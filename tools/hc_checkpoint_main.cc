@@ -4,8 +4,10 @@
 //   hc-checkpoint ... --resolve   (the cached copy that --model synthetic:<preset> uses;
 //       generated once, printed)
 // --arch granitemoehybrid --preset tiny is the preset "granite-tiny" (and
-// nemotron_h: "nemotron-tiny"); a full preset name (granite-moe-tiny) is also
-// accepted as --preset. Presets: worker/model/synthetic_checkpoint.h.
+// nemotron_h: "nemotron-tiny"; --preset moe-small: "granite-moe-small",
+// "nemotron-moe-small", model_bench's presets); a full preset name
+// (granite-moe-tiny, bamba-qwen3-tiny) is also accepted as --preset. Presets:
+// worker/model/synthetic_checkpoint.h.
 //   hc-checkpoint --from_config PATH --out DIR [--scaled_hidden 64] [--scaled_layers N]
 //       [--dtype ...]: a small random checkpoint keeping every key and the layer
 //       pattern of a released config.json, its sizes shrunk

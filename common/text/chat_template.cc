@@ -41,6 +41,7 @@ std::string BuiltinName(std::string_view source) {
   if (source == kChatMlSource) return "chatml";
   if (source == internal::kGranite4HTemplate) return "granite-4.0-h";
   if (source == internal::kNemotronNanoV2Template) return "nemotron-nano-v2";
+  if (source == internal::kQwen3Template) return "qwen3";
   return "model";
 }
 
@@ -70,13 +71,16 @@ absl::StatusOr<ChatTemplate> ChatTemplate::ByName(std::string_view name) {
   } else if (name == "nemotron-nano-v2") {
     source = internal::kNemotronNanoV2Template;
     end = "<SPECIAL_12>";
+  } else if (name == "qwen3") {
+    source = internal::kQwen3Template;
+    end = "<|im_end|>";
   } else if (name == "chatml") {
     source = kChatMlSource;
     end = "<|im_end|>";
   } else {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown chat template \"", std::string(name),
-                     "\" (expected granite, granite-4.0-h, nemotron-nano-v2 or chatml)"));
+                     "\" (expected granite, granite-4.0-h, nemotron-nano-v2, qwen3 or chatml)"));
   }
   HC_ASSIGN_OR_RETURN(auto tmpl, ParseTemplate(source, "built-in chat template"));
   return ChatTemplate(std::move(tmpl), BuiltinName(source), {}, std::move(end));

@@ -17,6 +17,9 @@
 //   nemotron-nano-v2: NVIDIA-Nemotron-Nano-9B-v2's own template (not
 //            prefix-stable: its continuing turns are rewrite turns); the
 //            synthetic nemotron-nano-* checkpoints ship it.
+//   qwen3:   Qwen3's own template (reasoning of earlier replies stripped:
+//            after a reply that reasoned, the next turn is a rewrite turn);
+//            the synthetic *-qwen3-* checkpoints ship it.
 //
 // Real templates are not per-message independent (default system prompts,
 // tool blocks, loop.last logic, reasoning stripping), so a conversation is
@@ -55,8 +58,8 @@ struct RenderedChat {
 
 class ChatTemplate {
  public:
-  // "granite", "granite-4.0-h", "nemotron-nano-v2" or "chatml"; INVALID_ARGUMENT naming the
-  // value otherwise.
+  // "granite", "granite-4.0-h", "nemotron-nano-v2", "qwen3" or "chatml"; INVALID_ARGUMENT
+  // naming the value otherwise.
   static absl::StatusOr<ChatTemplate> ByName(std::string_view name);
   // The template of a tokenizer_config.json text: `chat_template` as a string,
   // or the entry named "default" of a list of {name, template}. Its special
@@ -73,8 +76,8 @@ class ChatTemplate {
   // <model_dir>/tokenizer_config.json (which gives the special tokens).
   static absl::StatusOr<ChatTemplate> FromModelDir(const std::string& model_dir);
 
-  // "granite", "granite-4.0-h", "nemotron-nano-v2", "chatml" (a built-in, or a model template
-  // identical to one), or "model".
+  // "granite", "granite-4.0-h", "nemotron-nano-v2", "qwen3", "chatml" (a built-in, or a model
+  // template identical to one), or "model".
   const std::string& name() const { return name_; }
   const std::string& source() const { return tmpl_->source(); }
   // The token text that ends an assistant turn (the model's stop token).

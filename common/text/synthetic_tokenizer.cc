@@ -22,12 +22,16 @@ std::vector<std::string> SyntheticSpecialTokens(const SyntheticTokenizerSpec& sp
   std::vector<std::string> tokens = SyntheticSpecialTokens();
   if (spec.chat_template == "nemotron-nano-v2") {
     for (const char* t : {"<SPECIAL_10>", "<SPECIAL_11>", "<SPECIAL_12>"}) tokens.push_back(t);
+  } else if (spec.chat_template == "qwen3") {
+    for (const char* t : {"<|im_start|>", "<|im_end|>"}) tokens.push_back(t);
   }
   return tokens;
 }
 
 int SyntheticEndOfTurnId(std::string_view chat_template) {
-  return chat_template == "nemotron-nano-v2" ? 6 : kSyntheticEndOfTextId;
+  return chat_template == "nemotron-nano-v2" ? 6
+         : chat_template == "qwen3"          ? 5
+                                             : kSyntheticEndOfTextId;
 }
 
 absl::StatusOr<SyntheticTokenizerSpec> SyntheticTokenizerSpecFor(
@@ -38,7 +42,8 @@ absl::StatusOr<SyntheticTokenizerSpec> SyntheticTokenizerSpecFor(
       pre_tokenizer.value_or(name.starts_with("granite-")    ? PreTokenizerStyle::kGranite4
                              : name.starts_with("nemotron-") ? PreTokenizerStyle::kNemotronH
                                                              : PreTokenizerStyle::kGpt2);
-  const std::string chat_template = name.starts_with("granite-")         ? "granite-4.0-h"
+  const std::string chat_template = name.find("-qwen3-") != name.npos    ? "qwen3"
+                                    : name.starts_with("granite-")       ? "granite-4.0-h"
                                     : name.starts_with("nemotron-nano-") ? "nemotron-nano-v2"
                                                                          : "granite";
   if (preset == "tiny")

@@ -37,24 +37,28 @@ struct SyntheticTokenizerSpec {
   // built-in "granite", or a real one: "granite-4.0-h" for the granite-*
   // presets (the synthetic special tokens), "nemotron-nano-v2" for the
   // nemotron-nano-* ones, whose tokenizer adds NVIDIA-Nemotron-Nano-v2's
-  // special tokens (SyntheticSpecialTokens(spec)).
+  // special tokens (SyntheticSpecialTokens(spec)), "qwen3" for the *-qwen3-*
+  // ones, whose tokenizer adds Qwen3's <|im_start|> and <|im_end|>.
   std::string chat_template = "granite";
 };
 
 // The special tokens of `spec`, ids 0..: SyntheticSpecialTokens(), then for
 // the "nemotron-nano-v2" template <SPECIAL_10> (system), <SPECIAL_11> (role)
-// and <SPECIAL_12> (end of turn), ids 4, 5, 6.
+// and <SPECIAL_12> (end of turn), ids 4, 5, 6; for the "qwen3" template
+// <|im_start|> and <|im_end|> (end of turn), ids 4, 5. (Qwen3's <think> and
+// </think> are not special: the template strips reasoning by text.)
 std::vector<std::string> SyntheticSpecialTokens(const SyntheticTokenizerSpec& spec);
 // The id that ends an assistant turn (and is the model's EOS) with the chat
 // template named `chat_template`: <SPECIAL_12> for "nemotron-nano-v2",
-// <|end_of_text|> otherwise.
+// <|im_end|> for "qwen3", <|end_of_text|> otherwise.
 int SyntheticEndOfTurnId(std::string_view chat_template);
 
 // INVALID_ARGUMENT for an unknown preset (tiny, small). Presets of other
 // architectures, "<arch>[-variant]-tiny|small" (e.g. granite-moe-tiny), use the
 // tokenizer of their size in their family's pipeline: "granite-*" Granite-4.0's,
 // "nemotron-*" Nemotron-H's, others GPT-2's, unless `pre_tokenizer` says;
-// "nemotron-nano-*" ships the "nemotron-nano-v2" chat template.
+// "nemotron-nano-*" ships the "nemotron-nano-v2" chat template, "*-qwen3-*"
+// the "qwen3" one.
 absl::StatusOr<SyntheticTokenizerSpec> SyntheticTokenizerSpecFor(
     std::string_view preset, std::optional<PreTokenizerStyle> pre_tokenizer = std::nullopt);
 

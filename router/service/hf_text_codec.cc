@@ -42,6 +42,30 @@ void Append(std::vector<uint32_t>& out, const std::vector<TokenId>& ids) {
   for (const TokenId id : ids) out.push_back(static_cast<uint32_t>(id));
 }
 
+// The largest position in [floor, at] of `full.text` at which encoding the
+// text as two pieces equals encoding it whole: an edge of a special token
+// that the template wrote (the tokenizer splits the text there before
+// anything else); `floor` when there is none.
+size_t SafeCutAtOrBefore(const Tokenizer& tokenizer, const RenderedChat& full, size_t floor,
+                         size_t at) {
+  size_t best = floor;
+  for (const auto& [begin, end] : full.template_ranges) {
+    if (end <= floor || begin > at) continue;
+    const std::string_view range = std::string_view(full.text).substr(begin, end - begin);
+    for (const AddedToken& t : tokenizer.added_tokens()) {
+      // lstrip/rstrip tokens take the whitespace beside them: not a clean edge.
+      if (!t.special || t.lstrip || t.rstrip || t.content.empty()) continue;
+      for (size_t p = range.find(t.content); p != std::string_view::npos;
+           p = range.find(t.content, p + 1)) {
+        for (const size_t edge : {begin + p, begin + p + t.content.size()}) {
+          if (edge >= floor && edge <= at) best = std::max(best, edge);
+        }
+      }
+    }
+  }
+  return best;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<HfTextCodec>> HfTextCodec::FromModelDir(const std::string& dir) {
@@ -112,7 +136,11 @@ absl::StatusOr<EncodedTurn> HfTextCodec::DoEncodeTurn(std::span<const TurnMessag
 
   // Where each message starts and ends in the rendering: the length of the
   // rendering of the conversation up to it, where that is a prefix of the
-  // full rendering (else as far as the two agree).
+  // full rendering. Else (a template that renders the last message its own
+  // way, as Qwen3's does an assistant message with reasoning) as far as the
+  // two agree, cut back to the edge of a special token: the agreement can end
+  // inside a word ("<t" of "<think>" and "<tool_call>"), and pieces cut there
+  // would not encode as the whole text does.
   std::vector<size_t> bounds;  // bounds[i]: start of message i; bounds.back(): end of the last
   for (size_t i = 0; i <= count; ++i) {
     size_t b = bounds.empty() ? start : bounds.back();
@@ -123,6 +151,9 @@ absl::StatusOr<EncodedTurn> HfTextCodec::DoEncodeTurn(std::span<const TurnMessag
         size_t agree = 0;
         const size_t n = std::min(prefix->size(), full.text.size());
         while (agree < n && (*prefix)[agree] == full.text[agree]) ++agree;
+        if (agree < prefix->size() && agree > b) {
+          agree = SafeCutAtOrBefore(*tokenizer_, full, b, agree);
+        }
         b = std::max(b, agree);
       }
     }

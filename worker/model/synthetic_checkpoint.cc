@@ -158,18 +158,23 @@ void GraniteSizes(bool small, bool moe, bool rope, ModelConfig& c) {
   c.SetMixerLayers(small ? 10 : 4, small ? std::vector<int>{3, 7} : std::vector<int>{2},
                    moe ? FfnKind::kMoe : FfnKind::kMlp);
   if (moe) {
+    // Granite-4.0-H-Tiny's proportions (hidden 1536, shared MLP 1024,
+    // experts 512) at hidden 768: ~104M parameters, ~64M active per token.
+    if (small) c.intermediate_size = 512;
     c.num_experts = 8;
     c.num_experts_per_tok = 2;
-    c.moe_intermediate_size = small ? 512 : 32;
+    c.moe_intermediate_size = small ? 256 : 32;
     c.moe_shared_intermediate_size = c.intermediate_size;
     c.moe_router = MoeRouter::kSoftmaxTopK;
   }
 }
 
 // Nemotron-H-like: one block per layer from a hybrid_override_pattern, relu²
-// MLPs, NoPE attention, Mamba with 2 groups (dt clamped below at 0.001); the
-// tiny preset has a MoE block (8 experts in 2 groups, top 2 from 1 group).
-void NemotronSizes(bool small, ModelConfig& c) {
+// MLPs, NoPE attention, Mamba with 2 groups (dt clamped below at 0.001). A
+// pattern with MoE blocks ('E') gets 8 experts in 2 groups, top 2 from 1 group
+// (tiny: "M-M*EM-"; moe-small: "MEMEM*EMEMEM*E", Nemotron-3-Nano's Mamba/MoE
+// alternation at hidden 768, ~74M parameters).
+void NemotronSizes(bool small, std::string_view pattern, ModelConfig& c) {
   BambaSizes(small, c);
   c.architecture = Architecture::kNemotronH;
   c.mlp_activation = MlpActivation::kRelu2;
@@ -178,7 +183,6 @@ void NemotronSizes(bool small, ModelConfig& c) {
   c.mamba_n_groups = 2;
   c.time_step_min_limit = 0.001f;
   c.intermediate_size = small ? 3072 : 192;
-  const std::string pattern = small ? "M-M-M*-M-M-M*-" : "M-M*EM-";
   c.layers.clear();
   for (char ch : pattern) {
     c.layers.push_back(ch == 'M'   ? LayerSpec{MixerKind::kMamba, FfnKind::kNone}
@@ -187,11 +191,11 @@ void NemotronSizes(bool small, ModelConfig& c) {
                                    : LayerSpec{MixerKind::kNone, FfnKind::kMlp});
   }
   c.num_hidden_layers = static_cast<int>(c.layers.size());
-  if (!small) {
+  if (pattern.find('E') != std::string_view::npos) {
     c.num_experts = 8;
     c.num_experts_per_tok = 2;
-    c.moe_intermediate_size = 32;
-    c.moe_shared_intermediate_size = 48;
+    c.moe_intermediate_size = small ? 384 : 32;
+    c.moe_shared_intermediate_size = small ? 768 : 48;
     c.moe_router = MoeRouter::kSigmoidGroupTopK;
     c.moe_n_group = 2;
     c.moe_topk_group = 1;
@@ -206,7 +210,7 @@ absl::StatusOr<SyntheticPreset> GetSyntheticPreset(std::string_view name) {
   SyntheticPreset p;
   ModelConfig& c = p.config;
   p.name = std::string(name);
-  if (name == "tiny" || name == "small") {
+  if (name == "tiny" || name == "small" || name == "bamba-qwen3-tiny") {
     BambaSizes(name == "small", c);
     c.SetMixerLayers(name == "small" ? 10 : 4,
                      name == "small" ? std::vector<int>{3, 7} : std::vector<int>{2});
@@ -217,14 +221,25 @@ absl::StatusOr<SyntheticPreset> GetSyntheticPreset(std::string_view name) {
   } else if (name == "granite-moe-tiny") {
     GraniteSizes(false, /*moe=*/true, /*rope=*/true, c);
     p.seed = 0x6A72;
-  } else if (name == "nemotron-tiny" || name == "nemotron-small" || name == "nemotron-nano-tiny") {
-    NemotronSizes(name == "nemotron-small", c);
+  } else if (name == "granite-moe-small") {
+    // NoPE attention, as Granite-4.0-H's released checkpoints.
+    GraniteSizes(true, /*moe=*/true, /*rope=*/false, c);
+    p.seed = 0x6A73;
+  } else if (name == "nemotron-tiny" || name == "nemotron-nano-tiny") {
+    NemotronSizes(false, "M-M*EM-", c);
     p.seed = 0x4E71;
+  } else if (name == "nemotron-small") {
+    NemotronSizes(true, "M-M-M*-M-M-M*-", c);
+    p.seed = 0x4E71;
+  } else if (name == "nemotron-moe-small") {
+    NemotronSizes(true, "MEMEM*EMEMEM*E", c);
+    p.seed = 0x4E72;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unknown synthetic preset \"", std::string(name),
-        "\" (tiny, small, granite-tiny, granite-small, granite-moe-tiny, nemotron-tiny, "
-        "nemotron-small, nemotron-nano-tiny)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown synthetic preset \"", std::string(name),
+                     "\" (tiny, small, bamba-qwen3-tiny, granite-tiny, granite-small, "
+                     "granite-moe-tiny, granite-moe-small, "
+                     "nemotron-tiny, nemotron-small, nemotron-moe-small, nemotron-nano-tiny)"));
   }
   HC_ASSIGN_OR_RETURN(p.tokenizer, SyntheticTokenizerSpecFor(name));
   return p;

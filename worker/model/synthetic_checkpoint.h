@@ -15,13 +15,23 @@
 //          multipliers, NoPE attention, 2 Mamba groups, dense shared MLP.
 //   granite-moe-tiny   granitemoehybrid, RoPE attention, 8 experts (top 2) plus
 //          the shared MLP on every layer.
+//   granite-moe-small  granitemoehybrid at the small sizes, NoPE attention,
+//          shared MLP 512 plus 8 experts of 256 (top 2) on every layer
+//          (Granite-4.0-H-Tiny's proportions), ~104M parameters.
 //   nemotron-tiny      nemotron_h "M-M*EM-": relu² MLPs, NoPE attention, 2
 //          Mamba groups, one MoE block (8 experts in 2 groups, top 2).
 //   nemotron-small     nemotron_h "M-M-M*-M-M-M*-", hidden 768.
+//   nemotron-moe-small nemotron_h "MEMEM*EMEMEM*E" (Nemotron-3-Nano's
+//          Mamba/MoE alternation), hidden 768, 8 experts of 384 (top 2) plus a
+//          shared expert of 768, ~74M parameters.
+// model_bench measures small, granite-moe-small and nemotron-moe-small.
 //   nemotron-nano-tiny nemotron-tiny's model (same weights seed) with
 //          NVIDIA-Nemotron-Nano-v2's chat format: its real template and its
 //          special tokens <SPECIAL_10>, <SPECIAL_11>, <SPECIAL_12> (EOS)
 //          after the Granite ones (chat template "nemotron-nano-v2").
+//   bamba-qwen3-tiny   tiny's model (same weights seed) with Qwen3's chat
+//          format: its real template (chat template "qwen3"), <|im_start|> and
+//          <|im_end|> (EOS) after the Granite special tokens.
 // The others use the Granite-4 chat format and special tokens <|end_of_text|>
 // (bos = eos), <|pad|>, <|start_of_role|>, <|end_of_role|>, with the tokenizer
 // of their size (tiny or small).

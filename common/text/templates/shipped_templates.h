@@ -19,6 +19,11 @@ extern const std::string_view kGranite4HTemplate;
 // (router/service/rewrite.h). NVIDIA Open Model License.
 extern const std::string_view kNemotronNanoV2Template;
 
+// Qwen3's chat template (Qwen/Qwen3-0.6B; the Qwen3 family's): reasoning
+// ("<think>...</think>") of replies before the last user query is stripped,
+// so a turn after a reply that reasoned is a rewrite turn. Apache-2.0.
+extern const std::string_view kQwen3Template;
+
 }  // namespace hc::internal
 
 #endif  // HC_COMMON_TEXT_TEMPLATES_SHIPPED_TEMPLATES_H_

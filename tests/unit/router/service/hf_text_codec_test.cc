@@ -264,6 +264,43 @@ TEST_F(HfTextCodecTest, TemplateThatRewritesHistoryGivesTheWholeRenderingAsARewr
   EXPECT_EQ(cont->message_begins.size(), 1u);
 }
 
+TEST_F(HfTextCodecTest, RewriteTurnEncodesAsTheWholeRenderingWhenRenderingsAgreeMidWord) {
+  // Qwen3's template renders an assistant message after the last user query
+  // with its reasoning while it is the last message, and without it once
+  // another follows. The rendering up to that message then agrees with the
+  // whole one only to "<t" ("<think>" / "<tool_call>"); encoding the turn in
+  // pieces cut there gave "<t" + "ool_call>" where the whole text has
+  // "<tool_call>" (found by tests/integration/test_qwen3_stack.py).
+  const std::string dir = dir_ + "/qwen3_synthetic";
+  ASSERT_TRUE(WriteSyntheticTokenizerFiles("bamba-qwen3-tiny", dir).ok());
+  const std::unique_ptr<HfTextCodec> codec = HfTextCodec::FromModelDir(dir).value();
+  const std::unique_ptr<Tokenizer> tokenizer = Tokenizer::FromFile(dir + "/tokenizer.json").value();
+  const std::vector<TurnMessage> history = {
+      {Role::kUser, "What is the weather in Paris?"},
+      {Role::kAssistant, "The village"},
+      {Role::kAssistant,
+       "<think>\nI should call the tool.\n</think>\n\n<tool_call>\n{\"name\": \"weather\"}\n"
+       "</tool_call>"},
+      {Role::kTool, "{\"celsius\": 21}"}};
+  const absl::StatusOr<EncodedTurn> t = codec->EncodeTurn(
+      {{{Role::kUser, "Thanks!"}}}, {.first_turn = false, .last_token = 7, .history = history});
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_TRUE(t->rewrite);
+  const ChatTemplate tmpl = ChatTemplate::FromModelDir(dir).value();
+  std::vector<TurnMessage> all = history;
+  all.push_back({Role::kUser, "Thanks!"});
+  const RenderedChat whole = tmpl.Render(AsChat(all), true).value();
+  EXPECT_EQ(t->tokens, Ids(EncodeRendered(*tokenizer, whole)));
+  ASSERT_EQ(t->message_begins.size(), 5u);
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_LE(t->message_begins[i], t->message_ends[i]) << i;
+    if (i > 0) {
+      EXPECT_EQ(t->message_begins[i], t->message_ends[i - 1]) << i;
+    }
+  }
+  EXPECT_LT(t->message_ends[4], t->tokens.size());  // the generation prompt follows
+}
+
 TEST_F(HfTextCodecTest, ProbeFindsTheTemplatesThatRewriteHistory) {
   // The router asks workers for Mamba snapshots only for these
   // (TextCodec::RewritesHistory): Nemotron-Nano-v2 ("<think>" in the

@@ -218,6 +218,66 @@ TEST(SyntheticPresetTest, NemotronNanoShipsTheRealTemplateAndItsSpecialTokens) {
   fs::remove_all(dir);
 }
 
+// bamba-qwen3-tiny: tiny's model with Qwen3's chat format, byte for byte the
+// real template, <|im_start|> and <|im_end|> single special tokens, and
+// <|im_end|> ending a turn for the model and the template.
+TEST(SyntheticPresetTest, BambaQwen3ShipsTheRealTemplateAndItsSpecialTokens) {
+  const std::string dir = FreshDir("bamba_qwen3");
+  ASSERT_TRUE(WriteSyntheticCheckpoint("bamba-qwen3-tiny", dir).ok());
+  auto c = LoadModelConfig(dir);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->architecture, Architecture::kBamba);
+  EXPECT_EQ(c->num_hidden_layers, SyntheticModelConfig("tiny")->num_hidden_layers);
+  auto tok = Tokenizer::FromFile(dir + "/tokenizer.json");
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  EXPECT_EQ((*tok)->vocab_size(), c->vocab_size);
+  EXPECT_EQ((*tok)->TokenToId("<|im_end|>"), c->eos_token_id);
+  for (const char* s : {"<|im_start|>", "<|im_end|>"}) {
+    ASSERT_TRUE((*tok)->TokenToId(s).has_value()) << s;
+    EXPECT_TRUE((*tok)->IsSpecial(*(*tok)->TokenToId(s))) << s;
+  }
+  auto tmpl = ChatTemplate::FromModelDir(dir);
+  ASSERT_TRUE(tmpl.ok()) << tmpl.status();
+  EXPECT_EQ(tmpl->name(), "qwen3");
+  EXPECT_EQ(tmpl->end_of_turn(), "<|im_end|>");
+  EXPECT_EQ(tmpl->source(), ReadAll(fs::path(HC_CHAT_TEMPLATES_DIR) / "qwen3.jinja"));
+  EXPECT_EQ(tmpl->RenderText({{"user", "Hi"}}, true).value(),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+  fs::remove_all(dir);
+}
+
+// model_bench's presets: real-model-shaped and of comparable size.
+TEST(SyntheticPresetTest, MoeSmallPresetsAreRealShapedAndComparableToSmall) {
+  auto granite = SyntheticModelConfig("granite-moe-small");
+  ASSERT_TRUE(granite.ok()) << granite.status();
+  EXPECT_EQ(granite->architecture, Architecture::kGraniteMoeHybrid);
+  EXPECT_FALSE(granite->use_rope);  // Granite-4.0-H is NoPE
+  EXPECT_EQ(granite->num_experts, 8);
+  EXPECT_GT(granite->moe_shared_intermediate_size, 0);
+  for (const LayerSpec& l : granite->layers) EXPECT_EQ(l.ffn, FfnKind::kMoe);
+  auto nemotron = SyntheticModelConfig("nemotron-moe-small");
+  ASSERT_TRUE(nemotron.ok()) << nemotron.status();
+  EXPECT_EQ(nemotron->architecture, Architecture::kNemotronH);
+  EXPECT_GT(nemotron->mamba_n_groups, 1);
+  int blocks[3] = {};  // M, *, E
+  for (const LayerSpec& l : nemotron->layers) {
+    ++blocks[l.mixer == MixerKind::kMamba       ? 0
+             : l.mixer == MixerKind::kAttention ? 1
+             : l.ffn == FfnKind::kMoe           ? 2
+                                                : 3];
+  }
+  EXPECT_EQ(blocks[0], 6);
+  EXPECT_EQ(blocks[1], 2);
+  EXPECT_EQ(blocks[2], 6);
+  for (const ModelConfig* c : {&*granite, &*nemotron}) {
+    EXPECT_TRUE(ValidateModelConfig(*c).ok());
+    EXPECT_EQ(c->hidden_size, SyntheticModelConfig("small")->hidden_size);
+    const int64_t params = CountParameters(ModelTensorSpecs(*c));
+    EXPECT_GE(params, 60'000'000);
+    EXPECT_LE(params, 110'000'000);
+  }
+}
+
 TEST(SyntheticPresetTest, UnknownPresetIsRejected) {
   auto p = GetSyntheticPreset("huge");
   EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
