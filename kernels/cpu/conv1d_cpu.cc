@@ -22,8 +22,6 @@ using simd::Vf;
 
 constexpr int kChannelBlock = 256;  // a multiple of every W
 
-inline float Silu(float x) { return x / (1.0f + std::exp(-x)); }
-
 struct ConvCall {
   const Conv1dParams* p;
   ConstRows x;
@@ -138,24 +136,15 @@ class CpuConv1d final : public Conv1dKernels {
     }
   }
 
+  // One token per sequence is the varlen case with unit lengths: the same
+  // vectorized channel loop (SiLU on simd::Exp, not a scalar std::exp per
+  // channel), so a decode step's outputs are bitwise those of a prefill of
+  // the same token from the same state.
   void CausalConv1dUpdate(const Conv1dParams& p, int batch_size, const int32_t* slots, ConstRows x,
                           Rows out) const override {
-    const int hist = p.width - 1;
-    for (int b = 0; b < batch_size; ++b) {
-      float* state = p.state + static_cast<int64_t>(slots[b]) * p.conv_dim * hist;
-      const float* xs = x.row(b);
-      float* o = out.row(b);
-      for (int c = 0; c < p.conv_dim; ++c) {
-        const float* w = p.weight + static_cast<int64_t>(c) * p.width;
-        float* st = state + static_cast<int64_t>(c) * hist;
-        float acc = p.bias != nullptr ? p.bias[c] : 0.0f;
-        for (int k = 0; k < hist; ++k) acc += w[k] * st[k];
-        acc += w[hist] * xs[c];
-        for (int k = 0; k + 1 < hist; ++k) st[k] = st[k + 1];
-        if (hist > 0) st[hist - 1] = xs[c];
-        o[c] = p.apply_silu ? Silu(acc) : acc;
-      }
-    }
+    std::vector<int32_t> qsl(static_cast<size_t>(batch_size) + 1);
+    for (int b = 0; b <= batch_size; ++b) qsl[b] = b;
+    CausalConv1dVarlen(p, {batch_size, qsl.data()}, slots, x, out);
   }
 
  private:
