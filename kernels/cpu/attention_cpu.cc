@@ -24,6 +24,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "common/intra_op.h"
@@ -85,36 +86,43 @@ struct Scratch {
   std::vector<float> q, o, s, kt, v, m, l;
 };
 
-// Mask of stage h of the W x W block-swap transpose (TransposeStore): lane j
-// of the first output takes a[j] where bit h of j is clear, else b[j - h]; of
-// the second, a[j + h] where clear, else b[j] (indices >= W select from b).
-template <int W>
-HC_SIMD_INLINE Vi<W> SwapMask(int h, bool second) {
-  Vi<W> m;
-  for (int j = 0; j < W; ++j) {
-    const bool clear = (j & h) == 0;
-    m[j] = second ? (clear ? j + h : W + j) : (clear ? j : W + j - h);
-  }
-  return m;
+// Lane j of the outputs of stage h of the W x W block-swap transpose
+// (TransposeStore): the first takes a[j] where bit h of j is clear, else
+// b[j - h]; the second a[j + h] where clear, else b[j] (indices >= W select
+// from b).
+constexpr int SwapIndex(int w, int h, bool second, int j) {
+  const bool clear = (j & h) == 0;
+  return second ? (clear ? j + h : w + j) : (clear ? j : w + j - h);
 }
 
-// dst[d * ld + j] = rows[j][d] for a W x W block: swaps the off-diagonal
-// h x h blocks of row pairs (i, i + h) for h = W/2, ..., 1, i.e. log2(W)
-// rounds of W two-source shuffles instead of W * W scalar strided stores (the
-// scalar transpose was ~75% of a decode step's attention time).
-template <int W>
-HC_SIMD_INLINE void TransposeStore(Vf<W> (&rows)[W], float* dst, int64_t ld) {
-#pragma GCC unroll 8
-  for (int h = W / 2; h >= 1; h /= 2) {
-    const Vi<W> lo = SwapMask<W>(h, false), hi = SwapMask<W>(h, true);
+template <int W, int H, bool kSecond, size_t... J>
+HC_SIMD_INLINE Vf<W> SwapLanes(Vf<W> a, Vf<W> b, std::index_sequence<J...>) {
+  return __builtin_shufflevector(a, b, SwapIndex(W, H, kSecond, J)...);
+}
+
+// Stages H, H/2, ..., 1: swap the off-diagonal H x H blocks of row pairs
+// (i, i + H).
+template <int W, int H>
+HC_SIMD_INLINE void TransposeStages(Vf<W> (&rows)[W]) {
+  if constexpr (H >= 1) {
+    constexpr auto lanes = std::make_index_sequence<W>{};
 #pragma GCC unroll 16
     for (int i = 0; i < W; ++i) {
-      if ((i & h) != 0) continue;
-      const Vf<W> a = rows[i], b = rows[i + h];
-      rows[i] = __builtin_shuffle(a, b, lo);
-      rows[i + h] = __builtin_shuffle(a, b, hi);
+      if ((i & H) != 0) continue;
+      const Vf<W> a = rows[i], b = rows[i + H];
+      rows[i] = SwapLanes<W, H, false>(a, b, lanes);
+      rows[i + H] = SwapLanes<W, H, true>(a, b, lanes);
     }
+    TransposeStages<W, H / 2>(rows);
   }
+}
+
+// dst[d * ld + j] = rows[j][d] for a W x W block: log2(W) rounds of W
+// two-source shuffles instead of W * W scalar strided stores (the scalar
+// transpose was ~75% of a decode step's attention time).
+template <int W>
+HC_SIMD_INLINE void TransposeStore(Vf<W> (&rows)[W], float* dst, int64_t ld) {
+  TransposeStages<W, W / 2>(rows);
 #pragma GCC unroll 16
   for (int d = 0; d < W; ++d) simd::Store<W>(dst + d * ld, rows[d]);
 }
