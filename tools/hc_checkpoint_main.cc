@@ -6,6 +6,10 @@
 // --arch granitemoehybrid --preset tiny is the preset "granite-tiny" (and
 // nemotron_h: "nemotron-tiny"); a full preset name (granite-moe-tiny) is also
 // accepted as --preset. Presets: worker/model/synthetic_checkpoint.h.
+//   hc-checkpoint --from_config PATH --out DIR [--scaled_hidden 64] [--scaled_layers N]
+//       [--dtype ...]: a small random checkpoint keeping every key and the layer
+//       pattern of a released config.json, its sizes shrunk
+//       (worker/model/scaled_checkpoint.h).
 #include <cstdio>
 #include <string>
 
@@ -13,6 +17,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "worker/model/model_tensors.h"
+#include "worker/model/scaled_checkpoint.h"
 #include "worker/model/synthetic_checkpoint.h"
 
 ABSL_FLAG(std::string, arch, "bamba", "architecture: bamba, granitemoehybrid or nemotron_h");
@@ -22,13 +27,21 @@ ABSL_FLAG(std::string, out, "", "output directory (created if needed)");
 ABSL_FLAG(bool, resolve, false,
           "generate (once) and print the cache directory behind --model synthetic:<preset>");
 ABSL_FLAG(int, max_shard_mb, 0, "if > 0, write shards of at most this many MiB plus an index");
+ABSL_FLAG(std::string, from_config, "",
+          "a released config.json (or its directory): write a scaled-down random checkpoint "
+          "with its keys and layer pattern instead of a preset");
+ABSL_FLAG(int, scaled_hidden, 64,
+          "--from_config: hidden_size of the scaled model (multiple of 16)");
+ABSL_FLAG(int, scaled_layers, 0,
+          "--from_config: keep the first N layers of the pattern (0 keeps all)");
 ABSL_FLAG(std::string, dtype, "float32",
           "stored dtype of the tensors (and config.json torch_dtype): float32 or bfloat16");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "hc-checkpoint [--arch bamba|granitemoehybrid|nemotron_h] --preset tiny|small "
-      "(--out DIR [--dtype float32|bfloat16] | --resolve)");
+      "(--out DIR [--dtype float32|bfloat16] | --resolve)\n"
+      "hc-checkpoint --from_config PATH --out DIR [--scaled_hidden 64] [--scaled_layers N]");
   absl::ParseCommandLine(argc, argv);
   const std::string out = absl::GetFlag(FLAGS_out);
   const std::string arch = absl::GetFlag(FLAGS_arch);
@@ -70,6 +83,25 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "hc-checkpoint: --dtype=%s: expected float32 or bfloat16\n",
                  dtype.c_str());
     return 2;
+  }
+  if (const std::string from = absl::GetFlag(FLAGS_from_config); !from.empty()) {
+    hc::model::ScaleDownOptions scale;
+    scale.hidden_size = absl::GetFlag(FLAGS_scaled_hidden);
+    scale.max_layers = absl::GetFlag(FLAGS_scaled_layers);
+    scale.dtype = *options.dtype;
+    scale.max_shard_bytes = options.max_shard_bytes;
+    const auto config = hc::model::WriteScaledCheckpoint(from, out, scale);
+    if (!config.ok()) {
+      std::fprintf(stderr, "hc-checkpoint: %s\n", config.status().ToString().c_str());
+      return 1;
+    }
+    std::printf(
+        "wrote a scaled %s checkpoint of %s to %s (%d layers, %lld parameters, vocab %d)\n",
+        std::string(hc::model::ModelTypeName(config->architecture)).c_str(), from.c_str(),
+        out.c_str(), config->num_hidden_layers,
+        static_cast<long long>(hc::model::CountParameters(hc::model::ModelTensorSpecs(*config))),
+        config->vocab_size);
+    return 0;
   }
   const absl::Status st = hc::model::WriteSyntheticCheckpoint(preset, out, options);
   if (!st.ok()) {

@@ -51,9 +51,6 @@ struct OpenAiServerOptions {
   // Conversations whose latest branch (after an edit or regenerate) this
   // router remembers; past it the oldest are forgotten (docs/http-api.md).
   size_t max_branches = 100000;
-  // Responses whose usage this router keeps for GET /v1/responses/{id}; past
-  // it the stored usages are forgotten (GET then says "usage": null).
-  size_t max_stored_usages = 100000;
 };
 
 class OpenAiServer {
@@ -90,8 +87,6 @@ class OpenAiServer {
     };
     // (auth, salt, client conversation id) -> Branch.
     absl::flat_hash_map<std::string, Branch> branches ABSL_GUARDED_BY(mu);
-    // Response id -> its usage (the ledger keeps no usage), for GET.
-    absl::flat_hash_map<std::string, hybridcache::v1::Usage> usages ABSL_GUARDED_BY(mu);
     // Cancels every call in flight (at shutdown).
     absl::flat_hash_map<void*, std::function<void()>> cancels ABSL_GUARDED_BY(mu);
   };

@@ -98,8 +98,8 @@ Json ResponseJson(const ResponseFields& f) {
 class ResponsesFormat final : public TurnFormat {
  public:
   ResponsesFormat(std::shared_ptr<Shared> shared, std::string model, bool stream,
-                  std::string previous, bool store)
-      : shared_(std::move(shared)), stream_(stream), store_(store) {
+                  std::string previous)
+      : shared_(std::move(shared)), stream_(stream) {
     f_.model = std::move(model);
     f_.previous_response_id = std::move(previous);
     f_.created_at = absl::ToUnixSeconds(absl::Now());
@@ -138,8 +138,8 @@ class ResponsesFormat final : public TurnFormat {
 
   void Completed(HttpReply& reply, const v1::TurnCompleted& c, const TurnTarget&) override {
     f_.status = c.finish_reason() == "length" ? "incomplete" : "completed";
+    // The ledger committed the same usage with the round (GET reads it).
     f_.usage = UsageJson(c.usage());
-    if (store_) StoreUsage(c.usage());
     if (!stream_) return reply.Send({200, "application/json", Dump(ResponseJson(f_))});
     const Json part = {{"type", "output_text"}, {"text", f_.text}, {"annotations", Json::array()}};
     Event("response.output_text.done",
@@ -171,12 +171,6 @@ class ResponsesFormat final : public TurnFormat {
   }
 
  private:
-  void StoreUsage(const v1::Usage& usage) {
-    absl::MutexLock lock(&shared_->mu);
-    if (shared_->usages.size() >= shared_->options.max_stored_usages) shared_->usages.clear();
-    shared_->usages[f_.id] = usage;
-  }
-
   void Event(const char* type, Json fields, HttpReply& reply) {
     fields["type"] = type;
     fields["sequence_number"] = sequence_++;
@@ -185,7 +179,6 @@ class ResponsesFormat final : public TurnFormat {
 
   const std::shared_ptr<Shared> shared_;
   const bool stream_;
-  const bool store_;
   ResponseFields f_;
   int sequence_ = 0;
 };
@@ -234,10 +227,13 @@ void HandleGet(const std::shared_ptr<Shared>& s, const HttpRequest& req,
         f.id = id;
         f.model = s->options.model_name;
         f.text = call->response.messages(*at).content();
-        {
-          absl::MutexLock lock(&s->mu);
-          auto it = s->usages.find(id);
-          if (it != s->usages.end()) f.usage = UsageJson(it->second);
+        // Committed with the round in the ledger, so every router replica
+        // and a restarted one answer alike; null for a round an earlier
+        // version committed without it.
+        const auto& rounds = call->response.rounds();
+        if (ref.round <= static_cast<uint64_t>(rounds.size()) &&
+            rounds[static_cast<int>(ref.round - 1)].has_usage()) {
+          f.usage = UsageJson(rounds[static_cast<int>(ref.round - 1)].usage());
         }
         reply->Send({200, "application/json", Dump(ResponseJson(f))});
       });
@@ -313,7 +309,7 @@ void HandleResponses(const std::shared_ptr<Shared>& s, HttpRequest req,
   for (auto& m : r->messages) messages.push_back(std::move(m));
   auto ex = std::make_shared<TurnExchange>(
       s, reply, auth, r->sampling,
-      std::make_unique<ResponsesFormat>(s, r->model, r->stream, r->previous_response_id, r->store));
+      std::make_unique<ResponsesFormat>(s, r->model, r->stream, r->previous_response_id));
   ex->WireCancel();
   TurnTarget t;
   t.cache_salt = salt;

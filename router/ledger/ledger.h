@@ -3,9 +3,9 @@
 // disposable; the ledger's tokens are what any worker recomputes from.
 //
 // An entry holds the committed round, every committed token id (prompts and
-// generated tokens exactly as the model saw them) with message boundaries, the
-// worker holding the cached state with the committed length and hash it
-// reported, the lease of the turn in flight, and the last activity.
+// generated tokens exactly as the model saw them) with message boundaries,
+// each round's usage (RoundUsage), the worker holding the cached state with the committed length
+// and hash it reported, the lease of the turn in flight, and the last activity.
 //
 // Leases: a turn takes the conversation's lease (AcquireLease), and gives it
 // back with Commit (success) or ReleaseLease (failure/cancel). A lease held by
@@ -98,6 +98,17 @@ struct Lease {
   absl::Time expiry = absl::InfinitePast();
 };
 
+// What one committed round cost, as its turn reported it to the client
+// (chat.proto Usage): the prompt's tokens, how many of them came from a
+// cache, and the reply's tokens. The ledger keeps it with the round so that
+// any router can answer for it later (GET /v1/responses/{id}).
+struct RoundUsage {
+  uint32_t prompt_tokens = 0;
+  uint32_t cached_tokens = 0;
+  uint32_t completion_tokens = 0;
+  bool operator==(const RoundUsage&) const = default;
+};
+
 struct ConversationRecord {
   uint64_t round = 0;  // committed rounds; 0: nothing committed yet
   std::vector<uint32_t> tokens;
@@ -105,7 +116,15 @@ struct ConversationRecord {
   WorkerState worker;
   Lease lease;
   absl::Time last_activity = absl::InfinitePast();
+  // usage[r - 1] is round r's. Unknown (nullopt, or past the vector's end)
+  // for rounds committed without one: by a version before the ledger kept
+  // usage, or by a CommitRequest with none. See UsageOfRound.
+  std::vector<std::optional<RoundUsage>> usage;
 };
+
+// Round `round`'s usage (1-based); nullopt when it is unknown or there is no
+// such round.
+std::optional<RoundUsage> UsageOfRound(const ConversationRecord& record, uint64_t round);
 
 // What a successful turn adds. Message ranges are absolute ledger positions.
 //
@@ -122,6 +141,9 @@ struct CommitRequest {
   std::vector<uint32_t> appended_tokens;
   std::vector<LedgerMessage> appended_messages;
   WorkerState worker;
+  // The round's usage, committed with it in the same atomic step (nullopt:
+  // unknown; every turn of the router sets it).
+  std::optional<RoundUsage> usage;
 };
 
 // Monotonic counts since the ledger was opened, for the router's metrics.

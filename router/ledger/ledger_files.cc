@@ -18,7 +18,19 @@ constexpr uint8_t kDeleteRecord = 2;
 // the rewrite position (U32) after the expected round. Appends keep type 1,
 // so logs written before rewrites existed replay unchanged.
 constexpr uint8_t kRewriteRecord = 3;
-constexpr std::string_view kSnapshotMagic = "HCLSNAP1";
+// Types 1 and 3 followed by the round's usage (record_codec.h), written when
+// the commit has one (CommitRequest::usage). Logs of earlier versions hold
+// only types 1-3: their rounds replay with the usage unknown.
+constexpr uint8_t kCommitUsageRecord = 4;
+constexpr uint8_t kRewriteUsageRecord = 5;
+bool HasUsage(uint8_t t) { return t == kCommitUsageRecord || t == kRewriteUsageRecord; }
+bool IsRewriteType(uint8_t t) { return t == kRewriteRecord || t == kRewriteUsageRecord; }
+bool IsCommitType(uint8_t t) { return t == kCommitRecord || t == kRewriteRecord || HasUsage(t); }
+// Version 2 adds each conversation's round usage after its last activity;
+// version 1 snapshots (earlier versions) still load, with usage unknown.
+constexpr std::string_view kSnapshotMagicV1 = "HCLSNAP1";
+constexpr std::string_view kSnapshotMagic = "HCLSNAP2";
+static_assert(kSnapshotMagicV1.size() == kSnapshotMagic.size());
 
 int64_t ToMicros(absl::Time t) {
   return t == absl::InfinitePast() ? INT64_MIN : absl::ToUnixMicros(t);
@@ -55,7 +67,10 @@ std::string CommitRecord(uint64_t seq, const std::string& table_key, const Commi
                          absl::Time now) {
   std::string payload;
   ByteWriter w(&payload);
-  w.U8(commit.rewrite_from.has_value() ? kRewriteRecord : kCommitRecord);
+  const bool rewrite = commit.rewrite_from.has_value();
+  const bool usage = commit.usage.has_value();
+  w.U8(rewrite ? (usage ? kRewriteUsageRecord : kRewriteRecord)
+               : (usage ? kCommitUsageRecord : kCommitRecord));
   w.U64(seq);
   w.Bytes(table_key);
   w.U64(commit.expected_round);
@@ -64,6 +79,7 @@ std::string CommitRecord(uint64_t seq, const std::string& table_key, const Commi
   w.Messages(commit.appended_messages);
   w.Worker(commit.worker);
   w.U64(static_cast<uint64_t>(ToMicros(now)));
+  if (usage) w.Usage(commit.usage);
   std::string framed;
   framed.reserve(payload.size() + 8);
   Frame(payload, &framed);
@@ -97,8 +113,8 @@ bool AnyValidFrameAfter(std::string_view data, size_t from) {
     uint8_t type = 0;
     uint64_t seq = 0;
     std::string k;
-    if (r.U8(&type) && (type == kCommitRecord || type == kRewriteRecord || type == kDeleteRecord) &&
-        r.U64(&seq) && r.Bytes(&k)) {
+    if (r.U8(&type) && (IsCommitType(type) || type == kDeleteRecord) && r.U64(&seq) &&
+        r.Bytes(&k)) {
       return true;
     }
   }
@@ -139,14 +155,15 @@ absl::StatusOr<SegmentReplay> ReplaySegment(std::string_view data, const std::st
     uint64_t seq = 0;
     std::string k;
     bool ok = r.U8(&type) && r.U64(&seq) && r.Bytes(&k);
-    if (ok && (type == kCommitRecord || type == kRewriteRecord)) {
+    if (ok && IsCommitType(type)) {
       CommitRequest c;
       uint64_t activity = 0;
       uint32_t from = 0;
-      ok = r.U64(&c.expected_round) && (type == kCommitRecord || r.U32(&from)) &&
+      ok = r.U64(&c.expected_round) && (!IsRewriteType(type) || r.U32(&from)) &&
            r.Tokens(&c.appended_tokens) && r.Messages(&c.appended_messages) &&
-           r.Worker(&c.worker) && r.U64(&activity) && r.done();
-      if (type == kRewriteRecord) c.rewrite_from = from;
+           r.Worker(&c.worker) && r.U64(&activity) &&
+           (!HasUsage(type) || (r.Usage(&c.usage) && c.usage.has_value())) && r.done();
+      if (IsRewriteType(type)) c.rewrite_from = from;
       if (ok && seq > after_seq) {
         // Holder "" skips the lease check. A round mismatch means the log
         // does not hold what was acknowledged: never skip it silently.
@@ -175,10 +192,9 @@ absl::StatusOr<SegmentReplay> ReplaySegment(std::string_view data, const std::st
 absl::StatusOr<uint64_t> ReplaySnapshot(std::string_view data, const std::string& path,
                                         LedgerTable* table) {
   const auto corrupt = [&] { return absl::DataLossError(absl::StrCat("corrupt snapshot ", path)); };
-  if (data.size() < kSnapshotMagic.size() + 8 ||
-      data.compare(0, kSnapshotMagic.size(), kSnapshotMagic) != 0) {
-    return corrupt();
-  }
+  if (data.size() < kSnapshotMagic.size() + 8) return corrupt();
+  const bool v1 = data.compare(0, kSnapshotMagicV1.size(), kSnapshotMagicV1) == 0;
+  if (!v1 && data.compare(0, kSnapshotMagic.size(), kSnapshotMagic) != 0) return corrupt();
   uint64_t seq = 0;
   std::memcpy(&seq, data.data() + kSnapshotMagic.size(), 8);
   size_t offset = kSnapshotMagic.size() + 8;
@@ -189,7 +205,8 @@ absl::StatusOr<uint64_t> ReplaySnapshot(std::string_view data, const std::string
     LedgerTable::Entry e;
     uint64_t activity = 0;
     if (!r.Bytes(&k) || !r.U64(&e.round) || !r.Tokens(&e.tokens) || !r.Messages(&e.messages) ||
-        !r.Worker(&e.worker) || !r.U64(&activity) || !r.done()) {
+        !r.Worker(&e.worker) || !r.U64(&activity) || (!v1 && !r.Usages(&e.usage)) ||
+        e.usage.size() > e.round || !r.done()) {
       return corrupt();
     }
     e.last_activity = FromMicros(static_cast<int64_t>(activity));
@@ -219,6 +236,7 @@ absl::StatusOr<uint64_t> WriteSnapshot(FileOps& ops, const std::string& path, ui
     w.Messages(e.messages);
     w.Worker(e.worker);
     w.U64(static_cast<uint64_t>(ToMicros(e.last_activity)));
+    w.Usages(e.usage);
     Frame(payload, &buf);
     if (buf.size() >= (1 << 20)) {
       if (s = ops.WriteAll(*fd, buf, path); !s.ok()) break;

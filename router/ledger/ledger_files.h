@@ -3,8 +3,10 @@
 // live table).
 //
 // A directory holds:
-//   ledger.snap      the snapshot: "HCLSNAP1", u64 seq (the last log record it
+//   ledger.snap      the snapshot: "HCLSNAP2", u64 seq (the last log record it
 //                    includes), then one frame per committed conversation
+//                    (with its rounds' usage; "HCLSNAP1" snapshots of earlier
+//                    versions, without usage, still load)
 //   ledger.log.old   the log segment being compacted (present only between a
 //                    rotation and the end of that compaction, or after a crash
 //                    in between)

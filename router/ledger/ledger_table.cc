@@ -31,6 +31,11 @@ bool ParseRole(std::string_view name, Role* role) {
   return false;
 }
 
+std::optional<RoundUsage> UsageOfRound(const ConversationRecord& record, uint64_t round) {
+  if (round == 0 || round > record.round || round > record.usage.size()) return std::nullopt;
+  return record.usage[round - 1];
+}
+
 bool ParseFsyncPolicy(std::string_view name, FsyncPolicy* policy) {
   if (name == "always")
     *policy = FsyncPolicy::kAlways;
@@ -108,7 +113,13 @@ absl::Status TenantCapRefused(uint64_t live, uint64_t limit) {
 
 namespace {
 ConversationRecord ToRecord(const LedgerTable::Entry& e) {
-  return ConversationRecord{e.round, e.tokens, e.messages, e.worker, e.lease, e.last_activity};
+  return ConversationRecord{.round = e.round,
+                            .tokens = e.tokens,
+                            .messages = e.messages,
+                            .worker = e.worker,
+                            .lease = e.lease,
+                            .last_activity = e.last_activity,
+                            .usage = e.usage};
 }
 // absl::string_view: the count maps' heterogeneous lookup type. The salt's
 // namespace is everything before the id (its tenant included).
@@ -226,6 +237,13 @@ void TruncateForRewrite(uint32_t from, std::vector<uint32_t>& tokens,
   messages.resize(keep);
 }
 
+void RecordRoundUsage(uint64_t round, const std::optional<RoundUsage>& round_usage,
+                      std::vector<std::optional<RoundUsage>>& usage) {
+  if (!round_usage.has_value() && usage.empty()) return;
+  usage.resize(round);  // pads the earlier rounds committed without one
+  usage.push_back(round_usage);
+}
+
 absl::Status LedgerTable::CheckCommit(const std::string& key, std::string_view holder,
                                       const CommitRequest& commit) const {
   auto it = entries_.find(key);
@@ -261,6 +279,7 @@ absl::Status LedgerTable::Commit(const std::string& key, std::string_view holder
   e.messages.reserve(e.messages.size() + commit.appended_messages.size());
   e.messages.insert(e.messages.end(), commit.appended_messages.begin(),
                     commit.appended_messages.end());
+  RecordRoundUsage(commit.expected_round, commit.usage, e.usage);
   e.worker = commit.worker;
   e.lease = Lease{};
   e.last_activity = now;

@@ -7,6 +7,7 @@
 #define HC_ROUTER_LEDGER_LEDGER_TABLE_H_
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,6 +43,13 @@ absl::Status TenantCapRefused(uint64_t live, uint64_t limit);
 void TruncateForRewrite(uint32_t from, std::vector<uint32_t>& tokens,
                         std::vector<LedgerMessage>& messages);
 
+// Records the usage of round `round` + 1 (a commit of expected round `round`)
+// in `usage` (ConversationRecord::usage): earlier rounds it lacks become
+// unknown. A conversation that never had a usage stays empty when this one
+// is unknown too, so ledgers of an older version cost nothing more.
+void RecordRoundUsage(uint64_t round, const std::optional<RoundUsage>& round_usage,
+                      std::vector<std::optional<RoundUsage>>& usage);
+
 class LedgerTable {
  public:
   LedgerTable() = default;
@@ -54,6 +62,7 @@ class LedgerTable {
     WorkerState worker;
     Lease lease;
     absl::Time last_activity = absl::InfinitePast();
+    std::vector<std::optional<RoundUsage>> usage;  // ConversationRecord::usage
   };
 
   // Takes the lease (ledger.h). RESOURCE_EXHAUSTED when the key does not

@@ -64,6 +64,17 @@ void ByteWriter::Worker(const WorkerState& w) {
   U32(w.num_tokens);
   U64(w.prefix_hash);
 }
+void ByteWriter::Usage(const std::optional<RoundUsage>& u) {
+  const RoundUsage v = u.value_or(RoundUsage{});
+  U8(u.has_value() ? 1 : 0);
+  U32(v.prompt_tokens);
+  U32(v.cached_tokens);
+  U32(v.completion_tokens);
+}
+void ByteWriter::Usages(std::span<const std::optional<RoundUsage>> usage) {
+  U32(static_cast<uint32_t>(usage.size()));
+  for (const std::optional<RoundUsage>& u : usage) Usage(u);
+}
 
 bool ByteReader::Take(size_t n, std::string_view* out) {
   if (!ok_ || in_.size() < n) return ok_ = false;
@@ -124,6 +135,25 @@ bool ByteReader::Messages(std::vector<LedgerMessage>* ms) {
 bool ByteReader::Worker(WorkerState* w) {
   return Bytes(&w->worker_id) && U64(&w->round) && U32(&w->num_tokens) && U64(&w->prefix_hash);
 }
+bool ByteReader::Usage(std::optional<RoundUsage>* u) {
+  uint8_t known = 0;
+  RoundUsage v;
+  if (!U8(&known) || known > 1 || !U32(&v.prompt_tokens) || !U32(&v.cached_tokens) ||
+      !U32(&v.completion_tokens)) {
+    return ok_ = false;
+  }
+  *u = known == 1 ? std::optional<RoundUsage>(v) : std::nullopt;
+  return true;
+}
+bool ByteReader::Usages(std::vector<std::optional<RoundUsage>>* usage) {
+  uint32_t n = 0;
+  if (!U32(&n) || n > in_.size() / kUsageBytes) return ok_ = false;
+  usage->resize(n);
+  for (std::optional<RoundUsage>& u : *usage) {
+    if (!Usage(&u)) return false;
+  }
+  return true;
+}
 
 bool DecodeRawTokens(std::string_view blob, std::vector<uint32_t>* tokens) {
   if (blob.size() % 4 != 0) return false;
@@ -141,6 +171,16 @@ bool DecodeMessageStream(std::string_view blob, std::vector<LedgerMessage>* ms) 
     ms->push_back(std::move(m));
   }
   return r.ok();
+}
+
+bool DecodeUsageStream(std::string_view blob, std::vector<std::optional<RoundUsage>>* usage) {
+  if (blob.size() % kUsageBytes != 0) return false;
+  ByteReader r(blob);
+  usage->resize(blob.size() / kUsageBytes);
+  for (std::optional<RoundUsage>& u : *usage) {
+    if (!r.Usage(&u)) return false;
+  }
+  return r.done();
 }
 
 }  // namespace hc::router

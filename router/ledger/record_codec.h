@@ -1,10 +1,15 @@
 // Little-endian binary encoding of ledger data, shared by the file backend
 // (log and snapshot records) and the Redis backend (token, message and worker
 // blobs), plus CRC-32C for record framing.
+//
+// A round's usage (RoundUsage) encodes in kUsageBytes: u8 known (0: unknown,
+// the u32s then 0), u32 prompt, u32 cached, u32 completion tokens. The Redis
+// commit script pads with unknown ones, so this layout is fixed.
 #ifndef HC_ROUTER_LEDGER_RECORD_CODEC_H_
 #define HC_ROUTER_LEDGER_RECORD_CODEC_H_
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -15,6 +20,8 @@
 namespace hc::router {
 
 uint32_t Crc32c(std::string_view data);
+
+inline constexpr size_t kUsageBytes = 13;
 
 // Appends to a string it does not own.
 class ByteWriter {
@@ -29,6 +36,8 @@ class ByteWriter {
   void Message(const LedgerMessage& m);
   void Messages(std::span<const LedgerMessage> ms);  // u32 count + each
   void Worker(const WorkerState& w);
+  void Usage(const std::optional<RoundUsage>& u);                 // kUsageBytes
+  void Usages(std::span<const std::optional<RoundUsage>> usage);  // u32 count + each
 
  private:
   std::string* out_;
@@ -47,6 +56,8 @@ class ByteReader {
   bool Message(LedgerMessage* m);
   bool Messages(std::vector<LedgerMessage>* ms);
   bool Worker(WorkerState* w);
+  bool Usage(std::optional<RoundUsage>* u);
+  bool Usages(std::vector<std::optional<RoundUsage>>* usage);
   bool done() const { return ok_ && in_.empty(); }
   bool ok() const { return ok_; }
   size_t remaining() const { return in_.size(); }
@@ -61,6 +72,8 @@ class ByteReader {
 bool DecodeRawTokens(std::string_view blob, std::vector<uint32_t>* tokens);
 // Decodes back-to-back Message encodings.
 bool DecodeMessageStream(std::string_view blob, std::vector<LedgerMessage>* ms);
+// Decodes back-to-back Usage encodings.
+bool DecodeUsageStream(std::string_view blob, std::vector<std::optional<RoundUsage>>* usage);
 
 }  // namespace hc::router
 

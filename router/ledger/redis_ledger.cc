@@ -73,7 +73,7 @@ end
 constexpr const char* kAcquireScript = R"lua(
 local now, real = clock(ARGV[2]), clock(0)
 local ttl, cttl, cap, tcap = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local h = redis.call('HMGET', KEYS[1], 'lh', 'le', 'r', 'w', 'la')
+local h = redis.call('HMGET', KEYS[1], 'lh', 'le', 'r', 'w', 'la', 'u')
 if h[1] and h[1] ~= ARGV[1] and tonumber(h[2]) > now then return {0, h[1]} end
 local expired = 0
 if h[3] then
@@ -101,17 +101,22 @@ local exp = ms(now + ttl)
 redis.call('HSET', KEYS[1], 'lh', ARGV[1], 'le', exp)
 if not h[3] then redis.call('PEXPIRE', KEYS[1], ms(ttl)) end
 return {1, h[3] or '0', h[4] or '', h[5] or '', redis.call('GET', KEYS[2]) or '',
-        redis.call('GET', KEYS[3]) or '', exp, expired}
+        redis.call('GET', KEYS[3]) or '', exp, expired, h[6] or ''}
 )lua";
 
-// ARGV[5..11]: expected round, tokens, messages, worker, token hash,
-// conversation ttl ms, rewrite_from ('' : append). Idempotent: the last
+// ARGV[5..12]: expected round, tokens, messages, worker, token hash,
+// conversation ttl ms, rewrite_from ('' : append), the round's usage (one
+// record_codec Usage, kUsageBytes; its first byte 0: unknown). Idempotent: the last
 // commit's holder (lc) and token hash (lx) are kept, so a resend of a commit
 // that was applied (its reply lost) answers 3 (OK) without applying it again.
 // A rewrite keeps the first rewrite_from tokens (4 bytes each) and the
 // messages that end by then (the record_codec stream: u8 role, u32 begin,
 // u32 end, u32 length, text), then appends, all in the one script: atomic.
 // Past the committed tokens it answers {4, committed} and changes nothing.
+// The usage is appended to the hash's u (one record per round), padded with
+// unknown records for rounds committed without one (by an earlier version);
+// a conversation that never had a usage gets no u while the usage is unknown.
+static_assert(kUsageBytes == 13, "kCommitScript pads with 13-byte usage records");
 constexpr const char* kCommitScript = R"lua(
 local now, real, cttl = clock(ARGV[2]), clock(0), tonumber(ARGV[10])
 local h = redis.call('HMGET', KEYS[1], 'lh', 'r', 'lc', 'lx')
@@ -137,6 +142,13 @@ else
   end
   redis.call('SET', KEYS[2], string.sub(t, 1, from * 4) .. ARGV[6])
   redis.call('SET', KEYS[3], string.sub(m, 1, pos - 1) .. ARGV[7])
+end
+local u = redis.call('HGET', KEYS[1], 'u')
+if u or string.byte(ARGV[12], 1) == 1 then
+  local n = tonumber(r)
+  local keep = math.min(math.floor(#(u or '') / 13), n)
+  u = string.sub(u or '', 1, keep * 13) .. string.rep('\0', (n - keep) * 13) .. ARGV[12]
+  redis.call('HSET', KEYS[1], 'u', u)
 end
 redis.call('HSET', KEYS[1], 'r', ms(tonumber(r) + 1), 'w', ARGV[8], 'la', ms(now),
            'lc', ARGV[1], 'lx', ARGV[9])
@@ -188,10 +200,10 @@ return 1
 )lua";
 
 constexpr const char* kGetScript = R"lua(
-local h = redis.call('HMGET', KEYS[1], 'r', 'w', 'la', 'lh', 'le')
+local h = redis.call('HMGET', KEYS[1], 'r', 'w', 'la', 'lh', 'le', 'u')
 if not h[1] then return {0} end
 return {1, h[1], h[2] or '', h[3] or '', redis.call('GET', KEYS[2]) or '',
-        redis.call('GET', KEYS[3]) or '', h[4] or '', h[5] or '0'}
+        redis.call('GET', KEYS[3]) or '', h[4] or '', h[5] or '0', h[6] or ''}
 )lua";
 
 constexpr const char* kDeleteScript = R"lua(
@@ -240,9 +252,15 @@ absl::StatusOr<const redisReply*> CheckReply(absl::StatusOr<const redisReply*> r
   return r;
 }
 
-absl::Status ParseEntry(const redisReply* round, const redisReply* worker,
-                        const redisReply* activity, const redisReply* tokens,
-                        const redisReply* messages, ConversationRecord* rec) {
+// `reply` holds the entry's round, worker, activity, tokens and messages at
+// elements [first, first + 5) and its usage blob at element `usage`.
+absl::Status ParseEntry(const redisReply* reply, size_t first, size_t usage,
+                        ConversationRecord* rec) {
+  const redisReply* round = reply->element[first];
+  const redisReply* worker = reply->element[first + 1];
+  const redisReply* activity = reply->element[first + 2];
+  const redisReply* tokens = reply->element[first + 3];
+  const redisReply* messages = reply->element[first + 4];
   if (!absl::SimpleAtoi(Str(round), &rec->round)) return Malformed();
   if (!Str(worker).empty()) {
     ByteReader r(SV(worker));
@@ -251,7 +269,9 @@ absl::Status ParseEntry(const redisReply* round, const redisReply* worker,
   int64_t la = 0;
   if (absl::SimpleAtoi(Str(activity), &la)) rec->last_activity = absl::FromUnixMillis(la);
   if (!DecodeRawTokens(SV(tokens), &rec->tokens) ||
-      !DecodeMessageStream(SV(messages), &rec->messages)) {
+      !DecodeMessageStream(SV(messages), &rec->messages) ||
+      !DecodeUsageStream(SV(reply->element[usage]), &rec->usage) ||
+      rec->usage.size() > rec->round) {
     return Malformed();
   }
   return absl::OkStatus();
@@ -276,11 +296,10 @@ absl::StatusOr<ConversationRecord> ParseAcquire(absl::StatusOr<const redisReply*
   const long long live = r->elements > 1 ? r->element[1]->integer : 0;
   if (r->element[0]->integer == 2) return CapRefused(live, cap);
   if (r->element[0]->integer == 3) return TenantCapRefused(static_cast<uint64_t>(live), tenant_cap);
-  if (r->elements != 8) return Malformed();
+  if (r->elements != 9) return Malformed();
   *expired = static_cast<uint64_t>(std::max<long long>(0, r->element[7]->integer));
   ConversationRecord rec;
-  HC_RETURN_IF_ERROR(
-      ParseEntry(r->element[1], r->element[2], r->element[3], r->element[4], r->element[5], &rec));
+  HC_RETURN_IF_ERROR(ParseEntry(r, 1, 8, &rec));
   int64_t expiry = 0;
   if (!absl::SimpleAtoi(Str(r->element[6]), &expiry)) return Malformed();
   rec.lease = Lease{std::string(holder), absl::FromUnixMillis(expiry)};
@@ -318,10 +337,9 @@ absl::StatusOr<ConversationRecord> ParseGet(absl::StatusOr<const redisReply*> re
   HC_ASSIGN_OR_RETURN(const redisReply* r, CheckReply(std::move(reply)));
   if (r->type != REDIS_REPLY_ARRAY || r->elements < 1) return Malformed();
   if (r->element[0]->integer == 0) return absl::NotFoundError("unknown conversation");
-  if (r->elements != 8) return Malformed();
+  if (r->elements != 9) return Malformed();
   ConversationRecord rec;
-  HC_RETURN_IF_ERROR(
-      ParseEntry(r->element[1], r->element[2], r->element[3], r->element[4], r->element[5], &rec));
+  HC_RETURN_IF_ERROR(ParseEntry(r, 1, 8, &rec));
   int64_t expiry = 0;
   rec.lease.holder = std::string(Str(r->element[6]));
   if (!rec.lease.holder.empty() && absl::SimpleAtoi(Str(r->element[7]), &expiry)) {
@@ -398,23 +416,25 @@ class RedisLedgerImpl final : public RedisLedger {
   // hash) and answers OK without applying it twice.
   void Commit(const LedgerKey& key, std::string_view holder, CommitRequest commit,
               StatusCallback done) override {
-    std::string tokens, messages, worker;
+    std::string tokens, messages, worker, usage;
     ByteWriter(&tokens).RawTokens(commit.appended_tokens);
     for (const LedgerMessage& m : commit.appended_messages) ByteWriter(&messages).Message(m);
     ByteWriter(&worker).Worker(commit.worker);
+    ByteWriter(&usage).Usage(commit.usage);
     const uint64_t round = commit.expected_round;
     const uint64_t hash = TokenHash(std::span<const uint32_t>(commit.appended_tokens));
-    client_->Eval(kCommit, Keys(key),
-                  Args(key, holder,
-                       {absl::StrCat(round), std::move(tokens), std::move(messages),
-                        std::move(worker), absl::StrCat(hash), ConversationTtl(),
-                        commit.rewrite_from.has_value() ? absl::StrCat(*commit.rewrite_from)
-                                                        : std::string()}),
-                  /*retry_on_loss=*/true,
-                  [round, from = commit.rewrite_from,
-                   d = std::move(done)](absl::StatusOr<const redisReply*> r) mutable {
-                    std::move(d)(ParseCommit(std::move(r), round, from));
-                  });
+    client_->Eval(
+        kCommit, Keys(key),
+        Args(key, holder,
+             {absl::StrCat(round), std::move(tokens), std::move(messages), std::move(worker),
+              absl::StrCat(hash), ConversationTtl(),
+              commit.rewrite_from.has_value() ? absl::StrCat(*commit.rewrite_from) : std::string(),
+              std::move(usage)}),
+        /*retry_on_loss=*/true,
+        [round, from = commit.rewrite_from,
+         d = std::move(done)](absl::StatusOr<const redisReply*> r) mutable {
+          std::move(d)(ParseCommit(std::move(r), round, from));
+        });
   }
 
   void ReleaseLease(const LedgerKey& key, std::string_view holder, StatusCallback done) override {

@@ -13,7 +13,10 @@
 // tenant keeps the layout of before tenants), K = P:{S:<id>}:
 //   K:m   hash: r (round), w (worker state blob), la (last activity, unix ms),
 //         lh/le (lease holder and expiry, unix ms), lc/lx (holder and token
-//         hash of the last commit: makes a resent commit idempotent)
+//         hash of the last commit: makes a resent commit idempotent),
+//         u (each round's usage, record_codec's Usage per round, appended per
+//         commit; absent while a conversation has never recorded one, as in
+//         those written by earlier versions)
 //   K:t   string: committed token ids, little-endian u32, appended per turn
 //   K:g   string: committed messages, appended per turn
 //   P:{S}:z  sorted set: the salt's conversations (member: id), committed or

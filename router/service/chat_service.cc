@@ -1,6 +1,7 @@
 #include "router/service/chat_service.h"
 
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -113,6 +114,14 @@ grpc::ServerUnaryReactor* ChatServiceImpl::GetConversation(grpc::CallbackServerC
                           auto* msg = out.add_messages();
                           msg->set_role(std::string(RoleName(m.role)));
                           msg->set_content(m.text);
+                        }
+                        for (uint64_t r = 1; r <= rec->round; ++r) {
+                          auto* round = out.add_rounds();
+                          if (std::optional<RoundUsage> u = UsageOfRound(*rec, r)) {
+                            round->mutable_usage()->set_prompt_tokens(u->prompt_tokens);
+                            round->mutable_usage()->set_cached_tokens(u->cached_tokens);
+                            round->mutable_usage()->set_completion_tokens(u->completion_tokens);
+                          }
                         }
                         *response = SerializeRawResponse(out);
                       }

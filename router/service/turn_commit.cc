@@ -21,6 +21,7 @@ void ChatTurn::StartCommit(const v1::CommitReport& report, std::vector<Action>& 
     return Conclude(ToGrpcStatus(rest.status()), out);
   }
   SendChunk(*rest, out);
+  report_ = report;
   CommitRequest c =
       BuildCommitRequest(*deps_->codec, rec_, messages_, suffix_, reply_->reply_tokens(),
                          WorkerState{worker_->id(), report.state().round(),
@@ -35,7 +36,9 @@ void ChatTurn::StartCommit(const v1::CommitReport& report, std::vector<Action>& 
   } else {
     c.rewrite_from = rewrite_from_;
   }
-  report_ = report;
+  // The usage TurnCompleted will report, committed with the round so that
+  // any router can answer for it later (GET /v1/responses/{id}).
+  c.usage = TurnUsage();
   state_ = State::kCommitting;
   ++pending_;
   out.push_back([this, key = key_, holder = holder_, c = std::move(c)]() mutable {
@@ -57,11 +60,10 @@ void ChatTurn::OnCommitted(const absl::Status& status, std::vector<Action>& out)
   auto* done = e.mutable_completed();
   done->set_finish_reason(report_.finish_reason());
   done->set_committed_round(rec_.round + 1);
-  done->mutable_usage()->set_prompt_tokens(PromptTokens());
-  done->mutable_usage()->set_cached_tokens(started_.cached_tokens());
-  done->mutable_usage()->set_completion_tokens(
-      report_.completion_tokens() > 0 ? report_.completion_tokens()
-                                      : static_cast<uint32_t>(reply_->num_generated()));
+  const RoundUsage usage = TurnUsage();
+  done->mutable_usage()->set_prompt_tokens(usage.prompt_tokens);
+  done->mutable_usage()->set_cached_tokens(usage.cached_tokens);
+  done->mutable_usage()->set_completion_tokens(usage.completion_tokens);
   Enqueue(std::move(e));
   const uint64_t prompt = done->usage().prompt_tokens();
   const uint64_t completion = done->usage().completion_tokens();
@@ -73,6 +75,13 @@ void ChatTurn::OnCommitted(const absl::Status& status, std::vector<Action>& out)
         });
   }
   Conclude(grpc::Status::OK, out);
+}
+
+RoundUsage ChatTurn::TurnUsage() const {
+  return RoundUsage{PromptTokens(), started_.cached_tokens(),
+                    report_.completion_tokens() > 0
+                        ? report_.completion_tokens()
+                        : static_cast<uint32_t>(reply_->num_generated())};
 }
 
 void ChatTurn::ArmHeartbeat(std::vector<Action>& out) {

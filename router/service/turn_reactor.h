@@ -192,6 +192,9 @@ class ChatTurn final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnCommitted(const absl::Status& status, std::vector<Action>& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The finished turn's usage (once StartCommit has the worker's report): what
+  // the ledger commits with the round and TurnCompleted reports.
+  RoundUsage TurnUsage() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ArmHeartbeat(std::vector<Action>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnLeaseRenewed(const absl::Status& status, std::vector<Action>& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

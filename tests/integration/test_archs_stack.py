@@ -2,7 +2,8 @@
 loopback serving the synthetic granite-moe-tiny, granite-tiny and nemotron-tiny checkpoints
 (real tensor names and config.json keys; the granite-* ones ship Granite-4.0-H's own chat
 template and tokenizer pipeline). A multi-turn conversation hits the cache on every turn, and
-cached turns equal one-shot recompute."""
+cached turns equal one-shot recompute. Also the scaled-down checkpoints of the released
+config.json files in tests/data/real_configs (hc-checkpoint --from_config)."""
 import os
 import shutil
 import subprocess
@@ -18,32 +19,65 @@ GREEDY = dict(temperature=0.0, ignore_eos=True)
 PRESETS = ["synthetic:granite-moe-tiny", "synthetic:granite-tiny", "synthetic:nemotron-tiny"]
 
 
+REAL_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
+                            "real_configs")
+
+
 class ArchStackTest(unittest.TestCase):
     def test_multi_turn_hits_the_cache_and_equals_recompute(self):
         for model in PRESETS:
-            with self.subTest(model=model), h.Stack(
-                    num_workers=1, model=model,
-                    worker_args=["--kv_blocks=1024", "--mamba_slots=32"]) as stack:
-                chat = stack.chat()
-                prev = 0
-                for i, text in enumerate(["Hello there", "How are you today?", "And the state?"]):
-                    started, tokens, _, done = h.complete(
-                        chat, "msg", messages=[("user", text)], max_tokens=5, **GREEDY)
-                    self.assertEqual(done.committed_round, i + 1)
-                    self.assertEqual(len(tokens), 5)
-                    if i > 0:
-                        self.assertGreaterEqual(started.cached_tokens, prev - 1)
-                    prev = started.prompt_tokens + len(tokens)
-                history = []
-                for i in range(4):
-                    suffix = [(37 * i + 11 * k) % 900 + 10 for k in range(3 + 2 * i)]
-                    _, tokens, _, _ = h.complete(chat, "raw", suffix_token_ids=suffix,
-                                                 max_tokens=4, **GREEDY)
-                    _, fresh, _, _ = h.complete(chat, f"fresh-{i}",
-                                                suffix_token_ids=history + suffix, max_tokens=4,
-                                                **GREEDY)
-                    self.assertEqual(tokens, fresh, f"turn {i}")
-                    history += suffix + tokens
+            with self.subTest(model=model):
+                self.check_multi_turn(model)
+
+    def test_scaled_released_configs_serve_multi_turn_exactly(self):
+        # hc-checkpoint --from_config: the released config.json of tests/data/real_configs with
+        # every key kept and sizes shrunk (NVIDIA-Nemotron-3-Nano stored in bf16, as released,
+        # served as stored), through the router with its family's tokenizer and chat template.
+        for name, layers, dtype in [("nemotron-3-nano-30b-a3b-bf16", 0, "bfloat16"),
+                                    ("nemotron-h-56b-base-8k", 24, "float32"),
+                                    ("bamba-9b", 0, "float32")]:
+            ckpt = tempfile.mkdtemp(prefix=f"hc-scaled-{name}-")
+            self.addCleanup(shutil.rmtree, ckpt, True)
+            subprocess.run([os.path.join(h.BIN, "hc-checkpoint"), "--from_config",
+                            os.path.join(REAL_CONFIGS, name), f"--out={ckpt}",
+                            f"--scaled_layers={layers}", f"--dtype={dtype}"],
+                           check=True, capture_output=True)
+            with self.subTest(model=name):
+                log = self.check_multi_turn(ckpt, prefix_stable=not name.startswith("nemotron"))
+                self.assertIn(f"weights {dtype}", log)
+
+    def check_multi_turn(self, model, prefix_stable=True):
+        """Returns the worker's log. prefix_stable=False: the Nemotron-Nano-v2 template (the
+        nemotron family's tokenizer) writes "<think>" in the generation prompt but not before
+        earlier replies, so a later turn resumes at the previous prompt less its generation
+        prompt (under 16 tokens; test_rewrite_stack.py checks that boundary exactly)."""
+        with h.Stack(num_workers=1, model=model,
+                     worker_args=["--kv_blocks=1024", "--mamba_slots=32"]) as stack:
+            chat = stack.chat()
+            prev = 0
+            for i, text in enumerate(["Hello there", "How are you today?", "And the state?"]):
+                started, tokens, _, done = h.complete(
+                    chat, "msg", messages=[("user", text)], max_tokens=5, **GREEDY)
+                self.assertEqual(done.committed_round, i + 1)
+                self.assertEqual(len(tokens), 5)
+                if i > 0 and prefix_stable:
+                    self.assertGreaterEqual(started.cached_tokens, prev - 1)
+                elif i > 0:
+                    self.assertLessEqual(started.cached_tokens, prev_prompt)
+                    self.assertGreater(started.cached_tokens, prev_prompt - 16)
+                prev = started.prompt_tokens + len(tokens)
+                prev_prompt = started.prompt_tokens
+            history = []
+            for i in range(4):
+                suffix = [(37 * i + 11 * k) % 900 + 10 for k in range(3 + 2 * i)]
+                _, tokens, _, _ = h.complete(chat, "raw", suffix_token_ids=suffix,
+                                             max_tokens=4, **GREEDY)
+                _, fresh, _, _ = h.complete(chat, f"fresh-{i}",
+                                            suffix_token_ids=history + suffix, max_tokens=4,
+                                            **GREEDY)
+                self.assertEqual(tokens, fresh, f"turn {i}")
+                history += suffix + tokens
+            return stack.workers[0].log()
 
     def test_granite_chat_with_its_own_template_hits_and_equals_recompute(self):
         # granite-tiny's tokenizer_config.json carries Granite-4.0-H's template (a default

@@ -9,8 +9,11 @@ import http.client
 import json
 import os
 import socket
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
 import unittest
 
 sys.path.append("/usr/lib/python3/dist-packages")
@@ -25,6 +28,52 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class RedisServer:
+    """A throwaway redis-server on loopback (no persistence), like the C++ ledger tests' fixture
+    (tests/unit/router/ledger/redis_server_fixture.h); use as a context manager."""
+
+    def __init__(self):
+        binary = os.environ.get("HC_REDIS_SERVER", "/usr/bin/redis-server")
+        if not shutil.which(binary):
+            raise RuntimeError(f"{binary} not found (scripts/install-deps.sh installs it)")
+        self.dir = tempfile.mkdtemp(prefix="hc-redis-")
+        for _ in range(5):  # another process may take the free port before redis binds it
+            self.port = free_port()
+            self.proc = subprocess.Popen(
+                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", self.dir],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            if self._wait_ready():
+                self.url = f"redis://127.0.0.1:{self.port}"
+                return
+            self.close()
+        raise RuntimeError("redis-server did not start")
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as c:
+                    c.sendall(b"PING\r\n")
+                    if c.recv(64).startswith(b"+PONG"):
+                        return True
+            except OSError:
+                time.sleep(0.05)  # polls an external process's start, not a test's ordering
+        return False
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
 
 class OpenAiApiTest(unittest.TestCase):
@@ -204,12 +253,51 @@ class OpenAiApiTest(unittest.TestCase):
         events = list(self.client.responses.create(
             model=MODEL, input="Second input.", temperature=0, max_output_tokens=10,
             previous_response_id=r1.id, stream=True))
+        # The streamed response's usage is the one committed with its round too.
+        self.assertEqual(self.client.responses.retrieve(events[-1].response.id).usage.model_dump(),
+                         events[-1].response.usage.model_dump())
         types = [e.type for e in events]
         self.assertEqual(types[0], "response.created")
         self.assertIn(types[-1], ("response.completed", "response.incomplete"))
         deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
         self.assertEqual(deltas, r2.output_text)
         self.assertEqual(events[-1].response.output_text, r2.output_text)
+
+    def test_a_response_that_was_not_committed_is_not_retrievable(self):
+        # store=false: the round is committed and deleted after the reply.
+        gone = self.client.responses.create(model=MODEL, input="Forget me.", temperature=0,
+                                            max_output_tokens=4, store=False)
+        self.assertIsNotNone(gone.usage)
+        with self.assertRaises(openai.NotFoundError):
+            self.client.responses.retrieve(gone.id)
+        # A streamed turn cancelled after response.created named its id: never committed, so
+        # there is neither a text nor a usage to return.
+        body = json.dumps({"model": MODEL, "input": "Talk for a long time.", "stream": True,
+                           "max_output_tokens": 3000, "ignore_eos": True,
+                           "temperature": 0}).encode()
+        worker = self.stack.workers[0]
+        cancelled = lambda: h.metric_value(  # noqa: E731
+            self.stack.router.metrics(), "hc_router_requests_total", {"code": "CANCELLED"}) or 0
+        n_cancelled = cancelled()
+        s = socket.create_connection(("127.0.0.1", self.port))
+        s.sendall(b"POST /v1/responses HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n"
+                  % len(body) + body)
+        s.settimeout(60)
+        received = b""
+        while b"event: response.in_progress" not in received:
+            part = s.recv(4096)
+            self.assertTrue(part, f"connection closed before response.created: {received!r}")
+            received += part
+        created = received.split(b"event: response.created\ndata: ", 1)[1].split(b"\n", 1)[0]
+        response_id = json.loads(created)["response"]["id"]
+        worker.signal(19)  # SIGSTOP: the turn is surely unfinished when the client goes
+        try:
+            s.close()
+            h.wait_until(lambda: cancelled() > n_cancelled, what="the turn cancelled")
+        finally:
+            worker.signal(18)  # SIGCONT
+        with self.assertRaises(openai.NotFoundError):
+            self.client.responses.retrieve(response_id)
 
     def test_curl_sse_framing(self):
         body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "curl"}],
@@ -424,7 +512,11 @@ class OpenAiApiRestartTest(unittest.TestCase):
                          what="the restarted router")
             got = client.responses.retrieve(r2.id)
             self.assertEqual(got.output_text, r2.output_text)
-            self.assertIsNone(got.usage)  # kept by the router that made it only
+            # The usage was committed with each round: the restarted router has it too.
+            self.assertIsNotNone(got.usage)
+            self.assertEqual(got.usage.model_dump(), r2.usage.model_dump())
+            self.assertEqual(client.responses.retrieve(r1.id).usage.model_dump(),
+                             r1.usage.model_dump())
             # An older round still forks (the same greedy reply as the original second round)...
             fork = create("Still before.", r1.id)
             self.assertEqual(fork.output_text, r2.output_text)
@@ -433,6 +525,43 @@ class OpenAiApiRestartTest(unittest.TestCase):
             r3 = create("After the restart.", r2.id)
             self.assertGreater(r3.usage.input_tokens_details.cached_tokens, 0)
             self.assertEqual(client.responses.retrieve(r3.id).output_text, r3.output_text)
+
+
+class OpenAiApiReplicasTest(unittest.TestCase):
+    """Router replicas share one Redis ledger (as Kubernetes scales them) and the response id
+    secret: a response made on one is retrieved on the other with its text and usage."""
+
+    def test_another_replica_returns_the_response_with_its_usage(self):
+        tmp = tempfile.mkdtemp(prefix="hc-http-replicas-")
+        with open(os.path.join(tmp, "secret"), "w") as f:
+            f.write("a-shared-response-id-secret\n")
+        with RedisServer() as redis, h.Stack(
+                num_workers=1, model=MODEL, start_router=False,
+                router_args=[f"--ledger={redis.url}",
+                             f"--http_response_id_secret_file={tmp}/secret"]) as stack:
+            ports = [free_port(), free_port()]
+            a = stack.start_router([f"--http_port={ports[0]}"])
+            try:
+                stack.start_router([f"--http_port={ports[1]}"])
+                one, other = (openai.OpenAI(base_url=f"http://127.0.0.1:{p}/v1", api_key="unused",
+                                            max_retries=2) for p in ports)
+                r1 = one.responses.create(model=MODEL, input="On replica one.", temperature=0,
+                                          max_output_tokens=8)
+                r2 = one.responses.create(model=MODEL, input="Again on one.", temperature=0,
+                                          max_output_tokens=8, previous_response_id=r1.id)
+                self.assertGreater(r2.usage.input_tokens_details.cached_tokens, 0)
+                for made in (r1, r2):
+                    got = other.responses.retrieve(made.id)
+                    self.assertEqual(got.output_text, made.output_text)
+                    self.assertIsNotNone(got.usage)
+                    self.assertEqual(got.usage.model_dump(), made.usage.model_dump())
+                # And the other way round: a turn on replica two, retrieved on replica one.
+                r3 = other.responses.create(model=MODEL, input="Now on two.", temperature=0,
+                                            max_output_tokens=8, previous_response_id=r2.id)
+                self.assertEqual(one.responses.retrieve(r3.id).usage.model_dump(),
+                                 r3.usage.model_dump())
+            finally:
+                a.kill()
 
 
 class OpenAiApiTlsTest(unittest.TestCase):

@@ -55,7 +55,8 @@ def attention(cfg, w, p, x):
     k = (x @ w[p + "k_proj.weight"].T).reshape(t, hkv, hd)
     v = (x @ w[p + "v_proj.weight"].T).reshape(t, hkv, hd)
     pos = np.arange(t)
-    q, k = rope(q, pos, rd, cfg["rope_theta"]), rope(k, pos, rd, cfg["rope_theta"])
+    theta = cfg.get("rope_theta", 10000.0)  # BambaConfig's default; Bamba-9B's file names none
+    q, k = rope(q, pos, rd, theta), rope(k, pos, rd, theta)
     out = np.zeros((t, hq, hd))
     mask = np.tril(np.ones((t, t), dtype=bool))
     for h in range(hq):

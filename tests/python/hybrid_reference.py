@@ -156,7 +156,10 @@ def forward_nemotron_h(cfg, w, ids):
     bias and group-limited top-k, plus a relu2 shared expert); logits = lm_head(norm_f(h))."""
     root = "backbone." if "backbone.embeddings.weight" in w else "model."
     eps = cfg.get("layer_norm_epsilon", 1e-5)
-    hq, hkv, hd = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    hq, hkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    # head_dim, or attention_head_dim as the checkpoints' own configuration_nemotron_h.py
+    # names it (Nemotron-H-56B-Base-8K); NemotronHConfig's default 128.
+    hd = cfg.get("head_dim") or cfg.get("attention_head_dim") or 128
     groups = cfg.get("n_groups", 8)
     h = w[root + "embeddings.weight"][np.asarray(ids)]
     relu2 = lambda v: np.maximum(v, 0.0) ** 2  # noqa: E731

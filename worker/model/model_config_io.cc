@@ -251,6 +251,8 @@ absl::Status ParseBamba(const ConfigReader& r, ModelConfig& c) {
   HC_RETURN_IF_ERROR(internal::ReadRope(r, c));
   HC_RETURN_IF_ERROR(internal::ReadTimeStepLimit(r, "time_step_limit", c));
   HC_RETURN_IF_ERROR(r.RequireString("hidden_act", "silu", "only silu is implemented"));
+  HC_RETURN_IF_ERROR(r.RequireBool("attention_bias", false, "q/k/v/o projection biases"));
+  HC_RETURN_IF_ERROR(r.RequireBool("mlp_bias", false, "MLP projection biases"));
 
   std::vector<int> attn;
   if (const json::Value* v = r.Find("attn_layer_indices"); v != nullptr) {

@@ -113,6 +113,25 @@ absl::Status IntAlias(const ConfigReader& r, std::initializer_list<const char*> 
   return absl::OkStatus();
 }
 
+// head_dim, or attention_head_dim as the checkpoints that ship their own
+// configuration_nemotron_h.py name it (nvidia/Nemotron-H-*-Base-8K; their
+// modeling code sizes q/k/v by it); both present must agree.
+absl::Status ReadNemotronHeadDim(const ConfigReader& r, ModelConfig& c) {
+  int attention_head_dim = 0;
+  HC_RETURN_IF_ERROR(r.Int("attention_head_dim", false, &attention_head_dim));
+  if (r.Find("head_dim") == nullptr) {
+    if (attention_head_dim != 0) c.head_dim = attention_head_dim;
+    return absl::OkStatus();
+  }
+  HC_RETURN_IF_ERROR(r.Int("head_dim", false, &c.head_dim));
+  if (attention_head_dim != 0 && attention_head_dim != c.head_dim) {
+    return KeyError("attention_head_dim",
+                    absl::StrCat("(", attention_head_dim, ") disagrees with head_dim (", c.head_dim,
+                                 "); they name the same size"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ParseGraniteMoeHybrid(const ConfigReader& r, ModelConfig& c) {
@@ -208,11 +227,14 @@ absl::Status ParseNemotronH(const ConfigReader& r, ModelConfig& c) {
   HC_RETURN_IF_ERROR(ReadNemotronLayers(r, c));
   HC_RETURN_IF_ERROR(r.Int("num_attention_heads", false, &c.num_attention_heads));
   HC_RETURN_IF_ERROR(r.Int("num_key_value_heads", false, &c.num_key_value_heads));
-  HC_RETURN_IF_ERROR(r.Int("head_dim", false, &c.head_dim));
+  HC_RETURN_IF_ERROR(ReadNemotronHeadDim(r, c));
   HC_RETURN_IF_ERROR(r.Int("intermediate_size", false, &c.intermediate_size));
   HC_RETURN_IF_ERROR(r.RequireString("mlp_hidden_act", "relu2", "only relu2 is implemented"));
   HC_RETURN_IF_ERROR(r.RequireBool("mlp_bias", false, "MLP biases"));
   HC_RETURN_IF_ERROR(r.RequireBool("use_bias", false, "Mamba in/out_proj biases"));
+  // transformers' built-in NemotronHAttention has no biases, but the checkpoints'
+  // own modeling_nemotron_h.py gives q/k/v/o biases when this is true.
+  HC_RETURN_IF_ERROR(r.RequireBool("attention_bias", false, "q/k/v/o projection biases"));
   HC_RETURN_IF_ERROR(r.RequireString("mamba_hidden_act", "silu", "only silu is implemented"));
   HC_RETURN_IF_ERROR(r.Int("ssm_state_size", false, &c.mamba_d_state));
   HC_RETURN_IF_ERROR(r.Int("mamba_num_heads", false, &c.mamba_n_heads));

@@ -257,12 +257,6 @@ absl::Status WriteSyntheticCheckpoint(std::string_view preset_name, const std::s
   const BpeModel tok = SyntheticTokenizer(preset);
   const ModelConfig config = FinishConfig(preset, tok);
   HC_RETURN_IF_ERROR(ValidateModelConfig(config));
-
-  std::error_code ec;
-  fs::create_directories(out_dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create ", out_dir, ": ", ec.message()));
-  const fs::path dir(out_dir);
-
   // ModelConfigToJson states float32; the stored dtype replaces it (only that
   // key changes, so float32 checkpoints stay byte-identical).
   std::string config_json = ModelConfigToJson(config);
@@ -272,7 +266,24 @@ absl::Status WriteSyntheticCheckpoint(std::string_view preset_name, const std::s
   config_json.replace(
       at, fp32_key.size(),
       absl::StrCat("\"torch_dtype\": \"", kernels::TorchDTypeName(preset.dtype), "\""));
-  HC_RETURN_IF_ERROR(WriteTextFile(dir / "config.json", config_json));
+  CheckpointFiles files{.config = config,
+                        .config_json = std::move(config_json),
+                        .tokenizer = &tok,
+                        .chat_template = preset.tokenizer.chat_template,
+                        .dtype = preset.dtype,
+                        .seed = preset.seed,
+                        .max_shard_bytes = options.max_shard_bytes};
+  return WriteCheckpointFiles(files, out_dir);
+}
+
+absl::Status WriteCheckpointFiles(const CheckpointFiles& files, const std::string& out_dir) {
+  const ModelConfig& config = files.config;
+  const BpeModel& tok = *files.tokenizer;
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", out_dir, ": ", ec.message()));
+  const fs::path dir(out_dir);
+  HC_RETURN_IF_ERROR(WriteTextFile(dir / "config.json", files.config_json));
   json::Value gen = json::Value::MakeObject();
   gen.Set("_from_model_config", json::Value::Bool(true));
   gen.Set("bos_token_id", json::Value::Int(config.bos_token_id));
@@ -281,9 +292,9 @@ absl::Status WriteSyntheticCheckpoint(std::string_view preset_name, const std::s
   HC_RETURN_IF_ERROR(
       WriteTextFile(dir / "generation_config.json", json::Serialize(gen, {.indent = 2}) + "\n"));
   HC_RETURN_IF_ERROR(WriteTextFile(dir / "tokenizer.json", BpeTokenizerJson(tok) + "\n"));
-  HC_RETURN_IF_ERROR(WriteTextFile(dir / "tokenizer_config.json",
-                                   SyntheticTokenizerConfigJson(tok, config.max_position_embeddings,
-                                                                preset.tokenizer.chat_template)));
+  HC_RETURN_IF_ERROR(WriteTextFile(
+      dir / "tokenizer_config.json",
+      SyntheticTokenizerConfigJson(tok, config.max_position_embeddings, files.chat_template)));
   json::Value specials = json::Value::MakeObject();
   specials.Set("bos_token", json::Value::String(tok.vocab[config.bos_token_id]));
   specials.Set("eos_token", json::Value::String(tok.vocab[config.eos_token_id]));
@@ -291,10 +302,10 @@ absl::Status WriteSyntheticCheckpoint(std::string_view preset_name, const std::s
   HC_RETURN_IF_ERROR(WriteTextFile(dir / "special_tokens_map.json",
                                    json::Serialize(specials, {.indent = 2}) + "\n"));
 
-  const std::vector<TensorSpec> specs = ModelTensorSpecs(config, preset.dtype);
+  const std::vector<TensorSpec> specs = ModelTensorSpecs(config, files.dtype);
   std::vector<float> values;
   TensorFiller fill = [&](const TensorSpec& spec, char* dst) -> absl::Status {
-    InitTensor(spec, config, preset.seed, &values);
+    InitTensor(spec, config, files.seed, &values);
     if (spec.dtype == runtime::DType::kF32) {
       std::memcpy(dst, values.data(), values.size() * sizeof(float));
     } else {
@@ -307,10 +318,9 @@ absl::Status WriteSyntheticCheckpoint(std::string_view preset_name, const std::s
     return absl::OkStatus();
   };
   const std::map<std::string, std::string> metadata = {{"format", "pt"}};
-  if (options.max_shard_bytes > 0) {
+  if (files.max_shard_bytes > 0) {
     fs::remove(dir / "model.safetensors", ec);
-    return WriteShardedSafetensors(out_dir, specs, fill, options.max_shard_bytes, metadata)
-        .status();
+    return WriteShardedSafetensors(out_dir, specs, fill, files.max_shard_bytes, metadata).status();
   }
   fs::remove(dir / "model.safetensors.index.json", ec);
   return WriteSafetensors((dir / "model.safetensors").string(), specs, fill, metadata);

@@ -75,6 +75,24 @@ struct SyntheticCheckpointOptions {
 absl::Status WriteSyntheticCheckpoint(std::string_view preset, const std::string& out_dir,
                                       const SyntheticCheckpointOptions& options = {});
 
+// Everything WriteCheckpointFiles writes: `config_json` verbatim as
+// config.json (it must describe `config`, whose vocab and token ids are the
+// tokenizer's), the tokenizer files of `tokenizer` with `chat_template` (a
+// ChatTemplate::ByName name), and seeded weights of ModelTensorSpecs(config)
+// stored in `dtype` (max_shard_bytes as in SyntheticCheckpointOptions).
+struct CheckpointFiles {
+  ModelConfig config;
+  std::string config_json;
+  const BpeModel* tokenizer = nullptr;
+  std::string chat_template;
+  runtime::DType dtype = runtime::DType::kF32;
+  uint64_t seed = 0;
+  size_t max_shard_bytes = 0;
+};
+// Shared by WriteSyntheticCheckpoint and WriteScaledCheckpoint
+// (scaled_checkpoint.h). Same inputs => byte-identical files.
+absl::Status WriteCheckpointFiles(const CheckpointFiles& files, const std::string& out_dir);
+
 // Generated checkpoints are cached under common/model_path.h's
 // SyntheticModelDir(preset) (ModelCacheRoot() is defined there too).
 

@@ -317,6 +317,31 @@ TEST(ChatServiceTest, GetAndDeleteConversation) {
   }
 }
 
+// The usage a turn reports is committed with its round: GetConversation
+// returns each round's, equal to what that round's TurnCompleted said.
+TEST(ChatServiceTest, GetConversationReturnsEachRoundsUsageAsItsTurnReportedIt) {
+  RouterHarness h(1);
+  std::vector<v1::Usage> reported;
+  for (const char* text : {"hello", "again"}) {
+    TurnResult r = h.Complete(RouterHarness::UserTurn("c", text, "s"));
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    ASSERT_NE(r.completed(), nullptr);
+    reported.push_back(r.completed()->usage());
+  }
+  EXPECT_GT(reported[1].cached_tokens(), 0u);
+  v1::GetConversationRequest get;
+  get.set_conversation_id("c");
+  get.set_cache_salt("s");
+  v1::Conversation conv;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(h.stub().GetConversation(&ctx, get, &conv).ok());
+  ASSERT_EQ(conv.rounds_size(), 2);
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(conv.rounds(i).has_usage()) << i;
+    EXPECT_EQ(conv.rounds(i).usage().SerializeAsString(), reported[i].SerializeAsString()) << i;
+  }
+}
+
 struct BadRequest {
   std::string name;
   std::function<void(v1::CompleteRequest&)> mutate;

@@ -134,6 +134,28 @@ TEST(ModelConfigArchsTest, NemotronLayersBlockTypeListEqualsThePattern) {
   EXPECT_EQ(a->layers, b->layers);
 }
 
+// Nemotron-H checkpoints that ship their own configuration_nemotron_h.py
+// (e.g. nvidia/Nemotron-H-56B-Base-8K) name the attention head size
+// attention_head_dim; their modeling code sizes q/k/v by it.
+TEST(ModelConfigArchsTest, NemotronAttentionHeadDimIsTheHeadDimWhenHeadDimIsAbsent) {
+  auto c = ParseModelConfig(Replace(kNemotron, "\"head_dim\": 32", "\"attention_head_dim\": 48"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->head_dim, 48);
+  auto same = ParseModelConfig(
+      Replace(kNemotron, "\"head_dim\": 32", "\"head_dim\": 32, \"attention_head_dim\": 32"));
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_EQ(same->head_dim, 32);
+}
+
+TEST(ModelConfigArchsTest, NemotronConflictingHeadDimsAreAnErrorNamingBoth) {
+  auto c = ParseModelConfig(
+      Replace(kNemotron, "\"head_dim\": 32", "\"head_dim\": 32, \"attention_head_dim\": 64"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(c.status().message(), HasSubstr("attention_head_dim"));
+  EXPECT_THAT(c.status().message(), HasSubstr("head_dim (32)"));
+}
+
 TEST(ModelConfigArchsTest, WrittenConfigsParseBackIdentically) {
   for (const char* text : {kGranite, kNemotron}) {
     auto c = ParseModelConfig(text);
@@ -188,6 +210,8 @@ TEST(ModelConfigArchsTest, ErrorsNameKeyAndValueWithTheRightCode) {
        absl::StatusCode::kUnimplemented, "moe_latent_size"},
       {Replace(kNemotron, "\"use_bias\": false", "\"use_bias\": true"),
        absl::StatusCode::kUnimplemented, "use_bias"},
+      {Replace(kNemotron, "\"attention_bias\": false", "\"attention_bias\": true"),
+       absl::StatusCode::kUnimplemented, "\"attention_bias\" = true"},
       {Replace(kNemotron, "\"n_groups\": 4", "\"n_groups\": 3"), absl::StatusCode::kInvalidArgument,
        "n_groups"},
       {Replace(kNemotron, "\"n_group\": 2", "\"n_group\": 3"), absl::StatusCode::kInvalidArgument,

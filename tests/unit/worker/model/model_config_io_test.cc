@@ -3,6 +3,7 @@
 #include <cmath>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -107,6 +108,21 @@ TEST(ModelConfigIoTest, ValidationErrorsNameTheKey) {
     ASSERT_FALSE(c.ok()) << "accepted a config that should fail with " << tc.expect;
     EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(c.status().message(), HasSubstr(tc.expect));
+  }
+}
+
+// BambaConfig's attention_bias / mlp_bias add biases to q/k/v/o and the MLP
+// projections; the model applies none, so true is refused, not silently dropped.
+TEST(ModelConfigIoTest, BiasesTheModelDoesNotApplyAreUnimplemented) {
+  for (const char* key : {"attention_bias", "mlp_bias"}) {
+    auto off = ParseModelConfig(
+        With("\"vocab_size\"", absl::StrCat("\"", key, "\": false, \"vocab_size\"")));
+    EXPECT_TRUE(off.ok()) << key << ": " << off.status();
+    auto on = ParseModelConfig(
+        With("\"vocab_size\"", absl::StrCat("\"", key, "\": true, \"vocab_size\"")));
+    ASSERT_FALSE(on.ok()) << key;
+    EXPECT_EQ(on.status().code(), absl::StatusCode::kUnimplemented) << on.status();
+    EXPECT_THAT(on.status().message(), HasSubstr(absl::StrCat("\"", key, "\" = true")));
   }
 }
 
