@@ -6,10 +6,11 @@
 // they agree up to fp32 summation order and a path may pick its kernel per m.
 //
 // - avx512bf16: vdpbf16ps. m <= 8 (decode): the activations are rounded to
-//   bf16 (RNE) into a zero-padded copy; tiles of up to 4 A rows x 4 B rows (8
-//   B rows for m <= 2) read both operands along K, so the weight is streamed
-//   once with no packing; tails of K are masked loads of B against A's zero
-//   padding. Larger m: the packed kernel of gemm_avx512_cpu.cc.
+//   bf16 (RNE) once per call into a zero-padded copy; all A rows meet 4 (m <=
+//   2) or 2 weight rows at a time along K, rows n / 4 (n / 2) apart, so the
+//   weight is read once, as a few long sequential streams, with no packing;
+//   tails of K are masked loads of B against A's zero padding. Larger m: the
+//   packed kernel of gemm_avx512_cpu.cc.
 // - widen-avx2: fp32 FMA on widened weights. m <= 8 (decode): dot-product tiles of up
 //   to 3 A rows x 4 B rows; each 16-element bf16 chunk of B is widened in
 //   registers with a shift and a mask (no shuffles) against a copy of A
@@ -134,92 +135,111 @@ HC_AVX2 void WidenAvx2(const GemmBf16Args& g) {
   for (; j < g.n; ++j) WidenRows<1>(g, ad.data(), a_ld, j);
 }
 
-constexpr int kDpRowBlock = 64;  // A rows rounded to bf16 at a time (64 x k bf16 in L2)
-
 HC_AVX512BF16 inline float Sum16(__m512 v) { return _mm512_reduce_add_ps(v); }
 
-template <int MA, int NB>
-HC_AVX512BF16 inline void DpStep(__m512 (&acc)[MA][NB], const uint16_t* a16, int64_t a_ld, int p,
-                                 const __m512i (&bv)[NB]) {
-  for (int r = 0; r < MA; ++r) {
-    const __m512i av = _mm512_loadu_si512(a16 + r * a_ld + p);
-    for (int q = 0; q < NB; ++q) {
-      acc[r][q] = _mm512_dpbf16_ps(acc[r][q], (__m512bh)av, (__m512bh)bv[q]);
-    }
-  }
-}
+// Decode (m <= 8): all m A rows against NB weight rows at a time, so each
+// weight byte is loaded once per call with no packing. The NB rows of a tile
+// are spread over N (rows i, i + n / NB, ...): the weight is read as NB long
+// sequential streams side by side, which the hardware prefetcher follows best.
+// Measured with kernels_bench (docs/kernels.md; GB/s, shared machine, several
+// runs each; single-core read: 19 GB/s as one stream, 26.5 as 8):
+//  - m = 1, K = 768: 4 spread rows 23-27; one row at a time (one stream)
+//    15-25; 8 adjacent rows (8 interleaved streams of 1.5 KB each) 10-12. At
+//    K = 2048-8192 4 spread rows 22-23, 8 adjacent 20-22, one row 15-17.
+//    Software prefetching (1-16 KB ahead) only lost against the hardware
+//    prefetcher at m = 1.
+//  - m = 8: 2 spread rows 9-12 (K = 768-2048), one row at a time 7-10. The
+//    8 rows of A (3 KB each at K = 1536) share L1 with the weight stream: a
+//    non-temporal prefetch 2 KB ahead (kNtaAhead; 0.5, 4 and 8 KB measured)
+//    raised K >= 1536 from 6.0-6.5 to 7.4-8.0 GB/s and left K = 768
+//    unchanged, so m >= 3 uses it.
+// Each (A row, weight row) has one accumulator over K's 32-element chunks in
+// order, so an element's value depends on K alone whatever tile holds it (the
+// column-split contract).
+constexpr int64_t kNtaAhead = 2048 / sizeof(uint16_t);  // elements
 
-// MA A rows (bf16, zero padded to a multiple of 32, row stride a_ld) x NB B rows.
+// Rows j0, j0 + step_rows, ..., j0 + (NB - 1) * step_rows of B.
 template <int MA, int NB>
-HC_AVX512BF16 void DpTile(const GemmBf16Args& g, const uint16_t* a16, int64_t a_ld, int i0,
-                          int j0) {
+HC_AVX512BF16 void StreamTile(const GemmBf16Args& g, const uint16_t* a16, int64_t a_ld, int j0,
+                              int step_rows) {
   const int k32 = g.k & ~31;
   const uint16_t* b[NB];
-  for (int q = 0; q < NB; ++q) b[q] = g.b + (j0 + q) * g.ldb;
+  for (int q = 0; q < NB; ++q) b[q] = g.b + int64_t{j0 + q * step_rows} * g.ldb;
   __m512 acc[MA][NB];
   for (int r = 0; r < MA; ++r) {
     for (int q = 0; q < NB; ++q) acc[r][q] = _mm512_setzero_ps();
   }
-  // The weight streams from DRAM (decode): fetch the next tile's rows, which
-  // follow these NB rows, one cache line per row per step ahead of use.
-  const int64_t ahead = NB * g.ldb;
-  const bool prefetch = j0 + 2 * NB <= g.n;
+  auto step = [&](int p, const __m512i(&bv)[NB]) HC_AVX512BF16 {
+#pragma GCC unroll 8
+    for (int r = 0; r < MA; ++r) {
+      const __m512bh av = (__m512bh)_mm512_loadu_si512(a16 + r * a_ld + p);
+#pragma GCC unroll 8
+      for (int q = 0; q < NB; ++q) acc[r][q] = _mm512_dpbf16_ps(acc[r][q], av, (__m512bh)bv[q]);
+    }
+  };
   for (int p = 0; p < k32; p += 32) {
     __m512i bv[NB];
+#pragma GCC unroll 8
     for (int q = 0; q < NB; ++q) {
-      if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(b[q] + ahead + p), _MM_HINT_T0);
+      if constexpr (MA >= 3) {  // a hint: never faults, even past the weight's end
+        _mm_prefetch(reinterpret_cast<const char*>(b[q] + p + kNtaAhead), _MM_HINT_NTA);
+      }
       bv[q] = _mm512_loadu_si512(b[q] + p);
     }
-    DpStep<MA, NB>(acc, a16, a_ld, p, bv);
+    step(p, bv);
   }
   if (k32 < g.k) {  // A is zero beyond k; B is masked so no byte past its row is read
     const __mmask32 mask = static_cast<__mmask32>((uint64_t{1} << (g.k - k32)) - 1);
     __m512i bv[NB];
+#pragma GCC unroll 8
     for (int q = 0; q < NB; ++q) bv[q] = _mm512_maskz_loadu_epi16(mask, b[q] + k32);
-    DpStep<MA, NB>(acc, a16, a_ld, k32, bv);
+    step(k32, bv);
   }
   for (int r = 0; r < MA; ++r) {
-    for (int q = 0; q < NB; ++q) StoreDot(g, i0 + r, j0 + q, Sum16(acc[r][q]));
+    for (int q = 0; q < NB; ++q) StoreDot(g, r, j0 + q * step_rows, Sum16(acc[r][q]));
   }
 }
 
-template <int NB>
-HC_AVX512BF16 void DpRows(const GemmBf16Args& g, const uint16_t* a16, int64_t a_ld, int i_begin,
-                          int rows, int j) {
-  int i = 0;
-  for (; i + 4 <= rows; i += 4) DpTile<4, NB>(g, a16 + i * a_ld, a_ld, i_begin + i, j);
-  const uint16_t* rest = a16 + i * a_ld;
-  switch (rows - i) {
-    case 3:
-      return DpTile<3, NB>(g, rest, a_ld, i_begin + i, j);
-    case 2:
-      return DpTile<2, NB>(g, rest, a_ld, i_begin + i, j);
-    case 1:
-      return DpTile<1, NB>(g, rest, a_ld, i_begin + i, j);
-    default:
-      return;
-  }
+// Every column: tiles of NB rows spread n / NB apart, then the last n % NB
+// rows one at a time.
+template <int MA>
+HC_AVX512BF16 void StreamRows(const GemmBf16Args& g, const uint16_t* a16, int64_t a_ld) {
+  constexpr int kNb = MA <= 2 ? 4 : 2;  // MA x kNb accumulators: at most 16
+  const int section = g.n / kNb;
+  for (int i = 0; i < section; ++i) StreamTile<MA, kNb>(g, a16, a_ld, i, section);
+  for (int j = section * kNb; j < g.n; ++j) StreamTile<MA, 1>(g, a16, a_ld, j, 1);
 }
 
 HC_AVX512BF16 void DpBf16(const GemmBf16Args& g) {
   if (g.m > kSmallM) return internal::Avx512PackedGemmBf16(g);
-  const int64_t a_ld = (g.k + 31) & ~31;
+  // Rows a whole number of 64-byte lines plus one: with a stride of a multiple
+  // of 4 KB (k = 2048) all 8 rows' lines at one k map to the same L1 set.
+  const int64_t a_ld = ((g.k + 31) & ~31) + 32;
   thread_local std::vector<uint16_t> a16;  // per thread: tensor-parallel ranks call concurrently
-  a16.resize(static_cast<size_t>(std::min(g.m, kDpRowBlock)) * a_ld);
-  for (int i0 = 0; i0 < g.m; i0 += kDpRowBlock) {
-    const int rows = std::min(kDpRowBlock, g.m - i0);
-    for (int r = 0; r < rows; ++r) {
-      const float* src = g.a + (i0 + r) * g.lda;
-      uint16_t* dst = a16.data() + r * a_ld;
-      for (int p = 0; p < g.k; ++p) dst[p] = F32ToBf16(src[p]);
-      std::fill(dst + g.k, dst + a_ld, uint16_t{0});
-    }
-    int j = 0;
-    if (rows <= 2) {  // more weight rows in flight where few A rows share them (measured)
-      for (; j + 8 <= g.n; j += 8) DpRows<8>(g, a16.data(), a_ld, i0, rows, j);
-    }
-    for (; j + 4 <= g.n; j += 4) DpRows<4>(g, a16.data(), a_ld, i0, rows, j);
-    for (; j < g.n; ++j) DpRows<1>(g, a16.data(), a_ld, i0, rows, j);
+  a16.resize(static_cast<size_t>(g.m) * a_ld);
+  for (int r = 0; r < g.m; ++r) {
+    const float* src = g.a + r * g.lda;
+    uint16_t* dst = a16.data() + r * a_ld;
+    for (int p = 0; p < g.k; ++p) dst[p] = F32ToBf16(src[p]);
+    std::fill(dst + g.k, dst + a_ld, uint16_t{0});
+  }
+  switch (g.m) {
+    case 1:
+      return StreamRows<1>(g, a16.data(), a_ld);
+    case 2:
+      return StreamRows<2>(g, a16.data(), a_ld);
+    case 3:
+      return StreamRows<3>(g, a16.data(), a_ld);
+    case 4:
+      return StreamRows<4>(g, a16.data(), a_ld);
+    case 5:
+      return StreamRows<5>(g, a16.data(), a_ld);
+    case 6:
+      return StreamRows<6>(g, a16.data(), a_ld);
+    case 7:
+      return StreamRows<7>(g, a16.data(), a_ld);
+    default:
+      return StreamRows<8>(g, a16.data(), a_ld);
   }
 }
 #endif  // __x86_64__

@@ -1,7 +1,9 @@
-// CPU norms, RoPE and element-wise kernels (fp32; the compiler vectorises the
-// inner loops). Each splits its tokens (rows) over the calling thread's
-// intra-op pool; every row is computed by one range exactly as it would be
-// sequentially, so results do not depend on the thread count.
+// CPU norms, RoPE and element-wise kernels (fp32). The norms are explicit
+// SIMD (simd_tile.h: AVX-512, AVX2 or portable vectors, picked from CPUID);
+// the rest leaves vectorising the inner loops to the compiler. Each splits its
+// tokens (rows) over the calling thread's intra-op pool; every row is computed
+// by one range exactly as it would be sequentially, so results do not depend
+// on the thread count.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -10,6 +12,8 @@
 
 #include "common/intra_op.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/cpu_kernels_simd.h"
+#include "kernels/cpu/simd_tile.h"
 #include "kernels/half.h"
 
 namespace hc::kernels {
@@ -36,65 +40,196 @@ class Grained {
   int64_t min_elems_;
 };
 
+// ---- Norms: one row at a time, W lanes ------------------------------------
+//
+// Sums of squares run in fp32 over 4 x W partial sums in a fixed order (then
+// the partial vectors pairwise, then the lanes, then the padded tail vector),
+// so a row's value depends on its length and W only, not on the thread count.
+// Against an exact (fp64) sum that changes the result by a few fp32 ulp
+// (pointwise_test.cc states the tolerance); silu uses simd::Exp (~2 ulp).
+
+using simd::Vf;
+
+// Lambdas returning vectors are inlined like the simd_tile.h helpers (a call
+// would pass the vector in the baseline ABI).
+#define HC_SIMD_LAMBDA __attribute__((always_inline))
+
+template <int W>
+HC_SIMD_INLINE Vf<W> SiluV(Vf<W> z) {
+  return z / (1.0f + simd::Exp<W>(-z));
+}
+
+// The last n < W elements of x, zero padded to a vector.
+template <int W>
+HC_SIMD_INLINE Vf<W> LoadTail(const float* x, int n) {
+  float buf[W] = {};
+  for (int i = 0; i < n; ++i) buf[i] = x[i];
+  return simd::Load<W>(buf);
+}
+template <int W>
+HC_SIMD_INLINE void StoreTail(float* out, Vf<W> v, int n) {
+  float buf[W];
+  simd::Store<W>(buf, v);
+  for (int i = 0; i < n; ++i) out[i] = buf[i];
+}
+
+// sum_i f(i)^2 over [0, n), where f(i) is a vector of elements i..i+W-1 and
+// tail(i) the zero-padded vector of the last n - i < W of them.
+template <int W, typename F, typename Tail>
+HC_SIMD_INLINE float SumSquares(int n, const F& f, const Tail& tail) {
+  Vf<W> acc[4] = {simd::Splat<W>(0.0f), simd::Splat<W>(0.0f), simd::Splat<W>(0.0f),
+                  simd::Splat<W>(0.0f)};
+  int i = 0;
+  for (; i + 4 * W <= n; i += 4 * W) {
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; ++u) {
+      const Vf<W> v = f(i + u * W);
+      acc[u] = acc[u] + v * v;
+    }
+  }
+  for (; i + W <= n; i += W) {
+    const Vf<W> v = f(i);
+    acc[0] = acc[0] + v * v;
+  }
+  if (i < n) {
+    const Vf<W> v = tail(i);
+    acc[1] = acc[1] + v * v;
+  }
+  return simd::HorizontalSum<W>((acc[0] + acc[1]) + (acc[2] + acc[3]));
+}
+
+template <int W>
+HC_SIMD_INLINE void RmsNormRowsW(const RmsNormArgs& a, int t0, int t1) {
+  const int n = a.dim;
+  for (int t = t0; t < t1; ++t) {
+    const float* x = a.x.row(t);
+    float* out = a.out.row(t);
+    const float ss = SumSquares<W>(
+        n, [&](int i) HC_SIMD_LAMBDA { return simd::Load<W>(x + i); },
+        [&](int i) HC_SIMD_LAMBDA { return LoadTail<W>(x + i, n - i); });
+    const float inv = 1.0f / std::sqrt(ss / n + a.eps);
+    int i = 0;
+    for (; i + W <= n; i += W) {
+      simd::Store<W>(out + i, simd::Load<W>(x + i) * inv * simd::Load<W>(a.weight + i));
+    }
+    if (i < n) {
+      StoreTail<W>(out + i, LoadTail<W>(x + i, n - i) * inv * LoadTail<W>(a.weight + i, n - i),
+                   n - i);
+    }
+  }
+}
+
+template <int W>
+HC_SIMD_INLINE void GatedSumSquaresRowsW(const GatedNormArgs& a, float* sum_sq, int t0, int t1) {
+  const int n = a.group_size;
+  for (int t = t0; t < t1; ++t) {
+    for (int g = 0; g < a.num_groups; ++g) {
+      const float* y = a.y.row(t) + static_cast<int64_t>(g) * n;
+      const float* z = a.z.row(t) + static_cast<int64_t>(g) * n;
+      sum_sq[static_cast<int64_t>(t) * a.num_groups + g] = SumSquares<W>(
+          n,
+          [&](int i)
+              HC_SIMD_LAMBDA { return simd::Load<W>(y + i) * SiluV<W>(simd::Load<W>(z + i)); },
+          [&](int i) HC_SIMD_LAMBDA {
+            return LoadTail<W>(y + i, n - i) * SiluV<W>(LoadTail<W>(z + i, n - i));
+          });
+    }
+  }
+}
+
+template <int W>
+HC_SIMD_INLINE void GatedNormApplyRowsW(const GatedNormArgs& a, const float* sum_sq, int t0,
+                                        int t1) {
+  const int n = a.group_size;
+  for (int t = t0; t < t1; ++t) {
+    for (int g = 0; g < a.num_groups; ++g) {
+      const int64_t off = static_cast<int64_t>(g) * n;
+      const float* y = a.y.row(t) + off;
+      const float* z = a.z.row(t) + off;
+      const float* w = a.weight + off;
+      float* out = a.out.row(t) + off;
+      const float ms = sum_sq[static_cast<int64_t>(t) * a.num_groups + g] / a.norm_count;
+      const float inv = 1.0f / std::sqrt(ms + a.eps);
+      int i = 0;
+      for (; i + W <= n; i += W) {
+        const Vf<W> v = simd::Load<W>(y + i) * SiluV<W>(simd::Load<W>(z + i));
+        simd::Store<W>(out + i, v * inv * simd::Load<W>(w + i));
+      }
+      if (i < n) {
+        const int r = n - i;
+        const Vf<W> v = LoadTail<W>(y + i, r) * SiluV<W>(LoadTail<W>(z + i, r));
+        StoreTail<W>(out + i, v * inv * LoadTail<W>(w + i, r), r);
+      }
+    }
+  }
+}
+
+struct NormRowFns {
+  void (*rms)(const RmsNormArgs&, int, int);
+  void (*gated_sum_squares)(const GatedNormArgs&, float*, int, int);
+  void (*gated_apply)(const GatedNormArgs&, const float*, int, int);
+};
+
+#if defined(__x86_64__)
+HC_TARGET_AVX512 void RmsAvx512(const RmsNormArgs& a, int t0, int t1) {
+  RmsNormRowsW<16>(a, t0, t1);
+}
+HC_TARGET_AVX512 void GatedSsAvx512(const GatedNormArgs& a, float* ss, int t0, int t1) {
+  GatedSumSquaresRowsW<16>(a, ss, t0, t1);
+}
+HC_TARGET_AVX512 void GatedApplyAvx512(const GatedNormArgs& a, const float* ss, int t0, int t1) {
+  GatedNormApplyRowsW<16>(a, ss, t0, t1);
+}
+HC_TARGET_AVX2 void RmsAvx2(const RmsNormArgs& a, int t0, int t1) { RmsNormRowsW<8>(a, t0, t1); }
+HC_TARGET_AVX2 void GatedSsAvx2(const GatedNormArgs& a, float* ss, int t0, int t1) {
+  GatedSumSquaresRowsW<8>(a, ss, t0, t1);
+}
+HC_TARGET_AVX2 void GatedApplyAvx2(const GatedNormArgs& a, const float* ss, int t0, int t1) {
+  GatedNormApplyRowsW<8>(a, ss, t0, t1);
+}
+#endif
+void RmsPortable(const RmsNormArgs& a, int t0, int t1) { RmsNormRowsW<4>(a, t0, t1); }
+void GatedSsPortable(const GatedNormArgs& a, float* ss, int t0, int t1) {
+  GatedSumSquaresRowsW<4>(a, ss, t0, t1);
+}
+void GatedApplyPortable(const GatedNormArgs& a, const float* ss, int t0, int t1) {
+  GatedNormApplyRowsW<4>(a, ss, t0, t1);
+}
+
+NormRowFns PickNormRows(simd::SimdWidth width) {
+  switch (simd::SimdLanes(width)) {
+#if defined(__x86_64__)
+    case 16:
+      return {RmsAvx512, GatedSsAvx512, GatedApplyAvx512};
+    case 8:
+      return {RmsAvx2, GatedSsAvx2, GatedApplyAvx2};
+#endif
+    default:
+      return {RmsPortable, GatedSsPortable, GatedApplyPortable};
+  }
+}
+
 class CpuNorm final : public NormKernels, Grained {
  public:
-  using Grained::Grained;
+  CpuNorm(simd::SimdWidth width, int64_t min_elems)
+      : Grained(min_elems), fns_(PickNormRows(width)) {}
 
   void RmsNorm(const RmsNormArgs& a) const override {
-    SplitRows(a.num_tokens, a.dim, [&](int t0, int t1) { RmsNormRows(a, t0, t1); });
+    SplitRows(a.num_tokens, a.dim, [&](int t0, int t1) { fns_.rms(a, t0, t1); });
   }
 
   void GatedSumSquares(const GatedNormArgs& a, float* sum_sq) const override {
     SplitRows(a.num_tokens, static_cast<int64_t>(a.num_groups) * a.group_size,
-              [&](int t0, int t1) { GatedSumSquaresRows(a, sum_sq, t0, t1); });
+              [&](int t0, int t1) { fns_.gated_sum_squares(a, sum_sq, t0, t1); });
   }
 
   void GatedNormApply(const GatedNormArgs& a, const float* sum_sq) const override {
     SplitRows(a.num_tokens, static_cast<int64_t>(a.num_groups) * a.group_size,
-              [&](int t0, int t1) { GatedNormApplyRows(a, sum_sq, t0, t1); });
+              [&](int t0, int t1) { fns_.gated_apply(a, sum_sq, t0, t1); });
   }
 
  private:
-  static void RmsNormRows(const RmsNormArgs& a, int t0, int t1) {
-    for (int t = t0; t < t1; ++t) {
-      const float* x = a.x.row(t);
-      float* out = a.out.row(t);
-      double ss = 0.0;
-      for (int i = 0; i < a.dim; ++i) ss += static_cast<double>(x[i]) * x[i];
-      const float inv = 1.0f / std::sqrt(static_cast<float>(ss / a.dim) + a.eps);
-      for (int i = 0; i < a.dim; ++i) out[i] = x[i] * inv * a.weight[i];
-    }
-  }
-
-  static void GatedSumSquaresRows(const GatedNormArgs& a, float* sum_sq, int t0, int t1) {
-    for (int t = t0; t < t1; ++t) {
-      const float* y = a.y.row(t);
-      const float* z = a.z.row(t);
-      for (int g = 0; g < a.num_groups; ++g) {
-        double ss = 0.0;
-        for (int i = g * a.group_size; i < (g + 1) * a.group_size; ++i) {
-          const float v = y[i] * Silu(z[i]);
-          ss += static_cast<double>(v) * v;
-        }
-        sum_sq[static_cast<int64_t>(t) * a.num_groups + g] = static_cast<float>(ss);
-      }
-    }
-  }
-
-  static void GatedNormApplyRows(const GatedNormArgs& a, const float* sum_sq, int t0, int t1) {
-    for (int t = t0; t < t1; ++t) {
-      const float* y = a.y.row(t);
-      const float* z = a.z.row(t);
-      float* out = a.out.row(t);
-      for (int g = 0; g < a.num_groups; ++g) {
-        const float ms = sum_sq[static_cast<int64_t>(t) * a.num_groups + g] / a.norm_count;
-        const float inv = 1.0f / std::sqrt(ms + a.eps);
-        for (int i = g * a.group_size; i < (g + 1) * a.group_size; ++i) {
-          out[i] = y[i] * Silu(z[i]) * inv * a.weight[i];
-        }
-      }
-    }
-  }
+  const NormRowFns fns_;
 };
 
 class CpuRope final : public RopeKernel, Grained {
@@ -223,7 +358,10 @@ class CpuElementwise final : public ElementwiseKernels, Grained {
 }  // namespace
 
 std::unique_ptr<NormKernels> CreateCpuNormKernels(int64_t min_elems) {
-  return std::make_unique<CpuNorm>(min_elems);
+  return std::make_unique<CpuNorm>(simd::SimdWidth::kAuto, min_elems);
+}
+std::unique_ptr<NormKernels> CreateCpuNormKernels(simd::SimdWidth width, int64_t min_elems) {
+  return std::make_unique<CpuNorm>(width, min_elems);
 }
 std::unique_ptr<RopeKernel> CreateCpuRopeKernel(int64_t min_elems) {
   return std::make_unique<CpuRope>(min_elems);

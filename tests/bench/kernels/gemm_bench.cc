@@ -179,11 +179,11 @@ void RegisterGemmBenchmarks() {
   }
 }
 
-void PrintGemmSummary(double peak_gflops, double copy_gbps) {
+void PrintGemmSummary(double peak_gflops, double read_gbps) {
   std::printf(
       "\n== GEMM (single thread) | prefill (M > %d): %% of the fp32 FMA peak %.1f GFLOP/s | "
-      "decode: weight bytes/s as %% of memcpy %.1f GB/s ==\n",
-      kMaxDecodeM, peak_gflops, copy_gbps);
+      "decode: weight bytes/s as %% of streaming read %.1f GB/s ==\n",
+      kMaxDecodeM, peak_gflops, read_gbps);
   std::printf("%4s %5s %5s", "M", "N", "K");
   for (const Impl& impl : Impls()) std::printf(" | %15s", impl.label);
   std::printf(" | best f32 / best bf16\n");
@@ -200,7 +200,7 @@ void PrintGemmSummary(double peak_gflops, double copy_gbps) {
         }
         const double s = it->second;
         const double frac = m <= kMaxDecodeM ? static_cast<double>(n) * k * (impl.bf16 ? 2 : 4) /
-                                                   s * 1e-9 / copy_gbps
+                                                   s * 1e-9 / read_gbps
                                              : 2.0 * m * n * k / s * 1e-9 / peak_gflops;
         std::printf(" | %14.0f%%", 100 * frac);
         if (best_s[impl.bf16] == 0 || s < best_s[impl.bf16]) {

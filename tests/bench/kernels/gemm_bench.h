@@ -1,6 +1,6 @@
 // The GEMM part of kernels_bench: every CPU GEMM path and library on the
-// model's shapes, as fractions of the single-core peak / memcpy bandwidth that
-// kernels_bench measures in the same run.
+// model's shapes, as fractions of the single-core peak / streaming-read
+// bandwidth that kernels_bench measures in the same run.
 #ifndef HC_TESTS_BENCH_KERNELS_GEMM_BENCH_H_
 #define HC_TESTS_BENCH_KERNELS_GEMM_BENCH_H_
 
@@ -22,8 +22,9 @@ inline double ThreadSeconds() {
 void RegisterGemmBenchmarks();
 
 // Prints the comparison of what ran: peak_gflops is the fp32 FMA peak,
-// copy_gbps the memcpy bandwidth (bytes copied per second).
-void PrintGemmSummary(double peak_gflops, double copy_gbps);
+// read_gbps the single-core streaming read bandwidth (decode shapes: weight
+// bytes per second as a share of it).
+void PrintGemmSummary(double peak_gflops, double read_gbps);
 
 }  // namespace hc::kernels::bench
 

@@ -1,12 +1,13 @@
-// Kernel benchmarks: the single-core fp32 FMA peak (a register-only FMA loop)
-// and memcpy bandwidth, measured first in the same run; then every CPU GEMM
+// Kernel benchmarks: the single-core fp32 FMA peak (a register-only FMA loop),
+// memcpy and streaming-read bandwidth, measured first in the same run (the
+// read bandwidth again at the end: the machine is shared, so the two show how
+// much it moved during the run); then every CPU GEMM
 // path and GEMM library on the model's shapes against them (gemm_bench.cc:
 // own AVX2 / AVX-512 / AVX512-BF16 kernels, OpenBLAS, oneDNN when built; fp32
 // and bf16 weights; decode shapes stream the weights from DRAM); plus the
-// Mamba2 scan/update and paged attention at model sizes.
-#include <immintrin.h>
-
+// Mamba2 scan/update, paged attention and the norms at model sizes.
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -14,6 +15,8 @@
 
 #include "benchmark/benchmark.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/cpu_kernels_simd.h"
+#include "kernels/cpu/x86_simd.h"
 #include "kernels/half.h"
 #include "tests/bench/kernels/gemm_bench.h"
 
@@ -99,6 +102,7 @@ double MeasurePeakGflops(std::string* how) {
 
 double g_peak_gflops = 0.0;
 double g_copy_gbps = 0.0;
+double g_read_gbps = 0.0;
 constexpr size_t kRotateBytes = size_t{256} << 20;  // > any L3
 
 // Single-core memcpy bandwidth (bytes copied per second) over 256 MiB buffers.
@@ -113,6 +117,68 @@ double MeasureCopyGbps() {
     best = std::max(best, src.size() / s * 1e-9);
   }
   return best;
+}
+
+// Single-core streaming read bandwidth (bytes read per second) over a 256 MiB
+// buffer with 64-byte loads, read as one sequential stream and as 8
+// interleaved streams (8 equal parts side by side, as a GEMV tile of 8 weight
+// rows reads); the larger is what a decode GEMV's weight stream can reach on
+// one core, the denominator of the summary's decode column.
+#if defined(__x86_64__)
+template <int S>
+__attribute__((target("avx512f"))) float SumStreamsAvx512(const float* p, size_t n) {
+  const size_t part = n / S / 16 * 16;
+  __m512 acc[S];
+  for (int s = 0; s < S; ++s) acc[s] = _mm512_setzero_ps();
+  for (size_t i = 0; i < part; i += 16) {
+    for (int s = 0; s < S; ++s) acc[s] = _mm512_add_ps(acc[s], _mm512_load_ps(p + s * part + i));
+  }
+  __m512 t = acc[0];
+  for (int s = 1; s < S; ++s) t = _mm512_add_ps(t, acc[s]);
+  return _mm512_reduce_add_ps(t);
+}
+#endif
+
+template <int S>
+float SumStreamsPortable(const float* p, size_t n) {
+  const size_t part = n / S;
+  float acc[S] = {};
+  for (size_t i = 0; i < part; ++i) {
+    for (int s = 0; s < S; ++s) acc[s] += p[s * part + i];
+  }
+  float t = 0.0f;
+  for (int s = 0; s < S; ++s) t += acc[s];
+  return t;
+}
+
+template <int S>
+double MeasureReadGbps() {
+  static std::vector<float> buf(kRotateBytes / sizeof(float) + 16, 1.0f);
+  const float* p = reinterpret_cast<const float*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) &
+                                                  ~uintptr_t{63});
+  const size_t n = kRotateBytes / sizeof(float);
+  double best = 0.0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const double t0 = ThreadSeconds();
+#if defined(__x86_64__)
+    const float s =
+        __builtin_cpu_supports("avx512f") ? SumStreamsAvx512<S>(p, n) : SumStreamsPortable<S>(p, n);
+#else
+    const float s = SumStreamsPortable<S>(p, n);
+#endif
+    const double t = ThreadSeconds() - t0;
+    benchmark::DoNotOptimize(s);
+    best = std::max(best, kRotateBytes / t * 1e-9);
+  }
+  return best;
+}
+
+// Prints both read figures and returns the larger.
+double MeasureAndPrintReadGbps(const char* when) {
+  const double one = MeasureReadGbps<1>(), eight = MeasureReadGbps<8>();
+  std::printf("single-core streaming read%s: %.1f GB/s one stream, %.1f GB/s 8 streams (256 MiB)\n",
+              when, one, eight);
+  return std::max(one, eight);
 }
 
 // ---- Mamba2 and attention at model sizes ------------------------------------
@@ -193,6 +259,48 @@ void BM_PagedAttentionDecode(benchmark::State& state) {
 }
 BENCHMARK(BM_PagedAttentionDecode)->Arg(2048)->MinTime(0.05);
 
+// ---- Norms at model sizes: 512 tokens (a prefill chunk) --------------------
+// Arg: lanes (16 AVX-512, 8 AVX2, 4 portable; a width the CPU lacks falls back).
+simd::SimdWidth WidthOfLanes(int lanes) {
+  return lanes == 16 ? simd::SimdWidth::kAvx512
+                     : (lanes == 8 ? simd::SimdWidth::kAvx2 : simd::SimdWidth::kPortable);
+}
+
+void BM_RmsNorm(benchmark::State& state) {
+  const int T = 512, D = 768;
+  auto norm = CreateCpuNormKernels(WidthOfLanes(state.range(0)));
+  std::vector<float> x(T * D, 0.3f), w(D, 1.1f), out(T * D);
+  for (auto _ : state) {
+    norm->RmsNorm({.num_tokens = T,
+                   .dim = D,
+                   .x = {x.data(), D},
+                   .weight = w.data(),
+                   .out = {out.data(), D}});
+  }
+  state.SetItemsProcessed(state.iterations() * T);
+}
+BENCHMARK(BM_RmsNorm)->Arg(16)->Arg(8)->Arg(4)->MinTime(0.05);
+
+// Mamba2's gated norm: 1536 channels in one group, both steps.
+void BM_GatedNorm(benchmark::State& state) {
+  const int T = 512, D = 1536;
+  auto norm = CreateCpuNormKernels(WidthOfLanes(state.range(0)));
+  std::vector<float> y(T * D, 0.3f), z(T * D, -0.7f), w(D, 1.1f), out(T * D), ss(T);
+  const GatedNormArgs args{.num_tokens = T,
+                           .group_size = D,
+                           .norm_count = D,
+                           .y = {y.data(), D},
+                           .z = {z.data(), D},
+                           .weight = w.data(),
+                           .out = {out.data(), D}};
+  for (auto _ : state) {
+    norm->GatedSumSquares(args, ss.data());
+    norm->GatedNormApply(args, ss.data());
+  }
+  state.SetItemsProcessed(state.iterations() * T);
+}
+BENCHMARK(BM_GatedNorm)->Arg(16)->Arg(8)->Arg(4)->MinTime(0.05);
+
 }  // namespace
 }  // namespace hc::kernels
 
@@ -207,10 +315,12 @@ int main(int argc, char** argv) {
   hc::kernels::g_copy_gbps = hc::kernels::MeasureCopyGbps();
   std::printf("single-core memcpy: %.1f GB/s (bytes copied per second, 256 MiB)\n",
               hc::kernels::g_copy_gbps);
+  hc::kernels::g_read_gbps = hc::kernels::MeasureAndPrintReadGbps("");
   benchmark::Initialize(&argc, argv);
   hc::kernels::bench::RegisterGemmBenchmarks();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  hc::kernels::bench::PrintGemmSummary(hc::kernels::g_peak_gflops, hc::kernels::g_copy_gbps);
+  hc::kernels::MeasureAndPrintReadGbps(" after the benchmarks");
+  hc::kernels::bench::PrintGemmSummary(hc::kernels::g_peak_gflops, hc::kernels::g_read_gbps);
   return 0;
 }

@@ -7,6 +7,7 @@
 #include "common/intra_op.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/cpu_kernels_simd.h"
 #include "kernels/half.h"
 #include "tests/unit/kernels/kernel_test_util.h"
 
@@ -124,6 +125,102 @@ TEST(GatedRmsNormTest, SplitGroupWithSummedStatisticsEqualsWholeGroup) {
   for (int t = 0; t < T; ++t) ss[0][t] += ss[1][t];
   for (int r = 0; r < 2; ++r) norm->GatedNormApply(shard[r], ss[0].data());
   EXPECT_LT(MaxRelError(out, want), 1e-5);
+}
+
+// The norms with each instruction set (a width this CPU lacks falls back to a
+// narrower one, which is then checked twice). Tolerances: the kernels sum
+// squares in fp32 over 4 x W partial sums, the reference in fp64, so results
+// differ by a few fp32 ulp (rel. 2e-6 allows ~16 ulp); the gated norm's silu
+// uses a polynomial exp (~2 ulp), hence 1e-5 as in the tests above.
+const simd::SimdWidth kWidths[] = {simd::SimdWidth::kAvx512, simd::SimdWidth::kAvx2,
+                                   simd::SimdWidth::kPortable};
+
+std::vector<float> RmsRef(int T, int D, int stride, const std::vector<float>& x,
+                          const std::vector<float>& w, float eps) {
+  std::vector<float> want(static_cast<size_t>(T) * D);
+  for (int t = 0; t < T; ++t) {
+    double ss = 0;
+    for (int i = 0; i < D; ++i) ss += double(x[t * stride + i]) * x[t * stride + i];
+    const double inv = 1.0 / std::sqrt(ss / D + eps);
+    for (int i = 0; i < D; ++i) want[t * D + i] = float(x[t * stride + i] * inv * w[i]);
+  }
+  return want;
+}
+
+TEST(NormSimdTest, RmsNormEveryWidthMatchesReferenceForLengthsAroundTheVectorWidth) {
+  for (const int D : {1, 3, 4, 8, 15, 16, 17, 63, 64, 65, 768, 771}) {
+    const int T = 3, stride = D + 5;
+    const auto x = RandomVector(T * stride, 100 + D, -4.0f, 4.0f);
+    const auto w = RandomVector(D, 200 + D, 0.5f, 1.5f);
+    const auto want = RmsRef(T, D, stride, x, w, 1e-5f);
+    for (const simd::SimdWidth width : kWidths) {
+      auto norm = CreateCpuNormKernels(width);
+      std::vector<float> out(T * D, -1.0f);
+      norm->RmsNorm({.num_tokens = T,
+                     .dim = D,
+                     .eps = 1e-5f,
+                     .x = {x.data(), stride},
+                     .weight = w.data(),
+                     .out = {out.data(), D}});
+      EXPECT_LT(MaxRelError(out, want), 2e-6) << "D=" << D << " lanes=" << simd::SimdLanes(width);
+    }
+  }
+}
+
+TEST(NormSimdTest, GatedNormEveryWidthMatchesReferenceIncludingSaturatedGates) {
+  for (const int gs : {1, 5, 16, 33, 64, 100, 1536}) {
+    for (const int groups : {1, 3}) {
+      const int T = 2, d = gs * groups;
+      const auto y = RandomVector(T * d, 300 + gs, -2.0f, 2.0f);
+      // |z| up to 100: silu saturates to 0 and to z (exp's clamps).
+      const auto z = RandomVector(T * d, 400 + gs, -100.0f, 100.0f);
+      const auto w = RandomVector(d, 500 + gs, 0.5f, 1.5f);
+      const auto want = GatedRef(T, d, groups, y, z, w, 1e-5f);
+      for (const simd::SimdWidth width : kWidths) {
+        auto norm = CreateCpuNormKernels(width);
+        std::vector<float> out(T * d, -1.0f), ss(T * groups);
+        const GatedNormArgs args{.num_tokens = T,
+                                 .num_groups = groups,
+                                 .group_size = gs,
+                                 .norm_count = gs,
+                                 .eps = 1e-5f,
+                                 .y = {y.data(), d},
+                                 .z = {z.data(), d},
+                                 .weight = w.data(),
+                                 .out = {out.data(), d}};
+        norm->GatedSumSquares(args, ss.data());
+        norm->GatedNormApply(args, ss.data());
+        EXPECT_LT(MaxRelError(out, want), 1e-5)
+            << "group_size=" << gs << " groups=" << groups << " lanes=" << simd::SimdLanes(width);
+      }
+    }
+  }
+}
+
+// In place (out == y), as the model calls it, gives the bits of a separate output.
+TEST(NormSimdTest, GatedNormInPlaceEqualsOutOfPlace) {
+  const int T = 3, d = 100;
+  const auto y = RandomVector(T * d, 61), z = RandomVector(T * d, 62, -3, 3);
+  const auto w = RandomVector(d, 63, 0.5f, 1.5f);
+  for (const simd::SimdWidth width : kWidths) {
+    auto norm = CreateCpuNormKernels(width);
+    std::vector<float> out(T * d), inplace = y, ss(T);
+    GatedNormArgs args{.num_tokens = T,
+                       .group_size = d,
+                       .norm_count = d,
+                       .y = {y.data(), d},
+                       .z = {z.data(), d},
+                       .weight = w.data(),
+                       .out = {out.data(), d}};
+    norm->GatedSumSquares(args, ss.data());
+    norm->GatedNormApply(args, ss.data());
+    args.y = {inplace.data(), d};
+    args.out = {inplace.data(), d};
+    norm->GatedSumSquares(args, ss.data());
+    norm->GatedNormApply(args, ss.data());
+    EXPECT_EQ(std::memcmp(out.data(), inplace.data(), out.size() * sizeof(float)), 0)
+        << "lanes=" << simd::SimdLanes(width);
+  }
 }
 
 TEST(RopeTest, PartialRotateHalfMatchesReferenceAndLeavesTailUntouched) {

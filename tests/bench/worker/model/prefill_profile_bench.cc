@@ -13,10 +13,15 @@
 // whole prompt in one forward).
 // $HC_PREFILL_PROFILE_LENS (comma-separated) overrides the lengths;
 // $HC_PREFILL_PROFILE_DTYPES ("fp32", "bf16", "fp32,bf16" (default)) the dtypes.
+//
+// Then, per dtype, the same table for decode: batch 1 and batch 8 sequences
+// after a 256-token prompt each, $HC_PROFILE_DECODE_STEPS (default 32; 0: no
+// decode section) steps of one token per sequence, ms per step.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <memory>
 #include <random>
 #include <span>
@@ -59,10 +64,69 @@ int ChunkTokens() {
   return n;
 }
 
+int DecodeSteps() {
+  const char* env = std::getenv("HC_PROFILE_DECODE_STEPS");
+  int n = 32;
+  if (env != nullptr && *env != '\0') {
+    HC_CHECK(absl::SimpleAtoi(env, &n) && n >= 0) << "bad HC_PROFILE_DECODE_STEPS";
+  }
+  return n;
+}
+
 std::vector<std::string> Dtypes() {
   const char* env = std::getenv("HC_PREFILL_PROFILE_DTYPES");
   const std::string s = env != nullptr && *env != '\0' ? env : "fp32,bf16";
   return absl::StrSplit(s, ',');
+}
+
+// CPU seconds of the whole process: on the shared machine the wall time of a
+// step includes time descheduled; the per-family times are wall times.
+double ProcessSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+// Decode steps of `batch` sequences after a prompt of kDecodePrompt tokens
+// each, the profile over the steps only.
+void RunDecode(testing::TpRunner& runner, const ModelConfig& config, const std::string& dtype_name,
+               int batch, int steps) {
+  constexpr int kDecodePrompt = 256;
+  const int per_seq = (kDecodePrompt + steps + kBlockSize - 1) / kBlockSize;
+  std::mt19937 rng(2);
+  std::vector<std::vector<int32_t>> tokens(batch), tables(batch);
+  ForwardBatch fb;
+  for (int s = 0; s < batch; ++s) {
+    tokens[s].resize(kDecodePrompt + steps);
+    for (auto& t : tokens[s]) t = static_cast<int32_t>(rng() % config.vocab_size);
+    for (int i = 0; i < per_seq; ++i) tables[s].push_back(s * per_seq + i);
+    (void)runner.cache().ZeroMambaSlot(s);
+    fb.seqs.push_back({.token_ids = std::span(tokens[s]).first(kDecodePrompt),
+                       .num_computed_tokens = 0,
+                       .block_table = tables[s],
+                       .mamba_slot = s});
+  }
+  HC_CHECK(runner.Forward(fb).ok());
+  kernels::ProcessKernelProfile().Reset();
+  const double cpu0 = ProcessSeconds();
+  const auto t0 = Clock::now();
+  for (int step = 0; step < steps; ++step) {
+    for (int s = 0; s < batch; ++s) {
+      fb.seqs[s].token_ids = std::span(tokens[s]).subspan(kDecodePrompt + step, 1);
+      fb.seqs[s].num_computed_tokens = kDecodePrompt + step;
+      fb.seqs[s].need_logits = true;
+    }
+    auto logits = runner.Forward(fb);
+    HC_CHECK(logits.ok()) << logits.status();
+  }
+  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  const double cpu = ProcessSeconds() - cpu0;
+  const kernels::KernelProfile::Totals totals = kernels::ProcessKernelProfile().Snapshot();
+  std::printf(
+      "\n-- %s decode, batch %d: %d steps, %.3f ms/step wall, %.3f ms/step CPU, %.1f tokens/s "
+      "per CPU second --\n",
+      dtype_name.c_str(), batch, steps, s * 1e3 / steps, cpu * 1e3 / steps, batch * steps / cpu);
+  std::printf("%s", kernels::KernelProfile::Format(totals, static_cast<int64_t>(s * 1e9)).c_str());
 }
 
 void Run(const std::string& dtype_name, const std::vector<int>& lens, int chunk) {
@@ -72,13 +136,15 @@ void Run(const std::string& dtype_name, const std::vector<int>& lens, int chunk)
   int max_len = 0;
   for (int n : lens) max_len = std::max(max_len, n);
   testing::RandomTensorSource source(*config, 1, /*bf16_representable=*/true);
-  const int blocks = (max_len + kBlockSize - 1) / kBlockSize;
+  const int steps = DecodeSteps();
+  const int decode_blocks = 8 * ((256 + steps + kBlockSize - 1) / kBlockSize);
+  const int blocks = std::max((max_len + kBlockSize - 1) / kBlockSize, decode_blocks);
   auto runner =
-      testing::TpRunner::Create(*config, source, 1, blocks, kBlockSize, 2, 0, dtype, dtype).value();
+      testing::TpRunner::Create(*config, source, 1, blocks, kBlockSize, 8, 0, dtype, dtype).value();
   std::mt19937 rng(1);
-  std::vector<int32_t> tokens(max_len), table(blocks);
+  std::vector<int32_t> tokens(max_len), table((max_len + kBlockSize - 1) / kBlockSize);
   for (auto& t : tokens) t = static_cast<int32_t>(rng() % config->vocab_size);
-  for (int i = 0; i < blocks; ++i) table[i] = i;
+  for (size_t i = 0; i < table.size(); ++i) table[i] = static_cast<int>(i);
   std::vector<double> per_token_ms;
   for (int len : lens) {
     // 256 tokens: best of 3 (short and noisy); longer prompts once.
@@ -117,6 +183,9 @@ void Run(const std::string& dtype_name, const std::vector<int>& lens, int chunk)
     std::printf(" %d: %.2fx", lens[i], per_token_ms[i] / per_token_ms[0]);
   }
   std::printf("\n");
+  if (steps > 0) {
+    for (const int batch : {1, 8}) RunDecode(*runner, *config, dtype_name, batch, steps);
+  }
 }
 
 }  // namespace
