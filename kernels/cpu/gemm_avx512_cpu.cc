@@ -197,36 +197,81 @@ HC_AVX512BF16 void TileBf16(int k, const uint16_t* ap, int64_t panel_stride, con
 
 // ---- fp32, small m (decode) -----------------------------------------------------
 
-// Dot products: MA A rows x NB weight rows, both read along K 16 at a time
-// (masked tail), each accumulator reduced once at the end. The weight streams
-// from DRAM once per call; the next tile's rows are prefetched.
+// Dot products: all MA A rows x NB weight rows, both read along K 16 at a time
+// (masked tail), each accumulator reduced once at the end. Every A row of the
+// call shares one pass over the weight, which streams from DRAM once per call
+// (prefetched into L2 kPrefetchTiles tiles ahead, m > 2). The loop is written out (no lambda over
+// the accumulators): GCC stored every accumulator to the stack on each step of
+// the lambda version, which halved the m = 8 throughput.
+// Per element the arithmetic is fixed: lane-wise fmadd over k in order, then
+// _mm512_reduce_add_ps; it does not depend on MA, NB, i0 or j0, so a row's
+// result is the same at any m <= 8 and any column split.
+constexpr int kPrefetchTiles = 8;
+
+// Returns v, kept in a register: without this GCC folds the A load into each
+// of the NB FMAs as a memory operand, and NB times the loads leave the load
+// ports, not the FMA unit, as the bound.
+HC_AVX512 inline __m512 InRegister(__m512 v) {
+  asm("" : "+v"(v));
+  return v;
+}
+
 template <int MA, int NB>
 HC_AVX512 void DotTileF32(const GemmArgs& g, int i0, int j0) {
   const int k16 = g.k & ~(kLanes - 1);
   const float* a[MA];
+#pragma GCC unroll 8
   for (int r = 0; r < MA; ++r) a[r] = g.a + (i0 + r) * g.lda;
   const float* b[NB];
+#pragma GCC unroll 8
   for (int q = 0; q < NB; ++q) b[q] = g.b + (j0 + q) * g.ldb;
   __m512 acc[MA][NB];
   ZeroAcc(acc);
-  const int64_t ahead = NB * g.ldb;
-  const bool prefetch = g.m > 2 && j0 + 2 * NB <= g.n;
-  auto step = [&](int p, __mmask16 mask) HC_AVX512 {
+  // Prefetch into L2 kPrefetchTiles tiles ahead. One tile ahead into L1 (the
+  // first version) left m = 8 at ~10 GB/s of weights, compute and DRAM in
+  // turn: the 8 A rows (24-48 KiB) evict L1, and one tile is too short to
+  // cover the DRAM latency at this FMA rate. 8 tiles into L2: ~15-17 GB/s.
+  const int64_t ahead = kPrefetchTiles * NB * g.ldb;
+  if (g.m > 2 && j0 + (kPrefetchTiles + 1) * NB <= g.n) {
+    for (int p = 0; p < k16; p += kLanes) {
+      __m512 bv[NB];
+#pragma GCC unroll 8
+      for (int q = 0; q < NB; ++q) {
+        _mm_prefetch(reinterpret_cast<const char*>(b[q] + ahead + p), _MM_HINT_T1);
+        bv[q] = _mm512_loadu_ps(b[q] + p);
+      }
+#pragma GCC unroll 8
+      for (int r = 0; r < MA; ++r) {
+        const __m512 av = InRegister(_mm512_loadu_ps(a[r] + p));
+#pragma GCC unroll 8
+        for (int q = 0; q < NB; ++q) acc[r][q] = _mm512_fmadd_ps(av, bv[q], acc[r][q]);
+      }
+    }
+  } else {
+    for (int p = 0; p < k16; p += kLanes) {
+      __m512 bv[NB];
+#pragma GCC unroll 8
+      for (int q = 0; q < NB; ++q) bv[q] = _mm512_loadu_ps(b[q] + p);
+#pragma GCC unroll 8
+      for (int r = 0; r < MA; ++r) {
+        const __m512 av = InRegister(_mm512_loadu_ps(a[r] + p));
+#pragma GCC unroll 8
+        for (int q = 0; q < NB; ++q) acc[r][q] = _mm512_fmadd_ps(av, bv[q], acc[r][q]);
+      }
+    }
+  }
+  if (k16 < g.k) {
+    const __mmask16 mask = static_cast<__mmask16>((1u << (g.k - k16)) - 1);
     __m512 bv[NB];
 #pragma GCC unroll 8
-    for (int q = 0; q < NB; ++q) {
-      if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(b[q] + ahead + p), _MM_HINT_T0);
-      bv[q] = _mm512_maskz_loadu_ps(mask, b[q] + p);
-    }
-#pragma GCC unroll 4
+    for (int q = 0; q < NB; ++q) bv[q] = _mm512_maskz_loadu_ps(mask, b[q] + k16);
+#pragma GCC unroll 8
     for (int r = 0; r < MA; ++r) {
-      const __m512 av = _mm512_maskz_loadu_ps(mask, a[r] + p);
+      const __m512 av = _mm512_maskz_loadu_ps(mask, a[r] + k16);
 #pragma GCC unroll 8
       for (int q = 0; q < NB; ++q) acc[r][q] = _mm512_fmadd_ps(av, bv[q], acc[r][q]);
     }
-  };
-  for (int p = 0; p < k16; p += kLanes) step(p, 0xFFFF);
-  if (k16 < g.k) step(k16, static_cast<__mmask16>((1u << (g.k - k16)) - 1));
+  }
   for (int r = 0; r < MA; ++r) {
     float* crow = g.c + (i0 + r) * g.ldc + j0;
     for (int q = 0; q < NB; ++q) {
@@ -236,20 +281,22 @@ HC_AVX512 void DotTileF32(const GemmArgs& g, int i0, int j0) {
   }
 }
 
-template <int NB>
-HC_AVX512 void DotRowsF32(const GemmArgs& g, int j) {
-  int i = 0;
-  for (; i + 4 <= g.m; i += 4) DotTileF32<4, NB>(g, i, j);
-  switch (g.m - i) {
-    case 3:
-      return DotTileF32<3, NB>(g, i, j);
-    case 2:
-      return DotTileF32<2, NB>(g, i, j);
-    case 1:
-      return DotTileF32<1, NB>(g, i, j);
-    default:
-      return;
-  }
+// Weight rows per tile for MA A rows: MA x NB accumulators + NB weight
+// vectors + 1 A vector within the 32 zmm registers.
+template <int MA>
+constexpr int kDotNb = MA <= 2   ? 8
+                       : MA == 3 ? 6
+                       : MA == 4 ? 5
+                       : MA <= 6 ? 4
+                                 : 3;
+
+// C = A B^T for exactly MA (= m) rows: one pass over the weight.
+template <int MA>
+HC_AVX512 void DotRowsF32(const GemmArgs& g) {
+  constexpr int kNb = kDotNb<MA>;
+  int j = 0;
+  for (; j + kNb <= g.n; j += kNb) DotTileF32<MA, kNb>(g, 0, j);
+  for (; j < g.n; ++j) DotTileF32<MA, 1>(g, 0, j);
 }
 
 // ---- driver -------------------------------------------------------------------
@@ -349,12 +396,35 @@ bool CpuHasAvx512F() {
 }
 
 void Avx512SmallMGemmF32(const GemmArgs& g) {
-  int j = 0;
-  if (g.m <= 2) {  // more weight rows in flight where few A rows share them
-    for (; j + 8 <= g.n; j += 8) DotRowsF32<8>(g, j);
+  switch (g.m) {
+    case 1:
+      return DotRowsF32<1>(g);
+    case 2:
+      return DotRowsF32<2>(g);
+    case 3:
+      return DotRowsF32<3>(g);
+    case 4:
+      return DotRowsF32<4>(g);
+    case 5:
+      return DotRowsF32<5>(g);
+    case 6:
+      return DotRowsF32<6>(g);
+    case 7:
+      return DotRowsF32<7>(g);
+    default:  // 8 (the caller's kSmallM); larger m in blocks of 8 rows
+      for (int i = 0; i < g.m; i += 8) {
+        GemmArgs rows = g;
+        rows.a = g.a + i * g.lda;
+        rows.c = g.c + i * g.ldc;
+        rows.m = std::min(8, g.m - i);
+        if (rows.m == 8) {
+          DotRowsF32<8>(rows);
+        } else {
+          Avx512SmallMGemmF32(rows);
+        }
+      }
+      return;
   }
-  for (; j + 4 <= g.n; j += 4) DotRowsF32<4>(g, j);
-  for (; j < g.n; ++j) DotRowsF32<1>(g, j);
 }
 
 void Avx512PackedGemmF32(const GemmArgs& g) {

@@ -203,40 +203,92 @@ float UpdateRowGeneric(float* s, const float* b, const float* c, float decay, fl
   return acc;
 }
 
-#if defined(__x86_64__)
-__attribute__((target("avx2,fma"))) float UpdateRowAvx2(float* s, const float* b, const float* c,
-                                                        float decay, float dx, int n) {
-  const __m256 vd = _mm256_set1_ps(decay), vx = _mm256_set1_ps(dx);
-  __m256 acc = _mm256_setzero_ps();
-  int i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 v =
-        _mm256_fmadd_ps(_mm256_loadu_ps(s + i), vd, _mm256_mul_ps(vx, _mm256_loadu_ps(b + i)));
-    _mm256_storeu_ps(s + i, v);
-    acc = _mm256_fmadd_ps(v, _mm256_loadu_ps(c + i), acc);
+// One head's P state rows [P, N] for one token: y[q] = (row q's sum) + d x[q]
+// with dx = dt x[q]. The row loop sits inside the ISA's function (one call
+// per head, not per row).
+void UpdateHeadGeneric(float* state, const float* b, const float* c, float decay, float dt,
+                       const float* x, float d, int P, int N, float* y) {
+  for (int q = 0; q < P; ++q) {
+    y[q] =
+        UpdateRowGeneric(state + static_cast<int64_t>(q) * N, b, c, decay, dt * x[q], N) + d * x[q];
   }
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, acc);
-  float total = 0.0f;
-  for (float l : lanes) total += l;
-  return total + UpdateRowGeneric(s + i, b + i, c + i, decay, dx, n - i);
 }
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) void UpdateHeadAvx2(float* state, const float* b,
+                                                        const float* c, float decay, float dt,
+                                                        const float* x, float d, int P, int N,
+                                                        float* y) {
+  const __m256 vd = _mm256_set1_ps(decay);
+  for (int q = 0; q < P; ++q) {
+    float* s = state + static_cast<int64_t>(q) * N;
+    const float dx = dt * x[q];
+    const __m256 vx = _mm256_set1_ps(dx);
+    __m256 acc = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= N; i += 8) {
+      const __m256 v =
+          _mm256_fmadd_ps(_mm256_loadu_ps(s + i), vd, _mm256_mul_ps(vx, _mm256_loadu_ps(b + i)));
+      _mm256_storeu_ps(s + i, v);
+      acc = _mm256_fmadd_ps(v, _mm256_loadu_ps(c + i), acc);
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, acc);
+    float total = 0.0f;
+    for (float l : lanes) total += l;
+    y[q] = total + UpdateRowGeneric(s + i, b + i, c + i, decay, dx, N - i) + d * x[q];
+  }
+}
+
+// 16 lanes; the lane sum is _mm512_reduce_add_ps (whose use of
+// _mm256_undefined_pd GCC 12 reports as maybe-uninitialized).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) void UpdateHeadAvx512(float* state, const float* b,
+                                                         const float* c, float decay, float dt,
+                                                         const float* x, float d, int P, int N,
+                                                         float* y) {
+  const __m512 vd = _mm512_set1_ps(decay);
+  const int n16 = N & ~15;
+  const __mmask16 tail = static_cast<__mmask16>((1u << (N - n16)) - 1);
+  for (int q = 0; q < P; ++q) {
+    float* s = state + static_cast<int64_t>(q) * N;
+    const __m512 vx = _mm512_set1_ps(dt * x[q]);
+    __m512 acc = _mm512_setzero_ps();
+    for (int i = 0; i < n16; i += 16) {
+      const __m512 v =
+          _mm512_fmadd_ps(_mm512_loadu_ps(s + i), vd, _mm512_mul_ps(vx, _mm512_loadu_ps(b + i)));
+      _mm512_storeu_ps(s + i, v);
+      acc = _mm512_fmadd_ps(v, _mm512_loadu_ps(c + i), acc);
+    }
+    if (tail != 0) {  // masked lanes: state untouched, 0 added to acc
+      const __m512 v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, s + n16), vd,
+                                       _mm512_mul_ps(vx, _mm512_maskz_loadu_ps(tail, b + n16)));
+      _mm512_mask_storeu_ps(s + n16, tail, v);
+      acc = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(tail, c + n16), acc);
+    }
+    y[q] = _mm512_reduce_add_ps(acc) + d * x[q];
+  }
+}
+#pragma GCC diagnostic pop
 #endif
 
-using UpdateRowFn = float (*)(float*, const float*, const float*, float, float, int);
-UpdateRowFn PickUpdateRow(simd::SimdWidth width) {
+using UpdateHeadFn = void (*)(float*, const float*, const float*, float, float, const float*, float,
+                              int, int, float*);
+UpdateHeadFn PickUpdateHead(simd::SimdWidth width) {
 #if defined(__x86_64__)
-  if (simd::SimdLanes(width) >= 8) return UpdateRowAvx2;
+  if (simd::SimdLanes(width) >= 16) return UpdateHeadAvx512;
+  if (simd::SimdLanes(width) >= 8) return UpdateHeadAvx2;
 #else
   (void)width;
 #endif
-  return UpdateRowGeneric;
+  return UpdateHeadGeneric;
 }
 
 class CpuMamba2 final : public Mamba2Kernels {
  public:
   explicit CpuMamba2(simd::SimdWidth width)
-      : lanes_(simd::SimdLanes(width)), update_row_(PickUpdateRow(width)) {
+      : lanes_(simd::SimdLanes(width)), update_head_(PickUpdateHead(width)) {
     switch (lanes_) {
 #if defined(__x86_64__)
       case 16:
@@ -307,7 +359,7 @@ class CpuMamba2 final : public Mamba2Kernels {
                             const SsmTensors& io) const override {
     const int H = p.num_heads, P = p.head_dim, N = p.state_size;
     const int heads_per_group = H / p.num_groups;
-    const UpdateRowFn update_row = update_row_;
+    const UpdateHeadFn update_head = update_head_;
     // One (sequence, head) per index: disjoint state rows and outputs.
     ParallelFor(static_cast<int64_t>(batch_size) * H, 4, [&](int64_t lo, int64_t hi) {
       for (int64_t i = lo; i < hi; ++i) {
@@ -316,21 +368,16 @@ class CpuMamba2 final : public Mamba2Kernels {
         const int g = h / heads_per_group;
         const float dt = Dt(p, io.dt.row(b)[h], h);
         const float decay = std::exp(dt * -std::exp(p.a_log[h]));
-        const float* x = io.x.row(b) + h * P;
-        const float* bv = io.b.row(b) + g * N;
-        const float* cv = io.c.row(b) + g * N;
-        float* y = io.y.row(b) + h * P;
-        for (int q = 0; q < P; ++q) {
-          float* sp = state + (static_cast<int64_t>(h) * P + q) * N;
-          y[q] = update_row(sp, bv, cv, decay, dt * x[q], N) + p.d[h] * x[q];
-        }
+        update_head(state + static_cast<int64_t>(h) * P * N, io.b.row(b) + g * N,
+                    io.c.row(b) + g * N, decay, dt, io.x.row(b) + h * P, p.d[h], P, N,
+                    io.y.row(b) + h * P);
       }
     });
   }
 
  private:
   const int lanes_;
-  const UpdateRowFn update_row_;
+  const UpdateHeadFn update_head_;
   CbFn cb_fn_ = nullptr;
   HeadFn head_fn_ = nullptr;
 };

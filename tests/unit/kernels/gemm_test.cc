@@ -1,5 +1,6 @@
 // The fp32 CPU GEMMs (GemmKernel::Gemm), every implementation this CPU runs,
 // against an fp64 reference.
+#include <algorithm>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -54,7 +55,7 @@ INSTANTIATE_TEST_SUITE_P(
         std::make_tuple(17, 13, 1), std::make_tuple(33, 25, 1031), std::make_tuple(131, 23, 515)));
 
 TEST(GemmTest, AccumulateAddsToExistingOutput) {
-  for (const int m : {9, 45}) {
+  for (const int m : {1, 3, 8, 9, 45}) {
     const int n = 21, k = 700;
     const auto a = RandomVector(m * k, 3), b = RandomVector(n * k, 4);
     const auto c0 = RandomVector(m * n, 5);
@@ -95,6 +96,32 @@ TEST(GemmTest, OwnKernelsGiveTheSameBitsForEveryColumnSplit) {
         EXPECT_EQ(testing::RunGemmInColumnBlocks(*gemm, m, n, k, a, b, cuts), whole)
             << gemm->name() << " m=" << m << " cuts " << cuts.size();
       }
+    }
+  }
+}
+
+// Decode batches (m <= 8) run every row through one pass over the weight; a
+// row's bits must not depend on how many other rows share the call, so a
+// sequence decodes the same alone as in a batch of 8. n = 100 covers the
+// weight-row tiles with and without prefetching and their column tails, k
+// the 16-wide masked tail.
+TEST(GemmTest, SmallMRowsGiveTheSameBitsForEveryBatchSize) {
+  std::vector<CpuGemmImpl> own = {CpuGemmImpl::kBlocked};
+  if (CpuHasAvx512()) own.push_back(CpuGemmImpl::kAvx512);
+  const int n = 100, k = 1030;
+  const auto a = RandomVector(static_cast<size_t>(8) * k, 61);
+  const auto b = RandomVector(static_cast<size_t>(n) * k, 62);
+  for (CpuGemmImpl impl : own) {
+    auto gemm = CreateCpuGemm(impl).value();
+    std::vector<float> alone;  // every row computed on its own (m = 1)
+    for (int r = 0; r < 8; ++r) {
+      const std::vector<float> row(a.begin() + r * k, a.begin() + (r + 1) * k);
+      const auto c = RunGemm(*gemm, 1, n, k, row, k, b, k, n);
+      alone.insert(alone.end(), c.begin(), c.end());
+    }
+    for (int m = 2; m <= 8; ++m) {
+      const auto c = RunGemm(*gemm, m, n, k, a, k, b, k, n);
+      EXPECT_TRUE(std::equal(c.begin(), c.end(), alone.begin())) << gemm->name() << " m=" << m;
     }
   }
 }
