@@ -237,11 +237,17 @@ TEST(EngineSnapshotTest, PreemptedTurnsRetakeTheirSnapshotsExactly) {
   std::vector<RewriteChat> chats = {RewriteChat(&h, "long0"), RewriteChat(&h, "long1")};
   std::vector<TurnSpec> turns;
   std::vector<std::shared_ptr<Recorder>> recs;
+  // The engine is held in the first turn's first step until the second turn
+  // is queued: otherwise a descheduled test thread lets the first turn finish
+  // alone, and the second evicts its committed state instead of preempting.
+  h.gate().BlockAt(1);
   for (RewriteChat& c : chats) {
     turns.push_back(c.Next(RandomTokens(rng, 38)));
     turns.back().sampling = Greedy(30);
     recs.push_back(h.Start(turns.back()));
+    if (recs.size() == 1) h.gate().AwaitBlocked();
   }
+  h.gate().Release();
   for (size_t i = 0; i < 2; ++i) {
     recs[i]->done.WaitForNotification();
     ASSERT_TRUE(recs[i]->result.has_value()) << recs[i]->failed;

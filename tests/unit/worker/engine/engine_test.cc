@@ -180,6 +180,10 @@ TEST(EngineTest, ConcurrentLongTurnsArePreemptedAndRecomputedExactly) {
   std::mt19937 rng(5);
   std::vector<std::vector<int32_t>> prompts = {RandomTokens(rng, 40), RandomTokens(rng, 40)};
   std::vector<std::shared_ptr<Recorder>> recs;
+  // Held in the first turn's first step until the second is queued, so the
+  // two always overlap (a descheduled test thread would otherwise let the
+  // first finish alone).
+  h.gate().BlockAt(1);
   for (int i = 0; i < 2; ++i) {
     TurnSpec t;
     t.key = {"", absl::StrCat("long", i)};
@@ -187,7 +191,9 @@ TEST(EngineTest, ConcurrentLongTurnsArePreemptedAndRecomputedExactly) {
     t.suffix = prompts[i];
     t.sampling = Greedy(12);
     recs.push_back(h.Start(t));
+    if (i == 0) h.gate().AwaitBlocked();
   }
+  h.gate().Release();
   for (int i = 0; i < 2; ++i) {
     recs[i]->done.WaitForNotification();
     ASSERT_TRUE(recs[i]->result.has_value()) << recs[i]->failed;
@@ -203,6 +209,9 @@ TEST(EngineTest, ConcurrentLongTurnsArePreemptedAndRecomputedExactly) {
   // max_waiting bounds is back to zero.
   ASSERT_TRUE(h.engine().AwaitIdle(absl::Seconds(10)));
   EXPECT_EQ(h.engine().Load().num_waiting, 0);
+  // Without a preemption the model computes 2 x (40 + 11) tokens; a
+  // recompute adds at least a prompt.
+  EXPECT_GT(h.model().tokens_computed(), 2 * (40 + 12)) << "the scenario must preempt";
 }
 
 TEST(EngineTest, StopsOnEosStopTokenStopStringAndMaxTokens) {
