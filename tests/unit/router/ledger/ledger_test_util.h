@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,10 +24,19 @@ inline std::vector<uint32_t> RoundTokens(int c, uint64_t r, int n) {
 
 inline LedgerKey Key(int c) { return LedgerKey{"s", "c" + std::to_string(c)}; }
 
+// The usage round `round` (0-based) of conversation c commits: two rounds of
+// three carry one, so replay reads both record families (with and without).
+inline std::optional<RoundUsage> RoundUsageOf(int c, uint64_t round) {
+  if (round % 3 == 2) return std::nullopt;
+  return RoundUsage{static_cast<uint32_t>(1000 * c + round), static_cast<uint32_t>(round),
+                    static_cast<uint32_t>(c + 1)};
+}
+
 // The commit of round `round` of conversation c whose ledger holds `begin`
 // tokens.
 inline CommitRequest RoundCommit(int c, uint64_t round, uint32_t begin, int tokens_per_round) {
   CommitRequest commit;
+  commit.usage = RoundUsageOf(c, round);
   commit.expected_round = round;
   commit.appended_tokens = RoundTokens(c, round, tokens_per_round);
   commit.appended_messages = {LedgerMessage{Role::kUser, begin, begin + tokens_per_round,
@@ -81,6 +91,8 @@ inline void ExpectConsistent(ConversationLedger& ledger, int c, int tokens_per_r
   for (uint64_t r = 0; r < rec->round; ++r) {
     EXPECT_EQ(rec->messages[r].text, "round " + std::to_string(r));
     EXPECT_EQ(rec->messages[r].begin, r * tokens_per_round);
+    EXPECT_EQ(UsageOfRound(*rec, r + 1), RoundUsageOf(c, r))
+        << "conversation " << c << " round " << r;
   }
 }
 
