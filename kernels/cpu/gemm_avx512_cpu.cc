@@ -298,7 +298,7 @@ constexpr int kDotNb = MA == 3   ? 6
 // Spread weight rows per tile at m <= 2. kernels_bench weight GB/s
 // (docs/kernels.md; single-core read 20 GB/s one stream, 27 as 8): m = 1,
 // 8 adjacent rows 19-24, one row at a time 16-24, 2 / 3 / 4 / 8 spread rows
-// 21-27 / 24-29 / 23-28 / 23-27; m = 2, 8 adjacent 17-26, 4 spread 22-27
+// 21-27 / 24-29 / 23-28 / 23-27; m = 2, 8 adjacent 16-26, 4 spread 22-27
 // (K = 768: 17 -> 26; K = 8192: 25 -> 22). At m = 8 spread rows (2-4, with
 // and without prefetch into L2 or L1-bypassing hints) and K blocks with the
 // accumulators parked in memory measured no faster than adjacent rows.
