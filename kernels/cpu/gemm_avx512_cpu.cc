@@ -199,8 +199,11 @@ HC_AVX512BF16 void TileBf16(int k, const uint16_t* ap, int64_t panel_stride, con
 
 // Dot products: all MA A rows x NB weight rows, both read along K 16 at a time
 // (masked tail), each accumulator reduced once at the end. Every A row of the
-// call shares one pass over the weight, which streams from DRAM once per call
-// (prefetched into L2 kPrefetchTiles tiles ahead, m > 2). The loop is written out (no lambda over
+// call shares one pass over the weight, which streams from DRAM once per call.
+// m <= 2: the NB rows of a tile are spread n / NB apart, so the weight is read
+// as NB long sequential streams, which the hardware prefetcher follows (as the
+// bf16 decode tiles do); m > 2: NB adjacent rows, prefetched into L2
+// kPrefetchTiles tiles ahead. The loop is written out (no lambda over
 // the accumulators): GCC stored every accumulator to the stack on each step of
 // the lambda version, which halved the m = 8 throughput.
 // Per element the arithmetic is fixed: lane-wise fmadd over k in order, then
@@ -216,23 +219,25 @@ HC_AVX512 inline __m512 InRegister(__m512 v) {
   return v;
 }
 
+// Weight rows j0, j0 + step_rows, ..., j0 + (NB - 1) * step_rows; prefetches
+// ahead_rows rows further on into L2 (0: none).
 template <int MA, int NB>
-HC_AVX512 void DotTileF32(const GemmArgs& g, int i0, int j0) {
+HC_AVX512 void DotTileF32(const GemmArgs& g, int i0, int j0, int step_rows, int ahead_rows) {
   const int k16 = g.k & ~(kLanes - 1);
   const float* a[MA];
 #pragma GCC unroll 8
   for (int r = 0; r < MA; ++r) a[r] = g.a + (i0 + r) * g.lda;
   const float* b[NB];
 #pragma GCC unroll 8
-  for (int q = 0; q < NB; ++q) b[q] = g.b + (j0 + q) * g.ldb;
+  for (int q = 0; q < NB; ++q) b[q] = g.b + int64_t{j0 + q * step_rows} * g.ldb;
   __m512 acc[MA][NB];
   ZeroAcc(acc);
   // Prefetch into L2 kPrefetchTiles tiles ahead. One tile ahead into L1 (the
   // first version) left m = 8 at ~10 GB/s of weights, compute and DRAM in
   // turn: the 8 A rows (24-48 KiB) evict L1, and one tile is too short to
   // cover the DRAM latency at this FMA rate. 8 tiles into L2: ~15-17 GB/s.
-  const int64_t ahead = kPrefetchTiles * NB * g.ldb;
-  if (g.m > 2 && j0 + (kPrefetchTiles + 1) * NB <= g.n) {
+  const int64_t ahead = int64_t{ahead_rows} * g.ldb;
+  if (ahead_rows > 0) {
     for (int p = 0; p < k16; p += kLanes) {
       __m512 bv[NB];
 #pragma GCC unroll 8
@@ -276,27 +281,45 @@ HC_AVX512 void DotTileF32(const GemmArgs& g, int i0, int j0) {
     float* crow = g.c + (i0 + r) * g.ldc + j0;
     for (int q = 0; q < NB; ++q) {
       const float v = _mm512_reduce_add_ps(acc[r][q]);
-      crow[q] = g.accumulate ? crow[q] + v : v;
+      float* cq = crow + q * step_rows;
+      *cq = g.accumulate ? *cq + v : v;
     }
   }
 }
 
-// Weight rows per tile for MA A rows: MA x NB accumulators + NB weight
-// vectors + 1 A vector within the 32 zmm registers.
+// Adjacent weight rows per tile for MA (> 2) A rows: MA x NB accumulators +
+// NB weight vectors + 1 A vector within the 32 zmm registers.
 template <int MA>
-constexpr int kDotNb = MA <= 2   ? 8
-                       : MA == 3 ? 6
+constexpr int kDotNb = MA == 3   ? 6
                        : MA == 4 ? 5
                        : MA <= 6 ? 4
                                  : 3;
 
+// Spread weight rows per tile at m <= 2. kernels_bench weight GB/s
+// (docs/kernels.md; single-core read 20 GB/s one stream, 27 as 8): m = 1,
+// 8 adjacent rows 19-24, one row at a time 16-24, 2 / 3 / 4 / 8 spread rows
+// 21-27 / 24-29 / 23-28 / 23-27; m = 2, 8 adjacent 16-26, 4 spread 22-27
+// (K = 768: 17 -> 26; K = 8192: 25 -> 22). At m = 8 spread rows (2-4, with
+// and without prefetch into L2 or L1-bypassing hints) and K blocks with the
+// accumulators parked in memory measured no faster than adjacent rows.
+constexpr int kSpreadNb = 4;
+
 // C = A B^T for exactly MA (= m) rows: one pass over the weight.
 template <int MA>
 HC_AVX512 void DotRowsF32(const GemmArgs& g) {
-  constexpr int kNb = kDotNb<MA>;
-  int j = 0;
-  for (; j + kNb <= g.n; j += kNb) DotTileF32<MA, kNb>(g, 0, j);
-  for (; j < g.n; ++j) DotTileF32<MA, 1>(g, 0, j);
+  if constexpr (MA <= 2) {
+    const int section = g.n / kSpreadNb;
+    for (int i = 0; i < section; ++i) DotTileF32<MA, kSpreadNb>(g, 0, i, section, 0);
+    for (int j = section * kSpreadNb; j < g.n; ++j) DotTileF32<MA, 1>(g, 0, j, 1, 0);
+  } else {
+    constexpr int kNb = kDotNb<MA>;
+    int j = 0;
+    for (; j + kNb <= g.n; j += kNb) {
+      const bool ahead_in_range = j + (kPrefetchTiles + 1) * kNb <= g.n;
+      DotTileF32<MA, kNb>(g, 0, j, 1, ahead_in_range ? kPrefetchTiles * kNb : 0);
+    }
+    for (; j < g.n; ++j) DotTileF32<MA, 1>(g, 0, j, 1, 0);
+  }
 }
 
 // ---- driver -------------------------------------------------------------------
