@@ -138,7 +138,7 @@ HC_AVX2 void WidenAvx2(const GemmBf16Args& g) {
 HC_AVX512BF16 inline float Sum16(__m512 v) { return _mm512_reduce_add_ps(v); }
 
 // Decode (m <= 8): all m A rows against NB weight rows at a time, so each
-// weight byte is loaded once per call with no packing. The NB rows of a tile
+// weight byte is loaded once per call with no packing. At m <= 2 the NB rows of a tile
 // are spread over N (rows i, i + n / NB, ...): the weight is read as NB long
 // sequential streams side by side, which the hardware prefetcher follows best.
 // Measured with kernels_bench (docs/kernels.md; GB/s, shared machine, several
@@ -148,15 +148,17 @@ HC_AVX512BF16 inline float Sum16(__m512 v) { return _mm512_reduce_add_ps(v); }
 //    K = 2048-8192 4 spread rows 22-23, 8 adjacent 20-22, one row 15-17.
 //    Software prefetching (1-16 KB ahead) only lost against the hardware
 //    prefetcher at m = 1.
-//  - m = 8: 2 spread rows 9-12 (K = 768-2048), one row at a time 7-10. The
-//    8 rows of A (3 KB each at K = 1536) share L1 with the weight stream: a
-//    non-temporal prefetch 2 KB ahead (kNtaAhead; 0.5, 4 and 8 KB measured)
-//    raised K >= 1536 from 6.0-6.5 to 7.4-8.0 GB/s and left K = 768
-//    unchanged, so m >= 3 uses it.
+//  - m >= 3 (m = 8 measured): 3 adjacent weight rows per tile (4 for m <= 4)
+//    with each row prefetched into L2 24 rows ahead (kAheadRows), as the fp32
+//    decode tiles do: 11.8-15.5 GB/s at K = 768-2048, against 9.7-14.1 for 2
+//    spread rows with a non-temporal prefetch 2 KB ahead (same run,
+//    alternating builds); 12 or 48 rows ahead measured the same, an L1 prefetch
+//    8.8-12.6, 2 adjacent rows 10.0-15.1. K >= 1536 stays lowest: the 8 rows
+//    of A (3 KB each) no longer share L1 with the weight stream comfortably.
 // Each (A row, weight row) has one accumulator over K's 32-element chunks in
 // order, so an element's value depends on K alone whatever tile holds it (the
 // column-split contract).
-constexpr int64_t kNtaAhead = 2048 / sizeof(uint16_t);  // elements
+constexpr int64_t kAheadRows = 24;  // m >= 3: L2 prefetch distance, in weight rows
 
 // Rows j0, j0 + step_rows, ..., j0 + (NB - 1) * step_rows of B.
 template <int MA, int NB>
@@ -182,7 +184,7 @@ HC_AVX512BF16 void StreamTile(const GemmBf16Args& g, const uint16_t* a16, int64_
 #pragma GCC unroll 8
     for (int q = 0; q < NB; ++q) {
       if constexpr (MA >= 3) {  // a hint: never faults, even past the weight's end
-        _mm_prefetch(reinterpret_cast<const char*>(b[q] + p + kNtaAhead), _MM_HINT_NTA);
+        _mm_prefetch(reinterpret_cast<const char*>(b[q] + kAheadRows * g.ldb + p), _MM_HINT_T1);
       }
       bv[q] = _mm512_loadu_si512(b[q] + p);
     }
@@ -200,10 +202,17 @@ HC_AVX512BF16 void StreamTile(const GemmBf16Args& g, const uint16_t* a16, int64_
   }
 }
 
-// Every column: tiles of NB rows spread n / NB apart, then the last n % NB
-// rows one at a time.
+// Every column: m <= 2 in tiles of 4 rows spread n / 4 apart, m >= 3 in tiles
+// of adjacent rows; then the remaining rows one at a time.
 template <int MA>
 HC_AVX512BF16 void StreamRows(const GemmBf16Args& g, const uint16_t* a16, int64_t a_ld) {
+  if constexpr (MA >= 3) {
+    constexpr int kAdj = MA <= 4 ? 4 : 3;
+    int j = 0;
+    for (; j + kAdj <= g.n; j += kAdj) StreamTile<MA, kAdj>(g, a16, a_ld, j, 1);
+    for (; j < g.n; ++j) StreamTile<MA, 1>(g, a16, a_ld, j, 1);
+    return;
+  }
   constexpr int kNb = MA <= 2 ? 4 : 2;  // MA x kNb accumulators: at most 16
   const int section = g.n / kNb;
   for (int i = 0; i < section; ++i) StreamTile<MA, kNb>(g, a16, a_ld, i, section);
