@@ -206,17 +206,16 @@ HC_AVX512BF16 void StreamTile(const GemmBf16Args& g, const uint16_t* a16, int64_
 // of adjacent rows; then the remaining rows one at a time.
 template <int MA>
 HC_AVX512BF16 void StreamRows(const GemmBf16Args& g, const uint16_t* a16, int64_t a_ld) {
-  if constexpr (MA >= 3) {
-    constexpr int kAdj = MA <= 4 ? 4 : 3;
+  if constexpr (MA <= 2) {
+    const int section = g.n / 4;
+    for (int i = 0; i < section; ++i) StreamTile<MA, 4>(g, a16, a_ld, i, section);
+    for (int j = section * 4; j < g.n; ++j) StreamTile<MA, 1>(g, a16, a_ld, j, 1);
+  } else {
+    constexpr int kAdj = MA <= 4 ? 4 : 3;  // MA x kAdj accumulators: at most 24
     int j = 0;
     for (; j + kAdj <= g.n; j += kAdj) StreamTile<MA, kAdj>(g, a16, a_ld, j, 1);
     for (; j < g.n; ++j) StreamTile<MA, 1>(g, a16, a_ld, j, 1);
-    return;
   }
-  constexpr int kNb = MA <= 2 ? 4 : 2;  // MA x kNb accumulators: at most 16
-  const int section = g.n / kNb;
-  for (int i = 0; i < section; ++i) StreamTile<MA, kNb>(g, a16, a_ld, i, section);
-  for (int j = section * kNb; j < g.n; ++j) StreamTile<MA, 1>(g, a16, a_ld, j, 1);
 }
 
 HC_AVX512BF16 void DpBf16(const GemmBf16Args& g) {
