@@ -133,6 +133,15 @@ HC_SIMD_INLINE float CacheAt(const void* base, DType dtype, int64_t off) {
                               : Bf16ToF32(static_cast<const uint16_t*>(base)[off]);
 }
 
+// W bf16 values widened to fp32 (exact: a bf16 is the high half of its fp32).
+template <int W>
+HC_SIMD_INLINE Vf<W> LoadBf16(const uint16_t* p) {
+  typedef uint16_t U16 __attribute__((vector_size(W * sizeof(uint16_t))));
+  U16 u;
+  std::memcpy(&u, p, sizeof u);
+  return (Vf<W>)(__builtin_convertvector(u, Vi<W>) << 16);
+}
+
 // Keys [j0, j0 + nk) of one KV head: kt[d * kKeyBlock + j] (transposed) and
 // v[j * hd + d], fp32; columns / rows nk..kKeyBlock-1 zeroed (never stale
 // cache contents, which may be NaN). Pure data movement: the values are the
@@ -162,8 +171,9 @@ HC_SIMD_INLINE void GatherKeyBlock(const PagedKvCache& cache, const int32_t* tab
           rows[r] = simd::Load<W>(static_cast<const float*>(cache.k) + off[r] + d);
         }
       } else {
+#pragma GCC unroll 16
         for (int r = 0; r < W; ++r) {
-          for (int l = 0; l < W; ++l) rows[r][l] = CacheAt(cache.k, cache.dtype, off[r] + d + l);
+          rows[r] = LoadBf16<W>(static_cast<const uint16_t*>(cache.k) + off[r] + d);
         }
       }
       TransposeStore<W>(rows, kt + static_cast<int64_t>(d) * kKeyBlock + j, kKeyBlock);
@@ -189,12 +199,38 @@ HC_SIMD_INLINE void GatherKeyBlock(const PagedKvCache& cache, const int32_t* tab
       for (; d < hd; ++d) vj[d] = vs[d];
     } else {
       const uint16_t* vs = static_cast<const uint16_t*>(cache.v) + off;
-      for (int d = 0; d < hd; ++d) vj[d] = Bf16ToF32(vs[d]);
+      int d = 0;
+      for (; d + W <= hd; d += W) simd::Store<W>(vj + d, LoadBf16<W>(vs + d));
+      for (; d < hd; ++d) vj[d] = Bf16ToF32(vs[d]);
     }
   }
   if (nk < kKeyBlock) {
     for (int d = 0; d < hd; ++d) std::fill(kt + d * kKeyBlock + nk, kt + (d + 1) * kKeyBlock, 0.0f);
     std::fill(v + static_cast<size_t>(nk) * hd, v + static_cast<size_t>(kKeyBlock) * hd, 0.0f);
+  }
+}
+
+// Asks for keys and values [j0, j0 + nk) of one KV head to be brought into L2
+// ahead of their gather. A decode task reads each key row once, rows of one
+// KV head are hd elements in every kv_row (a strided walk through the block
+// table's blocks that the hardware prefetcher does not run ahead of); without
+// this the gather waited on memory (decode step, 8 sequences: 5.5 GB/s).
+HC_SIMD_INLINE void PrefetchKeyBlock(const PagedKvCache& cache, const int32_t* table, int kv_head,
+                                     int j0, int nk) {
+  const int64_t elt = cache.dtype == DType::kF32 ? 4 : 2;
+  const int64_t row_bytes = cache.head_dim * elt;
+  const int64_t kv_row = static_cast<int64_t>(cache.num_kv_heads) * cache.head_dim;
+  const char* k = static_cast<const char*>(cache.k);
+  const char* v = static_cast<const char*>(cache.v);
+  for (int j = 0; j < nk; ++j) {
+    const int pos = j0 + j;
+    const int64_t slot = static_cast<int64_t>(table[pos / cache.block_size]) * cache.block_size +
+                         pos % cache.block_size;
+    const int64_t off = (slot * kv_row + static_cast<int64_t>(kv_head) * cache.head_dim) * elt;
+    for (int64_t b = 0; b < row_bytes; b += 64) {
+      __builtin_prefetch(k + off + b, 0, 2);
+      __builtin_prefetch(v + off + b, 0, 2);
+    }
   }
 }
 
@@ -240,6 +276,10 @@ HC_SIMD_INLINE void AttendTask(const Call& call, const Task& task, Scratch& sc) 
                       kKeyBlock;
       v = kt + hd * kKeyBlock;
     } else {
+      if (j0 + kKeyBlock <= last_pos) {
+        PrefetchKeyBlock(cache, table, task.kv_head, j0 + kKeyBlock,
+                         std::min(kKeyBlock, last_pos + 1 - j0 - kKeyBlock));
+      }
       GatherKeyBlock<W>(cache, table, task.kv_head, j0, nk, sc.kt.data(), sc.v.data());
     }
     simd::TileGemm<W>(rows, kKeyBlock, hd, q, hd, kt, kKeyBlock, s, kKeyBlock, false);
@@ -307,6 +347,17 @@ HC_SIMD_INLINE void PackKeyBlock(const Call& call, int seq, int kv_head, int blo
   const int j0 = block * kKeyBlock;
   GatherKeyBlock<W>(cache, table, kv_head, j0, std::min(kKeyBlock, ctx - j0), kt,
                     kt + hd * kKeyBlock);
+}
+
+// The first key block of a task that gathers its own (as AttendTask
+// prefetches each next block while it works on one).
+void PrefetchTaskStart(const Call& call, const Task& task) {
+  if (call.pack_offset[task.seq] >= 0) return;
+  const AttentionBatch& batch = *call.batch;
+  const int last_pos = batch.num_computed_tokens[task.seq] + task.q0 + task.nq - 1;
+  PrefetchKeyBlock(*call.cache,
+                   batch.block_tables + static_cast<int64_t>(task.seq) * batch.max_blocks_per_seq,
+                   task.kv_head, 0, std::min(kKeyBlock, last_pos + 1));
 }
 
 using TaskFn = void (*)(const Call&, const Task&, Scratch&);
@@ -395,7 +446,10 @@ class CpuAttention final : public AttentionKernels {
     const TaskFn fn = task_fn_;
     ParallelFor(static_cast<int64_t>(tasks.size()), 1, [&](int64_t lo, int64_t hi) {
       Scratch scratch(queries_per_task * group, cache.head_dim);
-      for (int64_t i = lo; i < hi; ++i) fn(call, tasks[i], scratch);
+      for (int64_t i = lo; i < hi; ++i) {
+        if (i + 1 < hi) PrefetchTaskStart(call, tasks[i + 1]);
+        fn(call, tasks[i], scratch);
+      }
     });
   }
 

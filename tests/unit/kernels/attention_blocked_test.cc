@@ -189,18 +189,22 @@ TEST(BlockedAttentionTest, ResultIsBitwiseIdenticalInlineAndOnPoolsOfOneToFourTh
 
 TEST(BlockedAttentionTest, DecodeRowIsBitwiseTheSameRowOfAPrefill) {
   // The prefill's query 140 (inside a query block and a key block) and the
-  // same query decoded alone over the same cache.
+  // same query decoded alone over the same cache. The prefill's key blocks are
+  // packed once per call, the decode's gathered by its task (each with its own
+  // widening of bf16 entries): both must hand the same fp32 values on.
   const int ctx = 141;
-  Problem prefill(6, 2, 32, DType::kF32, {{0, ctx}});
-  Problem decode(6, 2, 32, DType::kF32, {{ctx - 1, 1}});
-  const size_t row = 6 * 32;
-  std::copy(prefill.q.end() - row, prefill.q.end(), decode.q.begin());
-  for (SimdWidth w : kWidths) {
-    auto attn = CreateCpuAttentionKernels(w);
-    const auto full = prefill.Run(*attn);
-    const auto one = decode.Run(*attn);
-    EXPECT_EQ(std::memcmp(one.data(), full.data() + (ctx - 1) * row, sizeof(float) * row), 0)
-        << Name(w);
+  for (DType dtype : {DType::kF32, DType::kBF16}) {
+    Problem prefill(6, 2, 32, dtype, {{0, ctx}});
+    Problem decode(6, 2, 32, dtype, {{ctx - 1, 1}});
+    const size_t row = 6 * 32;
+    std::copy(prefill.q.end() - row, prefill.q.end(), decode.q.begin());
+    for (SimdWidth w : kWidths) {
+      auto attn = CreateCpuAttentionKernels(w);
+      const auto full = prefill.Run(*attn);
+      const auto one = decode.Run(*attn);
+      EXPECT_EQ(std::memcmp(one.data(), full.data() + (ctx - 1) * row, sizeof(float) * row), 0)
+          << Name(w) << " bf16=" << (dtype == DType::kBF16);
+    }
   }
 }
 

@@ -13,7 +13,10 @@
 // benchmark's batch section uses ~250-token prompts and 96 new tokens),
 // $HC_DECODE_PROFILE_STEPS the number of timed steps (default 32),
 // $HC_DECODE_PROFILE_DTYPES ("fp32" (default), "bf16", "fp32,bf16") the dtypes,
-// $HC_DECODE_PROFILE_BATCHES (default "1,8") the batch sizes.
+// $HC_DECODE_PROFILE_BATCHES (default "1,8") the batch sizes,
+// $HC_DECODE_PROFILE_PRESET (default "small") the synthetic preset (e.g.
+// "nemotron-moe-small": with routed experts not every weight is read in a
+// step, so the printed GEMM bandwidth is then an upper bound).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -67,9 +70,10 @@ double LayerMacsPerToken(const ModelConfig& c, const TensorSource& source) {
   return macs;
 }
 
-void Run(const std::string& dtype_name, int batch, int prompt, int steps) {
+void Run(const std::string& preset, const std::string& dtype_name, int batch, int prompt,
+         int steps) {
   const runtime::DType dtype = dtype_name == "bf16" ? runtime::DType::kBF16 : runtime::DType::kF32;
-  absl::StatusOr<ModelConfig> config = SyntheticModelConfig("small");
+  absl::StatusOr<ModelConfig> config = SyntheticModelConfig(preset);
   HC_CHECK(config.ok()) << config.status();
   const int len = prompt + steps;
   const int blocks_per_seq = (len + kBlockSize - 1) / kBlockSize;
@@ -140,13 +144,16 @@ int main() {
   setenv("HC_KERNEL_PROFILE", "1", 1);
   const int prompt = hc::model::EnvInt("HC_DECODE_PROFILE_PROMPT", 256);
   const int steps = hc::model::EnvInt("HC_DECODE_PROFILE_STEPS", 32);
-  std::printf("decode profile: small preset, tp=1, intra-op threads %d, CPUs available %d\n",
-              hc::IntraOpThreads(), hc::AvailableCpus());
+  const char* preset_env = std::getenv("HC_DECODE_PROFILE_PRESET");
+  const std::string preset =
+      preset_env != nullptr && *preset_env != '\0' ? preset_env : std::string("small");
+  std::printf("decode profile: %s preset, tp=1, intra-op threads %d, CPUs available %d\n",
+              preset.c_str(), hc::IntraOpThreads(), hc::AvailableCpus());
   for (const std::string& d : hc::model::EnvList("HC_DECODE_PROFILE_DTYPES", "fp32")) {
     for (const std::string& b : hc::model::EnvList("HC_DECODE_PROFILE_BATCHES", "1,8")) {
       int batch = 0;
       HC_CHECK(absl::SimpleAtoi(b, &batch) && batch > 0) << "bad batch " << b;
-      hc::model::Run(d, batch, prompt, steps);
+      hc::model::Run(preset, d, batch, prompt, steps);
     }
   }
   return 0;
