@@ -1,6 +1,7 @@
 // The bf16-weight GEMM paths (GemmKernel::GemmBf16), each forced in turn,
 // against an fp64 reference over the same bf16-rounded operands.
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -111,6 +112,34 @@ TEST(GemmBf16Test, EveryPathRoundsActivationsToBf16) {
                             .c = c.data(),
                             .ldc = n});
       EXPECT_LT(MaxRelError(c, rounded), 1e-5) << CpuBf16GemmName(path) << " m=" << m;
+    }
+  }
+}
+
+// Through a one-hot B each output is one rounded activation, so every path's
+// rounding of A shows bit for bit: halfway cases of both parities go to the
+// even neighbour, as F32ToBf16. k = 37: vectors of 16 and a scalar tail.
+TEST(GemmBf16Test, EveryPathRoundsActivationTiesToEvenBitForBit) {
+  const int k = 37, n = k;
+  const uint32_t kLow[] = {0x8000, 0x7FFF, 0x8001, 0x0000, 0xFFFF};
+  for (const int m : {1, 2, 3, 5, 8, 40}) {
+    std::vector<float> a(static_cast<size_t>(m) * k);
+    for (size_t i = 0; i < a.size(); ++i) {
+      // High halves with even and odd last bits, both signs, and -0.0.
+      const uint32_t high =
+          i % 11 == 0 ? 0x8000u
+                      : 0x3F80u + static_cast<uint32_t>(i % 7) + (i % 2 == 0 ? 0u : 0x8000u);
+      const uint32_t bits = (high << 16) | (i % 11 == 0 ? 0u : kLow[i % 5]);
+      std::memcpy(&a[i], &bits, sizeof(float));
+    }
+    std::vector<uint16_t> b(static_cast<size_t>(n) * k, 0);
+    for (int j = 0; j < n; ++j) b[static_cast<size_t>(j) * k + j] = F32ToBf16(1.0f);
+    for (CpuBf16GemmImpl path : Paths()) {
+      const auto c = RunGemm(*Make(path), m, n, k, a, k, b, k, n);
+      for (size_t i = 0; i < a.size(); ++i) {
+        ASSERT_EQ(c[i], Bf16ToF32(F32ToBf16(a[i])))
+            << CpuBf16GemmName(path) << " m=" << m << " element " << i;
+      }
     }
   }
 }
