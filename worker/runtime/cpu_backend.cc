@@ -1,5 +1,7 @@
 #include "worker/runtime/cpu_backend.h"
 
+#include <sys/mman.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -18,6 +20,26 @@ namespace hc::runtime {
 namespace {
 
 constexpr size_t kAlignment = 64;
+constexpr size_t kHugePage = size_t{2} << 20;
+
+// Host memory for a weight, the KV cache or the Mamba state slots. Buffers of
+// a huge page or more start on a 2 MiB boundary and ask for transparent huge
+// pages (the kernel's default policy here is `madvise`: none unless asked).
+// Decode streams every weight once per step and walks the KV cache and the
+// state slots: on 4 KiB pages each page is a TLB miss and a point where the
+// hardware prefetcher stops (model_bench decode, docs/kernels.md).
+void* AllocateHost(size_t bytes) {
+  if (bytes < kHugePage) {
+    return std::aligned_alloc(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
+  }
+  void* ptr = nullptr;
+  if (posix_memalign(&ptr, kHugePage, bytes) != 0) return nullptr;
+#if defined(MADV_HUGEPAGE)
+  // Advice only: without THP (or with it off) the buffer works as well.
+  (void)madvise(ptr, bytes, MADV_HUGEPAGE);
+#endif
+  return ptr;
+}
 
 class CpuBackend final : public Backend {
  public:
@@ -42,8 +64,7 @@ class CpuBackend final : public Backend {
       return absl::ResourceExhaustedError(absl::StrCat("CPU backend limit: ", allocated_, " + ",
                                                        bytes, " > ", max_bytes_, " bytes"));
     }
-    const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-    void* ptr = std::aligned_alloc(kAlignment, rounded);
+    void* ptr = AllocateHost(bytes);
     if (ptr == nullptr) {
       return absl::ResourceExhaustedError(absl::StrCat("host allocation of ", bytes, " failed"));
     }

@@ -1,7 +1,11 @@
 #include "worker/runtime/cpu_backend.h"
 
+#include <cinttypes>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -22,6 +26,40 @@ TEST(CpuBackendTest, AllocateIsAlignedTrackedAndFreed) {
   EXPECT_EQ(backend->allocated_bytes(), 3u);
   backend->Free(b);
   backend->Free(nullptr);
+  EXPECT_EQ(backend->allocated_bytes(), 0u);
+}
+
+// The VmFlags of the mapping that holds `p` (/proc/self/smaps), "" if none.
+std::string VmFlagsOf(const void* p) {
+  std::ifstream smaps("/proc/self/smaps");
+  const auto addr = reinterpret_cast<uintptr_t>(p);
+  bool inside = false;
+  for (std::string line; std::getline(smaps, line);) {
+    uintptr_t lo = 0, hi = 0;
+    // A mapping's header ("lo-hi perms ..."); its attribute lines follow.
+    if (std::sscanf(line.c_str(), "%" SCNxPTR "-%" SCNxPTR " ", &lo, &hi) == 2) {
+      inside = addr >= lo && addr < hi;
+    }
+    if (inside && line.rfind("VmFlags:", 0) == 0) return line;
+  }
+  return "";
+}
+
+TEST(CpuBackendTest, BuffersOfAHugePageOrMoreStartOnHugePageBoundariesAndAskForHugePages) {
+  auto backend = CreateCpuBackend().value();
+  constexpr size_t kHuge = size_t{2} << 20;
+  for (const size_t bytes : {kHuge, 5 * kHuge + 3}) {
+    void* p = backend->Allocate(bytes).value();
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % kHuge, 0u) << bytes;
+    std::memset(p, 0x5A, bytes);  // all of it is usable
+    EXPECT_EQ(static_cast<unsigned char*>(p)[bytes - 1], 0x5A);
+    if (std::ifstream("/sys/kernel/mm/transparent_hugepage/enabled").good()) {
+      // MADV_HUGEPAGE shows as "hg" in the mapping's flags.
+      EXPECT_NE(VmFlagsOf(p).find(" hg"), std::string::npos) << VmFlagsOf(p);
+    }
+    EXPECT_EQ(backend->allocated_bytes(), bytes);
+    backend->Free(p);
+  }
   EXPECT_EQ(backend->allocated_bytes(), 0u);
 }
 
