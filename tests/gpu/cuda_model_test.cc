@@ -4,6 +4,7 @@
 // through BackendCacheMemory, and NCCL tensor parallel (tp=2 == tp=1). Tests
 // that need a device skip without one; the cache copy-on-write test also runs
 // on the CPU backend (the same BackendCacheMemory over either backend).
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <random>
@@ -62,7 +63,8 @@ struct Runner {
 enum class Device { kCpu, kCuda };
 
 std::unique_ptr<Runner> MakeRunner(const ModelConfig& config, const TensorSource& source,
-                                   Device device, int tp) {
+                                   Device device, int tp,
+                                   runtime::DType dtype = runtime::DType::kF32) {
   auto r = std::make_unique<Runner>();
   std::vector<runtime::Backend*> raw;
   for (int i = 0; i < tp; ++i) {
@@ -76,7 +78,8 @@ std::unique_ptr<Runner> MakeRunner(const ModelConfig& config, const TensorSource
     }
     raw.push_back(r->backends.back().get());
   }
-  TensorParallelModelOptions options{.tp_size = tp, .rank_backends = raw};
+  TensorParallelModelOptions options{
+      .tp_size = tp, .rank_backends = raw, .weight_dtype = dtype, .kv_dtype = dtype};
 #if defined(HC_HAVE_NCCL)
   if (device == Device::kCuda && tp > 1) {
     options.make_communicators = [&raw](int) {
@@ -160,6 +163,36 @@ TEST_P(CudaModelTest, LogitsMatchCpuBackend) {
   for (size_t i = 0; i < want.size(); ++i) {
     ASSERT_EQ(want[i].size(), 2u * c.vocab_size);
     EXPECT_LE(MaxRelError(got[i], want[i]), kTol) << "step " << i;
+  }
+}
+
+// bf16 weights and KV cache as stored (cuBLAS bf16 GEMMs, bf16 paged
+// attention) against the CPU backend's bf16 path on the same bf16-representable
+// weights. Both round activations to bf16 before each GEMM, so an fp32-level
+// difference in summation order now and then flips one activation's rounding
+// by one bf16 ulp: the tolerance is the CPU's own decode-vs-prefill bf16
+// bound (kBf16Tol of tests/unit/worker/model/hybrid_model_test.cc, 3e-3), and
+// the greedy token of every row must agree.
+TEST_P(CudaModelTest, Bf16LogitsMatchCpuBackendAndGreedyTokensAgree) {
+  constexpr double kBf16Tol = 3e-3;
+  const ModelConfig c = Config();
+  RandomTensorSource source(c, 9, /*bf16_representable=*/true);
+  auto cpu = MakeRunner(c, source, Device::kCpu, 1, runtime::DType::kBF16);
+  auto gpu = MakeRunner(c, source, Device::kCuda, 1, runtime::DType::kBF16);
+  ASSERT_TRUE(cpu && gpu);
+  const auto want = Script(*cpu, c);
+  const auto got = Script(*gpu, c);
+  ASSERT_EQ(got.size(), want.size());
+  const auto argmax = [&](const std::vector<float>& l, size_t row) {
+    const auto b = l.begin() + static_cast<int64_t>(row) * c.vocab_size;
+    return std::max_element(b, b + c.vocab_size) - b;
+  };
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_EQ(got[i].size(), want[i].size());
+    EXPECT_LE(MaxRelError(got[i], want[i]), kBf16Tol) << "step " << i;
+    for (size_t row = 0; row < want[i].size() / c.vocab_size; ++row) {
+      EXPECT_EQ(argmax(got[i], row), argmax(want[i], row)) << "step " << i << " row " << row;
+    }
   }
 }
 
