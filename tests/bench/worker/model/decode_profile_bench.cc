@@ -14,6 +14,8 @@
 // $HC_DECODE_PROFILE_STEPS the number of timed steps (default 32),
 // $HC_DECODE_PROFILE_DTYPES ("fp32" (default), "bf16", "fp32,bf16") the dtypes,
 // $HC_DECODE_PROFILE_BATCHES (default "1,8") the batch sizes,
+// $HC_DECODE_PROFILE_THREADS (default 1) the intra-op threads (hc-worker
+// --threads; kernel times are then wall times of the calls),
 // $HC_DECODE_PROFILE_PRESET (default "small") the synthetic preset (e.g.
 // "nemotron-moe-small": with routed experts not every weight is read in a
 // step, so the printed GEMM bandwidth is then an upper bound).
@@ -70,16 +72,22 @@ double LayerMacsPerToken(const ModelConfig& c, const TensorSource& source) {
   return macs;
 }
 
-void Run(const std::string& preset, const std::string& dtype_name, int batch, int prompt,
-         int steps) {
+void Run(const std::string& preset, const std::string& dtype_name, int batch, int prompt, int steps,
+         int threads) {
   const runtime::DType dtype = dtype_name == "bf16" ? runtime::DType::kBF16 : runtime::DType::kF32;
   absl::StatusOr<ModelConfig> config = SyntheticModelConfig(preset);
   HC_CHECK(config.ok()) << config.status();
   const int len = prompt + steps;
   const int blocks_per_seq = (len + kBlockSize - 1) / kBlockSize;
   testing::RandomTensorSource source(*config, 1, /*bf16_representable=*/true);
-  auto runner = testing::TpRunner::Create(*config, source, 1, blocks_per_seq * batch, kBlockSize,
-                                          batch, 0, dtype, dtype)
+  auto runner = testing::TpRunner::Create(*config, source,
+                                          {.tp = 1,
+                                           .num_blocks = blocks_per_seq * batch,
+                                           .block_size = kBlockSize,
+                                           .num_slots = batch,
+                                           .weight_dtype = dtype,
+                                           .kv_dtype = dtype,
+                                           .rank_threads = {threads}})
                     .value();
   const size_t weight_bytes = runner->backend().allocated_bytes() - runner->cache().TotalBytes();
   std::mt19937 rng(1);
@@ -147,13 +155,14 @@ int main() {
   const char* preset_env = std::getenv("HC_DECODE_PROFILE_PRESET");
   const std::string preset =
       preset_env != nullptr && *preset_env != '\0' ? preset_env : std::string("small");
+  const int threads = hc::model::EnvInt("HC_DECODE_PROFILE_THREADS", 1);
   std::printf("decode profile: %s preset, tp=1, intra-op threads %d, CPUs available %d\n",
-              preset.c_str(), hc::IntraOpThreads(), hc::AvailableCpus());
+              preset.c_str(), threads, hc::AvailableCpus());
   for (const std::string& d : hc::model::EnvList("HC_DECODE_PROFILE_DTYPES", "fp32")) {
     for (const std::string& b : hc::model::EnvList("HC_DECODE_PROFILE_BATCHES", "1,8")) {
       int batch = 0;
       HC_CHECK(absl::SimpleAtoi(b, &batch) && batch > 0) << "bad batch " << b;
-      hc::model::Run(preset, d, batch, prompt, steps);
+      hc::model::Run(preset, d, batch, prompt, steps, threads);
     }
   }
   return 0;
