@@ -1,6 +1,7 @@
 // Causal conv1d: prefill from a nonzero state, single steps and varlen batches
 // against a plain convolution over (initial state ++ inputs).
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -137,6 +138,42 @@ TEST(Conv1dTest, BatchedUpdateGivesTheBitsOfASingleTokenPrefill) {
   // Bitwise: a decode step computes what a prefill of the same token does.
   EXPECT_EQ(out_a, out_b);
   EXPECT_EQ(a, b);
+}
+
+// As above at real channel counts (whole 16-channel vectors and a tail, the
+// width-4 AVX-512 update's range), with and without bias and SiLU, three
+// sequences in permuted slots over several steps: every output and state bit
+// equals a one-token prefill's.
+TEST(Conv1dTest, BatchedUpdateGivesThePrefillBitsAtRealChannelCounts) {
+  auto conv = CreateCpuConv1dKernels();
+  for (const int channels : {16, 40, 1664}) {
+    for (const bool with_bias : {true, false}) {
+      SCOPED_TRACE(::testing::Message() << "C=" << channels << " bias=" << with_bias);
+      const auto weight = RandomVector(static_cast<size_t>(channels) * kW, 71);
+      const auto bias = RandomVector(channels, 72);
+      const std::vector<int32_t> slots = {2, 0, 3};
+      const int n = static_cast<int>(slots.size());
+      auto a = RandomVector(4 * static_cast<size_t>(channels) * kHist, 73), b = a;
+      const std::vector<int32_t> qsl = {0, 1, 2, 3};
+      for (int step = 0; step < 4; ++step) {
+        const auto x = RandomVector(static_cast<size_t>(n) * channels, 80 + step);
+        std::vector<float> out_a(x.size()), out_b(x.size());
+        Conv1dParams p{.conv_dim = channels,
+                       .width = kW,
+                       .weight = weight.data(),
+                       .bias = with_bias ? bias.data() : nullptr,
+                       .apply_silu = with_bias};
+        p.state = a.data();
+        conv->CausalConv1dUpdate(p, n, slots.data(), {x.data(), channels},
+                                 {out_a.data(), channels});
+        p.state = b.data();
+        conv->CausalConv1dVarlen(p, {n, qsl.data()}, slots.data(), {x.data(), channels},
+                                 {out_b.data(), channels});
+        ASSERT_EQ(out_a, out_b) << "step " << step;
+        ASSERT_EQ(a, b) << "step " << step;
+      }
+    }
+  }
 }
 
 }  // namespace
