@@ -19,8 +19,6 @@
 namespace hc::kernels {
 namespace {
 
-inline float Silu(float x) { return x / (1.0f + std::exp(-x)); }
-
 // The grain every kernel class of this file holds (CpuParallelGrain).
 class Grained {
  public:
@@ -273,6 +271,71 @@ class CpuRope final : public RopeKernel, Grained {
   }
 };
 
+// ---- Activations: one row, W lanes ------------------------------------------
+//
+// silu(g) * u on simd::Exp, as the gated norm and the conv1d SiLU (~2 ulp from
+// the exact silu); the tail as a zero-padded vector, so every element of a row
+// goes through the same lane arithmetic whatever its position. (std::exp per
+// element, which no compiler vectorizes, was ~1.7% of a batch-8 decode step.)
+template <int W>
+HC_SIMD_INLINE void SiluMulRowW(const float* g, const float* u, float* o, int n) {
+  int i = 0;
+  for (; i + W <= n; i += W) {
+    simd::Store<W>(o + i, SiluV<W>(simd::Load<W>(g + i)) * simd::Load<W>(u + i));
+  }
+  if (const int r = n - i; r > 0) {
+    StoreTail<W>(o + i, SiluV<W>(LoadTail<W>(g + i, r)) * LoadTail<W>(u + i, r), r);
+  }
+}
+
+// max(x, 0)^2, exact in any width.
+template <int W>
+HC_SIMD_INLINE void Relu2RowW(const float* x, float* o, int n) {
+  int i = 0;
+  for (; i + W <= n; i += W) {
+    const Vf<W> v = simd::Load<W>(x + i);
+    const Vf<W> r = simd::Max<W>(v, simd::Splat<W>(0.0f));
+    simd::Store<W>(o + i, r * r);
+  }
+  for (; i < n; ++i) {
+    const float r = x[i] > 0.0f ? x[i] : 0.0f;
+    o[i] = r * r;
+  }
+}
+
+struct ActivationRowFns {
+  void (*silu_mul)(const float*, const float*, float*, int);
+  void (*relu2)(const float*, float*, int);
+};
+
+#if defined(__x86_64__)
+HC_TARGET_AVX512 void SiluMulAvx512(const float* g, const float* u, float* o, int n) {
+  SiluMulRowW<16>(g, u, o, n);
+}
+HC_TARGET_AVX512 void Relu2Avx512(const float* x, float* o, int n) { Relu2RowW<16>(x, o, n); }
+HC_TARGET_AVX2 void SiluMulAvx2(const float* g, const float* u, float* o, int n) {
+  SiluMulRowW<8>(g, u, o, n);
+}
+HC_TARGET_AVX2 void Relu2Avx2(const float* x, float* o, int n) { Relu2RowW<8>(x, o, n); }
+#endif
+void SiluMulPortable(const float* g, const float* u, float* o, int n) {
+  SiluMulRowW<4>(g, u, o, n);
+}
+void Relu2Portable(const float* x, float* o, int n) { Relu2RowW<4>(x, o, n); }
+
+ActivationRowFns PickActivationRows() {
+  switch (simd::SimdLanes(simd::SimdWidth::kAuto)) {
+#if defined(__x86_64__)
+    case 16:
+      return {SiluMulAvx512, Relu2Avx512};
+    case 8:
+      return {SiluMulAvx2, Relu2Avx2};
+#endif
+    default:
+      return {SiluMulPortable, Relu2Portable};
+  }
+}
+
 class CpuElementwise final : public ElementwiseKernels, Grained {
  public:
   using Grained::Grained;
@@ -281,9 +344,7 @@ class CpuElementwise final : public ElementwiseKernels, Grained {
     SplitRows(num_tokens, width, [&](int t0, int t1) {
       for (int t = t0; t < t1; ++t) {
         const float* g = gate_up.row(t);
-        const float* u = g + width;
-        float* o = out.row(t);
-        for (int i = 0; i < width; ++i) o[i] = Silu(g[i]) * u[i];
+        fns_.silu_mul(g, g + width, out.row(t), width);
       }
     });
   }
@@ -320,14 +381,7 @@ class CpuElementwise final : public ElementwiseKernels, Grained {
 
   void Relu2(int num_tokens, int width, ConstRows x, Rows out) const override {
     SplitRows(num_tokens, width, [&](int t0, int t1) {
-      for (int t = t0; t < t1; ++t) {
-        const float* xs = x.row(t);
-        float* o = out.row(t);
-        for (int i = 0; i < width; ++i) {
-          const float r = xs[i] > 0.0f ? xs[i] : 0.0f;
-          o[i] = r * r;
-        }
-      }
+      for (int t = t0; t < t1; ++t) fns_.relu2(x.row(t), out.row(t), width);
     });
   }
 
@@ -353,6 +407,9 @@ class CpuElementwise final : public ElementwiseKernels, Grained {
       }
     });
   }
+
+ private:
+  const ActivationRowFns fns_ = PickActivationRows();
 };
 
 }  // namespace
