@@ -138,8 +138,8 @@ HC_AVX2 void WidenAvx2(const GemmBf16Args& g) {
 HC_AVX512BF16 inline float Sum16(__m512 v) { return _mm512_reduce_add_ps(v); }
 
 // Decode (m <= 8): all m A rows against NB weight rows at a time, so each
-// weight byte is loaded once per call with no packing. At m <= 2 the NB rows of a tile
-// are spread over N (rows i, i + n / NB, ...): the weight is read as NB long
+// weight byte is loaded once per call with no packing. At m <= 4 (kSpreadMaxM)
+// the NB rows of a tile are spread over N (rows i, i + n / NB, ...): the weight is read as NB long
 // sequential streams side by side, which the hardware prefetcher follows best.
 // Measured with kernels_bench (docs/kernels.md; GB/s, shared machine, several
 // runs each; single-core read: 19 GB/s as one stream, 26.5 as 8):
@@ -148,8 +148,8 @@ HC_AVX512BF16 inline float Sum16(__m512 v) { return _mm512_reduce_add_ps(v); }
 //    K = 2048-8192 4 spread rows 22-23, 8 adjacent 20-22, one row 15-17.
 //    Software prefetching (1-16 KB ahead) only lost against the hardware
 //    prefetcher at m = 1.
-//  - m >= 3 (m = 8 measured): 3 adjacent weight rows per tile (4 for m <= 4)
-//    with each row prefetched into L2 24 rows ahead (kAheadRows), as the fp32
+//  - m >= 5 (m = 8 measured): 3 adjacent weight rows per tile, each row
+//    prefetched into L2 24 rows ahead (kAheadRows; m = 3-4 prefetch so too), as the fp32
 //    decode tiles do: 11.8-15.5 GB/s at K = 768-2048, against 9.7-14.1 for 2
 //    spread rows with a non-temporal prefetch 2 KB ahead (same run,
 //    alternating builds); 12 or 48 rows ahead measured the same, an L1 prefetch
@@ -159,6 +159,16 @@ HC_AVX512BF16 inline float Sum16(__m512 v) { return _mm512_reduce_add_ps(v); }
 // order, so an element's value depends on K alone whatever tile holds it (the
 // column-split contract).
 constexpr int64_t kAheadRows = 24;  // m >= 3: L2 prefetch distance, in weight rows
+// m <= kSpreadMaxM: 4 spread rows per tile (m = 3-4 with the L2 prefetch
+// 24 rows ahead in each stream). m = 3-4 moved here from the adjacent tiles:
+// one nemotron-moe-small step's 96 expert weights rotated through memory,
+// alternating builds, bf16 GB/s: 384 x 768 m = 3 17.4-19.2 -> 20.7-23.7,
+// m = 4 16.7-16.9 -> 18.5-20.2; 768 x 384 m = 3-4 13.1-14.8 -> 20.2-23.0;
+// 3072 x 768 within the noise (22-32 either way). Without the prefetch the
+// spread m = 3-4 tiles read 15-21. m = 5-6 spread won on the expert shapes
+// (13 -> 18-21) but lost at 3072 x 768, m = 6 (23 -> 21); the fp32 tiles
+// measured no gain from spreading m = 3-4 (3072 x 768: 25-26 -> 21 GB/s).
+constexpr int kSpreadMaxM = 4;
 
 // Rows j0, j0 + step_rows, ..., j0 + (NB - 1) * step_rows of B.
 template <int MA, int NB>
@@ -202,16 +212,16 @@ HC_AVX512BF16 void StreamTile(const GemmBf16Args& g, const uint16_t* a16, int64_
   }
 }
 
-// Every column: m <= 2 in tiles of 4 rows spread n / 4 apart, m >= 3 in tiles
+// Every column: m <= 4 in tiles of 4 rows spread n / 4 apart, m >= 5 in tiles
 // of adjacent rows; then the remaining rows one at a time.
 template <int MA>
 HC_AVX512BF16 void StreamRows(const GemmBf16Args& g, const uint16_t* a16, int64_t a_ld) {
-  if constexpr (MA <= 2) {
+  if constexpr (MA <= kSpreadMaxM) {
     const int section = g.n / 4;
     for (int i = 0; i < section; ++i) StreamTile<MA, 4>(g, a16, a_ld, i, section);
     for (int j = section * 4; j < g.n; ++j) StreamTile<MA, 1>(g, a16, a_ld, j, 1);
   } else {
-    constexpr int kAdj = MA <= 4 ? 4 : 3;  // MA x kAdj accumulators: at most 24
+    constexpr int kAdj = 3;  // MA x kAdj accumulators: at most 24
     int j = 0;
     for (; j + kAdj <= g.n; j += kAdj) StreamTile<MA, kAdj>(g, a16, a_ld, j, 1);
     for (; j < g.n; ++j) StreamTile<MA, 1>(g, a16, a_ld, j, 1);

@@ -148,7 +148,7 @@ TEST(GemmBf16Test, EveryPathRoundsActivationTiesToEvenBitForBit) {
 // threads; every path gives the same bits whatever the split.
 TEST(GemmBf16Test, EveryPathGivesTheSameBitsForEveryColumnSplit) {
   const int n = 100, k = 1031;
-  for (const int m : {1, 2, 5, 8, 40, 150}) {
+  for (const int m : {1, 2, 3, 4, 5, 8, 40, 150}) {
     const auto a = RandomVector(static_cast<size_t>(m) * k, 51 + m);
     const auto b = ToBf16(RandomVector(static_cast<size_t>(n) * k, 52));
     for (CpuBf16GemmImpl path : Paths()) {
