@@ -1,6 +1,7 @@
-// CPU norms, RoPE and element-wise kernels (fp32). The norms are explicit
-// SIMD (simd_tile.h: AVX-512, AVX2 or portable vectors, picked from CPUID);
-// the rest leaves vectorising the inner loops to the compiler. Each splits its
+// CPU norms, RoPE and element-wise kernels (fp32). The norms and the
+// activations (SiluMul, Relu2) are explicit SIMD (simd_tile.h: AVX-512, AVX2
+// or portable vectors, picked from CPUID); the rest leaves vectorising the
+// inner loops to the compiler. Each splits its
 // tokens (rows) over the calling thread's intra-op pool; every row is computed
 // by one range exactly as it would be sequentially, so results do not depend
 // on the thread count.
@@ -162,55 +163,86 @@ HC_SIMD_INLINE void GatedNormApplyRowsW(const GatedNormArgs& a, const float* sum
   }
 }
 
-struct NormRowFns {
+// ---- Activations: one row, W lanes ------------------------------------------
+//
+// silu(g) * u on simd::Exp, as the gated norm and the conv1d SiLU (~2 ulp from
+// the exact silu); the tail as a zero-padded vector, so every element of a row
+// goes through the same lane arithmetic whatever its position. (std::exp per
+// element, which no compiler vectorizes, was ~1.7% of a batch-8 decode step.)
+template <int W>
+HC_SIMD_INLINE void SiluMulRowW(const float* g, const float* u, float* o, int n) {
+  int i = 0;
+  for (; i + W <= n; i += W) {
+    simd::Store<W>(o + i, SiluV<W>(simd::Load<W>(g + i)) * simd::Load<W>(u + i));
+  }
+  if (const int r = n - i; r > 0) {
+    StoreTail<W>(o + i, SiluV<W>(LoadTail<W>(g + i, r)) * LoadTail<W>(u + i, r), r);
+  }
+}
+
+// max(x, 0)^2, exact in any width.
+template <int W>
+HC_SIMD_INLINE void Relu2RowW(const float* x, float* o, int n) {
+  int i = 0;
+  for (; i + W <= n; i += W) {
+    const Vf<W> v = simd::Load<W>(x + i);
+    const Vf<W> r = simd::Max<W>(v, simd::Splat<W>(0.0f));
+    simd::Store<W>(o + i, r * r);
+  }
+  for (; i < n; ++i) {
+    const float r = x[i] > 0.0f ? x[i] : 0.0f;
+    o[i] = r * r;
+  }
+}
+
+// The row functions of one instruction set, picked once per kernel object.
+struct RowFns {
   void (*rms)(const RmsNormArgs&, int, int);
   void (*gated_sum_squares)(const GatedNormArgs&, float*, int, int);
   void (*gated_apply)(const GatedNormArgs&, const float*, int, int);
+  void (*silu_mul)(const float*, const float*, float*, int);
+  void (*relu2)(const float*, float*, int);
 };
 
-#if defined(__x86_64__)
-HC_TARGET_AVX512 void RmsAvx512(const RmsNormArgs& a, int t0, int t1) {
-  RmsNormRowsW<16>(a, t0, t1);
-}
-HC_TARGET_AVX512 void GatedSsAvx512(const GatedNormArgs& a, float* ss, int t0, int t1) {
-  GatedSumSquaresRowsW<16>(a, ss, t0, t1);
-}
-HC_TARGET_AVX512 void GatedApplyAvx512(const GatedNormArgs& a, const float* ss, int t0, int t1) {
-  GatedNormApplyRowsW<16>(a, ss, t0, t1);
-}
-HC_TARGET_AVX2 void RmsAvx2(const RmsNormArgs& a, int t0, int t1) { RmsNormRowsW<8>(a, t0, t1); }
-HC_TARGET_AVX2 void GatedSsAvx2(const GatedNormArgs& a, float* ss, int t0, int t1) {
-  GatedSumSquaresRowsW<8>(a, ss, t0, t1);
-}
-HC_TARGET_AVX2 void GatedApplyAvx2(const GatedNormArgs& a, const float* ss, int t0, int t1) {
-  GatedNormApplyRowsW<8>(a, ss, t0, t1);
-}
-#endif
-void RmsPortable(const RmsNormArgs& a, int t0, int t1) { RmsNormRowsW<4>(a, t0, t1); }
-void GatedSsPortable(const GatedNormArgs& a, float* ss, int t0, int t1) {
-  GatedSumSquaresRowsW<4>(a, ss, t0, t1);
-}
-void GatedApplyPortable(const GatedNormArgs& a, const float* ss, int t0, int t1) {
-  GatedNormApplyRowsW<4>(a, ss, t0, t1);
-}
+// The row functions at W lanes, in `Target`'s instruction set.
+#define HC_ROW_FNS(Target, Name, W)                                                            \
+  Target void Rms##Name(const RmsNormArgs& a, int t0, int t1) { RmsNormRowsW<W>(a, t0, t1); }  \
+  Target void GatedSs##Name(const GatedNormArgs& a, float* ss, int t0, int t1) {               \
+    GatedSumSquaresRowsW<W>(a, ss, t0, t1);                                                    \
+  }                                                                                            \
+  Target void GatedApply##Name(const GatedNormArgs& a, const float* ss, int t0, int t1) {      \
+    GatedNormApplyRowsW<W>(a, ss, t0, t1);                                                     \
+  }                                                                                            \
+  Target void SiluMul##Name(const float* g, const float* u, float* o, int n) {                 \
+    SiluMulRowW<W>(g, u, o, n);                                                                \
+  }                                                                                            \
+  Target void Relu2##Name(const float* x, float* o, int n) { Relu2RowW<W>(x, o, n); }          \
+  constexpr RowFns k##Name##Rows = {Rms##Name, GatedSs##Name, GatedApply##Name, SiluMul##Name, \
+                                    Relu2##Name};
 
-NormRowFns PickNormRows(simd::SimdWidth width) {
+#if defined(__x86_64__)
+HC_ROW_FNS(HC_TARGET_AVX512, Avx512, 16)
+HC_ROW_FNS(HC_TARGET_AVX2, Avx2, 8)
+#endif
+HC_ROW_FNS(, Portable, 4)
+#undef HC_ROW_FNS
+
+RowFns PickRows(simd::SimdWidth width) {
   switch (simd::SimdLanes(width)) {
 #if defined(__x86_64__)
     case 16:
-      return {RmsAvx512, GatedSsAvx512, GatedApplyAvx512};
+      return kAvx512Rows;
     case 8:
-      return {RmsAvx2, GatedSsAvx2, GatedApplyAvx2};
+      return kAvx2Rows;
 #endif
     default:
-      return {RmsPortable, GatedSsPortable, GatedApplyPortable};
+      return kPortableRows;
   }
 }
 
 class CpuNorm final : public NormKernels, Grained {
  public:
-  CpuNorm(simd::SimdWidth width, int64_t min_elems)
-      : Grained(min_elems), fns_(PickNormRows(width)) {}
+  CpuNorm(simd::SimdWidth width, int64_t min_elems) : Grained(min_elems), fns_(PickRows(width)) {}
 
   void RmsNorm(const RmsNormArgs& a) const override {
     SplitRows(a.num_tokens, a.dim, [&](int t0, int t1) { fns_.rms(a, t0, t1); });
@@ -227,7 +259,7 @@ class CpuNorm final : public NormKernels, Grained {
   }
 
  private:
-  const NormRowFns fns_;
+  const RowFns fns_;
 };
 
 class CpuRope final : public RopeKernel, Grained {
@@ -270,71 +302,6 @@ class CpuRope final : public RopeKernel, Grained {
     }
   }
 };
-
-// ---- Activations: one row, W lanes ------------------------------------------
-//
-// silu(g) * u on simd::Exp, as the gated norm and the conv1d SiLU (~2 ulp from
-// the exact silu); the tail as a zero-padded vector, so every element of a row
-// goes through the same lane arithmetic whatever its position. (std::exp per
-// element, which no compiler vectorizes, was ~1.7% of a batch-8 decode step.)
-template <int W>
-HC_SIMD_INLINE void SiluMulRowW(const float* g, const float* u, float* o, int n) {
-  int i = 0;
-  for (; i + W <= n; i += W) {
-    simd::Store<W>(o + i, SiluV<W>(simd::Load<W>(g + i)) * simd::Load<W>(u + i));
-  }
-  if (const int r = n - i; r > 0) {
-    StoreTail<W>(o + i, SiluV<W>(LoadTail<W>(g + i, r)) * LoadTail<W>(u + i, r), r);
-  }
-}
-
-// max(x, 0)^2, exact in any width.
-template <int W>
-HC_SIMD_INLINE void Relu2RowW(const float* x, float* o, int n) {
-  int i = 0;
-  for (; i + W <= n; i += W) {
-    const Vf<W> v = simd::Load<W>(x + i);
-    const Vf<W> r = simd::Max<W>(v, simd::Splat<W>(0.0f));
-    simd::Store<W>(o + i, r * r);
-  }
-  for (; i < n; ++i) {
-    const float r = x[i] > 0.0f ? x[i] : 0.0f;
-    o[i] = r * r;
-  }
-}
-
-struct ActivationRowFns {
-  void (*silu_mul)(const float*, const float*, float*, int);
-  void (*relu2)(const float*, float*, int);
-};
-
-#if defined(__x86_64__)
-HC_TARGET_AVX512 void SiluMulAvx512(const float* g, const float* u, float* o, int n) {
-  SiluMulRowW<16>(g, u, o, n);
-}
-HC_TARGET_AVX512 void Relu2Avx512(const float* x, float* o, int n) { Relu2RowW<16>(x, o, n); }
-HC_TARGET_AVX2 void SiluMulAvx2(const float* g, const float* u, float* o, int n) {
-  SiluMulRowW<8>(g, u, o, n);
-}
-HC_TARGET_AVX2 void Relu2Avx2(const float* x, float* o, int n) { Relu2RowW<8>(x, o, n); }
-#endif
-void SiluMulPortable(const float* g, const float* u, float* o, int n) {
-  SiluMulRowW<4>(g, u, o, n);
-}
-void Relu2Portable(const float* x, float* o, int n) { Relu2RowW<4>(x, o, n); }
-
-ActivationRowFns PickActivationRows() {
-  switch (simd::SimdLanes(simd::SimdWidth::kAuto)) {
-#if defined(__x86_64__)
-    case 16:
-      return {SiluMulAvx512, Relu2Avx512};
-    case 8:
-      return {SiluMulAvx2, Relu2Avx2};
-#endif
-    default:
-      return {SiluMulPortable, Relu2Portable};
-  }
-}
 
 class CpuElementwise final : public ElementwiseKernels, Grained {
  public:
@@ -409,7 +376,7 @@ class CpuElementwise final : public ElementwiseKernels, Grained {
   }
 
  private:
-  const ActivationRowFns fns_ = PickActivationRows();
+  const RowFns fns_ = PickRows(simd::SimdWidth::kAuto);
 };
 
 }  // namespace
