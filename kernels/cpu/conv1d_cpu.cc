@@ -36,6 +36,18 @@ struct ConvCall {
   int len;
 };
 
+// The weight [C, W] transposed to [W, C] (wt[k * C + c] = weight[c, k]), so
+// that a vector of channels loads contiguously.
+std::vector<float> TransposedWeight(const Conv1dParams& p) {
+  const int C = p.conv_dim;
+  std::vector<float> wt(static_cast<size_t>(p.width) * C);
+  for (int c = 0; c < C; ++c) {
+    for (int k = 0; k < p.width; ++k)
+      wt[static_cast<size_t>(k) * C + c] = p.weight[c * p.width + k];
+  }
+  return wt;
+}
+
 // Outputs of tokens [0, len) for channels [c0, c1). Token t's input k is
 // u(t + k): the old state for t + k < W - 1, else new token t + k - (W - 1).
 template <int W>
@@ -103,15 +115,14 @@ ConvFn PickConv() {
   }
 }
 
-// One decode token of one sequence: out[c] for every channel, then the state
-// shifts by one. Bitwise a one-token prefill (ConvChannels): the products run
+// One decode token of one sequence: out[c] for channels [c0, C) (those before
+// c0 are already in o and shifted in the state), then SiLU over the whole row;
+// the state shifts by one. Bitwise a one-token prefill (ConvChannels): the products run
 // per channel in the same order (bias, then w_k u_k for k = 0..W-1), compiled
 // in the same ISA wrapper, so both contract to the same FMAs; SiLU runs over
 // the row on simd::Exp, lanes as there (lane 0 of a splat for the tail).
 // Scalar products read the weight ([C, W]) and the state ([C, W-1]) in place
 // instead of gathering them into lanes.
-// Channels [c0, C) (those before c0 are already in o and the state) and then
-// SiLU over the whole row.
 template <int W>
 HC_SIMD_INLINE void ConvUpdateRow(const Conv1dParams& p, float* state, const float* xs, float* o,
                                   int c0 = 0) {
@@ -139,7 +150,7 @@ HC_SIMD_INLINE void ConvUpdateRow(const Conv1dParams& p, float* state, const flo
   }
 }
 
-// wt: the weight transposed, [W, C] (UpdateWidth4Avx512 reads it).
+// wt: TransposedWeight(p) where the path reads it (UpdatePath), else empty.
 using UpdateFn = void (*)(const Conv1dParams&, const float* wt, float*, const float*, float*);
 
 #if defined(__x86_64__)
@@ -211,16 +222,25 @@ void UpdatePortable(const Conv1dParams& p, const float*, float* st, const float*
   ConvUpdateRow<4>(p, st, x, o);
 }
 
-UpdateFn PickUpdate() {
+// The decode update of this CPU's instruction set.
+struct UpdatePath {
+  UpdateFn fn;
+  bool width4_reads_transposed;  // fn reads wt when the width is 4
+  bool reads_transposed_weight(const Conv1dParams& p) const {
+    return width4_reads_transposed && p.width == 4;
+  }
+};
+
+UpdatePath PickUpdate() {
   switch (simd::SimdLanes(simd::SimdWidth::kAuto)) {
 #if defined(__x86_64__)
     case 16:
-      return UpdateAvx512;
+      return {UpdateAvx512, true};
     case 8:
-      return UpdateAvx2;
+      return {UpdateAvx2, false};
 #endif
     default:
-      return UpdatePortable;
+      return {UpdatePortable, false};
   }
 }
 
@@ -229,11 +249,7 @@ class CpuConv1d final : public Conv1dKernels {
   void CausalConv1dVarlen(const Conv1dParams& p, const VarlenBatch& batch, const int32_t* slots,
                           ConstRows x, Rows out) const override {
     const int C = p.conv_dim, hist = p.width - 1;
-    std::vector<float> wt(static_cast<size_t>(p.width) * C);
-    for (int c = 0; c < C; ++c) {
-      for (int k = 0; k < p.width; ++k)
-        wt[static_cast<size_t>(k) * C + c] = p.weight[c * p.width + k];
-    }
+    const std::vector<float> wt = TransposedWeight(p);
     const ConvFn fn = conv_fn_;
     const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
     for (int s = 0; s < batch.num_seqs; ++s) {
@@ -268,20 +284,18 @@ class CpuConv1d final : public Conv1dKernels {
   void CausalConv1dUpdate(const Conv1dParams& p, int batch_size, const int32_t* slots, ConstRows x,
                           Rows out) const override {
     const int C = p.conv_dim, hist = p.width - 1;
-    std::vector<float> wt(static_cast<size_t>(p.width) * C);
-    for (int c = 0; c < C; ++c) {
-      for (int k = 0; k < p.width; ++k)
-        wt[static_cast<size_t>(k) * C + c] = p.weight[c * p.width + k];
-    }
+    // Only the width-4 AVX-512 update reads the transposed weight.
+    const std::vector<float> wt =
+        update_.reads_transposed_weight(p) ? TransposedWeight(p) : std::vector<float>();
     for (int b = 0; b < batch_size; ++b) {
-      update_fn_(p, wt.data(), p.state + static_cast<int64_t>(slots[b]) * C * hist, x.row(b),
+      update_.fn(p, wt.data(), p.state + static_cast<int64_t>(slots[b]) * C * hist, x.row(b),
                  out.row(b));
     }
   }
 
  private:
   const ConvFn conv_fn_ = PickConv();
-  const UpdateFn update_fn_ = PickUpdate();
+  const UpdatePath update_ = PickUpdate();
 };
 
 }  // namespace
