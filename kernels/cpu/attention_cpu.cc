@@ -39,7 +39,8 @@ namespace {
 using simd::Vf;
 using simd::Vi;
 
-constexpr int kKeyBlock = 64;     // keys per block (a multiple of every W)
+constexpr int kKeyBlock = 64;  // keys per block (a multiple of every W)
+static_assert(kKeyBlock % 16 == 0, "GatherKeyBlock prefetches the next block per group of W keys");
 constexpr int kRowsPerTask = 96;  // query rows (queries x group) per task, at least one query
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
@@ -142,6 +143,15 @@ HC_SIMD_INLINE Vf<W> LoadBf16(const uint16_t* p) {
   return (Vf<W>)(__builtin_convertvector(u, Vi<W>) << 16);
 }
 
+// Element offset in the cache of position `pos`'s row of KV head `kv_head`.
+HC_SIMD_INLINE int64_t KeyRowOffset(const PagedKvCache& cache, const int32_t* table, int kv_head,
+                                    int pos) {
+  const int64_t slot = static_cast<int64_t>(table[pos / cache.block_size]) * cache.block_size +
+                       pos % cache.block_size;
+  return slot * cache.num_kv_heads * cache.head_dim +
+         static_cast<int64_t>(kv_head) * cache.head_dim;
+}
+
 // Asks for keys and values [j0, j0 + nk) of one KV head to be brought into L2
 // ahead of their gather. A decode task reads each key row once, rows of one
 // KV head are hd elements in every kv_row (a strided walk through the block
@@ -151,14 +161,10 @@ HC_SIMD_INLINE void PrefetchKeyBlock(const PagedKvCache& cache, const int32_t* t
                                      int j0, int nk) {
   const int64_t elt = cache.dtype == DType::kF32 ? 4 : 2;
   const int64_t row_bytes = cache.head_dim * elt;
-  const int64_t kv_row = static_cast<int64_t>(cache.num_kv_heads) * cache.head_dim;
   const char* k = static_cast<const char*>(cache.k);
   const char* v = static_cast<const char*>(cache.v);
   for (int j = 0; j < nk; ++j) {
-    const int pos = j0 + j;
-    const int64_t slot = static_cast<int64_t>(table[pos / cache.block_size]) * cache.block_size +
-                         pos % cache.block_size;
-    const int64_t off = (slot * kv_row + static_cast<int64_t>(kv_head) * cache.head_dim) * elt;
+    const int64_t off = KeyRowOffset(cache, table, kv_head, j0 + j) * elt;
     for (int64_t b = 0; b < row_bytes; b += 64) {
       __builtin_prefetch(k + off + b, 0, 2);
       __builtin_prefetch(v + off + b, 0, 2);
@@ -178,15 +184,11 @@ template <int W>
 HC_SIMD_INLINE void GatherKeyBlock(const PagedKvCache& cache, const int32_t* table, int kv_head,
                                    int j0, int nk, float* kt, float* v, int next_nk = 0) {
   const int hd = cache.head_dim;
-  const int64_t kv_row = static_cast<int64_t>(cache.num_kv_heads) * hd;
-  const auto offset = [&](int j) {
-    const int pos = j0 + j;
-    const int64_t slot = static_cast<int64_t>(table[pos / cache.block_size]) * cache.block_size +
-                         pos % cache.block_size;
-    return slot * kv_row + static_cast<int64_t>(kv_head) * hd;
-  };
+  const auto offset = [&](int j) { return KeyRowOffset(cache, table, kv_head, j0 + j); };
   const bool f32 = cache.dtype == DType::kF32;
-  // Keys in groups of W, dims in groups of W: W x W transposes.
+  // Keys in groups of W, dims in groups of W: W x W transposes. (A next block
+  // exists only after a full one, and kKeyBlock is a multiple of W, so the
+  // groups cover every next key the prefetch below asks for.)
   const int jw = nk - nk % W, dw = hd - hd % W;
   for (int j = 0; j < jw; j += W) {
     // The next block's keys j..j+W-1, a group at a time (a burst of the whole
@@ -215,9 +217,6 @@ HC_SIMD_INLINE void GatherKeyBlock(const PagedKvCache& cache, const int32_t* tab
       for (int d = dw; d < hd; ++d)
         kt[d * kKeyBlock + j + r] = CacheAt(cache.k, cache.dtype, off[r] + d);
     }
-  }
-  if (jw < next_nk) {
-    PrefetchKeyBlock(cache, table, kv_head, j0 + kKeyBlock + jw, next_nk - jw);
   }
   for (int j = jw; j < nk; ++j) {
     const int64_t off = offset(j);
