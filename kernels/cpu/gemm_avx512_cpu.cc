@@ -220,9 +220,10 @@ HC_AVX512 inline __m512 InRegister(__m512 v) {
 }
 
 // Weight rows j0, j0 + step_rows, ..., j0 + (NB - 1) * step_rows; prefetches
-// ahead_rows rows further on into L2 (0: none).
-template <int MA, int NB>
-HC_AVX512 void DotTileF32(const GemmArgs& g, int i0, int j0, int step_rows, int ahead_rows) {
+// kAheadRows rows further on into L2 (0: none; a hint, which never faults,
+// even past the weight's end).
+template <int MA, int NB, int kAheadRows>
+HC_AVX512 void DotTileF32(const GemmArgs& g, int i0, int j0, int step_rows) {
   const int k16 = g.k & ~(kLanes - 1);
   const float* a[MA];
 #pragma GCC unroll 8
@@ -236,33 +237,21 @@ HC_AVX512 void DotTileF32(const GemmArgs& g, int i0, int j0, int step_rows, int 
   // first version) left m = 8 at ~10 GB/s of weights, compute and DRAM in
   // turn: the 8 A rows (24-48 KiB) evict L1, and one tile is too short to
   // cover the DRAM latency at this FMA rate. 8 tiles into L2: ~15-17 GB/s.
-  const int64_t ahead = int64_t{ahead_rows} * g.ldb;
-  if (ahead_rows > 0) {
-    for (int p = 0; p < k16; p += kLanes) {
-      __m512 bv[NB];
+  const int64_t ahead = int64_t{kAheadRows} * g.ldb;
+  for (int p = 0; p < k16; p += kLanes) {
+    __m512 bv[NB];
 #pragma GCC unroll 8
-      for (int q = 0; q < NB; ++q) {
+    for (int q = 0; q < NB; ++q) {
+      if constexpr (kAheadRows > 0) {
         _mm_prefetch(reinterpret_cast<const char*>(b[q] + ahead + p), _MM_HINT_T1);
-        bv[q] = _mm512_loadu_ps(b[q] + p);
       }
-#pragma GCC unroll 8
-      for (int r = 0; r < MA; ++r) {
-        const __m512 av = InRegister(_mm512_loadu_ps(a[r] + p));
-#pragma GCC unroll 8
-        for (int q = 0; q < NB; ++q) acc[r][q] = _mm512_fmadd_ps(av, bv[q], acc[r][q]);
-      }
+      bv[q] = _mm512_loadu_ps(b[q] + p);
     }
-  } else {
-    for (int p = 0; p < k16; p += kLanes) {
-      __m512 bv[NB];
 #pragma GCC unroll 8
-      for (int q = 0; q < NB; ++q) bv[q] = _mm512_loadu_ps(b[q] + p);
+    for (int r = 0; r < MA; ++r) {
+      const __m512 av = InRegister(_mm512_loadu_ps(a[r] + p));
 #pragma GCC unroll 8
-      for (int r = 0; r < MA; ++r) {
-        const __m512 av = InRegister(_mm512_loadu_ps(a[r] + p));
-#pragma GCC unroll 8
-        for (int q = 0; q < NB; ++q) acc[r][q] = _mm512_fmadd_ps(av, bv[q], acc[r][q]);
-      }
+      for (int q = 0; q < NB; ++q) acc[r][q] = _mm512_fmadd_ps(av, bv[q], acc[r][q]);
     }
   }
   if (k16 < g.k) {
@@ -309,16 +298,13 @@ template <int MA>
 HC_AVX512 void DotRowsF32(const GemmArgs& g) {
   if constexpr (MA <= 2) {
     const int section = g.n / kSpreadNb;
-    for (int i = 0; i < section; ++i) DotTileF32<MA, kSpreadNb>(g, 0, i, section, 0);
-    for (int j = section * kSpreadNb; j < g.n; ++j) DotTileF32<MA, 1>(g, 0, j, 1, 0);
+    for (int i = 0; i < section; ++i) DotTileF32<MA, kSpreadNb, 0>(g, 0, i, section);
+    for (int j = section * kSpreadNb; j < g.n; ++j) DotTileF32<MA, 1, 0>(g, 0, j, 1);
   } else {
     constexpr int kNb = kDotNb<MA>;
     int j = 0;
-    for (; j + kNb <= g.n; j += kNb) {
-      const bool ahead_in_range = j + (kPrefetchTiles + 1) * kNb <= g.n;
-      DotTileF32<MA, kNb>(g, 0, j, 1, ahead_in_range ? kPrefetchTiles * kNb : 0);
-    }
-    for (; j < g.n; ++j) DotTileF32<MA, 1>(g, 0, j, 1, 0);
+    for (; j + kNb <= g.n; j += kNb) DotTileF32<MA, kNb, kPrefetchTiles * kNb>(g, 0, j, 1);
+    for (; j < g.n; ++j) DotTileF32<MA, 1, 0>(g, 0, j, 1);
   }
 }
 
