@@ -6,11 +6,11 @@
 // they agree up to fp32 summation order and a path may pick its kernel per m.
 //
 // - avx512bf16: vdpbf16ps. m <= 8 (decode): the activations are rounded to
-//   bf16 (RNE) once per call into a zero-padded copy; all A rows meet 4 (m <=
-//   2) or 2 weight rows at a time along K, rows n / 4 (n / 2) apart, so the
-//   weight is read once, as a few long sequential streams, with no packing;
-//   tails of K are masked loads of B against A's zero padding. Larger m: the
-//   packed kernel of gemm_avx512_cpu.cc.
+//   bf16 (RNE) once per call into a zero-padded copy; all A rows meet 4
+//   weight rows n / 4 apart (m <= 4: the weight read once as 4 long
+//   sequential streams) or 3 adjacent rows prefetched into L2 ahead (m >= 5)
+//   along K, with no packing; tails of K are masked loads of B against A's
+//   zero padding. Larger m: the packed kernel of gemm_avx512_cpu.cc.
 // - widen-avx2: fp32 FMA on widened weights. m <= 8 (decode): dot-product tiles of up
 //   to 3 A rows x 4 B rows; each 16-element bf16 chunk of B is widened in
 //   registers with a shift and a mask (no shuffles) against a copy of A
@@ -139,8 +139,9 @@ HC_AVX512BF16 inline float Sum16(__m512 v) { return _mm512_reduce_add_ps(v); }
 
 // Decode (m <= 8): all m A rows against NB weight rows at a time, so each
 // weight byte is loaded once per call with no packing. At m <= 4 (kSpreadMaxM)
-// the NB rows of a tile are spread over N (rows i, i + n / NB, ...): the weight is read as NB long
-// sequential streams side by side, which the hardware prefetcher follows best.
+// the NB rows of a tile are spread over N (rows i, i + n / NB, ...): the
+// weight is read as NB long sequential streams side by side, which the
+// hardware prefetcher follows best.
 // Measured with kernels_bench (docs/kernels.md; GB/s, shared machine, several
 // runs each; single-core read: 19 GB/s as one stream, 26.5 as 8):
 //  - m = 1, K = 768: 4 spread rows 23-27; one row at a time (one stream)
@@ -149,9 +150,9 @@ HC_AVX512BF16 inline float Sum16(__m512 v) { return _mm512_reduce_add_ps(v); }
 //    Software prefetching (1-16 KB ahead) only lost against the hardware
 //    prefetcher at m = 1.
 //  - m >= 5 (m = 8 measured): 3 adjacent weight rows per tile, each row
-//    prefetched into L2 24 rows ahead (kAheadRows; m = 3-4 prefetch so too), as the fp32
-//    decode tiles do: 11.8-15.5 GB/s at K = 768-2048, against 9.7-14.1 for 2
-//    spread rows with a non-temporal prefetch 2 KB ahead (same run,
+//    prefetched into L2 24 rows ahead (kAheadRows; the spread m = 3-4 tiles
+//    prefetch so too), as the fp32 decode tiles do: 11.8-15.5 GB/s at K = 768-2048,
+//    against 9.7-14.1 for 2 spread rows with a non-temporal prefetch 2 KB ahead (same run,
 //    alternating builds); 12 or 48 rows ahead measured the same, an L1 prefetch
 //    8.8-12.6, 2 adjacent rows 10.0-15.1. K >= 1536 stays lowest: the 8 rows
 //    of A (3 KB each) no longer share L1 with the weight stream comfortably.
