@@ -151,11 +151,12 @@ HC_AVX512BF16 inline float Sum16(__m512 v) { return _mm512_reduce_add_ps(v); }
 //    prefetcher at m = 1.
 //  - m >= 5 (m = 8 measured): 3 adjacent weight rows per tile, each row
 //    prefetched into L2 24 rows ahead (kAheadRows; the spread m = 3-4 tiles
-//    prefetch so too), as the fp32 decode tiles do: 11.8-15.5 GB/s at K = 768-2048,
-//    against 9.7-14.1 for 2 spread rows with a non-temporal prefetch 2 KB ahead (same run,
-//    alternating builds); 12 or 48 rows ahead measured the same, an L1 prefetch
-//    8.8-12.6, 2 adjacent rows 10.0-15.1. K >= 1536 stays lowest: the 8 rows
-//    of A (3 KB each) no longer share L1 with the weight stream comfortably.
+//    prefetch so too), as the fp32 decode tiles do: 11.8-15.5 GB/s at K =
+//    768-2048, against 9.7-14.1 for 2 spread rows with a non-temporal prefetch
+//    2 KB ahead (same run, alternating builds); 12 or 48 rows ahead measured
+//    the same, an L1 prefetch 8.8-12.6, 2 adjacent rows 10.0-15.1. K >= 1536
+//    stays lowest: the 8 rows of A (3 KB each) no longer share L1 with the
+//    weight stream comfortably.
 // Each (A row, weight row) has one accumulator over K's 32-element chunks in
 // order, so an element's value depends on K alone whatever tile holds it (the
 // column-split contract).
