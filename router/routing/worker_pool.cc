@@ -231,6 +231,17 @@ absl::Status WorkerPool::AllAtBound(size_t n) {
 }
 
 absl::StatusOr<RouteDecision> WorkerPool::Route(const std::string& current) const {
+  absl::StatusOr<RouteDecision> d = Choose(current);
+  // A failover that lands on the holder again (the only candidate, or the
+  // draw picked it) is sticky: its committed state is there. As a failover the
+  // turn would resend and recompute the whole history on the same worker.
+  if (d.ok() && d->kind == RouteKind::kFailover && d->worker->id() == current) {
+    d->kind = RouteKind::kSticky;
+  }
+  return d;
+}
+
+absl::StatusOr<RouteDecision> WorkerPool::Choose(const std::string& current) const {
   const auto snap = snapshot();
   RouteKind kind = RouteKind::kPlaced;
   if (!current.empty()) {
@@ -294,7 +305,7 @@ absl::StatusOr<RouteDecision> WorkerPool::RouteWithoutHealthyWorker(const Snapsh
             ? "no healthy worker: no worker is known"
             : absl::StrCat("no healthy worker: all ", snap.all.size(), " workers are draining"));
   }
-  return RouteDecision{best, best->id() == current ? RouteKind::kSticky : kind};
+  return RouteDecision{best, kind};  // Route makes it sticky when best is the holder
 }
 
 WorkerPool::Counts WorkerPool::counts() const {

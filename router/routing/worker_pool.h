@@ -8,7 +8,8 @@
 // at random (power of two choices): fewer waiting requests (the worker's
 // report plus turns this router sent since), then more free cache. A
 // conversation that had a worker and moves is a failover: the caller sends the
-// full history.
+// full history. Placement that lands on the conversation's own worker (an
+// overloaded holder that is the only candidate, or drawn again) is sticky.
 //
 // Admission bounds: a worker is at its bound when its reported num_waiting
 // plus this router's in-flight turns on it reach the max_waiting it reports
@@ -240,6 +241,8 @@ class WorkerPool {
   // on it reach max_inflight_per_worker.
   bool AtBound(const Worker& w) const;
   static absl::Status AllAtBound(size_t n);
+  // Route's choice before a failover back to the holder is made sticky.
+  absl::StatusOr<RouteDecision> Choose(const std::string& current) const;
   // Route's slow path when no worker is a candidate (O(workers)).
   absl::StatusOr<RouteDecision> RouteWithoutHealthyWorker(const Snapshot& snap,
                                                           const std::string& current,
