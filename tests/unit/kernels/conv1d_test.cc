@@ -141,36 +141,41 @@ TEST(Conv1dTest, BatchedUpdateGivesTheBitsOfASingleTokenPrefill) {
 }
 
 // As above at real channel counts (whole 16-channel vectors and a tail, the
-// width-4 AVX-512 update's range), with and without bias and SiLU, three
+// width-4 AVX-512 update's range; widths 2 and 3 take the per-channel loop),
+// with and without bias and SiLU, three
 // sequences in permuted slots over several steps: every output and state bit
 // equals a one-token prefill's.
 TEST(Conv1dTest, BatchedUpdateGivesThePrefillBitsAtRealChannelCounts) {
   auto conv = CreateCpuConv1dKernels();
-  for (const int channels : {16, 40, 1664}) {
-    for (const bool with_bias : {true, false}) {
-      SCOPED_TRACE(::testing::Message() << "C=" << channels << " bias=" << with_bias);
-      const auto weight = RandomVector(static_cast<size_t>(channels) * kW, 71);
-      const auto bias = RandomVector(channels, 72);
-      const std::vector<int32_t> slots = {2, 0, 3};
-      const int n = static_cast<int>(slots.size());
-      auto a = RandomVector(4 * static_cast<size_t>(channels) * kHist, 73), b = a;
-      const std::vector<int32_t> qsl = {0, 1, 2, 3};
-      for (int step = 0; step < 4; ++step) {
-        const auto x = RandomVector(static_cast<size_t>(n) * channels, 80 + step);
-        std::vector<float> out_a(x.size()), out_b(x.size());
-        Conv1dParams p{.conv_dim = channels,
-                       .width = kW,
-                       .weight = weight.data(),
-                       .bias = with_bias ? bias.data() : nullptr,
-                       .apply_silu = with_bias};
-        p.state = a.data();
-        conv->CausalConv1dUpdate(p, n, slots.data(), {x.data(), channels},
-                                 {out_a.data(), channels});
-        p.state = b.data();
-        conv->CausalConv1dVarlen(p, {n, qsl.data()}, slots.data(), {x.data(), channels},
-                                 {out_b.data(), channels});
-        ASSERT_EQ(out_a, out_b) << "step " << step;
-        ASSERT_EQ(a, b) << "step " << step;
+  for (const int width : {2, 3, kW}) {  // widths other than 4 take the per-channel path
+    for (const int channels : {16, 40, 1664}) {
+      for (const bool with_bias : {true, false}) {
+        SCOPED_TRACE(::testing::Message()
+                     << "W=" << width << " C=" << channels << " bias=" << with_bias);
+        const int hist = width - 1;
+        const auto weight = RandomVector(static_cast<size_t>(channels) * width, 71);
+        const auto bias = RandomVector(channels, 72);
+        const std::vector<int32_t> slots = {2, 0, 3};
+        const int n = static_cast<int>(slots.size());
+        auto a = RandomVector(4 * static_cast<size_t>(channels) * hist, 73), b = a;
+        const std::vector<int32_t> qsl = {0, 1, 2, 3};
+        for (int step = 0; step < 4; ++step) {
+          const auto x = RandomVector(static_cast<size_t>(n) * channels, 80 + step);
+          std::vector<float> out_a(x.size()), out_b(x.size());
+          Conv1dParams p{.conv_dim = channels,
+                         .width = width,
+                         .weight = weight.data(),
+                         .bias = with_bias ? bias.data() : nullptr,
+                         .apply_silu = with_bias};
+          p.state = a.data();
+          conv->CausalConv1dUpdate(p, n, slots.data(), {x.data(), channels},
+                                   {out_a.data(), channels});
+          p.state = b.data();
+          conv->CausalConv1dVarlen(p, {n, qsl.data()}, slots.data(), {x.data(), channels},
+                                   {out_b.data(), channels});
+          ASSERT_EQ(out_a, out_b) << "step " << step;
+          ASSERT_EQ(a, b) << "step " << step;
+        }
       }
     }
   }
